@@ -1,0 +1,323 @@
+"""The service runner every service shares: ``python -m hospital.<svc> serve|worker|migrate|...``.
+
+* ``serve``: HTTP (FastAPI on uvicorn) and gRPC (grpc.aio, health + reflection) in one event loop, plus
+  the outbox relay, the event consumers and protocol listeners unless ``RUN_WORKER_IN_SERVE=false``.
+* ``worker``: the outbox relay and the consumers only (scale them apart from the API in production).
+* ``migrate``: upgrade the database schema; an explicit step, never done at import or start-up.
+* ``deadletters list|replay``, ``audit-verify``: operations commands.
+
+Shutdown on SIGTERM/SIGINT is graceful: stop accepting, finish in-flight requests and batches, flush
+the outbox once more, drain NATS, close the database.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import uvicorn
+from fastapi import FastAPI
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from sqlalchemy import MetaData
+
+from hospital.chassis import telemetry
+from hospital.chassis.audit import verify_chain
+from hospital.chassis.bus import (
+    Consumer, OutboxRelay, Subscription, connect, ensure_streams, list_dead_letters, replay_dead_letters,
+)
+from hospital.chassis.db import Database
+from hospital.chassis.logging import configure_logging
+from hospital.chassis.migrations import upgrade
+from hospital.chassis.rpc import AuthInterceptor
+from hospital.chassis.security import ServiceIdentity, TokenVerifier, verifier_for
+from hospital.chassis.settings import ServiceSettings
+from hospital.chassis.storage import ObjectStore
+from hospital.chassis.uow import UnitOfWork
+from hospital.chassis.web import install_error_handlers, install_ops_endpoints
+
+log = logging.getLogger(__name__)
+Task = Callable[[asyncio.Event], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    """What a running service holds; handed to the service's wiring code."""
+
+    settings: ServiceSettings
+    db: Database
+    verifier: TokenVerifier
+    identity: ServiceIdentity
+    nc: NATS | None = None
+    js: JetStreamContext | None = None
+    relay: OutboxRelay | None = None
+    store: ObjectStore | None = None
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.db, source=self.settings.service,
+                          on_commit=self.relay.notify if self.relay is not None else None)
+
+
+@dataclass
+class Components:
+    """What a service plugs into the chassis."""
+
+    http: FastAPI | None = None
+    grpc_register: Callable[[grpc.aio.Server], None] | None = None
+    grpc_service_names: Sequence[str] = ()
+    grpc_rules: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    subscriptions: Sequence[Subscription] = ()
+    listeners: Sequence[Task] = ()  # protocol listeners (MLLP, ASTM, DICOM) and other serve-side tasks
+    workers: Sequence[Task] = ()  # background jobs that belong with the consumers
+    on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    on_stop: Callable[[], Awaitable[None]] | None = None
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    settings_cls: type[ServiceSettings]
+    migrations_dir: Path
+    metadata: MetaData
+    build: Callable[[Runtime], Components]
+    uses_object_storage: bool = False
+    buckets: Sequence[str] = ()
+
+
+class Service:
+    def __init__(self, definition: ServiceDefinition, settings: ServiceSettings | None = None) -> None:
+        self.d = definition
+        self.settings = settings or definition.settings_cls()
+        self.stop = asyncio.Event()
+        self.rt: Runtime | None = None
+        self.http_server: uvicorn.Server | None = None
+        self.grpc_server: grpc.aio.Server | None = None
+        self.started = asyncio.Event()
+
+    async def _runtime(self, with_bus: bool) -> Runtime:
+        s = self.settings
+        db = Database(s.database_url, pool_size=s.database_pool_size)
+        telemetry.instrument_engine(db.engine)
+        rt = Runtime(settings=s, db=db, verifier=verifier_for(s), identity=ServiceIdentity(s))
+        if with_bus:
+            rt.nc = await connect(s.nats_url, f"hospital-{s.service}")
+            rt.js = rt.nc.jetstream()
+            await ensure_streams(rt.js)
+            rt.relay = OutboxRelay(db, rt.js, batch_size=s.outbox_batch_size, poll_seconds=s.outbox_poll_seconds,
+                                   retention_hours=s.outbox_retention_hours)
+        if self.d.uses_object_storage:
+            rt.store = ObjectStore.from_settings(s)
+            for bucket in self.d.buckets:
+                await rt.store.ensure_bucket(bucket)
+        return rt
+
+    async def ready(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        rt = self.rt
+        assert rt is not None
+        try:
+            await rt.db.ping()
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["database"] = f"error: {exc}"
+        if rt.nc is not None:
+            checks["nats"] = "ok" if rt.nc.is_connected else "disconnected"
+        if rt.store is not None:
+            try:
+                await rt.store.ping()
+                checks["object_storage"] = "ok"
+            except Exception as exc:  # noqa: BLE001
+                checks["object_storage"] = f"error: {exc}"
+        return checks
+
+    def _background(self, comps: Components) -> list[Task]:
+        rt = self.rt
+        assert rt is not None and rt.js is not None and rt.relay is not None
+        s = self.settings
+        tasks: list[Task] = [rt.relay.run]
+        for sub in comps.subscriptions:
+            consumer = Consumer(rt.db, rt.js, sub, service=s.service, batch_size=s.consumer_batch_size,
+                                max_deliver=s.consumer_max_deliver, ack_wait=s.consumer_ack_wait_seconds)
+            tasks.append(consumer.run)
+        tasks.extend(comps.workers)
+        return tasks
+
+    async def run(self, mode: str) -> None:
+        telemetry.setup_telemetry(self.settings.service, self.settings.otel_exporter)
+        self.rt = await self._runtime(with_bus=True)
+        comps = self.d.build(self.rt)
+        if comps.on_start:
+            await comps.on_start(self.rt)
+        loops: list[asyncio.Task[None]] = []
+        try:
+            if mode == "serve":
+                await self._start_servers(comps)
+                loops += [asyncio.create_task(t(self.stop)) for t in comps.listeners]
+            if mode == "worker" or self.settings.run_worker_in_serve:
+                loops += [asyncio.create_task(t(self.stop)) for t in self._background(comps)]
+            self.started.set()
+            log.info("%s %s started", self.settings.service, mode,
+                     extra={"http_port": self.settings.http_port if mode == "serve" else None,
+                            "grpc_port": self.settings.grpc_port if mode == "serve" else None})
+            await self.stop.wait()
+        finally:
+            await self._shutdown(loops, comps)
+
+    async def _start_servers(self, comps: Components) -> None:
+        s, rt = self.settings, self.rt
+        assert rt is not None
+        if comps.http is not None:
+            app = comps.http
+            app.state.verifier = rt.verifier
+            app.state.runtime = rt
+            install_error_handlers(app)
+            install_ops_endpoints(app, self.ready)
+            telemetry.instrument_fastapi(app)
+            cfg = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_config=None, access_log=False,
+                                 lifespan="off", timeout_graceful_shutdown=int(s.shutdown_grace_seconds))
+            self.http_server = uvicorn.Server(cfg)
+            self.http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            asyncio.create_task(self.http_server.serve())
+            while not self.http_server.started:
+                await asyncio.sleep(0.02)
+        server = grpc.aio.server(interceptors=[*telemetry.grpc_server_interceptors(),
+                                               AuthInterceptor(rt.verifier, comps.grpc_rules)])
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        if comps.grpc_register:
+            comps.grpc_register(server)
+        names = [*comps.grpc_service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(names, server)
+        server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
+        await server.start()
+        for name in ["", *comps.grpc_service_names]:
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.grpc_server = server
+
+    async def _shutdown(self, loops: list[asyncio.Task[None]], comps: Components) -> None:
+        grace = self.settings.shutdown_grace_seconds
+        self.stop.set()
+        if self.http_server is not None:
+            self.http_server.should_exit = True
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace)
+        if loops:
+            _, pending = await asyncio.wait(loops, timeout=grace)
+            for t in pending:
+                t.cancel()
+        if self.http_server is not None:
+            for _ in range(int(grace * 10)):
+                if not self.http_server.started:
+                    break
+                await asyncio.sleep(0.1)
+        if comps.on_stop:
+            await comps.on_stop()
+        rt = self.rt
+        if rt is not None:
+            if rt.relay is not None and rt.nc is not None and rt.nc.is_connected:
+                try:
+                    await asyncio.wait_for(rt.relay.publish_batch(), timeout=grace)
+                except Exception as exc:  # noqa: BLE001 - rows stay in the outbox for next start
+                    log.warning("final outbox flush failed: %s", exc)
+            if rt.nc is not None:
+                try:
+                    await asyncio.wait_for(rt.nc.drain(), timeout=grace)
+                except Exception:  # noqa: BLE001
+                    await rt.nc.close()
+            await rt.db.dispose()
+        log.info("%s stopped", self.settings.service)
+
+
+def _install_signals(svc: Service) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, svc.stop.set)
+
+
+async def _serve(definition: ServiceDefinition, mode: str) -> None:
+    svc = Service(definition)
+    _install_signals(svc)
+    await svc.run(mode)
+
+
+async def _migrate(definition: ServiceDefinition) -> None:
+    s = definition.settings_cls()
+    db = Database(s.database_url)
+    try:
+        await upgrade(db, definition.migrations_dir, definition.metadata)
+        log.info("%s database migrated", s.service)
+    finally:
+        await db.dispose()
+
+
+async def _deadletters(definition: ServiceDefinition, args: argparse.Namespace) -> int:
+    s = definition.settings_cls()
+    nc = await connect(s.nats_url, f"hospital-{s.service}-cli", attempts=4)
+    try:
+        js = nc.jetstream()
+        letters = await list_dead_letters(js, s.service, args.consumer)
+        if args.action == "list":
+            for dl in letters:
+                print(json.dumps({"seq": dl.seq, "event_id": dl.event_id, "subject": dl.subject,
+                                  "consumer": dl.consumer, "deliveries": dl.deliveries, "reason": dl.reason,
+                                  "parked_at": dl.parked_at.isoformat() if dl.parked_at else None},
+                                 ensure_ascii=False))
+            return 0
+        chosen = [dl for dl in letters if args.all or dl.seq in set(args.seq or [])]
+        if not chosen:
+            print("nothing to replay: give --seq N (from `deadletters list`) or --all", file=sys.stderr)
+            return 2
+        n = await replay_dead_letters(js, chosen)
+        print(f"replayed {n} dead letter(s)")
+        return 0
+    finally:
+        await nc.close()
+
+
+async def _audit_verify(definition: ServiceDefinition) -> int:
+    s = definition.settings_cls()
+    db = Database(s.database_url)
+    try:
+        async with db.session() as session:
+            report = await verify_chain(session)
+    finally:
+        await db.dispose()
+    print(json.dumps(report.__dict__))
+    return 0 if report.ok else 1
+
+
+def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m hospital.{definition.name}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="HTTP + gRPC (+ relay, consumers, listeners)")
+    sub.add_parser("worker", help="outbox relay and event consumers only")
+    sub.add_parser("migrate", help="upgrade the database schema")
+    dl = sub.add_parser("deadletters", help="list or replay events parked on the dead-letter stream")
+    dl.add_argument("action", choices=["list", "replay"])
+    dl.add_argument("--consumer", help="only this durable consumer")
+    dl.add_argument("--seq", type=int, action="append", help="dead-letter sequence to replay (repeatable)")
+    dl.add_argument("--all", action="store_true", help="replay every listed dead letter")
+    sub.add_parser("audit-verify", help="check the audit trail's hash chain")
+    args = parser.parse_args(argv)
+    s = definition.settings_cls()
+    configure_logging(s.service, s.log_level, s.log_format)
+    if args.command in ("serve", "worker"):
+        asyncio.run(_serve(definition, args.command))
+        return 0
+    if args.command == "migrate":
+        asyncio.run(_migrate(definition))
+        return 0
+    if args.command == "deadletters":
+        return asyncio.run(_deadletters(definition, args))
+    return asyncio.run(_audit_verify(definition))

@@ -1,0 +1,159 @@
+"""Database access: SQLAlchemy 2 async over SQLite (default, zero set-up) or PostgreSQL.
+
+The chassis owns three tables that every service database has (created by the service's first
+migration through :func:`hospital.chassis.migrations.create_chassis_tables`):
+
+* ``outbox``: events written in the same transaction as the state change they describe;
+* ``inbox``: event ids a consumer has applied, written in the same transaction as the effect;
+* ``audit_log`` / ``audit_head``: the hash-chained audit trail.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON, BigInteger, Column, DateTime, Index, Integer, LargeBinary, MetaData, String, Table, Text, event,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+chassis_metadata = MetaData()
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UtcDateTime(DateTime):
+    """Timezone-aware timestamps everywhere; SQLite loses the zone, so it is restored on read."""
+
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        parent = super().result_processor(dialect, coltype)
+
+        def process(value: Any) -> Any:
+            if parent is not None:
+                value = parent(value)
+            if isinstance(value, datetime) and value.tzinfo is None:
+                value = value.replace(tzinfo=timezone.utc)
+            return value
+
+        return process
+
+
+outbox_table = Table(
+    "outbox", chassis_metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("subject", String(200), nullable=False),
+    Column("type", String(200), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("published_at", UtcDateTime(), nullable=True),
+    Index("ix_outbox_unpublished", "seq",
+          postgresql_where=text("published_at IS NULL"), sqlite_where=text("published_at IS NULL")),
+    Index("ix_outbox_published_at", "published_at"),
+)
+
+inbox_table = Table(
+    "inbox", chassis_metadata,
+    Column("consumer", String(100), primary_key=True),
+    Column("event_id", String(100), primary_key=True),
+    Column("subject", String(200), nullable=False),
+    Column("handled_at", UtcDateTime(), nullable=False),
+)
+
+audit_log_table = Table(
+    "audit_log", chassis_metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=False),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("actor_roles", String(300), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("patient_id", String(36), nullable=True, index=True),
+    Column("resource_type", String(100), nullable=False),
+    Column("resource_id", String(100), nullable=True),
+    Column("source", String(200), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+audit_head_table = Table(
+    "audit_head", chassis_metadata,
+    Column("id", Integer, primary_key=True),
+    Column("last_seq", BigId, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+)
+
+
+counters_table = Table(
+    "counters", chassis_metadata,
+    Column("scope", String(100), primary_key=True),
+    Column("value", BigId, nullable=False),
+)
+
+
+async def next_value(session: Any, scope: str) -> int:
+    """The next number of a named counter (patient codes, queue tickets, invoice numbers...).
+
+    One atomic upsert: the row stays locked until the caller's transaction ends, so concurrent callers
+    queue, numbers are never duplicated, and a rolled-back transaction gives its number back (no gaps).
+    """
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert
+    stmt = upsert(counters_table).values(scope=scope, value=1)
+    stmt = stmt.on_conflict_do_update(index_elements=["scope"], set_={"value": counters_table.c.value + 1})
+    return int((await session.execute(stmt.returning(counters_table.c.value))).scalar_one())
+
+
+class Database:
+    """An async engine and session factory. SQLite runs in WAL mode with full fsync and takes the
+    write lock at BEGIN (``BEGIN IMMEDIATE``) so concurrent writers queue instead of deadlocking."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+
+    def session(self) -> AsyncSession:
+        return self.sessionmaker()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

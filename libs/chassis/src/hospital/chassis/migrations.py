@@ -1,0 +1,72 @@
+"""Alembic migrations per service, run programmatically (``python -m hospital.<svc> migrate``).
+
+Each service keeps an Alembic ``migrations/`` folder in its package; its first revision calls
+:func:`create_chassis_tables` so every service database has the outbox, inbox and audit tables.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.operations import Operations
+from sqlalchemy import Connection, MetaData
+
+from hospital.chassis.audit import GENESIS
+from hospital.chassis.db import Database, audit_head_table, chassis_metadata
+
+
+def create_chassis_tables(op: Operations) -> None:
+    install_chassis_schema(op.get_bind())
+
+
+def install_chassis_schema(bind: Connection) -> None:
+    """Outbox, inbox, counters and audit tables, the audit chain's head row, and on PostgreSQL a
+    trigger that refuses UPDATE and DELETE on the audit log."""
+    chassis_metadata.create_all(bind)
+    bind.execute(audit_head_table.insert().values(id=1, last_seq=0, last_hash=GENESIS))
+    if bind.dialect.name == "postgresql":
+        bind.exec_driver_sql("""
+            CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION 'audit_log is append-only'; END; $$ LANGUAGE plpgsql;
+        """)
+        bind.exec_driver_sql("""
+            CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
+            FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+        """)
+
+
+def alembic_config(migrations_dir: Path, url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+async def upgrade(db: Database, migrations_dir: Path, target_metadata: MetaData | None = None,
+                  revision: str = "head") -> None:
+    """Upgrade the database to ``revision`` using the service's migration scripts."""
+    if db.is_sqlite:
+        path = db.url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    cfg = alembic_config(migrations_dir, db.url)
+
+    def _run(conn: Connection) -> None:
+        cfg.attributes["connection"] = conn
+        cfg.attributes["target_metadata"] = target_metadata
+        command.upgrade(cfg, revision)
+
+    async with db.engine.connect() as conn:
+        await conn.run_sync(_run)
+        await conn.commit()
+
+
+def run_env(context: Any) -> None:
+    """Body of every service's ``migrations/env.py``."""
+    conn = context.config.attributes["connection"]
+    context.configure(connection=conn, target_metadata=context.config.attributes.get("target_metadata"),
+                      render_as_batch=conn.dialect.name == "sqlite", transaction_per_migration=True)
+    with context.begin_transaction():
+        context.run_migrations()

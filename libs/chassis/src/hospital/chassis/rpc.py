@@ -1,0 +1,90 @@
+"""gRPC conventions: bearer-token authentication and role checks in one interceptor, domain errors as
+status codes, and calls between services carrying the caller's service identity."""
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import grpc
+
+from hospital.chassis.errors import DomainError
+from hospital.chassis.security import AuthError, Principal, TokenVerifier
+
+current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+_STATUS = {400: grpc.StatusCode.INVALID_ARGUMENT, 422: grpc.StatusCode.INVALID_ARGUMENT,
+           404: grpc.StatusCode.NOT_FOUND, 409: grpc.StatusCode.ALREADY_EXISTS,
+           401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED}
+
+
+def _deny(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+    async def abort(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(code, message)
+
+    return grpc.unary_unary_rpc_method_handler(abort)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Every method needs a valid token; ``rules`` maps full method names to the roles allowed
+    (service identities are always allowed). A method missing from ``rules`` is denied."""
+
+    def __init__(self, verifier: TokenVerifier, rules: Mapping[str, tuple[str, ...]]) -> None:
+        self.verifier, self.rules = verifier, dict(rules)
+
+    async def intercept_service(self, continuation: Callable[..., Any],
+                                details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method = details.method
+        if method.startswith(PUBLIC_PREFIXES):
+            return await continuation(details)
+        md = dict(details.invocation_metadata or ())
+        try:
+            principal = self.verifier.verify_header(md.get("authorization"))
+        except AuthError as exc:
+            return _deny(grpc.StatusCode.UNAUTHENTICATED, exc.reason)
+        allowed = self.rules.get(method)
+        if allowed is None:
+            return _deny(grpc.StatusCode.PERMISSION_DENIED, f"{method} is not open to any role")
+        if not principal.is_service and not principal.has_any(allowed):
+            return _deny(grpc.StatusCode.PERMISSION_DENIED,
+                         f"role(s) {sorted(principal.roles)} may not call {method}")
+        handler = await continuation(details)
+        return _with_principal(handler, principal)
+
+
+def _with_principal(handler: grpc.RpcMethodHandler, principal: Principal) -> grpc.RpcMethodHandler:
+    if handler is None or handler.unary_unary is None:
+        return handler
+    inner = handler.unary_unary
+
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        token = current_principal.set(principal)
+        try:
+            return await inner(request, context)
+        except DomainError as exc:
+            await context.abort(_STATUS.get(exc.status, grpc.StatusCode.FAILED_PRECONDITION),
+                                f"{exc.code}: {exc.message}" + (f" (field {exc.field})" if exc.field else ""))
+        finally:
+            current_principal.reset(token)
+
+    return grpc.unary_unary_rpc_method_handler(
+        call, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+
+
+def principal() -> Principal:
+    p = current_principal.get()
+    if p is None:
+        raise RuntimeError("no authenticated principal in this context")
+    return p
+
+
+class BearerAuth(grpc.AuthMetadataPlugin):
+    def __init__(self, token: Callable[[], str]) -> None:
+        self._token = token
+
+    def __call__(self, context: Any, callback: Any) -> None:
+        callback((("authorization", f"Bearer {self._token()}"),), None)
+
+
+def call_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)

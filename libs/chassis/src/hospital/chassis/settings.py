@@ -1,0 +1,115 @@
+"""Settings from environment variables.
+
+Every setting ``name`` of service ``svc`` is read from ``HOSPITAL_<SVC>_<NAME>`` and, when that is unset,
+from ``HOSPITAL_<NAME>`` (so ``HOSPITAL_NATS_URL`` reaches every service of the local stack while
+``HOSPITAL_LAB_DATABASE_URL`` reaches only the lab).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEV_SECRET_MARKERS = ("dev-", "changeme", "change-me", "secret")
+
+
+def repo_var_dir() -> Path:
+    """``var/`` of the checkout when run from one (the local stack's data folder), else ``./var``."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").exists() and (parent / "services").is_dir():
+            return parent / "var"
+    return Path.cwd() / "var"
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has. A service subclasses it, sets ``service`` and adds its own fields."""
+
+    service: ClassVar[str] = "service"
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    data_dir: Path = Field(default_factory=repo_var_dir)
+
+    database_url: str = ""  # default: sqlite file under data_dir
+    database_pool_size: int = 10
+    nats_url: str = "nats://127.0.0.1:14222"
+    s3_endpoint: str = "127.0.0.1:18333"
+    s3_access_key: str = "hospital-dev"
+    s3_secret_key: str = "hospital-dev-secret"
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50050
+
+    # Security: JWT verification. In development a local issuer's key pair lives under data_dir/auth.
+    auth_issuer: str = "https://auth.hospital.local/dev"
+    auth_audience: str = "hospital"
+    auth_public_key_file: Path | None = None
+    auth_dev_issuer: bool = True  # development only: create/use the local issuer key pair
+    auth_leeway_seconds: int = 30
+    service_token_file: Path | None = None  # production: a projected service-account token
+
+    # Event bus
+    run_worker_in_serve: bool = True  # serve also runs the outbox relay and consumers
+    outbox_batch_size: int = 500
+    outbox_poll_seconds: float = 0.5
+    outbox_retention_hours: int = 72
+    consumer_batch_size: int = 256
+    consumer_max_deliver: int = 5
+    consumer_ack_wait_seconds: float = 30.0
+
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    shutdown_grace_seconds: float = 15.0
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        own = EnvSettingsSource(settings_cls, env_prefix=f"HOSPITAL_{cls.service.upper()}_", case_sensitive=False)
+        shared = EnvSettingsSource(settings_cls, env_prefix="HOSPITAL_", case_sensitive=False)
+        return (init_settings, own, shared)
+
+    @model_validator(mode="after")
+    def _defaults_and_safety(self) -> "ServiceSettings":
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / (self.service + '.db')}"
+        if self.environment == "production":
+            problems = []
+            if self.auth_dev_issuer:
+                problems.append("auth_dev_issuer must be false in production")
+            if self.auth_public_key_file is None:
+                problems.append("auth_public_key_file is required in production")
+            for name, value in self.secret_values().items():
+                if not value or any(m in value.lower() for m in DEV_SECRET_MARKERS):
+                    problems.append(f"{name} still holds a development placeholder")
+            if problems:
+                raise ValueError("; ".join(problems))
+        return self
+
+    def secret_values(self) -> dict[str, str]:
+        """Secrets that must not keep development placeholders in production; services extend it."""
+        return {"s3_secret_key": self.s3_secret_key}
+
+    def env_name(self, field: str) -> str:
+        return f"HOSPITAL_{self.service.upper()}_{field.upper()}"
+
+    def describe(self) -> dict[str, Any]:
+        """Settings with secrets masked, for start-up logs."""
+        data = self.model_dump(mode="json")
+        for key in list(data):
+            if any(k in key for k in ("secret", "password", "key")) and "file" not in key:
+                data[key] = "***"
+        return data

@@ -1,0 +1,77 @@
+"""Object storage through the minio SDK: any S3 endpoint (SeaweedFS locally, MinIO in production)."""
+from __future__ import annotations
+
+import asyncio
+import io
+from dataclasses import dataclass
+from typing import Any
+
+from minio import Minio
+from minio.error import S3Error
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    bucket: str
+    key: str
+    etag: str
+    size: int
+
+
+class ObjectStore:
+    """A thin async wrapper (the SDK is blocking: calls run in worker threads)."""
+
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, *, secure: bool = False,
+                 region: str = "us-east-1") -> None:
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "ObjectStore":
+        return cls(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
+                   secure=settings.s3_secure, region=settings.s3_region)
+
+    async def ensure_bucket(self, bucket: str) -> None:
+        def _ensure() -> None:
+            if not self.client.bucket_exists(bucket):
+                try:
+                    self.client.make_bucket(bucket)
+                except S3Error as exc:
+                    if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
+        await asyncio.to_thread(_ensure)
+
+    async def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream",
+                        metadata: dict[str, str] | None = None) -> StoredObject:
+        res = await asyncio.to_thread(self.client.put_object, bucket, key, io.BytesIO(data), len(data),
+                                      content_type=content_type, metadata=metadata)
+        return StoredObject(bucket, key, res.etag, len(data))
+
+    async def put_file(self, bucket: str, key: str, path: str, content_type: str = "application/octet-stream") -> StoredObject:
+        res = await asyncio.to_thread(self.client.fput_object, bucket, key, path, content_type=content_type)
+        stat = await asyncio.to_thread(self.client.stat_object, bucket, key)
+        return StoredObject(bucket, key, res.etag, stat.size or 0)
+
+    async def get_bytes(self, bucket: str, key: str) -> bytes:
+        def _get() -> bytes:
+            resp = self.client.get_object(bucket, key)
+            try:
+                return resp.read()
+            finally:
+                resp.close()
+                resp.release_conn()
+        return await asyncio.to_thread(_get)
+
+    async def exists(self, bucket: str, key: str) -> bool:
+        try:
+            await asyncio.to_thread(self.client.stat_object, bucket, key)
+            return True
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                return False
+            raise
+
+    async def delete(self, bucket: str, key: str) -> None:
+        await asyncio.to_thread(self.client.remove_object, bucket, key)
+
+    async def ping(self) -> None:
+        await asyncio.to_thread(self.client.list_buckets)

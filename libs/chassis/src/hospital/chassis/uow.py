@@ -1,0 +1,79 @@
+"""Unit of work: one database transaction that commits a state change together with the events it
+raised (outbox rows) and its audit records, then wakes the outbox relay."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf.message import Message
+from opentelemetry import propagate
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hospital.chassis.audit import AuditEntry, append_audit
+from hospital.chassis.db import Database, outbox_table, utcnow
+from hospital.chassis.ids import new_id
+
+
+class UnitOfWork:
+    def __init__(self, db: Database, *, source: str, on_commit: Callable[[], None] | None = None) -> None:
+        self.db = db
+        self.source = source
+        self._on_commit = on_commit
+        self._events: list[dict[str, Any]] = []
+        self._audit: list[AuditEntry] = []
+        self.session: AsyncSession
+
+    async def __aenter__(self) -> "UnitOfWork":
+        self.session = self.db.session()
+        await self.session.begin()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if self.session.in_transaction():
+                await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    def publish(self, subject: str, message: Message, *, event_id: str | None = None) -> str:
+        """Record an event to be published after commit. Returns the event id."""
+        eid = event_id or new_id()
+        headers: dict[str, str] = {}
+        propagate.inject(headers)  # traceparent of the request that caused the event
+        now = utcnow()
+        headers.update({
+            "Hospital-Event-Id": eid,
+            "Hospital-Event-Type": message.DESCRIPTOR.full_name,
+            "Hospital-Event-Source": self.source,
+            "Hospital-Event-Time": now.isoformat(),
+        })
+        self._events.append({
+            "id": eid, "subject": subject, "type": message.DESCRIPTOR.full_name,
+            "payload": message.SerializeToString(), "headers": headers, "created_at": now,
+        })
+        return eid
+
+    def audit(self, entry: AuditEntry) -> None:
+        """Record an audit entry, appended to the hash chain inside this transaction."""
+        self._audit.append(entry)
+
+    async def flush_pending(self) -> None:
+        if self._events:
+            await self.session.execute(insert(outbox_table), self._events)
+            self._events = []
+        if self._audit:
+            await append_audit(self.session, self._audit)
+            self._audit = []
+
+    async def commit(self) -> None:
+        had_events = bool(self._events)
+        await self.flush_pending()
+        await self.session.commit()
+        if had_events and self._on_commit is not None:
+            self._on_commit()
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)

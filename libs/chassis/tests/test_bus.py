@@ -1,0 +1,146 @@
+"""Outbox → JetStream → idempotent consumer, on SQLite and PostgreSQL, against a real nats-server."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hospital.chassis.bus import (
+    Consumer, Event, OutboxRelay, Subscription, connect, ensure_streams, list_dead_letters, replay_dead_letters,
+)
+from hospital.chassis.db import Database, inbox_table, outbox_table
+from hospital.chassis.uow import UnitOfWork
+from hospital.contracts.platform.v1.platform_pb2 import ProbeSent
+
+from .conftest import effects
+
+
+@pytest.fixture
+async def js(nats_server):
+    nc = await connect(nats_server.url, "test")
+    js = nc.jetstream()
+    await ensure_streams(js)
+    yield js
+    await nc.close()
+
+
+async def count(db: Database, table=effects) -> int:
+    async with db.session() as s:
+        return (await s.execute(select(func.count()).select_from(table))).scalar_one()
+
+
+async def wait_for(pred: Callable[[], object], timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if await pred():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+async def record_effect(session: AsyncSession, ev: Event) -> None:
+    msg = ev.message()
+    await session.execute(insert(effects).values(event_id=ev.id, value=msg.sequence))
+
+
+@pytest.fixture
+def subject() -> str:
+    return f"platform.probe.t{uuid.uuid4().hex[:10]}"
+
+
+async def run_tasks(*tasks) -> AsyncIterator[asyncio.Event]:
+    stop = asyncio.Event()
+    running = [asyncio.create_task(t(stop)) for t in tasks]
+    yield stop
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*running), 10)
+
+
+async def test_every_event_applied_exactly_once(db: Database, js, subject: str) -> None:
+    relay = OutboxRelay(db, js, batch_size=50, poll_seconds=0.05)
+    for batch in range(10):
+        async with UnitOfWork(db, source="test", on_commit=relay.notify) as uow:
+            for i in range(20):
+                uow.publish(subject, ProbeSent(probe_id="x", sequence=batch * 20 + i))
+            await uow.commit()
+    sub = Subscription("PLATFORM", f"d-{subject.rsplit('.', 1)[1]}", {subject: record_effect})
+    consumer = Consumer(db, js, sub, service="test", batch_size=64)
+    gen = run_tasks(relay.run, consumer.run)
+    await gen.__anext__()
+    await wait_for(lambda: _eq(count(db), 200))
+    async with db.session() as s:
+        assert (await s.execute(select(func.count()).select_from(outbox_table)
+                                .where(outbox_table.c.published_at.is_(None)))).scalar_one() == 0
+        values = sorted((await s.execute(select(effects.c.value))).scalars())
+    assert values == list(range(200))
+
+    # The same events delivered again (a replay outside the dedup window): no second effect.
+    async with db.session() as s:
+        rows = (await s.execute(select(outbox_table.c.id, outbox_table.c.payload, outbox_table.c.headers)
+                                .limit(30))).all()
+    for r in rows:
+        await js.publish(subject, r.payload, headers={**r.headers, "Nats-Msg-Id": r.id + ":again"})
+    await wait_for(lambda: _eq(count(db, inbox_table), 200))
+    await asyncio.sleep(0.5)
+    assert await count(db) == 200
+    await _close(gen)
+
+
+async def test_rolled_back_transaction_publishes_nothing(db: Database, js, subject: str) -> None:
+    with pytest.raises(RuntimeError):
+        async with UnitOfWork(db, source="test") as uow:
+            uow.publish(subject, ProbeSent(probe_id="lost", sequence=1))
+            await uow.flush_pending()
+            raise RuntimeError("the state change failed")
+    assert await count(db, outbox_table) == 0
+
+
+async def test_poison_event_is_dead_lettered_then_replayed(db: Database, js, subject: str) -> None:
+    fixed = False
+
+    async def fragile(session: AsyncSession, ev: Event) -> None:
+        if ev.message().sequence == 3 and not fixed:
+            raise ValueError("cannot apply sequence 3")
+        await record_effect(session, ev)
+
+    relay = OutboxRelay(db, js, poll_seconds=0.05)
+    async with UnitOfWork(db, source="test", on_commit=relay.notify) as uow:
+        ids = [uow.publish(subject, ProbeSent(probe_id="p", sequence=i)) for i in range(6)]
+        await uow.commit()
+    durable = f"d-{subject.rsplit('.', 1)[1]}"
+    consumer = Consumer(db, js, Subscription("PLATFORM", durable, {subject: fragile}), service="test",
+                        max_deliver=3)
+    gen = run_tasks(relay.run, consumer.run)
+    await gen.__anext__()
+
+    async def parked() -> bool:
+        return len(await list_dead_letters(js, "test", durable)) == 1
+
+    await wait_for(parked)
+    letters = await list_dead_letters(js, "test", durable)
+    assert letters[0].event_id == ids[3] and letters[0].deliveries == 3
+    assert "cannot apply sequence 3" in letters[0].reason and letters[0].subject == subject
+    await wait_for(lambda: _eq(count(db), 5))  # the others were not held up
+
+    fixed = True
+    assert await replay_dead_letters(js, letters) == 1
+    await wait_for(lambda: _eq(count(db), 6))
+    assert await list_dead_letters(js, "test", durable) == []
+    async with db.session() as s:
+        assert 3 in set((await s.execute(select(effects.c.value))).scalars())
+    await _close(gen)
+
+
+async def _eq(awaitable, expected) -> bool:
+    return (await awaitable) == expected
+
+
+async def _close(gen) -> None:
+    try:
+        await gen.__anext__()
+    except StopAsyncIteration:
+        pass

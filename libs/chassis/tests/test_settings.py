@@ -1,0 +1,42 @@
+from typing import ClassVar
+
+import pytest
+
+from hospital.chassis.settings import ServiceSettings
+
+
+class LabLikeSettings(ServiceSettings):
+    service: ClassVar[str] = "lab"
+    astm_port: int = 5100
+
+
+def test_service_prefix_wins_over_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOSPITAL_NATS_URL", "nats://shared:1")
+    monkeypatch.setenv("HOSPITAL_LAB_NATS_URL", "nats://lab-only:2")
+    monkeypatch.setenv("HOSPITAL_LAB_ASTM_PORT", "6100")
+    s = LabLikeSettings()
+    assert s.nats_url == "nats://lab-only:2"
+    assert s.astm_port == 6100
+
+
+def test_shared_prefix_reaches_every_service(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("HOSPITAL_NATS_URL", "nats://shared:1")
+    monkeypatch.setenv("HOSPITAL_DATA_DIR", str(tmp_path))
+    s = LabLikeSettings()
+    assert s.nats_url == "nats://shared:1"
+    assert s.database_url == f"sqlite+aiosqlite:///{tmp_path / 'lab.db'}"
+
+
+def test_production_refuses_development_placeholders(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOSPITAL_LAB_ENVIRONMENT", "production")
+    with pytest.raises(ValueError) as err:
+        LabLikeSettings()
+    text = str(err.value)
+    assert "auth_dev_issuer must be false" in text
+    assert "s3_secret_key still holds a development placeholder" in text
+
+
+def test_describe_masks_secrets() -> None:
+    d = LabLikeSettings().describe()
+    assert d["s3_secret_key"] == "***"
+    assert d["nats_url"].startswith("nats://")

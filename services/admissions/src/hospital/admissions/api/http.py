@@ -1,0 +1,193 @@
+"""HTTP API for the web front end, kiosks and integrators (OpenAPI at /docs and /openapi.json)."""
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from hospital.admissions.api.fhir import router as fhir_router
+from hospital.admissions.app.patients import Caller, NewPatient
+from hospital.admissions.domain.identity import ScanError
+from hospital.chassis.errors import Invalid
+from hospital.chassis.security import Principal
+from hospital.chassis.web import client_address, problem, require_roles
+
+CLINICAL = ("receptionist", "nurse", "doctor", "lab_technician", "radiographer", "radiologist", "cashier")
+ANY_ROLE = (*CLINICAL, "admin", "auditor")
+
+
+def caller(request: Request, principal: Principal) -> Caller:
+    return Caller(principal=principal, source=client_address(request))
+
+
+def Role(*roles: str) -> Any:  # noqa: N802 - reads like a type in signatures
+    return Annotated[Principal, Depends(require_roles(*roles))]
+
+
+class PatientIn(BaseModel):
+    full_name: str = Field(..., examples=["Nguyễn Văn An"], max_length=200)
+    birth_date: str = Field(..., description="YYYY-MM-DD, or YYYY when only the year is known",
+                            examples=["1985-09-04"])
+    sex: Literal["male", "female"]
+    cccd: str | None = Field(None, description="12-digit citizen ID", examples=["001085012345"])
+    old_id_number: str | None = Field(None, description="9-digit CMND")
+    bhyt_number: str | None = Field(None, examples=["HS4010120878811"])
+    bhyt_valid_from: date | None = None
+    bhyt_valid_to: date | None = None
+    bhyt_registered_facility: str | None = Field(None, examples=["01 - 043"])
+    bhyt_five_year_date: date | None = None
+    phone: str | None = Field(None, examples=["0912345678"])
+    address_line: str | None = None
+    ward: str | None = None
+    district: str | None = None
+    province_code: str | None = Field(None, max_length=2)
+    ethnicity: str | None = None
+    occupation: str | None = None
+    guardian_name: str | None = None
+    guardian_phone: str | None = None
+    request_id: str | None = Field(None, description="idempotency key: a retry returns the same patient",
+                                   max_length=100)
+
+
+class ScanIn(BaseModel):
+    qr: str = Field(..., description="raw text of a CCCD or BHYT card QR code", max_length=4000)
+
+
+class VisitIn(BaseModel):
+    patient_id: str
+    room: str = Field(..., description="clinic room code from GET /api/v1/rooms", examples=["P101"])
+    kind: Literal["insured", "fee_paying", "emergency", "referral"] = "fee_paying"
+    insurance_card_number: str | None = None
+    referral_code: str | None = None
+
+
+class QueueActionIn(BaseModel):
+    action: Literal["next", "recall", "skip"] = "next"
+    ticket_number: int | None = None
+
+
+class AdmitIn(BaseModel):
+    patient_id: str
+    bed: str = Field(..., examples=["NOI-101-01"])
+    visit_id: str | None = None
+
+
+class TransferIn(BaseModel):
+    bed: str
+
+
+class DischargeIn(BaseModel):
+    discharge_type: str = Field("improved", examples=["recovered", "improved", "transferred_out", "deceased"])
+
+
+def build_http(services: Any) -> FastAPI:
+    app = FastAPI(title="Admissions (HIS)", version="1.0",
+                  description="Patient index with CCCD/BHYT scanning, outpatient queues, inpatient ADT and beds. "
+                              "Every call needs `Authorization: Bearer <token>` (local stack: `make token ROLE=...`).")
+    api = APIRouter(prefix="/api/v1")
+    patients, visits, inpatient, reference = (services.patients, services.visits, services.inpatient,
+                                              services.reference)
+
+    @app.exception_handler(ScanError)
+    async def _scan_error(_: Request, exc: ScanError) -> Any:
+        extra = {"field": exc.field} if exc.field else {}
+        return problem(422, "Unreadable card QR", exc.message, exc.code, **extra)
+
+    @api.post("/patients/scan", tags=["patients"], summary="Parse a CCCD/BHYT QR; candidates and conflicts")
+    async def scan(body: ScanIn, request: Request, who: Role("receptionist", "nurse", "doctor")) -> dict[str, Any]:
+        return await patients.scan(body.qr, caller(request, who))
+
+    @api.post("/patients", status_code=201, tags=["patients"], summary="Register a patient")
+    async def register(body: PatientIn, request: Request, who: Role("receptionist")) -> dict[str, Any]:
+        return await patients.register(NewPatient(**body.model_dump()), caller(request, who))
+
+    @api.get("/patients", tags=["patients"], summary="Search: name (with or without diacritics), CCCD, BHYT, "
+             "phone, patient code, birth year; best match first")
+    async def search(request: Request, who: Role(*CLINICAL), q: str = Query(..., min_length=1),
+                     limit: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
+        return {"items": await patients.search(q, caller(request, who), limit)}
+
+    @api.get("/patients/{patient_id}", tags=["patients"], summary="Read a patient (audited)")
+    async def get_patient(patient_id: str, request: Request, who: Role(*CLINICAL)) -> dict[str, Any]:
+        return await patients.get(patient_id, caller(request, who))
+
+    @api.get("/rooms", tags=["reference"], summary="Outpatient clinic rooms")
+    async def rooms(_: Role(*ANY_ROLE)) -> dict[str, Any]:
+        return {"items": await reference.rooms()}
+
+    @api.get("/departments", tags=["reference"])
+    async def departments(_: Role(*ANY_ROLE)) -> dict[str, Any]:
+        return {"items": await reference.departments()}
+
+    @api.get("/wards", tags=["reference"])
+    async def wards(_: Role(*ANY_ROLE)) -> dict[str, Any]:
+        return {"items": await reference.wards()}
+
+    @api.get("/provinces", tags=["reference"])
+    async def provinces(_: Role(*ANY_ROLE)) -> dict[str, Any]:
+        return {"items": reference.provinces()}
+
+    @api.post("/visits", status_code=201, tags=["visits"], summary="Open a visit; returns it with its queue ticket")
+    async def open_visit(body: VisitIn, request: Request, who: Role("receptionist")) -> dict[str, Any]:
+        return await visits.open(body.patient_id, body.room, caller(request, who), body.kind,
+                                 body.insurance_card_number, body.referral_code)
+
+    @api.get("/visits/{visit_id}", tags=["visits"])
+    async def get_visit(visit_id: str, request: Request, who: Role(*CLINICAL)) -> dict[str, Any]:
+        return await visits.get(visit_id, caller(request, who))
+
+    @api.post("/visits/{visit_id}/close", tags=["visits"])
+    async def close_visit(visit_id: str, request: Request, who: Role("doctor", "receptionist")) -> dict[str, Any]:
+        return await visits.close(visit_id, caller(request, who))
+
+    @api.post("/queues/{room}/next", tags=["queues"], summary="Call the next ticket (or recall / skip)")
+    async def queue_next(room: str, request: Request, who: Role("doctor", "nurse"),
+                         body: QueueActionIn | None = None) -> dict[str, Any]:
+        body = body or QueueActionIn()
+        return await visits.call(room, caller(request, who), body.action, body.ticket_number)
+
+    @api.get("/queues/{room}", tags=["queues"], summary="Queue state for a waiting-room display (numbers only)")
+    async def queue_state(room: str) -> dict[str, Any]:
+        return await visits.queue(room)
+
+    @api.get("/queues/{room}/stream", tags=["queues"], summary="Live queue (Server-Sent Events)")
+    async def queue_stream(room: str, request: Request) -> StreamingResponse:
+        async def events() -> Any:
+            last = None
+            while not await request.is_disconnected():
+                state = await visits.queue(room)
+                if state != last:
+                    last = state
+                    yield f"event: queue\ndata: {json.dumps(state)}\n\n"
+                await asyncio.sleep(1.0)
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @api.post("/admissions", status_code=201, tags=["inpatient"], summary="Admit into a bed")
+    async def admit(body: AdmitIn, request: Request, who: Role("nurse", "doctor")) -> dict[str, Any]:
+        return await inpatient.admit(body.patient_id, body.bed, caller(request, who), body.visit_id)
+
+    @api.post("/admissions/{admission_id}/transfer", tags=["inpatient"])
+    async def transfer(admission_id: str, body: TransferIn, request: Request,
+                       who: Role("nurse", "doctor")) -> dict[str, Any]:
+        return await inpatient.transfer(admission_id, body.bed, caller(request, who))
+
+    @api.post("/admissions/{admission_id}/discharge", tags=["inpatient"])
+    async def discharge(admission_id: str, body: DischargeIn, request: Request,
+                        who: Role("doctor", "nurse")) -> dict[str, Any]:
+        return await inpatient.discharge(admission_id, body.discharge_type, caller(request, who))
+
+    @api.get("/beds", tags=["inpatient"], summary="Bed board (all wards, or one)")
+    async def bed_board(_: Role("nurse", "doctor", "receptionist"), ward: str | None = None) -> dict[str, Any]:
+        items = await inpatient.bed_board(ward)
+        if ward and not items:
+            raise Invalid("ward.unknown", f"no ward {ward!r}", field="ward")
+        return {"items": items}
+
+    app.include_router(api)
+    app.include_router(fhir_router(services, caller, Role))
+    return app

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from typing import ClassVar
+
+from hospital.chassis.settings import ServiceSettings
+
+
+class AdmissionsSettings(ServiceSettings):
+    """Environment: HOSPITAL_ADMISSIONS_<NAME> (or HOSPITAL_<NAME> for shared settings)."""
+
+    service: ClassVar[str] = "admissions"
+    http_port: int = 8001
+    grpc_port: int = 50051
+    search_limit: int = 20
+    patient_code_prefix: str = "BN"
