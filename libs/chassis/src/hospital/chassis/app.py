@@ -101,6 +101,7 @@ class Service:
         self.stop = asyncio.Event()
         self.rt: Runtime | None = None
         self.http_server: uvicorn.Server | None = None
+        self._http_task: asyncio.Task[None] | None = None
         self.grpc_server: grpc.aio.Server | None = None
         self.started = asyncio.Event()
 
@@ -187,8 +188,11 @@ class Service:
                                  lifespan="off", timeout_graceful_shutdown=int(s.shutdown_grace_seconds))
             self.http_server = uvicorn.Server(cfg)
             self.http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-            asyncio.create_task(self.http_server.serve())
+            self._http_task = asyncio.create_task(self.http_server.serve())
             while not self.http_server.started:
+                if self._http_task.done():
+                    self._http_task.result()  # raises the bind error
+                    raise RuntimeError("HTTP server stopped during start-up")
                 await asyncio.sleep(0.02)
         server = grpc.aio.server(interceptors=[*telemetry.grpc_server_interceptors(),
                                                AuthInterceptor(rt.verifier, comps.grpc_rules)])
@@ -216,11 +220,11 @@ class Service:
             _, pending = await asyncio.wait(loops, timeout=grace)
             for t in pending:
                 t.cancel()
-        if self.http_server is not None:
-            for _ in range(int(grace * 10)):
-                if not self.http_server.started:
-                    break
-                await asyncio.sleep(0.1)
+        if self._http_task is not None:
+            try:
+                await asyncio.wait_for(self._http_task, timeout=grace)
+            except (asyncio.TimeoutError, SystemExit):
+                log.warning("HTTP server did not stop within %ss", grace)
         if comps.on_stop:
             await comps.on_stop()
         rt = self.rt

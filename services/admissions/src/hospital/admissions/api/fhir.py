@@ -3,15 +3,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from hospital.chassis.errors import Invalid
+from hospital.chassis.security import Principal
+from hospital.chassis.web import require_roles
 
 SYS_CCCD = "urn:vn:cccd"
 SYS_BHYT = "urn:vn:bhyt"
 SYS_CODE = "urn:hospital:patient-code"
 CLINICAL = ("receptionist", "nurse", "doctor", "lab_technician", "radiographer", "radiologist", "cashier")
+READER = Depends(require_roles(*CLINICAL))
 
 
 def fhir(body: dict[str, Any], status: int = 200) -> JSONResponse:
@@ -38,15 +41,15 @@ def patient_resource(p: dict[str, Any]) -> dict[str, Any]:
     return res
 
 
-def router(services: Any, caller: Any, role: Any) -> APIRouter:
+def router(services: Any, caller: Any) -> APIRouter:
     r = APIRouter(prefix="/fhir", tags=["fhir"])
 
     @r.get("/Patient/{patient_id}")
-    async def read_patient(patient_id: str, request: Request, who: role(*CLINICAL)) -> JSONResponse:
+    async def read_patient(patient_id: str, request: Request, who: Principal = READER) -> JSONResponse:
         return fhir(patient_resource(await services.patients.get(patient_id, caller(request, who))))
 
     @r.get("/Patient")
-    async def search_patient(request: Request, who: role(*CLINICAL),
+    async def search_patient(request: Request, who: Principal = READER,
                              identifier: str = Query(..., description="system|value")) -> JSONResponse:
         system, sep, value = identifier.rpartition("|")
         if not sep or system not in (SYS_CCCD, SYS_BHYT, SYS_CODE) or not value:
@@ -58,7 +61,7 @@ def router(services: Any, caller: Any, role: Any) -> APIRouter:
         return fhir({"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries})
 
     @r.get("/Encounter/{visit_id}")
-    async def read_encounter(visit_id: str, request: Request, who: role(*CLINICAL)) -> JSONResponse:
+    async def read_encounter(visit_id: str, request: Request, who: Principal = READER) -> JSONResponse:
         v = await services.visits.get(visit_id, caller(request, who))
         return fhir({
             "resourceType": "Encounter", "id": v["id"],

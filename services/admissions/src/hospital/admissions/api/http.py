@@ -189,5 +189,5 @@ def build_http(services: Any) -> FastAPI:
         return {"items": items}
 
     app.include_router(api)
-    app.include_router(fhir_router(services, caller, Role))
+    app.include_router(fhir_router(services, caller))
     return app

@@ -78,7 +78,7 @@ def patient_proto(p: Mapping[str, Any]) -> pb.Patient:
             valid_from=c["valid_from"] or "", valid_to=c["valid_to"] or "", five_year_date=c["five_year_date"] or "")
             for c in p["insurance_cards"]],
     )
-    msg.updated_at.FromJsonString(p["updated_at"].replace("+00:00", "Z"))
+    msg.updated_at.FromDatetime(datetime.fromisoformat(p["updated_at"]))
     return msg
 
 

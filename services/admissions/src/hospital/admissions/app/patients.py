@@ -26,6 +26,7 @@ from hospital.contracts.common.v1 import types_pb2
 
 CCCD_RE = re.compile(r"^\d{12}$")
 OLD_ID_RE = re.compile(r"^\d{9}$")
+PHONE_RE = re.compile(r"^0\d{9,10}$")
 
 
 @dataclass
@@ -87,7 +88,7 @@ def _validated(p: NewPatient) -> dict[str, Any]:
     phone = None
     if p.phone:
         phone = normalize_phone(p.phone)
-        if not phone:
+        if not phone or not PHONE_RE.match(phone):
             raise Invalid("patient.phone", "phone must be a Vietnamese phone number", field="phone")
     if p.bhyt_number:
         try:
