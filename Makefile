@@ -1,0 +1,53 @@
+# Hospital platform: one-command local stack and test run. See README.md.
+SHELL := /bin/bash
+PY := .venv/bin/python
+STACK := $(PY) deploy/local/stack.py
+DB ?= sqlite
+ROLE ?= receptionist
+PYTEST_ARGS ?=
+
+.PHONY: help setup up down ps logs token test test-fast bench proto proto-check lint k8s-check clean
+
+help:
+	@echo "make up [DB=postgres]   set up on first use, start the whole platform on loopback"
+	@echo "make down | ps | logs   stop / list / show logs of what make up started"
+	@echo "make token ROLE=doctor  print a development bearer token"
+	@echo "make test               unit, integration (real NATS, S3, PostgreSQL) and cross-service tests"
+	@echo "make bench              benchmarks (results in bench-results/, figures in docs/benchmarks.md)"
+	@echo "make proto              regenerate libs/contracts from proto/"
+
+setup:
+	@bash deploy/local/bootstrap.sh
+
+up: setup
+	@$(STACK) up --db $(DB)
+
+down:
+	@$(STACK) down
+
+ps:
+	@$(STACK) ps
+
+logs:
+	@$(STACK) logs $(SERVICE)
+
+token:
+	@$(STACK) token $(ROLE)
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) tests/bench/run.py
+
+proto: setup
+	$(PY) tools/gen_proto.py
+
+proto-check: setup
+	$(PY) tools/gen_proto.py --check
+
+lint: setup
+	$(PY) -m ruff check libs services tests tools deploy
+
+clean: down
+	rm -rf var bench-results

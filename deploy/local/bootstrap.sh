@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for the platform: uv, OS packages when missing, the locked Python environment.
+# Idempotent and quiet when everything is there already. Used by `make setup` (and so `make up`/`make test`).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+need_apt=()
+command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql postgresql-contrib)
+command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v storescu >/dev/null 2>&1 || need_apt+=(dcmtk)
+command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing OS packages: ${need_apt[*]} (run as root or install them)" >&2
+    exit 1
+  fi
+  echo "installing OS packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# The pg_trgm extension ships in postgresql-contrib on older Debian releases.
+if ! ls /usr/share/postgresql/*/extension/pg_trgm.control >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq postgresql-contrib >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if ! "$PY" -m uv --version >/dev/null 2>&1; then
+  echo "installing uv"
+  "$PY" -m pip install -q uv
+fi
+"$PY" -m uv sync --frozen --quiet
