@@ -1,0 +1,323 @@
+"""BHYT (Vietnamese social health insurance) cost split of a visit's claim lines.
+
+For each line this computes the QĐ 130/QĐ-BYT money fields:
+
+* ``THANH_TIEN_BV`` = quantity x hospital price x TYLE_TT_DV: what the hospital charges;
+* ``THANH_TIEN_BH`` = quantity x insurance price x TYLE_TT_DV x TYLE_TT_BH: the part inside
+  the insurance scope (0 when the service is not covered or the patient is not insured that day);
+* ``T_BHTT`` = THANH_TIEN_BH x MUC_HUONG: paid by the insurance fund;
+* ``T_BNCCT`` = THANH_TIEN_BH - T_BHTT: the patient's co-payment;
+* ``T_BNTT`` = THANH_TIEN_BV - THANH_TIEN_BH: paid outright by the patient (uncovered services,
+  the part of a service the fund pays by ratio, and the hospital-over-insurance price difference).
+
+Rounding rule: THANH_TIEN_BV, THANH_TIEN_BH and T_BHTT are each rounded half-up to whole
+VND from exact fractions; T_BNCCT and T_BNTT are differences, so
+``T_BHTT + T_BNCCT + T_BNTT == THANH_TIEN_BV`` holds exactly on every line.
+
+The rules and their simplifications are listed in docs/billing-insurance-rules.md.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from fractions import Fraction
+from typing import TypedDict
+
+#: Lương cơ sở from 1 July 2024 (Decree 73/2024/NĐ-CP), VND per month.
+BASE_SALARY_FROM_2024_07_01 = 2_340_000
+#: A visit cheaper than this share of the base salary is paid 100% by the fund
+#: (Law on Health Insurance art. 22; Decree 146/2018/NĐ-CP art. 14).
+SMALL_VISIT_PERCENT = 15
+
+#: Benefit level (3rd character of the card number) -> share the fund pays.
+#: Level 2 is 100% with a cap on high-cost technical services (not modelled here).
+BENEFIT_PERCENT_BY_LEVEL = {1: 100, 2: 100, 3: 95, 4: 80, 5: 100}
+
+_CARD_NUMBER_RE = re.compile(r"([A-Z]{2})([1-5])([0-9]{2})([0-9A-Z]{10})")
+
+
+class InsuranceError(ValueError):
+    """An input to the insurance split is invalid."""
+
+
+class InvalidCardNumber(InsuranceError):
+    """The BHYT card number does not have the 15-character national format."""
+
+
+def _check_vnd(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InsuranceError(f"{name} must be a non-negative integer number of VND, got {value!r}")
+
+
+def _check_percent(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise InsuranceError(f"{name} must be an integer percent 0..100, got {value!r}")
+
+
+def _at_most_3_decimals(quantity: Decimal) -> bool:
+    exponent = quantity.as_tuple().exponent  # a letter for NaN and infinities
+    return isinstance(exponent, int) and exponent >= -3
+
+
+@dataclass(frozen=True)
+class InsuranceCard:
+    """A BHYT card: ``XX`` beneficiary group + benefit level 1..5 + 2-digit province + 10 chars.
+
+    ``copay_exempt_from`` is the date of the patient's co-payment exemption
+    certificate (5 consecutive years insured and co-payments above 6 months of
+    base salary in the year; XML1 ``NGAY_MIEN_CCT``), if any.
+    """
+
+    number: str
+    valid_from: date
+    valid_to: date
+    copay_exempt_from: date | None = None
+
+    def __post_init__(self) -> None:
+        if not _CARD_NUMBER_RE.fullmatch(self.number):
+            raise InvalidCardNumber(
+                f"BHYT card number must be 2 letters, a level 1-5, 2 province digits"
+                f" and 10 letters/digits (e.g. HS4010120878811), got {self.number!r}"
+            )
+        if self.valid_to < self.valid_from:
+            raise InsuranceError(
+                f"card {self.number} ends ({self.valid_to}) before it starts ({self.valid_from})"
+            )
+
+    @property
+    def group(self) -> str:
+        return self.number[:2]
+
+    @property
+    def benefit_level(self) -> int:
+        return int(self.number[2])
+
+    @property
+    def province_code(self) -> str:
+        return self.number[3:5]
+
+    @property
+    def benefit_percent(self) -> int:
+        return BENEFIT_PERCENT_BY_LEVEL[self.benefit_level]
+
+    def covers(self, day: date) -> bool:
+        """Whether the card is valid on ``day`` (both ends inclusive)."""
+        return self.valid_from <= day <= self.valid_to
+
+
+class Route(StrEnum):
+    """How the patient came to this hospital (tuyến)."""
+
+    REGISTERED = "registered"  # initial registration here, or an accepted equivalent
+    REFERRED = "referred"  # with a referral paper (giấy chuyển tuyến)
+    EMERGENCY = "emergency"  # cấp cứu: always treated as the correct route
+    SELF_REFERRED = "self_referred"  # trái tuyến: came on their own
+
+
+@dataclass(frozen=True)
+class RoutePolicy:
+    """Share of the card's benefit a self-referred patient keeps, in percent.
+
+    Defaults are the rule for provincial hospitals since 1 January 2021 (Law on
+    Health Insurance art. 22(3)): inpatient care 100% of the benefit level,
+    outpatient care not paid by the fund. Facilities set their own values when
+    the law changes (Law 51/2024/QH15 from 1 July 2025).
+    """
+
+    self_referred_inpatient_percent: int = 100
+    self_referred_outpatient_percent: int = 0
+
+    def __post_init__(self) -> None:
+        for value in (self.self_referred_inpatient_percent, self.self_referred_outpatient_percent):
+            _check_percent(value, "self-referred percent")
+
+    def percent(self, route: Route, *, inpatient: bool) -> int:
+        if route is not Route.SELF_REFERRED:
+            return 100
+        return self.self_referred_inpatient_percent if inpatient else self.self_referred_outpatient_percent
+
+
+@dataclass(frozen=True)
+class ChargeLine:
+    """One drug, supply or service line of a visit, before the split.
+
+    ``payment_ratio`` is TYLE_TT_BH (share of the insurance price the fund
+    recognises, e.g. 50 for some drugs and supplies); ``service_ratio`` is
+    TYLE_TT_DV (share of the price charged for the service, e.g. 50 for a second
+    procedure in the same session). ``quantity`` allows 3 decimals (XML130 SO_LUONG).
+    """
+
+    service_date: date
+    covered: bool
+    hospital_unit_price: int
+    insurance_unit_price: int
+    quantity: int | Decimal = 1
+    payment_ratio: int = 100
+    service_ratio: int = 100
+
+    def __post_init__(self) -> None:
+        _check_vnd(self.hospital_unit_price, "hospital_unit_price")
+        _check_vnd(self.insurance_unit_price, "insurance_unit_price")
+        _check_percent(self.payment_ratio, "payment_ratio (TYLE_TT_BH)")
+        _check_percent(self.service_ratio, "service_ratio (TYLE_TT_DV)")
+        quantity = self.quantity
+        if isinstance(quantity, bool) or not isinstance(quantity, int | Decimal):
+            raise InsuranceError(f"quantity must be an int or a Decimal, got {quantity!r}")
+        if isinstance(quantity, Decimal) and not _at_most_3_decimals(quantity):
+            raise InsuranceError(f"quantity must be finite with at most 3 decimals, got {quantity}")
+        if quantity <= 0:
+            raise InsuranceError(f"quantity must be positive, got {quantity}")
+
+
+class LineMoneyFields(TypedDict):
+    """The split as keyword arguments of ``ChiTietThuoc``/``ChiTietDvkt``."""
+
+    pham_vi: int
+    thanh_tien_bv: int
+    thanh_tien_bh: int
+    tyle_tt_bh: int
+    muc_huong: int
+    t_bhtt: int
+    t_bncct: int
+    t_bntt: int
+
+
+@dataclass(frozen=True)
+class LineSplit:
+    """The QĐ130 money fields of one line, in VND (percent for the ratios).
+
+    ``pham_vi`` is 1 for a service inside the insurance scope, 2 outside it.
+    """
+
+    pham_vi: int
+    thanh_tien_bv: int
+    thanh_tien_bh: int
+    tyle_tt_bh: int
+    muc_huong: int
+    t_bhtt: int
+    t_bncct: int
+    t_bntt: int
+
+    def xml_fields(self) -> LineMoneyFields:
+        """Keyword arguments for the XML2/XML3 line records of :mod:`hospital.billing.domain.xml130`."""
+        return LineMoneyFields(
+            pham_vi=self.pham_vi,
+            thanh_tien_bv=self.thanh_tien_bv,
+            thanh_tien_bh=self.thanh_tien_bh,
+            tyle_tt_bh=self.tyle_tt_bh,
+            muc_huong=self.muc_huong,
+            t_bhtt=self.t_bhtt,
+            t_bncct=self.t_bncct,
+            t_bntt=self.t_bntt,
+        )
+
+
+@dataclass(frozen=True)
+class VisitSplit:
+    """The split of every line of a visit, in input order, with visit totals."""
+
+    lines: tuple[LineSplit, ...]
+    small_visit_rule_applied: bool
+
+    @property
+    def t_tongchi_bv(self) -> int:
+        return sum(line.thanh_tien_bv for line in self.lines)
+
+    @property
+    def t_tongchi_bh(self) -> int:
+        return sum(line.thanh_tien_bh for line in self.lines)
+
+    @property
+    def t_bhtt(self) -> int:
+        return sum(line.t_bhtt for line in self.lines)
+
+    @property
+    def t_bncct(self) -> int:
+        return sum(line.t_bncct for line in self.lines)
+
+    @property
+    def t_bntt(self) -> int:
+        return sum(line.t_bntt for line in self.lines)
+
+
+def split_visit(
+    lines: Iterable[ChargeLine],
+    card: InsuranceCard | None,
+    *,
+    route: Route = Route.REGISTERED,
+    inpatient: bool = False,
+    base_salary: int = BASE_SALARY_FROM_2024_07_01,
+    policy: RoutePolicy = RoutePolicy(),
+) -> VisitSplit:
+    """Split every line of one visit (lượt khám/điều trị) between fund and patient.
+
+    A line is insured when the patient has a card valid on the line's service
+    date, the service is covered and the route keeps a non-zero benefit. Its
+    MUC_HUONG is the card's benefit percent times the route percent, raised to
+    100 when the patient holds a co-payment exemption on that date or, for the
+    whole visit, when the visit's covered cost (sum of THANH_TIEN_BH) is below
+    15% of ``base_salary``. Neither raise applies to self-referred patients.
+    """
+    charge_lines = tuple(lines)
+    _check_vnd(base_salary, "base_salary")
+    route_percent = policy.percent(route, inpatient=inpatient)
+    correct_route = route is not Route.SELF_REFERRED
+
+    priced = []
+    for line in charge_lines:
+        insured = card is not None and line.covered and route_percent > 0 and card.covers(line.service_date)
+        billed = _round_half_up(Fraction(line.quantity) * line.hospital_unit_price * line.service_ratio / 100)
+        covered = 0
+        benefit = 0
+        if insured and card is not None:
+            unit = min(line.hospital_unit_price, line.insurance_unit_price)
+            covered = _round_half_up(
+                Fraction(line.quantity) * unit * line.service_ratio * line.payment_ratio / 10_000
+            )
+            benefit = _benefit_percent(card, route_percent, line.service_date, correct_route)
+        priced.append((line, insured, billed, covered, benefit))
+
+    covered_total = sum(covered for _, _, _, covered, _ in priced)
+    small_visit = (
+        correct_route and 0 < covered_total and covered_total * 100 < base_salary * SMALL_VISIT_PERCENT
+    )
+
+    splits = []
+    for line, insured, billed, covered, benefit in priced:
+        muc_huong = 100 if insured and small_visit else benefit
+        fund = _round_half_up(Fraction(covered * muc_huong, 100))
+        splits.append(
+            LineSplit(
+                pham_vi=1 if line.covered else 2,
+                thanh_tien_bv=billed,
+                thanh_tien_bh=covered,
+                tyle_tt_bh=line.payment_ratio if line.covered else 0,
+                muc_huong=muc_huong,
+                t_bhtt=fund,
+                t_bncct=covered - fund,
+                t_bntt=billed - covered,
+            )
+        )
+    return VisitSplit(lines=tuple(splits), small_visit_rule_applied=small_visit)
+
+
+def _benefit_percent(card: InsuranceCard, route_percent: int, day: date, correct_route: bool) -> int:
+    if correct_route and card.copay_exempt_from is not None and day >= card.copay_exempt_from:
+        return 100
+    effective = Fraction(card.benefit_percent * route_percent, 100)
+    if effective.denominator != 1:
+        raise InsuranceError(
+            f"benefit {card.benefit_percent}% x route {route_percent}% is not a whole percent (MUC_HUONG)"
+        )
+    return int(effective)
+
+
+def _round_half_up(value: Fraction) -> int:
+    """Round an exact amount to whole VND, halves up."""
+    return math.floor(value + Fraction(1, 2))
