@@ -1,0 +1,198 @@
+"""MLLP framing and the asyncio MLLP server for HL7 v2 analyzers and HIS interfaces.
+
+A block on the wire is ``VT (0x0B) message FS (0x1C) CR (0x0D)``. :class:`MllpBuffer` takes arbitrary
+TCP chunks and returns complete messages; bytes outside blocks are dropped, a block restarted by a new
+VT discards the partial one, and a block larger than ``max_message_bytes`` is discarded.
+
+:class:`MllpServer` handles one message at a time per connection (original acknowledgment mode):
+
+1. parse MSH and the message (``AR`` for unparseable/unsupported messages, ``AE`` for content errors,
+   with the reason in MSA-3 and ERR);
+2. await ``handler.store(raw, message, peer)`` — the raw bytes are stored *before* any ACK is sent;
+   a failing or slow store gets ``AR`` ("resend later") instead of ``AA``;
+3. reply: ``ACK`` for ORU^R01/OUL^R22, ``ORL^O22`` for OML^O21, ``RSP^K11`` (after awaiting
+   ``handler.host_query``) for QBP^Q11.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, Self
+
+from hospital.lab.api.astm.hostquery import HostOrder
+from hospital.lab.api.astm.server import Peer
+from hospital.lab.api.hl7.messages import (
+    APPLICATION_INTERNAL_ERROR,
+    Hl7Error,
+    Hl7Message,
+    OrderMessage,
+    ReplySender,
+    SpecimenQuery,
+    build_ack,
+    build_orl_o22,
+    build_rsp_k11,
+    parse_hl7,
+    reject,
+)
+
+log = logging.getLogger(__name__)
+
+VT = 0x0B
+FS = 0x1C
+CR = 0x0D
+
+
+def frame(message: bytes | str) -> bytes:
+    """Wrap one HL7 message in an MLLP block."""
+    data = message.encode("utf-8") if isinstance(message, str) else message
+    return bytes((VT,)) + data + bytes((FS, CR))
+
+
+class MllpBuffer:
+    """Incremental MLLP deframer."""
+
+    def __init__(self, max_message_bytes: int = 16 << 20) -> None:
+        self.max_message_bytes = max_message_bytes
+        self._data = bytearray()
+        self._in_block = False
+        self._scanned = 0
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        messages: list[bytes] = []
+        self._data += chunk
+        while True:
+            if not self._in_block:
+                start = self._data.find(VT)
+                if start < 0:
+                    self._data.clear()
+                    return messages
+                del self._data[:start + 1]
+                self._in_block, self._scanned = True, 0
+            end = self._data.find(FS, self._scanned)
+            restart = self._data.find(VT, self._scanned, end if end >= 0 else len(self._data))
+            if restart >= 0:
+                log.warning("MLLP block restarted by VT; %d bytes dropped", restart)
+                del self._data[:restart]
+                self._in_block = False
+                continue
+            if end < 0:
+                self._scanned = len(self._data)
+                if self._scanned > self.max_message_bytes:
+                    log.warning("MLLP block exceeds %d bytes; dropped", self.max_message_bytes)
+                    self._data.clear()
+                    self._in_block = False
+                return messages
+            messages.append(bytes(self._data[:end]))
+            skip = end + 2 if self._data[end + 1:end + 2] == bytes((CR,)) else end + 1
+            del self._data[:skip]
+            self._in_block = False
+
+
+class Hl7Handler(Protocol):
+    async def store(self, raw: bytes, message: Hl7Message, peer: Peer) -> None:
+        """Durably store a received message; raise (or be slow) to have the sender resend it."""
+
+    async def host_query(self, query: SpecimenQuery) -> Sequence[HostOrder]:
+        """Pending orders for the queried specimens (QBP^Q11)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MllpEndpoint:
+    name: str
+    host: str
+    port: int
+    application: str = "HOSPITAL-LIS"
+    facility: str = ""
+    store_timeout: float = 10.0
+    max_message_bytes: int = 16 << 20
+
+
+class MllpServer:
+    """asyncio MLLP listener; ``port`` 0 picks a free port (see :attr:`port`)."""
+
+    def __init__(self, endpoint: MllpEndpoint, handler: Hl7Handler) -> None:
+        self.endpoint = endpoint
+        self._handler = handler
+        self._sender = ReplySender(endpoint.application, endpoint.facility)
+        self._server: asyncio.Server | None = None
+        self._sessions: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("server not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._on_connect, self.endpoint.host, self.endpoint.port)
+        log.info("MLLP server %s listening on port %d", self.endpoint.name, self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._sessions):
+            task.cancel()
+        await asyncio.gather(*self._sessions, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def respond(self, raw: bytes, peer: Peer) -> str:
+        """Process one received message and return the reply to send (never raises on bad input)."""
+        try:
+            message = parse_hl7(raw)
+        except Hl7Error as error:
+            log.warning("HL7 message from %s refused (%s): %s", peer.host, error.ack_code, error.reason)
+            return build_ack(error.header, error.ack_code, error=error, sender=self._sender)
+        header = message.header
+        try:
+            async with asyncio.timeout(self.endpoint.store_timeout):
+                await self._handler.store(raw, message, peer)
+        except Exception:
+            log.exception("HL7 %s %s from %s not stored", header.message_type, header.control_id, peer.host)
+            return self._reply(message, reject(APPLICATION_INTERNAL_ERROR, "message could not be stored; resend later"))
+        if isinstance(message, SpecimenQuery):
+            try:
+                orders = await self._handler.host_query(message)
+            except Exception:
+                log.exception("HL7 query %s from %s failed", message.specimen_ids, peer.host)
+                return self._reply(message, Hl7Error("AE", APPLICATION_INTERNAL_ERROR, "worklist lookup failed"))
+            return build_rsp_k11(message, bool(orders), sender=self._sender)
+        return self._reply(message)
+
+    def _reply(self, message: Hl7Message, error: Hl7Error | None = None) -> str:
+        """The reply type the message calls for, ``AA`` or carrying ``error``."""
+        code = error.ack_code if error else "AA"
+        if isinstance(message, OrderMessage):
+            return build_orl_o22(message, code, error=error, sender=self._sender)
+        if isinstance(message, SpecimenQuery):
+            return build_rsp_k11(message, False, error=error, sender=self._sender)
+        return build_ack(message.header, code, error=error, sender=self._sender)
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)
+        host, port = (writer.get_extra_info("peername") or ("unknown", 0))[:2]
+        peer = Peer(self.endpoint.name, host, port)
+        buffer = MllpBuffer(self.endpoint.max_message_bytes)
+        try:
+            while data := await reader.read(65536):
+                for raw in buffer.feed(data):
+                    writer.write(frame(await self.respond(raw, peer)))
+                    await writer.drain()
+        except ConnectionError as exc:
+            log.warning("MLLP connection from %s lost: %s", host, exc)
+        except asyncio.CancelledError:
+            log.debug("MLLP session from %s cancelled by server close", host)
+        finally:
+            writer.close()
+            self._sessions.discard(task)
