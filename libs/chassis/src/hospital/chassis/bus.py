@@ -26,10 +26,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
-from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hospital.chassis.db import Database, inbox_table, outbox_table, utcnow
@@ -40,6 +38,8 @@ meter = metrics.get_meter("hospital.bus")
 _published = meter.create_counter("hospital_events_published", description="events published by the relay")
 _handled = meter.create_counter("hospital_events_handled", description="events applied by consumers")
 _dead = meter.create_counter("hospital_events_dead_lettered", description="events parked as dead letters")
+_lag = meter.create_histogram("hospital_event_lag_seconds", unit="s",
+                              description="time from the producer's commit to the consumer's commit")
 
 DEADLETTER_STREAM = "DEADLETTER"
 DOMAIN_STREAMS: dict[str, list[str]] = {
@@ -187,8 +187,10 @@ class OutboxRelay:
                     break  # keep order: later rows wait for this one
                 done.append(row.seq)
             if done:
-                await session.execute(update(outbox_table).where(outbox_table.c.seq.in_(done))
-                                      .values(published_at=utcnow()))
+                now = utcnow()
+                await session.execute(  # executemany: one cached statement, whatever the batch size
+                    update(outbox_table).where(outbox_table.c.seq == bindparam("s")).values(published_at=now),
+                    [{"s": seq} for seq in done])
             _published.add(len(done))
             self.published_total += len(done)
             failed = next((a for a in acks if isinstance(a, BaseException)), None)
@@ -224,18 +226,26 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
 
 # ------------------------------------------------------------------------------------------- consumer
 Handler = Callable[[AsyncSession, Event], Awaitable[None]]
+BatchHandler = Callable[[AsyncSession, list[Event]], Awaitable[None]]
+
+
+def batch_handler(fn: BatchHandler) -> BatchHandler:
+    """Mark a handler that applies a whole fetched batch at once (e.g. one multi-row INSERT)."""
+    fn.handles_batches = True  # type: ignore[attr-defined]
+    return fn
 
 
 @dataclass
 class Subscription:
-    """A durable pull consumer on one stream; ``handlers`` maps subjects (exact, or ending in ``>``/``*``
-    wildcards) to the function applying the event's effect inside the consumer's transaction."""
+    """A durable pull consumer on one stream; ``handlers`` maps subjects (exact, or with ``*``/``>``
+    wildcards) to the function applying the event's effect inside the consumer's transaction: a
+    :data:`Handler` per event, or a :data:`BatchHandler` marked with :func:`batch_handler`."""
 
     stream: str
     durable: str
-    handlers: dict[str, Handler]
+    handlers: dict[str, Handler | BatchHandler]
 
-    def handler_for(self, subject: str) -> Handler | None:
+    def handler_for(self, subject: str) -> Handler | BatchHandler | None:
         for pattern, handler in self.handlers.items():
             if subject_matches(pattern, subject):
                 return handler
@@ -258,10 +268,26 @@ class Consumer:
     affects itself; after ``max_deliver`` failed deliveries it is parked on the dead-letter stream."""
 
     def __init__(self, db: Database, js: JetStreamContext, sub: Subscription, *, service: str,
-                 batch_size: int = 256, max_deliver: int = 5, ack_wait: float = 30.0) -> None:
+                 batch_size: int = 256, max_deliver: int = 5, ack_wait: float = 30.0,
+                 on_committed: Callable[[list[Event]], None] | None = None) -> None:
         self.db, self.js, self.sub, self.service = db, js, sub, service
         self.batch_size, self.max_deliver, self.ack_wait = batch_size, max_deliver, ack_wait
+        self.on_committed = on_committed
         self.handled_total = 0
+
+    def _committed(self, events: list[Event]) -> None:
+        if not events:
+            return
+        self.handled_total += len(events)
+        _handled.add(len(events), {"consumer": self.sub.durable})
+        now = time.time()
+        for ev in events:
+            try:
+                _lag.record(now - datetime.fromisoformat(ev.time).timestamp(), {"consumer": self.sub.durable})
+            except ValueError:
+                pass
+        if self.on_committed is not None:
+            self.on_committed(events)
 
     async def ensure(self) -> None:
         cfg = js_api.ConsumerConfig(
@@ -296,11 +322,9 @@ class Consumer:
         try:
             async with self.db.session() as session, session.begin():
                 fresh = await self._claim(session, events)
-                for msg, ev in fresh:
-                    await self._apply(session, ev)
+                await self._apply(session, [ev for _, ev in fresh])
+            self._committed([ev for _, ev in fresh])
             await asyncio.gather(*(m.ack() for m, _ in events))
-            self.handled_total += len(fresh)
-            _handled.add(len(fresh), {"consumer": self.sub.durable})
         except Exception:  # noqa: BLE001 - retry one by one to isolate the failing event
             for msg, ev in events:
                 await self._process_one(msg, ev)
@@ -309,12 +333,9 @@ class Consumer:
         try:
             async with self.db.session() as session, session.begin():
                 fresh = await self._claim(session, [(msg, ev)])
-                if fresh:
-                    await self._apply(session, ev)
+                await self._apply(session, [e for _, e in fresh])
+            self._committed([ev for _, ev in fresh])
             await msg.ack()
-            if fresh:
-                self.handled_total += 1
-                _handled.add(1, {"consumer": self.sub.durable})
         except Exception as exc:  # noqa: BLE001
             delivered = msg.metadata.num_delivered or 1
             if delivered >= self.max_deliver:
@@ -325,40 +346,56 @@ class Consumer:
                 await msg.nak(delay=min(0.2 * 2 ** delivered, 10.0))
 
     async def _claim(self, session: AsyncSession, events: list[tuple[Msg, Event]]) -> list[tuple[Msg, Event]]:
-        """Insert inbox rows for events not handled before; returns those (the effect's licence)."""
-        ids = list({ev.id for _, ev in events})
-        seen = set((await session.execute(
-            select(inbox_table.c.event_id).where(inbox_table.c.consumer == self.sub.durable,
-                                                 inbox_table.c.event_id.in_(ids))
-        )).scalars())
-        fresh, claimed = [], set()
-        for msg, ev in events:
-            if ev.id in seen or ev.id in claimed:
-                continue
-            claimed.add(ev.id)
-            fresh.append((msg, ev))
-        if fresh:
-            now = utcnow()
-            await session.execute(insert(inbox_table), [
-                {"consumer": self.sub.durable, "event_id": ev.id, "subject": ev.subject, "handled_at": now}
-                for _, ev in fresh])
-        return fresh
+        """Record the events in the inbox; returns those not handled before (the effect's licence).
 
-    async def _apply(self, session: AsyncSession, ev: Event) -> None:
-        handler = self.sub.handler_for(ev.subject)
-        if handler is None:
-            return
-        ctx = propagate.extract(ev.headers)
-        token = otel_context.attach(ctx)
-        try:
-            with tracer.start_as_current_span(f"consume {ev.subject}", kind=trace.SpanKind.CONSUMER,
-                                              attributes={"messaging.system": "nats",
-                                                          "messaging.consumer.group.name": self.sub.durable,
-                                                          "messaging.message.id": ev.id}):
-                async with session.begin_nested():
-                    await handler(session, ev)
-        finally:
-            otel_context.detach(token)
+        One ``INSERT .. ON CONFLICT DO NOTHING RETURNING``: ids already present come back missing, and
+        a concurrent consumer holding the same id makes this one wait for its outcome, never double."""
+        rows, first = [], {}
+        now = utcnow()
+        for msg, ev in events:
+            if ev.id not in first:
+                first[ev.id] = (msg, ev)
+                rows.append({"consumer": self.sub.durable, "event_id": ev.id, "subject": ev.subject,
+                             "handled_at": now})
+        if not rows:
+            return []
+        if session.bind.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as upsert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as upsert
+        stmt = upsert(inbox_table).on_conflict_do_nothing().returning(inbox_table.c.event_id)
+        claimed = set((await session.execute(stmt, rows)).scalars())  # executemany: compiled once, cached
+        return [first[eid] for eid in first if eid in claimed]
+
+    async def _apply(self, session: AsyncSession, events: list[Event]) -> None:
+        """Apply events in order; consecutive events of one batch handler go to it together. Each
+        event gets a CONSUMER span in the trace of the request that produced it."""
+        groups: list[tuple[Any, list[Event]]] = []
+        for ev in events:
+            handler = self.sub.handler_for(ev.subject)
+            if handler is None:
+                continue
+            if groups and groups[-1][0] is handler and getattr(handler, "handles_batches", False):
+                groups[-1][1].append(ev)
+            else:
+                groups.append((handler, [ev]))
+        for handler, group in groups:
+            spans = [tracer.start_span(f"consume {ev.subject}", context=propagate.extract(ev.headers),
+                                       kind=trace.SpanKind.CONSUMER,
+                                       attributes={"messaging.system": "nats",
+                                                   "messaging.consumer.group.name": self.sub.durable,
+                                                   "messaging.message.id": ev.id}) for ev in group]
+            try:
+                if getattr(handler, "handles_batches", False):
+                    with trace.use_span(spans[0], end_on_exit=False):
+                        await handler(session, group)
+                else:
+                    for ev, span in zip(group, spans):
+                        with trace.use_span(span, end_on_exit=False):
+                            await handler(session, ev)
+            finally:
+                for span in spans:
+                    span.end()
 
     async def _dead_letter(self, msg: Msg, ev: Event, exc: Exception, delivered: int) -> None:
         headers = dict(ev.headers)

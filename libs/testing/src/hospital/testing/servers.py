@@ -168,9 +168,12 @@ class PostgresServer:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             shutil.chown(self.data_dir, "postgres", "postgres")
         if not (pgdata / "PG_VERSION").exists():
-            subprocess.run(self._as_owner([_pg_bin("initdb"), "-D", str(pgdata), "-U", "postgres",
-                                           "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]),
-                           check=True, capture_output=True)
+            res = subprocess.run(self._as_owner([_pg_bin("initdb"), "-D", str(pgdata), "-U", "postgres",
+                                                 "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]),
+                                 capture_output=True, text=True)
+            if res.returncode != 0:
+                raise RuntimeError(f"initdb failed (is {self.data_dir} reachable by the postgres user?): "
+                                   f"{res.stderr.strip()}")
         opts = (f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=on "
                 "-c max_connections=300 -c shared_buffers=256MB")
         subprocess.run(self._as_owner([_pg_bin("pg_ctl"), "-D", str(pgdata), "-o", opts, "-w", "-t",

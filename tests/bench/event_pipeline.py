@@ -1,0 +1,111 @@
+"""Event pipeline benchmark on PostgreSQL: producer commit → outbox relay → JetStream → consumer
+effect committed (a separate process). Reports events/s and commit-to-effect latency p50/p95/p99.
+
+Two runs: ``throughput`` (as fast as the producer can commit, 100 events per transaction) and
+``paced`` (a steady offered load in small transactions, the latency a clinician's action sees).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import Column, Integer, MetaData, String, Table
+
+from hospital.chassis.bus import OutboxRelay, connect, ensure_streams
+from hospital.chassis.db import Database
+from hospital.chassis.migrations import install_chassis_schema
+from hospital.chassis.uow import UnitOfWork
+from hospital.contracts.platform.v1.platform_pb2 import ProbeSent
+from hospital.testing.servers import NatsServer, PostgresServer
+
+HERE = Path(__file__).parent
+effects = Table("effects", MetaData(), Column("n", Integer, primary_key=True, autoincrement=True),
+                Column("event_id", String(100), nullable=False), Column("value", Integer, nullable=False))
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: int, rate: float | None,
+                  payload_bytes: int = 200) -> dict:
+    db_url = await pg.create_database(f"bench_{uuid.uuid4().hex[:8]}")
+    db = Database(db_url, pool_size=8)
+    async with db.engine.begin() as conn:
+        await conn.run_sync(install_chassis_schema)
+        await conn.run_sync(effects.metadata.create_all)
+    subject = f"platform.probe.b{uuid.uuid4().hex[:8]}"
+    out = Path(tempfile.mkstemp(suffix=".json")[1])
+    consumer = subprocess.Popen([sys.executable, str(HERE / "pipeline_consumer.py"), db_url, nats.url, subject,
+                                 f"bench-{subject.rsplit('.', 1)[1]}", str(total), str(out)],
+                                stdout=subprocess.PIPE, text=True)
+    assert consumer.stdout is not None and consumer.stdout.readline().strip() == "ready"
+    nc = await connect(nats.url, "bench-producer")
+    js = nc.jetstream()
+    await ensure_streams(js)
+    relay = OutboxRelay(db, js, batch_size=1000, poll_seconds=0.2)
+    stop = asyncio.Event()
+    relay_task = asyncio.create_task(relay.run(stop))
+    committed_at: dict[int, float] = {}
+    padding = b"x" * payload_bytes
+    t0 = time.time()
+    seq = 0
+    while seq < total:
+        if rate:
+            target = t0 + seq / rate
+            delay = target - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        async with UnitOfWork(db, source="bench", on_commit=relay.notify) as uow:
+            batch = range(seq, min(seq + per_tx, total))
+            for i in batch:
+                uow.publish(subject, ProbeSent(probe_id="bench", sequence=i, padding=padding))
+            await uow.commit()
+        now = time.time()
+        for i in batch:
+            committed_at[i] = now
+        seq += per_tx
+    producer_done = time.time()
+    await asyncio.get_running_loop().run_in_executor(None, consumer.wait, 300)
+    stop.set()
+    await relay_task
+    await nc.close()
+    await db.dispose()
+    done = {int(k): v for k, v in json.loads(out.read_text()).items()}
+    out.unlink()
+    latencies_ms = [(done[i] - committed_at[i]) * 1000 for i in range(total)]
+    elapsed = max(done.values()) - t0
+    return {
+        "events": total, "events_per_transaction": per_tx, "offered_rate": rate,
+        "producer_seconds": round(producer_done - t0, 3), "elapsed_seconds": round(elapsed, 3),
+        "events_per_second": round(total / elapsed, 1),
+        "latency_ms": {"p50": round(statistics.median(latencies_ms), 2), "p95": round(pct(latencies_ms, 95), 2),
+                       "p99": round(pct(latencies_ms, 99), 2), "max": round(max(latencies_ms), 2)},
+    }
+
+
+async def main() -> dict:
+    base = Path(tempfile.mkdtemp(prefix="hospital-bench-"))
+    base.chmod(0o755)  # PostgreSQL runs as its own OS user
+    pg = PostgresServer(base / "pg").start()
+    nats = NatsServer(base / "nats").start()
+    try:
+        await one_run(pg, nats, total=2_000, per_tx=100, rate=None)  # warm-up
+        throughput = await one_run(pg, nats, total=50_000, per_tx=100, rate=None)
+        paced = await one_run(pg, nats, total=20_000, per_tx=10, rate=5_000)
+    finally:
+        nats.stop()
+        pg.stop()
+    return {"benchmark": "event_pipeline", "database": "postgresql", "throughput": throughput, "paced": paced}
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main()), indent=2))
