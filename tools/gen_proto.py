@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import fcntl
 import re
 import shutil
 import subprocess
@@ -62,6 +63,8 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 def main() -> int:
+    lock = open(tempfile.gettempdir() + "/hospital-gen-proto.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # one generator at a time on this machine
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--check", action="store_true", help="fail if generated code is stale")
     args = ap.parse_args()
