@@ -8,6 +8,7 @@ from hospital.admissions.adapters.tables import metadata
 from hospital.admissions.api import grpc as grpc_api
 from hospital.admissions.api.http import build_http
 from hospital.admissions.app.inpatient import InpatientService
+from hospital.admissions.app.merge import MergeService
 from hospital.admissions.app.patients import PatientService
 from hospital.admissions.app.reference import ReferenceService
 from hospital.admissions.app.visits import VisitService
@@ -21,12 +22,14 @@ class Services:
     visits: VisitService
     inpatient: InpatientService
     reference: ReferenceService
+    merge: MergeService
 
 
 def build(rt: Runtime) -> Components:
     patients = PatientService(rt, rt.settings)
     services = Services(patients=patients, visits=VisitService(rt, patients),
-                        inpatient=InpatientService(rt, patients), reference=ReferenceService(rt))
+                        inpatient=InpatientService(rt, patients), reference=ReferenceService(rt),
+                        merge=MergeService(rt, patients))
     return Components(
         http=build_http(services),
         grpc_register=lambda server: grpc_api.register(server, services),

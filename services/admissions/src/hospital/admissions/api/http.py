@@ -54,6 +54,35 @@ class PatientIn(BaseModel):
                                    max_length=100)
 
 
+class PatientPatch(BaseModel):
+    full_name: str | None = Field(None, max_length=200)
+    birth_date: str | None = None
+    sex: Literal["male", "female"] | None = None
+    cccd: str | None = None
+    old_id_number: str | None = None
+    phone: str | None = None
+    address_line: str | None = None
+    ward: str | None = None
+    district: str | None = None
+    province_code: str | None = Field(None, max_length=2)
+    ethnicity: str | None = None
+    occupation: str | None = None
+    guardian_name: str | None = None
+    guardian_phone: str | None = None
+
+
+class CardIn(BaseModel):
+    number: str = Field(..., examples=["HS4010120878811"])
+    valid_from: date | None = None
+    valid_to: date | None = None
+    registered_facility: str | None = Field(None, examples=["01 - 043"])
+    five_year_date: date | None = None
+
+
+class MergeIn(BaseModel):
+    merged_id: str = Field(..., description="the duplicate record to fold into this one")
+
+
 class ScanIn(BaseModel):
     qr: str = Field(..., description="raw text of a CCCD or BHYT card QR code", max_length=4000)
 
@@ -115,6 +144,28 @@ def build_http(services: Any) -> FastAPI:
     @api.get("/patients/{patient_id}", tags=["patients"], summary="Read a patient (audited)")
     async def get_patient(patient_id: str, request: Request, who: Role(*CLINICAL)) -> dict[str, Any]:
         return await patients.get(patient_id, caller(request, who))
+
+    @api.patch("/patients/{patient_id}", tags=["patients"], summary="Correct demographic fields")
+    async def update_patient(patient_id: str, body: PatientPatch, request: Request,
+                             who: Role("receptionist")) -> dict[str, Any]:
+        changes = body.model_dump(exclude_unset=True)
+        if not changes:
+            raise Invalid("patient.no_changes", "nothing to change")
+        return await patients.update(patient_id, changes, caller(request, who))
+
+    @api.post("/patients/{patient_id}/cards", tags=["patients"], summary="Add a BHYT card")
+    async def add_card(patient_id: str, body: CardIn, request: Request, who: Role("receptionist")) -> dict[str, Any]:
+        return await patients.add_card(patient_id, body.number, caller(request, who), body.valid_from,
+                                       body.valid_to, body.registered_facility, body.five_year_date)
+
+    @api.get("/patients/{patient_id}/duplicates", tags=["patients"], summary="Likely duplicate records")
+    async def duplicates(patient_id: str, request: Request, who: Role("receptionist", "admin")) -> dict[str, Any]:
+        return {"items": await services.merge.candidates(patient_id, caller(request, who))}
+
+    @api.post("/patients/{patient_id}/merge", tags=["patients"],
+              summary="Merge a duplicate into this patient (identifiers and history move here)")
+    async def merge(patient_id: str, body: MergeIn, request: Request, who: Role("receptionist", "admin")) -> dict[str, Any]:
+        return await services.merge.merge(patient_id, body.merged_id, caller(request, who))
 
     @api.get("/rooms", tags=["reference"], summary="Outpatient clinic rooms")
     async def rooms(_: Role(*ANY_ROLE)) -> dict[str, Any]:

@@ -156,6 +156,85 @@ class PatientService:
             await uow.commit()
             return patient
 
+    async def update(self, pid: str, changes: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """Correct demographic fields (the clerk's fix after a scan conflict, a new phone...)."""
+        allowed = {"full_name", "birth_date", "sex", "cccd", "old_id_number", "phone", "address_line", "ward",
+                   "district", "province_code", "ethnicity", "occupation", "guardian_name", "guardian_phone"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise Invalid("patient.field", f"cannot change {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+        async with self.rt.uow() as uow:
+            s = uow.session
+            current = await self._load(s, pid)
+            if current["merged_into"]:
+                raise Conflict("patient.merged", f"patient was merged into {current['merged_into']}")
+            merged = NewPatient(
+                full_name=changes.get("full_name", current["full_name"]),
+                birth_date=changes.get("birth_date", current["birth_date"]), sex=changes.get("sex", current["sex"]),
+                cccd=changes.get("cccd", current["cccd"]), old_id_number=changes.get("old_id_number",
+                                                                                    current["old_id_number"]),
+                phone=changes.get("phone", current["phone"]))
+            v = _validated(merged)
+            values: dict[str, Any] = {k: changes[k] for k in changes if k not in ("full_name", "birth_date", "phone")}
+            if "full_name" in changes:
+                values.update(full_name=v["full_name"], name_folded=fold(v["full_name"]))
+            if "birth_date" in changes:
+                b: PartialDate = v["birth"]
+                values.update(birth_year=b.year, birth_month=b.month, birth_day=b.day)
+            if "phone" in changes:
+                values["phone"] = v["phone"]
+            if values.get("cccd"):
+                other = (await s.execute(select(patients.c.patient_code).where(
+                    patients.c.cccd == values["cccd"], patients.c.id != pid, patients.c.merged_into.is_(None)))).first()
+                if other:
+                    raise Conflict("patient.cccd_exists", f"CCCD {values['cccd']} belongs to patient "
+                                                          f"{other.patient_code}", field="cccd")
+            values["updated_at"] = utcnow()
+            await s.execute(patients.update().where(patients.c.id == pid).values(**values))
+            patient = await self._load(s, pid)
+            uow.publish("admissions.patient.updated",
+                        events_pb2.PatientUpdated(patient=patient_proto(patient), by=caller.actor()))
+            uow.audit(caller.audit("patient.update", "Patient", pid, pid, fields=sorted(changes)))
+            await uow.commit()
+        return patient
+
+    async def add_card(self, pid: str, number: str, caller: Caller, valid_from: date | None = None,
+                       valid_to: date | None = None, registered_facility: str | None = None,
+                       five_year_date: date | None = None) -> dict[str, Any]:
+        """Record a (new) BHYT card; a patient has several over the years."""
+        try:
+            num = parse_bhyt_number(number)
+        except ScanError as exc:
+            raise Invalid(exc.code, exc.message, field="number") from None
+        if valid_from and valid_to and valid_to < valid_from:
+            raise Invalid("card.period", "valid_to is before valid_from", field="valid_to")
+        async with self.rt.uow() as uow:
+            s = uow.session
+            await self._load(s, pid)
+            other = (await s.execute(select(patients.c.patient_code).join(
+                insurance_cards, insurance_cards.c.patient_id == patients.c.id).where(
+                insurance_cards.c.number == num.value, patients.c.id != pid,
+                patients.c.merged_into.is_(None)))).first()
+            if other:
+                raise Conflict("patient.bhyt_linked", f"BHYT card {num.value} is linked to patient "
+                                                      f"{other.patient_code}", field="number")
+            dup = (await s.execute(select(insurance_cards.c.id).where(
+                insurance_cards.c.patient_id == pid, insurance_cards.c.number == num.value,
+                insurance_cards.c.valid_from == valid_from))).first()
+            if dup is None:
+                await s.execute(insurance_cards.insert().values(
+                    id=new_id(), patient_id=pid, number=num.value, benefit_level=num.benefit_level,
+                    benefit_rate=num.benefit_rate, province_code=num.province_code,
+                    registered_facility=registered_facility, valid_from=valid_from, valid_to=valid_to,
+                    five_year_date=five_year_date, created_at=utcnow()))
+                await s.execute(patients.update().where(patients.c.id == pid).values(updated_at=utcnow()))
+            patient = await self._load(s, pid)
+            uow.publish("admissions.patient.updated",
+                        events_pb2.PatientUpdated(patient=patient_proto(patient), by=caller.actor()))
+            uow.audit(caller.audit("patient.add_card", "Patient", pid, pid, card=num.value))
+            await uow.commit()
+        return patient
+
     async def _load(self, s: AsyncSession, pid: str) -> dict[str, Any]:
         row = (await s.execute(select(patients).where(patients.c.id == pid))).mappings().first()
         if row is None:
