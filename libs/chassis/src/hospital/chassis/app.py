@@ -113,7 +113,7 @@ class Service:
         if with_bus:
             rt.nc = await connect(s.nats_url, f"hospital-{s.service}")
             rt.js = rt.nc.jetstream()
-            await ensure_streams(rt.js)
+            await ensure_streams(rt.js, replicas=s.nats_stream_replicas)
             rt.relay = OutboxRelay(db, rt.js, batch_size=s.outbox_batch_size, poll_seconds=s.outbox_poll_seconds,
                                    retention_hours=s.outbox_retention_hours)
         if self.d.uses_object_storage:
@@ -164,6 +164,8 @@ class Service:
             if mode == "serve":
                 await self._start_servers(comps)
                 loops += [asyncio.create_task(t(self.stop)) for t in comps.listeners]
+            else:  # a worker answers /healthz, /readyz and /metrics on its HTTP port for probes
+                await self._start_http(FastAPI(title=f"{self.settings.service} worker"))
             if mode == "worker" or self.settings.run_worker_in_serve:
                 loops += [asyncio.create_task(t(self.stop)) for t in self._background(comps)]
             self.started.set()
@@ -174,26 +176,30 @@ class Service:
         finally:
             await self._shutdown(loops, comps)
 
+    async def _start_http(self, app: FastAPI) -> None:
+        s, rt = self.settings, self.rt
+        assert rt is not None
+        app.state.verifier = rt.verifier
+        app.state.runtime = rt
+        install_error_handlers(app)
+        install_ops_endpoints(app, self.ready)
+        telemetry.instrument_fastapi(app)
+        cfg = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_config=None, access_log=False,
+                             lifespan="off", timeout_graceful_shutdown=int(s.shutdown_grace_seconds))
+        self.http_server = uvicorn.Server(cfg)
+        self.http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._http_task = asyncio.create_task(self.http_server.serve())
+        while not self.http_server.started:
+            if self._http_task.done():
+                self._http_task.result()  # raises the bind error
+                raise RuntimeError("HTTP server stopped during start-up")
+            await asyncio.sleep(0.02)
+
     async def _start_servers(self, comps: Components) -> None:
         s, rt = self.settings, self.rt
         assert rt is not None
         if comps.http is not None:
-            app = comps.http
-            app.state.verifier = rt.verifier
-            app.state.runtime = rt
-            install_error_handlers(app)
-            install_ops_endpoints(app, self.ready)
-            telemetry.instrument_fastapi(app)
-            cfg = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_config=None, access_log=False,
-                                 lifespan="off", timeout_graceful_shutdown=int(s.shutdown_grace_seconds))
-            self.http_server = uvicorn.Server(cfg)
-            self.http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-            self._http_task = asyncio.create_task(self.http_server.serve())
-            while not self.http_server.started:
-                if self._http_task.done():
-                    self._http_task.result()  # raises the bind error
-                    raise RuntimeError("HTTP server stopped during start-up")
-                await asyncio.sleep(0.02)
+            await self._start_http(comps.http)
         server = grpc.aio.server(interceptors=[*telemetry.grpc_server_interceptors(),
                                                AuthInterceptor(rt.verifier, comps.grpc_rules)])
         health_servicer = health.aio.HealthServicer()

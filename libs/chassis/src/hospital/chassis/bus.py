@@ -88,14 +88,16 @@ async def _log_reconnect() -> None:
     log.info("nats reconnected")
 
 
-async def ensure_streams(js: JetStreamContext, streams: dict[str, list[str]] | None = None) -> None:
-    """Create or update the domain streams and the dead-letter stream (file storage, dedup window)."""
+async def ensure_streams(js: JetStreamContext, streams: dict[str, list[str]] | None = None, *,
+                         replicas: int = 1) -> None:
+    """Create or update the domain streams and the dead-letter stream (file storage, dedup window,
+    ``replicas`` copies on a JetStream cluster)."""
     configs = [
         js_api.StreamConfig(name=name, subjects=subjects, storage=js_api.StorageType.FILE,
-                            duplicate_window=120.0, max_age=14 * 86400.0)
+                            duplicate_window=120.0, max_age=14 * 86400.0, num_replicas=replicas)
         for name, subjects in (streams or DOMAIN_STREAMS).items()
     ]
-    configs.append(js_api.StreamConfig(name=DEADLETTER_STREAM, subjects=["deadletter.>"],
+    configs.append(js_api.StreamConfig(name=DEADLETTER_STREAM, subjects=["deadletter.>"], num_replicas=replicas,
                                        storage=js_api.StorageType.FILE, duplicate_window=120.0))
     for cfg in configs:
         try:

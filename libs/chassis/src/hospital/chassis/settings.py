@@ -58,6 +58,7 @@ class ServiceSettings(BaseSettings):
     service_token_file: Path | None = None  # production: a projected service-account token
 
     # Event bus
+    nats_stream_replicas: int = 1  # 3 on a three-node JetStream cluster
     run_worker_in_serve: bool = True  # serve also runs the outbox relay and consumers
     outbox_batch_size: int = 500
     outbox_poll_seconds: float = 0.5
