@@ -1,8 +1,10 @@
 """Event pipeline benchmark on PostgreSQL: producer commit → outbox relay → JetStream → consumer
 effect committed (a separate process). Reports events/s and commit-to-effect latency p50/p95/p99.
 
-Two runs: ``throughput`` (as fast as the producer can commit, 100 events per transaction) and
-``paced`` (a steady offered load in small transactions, the latency a clinician's action sees).
+Two runs, each with 8 concurrent producers in one process (a service with requests in flight), the
+relay in that process and the consumer in another: ``throughput`` (as fast as the producers can commit,
+10 events per transaction) and ``paced`` (5,000 events/s offered in transactions of 5 events: the
+latency a clinician's action sees under that load).
 """
 from __future__ import annotations
 
@@ -36,9 +38,9 @@ def pct(values: list[float], p: float) -> float:
 
 
 async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: int, rate: float | None,
-                  payload_bytes: int = 200) -> dict:
+                  producers: int = 8, payload_bytes: int = 200) -> dict:
     db_url = await pg.create_database(f"bench_{uuid.uuid4().hex[:8]}")
-    db = Database(db_url, pool_size=8)
+    db = Database(db_url, pool_size=producers + 2)
     async with db.engine.begin() as conn:
         await conn.run_sync(install_chassis_schema)
         await conn.run_sync(effects.metadata.create_all)
@@ -57,22 +59,28 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
     committed_at: dict[int, float] = {}
     padding = b"x" * payload_bytes
     t0 = time.time()
-    seq = 0
-    while seq < total:
-        if rate:
-            target = t0 + seq / rate
-            delay = target - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        async with UnitOfWork(db, source="bench", on_commit=relay.notify) as uow:
-            batch = range(seq, min(seq + per_tx, total))
+    transactions = [range(i, min(i + per_tx, total)) for i in range(0, total, per_tx)]
+    queue: asyncio.Queue[tuple[int, range]] = asyncio.Queue()
+    for n, batch in enumerate(transactions):
+        queue.put_nowait((n, batch))
+
+    async def producer() -> None:
+        """One of ``producers`` concurrent writers (a service has many requests in flight)."""
+        while not queue.empty():
+            n, batch = queue.get_nowait()
+            if rate:
+                delay = t0 + batch.start / rate - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            async with UnitOfWork(db, source="bench", on_commit=relay.notify) as uow:
+                for i in batch:
+                    uow.publish(subject, ProbeSent(probe_id="bench", sequence=i, padding=padding))
+                await uow.commit()
+            now = time.time()
             for i in batch:
-                uow.publish(subject, ProbeSent(probe_id="bench", sequence=i, padding=padding))
-            await uow.commit()
-        now = time.time()
-        for i in batch:
-            committed_at[i] = now
-        seq += per_tx
+                committed_at[i] = now
+
+    await asyncio.gather(*(producer() for _ in range(producers)))
     producer_done = time.time()
     await asyncio.get_running_loop().run_in_executor(None, consumer.wait, 300)
     stop.set()
@@ -84,7 +92,8 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
     latencies_ms = [(done[i] - committed_at[i]) * 1000 for i in range(total)]
     elapsed = max(done.values()) - t0
     return {
-        "events": total, "events_per_transaction": per_tx, "offered_rate": rate,
+        "events": total, "events_per_transaction": per_tx, "offered_rate": rate, "producers": producers,
+        "payload_bytes": payload_bytes,
         "producer_seconds": round(producer_done - t0, 3), "elapsed_seconds": round(elapsed, 3),
         "events_per_second": round(total / elapsed, 1),
         "latency_ms": {"p50": round(statistics.median(latencies_ms), 2), "p95": round(pct(latencies_ms, 95), 2),
@@ -98,9 +107,9 @@ async def main() -> dict:
     pg = PostgresServer(base / "pg").start()
     nats = NatsServer(base / "nats").start()
     try:
-        await one_run(pg, nats, total=2_000, per_tx=100, rate=None)  # warm-up
-        throughput = await one_run(pg, nats, total=50_000, per_tx=100, rate=None)
-        paced = await one_run(pg, nats, total=20_000, per_tx=10, rate=5_000)
+        await one_run(pg, nats, total=2_000, per_tx=10, rate=None)  # warm-up
+        throughput = await one_run(pg, nats, total=50_000, per_tx=10, rate=None)
+        paced = await one_run(pg, nats, total=30_000, per_tx=5, rate=5_000)
     finally:
         nats.stop()
         pg.stop()

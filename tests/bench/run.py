@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCHES = ["event_pipeline"]
+BENCHES = ["event_pipeline", "admissions"]
 
 
 def main(argv: list[str]) -> int:

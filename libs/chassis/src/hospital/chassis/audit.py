@@ -3,11 +3,15 @@
 Each record's hash covers its content and the previous record's hash, so editing, deleting or
 reordering any record breaks the chain from that point on; ``audit_head`` holds the last hash, so
 cutting records off the end is detected too. On PostgreSQL a trigger also refuses UPDATE and DELETE.
+
+There are :data:`CHAINS` independent chains; a transaction appends to one of them (picked at random),
+so concurrent transactions rarely wait for each other's commit on the chain's head row.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,6 +24,7 @@ from hospital.chassis.db import audit_head_table, audit_log_table, utcnow
 from hospital.chassis.ids import new_id
 
 GENESIS = "0" * 64
+CHAINS = 16
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,7 @@ class AuditEntry:
 
 
 def _canonical(row: dict[str, Any]) -> bytes:
-    keys = ("seq", "id", "at", "actor", "actor_roles", "action", "patient_id", "resource_type",
+    keys = ("chain", "seq", "id", "at", "actor", "actor_roles", "action", "patient_id", "resource_type",
             "resource_id", "source", "detail", "prev_hash")
     doc = {k: row[k] for k in keys}
     doc["at"] = row["at"].astimezone(timezone.utc).isoformat(timespec="microseconds")
@@ -49,17 +54,19 @@ def record_hash(row: dict[str, Any]) -> str:
 
 
 async def append_audit(session: AsyncSession, entries: Sequence[AuditEntry]) -> None:
-    """Append entries to the chain inside the caller's transaction (the head row is locked)."""
+    """Append entries to one chain inside the caller's transaction (its head row stays locked until
+    the transaction ends)."""
+    chain = random.randrange(CHAINS)
     head = (await session.execute(
         select(audit_head_table.c.last_seq, audit_head_table.c.last_hash)
-        .where(audit_head_table.c.id == 1).with_for_update()
+        .where(audit_head_table.c.id == chain).with_for_update()
     )).one()
     seq, prev = head.last_seq, head.last_hash
     rows = []
     for e in entries:
         seq += 1
         row = {
-            "seq": seq, "id": e.id, "at": e.at, "actor": e.actor,
+            "chain": chain, "seq": seq, "id": e.id, "at": e.at, "actor": e.actor,
             "actor_roles": ",".join(e.actor_roles), "action": e.action, "patient_id": e.patient_id,
             "resource_type": e.resource_type, "resource_id": e.resource_id, "source": e.source,
             "detail": json.dumps(e.detail, ensure_ascii=False, sort_keys=True, default=str),
@@ -69,7 +76,7 @@ async def append_audit(session: AsyncSession, entries: Sequence[AuditEntry]) -> 
         prev = row["hash"]
         rows.append(row)
     await session.execute(insert(audit_log_table), rows)
-    await session.execute(update(audit_head_table).where(audit_head_table.c.id == 1)
+    await session.execute(update(audit_head_table).where(audit_head_table.c.id == chain)
                           .values(last_seq=seq, last_hash=prev))
 
 
@@ -82,27 +89,39 @@ class ChainReport:
 
 
 async def verify_chain(session: AsyncSession, *, chunk: int = 5000) -> ChainReport:
-    """Recompute the chain from the first record; report the first record that does not fit."""
+    """Recompute every chain from its first record; report the first record that does not fit."""
+    checked = 0
+    for chain in range(CHAINS):
+        report = await _verify_one(session, chain, chunk)
+        checked += report.checked
+        if not report.ok:
+            report.checked = checked
+            return report
+    return ChainReport(True, checked)
+
+
+async def _verify_one(session: AsyncSession, chain: int, chunk: int) -> ChainReport:
     prev, expected_seq, checked, last = GENESIS, 1, 0, 0
+    log = audit_log_table
     while True:
         rows = (await session.execute(
-            select(audit_log_table).where(audit_log_table.c.seq >= expected_seq)
-            .order_by(audit_log_table.c.seq).limit(chunk)
+            select(log).where(log.c.chain == chain, log.c.seq >= expected_seq).order_by(log.c.seq).limit(chunk)
         )).mappings().all()
         if not rows:
             break
         for row in rows:
             data = dict(row)
             if data["seq"] != expected_seq:
-                return ChainReport(False, checked, expected_seq, "record missing (sequence gap)")
+                return ChainReport(False, checked, expected_seq, f"chain {chain}: record missing (sequence gap)")
             if data["prev_hash"] != prev:
-                return ChainReport(False, checked, data["seq"], "previous-hash link broken")
+                return ChainReport(False, checked, data["seq"], f"chain {chain}: previous-hash link broken")
             if record_hash(data) != data["hash"]:
-                return ChainReport(False, checked, data["seq"], "record content does not match its hash")
+                return ChainReport(False, checked, data["seq"],
+                                   f"chain {chain}: record content does not match its hash")
             prev, last = data["hash"], data["seq"]
             expected_seq += 1
             checked += 1
-    head = (await session.execute(select(audit_head_table).where(audit_head_table.c.id == 1))).one()
+    head = (await session.execute(select(audit_head_table).where(audit_head_table.c.id == chain))).one()
     if head.last_seq != last or head.last_hash != prev:
-        return ChainReport(False, checked, last + 1, "records removed from the end of the chain")
+        return ChainReport(False, checked, last + 1, f"chain {chain}: records removed from the end of the chain")
     return ChainReport(True, checked)

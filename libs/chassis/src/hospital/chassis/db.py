@@ -74,6 +74,7 @@ inbox_table = Table(
 
 audit_log_table = Table(
     "audit_log", chassis_metadata,
+    Column("chain", Integer, primary_key=True, autoincrement=False),
     Column("seq", BigId, primary_key=True, autoincrement=False),
     Column("id", String(36), nullable=False, unique=True),
     Column("at", UtcDateTime(), nullable=False),
@@ -102,6 +103,20 @@ counters_table = Table(
     Column("scope", String(100), primary_key=True),
     Column("value", BigId, nullable=False),
 )
+
+
+def sequence_name(name: str) -> str:
+    return "seq_" + "".join(ch if ch.isalnum() else "_" for ch in name)
+
+
+async def sequence_next(session: Any, name: str) -> int:
+    """A unique number that need not be gap-free (patient codes, specimen ids): on PostgreSQL a sequence
+    (created by a migration with :func:`hospital.chassis.migrations.create_sequence`), which takes no
+    lock, so concurrent transactions never wait for each other (a rollback leaves a gap); elsewhere a
+    :func:`next_value` counter."""
+    if session.bind.dialect.name != "postgresql":
+        return await next_value(session, f"seq:{name}")
+    return int((await session.execute(text(f"SELECT nextval('{sequence_name(name)}')"))).scalar_one())
 
 
 async def next_value(session: Any, scope: str) -> int:

@@ -13,8 +13,8 @@ from alembic.config import Config
 from alembic.operations import Operations
 from sqlalchemy import Connection, MetaData
 
-from hospital.chassis.audit import GENESIS
-from hospital.chassis.db import Database, audit_head_table, chassis_metadata
+from hospital.chassis.audit import CHAINS, GENESIS
+from hospital.chassis.db import Database, audit_head_table, chassis_metadata, sequence_name
 
 
 def create_chassis_tables(op: Operations) -> None:
@@ -25,7 +25,7 @@ def install_chassis_schema(bind: Connection) -> None:
     """Outbox, inbox, counters and audit tables, the audit chain's head row, and on PostgreSQL a
     trigger that refuses UPDATE and DELETE on the audit log."""
     chassis_metadata.create_all(bind)
-    bind.execute(audit_head_table.insert().values(id=1, last_seq=0, last_hash=GENESIS))
+    bind.execute(audit_head_table.insert(), [{"id": c, "last_seq": 0, "last_hash": GENESIS} for c in range(CHAINS)])
     if bind.dialect.name == "postgresql":
         bind.exec_driver_sql("""
             CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger AS $$
@@ -35,6 +35,12 @@ def install_chassis_schema(bind: Connection) -> None:
             CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
             FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
         """)
+
+
+def create_sequence(op: Operations, name: str) -> None:
+    """The PostgreSQL sequence behind :func:`hospital.chassis.db.sequence_next` (nothing elsewhere)."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"CREATE SEQUENCE IF NOT EXISTS {sequence_name(name)}")
 
 
 def alembic_config(migrations_dir: Path, url: str) -> Config:

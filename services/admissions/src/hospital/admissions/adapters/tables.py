@@ -14,7 +14,8 @@ patients = Table(
     Column("id", String(36), primary_key=True),
     Column("patient_code", String(20), nullable=False, unique=True),
     Column("full_name", String(200), nullable=False),
-    Column("name_folded", String(200), nullable=False),  # lower-case ASCII search key
+    # lower-case ASCII search key; byte order ("C") on PostgreSQL so a plain btree serves prefix LIKE + ORDER BY
+    Column("name_folded", String(200).with_variant(String(200, collation="C"), "postgresql"), nullable=False),
     Column("birth_year", Integer, nullable=False),
     Column("birth_month", Integer, nullable=True),
     Column("birth_day", Integer, nullable=True),
@@ -38,7 +39,7 @@ patients = Table(
           sqlite_where=text("cccd IS NOT NULL AND merged_into IS NULL")),
     Index("ix_patients_phone", "phone"),
     Index("ix_patients_birth_year", "birth_year"),
-    Index("ix_patients_name_prefix", "name_folded", postgresql_ops={"name_folded": "text_pattern_ops"}),
+    Index("ix_patients_name_prefix", "name_folded"),
 )
 
 insurance_cards = Table(

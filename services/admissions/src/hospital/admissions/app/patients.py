@@ -17,7 +17,7 @@ from hospital.admissions.domain.identity import (
 from hospital.admissions.domain.names import fold, name_match_score, normalize_name, normalize_phone
 from hospital.chassis.app import Runtime
 from hospital.chassis.audit import AuditEntry
-from hospital.chassis.db import next_value, utcnow
+from hospital.chassis.db import sequence_next, utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
 from hospital.chassis.ids import new_id
 from hospital.chassis.security import Principal
@@ -129,7 +129,7 @@ class PatientService:
             now = utcnow()
             pid = new_id()
             year = now.year % 100
-            seq = await next_value(s, f"patient_code:{now.year}")
+            seq = await sequence_next(s, "patient_code")
             code = f"{self.settings.patient_code_prefix}{year:02d}{seq:07d}"
             birth: PartialDate = v["birth"]
             await s.execute(patients.insert().values(
@@ -302,7 +302,7 @@ class PatientService:
         if year:
             prefix = prefix.where(patients.c.birth_year == year)
         seen: dict[str, Any] = {}
-        for stmt_ in (prefix.limit(limit * 5), stmt.limit(limit * 10)):
+        for stmt_ in (prefix.order_by(patients.c.name_folded).limit(limit * 5), stmt.limit(limit * 10)):
             for r in (await s.execute(stmt_)).mappings().all():
                 seen.setdefault(r["id"], r)
             if len(seen) >= limit * 5:
