@@ -108,7 +108,8 @@ class Service:
     async def _runtime(self, with_bus: bool) -> Runtime:
         s = self.settings
         db = Database(s.database_url, pool_size=s.database_pool_size)
-        telemetry.instrument_engine(db.engine)
+        if s.otel_exporter != "none":  # a span per SQL statement costs CPU: only when traces leave the process
+            telemetry.instrument_engine(db.engine)
         rt = Runtime(settings=s, db=db, verifier=verifier_for(s), identity=ServiceIdentity(s))
         if with_bus:
             rt.nc = await connect(s.nats_url, f"hospital-{s.service}")
