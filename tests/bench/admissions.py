@@ -125,7 +125,7 @@ async def main() -> dict:
                    HOSPITAL_NATS_URL=nats.url, HOSPITAL_ADMISSIONS_HTTP_PORT=str(port),
                    HOSPITAL_ADMISSIONS_GRPC_PORT=str(free_port()), HOSPITAL_LOG_LEVEL="WARNING",
                    HOSPITAL_ADMISSIONS_DATABASE_POOL_SIZE="30")
-        proc = subprocess.Popen([sys.executable, "-m", "hospital.admissions", "serve"], env=env)
+        proc = subprocess.Popen([sys.executable, "-m", "hospital.admissions", "serve", "--processes", "2"], env=env)
         token = DevIssuer(base / "auth", "https://auth.hospital.local/dev", "hospital").mint_for_role("receptionist")
         headers = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as c:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCHES = ["event_pipeline", "admissions"]
+BENCHES = ["event_pipeline", "admissions", "imaging_store", "lab_ingest", "billing_callbacks"]
 
 
 def main(argv: list[str]) -> int:

@@ -159,3 +159,39 @@ def sample_file() -> Callable[[str], Path]:
 @pytest.fixture
 def read_dataset_bytes() -> Callable[[Path], bytes]:
     return dataset_bytes
+
+
+# ---------------------------------------------------------------------------------------------------
+# The whole service (chassis, database, NATS, S3) for end-to-end tests.
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from hospital.testing.servers import free_port
+from hospital.testing.services import running_service
+
+
+@pytest.fixture
+def imaging_factory(database_url: str, nats_server, s3_server, tmp_path: Path):
+    """Start the real imaging service; keyword arguments override settings."""
+    from hospital.imaging.service import DEFINITION
+
+    def start(s3=None, **overrides: Any):
+        s3 = s3 or s3_server
+        settings = {"s3_endpoint": s3.endpoint, "s3_access_key": s3.access_key, "s3_secret_key": s3.secret_key,
+                        "dicom_host": "127.0.0.1", "dicom_port": free_port(), "study_quiet_seconds": 0.5,
+                        "pipeline_poll_seconds": 0.2, "routing_poll_seconds": 0.2, "routing_retry_seconds": 0.3,
+                        "routing_max_retry_seconds": 1.0, "upload_retry_seconds": 0.3, "shutdown_grace_seconds": 5}
+        settings.update(overrides)
+        return running_service(DEFINITION, data_dir=tmp_path / "svc", database_url=database_url,
+                               nats_url=nats_server.url, **settings)
+
+    return start
+
+
+@pytest.fixture
+async def imaging(imaging_factory) -> AsyncIterator[Any]:
+    async with imaging_factory() as svc:
+        yield svc
+
+

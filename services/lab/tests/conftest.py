@@ -131,3 +131,17 @@ def endpoint() -> Callable[..., AstmEndpoint]:
 async def astm_server(handler: RecordingHandler) -> AsyncIterator[AstmServer]:
     async with AstmServer(fast_endpoint(), handler) as server:
         yield server
+
+
+# --- the real lab service -------------------------------------------------------------------------------
+from hospital.lab.service import DEFINITION
+from hospital.testing.servers import free_port
+from hospital.testing.services import running_service
+
+
+@pytest.fixture
+async def lab(database_url: str, nats_server, tmp_path):  # type: ignore[no-untyped-def]
+    """The real lab service (HTTP, gRPC, ASTM and MLLP listeners, relay) on SQLite and PostgreSQL."""
+    async with running_service(DEFINITION, data_dir=tmp_path, database_url=database_url, nats_url=nats_server.url,
+                               mllp_port=free_port(), astm_port=free_port(), instrument_timezone="UTC") as svc:
+        yield svc

@@ -16,6 +16,8 @@ import asyncio
 import json
 import logging
 import signal
+import socket
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -189,7 +191,14 @@ class Service:
                              lifespan="off", timeout_graceful_shutdown=int(s.shutdown_grace_seconds))
         self.http_server = uvicorn.Server(cfg)
         self.http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self._http_task = asyncio.create_task(self.http_server.serve())
+        # SO_REUSEPORT: several `serve` processes (--processes N) share the port; the kernel spreads
+        # connections over them. gRPC sets the same option on Linux by default.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((s.http_host, s.http_port))
+        sock.set_inheritable(True)
+        self._http_task = asyncio.create_task(self.http_server.serve(sockets=[sock]))
         while not self.http_server.started:
             if self._http_task.done():
                 self._http_task.result()  # raises the bind error
@@ -251,15 +260,26 @@ class Service:
 
 
 def _install_signals(svc: Service) -> None:
+    """SIGTERM/SIGINT stop gracefully; during start-up (e.g. still waiting for NATS) they abort it."""
     loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+
+    def on_signal() -> None:
+        svc.stop.set()
+        if not svc.started.is_set() and main_task is not None:
+            main_task.cancel()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, svc.stop.set)
+        loop.add_signal_handler(sig, on_signal)
 
 
 async def _serve(definition: ServiceDefinition, mode: str) -> None:
     svc = Service(definition)
     _install_signals(svc)
-    await svc.run(mode)
+    try:
+        await svc.run(mode)
+    except asyncio.CancelledError:
+        log.info("%s start-up aborted by signal", definition.name)
 
 
 async def _migrate(definition: ServiceDefinition) -> None:
@@ -308,10 +328,27 @@ async def _audit_verify(definition: ServiceDefinition) -> int:
     return 0 if report.ok else 1
 
 
+def _supervise(definition: ServiceDefinition, n: int) -> int:
+    """Run ``serve`` in n child processes sharing the ports; forward SIGTERM/SIGINT; exit when all exit."""
+    children = [subprocess.Popen([sys.executable, "-m", f"hospital.{definition.name}", "serve"]) for _ in range(n)]
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return max(codes, default=0)
+
+
 def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m hospital.{definition.name}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="HTTP + gRPC (+ relay, consumers, listeners)")
+    serve = sub.add_parser("serve", help="HTTP + gRPC (+ relay, consumers, listeners)")
+    serve.add_argument("--processes", type=int, default=1,
+                       help="run N processes sharing the ports (use the cores; default 1)")
     sub.add_parser("worker", help="outbox relay and event consumers only")
     sub.add_parser("migrate", help="upgrade the database schema")
     dl = sub.add_parser("deadletters", help="list or replay events parked on the dead-letter stream")
@@ -323,6 +360,8 @@ def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> in
     args = parser.parse_args(argv)
     s = definition.settings_cls()
     configure_logging(s.service, s.log_level, s.log_format)
+    if args.command == "serve" and args.processes > 1:
+        return _supervise(definition, args.processes)
     if args.command in ("serve", "worker"):
         asyncio.run(_serve(definition, args.command))
         return 0

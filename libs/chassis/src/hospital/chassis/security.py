@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,13 +136,31 @@ class DevIssuer:
 class TokenVerifier:
     """Verifies RS256 tokens: signature, issuer, audience, expiry (with leeway), required claims."""
 
-    def __init__(self, public_key_pem: bytes, *, issuer: str, audience: str, leeway: int = 30) -> None:
+    def __init__(self, public_key_pem: bytes, *, issuer: str, audience: str, leeway: int = 30,
+                 cache_size: int = 4096) -> None:
         self._key = public_key_pem
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
+        self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._cache_size = cache_size
 
     def verify(self, token: str) -> Principal:
+        """Verify a token. A token verified before is served from a small cache (an RSA verification
+        costs more than the rest of a typical request) until its own expiry."""
+        hit = self._cache.get(token)
+        if hit is not None:
+            if time.time() < hit[1] + self.leeway:
+                self._cache.move_to_end(token)
+                return hit[0]
+            del self._cache[token]
+        principal = self._verify(token)
+        self._cache[token] = (principal, float(principal.claims["exp"]))
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         try:
             claims = jwt.decode(
                 token, self._key, algorithms=["RS256"], audience=self.audience, issuer=self.issuer,

@@ -1,0 +1,169 @@
+"""Imaging database tables (SQLAlchemy Core): the study index, orders, reconciliation and routing.
+
+The index is patient / study / series / instance, keyed by the DICOM UIDs. Study and series rows carry
+denormalised counts and the attributes C-FIND and QIDO-RS match on, so a query touches one table.
+"""
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table, Text, text
+
+from hospital.chassis.db import BigId, UtcDateTime
+
+metadata = MetaData()
+
+patients = Table(
+    "patients", metadata,
+    Column("patient_id", String(64), primary_key=True),  # DICOM PatientID (the hospital's patient code)
+    Column("patient_name", String(200), nullable=True),   # DICOM PN as decoded (UTF-8)
+    Column("name_folded", String(200), nullable=True),    # upper-case ASCII for wildcard matching
+    Column("birth_date", String(8), nullable=True),
+    Column("sex", String(16), nullable=True),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_img_patients_name", "name_folded"),
+)
+
+studies = Table(
+    "studies", metadata,
+    Column("study_instance_uid", String(64), primary_key=True),
+    Column("patient_id", String(64), nullable=False),  # "" when the modality sent none
+    Column("patient_name", String(200), nullable=True),
+    Column("name_folded", String(200), nullable=True),
+    Column("patient_birth_date", String(8), nullable=True),
+    Column("patient_sex", String(16), nullable=True),
+    Column("study_date", String(8), nullable=True),
+    Column("study_time", String(16), nullable=True),
+    Column("accession_number", String(64), nullable=True),
+    Column("study_description", String(200), nullable=True),
+    Column("referring_physician", String(200), nullable=True),
+    Column("modalities", String(100), nullable=False, server_default=""),  # backslash-separated
+    Column("series_count", Integer, nullable=False, server_default=text("0")),
+    Column("instance_count", Integer, nullable=False, server_default=text("0")),
+    Column("size_bytes", BigInteger, nullable=False, server_default=text("0")),
+    Column("source_ae", String(16), nullable=True),
+    Column("order_id", String(36), nullable=True),
+    Column("reconciliation", String(20), nullable=False, server_default="new"),  # new, matched, pending, resolved
+    Column("first_received_at", UtcDateTime(), nullable=False),
+    Column("last_received_at", UtcDateTime(), nullable=False),
+    Column("announced_at", UtcDateTime(), nullable=True),  # last imaging.study.received
+    Index("ix_studies_patient", "patient_id"),
+    Index("ix_studies_date", "study_date"),
+    Index("ix_studies_accession", "accession_number"),
+    Index("ix_studies_name", "name_folded"),
+    Index("ix_studies_unannounced", "last_received_at"),
+)
+
+series = Table(
+    "series", metadata,
+    Column("series_instance_uid", String(64), primary_key=True),
+    Column("study_instance_uid", String(64), nullable=False, index=True),
+    Column("modality", String(16), nullable=True),
+    Column("series_number", Integer, nullable=True),
+    Column("series_description", String(200), nullable=True),
+    Column("body_part", String(64), nullable=True),
+    Column("instance_count", Integer, nullable=False, server_default=text("0")),
+    Column("source_ae", String(16), nullable=True),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Index("ix_series_modality", "modality"),
+)
+
+instances = Table(
+    "instances", metadata,
+    Column("sop_instance_uid", String(64), primary_key=True),
+    Column("series_instance_uid", String(64), nullable=False, index=True),
+    Column("study_instance_uid", String(64), nullable=False, index=True),
+    Column("sop_class_uid", String(64), nullable=False),
+    Column("instance_number", Integer, nullable=True),
+    Column("transfer_syntax_uid", String(64), nullable=False),
+    Column("rows", Integer, nullable=True),
+    Column("columns", Integer, nullable=True),
+    Column("frames", Integer, nullable=True),
+    Column("size", BigInteger, nullable=False),
+    Column("digest", String(64), nullable=False),  # SHA-256 of transfer syntax + data set bytes
+    Column("object_key", String(300), nullable=False),
+    Column("source_ae", String(16), nullable=True),
+    Column("received_at", UtcDateTime(), nullable=False),
+)
+
+# Same SOP Instance UID received again with other content: kept, never overwrites, flagged for review.
+instance_conflicts = Table(
+    "instance_conflicts", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("sop_instance_uid", String(64), nullable=False, index=True),
+    Column("digest", String(64), nullable=False),
+    Column("object_key", String(300), nullable=False),
+    Column("source_ae", String(16), nullable=True),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Column("status", String(20), nullable=False, server_default="open"),
+    Index("ix_conflict_unique", "sop_instance_uid", "digest", unique=True),
+)
+
+orders = Table(
+    "orders", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("accession_number", String(16), nullable=False, unique=True),
+    Column("request_id", String(100), nullable=True, unique=True),
+    Column("order_ref", String(100), nullable=True),
+    Column("requested_procedure_id", String(16), nullable=False),
+    Column("requested_procedure_description", String(64), nullable=False),
+    Column("modality", String(16), nullable=False),
+    Column("station_ae_title", String(16), nullable=True),
+    Column("scheduled_start", UtcDateTime(), nullable=False),
+    Column("scheduled_date", String(8), nullable=False),  # YYYYMMDD, Asia/Ho_Chi_Minh, for worklist matching
+    Column("patient_ref", String(36), nullable=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("patient_name", String(200), nullable=False),
+    Column("patient_birth_date", String(8), nullable=True),
+    Column("patient_sex", String(1), nullable=True),
+    Column("referring_physician", String(200), nullable=True),
+    Column("status", String(20), nullable=False),  # scheduled, in_progress, completed, discontinued, cancelled
+    Column("study_instance_uid", String(64), nullable=False),  # pre-assigned, sent on the worklist
+    Column("mpps_instance_uid", String(64), nullable=True, unique=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_orders_worklist", "status", "modality", "scheduled_date"),
+    Index("ix_orders_patient", "patient_id"),
+)
+
+reconciliation = Table(
+    "reconciliation", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("study_instance_uid", String(64), nullable=False, unique=True),
+    Column("reason", String(40), nullable=False),  # unknown_accession, patient_mismatch, no_accession
+    Column("detail", Text, nullable=False),
+    Column("candidate_order_id", String(36), nullable=True),
+    Column("status", String(20), nullable=False),  # open, resolved
+    Column("resolved_order_id", String(36), nullable=True),
+    Column("resolved_by", String(200), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("resolved_at", UtcDateTime(), nullable=True),
+    Index("ix_reconciliation_status", "status", "created_at"),
+)
+
+routing_rules = Table(
+    "routing_rules", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("destination_ae", String(16), nullable=False),
+    Column("modality", String(16), nullable=True),        # null = any
+    Column("source_ae", String(16), nullable=True),       # null = any
+    Column("attributes", JSON, nullable=False),           # {"BodyPartExamined": "CHEST", ...} exact matches
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+routing_queue = Table(
+    "routing_queue", metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("rule_id", String(36), nullable=False),
+    Column("destination_ae", String(16), nullable=False),
+    Column("study_instance_uid", String(64), nullable=False),
+    Column("sop_instance_uid", String(64), nullable=False),
+    Column("status", String(20), nullable=False),  # pending, sent, failed (refused by the destination)
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime(), nullable=True),
+    Index("ix_routing_due", "status", "next_attempt_at"),
+    Index("ix_routing_unique", "destination_ae", "sop_instance_uid", "rule_id", unique=True),
+)

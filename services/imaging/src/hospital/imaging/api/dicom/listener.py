@@ -1,0 +1,34 @@
+"""The DICOM listener as a chassis Components.listener: C-ECHO, C-STORE (into the spool), C-FIND
+(Patient/Study Root and Modality Worklist), C-MOVE, C-GET and MPPS on one AE and port."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from hospital.imaging.adapters.spool import Spool
+from hospital.imaging.api.dicom.qr import Bridge, QueryRetrieveHandlers, add_qr_contexts
+from hospital.imaging.api.dicom.server import DicomServer, build_ae, gateway_handlers, serve
+
+log = logging.getLogger(__name__)
+
+
+class DicomListener:
+    def __init__(self, rt: Any, settings: Any, spool: Spool, on_stored: Any, orders: Any) -> None:
+        self.rt, self.s, self.spool, self.on_stored, self.orders = rt, settings, spool, on_stored, orders
+        self.server: DicomServer | None = None
+        self.started = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        config = self.s.dicom_config()
+        ae = build_ae(config)
+        add_qr_contexts(ae)
+        qr = QueryRetrieveHandlers(Bridge(asyncio.get_running_loop()), self.rt, self.s, self.orders)
+        handlers = [*gateway_handlers(config, self.spool, self.on_stored), *qr.handlers()]
+        self.server = await asyncio.to_thread(serve, ae, config, handlers)
+        self.started.set()
+        try:
+            await stop.wait()
+        finally:
+            await asyncio.to_thread(self.server.shutdown)
+            log.info("DICOM listener stopped")

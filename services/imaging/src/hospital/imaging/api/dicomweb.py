@@ -1,0 +1,323 @@
+"""DICOMweb under /dicomweb: QIDO-RS, WADO-RS (instances, series, studies, metadata, rendered,
+thumbnail) and STOW-RS, over the same index and object storage as the DICOM interface."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from io import BytesIO
+from typing import Any
+
+import numpy as np
+import pydicom
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from pydicom.dataset import Dataset
+from starlette.datastructures import QueryParams
+
+from hospital.chassis.errors import Invalid, NotFound
+from hospital.chassis.web import require_roles
+from hospital.imaging.app.query import KEYS, QueryError, find, instances_for
+from hospital.imaging.app.stow import stow_one
+
+log = logging.getLogger(__name__)
+READ = require_roles("radiographer", "radiologist", "doctor")
+WRITE = require_roles("radiographer", "radiologist")
+DICOM_JSON = "application/dicom+json"
+_TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
+
+# Attributes returned by default (PS3.18 Table 6.7.1-2), plus what the level's index holds.
+DEFAULT = {
+    "STUDY": ["StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy", "ReferringPhysicianName",
+              "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
+              "StudyDescription", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"],
+    "SERIES": ["Modality", "SeriesDescription", "SeriesInstanceUID", "SeriesNumber", "BodyPartExamined",
+               "NumberOfSeriesRelatedInstances", "StudyInstanceUID"],
+    "IMAGE": ["SOPClassUID", "SOPInstanceUID", "InstanceNumber", "Rows", "Columns", "NumberOfFrames",
+              "SeriesInstanceUID", "StudyInstanceUID"],
+}
+
+
+def _keyword(name: str) -> str:
+    if _TAG.match(name):
+        return pydicom.datadict.keyword_for_tag(int(name, 16)) or name
+    return name
+
+
+def _query(params: QueryParams, level: str) -> tuple[dict[str, str], int, int, list[str]]:
+    filters: dict[str, str] = {}
+    include: list[str] = []
+    limit, offset = 100, 0
+    for name, value in params.multi_items():
+        if name == "limit":
+            limit = _int(value, "limit")
+        elif name == "offset":
+            offset = _int(value, "offset")
+        elif name == "includefield":
+            include += [_keyword(v) for v in value.split(",") if v and v != "all"]
+            if value == "all":
+                include += list(KEYS[level])
+        elif name in ("fuzzymatching",):
+            continue
+        else:
+            kw = _keyword(name)
+            if kw not in KEYS[level]:
+                raise Invalid("qido.unsupported_key", f"{name} is not a supported query key at this level",
+                              field=name)
+            filters[kw] = value
+    return filters, min(limit, 1000), offset, include
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise Invalid("qido.invalid", f"{name} must be a number", field=name) from None
+    if n < 0:
+        raise Invalid("qido.invalid", f"{name} must not be negative", field=name)
+    return n
+
+
+def _json(rows: list[dict[str, Any]], keys: list[str], base_url: str) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        ds = Dataset()
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        for kw in keys:
+            if kw in row:
+                value = row[kw]
+                try:
+                    setattr(ds, kw, value if value is not None else "")
+                except (ValueError, TypeError):
+                    setattr(ds, kw, "")
+        study = row.get("StudyInstanceUID")
+        if study:
+            ds.RetrieveURL = f"{base_url}/studies/{study}"
+        out.append(ds.to_json_dict())
+    return out
+
+
+def _multipart(parts: list[bytes], content_type: str) -> Response:
+    boundary = uuid.uuid4().hex
+    chunks = []
+    for part in parts:
+        chunks.append(f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode())
+        chunks.append(part)
+        chunks.append(b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return Response(b"".join(chunks), media_type=None, headers={
+        "Content-Type": f'multipart/related; type="{content_type}"; boundary={boundary}'})
+
+
+def parse_multipart(body: bytes, content_type: str) -> list[tuple[dict[str, str], bytes]]:
+    m = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not content_type.lower().startswith("multipart/related") or not m:
+        raise Invalid("stow.content_type", "STOW-RS needs Content-Type multipart/related with a boundary")
+    delimiter = b"--" + m.group(1).encode()
+    parts = []
+    for chunk in body.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk
+        head, sep, data = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise Invalid("stow.malformed", "a multipart part has no header/body separator")
+        headers = {}
+        for line in head.decode("latin-1").split("\r\n"):
+            if ":" in line:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        parts.append((headers, data[:-2] if data.endswith(b"\r\n") else data))
+    return parts
+
+
+def render_png(data: bytes, size: int | None = None) -> bytes:
+    from PIL import Image
+
+    ds = pydicom.dcmread(BytesIO(data))
+    pixels = ds.pixel_array
+    if getattr(ds, "NumberOfFrames", 1) and int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+        pixels = pixels[0]
+    if ds.get("SamplesPerPixel", 1) == 1:
+        arr = pixels.astype(np.float64) * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+        center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+        if center is not None and width is not None:
+            c = float(center[0] if isinstance(center, pydicom.multival.MultiValue) else center)
+            w = float(width[0] if isinstance(width, pydicom.multival.MultiValue) else width)
+            low, high = c - w / 2, c + w / 2
+        else:
+            low, high = float(arr.min()), float(arr.max())
+        scaled = np.clip((arr - low) / max(high - low, 1e-6), 0, 1) * 255
+        if ds.get("PhotometricInterpretation") == "MONOCHROME1":
+            scaled = 255 - scaled
+        img = Image.fromarray(scaled.astype(np.uint8), mode="L")
+    else:
+        img = Image.fromarray(pixels.astype(np.uint8))
+    if size:
+        img.thumbnail((size, size))
+    out = BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+def build_dicomweb(services: Any) -> APIRouter:
+    r = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
+    rt, s = services.rt, services.settings
+
+    def base(request: Request) -> str:
+        return str(request.base_url).rstrip("/") + "/dicomweb"
+
+    async def qido(request: Request, level: str, fixed: dict[str, str]) -> Response:
+        filters, limit, offset, include = _query(request.query_params, level)
+        filters.update(fixed)
+        try:
+            rows = await find(rt.db, level, filters, limit=limit, offset=offset)
+        except QueryError as exc:
+            raise Invalid("qido.invalid", str(exc)) from None
+        keys = list(dict.fromkeys([*DEFAULT[level], *include, *fixed]))
+        if not rows:
+            return Response(status_code=204)
+        return JSONResponse(_json(rows, keys, base(request)), media_type=DICOM_JSON)
+
+    @r.get("/studies", dependencies=[Depends(READ)])
+    async def search_studies(request: Request) -> Response:
+        return await qido(request, "STUDY", {})
+
+    @r.get("/series", dependencies=[Depends(READ)])
+    async def search_all_series(request: Request) -> Response:
+        return await qido(request, "SERIES", {})
+
+    @r.get("/instances", dependencies=[Depends(READ)])
+    async def search_all_instances(request: Request) -> Response:
+        return await qido(request, "IMAGE", {})
+
+    @r.get("/studies/{study}/series", dependencies=[Depends(READ)])
+    async def search_series(request: Request, study: str) -> Response:
+        return await qido(request, "SERIES", {"StudyInstanceUID": study})
+
+    @r.get("/studies/{study}/instances", dependencies=[Depends(READ)])
+    async def search_study_instances(request: Request, study: str) -> Response:
+        return await qido(request, "IMAGE", {"StudyInstanceUID": study})
+
+    @r.get("/studies/{study}/series/{series}/instances", dependencies=[Depends(READ)])
+    async def search_instances(request: Request, study: str, series: str) -> Response:
+        return await qido(request, "IMAGE", {"StudyInstanceUID": study, "SeriesInstanceUID": series})
+
+    async def objects(filters: dict[str, str]) -> list[bytes]:
+        rows = await instances_for(rt.db, filters)
+        if not rows:
+            raise NotFound("dicomweb.not_found", "no matching instances")
+        sem = asyncio.Semaphore(8)
+
+        async def get(key: str) -> bytes:
+            async with sem:
+                return await rt.store.get_bytes(s.bucket, key)
+
+        return list(await asyncio.gather(*(get(row["object_key"]) for row in rows)))
+
+    def metadata(blobs: list[bytes], request: Request) -> Response:
+        out = []
+        for blob in blobs:
+            ds = pydicom.dcmread(BytesIO(blob), stop_before_pixels=True)
+            js = ds.to_json_dict(bulk_data_threshold=4096,
+                                 bulk_data_element_handler=lambda _elem: "")
+            out.append(js)
+        return JSONResponse(out, media_type=DICOM_JSON)
+
+    @r.get("/studies/{study}", dependencies=[Depends(READ)])
+    async def retrieve_study(study: str) -> Response:
+        return _multipart(await objects({"StudyInstanceUID": study}), "application/dicom")
+
+    @r.get("/studies/{study}/series/{series}", dependencies=[Depends(READ)])
+    async def retrieve_series(study: str, series: str) -> Response:
+        return _multipart(await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series}),
+                          "application/dicom")
+
+    @r.get("/studies/{study}/series/{series}/instances/{sop}", dependencies=[Depends(READ)])
+    async def retrieve_instance(study: str, series: str, sop: str) -> Response:
+        return _multipart(await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series,
+                                         "SOPInstanceUID": sop}), "application/dicom")
+
+    @r.get("/studies/{study}/metadata", dependencies=[Depends(READ)])
+    async def study_metadata(request: Request, study: str) -> Response:
+        return metadata(await objects({"StudyInstanceUID": study}), request)
+
+    @r.get("/studies/{study}/series/{series}/metadata", dependencies=[Depends(READ)])
+    async def series_metadata(request: Request, study: str, series: str) -> Response:
+        return metadata(await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series}), request)
+
+    @r.get("/studies/{study}/series/{series}/instances/{sop}/metadata", dependencies=[Depends(READ)])
+    async def instance_metadata(request: Request, study: str, series: str, sop: str) -> Response:
+        return metadata(await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series,
+                                       "SOPInstanceUID": sop}), request)
+
+    async def rendered_png(study: str, series: str, sop: str, size: int | None) -> Response:
+        blob = (await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": sop}))[0]
+        try:
+            png = await asyncio.to_thread(render_png, blob, size)
+        except Exception as exc:  # noqa: BLE001 - no pixel data, unsupported compression...
+            raise Invalid("dicomweb.not_renderable", f"instance cannot be rendered: {exc}") from None
+        return Response(png, media_type="image/png")
+
+    @r.get("/studies/{study}/series/{series}/instances/{sop}/rendered", dependencies=[Depends(READ)])
+    async def rendered(study: str, series: str, sop: str) -> Response:
+        return await rendered_png(study, series, sop, None)
+
+    @r.get("/studies/{study}/series/{series}/instances/{sop}/thumbnail", dependencies=[Depends(READ)])
+    async def thumbnail(study: str, series: str, sop: str, viewport: str = "128,128") -> Response:
+        try:
+            size = max(int(v) for v in viewport.split(","))
+        except ValueError:
+            raise Invalid("dicomweb.viewport", "viewport: width,height", field="viewport") from None
+        return await rendered_png(study, series, sop, min(size, 1024))
+
+    @r.post("/studies", dependencies=[Depends(WRITE)])
+    async def stow(request: Request) -> Response:
+        return await _stow(request, None)
+
+    @r.post("/studies/{study}", dependencies=[Depends(WRITE)])
+    async def stow_study(request: Request, study: str) -> Response:
+        return await _stow(request, study)
+
+    async def _stow(request: Request, study: str | None) -> Response:
+        parts = parse_multipart(await request.body(), request.headers.get("content-type", ""))
+        if not parts:
+            raise Invalid("stow.empty", "no parts in the request")
+        stored, failed = [], []
+        for headers, data in parts:
+            ctype = headers.get("content-type", "application/dicom").split(";")[0].strip().lower()
+            if ctype != "application/dicom":
+                failed.append(("", "", 0xC000, f"unsupported part type {ctype}"))
+                continue
+            res = await asyncio.to_thread(stow_one, services.spool, data, study)
+            if res.failure is None:
+                stored.append(res)
+            else:
+                log.warning("STOW-RS instance %s refused: %s", res.sop_instance_uid, res.reason)
+                failed.append((res.sop_class_uid, res.sop_instance_uid, res.failure, res.reason))
+        if stored:
+            services.pipeline.notify()
+        ds = Dataset()
+        ds.RetrieveURL = f"{base(request)}/studies/{study}" if study else ""
+        ref = []
+        for res in stored:
+            item = Dataset()
+            item.ReferencedSOPClassUID = res.sop_class_uid
+            item.ReferencedSOPInstanceUID = res.sop_instance_uid
+            item.RetrieveURL = f"{base(request)}/studies/{res.study_instance_uid}"
+            ref.append(item)
+        ds.ReferencedSOPSequence = ref
+        fail = []
+        for cls, sop, reason, text in failed:
+            item = Dataset()
+            item.ReferencedSOPClassUID = cls
+            item.ReferencedSOPInstanceUID = sop
+            item.FailureReason = reason
+            fail.append(item)
+        if fail:
+            ds.FailedSOPSequence = fail
+        status = 200 if not failed else (202 if stored else 409)
+        return JSONResponse(ds.to_json_dict(), status_code=status, media_type=DICOM_JSON)
+
+    return r

@@ -1,0 +1,74 @@
+"""HTTP API: DICOMweb (/dicomweb), studies, orders, the reconciliation queue and routing."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from google.protobuf.json_format import MessageToDict
+from pydantic import BaseModel, Field
+
+from hospital.chassis.security import Principal
+from hospital.chassis.web import require_roles
+from hospital.imaging.api.dicomweb import build_dicomweb
+
+READ = ("radiographer", "radiologist", "doctor")
+IMAGING_STAFF = ("radiographer", "radiologist")
+
+
+class ResolveBody(BaseModel):
+    order_id: str | None = Field(default=None, description="link to this order; null accepts the study as unordered")
+
+
+class RuleBody(BaseModel):
+    name: str = ""
+    destination_ae: str
+    modality: str | None = None
+    source_ae: str | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)
+    enabled: bool = True
+
+
+def build_http(services: Any) -> FastAPI:
+    app = FastAPI(title="Hospital imaging (PACS gateway)", version="1")
+    app.include_router(build_dicomweb(services))
+
+    @app.get("/api/v1/studies/{study_uid}", dependencies=[Depends(require_roles(*READ))])
+    async def get_study(study_uid: str) -> dict[str, Any]:
+        return MessageToDict(await services.studies.get(study_uid), preserving_proto_field_name=True)
+
+    @app.get("/api/v1/orders", dependencies=[Depends(require_roles(*READ))])
+    async def list_orders(status: str | None = None, limit: int = 100) -> dict[str, Any]:
+        return {"items": await services.orders.list(status, min(limit, 500))}
+
+    @app.get("/api/v1/reconciliation", dependencies=[Depends(require_roles(*IMAGING_STAFF))])
+    async def list_reconciliation(status: str = "open") -> dict[str, Any]:
+        return {"items": await services.studies.list_reconciliation(status)}
+
+    @app.post("/api/v1/reconciliation/{item_id}/resolve")
+    async def resolve(item_id: str, body: ResolveBody,
+                      who: Principal = Depends(require_roles(*IMAGING_STAFF))) -> dict[str, Any]:
+        return await services.studies.resolve(item_id, body.order_id, who)
+
+    @app.get("/api/v1/routing/rules", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])
+    async def rules() -> dict[str, Any]:
+        return {"items": await services.routing.rules()}
+
+    @app.post("/api/v1/routing/rules", status_code=201, dependencies=[Depends(require_roles("admin"))])
+    async def add_rule(body: RuleBody) -> dict[str, Any]:
+        return await services.routing.add_rule(body.model_dump())
+
+    @app.delete("/api/v1/routing/rules/{rule_id}", status_code=204, dependencies=[Depends(require_roles("admin"))])
+    async def delete_rule(rule_id: str) -> None:
+        await services.routing.delete_rule(rule_id)
+
+    @app.get("/api/v1/routing/queue", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])
+    async def routing_queue() -> dict[str, Any]:
+        return await services.routing.queue_status()
+
+    @app.get("/api/v1/pipeline", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])
+    async def pipeline() -> dict[str, Any]:
+        pending = len(services.spool.pending())
+        return {"spooled": pending, "indexed_since_start": services.pipeline.indexed,
+                "last_error": services.pipeline.last_error}
+
+    return app

@@ -1,0 +1,304 @@
+"""The persistent ingest pipeline: spool -> object storage -> index -> spool.done.
+
+Every instance acknowledged to a sender is already durable in the spool (fsync'd before the
+C-STORE response). This worker moves it on, in batches:
+
+1. read the index attributes and the data set digest of each pending spool file;
+2. decide, against the index: new instance, identical duplicate (nothing to do) or conflict
+   (same SOP Instance UID, other content: kept under ``conflicts/`` and flagged, never overwriting);
+3. upload each new file byte for byte to ``studies/<study>/series/<series>/instances/<sop>.dcm``;
+4. index the whole batch in one transaction (patient, study, series, instance rows and routing jobs);
+5. only then remove the spool files.
+
+A crash or an unreachable object store at any step leaves the files in the spool: the next pass
+redoes the step (uploads are idempotent: same key, same bytes). Nothing is dropped.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from hospital.chassis.db import utcnow
+from hospital.chassis.ids import new_id
+from hospital.imaging.adapters import tables as t
+from hospital.imaging.adapters.spool import Spool, SpoolEntry
+from hospital.imaging.domain.header import HeaderError, InstanceIndex, read_index_attributes
+from hospital.imaging.domain.matching import fold
+from hospital.imaging.domain.part10 import Part10Error, dataset_digest
+
+log = logging.getLogger(__name__)
+
+
+def instance_key(study: str, series: str, sop: str) -> str:
+    return f"studies/{study}/series/{series}/instances/{sop}.dcm"
+
+
+def conflict_key(sop: str, digest: str) -> str:
+    return f"conflicts/{sop}/{digest[:16]}.dcm"
+
+
+@dataclass
+class Prepared:
+    entry: SpoolEntry
+    index: InstanceIndex
+    digest: str
+    source_ae: str | None
+    kind: str = "new"  # new, duplicate, conflict
+    key: str = ""
+
+
+# Attributes a routing rule may test, by DICOM keyword.
+RULE_ATTRIBUTES = {
+    "PatientID": "patient_id", "AccessionNumber": "accession_number", "StudyDescription": "study_description",
+    "SeriesDescription": "series_description", "BodyPartExamined": "body_part_examined",
+    "Modality": "modality", "ReferringPhysicianName": "referring_physician_name",
+    "SOPClassUID": "sop_class_uid",
+}
+
+
+def rule_matches(rule: dict[str, Any], ix: InstanceIndex, source_ae: str | None) -> bool:
+    if rule["modality"] and (ix.modality or "").upper() != rule["modality"].upper():
+        return False
+    if rule["source_ae"] and (source_ae or "") != rule["source_ae"]:
+        return False
+    for keyword, expected in (rule["attributes"] or {}).items():
+        field_name = RULE_ATTRIBUTES.get(keyword)
+        if field_name is None or str(getattr(ix, field_name) or "") != str(expected):
+            return False
+    return True
+
+
+def _source_ae(path: Any) -> str | None:
+    """Source AE Title (0002,0016) from the Part 10 header we wrote."""
+    import pydicom
+
+    try:
+        meta = pydicom.filereader.read_file_meta_info(path)
+        value = meta.get("SourceApplicationEntityTitle")
+        return str(value).strip() or None if value else None
+    except Exception:  # noqa: BLE001 - informative only
+        return None
+
+
+class IngestPipeline:
+    """Components.worker: drains the spool. `notify` may be called from any thread."""
+
+    def __init__(self, rt: Any, settings: Any, spool: Spool) -> None:
+        self.rt, self.s, self.spool = rt, settings, spool
+        self.bucket = settings.bucket
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.indexed = 0
+        self.last_error: str | None = None
+
+    def notify(self, _stored: Any = None) -> None:
+        """on_stored callback (association thread): only wake the worker."""
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            loop.call_soon_threadsafe(wake.set)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        delay = self.s.pipeline_poll_seconds
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                done = await self.process_once()
+                self.last_error = None
+                delay = self.s.pipeline_poll_seconds
+            except Exception as exc:  # noqa: BLE001 - retried; the files stay in the spool
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("ingest pass failed, retrying in %.1fs: %s", delay, self.last_error)
+                done = 0
+                await _wait_any(stop, None, delay)
+                delay = min(delay * 2, 30.0) if delay else self.s.upload_retry_seconds
+                continue
+            if done == 0:
+                await _wait_any(stop, self._wake, self.s.pipeline_poll_seconds)
+
+    async def process_once(self) -> int:
+        """One batch; returns how many spool entries were finished."""
+        entries = (await asyncio.to_thread(self.spool.pending))[: self.s.index_batch_size]
+        if not entries:
+            return 0
+        sem = asyncio.Semaphore(max(1, self.s.upload_concurrency))
+
+        async def prep(entry: SpoolEntry) -> Prepared | None:
+            async with sem:
+                return await asyncio.to_thread(self._prepare, entry)
+
+        prepared = [p for p in await asyncio.gather(*(prep(e) for e in entries)) if p is not None]
+        await self._classify(prepared)
+        results = await asyncio.gather(*(self._upload(p, sem) for p in prepared if p.kind != "duplicate"),
+                                       return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        uploaded = [p for p in prepared if p.kind == "duplicate" or getattr(p, "_uploaded", False)]
+        if uploaded:
+            await self._index(uploaded)
+            await asyncio.to_thread(self._done, uploaded)
+        if failures:
+            raise failures[0] if isinstance(failures[0], Exception) else RuntimeError(str(failures[0]))
+        return len(uploaded) + (len(entries) - len(prepared))
+
+    def _prepare(self, entry: SpoolEntry) -> Prepared | None:
+        try:
+            index = read_index_attributes(entry.path)
+            digest = dataset_digest(entry.path)
+        except FileNotFoundError:
+            return None
+        except (HeaderError, Part10Error) as exc:
+            # Cannot happen for files the gateway wrote (checked before acknowledging); keep it aside.
+            target = self.spool.root / "unreadable"
+            target.mkdir(exist_ok=True)
+            shutil.move(str(entry.path), target / entry.path.name)
+            log.error("spool file %s unreadable (%s): moved to %s", entry.path.name, exc, target)
+            return None
+        return Prepared(entry, index, digest, _source_ae(entry.path))
+
+    async def _classify(self, batch: list[Prepared]) -> None:
+        uids = list({p.index.sop_instance_uid for p in batch})
+        async with self.rt.db.session() as session:
+            known = dict((await session.execute(
+                select(t.instances.c.sop_instance_uid, t.instances.c.digest)
+                .where(t.instances.c.sop_instance_uid.in_(uids)))).all())
+            conflicts = set((await session.execute(
+                select(t.instance_conflicts.c.sop_instance_uid, t.instance_conflicts.c.digest)
+                .where(t.instance_conflicts.c.sop_instance_uid.in_(uids)))).all())
+        for p in batch:
+            ix = p.index
+            sop = str(ix.sop_instance_uid)
+            existing = known.get(sop)
+            if existing is None:
+                p.kind, p.key = "new", instance_key(str(ix.study_instance_uid), str(ix.series_instance_uid), sop)
+                known[sop] = p.digest
+            elif existing == p.digest or (sop, p.digest) in conflicts:
+                p.kind = "duplicate"
+            else:
+                p.kind, p.key = "conflict", conflict_key(sop, p.digest)
+                conflicts.add((sop, p.digest))
+
+    async def _upload(self, p: Prepared, sem: asyncio.Semaphore) -> None:
+        async with sem:
+            await asyncio.to_thread(self.rt.store.client.fput_object, self.bucket, p.key, str(p.entry.path),
+                                    content_type="application/dicom")
+        p._uploaded = True  # type: ignore[attr-defined]
+
+    async def _index(self, batch: list[Prepared]) -> None:
+        now = utcnow()
+        new = [p for p in batch if p.kind == "new"]
+        async with self.rt.uow() as uow:
+            s = uow.session
+            rules = [dict(r._mapping) for r in (await s.execute(
+                select(t.routing_rules).where(t.routing_rules.c.enabled.is_(True)))).all()]
+            for p in [p for p in batch if p.kind == "conflict"]:
+                await s.execute(t.instance_conflicts.insert().values(
+                    id=new_id(), sop_instance_uid=p.index.sop_instance_uid, digest=p.digest, object_key=p.key,
+                    source_ae=p.source_ae, received_at=now, status="open"))
+                log.warning("instance %s received again with other content: kept as %s (flagged)",
+                            p.index.sop_instance_uid, p.key)
+            await self._upsert_patients(s, new, now)
+            await self._upsert_studies_and_series(s, new, now)
+            if new:
+                await s.execute(t.instances.insert(), [{
+                    "sop_instance_uid": p.index.sop_instance_uid, "series_instance_uid": p.index.series_instance_uid,
+                    "study_instance_uid": p.index.study_instance_uid, "sop_class_uid": p.index.sop_class_uid,
+                    "instance_number": p.index.instance_number, "transfer_syntax_uid": p.index.transfer_syntax_uid,
+                    "rows": p.index.rows, "columns": p.index.columns, "frames": p.index.number_of_frames,
+                    "size": p.index.size, "digest": p.digest, "object_key": p.key, "source_ae": p.source_ae,
+                    "received_at": now} for p in new])
+                jobs = [{"rule_id": r["id"], "destination_ae": r["destination_ae"],
+                             "study_instance_uid": p.index.study_instance_uid,
+                             "sop_instance_uid": p.index.sop_instance_uid, "status": "pending", "attempts": 0,
+                             "next_attempt_at": now, "created_at": now}
+                        for p in new for r in rules if rule_matches(r, p.index, p.source_ae)]
+                if jobs:
+                    await s.execute(t.routing_queue.insert(), jobs)
+            await uow.commit()
+        self.indexed += len(new)
+
+    async def _upsert_patients(self, s: Any, new: list[Prepared], now: Any) -> None:
+        latest: dict[str, InstanceIndex] = {}
+        for p in new:
+            latest[p.index.patient_id or ""] = p.index
+        if not latest:
+            return
+        have = set((await s.execute(select(t.patients.c.patient_id)
+                                    .where(t.patients.c.patient_id.in_(list(latest))))).scalars())
+        for pid, ix in latest.items():
+            values = {"patient_name": ix.patient_name, "name_folded": fold(ix.patient_name),
+                          "birth_date": ix.patient_birth_date, "sex": ix.patient_sex, "updated_at": now}
+            if pid in have:
+                await s.execute(update(t.patients).where(t.patients.c.patient_id == pid).values(**values))
+            else:
+                await s.execute(t.patients.insert().values(patient_id=pid, **values))
+
+    async def _upsert_studies_and_series(self, s: Any, new: list[Prepared], now: Any) -> None:
+        by_study: dict[str, list[Prepared]] = {}
+        for p in new:
+            by_study.setdefault(str(p.index.study_instance_uid), []).append(p)
+        for study_uid, items in by_study.items():
+            ix = items[-1].index
+            row = (await s.execute(select(t.studies).where(t.studies.c.study_instance_uid == study_uid))).first()
+            by_series: dict[str, list[Prepared]] = {}
+            for p in items:
+                by_series.setdefault(str(p.index.series_instance_uid), []).append(p)
+            new_series = 0
+            for series_uid, group in by_series.items():
+                sx = group[-1].index
+                srow = (await s.execute(select(t.series.c.series_instance_uid)
+                                        .where(t.series.c.series_instance_uid == series_uid))).first()
+                if srow is None:
+                    new_series += 1
+                    await s.execute(t.series.insert().values(
+                        series_instance_uid=series_uid, study_instance_uid=study_uid, modality=sx.modality,
+                        series_number=sx.series_number, series_description=sx.series_description,
+                        body_part=sx.body_part_examined, instance_count=len(group), source_ae=group[-1].source_ae,
+                        received_at=now))
+                else:
+                    await s.execute(update(t.series).where(t.series.c.series_instance_uid == series_uid)
+                                    .values(instance_count=t.series.c.instance_count + len(group)))
+            modalities = {p.index.modality for p in items if p.index.modality}
+            size = sum(p.index.size for p in items)
+            if row is None:
+                await s.execute(t.studies.insert().values(
+                    study_instance_uid=study_uid, patient_id=ix.patient_id or "", patient_name=ix.patient_name,
+                    name_folded=fold(ix.patient_name), patient_birth_date=ix.patient_birth_date,
+                    patient_sex=ix.patient_sex, study_date=ix.study_date, study_time=ix.study_time,
+                    accession_number=ix.accession_number, study_description=ix.study_description,
+                    referring_physician=ix.referring_physician_name, modalities="\\".join(sorted(modalities)),
+                    series_count=new_series, instance_count=len(items), size_bytes=size,
+                    source_ae=items[-1].source_ae, reconciliation="new", first_received_at=now,
+                    last_received_at=now))
+            else:
+                merged = set(filter(None, row.modalities.split("\\"))) | modalities
+                await s.execute(update(t.studies).where(t.studies.c.study_instance_uid == study_uid).values(
+                    series_count=t.studies.c.series_count + new_series,
+                    instance_count=t.studies.c.instance_count + len(items),
+                    size_bytes=t.studies.c.size_bytes + size, modalities="\\".join(sorted(merged)),
+                    last_received_at=now))
+
+    def _done(self, batch: list[Prepared]) -> None:
+        for p in batch:
+            self.spool.done(p.entry)
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+def quiet_cutoff(seconds: float) -> Any:
+    return utcnow() - timedelta(seconds=seconds)

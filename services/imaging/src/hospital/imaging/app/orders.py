@@ -1,0 +1,253 @@
+"""Imaging orders (from the EMR over gRPC), the modality worklist they feed, and MPPS updates."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydicom.uid import generate_uid
+from sqlalchemy import select, update
+
+from hospital.chassis.audit import AuditEntry
+from hospital.chassis.db import utcnow
+from hospital.chassis.errors import Conflict, Invalid, NotFound
+from hospital.chassis.ids import new_id
+from hospital.contracts.imaging.v1 import events_pb2 as ev
+from hospital.contracts.imaging.v1 import imaging_pb2 as pb
+from hospital.imaging.adapters import tables as t
+from hospital.imaging.domain.matching import dicom_date
+
+VN = ZoneInfo("Asia/Ho_Chi_Minh")
+_SH = re.compile(r"^[\x20-\x7e]{1,16}$")
+_CS = re.compile(r"^[A-Z0-9_ ]{1,16}$")
+STATUS_PB = {"scheduled": pb.ORDER_STATUS_SCHEDULED, "in_progress": pb.ORDER_STATUS_IN_PROGRESS,
+             "completed": pb.ORDER_STATUS_COMPLETED, "discontinued": pb.ORDER_STATUS_DISCONTINUED,
+             "cancelled": pb.ORDER_STATUS_CANCELLED}
+
+
+@dataclass
+class NewOrder:
+    accession_number: str
+    requested_procedure_id: str
+    requested_procedure_description: str
+    modality: str
+    station_ae_title: str
+    scheduled_start: datetime | None
+    patient_ref: str
+    patient_code: str
+    full_name: str
+    birth_date: str
+    sex: str
+    referring_physician: str = ""
+    order_ref: str = ""
+    request_id: str = ""
+
+
+def to_pn(full_name: str) -> str:
+    """'Nguyễn Văn An' -> 'Nguyễn^Văn An' (family name first, as Vietnamese names are written)."""
+    parts = full_name.split()
+    if "^" in full_name or len(parts) < 2:
+        return full_name.strip()
+    return f"{parts[0]}^{' '.join(parts[1:])}"
+
+
+def validate(o: NewOrder) -> None:
+    def bad(field: str, msg: str) -> Invalid:
+        return Invalid(f"order.{field}", msg, field=field)
+
+    if not _SH.match(o.accession_number or "") or "\\" in o.accession_number:
+        raise bad("accession_number", "accession number: 1-16 printable ASCII characters (DICOM SH)")
+    if not _CS.match(o.modality or ""):
+        raise bad("modality", "modality: a DICOM modality code such as CT, MR, DX, US")
+    if o.station_ae_title and (len(o.station_ae_title) > 16 or not o.station_ae_title.isascii()
+                               or "\\" in o.station_ae_title):
+        raise bad("station_ae_title", "station AE title: at most 16 ASCII characters")
+    if not o.patient_code or len(o.patient_code) > 64 or "\\" in o.patient_code:
+        raise bad("patient.patient_code", "patient code (DICOM PatientID) is required, at most 64 characters")
+    if not o.full_name.strip() or len(o.full_name) > 200:
+        raise bad("patient.full_name", "patient name is required")
+    if not o.requested_procedure_description.strip():
+        raise bad("requested_procedure_description", "procedure description is required")
+    if o.sex not in ("", "M", "F", "O"):
+        raise bad("patient.sex", "sex: M, F, O or empty")
+    try:
+        dicom_date(o.birth_date)
+    except ValueError:
+        raise bad("patient.birth_date", "birth date: YYYY-MM-DD, YYYY-MM or YYYY") from None
+    if o.scheduled_start is None:
+        raise bad("scheduled_start", "scheduled start time is required")
+
+
+def order_proto(r: Any) -> pb.Order:
+    m = r._mapping if hasattr(r, "_mapping") else r
+    o = pb.Order(id=m["id"], accession_number=m["accession_number"],
+                 requested_procedure_id=m["requested_procedure_id"],
+                 requested_procedure_description=m["requested_procedure_description"], modality=m["modality"],
+                 station_ae_title=m["station_ae_title"] or "", referring_physician=m["referring_physician"] or "",
+                 order_ref=m["order_ref"] or "", status=STATUS_PB.get(m["status"], 0),
+                 study_instance_uid=m["study_instance_uid"] or "", mpps_instance_uid=m["mpps_instance_uid"] or "",
+                 patient=pb.OrderPatient(patient_ref=m["patient_ref"] or "", patient_code=m["patient_id"],
+                                         full_name=m["patient_name"], birth_date=m["patient_birth_date"] or "",
+                                         sex=m["patient_sex"] or ""))
+    o.scheduled_start.FromDatetime(m["scheduled_start"])
+    return o
+
+
+def order_json(r: Any) -> dict[str, Any]:
+    m = dict(r._mapping)
+    for k in ("scheduled_start", "created_at", "updated_at"):
+        m[k] = m[k].isoformat() if m[k] else None
+    return m
+
+
+class OrderService:
+    def __init__(self, rt: Any) -> None:
+        self.rt = rt
+
+    async def schedule(self, o: NewOrder, actor: Any) -> pb.Order:
+        validate(o)
+        now = utcnow()
+        start = o.scheduled_start
+        assert start is not None
+        async with self.rt.uow() as uow:
+            s = uow.session
+            if o.request_id:
+                row = (await s.execute(select(t.orders).where(t.orders.c.request_id == o.request_id))).first()
+                if row is not None:
+                    return order_proto(row)
+            if (await s.execute(select(t.orders.c.id)
+                                .where(t.orders.c.accession_number == o.accession_number))).first():
+                raise Conflict("order.accession_exists", f"accession number {o.accession_number} is already used",
+                               field="accession_number")
+            values = {
+                "id": new_id(), "accession_number": o.accession_number, "request_id": o.request_id or None,
+                "order_ref": o.order_ref or None, "requested_procedure_id": (o.requested_procedure_id
+                                                                      or o.accession_number)[:16],
+                "requested_procedure_description": o.requested_procedure_description[:64], "modality": o.modality,
+                "station_ae_title": o.station_ae_title or None, "scheduled_start": start,
+                "scheduled_date": start.astimezone(VN).strftime("%Y%m%d"), "patient_ref": o.patient_ref or None,
+                "patient_id": o.patient_code, "patient_name": to_pn(o.full_name),
+                "patient_birth_date": dicom_date(o.birth_date), "patient_sex": o.sex or None,
+                "referring_physician": to_pn(o.referring_physician) if o.referring_physician else None,
+                "status": "scheduled", "study_instance_uid": generate_uid(), "mpps_instance_uid": None,
+                "created_at": now, "updated_at": now}
+            await s.execute(t.orders.insert().values(**values))
+            proto = order_proto(values)
+            uow.publish("imaging.order.scheduled", ev.OrderScheduled(order=proto))
+            uow.audit(AuditEntry(actor=actor.subject, actor_roles=tuple(sorted(actor.roles)),
+                                 action="imaging_order.schedule", resource_type="ImagingOrder",
+                                 resource_id=values["id"], patient_id=o.patient_ref or None,
+                                 detail={"accession_number": o.accession_number, "modality": o.modality}))
+            await uow.commit()
+            return proto
+
+    async def get(self, order_id: str = "", accession_number: str = "") -> Any:
+        async with self.rt.db.session() as s:
+            q = select(t.orders)
+            q = q.where(t.orders.c.id == order_id) if order_id else q.where(
+                t.orders.c.accession_number == accession_number)
+            row = (await s.execute(q)).first()
+        if row is None:
+            raise NotFound("order.not_found", "no such imaging order")
+        return row
+
+    async def cancel(self, order_id: str, actor: Any) -> pb.Order:
+        async with self.rt.uow() as uow:
+            res = await uow.session.execute(update(t.orders).where(
+                t.orders.c.id == order_id, t.orders.c.status == "scheduled").values(
+                status="cancelled", updated_at=utcnow()))
+            if res.rowcount != 1:
+                row = (await uow.session.execute(select(t.orders.c.status).where(t.orders.c.id == order_id))).first()
+                if row is None:
+                    raise NotFound("order.not_found", "no such imaging order")
+                raise Conflict("order.not_cancellable", f"order is {row.status}; only scheduled orders can be cancelled")
+            uow.audit(AuditEntry(actor=actor.subject, actor_roles=tuple(sorted(actor.roles)),
+                                 action="imaging_order.cancel", resource_type="ImagingOrder", resource_id=order_id))
+            await uow.commit()
+        return order_proto(await self.get(order_id))
+
+    async def list(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        async with self.rt.db.session() as s:
+            q = select(t.orders).order_by(t.orders.c.scheduled_start).limit(limit)
+            if status:
+                q = q.where(t.orders.c.status == status)
+            return [order_json(r) for r in (await s.execute(q)).all()]
+
+    # --- modality worklist and MPPS (called from DICOM handlers through the event loop) ---
+
+    async def worklist(self, *, modality: str | None, station_ae: str | None, date_low: str | None,
+                       date_high: str | None, patient_id: str | None, accession: str | None,
+                       name_like: str | None, limit: int) -> list[Any]:
+        from hospital.imaging.domain.matching import fold
+
+        async with self.rt.db.session() as s:
+            q = select(t.orders).where(t.orders.c.status == "scheduled")
+            if modality:
+                q = q.where(t.orders.c.modality == modality)
+            if station_ae:
+                q = q.where(t.orders.c.station_ae_title == station_ae)
+            if date_low:
+                q = q.where(t.orders.c.scheduled_date >= date_low)
+            if date_high:
+                q = q.where(t.orders.c.scheduled_date <= date_high)
+            if patient_id:
+                q = q.where(t.orders.c.patient_id == patient_id)
+            if accession:
+                q = q.where(t.orders.c.accession_number == accession)
+            rows = (await s.execute(q.order_by(t.orders.c.scheduled_start).limit(limit))).all()
+        if name_like:
+            import fnmatch
+
+            pattern = fold(name_like) or ""
+            rows = [r for r in rows if fnmatch.fnmatchcase(fold(r.patient_name) or "", pattern)]
+        return rows
+
+    async def mpps_created(self, mpps_uid: str, accession: str | None, study_uid: str | None,
+                           status: str) -> str | None:
+        """N-CREATE: link the MPPS to its order (by accession, else by the worklist's Study Instance UID)."""
+        async with self.rt.uow() as uow:
+            s = uow.session
+            row = None
+            if accession:
+                row = (await s.execute(select(t.orders).where(t.orders.c.accession_number == accession))).first()
+            if row is None and study_uid:
+                row = (await s.execute(select(t.orders).where(t.orders.c.study_instance_uid == study_uid))).first()
+            if row is None:
+                return None
+            await s.execute(update(t.orders).where(t.orders.c.id == row.id).values(
+                status="in_progress", mpps_instance_uid=mpps_uid, updated_at=utcnow()))
+            uow.audit(AuditEntry(actor="modality", action="imaging_order.mpps_in_progress",
+                                 resource_type="ImagingOrder", resource_id=row.id,
+                                 detail={"mpps": mpps_uid, "status": status}))
+            await uow.commit()
+            return str(row.id)
+
+    async def mpps_set(self, mpps_uid: str, status: str, study_uid: str | None) -> str | None:
+        """N-SET: COMPLETED / DISCONTINUED end the procedure; returns the order id or None if unknown."""
+        async with self.rt.uow() as uow:
+            s = uow.session
+            row = (await s.execute(select(t.orders).where(t.orders.c.mpps_instance_uid == mpps_uid))).first()
+            if row is None:
+                return None
+            final = {"COMPLETED": "completed", "DISCONTINUED": "discontinued"}.get(status)
+            if final and row.status == "in_progress":
+                now = utcnow()
+                await s.execute(update(t.orders).where(t.orders.c.id == row.id).values(
+                    status=final, updated_at=now))
+                msg = ev.ProcedureCompleted(order_id=row.id, accession_number=row.accession_number,
+                                            mpps_instance_uid=mpps_uid, status=status,
+                                            study_instance_uid=study_uid or row.study_instance_uid)
+                msg.ended_at.FromDatetime(now)
+                uow.publish("imaging.procedure.completed", msg)
+                uow.audit(AuditEntry(actor="modality", action=f"imaging_order.mpps_{final}",
+                                     resource_type="ImagingOrder", resource_id=row.id, detail={"mpps": mpps_uid}))
+            await uow.commit()
+            return str(row.id)
+
+
+def proto_time(ts: Any) -> datetime | None:
+    if not ts.seconds and not ts.nanos:
+        return None
+    return ts.ToDatetime(tzinfo=UTC)

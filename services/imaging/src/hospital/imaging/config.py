@@ -1,0 +1,83 @@
+"""Settings of the imaging service (PACS gateway).
+
+Environment: HOSPITAL_IMAGING_<NAME> (or HOSPITAL_<NAME> for shared settings), e.g.
+``HOSPITAL_IMAGING_STRICT_AE=true`` turns the calling-AE allow-list on and
+``HOSPITAL_IMAGING_KNOWN_AES="VIEWER=10.0.0.7:104,CT_HUE=10.0.0.21:4006"`` lists the peers
+(C-MOVE destinations, routing destinations and, in strict mode, the only AEs allowed to call us).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import field_validator
+
+from hospital.chassis.settings import ServiceSettings
+from hospital.imaging.api.dicom.config import DicomConfig
+
+
+def parse_known_aes(value: str) -> dict[str, tuple[str, int]]:
+    """``"AE=host:port,AE2=host:port"`` -> ``{"AE": ("host", port)}``; raises ValueError on a bad entry."""
+    out: dict[str, tuple[str, int]] = {}
+    for raw in value.replace(";", ",").split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        title, sep, address = item.partition("=")
+        host, colon, port = address.rpartition(":")
+        if not sep or not colon or not host or not port.isdigit() or not title.strip():
+            raise ValueError(f"known_aes entry {item!r} is not AE=host:port")
+        out[title.strip()] = (host.strip(), int(port))
+    return out
+
+
+class ImagingSettings(ServiceSettings):
+    """Environment: HOSPITAL_IMAGING_<NAME> (or HOSPITAL_<NAME> for shared settings)."""
+
+    service: ClassVar[str] = "imaging"
+    http_port: int = 8004
+    grpc_port: int = 50054
+
+    # DICOM listener
+    dicom_host: str = "0.0.0.0"
+    dicom_port: int = 11112
+    ae_title: str = "HOSPITAL_PACS"
+    strict_ae: bool = False
+    known_aes: str = ""  # AE=host:port,...
+    dicom_max_associations: int = 32
+
+    # Storage and pipeline
+    spool_dir: Path | None = None  # default: <data_dir>/imaging-spool
+    bucket: str = "dicom"
+    upload_concurrency: int = 4
+    index_batch_size: int = 200
+    pipeline_poll_seconds: float = 1.0
+    upload_retry_seconds: float = 2.0
+    study_quiet_seconds: float = 30.0
+
+    # Routing
+    routing_poll_seconds: float = 1.0
+    routing_retry_seconds: float = 10.0
+    routing_max_retry_seconds: float = 600.0
+
+    # Query
+    find_limit: int = 1000
+
+    @field_validator("known_aes")
+    @classmethod
+    def _check_known_aes(cls, value: str) -> str:
+        parse_known_aes(value)
+        return value
+
+    @property
+    def peers(self) -> dict[str, tuple[str, int]]:
+        return parse_known_aes(self.known_aes)
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool_dir or Path(self.data_dir) / "imaging-spool"
+
+    def dicom_config(self) -> DicomConfig:
+        return DicomConfig(ae_title=self.ae_title, host=self.dicom_host, port=self.dicom_port,
+                           strict_ae=self.strict_ae, allowed_aes=self.peers,
+                           max_associations=self.dicom_max_associations)

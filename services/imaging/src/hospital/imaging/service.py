@@ -1,0 +1,73 @@
+"""Wiring: the imaging service (PACS gateway) definition for the chassis runner.
+
+serve: HTTP (DICOMweb + API), gRPC, and the DICOM listener (a Components.listener on dicom_port).
+workers (in serve by default, or in `worker`): the ingest pipeline (spool -> S3 -> index), the study
+announcer (quiet period -> imaging.study.received) and the router (routing queue -> C-STORE).
+The pipeline reads the listener's spool directory: run `worker` on the same host (same data_dir).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hospital.chassis.app import Components, Runtime, ServiceDefinition
+from hospital.imaging.adapters.spool import Spool
+from hospital.imaging.adapters.tables import metadata
+from hospital.imaging.api import grpc as grpc_api
+from hospital.imaging.api.dicom.listener import DicomListener
+from hospital.imaging.api.http import build_http
+from hospital.imaging.app.ingest import IngestPipeline
+from hospital.imaging.app.orders import OrderService
+from hospital.imaging.app.routing import RoutingService
+from hospital.imaging.app.studies import StudyService
+from hospital.imaging.config import ImagingSettings
+
+
+@dataclass
+class Services:
+    rt: Runtime
+    settings: Any
+    spool: Spool
+    pipeline: IngestPipeline
+    orders: OrderService
+    studies: StudyService
+    routing: RoutingService
+    dicom: DicomListener
+
+
+def build(rt: Runtime) -> Components:
+    s = rt.settings
+    assert isinstance(s, ImagingSettings)
+    spool = Spool(s.spool_path)
+    pipeline = IngestPipeline(rt, s, spool)
+    orders = OrderService(rt)
+    services = Services(rt=rt, settings=s, spool=spool, pipeline=pipeline, orders=orders,
+                        studies=StudyService(rt, s), routing=RoutingService(rt, s),
+                        dicom=DicomListener(rt, s, spool, pipeline.notify, orders))
+    rt.imaging = services  # type: ignore[attr-defined]  # for tests and ops tooling
+    return Components(
+        http=build_http(services),
+        grpc_register=lambda server: grpc_api.register(server, services),
+        grpc_service_names=[grpc_api.SERVICE],
+        grpc_rules=grpc_api.RULES,
+        listeners=[services.dicom.run],
+        workers=[pipeline.run, services.studies.run_announcer, services.routing.run],
+        on_start=_ensure_bucket,
+    )
+
+
+async def _ensure_bucket(rt: Runtime) -> None:
+    assert rt.store is not None
+    await rt.store.ensure_bucket(rt.settings.bucket)  # type: ignore[attr-defined]
+
+
+DEFINITION = ServiceDefinition(
+    name="imaging",
+    settings_cls=ImagingSettings,
+    migrations_dir=Path(__file__).parent / "migrations",
+    metadata=metadata,
+    build=build,
+    uses_object_storage=True,
+    buckets=[ImagingSettings.model_fields["bucket"].default],
+)

@@ -1,0 +1,50 @@
+"""Helpers for the end-to-end tests (module name unique across the workspace's test directories)."""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from sqlalchemy import select
+
+from hospital.chassis.db import outbox_table
+
+
+def dataset_bytes(path: Path) -> bytes:
+    """The bytes after a Part 10 file's meta header, located with pydicom."""
+    meta = pydicom.filereader.read_file_meta_info(path)
+    start = 128 + 4 + 12 + meta.FileMetaInformationGroupLength
+    return path.read_bytes()[start:]
+
+
+async def run_tool(tool: str, *args: Any, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a dcmtk tool without blocking the event loop the service runs in."""
+    return await asyncio.to_thread(subprocess.run, [tool, *map(str, args)], capture_output=True, text=True,
+                                   timeout=timeout, check=False)
+
+
+async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
+        await asyncio.sleep(interval)
+
+
+async def outbox(svc, subject: str) -> list[Any]:
+    async with svc.rt.db.session() as s:
+        return (await s.execute(select(outbox_table).where(outbox_table.c.subject == subject))).all()
+
+
+async def indexed(svc, study_uid: str) -> int:
+    from hospital.imaging.adapters import tables as t
+
+    async with svc.rt.db.session() as s:
+        row = (await s.execute(select(t.studies.c.instance_count)
+                               .where(t.studies.c.study_instance_uid == study_uid))).first()
+    return row[0] if row else 0

@@ -1,0 +1,180 @@
+"""Orders over gRPC -> modality worklist (findscu -W) -> MPPS -> study matching and reconciliation."""
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from pynetdicom import AE
+from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
+
+from hospital.chassis.rpc import call_metadata
+from hospital.contracts.imaging.v1 import events_pb2
+from hospital.contracts.imaging.v1 import imaging_pb2 as pb
+from hospital.contracts.imaging.v1 import imaging_pb2_grpc as pb_grpc
+from hospital.testing.services import http_client, issuer_for
+
+sys.path.insert(0, str(Path(__file__).parent))
+from imaging_helpers import indexed, outbox, run_tool, wait_for
+
+PATIENT_ID = "BN-2025-000123"
+
+
+def _order(accession: str, patient_code: str = PATIENT_ID, name: str = "Phạm Minh Tuấn") -> pb.ScheduleOrderRequest:
+    req = pb.ScheduleOrderRequest(
+        accession_number=accession, requested_procedure_id="CT-SN", modality="CT", station_ae_title="CT_HUE",
+        requested_procedure_description="CT sọ não không tiêm thuốc", referring_physician="Nguyễn Thị Lan",
+        patient=pb.OrderPatient(patient_ref="0190a1b2-0000-7000-8000-000000000001", patient_code=patient_code,
+                                full_name=name, birth_date="1968-02-03", sex="M"), request_id=f"req-{accession}")
+    req.scheduled_start.FromDatetime(datetime(2025, 3, 14, 1, 30, tzinfo=UTC))  # 08:30 in Huế
+    return req
+
+
+def _mpps(port: int, order: pb.Order, status_after: str) -> tuple[int, int]:
+    ae = AE(ae_title="CT_HUE")
+    ae.add_requested_context(ModalityPerformedProcedureStep)
+    assoc = ae.associate("127.0.0.1", port, ae_title="HOSPITAL_PACS")
+    assert assoc.is_established
+    uid = generate_uid()
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ssa = Dataset()
+    ssa.AccessionNumber = order.accession_number
+    ssa.StudyInstanceUID = order.study_instance_uid
+    ds.ScheduledStepAttributesSequence = [ssa]
+    ds.PatientName = "Phạm^Minh Tuấn"
+    ds.PatientID = order.patient.patient_code
+    ds.PerformedProcedureStepID = "PPS1"
+    ds.PerformedStationAETitle = "CT_HUE"
+    ds.PerformedProcedureStepStartDate = "20250314"
+    ds.PerformedProcedureStepStartTime = "083500"
+    ds.PerformedProcedureStepStatus = "IN PROGRESS"
+    ds.Modality = "CT"
+    try:
+        status, _ = assoc.send_n_create(ds, ModalityPerformedProcedureStep, uid)
+        created = status.Status
+        mod = Dataset()
+        mod.PerformedProcedureStepStatus = status_after
+        mod.PerformedProcedureStepEndDate = "20250314"
+        mod.PerformedProcedureStepEndTime = "084500"
+        status, _ = assoc.send_n_set(mod, ModalityPerformedProcedureStep, uid)
+        return created, status.Status
+    finally:
+        assoc.release()
+
+
+def _set_accession(files: list[Path], accession: str) -> None:
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.AccessionNumber = accession
+        ds.save_as(f, enforce_file_format=True)
+
+
+async def test_order_worklist_mpps_and_reconciliation(imaging, make_ct_series, tmp_path: Path) -> None:
+    token = issuer_for(imaging).mint_for_role("doctor")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{imaging.settings.grpc_port}") as channel:
+        stub = pb_grpc.ImagingServiceStub(channel)
+        md = call_metadata(token)
+        order = await stub.ScheduleOrder(_order("CT250314001"), metadata=md)
+        again = await stub.ScheduleOrder(_order("CT250314001"), metadata=md)  # same request id: same order
+        assert again.id == order.id and order.status == pb.ORDER_STATUS_SCHEDULED
+        other = await stub.ScheduleOrder(_order("CT250314002"), metadata=md)
+        with pytest.raises(grpc.aio.AioRpcError) as err:  # accession numbers are unique
+            dup = _order("CT250314002")
+            dup.request_id = "another"
+            await stub.ScheduleOrder(dup, metadata=md)
+        assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ScheduleOrder(_order("THIS-IS-FAR-TOO-LONG-FOR-SH"), metadata=md)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "accession_number" in err.value.details()
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ScheduleOrder(_order("CT1"), metadata=call_metadata(
+                issuer_for(imaging).mint_for_role("cashier")))
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    scheduled = await outbox(imaging, "imaging.order.scheduled")
+    assert len(scheduled) == 2
+    assert events_pb2.OrderScheduled.FromString(scheduled[0].payload).order.accession_number == "CT250314001"
+
+    # the modality's worklist query (dcmtk findscu -W), filtered on modality, station and date
+    port = imaging.settings.dicom_port
+    out = tmp_path / "wl"
+    out.mkdir()
+    res = await run_tool("findscu", "-W", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "-X", "-od", out,
+                         "-k", "ScheduledProcedureStepSequence[0].Modality=CT",
+                         "-k", "ScheduledProcedureStepSequence[0].ScheduledStationAETitle=CT_HUE",
+                         "-k", "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=20250314",
+                         "-k", "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartTime",
+                         "-k", "PatientName", "-k", "PatientID", "-k", "AccessionNumber", "-k", "StudyInstanceUID",
+                         "-k", "RequestedProcedureDescription", "127.0.0.1", port)
+    assert res.returncode == 0, res.stderr
+    items = sorted((pydicom.dcmread(p) for p in out.glob("rsp*.dcm")), key=lambda d: d.AccessionNumber)
+    assert [i.AccessionNumber for i in items] == ["CT250314001", "CT250314002"]
+    assert str(items[0].PatientName) == "Phạm^Minh Tuấn" and items[0].SpecificCharacterSet == "ISO_IR 192"
+    assert items[0].RequestedProcedureDescription == "CT sọ não không tiêm thuốc"
+    assert items[0].ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartTime == "083000"
+    assert items[0].StudyInstanceUID == order.study_instance_uid
+    for old in out.iterdir():
+        old.unlink()
+    res = await run_tool("findscu", "-W", "-aec", "HOSPITAL_PACS", "-X", "-od", out,
+                         "-k", "ScheduledProcedureStepSequence[0].Modality=MR", "-k", "AccessionNumber",
+                         "127.0.0.1", port)
+    assert res.returncode == 0 and not list(out.iterdir())
+
+    # MPPS: IN PROGRESS then COMPLETED -> order completed, imaging.procedure.completed
+    created, completed = await asyncio.to_thread(_mpps, port, order, "COMPLETED")
+    assert (created, completed) == (0, 0)
+    done = await outbox(imaging, "imaging.procedure.completed")
+    assert len(done) == 1
+    msg = events_pb2.ProcedureCompleted.FromString(done[0].payload)
+    assert msg.accession_number == "CT250314001" and msg.status == "COMPLETED"
+    async with http_client(imaging, "radiographer") as c:
+        orders = {o["accession_number"]: o for o in (await c.get("/api/v1/orders")).json()["items"]}
+    assert orders["CT250314001"]["status"] == "completed" and orders["CT250314002"]["status"] == "scheduled"
+
+    # a study with the ordered accession and patient is matched; one with an unknown accession is queued
+    matched = make_ct_series(tmp_path / "a", count=2, size=16)
+    stray = make_ct_series(tmp_path / "b", count=2, size=16)
+    _set_accession(stray, "XQ-UNKNOWN")
+    for d in ("a", "b"):
+        res = await run_tool("storescu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", port,
+                             tmp_path / d)
+        assert res.returncode == 0, res.stderr
+    received = await wait_for(lambda: _n(outbox(imaging, "imaging.study.received"), 2))
+    by_study = {m.study_instance_uid: m for m in (events_pb2.StudyReceived.FromString(r.payload) for r in received)}
+    matched_uid = str(pydicom.dcmread(matched[0]).StudyInstanceUID)
+    stray_uid = str(pydicom.dcmread(stray[0]).StudyInstanceUID)
+    assert by_study[matched_uid].order_id == order.id and by_study[stray_uid].order_id == ""
+
+    async with http_client(imaging, "radiologist") as c:
+        queue = (await c.get("/api/v1/reconciliation")).json()["items"]
+        assert [(q["study_instance_uid"], q["reason"]) for q in queue] == [(stray_uid, "unknown_accession")]
+        r = await c.post(f"/api/v1/reconciliation/{queue[0]['id']}/resolve", json={"order_id": "nope"})
+        assert r.status_code == 404 and r.json()["code"] == "order.not_found"
+        r = await c.post(f"/api/v1/reconciliation/{queue[0]['id']}/resolve", json={"order_id": other.id})
+        assert r.status_code == 200, r.text
+        r = await c.post(f"/api/v1/reconciliation/{queue[0]['id']}/resolve", json={"order_id": other.id})
+        assert r.status_code == 409
+        assert (await c.get("/api/v1/reconciliation")).json()["items"] == []
+        study = (await c.get(f"/api/v1/studies/{stray_uid}")).json()
+        assert study["order_id"] == other.id and study["reconciliation"] == "resolved"
+    async with http_client(imaging, "cashier") as c:
+        assert (await c.get("/api/v1/reconciliation")).status_code == 403
+    rec = await outbox(imaging, "imaging.study.reconciled")
+    msg = events_pb2.StudyReconciled.FromString(rec[0].payload)
+    assert msg.order_id == other.id and msg.reason == "unknown_accession" and msg.accession_number == "CT250314002"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{imaging.settings.grpc_port}") as channel:
+        stub = pb_grpc.ImagingServiceStub(channel)
+        study = await stub.GetStudy(pb.GetStudyRequest(study_instance_uid=matched_uid), metadata=call_metadata(token))
+        assert study.instance_count == 2 and study.series[0].modality == "CT" and study.order_id == order.id
+    assert await indexed(imaging, matched_uid) == 2
+
+
+async def _n(coro, n: int):
+    rows = await coro
+    return rows if len(rows) >= n else None

@@ -1,0 +1,97 @@
+"""The analyzer listeners run by ``serve``: ASTM (E1381/E1394 over TCP) and HL7 v2 over MLLP, plus any
+per-analyzer endpoints from ``HOSPITAL_LAB_INSTRUMENTS``. Each calls the ingest service's ``store``
+before acknowledging, so an ACK always means "durably stored"."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from hospital.chassis.errors import DomainError
+from hospital.lab.api.astm import AstmClient, AstmEndpoint, AstmMessage, AstmServer, HostOrder, Peer, Query
+from hospital.lab.api.astm.dialects import KNOWN_DIALECTS
+from hospital.lab.api.hl7 import MllpEndpoint, MllpServer, OrderMessage, build_orl_o22, parse_hl7
+from hospital.lab.api.hl7.messages import REQUIRED_FIELD_MISSING, Hl7Error, ReplySender, content_error
+from hospital.lab.app.ingest import IngestService, oml_orders
+
+log = logging.getLogger(__name__)
+
+
+class AstmHandler:
+    def __init__(self, ingest: IngestService) -> None:
+        self.ingest = ingest
+
+    async def store(self, raw: bytes, message: AstmMessage, peer: Peer) -> None:
+        await self.ingest.store_astm(raw, message, peer)
+
+    async def host_query(self, query: Query) -> Sequence[HostOrder]:
+        return await self.ingest.host_query(query)
+
+
+class Hl7Handler:
+    def __init__(self, ingest: IngestService) -> None:
+        self.ingest = ingest
+
+    async def store(self, raw: bytes, message: Any, peer: Peer) -> None:
+        await self.ingest.store_hl7(raw, message, peer)
+
+    async def host_query(self, query: Any) -> Sequence[HostOrder]:
+        return await self.ingest.host_query(query)
+
+
+class LabMllpServer(MllpServer):
+    """Checks an OML^O21's content (known tests, patient, barcode) before storing it, so a bad order gets
+    ``ORL^O22`` with ``AE`` and the reason instead of a retryable ``AR``."""
+
+    def __init__(self, endpoint: MllpEndpoint, handler: Hl7Handler, ingest: IngestService) -> None:
+        super().__init__(endpoint, handler)
+        self.ingest = ingest
+        self._reply_sender = ReplySender(endpoint.application, endpoint.facility)
+
+    async def respond(self, raw: bytes, peer: Peer) -> str:
+        if b"OML" in raw[:300]:
+            try:
+                message = parse_hl7(raw)
+            except Hl7Error:
+                return await super().respond(raw, peer)
+            if isinstance(message, OrderMessage):
+                await self.ingest.ensure_catalogue()
+                try:
+                    for order in oml_orders(message):
+                        self.ingest.orders.validate(order)
+                except DomainError as exc:
+                    error = content_error(REQUIRED_FIELD_MISSING, f"{exc.code}: {exc.message}", "OBR^1^4")
+                    return build_orl_o22(message, "AE", error=error, sender=self._reply_sender)
+        return await super().respond(raw, peer)
+
+
+def build_listeners(settings: Any, ingest: IngestService) -> Any:
+    async def run(stop: asyncio.Event) -> None:
+        await ingest.ensure_catalogue()
+        astm_handler, hl7_handler = AstmHandler(ingest), Hl7Handler(ingest)
+        timeout = settings.store_timeout_seconds
+        servers: list[Any] = [
+            AstmServer(AstmEndpoint(instrument="astm", host=settings.protocol_host, port=settings.astm_port,
+                                    lis_name=settings.lis_name, store_timeout=timeout), astm_handler),
+            LabMllpServer(MllpEndpoint(name="mllp", host=settings.protocol_host, port=settings.mllp_port,
+                                       application=settings.lis_name, store_timeout=timeout), hl7_handler, ingest),
+        ]
+        dialects = {d.name: d for d in KNOWN_DIALECTS}
+        for inst in settings.instruments:
+            endpoint = AstmEndpoint(instrument=inst.name, host=inst.host, port=inst.port,
+                                    dialect=dialects.get(inst.dialect or ""), encoding=inst.encoding,
+                                    lis_name=settings.lis_name, store_timeout=timeout)
+            servers.append(AstmServer(endpoint, astm_handler) if inst.mode == "server"
+                           else AstmClient(endpoint, astm_handler))
+        started = []
+        try:
+            for server in servers:
+                await server.start()
+                started.append(server)
+            await stop.wait()
+        finally:
+            for server in reversed(started):
+                await server.close()
+
+    return run

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, Field
+
+from hospital.chassis.settings import ServiceSettings
+
+
+class InstrumentConfig(BaseModel):
+    """One analyzer connection beyond the shared listeners.
+
+    ``mode="server"``: a dedicated ASTM listener on ``port`` for this analyzer (its results are tagged
+    ``name`` whatever its H-5 says). ``mode="client"``: the analyzer listens on ``host:port`` and the LIS
+    connects (serial-to-TCP converters often work this way).
+    """
+
+    name: str
+    protocol: Literal["astm"] = "astm"
+    mode: Literal["server", "client"] = "server"
+    host: str = "127.0.0.1"
+    port: int
+    dialect: str | None = None  # "sysmex", "roche-cobas-c311", "dpc-immulite" to force one
+    encoding: str = "utf-8"
+
+
+class LabSettings(ServiceSettings):
+    """Environment: HOSPITAL_LAB_<NAME> (or HOSPITAL_<NAME> for shared settings).
+
+    ``HOSPITAL_LAB_INSTRUMENTS`` takes a JSON list of :class:`InstrumentConfig`.
+    """
+
+    service: ClassVar[str] = "lab"
+    http_port: int = 8003
+    grpc_port: int = 50053
+    protocol_host: str = "127.0.0.1"  # where the MLLP and ASTM listeners bind (0.0.0.0 in the lab LAN)
+    mllp_port: int = 2575
+    astm_port: int = 5100
+    instruments: list[InstrumentConfig] = Field(default_factory=list)
+    lis_name: str = "HOSPITAL-LIS"
+    store_timeout_seconds: float = 10.0  # below the analyzers' 15 s reply timer
+    autoverify_default: bool = False     # initial value of the on/off switch (the switch lives in the database)
+    autoverify_requires_qc: bool = True  # an accepted QC run for the instrument and test within qc_validity_hours
+    qc_validity_hours: int = 24
+    instrument_timezone: str = "Asia/Ho_Chi_Minh"  # analyzers send local times without a zone
+    barcode_prefix: str = ""             # printed before the date part of generated barcodes
