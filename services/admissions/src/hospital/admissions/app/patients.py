@@ -132,24 +132,27 @@ class PatientService:
             seq = await sequence_next(s, "patient_code")
             code = f"{self.settings.patient_code_prefix}{year:02d}{seq:07d}"
             birth: PartialDate = v["birth"]
-            await s.execute(patients.insert().values(
+            row = dict(
                 id=pid, patient_code=code, full_name=v["full_name"], name_folded=fold(v["full_name"]),
                 birth_year=birth.year, birth_month=birth.month, birth_day=birth.day, sex=p.sex, cccd=p.cccd or None,
                 old_id_number=p.old_id_number or None, phone=v["phone"], address_line=p.address_line,
                 ward=p.ward, district=p.district, province_code=p.province_code, ethnicity=p.ethnicity,
                 occupation=p.occupation, guardian_name=p.guardian_name, guardian_phone=p.guardian_phone,
-                merged_into=None, created_at=now, updated_at=now))
+                merged_into=None, created_at=now, updated_at=now)
+            await s.execute(patients.insert().values(**row))
+            card_rows = []
             if p.bhyt_number:
                 num = parse_bhyt_number(p.bhyt_number)
-                await s.execute(insurance_cards.insert().values(
+                card_rows.append(dict(
                     id=new_id(), patient_id=pid, number=num.value, benefit_level=num.benefit_level,
                     benefit_rate=num.benefit_rate, province_code=num.province_code,
                     registered_facility=p.bhyt_registered_facility, valid_from=p.bhyt_valid_from,
                     valid_to=p.bhyt_valid_to, five_year_date=p.bhyt_five_year_date, created_at=now))
+                await s.execute(insurance_cards.insert().values(**card_rows[0]))
             if p.request_id:
                 await s.execute(idempotency.insert().values(key=f"patient:{p.request_id}", resource_id=pid,
                                                             created_at=now))
-            patient = await self._load(s, pid)
+            patient = patient_dict(row, card_rows)
             uow.publish("admissions.patient.registered",
                         events_pb2.PatientRegistered(patient=patient_proto(patient), by=caller.actor()))
             uow.audit(caller.audit("patient.register", "Patient", pid, pid, patient_code=code))
@@ -302,13 +305,16 @@ class PatientService:
         if year:
             prefix = prefix.where(patients.c.birth_year == year)
         seen: dict[str, Any] = {}
-        for stmt_ in (prefix.order_by(patients.c.name_folded).limit(limit * 5), stmt.limit(limit * 10)):
+        for stmt_ in (prefix.order_by(patients.c.name_folded).limit(limit * 3), stmt.limit(limit * 6)):
             for r in (await s.execute(stmt_)).mappings().all():
                 seen.setdefault(r["id"], r)
-            if len(seen) >= limit * 5:
+            if len(seen) >= limit * 3:
                 break
-        ranked = sorted(seen.values(), key=lambda r: (-name_match_score(q, r["full_name"]), r["full_name"]))
-        return [patient_dict(r, ()) for r in ranked[:limit] if name_match_score(q, r["full_name"]) > 0]
+        # Rank each distinct spelling once (many patients share a name).
+        scores = {name: name_match_score(q, name) for name in {r["full_name"] for r in seen.values()}}
+        ranked = sorted((r for r in seen.values() if scores[r["full_name"]] > 0),
+                        key=lambda r: (-scores[r["full_name"]], r["full_name"], r["patient_code"]))
+        return [patient_dict(r, ()) for r in ranked[:limit]]
 
     async def scan(self, qr: str, caller: Caller) -> dict[str, Any]:
         """Parse a CCCD or BHYT QR; return the identity, match candidates and conflicts to resolve."""
