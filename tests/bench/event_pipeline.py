@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,11 @@ from hospital.testing.servers import NatsServer, PostgresServer
 HERE = Path(__file__).parent
 effects = Table("effects", MetaData(), Column("n", Integer, primary_key=True, autoincrement=True),
                 Column("event_id", String(100), nullable=False), Column("value", Integer, nullable=False))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -58,6 +64,7 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
     relay_task = asyncio.create_task(relay.run(stop))
     committed_at: dict[int, float] = {}
     padding = b"x" * payload_bytes
+    cpu0, ccpu0 = cpu_seconds(os.getpid()), cpu_seconds(consumer.pid)
     t0 = time.time()
     transactions = [range(i, min(i + per_tx, total)) for i in range(0, total, per_tx)]
     queue: asyncio.Queue[tuple[int, range]] = asyncio.Queue()
@@ -82,7 +89,14 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
 
     await asyncio.gather(*(producer() for _ in range(producers)))
     producer_done = time.time()
-    await asyncio.get_running_loop().run_in_executor(None, consumer.wait, 300)
+    while len(committed_at) < total or relay.published_total < total:
+        await asyncio.sleep(0.01)
+    cpu_producer = cpu_seconds(os.getpid()) - cpu0
+    ccpu = ccpu0
+    while consumer.poll() is None:
+        ccpu = cpu_seconds(consumer.pid)
+        await asyncio.sleep(0.05)
+    cpu_consumer = ccpu - ccpu0
     stop.set()
     await relay_task
     await nc.close()
@@ -96,6 +110,8 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
         "payload_bytes": payload_bytes,
         "producer_seconds": round(producer_done - t0, 3), "elapsed_seconds": round(elapsed, 3),
         "events_per_second": round(total / elapsed, 1),
+        "cpu_us_per_event": {"producer_and_relay": round(cpu_producer / total * 1e6, 1),
+                             "consumer": round(cpu_consumer / total * 1e6, 1)},
         "latency_ms": {"p50": round(statistics.median(latencies_ms), 2), "p95": round(pct(latencies_ms, 95), 2),
                        "p99": round(pct(latencies_ms, 99), 2), "max": round(max(latencies_ms), 2)},
     }

@@ -64,6 +64,7 @@ class Runtime:
     js: JetStreamContext | None = None
     relay: OutboxRelay | None = None
     store: ObjectStore | None = None
+    extras: dict[str, Any] = field(default_factory=dict)  # a service's own long-lived objects (for tests)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.db, source=self.settings.service,
@@ -93,7 +94,23 @@ class ServiceDefinition:
     metadata: MetaData
     build: Callable[[Runtime], Components]
     uses_object_storage: bool = False
-    buckets: Sequence[str] = ()
+    buckets: Sequence[str] | Callable[[ServiceSettings], Sequence[str]] = ()  # names, or from settings
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket with SO_REUSEPORT, so several `serve` processes (--processes N) share the
+    port and the kernel spreads connections over them (gRPC sets the same option on Linux by default).
+
+    It is created with proto IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets' connections,
+    and without it every kept-alive response waits ~40 ms (Nagle + the client's delayed ACK)."""
+    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                      proto=socket.IPPROTO_TCP)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(addr)
+    sock.set_inheritable(True)
+    return sock
 
 
 class Service:
@@ -121,7 +138,8 @@ class Service:
                                    retention_hours=s.outbox_retention_hours)
         if self.d.uses_object_storage:
             rt.store = ObjectStore.from_settings(s)
-            for bucket in self.d.buckets:
+            buckets = self.d.buckets(s) if callable(self.d.buckets) else self.d.buckets
+            for bucket in buckets:
                 await rt.store.ensure_bucket(bucket)
         return rt
 
@@ -191,13 +209,7 @@ class Service:
                              lifespan="off", timeout_graceful_shutdown=int(s.shutdown_grace_seconds))
         self.http_server = uvicorn.Server(cfg)
         self.http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        # SO_REUSEPORT: several `serve` processes (--processes N) share the port; the kernel spreads
-        # connections over them. gRPC sets the same option on Linux by default.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((s.http_host, s.http_port))
-        sock.set_inheritable(True)
+        sock = listen_socket(s.http_host, s.http_port)
         self._http_task = asyncio.create_task(self.http_server.serve(sockets=[sock]))
         while not self.http_server.started:
             if self._http_task.done():

@@ -246,6 +246,7 @@ class Subscription:
     stream: str
     durable: str
     handlers: dict[str, Handler | BatchHandler]
+    start: str = "all"  # a new durable starts from the stream's first event ("all") or from now ("new")
 
     def handler_for(self, subject: str) -> Handler | BatchHandler | None:
         for pattern, handler in self.handlers.items():
@@ -294,7 +295,8 @@ class Consumer:
     async def ensure(self) -> None:
         cfg = js_api.ConsumerConfig(
             durable_name=self.sub.durable, ack_policy=js_api.AckPolicy.EXPLICIT,
-            deliver_policy=js_api.DeliverPolicy.ALL, ack_wait=self.ack_wait, max_deliver=-1,
+            deliver_policy=js_api.DeliverPolicy.NEW if self.sub.start == "new" else js_api.DeliverPolicy.ALL,
+            ack_wait=self.ack_wait, max_deliver=-1,
             filter_subjects=list(self.sub.handlers), max_ack_pending=max(1000, self.batch_size * 4),
         )
         await self.js.add_consumer(self.sub.stream, config=cfg)
@@ -308,7 +310,7 @@ class Consumer:
                     psub = await self.js.pull_subscribe_bind(durable=self.sub.durable, stream=self.sub.stream)
                 try:
                     msgs = await psub.fetch(self.batch_size, timeout=1.0)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nats' own and asyncio's: nothing to fetch
                     continue
                 await self.process(msgs)
             except asyncio.CancelledError:
@@ -318,6 +320,11 @@ class Consumer:
                 await _sleep_or_stop(stop, 0.5)
                 if isinstance(exc, (NotFoundError, nats.errors.ConnectionClosedError)):
                     psub = None
+        if psub is not None:  # before the connection drains, or the drain waits for this subscription
+            try:
+                await psub.unsubscribe()
+            except Exception:  # noqa: BLE001 - the connection may be gone already
+                pass
 
     async def process(self, msgs: list[Msg]) -> None:
         events = [(m, Event.from_msg(m)) for m in msgs]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +23,19 @@ class ObjectStore:
     """A thin async wrapper (the SDK is blocking: calls run in worker threads)."""
 
     def __init__(self, endpoint: str, access_key: str, secret_key: str, *, secure: bool = False,
-                 region: str = "us-east-1") -> None:
-        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region)
+                 region: str = "us-east-1", retries: int | None = None, timeout: float | None = None) -> None:
+        """``retries``/``timeout`` bound how long a call insists when storage is down (the SDK's default
+        retries make an outage take ~10 s to surface); None keeps the SDK defaults."""
+        http_client = None
+        if retries is not None or timeout is not None:
+            import urllib3
+
+            http_client = urllib3.PoolManager(
+                timeout=urllib3.Timeout(connect=timeout or 5, read=timeout or 60), maxsize=32,
+                retries=urllib3.Retry(total=retries if retries is not None else 3, backoff_factor=0.2,
+                                      status_forcelist=[500, 502, 503, 504]))
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region,
+                            http_client=http_client)
 
     @classmethod
     def from_settings(cls, settings: Any) -> "ObjectStore":
@@ -47,9 +59,9 @@ class ObjectStore:
         return StoredObject(bucket, key, res.etag, len(data))
 
     async def put_file(self, bucket: str, key: str, path: str, content_type: str = "application/octet-stream") -> StoredObject:
+        size = os.path.getsize(path)
         res = await asyncio.to_thread(self.client.fput_object, bucket, key, path, content_type=content_type)
-        stat = await asyncio.to_thread(self.client.stat_object, bucket, key)
-        return StoredObject(bucket, key, res.etag, stat.size or 0)
+        return StoredObject(bucket, key, res.etag, size)
 
     async def get_bytes(self, bucket: str, key: str) -> bytes:
         def _get() -> bytes:
