@@ -1,0 +1,217 @@
+"""Billing database tables (SQLAlchemy Core). Money columns are integer VND; quantities are stored as
+thousandths (``qty_milli``) so XML130's three decimals survive every backend exactly."""
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from hospital.chassis.db import UtcDateTime
+
+metadata = MetaData()
+Money = BigInteger
+
+price_items = Table(
+    "price_items", metadata,
+    Column("code", String(30), primary_key=True),
+    Column("effective_from", Date, primary_key=True),
+    Column("effective_to", Date, nullable=True),          # inclusive; NULL = still in force
+    Column("name", String(300), nullable=False),
+    Column("category", String(20), nullable=False),       # exam, lab, imaging, procedure, bed, supply, drug
+    Column("unit", String(30), nullable=False),
+    Column("hospital_price", Money, nullable=False),
+    Column("insurance_price", Money, nullable=False),
+    Column("covered", Boolean, nullable=False),           # in the BHYT list (PHAM_VI 1)
+    Column("payment_ratio", Integer, nullable=False, server_default=text("100")),  # TYLE_TT_BH
+    Column("bhyt_code", String(50), nullable=False),      # MA_DICH_VU / MA_THUOC / MA_VAT_TU
+    Column("xml_group", Integer, nullable=False),         # MA_NHOM
+)
+
+visits = Table(
+    "visits", metadata,  # billing's copy of what it needs from admissions
+    Column("id", String(36), primary_key=True),
+    Column("visit_code", String(30), nullable=False),
+    Column("patient_id", String(36), nullable=False, index=True),
+    Column("patient_code", String(20), nullable=False),
+    Column("patient_name", String(200), nullable=False),
+    Column("birth_year", Integer, nullable=True),
+    Column("birth_month", Integer, nullable=True),
+    Column("birth_day", Integer, nullable=True),
+    Column("sex", Integer, nullable=False),               # 1 Nam, 2 Nữ, 3 undetermined (XML130)
+    Column("cccd", String(12), nullable=False),
+    Column("kind", String(20), nullable=False),           # insured, fee_paying, emergency, referral
+    Column("card_number", String(15), nullable=True),
+    Column("card_valid_from", Date, nullable=True),
+    Column("card_valid_to", Date, nullable=True),
+    Column("card_facility", String(20), nullable=True),
+    Column("department_code", String(20), nullable=False),
+    Column("inpatient", Boolean, nullable=False),
+    Column("status", String(20), nullable=False),         # open, closed
+    Column("opened_at", UtcDateTime(), nullable=False),
+    Column("closed_at", UtcDateTime(), nullable=True),
+    Column("discharge_type", String(30), nullable=True),
+    Column("diagnosis_code", String(10), nullable=True),  # ICD-10 of the main diagnosis (for XML130)
+    Column("diagnosis_text", String(500), nullable=True),
+)
+
+stays = Table(
+    "stays", metadata,  # one open bed segment per admission: closed and charged on transfer/discharge
+    Column("admission_id", String(36), primary_key=True),
+    Column("visit_id", String(36), ForeignKey("visits.id"), nullable=False),
+    Column("ward_code", String(20), nullable=False),
+    Column("bed_code", String(30), nullable=False),
+    Column("admitted_at", UtcDateTime(), nullable=False),
+    Column("segment_start", UtcDateTime(), nullable=False),
+    Column("status", String(20), nullable=False),         # active, discharged
+)
+
+invoices = Table(
+    "invoices", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("number", String(12), nullable=False, unique=True),   # HD000123
+    Column("visit_id", String(36), ForeignKey("visits.id"), nullable=False, unique=True),
+    Column("patient_id", String(36), nullable=False, index=True),
+    Column("status", String(20), nullable=False),  # open, issued, partly_paid, paid, refunded, void
+    Column("total_amount", Money, nullable=False),      # Σ THANH_TIEN_BV
+    Column("insurance_amount", Money, nullable=False),  # Σ T_BHTT
+    Column("patient_amount", Money, nullable=False),    # Σ T_BNCCT + T_BNTT
+    Column("paid_amount", Money, nullable=False),       # payments − refunds
+    Column("refunded_amount", Money, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("issued_at", UtcDateTime(), nullable=True),
+    Column("voided_at", UtcDateTime(), nullable=True),
+    Index("ix_invoices_status", "status"),
+)
+
+charges = Table(
+    "charges", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("visit_id", String(36), ForeignKey("visits.id"), nullable=False, index=True),
+    Column("invoice_id", String(36), ForeignKey("invoices.id"), nullable=False, index=True),
+    Column("patient_id", String(36), nullable=False),
+    Column("price_code", String(30), nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("category", String(20), nullable=False),
+    Column("unit", String(30), nullable=False),
+    Column("qty_milli", BigInteger, nullable=False),       # quantity × 1000; negative on a reversal
+    Column("hospital_unit_price", Money, nullable=False),
+    Column("insurance_unit_price", Money, nullable=False),
+    Column("covered", Boolean, nullable=False),
+    Column("payment_ratio", Integer, nullable=False),
+    Column("service_ratio", Integer, nullable=False),
+    Column("bhyt_code", String(50), nullable=False),
+    Column("xml_group", Integer, nullable=False),
+    Column("department_code", String(20), nullable=False),
+    Column("bed_code", String(30), nullable=True),
+    Column("ordered_by", String(50), nullable=True),      # practising-licence code of the ordering doctor
+    Column("service_at", UtcDateTime(), nullable=False),
+    Column("source", String(60), nullable=False),          # admissions.visit.opened, manual, ...
+    Column("source_key", String(150), nullable=False, unique=True),  # exactly-once key (event id[#part], request id)
+    Column("source_event_id", String(100), nullable=True),
+    Column("reverses_charge_id", String(36), ForeignKey("charges.id"), nullable=True, unique=True),
+    Column("status", String(20), nullable=False),          # posted, reversed (original), reversal
+    Column("note", String(500), nullable=True),
+    Column("posted_by", String(200), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+shifts = Table(
+    "cashier_shifts", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("cashier", String(200), nullable=False),
+    Column("cashier_name", String(200), nullable=False),
+    Column("opened_at", UtcDateTime(), nullable=False),
+    Column("closed_at", UtcDateTime(), nullable=True),
+    Column("opening_float", Money, nullable=False),
+    Column("counted_cash", Money, nullable=True),
+    Column("status", String(10), nullable=False),          # open, closed
+    Column("totals", JSON, nullable=True),
+    Index("ix_shift_open_cashier", "cashier", unique=True,
+          postgresql_where=text("status = 'open'"), sqlite_where=text("status = 'open'")),
+)
+
+payments = Table(
+    "payments", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("invoice_id", String(36), ForeignKey("invoices.id"), nullable=False, index=True),
+    Column("kind", String(10), nullable=False),            # payment, deposit, refund
+    Column("amount", Money, nullable=False),               # positive; a refund subtracts
+    Column("method", String(20), nullable=False),          # cash, card, bank_transfer, vnpay, momo
+    Column("provider", String(10), nullable=True),
+    Column("provider_txn_id", String(100), nullable=True),
+    Column("bank_reference", String(100), nullable=True),
+    Column("shift_id", String(36), ForeignKey("cashier_shifts.id"), nullable=True, index=True),
+    Column("refund_of", String(36), nullable=True),
+    Column("reason", String(500), nullable=True),
+    Column("received_by", String(200), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Column("request_id", String(100), nullable=True, unique=True),
+    UniqueConstraint("provider", "provider_txn_id", name="uq_payment_provider_txn"),
+    Index("ix_payments_received_at", "received_at"),
+)
+
+provider_callbacks = Table(
+    "provider_callbacks", metadata,  # every authentic callback, once: the idempotency key and raw record
+    Column("id", String(36), primary_key=True),
+    Column("provider", String(10), nullable=False),
+    Column("provider_txn_id", String(100), nullable=False),
+    Column("invoice_number", String(30), nullable=True),
+    Column("invoice_id", String(36), nullable=True),
+    Column("amount", Money, nullable=False),
+    Column("outcome", String(20), nullable=False),
+    # paid, failed, amount_mismatch, unknown_invoice, already_settled, unmatched, outgoing, matched
+    Column("reply_code", String(4), nullable=False),
+    Column("payment_id", String(36), nullable=True),
+    Column("description", String(500), nullable=False),
+    Column("bank_reference", String(100), nullable=True),
+    Column("occurred_at", UtcDateTime(), nullable=True),
+    Column("raw", JSON, nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Column("resolved_by", String(200), nullable=True),
+    UniqueConstraint("provider", "provider_txn_id", name="uq_callback_provider_txn"),
+    Index("ix_callbacks_outcome", "outcome"),
+)
+
+rejected_callbacks = Table(
+    "rejected_callbacks", metadata,  # forged, stale or malformed calls, kept for investigation
+    Column("id", String(36), primary_key=True),
+    Column("provider", String(10), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("client", String(100), nullable=False),
+    Column("raw", Text, nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
+)
+
+claims = Table(
+    "claims", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("visit_id", String(36), ForeignKey("visits.id"), nullable=False, index=True),
+    Column("ma_lk", String(50), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("document", Text, nullable=False),
+    Column("exported_by", String(200), nullable=False),
+    Column("exported_at", UtcDateTime(), nullable=False),
+)
+
+reconciliations = Table(
+    "reconciliations", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("business_date", Date, nullable=False),
+    Column("statement_sha256", String(64), nullable=False),
+    Column("report", JSON, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)

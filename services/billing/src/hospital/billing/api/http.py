@@ -1,0 +1,287 @@
+"""HTTP API for the cash desk, the web front end and the payment providers' callbacks
+(OpenAPI at /docs). Staff routes need `Authorization: Bearer <token>`; provider callbacks are
+authenticated by their signature (VNPay, MoMo, Casso) or API key (SePay) instead."""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from hospital.billing.app.common import Caller
+from hospital.billing.domain.callbacks import (
+    CASSO_SIGNATURE_HEADER,
+    CallbackError,
+    InvalidSignature,
+    MalformedCallback,
+    StaleCallback,
+    VnpRspCode,
+    verify_casso_webhook,
+    verify_momo_ipn,
+    verify_sepay_webhook,
+    verify_vnpay_ipn,
+    vnpay_ipn_reply,
+)
+from hospital.chassis.errors import Invalid
+from hospital.chassis.security import Principal
+from hospital.chassis.web import client_address, problem, require_roles
+
+log = logging.getLogger(__name__)
+CLINICAL_READ = ("receptionist", "nurse", "doctor")
+READ = ("cashier", "admin", "auditor", *CLINICAL_READ)
+DESK = ("cashier", "admin")
+OFFICE_READ = ("cashier", "admin", "auditor")
+
+
+def Role(*roles: str) -> Any:
+    return Annotated[Principal, Depends(require_roles(*roles))]
+
+
+def caller(request: Request, principal: Principal) -> Caller:
+    return Caller(principal=principal, source=client_address(request))
+
+
+class ChargeIn(BaseModel):
+    price_code: str = Field(..., examples=["XN-CTM"], max_length=30)
+    quantity: str | None = Field(None, description="decimal, at most 3 places; default 1", examples=["2"])
+    note: str | None = Field(None, max_length=500)
+    ordered_by: str | None = Field(None, description="ordering doctor's practising licence (MA_BAC_SI)",
+                                   max_length=50, examples=["003456/TB-CCHN"])
+    request_id: str | None = Field(None, description="idempotency key", max_length=100)
+
+
+class CancelIn(BaseModel):
+    reason: str = Field(..., min_length=1, max_length=500)
+
+
+class PaymentIn(BaseModel):
+    amount: int = Field(..., description="whole VND", gt=0)
+    method: Literal["cash", "card"] = "cash"
+    request_id: str | None = Field(None, max_length=100)
+
+
+class RefundIn(BaseModel):
+    amount: int = Field(..., gt=0)
+    method: Literal["cash", "bank_transfer"] = "cash"
+    reason: str = Field(..., min_length=1, max_length=500)
+
+
+class VietQrIn(BaseModel):
+    amount: int | None = Field(None, gt=0, description="default: the balance due; give one for a deposit")
+
+
+class ShiftOpenIn(BaseModel):
+    opening_float: int = Field(0, ge=0)
+
+
+class ShiftCloseIn(BaseModel):
+    counted_cash: int = Field(..., ge=0)
+
+
+class MatchIn(BaseModel):
+    invoice_id: str
+
+
+class DiagnosisIn(BaseModel):
+    code: str = Field(..., examples=["K80.2"], max_length=10)
+    text: str = Field("", examples=["Sỏi túi mật"], max_length=500)
+
+
+class VoidIn(BaseModel):
+    reason: str = Field(..., min_length=1, max_length=500)
+
+
+def build_http(services: Any) -> FastAPI:
+    app = FastAPI(title="Billing", version="1.0",
+                  description="Charges, invoices with the BHYT split, payments (cash, VietQR, VNPay, MoMo, bank "
+                              "feeds), refunds, cashier shifts, reconciliation and QĐ130 claim export.")
+    api = APIRouter(prefix="/api/v1")
+    charges, invoices, pays, office, claims = (services.charges, services.invoices, services.payments,
+                                                services.office, services.claims)
+    settings = services.settings
+
+    # ------------------------------------------------------------------ price list and charges
+    @api.get("/prices", tags=["charges"], summary="Price list in force on a day")
+    async def prices(_: Role(*READ), on: date | None = None, category: str | None = None) -> dict[str, Any]:
+        return {"items": await services.prices(on, category)}
+
+    @api.post("/visits/{visit_id}/charges", status_code=201, tags=["charges"], summary="Post a manual charge")
+    async def post_charge(visit_id: str, body: ChargeIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
+        return await charges.manual(visit_id, body.price_code, body.quantity, caller(request, who), note=body.note,
+                                    request_id=body.request_id, ordered_by=body.ordered_by)
+
+    @api.post("/charges/{charge_id}/cancel", tags=["charges"], summary="Reverse a charge (never deleted)")
+    async def cancel_charge(charge_id: str, body: CancelIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
+        return await charges.cancel(charge_id, body.reason, caller(request, who))
+
+    @api.put("/visits/{visit_id}/diagnosis", tags=["claims"], summary="Main diagnosis (ICD-10) for the claim")
+    async def diagnosis(visit_id: str, body: DiagnosisIn, request: Request,
+                        who: Role("doctor", "cashier", "admin")) -> dict[str, Any]:
+        return await claims.set_diagnosis(visit_id, body.code, body.text, caller(request, who))
+
+    # ------------------------------------------------------------------ invoices
+    @api.get("/invoices", tags=["invoices"])
+    async def list_invoices(_: Role(*READ), patient_id: str | None = None, visit_id: str | None = None,
+                            status: str | None = None, limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
+        return {"items": await invoices.list(patient_id=patient_id, visit_id=visit_id, status=status, limit=limit)}
+
+    @api.get("/invoices/{invoice_id}", tags=["invoices"], summary="Invoice with lines, split and payments")
+    async def get_invoice(invoice_id: str, _: Role(*READ)) -> dict[str, Any]:
+        return await invoices.get(invoice_id)
+
+    @api.get("/visits/{visit_id}/invoice", tags=["invoices"])
+    async def visit_invoice(visit_id: str, _: Role(*READ)) -> dict[str, Any]:
+        return await invoices.for_visit(visit_id)
+
+    @api.post("/invoices/{invoice_id}/issue", tags=["invoices"])
+    async def issue(invoice_id: str, request: Request, who: Role(*DESK)) -> dict[str, Any]:
+        return await invoices.issue(invoice_id, caller(request, who))
+
+    @api.post("/invoices/{invoice_id}/void", tags=["invoices"])
+    async def void(invoice_id: str, body: VoidIn, request: Request, who: Role("admin")) -> dict[str, Any]:
+        return await invoices.void(invoice_id, body.reason, caller(request, who))
+
+    @api.get("/invoices/{invoice_id}/receipt", tags=["invoices"], summary="Printable receipt (HTML, or ?format=pdf)")
+    async def receipt(invoice_id: str, _: Role(*READ), format: Literal["html", "pdf"] = "html") -> Response:
+        if format == "pdf":
+            return Response(await invoices.receipt_pdf(invoice_id, settings.facility_name),
+                            media_type="application/pdf")
+        return HTMLResponse(await invoices.receipt_html(invoice_id, settings.facility_name))
+
+    # ------------------------------------------------------------------ payments at the desk
+    @api.post("/invoices/{invoice_id}/payments", status_code=201, tags=["payments"],
+              summary="Cash or card at the desk (a deposit while the invoice is open)")
+    async def pay(invoice_id: str, body: PaymentIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
+        return await pays.pay_at_desk(invoice_id, body.amount, body.method, caller(request, who), body.request_id)
+
+    @api.post("/invoices/{invoice_id}/refunds", status_code=201, tags=["payments"])
+    async def refund(invoice_id: str, body: RefundIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
+        return await pays.refund(invoice_id, body.amount, body.method, body.reason, caller(request, who))
+
+    @api.post("/invoices/{invoice_id}/vietqr", tags=["payments"], summary="VietQR for the balance (JSON, or PNG "
+              "with ?format=png)")
+    async def vietqr(invoice_id: str, _: Role(*DESK), body: VietQrIn | None = None,
+                     format: Literal["json", "png"] = "json") -> Any:
+        out = await pays.vietqr(invoice_id, body.amount if body else None)
+        if format == "png":
+            import base64
+            return Response(base64.b64decode(out["png_base64"]), media_type="image/png",
+                            headers={"X-VietQR-Payload": out["payload"]})
+        return out
+
+    @api.get("/bank-transfers/unmatched", tags=["payments"], summary="Transfers waiting for a cashier")
+    async def unmatched(_: Role(*OFFICE_READ)) -> dict[str, Any]:
+        return {"items": await pays.unmatched()}
+
+    @api.post("/bank-transfers/{callback_id}/match", tags=["payments"])
+    async def match(callback_id: str, body: MatchIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
+        return await pays.match(callback_id, body.invoice_id, caller(request, who))
+
+    # ------------------------------------------------------------------ provider callbacks
+    @api.get("/payments/vnpay/ipn", tags=["callbacks"], summary="VNPay IPN (v2.1.0)")
+    async def vnpay_ipn(request: Request) -> JSONResponse:
+        params = dict(request.query_params)
+        try:
+            payment = verify_vnpay_ipn(params, settings.vnpay_hash_secret)
+        except InvalidSignature as exc:
+            await pays.reject("vnpay", str(exc), client_address(request), params)
+            return JSONResponse(vnpay_ipn_reply(VnpRspCode.INVALID_SIGNATURE))
+        except MalformedCallback as exc:
+            await pays.reject("vnpay", str(exc), client_address(request), params)
+            return JSONResponse(vnpay_ipn_reply(VnpRspCode.UNKNOWN_ERROR))
+        try:
+            result = await pays.settle_gateway(payment)
+        except Exception:
+            log.exception("vnpay IPN %s failed", payment.provider_txn_id)
+            return JSONResponse(vnpay_ipn_reply(VnpRspCode.UNKNOWN_ERROR))
+        return JSONResponse(vnpay_ipn_reply(VnpRspCode(result.reply_code)))
+
+    @api.post("/payments/momo/ipn", tags=["callbacks"], summary="MoMo IPN: 204 when handled")
+    async def momo_ipn(request: Request) -> Response:
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            await pays.reject("momo", "body is not a JSON object", client_address(request), raw.decode("utf-8", "replace"))
+            return problem(400, "Malformed callback", "body must be a JSON object", "callback.malformed")
+        try:
+            payment = verify_momo_ipn(body, access_key=settings.momo_access_key, secret_key=settings.momo_secret_key)
+        except InvalidSignature as exc:
+            await pays.reject("momo", str(exc), client_address(request), body)
+            return problem(401, "Invalid signature", str(exc), "callback.invalid_signature")
+        except MalformedCallback as exc:
+            await pays.reject("momo", str(exc), client_address(request), body)
+            return problem(400, "Malformed callback", str(exc), "callback.malformed", field=exc.field)
+        await pays.settle_gateway(payment)
+        return Response(status_code=204)
+
+    @api.post("/payments/bank-webhook", tags=["callbacks"], summary="Bank feed (SePay API key or Casso v2 signature)")
+    async def bank_webhook(request: Request) -> Response:
+        raw = await request.body()
+        casso_header = request.headers.get(CASSO_SIGNATURE_HEADER)
+        provider = "casso" if casso_header else "sepay"
+        try:
+            body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            await pays.reject(provider, "body is not a JSON object", client_address(request),
+                              raw.decode("utf-8", "replace"))
+            return problem(400, "Malformed callback", "body must be a JSON object", "callback.malformed")
+        try:
+            if casso_header:
+                from datetime import timedelta
+                transfer = verify_casso_webhook(body, casso_header, settings.bank_webhook_secret,
+                                                tolerance=timedelta(seconds=settings.casso_tolerance_seconds))
+            else:
+                transfer = verify_sepay_webhook(body, request.headers.get("authorization"),
+                                                settings.bank_webhook_secret)
+        except (InvalidSignature, StaleCallback) as exc:
+            await pays.reject(provider, f"{type(exc).__name__}: {exc}", client_address(request), body)
+            code = "callback.stale" if isinstance(exc, StaleCallback) else "callback.invalid_signature"
+            return problem(401, "Callback refused", str(exc), code)
+        except (MalformedCallback, CallbackError) as exc:
+            await pays.reject(provider, str(exc), client_address(request), body)
+            return problem(400, "Malformed callback", str(exc), "callback.malformed")
+        result = await pays.settle_transfer(transfer)
+        return JSONResponse({"success": True, "outcome": result.outcome, "replay": result.replay})
+
+    # ------------------------------------------------------------------ cash office
+    @api.post("/shifts", status_code=201, tags=["cash office"], summary="Open my cashier shift")
+    async def open_shift(body: ShiftOpenIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
+        return await office.open_shift(body.opening_float, caller(request, who))
+
+    @api.get("/shifts/current", tags=["cash office"])
+    async def current_shift(request: Request, who: Role(*DESK)) -> dict[str, Any]:
+        return await office.current(caller(request, who))
+
+    @api.post("/shifts/{shift_id}/close", tags=["cash office"], summary="Close: totals by method, cash difference")
+    async def close_shift(shift_id: str, body: ShiftCloseIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
+        return await office.close_shift(shift_id, body.counted_cash, caller(request, who))
+
+    @api.post("/reconciliations", tags=["cash office"], summary="Reconcile a day's bank-feed payments against "
+              "the bank statement (CSV body: date,reference,amount,description)")
+    async def reconcile(request: Request, who: Role(*DESK), on: date = Query(..., alias="date")) -> dict[str, Any]:
+        try:
+            statement = (await request.body()).decode("utf-8")
+        except UnicodeDecodeError:
+            raise Invalid("statement.encoding", "the statement must be UTF-8 CSV", field="statement") from None
+        return await office.reconcile(on, statement, caller(request, who))
+
+    # ------------------------------------------------------------------ claims
+    @api.get("/claims/{visit_id}/xml130", tags=["claims"], summary="Signed QĐ130 GIAMDINHHS of a closed insured visit")
+    async def xml130(visit_id: str, request: Request, who: Role(*DESK),
+                     ma_bac_si: str | None = Query(None, max_length=50,
+                                                   description="doctor for lines that name none")) -> Response:
+        doc = await claims.export(visit_id, caller(request, who), ma_bac_si)
+        return Response(doc, media_type="application/xml",
+                        headers={"Content-Disposition": f'attachment; filename="xml130-{visit_id}.xml"'})
+
+    app.include_router(api)
+    return app

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from hospital.chassis.settings import ServiceSettings
+
+
+class BillingSettings(ServiceSettings):
+    """Environment: HOSPITAL_BILLING_<NAME> (or HOSPITAL_<NAME> for shared settings)."""
+
+    service: ClassVar[str] = "billing"
+    http_port: int = 8005
+    grpc_port: int = 50055
+
+    # Facility: XML130 MA_CSKCB (5 digits: province + facility) and its signing certificate.
+    facility_code: str = "35001"
+    facility_name: str = "Bệnh viện Đa khoa tỉnh (demo)"
+    facility_key_file: Path | None = None   # PEM private key of the facility's signing certificate
+    facility_cert_file: Path | None = None  # PEM certificate (embedded in the XML-DSig KeyInfo)
+
+    # VietQR: the hospital's collection account (NAPAS 247).
+    bank_bin: str = "970415"          # VietinBank
+    bank_account: str = "113366668888"
+    bank_account_name: str = "BENH VIEN DA KHOA TINH"
+
+    # Payment providers. Development placeholders; production refuses them (secret_values).
+    vnpay_tmn_code: str = "DEVTMN01"
+    vnpay_hash_secret: str = "dev-vnpay-hash-secret"
+    momo_partner_code: str = "MOMODEV"
+    momo_access_key: str = "dev-momo-access-key"
+    momo_secret_key: str = "dev-momo-secret-key"
+    bank_webhook_secret: str = "dev-bank-webhook-secret"  # SePay API key / Casso webhook key
+    casso_tolerance_seconds: int = 300
+
+    # Durable consumer of the ADMISSIONS stream (tests give each running instance its own).
+    admissions_durable: str = "billing-admissions"
+    base_salary_vnd: int = 2_340_000  # lương cơ sở (Decree 73/2024/NĐ-CP)
+
+    def secret_values(self) -> dict[str, str]:
+        return {**super().secret_values(), "vnpay_hash_secret": self.vnpay_hash_secret,
+                "momo_secret_key": self.momo_secret_key, "momo_access_key": self.momo_access_key,
+                "bank_webhook_secret": self.bank_webhook_secret}

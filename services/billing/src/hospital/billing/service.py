@@ -1,0 +1,80 @@
+"""Wiring: the billing service definition for the chassis runner."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from hospital.billing.adapters.tables import metadata, price_items
+from hospital.billing.api import grpc as grpc_api
+from hospital.billing.api.http import build_http
+from hospital.billing.app.cashoffice import CashOfficeService
+from hospital.billing.app.charges import ChargeService
+from hospital.billing.app.claims import ClaimService
+from hospital.billing.app.common import local_date
+from hospital.billing.app.invoices import InvoiceService
+from hospital.billing.app.payments import PaymentService
+from hospital.billing.config import BillingSettings
+from hospital.chassis.app import Components, Runtime, ServiceDefinition
+from hospital.chassis.bus import Subscription
+from hospital.chassis.db import utcnow
+
+
+@dataclass
+class Services:
+    rt: Runtime
+    settings: Any
+    charges: ChargeService
+    invoices: InvoiceService
+    payments: PaymentService
+    office: CashOfficeService
+    claims: ClaimService
+
+    async def prices(self, on: date | None, category: str | None) -> list[dict[str, Any]]:
+        day = on or local_date(utcnow())
+        stmt = select(price_items).where(price_items.c.effective_from <= day,
+                                         (price_items.c.effective_to.is_(None)) | (price_items.c.effective_to >= day))
+        if category:
+            stmt = stmt.where(price_items.c.category == category)
+        async with self.rt.db.session() as s:
+            rows = (await s.execute(stmt.order_by(price_items.c.category, price_items.c.code))).mappings().all()
+        return [{"code": r["code"], "name": r["name"], "category": r["category"], "unit": r["unit"],
+                 "hospital_price": r["hospital_price"], "insurance_price": r["insurance_price"],
+                 "covered": r["covered"], "payment_ratio": r["payment_ratio"], "bhyt_code": r["bhyt_code"],
+                 "effective_from": r["effective_from"].isoformat(),
+                 "effective_to": r["effective_to"].isoformat() if r["effective_to"] else None} for r in rows]
+
+
+def build(rt: Runtime) -> Components:
+    charges = ChargeService(rt)
+    services = Services(rt=rt, settings=rt.settings, charges=charges, invoices=InvoiceService(rt),
+                        payments=PaymentService(rt), office=CashOfficeService(rt), claims=ClaimService(rt))
+    admissions = Subscription(
+        stream="ADMISSIONS", durable=rt.settings.admissions_durable,  # type: ignore[attr-defined]
+        handlers={
+            "admissions.visit.opened": charges.on_visit_opened,
+            "admissions.visit.closed": charges.on_visit_closed,
+            "admissions.inpatient.admitted": charges.on_admitted,
+            "admissions.inpatient.transferred": charges.on_transferred,
+            "admissions.inpatient.discharged": charges.on_discharged,
+            "admissions.patient.merged": charges.on_patient_merged,
+        })
+    return Components(
+        http=build_http(services),
+        grpc_register=lambda server: grpc_api.register(server, services),
+        grpc_service_names=[grpc_api.SERVICE],
+        grpc_rules=grpc_api.RULES,
+        subscriptions=[admissions],
+    )
+
+
+DEFINITION = ServiceDefinition(
+    name="billing",
+    settings_cls=BillingSettings,
+    migrations_dir=Path(__file__).parent / "migrations",
+    metadata=metadata,
+    build=build,
+)
