@@ -1,9 +1,12 @@
-"""Patient codes from a sequence (no lock shared by concurrent registrations).
+"""Patient codes from a sequence (no lock shared by concurrent registrations), continuing after the
+highest code already issued (codes are BN + 2-digit year + 7-digit number).
 
 Revision ID: 0003
 """
+import sqlalchemy as sa
 from alembic import op
 
+from hospital.chassis.db import counters_table, sequence_name
 from hospital.chassis.migrations import create_sequence
 
 revision = "0003"
@@ -13,4 +16,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    create_sequence(op, "patient_code")
+    bind = op.get_bind()
+    highest = bind.execute(sa.text(
+        "SELECT max(CAST(substr(patient_code, 5) AS INTEGER)) FROM patients")).scalar() or 0
+    if bind.dialect.name == "postgresql":
+        create_sequence(op, "patient_code")
+        if highest:
+            op.execute(f"SELECT setval('{sequence_name('patient_code')}', {int(highest)})")
+    elif highest:
+        bind.execute(counters_table.insert().values(scope="seq:patient_code", value=int(highest)))
