@@ -108,9 +108,13 @@ async def test_routing_to_a_destination_down_then_up(imaging_factory, make_ct_se
         scp = await asyncio.create_subprocess_exec("storescp", "-aet", "ARCHIVE", "-od", str(out), str(dest_port))
         try:
             await wait_for(lambda: _files(out, 3), timeout=30)
-            async with http_client(svc, "radiographer") as c:
-                q = (await c.get("/api/v1/routing/queue")).json()
-            assert q["destinations"]["ARCHIVE"] == {"sent": 3} and q["waiting"] == []
+
+            async def all_sent() -> bool:  # storescp writes the files before the router records "sent"
+                async with http_client(svc, "radiographer") as c:
+                    q = (await c.get("/api/v1/routing/queue")).json()
+                return q["destinations"]["ARCHIVE"] == {"sent": 3} and q["waiting"] == []
+
+            await wait_for(all_sent, timeout=10)
         finally:
             scp.terminate()
             await scp.wait()

@@ -45,6 +45,8 @@ class ImagingSettings(ServiceSettings):
     strict_ae: bool = False
     known_aes: str = ""  # AE=host:port,...
     dicom_max_associations: int = 32
+    # Processes running the storage (C-STORE) associations; 0 = in the serve process itself.
+    dicom_receiver_processes: int = 2
 
     # Storage and pipeline
     spool_dir: Path | None = None  # default: <data_dir>/imaging-spool

@@ -19,7 +19,7 @@ patients = Table(
     Column("birth_date", String(8), nullable=True),
     Column("sex", String(16), nullable=True),
     Column("updated_at", UtcDateTime(), nullable=False),
-    Index("ix_img_patients_name", "name_folded"),
+    Index("ix_img_patients_name", "name_folded"),  # + name_folded text_pattern_ops on PostgreSQL (0002)
 )
 
 studies = Table(
@@ -48,7 +48,7 @@ studies = Table(
     Index("ix_studies_patient", "patient_id"),
     Index("ix_studies_date", "study_date"),
     Index("ix_studies_accession", "accession_number"),
-    Index("ix_studies_name", "name_folded"),
+    Index("ix_studies_name", "name_folded"),  # + name_folded text_pattern_ops on PostgreSQL (0002)
     Index("ix_studies_unannounced", "last_received_at"),
 )
 

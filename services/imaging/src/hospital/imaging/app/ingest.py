@@ -16,6 +16,7 @@ redoes the step (uploads are idempotent: same key, same bytes). Nothing is dropp
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import shutil
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from hospital.imaging.adapters import tables as t
 from hospital.imaging.adapters.spool import Spool, SpoolEntry
 from hospital.imaging.domain.header import HeaderError, InstanceIndex, read_index_attributes
 from hospital.imaging.domain.matching import fold
-from hospital.imaging.domain.part10 import Part10Error, dataset_digest
+from hospital.imaging.domain.part10 import Part10Error, read_meta
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +75,15 @@ def rule_matches(rule: dict[str, Any], ix: InstanceIndex, source_ae: str | None)
     return True
 
 
-def _source_ae(path: Any) -> str | None:
-    """Source AE Title (0002,0016) from the Part 10 header we wrote."""
-    import pydicom
-
-    try:
-        meta = pydicom.filereader.read_file_meta_info(path)
-        value = meta.get("SourceApplicationEntityTitle")
-        return str(value).strip() or None if value else None
-    except Exception:  # noqa: BLE001 - informative only
-        return None
+def digest_and_source_ae(data: bytes) -> tuple[str, str | None]:
+    """:func:`dataset_digest` of a Part 10 file's bytes, and its Source AE Title (0002,0016)."""
+    with memoryview(data) as view:
+        syntax, offset, meta = read_meta(view)
+        digest = hashlib.sha256(syntax.encode("ascii") + b"\x00")
+        digest.update(view[offset:])
+    value = meta.get((0x0002, 0x0016))
+    source_ae = value.rstrip(b"\x00 ").decode("ascii", "replace").strip() if value else None
+    return digest.hexdigest(), source_ae or None
 
 
 class IngestPipeline:
@@ -96,6 +96,8 @@ class IngestPipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.indexed = 0
         self.last_error: str | None = None
+        self._index_task: asyncio.Task[int] | None = None
+        self._indexing: frozenset[str] = frozenset()
 
     def notify(self, _stored: Any = None) -> None:
         """on_stored callback (association thread): only wake the worker."""
@@ -107,27 +109,56 @@ class IngestPipeline:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         delay = self.s.pipeline_poll_seconds
-        while not stop.is_set():
-            self._wake.clear()
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    done = await self.process_once()
+                    self.last_error = None
+                    delay = self.s.pipeline_poll_seconds
+                except Exception as exc:  # noqa: BLE001 - retried; the files stay in the spool
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.warning("ingest pass failed, retrying in %.1fs: %s", delay, self.last_error)
+                    done = 0
+                    await _wait_any(stop, None, delay)
+                    delay = min(delay * 2, 30.0) if delay else self.s.upload_retry_seconds
+                    continue
+                if done == 0:
+                    await _wait_any(stop, self._wake, self.s.pipeline_poll_seconds)
+        finally:
             try:
-                done = await self.process_once()
-                self.last_error = None
-                delay = self.s.pipeline_poll_seconds
-            except Exception as exc:  # noqa: BLE001 - retried; the files stay in the spool
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("ingest pass failed, retrying in %.1fs: %s", delay, self.last_error)
-                done = 0
-                await _wait_any(stop, None, delay)
-                delay = min(delay * 2, 30.0) if delay else self.s.upload_retry_seconds
-                continue
-            if done == 0:
-                await _wait_any(stop, self._wake, self.s.pipeline_poll_seconds)
+                await self._finish_index()
+            except Exception as exc:  # noqa: BLE001 - the files stay in the spool for the next start
+                log.warning("last index batch failed at shutdown: %s", exc)
+
+    async def _finish_index(self) -> int:
+        """Wait for the batch being indexed (raising its error); how many spool entries it finished."""
+        task, self._index_task = self._index_task, None
+        if task is None:
+            return 0
+        return await task
+
+    async def _index_and_done(self, batch: list[Prepared]) -> int:
+        try:
+            await self._index(batch)
+            await asyncio.to_thread(self._done, batch)
+            return len(batch)
+        finally:
+            self._indexing = frozenset()
 
     async def process_once(self) -> int:
-        """One batch; returns how many spool entries were finished."""
-        entries = (await asyncio.to_thread(self.spool.pending))[: self.s.index_batch_size]
+        """One batch; returns how many spool entries were handled (0: nothing to do).
+
+        Upload of batch N+1 overlaps the index transaction of batch N. Batches are disjoint by SOP
+        Instance UID (entries whose UID is being indexed wait for the next pass), so classifying N+1
+        before N commits cannot mistake a conflicting copy for a new instance. Index transactions
+        run one at a time, in order.
+        """
+        busy = self._indexing
+        entries = [e for e in await asyncio.to_thread(self.spool.pending)
+                   if e.sop_instance_uid not in busy][: self.s.index_batch_size]
         if not entries:
-            return 0
+            return await self._finish_index()
         sem = asyncio.Semaphore(max(1, self.s.upload_concurrency))
 
         async def prep(entry: SpoolEntry) -> Prepared | None:
@@ -140,19 +171,24 @@ class IngestPipeline:
                                        return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         uploaded = [p for p in prepared if p.kind == "duplicate" or getattr(p, "_uploaded", False)]
+        finished = await self._finish_index()  # the previous batch; raises its error
         if uploaded:
-            await self._index(uploaded)
-            await asyncio.to_thread(self._done, uploaded)
+            self._indexing = frozenset({p.entry.sop_instance_uid for p in uploaded}
+                                       | {str(p.index.sop_instance_uid) for p in uploaded})
+            self._index_task = asyncio.create_task(self._index_and_done(uploaded))
         if failures:
             raise failures[0] if isinstance(failures[0], Exception) else RuntimeError(str(failures[0]))
-        return len(uploaded) + (len(entries) - len(prepared))
+        return finished + len(uploaded) + (len(entries) - len(prepared))
 
     def _prepare(self, entry: SpoolEntry) -> Prepared | None:
+        # One read of the file: digest, Source AE and index attributes all come from these bytes.
         try:
-            index = read_index_attributes(entry.path)
-            digest = dataset_digest(entry.path)
+            data = entry.path.read_bytes()
         except FileNotFoundError:
             return None
+        try:
+            index = read_index_attributes(data)
+            digest, source_ae = digest_and_source_ae(data)
         except (HeaderError, Part10Error) as exc:
             # Cannot happen for files the gateway wrote (checked before acknowledging); keep it aside.
             target = self.spool.root / "unreadable"
@@ -160,7 +196,7 @@ class IngestPipeline:
             shutil.move(str(entry.path), target / entry.path.name)
             log.error("spool file %s unreadable (%s): moved to %s", entry.path.name, exc, target)
             return None
-        return Prepared(entry, index, digest, _source_ae(entry.path))
+        return Prepared(entry, index, digest, source_ae)
 
     async def _classify(self, batch: list[Prepared]) -> None:
         uids = list({p.index.sop_instance_uid for p in batch})
@@ -285,8 +321,7 @@ class IngestPipeline:
                     last_received_at=now))
 
     def _done(self, batch: list[Prepared]) -> None:
-        for p in batch:
-            self.spool.done(p.entry)
+        self.spool.done_many([p.entry for p in batch])
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> None:

@@ -151,6 +151,35 @@ def read_framing(fp: BinaryIO) -> tuple[str, int]:
     return transfer_syntax, fp.tell()
 
 
+def read_meta(data: bytes | memoryview) -> tuple[str, int, dict[tuple[int, int], bytes]]:
+    """``(transfer_syntax_uid, dataset_offset, {tag: raw value})`` of a Part 10 file held in memory."""
+    head = len(PREAMBLE) + len(MAGIC) + _GROUP_LENGTH_HEADER.size
+    if len(data) < head or bytes(data[128:132]) != MAGIC:
+        raise Part10Error("not a DICOM Part 10 file")
+    group, element, vr, _, group_length = _GROUP_LENGTH_HEADER.unpack_from(data, 132)
+    if (group, element, vr) != (0x0002, 0x0000, b"UL"):
+        raise Part10Error("file meta information has no group length")
+    meta = bytes(data[head : head + group_length])
+    if len(meta) != group_length:
+        raise Part10Error("truncated file meta information")
+    values: dict[tuple[int, int], bytes] = {}
+    offset = 0
+    while offset + 8 <= len(meta):
+        group, element, vr = struct.unpack_from("<HH2s", meta, offset)
+        if vr in _LONG_VRS:
+            (length,) = struct.unpack_from("<I", meta, offset + 8)
+            start = offset + 12
+        else:
+            (length,) = struct.unpack_from("<H", meta, offset + 6)
+            start = offset + 8
+        values[(group, element)] = meta[start : start + length]
+        offset = start + length
+    syntax = values.get((0x0002, 0x0010))
+    if syntax is None:
+        raise Part10Error("file meta information has no transfer syntax")
+    return syntax.rstrip(b"\x00 ").decode("ascii"), head + group_length, values
+
+
 def _find_transfer_syntax(meta: bytes) -> str:
     offset = 0
     while offset + 8 <= len(meta):

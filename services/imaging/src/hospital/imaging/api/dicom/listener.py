@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from hospital.imaging.adapters.spool import Spool
+from hospital.imaging.api.dicom.receivers import ReceiverPool, receiver_options
 from hospital.imaging.api.dicom.qr import Bridge, QueryRetrieveHandlers, add_qr_contexts
 from hospital.imaging.api.dicom.server import DicomServer, build_ae, gateway_handlers, serve
 
@@ -25,7 +26,20 @@ class DicomListener:
         add_qr_contexts(ae)
         qr = QueryRetrieveHandlers(Bridge(asyncio.get_running_loop()), self.rt, self.s, self.orders)
         handlers = [*gateway_handlers(config, self.spool, self.on_stored), *qr.handlers()]
-        self.server = await asyncio.to_thread(serve, ae, config, handlers)
+        receivers = None
+        if self.s.dicom_receiver_processes > 0:
+            # Storage associations run in receiver processes (receivers.py); the serve process keeps
+            # the port, Query/Retrieve, worklist and MPPS. A receiver's "stored" wakes the pipeline.
+            receivers = ReceiverPool(self.s.dicom_receiver_processes,
+                                     receiver_options(config, self.spool.root, self.s.log_level),
+                                     on_stored=self.on_stored)
+            await asyncio.to_thread(receivers.start)
+        try:
+            self.server = await asyncio.to_thread(serve, ae, config, handlers, receivers)
+        except BaseException:
+            if receivers is not None:
+                await asyncio.to_thread(receivers.stop)
+            raise
         self.started.set()
         try:
             await stop.wait()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Self, cast
 
@@ -17,7 +18,7 @@ from pynetdicom import AE, evt
 from pynetdicom import _handlers as pynetdicom_log_handlers
 from pynetdicom.events import Event
 from pynetdicom.pdu_primitives import A_ASSOCIATE
-from pynetdicom.transport import AssociationSocket, ThreadedAssociationServer
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from hospital.imaging.adapters.spool import Spool
 from hospital.imaging.api.dicom.config import DicomConfig
@@ -137,12 +138,39 @@ def gateway_handlers(
     ]
 
 
+class HandOffRequestHandler(RequestHandler):
+    """Per accepted connection (on its own thread): storage-only associations go to a receiver process.
+
+    The A-ASSOCIATE-RQ is peeked at, not read, so whichever process runs the association reads it
+    from the start. Anything not storage-only, or no receiver available, is run here as before.
+    """
+
+    server: HandOffServer
+
+    def handle(self) -> None:
+        from hospital.imaging.api.dicom.receivers import is_storage_only, peek_association_request
+
+        pool = self.server.receivers
+        if pool is not None:
+            request = peek_association_request(self.request, self.server.ae.acse_timeout or 30.0)
+            if is_storage_only(request) and pool.hand_off(self.request, self.client_address):
+                # Our descriptor only: close(), never shutdown(), which would end the receiver's too.
+                self.request.close()
+                return
+        super().handle()
+
+
+class HandOffServer(ThreadedAssociationServer):
+    receivers: Any = None
+
+
 class DicomServer:
     """Handle on a running listener."""
 
-    def __init__(self, ae: AE, server: ThreadedAssociationServer) -> None:
+    def __init__(self, ae: AE, server: ThreadedAssociationServer, receivers: Any = None) -> None:
         self._ae = ae
         self._server = server
+        self.receivers = receivers
 
     @property
     def address(self) -> tuple[str, int]:
@@ -151,8 +179,10 @@ class DicomServer:
         return str(host), int(port)
 
     def shutdown(self) -> None:
-        """Abort open associations, stop accepting and close the listening socket."""
+        """Stop accepting, abort open associations, close the listening socket, stop the receivers."""
         self._ae.shutdown()
+        if self.receivers is not None:
+            self.receivers.stop()
 
     def __enter__(self) -> Self:
         return self
@@ -161,17 +191,29 @@ class DicomServer:
         self.shutdown()
 
 
-def serve(ae: AE, config: DicomConfig, handlers: Sequence[EventHandler]) -> DicomServer:
-    """Start listening on ``config.host:config.port`` in a background thread."""
-    server = cast(
-        ThreadedAssociationServer,
-        ae.start_server((config.host, config.port), block=False, evt_handlers=list(handlers)),
-    )
+def serve(ae: AE, config: DicomConfig, handlers: Sequence[EventHandler], receivers: Any = None) -> DicomServer:
+    """Start listening on ``config.host:config.port`` in a background thread.
+
+    With `receivers` (a started :class:`~hospital.imaging.api.dicom.receivers.ReceiverPool`),
+    storage-only associations are handed to its processes.
+    """
+    if receivers is None:
+        server = cast(
+            ThreadedAssociationServer,
+            ae.start_server((config.host, config.port), block=False, evt_handlers=list(handlers)),
+        )
+    else:
+        server = ae.make_server((config.host, config.port), evt_handlers=list(handlers),
+                                server_class=HandOffServer, request_handler=HandOffRequestHandler)
+        server.receivers = receivers
+        threading.Thread(target=server.serve_forever, name="DicomAcceptor", daemon=True).start()
+        ae._servers.append(server)
     host, port = server.server_address[:2]
     logger.info(
-        "DICOM server %s listening on %s:%s (strict AE: %s)", config.ae_title, host, port, config.strict_ae
+        "DICOM server %s listening on %s:%s (strict AE: %s, receiver processes: %s)", config.ae_title, host,
+        port, config.strict_ae, receivers.processes if receivers is not None else 0,
     )
-    return DicomServer(ae, server)
+    return DicomServer(ae, server, receivers)
 
 
 def start_dicom_server(config: DicomConfig, spool: Spool, on_stored: OnStored | None = None) -> DicomServer:
