@@ -2,7 +2,17 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    Boolean, Column, Date, ForeignKey, Index, Integer, MetaData, String, Table, UniqueConstraint, text,
+    Boolean,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    text,
 )
 
 from hospital.chassis.db import UtcDateTime

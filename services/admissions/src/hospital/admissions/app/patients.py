@@ -12,37 +12,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hospital.admissions.adapters.tables import idempotency, insurance_cards, patients
 from hospital.admissions.app.mapping import patient_dict, patient_proto
 from hospital.admissions.domain.identity import (
-    BhytIdentity, CccdIdentity, PartialDate, ScanError, identity_conflicts, parse_bhyt_number, parse_scan,
+    BhytIdentity,
+    CccdIdentity,
+    PartialDate,
+    ScanError,
+    identity_conflicts,
+    parse_bhyt_number,
+    parse_scan,
 )
 from hospital.admissions.domain.names import fold, name_match_score, normalize_name, normalize_phone
 from hospital.chassis.app import Runtime
-from hospital.chassis.audit import AuditEntry
+from hospital.chassis.caller import Caller
 from hospital.chassis.db import sequence_next, utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
 from hospital.chassis.ids import new_id
-from hospital.chassis.security import Principal
 from hospital.contracts.admissions.v1 import events_pb2
-from hospital.contracts.common.v1 import types_pb2
 
 CCCD_RE = re.compile(r"^\d{12}$")
 OLD_ID_RE = re.compile(r"^\d{9}$")
 PHONE_RE = re.compile(r"^0\d{9,10}$")
-
-
-@dataclass
-class Caller:
-    principal: Principal
-    source: str  # client address or calling service
-
-    def actor(self) -> types_pb2.Actor:
-        return types_pb2.Actor(subject=self.principal.subject, display=self.principal.name,
-                               roles=sorted(self.principal.roles))
-
-    def audit(self, action: str, resource_type: str, resource_id: str | None, patient_id: str | None,
-              **detail: Any) -> AuditEntry:
-        return AuditEntry(actor=self.principal.subject, actor_roles=tuple(sorted(self.principal.roles)),
-                          action=action, resource_type=resource_type, resource_id=resource_id,
-                          patient_id=patient_id, source=self.source, detail=detail)
 
 
 @dataclass

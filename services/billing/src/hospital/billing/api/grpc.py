@@ -5,8 +5,8 @@ from typing import Any
 
 import grpc
 
-from hospital.billing.app.common import Caller
 from hospital.billing.app.mapping import charge_proto, invoice_proto
+from hospital.chassis.caller import Caller
 from hospital.chassis.errors import Invalid
 from hospital.chassis.rpc import principal
 from hospital.contracts.billing.v1 import billing_pb2 as pb

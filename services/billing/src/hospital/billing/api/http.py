@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from hospital.billing.app.common import Caller
 from hospital.billing.domain.callbacks import (
     CASSO_SIGNATURE_HEADER,
     CallbackError,
@@ -26,6 +25,7 @@ from hospital.billing.domain.callbacks import (
     verify_vnpay_ipn,
     vnpay_ipn_reply,
 )
+from hospital.chassis.caller import Caller
 from hospital.chassis.errors import Invalid
 from hospital.chassis.security import Principal
 from hospital.chassis.web import client_address, problem, require_roles

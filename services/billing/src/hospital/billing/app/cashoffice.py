@@ -12,8 +12,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from hospital.billing.adapters.tables import payments, provider_callbacks, reconciliations, shifts
-from hospital.billing.app.common import LOCAL_TZ, Caller
+from hospital.billing.app.common import LOCAL_TZ
 from hospital.chassis.app import Runtime
+from hospital.chassis.caller import Caller
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
 from hospital.chassis.ids import new_id

@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hospital.billing.adapters.tables import charges, invoices, price_items, stays, visits
 from hospital.billing.app.common import (
-    Caller,
     SessionPublisher,
     local_date,
     parse_quantity,
@@ -29,6 +28,7 @@ from hospital.billing.app.mapping import charge_dict, charge_proto
 from hospital.billing.domain.pricing import EXAM_CODE, bed_days, bed_price_code
 from hospital.chassis.app import Runtime
 from hospital.chassis.bus import Event
+from hospital.chassis.caller import Caller
 from hospital.chassis.db import next_value, utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
 from hospital.chassis.ids import new_id

@@ -14,7 +14,6 @@ from sqlalchemy import select
 from hospital.billing.adapters.tables import claims, visits
 from hospital.billing.app.common import (
     ROUTE_BY_KIND,
-    Caller,
     local_date,
     posted_charges,
     quantity_of,
@@ -33,6 +32,7 @@ from hospital.billing.domain.xml130 import (
     validate,
 )
 from hospital.chassis.app import Runtime
+from hospital.chassis.caller import Caller
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import Conflict, DomainError, Invalid, NotFound
 from hospital.chassis.ids import new_id

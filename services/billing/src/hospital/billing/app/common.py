@@ -3,7 +3,6 @@ and status, and publishing from inside a consumer's transaction."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -22,35 +21,12 @@ from hospital.billing.domain.insurance import (
     VisitSplit,
     split_visit,
 )
-from hospital.chassis.audit import AuditEntry
 from hospital.chassis.errors import Invalid
-from hospital.chassis.security import Principal
 from hospital.chassis.uow import UnitOfWork
-from hospital.contracts.common.v1 import types_pb2
 
 log = logging.getLogger(__name__)
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 ROUTE_BY_KIND = {"insured": Route.REGISTERED, "referral": Route.REFERRED, "emergency": Route.EMERGENCY}
-
-
-@dataclass(frozen=True)
-class Caller:
-    principal: Principal
-    source: str
-
-    @property
-    def subject(self) -> str:
-        return self.principal.subject
-
-    def actor(self) -> types_pb2.Actor:
-        return types_pb2.Actor(subject=self.principal.subject, display=self.principal.name,
-                               roles=sorted(self.principal.roles))
-
-    def audit(self, action: str, resource_type: str, resource_id: str | None, patient_id: str | None,
-              **detail: Any) -> AuditEntry:
-        return AuditEntry(actor=self.principal.subject, actor_roles=tuple(sorted(self.principal.roles)),
-                          action=action, resource_type=resource_type, resource_id=resource_id,
-                          patient_id=patient_id, source=self.source, detail=detail)
 
 
 def local_date(moment: datetime) -> date:

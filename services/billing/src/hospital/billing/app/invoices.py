@@ -10,9 +10,10 @@ from typing import Any
 from sqlalchemy import select, update
 
 from hospital.billing.adapters.tables import charges, invoices, payments, visits
-from hospital.billing.app.common import Caller, derive_status, local_date, posted_charges, split_for
+from hospital.billing.app.common import derive_status, local_date, posted_charges, split_for
 from hospital.billing.app.mapping import charge_dict, invoice_proto
 from hospital.chassis.app import Runtime
+from hospital.chassis.caller import Caller
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
 from hospital.contracts.billing.v1 import events_pb2

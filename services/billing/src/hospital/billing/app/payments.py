@@ -27,7 +27,7 @@ from hospital.billing.adapters.tables import (
     shifts,
 )
 from hospital.billing.app.charges import upsert
-from hospital.billing.app.common import Caller, derive_status
+from hospital.billing.app.common import derive_status
 from hospital.billing.app.invoices import invoice_summary
 from hospital.billing.domain.callbacks import (
     AmbiguousInvoiceCode,
@@ -39,6 +39,7 @@ from hospital.billing.domain.callbacks import (
 )
 from hospital.billing.domain.vietqr import VietQRError, build_vietqr, vietqr_png
 from hospital.chassis.app import Runtime
+from hospital.chassis.caller import Caller
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
 from hospital.chassis.ids import new_id
