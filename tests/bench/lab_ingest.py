@@ -1,34 +1,47 @@
 """Lab ingestion benchmark on PostgreSQL: analyzer results over ASTM and over HL7/MLLP, several
 concurrent connections, from the wire to the durable store + ACK + ``lab.result.received`` on NATS.
 
-Every message carries one specimen's CBC (8 results) for its own ordered barcode, so each is matched,
-range-flagged, delta-checked and published. Reported: results/s (first byte sent → last ACK), and
-p50/p99 latency from the last byte of a message leaving the analyzer to its ``lab.result.received``
-event reaching a NATS subscriber. The load generator runs in the same process and event loop as the
-service (a conservative setup on a small machine).
+The service runs as its own processes (``python -m hospital.lab serve --processes 2``, configured by
+environment variables, as in production); the analyzers are simulated by separate load-generator
+processes (one for the ASTM connections, one for the MLLP connections), so the load generator does not
+share the service's event loop. Each message carries one specimen's CBC (8 results) for its own ordered
+barcode, so each is matched, range-flagged, delta-checked and published; the ACK is only sent once the
+raw message and its results are committed (the listeners' group commit), and the event goes through the
+outbox. Reported: results/s (first byte sent → last ACK), and p50/p99 latency from the last byte of a
+message leaving the analyzer to its ``lab.result.received`` event reaching a NATS subscriber (all
+processes read the same monotonic clock).
+
+    python tests/bench/run.py lab_ingest
+    HOSPITAL_BENCH_LAB_PROCESSES=1 python tests/bench/run.py lab_ingest      # one service process
 """
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
 import nats
 
+from hospital.chassis.security import DevIssuer
 from hospital.contracts.lab.v1 import events_pb2
 from hospital.lab.api.astm.codec import build_frames
 from hospital.lab.api.hl7.mllp import MllpBuffer, frame
-from hospital.lab.service import DEFINITION
 from hospital.lab.simulator import generate_specimens, specimen_to_astm, specimen_to_oru
 from hospital.testing.servers import NatsServer, PostgresServer, free_port
-from hospital.testing.services import http_client, running_service
 
-MESSAGES = 1200          # specimens (8 results each)
-ASTM_CONNECTIONS = 4
-MLLP_CONNECTIONS = 4
+MESSAGES = int(os.environ.get("HOSPITAL_BENCH_LAB_MESSAGES", 1200))  # specimens (8 results each)
+ASTM_CONNECTIONS = int(os.environ.get("HOSPITAL_BENCH_LAB_ASTM_CONNECTIONS", 4))
+MLLP_CONNECTIONS = int(os.environ.get("HOSPITAL_BENCH_LAB_MLLP_CONNECTIONS", 4))
+SERVICE_PROCESSES = int(os.environ.get("HOSPITAL_BENCH_LAB_PROCESSES", 2))
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def pct(values: list[float], p: float) -> float:
@@ -36,14 +49,15 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
 
 
-async def astm_link(port: int, messages: list[tuple[str, bytes]], sent_at: dict[str, float]) -> None:
+# ------------------------------------------------------------------------------- load generator (child)
+async def astm_link(port: int, messages: list[tuple[str, str]], sent_at: dict[str, float]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         for barcode, text in messages:
             writer.write(b"\x05")
             await writer.drain()
             assert await reader.readexactly(1) == b"\x06"
-            frames = build_frames(r for r in text.split(b"\r") if r)
+            frames = build_frames(r for r in text.encode().split(b"\r") if r)
             for i, f in enumerate(frames):
                 writer.write(f)
                 await writer.drain()
@@ -57,7 +71,7 @@ async def astm_link(port: int, messages: list[tuple[str, bytes]], sent_at: dict[
         writer.close()
 
 
-async def mllp_link(port: int, messages: list[tuple[str, bytes]], sent_at: dict[str, float]) -> None:
+async def mllp_link(port: int, messages: list[tuple[str, str]], sent_at: dict[str, float]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     buffer = MllpBuffer()
     try:
@@ -73,12 +87,53 @@ async def mllp_link(port: int, messages: list[tuple[str, bytes]], sent_at: dict[
         writer.close()
 
 
-async def run(pg_url: str, nats_url: str, data_dir: Path) -> dict:
-    async with running_service(DEFINITION, data_dir=data_dir, database_url=pg_url, nats_url=nats_url,
-                               mllp_port=free_port(), astm_port=free_port(), database_pool_size=12,
-                               log_level="WARNING") as svc:
+async def client_main(spec_path: str) -> None:
+    """One load-generator process: its connections, started when the parent writes a line on stdin;
+    prints the last-byte times and its finish time (perf_counter, the system's monotonic clock)."""
+    spec = json.loads(Path(spec_path).read_text())
+    link = astm_link if spec["protocol"] == "astm" else mllp_link
+    messages = [tuple(m) for m in spec["messages"]]
+    n = spec["connections"]
+    sent_at: dict[str, float] = {}
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    await asyncio.gather(*(link(spec["port"], messages[k::n], sent_at) for k in range(n)))  # type: ignore[arg-type]
+    print(json.dumps({"finished": time.perf_counter(), "sent_at": sent_at}), flush=True)
+
+
+# ------------------------------------------------------------------------------------------ the bench
+async def wait_ready(base_url: str, proc: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=5) as c:
+        for _ in range(600):
+            assert proc.poll() is None, "lab service exited during start-up"
+            try:
+                if (await c.get("/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError("lab service not ready")
+
+
+async def run(pg_url: str, nats_url: str, base: Path) -> dict:
+    http_port, astm_port, mllp_port = free_port(), free_port(), free_port()
+    env = dict(os.environ, HOSPITAL_DATA_DIR=str(base), HOSPITAL_LAB_DATABASE_URL=pg_url,
+               HOSPITAL_NATS_URL=nats_url, HOSPITAL_LAB_HTTP_PORT=str(http_port),
+               HOSPITAL_LAB_GRPC_PORT=str(free_port()), HOSPITAL_LAB_ASTM_PORT=str(astm_port),
+               HOSPITAL_LAB_MLLP_PORT=str(mllp_port), HOSPITAL_LOG_LEVEL="WARNING",
+               HOSPITAL_LAB_DATABASE_POOL_SIZE="8")
+    issuer = DevIssuer(base / "auth", "https://auth.hospital.local/dev", "hospital")
+    token = issuer.mint_for_role("doctor")
+    assert subprocess.run([sys.executable, "-m", "hospital.lab", "migrate"], env=env, cwd=ROOT).returncode == 0
+    service = subprocess.Popen([sys.executable, "-m", "hospital.lab", "serve", "--processes", str(SERVICE_PROCESSES)],
+                               env=env, cwd=ROOT)
+    clients: list[subprocess.Popen[str]] = []
+    try:
+        base_url = f"http://127.0.0.1:{http_port}"
+        await wait_ready(base_url, service)
         barcodes: list[str] = []
-        async with http_client(svc, "doctor") as c:
+        async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {token}"},
+                                     timeout=30) as c:
             async def order(i: int) -> None:
                 r = await c.post("/api/v1/orders", json={
                     "patient": {"id": f"bench-{i % 300}", "full_name": "Nguyễn Văn Bình", "sex": "male",
@@ -93,10 +148,19 @@ async def run(pg_url: str, nats_url: str, data_dir: Path) -> dict:
         for i, s in enumerate(specimens):
             at = now + timedelta(seconds=i)
             if i % 2 == 0:
-                astm_msgs.append((s.barcode, specimen_to_astm(s, at)))
+                astm_msgs.append((s.barcode, specimen_to_astm(s, at).decode()))
             else:
-                mllp_msgs.append((s.barcode, specimen_to_oru(s, at, f"B{i}")))
+                mllp_msgs.append((s.barcode, specimen_to_oru(s, at, f"B{i}").decode()))
         results_per_message = len(specimens[0].results)
+        for protocol, msgs, port, n in (("astm", astm_msgs, astm_port, ASTM_CONNECTIONS),
+                                        ("mllp", mllp_msgs, mllp_port, MLLP_CONNECTIONS)):
+            path = base / f"load-{protocol}.json"
+            path.write_text(json.dumps({"protocol": protocol, "port": port, "connections": n, "messages": msgs}))
+            clients.append(subprocess.Popen([sys.executable, __file__, "--client", str(path)], cwd=ROOT,
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        for cl in clients:
+            assert cl.stdout is not None and cl.stdout.readline().strip() == "ready"
+
         event_at: dict[str, float] = {}
         done = asyncio.Event()
         nc = await nats.connect(nats_url)
@@ -108,49 +172,54 @@ async def run(pg_url: str, nats_url: str, data_dir: Path) -> dict:
                 done.set()
 
         sub = await nc.subscribe("lab.result.received", cb=on_event)
-        sent_at: dict[str, float] = {}
+        await nc.flush()
         t0 = time.perf_counter()
-        links = [astm_link(svc.settings.astm_port, astm_msgs[k::ASTM_CONNECTIONS], sent_at)
-                 for k in range(ASTM_CONNECTIONS)]
-        links += [mllp_link(svc.settings.mllp_port, mllp_msgs[k::MLLP_CONNECTIONS], sent_at)
-                  for k in range(MLLP_CONNECTIONS)]
-        t_astm = t_mllp = 0.0
-
-        async def timed(coro, kind: str) -> None:  # type: ignore[no-untyped-def]
-            nonlocal t_astm, t_mllp
-            await coro
-            elapsed = time.perf_counter() - t0
-            if kind == "astm":
-                t_astm = max(t_astm, elapsed)
-            else:
-                t_mllp = max(t_mllp, elapsed)
-
-        await asyncio.gather(*(timed(link, "astm" if i < ASTM_CONNECTIONS else "mllp")
-                               for i, link in enumerate(links)))
-        acked = time.perf_counter() - t0
+        for cl in clients:
+            assert cl.stdin is not None
+            cl.stdin.write("go\n")
+            cl.stdin.flush()
+        loop = asyncio.get_running_loop()
+        outputs = await asyncio.gather(*(loop.run_in_executor(None, cl.communicate) for cl in clients))
+        reports = []
+        for cl, (out, _) in zip(clients, outputs):
+            assert cl.returncode == 0, f"load generator failed: {out[-2000:]}"
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+        t_astm, t_mllp = (r["finished"] - t0 for r in reports)
+        acked = max(t_astm, t_mllp)
+        sent_at = {**reports[0]["sent_at"], **reports[1]["sent_at"]}
         try:
             await asyncio.wait_for(done.wait(), timeout=60)
         finally:
             await sub.unsubscribe()
             await nc.close()
-        latencies = [(event_at[b] - sent_at[b]) * 1000 for b in sent_at if b in event_at]
-        astm_lat = [(event_at[b] - sent_at[b]) * 1000 for b, _ in astm_msgs if b in event_at]
-        mllp_lat = [(event_at[b] - sent_at[b]) * 1000 for b, _ in mllp_msgs if b in event_at]
-        total_results = MESSAGES * results_per_message
-        return {
-            "messages": MESSAGES, "results": total_results, "results_per_message": results_per_message,
-            "connections": {"astm": ASTM_CONNECTIONS, "mllp": MLLP_CONNECTIONS},
-            "acked_seconds": round(acked, 3),
-            "results_per_second_total": round(total_results / acked, 1),
-            "results_per_second_astm": round(len(astm_msgs) * results_per_message / t_astm, 1),
-            "results_per_second_mllp": round(len(mllp_msgs) * results_per_message / t_mllp, 1),
-            "events_received": len(event_at),
-            "latency_ms_last_byte_to_event": {"p50": round(pct(latencies, 50), 1), "p99": round(pct(latencies, 99), 1),
-                                              "max": round(max(latencies), 1)},
-            "latency_ms_astm": {"p50": round(pct(astm_lat, 50), 1), "p99": round(pct(astm_lat, 99), 1)},
-            "latency_ms_mllp": {"p50": round(pct(mllp_lat, 50), 1), "p99": round(pct(mllp_lat, 99), 1)},
-            "goal": {"results_per_second": 2000, "p99_ms": 250},
-        }
+    finally:
+        for cl in clients:
+            if cl.poll() is None:
+                cl.kill()
+        service.terminate()
+        try:
+            service.wait(30)
+        except subprocess.TimeoutExpired:
+            service.kill()
+    latencies = [(event_at[b] - sent_at[b]) * 1000 for b in sent_at if b in event_at]
+    astm_lat = [(event_at[b] - sent_at[b]) * 1000 for b, _ in astm_msgs if b in event_at]
+    mllp_lat = [(event_at[b] - sent_at[b]) * 1000 for b, _ in mllp_msgs if b in event_at]
+    total_results = MESSAGES * results_per_message
+    return {
+        "messages": MESSAGES, "results": total_results, "results_per_message": results_per_message,
+        "connections": {"astm": ASTM_CONNECTIONS, "mllp": MLLP_CONNECTIONS},
+        "service_processes": SERVICE_PROCESSES, "load_generator_processes": len(clients),
+        "acked_seconds": round(acked, 3),
+        "results_per_second_total": round(total_results / acked, 1),
+        "results_per_second_astm": round(len(astm_msgs) * results_per_message / t_astm, 1),
+        "results_per_second_mllp": round(len(mllp_msgs) * results_per_message / t_mllp, 1),
+        "events_received": len(event_at),
+        "latency_ms_last_byte_to_event": {"p50": round(pct(latencies, 50), 1), "p99": round(pct(latencies, 99), 1),
+                                          "max": round(max(latencies), 1)},
+        "latency_ms_astm": {"p50": round(pct(astm_lat, 50), 1), "p99": round(pct(astm_lat, 99), 1)},
+        "latency_ms_mllp": {"p50": round(pct(mllp_lat, 50), 1), "p99": round(pct(mllp_lat, 99), 1)},
+        "goal": {"results_per_second": 2000, "p99_ms": 250},
+    }
 
 
 async def main() -> dict:
@@ -160,7 +229,7 @@ async def main() -> dict:
     nats_srv = NatsServer(base / "nats").start()
     try:
         url = await pg.create_database(f"lab_bench_{uuid.uuid4().hex[:8]}")
-        result = await run(url, nats_srv.url, base / "data")
+        result = await run(url, nats_srv.url, base)
         result["database"] = "postgresql"
         return result
     finally:
@@ -169,5 +238,7 @@ async def main() -> dict:
 
 
 if __name__ == "__main__":
-    import json
-    print(json.dumps(asyncio.run(main()), indent=2))
+    if len(sys.argv) == 3 and sys.argv[1] == "--client":
+        asyncio.run(client_main(sys.argv[2]))
+    else:
+        print(json.dumps(asyncio.run(main()), indent=2))

@@ -36,7 +36,13 @@ from sqlalchemy import MetaData
 from hospital.chassis import telemetry
 from hospital.chassis.audit import verify_chain
 from hospital.chassis.bus import (
-    Consumer, OutboxRelay, Subscription, connect, ensure_streams, list_dead_letters, replay_dead_letters,
+    Consumer,
+    OutboxRelay,
+    Subscription,
+    connect,
+    ensure_streams,
+    list_dead_letters,
+    replay_dead_letters,
 )
 from hospital.chassis.db import Database
 from hospital.chassis.logging import configure_logging

@@ -39,6 +39,9 @@ class LabSettings(ServiceSettings):
     instruments: list[InstrumentConfig] = Field(default_factory=list)
     lis_name: str = "HOSPITAL-LIS"
     store_timeout_seconds: float = 10.0  # below the analyzers' 15 s reply timer
+    ingest_batch_max: int = 100          # group commit: at most this many analyzer messages per transaction
+    ingest_batch_window_ms: float = 10.0  # group commit: wait at most this long for the connections released
+                                          # by the previous batch to send their next message (0: never wait)
     autoverify_default: bool = False     # initial value of the on/off switch (the switch lives in the database)
     autoverify_requires_qc: bool = True  # an accepted QC run for the instrument and test within qc_validity_hours
     qc_validity_hours: int = 24

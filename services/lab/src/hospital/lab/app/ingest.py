@@ -8,16 +8,25 @@ outbox events. If anything fails the transaction rolls back and the analyzer is 
 
 Results are matched to a specimen by barcode only — never by name. An unknown barcode keeps its results
 in the ``unmatched`` queue until a technician assigns them to a specimen.
+
+Group commit (ADR 0101): the listeners' ``store`` calls go through one :class:`GroupCommit` per process.
+Messages that arrive from any connection while a commit is in flight are applied together in the next
+transaction (set-based statements: one lookup and one multi-row insert per table for the whole batch),
+and every waiting connection is released only once that transaction has committed. If the batch fails,
+each of its messages is retried alone, so one bad message is NAKed/``AR``'d without taking the others
+with it.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
@@ -115,6 +124,146 @@ def dedupe_key(instrument: str, barcode: str, r: InResult) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+T = TypeVar("T")
+
+
+class GroupCommit(Generic[T]):
+    """Group commit: callers ``submit`` items from many connections; one drainer applies whatever is
+    queued in ONE call of ``apply`` (one transaction), then releases every caller of that batch. Items
+    queued while a batch is being applied form the next batch, so a busy service commits in bigger
+    batches and an idle one commits at once. With ``window`` (seconds) a batch waits at most that long for
+    as many items as the previous batch had (the callers it released come back with their next message). If applying a batch raises, its items are applied one at
+    a time: only the items that fail on their own get the exception."""
+
+    def __init__(self, apply: Callable[[list[T]], Awaitable[None]], *, max_batch: int = 100,
+                 window: float = 0.0) -> None:
+        self._apply = apply
+        self.max_batch = max(1, max_batch)
+        self.window = window
+        self._queue: list[tuple[T, asyncio.Future[None]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self._arrived = asyncio.Event()
+        self._target = 1  # size of the last batch
+        self.batches = 0          # transactions committed
+        self.items = 0            # items committed
+        self.largest = 0          # largest batch committed
+        self.fallbacks = 0        # batches that failed and were retried one by one
+
+    async def submit(self, item: T) -> None:
+        """Return once ``item`` is committed; raise what applying it raised."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, fut))
+        self._arrived.set()
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain(), name="lab-ingest-group-commit")
+        await fut  # a cancelled caller (store timeout) cancels its future; a queued item is then skipped
+
+    async def _drain(self) -> None:
+        while self._queue:
+            if self.window and len(self._queue) < self._target:
+                await self._wait_for(self._target)
+            taken, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+            batch = [(item, fut) for item, fut in taken if not fut.done()]
+            if not batch:
+                continue
+            # the callers released by this batch usually come straight back with their next message:
+            # the next batch waits (at most ``window``) until as many items are queued
+            self._target = len(batch)
+            try:
+                await self._run(batch)
+            except BaseException:  # cancelled (shutdown): release the waiters, nothing was acknowledged
+                for _, fut in batch + self._queue:
+                    if not fut.done():
+                        fut.cancel()
+                self._queue = []
+                raise
+
+    async def _wait_for(self, target: int) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.window
+        while len(self._queue) < target:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout(left):
+                    await self._arrived.wait()
+            except TimeoutError:
+                return
+
+    async def _run(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
+        try:
+            await self._apply([item for item, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - isolate the failing item(s) below
+            if len(batch) == 1:
+                _settle(batch[0][1], exc)
+                return
+            self.fallbacks += 1
+            log.warning("group commit of %d messages failed (%s); applying them one by one", len(batch), exc)
+            for item, fut in batch:
+                if fut.done():
+                    continue  # its caller gave up; it will retransmit
+                try:
+                    await self._apply([item])
+                except Exception as one:  # noqa: BLE001
+                    _settle(fut, one)
+                else:
+                    self._count(1)
+                    _settle(fut, None)
+            return
+        self._count(len(batch))
+        for _, fut in batch:
+            _settle(fut, None)
+
+    def _count(self, n: int) -> None:
+        self.batches += 1
+        self.items += n
+        self.largest = max(self.largest, n)
+
+
+def _settle(fut: asyncio.Future[None], exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(exc)
+
+
+@dataclass
+class Incoming:
+    """One complete analyzer message waiting for the group commit."""
+
+    raw: bytes
+    protocol: str
+    peer: Peer
+    sender: str
+    instrument: str
+    control_id: str | None
+    kind: str
+    groups: list[InGroup]
+    digest: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.digest = hashlib.sha256(self.raw).hexdigest()
+
+    @property
+    def count(self) -> int:
+        return sum(len(g.results) for g in self.groups)
+
+
+@dataclass
+class Job:
+    """Analyzer rows to attach to one matched specimen."""
+
+    spec: dict[str, Any]
+    rows: list[dict[str, Any]]
+    allow_autoverify: bool = True
+    hold: str | None = None
+    items: dict[str, str] | None = None  # the specimen's order items (test code → id), when already read
+
+
 class IngestService:
     def __init__(self, rt: Runtime, catalogue: Catalogue, orders_svc: OrderService, qc: Any) -> None:
         self.rt = rt
@@ -123,6 +272,9 @@ class IngestService:
         self.qc = qc
         self.tz = ZoneInfo(rt.settings.instrument_timezone)
         self.received_total = 0
+        self.writer: GroupCommit[Incoming] = GroupCommit(
+            self._store_batch, max_batch=getattr(rt.settings, "ingest_batch_max", 100),
+            window=getattr(rt.settings, "ingest_batch_window_ms", 0.0) / 1000)
 
     async def ensure_catalogue(self) -> None:
         if not self.cat.loaded:
@@ -135,8 +287,8 @@ class IngestService:
         sender = message.header.record.raw_field(5)
         instrument = self._instrument(peer, sender, message.header.sender_name)
         kind = "results" if any(True for _ in message.results()) else ("query" if message.queries else "other")
-        await self._ingest(raw, "astm", peer, sender, instrument, message.header.message_id or None, kind,
-                           astm_groups(message, self.tz))
+        await self.writer.submit(Incoming(raw, "astm", peer, sender, instrument, message.header.message_id or None,
+                                          kind, astm_groups(message, self.tz)))
 
     async def store_hl7(self, raw: bytes, message: Any, peer: Peer) -> None:
         await self.ensure_catalogue()
@@ -144,12 +296,12 @@ class IngestService:
         sender = "^".join(x for x in (h.sending_application, h.sending_facility) if x)
         instrument = self._instrument(peer, sender, h.sending_application)
         if isinstance(message, ResultMessage):
-            await self._ingest(raw, "hl7", peer, sender, instrument, h.control_id, "results",
-                               hl7_groups(message, self.tz))
+            await self.writer.submit(Incoming(raw, "hl7", peer, sender, instrument, h.control_id, "results",
+                                              hl7_groups(message, self.tz)))
         elif isinstance(message, OrderMessage):
             await self._ingest_orders(raw, peer, sender, message)
         else:
-            await self._ingest(raw, "hl7", peer, sender, instrument, h.control_id, "query", [])
+            await self.writer.submit(Incoming(raw, "hl7", peer, sender, instrument, h.control_id, "query", []))
 
     def _instrument(self, peer: Peer, sender: str, sender_name: str) -> str:
         if peer.instrument not in SHARED_ENDPOINTS:
@@ -166,74 +318,127 @@ class IngestService:
             log.info("%s message from %s already stored (retransmission)", protocol, sender)
             return None
         raw_id = new_id()
-        await s.execute(raw_messages.insert().values(
-            id=raw_id, content_hash=digest, protocol=protocol, kind=kind, endpoint=peer.instrument,
-            sender=sender[:200], peer=f"{peer.host}:{peer.port}"[:100], control_id=(control_id or "")[:100] or None,
-            body=raw, received_at=now, result_count=count, duplicates=0))
+        await s.execute(raw_messages.insert().values(_raw_row(raw_id, digest, raw, protocol, peer, sender,
+                                                              control_id, kind, count, now)))
         return raw_id
 
-    async def _ingest(self, raw: bytes, protocol: str, peer: Peer, sender: str, instrument: str,
-                      control_id: str | None, kind: str, groups: list[InGroup]) -> None:
+    async def _store_batch(self, items: list[Incoming]) -> None:
+        """Store a batch of messages in one transaction: raw bytes, results, checks, outbox events."""
         now = utcnow()
         async with self.rt.uow() as uow:
             s = uow.session
-            raw_id = await self._claim_raw(s, raw, protocol, peer, sender, control_id, kind,
-                                           sum(len(g.results) for g in groups), now)
-            if raw_id is None:
-                await uow.commit()
-                return
-            av_on: bool | None = None
-            for group in groups:
-                if not group.results:
+            digests = sorted({it.digest for it in items})
+            known = set((await s.execute(select(raw_messages.c.content_hash)
+                                         .where(raw_messages.c.content_hash.in_(digests)))).scalars())
+            duplicates: Counter[str] = Counter()
+            fresh: list[tuple[Incoming, str]] = []
+            raw_rows = []
+            for it in items:
+                if it.digest in known:
+                    log.info("%s message from %s already stored (retransmission)", it.protocol, it.sender)
+                    duplicates[it.digest] += 1
                     continue
-                barcode = group.barcode.strip()
-                if barcode and barcode in self.cat.qc_samples:
-                    left = await self.qc.ingest(uow, instrument, barcode, group, raw_id, now)
-                    if not left:
-                        continue
-                    group = InGroup(group.barcode, left)
-                if av_on is None:
-                    av_on = await autoverify_enabled(s, self.rt.settings.autoverify_default)
-                await self._store_group(uow, raw_id, instrument, barcode, group, now, av_on)
+                known.add(it.digest)
+                raw_id = new_id()
+                raw_rows.append(_raw_row(raw_id, it.digest, it.raw, it.protocol, it.peer, it.sender, it.control_id,
+                                         it.kind, it.count, now))
+                fresh.append((it, raw_id))
+            if raw_rows:
+                await s.execute(raw_messages.insert(), raw_rows)
+            for digest, n in duplicates.items():
+                await s.execute(update(raw_messages).where(raw_messages.c.content_hash == digest)
+                                .values(duplicates=raw_messages.c.duplicates + n))
+            await self._store_results(uow, fresh, now)
             await uow.commit()
-        self.received_total += sum(len(g.results) for g in groups)
+        self.received_total += sum(it.count for it, _ in fresh)
 
-    async def _store_group(self, uow: Any, raw_id: str, instrument: str, barcode: str, group: InGroup,
-                           now: datetime, av_on: bool) -> None:
+    async def _store_results(self, uow: Any, fresh: list[tuple[Incoming, str]], now: datetime) -> None:
         s = uow.session
-        keys = {r.index: dedupe_key(instrument, barcode, r) for r in group.results}
-        seen = set((await s.execute(select(results.c.dedupe_key)
-                                    .where(results.c.dedupe_key.in_(list(keys.values()))))).scalars())
-        fresh = [r for r in group.results if keys[r.index] not in seen]
-        if not fresh:
+        entries = [(raw_id, it.instrument, g.barcode.strip(), g) for it, raw_id in fresh for g in it.groups
+                   if g.results]
+        if not entries:
             return
-        spec = None
-        if barcode:
-            spec = (await s.execute(
-                select(specimens.c.id, specimens.c.order_id, specimens.c.status, orders.c.patient_id,
-                       orders.c.patient_sex, orders.c.birth_date, orders.c.patient_name, orders.c.ordering_doctor,
-                       orders.c.visit_id, orders.c.status.label("order_status"))
-                .join(orders, orders.c.id == specimens.c.order_id).where(specimens.c.barcode == barcode)
-            )).mappings().first()
-            if spec is not None and spec["status"] == "cancelled":
-                spec = None
-        rows = []
-        for r in fresh:
-            code, unit = self.cat.map_test(instrument, r.keys, r.loincs)
-            rows.append(dict(
-                id=new_id(), dedupe_key=keys[r.index], raw_message_id=raw_id, instrument=instrument,
-                barcode_received=barcode, specimen_id=None, order_id=None, order_item_id=None, patient_id=None,
-                test_code=code, mapped_unit=unit, analyzer_code=r.analyzer_code[:200], analyzer_value=r.value,
-                analyzer_unit=r.units[:40], analyzer_flags=",".join(r.flags)[:40], analyzer_status=r.status[:4],
-                analyzer_range=r.ref[:100], value=r.value, value_num=None, unit=r.units[:40], reference_range="",
-                flag="", critical=False, delta_failed=False, delta_previous=None,
-                status="unmatched", revision=1, note=r.note or None, observed_at=r.observed_at, received_at=now,
-                verified_at=None, verified_by=None, autoverify_rule=None,
-                hold_reason="barcode not found" if barcode else "no barcode in the message"))
-        if spec is None:
-            await s.execute(results.insert(), [_columns(x) for x in rows])
-            return
-        await attach(uow, self.cat, self.rt.settings, dict(spec), rows, now, av_on, insert=True)
+        kept = []
+        for raw_id, instrument, barcode, group in entries:
+            if barcode and barcode in self.cat.qc_samples:
+                left = await self.qc.ingest(uow, instrument, barcode, group, raw_id, now)
+                if not left:
+                    continue
+                group = InGroup(group.barcode, left)
+            kept.append((raw_id, instrument, barcode, [(r, dedupe_key(instrument, barcode, r)) for r in group.results]))
+        all_keys = [k for *_, rs in kept for _, k in rs]
+        claimed: set[str] = set()
+        for i in range(0, len(all_keys), 1000):
+            chunk = all_keys[i:i + 1000]
+            claimed.update((await s.execute(select(results.c.dedupe_key)
+                                            .where(results.c.dedupe_key.in_(chunk)))).scalars())
+        todo = []
+        for raw_id, instrument, barcode, rs in kept:
+            new = []
+            for r, key in rs:
+                if key not in claimed:  # stored before, or earlier in this batch
+                    claimed.add(key)
+                    new.append((r, key))
+            if new:
+                todo.append((raw_id, instrument, barcode, new))
+        barcodes = sorted({barcode for _, _, barcode, _ in todo if barcode})
+        specs: dict[str, dict[str, Any]] = {}
+        items: dict[str, dict[str, str]] = {}
+        av_on = self.rt.settings.autoverify_default
+        if barcodes:  # one round trip: specimens, their order items, and the auto-verification switch
+            av = select(lab_settings.c.value).where(lab_settings.c.key == "autoverify").scalar_subquery()
+            for row in (await s.execute(
+                    select(specimens.c.id, specimens.c.barcode, specimens.c.order_id, specimens.c.status,
+                           orders.c.patient_id, orders.c.patient_sex, orders.c.birth_date, orders.c.patient_name,
+                           orders.c.ordering_doctor, orders.c.visit_id, orders.c.status.label("order_status"),
+                           order_items.c.id.label("item_id"), order_items.c.test_code.label("item_test"),
+                           av.label("autoverify"))
+                    .join(orders, orders.c.id == specimens.c.order_id)
+                    .outerjoin(order_items, order_items.c.specimen_id == specimens.c.id)
+                    .where(specimens.c.barcode.in_(barcodes)))).mappings():
+                if row["autoverify"] is not None:
+                    av_on = row["autoverify"] == "on"
+                if row["status"] == "cancelled":
+                    continue
+                specs[row["barcode"]] = {k: v for k, v in row.items()
+                                         if k not in ("barcode", "item_id", "item_test", "autoverify")}
+                spec_items = items.setdefault(row["id"], {})
+                if row["item_id"] is not None:
+                    spec_items[row["item_test"]] = row["item_id"]
+        unmatched: list[dict[str, Any]] = []
+        jobs: list[Job] = []
+        for raw_id, instrument, barcode, new in todo:
+            rows = [self._row(raw_id, instrument, barcode, r, key, now) for r, key in new]
+            spec = specs.get(barcode) if barcode else None
+            if spec is None:
+                unmatched += rows
+            else:
+                jobs.append(Job(dict(spec), rows, items=items.get(spec["id"], {})))
+        if unmatched:
+            await s.execute(results.insert(), [_columns(x) for x in unmatched])
+        # jobs for the same patient go in successive waves: each sees the results the previous one stored
+        while jobs:
+            wave, later, patients = [], [], set()
+            for job in jobs:
+                who = job.spec["patient_id"] or job.spec["id"]
+                (later if who in patients else wave).append(job)
+                patients.add(who)
+            await attach_many(uow, self.cat, self.rt.settings, wave, now, av_on, insert=True)
+            jobs = later
+
+    def _row(self, raw_id: str, instrument: str, barcode: str, r: InResult, key: str,
+             now: datetime) -> dict[str, Any]:
+        code, unit = self.cat.map_test(instrument, r.keys, r.loincs)
+        return dict(
+            id=new_id(), dedupe_key=key, raw_message_id=raw_id, instrument=instrument,
+            barcode_received=barcode, specimen_id=None, order_id=None, order_item_id=None, patient_id=None,
+            test_code=code, mapped_unit=unit, analyzer_code=r.analyzer_code[:200], analyzer_value=r.value,
+            analyzer_unit=r.units[:40], analyzer_flags=",".join(r.flags)[:40], analyzer_status=r.status[:4],
+            analyzer_range=r.ref[:100], value=r.value, value_num=None, unit=r.units[:40], reference_range="",
+            flag="", critical=False, delta_failed=False, delta_previous=None,
+            status="unmatched", revision=1, note=r.note or None, observed_at=r.observed_at, received_at=now,
+            verified_at=None, verified_by=None, autoverify_rule=None,
+            hold_reason="barcode not found" if barcode else "no barcode in the message")
 
     async def _ingest_orders(self, raw: bytes, peer: Peer, sender: str, message: OrderMessage) -> None:
         now = utcnow()
@@ -313,75 +518,121 @@ def _columns(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "mapped_unit"}
 
 
+def _raw_row(raw_id: str, digest: str, raw: bytes, protocol: str, peer: Peer, sender: str, control_id: str | None,
+             kind: str, count: int, now: datetime) -> dict[str, Any]:
+    return dict(id=raw_id, content_hash=digest, protocol=protocol, kind=kind, endpoint=peer.instrument,
+                sender=sender[:200], peer=f"{peer.host}:{peer.port}"[:100], control_id=(control_id or "")[:100] or None,
+                body=raw, received_at=now, result_count=count, duplicates=0)
+
+
 async def attach(uow: Any, cat: Catalogue, settings: Any, spec: dict[str, Any], rows: list[dict[str, Any]],
                  now: datetime, av_on: bool, *, insert: bool, allow_autoverify: bool = True,
                  hold: str | None = None) -> list[dict[str, Any]]:
-    """Attach analyzer rows to a specimen: check them, insert (or update) them, mark order items,
-    supersede unverified earlier results of the same tests, and publish the events."""
+    """Attach analyzer rows to a specimen (see :func:`attach_many`)."""
+    return (await attach_many(uow, cat, settings, [Job(spec, rows, allow_autoverify, hold)], now, av_on,
+                              insert=insert))[0]
+
+
+async def attach_many(uow: Any, cat: Catalogue, settings: Any, jobs: list[Job], now: datetime, av_on: bool, *,
+                      insert: bool) -> list[list[dict[str, Any]]]:
+    """Attach analyzer rows to specimens: check them, insert (or update) them, mark order items,
+    supersede unverified earlier results of the same tests, and publish the events. Set-based: one
+    statement per table for all the jobs, which must concern different patients (and specimens)."""
     s = uow.session
-    codes = sorted({r["test_code"] for r in rows if r["test_code"]})
-    items = {r.test_code: r.id for r in (await s.execute(
-        select(order_items.c.id, order_items.c.test_code).where(order_items.c.specimen_id == spec["id"])))}
-    previous: dict[str, tuple[float, datetime]] = {}
-    same_specimen: dict[str, list[tuple[str, str]]] = {}
-    qc_ok: dict[str, bool] = {}
+    spec_ids = [j.spec["id"] for j in jobs]
+    patients = sorted({j.spec["patient_id"] for j in jobs if j.spec["patient_id"] is not None})
+    instruments = sorted({j.rows[0]["instrument"] for j in jobs if j.rows})
+    codes = sorted({r["test_code"] for j in jobs for r in j.rows if r["test_code"]})
+    items: dict[str, dict[str, str]] = {j.spec["id"]: j.items for j in jobs if j.items is not None}
+    unread = [sid for sid in spec_ids if sid not in items]
+    if unread:
+        for r in (await s.execute(select(order_items.c.id, order_items.c.test_code, order_items.c.specimen_id)
+                                  .where(order_items.c.specimen_id.in_(unread)))):
+            items.setdefault(r.specimen_id, {})[r.test_code] = r.id
+    previous: dict[str, dict[str, tuple[float, datetime]]] = {}
+    same_specimen: dict[str, dict[str, list[tuple[str, str]]]] = {}
+    qc_rows: dict[tuple[str, str], bool] = {}
     if codes:
         window = now - timedelta(days=30)
-        for p in (await s.execute(
-                select(results.c.id, results.c.test_code, results.c.value_num, results.c.received_at,
-                       results.c.observed_at, results.c.specimen_id, results.c.status)
-                .where(results.c.patient_id == spec["patient_id"], results.c.test_code.in_(codes),
-                       results.c.status.in_(("preliminary", "verified")), results.c.received_at >= window)
-                .order_by(results.c.received_at.desc()))).mappings():
-            if p["specimen_id"] == spec["id"]:
-                same_specimen.setdefault(p["test_code"], []).append((p["id"], p["status"]))
-            elif p["test_code"] not in previous and p["value_num"] is not None:
-                previous[p["test_code"]] = (p["value_num"], p["observed_at"] or p["received_at"])
+        spec_of = {j.spec["patient_id"]: j.spec["id"] for j in jobs}
+        if patients:
+            for p in (await s.execute(
+                    select(results.c.id, results.c.test_code, results.c.value_num, results.c.received_at,
+                           results.c.observed_at, results.c.specimen_id, results.c.status, results.c.patient_id)
+                    .where(results.c.patient_id.in_(patients), results.c.test_code.in_(codes),
+                           results.c.status.in_(("preliminary", "verified")), results.c.received_at >= window)
+                    .order_by(results.c.received_at.desc()))).mappings():
+                if p["specimen_id"] == spec_of.get(p["patient_id"]):
+                    same_specimen.setdefault(p["specimen_id"], {}).setdefault(p["test_code"], []).append(
+                        (p["id"], p["status"]))
+                else:
+                    prev = previous.setdefault(p["patient_id"], {})
+                    if p["test_code"] not in prev and p["value_num"] is not None:
+                        prev[p["test_code"]] = (p["value_num"], p["observed_at"] or p["received_at"])
         valid_after = now - timedelta(hours=settings.qc_validity_hours)
-        for q in (await s.execute(select(qc_status).where(qc_status.c.instrument_id == rows[0]["instrument"],
+        for q in (await s.execute(select(qc_status).where(qc_status.c.instrument_id.in_(instruments),
                                                           qc_status.c.test_code.in_(codes)))).mappings():
-            qc_ok[q["test_code"]] = bool(q["accepted"]) and q["last_run_at"] >= valid_after
-        if not settings.autoverify_requires_qc:
-            qc_ok = {c: qc_ok.get(c, True) for c in codes}
-    ctx = Context(sex=spec["patient_sex"], birth=spec["birth_date"], autoverify_on=av_on, qc_ok=qc_ok,
-                  previous=previous, allow_autoverify=allow_autoverify, hold=hold)
+            qc_rows[(q["instrument_id"], q["test_code"])] = bool(q["accepted"]) and q["last_run_at"] >= valid_after
     superseded: list[str] = []
-    out = []
-    for row in rows:
-        row.update(specimen_id=spec["id"], order_id=spec["order_id"], patient_id=spec["patient_id"],
-                   order_item_id=items.get(row["test_code"]))
-        test = cat.tests.get(row["test_code"]) if row["test_code"] else None
-        if test is None:
-            row.update(status="info", hold_reason="analyzer code not mapped to the catalogue")
+    outs: list[list[dict[str, Any]]] = []
+    for job in jobs:
+        spec, rows = job.spec, job.rows
+        job_codes = {r["test_code"] for r in rows if r["test_code"]}
+        instrument = rows[0]["instrument"] if rows else ""
+        qc_ok = {c: qc_rows[(instrument, c)] for c in job_codes if (instrument, c) in qc_rows}
+        if not settings.autoverify_requires_qc:
+            qc_ok = {c: qc_ok.get(c, True) for c in job_codes}
+        ctx = Context(sex=spec["patient_sex"], birth=spec["birth_date"], autoverify_on=av_on, qc_ok=qc_ok,
+                      previous=previous.get(spec["patient_id"], {}) if spec["patient_id"] is not None else {},
+                      allow_autoverify=job.allow_autoverify, hold=job.hold)
+        spec_items = items.get(spec["id"], {})
+        spec_same = same_specimen.get(spec["id"], {})
+        out = []
+        for row in rows:
+            row.update(specimen_id=spec["id"], order_id=spec["order_id"], patient_id=spec["patient_id"],
+                       order_item_id=spec_items.get(row["test_code"]))
+            test = cat.tests.get(row["test_code"]) if row["test_code"] else None
+            if test is None:
+                row.update(status="info", hold_reason="analyzer code not mapped to the catalogue")
+                out.append(row)
+                continue
+            at = row["observed_at"] or now
+            earlier = spec_same.get(test.code, [])
+            c = Context(**ctx.__dict__)
+            if any(st == "verified" for _, st in earlier):
+                c.allow_autoverify, c.hold = False, "repeat after a verified result: verify to amend"
+            row.update(evaluate(test, row, c, at))
+            superseded += [rid for rid, st in earlier if st == "preliminary"]
+            if row["autoverify_rule"]:
+                row.update(status="verified", verified_at=now, verified_by="autoverify")
+            else:
+                row["status"] = "preliminary"
+            if row["order_item_id"] is None:
+                row["note"] = "; ".join(x for x in (row["note"], "test not ordered on this specimen") if x)
             out.append(row)
-            continue
-        at = row["observed_at"] or now
-        earlier = same_specimen.get(test.code, [])
-        c = Context(**ctx.__dict__)
-        if any(st == "verified" for _, st in earlier):
-            c.allow_autoverify, c.hold = False, "repeat after a verified result: verify to amend"
-        row.update(evaluate(test, row, c, at))
-        superseded += [rid for rid, st in earlier if st == "preliminary"]
-        if row["autoverify_rule"]:
-            row.update(status="verified", verified_at=now, verified_by="autoverify")
-        else:
-            row["status"] = "preliminary"
-        if row["order_item_id"] is None:
-            row["note"] = "; ".join(x for x in (row["note"], "test not ordered on this specimen") if x)
-        out.append(row)
+        outs.append(out)
+    everything = [x for out in outs for x in out]
     if superseded:
-        await s.execute(update(results).where(results.c.id.in_(superseded)).values(status="superseded"))
+        await s.execute(update(results).where(results.c.id.in_(sorted(set(superseded)))).values(status="superseded"))
     if insert:
-        await s.execute(results.insert(), [_columns(x) for x in out])
+        if everything:
+            await s.execute(results.insert(), [_columns(x) for x in everything])
     else:
-        for x in out:
+        for x in everything:
             await s.execute(update(results).where(results.c.id == x["id"]).values(
                 **{k: v for k, v in _columns(x).items() if k not in ("id", "dedupe_key", "raw_message_id")}))
     for status in ("resulted", "verified"):
-        ids = [x["order_item_id"] for x in out if x["order_item_id"] and
-               (x["status"] == "verified") == (status == "verified") and x["status"] != "info"]
+        ids = sorted({x["order_item_id"] for x in everything if x["order_item_id"] and
+                      (x["status"] == "verified") == (status == "verified") and x["status"] != "info"})
         if ids:
             await s.execute(update(order_items).where(order_items.c.id.in_(ids)).values(status=status))
+    for job, out in zip(jobs, outs):
+        _publish(uow, cat, job.spec, job.rows, out, now)
+    return outs
+
+
+def _publish(uow: Any, cat: Catalogue, spec: dict[str, Any], rows: list[dict[str, Any]], out: list[dict[str, Any]],
+             now: datetime) -> None:
     reportable = [x for x in out if x["status"] != "info"]
     protos = {x["id"]: result_proto(result_dict(x, *_names(cat, x["test_code"]), barcode=x["barcode_received"]))
               for x in reportable}
@@ -397,7 +648,6 @@ async def attach(uow: Any, cat: Catalogue, settings: Any, spec: dict[str, Any], 
                 patient_name=spec.get("patient_name") or "", visit_id=spec.get("visit_id") or ""))
         if x["status"] == "verified":
             uow.publish("lab.result.verified", events_pb2.ResultVerified(result=protos[x["id"]], by=SYSTEM.actor()))
-    return out
 
 
 def _names(cat: Catalogue, code: str | None) -> tuple[str, str]:

@@ -126,7 +126,10 @@ class MllpServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._on_connect, self.endpoint.host, self.endpoint.port)
+        # SO_REUSEPORT: `serve --processes N` runs N listeners on the same port (the kernel spreads
+        # connections over them)
+        self._server = await asyncio.start_server(self._on_connect, self.endpoint.host, self.endpoint.port,
+                                                  reuse_port=True)
         log.info("MLLP server %s listening on port %d", self.endpoint.name, self.port)
 
     async def close(self) -> None:
