@@ -18,8 +18,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
   echo "installing OS packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # Packages must not start their own daemons (PostgreSQL on 5432, Orthanc on every interface):
+  # the platform starts what it needs on its own ports.
+  policy=/usr/sbin/policy-rc.d
+  had_policy=0; [ -e "$policy" ] && had_policy=1
+  [ "$had_policy" = 1 ] || { printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; }
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  [ "$had_policy" = 1 ] || rm -f "$policy"
 fi
 # The pg_trgm extension ships in postgresql-contrib on older Debian releases.
 if ! ls /usr/share/postgresql/*/extension/pg_trgm.control >/dev/null 2>&1; then
