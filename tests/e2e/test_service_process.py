@@ -67,3 +67,25 @@ def test_migrate_serve_worker_and_graceful_shutdown(nats_server, tmp_path) -> No
     assert listed.returncode == 0 and listed.stdout == ""
     nothing = cli(env, "deadletters", "replay")
     assert nothing.returncode == 2 and "nothing to replay" in nothing.stderr
+
+
+def test_serve_with_two_processes_shares_the_port_and_stops_together(nats_server, tmp_path) -> None:
+    env = dict(os.environ, HOSPITAL_DATA_DIR=str(tmp_path), HOSPITAL_NATS_URL=nats_server.url,
+               HOSPITAL_ADMISSIONS_HTTP_PORT=str(free_port()), HOSPITAL_ADMISSIONS_GRPC_PORT=str(free_port()))
+    assert cli(env, "migrate").returncode == 0
+    port = int(env["HOSPITAL_ADMISSIONS_HTTP_PORT"])
+    parent = subprocess.Popen([sys.executable, "-m", "hospital.admissions", "serve", "--processes", "2"], env=env,
+                              stderr=subprocess.DEVNULL)
+    wait_ready(port, parent)
+    children = [int(p) for p in open(f"/proc/{parent.pid}/task/{parent.pid}/children").read().split()]
+    assert len(children) == 2
+    for _ in range(100):  # both children bound the shared port (the kernel spreads new connections)
+        listening = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+        if all(f"pid={c}," in listening for c in children):
+            break
+        time.sleep(0.1)
+    assert all(f"pid={c}," in listening for c in children), listening
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(30) == 0
+    for child in children:
+        assert not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z"
