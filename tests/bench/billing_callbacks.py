@@ -1,16 +1,25 @@
 """Billing callback benchmark on PostgreSQL: signed VNPay IPNs per second against the real running
-service (``python -m hospital.billing serve`` in its own process, relay and consumers on), sent by 50
-concurrent senders with duplicates mixed in (providers retry). Reports callbacks/s and latency
-p50/p95/p99, and asserts that no invoice was paid twice.
+service (``python -m hospital.billing serve --processes N`` in its own processes, relay and consumers
+on), sent by 50 concurrent senders with duplicates mixed in (providers retry). Reports callbacks/s,
+latency p50/p95/p99, the CPU spent per callback by the service, PostgreSQL and the load generator
+(from /proc/<pid>/stat: robust to other jobs on the machine), database transactions per callback, and
+asserts that no invoice was paid twice.
 
 Invoices are seeded straight into the database (issued, one per transaction); each unique callback pays
 one invoice, and ~25% of the requests are re-deliveries of a callback already sent or in flight.
+
+The load generator runs in its own process (``--loadgen``) and speaks HTTP/1.1 keep-alive over raw
+asyncio streams, one connection per sender: an httpx client costs more CPU per request than the
+service's own callback path and, on a small machine, would starve the service it measures.
+
+    BENCH_CALLBACKS=6000 BENCH_SENDERS=50 BENCH_PROCESSES=2 python tests/bench/run.py billing_callbacks
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import hmac
+import json
 import os
 import random
 import subprocess
@@ -20,22 +29,15 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import quote_plus
-
-import httpx
-from sqlalchemy import func, select
-
-from hospital.billing.adapters.tables import invoices, payments, provider_callbacks, visits
-from hospital.billing.service import DEFINITION
-from hospital.chassis.db import Database
-from hospital.chassis.migrations import upgrade
-from hospital.testing.servers import NatsServer, PostgresServer, free_port
+from urllib.parse import quote_plus, urlencode
 
 SECRET = "bench-vnpay-hash-secret-5e1d"
 SENDERS = int(os.environ.get("BENCH_SENDERS", "50"))
 UNIQUE = int(os.environ.get("BENCH_CALLBACKS", "6000"))
+PROCESSES = int(os.environ.get("BENCH_PROCESSES", "2"))
 DUPLICATE_SHARE = 0.25
 AMOUNT = 86_000
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -53,7 +55,108 @@ def signed(number: str, txn: str) -> dict[str, str]:
     return params
 
 
-async def seed(db: Database, n: int) -> list[str]:
+# ---------------------------------------------------------------------------------------- CPU accounting
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int, *, waited_children: bool = False) -> float:
+    """utime + stime of a process (+ cutime + cstime: children it has reaped), in seconds."""
+    try:
+        f = _stat(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    ticks = int(f[11]) + int(f[12]) + ((int(f[13]) + int(f[14])) if waited_children else 0)
+    return ticks / TICKS
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def tree_cpu(pid: int) -> float:
+    """A process, its live children and the children it reaped (postgres backends come and go)."""
+    return cpu_seconds(pid, waited_children=True) + sum(tree_cpu(c) for c in children(pid))
+
+
+def listeners(port: int) -> int:
+    """Listening sockets on ``port`` (one per serve process with SO_REUSEPORT)."""
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                        n += 1
+        except FileNotFoundError:
+            pass
+    return n
+
+
+# ---------------------------------------------------------------------------------------- load generator
+async def _sender(host: str, port: int, queue: list[str], out: dict) -> None:
+    reader = writer = None
+    while queue:
+        target = queue.pop()
+        req = f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: bench\r\n\r\n".encode()
+        t = time.perf_counter()
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection(host, port)
+            writer.write(req)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            body = await reader.readexactly(length)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            out["dropped"] += 1  # a dropped connection: the provider retries
+            queue.append(target)
+            if writer is not None:
+                writer.close()
+            reader = writer = None
+            continue
+        out["latencies"].append(time.perf_counter() - t)
+        status = int(head.split(b" ", 2)[1])
+        code = json.loads(body)["RspCode"] if status == 200 else f"http {status}"
+        out["codes"][code] = out["codes"].get(code, 0) + 1
+    if writer is not None:
+        writer.close()
+
+
+async def loadgen(host: str, port: int, targets: list[str], senders: int) -> dict:
+    queue = list(reversed(targets))
+    out: dict = {"latencies": [], "codes": {}, "dropped": 0}
+    c0 = os.times()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(_sender(host, port, queue, out) for _ in range(senders)))
+    out["seconds"] = time.perf_counter() - t0
+    c1 = os.times()
+    out["cpu_seconds"] = (c1.user - c0.user) + (c1.system - c0.system)
+    return out
+
+
+def _loadgen_main(argv: list[str]) -> None:
+    port, senders, infile, outfile = int(argv[0]), int(argv[1]), argv[2], argv[3]
+    targets = json.loads(Path(infile).read_text())
+    print("ready", flush=True)
+    sys.stdin.readline()  # go
+    result = asyncio.run(loadgen("127.0.0.1", port, targets, senders))
+    Path(outfile).write_text(json.dumps(result))
+
+
+# ---------------------------------------------------------------------------------------- the benchmark
+async def seed(db, n: int) -> list[str]:
+    from hospital.billing.adapters.tables import invoices, visits
+
     now = datetime.now(UTC)
     numbers = [f"HD{i:06d}" for i in range(1, n + 1)]
     vrows, irows = [], []
@@ -72,13 +175,23 @@ async def seed(db: Database, n: int) -> list[str]:
 
 
 async def main() -> dict:
+    import httpx
+    from sqlalchemy import func, select, text
+
+    from hospital.billing.adapters.tables import invoices, payments, provider_callbacks
+    from hospital.billing.service import DEFINITION
+    from hospital.chassis.db import Database, outbox_table
+    from hospital.chassis.migrations import upgrade
+    from hospital.testing.servers import NatsServer, PostgresServer, free_port
+
     base = Path(tempfile.mkdtemp(prefix="bench-billing-"))
     pg_base = Path(tempfile.mkdtemp(prefix="hospital-pg-"))  # outside base: postgres must reach it
     pg = PostgresServer(pg_base).start()
     nats_srv = NatsServer(base / "nats").start()
-    proc = None
+    proc = gen = None
     try:
-        url = await pg.create_database(f"bench_{uuid.uuid4().hex[:8]}")
+        dbname = f"bench_{uuid.uuid4().hex[:8]}"
+        url = await pg.create_database(dbname)
         db = Database(url)
         await upgrade(db, DEFINITION.migrations_dir, DEFINITION.metadata)
         numbers = await seed(db, UNIQUE)
@@ -87,12 +200,13 @@ async def main() -> dict:
                    HOSPITAL_BILLING_HTTP_PORT=str(port), HOSPITAL_BILLING_GRPC_PORT=str(free_port()),
                    HOSPITAL_DATA_DIR=str(base / "var"), HOSPITAL_BILLING_VNPAY_HASH_SECRET=SECRET,
                    HOSPITAL_LOG_LEVEL="WARNING", HOSPITAL_BILLING_DATABASE_POOL_SIZE="25")
-        proc = subprocess.Popen([sys.executable, "-m", "hospital.billing", "serve"], env=env)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
-                                     limits=httpx.Limits(max_connections=SENDERS)) as client:
+        proc = subprocess.Popen([sys.executable, "-m", "hospital.billing", "serve", "--processes", str(PROCESSES)],
+                                env=env)
+        path = "/api/v1/payments/vnpay/ipn"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             for _ in range(300):
                 try:
-                    if (await client.get("/readyz")).status_code == 200:
+                    if listeners(port) >= PROCESSES and (await client.get("/readyz")).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
@@ -106,33 +220,49 @@ async def main() -> dict:
                 requests.append(params)
                 if rng.random() < DUPLICATE_SHARE / (1 - DUPLICATE_SHARE):
                     requests.append(unique[max(0, i - rng.randint(0, 40))])
-            await client.get("/api/v1/payments/vnpay/ipn", params=unique[0])  # warm-up (its replays count)
+            await client.get(path, params=unique[0])  # warm-up (its replays count)
             t = time.perf_counter()
             for _ in range(20):
                 await client.get("/healthz")
             healthz_ms = (time.perf_counter() - t) / 20 * 1000
-            latencies: list[float] = []
-            codes: dict[str, int] = {}
-            transport_errors: list[int] = []
-            queue = list(reversed(requests))
+            for _ in range(4 * PROCESSES):  # warm every serve process (new connections spread over them)
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+                    await c.get("/healthz")
 
-            async def sender() -> None:
-                while queue:
-                    params = queue.pop()
-                    t = time.perf_counter()
-                    try:
-                        r = await client.get("/api/v1/payments/vnpay/ipn", params=params)
-                    except httpx.TransportError:  # a dropped connection: the provider retries
-                        transport_errors.append(1)
-                        queue.append(params)
-                        continue
-                    latencies.append(time.perf_counter() - t)
-                    code = r.json()["RspCode"]
-                    codes[code] = codes.get(code, 0) + 1
+        targets = [f"{path}?{urlencode(p)}" for p in requests]
+        infile, outfile = base / "targets.json", base / "loadgen.json"
+        infile.write_text(json.dumps(targets))
+        gen = subprocess.Popen([sys.executable, __file__, "--loadgen", str(port), str(SENDERS), str(infile),
+                                str(outfile)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert gen.stdout is not None and gen.stdin is not None
+        assert gen.stdout.readline().strip() == "ready"
+        pg_pid = int((pg_base / "pgdata" / "postmaster.pid").read_text().split()[0])
+        service_pids = [proc.pid, *children(proc.pid)]
 
-            t0 = time.perf_counter()
-            await asyncio.gather(*(sender() for _ in range(SENDERS)))
-            elapsed = time.perf_counter() - t0
+        async def xacts() -> int:
+            async with db.session() as s:
+                return int((await s.execute(text(
+                    "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = :d"),
+                    {"d": dbname})).scalar_one())
+
+        x0 = await xacts()
+        svc0, pg0 = sum(cpu_seconds(p) for p in service_pids), tree_cpu(pg_pid)
+        gen.stdin.write("go\n")
+        gen.stdin.flush()
+        while gen.poll() is None:
+            await asyncio.sleep(0.2)
+        assert gen.returncode == 0, "load generator failed"
+        for _ in range(300):  # the relay's work is part of a callback's cost: wait until it has published
+            async with db.session() as s:
+                left = (await s.execute(select(func.count()).select_from(outbox_table)
+                                        .where(outbox_table.c.published_at.is_(None)))).scalar_one()
+            if not left:
+                break
+            await asyncio.sleep(0.1)
+        svc1, pg1 = sum(cpu_seconds(p) for p in service_pids), tree_cpu(pg_pid)
+        x1 = await xacts()
+        out = json.loads(outfile.read_text())
+        latencies, codes, elapsed = out["latencies"], out["codes"], out["seconds"]
         async with db.session() as s:
             n_pay = (await s.execute(select(func.count()).select_from(payments))).scalar_one()
             doubles = (await s.execute(select(func.count()).select_from(
@@ -145,17 +275,26 @@ async def main() -> dict:
         assert doubles == 0 and overpaid == 0, f"double payments: {doubles}, overpaid invoices: {overpaid}"
         assert n_pay == UNIQUE == n_cb, (n_pay, n_cb, UNIQUE)
         assert codes == {"00": len(requests)}, codes  # retried deliveries answered 00 too
+        n = len(requests)
         return {
             "benchmark": "billing_callbacks",
-            "description": "signed VNPay IPNs against `python -m hospital.billing serve` on PostgreSQL, "
-                           f"{SENDERS} concurrent senders, duplicates mixed in",
-            "requests": len(requests), "unique_callbacks": UNIQUE, "duplicates": len(requests) - UNIQUE,
-            "seconds": round(elapsed, 2), "callbacks_per_second": round(len(requests) / elapsed, 1),
+            "description": "signed VNPay IPNs against `python -m hospital.billing serve --processes "
+                           f"{PROCESSES}` on PostgreSQL, {SENDERS} concurrent senders (own process), "
+                           "duplicates mixed in",
+            "requests": n, "unique_callbacks": UNIQUE, "duplicates": n - UNIQUE, "serve_processes": PROCESSES,
+            "seconds": round(elapsed, 2), "callbacks_per_second": round(n / elapsed, 1),
             "latency_ms": {"p50": round(pct(latencies, 50) * 1000, 2), "p95": round(pct(latencies, 95) * 1000, 2),
                            "p99": round(pct(latencies, 99) * 1000, 2), "max": round(max(latencies) * 1000, 2)},
-            "dropped_connections_retried": len(transport_errors), "healthz_ms_sequential": round(healthz_ms, 2), "payments": n_pay, "double_payments": doubles, "goal": {"callbacks_per_second": 1000, "p99_ms": 50},
+            "cpu_ms_per_callback": {"service": round((svc1 - svc0) / n * 1000, 3),
+                                    "postgres": round((pg1 - pg0) / n * 1000, 3),
+                                    "load_generator": round(out["cpu_seconds"] / n * 1000, 3)},
+            "db_transactions_per_callback": round((x1 - x0) / n, 2),
+            "dropped_connections_retried": out["dropped"], "healthz_ms_sequential": round(healthz_ms, 2),
+            "payments": n_pay, "double_payments": doubles, "goal": {"callbacks_per_second": 1000, "p99_ms": 50},
         }
     finally:
+        if gen is not None and gen.poll() is None:
+            gen.kill()
         if proc is not None:
             proc.terminate()
             try:
@@ -167,5 +306,7 @@ async def main() -> dict:
 
 
 if __name__ == "__main__":
-    import json
-    print(json.dumps(asyncio.run(main()), indent=2))
+    if sys.argv[1:2] == ["--loadgen"]:
+        _loadgen_main(sys.argv[2:])
+    else:
+        print(json.dumps(asyncio.run(main()), indent=2))

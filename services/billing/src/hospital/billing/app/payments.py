@@ -1,12 +1,19 @@
 """Payments: cash and card at the desk, VietQR transfers, VNPay and MoMo IPNs, bank-feed webhooks
 (SePay, Casso), refunds, and the queue of transfers no invoice could be matched to.
 
-A callback is settled in one transaction, in a fixed lock order (the invoice row, then the
-``provider_callbacks`` row whose unique ``(provider, provider_txn_id)`` is the idempotency key):
+A callback whose ``(provider, provider_txn_id)`` was recorded before is answered from its stored row by
+one indexed read, outside any transaction and without waiting for a lock. Any other callback is
+settled in one transaction, in a fixed lock order (the invoice row, then the ``provider_callbacks``
+row whose unique ``(provider, provider_txn_id)`` is the idempotency key):
 1. lock the invoice named by the callback and decide (amount against what is due);
-2. insert the callback with its outcome, ``ON CONFLICT DO NOTHING``: a duplicate waits for the first
-   delivery's transaction, finds its row and answers with the stored reply, writing nothing;
+2. insert the callback with its outcome, ``ON CONFLICT DO NOTHING``: a duplicate delivered in parallel
+   waits for the first delivery's transaction, finds its row and answers with the stored reply,
+   writing nothing;
 3. record the payment and the invoice's new totals and status, publish, commit.
+On PostgreSQL steps 2 and 3 are one statement (data-modifying CTEs: the payment and the invoice update
+happen only when the callback row was inserted), so a paying callback costs BEGIN, the lock, that
+statement, the outbox row and COMMIT. Statements are built once with bind parameters (compiled once,
+prepared once per connection).
 """
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import TextClause, bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from hospital.billing.adapters.tables import (
@@ -26,7 +33,6 @@ from hospital.billing.adapters.tables import (
     rejected_callbacks,
     shifts,
 )
-from hospital.billing.app.charges import upsert
 from hospital.billing.app.common import derive_status
 from hospital.billing.app.invoices import invoice_summary
 from hospital.billing.domain.callbacks import (
@@ -73,6 +79,48 @@ def _jsonable(raw: Any) -> Any:
     return json.loads(json.dumps(dict(raw), default=str, ensure_ascii=False))
 
 
+# ---------------------------------------------------------------------------------- statements
+# Built once with bind parameters, so SQLAlchemy compiles each once and asyncpg prepares each once per
+# connection. The ON CONFLICT statements are text: SQLAlchemy never caches its dialect ``insert()``
+# constructs (``inherit_cache = False``), which recompiled them on every callback.
+_CB_COLS = [c.name for c in provider_callbacks.c]
+_PAY_COLS = [c.name for c in payments.c]
+_STORED_REPLY = select(provider_callbacks.c.outcome, provider_callbacks.c.reply_code,
+                       provider_callbacks.c.payment_id).where(
+    provider_callbacks.c.provider == bindparam("provider"),
+    provider_callbacks.c.provider_txn_id == bindparam("txn"))
+_LOCK_INVOICE = select(invoices.c.id, invoices.c.number, invoices.c.status, invoices.c.patient_amount,
+                       invoices.c.paid_amount, invoices.c.refunded_amount, invoices.c.issued_at,
+                       invoices.c.voided_at).where(invoices.c.number == bindparam("number")).with_for_update()
+_SET_PAID = update(invoices).where(invoices.c.id == bindparam("inv_id")).values(
+    paid_amount=bindparam("inv_paid"), status=bindparam("inv_status"))
+_INSERT_PAYMENT = insert(payments)
+
+
+def _typed(stmt: TextClause, table: Any, prefix: str) -> TextClause:
+    """Give the JSON and timestamp parameters their column types (serialisation, UTC handling)."""
+    return stmt.bindparams(*[bindparam(f"{prefix}{c.name}", type_=c.type) for c in table.c
+                             if c.name in ("raw", "occurred_at", "received_at")])
+
+
+_CB_VALUES = ", ".join(f":cb_{c}" for c in _CB_COLS)
+# Both dialects (SQLite ≥ 3.35 has RETURNING): a duplicate returns no row.
+_INSERT_CALLBACK = _typed(text(
+    f"INSERT INTO provider_callbacks ({', '.join(_CB_COLS)}) VALUES ({_CB_VALUES}) "
+    "ON CONFLICT (provider, provider_txn_id) DO NOTHING RETURNING id"), provider_callbacks, "cb_")
+# PostgreSQL, one round trip: insert the callback; only if it was new, update the invoice and insert the
+# payment (data-modifying CTEs). Returns the payment id, or no row for a duplicate.
+_PAY_CASTS = {"amount": "BIGINT", "received_at": "TIMESTAMPTZ"}
+_SETTLE_PAID_PG = _typed(_typed(text(
+    f"WITH cb AS (INSERT INTO provider_callbacks ({', '.join(_CB_COLS)}) VALUES ({_CB_VALUES}) "
+    "ON CONFLICT (provider, provider_txn_id) DO NOTHING RETURNING id), "
+    "upd AS (UPDATE invoices SET paid_amount = :inv_paid, status = :inv_status "
+    "WHERE id = :inv_id AND EXISTS (SELECT 1 FROM cb) RETURNING id) "
+    f"INSERT INTO payments ({', '.join(_PAY_COLS)}) SELECT "
+    + ", ".join(f"CAST(:p_{c} AS {_PAY_CASTS.get(c, 'VARCHAR')})" for c in _PAY_COLS)
+    + " FROM upd RETURNING id"), provider_callbacks, "cb_"), payments, "p_")
+
+
 class PaymentService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
@@ -87,24 +135,68 @@ class PaymentService:
         await s.execute(update(invoices).where(invoices.c.id == inv["id"]).values(paid_amount=paid, status=status))
         return kind, status, paid
 
-    async def _record_callback(self, s: Any, *, provider: str, txn: str, number: str | None, inv: Any,
-                               amount: int, outcome: str, reply: str, payment_id: str | None, description: str,
-                               bank_reference: str | None, occurred_at: Any, raw: Any) -> bool:
-        """Insert the callback row; False when this (provider, txn) was recorded before (a replay)."""
-        stmt = upsert(s)(provider_callbacks).values(
-            id=new_id(), provider=provider, provider_txn_id=txn, invoice_number=number,
-            invoice_id=inv["id"] if inv is not None else None, amount=amount, outcome=outcome, reply_code=reply,
-            payment_id=payment_id, description=description[:500], bank_reference=bank_reference,
-            occurred_at=occurred_at, raw=_jsonable(raw), received_at=utcnow(), resolved_by=None,
-        ).on_conflict_do_nothing(index_elements=["provider", "provider_txn_id"])
-        return (await s.execute(stmt.returning(provider_callbacks.c.id))).first() is not None
+    async def stored_reply(self, provider: str, txn: str) -> Settlement | None:
+        """The stored answer to a callback recorded before (a retry, a replay), by one indexed read on
+        the unique ``(provider, provider_txn_id)``; None for a callback not seen (or not committed) yet.
+        On PostgreSQL the read runs in autocommit (no BEGIN/ROLLBACK round trips, no lock)."""
+        db = self.rt.db
+        params = {"provider": provider, "txn": txn}
+        if db.is_sqlite:  # the chassis' BEGIN IMMEDIATE runs on autocommit connections too
+            async with db.session() as s:
+                row = (await s.execute(_STORED_REPLY, params)).first()
+        else:
+            async with db.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                row = (await conn.execute(_STORED_REPLY, params)).first()
+        if row is None:
+            return None
+        return Settlement(row.outcome, row.reply_code, replay=True, payment_id=row.payment_id)
 
     async def _replay(self, provider: str, txn: str) -> Settlement:
-        async with self.rt.db.session() as s:
-            row = (await s.execute(select(provider_callbacks.c.outcome, provider_callbacks.c.reply_code,
-                                          provider_callbacks.c.payment_id).where(
-                provider_callbacks.c.provider == provider, provider_callbacks.c.provider_txn_id == txn))).one()
-        return Settlement(row.outcome, row.reply_code, replay=True, payment_id=row.payment_id)
+        """After losing the insert race: the first delivery's transaction has committed its row."""
+        found = await self.stored_reply(provider, txn)
+        if found is None:
+            raise RuntimeError(f"{provider} callback {txn} conflicted but is not stored")
+        return found
+
+    async def _settle(self, uow: Any, *, provider: str, txn: str, number: str | None, inv: Any, invoice_id: str | None,
+                      amount: int, outcome: str, reply: str, description: str, bank_reference: str | None,
+                      occurred_at: Any, raw: Any, method: str) -> tuple[str | None, str | None] | None:
+        """Record the callback (``invoice_id`` on its row) and, when its outcome is ``paid``, the payment on
+        ``inv``, the invoice's new totals and the ``billing.payment.received`` event, in the caller's
+        transaction (the invoice is locked). Returns (payment id, new invoice status), (None, None) for
+        an outcome that pays nothing, or None when the callback was recorded before (a duplicate): the
+        caller rolls back and answers from the stored row."""
+        s = uow.session
+        now = utcnow()
+        pid = new_id() if outcome == "paid" else None
+        cb = {"id": new_id(), "provider": provider, "provider_txn_id": txn, "invoice_number": number,
+              "invoice_id": invoice_id, "amount": amount, "outcome": outcome, "reply_code": reply, "payment_id": pid,
+              "description": description[:500], "bank_reference": bank_reference, "occurred_at": occurred_at,
+              "raw": _jsonable(raw), "received_at": now, "resolved_by": None}
+        if pid is None:
+            if (await s.execute(_INSERT_CALLBACK, {f"cb_{k}": v for k, v in cb.items()})).first() is None:
+                return None
+            return None, None
+        kind = "deposit" if inv["issued_at"] is None else "payment"
+        paid = inv["paid_amount"] + amount
+        status = derive_status(inv, paid=paid)
+        pay = {"id": pid, "invoice_id": inv["id"], "kind": kind, "amount": amount, "method": method,
+               "provider": provider, "provider_txn_id": txn, "bank_reference": bank_reference, "shift_id": None,
+               "refund_of": None, "reason": None, "received_by": f"provider:{provider}", "received_at": now,
+               "request_id": None}
+        if not self.rt.db.is_sqlite:  # PostgreSQL: one statement
+            params = {**{f"cb_{k}": v for k, v in cb.items()}, **{f"p_{k}": v for k, v in pay.items()},
+                      "inv_id": inv["id"], "inv_paid": paid, "inv_status": status}
+            if (await s.execute(_SETTLE_PAID_PG, params)).first() is None:
+                return None
+        else:
+            if (await s.execute(_INSERT_CALLBACK, {f"cb_{k}": v for k, v in cb.items()})).first() is None:
+                return None
+            await s.execute(_SET_PAID, {"inv_id": inv["id"], "inv_paid": paid, "inv_status": status})
+            await s.execute(_INSERT_PAYMENT, pay)
+        uow.publish("billing.payment.received", _received_event(pid, inv, amount, method, provider, txn, status, now))
+        return pid, status
 
     async def reject(self, provider: str, reason: str, client: str, raw: Any) -> None:
         """A forged, stale or malformed call: logged and kept, never applied."""
@@ -119,10 +211,12 @@ class PaymentService:
     async def settle_gateway(self, p: GatewayPayment) -> Settlement:
         """VNPay / MoMo: the order id is the invoice number; the amount must equal what is due."""
         provider = p.provider.value
+        stored = await self.stored_reply(provider, p.provider_txn_id)
+        if stored is not None:
+            return stored
         async with self.rt.uow() as uow:
             s = uow.session
-            inv = (await s.execute(select(invoices).where(invoices.c.number == p.order_id)
-                                   .with_for_update())).mappings().first()
+            inv = (await s.execute(_LOCK_INVOICE, {"number": p.order_id})).mappings().first()
             if inv is None or inv["status"] == "void":
                 code = VnpRspCode.ORDER_NOT_FOUND
             else:
@@ -131,25 +225,18 @@ class PaymentService:
                 code = vnpay_rsp_code(p, order_amount_vnd=due if due > 0 else -1, order_already_settled=settled)
             outcome = {VnpRspCode.ORDER_NOT_FOUND: "unknown_invoice", VnpRspCode.INVALID_AMOUNT: "amount_mismatch",
                        VnpRspCode.ALREADY_CONFIRMED: "already_settled"}.get(code, "paid" if p.paid else "failed")
-            pid = new_id() if outcome == "paid" else None
-            fresh = await self._record_callback(
-                s, provider=provider, txn=p.provider_txn_id, number=p.order_id, inv=inv, amount=p.amount_vnd,
-                outcome=outcome, reply=code.value, payment_id=pid, description=p.description, bank_reference=None,
-                occurred_at=p.paid_at, raw=p.raw)
-            if not fresh:
+            done = await self._settle(
+                uow, provider=provider, txn=p.provider_txn_id, number=p.order_id, inv=inv,
+                invoice_id=inv["id"] if inv is not None else None, amount=p.amount_vnd,
+                outcome=outcome, reply=code.value, description=p.description, bank_reference=None,
+                occurred_at=p.paid_at, raw=p.raw, method=provider)
+            if done is None:
                 await s.rollback()
                 return await self._replay(provider, p.provider_txn_id)
-            status = inv["status"] if inv is not None else None
-            if pid is not None:
-                now = utcnow()
-                kind, status, _ = await self._apply(s, inv, p.amount_vnd)
-                await s.execute(payments.insert().values(
-                    id=pid, invoice_id=inv["id"], kind=kind, amount=p.amount_vnd, method=provider, provider=provider,
-                    provider_txn_id=p.provider_txn_id, bank_reference=None, shift_id=None, refund_of=None,
-                    reason=None, received_by=f"provider:{provider}", received_at=now, request_id=None))
-                uow.publish("billing.payment.received", _received_event(
-                    pid, inv, p.amount_vnd, provider, provider, p.provider_txn_id, status, now))
-            elif outcome != "paid":
+            pid, status = done
+            if pid is None:
+                status = inv["status"] if inv is not None else None
+            if outcome != "paid":
                 log.warning("%s callback %s for %s: %s", provider, p.provider_txn_id, p.order_id, outcome)
             await uow.commit()
         return Settlement(outcome, code.value, payment_id=pid, invoice_status=status)
@@ -161,6 +248,9 @@ class PaymentService:
         transfers without a usable code, outgoing transfers and transfers to a void invoice wait for a
         cashier in the unmatched queue."""
         provider = t.provider.value
+        stored = await self.stored_reply(provider, t.provider_txn_id)
+        if stored is not None:
+            return stored
         try:
             number = find_invoice_code(t.description)
         except AmbiguousInvoiceCode:
@@ -169,27 +259,23 @@ class PaymentService:
             s = uow.session
             inv = None
             if number is not None and t.incoming:
-                inv = (await s.execute(select(invoices).where(invoices.c.number == number)
-                                       .with_for_update())).mappings().first()
+                inv = (await s.execute(_LOCK_INVOICE, {"number": number})).mappings().first()
             if not t.incoming:
                 outcome = "outgoing"
             elif inv is None or inv["status"] == "void":
                 outcome = "unmatched"
             else:
                 outcome = "paid"
-            pid = new_id() if outcome == "paid" else None
-            fresh = await self._record_callback(
-                s, provider=provider, txn=t.provider_txn_id, number=number, inv=inv if pid else None,
-                amount=t.amount_vnd, outcome=outcome, reply="ok", payment_id=pid, description=t.description,
-                bank_reference=t.bank_reference or None, occurred_at=t.occurred_at, raw=t.raw)
-            if not fresh:
+            done = await self._settle(
+                uow, provider=provider, txn=t.provider_txn_id, number=number, inv=inv,
+                invoice_id=inv["id"] if outcome == "paid" else None, amount=t.amount_vnd,
+                outcome=outcome, reply="ok", description=t.description, bank_reference=t.bank_reference or None,
+                occurred_at=t.occurred_at, raw=t.raw, method="bank_transfer")
+            if done is None:
                 await s.rollback()
                 return await self._replay(provider, t.provider_txn_id)
-            status = None
-            if pid is not None:
-                status = await self._pay_transfer(uow, inv, pid, t.amount_vnd, provider, t.provider_txn_id,
-                                                  t.bank_reference)
-            else:
+            pid, status = done
+            if pid is None:
                 log.info("%s transfer %s queued for a cashier: %s", provider, t.provider_txn_id, outcome)
             await uow.commit()
         return Settlement(outcome, "ok", payment_id=pid, invoice_status=status)
