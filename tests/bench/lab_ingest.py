@@ -37,10 +37,10 @@ from hospital.lab.api.hl7.mllp import MllpBuffer, frame
 from hospital.lab.simulator import generate_specimens, specimen_to_astm, specimen_to_oru
 from hospital.testing.servers import NatsServer, PostgresServer, free_port
 
-MESSAGES = int(os.environ.get("HOSPITAL_BENCH_LAB_MESSAGES", 1200))  # specimens (8 results each)
-ASTM_CONNECTIONS = int(os.environ.get("HOSPITAL_BENCH_LAB_ASTM_CONNECTIONS", 4))
-MLLP_CONNECTIONS = int(os.environ.get("HOSPITAL_BENCH_LAB_MLLP_CONNECTIONS", 4))
-SERVICE_PROCESSES = int(os.environ.get("HOSPITAL_BENCH_LAB_PROCESSES", 2))
+MESSAGES = int(os.environ.get("HOSPITAL_BENCH_LAB_MESSAGES", "1200"))  # specimens (8 results each)
+ASTM_CONNECTIONS = int(os.environ.get("HOSPITAL_BENCH_LAB_ASTM_CONNECTIONS", "4"))
+MLLP_CONNECTIONS = int(os.environ.get("HOSPITAL_BENCH_LAB_MLLP_CONNECTIONS", "4"))
+SERVICE_PROCESSES = int(os.environ.get("HOSPITAL_BENCH_LAB_PROCESSES", "2"))
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -124,9 +124,9 @@ async def run(pg_url: str, nats_url: str, base: Path) -> dict:
                HOSPITAL_LAB_DATABASE_POOL_SIZE="8")
     issuer = DevIssuer(base / "auth", "https://auth.hospital.local/dev", "hospital")
     token = issuer.mint_for_role("doctor")
-    assert subprocess.run([sys.executable, "-m", "hospital.lab", "migrate"], env=env, cwd=ROOT).returncode == 0
-    service = subprocess.Popen([sys.executable, "-m", "hospital.lab", "serve", "--processes", str(SERVICE_PROCESSES)],
-                               env=env, cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "hospital.lab", "migrate"], env=env, cwd=ROOT, check=True)  # noqa: ASYNC221
+    service = subprocess.Popen(  # noqa: ASYNC220 - started once, before the measurement
+        [sys.executable, "-m", "hospital.lab", "serve", "--processes", str(SERVICE_PROCESSES)], env=env, cwd=ROOT)
     clients: list[subprocess.Popen[str]] = []
     try:
         base_url = f"http://127.0.0.1:{http_port}"
@@ -156,7 +156,7 @@ async def run(pg_url: str, nats_url: str, base: Path) -> dict:
                                         ("mllp", mllp_msgs, mllp_port, MLLP_CONNECTIONS)):
             path = base / f"load-{protocol}.json"
             path.write_text(json.dumps({"protocol": protocol, "port": port, "connections": n, "messages": msgs}))
-            clients.append(subprocess.Popen([sys.executable, __file__, "--client", str(path)], cwd=ROOT,
+            clients.append(subprocess.Popen([sys.executable, __file__, "--client", str(path)], cwd=ROOT,  # noqa: ASYNC220
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
         for cl in clients:
             assert cl.stdout is not None and cl.stdout.readline().strip() == "ready"

@@ -29,8 +29,8 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, literal, select, union_all, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from hospital.chassis.app import Runtime
 from hospital.chassis.db import utcnow
@@ -326,10 +326,11 @@ class IngestService:
         """Store a batch of messages in one transaction: raw bytes, results, checks, outbox events."""
         now = utcnow()
         async with self.rt.uow() as uow:
-            s = uow.session
+            s = await uow.session.connection()  # Core statements on the unit of work's transaction
             digests = sorted({it.digest for it in items})
-            known = set((await s.execute(select(raw_messages.c.content_hash)
-                                         .where(raw_messages.c.content_hash.in_(digests)))).scalars())
+            keys = {id(r): dedupe_key(it.instrument, g.barcode.strip(), r)
+                    for it in items for g in it.groups for r in g.results}
+            known, claimed = await _stored(s, digests, sorted(set(keys.values())))
             duplicates: Counter[str] = Counter()
             fresh: list[tuple[Incoming, str]] = []
             raw_rows = []
@@ -348,12 +349,13 @@ class IngestService:
             for digest, n in duplicates.items():
                 await s.execute(update(raw_messages).where(raw_messages.c.content_hash == digest)
                                 .values(duplicates=raw_messages.c.duplicates + n))
-            await self._store_results(uow, fresh, now)
+            await self._store_results(uow, fresh, keys, claimed, now)
             await uow.commit()
         self.received_total += sum(it.count for it, _ in fresh)
 
-    async def _store_results(self, uow: Any, fresh: list[tuple[Incoming, str]], now: datetime) -> None:
-        s = uow.session
+    async def _store_results(self, uow: Any, fresh: list[tuple[Incoming, str]], keys: dict[int, str],
+                             claimed: set[str], now: datetime) -> None:
+        s = await uow.session.connection()
         entries = [(raw_id, it.instrument, g.barcode.strip(), g) for it, raw_id in fresh for g in it.groups
                    if g.results]
         if not entries:
@@ -365,13 +367,7 @@ class IngestService:
                 if not left:
                     continue
                 group = InGroup(group.barcode, left)
-            kept.append((raw_id, instrument, barcode, [(r, dedupe_key(instrument, barcode, r)) for r in group.results]))
-        all_keys = [k for *_, rs in kept for _, k in rs]
-        claimed: set[str] = set()
-        for i in range(0, len(all_keys), 1000):
-            chunk = all_keys[i:i + 1000]
-            claimed.update((await s.execute(select(results.c.dedupe_key)
-                                            .where(results.c.dedupe_key.in_(chunk)))).scalars())
+            kept.append((raw_id, instrument, barcode, [(r, keys[id(r)]) for r in group.results]))
         todo = []
         for raw_id, instrument, barcode, rs in kept:
             new = []
@@ -518,6 +514,28 @@ def _columns(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "mapped_unit"}
 
 
+async def _stored(s: AsyncConnection, digests: list[str], keys: list[str]) -> tuple[set[str], set[str]]:
+    """Which raw-message hashes and which result keys are already stored: one round trip (UNION ALL)."""
+    known: set[str] = set()
+    claimed: set[str] = set()
+    step = 1000
+    for i in range(0, max(len(digests), len(keys), 1), step):
+        d, k = digests[i:i + step], keys[i:i + step]
+        parts = []
+        if d:
+            parts.append(select(raw_messages.c.content_hash.label("k"), literal(0).label("raw"))
+                         .where(raw_messages.c.content_hash.in_(d)))
+        if k:
+            parts.append(select(results.c.dedupe_key.label("k"), literal(1).label("raw"))
+                         .where(results.c.dedupe_key.in_(k)))
+        if not parts:
+            break
+        query = union_all(*parts) if len(parts) > 1 else parts[0]
+        for key, is_result in (await s.execute(query)).all():
+            (claimed if is_result else known).add(key)
+    return known, claimed
+
+
 def _raw_row(raw_id: str, digest: str, raw: bytes, protocol: str, peer: Peer, sender: str, control_id: str | None,
              kind: str, count: int, now: datetime) -> dict[str, Any]:
     return dict(id=raw_id, content_hash=digest, protocol=protocol, kind=kind, endpoint=peer.instrument,
@@ -538,7 +556,7 @@ async def attach_many(uow: Any, cat: Catalogue, settings: Any, jobs: list[Job], 
     """Attach analyzer rows to specimens: check them, insert (or update) them, mark order items,
     supersede unverified earlier results of the same tests, and publish the events. Set-based: one
     statement per table for all the jobs, which must concern different patients (and specimens)."""
-    s = uow.session
+    s = await uow.session.connection()  # Core: less per-statement overhead than the ORM session
     spec_ids = [j.spec["id"] for j in jobs]
     patients = sorted({j.spec["patient_id"] for j in jobs if j.spec["patient_id"] is not None})
     instruments = sorted({j.rows[0]["instrument"] for j in jobs if j.rows})
