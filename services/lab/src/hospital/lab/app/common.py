@@ -1,36 +1,14 @@
-"""Caller identity for audit and events, and row → dict/proto mapping."""
+"""The lab's own system caller, and row → dict/proto mapping (Caller itself is the chassis's)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from hospital.chassis.audit import AuditEntry
+from hospital.chassis.caller import Caller
 from hospital.chassis.security import Principal
-from hospital.contracts.common.v1 import types_pb2
 from hospital.contracts.lab.v1 import lab_pb2 as pb
-
-
-@dataclass
-class Caller:
-    principal: Principal
-    source: str
-
-    @property
-    def subject(self) -> str:
-        return self.principal.subject
-
-    def actor(self) -> types_pb2.Actor:
-        return types_pb2.Actor(subject=self.principal.subject, display=self.principal.name,
-                               roles=sorted(self.principal.roles))
-
-    def audit(self, action: str, resource_type: str, resource_id: str | None, patient_id: str | None,
-              **detail: Any) -> AuditEntry:
-        return AuditEntry(actor=self.principal.subject, actor_roles=tuple(sorted(self.principal.roles)),
-                          action=action, resource_type=resource_type, resource_id=resource_id,
-                          patient_id=patient_id, source=self.source, detail=detail)
 
 
 SYSTEM = Caller(Principal(subject="lab-ingest", name="Analyzer interface", roles=frozenset({"service"})), "lab")
