@@ -138,8 +138,9 @@ class OutboxRelay:
     commit for low latency; it also polls, so rows written by another process are never stranded."""
 
     def __init__(self, db: Database, js: JetStreamContext, *, batch_size: int = 500, poll_seconds: float = 0.5,
-                 retention_hours: int = 72, publish_timeout: float = 5.0) -> None:
+                 retention_hours: int = 72, publish_timeout: float = 5.0, coalesce_seconds: float = 0.002) -> None:
         self.db, self.js = db, js
+        self.coalesce_seconds = coalesce_seconds
         self.batch_size, self.poll_seconds = batch_size, poll_seconds
         self.retention = timedelta(hours=retention_hours)
         self.publish_timeout = publish_timeout
@@ -168,8 +169,12 @@ class OutboxRelay:
             waiter = asyncio.ensure_future(self._wake.wait())
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({waiter, stopper}, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+            woken = waiter.done()
             waiter.cancel()
             stopper.cancel()
+            if woken and self.coalesce_seconds:
+                # let concurrent commits land so one relay transaction carries them all
+                await asyncio.sleep(self.coalesce_seconds)
 
     async def publish_batch(self) -> int:
         async with self.db.session() as session, session.begin():
