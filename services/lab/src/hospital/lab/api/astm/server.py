@@ -47,6 +47,7 @@ from hospital.lab.api.astm.link import (
     TransferEnded,
 )
 from hospital.lab.api.astm.message import AstmMessage, AstmParseError, Query, parse_message
+from hospital.lab.api.tcpserver import TcpServer
 
 log = logging.getLogger(__name__)
 
@@ -255,54 +256,18 @@ class _Session:
             self._outbox.append(build_frames(r.encode(self._endpoint.encoding) for r in records))
 
 
-class AstmServer:
+class AstmServer(TcpServer):
     """The LIS listens on ``endpoint.port`` (0 picks a free port, see :attr:`port`) for one analyzer."""
 
+    protocol = "ASTM"
+
     def __init__(self, endpoint: AstmEndpoint, handler: AstmHandler) -> None:
+        super().__init__(endpoint.host, endpoint.port, endpoint.instrument)
         self.endpoint = endpoint
         self._handler = handler
-        self._server: asyncio.Server | None = None
-        self._sessions: set[asyncio.Task[None]] = set()
 
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("server not started")
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def start(self) -> None:
-        # SO_REUSEPORT: `serve --processes N` runs N listeners on the same port (the kernel spreads
-        # connections over them)
-        self._server = await asyncio.start_server(self._on_connect, self.endpoint.host, self.endpoint.port,
-                                                  reuse_port=True)
-        log.info("ASTM server for %s listening on port %d", self.endpoint.instrument, self.port)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._sessions):
-            task.cancel()
-        await asyncio.gather(*self._sessions, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._sessions.add(task)
-        try:
-            await _Session(self.endpoint, self._handler, reader, writer).run()
-        except asyncio.CancelledError:
-            log.debug("ASTM session for %s cancelled by server close", self.endpoint.instrument)
-        finally:
-            self._sessions.discard(task)
+    async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _Session(self.endpoint, self._handler, reader, writer).run()
 
 
 class AstmClient:

@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Self
+from typing import Protocol
 
 from hospital.lab.api.astm.hostquery import HostOrder
 from hospital.lab.api.astm.server import Peer
@@ -36,6 +36,7 @@ from hospital.lab.api.hl7.messages import (
     parse_hl7,
     reject,
 )
+from hospital.lab.api.tcpserver import TcpServer
 
 log = logging.getLogger(__name__)
 
@@ -109,44 +110,16 @@ class MllpEndpoint:
     max_message_bytes: int = 16 << 20
 
 
-class MllpServer:
+class MllpServer(TcpServer):
     """asyncio MLLP listener; ``port`` 0 picks a free port (see :attr:`port`)."""
 
+    protocol = "MLLP"
+
     def __init__(self, endpoint: MllpEndpoint, handler: Hl7Handler) -> None:
+        super().__init__(endpoint.host, endpoint.port, endpoint.name)
         self.endpoint = endpoint
         self._handler = handler
         self._sender = ReplySender(endpoint.application, endpoint.facility)
-        self._server: asyncio.Server | None = None
-        self._sessions: set[asyncio.Task[None]] = set()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("server not started")
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def start(self) -> None:
-        # SO_REUSEPORT: `serve --processes N` runs N listeners on the same port (the kernel spreads
-        # connections over them)
-        self._server = await asyncio.start_server(self._on_connect, self.endpoint.host, self.endpoint.port,
-                                                  reuse_port=True)
-        log.info("MLLP server %s listening on port %d", self.endpoint.name, self.port)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._sessions):
-            task.cancel()
-        await asyncio.gather(*self._sessions, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def respond(self, raw: bytes, peer: Peer) -> str:
         """Process one received message and return the reply to send (never raises on bad input)."""
@@ -180,10 +153,7 @@ class MllpServer:
             return build_rsp_k11(message, False, error=error, sender=self._sender)
         return build_ack(message.header, code, error=error, sender=self._sender)
 
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._sessions.add(task)
+    async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host, port = (writer.get_extra_info("peername") or ("unknown", 0))[:2]
         peer = Peer(self.endpoint.name, host, port)
         buffer = MllpBuffer(self.endpoint.max_message_bytes)
@@ -194,8 +164,5 @@ class MllpServer:
                     await writer.drain()
         except ConnectionError as exc:
             log.warning("MLLP connection from %s lost: %s", host, exc)
-        except asyncio.CancelledError:
-            log.debug("MLLP session from %s cancelled by server close", host)
         finally:
             writer.close()
-            self._sessions.discard(task)
