@@ -31,6 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote_plus, urlencode
 
+from hospital.chassis import aio
+
 SECRET = "bench-vnpay-hash-secret-5e1d"
 SENDERS = int(os.environ.get("BENCH_SENDERS", "50"))
 UNIQUE = int(os.environ.get("BENCH_CALLBACKS", "6000"))
@@ -149,7 +151,7 @@ def _loadgen_main(argv: list[str]) -> None:
     targets = json.loads(Path(infile).read_text())
     print("ready", flush=True)
     sys.stdin.readline()  # go
-    result = asyncio.run(loadgen("127.0.0.1", port, targets, senders))
+    result = aio.run(loadgen("127.0.0.1", port, targets, senders))
     Path(outfile).write_text(json.dumps(result))
 
 
@@ -309,4 +311,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--loadgen"]:
         _loadgen_main(sys.argv[2:])
     else:
-        print(json.dumps(asyncio.run(main()), indent=2))
+        print(json.dumps(aio.run(main()), indent=2))

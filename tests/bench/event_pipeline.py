@@ -21,21 +21,18 @@ from pathlib import Path
 
 from sqlalchemy import Column, Integer, MetaData, String, Table
 
+from hospital.chassis import aio
 from hospital.chassis.bus import OutboxRelay, connect, ensure_streams
 from hospital.chassis.db import Database
 from hospital.chassis.migrations import install_chassis_schema
 from hospital.chassis.uow import UnitOfWork
 from hospital.contracts.platform.v1.platform_pb2 import ProbeSent
 from hospital.testing.servers import NatsServer, PostgresServer
+from tests.bench.cpu import cpu_seconds, postmaster_pid, tree_cpu_seconds
 
 HERE = Path(__file__).parent
 effects = Table("effects", MetaData(), Column("n", Integer, primary_key=True, autoincrement=True),
                 Column("event_id", String(100), nullable=False), Column("value", Integer, nullable=False))
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -45,7 +42,9 @@ def pct(values: list[float], p: float) -> float:
 
 async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: int, rate: float | None,
                   producers: int = 8, payload_bytes: int = 200) -> dict:
-    db_url = await pg.create_database(f"bench_{uuid.uuid4().hex[:8]}")
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    await pg.create_database(name)
+    db_url = pg.socket_url(name)  # producer, relay and consumer run on the database's host
     db = Database(db_url, pool_size=producers + 2)
     async with db.engine.begin() as conn:
         await conn.run_sync(install_chassis_schema)
@@ -64,7 +63,9 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
     relay_task = asyncio.create_task(relay.run(stop))
     committed_at: dict[int, float] = {}
     padding = b"x" * payload_bytes
+    pg_pid, nats_pid = postmaster_pid(pg.data_dir / "pgdata"), nats.proc.pid
     cpu0, ccpu0 = cpu_seconds(os.getpid()), cpu_seconds(consumer.pid)
+    pg0, nats0 = tree_cpu_seconds(pg_pid), cpu_seconds(nats_pid)
     t0 = time.time()
     transactions = [range(i, min(i + per_tx, total)) for i in range(0, total, per_tx)]
     queue: asyncio.Queue[tuple[int, range]] = asyncio.Queue()
@@ -97,6 +98,7 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
         ccpu = cpu_seconds(consumer.pid)
         await asyncio.sleep(0.05)
     cpu_consumer = ccpu - ccpu0
+    cpu_pg, cpu_nats = tree_cpu_seconds(pg_pid) - pg0, cpu_seconds(nats_pid) - nats0
     stop.set()
     await relay_task
     await nc.close()
@@ -111,7 +113,9 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
         "producer_seconds": round(producer_done - t0, 3), "elapsed_seconds": round(elapsed, 3),
         "events_per_second": round(total / elapsed, 1),
         "cpu_us_per_event": {"producer_and_relay": round(cpu_producer / total * 1e6, 1),
-                             "consumer": round(cpu_consumer / total * 1e6, 1)},
+                             "consumer": round(cpu_consumer / total * 1e6, 1),
+                             "postgresql": round(cpu_pg / total * 1e6, 1),
+                             "nats_server": round(cpu_nats / total * 1e6, 1)},
         "latency_ms": {"p50": round(statistics.median(latencies_ms), 2), "p95": round(pct(latencies_ms, 95), 2),
                        "p99": round(pct(latencies_ms, 99), 2), "max": round(max(latencies_ms), 2)},
     }
@@ -133,4 +137,4 @@ async def main() -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(main()), indent=2))
+    print(json.dumps(aio.run(main()), indent=2))

@@ -12,6 +12,7 @@ import time
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
+from hospital.chassis import aio
 from hospital.chassis.bus import Consumer, Subscription, batch_handler, connect, ensure_streams
 from hospital.chassis.db import Database
 from hospital.contracts.platform.v1.platform_pb2 import ProbeSent
@@ -55,4 +56,4 @@ async def main(db_url: str, nats_url: str, subject: str, durable: str, expected:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:7]))
+    aio.run(main(*sys.argv[1:7]))

@@ -4,13 +4,14 @@
 """
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 import platform
 import sys
 import time
 from pathlib import Path
+
+from hospital.chassis import aio
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHES = ["event_pipeline", "admissions", "imaging_store", "lab_ingest", "billing_callbacks"]
@@ -25,7 +26,7 @@ def main(argv: list[str]) -> int:
         module = importlib.import_module(f"tests.bench.{name}")
         print(f"running {name} ...", flush=True)
         started = time.time()
-        result = asyncio.run(module.main())
+        result = aio.run(module.main())
         result["machine"] = {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
                              "platform": platform.platform()}
         result["ran_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))

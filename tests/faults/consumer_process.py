@@ -11,6 +11,7 @@ import sys
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
+from hospital.chassis import aio
 from hospital.chassis.bus import Consumer, Subscription, connect, ensure_streams
 
 effects = Table("effects", MetaData(), Column("n", Integer, primary_key=True, autoincrement=True),
@@ -38,4 +39,4 @@ async def main(db_url: str, nats_url: str, subject: str, durable: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:5]))
+    aio.run(main(*sys.argv[1:5]))

@@ -165,6 +165,8 @@ def read_dataset_bytes() -> Callable[[Path], bytes]:
 # The whole service (chassis, database, NATS, S3) for end-to-end tests.
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 from typing import Any
 
 from hospital.testing.servers import free_port
@@ -183,10 +185,20 @@ def imaging_factory(database_url: str, nats_server, s3_server, tmp_path: Path):
                         "pipeline_poll_seconds": 0.2, "routing_poll_seconds": 0.2, "routing_retry_seconds": 0.3,
                         "routing_max_retry_seconds": 1.0, "upload_retry_seconds": 0.3, "shutdown_grace_seconds": 5}
         settings.update(overrides)
-        return running_service(DEFINITION, data_dir=tmp_path / "svc", database_url=database_url,
-                               nats_url=nats_server.url, **settings)
+        return _marked(running_service(DEFINITION, data_dir=tmp_path / "svc", database_url=database_url,
+                                       nats_url=nats_server.url, **settings))
 
     return start
+
+
+@asynccontextmanager
+async def _marked(service_cm) -> AsyncIterator[Any]:
+    """The running service, with the time it started: `published()` reads its events back from
+    JetStream from then on (the session's NATS server also holds earlier tests' events)."""
+    started = datetime.now(timezone.utc)
+    async with service_cm as svc:
+        svc.test_started_at = started
+        yield svc
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pydicom
 from sqlalchemy import select
-
-from hospital.chassis.db import outbox_table
 
 
 def dataset_bytes(path: Path) -> bytes:
@@ -36,9 +35,28 @@ async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):
         await asyncio.sleep(interval)
 
 
-async def outbox(svc, subject: str) -> list[Any]:
-    async with svc.rt.db.session() as s:
-        return (await s.execute(select(outbox_table).where(outbox_table.c.subject == subject))).all()
+async def published(svc, subject: str, *, wait: float = 0.5) -> list[Any]:
+    """The events ``svc`` published on ``subject`` since it started, read back from JetStream (the relay
+    deletes outbox rows once published), oldest first; each has ``.payload``. Waits up to ``wait`` s
+    for the relay."""
+    from nats.js import api as js_api
+
+    config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_TIME,
+                                   opt_start_time=svc.test_started_at.isoformat().replace("+00:00", "Z"),
+                                   filter_subject=subject, ack_policy=js_api.AckPolicy.NONE)
+    sub = await svc.rt.js.pull_subscribe(subject, durable=None, stream="IMAGING", config=config)
+    found: list[Any] = []
+    deadline = asyncio.get_running_loop().time() + wait
+    try:
+        while True:
+            try:
+                found += await sub.fetch(100, timeout=0.2)
+            except Exception:  # noqa: BLE001 - nats' TimeoutError: nothing more for now
+                if found or asyncio.get_running_loop().time() > deadline:
+                    break
+    finally:
+        await sub.unsubscribe()
+    return [SimpleNamespace(payload=m.data, subject=m.subject, headers=m.headers or {}) for m in found]
 
 
 async def indexed(svc, study_uid: str) -> int:

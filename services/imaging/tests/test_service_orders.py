@@ -21,7 +21,7 @@ from hospital.contracts.imaging.v1 import imaging_pb2_grpc as pb_grpc
 from hospital.testing.services import http_client, issuer_for
 
 sys.path.insert(0, str(Path(__file__).parent))
-from imaging_helpers import indexed, outbox, run_tool, wait_for
+from imaging_helpers import indexed, published, run_tool, wait_for
 
 PATIENT_ID = "BN-2025-000123"
 
@@ -97,7 +97,7 @@ async def test_order_worklist_mpps_and_reconciliation(imaging, make_ct_series, t
             await stub.ScheduleOrder(_order("CT1"), metadata=call_metadata(
                 issuer_for(imaging).mint_for_role("cashier")))
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    scheduled = await outbox(imaging, "imaging.order.scheduled")
+    scheduled = await published(imaging, "imaging.order.scheduled")
     assert len(scheduled) == 2
     assert events_pb2.OrderScheduled.FromString(scheduled[0].payload).order.accession_number == "CT250314001"
 
@@ -129,7 +129,7 @@ async def test_order_worklist_mpps_and_reconciliation(imaging, make_ct_series, t
     # MPPS: IN PROGRESS then COMPLETED -> order completed, imaging.procedure.completed
     created, completed = await asyncio.to_thread(_mpps, port, order, "COMPLETED")
     assert (created, completed) == (0, 0)
-    done = await outbox(imaging, "imaging.procedure.completed")
+    done = await published(imaging, "imaging.procedure.completed")
     assert len(done) == 1
     msg = events_pb2.ProcedureCompleted.FromString(done[0].payload)
     assert msg.accession_number == "CT250314001" and msg.status == "COMPLETED"
@@ -145,7 +145,7 @@ async def test_order_worklist_mpps_and_reconciliation(imaging, make_ct_series, t
         res = await run_tool("storescu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", port,
                              tmp_path / d)
         assert res.returncode == 0, res.stderr
-    received = await wait_for(lambda: _n(outbox(imaging, "imaging.study.received"), 2))
+    received = await wait_for(lambda: _n(published(imaging, "imaging.study.received"), 2))
     by_study = {m.study_instance_uid: m for m in (events_pb2.StudyReceived.FromString(r.payload) for r in received)}
     matched_uid = str(pydicom.dcmread(matched[0]).StudyInstanceUID)
     stray_uid = str(pydicom.dcmread(stray[0]).StudyInstanceUID)
@@ -165,7 +165,7 @@ async def test_order_worklist_mpps_and_reconciliation(imaging, make_ct_series, t
         assert study["order_id"] == other.id and study["reconciliation"] == "resolved"
     async with http_client(imaging, "cashier") as c:
         assert (await c.get("/api/v1/reconciliation")).status_code == 403
-    rec = await outbox(imaging, "imaging.study.reconciled")
+    rec = await published(imaging, "imaging.study.reconciled")
     msg = events_pb2.StudyReconciled.FromString(rec[0].payload)
     assert msg.order_id == other.id and msg.reason == "unknown_accession" and msg.accession_number == "CT250314002"
     async with grpc.aio.insecure_channel(f"127.0.0.1:{imaging.settings.grpc_port}") as channel:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pydicom
 
 sys.path.insert(0, str(Path(__file__).parent))
-from imaging_helpers import dataset_bytes, indexed, outbox, run_tool, wait_for
+from imaging_helpers import dataset_bytes, indexed, published, run_tool, wait_for
 
 from hospital.imaging.app.ingest import instance_key
 from hospital.testing.servers import free_port
@@ -83,7 +83,7 @@ async def test_store_then_find_at_every_level(imaging, make_ct_series, tmp_path:
     assert res.returncode == 0, res.stderr
     await wait_for(lambda: _empty_spool(imaging))
     assert await indexed(imaging, study_uid) == 6
-    events = await wait_for(lambda: outbox(imaging, "imaging.study.received"))
+    events = await wait_for(lambda: published(imaging, "imaging.study.received"))
     from hospital.contracts.imaging.v1 import events_pb2
 
     msg = events_pb2.StudyReceived.FromString(events[0].payload)

@@ -33,7 +33,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from sqlalchemy import MetaData
 
-from hospital.chassis import telemetry
+from hospital.chassis import aio, telemetry
 from hospital.chassis.audit import verify_chain
 from hospital.chassis.bus import (
     Consumer,
@@ -140,8 +140,7 @@ class Service:
             rt.nc = await connect(s.nats_url, f"hospital-{s.service}")
             rt.js = rt.nc.jetstream()
             await ensure_streams(rt.js, replicas=s.nats_stream_replicas)
-            rt.relay = OutboxRelay(db, rt.js, batch_size=s.outbox_batch_size, poll_seconds=s.outbox_poll_seconds,
-                                   retention_hours=s.outbox_retention_hours)
+            rt.relay = OutboxRelay(db, rt.nc, batch_size=s.outbox_batch_size, poll_seconds=s.outbox_poll_seconds)
         if self.d.uses_object_storage:
             rt.store = ObjectStore.from_settings(s)
             buckets = self.d.buckets(s) if callable(self.d.buckets) else self.d.buckets
@@ -212,7 +211,7 @@ class Service:
         install_ops_endpoints(app, self.ready)
         telemetry.instrument_fastapi(app)
         cfg = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_config=None, access_log=False,
-                             lifespan="off", timeout_graceful_shutdown=int(s.shutdown_grace_seconds))
+                             lifespan="off", http="httptools", timeout_graceful_shutdown=int(s.shutdown_grace_seconds))
         self.http_server = uvicorn.Server(cfg)
         self.http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         sock = listen_socket(s.http_host, s.http_port)
@@ -381,11 +380,11 @@ def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> in
     if args.command == "serve" and args.processes > 1:
         return _supervise(definition, args.processes)
     if args.command in ("serve", "worker"):
-        asyncio.run(_serve(definition, args.command))
+        aio.run(_serve(definition, args.command))
         return 0
     if args.command == "migrate":
-        asyncio.run(_migrate(definition))
+        aio.run(_migrate(definition))
         return 0
     if args.command == "deadletters":
-        return asyncio.run(_deadletters(definition, args))
-    return asyncio.run(_audit_verify(definition))
+        return aio.run(_deadletters(definition, args))
+    return aio.run(_audit_verify(definition))

@@ -62,7 +62,6 @@ class ServiceSettings(BaseSettings):
     run_worker_in_serve: bool = True  # serve also runs the outbox relay and consumers
     outbox_batch_size: int = 500
     outbox_poll_seconds: float = 0.5
-    outbox_retention_hours: int = 72
     consumer_batch_size: int = 256
     consumer_max_deliver: int = 5
     consumer_ack_wait_seconds: float = 30.0

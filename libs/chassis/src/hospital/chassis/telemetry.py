@@ -43,6 +43,16 @@ def setup_telemetry(service: str, exporter: str = "none", *, span_exporter: Span
         log.warning("metrics disabled: %s", exc)
 
 
+def spans_recorded() -> bool:
+    """Whether spans go anywhere: an SDK tracer provider with at least one span processor (an exporter,
+    or a test's in-memory one). Per-event spans on the event bus cost tens of µs each; when nothing
+    records them the bus only carries the ``traceparent`` along, so logs keep the request's trace id."""
+    active = getattr(trace.get_tracer_provider(), "_active_span_processor", None)
+    if active is None:
+        return False  # the API's no-op provider
+    return bool(getattr(active, "_span_processors", (True,)))
+
+
 def instrument_fastapi(app: Any) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

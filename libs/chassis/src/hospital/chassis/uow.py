@@ -8,7 +8,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 from opentelemetry import propagate
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hospital.chassis.audit import AuditEntry, append_audit
@@ -23,6 +23,7 @@ class UnitOfWork:
         self._on_commit = on_commit
         self._events: list[dict[str, Any]] = []
         self._audit: list[AuditEntry] = []
+        self._trace_headers: dict[str, str] | None = None
         self.session: AsyncSession
 
     async def __aenter__(self) -> "UnitOfWork":
@@ -40,15 +41,17 @@ class UnitOfWork:
     def publish(self, subject: str, message: Message, *, event_id: str | None = None) -> str:
         """Record an event to be published after commit. Returns the event id."""
         eid = event_id or new_id()
-        headers: dict[str, str] = {}
-        propagate.inject(headers)  # traceparent of the request that caused the event
+        if self._trace_headers is None:  # traceparent of the request that caused the events
+            self._trace_headers = {}
+            propagate.inject(self._trace_headers)
         now = utcnow()
-        headers.update({
+        headers = {
+            **self._trace_headers,
             "Hospital-Event-Id": eid,
             "Hospital-Event-Type": message.DESCRIPTOR.full_name,
             "Hospital-Event-Source": self.source,
             "Hospital-Event-Time": now.isoformat(),
-        })
+        }
         self._events.append({
             "id": eid, "subject": subject, "type": message.DESCRIPTOR.full_name,
             "payload": message.SerializeToString(), "headers": headers, "created_at": now,
@@ -61,7 +64,14 @@ class UnitOfWork:
 
     async def flush_pending(self) -> None:
         if self._events:
-            await self.session.execute(insert(outbox_table), self._events)
+            if self.db.is_sqlite:
+                await self.session.execute(insert(outbox_table), self._events)
+            else:  # one statement and one executor run for all the events (arrays), whatever their number
+                ev = self._events
+                await self.session.execute(_OUTBOX_UNNEST, {
+                    "ids": [e["id"] for e in ev], "subjects": [e["subject"] for e in ev],
+                    "types": [e["type"] for e in ev], "payloads": [e["payload"] for e in ev],
+                    "headers": [dumps(e["headers"]) for e in ev], "times": [e["created_at"] for e in ev]})
             self._events = []
         if self._audit:
             await append_audit(self.session, self._audit)
@@ -73,6 +83,12 @@ class UnitOfWork:
         await self.session.commit()
         if had_events and self._on_commit is not None:
             self._on_commit()
+
+
+_OUTBOX_UNNEST = text(
+    "INSERT INTO outbox (id, subject, type, payload, headers, created_at) "
+    "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:subjects AS text[]), CAST(:types AS text[]), "
+    "CAST(:payloads AS bytea[]), CAST(:headers AS json[]), CAST(:times AS timestamptz[]))")
 
 
 def dumps(value: Any) -> str:

@@ -162,6 +162,11 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
 
+    def socket_url(self, database: str = "postgres") -> str:
+        """The same database over the server's Unix socket (in ``data_dir``): what a service on the
+        database's own host uses; each round trip costs about a third less CPU than loopback TCP."""
+        return f"postgresql+asyncpg://postgres@/{database}?host={self.data_dir}&port={self.port}"
+
     def start(self, timeout: float = 60) -> "PostgresServer":
         pgdata = self.data_dir / "pgdata"
         if os.geteuid() == 0:
