@@ -8,7 +8,7 @@ Environment: HOSPITAL_IMAGING_<NAME> (or HOSPITAL_<NAME> for shared settings), e
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import field_validator
 
@@ -47,10 +47,14 @@ class ImagingSettings(ServiceSettings):
     dicom_max_associations: int = 32
     # Processes running the storage (C-STORE) associations; 0 = in the serve process itself.
     dicom_receiver_processes: int = 2
+    # How receiver processes run associations: "lean" (api/dicom/lean.py) or "pynetdicom".
+    dicom_receiver_engine: Literal["lean", "pynetdicom"] = "lean"
 
     # Storage and pipeline
     spool_dir: Path | None = None  # default: <data_dir>/imaging-spool
     bucket: str = "dicom"
+    # Run the ingest pipeline in a child process of its own (app/pipeline_process.py); false: in this process.
+    pipeline_process: bool = True
     upload_concurrency: int = 4
     index_batch_size: int = 200
     pipeline_poll_seconds: float = 1.0

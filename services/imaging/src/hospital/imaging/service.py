@@ -1,8 +1,8 @@
 """Wiring: the imaging service (PACS gateway) definition for the chassis runner.
 
 serve: HTTP (DICOMweb + API), gRPC, and the DICOM listener (a Components.listener on dicom_port).
-workers (in serve by default, or in `worker`): the ingest pipeline (spool -> S3 -> index), the study
-announcer (quiet period -> imaging.study.received) and the router (routing queue -> C-STORE).
+workers (in serve by default, or in `worker`): the ingest pipeline (spool -> S3 -> index; in a child
+process of its own unless PIPELINE_PROCESS=false), the study announcer (quiet period -> imaging.study.received) and the router (routing queue -> C-STORE).
 The pipeline reads the listener's spool directory: run `worker` on the same host (same data_dir).
 """
 from __future__ import annotations
@@ -17,8 +17,10 @@ from hospital.imaging.adapters.tables import metadata
 from hospital.imaging.api import grpc as grpc_api
 from hospital.imaging.api.dicom.listener import DicomListener
 from hospital.imaging.api.http import build_http
+from hospital.imaging.app.conflicts import ConflictService
 from hospital.imaging.app.ingest import IngestPipeline
 from hospital.imaging.app.orders import OrderService
+from hospital.imaging.app.pipeline_process import PipelineProcess
 from hospital.imaging.app.routing import RoutingService
 from hospital.imaging.app.studies import StudyService
 from hospital.imaging.config import ImagingSettings
@@ -29,22 +31,26 @@ class Services:
     rt: Runtime
     settings: Any
     spool: Spool
-    pipeline: IngestPipeline
+    pipeline: IngestPipeline | PipelineProcess
     orders: OrderService
     studies: StudyService
     routing: RoutingService
     dicom: DicomListener
+    conflicts: ConflictService
 
 
 def build(rt: Runtime) -> Components:
     s = rt.settings
     assert isinstance(s, ImagingSettings)
     spool = Spool(s.spool_path)
-    pipeline = IngestPipeline(rt, s, spool)
+    # The pipeline runs in a child process of its own by default (app/pipeline_process.py).
+    pipeline: IngestPipeline | PipelineProcess = (PipelineProcess(s) if s.pipeline_process
+                                                  else IngestPipeline(rt, s, spool))
     orders = OrderService(rt)
     services = Services(rt=rt, settings=s, spool=spool, pipeline=pipeline, orders=orders,
                         studies=StudyService(rt, s), routing=RoutingService(rt, s),
-                        dicom=DicomListener(rt, s, spool, pipeline.notify, orders))
+                        dicom=DicomListener(rt, s, spool, pipeline.notify, orders),
+                        conflicts=ConflictService(rt, s))
     rt.imaging = services  # type: ignore[attr-defined]  # for tests and ops tooling
     return Components(
         http=build_http(services),

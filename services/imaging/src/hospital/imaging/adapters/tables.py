@@ -93,8 +93,28 @@ instance_conflicts = Table(
     Column("object_key", String(300), nullable=False),
     Column("source_ae", String(16), nullable=True),
     Column("received_at", UtcDateTime(), nullable=False),
-    Column("status", String(20), nullable=False, server_default="open"),
+    Column("status", String(20), nullable=False, server_default="open"),  # open, resolved
+    Column("resolution", String(20), nullable=True),  # keep_existing, take_new (0003)
+    Column("resolved_by", String(200), nullable=True),
+    Column("resolved_at", UtcDateTime(), nullable=True),
     Index("ix_conflict_unique", "sop_instance_uid", "digest", unique=True),
+)
+
+# Every MPPS (N-CREATE, then N-SETs) as received, linked to its order when one matches (0003). One that
+# matches no order is kept here (never dropped) and listed for review.
+mpps = Table(
+    "mpps", metadata,
+    Column("mpps_instance_uid", String(64), primary_key=True),
+    Column("order_id", String(36), nullable=True),
+    Column("accession_number", String(64), nullable=True),
+    Column("study_instance_uid", String(64), nullable=True),
+    Column("patient_id", String(64), nullable=True),
+    Column("patient_name", String(200), nullable=True),
+    Column("calling_ae", String(16), nullable=True),
+    Column("status", String(20), nullable=False),  # IN PROGRESS, COMPLETED, DISCONTINUED
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_mpps_unmatched", "order_id", "created_at"),
 )
 
 orders = Table(

@@ -1,7 +1,7 @@
 """HTTP API: DICOMweb (/dicomweb), studies, orders, the reconciliation queue and routing."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI
 from google.protobuf.json_format import MessageToDict
@@ -17,6 +17,12 @@ IMAGING_STAFF = ("radiographer", "radiologist")
 
 class ResolveBody(BaseModel):
     order_id: str | None = Field(default=None, description="link to this order; null accepts the study as unordered")
+
+
+class ConflictResolveBody(BaseModel):
+    action: Literal["keep_existing", "take_new"] = Field(
+        description="keep_existing: the indexed instance stays; take_new: the flagged copy replaces it "
+                    "(the replaced copy is kept under conflicts/)")
 
 
 class RuleBody(BaseModel):
@@ -46,8 +52,23 @@ def build_http(services: Any) -> FastAPI:
 
     @app.post("/api/v1/reconciliation/{item_id}/resolve")
     async def resolve(item_id: str, body: ResolveBody,
-                      who: Principal = Depends(require_roles(*IMAGING_STAFF))) -> dict[str, Any]:
+                      who: Principal = Depends(require_roles(*IMAGING_STAFF))) -> dict[str, Any]:  # noqa: B008
         return await services.studies.resolve(item_id, body.order_id, who)
+
+    @app.get("/api/v1/conflicts", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])
+    async def list_conflicts(status: Literal["open", "resolved", "all"] = "open",
+                             limit: int = 200) -> dict[str, Any]:
+        return {"items": await services.conflicts.list(status, min(limit, 1000))}
+
+    @app.post("/api/v1/conflicts/{conflict_id}/resolve")
+    async def resolve_conflict(conflict_id: str, body: ConflictResolveBody,
+                               who: Principal = Depends(require_roles(*IMAGING_STAFF))) -> dict[str, Any]:  # noqa: B008
+        return await services.conflicts.resolve(conflict_id, body.action, who)
+
+    @app.get("/api/v1/mpps", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])
+    async def list_mpps(unmatched: bool = False, limit: int = 200) -> dict[str, Any]:
+        """MPPS messages received; ``unmatched=true``: those that matched no imaging order (kept for review)."""
+        return {"items": await services.orders.list_mpps(unmatched, min(limit, 1000))}
 
     @app.get("/api/v1/routing/rules", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])
     async def rules() -> dict[str, Any]:

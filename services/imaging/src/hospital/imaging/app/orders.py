@@ -205,8 +205,13 @@ class OrderService:
         return rows
 
     async def mpps_created(self, mpps_uid: str, accession: str | None, study_uid: str | None,
-                           status: str) -> str | None:
-        """N-CREATE: link the MPPS to its order (by accession, else by the worklist's Study Instance UID)."""
+                           status: str, *, patient_id: str | None = None, patient_name: str | None = None,
+                           calling_ae: str | None = None) -> str | None:
+        """N-CREATE: link the MPPS to its order (by accession, else by the worklist's Study Instance UID).
+
+        Every MPPS is recorded in ``mpps``; one that matches no order is kept there with no order (listed
+        by ``GET /api/v1/mpps?unmatched=true``), never dropped. Returns the order id, or None if unmatched.
+        """
         async with self.rt.uow() as uow:
             s = uow.session
             row = None
@@ -214,10 +219,24 @@ class OrderService:
                 row = (await s.execute(select(t.orders).where(t.orders.c.accession_number == accession))).first()
             if row is None and study_uid:
                 row = (await s.execute(select(t.orders).where(t.orders.c.study_instance_uid == study_uid))).first()
+            now = utcnow()
+            existing = (await s.execute(select(t.mpps.c.mpps_instance_uid)
+                                        .where(t.mpps.c.mpps_instance_uid == mpps_uid))).first()
+            values = {"order_id": row.id if row is not None else None, "accession_number": accession,
+                      "study_instance_uid": study_uid, "patient_id": patient_id, "patient_name": patient_name,
+                      "calling_ae": calling_ae, "status": status, "updated_at": now}
+            if existing is None:
+                await s.execute(t.mpps.insert().values(mpps_instance_uid=mpps_uid, created_at=now, **values))
+            else:
+                await s.execute(update(t.mpps).where(t.mpps.c.mpps_instance_uid == mpps_uid).values(**values))
             if row is None:
+                uow.audit(AuditEntry(actor="modality", action="imaging_mpps.unmatched", resource_type="Mpps",
+                                     resource_id=mpps_uid, detail={"accession": accession, "study": study_uid,
+                                                                   "calling_ae": calling_ae}))
+                await uow.commit()
                 return None
             await s.execute(update(t.orders).where(t.orders.c.id == row.id).values(
-                status="in_progress", mpps_instance_uid=mpps_uid, updated_at=utcnow()))
+                status="in_progress", mpps_instance_uid=mpps_uid, updated_at=now))
             uow.audit(AuditEntry(actor="modality", action="imaging_order.mpps_in_progress",
                                  resource_type="ImagingOrder", resource_id=row.id,
                                  detail={"mpps": mpps_uid, "status": status}))
@@ -225,15 +244,19 @@ class OrderService:
             return str(row.id)
 
     async def mpps_set(self, mpps_uid: str, status: str, study_uid: str | None) -> str | None:
-        """N-SET: COMPLETED / DISCONTINUED end the procedure; returns the order id or None if unknown."""
+        """N-SET: COMPLETED / DISCONTINUED end the procedure. Returns the order id, "" for a recorded MPPS
+        that matches no order (its status is kept up to date), None for an MPPS never created."""
         async with self.rt.uow() as uow:
             s = uow.session
+            now = utcnow()
+            logged = (await s.execute(update(t.mpps).where(t.mpps.c.mpps_instance_uid == mpps_uid)
+                                      .values(status=status or t.mpps.c.status, updated_at=now))).rowcount
             row = (await s.execute(select(t.orders).where(t.orders.c.mpps_instance_uid == mpps_uid))).first()
             if row is None:
-                return None
+                await uow.commit()
+                return "" if logged else None
             final = {"COMPLETED": "completed", "DISCONTINUED": "discontinued"}.get(status)
             if final and row.status == "in_progress":
-                now = utcnow()
                 await s.execute(update(t.orders).where(t.orders.c.id == row.id).values(
                     status=final, updated_at=now))
                 msg = ev.ProcedureCompleted(order_id=row.id, accession_number=row.accession_number,
@@ -245,6 +268,15 @@ class OrderService:
                                      resource_type="ImagingOrder", resource_id=row.id, detail={"mpps": mpps_uid}))
             await uow.commit()
             return str(row.id)
+
+    async def list_mpps(self, unmatched: bool, limit: int) -> list[dict[str, Any]]:
+        q = select(t.mpps).order_by(t.mpps.c.created_at.desc()).limit(limit)
+        if unmatched:
+            q = q.where(t.mpps.c.order_id.is_(None))
+        async with self.rt.db.session() as s:
+            rows = (await s.execute(q)).all()
+        return [{**{k: v for k, v in r._mapping.items() if k not in ("created_at", "updated_at")},
+                 "created_at": r.created_at.isoformat(), "updated_at": r.updated_at.isoformat()} for r in rows]
 
 
 def proto_time(ts: Any) -> datetime | None:

@@ -7,8 +7,8 @@ import logging
 from typing import Any
 
 from hospital.imaging.adapters.spool import Spool
-from hospital.imaging.api.dicom.receivers import ReceiverPool, receiver_options
 from hospital.imaging.api.dicom.qr import Bridge, QueryRetrieveHandlers, add_qr_contexts
+from hospital.imaging.api.dicom.receivers import ReceiverPool, receiver_options
 from hospital.imaging.api.dicom.server import DicomServer, build_ae, gateway_handlers, serve
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,8 @@ class DicomListener:
             # Storage associations run in receiver processes (receivers.py); the serve process keeps
             # the port, Query/Retrieve, worklist and MPPS. A receiver's "stored" wakes the pipeline.
             receivers = ReceiverPool(self.s.dicom_receiver_processes,
-                                     receiver_options(config, self.spool.root, self.s.log_level),
+                                     receiver_options(config, self.spool.root, self.s.log_level,
+                                                      self.s.dicom_receiver_engine),
                                      on_stored=self.on_stored)
             await asyncio.to_thread(receivers.start)
         try:

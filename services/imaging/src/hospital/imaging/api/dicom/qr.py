@@ -7,12 +7,16 @@ Objects are read from object storage with the blocking minio client directly on 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Coroutine, Iterator
 from io import BytesIO
 from typing import Any, TypeVar
 
 import pydicom
+from pydicom import config
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pynetdicom import AllStoragePresentationContexts, build_context, evt
 from pynetdicom.ae import ApplicationEntity
@@ -81,6 +85,32 @@ def _set(ds: Dataset, keyword: str, value: Any) -> None:
         setattr(ds, keyword, "")
 
 
+@functools.lru_cache(maxsize=512)
+def _tag_vr(keyword: str) -> tuple[int, str] | None:
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        return None
+    try:
+        return tag, dictionary_VR(tag)
+    except KeyError:
+        return None
+
+
+def _put(ds: Dataset, keyword: str, value: Any) -> None:
+    """Set a response attribute from an index value without pydicom's per-value validation (regular
+    expressions per element, the largest cost of a C-FIND response): the values come from our own
+    index, already in DICOM form. Falls back to :func:`_set` for anything unusual."""
+    found = _tag_vr(keyword)
+    if found is None or found[1] in ("SQ", "UN") or " or " in found[1] or (value is not None and not isinstance(value, (str, int))):
+        _set(ds, keyword, value)
+        return
+    tag, vr = found
+    try:
+        ds.add(DataElement(tag, vr, "" if value is None else value, validation_mode=config.IGNORE))
+    except (ValueError, TypeError):
+        _set(ds, keyword, value)
+
+
 class QueryRetrieveHandlers:
     def __init__(self, bridge: Bridge, rt: Any, settings: Any, orders: Any) -> None:
         self.bridge, self.rt, self.s, self.orders = bridge, rt, settings, orders
@@ -113,16 +143,16 @@ class QueryRetrieveHandlers:
             log.warning("C-FIND from %s refused: %s", event.assoc.requestor.ae_title, exc)
             yield 0xA900, None
             return
+        keywords = [elem.keyword for elem in identifier
+                    if elem.keyword and elem.keyword not in ("SpecificCharacterSet", "QueryRetrieveLevel")]
         for row in rows:
             if event.is_cancelled:
                 yield 0xFE00, None
                 return
             ds = Dataset()
             ds.SpecificCharacterSet = CHARSET
-            for elem in identifier:
-                if elem.keyword in ("SpecificCharacterSet", "QueryRetrieveLevel") or not elem.keyword:
-                    continue
-                _set(ds, elem.keyword, row.get(elem.keyword))
+            for keyword in keywords:
+                _put(ds, keyword, row.get(keyword))
             ds.QueryRetrieveLevel = level
             ds.RetrieveAETitle = self.s.ae_title
             yield PENDING, ds
@@ -220,8 +250,15 @@ class QueryRetrieveHandlers:
         ssa = ds.ScheduledStepAttributesSequence[0] if ds.get("ScheduledStepAttributesSequence") else Dataset()
         order_id = self.bridge.call(self.orders.mpps_created(
             uid, str(ssa.get("AccessionNumber", "") or "") or None,
-            str(ssa.get("StudyInstanceUID", "") or "") or None, status))
-        log.info("MPPS %s IN PROGRESS from %s (order %s)", uid, event.assoc.requestor.ae_title, order_id)
+            str(ssa.get("StudyInstanceUID", "") or "") or None, status,
+            patient_id=str(ds.get("PatientID", "") or "") or None,
+            patient_name=str(ds.get("PatientName", "") or "") or None,
+            calling_ae=str(event.assoc.requestor.ae_title).strip() or None))
+        if order_id is None:
+            log.warning("MPPS %s IN PROGRESS from %s matches no order: kept for review (GET /api/v1/mpps)",
+                        uid, event.assoc.requestor.ae_title)
+        else:
+            log.info("MPPS %s IN PROGRESS from %s (order %s)", uid, event.assoc.requestor.ae_title, order_id)
         return 0x0000, ds
 
     def on_n_set(self, event: Event) -> tuple[int, Dataset | None]:
@@ -233,7 +270,7 @@ class QueryRetrieveHandlers:
         if order_id is None:
             log.warning("MPPS N-SET for unknown instance %s", uid)
             return 0x0112, None  # no such SOP instance
-        log.info("MPPS %s %s (order %s)", uid, status or "updated", order_id)
+        log.info("MPPS %s %s (order %s)", uid, status or "updated", order_id or "none: unmatched")
         return 0x0000, ds
 
 

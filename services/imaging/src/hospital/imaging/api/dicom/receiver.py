@@ -3,8 +3,10 @@
     python -m hospital.imaging.api.dicom.receiver <channel fd> <options JSON>
 
 Started by :class:`~hospital.imaging.api.dicom.receivers.ReceiverPool`, never by hand. It has no
-database and no object store: C-ECHO, and C-STORE into the spool (fsync'd before success), exactly
-as in the serve process. It exits when the parent's end of the channel closes.
+database and no object store: C-ECHO, and C-STORE into the spool (fsync'd before success), with the
+same checks as in the serve process. Associations run on the lean upper layer (lean.py: one thread
+per association, blocking reads) unless the options say ``"engine": "pynetdicom"``. It exits when the
+parent's end of the channel closes.
 """
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from hospital.imaging.adapters.spool import Spool
 from hospital.imaging.api.dicom.config import DicomConfig
+from hospital.imaging.api.dicom.lean import LeanAssociation
 from hospital.imaging.api.dicom.receivers import MSG_DONE, MSG_READY, MSG_SOCKET, MSG_STORED
 from hospital.imaging.api.dicom.server import build_ae, gateway_handlers
+from hospital.imaging.api.dicom.store import StoreHandler
 
 log = logging.getLogger("hospital.imaging.receiver")
 
@@ -56,6 +60,10 @@ class Receiver:
             max_associations=options["max_associations"], network_timeout=options["network_timeout"],
             acse_timeout=options["acse_timeout"], dimse_timeout=options["dimse_timeout"])
         self.spool = Spool(options["spool"])
+        self.lean = options.get("engine", "lean") == "lean"
+        self.store = StoreHandler(self.spool, lambda _stored: self._send(MSG_STORED))
+        self._threads: set[threading.Thread] = set()
+        self._active = 0
         self.ae: AE = build_ae(self.config)
         handlers = [*gateway_handlers(self.config, self.spool, lambda _stored: self._send(MSG_STORED)),
                     (evt.EVT_CONN_CLOSE, self._closed)]
@@ -74,6 +82,32 @@ class Receiver:
     def _closed(self, _event: Event) -> None:
         self._send(MSG_DONE)
 
+    def _admit(self) -> bool:
+        with self._send_lock:
+            return self._active <= self.config.max_associations
+
+    def _run_lean(self, sock: socket.socket, address: tuple[str, int]) -> None:
+        try:
+            LeanAssociation(sock, address, self.config, self.store, self._admit).run()
+        except Exception:
+            log.exception("association from %s:%s failed", *address)
+        finally:
+            with self._send_lock:
+                self._active -= 1
+                self._threads.discard(threading.current_thread())
+            self._send(MSG_DONE)
+
+    def _adopt(self, sock: socket.socket, address: tuple[str, int]) -> None:
+        if not self.lean:
+            self.server.adopt(sock, address)
+            return
+        thread = threading.Thread(target=self._run_lean, args=(sock, address), name=f"assoc-{address[1]}",
+                                  daemon=True)
+        with self._send_lock:
+            self._active += 1
+            self._threads.add(thread)
+        thread.start()
+
     def run(self) -> None:
         self._send(MSG_READY)
         while True:
@@ -91,14 +125,18 @@ class Receiver:
             sock.setblocking(True)
             try:
                 host, port = json.loads(message[len(MSG_SOCKET):])
-                self.server.adopt(sock, (host, int(port)))
-            except Exception:  # noqa: BLE001 - one bad connection must not stop the receiver
+                self._adopt(sock, (host, int(port)))
+            except Exception:
                 log.exception("could not start an association on a handed-over connection")
                 sock.close()
                 self._send(MSG_DONE)
         # Finish the associations in progress (their instances are acknowledged only once spooled).
         for assoc in list(self.server.active_associations):
             assoc.join(self.config.network_timeout)
+        with self._send_lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(self.config.network_timeout)
 
 
 def main(argv: list[str]) -> int:

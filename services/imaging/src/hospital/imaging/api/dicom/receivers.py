@@ -179,7 +179,7 @@ class ReceiverPool:
                 if self.on_stored is not None:
                     try:
                         self.on_stored()
-                    except Exception:  # noqa: BLE001 - the instance is spooled; the pipeline polls anyway
+                    except Exception:
                         log.exception("on_stored callback failed")
             elif message == MSG_DONE:
                 with self._lock:
@@ -251,10 +251,11 @@ class ReceiverPool:
         return False
 
 
-def receiver_options(config: Any, spool_root: os.PathLike[str] | str, log_level: str) -> dict[str, Any]:
-    """What a receiver process needs, as JSON-able options."""
+def receiver_options(config: Any, spool_root: os.PathLike[str] | str, log_level: str,
+                     engine: str = "lean") -> dict[str, Any]:
+    """What a receiver process needs, as JSON-able options (`engine`: "lean" or "pynetdicom")."""
     return {"ae_title": config.ae_title, "strict_ae": config.strict_ae,
             "allowed_aes": {k: list(v) for k, v in config.allowed_aes.items()},
             "max_associations": config.max_associations, "network_timeout": config.network_timeout,
             "acse_timeout": config.acse_timeout, "dimse_timeout": config.dimse_timeout,
-            "spool": str(spool_root), "log_level": log_level}
+            "spool": str(spool_root), "log_level": log_level, "engine": engine}

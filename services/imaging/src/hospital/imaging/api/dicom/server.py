@@ -164,6 +164,19 @@ class HandOffServer(ThreadedAssociationServer):
     receivers: Any = None
 
 
+class SharedContexts(list):  # type: ignore[type-arg]
+    """The server's supported presentation contexts, shared by its associations instead of deep-copied.
+
+    pynetdicom deep-copies the server's context list for every association it accepts; with every Storage
+    SOP class offered in 25 transfer syntaxes (twice, with C-GET's roles) that copy cost ~40-80 ms per
+    association, i.e. most of a single C-FIND. Negotiation only reads the acceptor's contexts (it builds
+    new ones for the result), so a shallow copy is enough.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        return list(self)
+
+
 class DicomServer:
     """Handle on a running listener."""
 
@@ -208,6 +221,7 @@ def serve(ae: AE, config: DicomConfig, handlers: Sequence[EventHandler], receive
         server.receivers = receivers
         threading.Thread(target=server.serve_forever, name="DicomAcceptor", daemon=True).start()
         ae._servers.append(server)
+    server.contexts = SharedContexts(server.contexts)
     host, port = server.server_address[:2]
     logger.info(
         "DICOM server %s listening on %s:%s (strict AE: %s, receiver processes: %s)", config.ae_title, host,

@@ -86,41 +86,54 @@ class StoreHandler:
 
     def __call__(self, event: Event) -> int | Dataset:
         request = cast(C_STORE, event.request)
-        calling_ae = event.assoc.requestor.ae_title
-        sop_class_uid = str(request.AffectedSOPClassUID)
-        sop_instance_uid = str(request.AffectedSOPInstanceUID)
-        if not is_valid_uid(sop_instance_uid) or not is_valid_uid(sop_class_uid):
-            return self._refuse(
-                calling_ae, sop_instance_uid, StoreStatus.CANNOT_UNDERSTAND, "invalid UID in request"
-            )
         if request.DataSet is None:
-            return self._refuse(calling_ae, sop_instance_uid, StoreStatus.CANNOT_UNDERSTAND, "no data set")
+            status, comment = self._refuse(event.assoc.requestor.ae_title, str(request.AffectedSOPInstanceUID),
+                                           StoreStatus.CANNOT_UNDERSTAND, "no data set")
+            return _failure(status, comment)
+        with request.DataSet.getbuffer() as dataset:
+            status, comment = self.store(
+                calling_ae=event.assoc.requestor.ae_title,
+                sop_class_uid=str(request.AffectedSOPClassUID),
+                sop_instance_uid=str(request.AffectedSOPInstanceUID),
+                transfer_syntax_uid=str(event.context.transfer_syntax),
+                dataset=dataset,
+            )
+        return int(status) if comment is None else _failure(status, comment)
+
+    def store(self, *, calling_ae: str, sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str,
+              dataset: bytes | bytearray | memoryview) -> tuple[StoreStatus, str | None]:
+        """Check, spool durably and report one received data set; ``(status, error comment or None)``.
+
+        Shared by the pynetdicom handler and the lean receiver (:mod:`.lean`): success only once the
+        instance is fsync'd in the spool; a refusal writes nothing.
+        """
+        calling_ae = calling_ae.strip()
+        if not is_valid_uid(sop_instance_uid) or not is_valid_uid(sop_class_uid):
+            return self._refuse(calling_ae, sop_instance_uid, StoreStatus.CANNOT_UNDERSTAND, "invalid UID in request")
         file_header = build_file_header(
             sop_class_uid=sop_class_uid,
             sop_instance_uid=sop_instance_uid,
-            transfer_syntax_uid=str(event.context.transfer_syntax),
+            transfer_syntax_uid=transfer_syntax_uid,
             source_ae_title=calling_ae,
         )
-        with request.DataSet.getbuffer() as dataset:
-            try:
-                with Part10View(file_header, dataset) as part10:
-                    index = read_index_attributes(part10)
-            except HeaderError as exc:
-                return self._refuse(calling_ae, sop_instance_uid, StoreStatus.CANNOT_UNDERSTAND, str(exc))
-            rejection = check_received_instance(
-                index, affected_sop_class_uid=sop_class_uid, affected_sop_instance_uid=sop_instance_uid
-            )
-            if rejection is not None:
-                status = _STATUS_FOR_PROBLEM[rejection.problem]
-                return self._refuse(calling_ae, sop_instance_uid, status, rejection.reason)
-            try:
-                with self._spool.stage() as staged:
-                    staged.write(file_header)
-                    staged.write(dataset)
-                    result = staged.commit(sop_instance_uid)
-            except OSError as exc:
-                logger.exception("C-STORE %s from %s: spool write failed", sop_instance_uid, calling_ae)
-                return _failure(StoreStatus.OUT_OF_RESOURCES, f"storage error: {exc.strerror or exc}")
+        try:
+            with Part10View(file_header, dataset) as part10:
+                index = read_index_attributes(part10)
+        except HeaderError as exc:
+            return self._refuse(calling_ae, sop_instance_uid, StoreStatus.CANNOT_UNDERSTAND, str(exc))
+        rejection = check_received_instance(
+            index, affected_sop_class_uid=sop_class_uid, affected_sop_instance_uid=sop_instance_uid
+        )
+        if rejection is not None:
+            return self._refuse(calling_ae, sop_instance_uid, _STATUS_FOR_PROBLEM[rejection.problem], rejection.reason)
+        try:
+            with self._spool.stage() as staged:
+                staged.write(file_header)
+                staged.write(dataset)
+                result = staged.commit(sop_instance_uid)
+        except OSError as exc:
+            logger.exception("C-STORE %s from %s: spool write failed", sop_instance_uid, calling_ae)
+            return StoreStatus.OUT_OF_RESOURCES, f"storage error: {exc.strerror or exc}"[:_MAX_ERROR_COMMENT]
 
         if result.outcome is SpoolOutcome.CONFLICT:
             logger.warning(
@@ -136,11 +149,11 @@ class StoreHandler:
                 self._on_stored(StoredInstance(result.outcome, result.entry, index, calling_ae))
             except Exception:
                 logger.exception("on_stored callback failed for %s (instance is spooled)", sop_instance_uid)
-        return int(StoreStatus.SUCCESS)
+        return StoreStatus.SUCCESS, None
 
     @staticmethod
-    def _refuse(calling_ae: str, sop_instance_uid: str, status: StoreStatus, reason: str) -> Dataset:
+    def _refuse(calling_ae: str, sop_instance_uid: str, status: StoreStatus, reason: str) -> tuple[StoreStatus, str]:
         logger.warning(
             "C-STORE %s from %s refused with 0x%04X: %s", sop_instance_uid, calling_ae, status, reason
         )
-        return _failure(status, reason)
+        return status, reason[:_MAX_ERROR_COMMENT]
