@@ -44,10 +44,13 @@ def make_facility_credentials(d: Path) -> tuple[Path, Path]:
 
 
 def overrides(creds: tuple[Path, Path]) -> dict[str, Any]:
-    return dict(vnpay_hash_secret=VNPAY_SECRET, momo_access_key=MOMO_ACCESS, momo_secret_key=MOMO_SECRET,
-                bank_webhook_secret=BANK_SECRET, facility_key_file=creds[0], facility_cert_file=creds[1],
-                admissions_durable=f"billing-test-{uuid.uuid4().hex[:10]}", consumer_max_deliver=2,
-                shutdown_grace_seconds=1)
+    return {"vnpay_hash_secret": VNPAY_SECRET, "momo_access_key": MOMO_ACCESS, "momo_secret_key": MOMO_SECRET,
+            "bank_webhook_secret": BANK_SECRET, "facility_key_file": creds[0], "facility_cert_file": creds[1],
+            "admissions_durable": f"billing-test-{uuid.uuid4().hex[:10]}",
+            "lab_durable": f"billing-test-lab-{uuid.uuid4().hex[:10]}",
+            "imaging_durable": f"billing-test-img-{uuid.uuid4().hex[:10]}", "order_events_start": "all",
+            "consumer_max_deliver": 2,
+            "shutdown_grace_seconds": 1}
 
 
 # ------------------------------------------------------------------------------------------ events
@@ -58,9 +61,11 @@ class Admissions:
         self.js = js
 
     async def publish(self, subject: str, msg: Any, event_id: str | None = None, msg_id: str | None = None) -> str:
+        """As the producer's relay does (any domain: the source is the subject's first token)."""
         eid = event_id or str(uuid.uuid4())
         headers = {"Hospital-Event-Id": eid, "Hospital-Event-Type": msg.DESCRIPTOR.full_name,
-                   "Hospital-Event-Source": "admissions", "Hospital-Event-Time": datetime.now(UTC).isoformat(),
+                   "Hospital-Event-Source": subject.split(".")[0],
+                   "Hospital-Event-Time": datetime.now(UTC).isoformat(),
                    "Nats-Msg-Id": msg_id or eid}
         await self.js.publish(subject, msg.SerializeToString(), headers=headers)
         return eid

@@ -93,3 +93,55 @@ async def test_manual_charge_cancel_and_bad_input(billing, admissions) -> None:
         assert inv["total_amount"] == 42_100 and len(inv["lines"]) == 1
         assert {x["status"] for x in inv["cancelled"]} == {"reversed", "reversal"}  # kept, never deleted
     assert await count(billing, charges, charges.c.visit_id == vid) == 3
+
+
+async def test_transfer_day_is_charged_once_at_the_higher_ward(billing, admissions) -> None:
+    """ICU for 3 days, then internal medicine for 2 more: the transfer day goes to the ICU (the dearer
+    bed of that day), not once to each ward and not to the cheaper ward."""
+    from hospital.billing.app.common import local_date
+
+    vid, pid, _ = await admissions.open_visit(name="Trịnh Văn Khải")
+    now = datetime.now(UTC)
+    stay = adm.Admission(id="adm-" + vid[:8], patient_id=pid, visit_id=vid, ward_code="HSTC",
+                         bed_code="HSTC-201-02")
+    stay.admitted_at.FromDatetime(now - timedelta(days=3))
+    await admissions.publish("admissions.inpatient.admitted", adm_events.InpatientAdmitted(admission=stay))
+    moved = adm.Admission()
+    moved.CopyFrom(stay)
+    moved.ward_code, moved.bed_code = "NOI", "NOI-105-03"
+    await admissions.publish("admissions.inpatient.transferred", adm_events.InpatientTransferred(
+        admission=moved, from_ward_code="HSTC", from_bed_code="HSTC-201-02"))
+    out = adm_events.InpatientDischarged(admission=moved, discharge_type="improved")
+    out.discharged_at.FromDatetime(now + timedelta(days=2))
+    await admissions.publish("admissions.inpatient.discharged", out)
+    inv = await invoice_of(billing, vid, min_lines=4)
+    beds = [(ln["price_code"], ln["quantity"]) for ln in inv["lines"] if ln["category"] == "bed"]
+    icu_days = (local_date(now) - local_date(now - timedelta(days=3))).days  # 3
+    noi_days = (local_date(now + timedelta(days=2)) - local_date(now)).days  # 2
+    assert beds == [("GB-HSTC", str(icu_days)), ("GB-HSTC", "1"), ("GB-NOI2", str(noi_days))], beds
+    total_days = (local_date(now + timedelta(days=2)) - local_date(now - timedelta(days=3))).days + 1
+    assert icu_days + 1 + noi_days == total_days  # still discharge day − admission day + 1
+
+
+async def test_stay_under_four_hours_is_charged_no_bed_day(billing, admissions) -> None:
+    from hospital.billing.app.common import local_date
+
+    now = datetime.now(UTC)
+    for hours, name in ((3.5, "Mai Văn Toàn"), (5, "Đỗ Thị Hằng")):
+        vid, pid, _ = await admissions.open_visit(name=name)
+        stay = adm.Admission(id=f"adm-{vid[:8]}", patient_id=pid, visit_id=vid, ward_code="NOI", bed_code="NOI-1")
+        stay.admitted_at.FromDatetime(now - timedelta(hours=hours))
+        await admissions.publish("admissions.inpatient.admitted", adm_events.InpatientAdmitted(admission=stay))
+        out = adm_events.InpatientDischarged(admission=stay, discharge_type="improved")
+        out.discharged_at.FromDatetime(now)
+        await admissions.publish("admissions.inpatient.discharged", out)
+        if hours < 4:
+            await asyncio.sleep(1.5)  # let the consumer apply both events
+            inv = await invoice_of(billing, vid)
+            assert inv["visit"]["inpatient"] is True
+            assert [ln["price_code"] for ln in inv["lines"]] == ["KB-THUONG"]
+        else:
+            inv = await invoice_of(billing, vid, min_lines=2)
+            days = (local_date(now) - local_date(now - timedelta(hours=hours))).days + 1
+            assert [(ln["price_code"], ln["quantity"]) for ln in inv["lines"] if ln["category"] == "bed"] == [
+                ("GB-NOI2", str(days))]

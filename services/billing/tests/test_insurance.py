@@ -269,3 +269,23 @@ def test_random_visits_always_add_up_exactly() -> None:
             if split.thanh_tien_bh:
                 assert split.muc_huong in (80, 95, 100)
         assert result.t_bhtt + result.t_bncct + result.t_bntt == result.t_tongchi_bv
+
+
+def test_bed_segment_lines_one_bed_day_per_calendar_day() -> None:
+    from datetime import date
+
+    from hospital.billing.domain.pricing import BedLine, segment_lines
+
+    d = date(2026, 11, 2)
+    # a transfer three days after admission: the three days before it at the ward's class
+    assert segment_lines(d, date(2026, 11, 5), "GB-NOI2", None, last_segment=False) == [BedLine("GB-NOI2", 3, False)]
+    # the next segment began on a transfer day whose dearer ward was the ICU
+    assert segment_lines(date(2026, 11, 5), date(2026, 11, 7), "GB-NOI2", "GB-HSTC", last_segment=True) == [
+        BedLine("GB-HSTC", 1, True), BedLine("GB-NOI2", 2, False)]
+    # moved on the same day again: nothing yet, the day goes on with the next ward
+    assert segment_lines(d, d, "GB-NOI1", "GB-HSTC", last_segment=False) == []
+    # discharged on the day the segment began: that one day, at the day's class
+    assert segment_lines(d, d, "GB-NOI1", "GB-HSTC", last_segment=True) == [BedLine("GB-HSTC", 1, True)]
+    assert segment_lines(d, d, "GB-NOI1", None, last_segment=True) == [BedLine("GB-NOI1", 1, False)]
+    with pytest.raises(ValueError):
+        segment_lines(date(2026, 11, 5), d, "GB-NOI2", None, last_segment=True)

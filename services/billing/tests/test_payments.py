@@ -214,3 +214,90 @@ async def test_desk_payments_need_a_shift_deposits_and_vietqr(billing_sqlite, ad
         assert totals["by_method"]["cash"] == {"received": 500_000, "refunded": 457_900, "count": 2}
         assert totals["expected_cash"] == 1_042_100 and totals["difference"] == -2_100
     assert await rows(svc, payments) == 2
+
+
+async def test_vnpay_outcomes_and_racing_transactions_on_both_databases(billing, admissions) -> None:
+    """Every outcome through the lean callback endpoint (PostgreSQL: the compare-and-set path of ADR 0201),
+    then 30 different transactions racing for one bill: exactly one pays, the others hear 02, and the
+    losers of the race on PostgreSQL went through the locking path."""
+    inv = await issued_invoice(billing, admissions, [("XN-GLU", "1")])
+    due = inv["patient_amount"]
+    pays = billing.rt.extras["payments"]
+    async with http_client(billing) as c:
+        async def ipn(params: dict) -> str:
+            r = await c.get("/api/v1/payments/vnpay/ipn", params=params)
+            assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+            return r.json()["RspCode"]
+
+        assert await ipn(vnpay_params("HD999998", due, "1701")) == "01"
+        assert await ipn(vnpay_params(inv["number"], due + 1, "1702")) == "04"
+        assert await ipn(vnpay_params(inv["number"], due, "1703", code="24")) == "00"  # failed: recorded only
+        assert await ipn(vnpay_params(inv["number"], due, "1703", code="24")) == "00"  # its replay
+        assert await ipn(vnpay_params(inv["number"], due, "1704", secret="forged")) == "97"
+        racers = [vnpay_params(inv["number"], due, f"18{i:04d}") for i in range(30)]
+        replies = await asyncio.gather(*(ipn(p) for p in racers))
+        assert sorted(replies).count("00") == 1 and set(replies) == {"00", "02"}, replies
+        assert await ipn(racers[replies.index("00")]) == "00"  # the winner's replay
+        assert await ipn(racers[replies.index("02")]) == "02"  # a loser's replay keeps its answer
+    assert await rows(billing, payments, payments.c.invoice_id == inv["id"]) == 1
+    outcomes = {}
+    db = Database(billing.settings.database_url)
+    try:
+        async with db.session() as s:
+            for outcome, n in await s.execute(select(provider_callbacks.c.outcome, func.count()).where(
+                    provider_callbacks.c.invoice_number.in_((inv["number"], "HD999998")))
+                    .group_by(provider_callbacks.c.outcome)):
+                outcomes[outcome] = n
+    finally:
+        await db.dispose()
+    assert outcomes == {"unknown_invoice": 1, "amount_mismatch": 1, "failed": 1, "paid": 1, "already_settled": 29}
+    async with http_client(billing, "auditor") as c:
+        got = (await c.get(f"/api/v1/invoices/{inv['id']}")).json()
+    assert got["status"] == "paid" and got["paid_amount"] == due
+    if billing.settings.database_url.startswith("postgresql"):
+        assert pays.fast is not None and pays.fast_settled >= 5  # the lean path settled the plain cases
+    else:
+        assert pays.fast is None
+
+
+async def test_callback_endpoints_still_answer_other_methods_through_fastapi(billing_sqlite) -> None:
+    async with http_client(billing_sqlite) as c:
+        assert (await c.post("/api/v1/payments/vnpay/ipn")).status_code == 405
+        assert (await c.get("/api/v1/payments/momo/ipn")).status_code == 405
+        r = await c.post("/api/v1/payments/momo/ipn", content=b"x" * (300 * 1024))
+        assert r.status_code == 413 and r.json()["code"] == "callback.too_large"
+        assert "/api/v1/payments/vnpay/ipn" in (await c.get("/openapi.json")).json()["paths"]
+
+
+async def test_cashier_resolves_amount_mismatches_once(billing, admissions) -> None:
+    inv = await issued_invoice(billing, admissions, [("XN-CTM", "1")])
+    due = inv["patient_amount"]
+    short = momo_body(inv["number"], due - 20_000, 2_400_000_101)  # the payer sent less than due
+    extra = momo_body(inv["number"], due + 5_000, 2_400_000_102)   # a second, wrong transfer
+    async with http_client(billing) as c:
+        for body in (short, extra):
+            assert (await c.post("/api/v1/payments/momo/ipn", json=body)).status_code == 204
+    async with http_client(billing, "cashier") as c:
+        queue = {q["provider_txn_id"]: q for q in (await c.get("/api/v1/bank-transfers/unmatched")).json()["items"]
+                 if q["invoice_number"] == inv["number"]}
+        assert {q["outcome"] for q in queue.values()} == {"amount_mismatch"} and len(queue) == 2
+        first, second = queue["2400000101"], queue["2400000102"]
+        r = await c.post(f"/api/v1/callbacks/{first['id']}/resolve",
+                         json={"action": "accept", "reason": "Bệnh nhân trả thiếu, thu phần còn lại tại quầy"})
+        assert r.status_code == 200, r.text
+        assert r.json()["invoice_status"] == "partly_paid" and r.json()["payment_id"]
+        again = await c.post(f"/api/v1/callbacks/{first['id']}/resolve", json={"action": "refund", "reason": "x"})
+        assert again.status_code == 409 and again.json()["code"] == "callback.not_mismatch"
+        r = await c.post(f"/api/v1/callbacks/{second['id']}/resolve",
+                         json={"action": "refund", "reason": "Chuyển nhầm", "refund_reference": "MOMO-RF-1"})
+        assert r.status_code == 200 and r.json()["outcome"] == "returned" and r.json()["payment_id"] is None
+        r = await c.post(f"/api/v1/callbacks/{second['id']}/resolve", json={"action": "keep", "reason": "x"})
+        assert r.status_code == 422
+        got = (await c.get(f"/api/v1/invoices/{inv['id']}")).json()
+        assert got["paid_amount"] == due - 20_000 and got["balance"] == 20_000 and got["status"] == "partly_paid"
+        left = [q for q in (await c.get("/api/v1/bank-transfers/unmatched")).json()["items"]
+                if q["invoice_number"] == inv["number"]]
+        assert left == []
+    async with http_client(billing) as c:  # MoMo retries the accepted one: still one payment
+        assert (await c.post("/api/v1/payments/momo/ipn", json=short)).status_code == 204
+    assert await rows(billing, payments, payments.c.invoice_id == inv["id"]) == 1

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from hospital.chassis.settings import ServiceSettings
 
@@ -32,9 +32,17 @@ class BillingSettings(ServiceSettings):
     momo_secret_key: str = "dev-momo-secret-key"
     bank_webhook_secret: str = "dev-bank-webhook-secret"  # SePay API key / Casso webhook key
     casso_tolerance_seconds: int = 300
+    # PostgreSQL: raw connections per process for the gateway-callback fast path (0 turns it off).
+    callback_pool_size: int = 8
 
     # Durable consumer of the ADMISSIONS stream (tests give each running instance its own).
     admissions_durable: str = "billing-admissions"
+    # Durable consumers of the LAB and IMAGING streams (charge capture from orders).
+    lab_durable: str = "billing-lab"
+    imaging_durable: str = "billing-imaging"
+    # Where those durables start when first created: "new" (default) so that turning charge capture on
+    # does not charge the orders already on the streams (14 days); "all" replays them.
+    order_events_start: Literal["new", "all"] = "new"
     base_salary_vnd: int = 2_340_000  # lương cơ sở (Decree 73/2024/NĐ-CP)
 
     def secret_values(self) -> dict[str, str]:

@@ -16,6 +16,7 @@ from hospital.billing.app.charges import ChargeService
 from hospital.billing.app.claims import ClaimService
 from hospital.billing.app.common import local_date
 from hospital.billing.app.invoices import InvoiceService
+from hospital.billing.app.orders import OrderCharges
 from hospital.billing.app.payments import PaymentService
 from hospital.billing.config import BillingSettings
 from hospital.chassis.app import Components, Runtime, ServiceDefinition
@@ -28,6 +29,7 @@ class Services:
     rt: Runtime
     settings: Any
     charges: ChargeService
+    orders: OrderCharges
     invoices: InvoiceService
     payments: PaymentService
     office: CashOfficeService
@@ -50,8 +52,11 @@ class Services:
 
 def build(rt: Runtime) -> Components:
     charges = ChargeService(rt)
-    services = Services(rt=rt, settings=rt.settings, charges=charges, invoices=InvoiceService(rt),
-                        payments=PaymentService(rt), office=CashOfficeService(rt), claims=ClaimService(rt))
+    orders = OrderCharges(rt)
+    payments = PaymentService(rt)
+    services = Services(rt=rt, settings=rt.settings, charges=charges, orders=orders, invoices=InvoiceService(rt),
+                        payments=payments, office=CashOfficeService(rt), claims=ClaimService(rt))
+    rt.extras["payments"] = payments
     admissions = Subscription(
         stream="ADMISSIONS", durable=rt.settings.admissions_durable,  # type: ignore[attr-defined]
         handlers={
@@ -62,12 +67,22 @@ def build(rt: Runtime) -> Components:
             "admissions.inpatient.discharged": charges.on_discharged,
             "admissions.patient.merged": charges.on_patient_merged,
         })
+    start = rt.settings.order_events_start  # type: ignore[attr-defined]
+    lab = Subscription(
+        stream="LAB", durable=rt.settings.lab_durable,  # type: ignore[attr-defined]
+        handlers={"lab.order.received": orders.on_lab_order_received,
+                  "lab.order.cancelled": orders.on_lab_order_cancelled}, start=start)
+    imaging = Subscription(
+        stream="IMAGING", durable=rt.settings.imaging_durable,  # type: ignore[attr-defined]
+        handlers={"imaging.order.scheduled": orders.on_imaging_order_scheduled,
+                  "imaging.procedure.completed": orders.on_imaging_procedure_completed}, start=start)
     return Components(
         http=build_http(services),
         grpc_register=lambda server: grpc_api.register(server, services),
         grpc_service_names=[grpc_api.SERVICE],
         grpc_rules=grpc_api.RULES,
-        subscriptions=[admissions],
+        subscriptions=[admissions, lab, imaging],
+        on_stop=payments.close,
     )
 
 

@@ -76,6 +76,9 @@ stays = Table(
     Column("admitted_at", UtcDateTime(), nullable=False),
     Column("segment_start", UtcDateTime(), nullable=False),
     Column("status", String(20), nullable=False),         # active, discharged
+    # bed class charged for the segment's first day when higher than the ward's (a transfer day:
+    # one bed-day per calendar day, at the highest-priced ward of that day); migration 0003
+    Column("day_class", String(30), nullable=True),
 )
 
 invoices = Table(
@@ -126,6 +129,57 @@ charges = Table(
     Column("note", String(500), nullable=True),
     Column("posted_by", String(200), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("order_ref", String(80), nullable=True, index=True),  # lab:<order id>, imaging:<order id> (migration 0003)
+)
+
+# Lab and imaging orders billing has heard of (migration 0003): the last state wins, so a cancellation
+# that overtakes its order (redelivery, separate streams) still stops the order from being charged.
+clinical_orders = Table(
+    "clinical_orders", metadata,
+    Column("order_ref", String(80), primary_key=True),      # lab:<order id>, imaging:<order id>
+    Column("source", String(10), nullable=False),           # lab, imaging
+    Column("order_number", String(40), nullable=True),      # lab order number / imaging accession number
+    Column("visit_id", String(36), nullable=True),
+    Column("patient_id", String(36), nullable=True),
+    Column("status", String(20), nullable=False),           # active, cancelled, discontinued, completed
+    Column("charged_event_id", String(100), nullable=True),  # the order event that posted its charges
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# Order codes (lab test codes, imaging procedure ids) → price-list items (migration 0003 seeds the
+# catalogue's codes; a cashier who prices a held charge may add the code here).
+code_map = Table(
+    "code_map", metadata,
+    Column("source", String(10), primary_key=True),         # lab, imaging
+    Column("code", String(64), primary_key=True),
+    Column("price_code", String(30), nullable=False),
+)
+
+# Order lines billing could not price by itself (unknown code, no visit, no price in force, void
+# invoice): kept for a cashier, never dropped. Pricing one posts a charge with the same source_key.
+held_charges = Table(
+    "held_charges", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("source", String(60), nullable=False),           # lab.order.received, imaging.order.scheduled
+    Column("source_key", String(150), nullable=False, unique=True),
+    Column("source_event_id", String(100), nullable=True),
+    Column("order_ref", String(80), nullable=True, index=True),
+    Column("order_number", String(40), nullable=True),
+    Column("visit_id", String(36), nullable=True),
+    Column("patient_id", String(36), nullable=True),
+    Column("code", String(64), nullable=False),             # the order's own code
+    Column("description", String(300), nullable=False),
+    Column("qty_milli", BigInteger, nullable=False),
+    Column("ordered_by", String(50), nullable=True),
+    Column("service_at", UtcDateTime(), nullable=False),
+    Column("reason", String(30), nullable=False),           # unknown_code, no_visit, no_price, invoice_void
+    Column("status", String(20), nullable=False),           # held, priced, dismissed
+    Column("charge_id", String(36), nullable=True),
+    Column("resolved_by", String(200), nullable=True),
+    Column("resolved_at", UtcDateTime(), nullable=True),
+    Column("note", String(500), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_held_charges_status", "status"),
 )
 
 shifts = Table(

@@ -3,7 +3,6 @@
 authenticated by their signature (VNPay, MoMo, Casso) or API key (SePay) instead."""
 from __future__ import annotations
 
-import json
 import logging
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -12,23 +11,12 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from hospital.billing.domain.callbacks import (
-    CASSO_SIGNATURE_HEADER,
-    CallbackError,
-    InvalidSignature,
-    MalformedCallback,
-    StaleCallback,
-    VnpRspCode,
-    verify_casso_webhook,
-    verify_momo_ipn,
-    verify_sepay_webhook,
-    verify_vnpay_ipn,
-    vnpay_ipn_reply,
-)
+from hospital.billing.api.callbacks import CallbackEndpoints
+from hospital.billing.domain.callbacks import CASSO_SIGNATURE_HEADER, vnpay_ipn_reply
 from hospital.chassis.caller import Caller
 from hospital.chassis.errors import Invalid
 from hospital.chassis.security import Principal
-from hospital.chassis.web import client_address, problem, require_roles
+from hospital.chassis.web import client_address, require_roles
 
 log = logging.getLogger(__name__)
 CLINICAL_READ = ("receptionist", "nurse", "doctor")
@@ -86,19 +74,52 @@ class MatchIn(BaseModel):
     invoice_id: str
 
 
+class ResolveIn(BaseModel):
+    action: Literal["accept", "refund"] = Field(..., description="accept: a payment of the amount received; "
+                                                "refund: the money goes back to the payer")
+    reason: str = Field(..., min_length=1, max_length=500)
+    refund_reference: str | None = Field(None, max_length=100, description="the provider's refund reference")
+
+
 class DiagnosisIn(BaseModel):
     code: str = Field(..., examples=["K80.2"], max_length=10)
     text: str = Field("", examples=["Sỏi túi mật"], max_length=500)
+
+
+class PriceHeldIn(BaseModel):
+    price_code: str = Field(..., examples=["XN-CRP"], max_length=30)
+    visit_id: str | None = Field(None, max_length=36, description="required when the held line has no visit")
+    quantity: str | None = Field(None, description="decimal, at most 3 places; default 1", examples=["1"])
+    remember: bool = Field(False, description="map the order code to this price item for later orders")
+
+
+class DismissIn(BaseModel):
+    reason: str = Field(..., min_length=1, max_length=500)
 
 
 class VoidIn(BaseModel):
     reason: str = Field(..., min_length=1, max_length=500)
 
 
+class BillingApp(FastAPI):
+    """FastAPI, except that the providers' callbacks are answered before its middleware and routing."""
+
+    lean: CallbackEndpoints
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            handler = self.lean.matches(scope)
+            if handler is not None:
+                await self.lean.handle(handler, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def build_http(services: Any) -> FastAPI:
-    app = FastAPI(title="Billing", version="1.0",
+    app = BillingApp(title="Billing", version="1.0",
                   description="Charges, invoices with the BHYT split, payments (cash, VietQR, VNPay, MoMo, bank "
                               "feeds), refunds, cashier shifts, reconciliation and QĐ130 claim export.")
+    app.lean = CallbackEndpoints(services.payments, services.settings)
     api = APIRouter(prefix="/api/v1")
     charges, invoices, pays, office, claims = (services.charges, services.invoices, services.payments,
                                                 services.office, services.claims)
@@ -117,6 +138,20 @@ def build_http(services: Any) -> FastAPI:
     @api.post("/charges/{charge_id}/cancel", tags=["charges"], summary="Reverse a charge (never deleted)")
     async def cancel_charge(charge_id: str, body: CancelIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
         return await charges.cancel(charge_id, body.reason, caller(request, who))
+
+    @api.get("/held-charges", tags=["charges"], summary="Order lines waiting for a cashier to price them")
+    async def held(_: Role(*OFFICE_READ), status: Literal["held", "priced", "dismissed"] | None = "held",
+                   visit_id: str | None = None, limit: int = Query(200, ge=1, le=1000)) -> dict[str, Any]:
+        return {"items": await services.orders.list_held(status, visit_id, limit)}
+
+    @api.post("/held-charges/{held_id}/price", tags=["charges"], summary="Price a held order line (posts it once)")
+    async def price_held(held_id: str, body: PriceHeldIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
+        return await services.orders.price_held(held_id, body.price_code, caller(request, who), visit_id=body.visit_id,
+                                                quantity=body.quantity, remember=body.remember)
+
+    @api.post("/held-charges/{held_id}/dismiss", tags=["charges"], summary="Dismiss a held order line")
+    async def dismiss_held(held_id: str, body: DismissIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
+        return await services.orders.dismiss_held(held_id, body.reason, caller(request, who))
 
     @api.put("/visits/{visit_id}/diagnosis", tags=["claims"], summary="Main diagnosis (ICD-10) for the claim")
     async def diagnosis(visit_id: str, body: DiagnosisIn, request: Request,
@@ -181,76 +216,30 @@ def build_http(services: Any) -> FastAPI:
     async def match(callback_id: str, body: MatchIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
         return await pays.match(callback_id, body.invoice_id, caller(request, who))
 
+    @api.post("/callbacks/{callback_id}/resolve", tags=["payments"],
+              summary="Resolve a gateway callback whose amount did not match (accept as payment, or refund)")
+    async def resolve(callback_id: str, body: ResolveIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
+        return await pays.resolve_mismatch(callback_id, body.action, body.reason, caller(request, who),
+                                           body.refund_reference)
+
     # ------------------------------------------------------------------ provider callbacks
+    # Served by the lean ASGI handler before FastAPI (BillingApp.__call__); these routes document them in
+    # OpenAPI and run the same code if FastAPI is reached directly.
+    lean = app.lean
+
     @api.get("/payments/vnpay/ipn", tags=["callbacks"], summary="VNPay IPN (v2.1.0)")
     async def vnpay_ipn(request: Request) -> JSONResponse:
-        params = dict(request.query_params)
-        try:
-            payment = verify_vnpay_ipn(params, settings.vnpay_hash_secret)
-        except InvalidSignature as exc:
-            await pays.reject("vnpay", str(exc), client_address(request), params)
-            return JSONResponse(vnpay_ipn_reply(VnpRspCode.INVALID_SIGNATURE))
-        except MalformedCallback as exc:
-            await pays.reject("vnpay", str(exc), client_address(request), params)
-            return JSONResponse(vnpay_ipn_reply(VnpRspCode.UNKNOWN_ERROR))
-        try:
-            result = await pays.settle_gateway(payment)
-        except Exception:
-            log.exception("vnpay IPN %s failed", payment.provider_txn_id)
-            return JSONResponse(vnpay_ipn_reply(VnpRspCode.UNKNOWN_ERROR))
-        return JSONResponse(vnpay_ipn_reply(VnpRspCode(result.reply_code)))
+        code = await lean.vnpay(dict(request.query_params), client_address(request))
+        return JSONResponse(vnpay_ipn_reply(code))
 
     @api.post("/payments/momo/ipn", tags=["callbacks"], summary="MoMo IPN: 204 when handled")
     async def momo_ipn(request: Request) -> Response:
-        raw = await request.body()
-        try:
-            body = json.loads(raw)
-            if not isinstance(body, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            await pays.reject("momo", "body is not a JSON object", client_address(request), raw.decode("utf-8", "replace"))
-            return problem(400, "Malformed callback", "body must be a JSON object", "callback.malformed")
-        try:
-            payment = verify_momo_ipn(body, access_key=settings.momo_access_key, secret_key=settings.momo_secret_key)
-        except InvalidSignature as exc:
-            await pays.reject("momo", str(exc), client_address(request), body)
-            return problem(401, "Invalid signature", str(exc), "callback.invalid_signature")
-        except MalformedCallback as exc:
-            await pays.reject("momo", str(exc), client_address(request), body)
-            return problem(400, "Malformed callback", str(exc), "callback.malformed", field=exc.field)
-        await pays.settle_gateway(payment)
-        return Response(status_code=204)
+        return await lean.momo(await request.body(), client_address(request))
 
     @api.post("/payments/bank-webhook", tags=["callbacks"], summary="Bank feed (SePay API key or Casso v2 signature)")
     async def bank_webhook(request: Request) -> Response:
-        raw = await request.body()
-        casso_header = request.headers.get(CASSO_SIGNATURE_HEADER)
-        provider = "casso" if casso_header else "sepay"
-        try:
-            body = json.loads(raw)
-            if not isinstance(body, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            await pays.reject(provider, "body is not a JSON object", client_address(request),
-                              raw.decode("utf-8", "replace"))
-            return problem(400, "Malformed callback", "body must be a JSON object", "callback.malformed")
-        try:
-            if casso_header:
-                from datetime import timedelta
-                transfer = verify_casso_webhook(body, casso_header, settings.bank_webhook_secret,
-                                                tolerance=timedelta(seconds=settings.casso_tolerance_seconds))
-            else:
-                transfer = verify_sepay_webhook(body, request.headers.get("authorization"),
-                                                settings.bank_webhook_secret)
-        except (InvalidSignature, StaleCallback) as exc:
-            await pays.reject(provider, f"{type(exc).__name__}: {exc}", client_address(request), body)
-            code = "callback.stale" if isinstance(exc, StaleCallback) else "callback.invalid_signature"
-            return problem(401, "Callback refused", str(exc), code)
-        except (MalformedCallback, CallbackError) as exc:
-            await pays.reject(provider, str(exc), client_address(request), body)
-            return problem(400, "Malformed callback", str(exc), "callback.malformed")
-        result = await pays.settle_transfer(transfer)
-        return JSONResponse({"success": True, "outcome": result.outcome, "replay": result.replay})
+        return await lean.bank(await request.body(), request.headers.get(CASSO_SIGNATURE_HEADER),
+                               request.headers.get("authorization"), client_address(request))
 
     # ------------------------------------------------------------------ cash office
     @api.post("/shifts", status_code=201, tags=["cash office"], summary="Open my cashier shift")
@@ -267,7 +256,8 @@ def build_http(services: Any) -> FastAPI:
 
     @api.post("/reconciliations", tags=["cash office"], summary="Reconcile a day's bank-feed payments against "
               "the bank statement (CSV body: date,reference,amount,description)")
-    async def reconcile(request: Request, who: Role(*DESK), on: date = Query(..., alias="date")) -> dict[str, Any]:
+    async def reconcile(request: Request, who: Role(*DESK),
+                        on: date = Query(..., alias="date")) -> dict[str, Any]:  # noqa: B008 - FastAPI's idiom
         try:
             statement = (await request.body()).decode("utf-8")
         except UnicodeDecodeError:

@@ -40,8 +40,9 @@ class CashOfficeService:
     async def open_shift(self, opening_float: int, caller: Caller) -> dict[str, Any]:
         if opening_float < 0:
             raise Invalid("shift.opening_float", "opening float cannot be negative", field="opening_float")
-        values = dict(id=new_id(), cashier=caller.subject, cashier_name=caller.principal.name, opened_at=utcnow(),
-                      closed_at=None, opening_float=opening_float, counted_cash=None, status="open", totals=None)
+        values = {"id": new_id(), "cashier": caller.subject, "cashier_name": caller.principal.name,
+                  "opened_at": utcnow(), "closed_at": None, "opening_float": opening_float, "counted_cash": None,
+                  "status": "open", "totals": None}
         try:
             async with self.rt.uow() as uow:
                 await uow.session.execute(shifts.insert().values(**values))

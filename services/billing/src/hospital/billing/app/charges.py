@@ -25,7 +25,7 @@ from hospital.billing.app.common import (
     refresh_invoice,
 )
 from hospital.billing.app.mapping import charge_dict, charge_proto
-from hospital.billing.domain.pricing import EXAM_CODE, bed_days, bed_price_code
+from hospital.billing.domain.pricing import EXAM_CODE, MIN_CHARGED_STAY, bed_price_code, segment_lines
 from hospital.chassis.app import Runtime
 from hospital.chassis.bus import Event
 from hospital.chassis.caller import Caller
@@ -110,8 +110,10 @@ async def post_charge(session: AsyncSession, pub: SessionPublisher, *, visit_id:
                       qty_milli: int, service_at: datetime, source: str, source_key: str,
                       source_event_id: str | None, posted_by: str, base_salary: int,
                       department_code: str | None = None, bed_code: str | None = None,
-                      ordered_by: str | None = None, note: str | None = None) -> dict[str, Any] | None:
-    """Post one charge; ``None`` when ``source_key`` was posted before (nothing written)."""
+                      ordered_by: str | None = None, note: str | None = None,
+                      order_ref: str | None = None) -> dict[str, Any] | None:
+    """Post one charge; ``None`` when ``source_key`` was posted before (nothing written). Raises (before
+    writing anything) for an unknown visit, a void invoice or a code with no price in force."""
     visit = (await session.execute(select(visits).where(visits.c.id == visit_id))).mappings().first()
     if visit is None:
         raise NotFound("visit.not_found", f"billing knows no visit {visit_id}", field="visit_id")
@@ -123,19 +125,40 @@ async def post_charge(session: AsyncSession, pub: SessionPublisher, *, visit_id:
     if price is None:
         raise Invalid("charge.price_code", f"no price {price_code!r} in force on {local_date(service_at)}",
                       field="price_code")
-    values = dict(
-        id=new_id(), visit_id=visit_id, invoice_id=inv["id"], patient_id=visit["patient_id"], price_code=price_code,
-        name=price["name"], category=price["category"], unit=price["unit"], qty_milli=qty_milli,
-        hospital_unit_price=price["hospital_price"], insurance_unit_price=price["insurance_price"],
-        covered=price["covered"], payment_ratio=price["payment_ratio"], service_ratio=100,
-        bhyt_code=price["bhyt_code"], xml_group=price["xml_group"],
-        department_code=department_code or visit["department_code"] or "KKB", bed_code=bed_code,
-        ordered_by=ordered_by, service_at=service_at, source=source, source_key=source_key,
-        source_event_id=source_event_id, reverses_charge_id=None, status="posted", note=note,
-        posted_by=posted_by, created_at=utcnow())
+    values = {
+        "id": new_id(), "visit_id": visit_id, "invoice_id": inv["id"], "patient_id": visit["patient_id"],
+        "price_code": price_code,
+        "name": price["name"], "category": price["category"], "unit": price["unit"], "qty_milli": qty_milli,
+        "hospital_unit_price": price["hospital_price"], "insurance_unit_price": price["insurance_price"],
+        "covered": price["covered"], "payment_ratio": price["payment_ratio"], "service_ratio": 100,
+        "bhyt_code": price["bhyt_code"], "xml_group": price["xml_group"],
+        "department_code": department_code or visit["department_code"] or "KKB", "bed_code": bed_code,
+        "ordered_by": ordered_by, "service_at": service_at, "source": source, "source_key": source_key,
+        "source_event_id": source_event_id, "reverses_charge_id": None, "status": "posted", "note": note,
+        "posted_by": posted_by, "created_at": utcnow(), "order_ref": order_ref}
     stmt = upsert(session)(charges).values(**values).on_conflict_do_nothing(index_elements=["source_key"])
     if (await session.execute(stmt.returning(charges.c.id))).first() is None:
         return None
+    await refresh_invoice(session, inv["id"], base_salary)
+    pub.publish("billing.charge.posted", events_pb2.ChargePosted(charge=charge_proto(values), invoice_id=inv["id"]))
+    return values
+
+
+async def reverse_charge(session: AsyncSession, pub: Any, orig: Any, reason: str, posted_by: str,
+                         base_salary: int, *, source: str = "cancellation",
+                         source_event_id: str | None = None) -> dict[str, Any]:
+    """Add the reversal of a posted charge (a negative copy; the original is marked ``reversed``), refresh
+    the invoice and publish ``billing.charge.posted``. Raises Conflict on a void invoice."""
+    inv = (await session.execute(select(invoices).where(invoices.c.id == orig["invoice_id"])
+                                 .with_for_update())).mappings().one()
+    if inv["status"] == "void":
+        raise Conflict("invoice.void", "the invoice is void")
+    values = {**orig, "id": new_id(), "qty_milli": -orig["qty_milli"], "source": source,
+              "source_key": f"cancel:{orig['id']}", "source_event_id": source_event_id,
+              "reverses_charge_id": orig["id"], "status": "reversal", "note": reason[:500], "posted_by": posted_by,
+              "created_at": utcnow()}
+    await session.execute(charges.insert().values(**values))
+    await session.execute(update(charges).where(charges.c.id == orig["id"]).values(status="reversed"))
     await refresh_invoice(session, inv["id"], base_salary)
     pub.publish("billing.charge.posted", events_pb2.ChargePosted(charge=charge_proto(values), invoice_id=inv["id"]))
     return values
@@ -180,19 +203,7 @@ class ChargeService:
                 raise NotFound("charge.not_found", f"no charge {charge_id}")
             if orig["status"] != "posted":
                 raise Conflict(f"charge.{orig['status']}", f"charge is {orig['status']}: it cannot be cancelled")
-            inv = (await s.execute(select(invoices).where(invoices.c.id == orig["invoice_id"])
-                                   .with_for_update())).mappings().one()
-            if inv["status"] == "void":
-                raise Conflict("invoice.void", "the invoice is void")
-            now = utcnow()
-            values = {**orig, "id": new_id(), "qty_milli": -orig["qty_milli"], "source": "cancellation",
-                      "source_key": f"cancel:{charge_id}", "source_event_id": None, "reverses_charge_id": charge_id,
-                      "status": "reversal", "note": reason[:500], "posted_by": caller.subject, "created_at": now}
-            await s.execute(charges.insert().values(**values))
-            await s.execute(update(charges).where(charges.c.id == charge_id).values(status="reversed"))
-            await refresh_invoice(s, inv["id"], self.base_salary)
-            uow.publish("billing.charge.posted", events_pb2.ChargePosted(charge=charge_proto(values),
-                                                                         invoice_id=inv["id"]))
+            values = await reverse_charge(s, uow, orig, reason, caller.subject, self.base_salary)
             uow.audit(caller.audit("charge.cancel", "Charge", charge_id, orig["patient_id"], reason=reason))
             await uow.commit()
         return charge_dict(values)
@@ -204,15 +215,15 @@ class ChargeService:
         card = next((c for c in p.insurance_cards if c.number == v.insurance_card_number), None)
         kind = KIND.get(v.kind, "fee_paying")
         opened_at = _ts(v.opened_at) or _event_time(event)
-        values = dict(
-            visit_code=v.visit_code, patient_id=v.patient_id, patient_code=p.patient_code, patient_name=p.full_name,
-            birth_year=p.birth_date.year or None, birth_month=p.birth_date.month or None,
-            birth_day=p.birth_date.day or None, sex=SEX.get(p.sex, 3), cccd=p.cccd, kind=kind,
-            card_number=v.insurance_card_number or None,
-            card_valid_from=_date(card.valid_from) if card else None,
-            card_valid_to=_date(card.valid_to) if card else None,
-            card_facility=card.registered_facility if card else None,
-            department_code=v.department_code, opened_at=opened_at)
+        values = {
+            "visit_code": v.visit_code, "patient_id": v.patient_id, "patient_code": p.patient_code, "patient_name": p.full_name,
+            "birth_year": p.birth_date.year or None, "birth_month": p.birth_date.month or None,
+            "birth_day": p.birth_date.day or None, "sex": SEX.get(p.sex, 3), "cccd": p.cccd, "kind": kind,
+            "card_number": v.insurance_card_number or None,
+            "card_valid_from": _date(card.valid_from) if card else None,
+            "card_valid_to": _date(card.valid_to) if card else None,
+            "card_facility": card.registered_facility if card else None,
+            "department_code": v.department_code, "opened_at": opened_at}
         exists = (await session.execute(select(visits.c.id).where(visits.c.id == v.id))).first()
         if exists:
             await session.execute(update(visits).where(visits.c.id == v.id).values(**values))
@@ -255,16 +266,30 @@ class ChargeService:
 
     async def _charge_segment(self, session: AsyncSession, stay: Any, end: datetime, *, last: bool,
                               event: Event) -> None:
-        days = bed_days(local_date(stay["segment_start"]), local_date(end), last_segment=last)
-        if days <= 0:
+        """Post the segment's bed-days (``domain.pricing.segment_lines``): ``<event id>#bed`` for the days
+        at the ward's class, ``<event id>#bed-first`` for a first day charged at a higher class."""
+        start = local_date(stay["segment_start"])
+        lines = segment_lines(start, local_date(end), bed_price_code(stay["ward_code"]), stay["day_class"],
+                              last_segment=last)
+        if not lines:
             return
         pub = SessionPublisher(session, SOURCE)
-        await post_charge(session, pub, visit_id=stay["visit_id"], price_code=bed_price_code(stay["ward_code"]),
-                          qty_milli=days * 1000, service_at=end, source=event.subject,
-                          source_key=f"{event.id}#bed", source_event_id=event.id, posted_by="service:admissions",
-                          base_salary=self.base_salary, bed_code=stay["bed_code"],
-                          note=f"{stay['ward_code']} {local_date(stay['segment_start'])}→{local_date(end)}")
+        for line in lines:
+            await post_charge(session, pub, visit_id=stay["visit_id"], price_code=line.price_code,
+                              qty_milli=line.days * 1000, service_at=end, source=event.subject,
+                              source_key=f"{event.id}#bed-first" if line.first_day else f"{event.id}#bed",
+                              source_event_id=event.id, posted_by="service:admissions",
+                              base_salary=self.base_salary, bed_code=stay["bed_code"],
+                              note=(f"{stay['ward_code']} {start}: ngày chuyển khoa, tính theo giường giá cao nhất"
+                                    if line.first_day else f"{stay['ward_code']} {start}→{local_date(end)}"))
         await pub.flush()
+
+    async def _higher_class(self, session: AsyncSession, a: str, b: str, day: date) -> str:
+        """The bed class with the higher hospital price on ``day`` (``a`` on a tie or a missing price)."""
+        pa, pb = await price_at(session, a, day), await price_at(session, b, day)
+        if pa is None or pb is None:
+            return a if pa is not None else b
+        return b if pb["hospital_price"] > pa["hospital_price"] else a
 
     async def on_transferred(self, session: AsyncSession, event: Event) -> None:
         msg = event.message()
@@ -275,8 +300,14 @@ class ChargeService:
             return
         at = _event_time(event)
         await self._charge_segment(session, stay, at, last=False, event=event)
+        # the transfer day is charged once, at the higher class of the wards the patient lay in that day
+        left = bed_price_code(stay["ward_code"])
+        same_day = local_date(stay["segment_start"]) == local_date(at)
+        day_class = await self._higher_class(session, (stay["day_class"] or left) if same_day else left,
+                                             bed_price_code(a.ward_code), local_date(at))
         await session.execute(update(stays).where(stays.c.admission_id == a.id).values(
-            ward_code=a.ward_code, bed_code=a.bed_code, segment_start=at))
+            ward_code=a.ward_code, bed_code=a.bed_code, segment_start=at,
+            day_class=None if day_class == bed_price_code(a.ward_code) else day_class))
 
     async def on_discharged(self, session: AsyncSession, event: Event) -> None:
         msg = event.message()
@@ -285,7 +316,10 @@ class ChargeService:
         if stay["status"] != "active":
             return
         at = _ts(msg.discharged_at) or _event_time(event)
-        await self._charge_segment(session, stay, at, last=True, event=event)
+        if at - stay["admitted_at"] >= MIN_CHARGED_STAY:
+            await self._charge_segment(session, stay, at, last=True, event=event)
+        else:
+            log.info("stay %s lasted %s: under %s, no bed-day", a.id, at - stay["admitted_at"], MIN_CHARGED_STAY)
         await session.execute(update(stays).where(stays.c.admission_id == a.id).values(status="discharged"))
         await session.execute(update(visits).where(visits.c.id == stay["visit_id"]).values(
             discharge_type=msg.discharge_type or None))

@@ -21,6 +21,7 @@ from hospital.billing.domain.insurance import (
     VisitSplit,
     split_visit,
 )
+from hospital.chassis.audit import AuditEntry
 from hospital.chassis.errors import Invalid
 from hospital.chassis.uow import UnitOfWork
 
@@ -111,12 +112,24 @@ async def refresh_invoice(session: AsyncSession, invoice_id: str, base_salary: i
     return {**inv, **values}
 
 
+class _BoundDatabase:
+    """What a :class:`UnitOfWork` reads of its database when it is bound to a session it did not open
+    (the dialect); it never opens sessions from it. A chassis way to bind a unit of work to the
+    consumer's session would replace this."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.is_sqlite = session.bind.dialect.name == "sqlite"
+
+    def session(self) -> AsyncSession:
+        raise RuntimeError("a unit of work bound to a consumer's session opens no session")
+
+
 class SessionPublisher:
     """Outbox rows and audit entries written with a given session (a consumer's transaction): the
     chassis :class:`UnitOfWork` bound to a session it did not open."""
 
     def __init__(self, session: AsyncSession, source: str) -> None:
-        self._uow = UnitOfWork(None, source=source)  # type: ignore[arg-type]
+        self._uow = UnitOfWork(_BoundDatabase(session), source=source)  # type: ignore[arg-type]
         self._uow.session = session
 
     def publish(self, subject: str, message: Message) -> str:

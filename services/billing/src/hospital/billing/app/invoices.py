@@ -70,12 +70,25 @@ class InvoiceService:
         })
         return out
 
+    async def _read(self) -> Any:
+        """A read session whose statements share one snapshot (PostgreSQL REPEATABLE READ), so the totals,
+        lines and payments shown belong together while a consumer posts charges (SQLite's read
+        transaction is one snapshot already)."""
+        s = self.rt.db.session()
+        if not self.rt.db.is_sqlite:
+            try:
+                await s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            except BaseException:
+                await s.close()
+                raise
+        return s
+
     async def get(self, invoice_id: str | None = None, number: str | None = None) -> dict[str, Any]:
-        async with self.rt.db.session() as s:
+        async with await self._read() as s:
             return await self.detail(s, await self._load(s, invoice_id, number))
 
     async def for_visit(self, visit_id: str) -> dict[str, Any]:
-        async with self.rt.db.session() as s:
+        async with await self._read() as s:
             row = (await s.execute(select(invoices).where(invoices.c.visit_id == visit_id))).mappings().first()
             if row is None:
                 raise NotFound("invoice.not_found", f"no invoice for visit {visit_id}")
@@ -170,7 +183,7 @@ còn lại: <b>{_vnd(inv['balance'])} đ</b>.</p><ul>{pays}</ul></body></html>""
             try:
                 pdfmetrics.registerFont(TTFont("DejaVuSans", path))
                 font = "DejaVuSans"
-            except Exception:  # noqa: BLE001 - no Unicode font: diacritics may not render
+            except Exception:  # noqa: BLE001, S110 - no Unicode font: diacritics may not render
                 pass
         buf = io.BytesIO()
         c = canvas.Canvas(buf, pagesize=A4)

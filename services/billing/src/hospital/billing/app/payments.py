@@ -14,6 +14,9 @@ On PostgreSQL steps 2 and 3 are one statement (data-modifying CTEs: the payment 
 happen only when the callback row was inserted), so a paying callback costs BEGIN, the lock, that
 statement, the outbox row and COMMIT. Statements are built once with bind parameters (compiled once,
 prepared once per connection).
+
+On PostgreSQL, VNPay and MoMo callbacks first take the compare-and-set fast path of ADR 0201
+(``adapters/pgsettle.py``: one read, one statement, raw asyncpg); what it cannot settle comes here.
 """
 from __future__ import annotations
 
@@ -23,9 +26,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+from opentelemetry import propagate
 from sqlalchemy import TextClause, bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from hospital.billing.adapters import pgsettle
+from hospital.billing.adapters.pgsettle import LeanPool, asyncpg_dsn
 from hospital.billing.adapters.tables import (
     invoices,
     payments,
@@ -55,6 +62,7 @@ log = logging.getLogger(__name__)
 DESK_METHODS = ("cash", "card")
 REFUND_METHODS = ("cash", "bank_transfer")
 SETTLED = ("paid", "refunded")
+_PAYMENT_RECEIVED = events_pb2.PaymentReceived.DESCRIPTOR.full_name
 
 
 @dataclass(frozen=True)
@@ -121,10 +129,96 @@ _SETTLE_PAID_PG = _typed(_typed(text(
     + " FROM upd RETURNING id"), provider_callbacks, "cb_"), payments, "p_")
 
 
+def gateway_decision(p: GatewayPayment, inv: Any) -> tuple[VnpRspCode, str]:
+    """The reply code and outcome of an authentic gateway callback against the invoice as it is."""
+    if inv is None or inv["status"] == "void":
+        code = VnpRspCode.ORDER_NOT_FOUND
+    else:
+        settled = inv["status"] in SETTLED
+        due = inv["patient_amount"] if settled else inv["patient_amount"] - inv["paid_amount"]
+        code = vnpay_rsp_code(p, order_amount_vnd=due if due > 0 else -1, order_already_settled=settled)
+    outcome = {VnpRspCode.ORDER_NOT_FOUND: "unknown_invoice", VnpRspCode.INVALID_AMOUNT: "amount_mismatch",
+               VnpRspCode.ALREADY_CONFIRMED: "already_settled"}.get(code, "paid" if p.paid else "failed")
+    return code, outcome
+
+
 class PaymentService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.settings = rt.settings
+        self.fast: LeanPool | None = None
+        if not rt.db.is_sqlite and getattr(rt.settings, "callback_pool_size", 0) > 0:
+            self.fast = LeanPool(asyncpg_dsn(rt.settings.database_url),
+                                 rt.settings.callback_pool_size)  # type: ignore[attr-defined]
+        self._source = rt.settings.service
+        self.fast_settled = self.fast_fallbacks = 0  # counters (tests, diagnostics)
+
+    async def close(self) -> None:
+        if self.fast is not None:
+            await self.fast.close()
+
+    async def _settle_gateway_fast(self, p: GatewayPayment) -> Settlement | None:
+        """PostgreSQL, two round trips and no explicit transaction (ADR 0201): read the stored outcome and
+        the invoice; decide; write the decision in one statement that only applies if the invoice is
+        still as read. None: not settled here (the locking path decides)."""
+        assert self.fast is not None
+        provider, txn = p.provider.value, p.provider_txn_id
+        async with self.fast.connection() as conn:
+            row = await conn.fetchrow(pgsettle.READ, provider, txn, p.order_id)
+            if row["outcome"] is not None:
+                return Settlement(row["outcome"], row["reply_code"], replay=True, payment_id=row["payment_id"])
+            inv = None if row["inv_id"] is None else {
+                "id": row["inv_id"], "number": row["number"], "status": row["status"],
+                "patient_amount": row["patient_amount"], "paid_amount": row["paid_amount"],
+                "refunded_amount": row["refunded_amount"], "issued_at": row["issued_at"],
+                "voided_at": row["voided_at"]}
+            code, outcome = gateway_decision(p, inv)
+            now = utcnow()
+            raw = json.dumps(dict(p.raw), default=str, ensure_ascii=False)
+            description = p.description[:500]
+            if outcome != "paid":
+                if inv is None:
+                    done = await conn.fetchval(pgsettle.RECORD_WITHOUT_INVOICE, new_id(), provider, txn, p.order_id,
+                                               None, p.amount_vnd, outcome, code.value, description, None,
+                                               p.paid_at, raw, now)
+                else:
+                    done = await conn.fetchval(pgsettle.RECORD_WITH_INVOICE, new_id(), provider, txn, p.order_id,
+                                               inv["id"], p.amount_vnd, outcome, code.value, description, None,
+                                               p.paid_at, raw, now, inv["status"], inv["paid_amount"],
+                                               inv["patient_amount"], inv["refunded_amount"])
+                if done is None:
+                    self.fast_fallbacks += 1
+                    return None
+                log.warning("%s callback %s for %s: %s", provider, txn, p.order_id, outcome)
+                self.fast_settled += 1
+                return Settlement(outcome, code.value, invoice_status=inv["status"] if inv is not None else None)
+            assert inv is not None
+            pid = new_id()
+            kind = "deposit" if inv["issued_at"] is None else "payment"
+            paid = inv["paid_amount"] + p.amount_vnd
+            status = derive_status(inv, paid=paid)
+            event = _received_event(pid, inv, p.amount_vnd, provider, provider, txn, status, now)
+            eid = new_id()
+            headers: dict[str, str] = {}
+            propagate.inject(headers)
+            headers.update({"Hospital-Event-Id": eid, "Hospital-Event-Type": _PAYMENT_RECEIVED,
+                            "Hospital-Event-Source": self._source, "Hospital-Event-Time": now.isoformat()})
+            try:
+                settled = await conn.fetchval(
+                    pgsettle.SETTLE_PAID, inv["id"], paid, status, inv["status"], inv["paid_amount"],
+                    inv["patient_amount"], inv["refunded_amount"], new_id(), provider, txn, p.order_id, p.amount_vnd,
+                    code.value, pid, description, p.paid_at, raw, now, kind, provider, f"provider:{provider}",
+                    eid, "billing.payment.received", _PAYMENT_RECEIVED, event.SerializeToString(),
+                    json.dumps(headers))
+            except asyncpg.DivisionByZeroError:  # the callback row appeared meanwhile: rolled back whole
+                settled = 0
+            if not settled:
+                self.fast_fallbacks += 1
+                return None
+        self.fast_settled += 1
+        if self.rt.relay is not None:
+            self.rt.relay.notify()
+        return Settlement(outcome, code.value, payment_id=pid, invoice_status=status)
 
     # ------------------------------------------------------------------------------ shared steps
     async def _apply(self, s: Any, inv: Any, amount: int) -> tuple[str, str, int]:
@@ -209,7 +303,17 @@ class PaymentService:
 
     # ------------------------------------------------------------------------------ gateways
     async def settle_gateway(self, p: GatewayPayment) -> Settlement:
-        """VNPay / MoMo: the order id is the invoice number; the amount must equal what is due."""
+        """VNPay / MoMo: the order id is the invoice number; the amount must equal what is due. On
+        PostgreSQL the compare-and-set fast path (ADR 0201) settles it in one statement; whatever it
+        cannot settle (the invoice changed under it, a duplicate in flight) takes the locking path."""
+        if self.fast is not None:
+            done = await self._settle_gateway_fast(p)
+            if done is not None:
+                return done
+        return await self.settle_gateway_locked(p)
+
+    async def settle_gateway_locked(self, p: GatewayPayment) -> Settlement:
+        """The locking path (ADR 0200): stored reply, else lock the invoice, decide, record, commit."""
         provider = p.provider.value
         stored = await self.stored_reply(provider, p.provider_txn_id)
         if stored is not None:
@@ -217,14 +321,7 @@ class PaymentService:
         async with self.rt.uow() as uow:
             s = uow.session
             inv = (await s.execute(_LOCK_INVOICE, {"number": p.order_id})).mappings().first()
-            if inv is None or inv["status"] == "void":
-                code = VnpRspCode.ORDER_NOT_FOUND
-            else:
-                settled = inv["status"] in SETTLED
-                due = inv["patient_amount"] if settled else inv["patient_amount"] - inv["paid_amount"]
-                code = vnpay_rsp_code(p, order_amount_vnd=due if due > 0 else -1, order_already_settled=settled)
-            outcome = {VnpRspCode.ORDER_NOT_FOUND: "unknown_invoice", VnpRspCode.INVALID_AMOUNT: "amount_mismatch",
-                       VnpRspCode.ALREADY_CONFIRMED: "already_settled"}.get(code, "paid" if p.paid else "failed")
+            code, outcome = gateway_decision(p, inv)
             done = await self._settle(
                 uow, provider=provider, txn=p.provider_txn_id, number=p.order_id, inv=inv,
                 invoice_id=inv["id"] if inv is not None else None, amount=p.amount_vnd,
@@ -328,6 +425,59 @@ class PaymentService:
                                    callback_id=callback_id, amount=cb["amount"]))
             await uow.commit()
         return {"payment_id": pid, "invoice_id": invoice_id, "invoice_status": status}
+
+    async def resolve_mismatch(self, callback_id: str, action: str, reason: str, caller: Caller,
+                               refund_reference: str | None = None) -> dict[str, Any]:
+        """A cashier settles a gateway callback kept as ``amount_mismatch`` (the money moved, but not the
+        amount due): ``accept`` records it as a payment of the amount received (a partial payment, or an
+        over-payment left as a negative balance to refund); ``refund`` records that the money goes back to
+        the payer through the provider (nothing is put on the invoice). Each callback is resolved once."""
+        if action not in ("accept", "refund"):
+            raise Invalid("callback.action", "action must be accept or refund", field="action")
+        if not reason.strip():
+            raise Invalid("callback.reason", "resolving a callback needs a reason", field="reason")
+        async with self.rt.uow() as uow:
+            s = uow.session
+            cb = (await s.execute(select(provider_callbacks).where(provider_callbacks.c.id == callback_id)
+                                  )).mappings().first()
+            if cb is None:
+                raise NotFound("callback.not_found", f"no callback {callback_id}")
+            inv = None
+            if cb["invoice_id"]:  # lock order as for callbacks: the invoice, then the callback
+                inv = (await s.execute(select(invoices).where(invoices.c.id == cb["invoice_id"])
+                                       .with_for_update())).mappings().first()
+            cb = (await s.execute(select(provider_callbacks).where(provider_callbacks.c.id == callback_id)
+                                  .with_for_update())).mappings().one()
+            if cb["outcome"] != "amount_mismatch":
+                raise Conflict("callback.not_mismatch", f"callback is {cb['outcome']}: only amount_mismatch "
+                               "callbacks are resolved here")
+            pid = status = None
+            if action == "accept":
+                if inv is None or inv["status"] in ("void", "refunded"):
+                    raise Conflict("invoice.not_payable", "the callback's invoice is missing, void or refunded: "
+                                   "refund the money instead")
+                now = utcnow()
+                pid = new_id()
+                kind, status, _ = await self._apply(s, inv, cb["amount"])
+                await s.execute(payments.insert().values(
+                    id=pid, invoice_id=inv["id"], kind=kind, amount=cb["amount"], method=cb["provider"],
+                    provider=cb["provider"], provider_txn_id=cb["provider_txn_id"], bank_reference=None,
+                    shift_id=None, refund_of=None, reason=reason[:500], received_by=caller.subject, received_at=now,
+                    request_id=None))
+                uow.publish("billing.payment.received", _received_event(
+                    pid, inv, cb["amount"], cb["provider"], cb["provider"], cb["provider_txn_id"], status, now))
+            await s.execute(update(provider_callbacks).where(provider_callbacks.c.id == callback_id).values(
+                outcome="accepted" if action == "accept" else "returned", payment_id=pid,
+                resolved_by=caller.subject,
+                bank_reference=(refund_reference or cb["bank_reference"] or None)))
+            uow.audit(caller.audit(f"callback.{action}", "Invoice", cb["invoice_id"],
+                                   inv["patient_id"] if inv is not None else None, callback_id=callback_id,
+                                   amount=cb["amount"], provider=cb["provider"], reason=reason,
+                                   refund_reference=refund_reference))
+            await uow.commit()
+        return {"callback_id": callback_id, "outcome": "accepted" if action == "accept" else "returned",
+                "payment_id": pid, "invoice_id": cb["invoice_id"], "invoice_status": status,
+                "amount": cb["amount"]}
 
     # ------------------------------------------------------------------------------ desk
     async def _open_shift(self, s: Any, caller: Caller) -> str:

@@ -12,7 +12,7 @@ by ratio, 8 surgery, 10 supply in the list, 13 examination, 15 inpatient bed-day
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 CATEGORIES = ("exam", "lab", "imaging", "procedure", "bed", "supply", "drug")
 DRUG_GROUPS = (4, 5, 6)          # XML2 (CHI_TIET_THUOC); every other group is XML3
@@ -145,3 +145,35 @@ def bed_days(start: date, end: date, *, last_segment: bool) -> int:
     if end < start:
         raise ValueError(f"segment ends ({end}) before it starts ({start})")
     return (end - start).days + (1 if last_segment else 0)
+
+
+# A stay shorter than this, admission to discharge, is charged no bed-day (see billing-insurance-rules.md §4).
+MIN_CHARGED_STAY = timedelta(hours=4)
+
+
+@dataclass(frozen=True)
+class BedLine:
+    price_code: str
+    days: int
+    first_day: bool  # the line is the segment's first day, charged at the day's class
+
+
+def segment_lines(start: date, end: date, ward_class: str, day_class: str | None, *, last_segment: bool) -> list[BedLine]:
+    """Bed-day lines of one ward segment with one bed-day per calendar day.
+
+    Days are Vietnam calendar days; a stay counts (discharge day − admission day + 1) days. The segment's
+    first day is charged at ``day_class``: the highest-priced bed class of the wards the patient lay in
+    that day (the ward itself when nothing else was); the following days at the ward's own class, up to
+    the day before the transfer, or up to the discharge day for the last segment. The day of a transfer
+    belongs to the next segment, whose first-day class is then the higher of the two wards'. A segment
+    started and ended the same day before a transfer posts nothing (its day goes on with the next one).
+    """
+    if end < start:
+        raise ValueError(f"segment ends ({end}) before it starts ({start})")
+    first = day_class or ward_class
+    if end == start:
+        return [BedLine(first, 1, first != ward_class)] if last_segment else []
+    rest = (end - start).days - 1 + (1 if last_segment else 0)
+    if first == ward_class:
+        return [BedLine(ward_class, rest + 1, False)]
+    return [BedLine(first, 1, True)] + ([BedLine(ward_class, rest, False)] if rest else [])

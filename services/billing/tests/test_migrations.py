@@ -1,0 +1,54 @@
+"""Migration 0003 on a database made before it existed (0001 creates the schema from the current table
+definitions, so a database made by an older release lacks what 0003 adds: it is recreated here by
+dropping those), and on a new one (where everything exists already and 0003 only seeds)."""
+from __future__ import annotations
+
+from sqlalchemy import select, text
+
+from hospital.billing.adapters.tables import charges, code_map, held_charges, price_items, stays
+from hospital.billing.service import DEFINITION
+from hospital.chassis.db import Database
+from hospital.chassis.migrations import upgrade
+
+
+async def _seeded(db: Database) -> tuple[dict[tuple[str, str], str], set[str]]:
+    async with db.session() as s:
+        mapping = {(r.source, r.code): r.price_code for r in await s.execute(select(code_map))}
+        prices = set((await s.execute(select(price_items.c.code))).scalars())
+        # the new columns and table are usable
+        for column in (charges.c.order_ref, stays.c.day_class, held_charges.c.id):
+            await s.execute(select(column).limit(1))
+    return mapping, prices
+
+
+async def test_0003_upgrades_an_older_database(database_url) -> None:
+    db = Database(database_url)
+    try:
+        await upgrade(db, DEFINITION.migrations_dir, DEFINITION.metadata, revision="0002")
+        async with db.engine.begin() as conn:  # as 0001 made it before 0003 existed
+            for table in ("held_charges", "code_map", "clinical_orders"):
+                await conn.execute(text(f"DROP TABLE {table}"))
+            await conn.execute(text("DROP INDEX ix_charges_order_ref"))
+            await conn.execute(text("ALTER TABLE charges DROP COLUMN order_ref"))
+            await conn.execute(text("ALTER TABLE stays DROP COLUMN day_class"))
+        await upgrade(db, DEFINITION.migrations_dir, DEFINITION.metadata)
+        mapping, prices = await _seeded(db)
+    finally:
+        await db.dispose()
+    assert mapping[("lab", "WBC")] == mapping[("lab", "MPV")] == "XN-CTM"
+    assert mapping[("lab", "NA")] == "XN-DGD" and mapping[("lab", "U-NIT")] == "XN-NTIEU"
+    assert mapping[("imaging", "CT-SN")] == mapping[("imaging", "18.0070.0001")] == "CDHA-CTSN"
+    assert {"XN-URE", "XN-TSH", "CDHA-CTBUNG", "KB-THUONG"} <= prices
+    assert {price for (_, _), price in mapping.items()} <= prices  # every mapping names a real price item
+
+
+async def test_0003_on_a_new_database_seeds_once(database_url) -> None:
+    db = Database(database_url)
+    try:
+        await upgrade(db, DEFINITION.migrations_dir, DEFINITION.metadata)
+        mapping, prices = await _seeded(db)
+    finally:
+        await db.dispose()
+    lab_codes = {code for (source, code) in mapping if source == "lab"}
+    assert len(lab_codes) == 48  # every test of the lab's seeded catalogue (lab migration 0002)
+    assert {"XN-XPERT", "XN-FER"} <= prices

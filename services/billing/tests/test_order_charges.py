@@ -1,0 +1,205 @@
+"""Charge capture from lab and imaging orders over the real service and NATS, on SQLite and PostgreSQL:
+one line per price item, exactly once under redelivered events, reversals on cancellation and MPPS
+DISCONTINUED, unknown codes and visit-less orders held for a cashier (never dropped) and priced once."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+from billing_testkit import eventually, invoice_of
+from sqlalchemy import func, select
+
+from hospital.billing.adapters.tables import charges, clinical_orders, held_charges
+from hospital.chassis.db import Database
+from hospital.contracts.imaging.v1 import events_pb2 as img_events
+from hospital.contracts.imaging.v1 import imaging_pb2 as img
+from hospital.contracts.lab.v1 import events_pb2 as lab_events
+from hospital.contracts.lab.v1 import lab_pb2 as lab
+from hospital.testing.services import http_client
+
+
+async def rows(svc, table, *where) -> list[dict]:
+    db = Database(svc.settings.database_url)
+    try:
+        async with db.session() as s:
+            return [dict(r) for r in (await s.execute(select(table).where(*where))).mappings().all()]
+    finally:
+        await db.dispose()
+
+
+async def count(svc, table, *where) -> int:
+    db = Database(svc.settings.database_url)
+    try:
+        async with db.session() as s:
+            return int((await s.execute(select(func.count()).select_from(table).where(*where))).scalar_one())
+    finally:
+        await db.dispose()
+
+
+def lab_order(visit_id: str, patient_id: str, tests: list[str], *, name: str = "Đặng Thu Hà") -> lab.Order:
+    o = lab.Order(id=str(uuid.uuid4()), order_number=f"XN2611{uuid.uuid4().int % 10**6:06d}", status="active",
+                  patient=lab.PatientRef(id=patient_id, patient_code="BN2600001", full_name=name, sex=lab.SEX_FEMALE,
+                                         birth_date="1990-03-12"),
+                  visit_id=visit_id, ordering_doctor="003456/TB-CCHN",
+                  items=[lab.OrderItem(test_code=t, test_name=t, specimen_barcode="LB2611000011", status="ordered")
+                         for t in tests])
+    o.ordered_at.FromDatetime(datetime.now(UTC))
+    return o
+
+
+def imaging_order(patient_id: str, procedure: str, modality: str, description: str) -> img.Order:
+    o = img.Order(id=str(uuid.uuid4()), accession_number=f"A{uuid.uuid4().int % 10**9:09d}",
+                  requested_procedure_id=procedure, requested_procedure_description=description, modality=modality,
+                  station_ae_title="CT_HUE", patient=img.OrderPatient(patient_ref=patient_id, patient_code="BN2600002",
+                                                                       full_name="Hoàng Văn Đức"),
+                  status=img.ORDER_STATUS_SCHEDULED)
+    o.scheduled_start.FromDatetime(datetime.now(UTC))
+    return o
+
+
+async def test_lab_order_charges_once_per_price_item_and_cancellation_reverses(billing, admissions) -> None:
+    vid, pid, _ = await admissions.open_visit(name="Đặng Thu Hà")
+    await invoice_of(billing, vid)
+    # a blood count's parameters (one service), glucose, an electrolyte panel (one service), and a code
+    # billing has no price for
+    order = lab_order(vid, pid, ["WBC", "RBC", "HGB", "PLT", "GLU", "NA", "K", "CL", "PCT"])
+    eid = await admissions.publish("lab.order.received", lab_events.OrderReceived(order=order, source="http"))
+    await admissions.publish("lab.order.received", lab_events.OrderReceived(order=order, source="http"),
+                             event_id=eid, msg_id="redelivered-" + eid)
+    inv = await invoice_of(billing, vid, min_lines=4)
+    lab_lines = sorted((ln["price_code"], ln["quantity"]) for ln in inv["lines"] if ln["category"] == "lab")
+    assert lab_lines == [("XN-CTM", "1"), ("XN-DGD", "1"), ("XN-GLU", "1")], lab_lines
+    assert inv["total_amount"] == 42_100 + 46_200 + 29_000 + 21_500
+    assert {ln["ordered_by"] for ln in inv["lines"] if ln["category"] == "lab"} == {"003456/TB-CCHN"}
+    await asyncio.sleep(1.0)  # let the consumer see the redelivered copy, then look at the database itself
+    ref = f"lab:{order.id}"
+    assert await count(billing, charges, charges.c.order_ref == ref) == 3
+    held = await rows(billing, held_charges, held_charges.c.order_ref == ref)
+    assert [(h["code"], h["reason"], h["status"], h["visit_id"]) for h in held] == [
+        ("PCT", "unknown_code", "held", vid)]
+    async with http_client(billing, "cashier") as c:
+        queue = (await c.get("/api/v1/held-charges", params={"visit_id": vid})).json()["items"]
+        assert [h["id"] for h in queue] == [held[0]["id"]]
+
+    # the lab cancels the order; the cancellation is delivered twice
+    cancel = lab_events.OrderCancelled(order=order, reason="Bệnh nhân từ chối lấy máu")
+    ceid = await admissions.publish("lab.order.cancelled", cancel)
+    await admissions.publish("lab.order.cancelled", cancel, event_id=ceid, msg_id="redelivered-" + ceid)
+
+    async def reversed_() -> bool:
+        return await count(billing, charges, charges.c.order_ref == ref, charges.c.status == "reversal") == 3
+    await eventually(reversed_)
+    await asyncio.sleep(1.0)
+    assert await count(billing, charges, charges.c.order_ref == ref) == 6  # 3 originals kept + 3 reversals
+    assert await count(billing, charges, charges.c.order_ref == ref, charges.c.status == "reversed") == 3
+    inv = await invoice_of(billing, vid)
+    assert inv["total_amount"] == 42_100 and [ln["price_code"] for ln in inv["lines"]] == ["KB-THUONG"]
+    held = await rows(billing, held_charges, held_charges.c.order_ref == ref)
+    assert [h["status"] for h in held] == ["dismissed"]
+
+
+async def test_lab_cancellation_overtaking_its_order_charges_nothing(billing, admissions) -> None:
+    vid, pid, _ = await admissions.open_visit(name="Vũ Thị Lan")
+    await invoice_of(billing, vid)
+    order = lab_order(vid, pid, ["CRE", "MTB"], name="Vũ Thị Lan")
+    await admissions.publish("lab.order.cancelled", lab_events.OrderCancelled(order=order, reason="Trùng chỉ định"))
+    await admissions.publish("lab.order.received", lab_events.OrderReceived(order=order, source="hl7"))
+
+    async def seen() -> bool:
+        found = await rows(billing, clinical_orders, clinical_orders.c.order_ref == f"lab:{order.id}")
+        return bool(found) and found[0]["status"] == "cancelled"
+    await eventually(seen)
+    await asyncio.sleep(1.0)
+    assert await count(billing, charges, charges.c.order_ref == f"lab:{order.id}") == 0
+    assert await count(billing, held_charges, held_charges.c.order_ref == f"lab:{order.id}") == 0
+    assert (await invoice_of(billing, vid))["total_amount"] == 42_100
+
+
+async def test_lab_order_before_its_visit_is_known_still_charges(billing, admissions) -> None:
+    """The LAB stream may overtake admissions.visit.opened: the visit's record starts from the order."""
+    vid, pid = str(uuid.uuid4()), str(uuid.uuid4())
+    order = lab_order(vid, pid, ["HBA1C", "CHOL", "TG"])
+    await admissions.publish("lab.order.received", lab_events.OrderReceived(order=order, source="http"))
+    inv = await invoice_of(billing, vid, min_lines=3)
+    assert sorted(ln["price_code"] for ln in inv["lines"]) == ["XN-CHOL", "XN-HBA1C", "XN-TG"]
+    assert inv["total_amount"] == 101_000 + 2 * 26_900
+
+
+async def test_imaging_order_charge_discontinuation_and_held_procedure(billing, admissions) -> None:
+    vid, pid, _ = await admissions.open_visit(name="Hoàng Văn Đức")
+    await invoice_of(billing, vid)
+    ct = imaging_order(pid, "CT-SN", "CT", "CT sọ não không tiêm thuốc")
+    eid = await admissions.publish("imaging.order.scheduled", img_events.OrderScheduled(order=ct))
+    await admissions.publish("imaging.order.scheduled", img_events.OrderScheduled(order=ct), event_id=eid,
+                             msg_id="redelivered-" + eid)
+    inv = await invoice_of(billing, vid, min_lines=2)
+    assert [(ln["price_code"], ln["category"]) for ln in inv["lines"]][1:] == [("CDHA-CTSN", "imaging")]
+    assert inv["total_amount"] == 42_100 + 522_000
+
+    # the modality stops the procedure: MPPS DISCONTINUED, delivered twice
+    done = img_events.ProcedureCompleted(order_id=ct.id, accession_number=ct.accession_number,
+                                         mpps_instance_uid="1.2.826.0.1.3680043.10.543.1", status="DISCONTINUED")
+    deid = await admissions.publish("imaging.procedure.completed", done)
+    await admissions.publish("imaging.procedure.completed", done, event_id=deid, msg_id="redelivered-" + deid)
+    ref = f"imaging:{ct.id}"
+
+    async def reversed_() -> bool:
+        return await count(billing, charges, charges.c.order_ref == ref, charges.c.status == "reversal") == 1
+    await eventually(reversed_)
+
+    # a procedure billing has no price for is held; the cashier prices it once and remembers the code
+    pet = imaging_order(pid, "PET-CT-TB", "PT", "PET/CT toàn thân")
+    await admissions.publish("imaging.order.scheduled", img_events.OrderScheduled(order=pet))
+
+    async def held_line() -> list[dict]:
+        return await rows(billing, held_charges, held_charges.c.order_ref == f"imaging:{pet.id}")
+    held = (await eventually(held_line))[0]
+    assert (held["code"], held["reason"], held["visit_id"]) == ("PET-CT-TB", "unknown_code", vid)
+    await asyncio.sleep(0.5)
+    assert await count(billing, charges, charges.c.order_ref == ref) == 2  # still one reversal
+    async with http_client(billing, "cashier") as c:
+        r = await c.post(f"/api/v1/held-charges/{held['id']}/price", json={"price_code": "KHONG-CO"})
+        assert r.status_code == 422 and r.json()["code"] == "charge.price_code", r.text
+        r = await c.post(f"/api/v1/held-charges/{held['id']}/price",
+                         json={"price_code": "CDHA-MRISN", "remember": True})
+        assert r.status_code == 200, r.text
+        charge = r.json()["charge"]
+        assert charge["price_code"] == "CDHA-MRISN" and charge["visit_id"] == vid
+        again = await c.post(f"/api/v1/held-charges/{held['id']}/price", json={"price_code": "CDHA-MRISN"})
+        assert again.status_code == 200 and again.json()["charge"]["id"] == charge["id"]  # posted once
+        r = await c.post(f"/api/v1/held-charges/{held['id']}/dismiss", json={"reason": "nhầm"})
+        assert r.status_code == 409 and r.json()["code"] == "held_charge.priced"
+    assert await count(billing, charges, charges.c.order_ref == f"imaging:{pet.id}") == 1
+    # the remembered code prices the next order of it by itself
+    pet2 = imaging_order(pid, "PET-CT-TB", "PT", "PET/CT toàn thân")
+    await admissions.publish("imaging.order.scheduled", img_events.OrderScheduled(order=pet2))
+
+    async def auto() -> bool:
+        return await count(billing, charges, charges.c.order_ref == f"imaging:{pet2.id}") == 1
+    await eventually(auto)
+    inv = await invoice_of(billing, vid)
+    assert inv["total_amount"] == 42_100 + 2 * 1_311_000
+
+
+async def test_imaging_order_without_open_visit_is_held_then_priced_on_a_visit(billing, admissions) -> None:
+    pid = str(uuid.uuid4())
+    xq = imaging_order(pid, "XQ-NGUC", "DX", "X-quang ngực thẳng")
+    await admissions.publish("imaging.order.scheduled", img_events.OrderScheduled(order=xq))
+
+    async def held_line() -> list[dict]:
+        return await rows(billing, held_charges, held_charges.c.order_ref == f"imaging:{xq.id}")
+    held = (await eventually(held_line))[0]
+    assert (held["reason"], held["visit_id"], held["patient_id"]) == ("no_visit", None, pid)
+    vid, _, _ = await admissions.open_visit(name="Ngô Thị Mai")
+    await invoice_of(billing, vid)
+    async with http_client(billing, "cashier") as c:
+        r = await c.post(f"/api/v1/held-charges/{held['id']}/price", json={"price_code": "CDHA-XQNGUC"})
+        assert r.status_code == 422 and r.json()["field"] == "visit_id", r.text
+        r = await c.post(f"/api/v1/held-charges/{held['id']}/price",
+                         json={"price_code": "CDHA-XQNGUC", "visit_id": vid})
+        assert r.status_code == 200 and r.json()["held"]["status"] == "priced", r.text
+    async with http_client(billing, "nurse") as c:  # the queue is the cash office's
+        assert (await c.get("/api/v1/held-charges")).status_code == 403
+    inv = await invoice_of(billing, vid, min_lines=2)
+    assert inv["total_amount"] == 42_100 + 65_400
