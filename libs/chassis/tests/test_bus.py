@@ -144,3 +144,37 @@ async def _close(gen) -> None:
         await gen.__anext__()
     except StopAsyncIteration:
         pass
+
+
+async def test_handler_publishes_in_the_consumers_transaction(db: Database, js, subject: str) -> None:
+    """UnitOfWork.joining: a handler's events commit (or roll back) with the consumer's transaction, and
+    the consumer wakes the relay after its commit."""
+    follow_up = subject + "f"
+    attempts: dict[int, int] = {}
+
+    async def forward(session: AsyncSession, ev: Event) -> None:
+        seq = ev.message().sequence
+        uow = UnitOfWork.joining(session, source="test")
+        uow.publish(follow_up, ProbeSent(probe_id="follow-up", sequence=seq))
+        await uow.flush_pending()
+        attempts[seq] = attempts.get(seq, 0) + 1
+        if seq == 1 and attempts[seq] == 1:
+            raise RuntimeError("first attempt fails after publishing: its event must not survive")
+
+    relay = OutboxRelay(db, js, poll_seconds=30)  # no polling: only the consumer's wake-up moves events
+    async with UnitOfWork(db, source="test", on_commit=relay.notify) as uow:
+        for i in range(3):
+            uow.publish(subject, ProbeSent(probe_id="p", sequence=i))
+        await uow.commit()
+    relay.notify()
+    tag = subject.rsplit(".", 1)[1]
+    first = Consumer(db, js, Subscription("PLATFORM", f"a-{tag}", {subject: forward}), service="test",
+                     on_events_written=relay.notify)
+    second = Consumer(db, js, Subscription("PLATFORM", f"b-{tag}", {follow_up: record_effect}), service="test")
+    gen = run_tasks(relay.run, first.run, second.run)
+    await gen.__anext__()
+    await wait_for(lambda: _eq(count(db), 3), timeout=10)
+    async with db.session() as s:
+        assert sorted((await s.execute(select(effects.c.value))).scalars()) == [0, 1, 2]
+    assert attempts[1] == 2
+    await _close(gen)

@@ -97,7 +97,7 @@ class Admissions:
 
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
     """Poll ``check`` until it returns a truthy value (the consumer is asynchronous)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

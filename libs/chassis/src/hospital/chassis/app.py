@@ -174,7 +174,8 @@ class Service:
         tasks: list[Task] = [rt.relay.run]
         for sub in comps.subscriptions:
             consumer = Consumer(rt.db, rt.js, sub, service=s.service, batch_size=s.consumer_batch_size,
-                                max_deliver=s.consumer_max_deliver, ack_wait=s.consumer_ack_wait_seconds)
+                                max_deliver=s.consumer_max_deliver, ack_wait=s.consumer_ack_wait_seconds,
+                                on_events_written=rt.relay.notify)
             tasks.append(consumer.run)
         tasks.extend(comps.workers)
         return tasks

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hospital.chassis.db import Database, inbox_table, outbox_table, utcnow
 from hospital.chassis.telemetry import spans_recorded
+from hospital.chassis.uow import EVENTS_WRITTEN
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("hospital.bus")
@@ -237,6 +238,7 @@ class OutboxRelay:
         backoff = 0.1
         while not stop.is_set():
             try:
+                self._wake.clear()  # before reading: a commit notified during the batch runs the next one
                 n = await self.publish_batch()
                 backoff = 0.1
                 if n >= self.batch_size:
@@ -249,7 +251,6 @@ class OutboxRelay:
                 await _sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            self._wake.clear()
             waiter = asyncio.ensure_future(self._wake.wait())
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({waiter, stopper}, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
@@ -486,11 +487,17 @@ class Consumer:
 
     def __init__(self, db: Database, js: JetStreamContext, sub: Subscription, *, service: str,
                  batch_size: int = 256, max_deliver: int = 5, ack_wait: float = 30.0,
-                 on_committed: Callable[[list[Event]], None] | None = None) -> None:
+                 on_committed: Callable[[list[Event]], None] | None = None,
+                 on_events_written: Callable[[], None] | None = None) -> None:
         self.db, self.js, self.sub, self.service = db, js, sub, service
         self.batch_size, self.max_deliver, self.ack_wait = batch_size, max_deliver, ack_wait
         self.on_committed = on_committed
+        self.on_events_written = on_events_written  # e.g. the outbox relay's notify
         self.handled_total = 0
+
+    def _after_commit(self, session: AsyncSession) -> None:
+        if session.info.pop(EVENTS_WRITTEN, False) and self.on_events_written is not None:
+            self.on_events_written()  # handlers published (UnitOfWork.joining): wake the relay now
 
     def _committed(self, events: list[Event]) -> None:
         if not events:
@@ -543,6 +550,7 @@ class Consumer:
             async with self.db.session() as session, session.begin():
                 fresh = await self._claim(session, events)
                 await self._apply(session, [ev for _, ev in fresh])
+            self._after_commit(session)
             self._committed([ev for _, ev in fresh])
             for m in msgs:  # each ack is a buffered publish: no task per message
                 await m.ack()
@@ -555,6 +563,7 @@ class Consumer:
             async with self.db.session() as session, session.begin():
                 fresh = await self._claim(session, [(msg, ev)])
                 await self._apply(session, [e for _, e in fresh])
+            self._after_commit(session)
             self._committed([ev for _, ev in fresh])
             await msg.ack()
         except Exception as exc:  # noqa: BLE001

@@ -16,8 +16,14 @@ from hospital.chassis.db import Database, outbox_table, utcnow
 from hospital.chassis.ids import new_id
 
 
+EVENTS_WRITTEN = "hospital.events_written"  # session.info flag: outbox rows were written in this transaction
+
+
 class UnitOfWork:
-    def __init__(self, db: Database, *, source: str, on_commit: Callable[[], None] | None = None) -> None:
+    """Use ``async with UnitOfWork(db, source=...) as uow`` for a transaction of one's own, or
+    :meth:`joining` inside an event handler to publish and audit in the consumer's transaction."""
+
+    def __init__(self, db: Database | None, *, source: str, on_commit: Callable[[], None] | None = None) -> None:
         self.db = db
         self.source = source
         self._on_commit = on_commit
@@ -26,7 +32,17 @@ class UnitOfWork:
         self._trace_headers: dict[str, str] | None = None
         self.session: AsyncSession
 
-    async def __aenter__(self) -> "UnitOfWork":
+    @classmethod
+    def joining(cls, session: AsyncSession, *, source: str) -> UnitOfWork:
+        """A unit of work inside a transaction someone else opened and will commit (an event handler's
+        session): ``publish`` and ``audit`` as usual, then ``await uow.flush_pending()``. The consumer
+        wakes the outbox relay after its commit."""
+        uow = cls(None, source=source)
+        uow.session = session
+        return uow
+
+    async def __aenter__(self) -> UnitOfWork:
+        assert self.db is not None, "a joined unit of work is not entered: its session is already open"
         self.session = self.db.session()
         await self.session.begin()
         return self
@@ -64,7 +80,7 @@ class UnitOfWork:
 
     async def flush_pending(self) -> None:
         if self._events:
-            if self.db.is_sqlite:
+            if self.session.bind.dialect.name == "sqlite":
                 await self.session.execute(insert(outbox_table), self._events)
             else:  # one statement and one executor run for all the events (arrays), whatever their number
                 ev = self._events
@@ -73,6 +89,7 @@ class UnitOfWork:
                     "types": [e["type"] for e in ev], "payloads": [e["payload"] for e in ev],
                     "headers": [dumps(e["headers"]) for e in ev], "times": [e["created_at"] for e in ev]})
             self._events = []
+            self.session.info[EVENTS_WRITTEN] = True
         if self._audit:
             await append_audit(self.session, self._audit)
             self._audit = []

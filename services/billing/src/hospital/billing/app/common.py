@@ -112,25 +112,12 @@ async def refresh_invoice(session: AsyncSession, invoice_id: str, base_salary: i
     return {**inv, **values}
 
 
-class _BoundDatabase:
-    """What a :class:`UnitOfWork` reads of its database when it is bound to a session it did not open
-    (the dialect); it never opens sessions from it. A chassis way to bind a unit of work to the
-    consumer's session would replace this."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.is_sqlite = session.bind.dialect.name == "sqlite"
-
-    def session(self) -> AsyncSession:
-        raise RuntimeError("a unit of work bound to a consumer's session opens no session")
-
-
 class SessionPublisher:
     """Outbox rows and audit entries written with a given session (a consumer's transaction): the
-    chassis :class:`UnitOfWork` bound to a session it did not open."""
+    chassis :class:`UnitOfWork` joining a session it did not open."""
 
     def __init__(self, session: AsyncSession, source: str) -> None:
-        self._uow = UnitOfWork(_BoundDatabase(session), source=source)  # type: ignore[arg-type]
-        self._uow.session = session
+        self._uow = UnitOfWork.joining(session, source=source)
 
     def publish(self, subject: str, message: Message) -> str:
         return self._uow.publish(subject, message)
