@@ -9,10 +9,13 @@ barcode, so each is matched, range-flagged, delta-checked and published; the ACK
 raw message and its results are committed (the listeners' group commit), and the event goes through the
 outbox. Reported: results/s (first byte sent → last ACK), and p50/p99 latency from the last byte of a
 message leaving the analyzer to its ``lab.result.received`` event reaching a NATS subscriber (all
-processes read the same monotonic clock).
+processes read the same monotonic clock). CPU time (user + system, from ``/proc/<pid>/stat``) of the
+service processes and of the load generators during the measurement is reported per result: the steady
+figure on a shared machine.
 
     python tests/bench/run.py lab_ingest
     HOSPITAL_BENCH_LAB_PROCESSES=1 python tests/bench/run.py lab_ingest      # one service process
+    HOSPITAL_BENCH_LAB_PROFILE=/tmp/prof python tests/bench/run.py lab_ingest  # py-spy profiles per process
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from pathlib import Path
 import httpx
 import nats
 
+from hospital.chassis import aio
 from hospital.chassis.security import DevIssuer
 from hospital.contracts.lab.v1 import events_pb2
 from hospital.lab.api.astm.codec import build_frames
@@ -41,64 +45,156 @@ MESSAGES = int(os.environ.get("HOSPITAL_BENCH_LAB_MESSAGES", "1200"))  # specime
 ASTM_CONNECTIONS = int(os.environ.get("HOSPITAL_BENCH_LAB_ASTM_CONNECTIONS", "4"))
 MLLP_CONNECTIONS = int(os.environ.get("HOSPITAL_BENCH_LAB_MLLP_CONNECTIONS", "4"))
 SERVICE_PROCESSES = int(os.environ.get("HOSPITAL_BENCH_LAB_PROCESSES", "2"))
+PROFILE_DIR = os.environ.get("HOSPITAL_BENCH_LAB_PROFILE", "")  # py-spy (on PATH) records each process there
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))] if values else float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (its threads included) from /proc/<pid>/stat."""
+    return cpu_seconds_path(Path(f"/proc/{pid}/stat"))
+
+
+def thread_cpu(pids: list[int]) -> dict[str, float]:
+    """CPU seconds per thread name, summed over processes (which threads burn the CPU)."""
+    out: dict[str, float] = {}
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                name = "main" if task.name == str(pid) else f"thread {(task / 'comm').read_text().strip()}"
+                out[name] = out.get(name, 0.0) + cpu_seconds_path(task / "stat")
+            except OSError:
+                continue
+    return out
+
+
+def cpu_seconds_path(path: Path) -> float:
+    fields = path.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_of(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
 
 
 # ------------------------------------------------------------------------------- load generator (child)
-async def astm_link(port: int, messages: list[tuple[str, str]], sent_at: dict[str, float]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        for barcode, text in messages:
-            writer.write(b"\x05")
-            await writer.drain()
-            assert await reader.readexactly(1) == b"\x06"
-            frames = build_frames(r for r in text.encode().split(b"\r") if r)
-            for i, f in enumerate(frames):
-                writer.write(f)
-                await writer.drain()
-                if i == len(frames) - 1:
-                    sent_at[barcode] = time.perf_counter()
-                reply = await reader.readexactly(1)
-                assert reply == b"\x06", f"NAK for {barcode}"
-            writer.write(b"\x04")
-            await writer.drain()
-    finally:
-        writer.close()
+class AstmAnalyzer(asyncio.Protocol):
+    """A lean simulated analyzer: the full E1381 handshake (ENQ → ACK, each frame → ACK, EOT), driven
+    by the LIS's replies as they arrive (no task switch per frame, so the load generator stays cheap)."""
+
+    def __init__(self, messages: list[tuple[str, str]], sent_at: dict[str, float]) -> None:
+        self.todo = [(barcode, build_frames(r for r in text.encode().split(b"\r") if r)) for barcode, text in messages]
+        self.sent_at = sent_at
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.index = 0  # message
+        self.frame = -1  # -1: ENQ sent, awaiting its ACK
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._next_message(b"")
+
+    def _next_message(self, eot: bytes) -> None:
+        assert self.transport is not None
+        if self.index == len(self.todo):
+            self.transport.write(eot)
+            self.transport.close()
+            return
+        self.frame = -1
+        self.transport.write(eot + b"\x05")  # EOT ends the transfer, ENQ bids for the next (one write)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        for byte in data:
+            barcode, frames = self.todo[self.index]
+            if byte != 0x06:
+                self.done.set_exception(AssertionError(f"{byte:#x} instead of ACK for {barcode}"))
+                self.transport.close()
+                return
+            self.frame += 1
+            if self.frame < len(frames):
+                self.transport.write(frames[self.frame])
+                if self.frame == len(frames) - 1:
+                    self.sent_at[barcode] = time.perf_counter()
+            else:  # the last frame's ACK: stored; end the transfer
+                self.index += 1
+                self._next_message(b"\x04")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            if self.index < len(self.todo):
+                self.done.set_exception(ConnectionError(f"link lost after {self.index} messages: {exc}"))
+            else:
+                self.done.set_result(None)
 
 
-async def mllp_link(port: int, messages: list[tuple[str, str]], sent_at: dict[str, float]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    buffer = MllpBuffer()
-    try:
-        for barcode, text in messages:
-            writer.write(frame(text))
-            await writer.drain()
-            sent_at[barcode] = time.perf_counter()
-            acks: list[bytes] = []
-            while not acks:
-                acks = buffer.feed(await reader.read(65536))
-            assert b"MSA|AA" in acks[0], acks[0][:200]
-    finally:
-        writer.close()
+class MllpAnalyzer(asyncio.Protocol):
+    """A lean simulated HL7 analyzer: one ORU^R01 at a time, the next after its ``MSA|AA``."""
+
+    def __init__(self, messages: list[tuple[str, str]], sent_at: dict[str, float]) -> None:
+        self.todo = [(barcode, frame(text)) for barcode, text in messages]
+        self.sent_at = sent_at
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.buffer = MllpBuffer()
+        self.index = 0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._send()
+
+    def _send(self) -> None:
+        assert self.transport is not None
+        if self.index == len(self.todo):
+            self.transport.close()
+            return
+        barcode, data = self.todo[self.index]
+        self.transport.write(data)
+        self.sent_at[barcode] = time.perf_counter()
+
+    def data_received(self, data: bytes) -> None:
+        for ack in self.buffer.feed(data):
+            if b"MSA|AA" not in ack:
+                self.done.set_exception(AssertionError(ack[:200]))
+                return
+            self.index += 1
+            self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            if self.index < len(self.todo):
+                self.done.set_exception(ConnectionError(f"link lost after {self.index} messages: {exc}"))
+            else:
+                self.done.set_result(None)
+
+
+async def analyzer_link(protocol: str, port: int, messages: list[tuple[str, str]], sent_at: dict[str, float]) -> None:
+    cls = AstmAnalyzer if protocol == "astm" else MllpAnalyzer
+    _, link = await asyncio.get_running_loop().create_connection(lambda: cls(messages, sent_at), "127.0.0.1", port)
+    await link.done
 
 
 async def client_main(spec_path: str) -> None:
     """One load-generator process: its connections, started when the parent writes a line on stdin;
     prints the last-byte times and its finish time (perf_counter, the system's monotonic clock)."""
     spec = json.loads(Path(spec_path).read_text())
-    link = astm_link if spec["protocol"] == "astm" else mllp_link
     messages = [tuple(m) for m in spec["messages"]]
     n = spec["connections"]
     sent_at: dict[str, float] = {}
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    await asyncio.gather(*(link(spec["port"], messages[k::n], sent_at) for k in range(n)))  # type: ignore[arg-type]
-    print(json.dumps({"finished": time.perf_counter(), "sent_at": sent_at}), flush=True)
+    cpu0 = time.process_time()
+    await asyncio.gather(*(analyzer_link(spec["protocol"], spec["port"], messages[k::n], sent_at)  # type: ignore[arg-type]
+                           for k in range(n)))
+    print(json.dumps({"finished": time.perf_counter(), "cpu_seconds": time.process_time() - cpu0,
+                      "sent_at": sent_at}), flush=True)
 
 
 # ------------------------------------------------------------------------------------------ the bench
@@ -173,6 +269,16 @@ async def run(pg_url: str, nats_url: str, base: Path) -> dict:
 
         sub = await nc.subscribe("lab.result.received", cb=on_event)
         await nc.flush()
+        workers = children_of(service.pid) or [service.pid]  # serve --processes N: the N children
+        watched = {"service": workers, "load_generators": [cl.pid for cl in clients]}
+        profilers = [subprocess.Popen(["py-spy", "record", "-r", "200", "-p", str(pid), "-f", "raw", "-o",  # noqa: ASYNC220
+                                       str(Path(PROFILE_DIR) / f"{role}-{pid}.txt")],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for role, pids in watched.items() for pid in pids] if PROFILE_DIR else []
+        if profilers:
+            await asyncio.sleep(1.0)
+        cpu0 = sum(cpu_seconds(p) for p in workers)
+        threads0 = thread_cpu(workers)
         t0 = time.perf_counter()
         for cl in clients:
             assert cl.stdin is not None
@@ -192,6 +298,12 @@ async def run(pg_url: str, nats_url: str, base: Path) -> dict:
         finally:
             await sub.unsubscribe()
             await nc.close()
+        cpu_service = sum(cpu_seconds(p) for p in workers) - cpu0
+        threads = {k: round(v - threads0.get(k, 0.0), 2) for k, v in thread_cpu(workers).items()}
+        for prof in profilers:
+            prof.send_signal(2)  # SIGINT: py-spy writes its profile
+        for prof in profilers:
+            prof.wait(30)
     finally:
         for cl in clients:
             if cl.poll() is None:
@@ -214,6 +326,12 @@ async def run(pg_url: str, nats_url: str, base: Path) -> dict:
         "results_per_second_astm": round(len(astm_msgs) * results_per_message / t_astm, 1),
         "results_per_second_mllp": round(len(mllp_msgs) * results_per_message / t_mllp, 1),
         "events_received": len(event_at),
+        "cpu_seconds_service": round(cpu_service, 2),
+        "cpu_us_per_result_service": round(cpu_service / total_results * 1e6, 1),
+        "cpu_seconds_service_threads": {k: v for k, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v},
+        "cpu_us_per_result_load_generators": {
+            "astm": round(reports[0]["cpu_seconds"] / (len(astm_msgs) * results_per_message) * 1e6, 1),
+            "mllp": round(reports[1]["cpu_seconds"] / (len(mllp_msgs) * results_per_message) * 1e6, 1)},
         "latency_ms_last_byte_to_event": {"p50": round(pct(latencies, 50), 1), "p99": round(pct(latencies, 99), 1),
                                           "max": round(max(latencies), 1)},
         "latency_ms_astm": {"p50": round(pct(astm_lat, 50), 1), "p99": round(pct(astm_lat, 99), 1)},
@@ -239,6 +357,6 @@ async def main() -> dict:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--client":
-        asyncio.run(client_main(sys.argv[2]))
+        aio.run(client_main(sys.argv[2]))
     else:
-        print(json.dumps(asyncio.run(main()), indent=2))
+        print(json.dumps(aio.run(main()), indent=2))

@@ -45,5 +45,6 @@ class LabSettings(ServiceSettings):
     autoverify_default: bool = False     # initial value of the on/off switch (the switch lives in the database)
     autoverify_requires_qc: bool = True  # an accepted QC run for the instrument and test within qc_validity_hours
     qc_validity_hours: int = 24
+    qc_run_minutes: int = 60             # control levels measured this close together form one run (R-4s)
     instrument_timezone: str = "Asia/Ho_Chi_Minh"  # analyzers send local times without a zone
     barcode_prefix: str = ""             # printed before the date part of generated barcodes

@@ -35,6 +35,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from hospital.chassis import aio
 from hospital.lab.api.astm.codec import (
     ETX,
     Frame,
@@ -620,7 +621,7 @@ async def _main(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return asyncio.run(_main(_parser().parse_args(argv)))
+    return aio.run(_main(_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

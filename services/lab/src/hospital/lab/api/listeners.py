@@ -8,11 +8,20 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from hospital.chassis.errors import DomainError
+from hospital.chassis.errors import DomainError, NotFound
 from hospital.lab.api.astm import AstmClient, AstmEndpoint, AstmMessage, AstmServer, HostOrder, Peer, Query
 from hospital.lab.api.astm.dialects import KNOWN_DIALECTS
 from hospital.lab.api.hl7 import MllpEndpoint, MllpServer, OrderMessage, build_orl_o22, parse_hl7
-from hospital.lab.api.hl7.messages import REQUIRED_FIELD_MISSING, Hl7Error, ReplySender, content_error
+from hospital.lab.api.hl7.messages import (
+    APPLICATION_INTERNAL_ERROR,
+    RECORD_LOCKED,
+    REQUIRED_FIELD_MISSING,
+    UNKNOWN_KEY,
+    Hl7Error,
+    ReplySender,
+    content_error,
+    reject,
+)
 from hospital.lab.app.ingest import IngestService, oml_orders
 
 log = logging.getLogger(__name__)
@@ -42,7 +51,9 @@ class Hl7Handler:
 
 class LabMllpServer(MllpServer):
     """Checks an OML^O21's content (known tests, patient, barcode) before storing it, so a bad order gets
-    ``ORL^O22`` with ``AE`` and the reason instead of a retryable ``AR``."""
+    ``ORL^O22`` with ``AE`` and the reason instead of a retryable ``AR``; a cancellation (ORC-1 ``CA``) of
+    an unknown order, or of one that already has results, is refused the same way (``ORC|UC``) and
+    nothing of the message is stored."""
 
     def __init__(self, endpoint: MllpEndpoint, handler: Hl7Handler, ingest: IngestService) -> None:
         super().__init__(endpoint, handler)
@@ -63,11 +74,27 @@ class LabMllpServer(MllpServer):
                 except DomainError as exc:
                     error = content_error(REQUIRED_FIELD_MISSING, f"{exc.code}: {exc.message}", "OBR^1^4")
                     return build_orl_o22(message, "AE", error=error, sender=self._reply_sender)
+                return await self._store_orders(raw, message, peer)
         return await super().respond(raw, peer)
+
+    async def _store_orders(self, raw: bytes, message: OrderMessage, peer: Peer) -> str:
+        try:
+            async with asyncio.timeout(self.endpoint.store_timeout):
+                await self.ingest.store_hl7(raw, message, peer)
+        except DomainError as exc:  # e.g. cancelling an unknown order, or one with results: rolled back
+            n = next((i for i, o in enumerate(message.orders, start=1) if o.is_cancel), 1)
+            code = UNKNOWN_KEY if isinstance(exc, NotFound) else RECORD_LOCKED
+            error = content_error(code, f"{exc.code}: {exc.message}", f"ORC^{n}^2")
+            return build_orl_o22(message, "AE", error=error, sender=self._reply_sender)
+        except Exception:
+            log.exception("HL7 OML^O21 %s from %s not stored", message.header.control_id, peer.host)
+            error = reject(APPLICATION_INTERNAL_ERROR, "message could not be stored; resend later")
+            return build_orl_o22(message, "AR", error=error, sender=self._reply_sender)
+        return build_orl_o22(message, "AA", sender=self._reply_sender)
 
 
 def build_listeners(settings: Any, ingest: IngestService) -> Any:
-    async def run(stop: asyncio.Event) -> None:
+    async def run(stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         await ingest.ensure_catalogue()
         astm_handler, hl7_handler = AstmHandler(ingest), Hl7Handler(ingest)
         timeout = settings.store_timeout_seconds
@@ -89,6 +116,8 @@ def build_listeners(settings: Any, ingest: IngestService) -> Any:
             for server in servers:
                 await server.start()
                 started.append(server)
+            if ready is not None:
+                ready.set()  # the service reports started only now: analyzers are not refused
             await stop.wait()
         finally:
             for server in reversed(started):

@@ -10,7 +10,6 @@ from hospital.chassis.caller import Caller
 from hospital.chassis.security import Principal
 from hospital.contracts.lab.v1 import lab_pb2 as pb
 
-
 SYSTEM = Caller(Principal(subject="lab-ingest", name="Analyzer interface", roles=frozenset({"service"})), "lab")
 
 SEX_PB = {"male": pb.SEX_MALE, "female": pb.SEX_FEMALE}
@@ -59,4 +58,21 @@ def result_proto(d: dict[str, Any]) -> pb.Result:
     for name in ("observed_at", "verified_at"):
         if d.get(name):
             getattr(m, name).FromDatetime(datetime.fromisoformat(d[name]))
+    return m
+
+
+def row_proto(r: Any, test_name: str = "", loinc: str = "", barcode: str = "") -> pb.Result:
+    """``result_proto(result_dict(r, ...))`` without the detour through ISO strings (the ingest path)."""
+    m = pb.Result(
+        id=r["id"], order_id=r["order_id"] or "", specimen_barcode=barcode or r["barcode_received"] or "",
+        patient_id=r["patient_id"] or "", test_code=r["test_code"] or "", test_name=test_name or "",
+        loinc=loinc or "", value=r["value"] or "", unit=r["unit"] or "", reference_range=r["reference_range"] or "",
+        flag=r["flag"] or "", critical=bool(r["critical"]), delta_failed=bool(r["delta_failed"]),
+        status=r["status"], instrument=r["instrument"] or "", verified_by=r["verified_by"] or "",
+        autoverify_rule=r["autoverify_rule"] or "", analyzer_value=r["analyzer_value"] or "",
+        analyzer_unit=r["analyzer_unit"] or "", revision=r["revision"] or 0)
+    if r["observed_at"]:
+        m.observed_at.FromDatetime(r["observed_at"])
+    if r["verified_at"]:
+        m.verified_at.FromDatetime(r["verified_at"])
     return m

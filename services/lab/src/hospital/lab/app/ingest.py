@@ -29,18 +29,18 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, literal, select, union_all, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hospital.chassis.app import Runtime
 from hospital.chassis.db import utcnow
 from hospital.chassis.ids import new_id
 from hospital.contracts.lab.v1 import events_pb2
+from hospital.lab.adapters.ingest_sql import IngestDb, ingest_db
 from hospital.lab.adapters.tables import (
     lab_settings,
     order_items,
     orders,
-    qc_status,
     raw_messages,
     results,
     specimens,
@@ -48,11 +48,18 @@ from hospital.lab.adapters.tables import (
 from hospital.lab.api.astm import AstmMessage, HostOrder, Peer, Query
 from hospital.lab.api.hl7 import OrderMessage, ResultMessage, SpecimenQuery
 from hospital.lab.app.catalogue import Catalogue
-from hospital.lab.app.common import SYSTEM, result_dict, result_proto, ts
+from hospital.lab.app.common import SYSTEM, row_proto, ts
 from hospital.lab.app.evaluate import Context, evaluate
 from hospital.lab.app.orders import NewOrder, OrderService
 
 log = logging.getLogger(__name__)
+CORRECTION_HOLD = "analyzer correction of a verified result: verify to amend"
+REPEAT_HOLD = "repeat after a verified result: verify to amend"
+
+
+def is_correction(analyzer_status: str | None) -> bool:
+    """ASTM R-9 / HL7 OBX-11 ``C``: the analyzer corrects a result it sent before."""
+    return (analyzer_status or "").strip().upper() == "C"
 LOINC_RE = re.compile(r"^\d{1,7}-\d$")
 SHARED_ENDPOINTS = ("astm", "mllp")
 
@@ -327,10 +334,11 @@ class IngestService:
         now = utcnow()
         async with self.rt.uow() as uow:
             s = await uow.session.connection()  # Core statements on the unit of work's transaction
+            db = ingest_db(s)
             digests = sorted({it.digest for it in items})
             keys = {id(r): dedupe_key(it.instrument, g.barcode.strip(), r)
                     for it in items for g in it.groups for r in g.results}
-            known, claimed = await _stored(s, digests, sorted(set(keys.values())))
+            known, claimed = await db.stored(s, digests, sorted(set(keys.values())))
             duplicates: Counter[str] = Counter()
             fresh: list[tuple[Incoming, str]] = []
             raw_rows = []
@@ -345,15 +353,14 @@ class IngestService:
                                          it.kind, it.count, now))
                 fresh.append((it, raw_id))
             if raw_rows:
-                await s.execute(raw_messages.insert(), raw_rows)
-            for digest, n in duplicates.items():
-                await s.execute(update(raw_messages).where(raw_messages.c.content_hash == digest)
-                                .values(duplicates=raw_messages.c.duplicates + n))
-            await self._store_results(uow, fresh, keys, claimed, now)
+                await db.insert_raw(s, raw_rows)
+            if duplicates:
+                await db.count_duplicates(s, dict(duplicates))
+            await self._store_results(uow, db, fresh, keys, claimed, now)
             await uow.commit()
         self.received_total += sum(it.count for it, _ in fresh)
 
-    async def _store_results(self, uow: Any, fresh: list[tuple[Incoming, str]], keys: dict[int, str],
+    async def _store_results(self, uow: Any, db: IngestDb, fresh: list[tuple[Incoming, str]], keys: dict[int, str],
                              claimed: set[str], now: datetime) -> None:
         s = await uow.session.connection()
         entries = [(raw_id, it.instrument, g.barcode.strip(), g) for it, raw_id in fresh for g in it.groups
@@ -381,26 +388,16 @@ class IngestService:
         specs: dict[str, dict[str, Any]] = {}
         items: dict[str, dict[str, str]] = {}
         av_on = self.rt.settings.autoverify_default
-        if barcodes:  # one round trip: specimens, their order items, and the auto-verification switch
-            av = select(lab_settings.c.value).where(lab_settings.c.key == "autoverify").scalar_subquery()
-            for row in (await s.execute(
-                    select(specimens.c.id, specimens.c.barcode, specimens.c.order_id, specimens.c.status,
-                           orders.c.patient_id, orders.c.patient_sex, orders.c.birth_date, orders.c.patient_name,
-                           orders.c.ordering_doctor, orders.c.visit_id, orders.c.status.label("order_status"),
-                           order_items.c.id.label("item_id"), order_items.c.test_code.label("item_test"),
-                           av.label("autoverify"))
-                    .join(orders, orders.c.id == specimens.c.order_id)
-                    .outerjoin(order_items, order_items.c.specimen_id == specimens.c.id)
-                    .where(specimens.c.barcode.in_(barcodes)))).mappings():
-                if row["autoverify"] is not None:
-                    av_on = row["autoverify"] == "on"
-                if row["status"] == "cancelled":
-                    continue
-                specs[row["barcode"]] = {k: v for k, v in row.items()
-                                         if k not in ("barcode", "item_id", "item_test", "autoverify")}
-                spec_items = items.setdefault(row["id"], {})
-                if row["item_id"] is not None:
-                    spec_items[row["item_test"]] = row["item_id"]
+        for row in await db.specimens(s, barcodes) if barcodes else []:
+            if row["autoverify"] is not None:
+                av_on = row["autoverify"] == "on"
+            if row["status"] == "cancelled":
+                continue
+            specs[row["barcode"]] = {k: v for k, v in row.items()
+                                     if k not in ("barcode", "item_id", "item_test", "autoverify")}
+            spec_items = items.setdefault(row["id"], {})
+            if row["item_id"] is not None:
+                spec_items[row["item_test"]] = row["item_id"]
         unmatched: list[dict[str, Any]] = []
         jobs: list[Job] = []
         for raw_id, instrument, barcode, new in todo:
@@ -411,7 +408,7 @@ class IngestService:
             else:
                 jobs.append(Job(dict(spec), rows, items=items.get(spec["id"], {})))
         if unmatched:
-            await s.execute(results.insert(), [_columns(x) for x in unmatched])
+            await db.insert_results(s, [_columns(x) for x in unmatched])
         # jobs for the same patient go in successive waves: each sees the results the previous one stored
         while jobs:
             wave, later, patients = [], [], set()
@@ -419,22 +416,22 @@ class IngestService:
                 who = job.spec["patient_id"] or job.spec["id"]
                 (later if who in patients else wave).append(job)
                 patients.add(who)
-            await attach_many(uow, self.cat, self.rt.settings, wave, now, av_on, insert=True)
+            await attach_many(uow, self.cat, self.rt.settings, wave, now, av_on, insert=True, db=db)
             jobs = later
 
     def _row(self, raw_id: str, instrument: str, barcode: str, r: InResult, key: str,
              now: datetime) -> dict[str, Any]:
         code, unit = self.cat.map_test(instrument, r.keys, r.loincs)
-        return dict(
-            id=new_id(), dedupe_key=key, raw_message_id=raw_id, instrument=instrument,
-            barcode_received=barcode, specimen_id=None, order_id=None, order_item_id=None, patient_id=None,
-            test_code=code, mapped_unit=unit, analyzer_code=r.analyzer_code[:200], analyzer_value=r.value,
-            analyzer_unit=r.units[:40], analyzer_flags=",".join(r.flags)[:40], analyzer_status=r.status[:4],
-            analyzer_range=r.ref[:100], value=r.value, value_num=None, unit=r.units[:40], reference_range="",
-            flag="", critical=False, delta_failed=False, delta_previous=None,
-            status="unmatched", revision=1, note=r.note or None, observed_at=r.observed_at, received_at=now,
-            verified_at=None, verified_by=None, autoverify_rule=None,
-            hold_reason="barcode not found" if barcode else "no barcode in the message")
+        return {
+            "id": new_id(), "dedupe_key": key, "raw_message_id": raw_id, "instrument": instrument,
+            "barcode_received": barcode, "specimen_id": None, "order_id": None, "order_item_id": None, "patient_id": None,
+            "test_code": code, "mapped_unit": unit, "analyzer_code": r.analyzer_code[:200], "analyzer_value": r.value,
+            "analyzer_unit": r.units[:40], "analyzer_flags": ",".join(r.flags)[:40], "analyzer_status": r.status[:4],
+            "analyzer_range": r.ref[:100], "value": r.value, "value_num": None, "unit": r.units[:40], "reference_range": "",
+            "flag": "", "critical": False, "delta_failed": False, "delta_previous": None,
+            "status": "unmatched", "revision": 1, "note": r.note or None, "observed_at": r.observed_at, "received_at": now,
+            "verified_at": None, "verified_by": None, "autoverify_rule": None,
+            "hold_reason": "barcode not found" if barcode else "no barcode in the message"}
 
     async def _ingest_orders(self, raw: bytes, peer: Peer, sender: str, message: OrderMessage) -> None:
         now = utcnow()
@@ -448,6 +445,12 @@ class IngestService:
                 tests, birth, birth_text = self.orders.validate(o)
                 if await self.orders._existing(uow.session, o) is None:
                     await self.orders.create(uow, o, tests, birth, birth_text, SYSTEM, "hl7")
+            for item in message.orders:  # ORC-1 CA: cancel the order and its specimens (raises → AE, rolled back)
+                if item.is_cancel:
+                    order_id = await self.orders.find_for_cancel(uow.session, item.placer_order_number,
+                                                                 item.filler_order_number)
+                    reason = item.reason or "; ".join(item.notes) or f"cancelled by {sender or 'the HIS'} (OML^O21)"
+                    await self.orders.cancel_in(uow, order_id, reason, SYSTEM)
             await uow.commit()
 
     # --- host queries -----------------------------------------------------------------------------------
@@ -488,6 +491,7 @@ def _with_test(order: HostOrder, code: str) -> HostOrder:
 
 
 def oml_orders(message: OrderMessage) -> list[NewOrder]:
+    """The new orders of an OML^O21 (ORC-1 other than ``CA``)."""
     p = message.patient
     assert p is not None
     pid = p.identifiers[0] if p.identifiers else ""
@@ -495,6 +499,8 @@ def oml_orders(message: OrderMessage) -> list[NewOrder]:
     sex = {"M": "male", "F": "female"}.get(p.sex.upper(), "unknown")
     out = []
     for item in message.orders:
+        if item.is_cancel:
+            continue  # see IngestService._ingest_orders
         out.append(NewOrder(
             patient_id=pid, patient_code=pid, patient_name=name, patient_sex=sex,
             birth_date=p.birth_date.isoformat() if p.birth_date else None,
@@ -514,33 +520,11 @@ def _columns(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "mapped_unit"}
 
 
-async def _stored(s: AsyncConnection, digests: list[str], keys: list[str]) -> tuple[set[str], set[str]]:
-    """Which raw-message hashes and which result keys are already stored: one round trip (UNION ALL)."""
-    known: set[str] = set()
-    claimed: set[str] = set()
-    step = 1000
-    for i in range(0, max(len(digests), len(keys), 1), step):
-        d, k = digests[i:i + step], keys[i:i + step]
-        parts = []
-        if d:
-            parts.append(select(raw_messages.c.content_hash.label("k"), literal(0).label("raw"))
-                         .where(raw_messages.c.content_hash.in_(d)))
-        if k:
-            parts.append(select(results.c.dedupe_key.label("k"), literal(1).label("raw"))
-                         .where(results.c.dedupe_key.in_(k)))
-        if not parts:
-            break
-        query = union_all(*parts) if len(parts) > 1 else parts[0]
-        for key, is_result in (await s.execute(query)).all():
-            (claimed if is_result else known).add(key)
-    return known, claimed
-
-
 def _raw_row(raw_id: str, digest: str, raw: bytes, protocol: str, peer: Peer, sender: str, control_id: str | None,
              kind: str, count: int, now: datetime) -> dict[str, Any]:
-    return dict(id=raw_id, content_hash=digest, protocol=protocol, kind=kind, endpoint=peer.instrument,
-                sender=sender[:200], peer=f"{peer.host}:{peer.port}"[:100], control_id=(control_id or "")[:100] or None,
-                body=raw, received_at=now, result_count=count, duplicates=0)
+    return {"id": raw_id, "content_hash": digest, "protocol": protocol, "kind": kind, "endpoint": peer.instrument,
+                "sender": sender[:200], "peer": f"{peer.host}:{peer.port}"[:100], "control_id": (control_id or "")[:100] or None,
+                "body": raw, "received_at": now, "result_count": count, "duplicates": 0}
 
 
 async def attach(uow: Any, cat: Catalogue, settings: Any, spec: dict[str, Any], rows: list[dict[str, Any]],
@@ -552,21 +536,20 @@ async def attach(uow: Any, cat: Catalogue, settings: Any, spec: dict[str, Any], 
 
 
 async def attach_many(uow: Any, cat: Catalogue, settings: Any, jobs: list[Job], now: datetime, av_on: bool, *,
-                      insert: bool) -> list[list[dict[str, Any]]]:
+                      insert: bool, db: IngestDb | None = None) -> list[list[dict[str, Any]]]:
     """Attach analyzer rows to specimens: check them, insert (or update) them, mark order items,
     supersede unverified earlier results of the same tests, and publish the events. Set-based: one
     statement per table for all the jobs, which must concern different patients (and specimens)."""
     s = await uow.session.connection()  # Core: less per-statement overhead than the ORM session
+    db = db or ingest_db(s)
     spec_ids = [j.spec["id"] for j in jobs]
     patients = sorted({j.spec["patient_id"] for j in jobs if j.spec["patient_id"] is not None})
     instruments = sorted({j.rows[0]["instrument"] for j in jobs if j.rows})
     codes = sorted({r["test_code"] for j in jobs for r in j.rows if r["test_code"]})
     items: dict[str, dict[str, str]] = {j.spec["id"]: j.items for j in jobs if j.items is not None}
     unread = [sid for sid in spec_ids if sid not in items]
-    if unread:
-        for r in (await s.execute(select(order_items.c.id, order_items.c.test_code, order_items.c.specimen_id)
-                                  .where(order_items.c.specimen_id.in_(unread)))):
-            items.setdefault(r.specimen_id, {})[r.test_code] = r.id
+    for item_id, test_code, specimen_id in await db.items(s, unread) if unread else []:
+        items.setdefault(specimen_id, {})[test_code] = item_id
     previous: dict[str, dict[str, tuple[float, datetime]]] = {}
     same_specimen: dict[str, dict[str, list[tuple[str, str]]]] = {}
     qc_rows: dict[tuple[str, str], bool] = {}
@@ -574,12 +557,7 @@ async def attach_many(uow: Any, cat: Catalogue, settings: Any, jobs: list[Job], 
         window = now - timedelta(days=30)
         spec_of = {j.spec["patient_id"]: j.spec["id"] for j in jobs}
         if patients:
-            for p in (await s.execute(
-                    select(results.c.id, results.c.test_code, results.c.value_num, results.c.received_at,
-                           results.c.observed_at, results.c.specimen_id, results.c.status, results.c.patient_id)
-                    .where(results.c.patient_id.in_(patients), results.c.test_code.in_(codes),
-                           results.c.status.in_(("preliminary", "verified")), results.c.received_at >= window)
-                    .order_by(results.c.received_at.desc()))).mappings():
+            for p in await db.previous(s, patients, codes, window):
                 if p["specimen_id"] == spec_of.get(p["patient_id"]):
                     same_specimen.setdefault(p["specimen_id"], {}).setdefault(p["test_code"], []).append(
                         (p["id"], p["status"]))
@@ -588,8 +566,7 @@ async def attach_many(uow: Any, cat: Catalogue, settings: Any, jobs: list[Job], 
                     if p["test_code"] not in prev and p["value_num"] is not None:
                         prev[p["test_code"]] = (p["value_num"], p["observed_at"] or p["received_at"])
         valid_after = now - timedelta(hours=settings.qc_validity_hours)
-        for q in (await s.execute(select(qc_status).where(qc_status.c.instrument_id.in_(instruments),
-                                                          qc_status.c.test_code.in_(codes)))).mappings():
+        for q in await db.qc(s, instruments, codes):
             qc_rows[(q["instrument_id"], q["test_code"])] = bool(q["accepted"]) and q["last_run_at"] >= valid_after
     superseded: list[str] = []
     outs: list[list[dict[str, Any]]] = []
@@ -618,7 +595,9 @@ async def attach_many(uow: Any, cat: Catalogue, settings: Any, jobs: list[Job], 
             earlier = spec_same.get(test.code, [])
             c = Context(**ctx.__dict__)
             if any(st == "verified" for _, st in earlier):
-                c.allow_autoverify, c.hold = False, "repeat after a verified result: verify to amend"
+                # held for review whatever the rules say; verifying it amends the verified result
+                c.allow_autoverify, c.hold = False, (
+                    CORRECTION_HOLD if is_correction(row["analyzer_status"]) else REPEAT_HOLD)
             row.update(evaluate(test, row, c, at))
             superseded += [rid for rid, st in earlier if st == "preliminary"]
             if row["autoverify_rule"]:
@@ -631,10 +610,10 @@ async def attach_many(uow: Any, cat: Catalogue, settings: Any, jobs: list[Job], 
         outs.append(out)
     everything = [x for out in outs for x in out]
     if superseded:
-        await s.execute(update(results).where(results.c.id.in_(sorted(set(superseded)))).values(status="superseded"))
+        await db.supersede(s, sorted(set(superseded)))
     if insert:
         if everything:
-            await s.execute(results.insert(), [_columns(x) for x in everything])
+            await db.insert_results(s, [_columns(x) for x in everything])
     else:
         for x in everything:
             await s.execute(update(results).where(results.c.id == x["id"]).values(
@@ -643,7 +622,7 @@ async def attach_many(uow: Any, cat: Catalogue, settings: Any, jobs: list[Job], 
         ids = sorted({x["order_item_id"] for x in everything if x["order_item_id"] and
                       (x["status"] == "verified") == (status == "verified") and x["status"] != "info"})
         if ids:
-            await s.execute(update(order_items).where(order_items.c.id.in_(ids)).values(status=status))
+            await db.item_status(s, ids, status)
     for job, out in zip(jobs, outs):
         _publish(uow, cat, job.spec, job.rows, out, now)
     return outs
@@ -652,8 +631,7 @@ async def attach_many(uow: Any, cat: Catalogue, settings: Any, jobs: list[Job], 
 def _publish(uow: Any, cat: Catalogue, spec: dict[str, Any], rows: list[dict[str, Any]], out: list[dict[str, Any]],
              now: datetime) -> None:
     reportable = [x for x in out if x["status"] != "info"]
-    protos = {x["id"]: result_proto(result_dict(x, *_names(cat, x["test_code"]), barcode=x["barcode_received"]))
-              for x in reportable}
+    protos = {x["id"]: row_proto(x, *_names(cat, x["test_code"])) for x in reportable}
     if reportable:
         uow.publish("lab.result.received", events_pb2.ResultReceived(
             specimen_barcode=rows[0]["barcode_received"], order_id=spec["order_id"], patient_id=spec["patient_id"],

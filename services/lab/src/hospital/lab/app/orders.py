@@ -154,7 +154,7 @@ class OrderService:
                 id=sid, order_id=order_id, barcode=barcode, specimen_type=group[0].specimen_type, tube=tube,
                 status="ordered"))
             await s.execute(order_items.insert(), [
-                dict(id=new_id(), order_id=order_id, specimen_id=sid, test_code=t.code, status="ordered")
+                {"id": new_id(), "order_id": order_id, "specimen_id": sid, "test_code": t.code, "status": "ordered"}
                 for t in group])
         order = await self._load(s, order_id)
         uow.publish("lab.order.received", events_pb2.OrderReceived(order=order_proto(order), by=caller.actor(),
@@ -210,23 +210,39 @@ class OrderService:
         if not reason or not reason.strip():
             raise Invalid("order.cancel_reason", "a cancellation reason is required", field="reason")
         async with self.rt.uow() as uow:
-            s = uow.session
-            order = await self._load(s, order_id)
-            if order["status"] == "cancelled":
-                return order
-            if any(i["status"] in ("resulted", "verified") for i in order["items"]):
-                raise Conflict("order.has_results", "the order already has results; it cannot be cancelled")
-            now = utcnow()
-            await s.execute(update(orders).where(orders.c.id == order_id).values(
-                status="cancelled", cancelled_at=now, cancel_reason=reason.strip()))
-            await s.execute(update(specimens).where(specimens.c.order_id == order_id).values(status="cancelled"))
-            await s.execute(update(order_items).where(order_items.c.order_id == order_id).values(status="cancelled"))
-            order = await self._load(s, order_id)
-            uow.publish("lab.order.cancelled", events_pb2.OrderCancelled(order=order_proto(order), by=caller.actor(),
-                                                                         reason=reason.strip()))
-            uow.audit(caller.audit("order.cancel", "LabOrder", order_id, order["patient"]["id"], reason=reason))
+            order = await self.cancel_in(uow, order_id, reason, caller)
             await uow.commit()
         return order
+
+    async def cancel_in(self, uow: Any, order_id: str, reason: str, caller: Caller) -> dict[str, Any]:
+        """Cancel an order with its specimens and items inside ``uow`` (a cancelled order is returned as is)."""
+        s = uow.session
+        order = await self._load(s, order_id)
+        if order["status"] == "cancelled":
+            return order
+        if any(i["status"] in ("resulted", "verified") for i in order["items"]):
+            raise Conflict("order.has_results", "the order already has results; it cannot be cancelled")
+        now = utcnow()
+        await s.execute(update(orders).where(orders.c.id == order_id).values(
+            status="cancelled", cancelled_at=now, cancel_reason=reason.strip()))
+        await s.execute(update(specimens).where(specimens.c.order_id == order_id).values(status="cancelled"))
+        await s.execute(update(order_items).where(order_items.c.order_id == order_id).values(status="cancelled"))
+        order = await self._load(s, order_id)
+        uow.publish("lab.order.cancelled", events_pb2.OrderCancelled(order=order_proto(order), by=caller.actor(),
+                                                                     reason=reason.strip()))
+        uow.audit(caller.audit("order.cancel", "LabOrder", order_id, order["patient"]["id"], reason=reason))
+        return order
+
+    async def find_for_cancel(self, s: AsyncSession, placer: str, filler: str) -> str:
+        """The order an OML^O21 cancellation names: by placer order number (ORC-2), else by our order
+        number given back as the filler order number (ORC-3)."""
+        for col, value in ((orders.c.placer_order_number, placer), (orders.c.order_number, filler)):
+            if value:
+                found = (await s.execute(select(orders.c.id).where(col == value))).scalar()
+                if found:
+                    return str(found)
+        raise NotFound("order.not_found", f"no lab order with placer order number {placer!r}"
+                       + (f" or order number {filler!r}" if filler else ""))
 
     async def specimen_step(self, barcode: str, step: str, caller: Caller) -> dict[str, Any]:
         """``collect`` (ordered → collected) or ``receive`` (collected/ordered → received in the lab)."""

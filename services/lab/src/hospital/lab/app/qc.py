@@ -2,7 +2,7 @@
 rules, the per-instrument-and-test QC status that gates auto-verification, Levey-Jennings data."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -81,7 +81,7 @@ class QcService:
         history = list((await s.execute(select(qc_results.c.z).where(qc_results.c.lot_id == lot["id"])
                                         .order_by(qc_results.c.measured_at.desc()).limit(9))).scalars())
         z = westgard.z_score(value, lot["mean"], lot["sd"])
-        violations = westgard.evaluate([*reversed(history), z])
+        violations = westgard.evaluate([*reversed(history), z], await self._run_peers(s, lot, measured_at))
         ok = westgard.accepted(violations)
         names = ",".join(v.rule for v in violations)
         rid = new_id()
@@ -89,7 +89,7 @@ class QcService:
             id=rid, lot_id=lot["id"], value=value, z=z, violations=names, accepted=ok, measured_at=measured_at,
             source=source, raw_message_id=raw_id, recorded_by=by))
         key = (qc_status.c.instrument_id == lot["instrument_id"]) & (qc_status.c.test_code == lot["test_code"])
-        values = dict(accepted=ok, last_run_at=measured_at, lot_id=lot["id"], violations=names)
+        values = {"accepted": ok, "last_run_at": measured_at, "lot_id": lot["id"], "violations": names}
         if not (await s.execute(update(qc_status).where(key).values(**values))).rowcount:
             await s.execute(qc_status.insert().values(instrument_id=lot["instrument_id"],
                                                       test_code=lot["test_code"], **values))
@@ -100,6 +100,22 @@ class QcService:
         return {"id": rid, "lot_id": lot["id"], "value": value, "z": round(z, 3), "accepted": ok,
                 "violations": [{"rule": v.rule, "rejection": v.rejection} for v in violations],
                 "measured_at": iso(measured_at)}
+
+    async def _run_peers(self, s: Any, lot: dict[str, Any], measured_at: datetime) -> list[float]:
+        """z-scores of the other control levels of this instrument and test measured in the same run
+        (within ``qc_run_minutes`` of this measurement; the latest per level) — for R-4s across levels."""
+        window = timedelta(minutes=getattr(self.rt.settings, "qc_run_minutes", 60))
+        rows = (await s.execute(
+            select(qc_lots.c.level, qc_results.c.z, qc_results.c.measured_at)
+            .join(qc_lots, qc_lots.c.id == qc_results.c.lot_id)
+            .where(qc_lots.c.instrument_id == lot["instrument_id"], qc_lots.c.test_code == lot["test_code"],
+                   qc_lots.c.level != lot["level"], qc_results.c.measured_at >= measured_at - window,
+                   qc_results.c.measured_at <= measured_at + window)
+            .order_by(qc_results.c.measured_at.desc()))).all()
+        latest: dict[str, float] = {}
+        for level, z, _ in rows:
+            latest.setdefault(level, z)
+        return list(latest.values())
 
     async def ingest(self, uow: Any, instrument: str, barcode: str, group: Any, raw_id: str,
                      now: datetime) -> list[Any]:

@@ -24,7 +24,7 @@ from hospital.lab.adapters.tables import (
 )
 from hospital.lab.app.catalogue import Catalogue
 from hospital.lab.app.common import Caller, iso, result_dict, result_proto
-from hospital.lab.app.ingest import _names, attach, autoverify_enabled
+from hospital.lab.app.ingest import _names, attach, autoverify_enabled, is_correction
 from hospital.lab.app.orders import OrderService
 from hospital.lab.domain.validation import age_in_days, flag_for, pick_range
 
@@ -136,11 +136,17 @@ class ResultService:
                                     .values(status="verified"))
                 new = self._dict(await self._row(s, rid), r["barcode_received"])
                 if prior is not None:
-                    await self._history(s, prior, caller, now, "replaced by a repeat measurement")
+                    correction = is_correction(r["analyzer_status"])
+                    # the verified result's revisions become the history of the result that replaces it
+                    await s.execute(update(result_history).where(result_history.c.result_id == prior["id"])
+                                    .values(result_id=rid))
+                    await self._history(s, prior, caller, now, "replaced by the analyzer's correction (status C)"
+                                        if correction else "replaced by a repeat measurement", result_id=rid)
                     await s.execute(update(results).where(results.c.id == prior["id"]).values(status="superseded"))
                     uow.publish("lab.result.amended", events_pb2.ResultAmended(
                         result=result_proto(new), previous_value=prior["value"],
-                        reason="repeat measurement verified", by=caller.actor()))
+                        reason="analyzer correction verified" if correction else "repeat measurement verified",
+                        by=caller.actor()))
                 else:
                     uow.publish("lab.result.verified", events_pb2.ResultVerified(result=result_proto(new),
                                                                                  by=caller.actor()))
@@ -158,9 +164,10 @@ class ResultService:
                 await s.execute(update(orders).where(orders.c.id == oid, orders.c.status == "active")
                                 .values(status="completed"))
 
-    async def _history(self, s: Any, r: Any, caller: Caller, now: datetime, reason: str) -> None:
+    async def _history(self, s: Any, r: Any, caller: Caller, now: datetime, reason: str,
+                       result_id: str | None = None) -> None:
         await s.execute(result_history.insert().values(
-            id=new_id(), result_id=r["id"], revision=r["revision"], value=r["value"], unit=r["unit"], flag=r["flag"],
+            id=new_id(), result_id=result_id or r["id"], revision=r["revision"], value=r["value"], unit=r["unit"], flag=r["flag"],
             status=r["status"], verified_by=r["verified_by"], verified_at=r["verified_at"], replaced_at=now,
             replaced_by=caller.subject, reason=reason))
 
@@ -289,9 +296,9 @@ class ResultService:
             if not r["critical"]:
                 raise Conflict("result.not_critical", "the result is not a critical value")
             cid = new_id()
-            values = dict(id=cid, result_id=result_id, notified_person=person, notified_role=role,
-                          notified_at=when, read_back_confirmed=bool(body.get("read_back_confirmed")),
-                          called_by=caller.subject, note=body.get("note"), recorded_at=utcnow())
+            values = {"id": cid, "result_id": result_id, "notified_person": person, "notified_role": role,
+                          "notified_at": when, "read_back_confirmed": bool(body.get("read_back_confirmed")),
+                          "called_by": caller.subject, "note": body.get("note"), "recorded_at": utcnow()}
             await s.execute(critical_calls.insert().values(**values))
             uow.audit(caller.audit("critical.call", "LabResult", result_id, r["patient_id"], notified=person,
                                    read_back=values["read_back_confirmed"]))
@@ -306,7 +313,7 @@ class ResultService:
     async def set_autoverify(self, on: bool, caller: Caller) -> bool:
         async with self.rt.uow() as uow:
             s = uow.session
-            values = dict(value="on" if on else "off", updated_at=utcnow(), updated_by=caller.subject)
+            values = {"value": "on" if on else "off", "updated_at": utcnow(), "updated_by": caller.subject}
             if not (await s.execute(update(lab_settings).where(lab_settings.c.key == "autoverify")
                                     .values(**values))).rowcount:
                 await s.execute(lab_settings.insert().values(key="autoverify", **values))

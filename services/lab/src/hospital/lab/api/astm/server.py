@@ -3,18 +3,20 @@
 ``AstmServer`` listens (the analyzer connects to the LIS); ``AstmClient`` connects to an analyzer that
 listens, reconnecting when the link drops. Both run the same per-connection session:
 
-* frames are read through :class:`~.codec.FrameBuffer` and fed to a :class:`~.link.Receiver`;
+* the connection is an ``asyncio.Protocol`` (:class:`~hospital.lab.api.tcpserver.SessionProtocol`): bytes
+  are fed to :class:`~.codec.FrameBuffer` as they arrive and each frame is answered at once by the
+  :class:`~.link.Receiver`, without a task switch per frame;
 * when a message's L record arrives the session parses it and awaits ``handler.store(raw, message,
-  peer)``; only when that returns does the analyzer get its final ACK. An exception, a parse failure
+  peer)`` (the connection's one task; later bytes wait); only when that returns does the analyzer get
+  its final ACK. An exception, a parse failure
   or ``store_timeout`` elapsing yields a NAK instead, and the analyzer retransmits the frame;
 * Q records collected during a transfer are answered after the analyzer's EOT: the session awaits
   ``handler.host_query(query)`` and becomes the sender of an H, P, O..., L message, with the full
   ENQ/ACK/frame/EOT handshake. If the analyzer bids (ENQ) at the same time, it wins: the LIS yields,
   receives, and retries after the analyzer's EOT (or after ``contention_retry_delay``).
 
-All E1381 timers (receive 30 s, reply 15 s, busy retry 10 s) are real ``asyncio`` timeouts. They use
-``asyncio.timeout`` rather than ``wait_for``: on Python 3.11 ``wait_for`` drops a cancellation that
-arrives as the read completes, which left a closed ``AstmClient`` reconnecting forever.
+All E1381 timers (receive 30 s, reply 15 s, busy retry 10 s) are real loop timers (one ``call_at``
+handle per connection for the earliest deadline).
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ from hospital.lab.api.astm.link import (
     TransferEnded,
 )
 from hospital.lab.api.astm.message import AstmMessage, AstmParseError, Query, parse_message
-from hospital.lab.api.tcpserver import TcpServer
+from hospital.lab.api.tcpserver import SessionProtocol, TcpServer
 
 log = logging.getLogger(__name__)
 
@@ -94,133 +96,182 @@ class AstmEndpoint:
     """``AstmClient`` only: pause between connection attempts."""
 
 
-class _Session:
-    """One TCP connection to one analyzer; runs until the peer closes or the task is cancelled."""
+class _Link(SessionProtocol):
+    """One TCP connection to one analyzer, driven by the bytes as they arrive (``asyncio.Protocol``).
 
-    def __init__(self, endpoint: AstmEndpoint, handler: AstmHandler, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    Frames are answered synchronously in ``data_received`` (no task switch per frame); storing a message
+    and answering host queries are the only awaited steps and run as one task at a time, while later
+    events wait in ``_pending`` — exactly as if the connection were read one event at a time. The E1381
+    timers share one loop timer, re-armed only when the earliest deadline moves earlier.
+    """
+
+    name = "ASTM"
+
+    def __init__(self, endpoint: AstmEndpoint, handler: AstmHandler) -> None:
+        super().__init__()
         self._endpoint = endpoint
         self._handler = handler
-        self._reader = reader
-        self._writer = writer
-        host, port = (writer.get_extra_info("peername") or ("unknown", 0))[:2]
-        self._peer = Peer(endpoint.instrument, host, port)
-        self._loop = asyncio.get_running_loop()
+        self._peer = Peer(endpoint.instrument, "unknown", 0)
         self._buffer = FrameBuffer(endpoint.max_frame_bytes)
         self._receiver = Receiver()
         self._sender: Sender | None = None
         self._outbox: deque[list[bytes]] = deque()
         self._queries: list[tuple[Query, AstmMessage]] = []
+        self._pending: deque[LinkEvent] = deque()
         self._receive_deadline: float | None = None
         self._reply_deadline: float | None = None
         self._retry_at: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
-    async def run(self) -> None:
+    # --- connection ---------------------------------------------------------------------------------------
+    def on_connected(self) -> None:
+        assert self.transport is not None
+        host, port = (self.transport.get_extra_info("peername") or ("unknown", 0))[:2]
+        self._peer = Peer(self._endpoint.instrument, host, port)
         log.info("ASTM link up: %s %s:%s", self._peer.instrument, self._peer.host, self._peer.port)
-        try:
-            while True:
-                await self._start_sending_if_due()
-                try:
-                    async with asyncio.timeout(self._seconds_to_deadline()):
-                        data = await self._reader.read(65536)
-                except TimeoutError:
-                    await self._fire_timers()
-                    continue
-                if not data:
-                    break
-                for event in self._buffer.feed(data):
-                    await self._dispatch(event)
-        except ConnectionError as exc:
-            log.warning("ASTM link to %s lost: %s", self._peer.instrument, exc)
-        finally:
-            self._writer.close()
-            if self._outbox:
-                log.warning("ASTM link to %s down with %d host-query answers unsent",
-                            self._peer.instrument, len(self._outbox))
-            log.info("ASTM link down: %s", self._peer.instrument)
+        self._pump()
 
+    def on_data(self, data: bytes) -> None:
+        self._pending.extend(self._buffer.feed(data))
+        if not self.busy:
+            self._pump()
+
+    def on_async_done(self) -> None:
+        self._pump()
+
+    def on_closed(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._outbox:
+            log.warning("ASTM link to %s down with %d host-query answers unsent",
+                        self._peer.instrument, len(self._outbox))
+        log.info("ASTM link down: %s", self._peer.instrument)
+
+    def _pump(self) -> None:
+        """Handle queued events in order until one needs to wait (a store, a host query)."""
+        while not self.busy and not self.is_closing:
+            if not self._pending:
+                self._start_sending_if_due()
+                break
+            self._dispatch(self._pending.popleft())
+        self._arm_timer()
+
+    # --- timers -------------------------------------------------------------------------------------------
     def _deadlines(self) -> list[float]:
         return [d for d in (self._receive_deadline, self._reply_deadline, self._retry_at) if d is not None]
 
-    def _seconds_to_deadline(self) -> float | None:
+    def _arm_timer(self) -> None:
         deadlines = self._deadlines()
-        return max(0.0, min(deadlines) - self._loop.time()) if deadlines else None
+        if not deadlines or self.is_closing:
+            return
+        when = min(deadlines)
+        if self._timer is not None:
+            if self._timer.when() <= when:
+                return  # fires first; it re-arms for the later deadline
+            self._timer.cancel()
+        self._timer = self.loop.call_at(when, self._on_timer)
 
-    async def _fire_timers(self) -> None:
-        now = self._loop.time()
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.busy or self.is_closing:
+            return  # the running step re-arms when it is done
+        if any(d <= self.loop.time() for d in self._deadlines()):
+            self._fire_timers()
+        if not self.busy:
+            self._pump()
+
+    def _fire_timers(self) -> None:
+        now = self.loop.time()
         if self._receive_deadline is not None and now >= self._receive_deadline:
             self._receive_deadline = None
-            await self._receiver_actions(self._receiver.on_timeout())
+            self._receiver_actions(self._receiver.on_timeout())
+            if self.busy:
+                return
         if self._reply_deadline is not None and now >= self._reply_deadline and self._sender is not None:
             self._reply_deadline = None
-            await self._sender_actions(self._sender.on_timeout(), None)
+            self._sender_actions(self._sender.on_timeout(), None)
         if self._retry_at is not None and now >= self._retry_at:
             self._retry_at = None
             if self._sender is not None:
-                await self._sender_actions(self._sender.retry(), None)
+                self._sender_actions(self._sender.retry(), None)
 
-    async def _start_sending_if_due(self) -> None:
+    # --- the link -----------------------------------------------------------------------------------------
+    def _start_sending_if_due(self) -> None:
         if self._sender is not None or not self._outbox or self._receiver.state is not ReceiverState.IDLE:
             return
         if self._retry_at is not None:
             return
         e = self._endpoint
         self._sender = Sender(self._outbox[0], yields_on_contention=True, busy_retry_delay=e.busy_retry_delay)
-        await self._sender_actions(self._sender.start(), None)
+        self._sender_actions(self._sender.start(), None)
 
-    async def _dispatch(self, event: LinkEvent) -> None:
+    def _dispatch(self, event: LinkEvent) -> None:
         if self._sender is not None:
-            await self._sender_actions(self._sender.handle(event), event)
+            self._sender_actions(self._sender.handle(event), event)
         else:
-            await self._to_receiver(event)
+            self._to_receiver(event)
 
-    async def _to_receiver(self, event: LinkEvent) -> None:
-        await self._receiver_actions(self._receiver.handle(event))
+    def _to_receiver(self, event: LinkEvent) -> None:
+        self._receiver_actions(self._receiver.handle(event))
+        if not self.busy:
+            self._update_receive_deadline()
+
+    def _update_receive_deadline(self) -> None:
         self._receive_deadline = (
-            self._loop.time() + self._endpoint.receive_timeout if self._receiver.expects_frame else None
+            self.loop.time() + self._endpoint.receive_timeout if self._receiver.expects_frame else None
         )
 
-    async def _write(self, data: bytes) -> None:
-        self._writer.write(data)
-        await self._writer.drain()
-
-    async def _sender_actions(self, actions: list[SenderAction], event: LinkEvent | None) -> None:
+    def _sender_actions(self, actions: list[SenderAction], event: LinkEvent | None) -> None:
         for action in actions:
             if isinstance(action, Send):
-                await self._write(action.data)
+                self.write(action.data)
             elif isinstance(action, RetryAfter):
-                self._retry_at = self._loop.time() + action.delay
+                self._retry_at = self.loop.time() + action.delay
             elif isinstance(action, Finished):
-                await self._sender_finished(action, event)
+                self._sender_finished(action, event)
         sender = self._sender
         self._reply_deadline = (
-            self._loop.time() + self._endpoint.reply_timeout if sender is not None and sender.awaiting_reply else None
+            self.loop.time() + self._endpoint.reply_timeout if sender is not None and sender.awaiting_reply else None
         )
 
-    async def _sender_finished(self, finished: Finished, event: LinkEvent | None) -> None:
+    def _sender_finished(self, finished: Finished, event: LinkEvent | None) -> None:
         self._sender = None
         if finished.outcome is SenderOutcome.YIELDED:
             log.info("ASTM contention with %s: receiving first", self._peer.instrument)
-            self._retry_at = self._loop.time() + self._endpoint.contention_retry_delay
+            self._retry_at = self.loop.time() + self._endpoint.contention_retry_delay
             if finished.answer_enq and event is not None:
-                await self._to_receiver(event)
+                self._to_receiver(event)
             return
         self._outbox.popleft()
         if finished.outcome is SenderOutcome.ABORTED:
             log.error("ASTM host-query answer to %s dropped: %s", self._peer.instrument, finished.reason)
 
-    async def _receiver_actions(self, actions: list[ReceiverAction]) -> None:
+    def _receiver_actions(self, actions: list[ReceiverAction]) -> None:
+        for i, action in enumerate(actions):
+            if isinstance(action, Send):
+                self.write(action.data)
+            elif isinstance(action, MessageReceived) or (isinstance(action, TransferEnded) and self._queries):
+                self.run_async(self._receiver_actions_async(actions[i:]))  # store / host query: wait
+                return
+            elif isinstance(action, MessageDiscarded):
+                log.warning("ASTM partial message from %s discarded: %s", self._peer.instrument, action.reason)
+            elif isinstance(action, TransferEnded) and self._sender is None:
+                self._retry_at = None  # a yielded answer may go right after the analyzer's EOT
+
+    async def _receiver_actions_async(self, actions: list[ReceiverAction]) -> None:
         for action in actions:
             if isinstance(action, Send):
-                await self._write(action.data)
+                self.write(action.data)
             elif isinstance(action, MessageReceived):
-                await self._receiver_actions(await self._deliver(action.raw))
+                await self._receiver_actions_async(await self._deliver(action.raw))
             elif isinstance(action, MessageDiscarded):
                 log.warning("ASTM partial message from %s discarded: %s", self._peer.instrument, action.reason)
             elif isinstance(action, TransferEnded):
                 if self._sender is None:
-                    self._retry_at = None  # a yielded answer may go right after the analyzer's EOT
+                    self._retry_at = None
                 await self._answer_queries()
+        self._update_receive_deadline()
 
     async def _deliver(self, raw: bytes) -> list[ReceiverAction]:
         """Parse and store a complete message; the receiver's ACK/NAK for its last frame depends on it."""
@@ -266,8 +317,8 @@ class AstmServer(TcpServer):
         self.endpoint = endpoint
         self._handler = handler
 
-    async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _Session(self.endpoint, self._handler, reader, writer).run()
+    def make_session(self) -> SessionProtocol:
+        return _Link(self.endpoint, self._handler)
 
 
 class AstmClient:
@@ -295,11 +346,16 @@ class AstmClient:
 
     async def _run(self) -> None:
         e = self.endpoint
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                reader, writer = await asyncio.open_connection(e.host, e.port)
+                _, link = await loop.create_connection(lambda: _Link(e, self._handler), e.host, e.port)
             except OSError as exc:
                 log.warning("ASTM connect to %s at %s:%s failed: %s", e.instrument, e.host, e.port, exc)
             else:
-                await _Session(e, self._handler, reader, writer).run()
+                try:
+                    await asyncio.shield(link.closed)
+                except asyncio.CancelledError:
+                    await link.shutdown()
+                    raise
             await asyncio.sleep(e.reconnect_delay)

@@ -15,11 +15,11 @@ an HL7 table 0357 error code and a human-readable reason for MSA-3 and ERR.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-import hl7
+import hl7.util
 
 SUPPORTED_TYPES = frozenset({("ORU", "R01"), ("OUL", "R22"), ("OML", "O21"), ("QBP", "Q11")})
 
@@ -28,6 +28,8 @@ SEGMENT_SEQUENCE_ERROR = "100"
 REQUIRED_FIELD_MISSING = "101"
 UNSUPPORTED_MESSAGE_TYPE = "200"
 UNSUPPORTED_EVENT_CODE = "201"
+UNKNOWN_KEY = "204"
+RECORD_LOCKED = "206"
 APPLICATION_INTERNAL_ERROR = "207"
 
 _ERROR_TEXT = {
@@ -35,6 +37,8 @@ _ERROR_TEXT = {
     REQUIRED_FIELD_MISSING: "Required field missing",
     UNSUPPORTED_MESSAGE_TYPE: "Unsupported message type",
     UNSUPPORTED_EVENT_CODE: "Unsupported event code",
+    UNKNOWN_KEY: "Unknown key identifier",
+    RECORD_LOCKED: "Application record locked",
     APPLICATION_INTERNAL_ERROR: "Application internal error",
 }
 
@@ -141,6 +145,7 @@ class ResultMessage:
 @dataclass(slots=True)
 class OrderItem:
     order_control: str
+    """ORC-1: ``NW`` new order, ``CA`` cancel the order (identified by ORC-2 / ORC-3)."""
     placer_order_number: str
     filler_order_number: str
     placer_group_number: str
@@ -148,6 +153,12 @@ class OrderItem:
     specimen_id: str
     priority: str
     notes: list[str] = field(default_factory=list)
+    reason: str = ""
+    """ORC-16 (order control code reason), text or code."""
+
+    @property
+    def is_cancel(self) -> bool:
+        return self.order_control.upper() == "CA"
 
 
 @dataclass(slots=True)
@@ -174,22 +185,129 @@ class SpecimenQuery:
 Hl7Message = ResultMessage | OrderMessage | SpecimenQuery
 
 
-def _get(segment: hl7.Segment, n: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
-    try:
-        return str(segment.extract_field(1, n, rep, comp, sub))
-    except IndexError:
-        return ""
+class _Escapes:
+    """What ``hl7.util.unescape`` needs to know about a message's delimiters."""
+
+    __slots__ = ("esc", "separators")
+
+    def __init__(self, field: str, repeat: str, component: str, sub: str, esc: str) -> None:
+        self.separators = "\r" + field + repeat + component + sub
+        self.esc = esc
 
 
-def _repeats(segment: hl7.Segment, n: int) -> list[str]:
+class Segment:
+    """One segment, split on the field separator only; repetitions, components and subcomponents are
+    split when a field is read. Field numbers are HL7's: MSH-1 is the field separator itself.
+
+    This replaces ``hl7.parse`` on the ingest path (which builds a container object for every field,
+    repetition and component of the message) with the same reading rules (``Segment.extract_field``):
+    a path deeper than the data follows the first child, a missing part reads as empty, and values are
+    unescaped with the message's escape character (MSH-1 and MSH-2 are returned as they are).
+    """
+
+    __slots__ = ("_d", "_msh", "fields", "kind")
+
+    def __init__(self, text: str, d: _Delimiters) -> None:
+        self.fields = text.split(d.field)
+        self.kind = self.fields[0]
+        self._msh = self.kind == "MSH"
+        self._d = d
+        if self._msh:
+            self.fields.insert(1, d.field)
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def raw(self, n: int) -> str:
+        return self.fields[n] if n < len(self.fields) else ""
+
+    def repetitions(self, n: int) -> list[str]:
+        return self.raw(n).split(self._d.repeat)
+
+    def get(self, n: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
+        if n >= len(self.fields):
+            return ""
+        value = self.fields[n]
+        if self._msh and n <= 2:
+            return value
+        d = self._d
+        if d.repeat in value:
+            parts = value.split(d.repeat)
+            if rep > len(parts):
+                return ""
+            value = parts[rep - 1]
+        elif rep > 1:
+            return ""
+        if d.component in value:
+            parts = value.split(d.component)
+            if comp > len(parts):
+                return ""
+            value = parts[comp - 1]
+        elif comp > 1:
+            return ""
+        if d.sub in value:
+            parts = value.split(d.sub)
+            if sub > len(parts):
+                return ""
+            value = parts[sub - 1]
+        elif sub > 1:
+            return ""
+        return d.unescape(value) if d.esc in value else value
+
+
+@dataclass(frozen=True, slots=True)
+class _Delimiters:
+    field: str = "|"
+    component: str = "^"
+    repeat: str = "~"
+    esc: str = "\\"
+    sub: str = "&"
+
+    @classmethod
+    def of(cls, text: str) -> _Delimiters:
+        """From MSH-1/MSH-2, with the defaults for any that are missing (as ``hl7.parse``)."""
+        sep = text[3]
+        end = text.find(sep, 4)
+        enc = text[4:end] if end >= 0 else text[4:]
+        return cls(sep, enc[0] if len(enc) > 0 else "^", enc[1] if len(enc) > 1 else "~",
+                   enc[2] if len(enc) > 2 else "\\", enc[3] if len(enc) > 3 else "&")
+
+    def unescape(self, value: str) -> str:
+        return str(hl7.util.unescape(_Escapes(self.field, self.repeat, self.component, self.sub, self.esc), value))
+
+
+class ParsedMessage:
+    """A message split into :class:`Segment` objects."""
+
+    __slots__ = ("segments",)
+
+    def __init__(self, text: str) -> None:
+        d = _Delimiters.of(text)
+        self.segments = [Segment(t, d) for t in text.split("\r") if t]
+
+    def __iter__(self) -> Iterator[Segment]:
+        return iter(self.segments)
+
+    def segment(self, kind: str) -> Segment:
+        for seg in self.segments:
+            if seg.kind == kind:
+                return seg
+        raise KeyError(kind)
+
+
+def _get(segment: Segment, n: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
+    return segment.get(n, rep, comp, sub)
+
+
+def _repeats(segment: Segment, n: int) -> list[str]:
     """First component of each non-empty repetition of field ``n``."""
     if n >= len(segment):
         return []
-    values = (_get(segment, n, r) for r in range(1, len(segment(n)) + 1))
+    values = (_get(segment, n, r) for r in range(1, len(segment.repetitions(n)) + 1))
     return [v for v in values if v]
 
 
-def _coded(segment: hl7.Segment, n: int) -> CodedElement:
+def _coded(segment: Segment, n: int) -> CodedElement:
     return CodedElement(_get(segment, n, 1, 1), _get(segment, n, 1, 2), _get(segment, n, 1, 3))
 
 
@@ -213,12 +331,12 @@ def decode(raw: bytes) -> str:
     return text.replace("\r\n", "\r").replace("\n", "\r").strip("\r\x00 ")
 
 
-def parse_header(text: str) -> tuple[hl7.Message, MessageHeader]:
+def parse_header(text: str) -> tuple[ParsedMessage, MessageHeader]:
     """Parse the message and its MSH; anything unusable as an HL7 message raises an ``AR`` error."""
     if not text.startswith("MSH") or len(text) < 8:
         raise reject(REQUIRED_FIELD_MISSING, "message does not start with an MSH segment", "MSH")
     try:
-        message = hl7.parse(text)
+        message = ParsedMessage(text)
         msh = message.segment("MSH")
     except Exception as exc:  # the hl7 parser raises assorted errors on garbage
         raise reject(SEGMENT_SEQUENCE_ERROR, f"unparseable HL7: {exc}", "MSH") from exc
@@ -235,18 +353,18 @@ def parse_header(text: str) -> tuple[hl7.Message, MessageHeader]:
     return message, header
 
 
-def _patient(pid: hl7.Segment) -> Patient:
+def _patient(pid: Segment) -> Patient:
     born = parse_ts(_get(pid, 7))
     return Patient(identifiers=tuple(_repeats(pid, 3)), family_name=_get(pid, 5, 1, 1),
                    given_name=_get(pid, 5, 1, 2), birth_date=born.date() if born else None, sex=_get(pid, 8))
 
 
-def _observation(obx: hl7.Segment, index: int) -> Observation:
+def _observation(obx: Segment, index: int) -> Observation:
     code = _coded(obx, 3)
     if not code.identifier:
         raise content_error(REQUIRED_FIELD_MISSING, f"OBX #{index}: OBX-3 (observation identifier) is empty",
                             f"OBX^{index}^3")
-    value_reps = [str(r) for r in obx(5)] if len(obx) > 5 else []
+    value_reps = obx.repetitions(5) if len(obx) > 5 else []
     return Observation(
         set_id=_get(obx, 1), value_type=_get(obx, 2), code=code, sub_id=_get(obx, 4),
         value=_get(obx, 5) if len(value_reps) <= 1 else "~".join(value_reps),
@@ -255,12 +373,12 @@ def _observation(obx: hl7.Segment, index: int) -> Observation:
     )
 
 
-def _specimen_id(spm: hl7.Segment) -> str:
+def _specimen_id(spm: Segment) -> str:
     """SPM-2 (EIP): placer-assigned identifier, else filler-assigned (component 2, first subcomponent)."""
     return _get(spm, 2, 1, 1) or _get(spm, 2, 1, 2)
 
 
-def _results(message: hl7.Message, header: MessageHeader) -> ResultMessage:
+def _results(message: ParsedMessage, header: MessageHeader) -> ResultMessage:
     patient: Patient | None = None
     requests: list[ObservationRequest] = []
     last_obx: Observation | None = None
@@ -268,7 +386,7 @@ def _results(message: hl7.Message, header: MessageHeader) -> ResultMessage:
     spm_before_obr = header.message_code == "OUL"
     obx_count = 0
     for segment in message:
-        kind = str(segment[0])
+        kind = segment.kind
         if kind == "PID" and patient is None:
             patient = _patient(segment)
         elif kind == "SPM":
@@ -302,11 +420,11 @@ def _results(message: hl7.Message, header: MessageHeader) -> ResultMessage:
     return ResultMessage(header=header, patient=patient, requests=requests)
 
 
-def _orders(message: hl7.Message, header: MessageHeader) -> OrderMessage:
+def _orders(message: ParsedMessage, header: MessageHeader) -> OrderMessage:
     patient: Patient | None = None
     orders: list[OrderItem] = []
     for segment in message:
-        kind = str(segment[0])
+        kind = segment.kind
         if kind == "PID" and patient is None:
             patient = _patient(segment)
         elif kind == "ORC":
@@ -314,6 +432,7 @@ def _orders(message: hl7.Message, header: MessageHeader) -> OrderMessage:
                 order_control=_get(segment, 1), placer_order_number=_get(segment, 2),
                 filler_order_number=_get(segment, 3), placer_group_number=_get(segment, 4),
                 tests=[], specimen_id="", priority=_get(segment, 7, 1, 6),
+                reason=_get(segment, 16, 1, 2) or _get(segment, 16, 1, 1),
             ))
         elif kind == "OBR":
             if not orders:
@@ -329,14 +448,18 @@ def _orders(message: hl7.Message, header: MessageHeader) -> OrderMessage:
             orders[-1].specimen_id = _specimen_id(segment)
         elif kind == "NTE" and orders:
             orders[-1].notes.append(_get(segment, 3))
-    if not orders or not all(o.tests for o in orders):
+    if not orders or not all(o.tests or o.is_cancel for o in orders):
         raise content_error(REQUIRED_FIELD_MISSING, "OML^O21 needs ORC and OBR with OBR-4 for each order", "OBR^1^4")
+    for n, o in enumerate(orders, start=1):
+        if o.is_cancel and not (o.placer_order_number or o.filler_order_number):
+            raise content_error(REQUIRED_FIELD_MISSING, f"ORC #{n}: a cancellation (ORC-1 CA) needs ORC-2 or ORC-3",
+                                f"ORC^{n}^2")
     if patient is None:
         raise content_error(SEGMENT_SEQUENCE_ERROR, "OML^O21 without PID", "PID")
     return OrderMessage(header=header, patient=patient, orders=orders)
 
 
-def _query(message: hl7.Message, header: MessageHeader, text: str) -> SpecimenQuery:
+def _query(message: ParsedMessage, header: MessageHeader, text: str) -> SpecimenQuery:
     try:
         qpd = message.segment("QPD")
     except KeyError as exc:
@@ -426,11 +549,13 @@ def build_ack(header: MessageHeader | None, code: str = "AA", *, error: Hl7Error
 
 def build_orl_o22(message: OrderMessage, code: str = "AA", *, error: Hl7Error | None = None,
                   sender: ReplySender = ReplySender(), now: datetime | None = None) -> str:
-    """``ORL^O22`` answering an OML^O21: MSA, then one ORC per order (``OK`` accepted, ``UA`` not)."""
+    """``ORL^O22`` answering an OML^O21: MSA, then one ORC per order: ``OK`` accepted / ``UA`` unable to
+    accept for new orders, ``CR`` cancelled as requested / ``UC`` unable to cancel for ORC-1 ``CA``."""
     header = message.header
     enc = header.encoding_characters
-    order_control = "OK" if code == "AA" else "UA"
-    orcs = [f"ORC|{order_control}|{escape(o.placer_order_number, enc)}|{escape(o.filler_order_number, enc)}"
+    done = code == "AA"
+    orcs = [f"ORC|{('CR' if done else 'UC') if o.is_cancel else ('OK' if done else 'UA')}|"
+            f"{escape(o.placer_order_number, enc)}|{escape(o.filler_order_number, enc)}"
             for o in message.orders]
     msh = _msh(header, "ORL^O22^ORL_O22", sender, now or datetime.now())
     return _join([msh, *_msa_err(header, code, error), *orcs])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -36,7 +37,7 @@ from hospital.lab.api.hl7.messages import (
     parse_hl7,
     reject,
 )
-from hospital.lab.api.tcpserver import TcpServer
+from hospital.lab.api.tcpserver import SessionProtocol, TcpServer
 
 log = logging.getLogger(__name__)
 
@@ -153,16 +154,36 @@ class MllpServer(TcpServer):
             return build_rsp_k11(message, False, error=error, sender=self._sender)
         return build_ack(message.header, code, error=error, sender=self._sender)
 
-    async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        host, port = (writer.get_extra_info("peername") or ("unknown", 0))[:2]
-        peer = Peer(self.endpoint.name, host, port)
-        buffer = MllpBuffer(self.endpoint.max_message_bytes)
-        try:
-            while data := await reader.read(65536):
-                for raw in buffer.feed(data):
-                    writer.write(frame(await self.respond(raw, peer)))
-                    await writer.drain()
-        except ConnectionError as exc:
-            log.warning("MLLP connection from %s lost: %s", host, exc)
-        finally:
-            writer.close()
+    def make_session(self) -> SessionProtocol:
+        return _MllpSession(self)
+
+
+class _MllpSession(SessionProtocol):
+    """One MLLP connection: messages are answered one at a time, in order (original acknowledgment
+    mode); blocks that arrive while one is being stored wait in ``_pending``."""
+
+    name = "MLLP"
+
+    def __init__(self, server: MllpServer) -> None:
+        super().__init__()
+        self._server = server
+        self._buffer = MllpBuffer(server.endpoint.max_message_bytes)
+        self._pending: deque[bytes] = deque()
+        self._peer = Peer(server.endpoint.name, "unknown", 0)
+
+    def on_connected(self) -> None:
+        assert self.transport is not None
+        host, port = (self.transport.get_extra_info("peername") or ("unknown", 0))[:2]
+        self._peer = Peer(self._server.endpoint.name, host, port)
+
+    def on_data(self, data: bytes) -> None:
+        self._pending.extend(self._buffer.feed(data))
+        if not self.busy:
+            self.on_async_done()
+
+    def on_async_done(self) -> None:
+        if self._pending:
+            self.run_async(self._answer(self._pending.popleft()))
+
+    async def _answer(self, raw: bytes) -> None:
+        self.write(frame(await self._server.respond(raw, self._peer)))
