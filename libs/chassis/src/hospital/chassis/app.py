@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import logging
 import signal
@@ -190,7 +191,7 @@ class Service:
         try:
             if mode == "serve":
                 await self._start_servers(comps)
-                loops += [asyncio.create_task(t(self.stop)) for t in comps.listeners]
+                loops += await self._start_listeners(comps.listeners)
             else:  # a worker answers /healthz, /readyz and /metrics on its HTTP port for probes
                 await self._start_http(FastAPI(title=f"{self.settings.service} worker"))
             if mode == "worker" or self.settings.run_worker_in_serve:
@@ -202,6 +203,29 @@ class Service:
             await self.stop.wait()
         finally:
             await self._shutdown(loops, comps)
+
+    async def _start_listeners(self, listeners: Sequence[Task]) -> list[asyncio.Task[None]]:
+        """Start the protocol listeners. One that takes a ``ready`` event (``async def run(stop, ready)``)
+        is waited for until it sets it, so the service reports started only once its ports accept."""
+        tasks, waits = [], []
+        for listener in listeners:
+            if "ready" in inspect.signature(listener).parameters:
+                ready = asyncio.Event()
+                task = asyncio.create_task(listener(self.stop, ready=ready))  # type: ignore[call-arg]
+                waits.append((ready, task))
+            else:
+                task = asyncio.create_task(listener(self.stop))
+            tasks.append(task)
+        for ready, task in waits:
+            waiter = asyncio.create_task(ready.wait())
+            await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if not ready.is_set():
+                for other in tasks:
+                    other.cancel()
+                task.result()  # raises the listener's start-up error
+                raise RuntimeError("a protocol listener stopped during start-up")
+        return tasks
 
     async def _start_http(self, app: FastAPI) -> None:
         s, rt = self.settings, self.rt

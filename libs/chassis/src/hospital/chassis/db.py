@@ -175,6 +175,23 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
 
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under ``session``'s transaction (PostgreSQL only), with that transaction
+    begun, for hot paths that send array statements straight to the driver: they commit or roll back with
+    the session. SQLAlchemy's asyncpg adapter begins its transaction at the first statement; when none
+    has run yet it is begun here."""
+    fairy = await (await session.connection()).get_raw_connection()
+    driver = fairy.driver_connection
+    if not driver.is_in_transaction():
+        adapted = fairy.dbapi_connection
+        start = getattr(adapted, "_start_transaction", None)
+        if start is not None and not getattr(adapted, "_started", True):
+            await start()
+        else:
+            await session.execute(text("SELECT 1"))
+    return driver
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

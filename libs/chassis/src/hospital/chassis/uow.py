@@ -8,11 +8,11 @@ from typing import Any
 
 from google.protobuf.message import Message
 from opentelemetry import propagate
-from sqlalchemy import insert, text
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hospital.chassis.audit import AuditEntry, append_audit
-from hospital.chassis.db import Database, outbox_table, utcnow
+from hospital.chassis.db import Database, driver_connection, outbox_table, utcnow
 from hospital.chassis.ids import new_id
 
 
@@ -82,12 +82,12 @@ class UnitOfWork:
         if self._events:
             if self.session.bind.dialect.name == "sqlite":
                 await self.session.execute(insert(outbox_table), self._events)
-            else:  # one statement and one executor run for all the events (arrays), whatever their number
+            else:  # one statement for all the events (arrays), straight to the driver in this transaction
                 ev = self._events
-                await self.session.execute(_OUTBOX_UNNEST, {
-                    "ids": [e["id"] for e in ev], "subjects": [e["subject"] for e in ev],
-                    "types": [e["type"] for e in ev], "payloads": [e["payload"] for e in ev],
-                    "headers": [dumps(e["headers"]) for e in ev], "times": [e["created_at"] for e in ev]})
+                driver = await driver_connection(self.session)
+                await driver.execute(
+                    _OUTBOX_UNNEST, [e["id"] for e in ev], [e["subject"] for e in ev], [e["type"] for e in ev],
+                    [e["payload"] for e in ev], [dumps(e["headers"]) for e in ev], [e["created_at"] for e in ev])
             self._events = []
             self.session.info[EVENTS_WRITTEN] = True
         if self._audit:
@@ -102,10 +102,9 @@ class UnitOfWork:
             self._on_commit()
 
 
-_OUTBOX_UNNEST = text(
+_OUTBOX_UNNEST = (
     "INSERT INTO outbox (id, subject, type, payload, headers, created_at) "
-    "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:subjects AS text[]), CAST(:types AS text[]), "
-    "CAST(:payloads AS bytea[]), CAST(:headers AS json[]), CAST(:times AS timestamptz[]))")
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::json[], $6::timestamptz[])")
 
 
 def dumps(value: Any) -> str:
