@@ -1,6 +1,7 @@
 """Wiring: the admissions service definition for the chassis runner."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from hospital.admissions.api.http import build_http
 from hospital.admissions.app.inpatient import InpatientService
 from hospital.admissions.app.merge import MergeService
 from hospital.admissions.app.patients import PatientService
+from hospital.admissions.app.queue_display import QueueDisplays
 from hospital.admissions.app.reference import ReferenceService
 from hospital.admissions.app.visits import VisitService
 from hospital.admissions.config import AdmissionsSettings
@@ -23,18 +25,30 @@ class Services:
     inpatient: InpatientService
     reference: ReferenceService
     merge: MergeService
+    displays: QueueDisplays
 
 
 def build(rt: Runtime) -> Components:
-    patients = PatientService(rt, rt.settings)
-    services = Services(patients=patients, visits=VisitService(rt, patients),
-                        inpatient=InpatientService(rt, patients), reference=ReferenceService(rt),
-                        merge=MergeService(rt, patients))
+    s = rt.settings
+    patients = PatientService(rt, s)
+    visits = VisitService(rt, patients)
+    displays = QueueDisplays(visits.queue, resync_seconds=s.queue_display_resync_seconds,
+                             keepalive_seconds=s.queue_display_keepalive_seconds)
+    visits.displays = displays
+    services = Services(patients=patients, visits=visits, inpatient=InpatientService(rt, patients),
+                        reference=ReferenceService(rt), merge=MergeService(rt, patients), displays=displays)
+    rt.extras["queue_displays"] = displays
+    rt.extras["guarded_writer"] = patients.writer
+
+    async def live_queues(stop: asyncio.Event) -> None:
+        await displays.run(stop, rt.nc)
+
     return Components(
         http=build_http(services),
         grpc_register=lambda server: grpc_api.register(server, services),
         grpc_service_names=[grpc_api.SERVICE],
         grpc_rules=grpc_api.RULES,
+        listeners=[live_queues],
     )
 
 

@@ -1,8 +1,6 @@
 """HTTP API for the web front end, kiosks and integrators (OpenAPI at /docs and /openapi.json)."""
 from __future__ import annotations
 
-import asyncio
-import json
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -12,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from hospital.admissions.api.fhir import router as fhir_router
 from hospital.admissions.app.patients import Caller, NewPatient
+from hospital.admissions.app.queue_display import sse
 from hospital.admissions.domain.identity import ScanError
 from hospital.chassis.errors import Invalid
 from hospital.chassis.security import Principal
@@ -25,7 +24,7 @@ def caller(request: Request, principal: Principal) -> Caller:
     return Caller(principal=principal, source=client_address(request))
 
 
-def Role(*roles: str) -> Any:  # noqa: N802 - reads like a type in signatures
+def Role(*roles: str) -> Any:  # reads like a type in signatures
     return Annotated[Principal, Depends(require_roles(*roles))]
 
 
@@ -206,17 +205,14 @@ def build_http(services: Any) -> FastAPI:
     async def queue_state(room: str) -> dict[str, Any]:
         return await visits.queue(room)
 
-    @api.get("/queues/{room}/stream", tags=["queues"], summary="Live queue (Server-Sent Events)")
-    async def queue_stream(room: str, request: Request) -> StreamingResponse:
+    @api.get("/queues/{room}/stream", tags=["queues"],
+             summary="Live queue (Server-Sent Events): the state now, then each change as it happens")
+    async def queue_stream(room: str) -> StreamingResponse:
         async def events() -> Any:
-            last = None
-            while not await request.is_disconnected():
-                state = await visits.queue(room)
-                if state != last:
-                    last = state
-                    yield f"event: queue\ndata: {json.dumps(state)}\n\n"
-                await asyncio.sleep(1.0)
-        return StreamingResponse(events(), media_type="text/event-stream")
+            async for state in services.displays.watch(room):
+                yield sse(state)
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @api.post("/admissions", status_code=201, tags=["inpatient"], summary="Admit into a bed")
     async def admit(body: AdmitIn, request: Request, who: Role("nurse", "doctor")) -> dict[str, Any]:

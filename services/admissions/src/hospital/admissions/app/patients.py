@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hospital.admissions.adapters.pgwrite import GuardedWriter, Head, driver_connection
 from hospital.admissions.adapters.tables import idempotency, insurance_cards, patients
 from hospital.admissions.app.mapping import patient_dict, patient_proto
 from hospital.admissions.domain.identity import (
@@ -23,12 +24,34 @@ from hospital.admissions.domain.identity import (
 from hospital.admissions.domain.names import fold, name_match_score, normalize_name, normalize_phone
 from hospital.chassis.app import Runtime
 from hospital.chassis.caller import Caller
-from hospital.chassis.db import sequence_next, utcnow
+from hospital.chassis.db import audit_head_table, sequence_name, sequence_next, utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
 from hospital.chassis.ids import new_id
 from hospital.contracts.admissions.v1 import events_pb2
 
 CCCD_RE = re.compile(r"^\d{12}$")
+_COLS = ", ".join(c.name for c in patients.c)
+# PostgreSQL hot path (statements prepared once per connection; adapters/pgwrite.py). The head of the
+# audit chain, the next patient code and the owner of the BHYT card in one round trip:
+_REGISTER_HEAD_SQL = (
+    f"SELECT h.id, h.last_seq, h.last_hash, nextval('{sequence_name('patient_code')}'), "
+    "(SELECT p.patient_code FROM insurance_cards c JOIN patients p ON p.id = c.patient_id "
+    " WHERE c.number = $2 AND p.merged_into IS NULL LIMIT 1) "
+    f"FROM {audit_head_table.name} h WHERE h.id = $1")
+_ALIVE = "merged_into IS NULL"
+_EXACT_SQL = {
+    "cccd": f"SELECT {_COLS} FROM patients WHERE cccd = $1 AND {_ALIVE} LIMIT $2",
+    "old_id_number": f"SELECT {_COLS} FROM patients WHERE old_id_number = $1 AND {_ALIVE} LIMIT $2",
+    "phone": f"SELECT {_COLS} FROM patients WHERE phone = $1 AND {_ALIVE} LIMIT $2",
+    "bhyt": f"SELECT {_COLS} FROM patients WHERE id IN (SELECT patient_id FROM insurance_cards WHERE number = $1) "
+            f"AND {_ALIVE} LIMIT $2",
+    "patient_code": f"SELECT {_COLS} FROM patients WHERE patient_code = $1 AND {_ALIVE} LIMIT $2",
+    "birth_year": f"SELECT {_COLS} FROM patients WHERE birth_year = $1::int4 AND {_ALIVE} LIMIT $2",
+}
+# Whole-name prefix as a range on the byte-ordered ("C") btree: plannable once, for every prefix.
+_PREFIX_SQL = (f"SELECT {_COLS} FROM patients WHERE name_folded >= $1 AND name_folded < $2 AND {_ALIVE} "
+               "{year}ORDER BY name_folded LIMIT $3")
+_LIKE_SQL = f"SELECT {_COLS} FROM patients WHERE {{likes}} AND {_ALIVE} {{year}}LIMIT $1"
 OLD_ID_RE = re.compile(r"^\d{9}$")
 PHONE_RE = re.compile(r"^0\d{9,10}$")
 
@@ -90,9 +113,40 @@ class PatientService:
     def __init__(self, rt: Runtime, settings: Any) -> None:
         self.rt = rt
         self.settings = settings
+        self.writer = GuardedWriter(settings.service)
+
+    @property
+    def on_postgres(self) -> bool:
+        return self.rt.db.url.startswith("postgresql")
+
+    def _new_rows(self, p: NewPatient, v: dict[str, Any], pid: str, code: str,
+                  now: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        birth: PartialDate = v["birth"]
+        row = {
+            "id": pid, "patient_code": code, "full_name": v["full_name"], "name_folded": fold(v["full_name"]),
+            "birth_year": birth.year, "birth_month": birth.month, "birth_day": birth.day, "sex": p.sex,
+            "cccd": p.cccd or None, "old_id_number": p.old_id_number or None, "phone": v["phone"],
+            "address_line": p.address_line, "ward": p.ward, "district": p.district,
+            "province_code": p.province_code, "ethnicity": p.ethnicity, "occupation": p.occupation,
+            "guardian_name": p.guardian_name, "guardian_phone": p.guardian_phone, "merged_into": None,
+            "created_at": now, "updated_at": now}
+        card_rows = []
+        if p.bhyt_number:
+            num = parse_bhyt_number(p.bhyt_number)
+            card_rows.append({
+                "id": new_id(), "patient_id": pid, "number": num.value, "benefit_level": num.benefit_level,
+                "benefit_rate": num.benefit_rate, "province_code": num.province_code,
+                "registered_facility": p.bhyt_registered_facility, "valid_from": p.bhyt_valid_from,
+                "valid_to": p.bhyt_valid_to, "five_year_date": p.bhyt_five_year_date, "created_at": now})
+        return row, card_rows
+
+    def _code(self, seq: int, now: Any) -> str:
+        return f"{self.settings.patient_code_prefix}{now.year % 100:02d}{seq:07d}"
 
     async def register(self, p: NewPatient, caller: Caller) -> dict[str, Any]:
         v = _validated(p)
+        if self.on_postgres:
+            return await self._register_pg(p, v, caller)
         async with self.rt.uow() as uow:
             s = uow.session
             if p.request_id:
@@ -116,27 +170,11 @@ class PatientService:
                                    field="bhyt_number")
             now = utcnow()
             pid = new_id()
-            year = now.year % 100
-            seq = await sequence_next(s, "patient_code")
-            code = f"{self.settings.patient_code_prefix}{year:02d}{seq:07d}"
-            birth: PartialDate = v["birth"]
-            row = dict(
-                id=pid, patient_code=code, full_name=v["full_name"], name_folded=fold(v["full_name"]),
-                birth_year=birth.year, birth_month=birth.month, birth_day=birth.day, sex=p.sex, cccd=p.cccd or None,
-                old_id_number=p.old_id_number or None, phone=v["phone"], address_line=p.address_line,
-                ward=p.ward, district=p.district, province_code=p.province_code, ethnicity=p.ethnicity,
-                occupation=p.occupation, guardian_name=p.guardian_name, guardian_phone=p.guardian_phone,
-                merged_into=None, created_at=now, updated_at=now)
-            await s.execute(patients.insert().values(**row))
-            card_rows = []
-            if p.bhyt_number:
-                num = parse_bhyt_number(p.bhyt_number)
-                card_rows.append(dict(
-                    id=new_id(), patient_id=pid, number=num.value, benefit_level=num.benefit_level,
-                    benefit_rate=num.benefit_rate, province_code=num.province_code,
-                    registered_facility=p.bhyt_registered_facility, valid_from=p.bhyt_valid_from,
-                    valid_to=p.bhyt_valid_to, five_year_date=p.bhyt_five_year_date, created_at=now))
-                await s.execute(insurance_cards.insert().values(**card_rows[0]))
+            code = self._code(await sequence_next(s, "patient_code"), now)
+            row, card_rows = self._new_rows(p, v, pid, code, now)
+            await s.execute(patients.insert(), row)
+            if card_rows:
+                await s.execute(insurance_cards.insert(), card_rows)
             if p.request_id:
                 await s.execute(idempotency.insert().values(key=f"patient:{p.request_id}", resource_id=pid,
                                                             created_at=now))
@@ -147,13 +185,68 @@ class PatientService:
             await uow.commit()
             return patient
 
+    async def _register_pg(self, p: NewPatient, v: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """Two statements: (1) the audit chain's head, the next patient code and whoever holds the BHYT
+        card; (2) patient, card, idempotency key, outbox event and audit record written together. The
+        unique indexes decide CCCD and request-id races (mapped to the same answers as the checks)."""
+        import asyncpg
+
+        key = f"patient:{p.request_id}" if p.request_id else None
+        card = parse_bhyt_number(p.bhyt_number).value if p.bhyt_number else None
+        async with driver_connection(self.rt.db) as conn:
+            if key and (prior := await conn.fetchval("SELECT resource_id FROM idempotency_keys WHERE key = $1", key)):
+                return await self._load_pg(conn, prior)
+            try:
+                async with self.writer.chain() as chain:
+                    _, last_seq, last_hash, seq, card_owner = await conn.fetchrow(_REGISTER_HEAD_SQL, chain, card)
+                    if card_owner:
+                        raise Conflict("patient.bhyt_linked",
+                                       f"BHYT card {p.bhyt_number} is linked to patient {card_owner}",
+                                       field="bhyt_number")
+                    now = utcnow()
+                    pid = new_id()
+                    code = self._code(seq, now)
+                    row, card_rows = self._new_rows(p, v, pid, code, now)
+                    rows = [(patients, row), *((insurance_cards, c) for c in card_rows)]
+                    if key:
+                        rows.append((idempotency, {"key": key, "resource_id": pid, "created_at": now}))
+                    patient = patient_dict(row, card_rows)
+                    event = events_pb2.PatientRegistered(patient=patient_proto(patient), by=caller.actor())
+                    audit = caller.audit("patient.register", "Patient", pid, pid, patient_code=code)
+                    await self.writer.write(conn, chain, rows, [("admissions.patient.registered", event)], [audit],
+                                            Head(chain, last_seq, last_hash))
+            except asyncpg.UniqueViolationError as exc:
+                if key and (prior := await conn.fetchval("SELECT resource_id FROM idempotency_keys WHERE key = $1",
+                                                         key)):
+                    return await self._load_pg(conn, prior)  # the same request, registered in parallel
+                if exc.constraint_name == "ix_patients_cccd":
+                    owner = await conn.fetchval(f"SELECT patient_code FROM patients WHERE cccd = $1 AND {_ALIVE}",
+                                                p.cccd)
+                    raise Conflict("patient.cccd_exists", f"CCCD {p.cccd} belongs to patient {owner}",
+                                   field="cccd") from None
+                raise
+        self._committed()
+        return patient
+
+    def _committed(self) -> None:
+        if self.rt.relay is not None:
+            self.rt.relay.notify()
+
+    async def _load_pg(self, conn: Any, pid: str) -> dict[str, Any]:
+        row = await conn.fetchrow(f"SELECT {_COLS} FROM patients WHERE id = $1", pid)
+        if row is None:
+            raise NotFound("patient.not_found", f"no patient {pid}")
+        cards = await conn.fetch("SELECT * FROM insurance_cards WHERE patient_id = $1 "
+                                 "ORDER BY valid_to DESC", pid)
+        return patient_dict(row, cards)
+
     async def update(self, pid: str, changes: dict[str, Any], caller: Caller) -> dict[str, Any]:
         """Correct demographic fields (the clerk's fix after a scan conflict, a new phone...)."""
         allowed = {"full_name", "birth_date", "sex", "cccd", "old_id_number", "phone", "address_line", "ward",
                    "district", "province_code", "ethnicity", "occupation", "guardian_name", "guardian_phone"}
         unknown = set(changes) - allowed
         if unknown:
-            raise Invalid("patient.field", f"cannot change {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+            raise Invalid("patient.field", f"cannot change {', '.join(sorted(unknown))}", field=min(unknown))
         async with self.rt.uow() as uow:
             s = uow.session
             current = await self._load(s, pid)
@@ -236,11 +329,34 @@ class PatientService:
 
     async def get(self, pid: str, caller: Caller) -> dict[str, Any]:
         """Read one patient; every read is written to the audit trail."""
+        if self.on_postgres:
+            async with driver_connection(self.rt.db) as conn:
+                patient = await self._load_pg(conn, pid)
+                async with self.writer.chain() as chain:
+                    await self.writer.write(conn, chain, [], [], [caller.audit("patient.read", "Patient", pid, pid)])
+            return patient
         async with self.rt.uow() as uow:
             patient = await self._load(uow.session, pid)
             uow.audit(caller.audit("patient.read", "Patient", pid, pid))
             await uow.commit()
         return patient
+
+    def _classify(self, q: str) -> tuple[str, Any] | None:
+        """The identifier a query is (kind, value), or None for a name."""
+        compact = q.replace(" ", "").upper()
+        if re.fullmatch(r"\d{12}", compact):
+            return "cccd", compact
+        if re.fullmatch(r"\d{9}", compact):
+            return "old_id_number", compact
+        if re.fullmatch(r"(\+?84|0)\d{9,10}", compact):
+            return "phone", normalize_phone(compact)
+        if re.fullmatch(r"[A-Z]{2}\d{13}|[A-Z]{2}\d[0-9]{2}[0-9A-Z]{10}", compact):
+            return "bhyt", compact
+        if compact.startswith(self.settings.patient_code_prefix) and compact[2:].isdigit():
+            return "patient_code", compact
+        if re.fullmatch(r"\d{4}", compact):
+            return "birth_year", int(compact)
+        return None
 
     async def search(self, q: str, caller: Caller, limit: int | None = None) -> list[dict[str, Any]]:
         q = (q or "").strip()
@@ -248,61 +364,34 @@ class PatientService:
         if not q:
             raise Invalid("search.empty", "give a name, CCCD, BHYT number, phone, patient code or birth year",
                           field="q")
+        kind = self._classify(q)
+        name = None if kind else _name_query(q)
+        if self.on_postgres:
+            async with driver_connection(self.rt.db) as conn:
+                if kind:
+                    items = [patient_dict(r, ()) for r in await conn.fetch(_EXACT_SQL[kind[0]], kind[1], limit)]
+                else:
+                    assert name is not None
+                    items = _rank(q, await _name_candidates_pg(conn, *name, limit), limit)
+                async with self.writer.chain() as chain:
+                    await self.writer.write(conn, chain, [], [], [caller.audit("patient.search", "Patient", None,
+                                                                               None, query=q, results=len(items))])
+            return items
         async with self.rt.uow() as uow:
             s = uow.session
-            compact = q.replace(" ", "").upper()
-            alive = patients.c.merged_into.is_(None)
-            if re.fullmatch(r"\d{12}", compact):
-                cond = patients.c.cccd == compact
-            elif re.fullmatch(r"\d{9}", compact):
-                cond = patients.c.old_id_number == compact
-            elif re.fullmatch(r"(\+?84|0)\d{9,10}", compact):
-                cond = patients.c.phone == normalize_phone(compact)
-            elif re.fullmatch(r"[A-Z]{2}\d{13}|[A-Z]{2}\d[0-9]{2}[0-9A-Z]{10}", compact):
-                ids = select(insurance_cards.c.patient_id).where(insurance_cards.c.number == compact)
-                cond = patients.c.id.in_(ids)
-            elif compact.startswith(self.settings.patient_code_prefix) and compact[2:].isdigit():
-                cond = patients.c.patient_code == compact
-            elif re.fullmatch(r"\d{4}", compact):
-                cond = patients.c.birth_year == int(compact)
-            else:
-                cond = None
-            if cond is not None:
-                rows = (await s.execute(select(patients).where(and_(cond, alive)).limit(limit))).mappings().all()
+            if kind:
+                cond = (patients.c.id.in_(select(insurance_cards.c.patient_id)
+                                          .where(insurance_cards.c.number == kind[1]))
+                        if kind[0] == "bhyt" else patients.c[kind[0]] == kind[1])
+                rows = (await s.execute(select(patients).where(and_(cond, patients.c.merged_into.is_(None)))
+                                        .limit(limit))).mappings().all()
                 items = [patient_dict(r, ()) for r in rows]
             else:
-                items = await self._search_name(s, q, limit)
+                assert name is not None
+                items = _rank(q, await _name_candidates(s, *name, limit), limit)
             uow.audit(caller.audit("patient.search", "Patient", None, None, query=q, results=len(items)))
             await uow.commit()
         return items
-
-    async def _search_name(self, s: AsyncSession, q: str, limit: int) -> list[dict[str, Any]]:
-        tokens = fold(q).split()
-        year = next((int(t) for t in tokens if re.fullmatch(r"(19|20)\d\d", t)), None)
-        tokens = [t for t in tokens if not t.isdigit()]
-        if not tokens:
-            raise Invalid("search.empty", "the query has no name", field="q")
-        folded = " ".join(tokens)
-        # Candidates: every token occurs (trigram index on PostgreSQL); whole-name prefixes first.
-        conds = [patients.c.name_folded.like(f"%{t}%") for t in tokens]
-        stmt = select(patients).where(and_(*conds), patients.c.merged_into.is_(None))
-        if year:
-            stmt = stmt.where(patients.c.birth_year == year)
-        prefix = select(patients).where(patients.c.name_folded.like(f"{folded}%"),
-                                        patients.c.merged_into.is_(None))
-        if year:
-            prefix = prefix.where(patients.c.birth_year == year)
-        seen: dict[str, Any] = {}
-        for stmt_ in (prefix.order_by(patients.c.name_folded).limit(limit * 3), stmt.limit(limit * 6)):
-            for r in (await s.execute(stmt_)).mappings().all():
-                seen.setdefault(r["id"], r)
-            if len(seen) >= limit * 3:
-                break
-        # Rank each distinct spelling once (many patients share a name).
-        scores = {name: name_match_score(q, name) for name in {r["full_name"] for r in seen.values()}}
-        ranked = sorted((r for r in seen.values() if scores[r["full_name"]] > 0),
-                        key=lambda r: (-scores[r["full_name"]], r["full_name"], r["patient_code"]))
-        return [patient_dict(r, ()) for r in ranked[:limit]]
 
     async def scan(self, qr: str, caller: Caller) -> dict[str, Any]:
         """Parse a CCCD or BHYT QR; return the identity, match candidates and conflicts to resolve."""
@@ -330,7 +419,7 @@ class PatientService:
             for r in rows:
                 candidates.setdefault(r["id"], ("name_birth_sex", r))
             out = []
-            for pid, (reason, r) in candidates.items():
+            for reason, r in candidates.values():
                 item = patient_dict(r, ())
                 item["match"] = reason
                 if (reason == "name_birth_sex" and r["cccd"] and isinstance(identity, CccdIdentity)
@@ -346,6 +435,82 @@ class PatientService:
             await uow.commit()
         return {"kind": "cccd" if isinstance(identity, CccdIdentity) else "bhyt",
                 "identity": identity_dict(identity), "candidates": out, "conflicts": conflicts}
+
+
+def _name_query(q: str) -> tuple[str, int | None]:
+    """The folded name words of a query and the birth year typed with them ("nguyen van an 1985")."""
+    tokens = fold(q).split()
+    year = next((int(t) for t in tokens if re.fullmatch(r"(19|20)\d\d", t)), None)
+    tokens = [t for t in tokens if not t.isdigit()]
+    if not tokens:
+        raise Invalid("search.empty", "the query has no name", field="q")
+    return " ".join(tokens), year
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# Name candidates, cheapest first, each stage only when the ones before found too few:
+# 1. the whole name starts with the query ("nguyen van h"): a range on the byte-ordered btree; enough
+#    when it fills the page, or found anything for a query of several words (a name typed from its
+#    start: the same words later in other names are other people);
+# 2. the query starts a later word ("ngoc", "thu trang"): trigram index; enough when it found anything;
+# 3. nothing yet: every query word anywhere in the name ("nguyen an"), trigram index.
+def _stages(folded: str, limit: int) -> list[tuple[str, Any, int]]:
+    upper = folded[:-1] + chr(ord(folded[-1]) + 1)
+    tokens = folded.split()
+    return [("prefix", (folded, upper), 3 * limit), ("phrase", ["% " + _like_escape(folded) + "%"], 3 * limit),
+            ("words", ["%" + _like_escape(t) + "%" for t in tokens], 6 * limit)]
+
+
+def _enough(stage: str, found: int, limit: int, words: int) -> bool:
+    if stage == "prefix":
+        return found >= limit or (found > 0 and words > 1)
+    return found > 0
+
+
+async def _name_candidates_pg(conn: Any, folded: str, year: int | None, limit: int) -> list[Any]:
+    seen: dict[str, Any] = {}
+    for stage, values, n in _stages(folded, limit):
+        if stage == "prefix":
+            args: list[Any] = [*values, n]
+            sql = _PREFIX_SQL.format(year="AND birth_year = $4::int4 " if year else "")
+        else:
+            args = [n, *values]
+            likes = " AND ".join(f"name_folded LIKE ${i + 2}" for i in range(len(values)))
+            sql = _LIKE_SQL.format(likes=likes, year=f"AND birth_year = ${len(values) + 2}::int4 " if year else "")
+        for r in await conn.fetch(sql, *args, *([year] if year else [])):
+            seen.setdefault(r["id"], r)
+        if _enough(stage, len(seen), limit, folded.count(" ") + 1):
+            break
+    return list(seen.values())
+
+
+async def _name_candidates(s: AsyncSession, folded: str, year: int | None, limit: int) -> list[Any]:
+    seen: dict[str, Any] = {}
+    alive = patients.c.merged_into.is_(None)
+    for stage, values, n in _stages(folded, limit):
+        if stage == "prefix":
+            stmt = select(patients).where(patients.c.name_folded >= values[0], patients.c.name_folded < values[1],
+                                          alive).order_by(patients.c.name_folded)
+        else:
+            stmt = select(patients).where(*(patients.c.name_folded.like(v, escape="\\") for v in values), alive)
+        if year:
+            stmt = stmt.where(patients.c.birth_year == year)
+        for r in (await s.execute(stmt.limit(n))).mappings().all():
+            seen.setdefault(r["id"], r)
+        if _enough(stage, len(seen), limit, folded.count(" ") + 1):
+            break
+    return list(seen.values())
+
+
+def _rank(q: str, rows: list[Any], limit: int) -> list[dict[str, Any]]:
+    """Best match first; each distinct spelling scored once (many patients share a name)."""
+    scores = {name: name_match_score(q, name) for name in {r["full_name"] for r in rows}}
+    ranked = sorted((r for r in rows if scores[r["full_name"]] > 0),
+                    key=lambda r: (-scores[r["full_name"]], r["full_name"], r["patient_code"]))
+    return [patient_dict(r, ()) for r in ranked[:limit]]
 
 
 def identity_dict(identity: CccdIdentity | BhytIdentity) -> dict[str, Any]:

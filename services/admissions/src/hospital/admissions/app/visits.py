@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from hospital.admissions.adapters.tables import clinic_rooms, insurance_cards, patients, visits
 from hospital.admissions.app.mapping import patient_proto, visit_dict, visit_proto
 from hospital.admissions.app.patients import Caller, PatientService
+from hospital.admissions.app.queue_display import QueueDisplays
 from hospital.chassis.app import Runtime
 from hospital.chassis.db import next_value, utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
@@ -33,6 +34,11 @@ class VisitService:
     def __init__(self, rt: Runtime, patients_svc: PatientService) -> None:
         self.rt = rt
         self.patients = patients_svc
+        self.displays: QueueDisplays | None = None  # live waiting-room displays of this process
+
+    def _changed(self, room: str, event_ids: tuple[str, ...], call: dict[str, Any] | None = None) -> None:
+        if self.displays is not None:
+            self.displays.changed(room, event_ids=event_ids, call=call)
 
     async def open(self, patient_id: str, room: str, caller: Caller, kind: str = "fee_paying",
                    insurance_card_number: str | None = None, referral_code: str | None = None) -> dict[str, Any]:
@@ -67,19 +73,20 @@ class VisitService:
             ticket = await next_value(s, f"ticket:{room}:{day.isoformat()}")
             code_seq = await next_value(s, f"visit_code:{day.isoformat()}")
             vid = new_id()
-            values = dict(id=vid, visit_code=f"KB{day:%y%m%d}{code_seq:05d}", patient_id=patient_id, kind=kind,
-                          department_code=room_row.department_code, room_code=room, service_date=day,
-                          ticket_number=ticket, queue_status="waiting", call_count=0, called_at=None, status="open",
-                          insurance_card_number=insurance_card_number, referral_code=referral_code, opened_at=now,
-                          closed_at=None)
+            values = {"id": vid, "visit_code": f"KB{day:%y%m%d}{code_seq:05d}", "patient_id": patient_id,
+                      "kind": kind, "department_code": room_row.department_code, "room_code": room,
+                      "service_date": day, "ticket_number": ticket, "queue_status": "waiting", "call_count": 0,
+                      "called_at": None, "status": "open", "insurance_card_number": insurance_card_number,
+                      "referral_code": referral_code, "opened_at": now, "closed_at": None}
             await s.execute(visits.insert().values(**values))
             uow.publish("admissions.visit.opened",
                         events_pb2.VisitOpened(visit=visit_proto(values), patient=patient_proto(patient)))
-            uow.publish("admissions.queue.ticket_issued", events_pb2.QueueTicketIssued(
+            issued = uow.publish("admissions.queue.ticket_issued", events_pb2.QueueTicketIssued(
                 visit_id=vid, room_code=room, service_date=day.isoformat(), ticket_number=ticket,
                 patient_display=patient["full_name"]))
             uow.audit(caller.audit("visit.open", "Visit", vid, patient_id, room=room, ticket=ticket, kind=kind))
             await uow.commit()
+        self._changed(room, (issued,))
         out = visit_dict(values)
         out["patient"] = {"id": patient["id"], "patient_code": patient["patient_code"],
                           "full_name": patient["full_name"]}
@@ -119,12 +126,13 @@ class VisitService:
             now = utcnow()
             await s.execute(update(visits).where(visits.c.id == row["id"]).values(
                 queue_status=status, called_at=now, call_count=visits.c.call_count + (0 if action == "skip" else 1)))
-            uow.publish("admissions.queue.ticket_called", events_pb2.QueueTicketCalled(
+            called = uow.publish("admissions.queue.ticket_called", events_pb2.QueueTicketCalled(
                 visit_id=row["id"], room_code=room, service_date=day.isoformat(),
                 ticket_number=row["ticket_number"], action=action))
             uow.audit(caller.audit(f"queue.{action}", "Visit", row["id"], row["patient_id"], room=room,
                                    ticket=row["ticket_number"]))
             await uow.commit()
+            self._changed(room, (called,), {"ticket_number": row["ticket_number"], "action": action})
             name = (await s.execute(select(patients.c.full_name).where(patients.c.id == row["patient_id"]))).scalar()
         return {"room": room, "ticket_number": row["ticket_number"], "visit_id": row["id"], "status": status,
                 "patient_name": name}
@@ -152,7 +160,8 @@ class VisitService:
                 raise NotFound("visit.not_found", f"no visit {visit_id}")
             if res.rowcount == 0:
                 raise Conflict("visit.closed", "the visit is already closed")
-            uow.publish("admissions.visit.closed", events_pb2.VisitClosed(visit=visit_proto(row)))
+            closed = uow.publish("admissions.visit.closed", events_pb2.VisitClosed(visit=visit_proto(row)))
             uow.audit(caller.audit("visit.close", "Visit", visit_id, row["patient_id"]))
             await uow.commit()
+        self._changed(row["room_code"], (closed,))
         return visit_dict(row)
