@@ -56,13 +56,24 @@ def record_hash(row: dict[str, Any]) -> str:
 async def append_audit(session: AsyncSession, entries: Sequence[AuditEntry]) -> None:
     """Append entries to one chain inside the caller's transaction (its head row stays locked until
     the transaction ends)."""
+    if not entries:
+        return
     chain = random.randrange(CHAINS)
     head = (await session.execute(
         select(audit_head_table.c.last_seq, audit_head_table.c.last_hash)
         .where(audit_head_table.c.id == chain).with_for_update()
     )).one()
-    seq, prev = head.last_seq, head.last_hash
-    rows = []
+    rows = audit_rows(chain, head.last_seq, head.last_hash, entries)
+    await session.execute(insert(audit_log_table), rows)
+    await session.execute(update(audit_head_table).where(audit_head_table.c.id == chain)
+                          .values(last_seq=rows[-1]["seq"], last_hash=rows[-1]["hash"]))
+
+
+def audit_rows(chain: int, last_seq: int, last_hash: str, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
+    """The records that append ``entries`` to ``chain`` after its head (``last_seq``, ``last_hash``),
+    each hashed over its content and its predecessor's hash. For writers that append with their own
+    statements (e.g. one guarded statement on the driver connection); :func:`append_audit` uses it."""
+    rows, seq, prev = [], last_seq, last_hash
     for e in entries:
         seq += 1
         row = {
@@ -75,9 +86,7 @@ async def append_audit(session: AsyncSession, entries: Sequence[AuditEntry]) -> 
         row["hash"] = record_hash(row)
         prev = row["hash"]
         rows.append(row)
-    await session.execute(insert(audit_log_table), rows)
-    await session.execute(update(audit_head_table).where(audit_head_table.c.id == chain)
-                          .values(last_seq=seq, last_hash=prev))
+    return rows
 
 
 @dataclass

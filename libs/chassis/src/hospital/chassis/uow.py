@@ -15,7 +15,6 @@ from hospital.chassis.audit import AuditEntry, append_audit
 from hospital.chassis.db import Database, driver_connection, outbox_table, utcnow
 from hospital.chassis.ids import new_id
 
-
 EVENTS_WRITTEN = "hospital.events_written"  # session.info flag: outbox rows were written in this transaction
 
 
@@ -56,23 +55,12 @@ class UnitOfWork:
 
     def publish(self, subject: str, message: Message, *, event_id: str | None = None) -> str:
         """Record an event to be published after commit. Returns the event id."""
-        eid = event_id or new_id()
         if self._trace_headers is None:  # traceparent of the request that caused the events
             self._trace_headers = {}
             propagate.inject(self._trace_headers)
-        now = utcnow()
-        headers = {
-            **self._trace_headers,
-            "Hospital-Event-Id": eid,
-            "Hospital-Event-Type": message.DESCRIPTOR.full_name,
-            "Hospital-Event-Source": self.source,
-            "Hospital-Event-Time": now.isoformat(),
-        }
-        self._events.append({
-            "id": eid, "subject": subject, "type": message.DESCRIPTOR.full_name,
-            "payload": message.SerializeToString(), "headers": headers, "created_at": now,
-        })
-        return eid
+        row = event_row(subject, message, self.source, trace_headers=self._trace_headers, event_id=event_id)
+        self._events.append(row)
+        return row["id"]
 
     def audit(self, entry: AuditEntry) -> None:
         """Record an audit entry, appended to the hash chain inside this transaction."""
@@ -105,6 +93,23 @@ class UnitOfWork:
 _OUTBOX_UNNEST = (
     "INSERT INTO outbox (id, subject, type, payload, headers, created_at) "
     "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::json[], $6::timestamptz[])")
+
+
+def event_row(subject: str, message: Message, source: str, *, trace_headers: dict[str, str] | None = None,
+              event_id: str | None = None) -> dict[str, Any]:
+    """The outbox row of one event (headers as a dict: ``dumps`` them for a driver-level insert). For
+    writers that insert outbox rows with their own statements; :meth:`UnitOfWork.publish` uses it.
+    ``trace_headers`` defaults to the current trace context."""
+    if trace_headers is None:
+        trace_headers = {}
+        propagate.inject(trace_headers)
+    eid = event_id or new_id()
+    now = utcnow()
+    full_name = message.DESCRIPTOR.full_name
+    return {"id": eid, "subject": subject, "type": full_name, "payload": message.SerializeToString(),
+            "headers": {**trace_headers, "Hospital-Event-Id": eid, "Hospital-Event-Type": full_name,
+                        "Hospital-Event-Source": source, "Hospital-Event-Time": now.isoformat()},
+            "created_at": now}
 
 
 def dumps(value: Any) -> str:

@@ -35,7 +35,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from google.protobuf.message import Message
-from opentelemetry import propagate
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -51,9 +50,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.util import greenlet_spawn
 
-from hospital.chassis.audit import CHAINS, AuditEntry, record_hash
-from hospital.chassis.db import Database, audit_head_table, audit_log_table, outbox_table, utcnow
-from hospital.chassis.ids import new_id
+from hospital.chassis.audit import CHAINS, AuditEntry, audit_rows
+from hospital.chassis.db import Database, audit_head_table, audit_log_table, outbox_table
+from hospital.chassis.uow import event_row
 
 _OUTBOX_COLS = ("id", "subject", "type", "payload", "headers", "created_at")
 _AUDIT_COLS = ("chain", "seq", "id", "at", "actor", "actor_roles", "action", "patient_id", "resource_type",
@@ -100,31 +99,10 @@ def _is_statement_error(exc: BaseException) -> bool:
 
 
 def outbox_row(subject: str, message: Message, source: str) -> dict[str, Any]:
-    """The outbox row :meth:`hospital.chassis.uow.UnitOfWork.publish` writes for an event."""
-    eid = new_id()
-    headers: dict[str, str] = {}
-    propagate.inject(headers)
-    now = utcnow()
-    headers.update({"Hospital-Event-Id": eid, "Hospital-Event-Type": message.DESCRIPTOR.full_name,
-                    "Hospital-Event-Source": source, "Hospital-Event-Time": now.isoformat()})
-    return {"id": eid, "subject": subject, "type": message.DESCRIPTOR.full_name,
-            "payload": message.SerializeToString(), "headers": json.dumps(headers), "created_at": now}
-
-
-def audit_rows(chain: int, last_seq: int, last_hash: str, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
-    """The audit records :func:`hospital.chassis.audit.append_audit` appends after head (last_seq, last_hash)."""
-    rows, seq, prev = [], last_seq, last_hash
-    for e in entries:
-        seq += 1
-        row = {"chain": chain, "seq": seq, "id": e.id, "at": e.at, "actor": e.actor,
-               "actor_roles": ",".join(e.actor_roles), "action": e.action, "patient_id": e.patient_id,
-               "resource_type": e.resource_type, "resource_id": e.resource_id, "source": e.source,
-               "detail": json.dumps(e.detail, ensure_ascii=False, sort_keys=True, default=str),
-               "prev_hash": prev}
-        row["hash"] = record_hash(row)
-        prev = row["hash"]
-        rows.append(row)
-    return rows
+    """The outbox row :meth:`hospital.chassis.uow.UnitOfWork.publish` writes, headers as JSON text."""
+    row = event_row(subject, message, source)
+    row["headers"] = json.dumps(row["headers"])
+    return row
 
 
 class Head:
