@@ -39,6 +39,7 @@ CLIENTS = int(os.environ.get("BENCH_CLIENTS", "50"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
 PROCESSES = int(os.environ.get("BENCH_PROCESSES", "2"))
 SEARCHES = int(os.environ.get("BENCH_SEARCHES", "500"))
+RATE = float(os.environ.get("BENCH_RATE", "500"))  # the open-loop registration run offers the goal's rate
 TICKS = os.sysconf("SC_CLK_TCK")
 SURNAMES = [("Nguyễn", 38), ("Trần", 11), ("Lê", 9), ("Phạm", 7), ("Hoàng", 4), ("Huỳnh", 3), ("Phan", 4),
             ("Vũ", 3), ("Võ", 3), ("Đặng", 2), ("Bùi", 2), ("Đỗ", 1.4), ("Hồ", 1.3), ("Ngô", 1.3),
@@ -177,18 +178,31 @@ async def _search_load(port: int, token: str, queries: dict[str, list[str]]) -> 
     return out
 
 
-async def _register_load(port: int, token: str, clients: int, seconds: float, seed: int) -> dict:
+async def _register_load(port: int, token: str, clients: int, seconds: float, seed: int, rate: float = 0.0) -> dict:
+    """Closed loop (``rate`` 0: each client posts again as soon as it is answered) or open loop (``rate``
+    registrations/s offered in all; each counts its latency from the moment it was due)."""
     rng = random.Random(seed)
     ms: list[float] = []
     codes: dict[str, int] = {}
     sample_error: list[str] = []
-    deadline = time.perf_counter() + seconds
+    t0 = time.perf_counter() + 0.05
+    deadline = t0 + seconds
+    issued = [0]
 
     async def client() -> None:
         conn = Conn(port)
         while time.perf_counter() < deadline:
             raw = http_post("/api/v1/patients", token, registration_body(rng))
-            t = time.perf_counter()
+            if rate:
+                due = t0 + issued[0] / rate
+                issued[0] += 1
+                if due >= deadline:
+                    break
+                if (delay := due - time.perf_counter()) > 0:
+                    await asyncio.sleep(delay)
+                t = due
+            else:
+                t = time.perf_counter()
             status, body = await conn.request(raw)
             ms.append((time.perf_counter() - t) * 1000)
             codes[str(status)] = codes.get(str(status), 0) + 1
@@ -209,7 +223,8 @@ def _loadgen_main(argv: list[str]) -> None:
     if job["kind"] == "search":
         result = aio.run(_search_load(job["port"], job["token"], job["queries"]))
     else:
-        result = aio.run(_register_load(job["port"], job["token"], job["clients"], job["seconds"], job["seed"]))
+        result = aio.run(_register_load(job["port"], job["token"], job["clients"], job["seconds"], job["seed"],
+                                        job.get("rate", 0.0)))
     c1 = os.times()
     result["cpu_seconds"] = (c1.user - c0.user) + (c1.system - c0.system)
     Path(argv[1]).write_text(json.dumps(result))
@@ -443,6 +458,16 @@ async def main() -> dict:
                                         "postgres": round((pg1 - pg0) / n_reg * 1000, 3),
                                         "load_generator": round(reg["cpu_seconds"] / n_reg * 1000, 3)},
             "db_transactions_per_registration": round((x1 - x0) / n_reg, 2)}
+
+        # registration at the goal's rate: RATE/s offered by CLIENTS clients (open loop)
+        reg = await run_loadgen(workdir, {"kind": "register", "port": port, "token": token, "clients": CLIENTS,
+                                          "seconds": SECONDS, "seed": 3, "rate": RATE})
+        await outbox_drained()
+        n_open = len(reg["ms"])
+        registration_open = {
+            "clients": CLIENTS, "offered_per_second": RATE, "seconds": round(reg["seconds"], 1),
+            "registrations": n_open, "errors": n_open - reg["codes"].get("201", 0),
+            "per_second": round(n_open / reg["seconds"], 1), "latency_ms": summary(reg["ms"])}
         await db.dispose()
     finally:
         for p in profilers:
@@ -461,11 +486,13 @@ async def main() -> dict:
         shutil.rmtree(base, ignore_errors=True)
     return {"benchmark": "admissions", "database": "postgresql", "serve_processes": PROCESSES, "load": loaded,
             "search_ms": search, "search_cpu_ms": search_cpu, "registration": registration,
+            "registration_open_loop": registration_open,
             "load_average": os.getloadavg(),
             "method": "HTTP GET /api/v1/patients?q= from one client (own process, raw HTTP keep-alive), "
                       "sequential, after 20 warm-up queries of each kind; every search also appends an audit "
                       f"record (as in production); registration: {CLIENTS} clients (own process) for "
-                      f"{SECONDS:g} s after a 2 s warm-up"}
+                      f"{SECONDS:g} s after a 2 s warm-up (closed loop), then {RATE:g}/s offered by them for {SECONDS:g} s "
+                      "(open loop, latency from each registration's due time)"}
 
 
 if __name__ == "__main__":
