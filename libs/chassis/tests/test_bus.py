@@ -79,13 +79,16 @@ async def test_every_event_applied_exactly_once(db: Database, js, subject: str) 
     assert values == list(range(200))
 
     # The same events delivered again (a replay outside the dedup window): no second effect.
-    async with db.session() as s:
-        rows = (await s.execute(select(outbox_table.c.id, outbox_table.c.payload, outbox_table.c.headers)
-                                .limit(30))).all()
-    for r in rows:
-        await js.publish(subject, r.payload, headers={**r.headers, "Nats-Msg-Id": r.id + ":again"})
-    await wait_for(lambda: _eq(count(db, inbox_table), 200))
-    await asyncio.sleep(0.5)
+    reader = await js.pull_subscribe(subject, durable=None, stream="PLATFORM")
+    again = await reader.fetch(30, timeout=5)
+    await reader.unsubscribe()
+    assert len(again) == 30
+    for m in again:
+        await js.publish(subject, m.data, headers={**(m.headers or {}), "Nats-Msg-Id": m.headers["Nats-Msg-Id"] + ":again"})
+    stream_info = await js.stream_info("PLATFORM")
+    assert stream_info.state.messages >= 230
+    await asyncio.sleep(1.0)
+    assert await count(db, inbox_table) == 200
     assert await count(db) == 200
     await _close(gen)
 

@@ -209,7 +209,11 @@ def _pub_ack(msg: Msg) -> js_api.PubAck | BaseException:
     except ValueError:
         return nats.js.errors.Error(f"unreadable PubAck: {msg.data[:100]!r}")
     if "error" in resp:
-        return nats.js.errors.APIError.from_error(resp["error"])
+        try:  # nats-py raises the typed error rather than returning it
+            nats.js.errors.APIError.from_error(resp["error"])
+        except nats.js.errors.Error as exc:
+            return exc
+        return nats.js.errors.APIError(description=str(resp["error"]))
     return js_api.PubAck.from_response(resp)
 
 
@@ -229,6 +233,7 @@ class OutboxRelay:
         self.publish_timeout = publish_timeout
         self._wake = asyncio.Event()
         self._busy = False
+        self._stuck = False
         self.published_total = 0
 
     def notify(self) -> None:
@@ -236,17 +241,26 @@ class OutboxRelay:
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.1
+        busy_wait = self.coalesce_seconds or 0.002
         while not stop.is_set():
             try:
                 self._wake.clear()  # before reading: a commit notified during the batch runs the next one
-                n = await self.publish_batch()
+                n = await self.publish_batch(limit=1 if self._stuck else self.batch_size)
                 backoff = 0.1
+                if self._stuck:  # the row that failed went through: back to full batches
+                    self._stuck = False
+                    continue
                 if n >= self.batch_size:
                     continue
-                if self._busy:  # another process's relay holds the lock: try again shortly
-                    await _sleep_or_stop(stop, self.coalesce_seconds or 0.002)
+                if self._busy:  # another process's relay holds the lock: try again soon, then less often
+                    await _sleep_or_stop(stop, busy_wait)
+                    busy_wait = min(busy_wait * 2, self.poll_seconds)
                     continue
+                busy_wait = self.coalesce_seconds or 0.002
             except Exception as exc:  # noqa: BLE001 - keep relaying; the rows stay in the outbox
+                # Until the oldest row goes through, only it is retried: the rows behind it (which JetStream
+                # may already have stored) are not sent again and again.
+                self._stuck = True
                 log.warning("outbox relay: publish failed, will retry: %s", exc)
                 await _sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -261,7 +275,7 @@ class OutboxRelay:
                 # let concurrent commits land so one relay transaction carries them all
                 await asyncio.sleep(self.coalesce_seconds)
 
-    async def publish_batch(self) -> int:
+    async def publish_batch(self, limit: int | None = None) -> int:
         """Publish the oldest unpublished rows; delete those JetStream acknowledged. Returns how many.
 
         One relay at a time per database (a transaction-level advisory lock on PostgreSQL, the write lock
@@ -269,9 +283,9 @@ class OutboxRelay:
         process that finds the lock taken comes back a moment later."""
         async with self.db.engine.begin() as conn:
             if self.db.is_sqlite:
-                rows = (await conn.execute(_SELECT_UNPUBLISHED, {"n": self.batch_size})).all()
+                rows = (await conn.execute(_SELECT_UNPUBLISHED, {"n": limit or self.batch_size})).all()
             else:
-                rows = (await conn.execute(_PG_LOCK_AND_SELECT, {"n": self.batch_size})).all()
+                rows = (await conn.execute(_PG_LOCK_AND_SELECT, {"n": limit or self.batch_size})).all()
                 if not rows[0].locked:
                     self._busy = True
                     return 0
@@ -287,11 +301,9 @@ class OutboxRelay:
             finally:
                 for span in spans:
                     span.end()
-            done = []
-            for row, ack in zip(rows, acks):
-                if isinstance(ack, BaseException):
-                    break  # keep order: later rows wait for this one
-                done.append(row.seq)
+            # Every row JetStream stored leaves the outbox, also those behind one it refused (they are on
+            # the stream already; sending them again would store copies once the duplicate window passed).
+            done = [row.seq for row, ack in zip(rows, acks) if not isinstance(ack, BaseException)]
             if done:
                 if self.db.is_sqlite:
                     await conn.execute(_DELETE_ONE, [{"s": seq} for seq in done])
@@ -299,9 +311,11 @@ class OutboxRelay:
                     await conn.execute(_DELETE_ANY, {"seqs": done})
             _published.add(len(done))
             self.published_total += len(done)
-            failed = next((a for a in acks if isinstance(a, BaseException)), None)
+            failed = next(((r, a) for r, a in zip(rows, acks) if isinstance(a, BaseException)), None)
         if failed is not None:
-            raise failed
+            row, exc = failed
+            log.warning("outbox relay: event %s on %s not accepted by JetStream: %s", row.id, row.subject, exc)
+            raise exc
         return len(done)
 
 
@@ -441,11 +455,12 @@ class PullFeed:
             return
         if status == "100":
             return  # heartbeat or flow control
-        self._requests.pop(msg.subject[len(self._inbox) + 1:], None)  # 404/408/409: that request is over
+        self._requests.pop(msg.subject[len(self._inbox) + 1:], None)  # 404/408/409/503: that request is over
         description = (msg.headers or {}).get("Description", "")
-        if status == "409" and "Consumer Deleted" in description:
-            self._error = NotFoundError(description=description)
-            self._arrived.set()
+        if (status == "409" and "Consumer Deleted" in description) or status == "503":
+            # the durable is gone (503: no consumer answers the pull): the Consumer re-creates it
+            self._error = NotFoundError(description=description or "no responders: consumer missing")
+        self._arrived.set()  # wake next_batch: it renews requests (or raises the error)
 
     async def _refill(self) -> None:
         now = time.monotonic()
@@ -465,12 +480,19 @@ class PullFeed:
                               reply=f"{self._inbox}.{token}")
 
     async def next_batch(self, timeout: float) -> list[Msg]:
-        """Up to ``batch`` delivered messages; waits up to ``timeout`` for the first one."""
-        await self._refill()
-        if not self.buffer and self._error is None:
+        """Up to ``batch`` delivered messages; waits up to ``timeout`` for the first one, keeping a pull
+        request open all the while (one that expires is renewed at once)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            await self._refill()
+            if self.buffer or self._error is not None:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
             self._arrived.clear()
             try:
-                await asyncio.wait_for(self._arrived.wait(), timeout)
+                await asyncio.wait_for(self._arrived.wait(), left)
             except TimeoutError:
                 return []
         if self._error is not None:
