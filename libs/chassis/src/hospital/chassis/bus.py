@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -278,45 +278,52 @@ class OutboxRelay:
     async def publish_batch(self, limit: int | None = None) -> int:
         """Publish the oldest unpublished rows; delete those JetStream acknowledged. Returns how many.
 
-        One relay at a time per database (a transaction-level advisory lock on PostgreSQL, the write lock
-        on SQLite): rows are read without row locks and leave the table in order, and a relay in another
-        process that finds the lock taken comes back a moment later."""
-        async with self.db.engine.begin() as conn:
-            if self.db.is_sqlite:
-                rows = (await conn.execute(_SELECT_UNPUBLISHED, {"n": limit or self.batch_size})).all()
-            else:
-                rows = (await conn.execute(_PG_LOCK_AND_SELECT, {"n": limit or self.batch_size})).all()
-                if not rows[0].locked:
-                    self._busy = True
-                    return 0
-                if rows[0].seq is None:
-                    rows = []
-            self._busy = False
+        PostgreSQL: one relay at a time per database (a transaction-level advisory lock): rows are read
+        without row locks and leave the table in order, and a relay in another process that finds the lock
+        taken comes back a little later. SQLite: the rows are read and deleted in two short transactions,
+        so producers never wait for the database while the relay waits for NATS (two relays may then send a
+        row twice: JetStream drops the copy by its message id)."""
+        n = limit or self.batch_size
+        if self.db.is_sqlite:
+            async with self.db.engine.begin() as conn:
+                rows = (await conn.execute(_SELECT_UNPUBLISHED, {"n": n})).all()
             if not rows:
                 return 0
-            messages = [(r.subject, r.payload, {**r.headers, "Nats-Msg-Id": r.id}) for r in rows]
-            spans = _producer_spans(messages) if spans_recorded() else []
-            try:
-                acks = await self.publisher.publish(messages, timeout=self.publish_timeout)
-            finally:
-                for span in spans:
-                    span.end()
-            # Every row JetStream stored leaves the outbox, also those behind one it refused (they are on
-            # the stream already; sending them again would store copies once the duplicate window passed).
-            done = [row.seq for row, ack in zip(rows, acks) if not isinstance(ack, BaseException)]
+            done, failed = await self._publish_rows(rows)
             if done:
-                if self.db.is_sqlite:
+                async with self.db.engine.begin() as conn:
                     await conn.execute(_DELETE_ONE, [{"s": seq} for seq in done])
-                else:  # one statement, one plan, whatever the batch size
+        else:
+            async with self.db.engine.begin() as conn:
+                rows = (await conn.execute(_PG_LOCK_AND_SELECT, {"n": n})).all()
+                self._busy = not rows[0].locked
+                if self._busy or rows[0].seq is None:
+                    return 0
+                done, failed = await self._publish_rows(rows)
+                if done:  # one statement, one plan, whatever the batch size
                     await conn.execute(_DELETE_ANY, {"seqs": done})
-            _published.add(len(done))
-            self.published_total += len(done)
-            failed = next(((r, a) for r, a in zip(rows, acks) if isinstance(a, BaseException)), None)
+        _published.add(len(done))
+        self.published_total += len(done)
         if failed is not None:
             row, exc = failed
             log.warning("outbox relay: event %s on %s not accepted by JetStream: %s", row.id, row.subject, exc)
             raise exc
         return len(done)
+
+    async def _publish_rows(self, rows: Sequence[Any]) -> tuple[list[int], tuple[Any, BaseException] | None]:
+        """Publish rows; return the seqs JetStream stored and the first (row, error) it did not."""
+        messages = [(r.subject, r.payload, {**r.headers, "Nats-Msg-Id": r.id}) for r in rows]
+        spans = _producer_spans(messages) if spans_recorded() else []
+        try:
+            acks = await self.publisher.publish(messages, timeout=self.publish_timeout)
+        finally:
+            for span in spans:
+                span.end()
+        # Every row JetStream stored leaves the outbox, also those behind one it refused (they are on the
+        # stream already; sending them again would store copies once the duplicate window passed).
+        done = [row.seq for row, ack in zip(rows, acks) if not isinstance(ack, BaseException)]
+        failed = next(((r, a) for r, a in zip(rows, acks) if isinstance(a, BaseException)), None)
+        return done, failed
 
 
 def _producer_spans(messages: list[tuple[str, bytes, dict[str, str]]]) -> list[trace.Span]:
