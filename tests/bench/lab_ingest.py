@@ -346,8 +346,9 @@ async def main() -> dict:
     pg = PostgresServer(base / "pg").start()
     nats_srv = NatsServer(base / "nats").start()
     try:
-        url = await pg.create_database(f"lab_bench_{uuid.uuid4().hex[:8]}")
-        result = await run(url, nats_srv.url, base)
+        name = f"lab_bench_{uuid.uuid4().hex[:8]}"
+        await pg.create_database(name)
+        result = await run(pg.socket_url(name), nats_srv.url, base)  # the service runs on the database's host
         result["database"] = "postgresql"
         return result
     finally:
