@@ -164,9 +164,10 @@ def read_dataset_bytes() -> Callable[[Path], bytes]:
 # ---------------------------------------------------------------------------------------------------
 # The whole service (chassis, database, NATS, S3) for end-to-end tests.
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from hospital.testing.servers import free_port
@@ -195,9 +196,12 @@ def imaging_factory(database_url: str, nats_server, s3_server, tmp_path: Path):
 async def _marked(service_cm) -> AsyncIterator[Any]:
     """The running service, with the time it started: `published()` reads its events back from
     JetStream from then on (the session's NATS server also holds earlier tests' events)."""
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     async with service_cm as svc:
         svc.test_started_at = started
+        # The DICOM listener starts after the service reports started: a peer dialling at once could be
+        # refused (seen with pynetdicom's SCU in a loaded full-suite run).
+        await asyncio.wait_for(svc.rt.imaging.dicom.started.wait(), timeout=30)
         yield svc
 
 

@@ -122,3 +122,71 @@ def test_rejects_unsafe_names_and_foreign_entries(spool: Spool, tmp_path: Path) 
     with pytest.raises(ValueError):
         spool.done(SpoolEntry(tmp_path / "elsewhere.dcm", UID, conflict=False))
     assert _tmp_files(spool) == []
+
+
+def test_concurrent_commits_share_directory_fsyncs_without_weakening_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Group commit: each commit returns only after a directory fsync that *started* once its link
+    existed; concurrent commits share fsyncs."""
+    import threading
+    import time
+
+    from hospital.imaging.adapters import spool as spool_module
+
+    spool = Spool(tmp_path / "spool")
+    incoming = tmp_path / "spool" / "incoming"
+    completed: list[set[str]] = []  # per finished fsync of incoming/: the names it covered
+    lock = threading.Lock()
+    real = spool_module._fsync_dir
+
+    def slow_fsync(path: Path) -> None:
+        covered = set(os.listdir(path)) if path == incoming else set()
+        time.sleep(0.02)  # a slow disk: commits pile up behind the running fsync
+        real(path)
+        if path == incoming:
+            with lock:
+                completed.append(covered)
+
+    monkeypatch.setattr(spool_module, "_fsync_dir", slow_fsync)
+    violations: list[str] = []
+
+    def store(n: int) -> None:
+        uid = f"{UID}.{n}"
+        outcome, entry = _put(spool, _instance(b"x" * n, uid=uid), uid=uid)
+        assert outcome is SpoolOutcome.STORED
+        with lock:
+            if not any(entry.path.name in covered for covered in completed):
+                violations.append(uid)
+
+    threads = [threading.Thread(target=store, args=(n,)) for n in range(1, 25)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert violations == []
+    assert len(spool.pending()) == 24
+    assert len(completed) < 24  # shared: fewer directory fsyncs than commits
+
+
+def test_a_sibling_sweeping_debris_between_create_and_lock_does_not_lose_the_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process opening the spool (start-up sweep of unlocked temp files) at the instant a writer has
+    created its temp file but not yet locked it deletes that file; the writer must notice and start over."""
+    from hospital.imaging.adapters import spool as spool_module
+
+    spool = Spool(tmp_path / "spool")
+    real_flock = fcntl.flock
+    swept: list[int] = []
+
+    def flock(fd: int, operation: int) -> None:
+        if operation == fcntl.LOCK_EX and not swept:  # the writer, about to lock its new temp file
+            swept.append(len(_tmp_files(spool)))
+            Spool(tmp_path / "spool")  # a sibling starting now: the temp file is not locked yet
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(spool_module.fcntl, "flock", flock)
+    content = _instance(b"\x08\x00\x18\x00UI\x02\x001\x00")
+    outcome, entry = _put(spool, content)
+    assert swept == [1]  # the race happened: the sibling saw (and removed) the unlocked temp file
+    assert outcome is SpoolOutcome.STORED and entry.path.read_bytes() == content
+    assert _tmp_files(spool) == []

@@ -57,6 +57,13 @@ class ImagingSettings(ServiceSettings):
     pipeline_process: bool = True
     upload_concurrency: int = 4
     index_batch_size: int = 200
+    # After a pass that found less than a full batch, wait this long for more files before the next one:
+    # fewer, bigger index transactions while images stream in (adds at most this much to "stored").
+    pipeline_gather_seconds: float = 0.1
+    # Upload with the minio SDK's fput_object (the requirement; it hashes each file again). False
+    # sends a PUT signed by the SDK's signer with the digest the pipeline already computed
+    # (adapters/s3put.py): one SHA-256 pass less per image, measured in docs/benchmarks.md.
+    pipeline_sdk_upload: bool = True
     pipeline_poll_seconds: float = 1.0
     upload_retry_seconds: float = 2.0
     study_quiet_seconds: float = 30.0

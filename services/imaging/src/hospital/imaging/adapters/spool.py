@@ -16,6 +16,10 @@ link rather than a rename is used because ``link(2)`` refuses to replace an
 existing name, which makes "is this SOP Instance UID already pending?" atomic,
 across threads and across worker processes sharing one spool.
 
+The directory fsync is a group commit: associations storing at the same time in one process share
+one directory fsync when their links precede its start (:class:`_GroupSync`); each still returns only
+after an fsync that began after its own link has completed, so the guarantee is unchanged.
+
 Each temp file is ``flock``'d by its writer for its whole life. Locks vanish
 when a process dies, so on start-up any unlocked temp file is debris from a
 crash and is deleted, while temp files of live sibling processes are left alone.
@@ -27,6 +31,7 @@ import enum
 import fcntl
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,6 +113,7 @@ class Spool:
         self._conflicts = self.root / "conflicts"
         for directory in (self._tmp, self._incoming, self._conflicts):
             directory.mkdir(parents=True, exist_ok=True)
+        self._syncs = {d: _GroupSync(d) for d in (self._incoming, self._conflicts)}
         _fsync_dir(self.root)
         _fsync_dir(self.root.parent)
         self._remove_stale_temp_files()
@@ -115,10 +121,16 @@ class Spool:
     @contextmanager
     def stage(self) -> Iterator[StagedFile]:
         """Open a temp file; it is deleted on exit whether or not it was committed."""
-        path = self._tmp / f"{uuid.uuid4().hex}{_TMP_SUFFIX}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
+        while True:
+            path = self._tmp / f"{uuid.uuid4().hex}{_TMP_SUFFIX}"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink:
+                break
+            # A sibling process starting up took the file for crash debris between our create and our
+            # lock, and deleted it: take another name (writing to the unlinked file would fail at link).
+            os.close(fd)
+        try:
             with os.fdopen(fd, "wb", buffering=0, closefd=False) as fp:
                 yield StagedFile(self, path, fp)
         finally:
@@ -171,7 +183,7 @@ class Spool:
     def _commit(self, staged: Path, uid: str) -> SpoolResult:
         target = SpoolEntry(self._incoming / f"{uid}{_SUFFIX}", uid, conflict=False)
         while True:
-            if _link_durably(staged, target.path):
+            if self._link_durably(staged, target.path):
                 return SpoolResult(SpoolOutcome.STORED, target)
             try:
                 identical = same_dataset(target.path, staged)
@@ -182,7 +194,7 @@ class Spool:
             break
         digest = dataset_digest(staged)[:_DIGEST_CHARS]
         conflict = SpoolEntry(self._conflicts / f"{uid}.{digest}{_SUFFIX}", uid, conflict=True)
-        if _link_durably(staged, conflict.path):
+        if self._link_durably(staged, conflict.path):
             return SpoolResult(SpoolOutcome.CONFLICT, conflict)
         return SpoolResult(SpoolOutcome.DUPLICATE, conflict)
 
@@ -206,14 +218,53 @@ class Spool:
             logger.warning("spool %s: removed %d temp files left by an interrupted write", self.root, removed)
 
 
-def _link_durably(source: Path, target: Path) -> bool:
-    """Hard-link `source` to `target` and fsync the directory; False if `target` exists."""
-    try:
-        os.link(source, target)
-    except FileExistsError:
-        return False
-    _fsync_dir(target.parent)
-    return True
+    def _link_durably(self, source: Path, target: Path) -> bool:
+        """Hard-link `source` to `target` and fsync the directory; False if `target` exists."""
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            return False
+        self._syncs[target.parent].sync()
+        return True
+
+
+class _GroupSync:
+    """fsync of one directory, shared by the threads that need it at the same time.
+
+    A caller takes a ticket after its change (the link) is made; an fsync that starts after a ticket was
+    taken covers it. One caller at a time runs the fsync (covering every ticket taken before it started);
+    the others wait for it, or run the next one. Nobody returns before an fsync covering their ticket
+    has completed; a failed fsync raises in the caller that ran it, and the waiters try again themselves.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._cond = threading.Condition()
+        self._tickets = 0
+        self._covered = 0
+        self._running = False
+        self.fsyncs = 0  # how many fsyncs ran (for tests and measurement)
+
+    def sync(self) -> None:
+        with self._cond:
+            self._tickets += 1
+            ticket = self._tickets
+            while self._covered < ticket:
+                if self._running:
+                    self._cond.wait()
+                    continue
+                self._running, covers, done = True, self._tickets, False
+                self._cond.release()
+                try:
+                    _fsync_dir(self.path)
+                    done = True
+                finally:
+                    self._cond.acquire()
+                    self._running = False
+                    if done:
+                        self._covered = max(self._covered, covers)
+                        self.fsyncs += 1
+                    self._cond.notify_all()
 
 
 def _fsync_dir(path: Path) -> None:

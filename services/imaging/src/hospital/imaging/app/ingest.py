@@ -12,6 +12,13 @@ C-STORE response). This worker moves it on, in batches:
 
 A crash or an unreachable object store at any step leaves the files in the spool: the next pass
 redoes the step (uploads are idempotent: same key, same bytes). Nothing is dropped.
+
+Each file is hashed once: its digest is the SHA-256 of the Part 10 file as stored (so the digest of an
+indexed instance is the hash of the object under its key), and the same hash signs the upload's payload
+(:mod:`~hospital.imaging.adapters.s3put`). Two copies of an instance whose files differ only in the meta
+header (another Source AE, an older gateway version, or rows indexed when the digest covered the data set
+alone) have different digests: before such a copy is called a conflict, its transfer syntax and data set
+bytes are compared with the stored object's, and identical ones are duplicates.
 """
 from __future__ import annotations
 
@@ -28,10 +35,11 @@ from sqlalchemy import select, update
 from hospital.chassis.db import utcnow
 from hospital.chassis.ids import new_id
 from hospital.imaging.adapters import tables as t
+from hospital.imaging.adapters.s3put import SignedPut
 from hospital.imaging.adapters.spool import Spool, SpoolEntry
 from hospital.imaging.domain.header import HeaderError, InstanceIndex, read_index_attributes
 from hospital.imaging.domain.matching import fold
-from hospital.imaging.domain.part10 import Part10Error, read_meta
+from hospital.imaging.domain.part10 import Part10Error, read_meta, same_dataset_bytes
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +84,11 @@ def rule_matches(rule: dict[str, Any], ix: InstanceIndex, source_ae: str | None)
 
 
 def digest_and_source_ae(data: bytes) -> tuple[str, str | None]:
-    """:func:`dataset_digest` of a Part 10 file's bytes, and its Source AE Title (0002,0016)."""
-    with memoryview(data) as view:
-        syntax, offset, meta = read_meta(view)
-        digest = hashlib.sha256(syntax.encode("ascii") + b"\x00")
-        digest.update(view[offset:])
+    """SHA-256 (hex) of a Part 10 file's bytes, and its Source AE Title (0002,0016)."""
+    _, _, meta = read_meta(data)
     value = meta.get((0x0002, 0x0016))
     source_ae = value.rstrip(b"\x00 ").decode("ascii", "replace").strip() if value else None
-    return digest.hexdigest(), source_ae or None
+    return hashlib.sha256(data).hexdigest(), source_ae or None
 
 
 class IngestPipeline:
@@ -98,6 +103,10 @@ class IngestPipeline:
         self.last_error: str | None = None
         self._index_task: asyncio.Task[int] | None = None
         self._indexing: frozenset[str] = frozenset()
+        self._put: SignedPut | None = None
+        if not getattr(settings, "pipeline_sdk_upload", True):
+            self._put = SignedPut(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
+                                  secure=settings.s3_secure, region=settings.s3_region)
 
     def notify(self, _stored: Any = None) -> None:
         """on_stored callback (association thread): only wake the worker."""
@@ -125,6 +134,8 @@ class IngestPipeline:
                     continue
                 if done == 0:
                     await _wait_any(stop, self._wake, self.s.pipeline_poll_seconds)
+                elif done < self.s.index_batch_size and self.s.pipeline_gather_seconds > 0:
+                    await _wait_any(stop, None, self.s.pipeline_gather_seconds)  # let a bigger batch gather
         finally:
             try:
                 await self._finish_index()
@@ -201,30 +212,72 @@ class IngestPipeline:
     async def _classify(self, batch: list[Prepared]) -> None:
         uids = list({p.index.sop_instance_uid for p in batch})
         async with self.rt.db.session() as session:
-            known = dict((await session.execute(
-                select(t.instances.c.sop_instance_uid, t.instances.c.digest)
-                .where(t.instances.c.sop_instance_uid.in_(uids)))).all())
-            conflicts = set((await session.execute(
-                select(t.instance_conflicts.c.sop_instance_uid, t.instance_conflicts.c.digest)
-                .where(t.instance_conflicts.c.sop_instance_uid.in_(uids)))).all())
+            known = {r[0]: (r[1], r[2]) for r in (await session.execute(
+                select(t.instances.c.sop_instance_uid, t.instances.c.digest, t.instances.c.object_key)
+                .where(t.instances.c.sop_instance_uid.in_(uids)))).all()}
+            conflicts: dict[str, dict[str, str]] = {}
+            for sop, digest, key in (await session.execute(
+                    select(t.instance_conflicts.c.sop_instance_uid, t.instance_conflicts.c.digest,
+                           t.instance_conflicts.c.object_key)
+                    .where(t.instance_conflicts.c.sop_instance_uid.in_(uids)))).all():
+                conflicts.setdefault(sop, {})[digest] = key
+        in_batch: dict[str, dict[str, Prepared]] = {}  # copies met earlier in this batch, not uploaded yet
         for p in batch:
             ix = p.index
             sop = str(ix.sop_instance_uid)
             existing = known.get(sop)
             if existing is None:
                 p.kind, p.key = "new", instance_key(str(ix.study_instance_uid), str(ix.series_instance_uid), sop)
-                known[sop] = p.digest
-            elif existing == p.digest or (sop, p.digest) in conflicts:
+                known[sop] = (p.digest, p.key)
+                in_batch.setdefault(sop, {})[p.key] = p
+                continue
+            stored = {existing[1]: existing[0], **{key: digest for digest, key in conflicts.get(sop, {}).items()}}
+            if p.digest in stored.values():
                 p.kind = "duplicate"
+                continue
+            # Different file bytes: the same data set under another meta header is still a duplicate.
+            if await asyncio.to_thread(self._same_as_any, p, list(stored), in_batch.get(sop, {})):
+                p.kind = "duplicate"
+                continue
+            p.kind, p.key = "conflict", conflict_key(sop, p.digest)
+            conflicts.setdefault(sop, {})[p.digest] = p.key
+            in_batch.setdefault(sop, {})[p.key] = p
+
+    def _same_as_any(self, p: Prepared, keys: list[str], pending: dict[str, Prepared]) -> bool:
+        """Does `p` hold the same transfer syntax and data set as any of these stored objects?"""
+        try:
+            data = p.entry.path.read_bytes()
+        except FileNotFoundError:
+            return False
+        for key in keys:
+            other = pending.get(key)
+            if other is not None:
+                try:
+                    blob = other.entry.path.read_bytes()
+                except FileNotFoundError:
+                    continue
             else:
-                p.kind, p.key = "conflict", conflict_key(sop, p.digest)
-                conflicts.add((sop, p.digest))
+                resp = self.rt.store.client.get_object(self.bucket, key)
+                try:
+                    blob = resp.read()
+                finally:
+                    resp.close()
+                    resp.release_conn()
+            if same_dataset_bytes(data, blob):
+                return True
+        return False
 
     async def _upload(self, p: Prepared, sem: asyncio.Semaphore) -> None:
         async with sem:
-            await asyncio.to_thread(self.rt.store.client.fput_object, self.bucket, p.key, str(p.entry.path),
-                                    content_type="application/dicom")
+            await asyncio.to_thread(self._put_file, p)
         p._uploaded = True  # type: ignore[attr-defined]
+
+    def _put_file(self, p: Prepared) -> None:
+        if self._put is None:  # HOSPITAL_IMAGING_PIPELINE_SDK_UPLOAD=true: the SDK hashes the file again
+            self.rt.store.client.fput_object(self.bucket, p.key, str(p.entry.path), content_type="application/dicom")
+            return
+        # Spool files never change once linked: these are the bytes `p.digest` was computed from.
+        self._put.put(self.bucket, p.key, p.entry.path.read_bytes(), p.digest, content_type="application/dicom")
 
     async def _index(self, batch: list[Prepared]) -> None:
         now = utcnow()

@@ -123,6 +123,10 @@ class Part10View:
     def tell(self) -> int:
         return self._pos
 
+    def parts(self) -> tuple[bytes, bytes | memoryview]:
+        """``(file header, data set)`` without copying: lets a reader skip the file-object interface."""
+        return self._header, self._dataset
+
     def __enter__(self) -> Self:
         return self
 
@@ -213,6 +217,16 @@ def same_dataset(a: Path, b: Path) -> bool:
             if chunk != fb.read(len(chunk)):
                 return False
         return True
+
+
+def same_dataset_bytes(a: bytes | memoryview, b: bytes | memoryview) -> bool:
+    """:func:`same_dataset` for two Part 10 files held in memory."""
+    syntax_a, offset_a, _ = read_meta(a)
+    syntax_b, offset_b, _ = read_meta(b)
+    if syntax_a != syntax_b or len(a) - offset_a != len(b) - offset_b:
+        return False
+    with memoryview(a) as va, memoryview(b) as vb:
+        return va[offset_a:] == vb[offset_b:]
 
 
 def dataset_digest(path: Path) -> str:
