@@ -34,13 +34,15 @@ from urllib.parse import urlencode
 
 from hospital.chassis import aio
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # also run as a script (--loadgen)
+from tests.bench.cpu import children, cpu_seconds, listeners, pct, tree_cpu
+
 PATIENTS = int(os.environ.get("BENCH_PATIENTS", "1000000"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "50"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
 PROCESSES = int(os.environ.get("BENCH_PROCESSES", "2"))
 SEARCHES = int(os.environ.get("BENCH_SEARCHES", "500"))
 RATE = float(os.environ.get("BENCH_RATE", "500"))  # the open-loop registration run offers the goal's rate
-TICKS = os.sysconf("SC_CLK_TCK")
 SURNAMES = [("Nguyễn", 38), ("Trần", 11), ("Lê", 9), ("Phạm", 7), ("Hoàng", 4), ("Huỳnh", 3), ("Phan", 4),
             ("Vũ", 3), ("Võ", 3), ("Đặng", 2), ("Bùi", 2), ("Đỗ", 1.4), ("Hồ", 1.3), ("Ngô", 1.3),
             ("Dương", 1), ("Lý", 0.5), ("Đinh", 0.8), ("Trịnh", 0.6), ("Mai", 0.5), ("Lâm", 0.4), ("Cao", 0.4),
@@ -58,59 +60,9 @@ GIVEN_F = ["An", "Anh", "Chi", "Dung", "Duyên", "Giang", "Hà", "Hạnh", "Hằ
 GROUPS = [("DN", 4), ("HC", 4), ("HT", 2), ("TE", 1), ("HS", 4), ("GD", 4), ("CN", 1), ("XN", 3), ("HN", 1)]
 
 
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
-
-
 def summary(ms: list[float]) -> dict[str, float]:
     return {"n": len(ms), "p50": round(statistics.median(ms), 2), "p95": round(pct(ms, 95), 2),
             "p99": round(pct(ms, 99), 2), "max": round(max(ms), 2)}
-
-
-# ---------------------------------------------------------------------------------------- CPU accounting
-def _stat(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()
-
-
-def cpu_seconds(pid: int, *, waited_children: bool = False) -> float:
-    """utime + stime of a process (+ cutime + cstime: children it has reaped), in seconds."""
-    try:
-        f = _stat(pid)
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    ticks = int(f[11]) + int(f[12]) + ((int(f[13]) + int(f[14])) if waited_children else 0)
-    return ticks / TICKS
-
-
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except FileNotFoundError:
-        return []
-
-
-def tree_cpu(pid: int) -> float:
-    """A process, its live children and the children it reaped (postgres backends come and go)."""
-    return cpu_seconds(pid, waited_children=True) + sum(tree_cpu(c) for c in children(pid))
-
-
-def listeners(port: int) -> int:
-    """Listening sockets on ``port`` (one per serve process with SO_REUSEPORT)."""
-    n = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                        n += 1
-        except FileNotFoundError:
-            pass
-    return n
 
 
 # ---------------------------------------------------------------------------------------- load generator

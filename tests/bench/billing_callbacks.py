@@ -35,6 +35,9 @@ from urllib.parse import quote_plus, urlencode
 
 from hospital.chassis import aio
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # also run as a script (--loadgen)
+from tests.bench.cpu import children, cpu_seconds, listeners, pct, tree_cpu
+
 SECRET = "bench-vnpay-hash-secret-5e1d"
 SENDERS = int(os.environ.get("BENCH_SENDERS", "50"))
 UNIQUE = int(os.environ.get("BENCH_CALLBACKS", "6000"))
@@ -42,12 +45,6 @@ PROCESSES = int(os.environ.get("BENCH_PROCESSES", "2"))
 DUPLICATE_SHARE = 0.25
 RATE = int(os.environ.get("BENCH_RATE", "1000"))  # the open-loop run offers the goal's rate
 AMOUNT = 86_000
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def signed(number: str, txn: str) -> dict[str, str]:
@@ -58,51 +55,6 @@ def signed(number: str, txn: str) -> dict[str, str]:
     data = "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in sorted(params.items()))
     params["vnp_SecureHash"] = hmac.new(SECRET.encode(), data.encode(), hashlib.sha512).hexdigest()
     return params
-
-
-# ---------------------------------------------------------------------------------------- CPU accounting
-def _stat(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()
-
-
-def cpu_seconds(pid: int, *, waited_children: bool = False) -> float:
-    """utime + stime of a process (+ cutime + cstime: children it has reaped), in seconds."""
-    try:
-        f = _stat(pid)
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    ticks = int(f[11]) + int(f[12]) + ((int(f[13]) + int(f[14])) if waited_children else 0)
-    return ticks / TICKS
-
-
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except FileNotFoundError:
-        return []
-
-
-def tree_cpu(pid: int) -> float:
-    """A process, its live children and the children it reaped (postgres backends come and go)."""
-    return cpu_seconds(pid, waited_children=True) + sum(tree_cpu(c) for c in children(pid))
-
-
-def listeners(port: int) -> int:
-    """Listening sockets on ``port`` (one per serve process with SO_REUSEPORT)."""
-    n = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                        n += 1
-        except FileNotFoundError:
-            pass
-    return n
 
 
 # ---------------------------------------------------------------------------------------- load generator

@@ -28,16 +28,11 @@ from hospital.chassis.migrations import install_chassis_schema
 from hospital.chassis.uow import UnitOfWork
 from hospital.contracts.platform.v1.platform_pb2 import ProbeSent
 from hospital.testing.servers import NatsServer, PostgresServer
-from tests.bench.cpu import cpu_seconds, postmaster_pid, tree_cpu_seconds
+from tests.bench.cpu import cpu_seconds, pct, postmaster_pid, tree_cpu
 
 HERE = Path(__file__).parent
 effects = Table("effects", MetaData(), Column("n", Integer, primary_key=True, autoincrement=True),
                 Column("event_id", String(100), nullable=False), Column("value", Integer, nullable=False))
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: int, rate: float | None,
@@ -65,7 +60,7 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
     padding = b"x" * payload_bytes
     pg_pid, nats_pid = postmaster_pid(pg.data_dir / "pgdata"), nats.proc.pid
     cpu0, ccpu0 = cpu_seconds(os.getpid()), cpu_seconds(consumer.pid)
-    pg0, nats0 = tree_cpu_seconds(pg_pid), cpu_seconds(nats_pid)
+    pg0, nats0 = tree_cpu(pg_pid), cpu_seconds(nats_pid)
     t0 = time.time()
     transactions = [range(i, min(i + per_tx, total)) for i in range(0, total, per_tx)]
     queue: asyncio.Queue[tuple[int, range]] = asyncio.Queue()
@@ -98,7 +93,7 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
         ccpu = cpu_seconds(consumer.pid)
         await asyncio.sleep(0.05)
     cpu_consumer = ccpu - ccpu0
-    cpu_pg, cpu_nats = tree_cpu_seconds(pg_pid) - pg0, cpu_seconds(nats_pid) - nats0
+    cpu_pg, cpu_nats = tree_cpu(pg_pid) - pg0, cpu_seconds(nats_pid) - nats0
     stop.set()
     await relay_task
     await nc.close()

@@ -41,22 +41,15 @@ from hospital.lab.api.hl7.mllp import MllpBuffer, frame
 from hospital.lab.simulator import generate_specimens, specimen_to_astm, specimen_to_oru
 from hospital.testing.servers import NatsServer, PostgresServer, free_port
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # also run as a script (--client)
+from tests.bench.cpu import children, cpu_seconds, pct
+
 MESSAGES = int(os.environ.get("HOSPITAL_BENCH_LAB_MESSAGES", "1200"))  # specimens (8 results each)
 ASTM_CONNECTIONS = int(os.environ.get("HOSPITAL_BENCH_LAB_ASTM_CONNECTIONS", "4"))
 MLLP_CONNECTIONS = int(os.environ.get("HOSPITAL_BENCH_LAB_MLLP_CONNECTIONS", "4"))
 SERVICE_PROCESSES = int(os.environ.get("HOSPITAL_BENCH_LAB_PROCESSES", "2"))
 PROFILE_DIR = os.environ.get("HOSPITAL_BENCH_LAB_PROFILE", "")  # py-spy (on PATH) records each process there
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))] if values else float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process (its threads included) from /proc/<pid>/stat."""
-    return cpu_seconds_path(Path(f"/proc/{pid}/stat"))
 
 
 def thread_cpu(pids: list[int]) -> dict[str, float]:
@@ -72,16 +65,9 @@ def thread_cpu(pids: list[int]) -> dict[str, float]:
     return out
 
 
-def cpu_seconds_path(path: Path) -> float:
+def cpu_seconds_path(path: Path) -> float:  # of one thread (/proc/<pid>/task/<tid>/stat)
     fields = path.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children_of(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(c) for c in (task / "children").read_text().split()]
-    return out
 
 
 # ------------------------------------------------------------------------------- load generator (child)
@@ -269,7 +255,7 @@ async def run(pg_url: str, nats_url: str, base: Path) -> dict:
 
         sub = await nc.subscribe("lab.result.received", cb=on_event)
         await nc.flush()
-        workers = children_of(service.pid) or [service.pid]  # serve --processes N: the N children
+        workers = children(service.pid) or [service.pid]  # serve --processes N: the N children
         watched = {"service": workers, "load_generators": [cl.pid for cl in clients]}
         profilers = [subprocess.Popen(["py-spy", "record", "-r", "200", "-p", str(pid), "-f", "raw", "-o",  # noqa: ASYNC220
                                        str(Path(PROFILE_DIR) / f"{role}-{pid}.txt")],
