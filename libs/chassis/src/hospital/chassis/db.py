@@ -27,7 +27,13 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 chassis_metadata = MetaData()
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -175,12 +181,13 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
 
-async def driver_connection(session: AsyncSession) -> Any:
+async def driver_connection(session: AsyncSession | AsyncConnection) -> Any:
     """The asyncpg connection under ``session``'s transaction (PostgreSQL only), with that transaction
     begun, for hot paths that send array statements straight to the driver: they commit or roll back with
     the session. SQLAlchemy's asyncpg adapter begins its transaction at the first statement; when none
     has run yet it is begun here."""
-    fairy = await (await session.connection()).get_raw_connection()
+    conn = await session.connection() if isinstance(session, AsyncSession) else session
+    fairy = await conn.get_raw_connection()
     driver = fairy.driver_connection
     if not driver.is_in_transaction():
         adapted = fairy.dbapi_connection
@@ -188,7 +195,7 @@ async def driver_connection(session: AsyncSession) -> Any:
         if start is not None and not getattr(adapted, "_started", True):
             await start()
         else:
-            await session.execute(text("SELECT 1"))
+            await conn.execute(text("SELECT 1"))
     return driver
 
 

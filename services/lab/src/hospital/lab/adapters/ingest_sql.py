@@ -25,6 +25,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnClause
 
+from hospital.chassis.db import driver_connection
 from hospital.lab.adapters.tables import (
     lab_settings,
     order_items,
@@ -174,63 +175,39 @@ class PgIngestDb:
 
     def __init__(self, sql: IngestSql) -> None:
         self.core = sql
-        self._driver: Any = None
-
-    async def _apg(self, s: AsyncConnection) -> Any:
-        """The asyncpg connection, when it is inside the unit of work's transaction (else None)."""
-        if self._driver is None:
-            raw = await s.get_raw_connection()
-            self._driver = raw.driver_connection
-        return self._driver if self._driver.is_in_transaction() else None
 
     async def stored(self, s: AsyncConnection, digests: list[str], keys: list[str]) -> tuple[set[str], set[str]]:
         return await self.core.stored(s, digests, keys)  # through SQLAlchemy: it opens the transaction
 
     async def insert_raw(self, s: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-        if (apg := await self._apg(s)) is None:
-            return await self.core.insert_raw(s, rows)
-        await apg.executemany(self.INSERT_RAW, [tuple(r[c] for c in RAW_COLUMNS) for r in rows])
+        await (await driver_connection(s)).executemany(
+            self.INSERT_RAW, [tuple(r[c] for c in RAW_COLUMNS) for r in rows])
 
     async def count_duplicates(self, s: AsyncConnection, counts: dict[str, int]) -> None:
-        if (apg := await self._apg(s)) is None:
-            return await self.core.count_duplicates(s, counts)
-        await apg.executemany(self.COUNT_DUPLICATE, list(counts.items()))
+        await (await driver_connection(s)).executemany(self.COUNT_DUPLICATE, list(counts.items()))
 
     async def specimens(self, s: AsyncConnection, barcodes: list[str]) -> list[Mapping[str, Any]]:
-        if (apg := await self._apg(s)) is None:
-            return await self.core.specimens(s, barcodes)
-        return list(await apg.fetch(self.SPECIMENS, barcodes))
+        return list(await (await driver_connection(s)).fetch(self.SPECIMENS, barcodes))
 
     async def items(self, s: AsyncConnection, specimen_ids: list[str]) -> list[tuple[str, str, str]]:
-        if (apg := await self._apg(s)) is None:
-            return await self.core.items(s, specimen_ids)
-        return [(r[0], r[1], r[2]) for r in await apg.fetch(self.ITEMS, specimen_ids)]
+        return [(r[0], r[1], r[2]) for r in await (await driver_connection(s)).fetch(self.ITEMS, specimen_ids)]
 
     async def previous(self, s: AsyncConnection, patients: list[str], codes: list[str],
                        since: datetime) -> list[Mapping[str, Any]]:
-        if (apg := await self._apg(s)) is None:
-            return await self.core.previous(s, patients, codes, since)
-        return list(await apg.fetch(self.PREVIOUS, patients, codes, since))
+        return list(await (await driver_connection(s)).fetch(self.PREVIOUS, patients, codes, since))
 
     async def qc(self, s: AsyncConnection, instruments: list[str], codes: list[str]) -> list[Mapping[str, Any]]:
-        if (apg := await self._apg(s)) is None:
-            return await self.core.qc(s, instruments, codes)
-        return list(await apg.fetch(self.QC, instruments, codes))
+        return list(await (await driver_connection(s)).fetch(self.QC, instruments, codes))
 
     async def supersede(self, s: AsyncConnection, ids: list[str]) -> None:
-        if (apg := await self._apg(s)) is None:
-            return await self.core.supersede(s, ids)
-        await apg.execute(self.SUPERSEDE, ids)
+        await (await driver_connection(s)).execute(self.SUPERSEDE, ids)
 
     async def insert_results(self, s: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-        if (apg := await self._apg(s)) is None:
-            return await self.core.insert_results(s, rows)
-        await apg.executemany(self.INSERT_RESULTS, [tuple(r[c] for c in RESULT_COLUMNS) for r in rows])
+        await (await driver_connection(s)).executemany(
+            self.INSERT_RESULTS, [tuple(r[c] for c in RESULT_COLUMNS) for r in rows])
 
     async def item_status(self, s: AsyncConnection, ids: list[str], status: str) -> None:
-        if (apg := await self._apg(s)) is None:
-            return await self.core.item_status(s, ids, status)
-        await apg.execute(self.ITEM_STATUS, ids, status)
+        await (await driver_connection(s)).execute(self.ITEM_STATUS, ids, status)
 
 
 IngestDb = IngestSql | PgIngestDb
