@@ -278,6 +278,8 @@ class Service:
             _, pending = await asyncio.wait(loops, timeout=grace)
             for t in pending:
                 t.cancel()
+            if pending:  # let them roll back and return their connections (on SQLite: the write lock)
+                await asyncio.wait(pending, timeout=grace)
         if self._http_task is not None:
             try:
                 await asyncio.wait_for(self._http_task, timeout=grace)
