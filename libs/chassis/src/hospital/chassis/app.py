@@ -290,10 +290,15 @@ class Service:
         rt = self.rt
         if rt is not None:
             if rt.relay is not None and rt.nc is not None and rt.nc.is_connected:
-                try:
-                    await asyncio.wait_for(rt.relay.publish_batch(), timeout=grace)
-                except Exception as exc:  # noqa: BLE001 - rows stay in the outbox for next start
-                    log.warning("final outbox flush failed: %s", exc)
+                # Bounded without waiting for a cancellation the database may not honour at once (a
+                # SQLite statement waiting for the write lock): unflushed rows stay for the next start.
+                flush = asyncio.create_task(rt.relay.publish_batch())
+                done, _ = await asyncio.wait({flush}, timeout=grace)
+                if not done:
+                    flush.cancel()
+                    log.warning("final outbox flush did not finish within %ss; rows stay in the outbox", grace)
+                elif flush.exception() is not None:
+                    log.warning("final outbox flush failed: %s", flush.exception())
             if rt.nc is not None:
                 try:
                     await asyncio.wait_for(rt.nc.drain(), timeout=grace)
