@@ -1,10 +1,13 @@
 """Event pipeline benchmark on PostgreSQL: producer commit → outbox relay → JetStream → consumer
 effect committed (a separate process). Reports events/s and commit-to-effect latency p50/p95/p99.
 
-Two runs, each with 8 concurrent producers in one process (a service with requests in flight), the
-relay in that process and the consumer in another: ``throughput`` (as fast as the producers can commit,
-10 events per transaction) and ``paced`` (5,000 events/s offered in transactions of 5 events: the
-latency a clinician's action sees under that load).
+Each run has 8 concurrent producers in one process (a service's API process with requests in flight) and
+the consumer in another; the relay runs in the producers' process (``serve`` with its worker, the default)
+unless a run says otherwise. Runs: ``throughput`` (as fast as the producers can commit, 10 events per
+transaction), ``paced`` (5,000 events/s offered in transactions of 5 events: the latency a clinician's
+action sees under that load), ``paced_relay_in_worker`` (the same with the relay in its own process, the
+service's ``worker``, woken over core NATS by the producers' commits) and ``paced_2_per_transaction`` /
+``paced_10_per_transaction`` (5,000 events/s in smaller and larger transactions).
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ effects = Table("effects", MetaData(), Column("n", Integer, primary_key=True, au
 
 
 async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: int, rate: float | None,
-                  producers: int = 8, payload_bytes: int = 200) -> dict:
+                  producers: int = 8, payload_bytes: int = 200, relay_in_process: bool = False) -> dict:
     name = f"bench_{uuid.uuid4().hex[:8]}"
     await pg.create_database(name)
     db_url = pg.socket_url(name)  # producer, relay and consumer run on the database's host
@@ -53,14 +56,24 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
     nc = await connect(nats.url, "bench-producer")
     js = nc.jetstream()
     await ensure_streams(js)
-    relay = OutboxRelay(db, js, batch_size=1000, poll_seconds=0.2)
+    wake_subject = f"_HOSPITAL.outbox.bench{subject.rsplit('.', 1)[1]}"
+    # The producing service's API process: its commits wake the relay, which runs here (relay_in_process)
+    # or, as in production, in the service's worker process (woken over core NATS).
+    relay = OutboxRelay(db, js, batch_size=1000, poll_seconds=0.2, wake_subject=wake_subject)
     stop = asyncio.Event()
-    relay_task = asyncio.create_task(relay.run(stop))
+    relay_proc = None
+    if relay_in_process:
+        relay_task = asyncio.create_task(relay.run(stop))
+    else:
+        relay_proc = subprocess.Popen([sys.executable, str(HERE / "pipeline_relay.py"), db_url, nats.url,
+                                       wake_subject, str(total)], stdout=subprocess.PIPE, text=True)
+        assert relay_proc.stdout is not None and relay_proc.stdout.readline().strip() == "ready"
     committed_at: dict[int, float] = {}
     padding = b"x" * payload_bytes
     pg_pid, nats_pid = postmaster_pid(pg.data_dir / "pgdata"), nats.proc.pid
     cpu0, ccpu0 = cpu_seconds(os.getpid()), cpu_seconds(consumer.pid)
     pg0, nats0 = tree_cpu(pg_pid), cpu_seconds(nats_pid)
+    rcpu0 = cpu_seconds(relay_proc.pid) if relay_proc else 0.0
     t0 = time.time()
     transactions = [range(i, min(i + per_tx, total)) for i in range(0, total, per_tx)]
     queue: asyncio.Queue[tuple[int, range]] = asyncio.Queue()
@@ -85,17 +98,21 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
 
     await asyncio.gather(*(producer() for _ in range(producers)))
     producer_done = time.time()
-    while len(committed_at) < total or relay.published_total < total:
+    while len(committed_at) < total or (relay_in_process and relay.published_total < total):
         await asyncio.sleep(0.01)
     cpu_producer = cpu_seconds(os.getpid()) - cpu0
-    ccpu = ccpu0
-    while consumer.poll() is None:
-        ccpu = cpu_seconds(consumer.pid)
+    ccpu, rcpu = ccpu0, rcpu0
+    while consumer.poll() is None or (relay_proc is not None and relay_proc.poll() is None):
+        if consumer.poll() is None:
+            ccpu = cpu_seconds(consumer.pid)
+        if relay_proc is not None and relay_proc.poll() is None:
+            rcpu = cpu_seconds(relay_proc.pid)
         await asyncio.sleep(0.05)
-    cpu_consumer = ccpu - ccpu0
+    cpu_consumer, cpu_relay = ccpu - ccpu0, rcpu - rcpu0
     cpu_pg, cpu_nats = tree_cpu(pg_pid) - pg0, cpu_seconds(nats_pid) - nats0
     stop.set()
-    await relay_task
+    if relay_in_process:
+        await relay_task
     await nc.close()
     await db.dispose()
     done = {int(k): v for k, v in json.loads(out.read_text()).items()}
@@ -107,7 +124,10 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
         "payload_bytes": payload_bytes,
         "producer_seconds": round(producer_done - t0, 3), "elapsed_seconds": round(elapsed, 3),
         "events_per_second": round(total / elapsed, 1),
-        "cpu_us_per_event": {"producer_and_relay": round(cpu_producer / total * 1e6, 1),
+        "relay": "in the producers' process" if relay_in_process else "own process (worker)",
+        "cpu_us_per_event": {"producer" + ("_and_relay" if relay_in_process else ""):
+                             round(cpu_producer / total * 1e6, 1),
+                             **({} if relay_in_process else {"relay": round(cpu_relay / total * 1e6, 1)}),
                              "consumer": round(cpu_consumer / total * 1e6, 1),
                              "postgresql": round(cpu_pg / total * 1e6, 1),
                              "nats_server": round(cpu_nats / total * 1e6, 1)},
@@ -122,13 +142,18 @@ async def main() -> dict:
     pg = PostgresServer(base / "pg").start()
     nats = NatsServer(base / "nats").start()
     try:
-        await one_run(pg, nats, total=2_000, per_tx=10, rate=None)  # warm-up
-        throughput = await one_run(pg, nats, total=50_000, per_tx=10, rate=None)
-        paced = await one_run(pg, nats, total=30_000, per_tx=5, rate=5_000)
+        await one_run(pg, nats, total=2_000, per_tx=10, rate=None, relay_in_process=True)  # warm-up
+        out = {"throughput": await one_run(pg, nats, total=50_000, per_tx=10, rate=None, relay_in_process=True),
+               "paced": await one_run(pg, nats, total=30_000, per_tx=5, rate=5_000, relay_in_process=True)}
+        # the same offered load with the relay in the service's worker process, then other transaction sizes
+        out["paced_relay_in_worker"] = await one_run(pg, nats, total=30_000, per_tx=5, rate=5_000)
+        for per_tx in (2, 10):
+            out[f"paced_{per_tx}_per_transaction"] = await one_run(pg, nats, total=30_000, per_tx=per_tx, rate=5_000,
+                                                                  relay_in_process=True)
     finally:
         nats.stop()
         pg.stop()
-    return {"benchmark": "event_pipeline", "database": "postgresql", "throughput": throughput, "paced": paced}
+    return {"benchmark": "event_pipeline", "database": "postgresql", **out}
 
 
 if __name__ == "__main__":

@@ -187,6 +187,38 @@ async def test_two_relays_publish_every_event_once_in_commit_order(pg_db: Databa
     assert relay_a.published_total > 0 and relay_b.published_total > 0, "both relays took turns"
 
 
+async def test_api_process_wakes_the_worker_relay_over_nats(db: Database, nats_server, subject: str, tag: str) -> None:
+    """The relay runs in another process (``worker``) than the commits (``serve`` with the worker off): the
+    API process's ``notify`` sends a wake-up on the service's wake subject and the worker's relay publishes
+    at once instead of at its next poll (30 s here). Without a wake subject the same commit waits for it."""
+    wake = f"_HOSPITAL.outbox.t{tag}"
+    nc_api, nc_worker = await connect(nats_server.url, "api"), await connect(nats_server.url, "worker")
+    js = nc_worker.jetstream()
+    await ensure_streams(js)
+    api_side = OutboxRelay(db, nc_api, wake_subject=wake)  # never run: the API process only notifies
+    worker_side = OutboxRelay(Database(db.url), nc_worker, poll_seconds=30.0, wake_subject=wake)
+    unwoken = OutboxRelay(db, nc_api)  # no wake subject: notify without a local relay does nothing
+    try:
+        async with running(worker_side.run):
+            await asyncio.sleep(0.5)  # the worker's first poll found nothing; the next is 30 s away
+            t0 = now()
+            ids = await commit_events(db, subject, [1, 2], notify=api_side.notify)
+            await eventually(lambda: _eq(count(db, outbox_table), 0), 10, "outbox emptied by the woken relay")
+            woken_after = now() - t0
+            late = await commit_events(db, subject, [3], notify=unwoken.notify)
+            await asyncio.sleep(1.5)
+            assert await count(db, outbox_table) == 1, "a commit with no wake-up was published before the poll"
+            api_side.notify()  # any later wake-up also picks up rows committed without one
+            await eventually(lambda: _eq(count(db, outbox_table), 0), 10, "left-over row published")
+        stored = await stream_events(js, subject)
+    finally:
+        await worker_side.db.dispose()
+        await nc_api.close()
+        await nc_worker.close()
+    assert woken_after < 5.0, f"the woken relay took {woken_after:.2f} s"
+    assert [eid for eid, _, _ in stored] == ids + late
+
+
 async def test_relay_keeps_rows_while_nats_is_down_then_publishes_them(db: Database, own_nats: NatsServer,
                                                                       subject: str, caplog) -> None:
     """nats-server stopped under the relay: the rows stay in the outbox (in order) and the relay reports the

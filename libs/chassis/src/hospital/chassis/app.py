@@ -43,6 +43,7 @@ from hospital.chassis.bus import (
     connect,
     ensure_streams,
     list_dead_letters,
+    outbox_wake_subject,
     replay_dead_letters,
 )
 from hospital.chassis.db import Database
@@ -141,7 +142,8 @@ class Service:
             rt.nc = await connect(s.nats_url, f"hospital-{s.service}")
             rt.js = rt.nc.jetstream()
             await ensure_streams(rt.js, replicas=s.nats_stream_replicas)
-            rt.relay = OutboxRelay(db, rt.nc, batch_size=s.outbox_batch_size, poll_seconds=s.outbox_poll_seconds)
+            rt.relay = OutboxRelay(db, rt.nc, batch_size=s.outbox_batch_size, poll_seconds=s.outbox_poll_seconds,
+                                   wake_subject=outbox_wake_subject(s.service))
         if self.d.uses_object_storage:
             rt.store = ObjectStore.from_settings(s)
             buckets = self.d.buckets(s) if callable(self.d.buckets) else self.d.buckets

@@ -55,6 +55,7 @@ DOMAIN_STREAMS: dict[str, list[str]] = {
     "BILLING": ["billing.>"],
     "PLATFORM": ["platform.>"],
 }
+WAKE_PREFIX = "_HOSPITAL.outbox"  # core NATS (no stream): "rows committed" wake-ups for a service's relays
 H_EVENT_ID = "Hospital-Event-Id"
 H_TYPE = "Hospital-Event-Type"
 H_SOURCE = "Hospital-Event-Source"
@@ -110,6 +111,11 @@ async def ensure_streams(js: JetStreamContext, streams: dict[str, list[str]] | N
             await js.update_stream(cfg)
         except NotFoundError:
             await js.add_stream(cfg)
+
+
+def outbox_wake_subject(service: str) -> str:
+    """The core-NATS subject on which a service's API processes wake its outbox relays."""
+    return f"{WAKE_PREFIX}.{service}"
 
 
 @dataclass(frozen=True)
@@ -224,22 +230,69 @@ class OutboxRelay:
 
     def __init__(self, db: Database, js: JetStreamContext | NATS, *, batch_size: int = 500,
                  poll_seconds: float = 0.5, publish_timeout: float = 5.0,
-                 coalesce_seconds: float = 0.002) -> None:
+                 coalesce_seconds: float = 0.002, wake_subject: str | None = None) -> None:
         self.db = db
         self.nc: NATS = js if isinstance(js, NATS) else js._nc  # the relay publishes on the core connection
         self.publisher = BatchPublisher(self.nc)
         self.coalesce_seconds = coalesce_seconds
         self.batch_size, self.poll_seconds = batch_size, poll_seconds
         self.publish_timeout = publish_timeout
+        self.wake_subject = wake_subject
         self._wake = asyncio.Event()
+        self._running = False
+        self._wake_pending = False
         self._busy = False
         self._stuck = False
         self.published_total = 0
 
+    @property
+    def running(self) -> bool:
+        """The relay loop runs in this process (and listens for wake-ups from others)."""
+        return self._running
+
     def notify(self) -> None:
+        """Rows were committed. A relay running in this process is woken directly; otherwise (an API
+        process whose relay runs in ``worker``) a wake-up goes to the relays over core NATS on
+        ``wake_subject``: one message per event-loop turn however many commits it had. A lost wake-up
+        costs latency only: the relays also poll."""
+        if self._running:
+            self._wake.set()
+        elif self.wake_subject is not None and not self._wake_pending and self.nc.is_connected:
+            self._wake_pending = True
+            asyncio.get_running_loop().call_soon(self._send_wake)
+
+    def _send_wake(self) -> None:
+        self._wake_pending = False
+        asyncio.ensure_future(self._publish_wake())
+
+    async def _publish_wake(self) -> None:
+        try:
+            await self.nc.publish(self.wake_subject or "", b"")
+        except Exception as exc:  # noqa: BLE001 - the relays' polling covers a lost wake-up
+            log.debug("outbox relay wake-up not sent: %s", exc)
+
+    async def _on_wake(self, _msg: Msg) -> None:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        wake_sub = None
+        if self.wake_subject is not None:
+            try:
+                wake_sub = await self.nc.subscribe(self.wake_subject, cb=self._on_wake)
+            except Exception as exc:  # noqa: BLE001 - polling still finds the rows
+                log.warning("outbox relay: no wake-up subscription (%s); polling only", exc)
+        self._running = True
+        try:
+            await self._run(stop)
+        finally:
+            self._running = False
+            if wake_sub is not None:
+                try:
+                    await wake_sub.unsubscribe()
+                except Exception:  # noqa: BLE001 - the connection may be closing
+                    pass
+
+    async def _run(self, stop: asyncio.Event) -> None:
         backoff = 0.1
         busy_wait = self.coalesce_seconds or 0.002
         while not stop.is_set():
