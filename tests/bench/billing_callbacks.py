@@ -14,7 +14,7 @@ The load generator runs in its own process (``--loadgen``) and speaks HTTP/1.1 k
 asyncio streams, one connection per sender: an httpx client costs more CPU per request than the
 service's own callback path and, on a small machine, would starve the service it measures.
 
-    BENCH_CALLBACKS=6000 BENCH_SENDERS=50 BENCH_PROCESSES=2 python tests/bench/run.py billing_callbacks
+    BENCH_CALLBACKS=24000 BENCH_SENDERS=50 BENCH_PROCESSES=2 python tests/bench/run.py billing_callbacks
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from tests.bench.cpu import children, cpu_seconds, listeners, pct, tree_cpu
 
 SECRET = "bench-vnpay-hash-secret-5e1d"
 SENDERS = int(os.environ.get("BENCH_SENDERS", "50"))
-UNIQUE = int(os.environ.get("BENCH_CALLBACKS", "6000"))
+UNIQUE = int(os.environ.get("BENCH_CALLBACKS", "24000"))
 PROCESSES = int(os.environ.get("BENCH_PROCESSES", "2"))
 DUPLICATE_SHARE = 0.25
 RATE = int(os.environ.get("BENCH_RATE", "1000"))  # the open-loop run offers the goal's rate

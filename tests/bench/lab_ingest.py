@@ -44,7 +44,7 @@ from hospital.testing.servers import NatsServer, PostgresServer, free_port
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # also run as a script (--client)
 from tests.bench.cpu import children, cpu_seconds, pct
 
-MESSAGES = int(os.environ.get("HOSPITAL_BENCH_LAB_MESSAGES", "1200"))  # specimens (8 results each)
+MESSAGES = int(os.environ.get("HOSPITAL_BENCH_LAB_MESSAGES", "4000"))  # specimens (8 results each)
 ASTM_CONNECTIONS = int(os.environ.get("HOSPITAL_BENCH_LAB_ASTM_CONNECTIONS", "4"))
 MLLP_CONNECTIONS = int(os.environ.get("HOSPITAL_BENCH_LAB_MLLP_CONNECTIONS", "4"))
 SERVICE_PROCESSES = int(os.environ.get("HOSPITAL_BENCH_LAB_PROCESSES", "2"))
