@@ -72,8 +72,8 @@ class Admissions:
 
     async def open_visit(self, *, kind: int = adm.VISIT_KIND_FEE_PAYING, card: str = "", name: str = "Nguyễn Văn An",
                          opened_at: datetime | None = None, event_id: str | None = None,
-                         visit_id: str | None = None) -> tuple[str, str, str]:
-        vid, pid = visit_id or str(uuid.uuid4()), str(uuid.uuid4())
+                         visit_id: str | None = None, patient_id: str | None = None) -> tuple[str, str, str]:
+        vid, pid = visit_id or str(uuid.uuid4()), patient_id or str(uuid.uuid4())
         patient = adm.Patient(id=pid, patient_code=f"BN{uuid.uuid4().int % 10**8:08d}", full_name=name,
                               sex=adm.SEX_MALE, cccd="001085012345")
         patient.birth_date.year, patient.birth_date.month, patient.birth_date.day = 1985, 9, 4

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from billing_testkit import eventually, invoice_of
+from billing_testkit import eventually, invoice_of, overrides
+from nats.js import api as js_api
 from sqlalchemy import func, select
 
 from hospital.billing.adapters.tables import charges, clinical_orders, held_charges
+from hospital.billing.service import DEFINITION
+from hospital.chassis.bus import ensure_streams
 from hospital.chassis.db import Database
 from hospital.contracts.imaging.v1 import events_pb2 as img_events
 from hospital.contracts.imaging.v1 import imaging_pb2 as img
 from hospital.contracts.lab.v1 import events_pb2 as lab_events
 from hospital.contracts.lab.v1 import lab_pb2 as lab
-from hospital.testing.services import http_client
+from hospital.testing.services import http_client, running_service
 
 
 async def rows(svc, table, *where) -> list[dict]:
@@ -48,12 +51,13 @@ def lab_order(visit_id: str, patient_id: str, tests: list[str], *, name: str = "
     return o
 
 
-def imaging_order(patient_id: str, procedure: str, modality: str, description: str) -> img.Order:
+def imaging_order(patient_id: str, procedure: str, modality: str, description: str, *,
+                  visit_ref: str = "") -> img.Order:
     o = img.Order(id=str(uuid.uuid4()), accession_number=f"A{uuid.uuid4().int % 10**9:09d}",
                   requested_procedure_id=procedure, requested_procedure_description=description, modality=modality,
                   station_ae_title="CT_HUE", patient=img.OrderPatient(patient_ref=patient_id, patient_code="BN2600002",
                                                                        full_name="Hoàng Văn Đức"),
-                  status=img.ORDER_STATUS_SCHEDULED)
+                  status=img.ORDER_STATUS_SCHEDULED, visit_ref=visit_ref)
     o.scheduled_start.FromDatetime(datetime.now(UTC))
     return o
 
@@ -203,3 +207,134 @@ async def test_imaging_order_without_open_visit_is_held_then_priced_on_a_visit(b
         assert (await c.get("/api/v1/held-charges")).status_code == 403
     inv = await invoice_of(billing, vid, min_lines=2)
     assert inv["total_amount"] == 42_100 + 65_400
+
+
+def cancelled(order: img.Order, reason: str = "Bệnh nhân đổi lịch chụp") -> img_events.OrderCancelled:
+    o = img.Order()
+    o.CopyFrom(order)
+    o.status = img.ORDER_STATUS_CANCELLED
+    return img_events.OrderCancelled(order=o, reason=reason)
+
+
+async def test_imaging_order_with_visit_ref_charges_that_visit(billing, admissions) -> None:
+    """Two open visits: the order's visit_ref wins over the most recently opened one; a visit_ref billing
+    has not heard of yet starts that visit's record, as a lab order does; no visit_ref: today's guess."""
+    now = datetime.now(UTC)
+    morning, pid, _ = await admissions.open_visit(name="Trịnh Văn Hùng", opened_at=now - timedelta(hours=3))
+    later, _, _ = await admissions.open_visit(name="Trịnh Văn Hùng", opened_at=now, patient_id=pid)
+    await invoice_of(billing, morning)
+    await invoice_of(billing, later)
+    ct = imaging_order(pid, "CT-SN", "CT", "CT sọ não không tiêm thuốc", visit_ref=morning)
+    await admissions.publish("imaging.order.scheduled", img_events.OrderScheduled(order=ct))
+    inv = await invoice_of(billing, morning, min_lines=2)
+    assert [ln["price_code"] for ln in inv["lines"]] == ["KB-THUONG", "CDHA-CTSN"]
+    guessed = imaging_order(pid, "XQ-NGUC", "DX", "X-quang ngực thẳng")  # no visit_ref: the latest open visit
+    await admissions.publish("imaging.order.scheduled", img_events.OrderScheduled(order=guessed))
+    inv = await invoice_of(billing, later, min_lines=2)
+    assert [ln["price_code"] for ln in inv["lines"]] == ["KB-THUONG", "CDHA-XQNGUC"]
+    assert len((await invoice_of(billing, morning))["lines"]) == 2
+    (row,) = await rows(billing, clinical_orders, clinical_orders.c.order_ref == f"imaging:{ct.id}")
+    assert (row["visit_id"], row["status"]) == (morning, "active")
+
+    # the IMAGING stream overtakes admissions.visit.opened: the visit's record starts from the order
+    unknown, other = str(uuid.uuid4()), str(uuid.uuid4())
+    us = imaging_order(other, "SA-OB", "US", "Siêu âm ổ bụng tổng quát", visit_ref=unknown.upper())
+    await admissions.publish("imaging.order.scheduled", img_events.OrderScheduled(order=us))
+    inv = await invoice_of(billing, unknown)
+    assert [ln["price_code"] for ln in inv["lines"]] == ["CDHA-SAOB"] and inv["patient_id"] == other
+    assert await count(billing, held_charges, held_charges.c.order_ref == f"imaging:{us.id}") == 0
+
+
+async def test_imaging_cancellation_reverses_once_and_dismisses_held_lines(billing, admissions) -> None:
+    vid, pid, _ = await admissions.open_visit(name="Lý Thị Ngọc Ánh")
+    await invoice_of(billing, vid)
+    mr = imaging_order(pid, "MR-SN", "MR", "Cộng hưởng từ sọ não", visit_ref=vid)
+    pet = imaging_order(pid, "PET-CT-TB", "PT", "PET/CT toàn thân", visit_ref=vid)  # no price: held
+    for o in (mr, pet):
+        await admissions.publish("imaging.order.scheduled", img_events.OrderScheduled(order=o))
+    inv = await invoice_of(billing, vid, min_lines=2)
+    assert inv["total_amount"] == 42_100 + 1_311_000
+
+    async def held_pet() -> list[dict]:
+        return await rows(billing, held_charges, held_charges.c.order_ref == f"imaging:{pet.id}")
+    assert [(h["status"], h["visit_id"]) for h in await eventually(held_pet)] == [("held", vid)]
+
+    # both are cancelled; the MR cancellation is redelivered (same event id) and re-published (new id)
+    ceid = await admissions.publish("imaging.order.cancelled", cancelled(mr))
+    await admissions.publish("imaging.order.cancelled", cancelled(mr), event_id=ceid, msg_id="redelivered-" + ceid)
+    await admissions.publish("imaging.order.cancelled", cancelled(mr))
+    await admissions.publish("imaging.order.cancelled", cancelled(pet, "Chỉ định trùng"))
+    ref = f"imaging:{mr.id}"
+
+    async def reversed_() -> bool:
+        return await count(billing, charges, charges.c.order_ref == ref, charges.c.status == "reversal") == 1
+    await eventually(reversed_)
+
+    async def dismissed() -> bool:
+        return [h["status"] for h in await held_pet()] == ["dismissed"]
+    await eventually(dismissed)
+    await asyncio.sleep(1.0)  # let the consumer see every copy, then look at the database itself
+    found = await rows(billing, charges, charges.c.order_ref == ref)
+    assert sorted((c["status"], c["qty_milli"]) for c in found) == [("reversal", -1000), ("reversed", 1000)]
+    reversal = next(c for c in found if c["status"] == "reversal")
+    assert reversal["source"] == "imaging.order.cancelled" and reversal["source_event_id"] == ceid
+    assert reversal["note"] == f"Huỷ chỉ định CĐHA {mr.accession_number}: Bệnh nhân đổi lịch chụp"
+    (held,) = await held_pet()
+    assert held["resolved_by"] == "service:imaging" and held["note"].endswith("Chỉ định trùng")
+    states = {r["order_ref"]: r["status"] for r in await rows(billing, clinical_orders,
+                                                              clinical_orders.c.source == "imaging")}
+    assert states[ref] == states[f"imaging:{pet.id}"] == "cancelled"
+    inv = await invoice_of(billing, vid)
+    assert inv["total_amount"] == 42_100 and [ln["price_code"] for ln in inv["lines"]] == ["KB-THUONG"]
+    async with http_client(billing, "cashier") as c:  # a withdrawn order's held line cannot be priced
+        r = await c.post(f"/api/v1/held-charges/{held['id']}/price", json={"price_code": "CDHA-MRISN"})
+        assert r.status_code == 409, r.text
+
+
+async def test_imaging_cancellation_overtaking_its_order_charges_nothing(billing, admissions) -> None:
+    vid, pid, _ = await admissions.open_visit(name="Đoàn Minh Khôi")
+    await invoice_of(billing, vid)
+    for visit_ref in (vid, ""):  # the visit named, or guessed
+        ct = imaging_order(pid, "CT-BUNG", "CT", "CT ổ bụng có tiêm thuốc cản quang", visit_ref=visit_ref)
+        await admissions.publish("imaging.order.cancelled", cancelled(ct, "Bệnh nhân dị ứng thuốc cản quang"))
+        await admissions.publish("imaging.order.scheduled", img_events.OrderScheduled(order=ct))
+        ref = f"imaging:{ct.id}"
+
+        async def seen(ref: str = ref) -> bool:
+            found = await rows(billing, clinical_orders, clinical_orders.c.order_ref == ref)
+            return bool(found) and found[0]["status"] == "cancelled"
+        await eventually(seen)
+        await asyncio.sleep(1.0)
+        assert await count(billing, charges, charges.c.order_ref == ref) == 0
+        assert await count(billing, held_charges, held_charges.c.order_ref == ref) == 0
+    assert (await invoice_of(billing, vid))["total_amount"] == 42_100
+
+
+async def test_imaging_durable_made_before_cancellations_receives_them(database_url, nats_server, tmp_path,
+                                                                       facility_credentials, admissions) -> None:
+    """A billing-imaging durable created by the previous release (filtered on the two subjects it handled
+    then) is updated to the current handlers when billing starts: cancellations reach it."""
+    settings = overrides(facility_credentials)
+    durable = settings["imaging_durable"]
+    await ensure_streams(admissions.js)
+    await admissions.js.add_consumer("IMAGING", js_api.ConsumerConfig(
+        durable_name=durable, ack_policy=js_api.AckPolicy.EXPLICIT, deliver_policy=js_api.DeliverPolicy.ALL,
+        filter_subjects=["imaging.order.scheduled", "imaging.procedure.completed"]))  # order_events_start=all
+    async with running_service(DEFINITION, data_dir=tmp_path, database_url=database_url, nats_url=nats_server.url,
+                               **settings) as billing:
+        async def updated() -> bool:
+            info = await admissions.js.consumer_info("IMAGING", durable)
+            return "imaging.order.cancelled" in (info.config.filter_subjects or [])
+        await eventually(updated, timeout=10)
+        vid, pid, _ = await admissions.open_visit(name="Phan Thị Thuỳ Dương")
+        await invoice_of(billing, vid)
+        us = imaging_order(pid, "SA-TG", "US", "Siêu âm tuyến giáp", visit_ref=vid)
+        await admissions.publish("imaging.order.scheduled", img_events.OrderScheduled(order=us))
+        await invoice_of(billing, vid, min_lines=2)
+        await admissions.publish("imaging.order.cancelled", cancelled(us))
+
+        async def reversed_() -> bool:
+            return await count(billing, charges, charges.c.order_ref == f"imaging:{us.id}",
+                               charges.c.status == "reversal") == 1
+        await eventually(reversed_)
+    await admissions.js.delete_consumer("IMAGING", durable)

@@ -178,3 +178,69 @@ async def test_order_worklist_mpps_and_reconciliation(imaging, make_ct_series, t
 async def _n(coro, n: int):
     rows = await coro
     return rows if len(rows) >= n else None
+
+
+VISIT_REF = "0190a1b2-0000-7000-8000-00000000a001"
+
+
+async def test_visit_ref_round_trips_and_cancellation_publishes_once(imaging) -> None:
+    """visit_ref is stored and returned (gRPC, HTTP, imaging.order.scheduled); CancelOrder publishes one
+    imaging.order.cancelled with the order's refs, a repeated cancel returns the order and publishes
+    nothing, and an order the modality has started cannot be cancelled."""
+    issuer = issuer_for(imaging)
+    md = call_metadata(issuer.mint_for_role("doctor"))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{imaging.settings.grpc_port}") as channel:
+        stub = pb_grpc.ImagingServiceStub(channel)
+        req = _order("MR250314001", name="Trần Thị Hương")
+        req.visit_ref, req.order_ref = VISIT_REF.upper(), "emr-order-7781"  # stored in canonical form
+        order = await stub.ScheduleOrder(req, metadata=md)
+        assert order.visit_ref == VISIT_REF and order.order_ref == "emr-order-7781"
+        got = await stub.GetOrder(pb.GetOrderRequest(id=order.id), metadata=md)
+        assert got.visit_ref == VISIT_REF and got.patient.full_name == "Trần^Thị Hương"
+        plain = await stub.ScheduleOrder(_order("MR250314002", name="Lê Văn Dũng"), metadata=md)
+        assert plain.visit_ref == ""
+        bad = _order("MR250314003")
+        bad.visit_ref = "phòng khám 3"
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ScheduleOrder(bad, metadata=md)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "visit_ref" in err.value.details()
+
+        with pytest.raises(grpc.aio.AioRpcError) as err:  # cancelling is the orderer's
+            await stub.CancelOrder(pb.CancelOrderRequest(id=order.id), metadata=call_metadata(
+                issuer.mint_for_role("radiographer")))
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        cancelled = await stub.CancelOrder(pb.CancelOrderRequest(id=order.id, reason="Bệnh nhân đổi lịch khám"),
+                                           metadata=md)
+        assert cancelled.status == pb.ORDER_STATUS_CANCELLED and cancelled.visit_ref == VISIT_REF
+        again = await stub.CancelOrder(pb.CancelOrderRequest(id=order.id, reason="bấm lại"), metadata=md)
+        assert again.status == pb.ORDER_STATUS_CANCELLED and again.id == order.id
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.CancelOrder(pb.CancelOrderRequest(id="0190a1b2-0000-7000-8000-0000000000ff"), metadata=md)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+        # the modality starts the other order (MPPS IN PROGRESS, then COMPLETED): it cannot be cancelled
+        created, completed = await asyncio.to_thread(_mpps, imaging.settings.dicom_port, plain, "COMPLETED")
+        assert (created, completed) == (0, 0)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.CancelOrder(pb.CancelOrderRequest(id=plain.id, reason="nhầm"), metadata=md)
+        assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS and "order.not_cancellable" in err.value.details()
+        assert (await stub.GetOrder(pb.GetOrderRequest(id=plain.id), metadata=md)).status == \
+            pb.ORDER_STATUS_COMPLETED
+
+    scheduled = {m.order.accession_number: m.order for m in (
+        events_pb2.OrderScheduled.FromString(r.payload) for r in await published(imaging, "imaging.order.scheduled"))}
+    assert scheduled["MR250314001"].visit_ref == VISIT_REF and scheduled["MR250314002"].visit_ref == ""
+    await asyncio.sleep(1.0)  # give a second (wrong) publication time to reach the stream
+    found = await published(imaging, "imaging.order.cancelled")
+    assert len(found) == 1, [r.subject for r in found]
+    msg = events_pb2.OrderCancelled.FromString(found[0].payload)
+    assert found[0].headers["Hospital-Event-Type"] == "hospital.imaging.v1.OrderCancelled"
+    assert (msg.order.id, msg.order.accession_number, msg.order.status) == (
+        order.id, "MR250314001", pb.ORDER_STATUS_CANCELLED)
+    assert (msg.order.patient.patient_ref, msg.order.order_ref, msg.order.visit_ref) == (
+        "0190a1b2-0000-7000-8000-000000000001", "emr-order-7781", VISIT_REF)
+    assert msg.reason == "Bệnh nhân đổi lịch khám" and msg.by.roles == ["doctor"] and msg.cancelled_at.seconds > 0
+    async with http_client(imaging, "radiographer") as c:
+        orders = {o["accession_number"]: o for o in (await c.get("/api/v1/orders")).json()["items"]}
+    assert orders["MR250314001"]["visit_ref"] == VISIT_REF and orders["MR250314001"]["status"] == "cancelled"
+    assert orders["MR250314002"]["visit_ref"] is None

@@ -75,6 +75,7 @@ def build(rt: Runtime) -> Components:
     imaging = Subscription(
         stream="IMAGING", durable=rt.settings.imaging_durable,  # type: ignore[attr-defined]
         handlers={"imaging.order.scheduled": orders.on_imaging_order_scheduled,
+                  "imaging.order.cancelled": orders.on_imaging_order_cancelled,
                   "imaging.procedure.completed": orders.on_imaging_procedure_completed}, start=start)
     return Components(
         http=build_http(services),

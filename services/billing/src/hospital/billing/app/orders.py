@@ -7,6 +7,7 @@ Events (each applied once by the chassis inbox, and each charge unique by ``sour
 | ``lab.order.received`` | one charge per distinct price item of the ordered tests (``<event id>#<price code>``) |
 | ``lab.order.cancelled`` | reversal of the order's posted charges; its held lines dismissed |
 | ``imaging.order.scheduled`` | one charge for the requested procedure |
+| ``imaging.order.cancelled`` | reversal of the order's posted charge; its held line dismissed |
 | ``imaging.procedure.completed`` | DISCONTINUED: reversal as for a cancellation; COMPLETED: noted |
 
 A line billing cannot price by itself (a code with no mapping, no visit to put it on, no price in force
@@ -16,12 +17,15 @@ dismisses it. ``clinical_orders`` keeps each order's last state, so a cancellati
 its order stops the order from being charged, and an order event re-published under a new event id
 does not charge twice.
 
-Imaging orders carry no visit id (``imaging.v1.Order`` has the patient only): the charge goes to the
-patient's most recently opened visit that is still open in billing, else it is held (``no_visit``).
+An imaging order names its visit in ``visit_ref`` when the EMR gave it: the charge goes on that visit
+(a visit billing has not heard of yet gets its record started, as for a lab order). An order without it
+(older producers, or an orderer that did not know the visit) falls back to the patient's most recently
+opened visit that is still open in billing, else it is held (``no_visit``).
 """
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +81,17 @@ async def open_visit_of(session: AsyncSession, patient_id: str) -> str | None:
     return (await session.execute(
         select(visits.c.id).where(visits.c.patient_id == patient_id, visits.c.status == "open")
         .order_by(visits.c.opened_at.desc()).limit(1))).scalar()
+
+
+def visit_ref_of(value: str) -> str | None:
+    """The visit an order names (canonical UUID form), or None when it names none or an unusable one."""
+    if not value:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        log.warning("visit_ref %r is not a visit id: ignored", value[:60])
+        return None
 
 
 def held_dict(r: Any) -> dict[str, Any]:
@@ -213,7 +228,11 @@ class OrderCharges:
     async def on_imaging_order_scheduled(self, session: AsyncSession, event: Event) -> None:
         o = event.message().order
         ref, patient_id = f"imaging:{o.id}", o.patient.patient_ref or None
-        visit_id = await open_visit_of(session, o.patient.patient_ref)
+        visit_id = visit_ref_of(o.visit_ref)
+        if visit_id:  # as for lab orders: the event may overtake admissions.visit.opened
+            await ensure_visit(session, visit_id, o.patient.patient_ref, opened_at=_event_time(event))
+        else:
+            visit_id = await open_visit_of(session, o.patient.patient_ref)
         if not await self._claim_order(session, ref, "imaging", event, number=o.accession_number,
                                        visit_id=visit_id, patient_id=patient_id):
             return
@@ -231,6 +250,14 @@ class OrderCharges:
         await self._charge(session, pub, event, price_code=price, codes=(code,), description=description,
                            note=f"CĐHA {o.accession_number} {o.modality}: {description}", **common)
         await pub.flush()
+
+    async def on_imaging_order_cancelled(self, session: AsyncSession, event: Event) -> None:
+        msg = event.message()
+        o = msg.order
+        reason = f"Huỷ chỉ định CĐHA {o.accession_number}" + (f": {msg.reason}" if msg.reason else "")
+        await self._withdraw(session, f"imaging:{o.id}", "imaging", "cancelled", event, reason=reason,
+                             number=o.accession_number, visit_id=visit_ref_of(o.visit_ref),
+                             patient_id=o.patient.patient_ref or None)
 
     async def on_imaging_procedure_completed(self, session: AsyncSession, event: Event) -> None:
         msg = event.message()

@@ -135,6 +135,7 @@ orders = Table(
     Column("patient_birth_date", String(8), nullable=True),
     Column("patient_sex", String(1), nullable=True),
     Column("referring_physician", String(200), nullable=True),
+    Column("visit_ref", String(36), nullable=True),  # the visit in admissions (UUID), when the EMR gave it
     Column("status", String(20), nullable=False),  # scheduled, in_progress, completed, discontinued, cancelled
     Column("study_instance_uid", String(64), nullable=False),  # pre-assigned, sent on the worklist
     Column("mpps_instance_uid", String(64), nullable=True, unique=True),

@@ -33,14 +33,14 @@ class ImagingServicer(pb_grpc.ImagingServiceServicer):
                      scheduled_start=proto_time(request.scheduled_start) if request.HasField("scheduled_start") else None,
                      patient_ref=p.patient_ref, patient_code=p.patient_code, full_name=p.full_name,
                      birth_date=p.birth_date, sex=p.sex, referring_physician=request.referring_physician,
-                     order_ref=request.order_ref, request_id=request.request_id)
+                     order_ref=request.order_ref, request_id=request.request_id, visit_ref=request.visit_ref)
         return await self.s.orders.schedule(o, principal())
 
     async def GetOrder(self, request: pb.GetOrderRequest, context: Any) -> pb.Order:
         return order_proto(await self.s.orders.get(request.id, request.accession_number))
 
     async def CancelOrder(self, request: pb.CancelOrderRequest, context: Any) -> pb.Order:
-        return await self.s.orders.cancel(request.id, principal())
+        return await self.s.orders.cancel(request.id, principal(), request.reason)
 
     async def GetStudy(self, request: pb.GetStudyRequest, context: Any) -> pb.Study:
         return await self.s.studies.get(request.study_instance_uid)

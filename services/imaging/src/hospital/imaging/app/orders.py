@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,7 @@ from hospital.chassis.audit import AuditEntry
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
 from hospital.chassis.ids import new_id
+from hospital.contracts.common.v1 import types_pb2
 from hospital.contracts.imaging.v1 import events_pb2 as ev
 from hospital.contracts.imaging.v1 import imaging_pb2 as pb
 from hospital.imaging.adapters import tables as t
@@ -43,6 +45,7 @@ class NewOrder:
     referring_physician: str = ""
     order_ref: str = ""
     request_id: str = ""
+    visit_ref: str = ""   # the admissions visit (UUID), optional
 
 
 def to_pn(full_name: str) -> str:
@@ -78,6 +81,11 @@ def validate(o: NewOrder) -> None:
         raise bad("patient.birth_date", "birth date: YYYY-MM-DD, YYYY-MM or YYYY") from None
     if o.scheduled_start is None:
         raise bad("scheduled_start", "scheduled start time is required")
+    if o.visit_ref:
+        try:
+            o.visit_ref = str(uuid.UUID(o.visit_ref))  # canonical form, as admissions writes its ids
+        except ValueError:
+            raise bad("visit_ref", "visit_ref: the id of the visit in admissions (a UUID), or empty") from None
 
 
 def order_proto(r: Any) -> pb.Order:
@@ -86,7 +94,7 @@ def order_proto(r: Any) -> pb.Order:
                  requested_procedure_id=m["requested_procedure_id"],
                  requested_procedure_description=m["requested_procedure_description"], modality=m["modality"],
                  station_ae_title=m["station_ae_title"] or "", referring_physician=m["referring_physician"] or "",
-                 order_ref=m["order_ref"] or "", status=STATUS_PB.get(m["status"], 0),
+                 order_ref=m["order_ref"] or "", visit_ref=m["visit_ref"] or "", status=STATUS_PB.get(m["status"], 0),
                  study_instance_uid=m["study_instance_uid"] or "", mpps_instance_uid=m["mpps_instance_uid"] or "",
                  patient=pb.OrderPatient(patient_ref=m["patient_ref"] or "", patient_code=m["patient_id"],
                                          full_name=m["patient_name"], birth_date=m["patient_birth_date"] or "",
@@ -131,7 +139,7 @@ class OrderService:
                 "patient_id": o.patient_code, "patient_name": to_pn(o.full_name),
                 "patient_birth_date": dicom_date(o.birth_date), "patient_sex": o.sex or None,
                 "referring_physician": to_pn(o.referring_physician) if o.referring_physician else None,
-                "status": "scheduled", "study_instance_uid": generate_uid(), "mpps_instance_uid": None,
+                "visit_ref": o.visit_ref or None, "status": "scheduled", "study_instance_uid": generate_uid(), "mpps_instance_uid": None,
                 "created_at": now, "updated_at": now}
             await s.execute(t.orders.insert().values(**values))
             proto = order_proto(values)
@@ -139,7 +147,8 @@ class OrderService:
             uow.audit(AuditEntry(actor=actor.subject, actor_roles=tuple(sorted(actor.roles)),
                                  action="imaging_order.schedule", resource_type="ImagingOrder",
                                  resource_id=values["id"], patient_id=o.patient_ref or None,
-                                 detail={"accession_number": o.accession_number, "modality": o.modality}))
+                                 detail={"accession_number": o.accession_number, "modality": o.modality,
+                                         "visit_ref": o.visit_ref or None}))
             await uow.commit()
             return proto
 
@@ -153,20 +162,38 @@ class OrderService:
             raise NotFound("order.not_found", "no such imaging order")
         return row
 
-    async def cancel(self, order_id: str, actor: Any) -> pb.Order:
+    async def cancel(self, order_id: str, actor: Any, reason: str = "") -> pb.Order:
+        """Cancel a scheduled order and publish ``imaging.order.cancelled`` in the same transaction.
+
+        An order already cancelled is returned as it is (a retried call publishes nothing again); one the
+        modality has started or ended (in progress, completed, discontinued) cannot be cancelled. The
+        status guard in the UPDATE makes concurrent cancellations publish once."""
+        reason = reason.strip()
         async with self.rt.uow() as uow:
-            res = await uow.session.execute(update(t.orders).where(
+            s = uow.session
+            now = utcnow()
+            res = await s.execute(update(t.orders).where(
                 t.orders.c.id == order_id, t.orders.c.status == "scheduled").values(
-                status="cancelled", updated_at=utcnow()))
+                status="cancelled", updated_at=now))
+            row = (await s.execute(select(t.orders).where(t.orders.c.id == order_id))).first()
+            if row is None:
+                raise NotFound("order.not_found", "no such imaging order")
             if res.rowcount != 1:
-                row = (await uow.session.execute(select(t.orders.c.status).where(t.orders.c.id == order_id))).first()
-                if row is None:
-                    raise NotFound("order.not_found", "no such imaging order")
+                if row.status == "cancelled":
+                    return order_proto(row)
                 raise Conflict("order.not_cancellable", f"order is {row.status}; only scheduled orders can be cancelled")
+            proto = order_proto(row)
+            msg = ev.OrderCancelled(order=proto, reason=reason,
+                                    by=types_pb2.Actor(subject=actor.subject, display=actor.name,
+                                                       roles=sorted(actor.roles)))
+            msg.cancelled_at.FromDatetime(now)
+            uow.publish("imaging.order.cancelled", msg)
             uow.audit(AuditEntry(actor=actor.subject, actor_roles=tuple(sorted(actor.roles)),
-                                 action="imaging_order.cancel", resource_type="ImagingOrder", resource_id=order_id))
+                                 action="imaging_order.cancel", resource_type="ImagingOrder", resource_id=order_id,
+                                 patient_id=row.patient_ref, detail={"accession_number": row.accession_number,
+                                                                     "reason": reason or None}))
             await uow.commit()
-        return order_proto(await self.get(order_id))
+        return proto
 
     async def list(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         async with self.rt.db.session() as s:

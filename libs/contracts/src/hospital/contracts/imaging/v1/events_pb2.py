@@ -24,22 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from hospital.contracts.common.v1 import types_pb2 as hospital_dot_common_dot_v1_dot_types__pb2
 from hospital.contracts.imaging.v1 import imaging_pb2 as hospital_dot_imaging_dot_v1_dot_imaging__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n hospital/imaging/v1/events.proto\x12\x13hospital.imaging.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!hospital/imaging/v1/imaging.proto\"\xa2\x02\n\rStudyReceived\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\x14\n\x0cpatient_code\x18\x03 \x01(\t\x12\x12\n\nmodalities\x18\x04 \x03(\t\x12\x14\n\x0cseries_count\x18\x05 \x01(\x05\x12\x16\n\x0einstance_count\x18\x06 \x01(\x05\x12\x0e\n\x06\x62ucket\x18\x07 \x01(\t\x12\x12\n\nkey_prefix\x18\x08 \x01(\t\x12\x17\n\x0fsource_ae_title\x18\t \x01(\t\x12\x10\n\x08order_id\x18\n \x01(\t\x12\x34\n\x10last_received_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x01\n\x0fStudyReconciled\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x03 \x01(\t\x12\x14\n\x0cpatient_code\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x13\n\x0bresolved_by\x18\x06 \x01(\t\";\n\x0eOrderScheduled\x12)\n\x05order\x18\x01 \x01(\x0b\x32\x1a.hospital.imaging.v1.Order\"\xb5\x01\n\x12ProcedureCompleted\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\x19\n\x11mpps_instance_uid\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x05 \x01(\t\x12,\n\x08\x65nded_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n hospital/imaging/v1/events.proto\x12\x13hospital.imaging.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ehospital/common/v1/types.proto\x1a!hospital/imaging/v1/imaging.proto\"\xa2\x02\n\rStudyReceived\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\x14\n\x0cpatient_code\x18\x03 \x01(\t\x12\x12\n\nmodalities\x18\x04 \x03(\t\x12\x14\n\x0cseries_count\x18\x05 \x01(\x05\x12\x16\n\x0einstance_count\x18\x06 \x01(\x05\x12\x0e\n\x06\x62ucket\x18\x07 \x01(\t\x12\x12\n\nkey_prefix\x18\x08 \x01(\t\x12\x17\n\x0fsource_ae_title\x18\t \x01(\t\x12\x10\n\x08order_id\x18\n \x01(\t\x12\x34\n\x10last_received_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x01\n\x0fStudyReconciled\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x03 \x01(\t\x12\x14\n\x0cpatient_code\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x13\n\x0bresolved_by\x18\x06 \x01(\t\";\n\x0eOrderScheduled\x12)\n\x05order\x18\x01 \x01(\x0b\x32\x1a.hospital.imaging.v1.Order\"\xa4\x01\n\x0eOrderCancelled\x12)\n\x05order\x18\x01 \x01(\x0b\x32\x1a.hospital.imaging.v1.Order\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12%\n\x02\x62y\x18\x03 \x01(\x0b\x32\x19.hospital.common.v1.Actor\x12\x30\n\x0c\x63\x61ncelled_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb5\x01\n\x12ProcedureCompleted\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\x19\n\x11mpps_instance_uid\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x05 \x01(\t\x12,\n\x08\x65nded_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hospital.imaging.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STUDYRECEIVED']._serialized_start=126
-  _globals['_STUDYRECEIVED']._serialized_end=416
-  _globals['_STUDYRECONCILED']._serialized_start=419
-  _globals['_STUDYRECONCILED']._serialized_end=567
-  _globals['_ORDERSCHEDULED']._serialized_start=569
-  _globals['_ORDERSCHEDULED']._serialized_end=628
-  _globals['_PROCEDURECOMPLETED']._serialized_start=631
-  _globals['_PROCEDURECOMPLETED']._serialized_end=812
+  _globals['_STUDYRECEIVED']._serialized_start=158
+  _globals['_STUDYRECEIVED']._serialized_end=448
+  _globals['_STUDYRECONCILED']._serialized_start=451
+  _globals['_STUDYRECONCILED']._serialized_end=599
+  _globals['_ORDERSCHEDULED']._serialized_start=601
+  _globals['_ORDERSCHEDULED']._serialized_end=660
+  _globals['_ORDERCANCELLED']._serialized_start=663
+  _globals['_ORDERCANCELLED']._serialized_end=827
+  _globals['_PROCEDURECOMPLETED']._serialized_start=830
+  _globals['_PROCEDURECOMPLETED']._serialized_end=1011
 # @@protoc_insertion_point(module_scope)

@@ -10,6 +10,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from hospital.contracts.common.v1 import types_pb2 as _types_pb2
 from hospital.contracts.imaging.v1 import imaging_pb2 as _imaging_pb2
 import builtins as _builtins
 import sys
@@ -135,6 +136,46 @@ class OrderScheduled(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OrderScheduled: _TypeAlias = OrderScheduled  # noqa: Y015
+
+@_typing.final
+class OrderCancelled(_message.Message):
+    """imaging.order.cancelled: a scheduled order was cancelled before it was performed (CancelOrder)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    CANCELLED_AT_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """patient.patient_ref, order_ref, visit_ref
+    as given to CancelOrder, may be empty
+    """
+    @_builtins.property
+    def order(self) -> _imaging_pb2.Order:
+        """Published once, in the cancellation's transaction; cancelling a cancelled order publishes nothing.
+        as cancelled (ORDER_STATUS_CANCELLED), with its refs:
+        """
+
+    @_builtins.property
+    def by(self) -> _types_pb2.Actor: ...
+    @_builtins.property
+    def cancelled_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        order: _imaging_pb2.Order | None = ...,
+        reason: _builtins.str = ...,
+        by: _types_pb2.Actor | None = ...,
+        cancelled_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "cancelled_at", b"cancelled_at", "order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "cancelled_at", b"cancelled_at", "order", b"order", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderCancelled: _TypeAlias = OrderCancelled  # noqa: Y015
 
 @_typing.final
 class ProcedureCompleted(_message.Message):

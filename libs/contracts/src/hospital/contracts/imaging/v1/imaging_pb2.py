@@ -26,35 +26,35 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!hospital/imaging/v1/imaging.proto\x12\x13hospital.imaging.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n\x0cOrderPatient\x12\x13\n\x0bpatient_ref\x18\x01 \x01(\t\x12\x14\n\x0cpatient_code\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t\x12\x12\n\nbirth_date\x18\x04 \x01(\t\x12\x0b\n\x03sex\x18\x05 \x01(\t\"\xd2\x02\n\x14ScheduleOrderRequest\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x01 \x01(\t\x12\x1e\n\x16requested_procedure_id\x18\x02 \x01(\t\x12\'\n\x1frequested_procedure_description\x18\x03 \x01(\t\x12\x10\n\x08modality\x18\x04 \x01(\t\x12\x18\n\x10station_ae_title\x18\x05 \x01(\t\x12\x33\n\x0fscheduled_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x07patient\x18\x07 \x01(\x0b\x32!.hospital.imaging.v1.OrderPatient\x12\x1b\n\x13referring_physician\x18\x08 \x01(\t\x12\x11\n\torder_ref\x18\t \x01(\t\x12\x12\n\nrequest_id\x18\n \x01(\t\"\xa4\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\x1e\n\x16requested_procedure_id\x18\x03 \x01(\t\x12\'\n\x1frequested_procedure_description\x18\x04 \x01(\t\x12\x10\n\x08modality\x18\x05 \x01(\t\x12\x18\n\x10station_ae_title\x18\x06 \x01(\t\x12\x33\n\x0fscheduled_start\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x07patient\x18\x08 \x01(\x0b\x32!.hospital.imaging.v1.OrderPatient\x12\x1b\n\x13referring_physician\x18\t \x01(\t\x12\x11\n\torder_ref\x18\n \x01(\t\x12\x30\n\x06status\x18\x0b \x01(\x0e\x32 .hospital.imaging.v1.OrderStatus\x12\x1a\n\x12study_instance_uid\x18\x0c \x01(\t\x12\x19\n\x11mpps_instance_uid\x18\r \x01(\t\"7\n\x0fGetOrderRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\"0\n\x12\x43\x61ncelOrderRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x8e\x01\n\x06Series\x12\x1b\n\x13series_instance_uid\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\x15\n\rseries_number\x18\x03 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x11\n\tbody_part\x18\x05 \x01(\t\x12\x16\n\x0einstance_count\x18\x06 \x01(\x05\"\xbf\x02\n\x05Study\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x14\n\x0cpatient_code\x18\x02 \x01(\t\x12\x14\n\x0cpatient_name\x18\x03 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x04 \x01(\t\x12\x12\n\nstudy_date\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x12\n\nmodalities\x18\x07 \x03(\t\x12\x14\n\x0cseries_count\x18\x08 \x01(\x05\x12\x16\n\x0einstance_count\x18\t \x01(\x05\x12\x10\n\x08order_id\x18\n \x01(\t\x12\x16\n\x0ereconciliation\x18\x0b \x01(\t\x12+\n\x06series\x18\x0c \x03(\x0b\x32\x1b.hospital.imaging.v1.Series\x12\x12\n\nsize_bytes\x18\r \x01(\x03\"-\n\x0fGetStudyRequest\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\"S\n\x12ListStudiesRequest\x12\x14\n\x0cpatient_code\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"@\n\x13ListStudiesResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.hospital.imaging.v1.Study*\xbc\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16ORDER_STATUS_SCHEDULED\x10\x01\x12\x1c\n\x18ORDER_STATUS_IN_PROGRESS\x10\x02\x12\x1a\n\x16ORDER_STATUS_COMPLETED\x10\x03\x12\x1d\n\x19ORDER_STATUS_DISCONTINUED\x10\x04\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x05\x32\xba\x03\n\x0eImagingService\x12V\n\rScheduleOrder\x12).hospital.imaging.v1.ScheduleOrderRequest\x1a\x1a.hospital.imaging.v1.Order\x12L\n\x08GetOrder\x12$.hospital.imaging.v1.GetOrderRequest\x1a\x1a.hospital.imaging.v1.Order\x12R\n\x0b\x43\x61ncelOrder\x12\'.hospital.imaging.v1.CancelOrderRequest\x1a\x1a.hospital.imaging.v1.Order\x12L\n\x08GetStudy\x12$.hospital.imaging.v1.GetStudyRequest\x1a\x1a.hospital.imaging.v1.Study\x12`\n\x0bListStudies\x12\'.hospital.imaging.v1.ListStudiesRequest\x1a(.hospital.imaging.v1.ListStudiesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!hospital/imaging/v1/imaging.proto\x12\x13hospital.imaging.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n\x0cOrderPatient\x12\x13\n\x0bpatient_ref\x18\x01 \x01(\t\x12\x14\n\x0cpatient_code\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t\x12\x12\n\nbirth_date\x18\x04 \x01(\t\x12\x0b\n\x03sex\x18\x05 \x01(\t\"\xe5\x02\n\x14ScheduleOrderRequest\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x01 \x01(\t\x12\x1e\n\x16requested_procedure_id\x18\x02 \x01(\t\x12\'\n\x1frequested_procedure_description\x18\x03 \x01(\t\x12\x10\n\x08modality\x18\x04 \x01(\t\x12\x18\n\x10station_ae_title\x18\x05 \x01(\t\x12\x33\n\x0fscheduled_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x07patient\x18\x07 \x01(\x0b\x32!.hospital.imaging.v1.OrderPatient\x12\x1b\n\x13referring_physician\x18\x08 \x01(\t\x12\x11\n\torder_ref\x18\t \x01(\t\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x11\n\tvisit_ref\x18\x0b \x01(\t\"\xb7\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\x1e\n\x16requested_procedure_id\x18\x03 \x01(\t\x12\'\n\x1frequested_procedure_description\x18\x04 \x01(\t\x12\x10\n\x08modality\x18\x05 \x01(\t\x12\x18\n\x10station_ae_title\x18\x06 \x01(\t\x12\x33\n\x0fscheduled_start\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x07patient\x18\x08 \x01(\x0b\x32!.hospital.imaging.v1.OrderPatient\x12\x1b\n\x13referring_physician\x18\t \x01(\t\x12\x11\n\torder_ref\x18\n \x01(\t\x12\x30\n\x06status\x18\x0b \x01(\x0e\x32 .hospital.imaging.v1.OrderStatus\x12\x1a\n\x12study_instance_uid\x18\x0c \x01(\t\x12\x19\n\x11mpps_instance_uid\x18\r \x01(\t\x12\x11\n\tvisit_ref\x18\x0e \x01(\t\"7\n\x0fGetOrderRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\"0\n\x12\x43\x61ncelOrderRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x8e\x01\n\x06Series\x12\x1b\n\x13series_instance_uid\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\x15\n\rseries_number\x18\x03 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x11\n\tbody_part\x18\x05 \x01(\t\x12\x16\n\x0einstance_count\x18\x06 \x01(\x05\"\xbf\x02\n\x05Study\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x14\n\x0cpatient_code\x18\x02 \x01(\t\x12\x14\n\x0cpatient_name\x18\x03 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x04 \x01(\t\x12\x12\n\nstudy_date\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x12\n\nmodalities\x18\x07 \x03(\t\x12\x14\n\x0cseries_count\x18\x08 \x01(\x05\x12\x16\n\x0einstance_count\x18\t \x01(\x05\x12\x10\n\x08order_id\x18\n \x01(\t\x12\x16\n\x0ereconciliation\x18\x0b \x01(\t\x12+\n\x06series\x18\x0c \x03(\x0b\x32\x1b.hospital.imaging.v1.Series\x12\x12\n\nsize_bytes\x18\r \x01(\x03\"-\n\x0fGetStudyRequest\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\"S\n\x12ListStudiesRequest\x12\x14\n\x0cpatient_code\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"@\n\x13ListStudiesResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.hospital.imaging.v1.Study*\xbc\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16ORDER_STATUS_SCHEDULED\x10\x01\x12\x1c\n\x18ORDER_STATUS_IN_PROGRESS\x10\x02\x12\x1a\n\x16ORDER_STATUS_COMPLETED\x10\x03\x12\x1d\n\x19ORDER_STATUS_DISCONTINUED\x10\x04\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x05\x32\xba\x03\n\x0eImagingService\x12V\n\rScheduleOrder\x12).hospital.imaging.v1.ScheduleOrderRequest\x1a\x1a.hospital.imaging.v1.Order\x12L\n\x08GetOrder\x12$.hospital.imaging.v1.GetOrderRequest\x1a\x1a.hospital.imaging.v1.Order\x12R\n\x0b\x43\x61ncelOrder\x12\'.hospital.imaging.v1.CancelOrderRequest\x1a\x1a.hospital.imaging.v1.Order\x12L\n\x08GetStudy\x12$.hospital.imaging.v1.GetStudyRequest\x1a\x1a.hospital.imaging.v1.Study\x12`\n\x0bListStudies\x12\'.hospital.imaging.v1.ListStudiesRequest\x1a(.hospital.imaging.v1.ListStudiesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hospital.imaging.v1.imaging_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORDERSTATUS']._serialized_start=1739
-  _globals['_ORDERSTATUS']._serialized_end=1927
+  _globals['_ORDERSTATUS']._serialized_start=1777
+  _globals['_ORDERSTATUS']._serialized_end=1965
   _globals['_ORDERPATIENT']._serialized_start=91
   _globals['_ORDERPATIENT']._serialized_end=200
   _globals['_SCHEDULEORDERREQUEST']._serialized_start=203
-  _globals['_SCHEDULEORDERREQUEST']._serialized_end=541
-  _globals['_ORDER']._serialized_start=544
-  _globals['_ORDER']._serialized_end=964
-  _globals['_GETORDERREQUEST']._serialized_start=966
-  _globals['_GETORDERREQUEST']._serialized_end=1021
-  _globals['_CANCELORDERREQUEST']._serialized_start=1023
-  _globals['_CANCELORDERREQUEST']._serialized_end=1071
-  _globals['_SERIES']._serialized_start=1074
-  _globals['_SERIES']._serialized_end=1216
-  _globals['_STUDY']._serialized_start=1219
-  _globals['_STUDY']._serialized_end=1538
-  _globals['_GETSTUDYREQUEST']._serialized_start=1540
-  _globals['_GETSTUDYREQUEST']._serialized_end=1585
-  _globals['_LISTSTUDIESREQUEST']._serialized_start=1587
-  _globals['_LISTSTUDIESREQUEST']._serialized_end=1670
-  _globals['_LISTSTUDIESRESPONSE']._serialized_start=1672
-  _globals['_LISTSTUDIESRESPONSE']._serialized_end=1736
-  _globals['_IMAGINGSERVICE']._serialized_start=1930
-  _globals['_IMAGINGSERVICE']._serialized_end=2372
+  _globals['_SCHEDULEORDERREQUEST']._serialized_end=560
+  _globals['_ORDER']._serialized_start=563
+  _globals['_ORDER']._serialized_end=1002
+  _globals['_GETORDERREQUEST']._serialized_start=1004
+  _globals['_GETORDERREQUEST']._serialized_end=1059
+  _globals['_CANCELORDERREQUEST']._serialized_start=1061
+  _globals['_CANCELORDERREQUEST']._serialized_end=1109
+  _globals['_SERIES']._serialized_start=1112
+  _globals['_SERIES']._serialized_end=1254
+  _globals['_STUDY']._serialized_start=1257
+  _globals['_STUDY']._serialized_end=1576
+  _globals['_GETSTUDYREQUEST']._serialized_start=1578
+  _globals['_GETSTUDYREQUEST']._serialized_end=1623
+  _globals['_LISTSTUDIESREQUEST']._serialized_start=1625
+  _globals['_LISTSTUDIESREQUEST']._serialized_end=1708
+  _globals['_LISTSTUDIESRESPONSE']._serialized_start=1710
+  _globals['_LISTSTUDIESRESPONSE']._serialized_end=1774
+  _globals['_IMAGINGSERVICE']._serialized_start=1968
+  _globals['_IMAGINGSERVICE']._serialized_end=2410
 # @@protoc_insertion_point(module_scope)

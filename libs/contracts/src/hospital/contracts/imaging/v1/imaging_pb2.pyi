@@ -107,6 +107,7 @@ class ScheduleOrderRequest(_message.Message):
     REFERRING_PHYSICIAN_FIELD_NUMBER: _builtins.int
     ORDER_REF_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    VISIT_REF_FIELD_NUMBER: _builtins.int
     accession_number: _builtins.str
     """unique, at most 16 characters (DICOM SH)"""
     requested_procedure_id: _builtins.str
@@ -122,6 +123,11 @@ class ScheduleOrderRequest(_message.Message):
     """id of the order in the EMR"""
     request_id: _builtins.str
     """idempotency: same id, same order"""
+    visit_ref: _builtins.str
+    """Id of the visit in admissions (UUID) the order was made in. Optional: empty when the orderer does not
+    know it. Billing charges the procedure on this visit; without it billing falls back to the patient's
+    most recently opened open visit.
+    """
     @_builtins.property
     def scheduled_start(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -139,10 +145,11 @@ class ScheduleOrderRequest(_message.Message):
         referring_physician: _builtins.str = ...,
         order_ref: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        visit_ref: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["patient", b"patient", "scheduled_start", b"scheduled_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accession_number", b"accession_number", "modality", b"modality", "order_ref", b"order_ref", "patient", b"patient", "referring_physician", b"referring_physician", "request_id", b"request_id", "requested_procedure_description", b"requested_procedure_description", "requested_procedure_id", b"requested_procedure_id", "scheduled_start", b"scheduled_start", "station_ae_title", b"station_ae_title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accession_number", b"accession_number", "modality", b"modality", "order_ref", b"order_ref", "patient", b"patient", "referring_physician", b"referring_physician", "request_id", b"request_id", "requested_procedure_description", b"requested_procedure_description", "requested_procedure_id", b"requested_procedure_id", "scheduled_start", b"scheduled_start", "station_ae_title", b"station_ae_title", "visit_ref", b"visit_ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -165,6 +172,7 @@ class Order(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     STUDY_INSTANCE_UID_FIELD_NUMBER: _builtins.int
     MPPS_INSTANCE_UID_FIELD_NUMBER: _builtins.int
+    VISIT_REF_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     accession_number: _builtins.str
     requested_procedure_id: _builtins.str
@@ -177,6 +185,8 @@ class Order(_message.Message):
     study_instance_uid: _builtins.str
     """set once a study is matched or the MPPS names one"""
     mpps_instance_uid: _builtins.str
+    visit_ref: _builtins.str
+    """id of the visit in admissions (UUID), empty when not given at scheduling"""
     @_builtins.property
     def scheduled_start(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -197,10 +207,11 @@ class Order(_message.Message):
         status: Global___OrderStatus.ValueType = ...,
         study_instance_uid: _builtins.str = ...,
         mpps_instance_uid: _builtins.str = ...,
+        visit_ref: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["patient", b"patient", "scheduled_start", b"scheduled_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accession_number", b"accession_number", "id", b"id", "modality", b"modality", "mpps_instance_uid", b"mpps_instance_uid", "order_ref", b"order_ref", "patient", b"patient", "referring_physician", b"referring_physician", "requested_procedure_description", b"requested_procedure_description", "requested_procedure_id", b"requested_procedure_id", "scheduled_start", b"scheduled_start", "station_ae_title", b"station_ae_title", "status", b"status", "study_instance_uid", b"study_instance_uid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accession_number", b"accession_number", "id", b"id", "modality", b"modality", "mpps_instance_uid", b"mpps_instance_uid", "order_ref", b"order_ref", "patient", b"patient", "referring_physician", b"referring_physician", "requested_procedure_description", b"requested_procedure_description", "requested_procedure_id", b"requested_procedure_id", "scheduled_start", b"scheduled_start", "station_ae_title", b"station_ae_title", "status", b"status", "study_instance_uid", b"study_instance_uid", "visit_ref", b"visit_ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -230,6 +241,10 @@ Global___GetOrderRequest: _TypeAlias = GetOrderRequest  # noqa: Y015
 
 @_typing.final
 class CancelOrderRequest(_message.Message):
+    """Only a scheduled order (not yet started on the modality) can be cancelled; one already cancelled is
+    returned as it is. The cancellation publishes imaging.order.cancelled once.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
