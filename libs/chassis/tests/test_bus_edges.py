@@ -546,3 +546,24 @@ async def _ack_pending(js: JetStreamContext, durable: str, n: int) -> bool:
 async def _settled(js: JetStreamContext, durable: str) -> bool:
     info = await js.consumer_info("PLATFORM", durable)
     return info.num_ack_pending == 0 and info.num_pending == 0
+
+
+def test_relay_encodes_publish_commands_as_nats_py_does() -> None:
+    """The relay writes HPUB commands itself (one pass, one flush per batch): byte for byte what nats-py's
+    ``publish`` sends for the same subject, reply, headers and payload; a header value with a line break
+    cannot inject a header of its own."""
+    from nats.protocol.command import hpub_cmd
+
+    from hospital.chassis.bus import _hpub
+
+    headers = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+               "Hospital-Event-Id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "Hospital-Event-Type": "x.v1.Y",
+               "Nats-Msg-Id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"}
+    block = b"NATS/1.0\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n"
+    payload = "Nguyễn Thị Hồng".encode()
+    assert _hpub("platform.probe.sent", "_INBOX.abc.1.0", headers, payload) == hpub_cmd(
+        "platform.probe.sent", "_INBOX.abc.1.0", block, payload)
+    forged = _hpub("platform.probe.sent", "r", {"X": "a\r\nNats-Msg-Id: other"}, b"")
+    assert b"\r\nNats-Msg-Id" not in forged and b"X: a  Nats-Msg-Id: other\r\n" in forged
+    with pytest.raises(nats.errors.BadSubjectError):
+        _hpub("platform.probe sent", "r", {}, b"")

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import nats
 import nats.js.errors
@@ -30,7 +30,7 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 from opentelemetry import metrics, propagate, trace
-from sqlalchemy import JSON, BigInteger, Boolean, LargeBinary, String, bindparam, delete, select, text
+from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hospital.chassis.db import Database, inbox_table, outbox_table, utcnow
@@ -177,9 +177,10 @@ class BatchPublisher:
             done.set()
 
     async def publish(self, messages: list[tuple[str, bytes, dict[str, str]]], *,
-                      timeout: float) -> list[js_api.PubAck | BaseException]:
-        """Publish ``messages`` (subject, payload, headers); return a PubAck or the exception per message,
-        in order. Messages not acknowledged within ``timeout`` get a ``TimeoutError``."""
+                      timeout: float) -> list[js_api.PubAck | bool | BaseException]:
+        """Publish ``messages`` (subject, payload, headers); return per message, in order, the PubAck (or
+        ``True``: stored, PubAck not decoded) or the exception. Messages not acknowledged within
+        ``timeout`` get a ``TimeoutError``."""
         if not messages:
             return []
         await self._ensure_subscription()
@@ -190,9 +191,15 @@ class BatchPublisher:
         self._pending[batch] = (results, done, [len(messages)])
         reply = f"{self._prefix}.{batch}."
         try:
-            publish = self.nc.publish
-            for i, (subject, payload, headers) in enumerate(messages):
-                await publish(subject, payload, reply=reply + str(i), headers=headers)
+            send = getattr(self.nc, "_send_command", None)
+            if send is None or not self.nc.is_connected or self.nc.is_draining_pubs:
+                publish = self.nc.publish  # the client's own checks, errors and reconnect buffering
+                for i, (subject, payload, headers) in enumerate(messages):
+                    await publish(subject, payload, reply=reply + str(i), headers=headers)
+            else:  # the same HPUB commands, encoded here in one pass, then one flush
+                for i, (subject, payload, headers) in enumerate(messages):
+                    await send(_hpub(subject, reply + str(i), headers, payload))
+                await self.nc._flush_pending()
             try:
                 await asyncio.wait_for(done.wait(), timeout)
             except TimeoutError:
@@ -204,7 +211,28 @@ class BatchPublisher:
         return [r if r is not None else TimeoutError("no PubAck from JetStream") for r in results]
 
 
-def _pub_ack(msg: Msg) -> js_api.PubAck | BaseException:
+_NEWLINES = str.maketrans("\r\n", "  ")
+
+
+def _hpub(subject: str, reply: str, headers: dict[str, str], payload: bytes) -> bytes:
+    """The NATS ``HPUB`` command nats-py's ``publish`` would send (header values kept on one line), built
+    without its per-header regular expression and encoding calls. Subjects and header names are the
+    chassis's own (event subjects, ``Hospital-*``, ``Nats-Msg-Id``, W3C trace context)."""
+    if " " in subject or not subject:
+        raise nats.errors.BadSubjectError
+    lines = "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
+    if lines.count("\n") != len(headers) or lines.count("\r") != len(headers):  # a value broke its line
+        lines = "".join([f"{k}: {v.translate(_NEWLINES)}\r\n" for k, v in headers.items()])
+    hdr = ("NATS/1.0\r\n" + lines + "\r\n").encode()
+    return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (subject.encode(), reply.encode(), len(hdr), len(hdr) + len(payload),
+                                              hdr, payload)
+
+
+def _pub_ack(msg: Msg) -> js_api.PubAck | bool | BaseException:
+    """A stored message's PubAck (``{"stream":..,"seq":..}``) is only checked, not decoded (``True``)."""
+    data = msg.data
+    if data[:10] == b'{"stream":' and b'"error"' not in data:
+        return True
     if not msg.data:
         status = (msg.headers or {}).get("Status", "")
         if status == "503":
@@ -346,15 +374,19 @@ class OutboxRelay:
             if done:
                 async with self.db.engine.begin() as conn:
                     await conn.execute(_DELETE_ONE, [{"s": seq} for seq in done])
-        else:
-            async with self.db.engine.begin() as conn:
-                rows = (await conn.execute(_PG_LOCK_AND_SELECT, {"n": n})).all()
-                self._busy = not rows[0].locked
-                if self._busy or rows[0].seq is None:
-                    return 0
-                done, failed = await self._publish_rows(rows)
-                if done:  # one statement, one plan, whatever the batch size
-                    await conn.execute(_DELETE_ANY, {"seqs": done})
+        else:  # on the pool's asyncpg connection: four round trips, no SQLAlchemy result processing
+            async with self.db.engine.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                async with driver.transaction():
+                    records = await driver.fetch(_PG_LOCK_AND_SELECT_SQL, n)
+                    self._busy = not records[0]["locked"]
+                    if self._busy or records[0]["seq"] is None:
+                        return 0
+                    rows = [_OutboxRow(r["seq"], r["id"], r["subject"], r["payload"], json.loads(r["headers"]))
+                            for r in records]
+                    done, failed = await self._publish_rows(rows)
+                    if done:  # one statement, one plan, whatever the batch size
+                        await driver.execute(_DELETE_ANY_SQL, done)
         _published.add(len(done))
         self.published_total += len(done)
         if failed is not None:
@@ -399,14 +431,22 @@ def _producer_spans(messages: list[tuple[str, bytes, dict[str, str]]]) -> list[t
 # One round trip: the relays' advisory lock (any constant shared by all of them), an asynchronous commit
 # for this transaction (losing a deletion in a crash only re-publishes rows JetStream then drops as
 # duplicates), and the oldest rows; a single row with locked = false when another relay is at work.
-_PG_LOCK_AND_SELECT = text("""
-    SELECT l.locked, o.seq, o.id, o.subject, o.payload, o.headers
+class _OutboxRow(NamedTuple):
+    seq: int
+    id: str
+    subject: str
+    payload: bytes
+    headers: dict[str, str]
+
+
+_PG_LOCK_AND_SELECT_SQL = """
+    SELECT l.locked, o.seq, o.id, o.subject, o.payload, o.headers::text AS headers
     FROM (SELECT pg_try_advisory_xact_lock(7262010) AS locked,
                  set_config('synchronous_commit', 'off', true) AS sync) AS l
     LEFT JOIN LATERAL (SELECT seq, id, subject, payload, headers FROM outbox
-                       WHERE l.locked AND published_at IS NULL ORDER BY seq LIMIT :n) AS o ON true
-    ORDER BY o.seq""").columns(locked=Boolean, seq=BigInteger, id=String, subject=String, payload=LargeBinary,
-                                 headers=JSON)
+                       WHERE l.locked AND published_at IS NULL ORDER BY seq LIMIT $1) AS o ON true
+    ORDER BY o.seq"""
+_DELETE_ANY_SQL = "DELETE FROM outbox WHERE seq = ANY($1::bigint[])"
 _CLAIM_UNNEST = text(
     "INSERT INTO inbox (consumer, event_id, subject, handled_at) "
     "SELECT :consumer, e.id, e.subject, :now FROM unnest(CAST(:ids AS text[]), CAST(:subjects AS text[])) "
@@ -416,7 +456,6 @@ _SELECT_UNPUBLISHED = (
            outbox_table.c.headers)
     .where(outbox_table.c.published_at.is_(None)).order_by(outbox_table.c.seq).limit(bindparam("n")))
 _DELETE_ONE = delete(outbox_table).where(outbox_table.c.seq == bindparam("s"))
-_DELETE_ANY = text("DELETE FROM outbox WHERE seq = ANY(:seqs)")
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
