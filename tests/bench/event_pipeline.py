@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import Column, Integer, MetaData, String, Table
 
-from hospital.chassis import aio
+from hospital.chassis import aio, telemetry
 from hospital.chassis.bus import OutboxRelay, connect, ensure_streams
 from hospital.chassis.db import Database
 from hospital.chassis.migrations import install_chassis_schema
@@ -137,6 +137,7 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
 
 
 async def main() -> dict:
+    telemetry.setup_telemetry("bench", "none")  # metrics on, no span exporter: as a service process
     base = Path(tempfile.mkdtemp(prefix="hospital-bench-"))
     base.chmod(0o755)  # PostgreSQL runs as its own OS user
     pg = PostgresServer(base / "pg").start()

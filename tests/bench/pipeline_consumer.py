@@ -12,7 +12,7 @@ import time
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
-from hospital.chassis import aio
+from hospital.chassis import aio, telemetry
 from hospital.chassis.bus import Consumer, Subscription, batch_handler, connect, ensure_streams
 from hospital.chassis.db import Database
 from hospital.contracts.platform.v1.platform_pb2 import ProbeSent
@@ -22,6 +22,7 @@ effects = Table("effects", MetaData(), Column("n", Integer, primary_key=True, au
 
 
 async def main(db_url: str, nats_url: str, subject: str, durable: str, expected: str, out: str) -> None:
+    telemetry.setup_telemetry("bench", "none")  # metrics on, no span exporter: as a service process
     db = Database(db_url, pool_size=4)
     nc = await connect(nats_url, "bench-consumer")
     js = nc.jetstream()

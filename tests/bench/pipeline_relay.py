@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from hospital.chassis import aio
+from hospital.chassis import aio, telemetry
 from hospital.chassis.bus import OutboxRelay, connect
 from hospital.chassis.db import Database
 
 
 async def main(db_url: str, nats_url: str, wake_subject: str, expected: str) -> None:
+    telemetry.setup_telemetry("bench", "none")  # metrics on, no span exporter: as a service process
     db = Database(db_url, pool_size=2)
     nc = await connect(nats_url, "bench-relay")
     relay = OutboxRelay(db, nc, batch_size=1000, poll_seconds=0.2, wake_subject=wake_subject)
