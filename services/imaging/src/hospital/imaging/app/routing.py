@@ -68,6 +68,8 @@ class RoutingService:
 
     async def queue_status(self, limit: int = 100) -> dict[str, Any]:
         async with self.rt.db.session() as s:
+            if s.bind.dialect.name == "postgresql":  # counts and list from one snapshot, not two
+                await s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             counts = (await s.execute(select(t.routing_queue.c.destination_ae, t.routing_queue.c.status,
                                              func.count()).group_by(t.routing_queue.c.destination_ae,
                                                                     t.routing_queue.c.status))).all()
