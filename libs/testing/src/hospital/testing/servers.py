@@ -6,6 +6,7 @@ PostgreSQL from the OS), waits until it answers, and stops it (``kill()`` simula
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -16,10 +17,21 @@ import urllib.request
 from pathlib import Path
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, never the same twice in this process: the kernel may offer a port again once
+    its probe socket is closed, and the services' listeners set SO_REUSEPORT, so two listeners given the
+    same port would both bind it and share its connections (an MLLP message reaching the HTTP server)."""
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free port found that was not handed out before")
 
 
 def _bin(name: str) -> str:
@@ -97,31 +109,52 @@ class NatsServer:
 
 
 class S3Server:
-    """SeaweedFS ``weed mini``: S3-compatible object storage."""
+    """SeaweedFS S3-compatible object storage: ``weed mini`` (default), or ``weed server -filer -s3`` with
+    ``mode="server"`` (same S3 code path, same CPU per PUT; kept to compare).
+
+    Cost and durability as measured (``tests/bench/s3_put.py``, docs/adr/0305): ~5 ms of CPU per 512 KB
+    PUT, ~3 ms of it three MD5 passes that no option turns off; none of the options tried lowers it, so
+    the command line is SeaweedFS's defaults. SeaweedFS does not fsync an object by default (volume data
+    and the filer's leveldb entry are written, not synced: they survive the process, not the machine).
+    ``extra_args`` (and ``HOSPITAL_TESTING_WEED_ARGS``, e.g. ``-cpuprofile=/tmp/weed.pprof`` for a
+    benchmark that starts its own server) are appended to the command line.
+    """
 
     access_key = "hospital-test"
     secret_key = "hospital-test-secret"
 
-    def __init__(self, data_dir: Path, s3_port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, s3_port: int | None = None, extra_args: list[str] | tuple[str, ...] = (),
+                 mode: str = "mini") -> None:
+        if mode not in ("mini", "server"):
+            raise ValueError(f"mode must be 'mini' or 'server', not {mode!r}")
         self.data_dir = Path(data_dir)
         self.s3_port = s3_port or free_port()
         self.ports = {k: free_port() for k in ("master", "volume", "filer")}
+        self.mode = mode
+        self.extra_args = [*shlex.split(os.environ.get("HOSPITAL_TESTING_WEED_ARGS", "")), *extra_args]
         self.proc: subprocess.Popen[bytes] | None = None
+        if mode == "server":  # its gRPC ports default to port + 10000, which can pass 65535 for a free port
+            self.ports |= {f"{k}.grpc": free_port() for k in ("master", "volume", "filer", "s3")}
 
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.s3_port}"
 
+    def command(self) -> list[str]:
+        common = [f"-dir={self.data_dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                  f"-master.port={self.ports['master']}", f"-volume.port={self.ports['volume']}",
+                  f"-filer.port={self.ports['filer']}", f"-s3.port={self.s3_port}", "-webdav=false",
+                  "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"]
+        if self.mode == "server":
+            grpc = [f"-{k}.port.grpc={self.ports[k + '.grpc']}" for k in ("master", "volume", "filer", "s3")]
+            return [_bin("weed"), "server", "-filer", "-s3", "-volume.max=0", *common, *grpc, *self.extra_args]
+        return [_bin("weed"), "mini", *common, "-admin.ui=false", *self.extra_args]
+
     def start(self, timeout: float = 60) -> "S3Server":
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "data").mkdir(parents=True, exist_ok=True)  # weed server does not create it
         env = dict(os.environ, AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key)
-        log = open(self.data_dir / "weed.log", "ab")
-        self.proc = subprocess.Popen(
-            [_bin("weed"), "mini", f"-dir={self.data_dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-             f"-master.port={self.ports['master']}", f"-volume.port={self.ports['volume']}",
-             f"-filer.port={self.ports['filer']}", f"-s3.port={self.s3_port}", "-webdav=false",
-             "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"],
-            stdout=log, stderr=log, env=env, start_new_session=True)
+        with open(self.data_dir / "weed.log", "ab") as log:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, env=env, start_new_session=True)
         _wait_http(f"http://127.0.0.1:{self.s3_port}/healthz", timeout, self.proc)
         return self
 
