@@ -7,7 +7,9 @@ unless a run says otherwise. Runs: ``throughput`` (as fast as the producers can 
 transaction), ``paced`` (5,000 events/s offered in transactions of 5 events: the latency a clinician's
 action sees under that load), ``paced_relay_in_worker`` (the same with the relay in its own process, the
 service's ``worker``, woken over core NATS by the producers' commits) and ``paced_2_per_transaction`` /
-``paced_10_per_transaction`` (5,000 events/s in smaller and larger transactions).
+``paced_10_per_transaction`` (5,000 events/s in smaller and larger transactions). Each run starts on a
+fresh database and consumer process and first warms up (0.5 s of its load, not measured) so that its
+figures are the steady state's, not the first connections' and prepared statements'.
 """
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import deque
 from pathlib import Path
 
-from sqlalchemy import Column, Integer, MetaData, String, Table
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 
 from hospital.chassis import aio, telemetry
 from hospital.chassis.bus import OutboxRelay, connect, ensure_streams
@@ -40,6 +43,10 @@ effects = Table("effects", MetaData(), Column("n", Integer, primary_key=True, au
 
 async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: int, rate: float | None,
                   producers: int = 8, payload_bytes: int = 200, relay_in_process: bool = False) -> dict:
+    # Each run warms up first (0.5 s of the same load, or 2,000 events unpaced, not measured): a fresh
+    # database, connection pools that connect, statements prepared, a consumer process just started.
+    warmup = (int(rate / 2) if rate else 2_000) // per_tx * per_tx
+    expected = total + warmup  # the warm-up's sequence numbers follow the measured ones
     name = f"bench_{uuid.uuid4().hex[:8]}"
     await pg.create_database(name)
     db_url = pg.socket_url(name)  # producer, relay and consumer run on the database's host
@@ -50,7 +57,7 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
     subject = f"platform.probe.b{uuid.uuid4().hex[:8]}"
     out = Path(tempfile.mkstemp(suffix=".json")[1])
     consumer = subprocess.Popen([sys.executable, str(HERE / "pipeline_consumer.py"), db_url, nats.url, subject,
-                                 f"bench-{subject.rsplit('.', 1)[1]}", str(total), str(out)],
+                                 f"bench-{subject.rsplit('.', 1)[1]}", str(expected), str(out)],
                                 stdout=subprocess.PIPE, text=True)
     assert consumer.stdout is not None and consumer.stdout.readline().strip() == "ready"
     nc = await connect(nats.url, "bench-producer")
@@ -66,39 +73,46 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
         relay_task = asyncio.create_task(relay.run(stop))
     else:
         relay_proc = subprocess.Popen([sys.executable, str(HERE / "pipeline_relay.py"), db_url, nats.url,
-                                       wake_subject, str(total)], stdout=subprocess.PIPE, text=True)
+                                       wake_subject, str(expected)], stdout=subprocess.PIPE, text=True)
         assert relay_proc.stdout is not None and relay_proc.stdout.readline().strip() == "ready"
     committed_at: dict[int, float] = {}
     padding = b"x" * payload_bytes
+
+    async def produce(first: int, count: int) -> None:
+        """``producers`` concurrent writers (a service has many requests in flight) commit events
+        ``first .. first+count-1``, ``per_tx`` per transaction, paced to ``rate`` if given."""
+        start = time.time()
+        queue = deque(range(first, first + count, per_tx))
+
+        async def producer() -> None:
+            while queue:
+                k = queue.popleft()
+                if rate:
+                    delay = start + (k - first) / rate - time.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                async with UnitOfWork(db, source="bench", on_commit=relay.notify) as uow:
+                    for i in range(k, min(k + per_tx, first + count)):
+                        uow.publish(subject, ProbeSent(probe_id="bench", sequence=i, padding=padding))
+                    await uow.commit()
+                now = time.time()
+                for i in range(k, min(k + per_tx, first + count)):
+                    committed_at[i] = now
+
+        await asyncio.gather(*(producer() for _ in range(producers)))
+
+    await produce(total, warmup)
+    async with db.engine.connect() as conn:  # the warm-up applied by the consumer
+        while (await conn.execute(select(func.count()).select_from(effects))).scalar_one() < warmup:
+            await asyncio.sleep(0.02)
     pg_pid, nats_pid = postmaster_pid(pg.data_dir / "pgdata"), nats.proc.pid
     cpu0, ccpu0 = cpu_seconds(os.getpid()), cpu_seconds(consumer.pid)
     pg0, nats0 = tree_cpu(pg_pid), cpu_seconds(nats_pid)
     rcpu0 = cpu_seconds(relay_proc.pid) if relay_proc else 0.0
     t0 = time.time()
-    transactions = [range(i, min(i + per_tx, total)) for i in range(0, total, per_tx)]
-    queue: asyncio.Queue[tuple[int, range]] = asyncio.Queue()
-    for n, batch in enumerate(transactions):
-        queue.put_nowait((n, batch))
-
-    async def producer() -> None:
-        """One of ``producers`` concurrent writers (a service has many requests in flight)."""
-        while not queue.empty():
-            n, batch = queue.get_nowait()
-            if rate:
-                delay = t0 + batch.start / rate - time.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            async with UnitOfWork(db, source="bench", on_commit=relay.notify) as uow:
-                for i in batch:
-                    uow.publish(subject, ProbeSent(probe_id="bench", sequence=i, padding=padding))
-                await uow.commit()
-            now = time.time()
-            for i in batch:
-                committed_at[i] = now
-
-    await asyncio.gather(*(producer() for _ in range(producers)))
+    await produce(0, total)
     producer_done = time.time()
-    while len(committed_at) < total or (relay_in_process and relay.published_total < total):
+    while len(committed_at) < expected or (relay_in_process and relay.published_total < expected):
         await asyncio.sleep(0.01)
     cpu_producer = cpu_seconds(os.getpid()) - cpu0
     ccpu, rcpu = ccpu0, rcpu0
@@ -118,9 +132,10 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
     done = {int(k): v for k, v in json.loads(out.read_text()).items()}
     out.unlink()
     latencies_ms = [(done[i] - committed_at[i]) * 1000 for i in range(total)]
-    elapsed = max(done.values()) - t0
+    elapsed = max(done[i] for i in range(total)) - t0
     return {
-        "events": total, "events_per_transaction": per_tx, "offered_rate": rate, "producers": producers,
+        "events": total, "warm_up_events": warmup, "events_per_transaction": per_tx, "offered_rate": rate,
+        "producers": producers,
         "payload_bytes": payload_bytes,
         "producer_seconds": round(producer_done - t0, 3), "elapsed_seconds": round(elapsed, 3),
         "events_per_second": round(total / elapsed, 1),

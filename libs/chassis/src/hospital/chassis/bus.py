@@ -363,6 +363,8 @@ class OutboxRelay:
                 await _sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            if self._wake.is_set():  # commits during that batch: they have waited for it already, go on
+                continue
             waiter = asyncio.ensure_future(self._wake.wait())
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({waiter, stopper}, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
@@ -370,7 +372,7 @@ class OutboxRelay:
             waiter.cancel()
             stopper.cancel()
             if woken and self.coalesce_seconds:
-                # let concurrent commits land so one relay transaction carries them all
+                # woken from idle: let concurrent commits land so one relay transaction carries them all
                 await asyncio.sleep(self.coalesce_seconds)
 
     async def publish_batch(self, limit: int | None = None) -> int:
