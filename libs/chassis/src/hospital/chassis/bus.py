@@ -343,6 +343,7 @@ class OutboxRelay:
         while not stop.is_set():
             try:
                 self._wake.clear()  # before reading: a commit notified during the batch runs the next one
+                started = time.monotonic()
                 n = await self.publish_batch(limit=1 if self._stuck else self.batch_size)
                 backoff = 0.1
                 if self._stuck:  # the row that failed went through: back to full batches
@@ -363,7 +364,12 @@ class OutboxRelay:
                 await _sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            if self._wake.is_set():  # commits during that batch: they have waited for it already, go on
+            if self._wake.is_set():  # commits during that batch have waited for it already: go on, but
+                # start batches at most every coalesce_seconds (a relay with nothing else to do would
+                # otherwise run a transaction per commit)
+                pause = started + self.coalesce_seconds - time.monotonic()
+                if pause > 0:
+                    await asyncio.sleep(pause)
                 continue
             waiter = asyncio.ensure_future(self._wake.wait())
             stopper = asyncio.ensure_future(stop.wait())
