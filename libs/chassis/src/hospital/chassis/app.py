@@ -170,18 +170,26 @@ class Service:
                 checks["object_storage"] = f"error: {exc}"
         return checks
 
-    def _background(self, comps: Components) -> list[Task]:
+    def _background(self, comps: Components) -> tuple[list[Task], list[Consumer]]:
         rt = self.rt
         assert rt is not None and rt.js is not None and rt.relay is not None
         s = self.settings
         tasks: list[Task] = [rt.relay.run]
-        for sub in comps.subscriptions:
-            consumer = Consumer(rt.db, rt.js, sub, service=s.service, batch_size=s.consumer_batch_size,
-                                max_deliver=s.consumer_max_deliver, ack_wait=s.consumer_ack_wait_seconds,
-                                on_events_written=rt.relay.notify)
-            tasks.append(consumer.run)
+        consumers = [Consumer(rt.db, rt.js, sub, service=s.service, batch_size=s.consumer_batch_size,
+                              max_deliver=s.consumer_max_deliver, ack_wait=s.consumer_ack_wait_seconds,
+                              on_events_written=rt.relay.notify) for sub in comps.subscriptions]
+        tasks += [c.run for c in consumers]
         tasks.extend(comps.workers)
-        return tasks
+        return tasks, consumers
+
+    async def _ensure_durables(self, consumers: Sequence[Consumer]) -> None:
+        """Create (or update) the durable consumers before the service reports started, so an event
+        published once it is up is never missed, also by a subscription that starts from "new". If NATS
+        does not answer in time the consumers' own loops keep trying (the service still starts)."""
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.ensure() for c in consumers)), timeout=10)
+        except Exception as exc:  # noqa: BLE001 - the consumer loops retry
+            log.warning("durable consumers not created at start-up (%s); the consumers keep trying", exc)
 
     async def run(self, mode: str) -> None:
         telemetry.setup_telemetry(self.settings.service, self.settings.otel_exporter)
@@ -197,7 +205,9 @@ class Service:
             else:  # a worker answers /healthz, /readyz and /metrics on its HTTP port for probes
                 await self._start_http(FastAPI(title=f"{self.settings.service} worker"))
             if mode == "worker" or self.settings.run_worker_in_serve:
-                loops += [asyncio.create_task(t(self.stop)) for t in self._background(comps)]
+                tasks, consumers = self._background(comps)
+                await self._ensure_durables(consumers)
+                loops += [asyncio.create_task(t(self.stop)) for t in tasks]
             self.started.set()
             log.info("%s %s started", self.settings.service, mode,
                      extra={"http_port": self.settings.http_port if mode == "serve" else None,
