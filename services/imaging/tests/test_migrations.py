@@ -1,13 +1,16 @@
-"""Migration 0004 (``orders.visit_ref``) on a database made before it existed (0001 creates the schema
-from the current table definitions, so an older release's database lacks the column: it is dropped here
-to make one) and on a new one (where the column exists already and 0004 does nothing)."""
+"""Migrations 0004 (``orders.visit_ref``) and 0005 (``mpps.attention``) on a database made before they
+existed (0001 creates the schema from the current table definitions, so an older release's database lacks
+the column: it is dropped here to make one) and on a new one (where the column exists already and the
+migration does nothing)."""
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from sqlalchemy import select, text
 
 from hospital.chassis.db import Database
 from hospital.chassis.migrations import upgrade
-from hospital.imaging.adapters.tables import orders
+from hospital.imaging.adapters.tables import mpps, orders
 from hospital.imaging.service import DEFINITION
 
 
@@ -30,6 +33,29 @@ async def test_0004_on_a_new_database(database_url) -> None:
         await upgrade(db, DEFINITION.migrations_dir, DEFINITION.metadata)
         async with db.session() as s:
             assert (await s.execute(select(orders.c.visit_ref).limit(1))).all() == []
-            assert (await s.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0004"
+            assert (await s.execute(select(mpps.c.attention).limit(1))).all() == []
+            assert (await s.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0005"
+    finally:
+        await db.dispose()
+
+
+async def test_0005_adds_mpps_attention_and_flags_older_unmatched_mpps(database_url) -> None:
+    db = Database(database_url)
+    now = datetime(2025, 3, 14, 2, 0, tzinfo=UTC)
+    try:
+        await upgrade(db, DEFINITION.migrations_dir, DEFINITION.metadata, revision="0004")
+        async with db.engine.begin() as conn:  # as 0001 made it before 0005 existed, with two MPPS recorded
+            await conn.execute(text("DROP INDEX ix_mpps_attention"))
+            await conn.execute(text("ALTER TABLE mpps DROP COLUMN attention"))
+            for uid, order_id in (("1.2.3.1", None), ("1.2.3.2", "0190a1b2-0000-7000-8000-0000000000aa")):
+                await conn.execute(text(
+                    "INSERT INTO mpps (mpps_instance_uid, order_id, status, created_at, updated_at) "
+                    "VALUES (:uid, :order_id, 'COMPLETED', :now, :now)"),
+                    {"uid": uid, "order_id": order_id, "now": now})
+        await upgrade(db, DEFINITION.migrations_dir, DEFINITION.metadata)
+        async with db.session() as s:
+            rows = dict((await s.execute(select(mpps.c.mpps_instance_uid, mpps.c.attention))).all())
+            assert rows == {"1.2.3.1": "no_order", "1.2.3.2": None}
+            assert (await s.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0005"
     finally:
         await db.dispose()

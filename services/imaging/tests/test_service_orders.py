@@ -244,3 +244,65 @@ async def test_visit_ref_round_trips_and_cancellation_publishes_once(imaging) ->
         orders = {o["accession_number"]: o for o in (await c.get("/api/v1/orders")).json()["items"]}
     assert orders["MR250314001"]["visit_ref"] == VISIT_REF and orders["MR250314001"]["status"] == "cancelled"
     assert orders["MR250314002"]["visit_ref"] is None
+
+
+async def test_mpps_for_a_cancelled_order_is_flagged_not_applied(imaging, caplog) -> None:
+    """An MPPS (pynetdicom SCU: N-CREATE IN PROGRESS, N-SET COMPLETED) naming an order that was cancelled:
+    the modality gets success both times, the order stays cancelled (and still cannot be revived by a
+    repeated cancel), no imaging.procedure.completed is published (billing has reversed the charge), and
+    the MPPS is recorded with the order's id, listed among those needing review with attention
+    "order_cancelled", audited and logged with the reason."""
+    import json
+    import logging
+
+    from sqlalchemy import select
+
+    from hospital.chassis.db import audit_log_table
+
+    caplog.set_level(logging.INFO, logger="hospital.imaging.api.dicom.qr")
+    md = call_metadata(issuer_for(imaging).mint_for_role("doctor"))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{imaging.settings.grpc_port}") as channel:
+        stub = pb_grpc.ImagingServiceStub(channel)
+        order = await stub.ScheduleOrder(_order("CT250314101", name="Võ Thị Ngọc Ánh"), metadata=md)
+        live = await stub.ScheduleOrder(_order("CT250314102", name="Đặng Quốc Bảo"), metadata=md)
+        await stub.CancelOrder(pb.CancelOrderRequest(id=order.id, reason="Bệnh nhân không đến"), metadata=md)
+
+        port = imaging.settings.dicom_port
+        assert await asyncio.to_thread(_mpps, port, order, "COMPLETED") == (0x0000, 0x0000)
+        assert await asyncio.to_thread(_mpps, port, live, "COMPLETED") == (0x0000, 0x0000)  # unaffected
+
+        got = await stub.GetOrder(pb.GetOrderRequest(id=order.id), metadata=md)
+        assert got.status == pb.ORDER_STATUS_CANCELLED and got.mpps_instance_uid == ""
+        again = await stub.CancelOrder(pb.CancelOrderRequest(id=order.id), metadata=md)
+        assert again.status == pb.ORDER_STATUS_CANCELLED
+        assert (await stub.GetOrder(pb.GetOrderRequest(id=live.id), metadata=md)).status == \
+            pb.ORDER_STATUS_COMPLETED
+
+    await asyncio.sleep(1.0)  # give a wrong publication time to reach the stream
+    done = [events_pb2.ProcedureCompleted.FromString(r.payload)
+            for r in await published(imaging, "imaging.procedure.completed")]
+    assert [m.order_id for m in done] == [live.id]
+    assert len(await published(imaging, "imaging.order.cancelled")) == 1
+
+    async with http_client(imaging, "radiographer") as c:
+        review = (await c.get("/api/v1/mpps", params={"unmatched": "true"})).json()["items"]
+        every = {m["order_id"]: m for m in (await c.get("/api/v1/mpps")).json()["items"]}
+        orders = {o["accession_number"]: o for o in (await c.get("/api/v1/orders")).json()["items"]}
+    (item,) = review
+    assert (item["order_id"], item["accession_number"], item["attention"], item["status"]) == (
+        order.id, "CT250314101", "order_cancelled", "COMPLETED")
+    assert item["calling_ae"] == "CT_HUE" and item["patient_id"] == PATIENT_ID
+    assert every[live.id]["attention"] is None and every[live.id]["status"] == "COMPLETED"
+    assert (orders["CT250314101"]["status"], orders["CT250314101"]["mpps_instance_uid"]) == ("cancelled", None)
+
+    async with imaging.rt.db.session() as s:
+        audited = (await s.execute(select(audit_log_table.c.action, audit_log_table.c.detail)
+                                   .where(audit_log_table.c.resource_id == item["mpps_instance_uid"])
+                                   .order_by(audit_log_table.c.seq))).all()
+    details = [json.loads(a.detail) if isinstance(a.detail, str) else a.detail for a in audited]
+    assert [(a.action, d["status"], d["order_id"]) for a, d in zip(audited, details, strict=True)] == [
+        ("imaging_mpps.order_cancelled", "IN PROGRESS", order.id),
+        ("imaging_mpps.order_cancelled", "COMPLETED", order.id)]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(item["mpps_instance_uid"] in w and "was cancelled" in w and "stays cancelled" in w
+               for w in warnings), warnings

@@ -132,6 +132,6 @@ async def test_unmatched_mpps_is_kept_and_listed(imaging) -> None:
         r = await client.get("/api/v1/mpps", params={"unmatched": "true"})
         assert r.status_code == 200, r.text
         (item,) = r.json()["items"]
-    assert item["mpps_instance_uid"] == uid and item["order_id"] is None
+    assert item["mpps_instance_uid"] == uid and item["order_id"] is None and item["attention"] == "no_order"
     assert item["accession_number"] == "US-KHONG-CO" and item["status"] == "COMPLETED"
     assert item["patient_name"] == "Lê^Thị Hồng Nhung" and item["calling_ae"] == "US_KHOA_SAN"

@@ -101,7 +101,9 @@ instance_conflicts = Table(
 )
 
 # Every MPPS (N-CREATE, then N-SETs) as received, linked to its order when one matches (0003). One that
-# matches no order is kept here (never dropped) and listed for review.
+# matches no order is kept here (never dropped) and listed for review. ``attention`` (0005) says why staff
+# must look at it: "no_order" (matches no order), "order_cancelled" (names an order that was cancelled: the
+# order stays cancelled, nothing is published); NULL for an MPPS that updates its order normally.
 mpps = Table(
     "mpps", metadata,
     Column("mpps_instance_uid", String(64), primary_key=True),
@@ -112,9 +114,11 @@ mpps = Table(
     Column("patient_name", String(200), nullable=True),
     Column("calling_ae", String(16), nullable=True),
     Column("status", String(20), nullable=False),  # IN PROGRESS, COMPLETED, DISCONTINUED
+    Column("attention", String(20), nullable=True),  # no_order, order_cancelled (0005)
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     Index("ix_mpps_unmatched", "order_id", "created_at"),
+    Index("ix_mpps_attention", "attention", "created_at"),
 )
 
 orders = Table(

@@ -67,7 +67,9 @@ def build_http(services: Any) -> FastAPI:
 
     @app.get("/api/v1/mpps", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])
     async def list_mpps(unmatched: bool = False, limit: int = 200) -> dict[str, Any]:
-        """MPPS messages received; ``unmatched=true``: those that matched no imaging order (kept for review)."""
+        """MPPS messages received; ``unmatched=true``: those kept for review, ``attention`` saying why:
+        ``no_order`` (matched no imaging order) or ``order_cancelled`` (named an order that was cancelled;
+        the order stays cancelled, ``order_id`` names it)."""
         return {"items": await services.orders.list_mpps(unmatched, min(limit, 1000))}
 
     @app.get("/api/v1/routing/rules", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])

@@ -29,6 +29,18 @@ STATUS_PB = {"scheduled": pb.ORDER_STATUS_SCHEDULED, "in_progress": pb.ORDER_STA
              "cancelled": pb.ORDER_STATUS_CANCELLED}
 
 
+# Why a recorded MPPS needs staff review (``mpps.attention``).
+MPPS_NO_ORDER = "no_order"                # matches no order
+MPPS_ORDER_CANCELLED = "order_cancelled"  # names an order that was cancelled: the order stays cancelled
+
+
+@dataclass(frozen=True)
+class MppsLink:
+    """What an MPPS N-CREATE / N-SET did: the order it names (None: none) and why it needs review."""
+    order_id: str | None
+    attention: str | None = None
+
+
 @dataclass
 class NewOrder:
     accession_number: str
@@ -233,25 +245,35 @@ class OrderService:
 
     async def mpps_created(self, mpps_uid: str, accession: str | None, study_uid: str | None,
                            status: str, *, patient_id: str | None = None, patient_name: str | None = None,
-                           calling_ae: str | None = None) -> str | None:
+                           calling_ae: str | None = None) -> MppsLink:
         """N-CREATE: link the MPPS to its order (by accession, else by the worklist's Study Instance UID).
 
         Every MPPS is recorded in ``mpps``; one that matches no order is kept there with no order (listed
-        by ``GET /api/v1/mpps?unmatched=true``), never dropped. Returns the order id, or None if unmatched.
+        by ``GET /api/v1/mpps?unmatched=true``, ``attention`` "no_order"), never dropped. One that names a
+        **cancelled** order leaves the order cancelled (no ``in_progress``, no MPPS link on the order, so its
+        N-SETs publish nothing: billing has reversed the charge and must not be told the procedure was
+        done as if it were ordered); it is recorded with that order's id and ``attention``
+        "order_cancelled", and listed with the unmatched ones for staff to settle (ADR 0306).
+        The order row is locked, so a concurrent ``CancelOrder`` either comes first (the MPPS is flagged)
+        or finds the order in progress (refused, ``order.not_cancellable``).
         """
         async with self.rt.uow() as uow:
             s = uow.session
             row = None
             if accession:
-                row = (await s.execute(select(t.orders).where(t.orders.c.accession_number == accession))).first()
+                row = (await s.execute(select(t.orders).where(t.orders.c.accession_number == accession)
+                                       .with_for_update())).first()
             if row is None and study_uid:
-                row = (await s.execute(select(t.orders).where(t.orders.c.study_instance_uid == study_uid))).first()
+                row = (await s.execute(select(t.orders).where(t.orders.c.study_instance_uid == study_uid)
+                                       .with_for_update())).first()
+            attention = (MPPS_NO_ORDER if row is None
+                         else MPPS_ORDER_CANCELLED if row.status == "cancelled" else None)
             now = utcnow()
             existing = (await s.execute(select(t.mpps.c.mpps_instance_uid)
                                         .where(t.mpps.c.mpps_instance_uid == mpps_uid))).first()
             values = {"order_id": row.id if row is not None else None, "accession_number": accession,
                       "study_instance_uid": study_uid, "patient_id": patient_id, "patient_name": patient_name,
-                      "calling_ae": calling_ae, "status": status, "updated_at": now}
+                      "calling_ae": calling_ae, "status": status, "attention": attention, "updated_at": now}
             if existing is None:
                 await s.execute(t.mpps.insert().values(mpps_instance_uid=mpps_uid, created_at=now, **values))
             else:
@@ -261,27 +283,44 @@ class OrderService:
                                      resource_id=mpps_uid, detail={"accession": accession, "study": study_uid,
                                                                    "calling_ae": calling_ae}))
                 await uow.commit()
-                return None
+                return MppsLink(None, attention)
+            if attention == MPPS_ORDER_CANCELLED:
+                uow.audit(AuditEntry(actor="modality", action="imaging_mpps.order_cancelled",
+                                     resource_type="Mpps", resource_id=mpps_uid, patient_id=row.patient_ref,
+                                     detail={"order_id": row.id, "accession": row.accession_number,
+                                             "status": status, "calling_ae": calling_ae}))
+                await uow.commit()
+                return MppsLink(str(row.id), attention)
             await s.execute(update(t.orders).where(t.orders.c.id == row.id).values(
                 status="in_progress", mpps_instance_uid=mpps_uid, updated_at=now))
             uow.audit(AuditEntry(actor="modality", action="imaging_order.mpps_in_progress",
                                  resource_type="ImagingOrder", resource_id=row.id,
                                  detail={"mpps": mpps_uid, "status": status}))
             await uow.commit()
-            return str(row.id)
+            return MppsLink(str(row.id), None)
 
-    async def mpps_set(self, mpps_uid: str, status: str, study_uid: str | None) -> str | None:
-        """N-SET: COMPLETED / DISCONTINUED end the procedure. Returns the order id, "" for a recorded MPPS
-        that matches no order (its status is kept up to date), None for an MPPS never created."""
+    async def mpps_set(self, mpps_uid: str, status: str, study_uid: str | None) -> MppsLink | None:
+        """N-SET: COMPLETED / DISCONTINUED end the procedure. Returns the MPPS's order (None for an
+        unmatched one, whose status is kept up to date) and why it needs review, or None for an MPPS never
+        created. An MPPS flagged "order_cancelled" only has its status recorded: the order stays
+        cancelled and ``imaging.procedure.completed`` is not published."""
         async with self.rt.uow() as uow:
             s = uow.session
             now = utcnow()
             logged = (await s.execute(update(t.mpps).where(t.mpps.c.mpps_instance_uid == mpps_uid)
-                                      .values(status=status or t.mpps.c.status, updated_at=now))).rowcount
+                                      .values(status=status or t.mpps.c.status, updated_at=now)
+                                      .returning(t.mpps.c.order_id, t.mpps.c.attention))).first()
+            if logged is not None and logged.attention == MPPS_ORDER_CANCELLED:
+                if status:
+                    uow.audit(AuditEntry(actor="modality", action="imaging_mpps.order_cancelled",
+                                         resource_type="Mpps", resource_id=mpps_uid,
+                                         detail={"order_id": logged.order_id, "status": status}))
+                await uow.commit()
+                return MppsLink(logged.order_id, logged.attention)
             row = (await s.execute(select(t.orders).where(t.orders.c.mpps_instance_uid == mpps_uid))).first()
             if row is None:
                 await uow.commit()
-                return "" if logged else None
+                return MppsLink(None, logged.attention) if logged is not None else None
             final = {"COMPLETED": "completed", "DISCONTINUED": "discontinued"}.get(status)
             if final and row.status == "in_progress":
                 await s.execute(update(t.orders).where(t.orders.c.id == row.id).values(
@@ -294,12 +333,14 @@ class OrderService:
                 uow.audit(AuditEntry(actor="modality", action=f"imaging_order.mpps_{final}",
                                      resource_type="ImagingOrder", resource_id=row.id, detail={"mpps": mpps_uid}))
             await uow.commit()
-            return str(row.id)
+            return MppsLink(str(row.id), None)
 
     async def list_mpps(self, unmatched: bool, limit: int) -> list[dict[str, Any]]:
+        """MPPS received, newest first; ``unmatched``: those needing review (``attention`` set: no order,
+        or a cancelled order)."""
         q = select(t.mpps).order_by(t.mpps.c.created_at.desc()).limit(limit)
         if unmatched:
-            q = q.where(t.mpps.c.order_id.is_(None))
+            q = q.where(t.mpps.c.attention.is_not(None))
         async with self.rt.db.session() as s:
             rows = (await s.execute(q)).all()
         return [{**{k: v for k, v in r._mapping.items() if k not in ("created_at", "updated_at")},

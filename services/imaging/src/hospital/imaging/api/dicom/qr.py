@@ -248,17 +248,24 @@ class QueryRetrieveHandlers:
             log.warning("MPPS N-CREATE %s with status %r refused", uid, status)
             return 0x0106, None
         ssa = ds.ScheduledStepAttributesSequence[0] if ds.get("ScheduledStepAttributesSequence") else Dataset()
-        order_id = self.bridge.call(self.orders.mpps_created(
-            uid, str(ssa.get("AccessionNumber", "") or "") or None,
-            str(ssa.get("StudyInstanceUID", "") or "") or None, status,
+        accession = str(ssa.get("AccessionNumber", "") or "") or None
+        link = self.bridge.call(self.orders.mpps_created(
+            uid, accession, str(ssa.get("StudyInstanceUID", "") or "") or None, status,
             patient_id=str(ds.get("PatientID", "") or "") or None,
             patient_name=str(ds.get("PatientName", "") or "") or None,
             calling_ae=str(event.assoc.requestor.ae_title).strip() or None))
-        if order_id is None:
+        # Always success: the modality did perform the step, and a refusal would only make it retry.
+        calling = event.assoc.requestor.ae_title
+        if link.order_id is None:
             log.warning("MPPS %s IN PROGRESS from %s matches no order: kept for review (GET /api/v1/mpps)",
-                        uid, event.assoc.requestor.ae_title)
+                        uid, calling)
+        elif link.attention == "order_cancelled":
+            log.warning("MPPS %s IN PROGRESS from %s names order %s (accession %s), which was cancelled: the "
+                        "order stays cancelled, nothing is published; kept for review "
+                        "(GET /api/v1/mpps?unmatched=true, attention order_cancelled)",
+                        uid, calling, link.order_id, accession)
         else:
-            log.info("MPPS %s IN PROGRESS from %s (order %s)", uid, event.assoc.requestor.ae_title, order_id)
+            log.info("MPPS %s IN PROGRESS from %s (order %s)", uid, calling, link.order_id)
         return 0x0000, ds
 
     def on_n_set(self, event: Event) -> tuple[int, Dataset | None]:
@@ -266,11 +273,17 @@ class QueryRetrieveHandlers:
         uid = str(event.request.RequestedSOPInstanceUID or "")
         status = str(ds.get("PerformedProcedureStepStatus", "") or "")
         study_uid = None
-        order_id = self.bridge.call(self.orders.mpps_set(uid, status, study_uid))
-        if order_id is None:
+        link = self.bridge.call(self.orders.mpps_set(uid, status, study_uid))
+        if link is None:
             log.warning("MPPS N-SET for unknown instance %s", uid)
             return 0x0112, None  # no such SOP instance
-        log.info("MPPS %s %s (order %s)", uid, status or "updated", order_id or "none: unmatched")
+        if link.attention == "order_cancelled":
+            log.warning("MPPS %s %s names order %s, which was cancelled: the order stays cancelled and "
+                        "imaging.procedure.completed is not published; kept for review "
+                        "(GET /api/v1/mpps?unmatched=true, attention order_cancelled)",
+                        uid, status or "updated", link.order_id)
+        else:
+            log.info("MPPS %s %s (order %s)", uid, status or "updated", link.order_id or "none: unmatched")
         return 0x0000, ds
 
 
