@@ -306,3 +306,140 @@ async def test_mpps_for_a_cancelled_order_is_flagged_not_applied(imaging, caplog
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(item["mpps_instance_uid"] in w and "was cancelled" in w and "stays cancelled" in w
                for w in warnings), warnings
+
+
+async def test_study_for_a_cancelled_order_is_queued_not_linked(imaging, make_ct_series, tmp_path: Path) -> None:
+    """Images (dcmtk storescu) whose accession names a cancelled order: the study is not linked to it and
+    imaging.study.received carries no order; it is queued for reconciliation with reason order_cancelled
+    and the order as candidate. Staff may still link it: imaging.study.reconciled says order_cancelled,
+    and the order stays cancelled. A study for a live order in the same run is matched as before."""
+    md = call_metadata(issuer_for(imaging).mint_for_role("doctor"))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{imaging.settings.grpc_port}") as channel:
+        stub = pb_grpc.ImagingServiceStub(channel)
+        order = await stub.ScheduleOrder(_order("CT250314201", name="Hoàng Thị Thu Trang"), metadata=md)
+        live = await stub.ScheduleOrder(_order("CT250314202", name="Bùi Văn Khải"), metadata=md)
+        await stub.CancelOrder(pb.CancelOrderRequest(id=order.id, reason="Chỉ định nhầm"), metadata=md)
+
+    cancelled_files = make_ct_series(tmp_path / "c", count=2, size=16)
+    _set_accession(cancelled_files, "CT250314201")
+    live_files = make_ct_series(tmp_path / "l", count=2, size=16)
+    _set_accession(live_files, "CT250314202")
+    port = imaging.settings.dicom_port
+    for d in ("c", "l"):
+        res = await run_tool("storescu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", port,
+                             tmp_path / d)
+        assert res.returncode == 0, res.stderr
+    received = await wait_for(lambda: _n(published(imaging, "imaging.study.received"), 2))
+    by_study = {m.study_instance_uid: m for m in (events_pb2.StudyReceived.FromString(r.payload) for r in received)}
+    cancelled_uid = str(pydicom.dcmread(cancelled_files[0]).StudyInstanceUID)
+    live_uid = str(pydicom.dcmread(live_files[0]).StudyInstanceUID)
+    assert by_study[cancelled_uid].order_id == "" and by_study[cancelled_uid].accession_number == "CT250314201"
+    assert by_study[live_uid].order_id == live.id
+
+    async with http_client(imaging, "radiologist") as c:
+        (item,) = (await c.get("/api/v1/reconciliation")).json()["items"]
+        assert (item["study_instance_uid"], item["reason"], item["candidate_order_id"]) == (
+            cancelled_uid, "order_cancelled", order.id)
+        assert "CT250314201 was cancelled" in item["detail"]
+        study = (await c.get(f"/api/v1/studies/{cancelled_uid}")).json()
+        assert study.get("order_id", "") == "" and study["reconciliation"] == "pending"
+        orders = {o["accession_number"]: o for o in (await c.get("/api/v1/orders")).json()["items"]}
+        assert orders["CT250314201"]["status"] == "cancelled"
+        assert orders["CT250314201"]["study_instance_uid"] == order.study_instance_uid  # not re-pointed
+        # staff decide to link it anyway: the order stays cancelled, the event says why it was queued
+        r = await c.post(f"/api/v1/reconciliation/{item['id']}/resolve", json={"order_id": order.id})
+        assert r.status_code == 200, r.text
+        assert (await c.get(f"/api/v1/studies/{cancelled_uid}")).json()["order_id"] == order.id
+        orders = {o["accession_number"]: o for o in (await c.get("/api/v1/orders")).json()["items"]}
+        assert orders["CT250314201"]["status"] == "cancelled"
+    (rec,) = await published(imaging, "imaging.study.reconciled")
+    msg = events_pb2.StudyReconciled.FromString(rec.payload)
+    assert (msg.order_id, msg.reason, msg.study_instance_uid) == (order.id, "order_cancelled", cancelled_uid)
+
+
+def _mpps_steps(port: int, order: pb.Order, steps: list[tuple[str, str]]) -> list[int]:
+    """Send MPPS messages on one association: ("create", uid) is an N-CREATE IN PROGRESS for `order`,
+    (status, uid) an N-SET to that status. Returns the DIMSE status of each."""
+    ae = AE(ae_title="CT_HUE")
+    ae.add_requested_context(ModalityPerformedProcedureStep)
+    assoc = ae.associate("127.0.0.1", port, ae_title="HOSPITAL_PACS")
+    assert assoc.is_established
+    out = []
+    try:
+        for what, uid in steps:
+            ds = Dataset()
+            if what == "create":
+                ds.SpecificCharacterSet = "ISO_IR 192"
+                ssa = Dataset()
+                ssa.AccessionNumber = order.accession_number
+                ssa.StudyInstanceUID = order.study_instance_uid
+                ds.ScheduledStepAttributesSequence = [ssa]
+                ds.PatientName = "Phạm^Minh Tuấn"
+                ds.PatientID = order.patient.patient_code
+                ds.PerformedProcedureStepID = uid[-16:]
+                ds.PerformedProcedureStepStatus = "IN PROGRESS"
+                ds.Modality = "CT"
+                status, _ = assoc.send_n_create(ds, ModalityPerformedProcedureStep, uid)
+            else:
+                ds.PerformedProcedureStepStatus = what
+                status, _ = assoc.send_n_set(ds, ModalityPerformedProcedureStep, uid)
+            out.append(status.Status)
+        return out
+    finally:
+        assoc.release()
+
+
+async def test_a_second_mpps_for_an_order(imaging, caplog) -> None:
+    """A new MPPS (pynetdicom SCU) for an order the modality already started or ended, the modality always
+    answered with success:
+    * after DISCONTINUED it is a real redo: the order goes back in progress, its COMPLETED publishes
+      imaging.procedure.completed (after the DISCONTINUED one, with the new MPPS uid), and the MPPS is
+      flagged redo_discontinued (billing reversed the charge on the DISCONTINUED);
+    * after COMPLETED it is not applied: the order stays completed with its MPPS, nothing more is published,
+      the MPPS is flagged already_completed;
+    * while another is in progress it takes the order over; the older one's COMPLETED is recorded, not
+      applied, and flagged superseded; a repeated N-CREATE of the current MPPS changes nothing."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="hospital.imaging.api.dicom.qr")
+    md = call_metadata(issuer_for(imaging).mint_for_role("doctor"))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{imaging.settings.grpc_port}") as channel:
+        stub = pb_grpc.ImagingServiceStub(channel)
+        redo = await stub.ScheduleOrder(_order("CT250314301", name="Trịnh Văn Hải"), metadata=md)
+        done = await stub.ScheduleOrder(_order("CT250314302", name="Lý Thị Mai"), metadata=md)
+        twice = await stub.ScheduleOrder(_order("CT250314303", name="Đỗ Minh Châu"), metadata=md)
+        port = imaging.settings.dicom_port
+        r1, r2, d1, d2, t1, t2 = (generate_uid() for _ in range(6))
+        assert await asyncio.to_thread(_mpps_steps, port, redo, [
+            ("create", r1), ("DISCONTINUED", r1), ("create", r2), ("COMPLETED", r2)]) == [0, 0, 0, 0]
+        assert await asyncio.to_thread(_mpps_steps, port, done, [
+            ("create", d1), ("COMPLETED", d1), ("create", d2), ("COMPLETED", d2)]) == [0, 0, 0, 0]
+        assert await asyncio.to_thread(_mpps_steps, port, twice, [
+            ("create", t1), ("create", t2), ("create", t2)]) == [0, 0, 0]
+        got = await stub.GetOrder(pb.GetOrderRequest(id=twice.id), metadata=md)
+        assert (got.status, got.mpps_instance_uid) == (pb.ORDER_STATUS_IN_PROGRESS, t2)
+        assert await asyncio.to_thread(_mpps_steps, port, twice, [
+            ("COMPLETED", t2), ("COMPLETED", t1)]) == [0, 0]
+
+        for order, mpps in ((redo, r2), (done, d1), (twice, t2)):
+            got = await stub.GetOrder(pb.GetOrderRequest(id=order.id), metadata=md)
+            assert (got.accession_number, got.status, got.mpps_instance_uid) == (
+                order.accession_number, pb.ORDER_STATUS_COMPLETED, mpps)
+
+    await asyncio.sleep(1.0)  # give a wrong publication time to reach the stream
+    ended = [events_pb2.ProcedureCompleted.FromString(r.payload)
+             for r in await published(imaging, "imaging.procedure.completed")]
+    assert [(m.order_id, m.mpps_instance_uid, m.status) for m in ended] == [
+        (redo.id, r1, "DISCONTINUED"), (redo.id, r2, "COMPLETED"), (done.id, d1, "COMPLETED"),
+        (twice.id, t2, "COMPLETED")]
+
+    async with http_client(imaging, "radiographer") as c:
+        review = {m["mpps_instance_uid"]: m for m in
+                  (await c.get("/api/v1/mpps", params={"unmatched": "true"})).json()["items"]}
+    assert {uid: (m["order_id"], m["attention"], m["status"]) for uid, m in review.items()} == {
+        r2: (redo.id, "redo_discontinued", "COMPLETED"), d2: (done.id, "already_completed", "COMPLETED"),
+        t1: (twice.id, "superseded", "COMPLETED")}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(d2 in w and "already completed" in w for w in warnings), warnings
+    assert any(r2 in w and "was discontinued" in w for w in warnings), warnings
+    assert any(t1 in w and "newer MPPS" in w for w in warnings), warnings

@@ -103,7 +103,10 @@ instance_conflicts = Table(
 # Every MPPS (N-CREATE, then N-SETs) as received, linked to its order when one matches (0003). One that
 # matches no order is kept here (never dropped) and listed for review. ``attention`` (0005) says why staff
 # must look at it: "no_order" (matches no order), "order_cancelled" (names an order that was cancelled: the
-# order stays cancelled, nothing is published); NULL for an MPPS that updates its order normally.
+# order stays cancelled, nothing is published), "already_completed" (a new MPPS for a completed order: not
+# applied), "redo_discontinued" (redoes a discontinued order: applied, its reversed charge to check),
+# "superseded" (ended after a newer MPPS took over its order: not applied); NULL for an MPPS that updates
+# its order normally (ADR 0306).
 mpps = Table(
     "mpps", metadata,
     Column("mpps_instance_uid", String(64), primary_key=True),
@@ -114,7 +117,7 @@ mpps = Table(
     Column("patient_name", String(200), nullable=True),
     Column("calling_ae", String(16), nullable=True),
     Column("status", String(20), nullable=False),  # IN PROGRESS, COMPLETED, DISCONTINUED
-    Column("attention", String(20), nullable=True),  # no_order, order_cancelled (0005)
+    Column("attention", String(20), nullable=True),  # see above (0005); at most 20 characters
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     Index("ix_mpps_unmatched", "order_id", "created_at"),
@@ -153,7 +156,8 @@ reconciliation = Table(
     "reconciliation", metadata,
     Column("id", String(36), primary_key=True),
     Column("study_instance_uid", String(64), nullable=False, unique=True),
-    Column("reason", String(40), nullable=False),  # unknown_accession, patient_mismatch, no_accession
+    Column("reason", String(40), nullable=False),  # unknown_accession, patient_mismatch, no_accession,
+    #                                                  order_cancelled
     Column("detail", Text, nullable=False),
     Column("candidate_order_id", String(36), nullable=True),
     Column("status", String(20), nullable=False),  # open, resolved

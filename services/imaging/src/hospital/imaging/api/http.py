@@ -68,8 +68,11 @@ def build_http(services: Any) -> FastAPI:
     @app.get("/api/v1/mpps", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])
     async def list_mpps(unmatched: bool = False, limit: int = 200) -> dict[str, Any]:
         """MPPS messages received; ``unmatched=true``: those kept for review, ``attention`` saying why:
-        ``no_order`` (matched no imaging order) or ``order_cancelled`` (named an order that was cancelled;
-        the order stays cancelled, ``order_id`` names it)."""
+        ``no_order`` (matched no imaging order), ``order_cancelled`` (named an order that was cancelled;
+        the order stays cancelled, ``order_id`` names it), ``already_completed`` (a new MPPS for an order
+        already completed; the order stays completed), ``redo_discontinued`` (redid a discontinued order,
+        which is in progress again: check its charge) or ``superseded`` (ended after a newer MPPS took over
+        its order: its end was not applied). ADR 0306."""
         return {"items": await services.orders.list_mpps(unmatched, min(limit, 1000))}
 
     @app.get("/api/v1/routing/rules", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])

@@ -32,6 +32,11 @@ STATUS_PB = {"scheduled": pb.ORDER_STATUS_SCHEDULED, "in_progress": pb.ORDER_STA
 # Why a recorded MPPS needs staff review (``mpps.attention``).
 MPPS_NO_ORDER = "no_order"                # matches no order
 MPPS_ORDER_CANCELLED = "order_cancelled"  # names an order that was cancelled: the order stays cancelled
+MPPS_ALREADY_COMPLETED = "already_completed"  # a new MPPS for an order already completed: it stays completed
+MPPS_REDO_DISCONTINUED = "redo_discontinued"  # a new MPPS redoing a discontinued order: applied, charge to check
+MPPS_SUPERSEDED = "superseded"            # ended after a newer MPPS took over its order: its end is not applied
+# MPPS recorded against their order but never applied to it (their N-SETs only update the ``mpps`` row).
+MPPS_NOT_APPLIED = (MPPS_ORDER_CANCELLED, MPPS_ALREADY_COMPLETED)
 
 
 @dataclass(frozen=True)
@@ -249,13 +254,24 @@ class OrderService:
         """N-CREATE: link the MPPS to its order (by accession, else by the worklist's Study Instance UID).
 
         Every MPPS is recorded in ``mpps``; one that matches no order is kept there with no order (listed
-        by ``GET /api/v1/mpps?unmatched=true``, ``attention`` "no_order"), never dropped. One that names a
-        **cancelled** order leaves the order cancelled (no ``in_progress``, no MPPS link on the order, so its
-        N-SETs publish nothing: billing has reversed the charge and must not be told the procedure was
-        done as if it were ordered); it is recorded with that order's id and ``attention``
-        "order_cancelled", and listed with the unmatched ones for staff to settle (ADR 0306).
-        The order row is locked, so a concurrent ``CancelOrder`` either comes first (the MPPS is flagged)
-        or finds the order in progress (refused, ``order.not_cancellable``).
+        by ``GET /api/v1/mpps?unmatched=true``, ``attention`` "no_order"), never dropped. What it does to
+        its order depends on the order's status (ADR 0306):
+
+        * scheduled: the order goes ``in_progress`` with this MPPS linked (the normal case);
+        * in progress with another MPPS: this newer MPPS takes over the order (a restarted step); the older
+          one's later N-SETs are recorded but not applied (flagged "superseded" if they end it);
+        * discontinued: a real new performance (IHE SWF: a modality redoes a discontinued step with a new
+          MPPS): the order goes back ``in_progress`` with this MPPS, so its N-SET publishes
+          ``imaging.procedure.completed`` again; flagged "redo_discontinued" because billing reversed the
+          charge on the DISCONTINUED and must be checked;
+        * completed: the order stays completed and keeps its MPPS (no second
+          ``imaging.procedure.completed``); recorded with ``attention`` "already_completed";
+        * cancelled: the order stays cancelled and unlinked (billing has reversed the charge and must not be
+          told the procedure was done as if it were ordered); ``attention`` "order_cancelled".
+
+        A repeated N-CREATE of the MPPS already linked to its order changes nothing. The order row is
+        locked, so a concurrent ``CancelOrder`` either comes first (the MPPS is flagged) or finds the order
+        in progress (refused, ``order.not_cancellable``), and two N-CREATEs for one order apply in turn.
         """
         async with self.rt.uow() as uow:
             s = uow.session
@@ -266,8 +282,13 @@ class OrderService:
             if row is None and study_uid:
                 row = (await s.execute(select(t.orders).where(t.orders.c.study_instance_uid == study_uid)
                                        .with_for_update())).first()
+            if row is not None and row.mpps_instance_uid == mpps_uid:  # the same N-CREATE again
+                await uow.commit()
+                return MppsLink(str(row.id), None)
             attention = (MPPS_NO_ORDER if row is None
-                         else MPPS_ORDER_CANCELLED if row.status == "cancelled" else None)
+                         else MPPS_ORDER_CANCELLED if row.status == "cancelled"
+                         else MPPS_ALREADY_COMPLETED if row.status == "completed"
+                         else MPPS_REDO_DISCONTINUED if row.status == "discontinued" else None)
             now = utcnow()
             existing = (await s.execute(select(t.mpps.c.mpps_instance_uid)
                                         .where(t.mpps.c.mpps_instance_uid == mpps_uid))).first()
@@ -284,60 +305,79 @@ class OrderService:
                                                                    "calling_ae": calling_ae}))
                 await uow.commit()
                 return MppsLink(None, attention)
-            if attention == MPPS_ORDER_CANCELLED:
-                uow.audit(AuditEntry(actor="modality", action="imaging_mpps.order_cancelled",
+            if attention in MPPS_NOT_APPLIED:
+                uow.audit(AuditEntry(actor="modality", action=f"imaging_mpps.{attention}",
                                      resource_type="Mpps", resource_id=mpps_uid, patient_id=row.patient_ref,
                                      detail={"order_id": row.id, "accession": row.accession_number,
-                                             "status": status, "calling_ae": calling_ae}))
+                                             "status": status, "calling_ae": calling_ae,
+                                             "order_mpps": row.mpps_instance_uid}))
                 await uow.commit()
                 return MppsLink(str(row.id), attention)
             await s.execute(update(t.orders).where(t.orders.c.id == row.id).values(
                 status="in_progress", mpps_instance_uid=mpps_uid, updated_at=now))
-            uow.audit(AuditEntry(actor="modality", action="imaging_order.mpps_in_progress",
-                                 resource_type="ImagingOrder", resource_id=row.id,
-                                 detail={"mpps": mpps_uid, "status": status}))
+            detail = {"mpps": mpps_uid, "status": status}
+            if row.mpps_instance_uid:
+                detail.update(previous_mpps=row.mpps_instance_uid, previous_status=row.status)
+            action = {"in_progress": "imaging_order.mpps_superseded",
+                      "discontinued": "imaging_order.mpps_redo"}.get(row.status, "imaging_order.mpps_in_progress")
+            uow.audit(AuditEntry(actor="modality", action=action, resource_type="ImagingOrder",
+                                 resource_id=row.id, patient_id=row.patient_ref, detail=detail))
             await uow.commit()
-            return MppsLink(str(row.id), None)
+            return MppsLink(str(row.id), attention)
 
     async def mpps_set(self, mpps_uid: str, status: str, study_uid: str | None) -> MppsLink | None:
         """N-SET: COMPLETED / DISCONTINUED end the procedure. Returns the MPPS's order (None for an
         unmatched one, whose status is kept up to date) and why it needs review, or None for an MPPS never
-        created. An MPPS flagged "order_cancelled" only has its status recorded: the order stays
-        cancelled and ``imaging.procedure.completed`` is not published."""
+        created. An MPPS flagged "order_cancelled" or "already_completed" only has its status recorded: the
+        order keeps its status and ``imaging.procedure.completed`` is not published. Neither is it for an
+        MPPS a newer one has taken over its order from: its COMPLETED/DISCONTINUED is recorded and flagged
+        "superseded" for review. Only the order's current MPPS ends it, once (guarded update)."""
+        final = {"COMPLETED": "completed", "DISCONTINUED": "discontinued"}.get(status)
         async with self.rt.uow() as uow:
             s = uow.session
             now = utcnow()
             logged = (await s.execute(update(t.mpps).where(t.mpps.c.mpps_instance_uid == mpps_uid)
                                       .values(status=status or t.mpps.c.status, updated_at=now)
                                       .returning(t.mpps.c.order_id, t.mpps.c.attention))).first()
-            if logged is not None and logged.attention == MPPS_ORDER_CANCELLED:
+            if logged is not None and logged.attention in MPPS_NOT_APPLIED:
                 if status:
-                    uow.audit(AuditEntry(actor="modality", action="imaging_mpps.order_cancelled",
+                    uow.audit(AuditEntry(actor="modality", action=f"imaging_mpps.{logged.attention}",
                                          resource_type="Mpps", resource_id=mpps_uid,
                                          detail={"order_id": logged.order_id, "status": status}))
                 await uow.commit()
                 return MppsLink(logged.order_id, logged.attention)
             row = (await s.execute(select(t.orders).where(t.orders.c.mpps_instance_uid == mpps_uid))).first()
             if row is None:
+                if logged is not None and logged.order_id is not None and final:
+                    # linked to an order when created, since taken over by a newer MPPS of that order
+                    await s.execute(update(t.mpps).where(t.mpps.c.mpps_instance_uid == mpps_uid)
+                                    .values(attention=MPPS_SUPERSEDED))
+                    uow.audit(AuditEntry(actor="modality", action="imaging_mpps.superseded", resource_type="Mpps",
+                                         resource_id=mpps_uid, detail={"order_id": logged.order_id,
+                                                                       "status": status}))
+                    await uow.commit()
+                    return MppsLink(logged.order_id, MPPS_SUPERSEDED)
                 await uow.commit()
-                return MppsLink(None, logged.attention) if logged is not None else None
-            final = {"COMPLETED": "completed", "DISCONTINUED": "discontinued"}.get(status)
+                return MppsLink(logged.order_id, logged.attention) if logged is not None else None
             if final and row.status == "in_progress":
-                await s.execute(update(t.orders).where(t.orders.c.id == row.id).values(
-                    status=final, updated_at=now))
-                msg = ev.ProcedureCompleted(order_id=row.id, accession_number=row.accession_number,
-                                            mpps_instance_uid=mpps_uid, status=status,
-                                            study_instance_uid=study_uid or row.study_instance_uid)
-                msg.ended_at.FromDatetime(now)
-                uow.publish("imaging.procedure.completed", msg)
-                uow.audit(AuditEntry(actor="modality", action=f"imaging_order.mpps_{final}",
-                                     resource_type="ImagingOrder", resource_id=row.id, detail={"mpps": mpps_uid}))
+                ended = await s.execute(update(t.orders).where(
+                    t.orders.c.id == row.id, t.orders.c.mpps_instance_uid == mpps_uid,
+                    t.orders.c.status == "in_progress").values(status=final, updated_at=now))
+                if ended.rowcount == 1:
+                    msg = ev.ProcedureCompleted(order_id=row.id, accession_number=row.accession_number,
+                                                mpps_instance_uid=mpps_uid, status=status,
+                                                study_instance_uid=study_uid or row.study_instance_uid)
+                    msg.ended_at.FromDatetime(now)
+                    uow.publish("imaging.procedure.completed", msg)
+                    uow.audit(AuditEntry(actor="modality", action=f"imaging_order.mpps_{final}",
+                                         resource_type="ImagingOrder", resource_id=row.id,
+                                         detail={"mpps": mpps_uid}))
             await uow.commit()
-            return MppsLink(str(row.id), None)
+            return MppsLink(str(row.id), logged.attention if logged is not None else None)
 
     async def list_mpps(self, unmatched: bool, limit: int) -> list[dict[str, Any]]:
         """MPPS received, newest first; ``unmatched``: those needing review (``attention`` set: no order,
-        or a cancelled order)."""
+        a cancelled order, an order already completed, a redo of a discontinued order, superseded)."""
         q = select(t.mpps).order_by(t.mpps.c.created_at.desc()).limit(limit)
         if unmatched:
             q = q.where(t.mpps.c.attention.is_not(None))

@@ -68,7 +68,11 @@ class StudyService:
             await uow.commit()
 
     async def _match(self, s: Any, st: Any) -> str | None:
-        """Match by accession number + patient ID; anything else goes to the reconciliation queue."""
+        """Match by accession number + patient ID; anything else goes to the reconciliation queue.
+
+        A study naming a **cancelled** order is not linked to it (the order stays cancelled, billing has
+        reversed its charge): it is queued with reason ``order_cancelled`` and the order as candidate, and
+        announced with no order, for staff to decide (re-order the exam, link it, or accept it unordered)."""
         order = None
         if st.accession_number:
             order = (await s.execute(select(t.orders).where(
@@ -76,10 +80,16 @@ class StudyService:
         if order is None:
             order = (await s.execute(select(t.orders).where(
                 t.orders.c.study_instance_uid == st.study_instance_uid))).first()
-        if order is not None and order.patient_id == st.patient_id:
+        if order is not None and order.status == "cancelled":
+            reason = "order_cancelled"
+            detail = f"order {order.accession_number} was cancelled"
+            if order.patient_id != st.patient_id:
+                detail += (f"; it is for patient {order.patient_id}, "
+                           f"the study names {st.patient_id or '(none)'}")
+        elif order is not None and order.patient_id == st.patient_id:
             await self._link(s, st.study_instance_uid, order.id, "matched")
             return str(order.id)
-        if order is not None:
+        elif order is not None:
             reason = "patient_mismatch"
             detail = (f"order {order.accession_number} is for patient {order.patient_id}, "
                       f"the study names {st.patient_id or '(none)'}")
@@ -92,7 +102,8 @@ class StudyService:
             candidate_order_id=order.id if order is not None else None, status="open", created_at=utcnow()))
         await s.execute(update(t.studies).where(t.studies.c.study_instance_uid == st.study_instance_uid)
                         .values(reconciliation="pending"))
-        log.info("study %s queued for reconciliation: %s", st.study_instance_uid, detail)
+        (log.warning if reason == "order_cancelled" else log.info)(
+            "study %s queued for reconciliation (%s): %s", st.study_instance_uid, reason, detail)
         return None
 
     async def _link(self, s: Any, study_uid: str, order_id: str, state: str) -> None:

@@ -264,6 +264,16 @@ class QueryRetrieveHandlers:
                         "order stays cancelled, nothing is published; kept for review "
                         "(GET /api/v1/mpps?unmatched=true, attention order_cancelled)",
                         uid, calling, link.order_id, accession)
+        elif link.attention == "already_completed":
+            log.warning("MPPS %s IN PROGRESS from %s names order %s (accession %s), which is already completed: "
+                        "the order stays completed, nothing is published; kept for review "
+                        "(GET /api/v1/mpps?unmatched=true, attention already_completed)",
+                        uid, calling, link.order_id, accession)
+        elif link.attention == "redo_discontinued":
+            log.warning("MPPS %s IN PROGRESS from %s redoes order %s (accession %s), which was discontinued: the "
+                        "order is in progress again; its charge was reversed, kept for review "
+                        "(GET /api/v1/mpps?unmatched=true, attention redo_discontinued)",
+                        uid, calling, link.order_id, accession)
         else:
             log.info("MPPS %s IN PROGRESS from %s (order %s)", uid, calling, link.order_id)
         return 0x0000, ds
@@ -282,6 +292,12 @@ class QueryRetrieveHandlers:
                         "imaging.procedure.completed is not published; kept for review "
                         "(GET /api/v1/mpps?unmatched=true, attention order_cancelled)",
                         uid, status or "updated", link.order_id)
+        elif link.attention in ("already_completed", "superseded"):
+            log.warning("MPPS %s %s for order %s is not applied (%s): the order keeps its status and "
+                        "imaging.procedure.completed is not published; kept for review "
+                        "(GET /api/v1/mpps?unmatched=true)", uid, status or "updated", link.order_id,
+                        "the order was already completed" if link.attention == "already_completed"
+                        else "a newer MPPS has taken over the order")
         else:
             log.info("MPPS %s %s (order %s)", uid, status or "updated", link.order_id or "none: unmatched")
         return 0x0000, ds
