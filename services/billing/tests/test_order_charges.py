@@ -338,3 +338,40 @@ async def test_imaging_durable_made_before_cancellations_receives_them(database_
                                charges.c.status == "reversal") == 1
         await eventually(reversed_)
     await admissions.js.delete_consumer("IMAGING", durable)
+
+
+async def test_imaging_redo_after_discontinued_is_charged_again_once(billing, admissions) -> None:
+    """The modality stops a CT (MPPS DISCONTINUED: charge reversed), then performs it again under a new
+    MPPS (imaging applies such a redo): its COMPLETED posts the same item again on the same visit, once,
+    whether redelivered or followed by yet another COMPLETED."""
+    vid, pid, _ = await admissions.open_visit(name="Đặng Thị Ngọc Ánh")
+    await invoice_of(billing, vid)
+    ct = imaging_order(pid, "CT-SN", "CT", "CT sọ não không tiêm thuốc")
+    await admissions.publish("imaging.order.scheduled", img_events.OrderScheduled(order=ct))
+    await invoice_of(billing, vid, min_lines=2)
+    ref = f"imaging:{ct.id}"
+    stopped = img_events.ProcedureCompleted(order_id=ct.id, accession_number=ct.accession_number,
+                                            mpps_instance_uid="1.2.826.0.1.3680043.10.543.7", status="DISCONTINUED")
+    await admissions.publish("imaging.procedure.completed", stopped)
+
+    async def reversed_() -> bool:
+        return await count(billing, charges, charges.c.order_ref == ref, charges.c.status == "reversal") == 1
+    await eventually(reversed_)
+
+    redone = img_events.ProcedureCompleted(order_id=ct.id, accession_number=ct.accession_number,
+                                           mpps_instance_uid="1.2.826.0.1.3680043.10.543.8", status="COMPLETED")
+    reid = await admissions.publish("imaging.procedure.completed", redone)
+    await admissions.publish("imaging.procedure.completed", redone, event_id=reid, msg_id="redelivered-" + reid)
+    again = img_events.ProcedureCompleted(order_id=ct.id, accession_number=ct.accession_number,
+                                          mpps_instance_uid="1.2.826.0.1.3680043.10.543.8", status="COMPLETED")
+    await admissions.publish("imaging.procedure.completed", again)  # a later, separate COMPLETED event
+
+    async def reposted() -> list[dict]:
+        return await rows(billing, charges, charges.c.order_ref == ref, charges.c.status == "posted")
+    posted = await eventually(reposted)
+    await asyncio.sleep(0.5)
+    posted = await rows(billing, charges, charges.c.order_ref == ref, charges.c.status == "posted")
+    assert [(c["price_code"], c["visit_id"], c["source_event_id"]) for c in posted] == [("CDHA-CTSN", vid, reid)]
+    assert await count(billing, charges, charges.c.order_ref == ref) == 3  # original (reversed), reversal, redo
+    inv = await invoice_of(billing, vid)
+    assert inv["total_amount"] == 42_100 + 522_000

@@ -8,7 +8,7 @@ Events (each applied once by the chassis inbox, and each charge unique by ``sour
 | ``lab.order.cancelled`` | reversal of the order's posted charges; its held lines dismissed |
 | ``imaging.order.scheduled`` | one charge for the requested procedure |
 | ``imaging.order.cancelled`` | reversal of the order's posted charge; its held line dismissed |
-| ``imaging.procedure.completed`` | DISCONTINUED: reversal as for a cancellation; COMPLETED: noted |
+| ``imaging.procedure.completed`` | DISCONTINUED: reversal as for a cancellation; COMPLETED: noted, or, after a DISCONTINUED one (a redo), the reversed item posted again once |
 
 A line billing cannot price by itself (a code with no mapping, no visit to put it on, no price in force
 on the day, a void invoice) is held in ``held_charges`` with its reason (``<event id>#code:<code>``),
@@ -266,10 +266,31 @@ class OrderCharges:
             await self._withdraw(session, ref, "imaging", "discontinued", event,
                                  reason=f"Máy chụp báo dừng thực hiện (MPPS DISCONTINUED) {msg.accession_number}",
                                  number=msg.accession_number)
-        else:
+            return
+        order = (await session.execute(select(clinical_orders).where(clinical_orders.c.order_ref == ref)
+                                       .with_for_update())).mappings().first()
+        if order is None or order["status"] != "discontinued":
             await session.execute(update(clinical_orders).where(
                 clinical_orders.c.order_ref == ref, clinical_orders.c.status == "active").values(
                 status="completed", updated_at=utcnow()))
+            return
+        # Performed again after a DISCONTINUED one (imaging applies such a redo, ADR 0306): its charge was
+        # reversed, so post the same item again, once (keyed by this event), on the same visit.
+        orig = (await session.execute(select(charges).where(charges.c.order_ref == ref,
+                                                            charges.c.status == "reversed")
+                                      .order_by(charges.c.created_at.desc()).limit(1))).mappings().first()
+        await session.execute(update(clinical_orders).where(clinical_orders.c.order_ref == ref).values(
+            status="completed", charged_event_id=event.id, updated_at=utcnow()))
+        if orig is None:  # it was never posted (held, then dismissed): the cashier's queue has the order
+            log.warning("imaging order %s redone after DISCONTINUED but no reversed charge to post again", ref)
+            return
+        pub = SessionPublisher(session, SOURCE)
+        await self._charge(session, pub, event, price_code=orig["price_code"], codes=(orig["price_code"],),
+                           description=orig["name"], ref=ref, number=msg.accession_number,
+                           visit_id=orig["visit_id"], patient_id=orig["patient_id"],
+                           service_at=_ts(msg.ended_at) or _event_time(event), ordered_by=orig["ordered_by"],
+                           note=f"CĐHA {msg.accession_number} thực hiện lại sau khi dừng (MPPS {msg.mpps_instance_uid})")
+        await pub.flush()
 
     # ---------------------------------------------------------------------------- the cashier's queue
     async def list_held(self, status: str | None = "held", visit_id: str | None = None,
