@@ -443,3 +443,34 @@ async def test_a_second_mpps_for_an_order(imaging, caplog) -> None:
     assert any(d2 in w and "already completed" in w for w in warnings), warnings
     assert any(r2 in w and "was discontinued" in w for w in warnings), warnings
     assert any(t1 in w and "newer MPPS" in w for w in warnings), warnings
+
+
+async def test_an_order_whose_images_arrived_cannot_be_cancelled(imaging, make_ct_series, tmp_path: Path) -> None:
+    """A modality that sends no MPPS: the images (dcmtk storescu) match the still-scheduled order by its
+    accession; the order has been performed, so cancelling it is refused and publishes nothing, and the
+    study keeps its order. An order without images is cancelled as before."""
+    md = call_metadata(issuer_for(imaging).mint_for_role("doctor"))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{imaging.settings.grpc_port}") as channel:
+        stub = pb_grpc.ImagingServiceStub(channel)
+        imaged = await stub.ScheduleOrder(_order("CT250315301", name="Phan Thị Kim Oanh"), metadata=md)
+        empty = await stub.ScheduleOrder(_order("CT250315302", name="Vũ Đình Trọng"), metadata=md)
+        files = make_ct_series(tmp_path / "i", count=2, size=16)
+        _set_accession(files, "CT250315301")
+        res = await run_tool("storescu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1",
+                             imaging.settings.dicom_port, tmp_path / "i")
+        assert res.returncode == 0, res.stderr
+        (received,) = await wait_for(lambda: _n(published(imaging, "imaging.study.received"), 1))
+        assert events_pb2.StudyReceived.FromString(received.payload).order_id == imaged.id
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.CancelOrder(pb.CancelOrderRequest(id=imaged.id, reason="Chỉ định nhầm"), metadata=md)
+        assert "images have been received" in (refused.value.details() or "")
+        cancelled = await stub.CancelOrder(pb.CancelOrderRequest(id=empty.id, reason="Bệnh nhân về"), metadata=md)
+        assert cancelled.status == pb.ORDER_STATUS_CANCELLED
+    events = [events_pb2.OrderCancelled.FromString(r.payload).order.id
+              for r in await published(imaging, "imaging.order.cancelled")]
+    assert events == [empty.id]
+    async with http_client(imaging, "radiologist") as c:
+        orders = {o["accession_number"]: o for o in (await c.get("/api/v1/orders")).json()["items"]}
+        assert orders["CT250315301"]["status"] == "scheduled"
+        study = (await c.get(f"/api/v1/studies/{pydicom.dcmread(files[0]).StudyInstanceUID}")).json()
+        assert study["order_id"] == imaged.id

@@ -183,14 +183,16 @@ class OrderService:
         """Cancel a scheduled order and publish ``imaging.order.cancelled`` in the same transaction.
 
         An order already cancelled is returned as it is (a retried call publishes nothing again); one the
-        modality has started or ended (in progress, completed, discontinued) cannot be cancelled. The
+        modality has started or ended (in progress, completed, discontinued), or whose images have been
+        received and matched to it (a modality that sends no MPPS), cannot be cancelled. The
         status guard in the UPDATE makes concurrent cancellations publish once."""
         reason = reason.strip()
         async with self.rt.uow() as uow:
             s = uow.session
             now = utcnow()
+            imaged = select(t.studies.c.study_instance_uid).where(t.studies.c.order_id == order_id).exists()
             res = await s.execute(update(t.orders).where(
-                t.orders.c.id == order_id, t.orders.c.status == "scheduled").values(
+                t.orders.c.id == order_id, t.orders.c.status == "scheduled", ~imaged).values(
                 status="cancelled", updated_at=now))
             row = (await s.execute(select(t.orders).where(t.orders.c.id == order_id))).first()
             if row is None:
@@ -198,6 +200,9 @@ class OrderService:
             if res.rowcount != 1:
                 if row.status == "cancelled":
                     return order_proto(row)
+                if row.status == "scheduled":  # images arrived before any MPPS: it has been performed
+                    raise Conflict("order.not_cancellable", "images have been received for this order; it was "
+                                   "performed and cannot be cancelled")
                 raise Conflict("order.not_cancellable", f"order is {row.status}; only scheduled orders can be cancelled")
             proto = order_proto(row)
             msg = ev.OrderCancelled(order=proto, reason=reason,
