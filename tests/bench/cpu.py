@@ -35,6 +35,16 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        todo += children(p)
+    return pids
+
+
 def tree_cpu(pid: int) -> float:
     """A process, its live descendants and the children it reaped (PostgreSQL backends come and go)."""
     return cpu_seconds(pid, waited_children=True) + sum(tree_cpu(c) for c in children(pid))

@@ -34,6 +34,7 @@ from hospital.imaging.adapters import tables as t
 from hospital.imaging.service import DEFINITION
 from hospital.testing.servers import NatsServer, PostgresServer, S3Server, free_port
 from hospital.testing.services import running_service
+from tests.bench.cpu import tree
 
 SLICES, SIZE, ROUNDS = 300, 512, 3
 ENV = dict(os.environ, TCP_NODELAY="1")
@@ -85,20 +86,6 @@ def total_bytes(dirs: list[Path]) -> int:
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _tree(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo += [int(x) for x in f.read().split()]
-        except OSError:
-            pass
-    return pids
-
-
 def cpu_seconds(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -123,8 +110,8 @@ def service_groups(svc, s3: S3Server, pg: PostgresServer) -> dict[str, list[int]
     pipeline_pid = getattr(svc.rt.imaging.pipeline, "pid", None)
     postmaster = _postmaster(pg)
     return {"serve": [os.getpid()], "receivers": receivers.pids() if receivers else [],
-            "pipeline": [pipeline_pid] if pipeline_pid else [], "seaweedfs": _tree(s3.proc.pid),
-            "postgresql": _tree(postmaster) if postmaster else []}
+            "pipeline": [pipeline_pid] if pipeline_pid else [], "seaweedfs": tree(s3.proc.pid),
+            "postgresql": tree(postmaster) if postmaster else []}
 
 
 async def _indexed(svc) -> int:
@@ -193,7 +180,7 @@ class Orthanc:
         dirs = make_series(tmp / uuid.uuid4().hex, parts)
         size = total_bytes(dirs)
         assert self.proc is not None
-        pids = _tree(self.proc.pid)
+        pids = tree(self.proc.pid)
         cpu_before = cpu_seconds(pids)
         start = time.perf_counter()
         await send(["ip", "netns", "exec", NS], self.port, dirs, "ORTHANC")

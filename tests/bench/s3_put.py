@@ -36,21 +36,10 @@ import numpy as np
 from hospital.chassis.storage import ObjectStore
 from hospital.testing.servers import S3Server
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
+from tests.bench.cpu import tree  # noqa: E402
+
 SIZE = 512 * 1024 + 1400  # default: a 512x512 16-bit CT slice plus its header, as the imaging benchmark's files
-
-
-def _tree(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo += [int(x) for x in f.read().split()]
-        except OSError:
-            pass
-    return pids
 
 
 def _cpu(pids: list[int]) -> tuple[float, float]:
@@ -131,7 +120,7 @@ def run(args: argparse.Namespace) -> dict:
             else:  # unsigned: SigV4 over the headers only (x-amz-content-sha256: UNSIGNED-PAYLOAD)
                 signed.put(bucket, key(i), path.read_bytes(), "UNSIGNED-PAYLOAD", content_type=args.content_type)
 
-        weed = _tree(s3.proc.pid)
+        weed = tree(s3.proc.pid)
         with ThreadPoolExecutor(args.threads) as pool:
             list(pool.map(put, range(args.warmup)))  # connections opened, volumes grown
             time.sleep(0.5)
