@@ -1,5 +1,5 @@
 """Review queues: flagged conflicts (same SOP Instance UID, other bytes) resolved keep-existing or
-take-new over HTTP; MPPS that match no order kept and listed, their N-SET accepted."""
+take-new over HTTP; MPPS that match no order kept and listed, their N-SET accepted, then resolved by staff."""
 from __future__ import annotations
 
 import sys
@@ -135,3 +135,81 @@ async def test_unmatched_mpps_is_kept_and_listed(imaging) -> None:
     assert item["mpps_instance_uid"] == uid and item["order_id"] is None and item["attention"] == "no_order"
     assert item["accession_number"] == "US-KHONG-CO" and item["status"] == "COMPLETED"
     assert item["patient_name"] == "Lê^Thị Hồng Nhung" and item["calling_ae"] == "US_KHOA_SAN"
+
+
+async def test_flagged_mpps_resolved_by_staff(imaging) -> None:
+    """``POST /api/v1/mpps/{uid}/resolve``: the flagged MPPS leaves the review list with who, when and the
+    note recorded and audited; again (any note) it is returned unchanged; an unknown UID is 404, an MPPS
+    applied normally 409, an empty note 422, a doctor 403. No order changes."""
+    import asyncio
+    import json
+    from datetime import UTC, datetime
+
+    import grpc
+
+    from hospital.chassis.db import audit_log_table
+    from hospital.chassis.rpc import call_metadata
+    from hospital.contracts.imaging.v1 import imaging_pb2 as pb
+    from hospital.contracts.imaging.v1 import imaging_pb2_grpc as pb_grpc
+    from hospital.testing.services import issuer_for
+
+    md = call_metadata(issuer_for(imaging).mint_for_role("doctor"))
+    req = pb.ScheduleOrderRequest(
+        accession_number="US250316001", requested_procedure_id="US-BUNG", modality="US",
+        station_ae_title="US_KHOA_SAN", requested_procedure_description="Siêu âm ổ bụng",
+        patient=pb.OrderPatient(patient_ref="0190a1b2-0000-7000-8000-000000000009",
+                                patient_code="BN-2025-000999", full_name="Lê Thị Hồng Nhung",
+                                birth_date="1990-07-21", sex="F"), request_id="req-US250316001")
+    req.scheduled_start.FromDatetime(datetime(2025, 3, 16, 2, 0, tzinfo=UTC))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{imaging.settings.grpc_port}") as channel:
+        order = await pb_grpc.ImagingServiceStub(channel).ScheduleOrder(req, metadata=md)
+    port = imaging.settings.dicom_port
+    flagged, *_ = await asyncio.to_thread(_mpps, port, "US-KHONG-CO")
+    other, *_ = await asyncio.to_thread(_mpps, port, "US-KHONG-CO-2")
+    applied, *_ = await asyncio.to_thread(_mpps, port, order.accession_number)  # completes the order
+
+    async with http_client(imaging, role="radiologist") as c:
+        review = (await c.get("/api/v1/mpps", params={"unmatched": "true"})).json()["items"]
+        assert {m["mpps_instance_uid"] for m in review} == {flagged, other}
+        assert all((m["resolved_by"], m["resolved_at"], m["resolution_note"]) == (None, None, None)
+                   for m in review)
+
+        r = await c.post(f"/api/v1/mpps/{flagged}/resolve", json={"note": "  Đã tạo lại chỉ định US250316002  "})
+        assert r.status_code == 200, r.text
+        done = r.json()
+        assert done["mpps_instance_uid"] == flagged and done["attention"] == "no_order"
+        assert done["resolved_by"] and done["resolved_at"] and done["resolution_note"] == \
+            "Đã tạo lại chỉ định US250316002"
+        review = (await c.get("/api/v1/mpps", params={"unmatched": "true"})).json()["items"]
+        assert [m["mpps_instance_uid"] for m in review] == [other]
+        every = {m["mpps_instance_uid"]: m for m in (await c.get("/api/v1/mpps")).json()["items"]}
+        assert every[flagged] == done  # still listed among all MPPS, with its resolution
+
+        again = await c.post(f"/api/v1/mpps/{flagged}/resolve", json={"note": "ghi chú khác"})
+        assert again.status_code == 200 and again.json() == done
+
+        r = await c.post(f"/api/v1/mpps/{generate_uid()}/resolve", json={"note": "x"})
+        assert r.status_code == 404 and "mpps.not_found" in r.text
+        r = await c.post(f"/api/v1/mpps/{applied}/resolve", json={"note": "không cần"})
+        assert r.status_code == 409 and "mpps.nothing_to_resolve" in r.text
+        for bad in ({"note": "   "}, {"note": ""}, {}, {"note": "x" * 501}):
+            assert (await c.post(f"/api/v1/mpps/{other}/resolve", json=bad)).status_code == 422, bad
+        orders = (await c.get("/api/v1/orders")).json()["items"]
+        assert [(o["id"], o["status"], o["mpps_instance_uid"]) for o in orders] == [
+            (order.id, "completed", applied)]
+    async with http_client(imaging, role="doctor") as c:
+        assert (await c.post(f"/api/v1/mpps/{other}/resolve", json={"note": "x"})).status_code == 403
+    async with http_client(imaging, role="admin") as c:
+        r = await c.post(f"/api/v1/mpps/{other}/resolve", json={"note": "Máy siêu âm gửi thử"})
+        assert r.status_code == 200, r.text
+        assert (await c.get("/api/v1/mpps", params={"unmatched": "true"})).json()["items"] == []
+
+    async with imaging.rt.db.session() as s:
+        audited = (await s.execute(select(audit_log_table.c.action, audit_log_table.c.actor,
+                                          audit_log_table.c.detail)
+                                   .where(audit_log_table.c.resource_id == flagged,
+                                          audit_log_table.c.action == "imaging_mpps.resolved"))).all()
+    assert len(audited) == 1  # the repeated call records nothing
+    assert audited[0].actor == done["resolved_by"]
+    detail = json.loads(audited[0].detail) if isinstance(audited[0].detail, str) else audited[0].detail
+    assert (detail["note"], detail["attention"]) == ("Đã tạo lại chỉ định US250316002", "no_order")

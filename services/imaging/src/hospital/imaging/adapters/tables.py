@@ -106,7 +106,8 @@ instance_conflicts = Table(
 # order stays cancelled, nothing is published), "already_completed" (a new MPPS for a completed order: not
 # applied), "redo_discontinued" (redoes a discontinued order: applied, its reversed charge to check),
 # "superseded" (ended after a newer MPPS took over its order: not applied); NULL for an MPPS that updates
-# its order normally (ADR 0306).
+# its order normally (ADR 0306). ``resolved_*`` (0006): staff marked a flagged MPPS handled
+# (``POST /api/v1/mpps/{uid}/resolve``): who, when and their note; it then leaves the review list.
 mpps = Table(
     "mpps", metadata,
     Column("mpps_instance_uid", String(64), primary_key=True),
@@ -118,6 +119,9 @@ mpps = Table(
     Column("calling_ae", String(16), nullable=True),
     Column("status", String(20), nullable=False),  # IN PROGRESS, COMPLETED, DISCONTINUED
     Column("attention", String(20), nullable=True),  # see above (0005); at most 20 characters
+    Column("resolved_by", String(200), nullable=True),  # 0006
+    Column("resolved_at", UtcDateTime(), nullable=True),
+    Column("resolution_note", String(500), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     Index("ix_mpps_unmatched", "order_id", "created_at"),

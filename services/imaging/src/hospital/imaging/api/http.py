@@ -1,11 +1,11 @@
 """HTTP API: DICOMweb (/dicomweb), studies, orders, the reconciliation queue and routing."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI
 from google.protobuf.json_format import MessageToDict
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from hospital.chassis.security import Principal
 from hospital.chassis.web import require_roles
@@ -23,6 +23,12 @@ class ConflictResolveBody(BaseModel):
     action: Literal["keep_existing", "take_new"] = Field(
         description="keep_existing: the indexed instance stays; take_new: the flagged copy replaces it "
                     "(the replaced copy is kept under conflicts/)")
+
+
+class MppsResolveBody(BaseModel):
+    note: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)] = Field(
+        description="how the MPPS was handled (1-500 characters, trimmed), e.g. the order re-made or why none "
+                    "was owed")
 
 
 class RuleBody(BaseModel):
@@ -72,8 +78,22 @@ def build_http(services: Any) -> FastAPI:
         the order stays cancelled, ``order_id`` names it), ``already_completed`` (a new MPPS for an order
         already completed; the order stays completed), ``redo_discontinued`` (redid a discontinued order,
         which is in progress again: check its charge) or ``superseded`` (ended after a newer MPPS took over
-        its order: its end was not applied). ADR 0306."""
+        its order: its end was not applied), not yet resolved by staff (``POST .../resolve``). Each item
+        carries ``resolved_by``, ``resolved_at`` and ``resolution_note`` (null until resolved). ADR 0306."""
         return {"items": await services.orders.list_mpps(unmatched, min(limit, 1000))}
+
+    @app.post("/api/v1/mpps/{mpps_instance_uid}/resolve", summary="Mark an MPPS flagged for review as handled")
+    async def resolve_mpps(mpps_instance_uid: str, body: MppsResolveBody,
+                           who: Principal = Depends(require_roles("admin", *IMAGING_STAFF))  # noqa: B008
+                           ) -> dict[str, Any]:
+        """Record who resolved an MPPS listed by ``unmatched=true``, when, and the ``note`` (required,
+        trimmed, at most 500 characters); audited as ``imaging_mpps.resolved``. The MPPS then leaves the
+        ``unmatched=true`` list and is returned with ``resolved_by``, ``resolved_at``, ``resolution_note``.
+        No order is changed: staff act on orders through the order APIs. Resolving an MPPS already resolved
+        returns it unchanged (whatever the note); 404 ``mpps.not_found`` for an unknown UID, 409
+        ``mpps.nothing_to_resolve`` for an MPPS with no ``attention``. An MPPS later flagged for another
+        reason is listed again, its resolution cleared."""
+        return await services.orders.resolve_mpps(mpps_instance_uid, body.note, who)
 
     @app.get("/api/v1/routing/rules", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])
     async def rules() -> dict[str, Any]:

@@ -37,6 +37,8 @@ MPPS_REDO_DISCONTINUED = "redo_discontinued"  # a new MPPS redoing a discontinue
 MPPS_SUPERSEDED = "superseded"            # ended after a newer MPPS took over its order: its end is not applied
 # MPPS recorded against their order but never applied to it (their N-SETs only update the ``mpps`` row).
 MPPS_NOT_APPLIED = (MPPS_ORDER_CANCELLED, MPPS_ALREADY_COMPLETED)
+# A resolution (``resolve_mpps``) is cleared when an MPPS gets another ``attention``: a new reason to review.
+UNRESOLVED = {"resolved_by": None, "resolved_at": None, "resolution_note": None}
 
 
 @dataclass(frozen=True)
@@ -295,14 +297,16 @@ class OrderService:
                          else MPPS_ALREADY_COMPLETED if row.status == "completed"
                          else MPPS_REDO_DISCONTINUED if row.status == "discontinued" else None)
             now = utcnow()
-            existing = (await s.execute(select(t.mpps.c.mpps_instance_uid)
+            existing = (await s.execute(select(t.mpps.c.mpps_instance_uid, t.mpps.c.attention)
                                         .where(t.mpps.c.mpps_instance_uid == mpps_uid))).first()
-            values = {"order_id": row.id if row is not None else None, "accession_number": accession,
+            values: dict[str, Any] = {"order_id": row.id if row is not None else None, "accession_number": accession,
                       "study_instance_uid": study_uid, "patient_id": patient_id, "patient_name": patient_name,
                       "calling_ae": calling_ae, "status": status, "attention": attention, "updated_at": now}
             if existing is None:
                 await s.execute(t.mpps.insert().values(mpps_instance_uid=mpps_uid, created_at=now, **values))
             else:
+                if existing.attention != attention:  # another reason for review: staff must look again
+                    values.update(UNRESOLVED)
                 await s.execute(update(t.mpps).where(t.mpps.c.mpps_instance_uid == mpps_uid).values(**values))
             if row is None:
                 uow.audit(AuditEntry(actor="modality", action="imaging_mpps.unmatched", resource_type="Mpps",
@@ -356,7 +360,8 @@ class OrderService:
                 if logged is not None and logged.order_id is not None and final:
                     # linked to an order when created, since taken over by a newer MPPS of that order
                     await s.execute(update(t.mpps).where(t.mpps.c.mpps_instance_uid == mpps_uid)
-                                    .values(attention=MPPS_SUPERSEDED))
+                                    .values(attention=MPPS_SUPERSEDED,
+                                            **(UNRESOLVED if logged.attention != MPPS_SUPERSEDED else {})))
                     uow.audit(AuditEntry(actor="modality", action="imaging_mpps.superseded", resource_type="Mpps",
                                          resource_id=mpps_uid, detail={"order_id": logged.order_id,
                                                                        "status": status}))
@@ -382,15 +387,60 @@ class OrderService:
 
     async def list_mpps(self, unmatched: bool, limit: int) -> list[dict[str, Any]]:
         """MPPS received, newest first; ``unmatched``: those needing review (``attention`` set: no order,
-        a cancelled order, an order already completed, a redo of a discontinued order, superseded)."""
+        a cancelled order, an order already completed, a redo of a discontinued order, superseded) and not
+        yet resolved by staff (``resolve_mpps``)."""
         q = select(t.mpps).order_by(t.mpps.c.created_at.desc()).limit(limit)
         if unmatched:
-            q = q.where(t.mpps.c.attention.is_not(None))
+            q = q.where(t.mpps.c.attention.is_not(None), t.mpps.c.resolved_at.is_(None))
         async with self.rt.db.session() as s:
             rows = (await s.execute(q)).all()
-        return [{**{k: v for k, v in r._mapping.items() if k not in ("created_at", "updated_at")},
-                 "created_at": r.created_at.isoformat(), "updated_at": r.updated_at.isoformat()} for r in rows]
+        return [mpps_json(r) for r in rows]
 
+    async def resolve_mpps(self, mpps_uid: str, note: str, actor: Any) -> dict[str, Any]:
+        """Mark an MPPS flagged for review (``attention`` set) as handled: who, when and the note are
+        recorded and audited (``imaging_mpps.resolved``), and it leaves ``list_mpps(unmatched=True)``. It
+        changes no order: staff act on orders through the order APIs. An MPPS already resolved is returned
+        unchanged (a retried call, whatever its note); one with no attention is refused
+        (``mpps.nothing_to_resolve``). The update is guarded (``resolved_at IS NULL``), so two concurrent
+        calls record one resolution."""
+        note = (note or "").strip()
+        if not note or len(note) > 500:
+            raise Invalid("mpps.note", "note: 1-500 characters saying how the MPPS was handled", field="note")
+        async with self.rt.uow() as uow:
+            s = uow.session
+            row = (await s.execute(select(t.mpps).where(t.mpps.c.mpps_instance_uid == mpps_uid))).first()
+            if row is None:
+                raise NotFound("mpps.not_found", "no such MPPS")
+            if row.resolved_at is not None:
+                return mpps_json(row)
+            if row.attention is None:
+                raise Conflict("mpps.nothing_to_resolve", "this MPPS was applied to its order normally; "
+                                                          "it needs no review")
+            now = utcnow()
+            done = await s.execute(update(t.mpps).where(
+                t.mpps.c.mpps_instance_uid == mpps_uid, t.mpps.c.resolved_at.is_(None),
+                t.mpps.c.attention.is_not(None)).values(resolved_by=actor.subject, resolved_at=now,
+                                                         resolution_note=note))
+            if done.rowcount == 1:
+                patient_ref = None
+                if row.order_id:
+                    patient_ref = (await s.execute(select(t.orders.c.patient_ref)
+                                                   .where(t.orders.c.id == row.order_id))).scalar()
+                uow.audit(AuditEntry(actor=actor.subject, actor_roles=tuple(sorted(actor.roles)),
+                                     action="imaging_mpps.resolved", resource_type="Mpps", resource_id=mpps_uid,
+                                     patient_id=patient_ref,
+                                     detail={"attention": row.attention, "order_id": row.order_id,
+                                             "accession": row.accession_number, "note": note}))
+            row = (await s.execute(select(t.mpps).where(t.mpps.c.mpps_instance_uid == mpps_uid))).one()
+            await uow.commit()
+        return mpps_json(row)
+
+
+def mpps_json(r: Any) -> dict[str, Any]:
+    m = dict(r._mapping)
+    for k in ("created_at", "updated_at", "resolved_at"):
+        m[k] = m[k].isoformat() if m[k] else None
+    return m
 
 def proto_time(ts: Any) -> datetime | None:
     if not ts.seconds and not ts.nanos:
