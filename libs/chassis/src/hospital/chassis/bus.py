@@ -192,8 +192,8 @@ class BatchPublisher:
         self._pending[batch] = (results, done, [len(messages)])
         reply = f"{self._prefix}.{batch}."
         try:
-            send = getattr(self.nc, "_send_command", None)
-            if send is None or not self.nc.is_connected or self.nc.is_draining_pubs:
+            send = _raw_sender(self.nc)
+            if send is None:
                 publish = self.nc.publish  # the client's own checks, errors and reconnect buffering
                 for i, (subject, payload, headers) in enumerate(messages):
                     await publish(subject, payload, reply=reply + str(i), headers=headers)
@@ -215,6 +215,15 @@ class BatchPublisher:
 _NEWLINES = str.maketrans("\r\n", "  ")
 
 
+def _raw_sender(nc: NATS) -> Callable[[bytes], Awaitable[None]] | None:
+    """nats-py's command writer while the connection is up (commands built here, one flush per batch);
+    None otherwise, so callers use the client's own publish with its reconnect buffering and errors."""
+    send = getattr(nc, "_send_command", None)
+    if send is None or not nc.is_connected or nc.is_draining_pubs:
+        return None
+    return send
+
+
 def _hpub(subject: str, reply: str, headers: dict[str, str], payload: bytes) -> bytes:
     """The NATS ``HPUB`` command nats-py's ``publish`` would send (header values kept on one line), built
     without its per-header regular expression and encoding calls. Subjects and header names are the
@@ -232,8 +241,8 @@ def _hpub(subject: str, reply: str, headers: dict[str, str], payload: bytes) -> 
 async def ack_all(nc: NATS, msgs: Sequence[Msg]) -> None:
     """Acknowledge JetStream deliveries: the ``PUB <reply> 0`` commands ``Msg.ack`` would send, written
     together and flushed once (``Msg.ack`` itself when the connection is not up, for its buffering)."""
-    send = getattr(nc, "_send_command", None)
-    if send is None or not nc.is_connected or nc.is_draining_pubs:
+    send = _raw_sender(nc)
+    if send is None:
         for m in msgs:
             await m.ack()
         return
@@ -250,7 +259,7 @@ def _pub_ack(msg: Msg) -> js_api.PubAck | bool | BaseException:
     data = msg.data
     if data[:10] == b'{"stream":' and b'"error"' not in data:
         return True
-    if not msg.data:
+    if not data:
         status = (msg.headers or {}).get("Status", "")
         if status == "503":
             return nats.js.errors.NoStreamResponseError()
@@ -453,9 +462,6 @@ def _producer_spans(messages: list[tuple[str, bytes, dict[str, str]]]) -> list[t
     return [span for span, _ in spans.values()]
 
 
-# One round trip: the relays' advisory lock (any constant shared by all of them), an asynchronous commit
-# for this transaction (losing a deletion in a crash only re-publishes rows JetStream then drops as
-# duplicates), and the oldest rows; a single row with locked = false when another relay is at work.
 class _OutboxRow(NamedTuple):
     seq: int
     id: str
@@ -464,6 +470,9 @@ class _OutboxRow(NamedTuple):
     headers: dict[str, str]
 
 
+# One round trip: the relays' advisory lock (any constant shared by all of them), an asynchronous commit
+# for this transaction (losing a deletion in a crash only re-publishes rows JetStream then drops as
+# duplicates), and the oldest rows; a single row with locked = false when another relay is at work.
 _PG_LOCK_AND_SELECT_SQL = """
     SELECT l.locked, o.seq, o.id, o.subject, o.payload, o.headers::text AS headers
     FROM (SELECT pg_try_advisory_xact_lock(7262010) AS locked,
@@ -640,6 +649,7 @@ class Consumer:
         self.on_committed = on_committed
         self.on_events_written = on_events_written  # e.g. the outbox relay's notify
         self.handled_total = 0
+        self._ensured = False  # the durable was just created/updated (start-up): the loop need not again
 
     def _after_commit(self, session: AsyncSession) -> None:
         if session.info.pop(EVENTS_WRITTEN, False) and self.on_events_written is not None:
@@ -666,13 +676,16 @@ class Consumer:
             filter_subjects=list(self.sub.handlers), max_ack_pending=max(1000, self.batch_size * 4),
         )
         await self.js.add_consumer(self.sub.stream, config=cfg)
+        self._ensured = True
 
     async def run(self, stop: asyncio.Event) -> None:
         feed: PullFeed | None = None
         while not stop.is_set():
             try:
                 if feed is None:
-                    await self.ensure()
+                    if not self._ensured:  # after a failure the durable may be gone: ensure it again
+                        await self.ensure()
+                    self._ensured = False
                     feed = PullFeed(self.js, self.sub.stream, self.sub.durable, batch=self.batch_size)
                     await feed.start()
                 msgs = await feed.next_batch(timeout=1.0)
