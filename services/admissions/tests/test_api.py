@@ -274,7 +274,7 @@ async def test_every_read_is_audited(admissions) -> None:
                 await s.execute(
                     select(audit_log_table)
                     .where(audit_log_table.c.patient_id == an["id"])
-                    .order_by(audit_log_table.c.seq)
+                    .order_by(audit_log_table.c.at, audit_log_table.c.seq)  # seq counts per audit chain
                 )
             )
             .mappings()

@@ -295,10 +295,10 @@ async def test_mpps_for_a_cancelled_order_is_flagged_not_applied(imaging, caplog
     assert every[live.id]["attention"] is None and every[live.id]["status"] == "COMPLETED"
     assert (orders["CT250314101"]["status"], orders["CT250314101"]["mpps_instance_uid"]) == ("cancelled", None)
 
-    async with imaging.rt.db.session() as s:
+    async with imaging.rt.db.session() as s:  # by time: seq counts per audit chain
         audited = (await s.execute(select(audit_log_table.c.action, audit_log_table.c.detail)
                                    .where(audit_log_table.c.resource_id == item["mpps_instance_uid"])
-                                   .order_by(audit_log_table.c.seq))).all()
+                                   .order_by(audit_log_table.c.at, audit_log_table.c.seq))).all()
     details = [json.loads(a.detail) if isinstance(a.detail, str) else a.detail for a in audited]
     assert [(a.action, d["status"], d["order_id"]) for a, d in zip(audited, details, strict=True)] == [
         ("imaging_mpps.order_cancelled", "IN PROGRESS", order.id),
