@@ -5,6 +5,7 @@ SeaweedFS S3 (18333), PostgreSQL when ``DB=postgres`` (15432; SQLite files other
 service that exists (migrate, then serve) on its default ports, and returns once all are ready.
 Environment variables given to ``make up`` reach the services.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,6 +70,18 @@ def wait_http(url: str, timeout: float) -> bool:
     return False
 
 
+def dev_facility_credentials() -> tuple[Path, Path] | None:
+    """Billing's development facility key and self-signed certificate (marked as development), created
+    like the development token issuer so that a closed insured visit's claim can be signed and exported."""
+    if "billing" not in existing_services():
+        return None
+    from hospital.billing.devcredentials import DevFacilityCredentials
+
+    return DevFacilityCredentials(
+        VAR / "billing", os.environ.get("HOSPITAL_BILLING_FACILITY_CODE", "35001")
+    ).ensure()
+
+
 def service_env(name: str, db: str) -> dict[str, str]:
     ports = SERVICES[name]
     p = f"HOSPITAL_{name.upper()}_"
@@ -83,8 +96,14 @@ def service_env(name: str, db: str) -> dict[str, str]:
         env.setdefault(p + "GRPC_PORT", str(ports["grpc"]))
     for key, value in ports.get("extra", {}).items():
         env.setdefault(p + key, str(value))
+    if name == "billing" and not (env.get(p + "FACILITY_KEY_FILE") or env.get(p + "FACILITY_CERT_FILE")):
+        creds = dev_facility_credentials()
+        if creds:
+            env[p + "FACILITY_KEY_FILE"], env[p + "FACILITY_CERT_FILE"] = (str(c) for c in creds)
     if db == "postgres":
-        env.setdefault(p + "DATABASE_URL", f"postgresql+asyncpg://postgres@127.0.0.1:{INFRA['postgres']}/{name}")
+        env.setdefault(
+            p + "DATABASE_URL", f"postgresql+asyncpg://postgres@127.0.0.1:{INFRA['postgres']}/{name}"
+        )
     return env
 
 
@@ -111,27 +130,35 @@ def start_infra(db: str) -> None:
         for name in existing_services():
             try:
                 asyncio.run(pg.create_database(name))
-            except Exception as exc:  # noqa: BLE001 - already exists
+            except Exception as exc:
                 if "already exists" not in str(exc):
                     raise
 
 
 def up(db: str) -> int:
     DevIssuer(VAR / "auth", ISSUER, AUDIENCE).ensure_keys()
+    dev_facility_credentials()
     start_infra(db)
     services = existing_services()
     for name in services:
         if alive(name):
             continue
         env = service_env(name, db)
-        mig = subprocess.run([sys.executable, "-m", f"hospital.{name}", "migrate"], env=env,
-                             capture_output=True, text=True)
+        mig = subprocess.run(
+            [sys.executable, "-m", f"hospital.{name}", "migrate"], env=env, capture_output=True, text=True
+        )
         if mig.returncode != 0:
             print(f"{name}: migration failed:\n{mig.stderr[-3000:]}", file=sys.stderr)
             return 1
         log = open(LOG / f"{name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", f"hospital.{name}", "serve"], env=env, stdout=log,
-                                stderr=log, start_new_session=True, cwd=ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"hospital.{name}", "serve"],
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            cwd=ROOT,
+        )
         pidfile(name).write_text(str(proc.pid))
     failed = [n for n in services if not wait_http(f"http://127.0.0.1:{SERVICES[n]['http']}/readyz", 60)]
     if failed:
@@ -143,7 +170,9 @@ def up(db: str) -> int:
         extra = ", ".join(f"{k.lower().replace('_port', '')} {v}" for k, v in ports.get("extra", {}).items())
         grpc = f", gRPC 127.0.0.1:{ports['grpc']}" if "grpc" in ports else ""
         print(f"  {name:<11} http://127.0.0.1:{ports['http']}/docs{grpc}{', ' + extra if extra else ''}")
-    print(f"  {'nats':<11} nats://127.0.0.1:{INFRA['nats']} (monitoring http://127.0.0.1:{INFRA['nats-monitor']})")
+    print(
+        f"  {'nats':<11} nats://127.0.0.1:{INFRA['nats']} (monitoring http://127.0.0.1:{INFRA['nats-monitor']})"
+    )
     print(f"  {'s3':<11} http://127.0.0.1:{INFRA['s3']} (key {S3_KEY})")
     if db == "postgres":
         print(f"  {'postgres':<11} postgresql://postgres@127.0.0.1:{INFRA['postgres']}/<service>")

@@ -1,6 +1,7 @@
 """QĐ130 claim export of a closed insured visit: XML1 from the visit, XML2 (drugs) and XML3 (services,
 supplies, bed-days) from the invoice's posted charges and their BHYT split, wrapped in GIAMDINHHS,
 signed with the facility certificate and validated against the XSDs before it leaves."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,6 +20,7 @@ from hospital.billing.app.common import (
     quantity_of,
     split_for,
 )
+from hospital.billing.devcredentials import is_development_certificate
 from hospital.billing.domain.insurance import Route
 from hospital.billing.domain.pricing import DRUG_GROUPS, SUPPLY_GROUPS
 from hospital.billing.domain.xml130 import (
@@ -54,11 +56,16 @@ class ClaimService:
         if not ICD10.fullmatch(code):
             raise Invalid("claim.diagnosis_code", f"{code!r} is not an ICD-10 code like K80.2", field="code")
         async with self.rt.uow() as uow:
-            row = (await uow.session.execute(select(visits).where(visits.c.id == visit_id))).mappings().first()
+            row = (
+                (await uow.session.execute(select(visits).where(visits.c.id == visit_id))).mappings().first()
+            )
             if row is None:
                 raise NotFound("visit.not_found", f"billing knows no visit {visit_id}")
-            await uow.session.execute(visits.update().where(visits.c.id == visit_id).values(
-                diagnosis_code=code, diagnosis_text=text.strip()[:500]))
+            await uow.session.execute(
+                visits.update()
+                .where(visits.c.id == visit_id)
+                .values(diagnosis_code=code, diagnosis_text=text.strip()[:500])
+            )
             uow.audit(caller.audit("visit.diagnosis", "Visit", visit_id, row["patient_id"], code=code))
             await uow.commit()
         return {"visit_id": visit_id, "code": code, "text": text}
@@ -66,9 +73,21 @@ class ClaimService:
     def _credentials(self) -> tuple[bytes, bytes]:
         key, cert = self.settings.facility_key_file, self.settings.facility_cert_file  # type: ignore[attr-defined]
         if not key or not cert or not Path(key).exists() or not Path(cert).exists():
-            raise DomainError("claim.no_certificate", "the facility signing key and certificate are not configured "
-                              "(HOSPITAL_BILLING_FACILITY_KEY_FILE, HOSPITAL_BILLING_FACILITY_CERT_FILE)", status=503)
-        return Path(key).read_bytes(), Path(cert).read_bytes()
+            raise DomainError(
+                "claim.no_certificate",
+                "the facility signing key and certificate are not configured "
+                "(HOSPITAL_BILLING_FACILITY_KEY_FILE, HOSPITAL_BILLING_FACILITY_CERT_FILE)",
+                status=503,
+            )
+        cert_pem = Path(cert).read_bytes()
+        if self.settings.environment == "production" and is_development_certificate(cert_pem):
+            raise DomainError(
+                "claim.development_certificate",
+                "the configured facility certificate is the local "
+                "stack's development certificate; configure the facility's own certificate",
+                status=503,
+            )
+        return Path(key).read_bytes(), cert_pem
 
     async def export(self, visit_id: str, caller: Caller, default_doctor: str | None = None) -> bytes:
         st = self.settings
@@ -83,51 +102,91 @@ class ClaimService:
             if v["kind"] not in ROUTE_BY_KIND or not v["card_number"]:
                 raise Conflict("claim.not_insured", "the visit was not covered by a BHYT card")
             if not v["diagnosis_code"]:
-                raise Conflict("claim.no_diagnosis", "record the main diagnosis (ICD-10) first: "
-                               f"PUT /api/v1/visits/{visit_id}/diagnosis")
+                raise Conflict(
+                    "claim.no_diagnosis",
+                    f"record the main diagnosis (ICD-10) first: PUT /api/v1/visits/{visit_id}/diagnosis",
+                )
             rows = await posted_charges(s, visit_id)
             if not rows:
                 raise Conflict("claim.empty", "the visit has no charge")
             missing = [r["name"] for r in rows if not (r["ordered_by"] or default_doctor)]
             if missing:
-                raise Conflict("claim.no_doctor", f"lines without the ordering doctor (MA_BAC_SI): {missing[0]}...; "
-                               "give ma_bac_si for them", field="ma_bac_si")
+                raise Conflict(
+                    "claim.no_doctor",
+                    f"lines without the ordering doctor (MA_BAC_SI): {missing[0]}...; "
+                    "give ma_bac_si for them",
+                    field="ma_bac_si",
+                )
             split = split_for(v, rows, st.base_salary_vnd)  # type: ignore[attr-defined]
             ma_lk = v["visit_code"]
             thuoc, dvkt = [], []
             for r, line in zip(rows, split.lines, strict=True):
-                common = dict(ma_lk=ma_lk, ma_nhom=r["xml_group"], don_vi_tinh=r["unit"],
-                              so_luong=quantity_of(r["qty_milli"]), ma_khoa=r["department_code"] or "KKB",
-                              ma_bac_si=r["ordered_by"] or default_doctor, ngay_yl=r["service_at"],
-                              **line.xml_fields())
+                common = dict(
+                    ma_lk=ma_lk,
+                    ma_nhom=r["xml_group"],
+                    don_vi_tinh=r["unit"],
+                    so_luong=quantity_of(r["qty_milli"]),
+                    ma_khoa=r["department_code"] or "KKB",
+                    ma_bac_si=r["ordered_by"] or default_doctor,
+                    ngay_yl=r["service_at"],
+                    **line.xml_fields(),
+                )
                 if r["xml_group"] in DRUG_GROUPS:
-                    thuoc.append(ChiTietThuoc(stt=len(thuoc) + 1, ma_thuoc=r["bhyt_code"], ten_thuoc=r["name"],
-                                              don_gia=r["hospital_unit_price"], **common))
+                    thuoc.append(
+                        ChiTietThuoc(
+                            stt=len(thuoc) + 1,
+                            ma_thuoc=r["bhyt_code"],
+                            ten_thuoc=r["name"],
+                            don_gia=r["hospital_unit_price"],
+                            **common,
+                        )
+                    )
                 else:
                     supply = r["xml_group"] in SUPPLY_GROUPS
-                    dvkt.append(ChiTietDvkt(
-                        stt=len(dvkt) + 1, ma_dich_vu="" if supply else r["bhyt_code"],
-                        ma_vat_tu=r["bhyt_code"] if supply else "", ten_dich_vu="" if supply else r["name"],
-                        ten_vat_tu=r["name"] if supply else "", don_gia_bv=r["hospital_unit_price"],
-                        don_gia_bh=r["insurance_unit_price"], ma_giuong=r["bed_code"] or "",
-                        ngay_th_yl=r["service_at"], **common))
+                    dvkt.append(
+                        ChiTietDvkt(
+                            stt=len(dvkt) + 1,
+                            ma_dich_vu="" if supply else r["bhyt_code"],
+                            ma_vat_tu=r["bhyt_code"] if supply else "",
+                            ten_dich_vu="" if supply else r["name"],
+                            ten_vat_tu=r["name"] if supply else "",
+                            don_gia_bv=r["hospital_unit_price"],
+                            don_gia_bh=r["insurance_unit_price"],
+                            ma_giuong=r["bed_code"] or "",
+                            ngay_th_yl=r["service_at"],
+                            **common,
+                        )
+                    )
             today = local_date(utcnow())
             facility = re.sub(r"[^0-9]", "", v["card_facility"] or "")
-            birth: date | int = (date(v["birth_year"], v["birth_month"], v["birth_day"])
-                                 if v["birth_year"] and v["birth_month"] and v["birth_day"] else (v["birth_year"] or 1900))
+            birth: date | int = (
+                date(v["birth_year"], v["birth_month"], v["birth_day"])
+                if v["birth_year"] and v["birth_month"] and v["birth_day"]
+                else (v["birth_year"] or 1900)
+            )
             summary = TongHop(
-                ma_lk=ma_lk, ma_bn=v["patient_code"] or v["patient_id"], ho_ten=v["patient_name"] or "Không rõ",
-                so_cccd=v["cccd"] if re.fullmatch(r"[0-9]{12}", v["cccd"] or "") else "", ngay_sinh=birth,
-                gioi_tinh=v["sex"], ma_the_bhyt=(v["card_number"],),
+                ma_lk=ma_lk,
+                ma_bn=v["patient_code"] or v["patient_id"],
+                ho_ten=v["patient_name"] or "Không rõ",
+                so_cccd=v["cccd"] if re.fullmatch(r"[0-9]{12}", v["cccd"] or "") else "",
+                ngay_sinh=birth,
+                gioi_tinh=v["sex"],
+                ma_the_bhyt=(v["card_number"],),
                 ma_dkbd=(facility,) if len(facility) == 5 else (),
                 gt_the_tu=(v["card_valid_from"],) if v["card_valid_from"] else (),
                 gt_the_den=(v["card_valid_to"],) if v["card_valid_to"] else (),
-                chan_doan_rv=v["diagnosis_text"] or "", ma_benh_chinh=v["diagnosis_code"],
-                ma_doituong_kcb=DOITUONG[ROUTE_BY_KIND[v["kind"]]], ngay_vao=v["opened_at"], ngay_ra=v["closed_at"],
+                chan_doan_rv=v["diagnosis_text"] or "",
+                ma_benh_chinh=v["diagnosis_code"],
+                ma_doituong_kcb=DOITUONG[ROUTE_BY_KIND[v["kind"]]],
+                ngay_vao=v["opened_at"],
+                ngay_ra=v["closed_at"],
                 ket_qua_dtri=KET_QUA.get(v["discharge_type"] or "", 2),
                 ma_loai_rv=2 if v["discharge_type"] == "transferred_out" else 1,
-                nam_qt=today.year, thang_qt=today.month, ma_loai_kcb="03" if v["inpatient"] else "01",
-                ma_cskcb=st.facility_code)  # type: ignore[attr-defined]
+                nam_qt=today.year,
+                thang_qt=today.month,
+                ma_loai_kcb="03" if v["inpatient"] else "01",
+                ma_cskcb=st.facility_code,
+            )  # type: ignore[attr-defined]
             try:
                 hoso = HoSo(summary, thuoc=tuple(thuoc), dvkt=tuple(dvkt))
                 unsigned = build_giamdinhhs([hoso], ma_cskcb=st.facility_code, ngay_lap=today)  # type: ignore[attr-defined]
@@ -137,11 +196,25 @@ class ClaimService:
                 raise Conflict("claim.invalid", f"the claim does not pass QĐ130 checks: {exc}") from exc
             digest = hashlib.sha256(signed).hexdigest()
             cid, now = new_id(), utcnow()
-            await s.execute(claims.insert().values(id=cid, visit_id=visit_id, ma_lk=ma_lk, sha256=digest,
-                                                   document=signed.decode("utf-8"), exported_by=caller.subject,
-                                                   exported_at=now))
-            msg = events_pb2.ClaimExported(claim_id=cid, visit_id=visit_id, ma_lk=ma_lk, sha256=digest,
-                                           t_tongchi_bv=split.t_tongchi_bv, t_bhtt=split.t_bhtt)
+            await s.execute(
+                claims.insert().values(
+                    id=cid,
+                    visit_id=visit_id,
+                    ma_lk=ma_lk,
+                    sha256=digest,
+                    document=signed.decode("utf-8"),
+                    exported_by=caller.subject,
+                    exported_at=now,
+                )
+            )
+            msg = events_pb2.ClaimExported(
+                claim_id=cid,
+                visit_id=visit_id,
+                ma_lk=ma_lk,
+                sha256=digest,
+                t_tongchi_bv=split.t_tongchi_bv,
+                t_bhtt=split.t_bhtt,
+            )
             msg.exported_at.FromDatetime(now)
             uow.publish("billing.claim.exported", msg)
             uow.audit(caller.audit("claim.export", "Visit", visit_id, v["patient_id"], sha256=digest))
