@@ -5,6 +5,7 @@ STACK := $(PY) deploy/local/stack.py
 DB ?= sqlite
 ROLE ?= receptionist
 PYTEST_ARGS ?=
+LINT_PATHS := conftest.py libs services tests tools deploy
 
 .PHONY: help setup up down ps logs token test test-fast bench proto proto-check lint k8s-check clean
 
@@ -13,6 +14,7 @@ help:
 	@echo "make down | ps | logs   stop / list / show logs of what make up started"
 	@echo "make token ROLE=doctor  print a development bearer token"
 	@echo "make test               unit, integration (real NATS, S3, PostgreSQL) and cross-service tests"
+	@echo "make lint               ruff rules and formatting (what CI checks before the tests)"
 	@echo "make bench              benchmarks (results in bench-results/, figures in docs/benchmarks.md)"
 	@echo "make proto              regenerate libs/contracts from proto/"
 
@@ -47,7 +49,8 @@ proto-check: setup
 	$(PY) tools/gen_proto.py --check
 
 lint: setup
-	$(PY) -m ruff check libs services tests tools deploy
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
 
 clean: down
 	rm -rf var bench-results

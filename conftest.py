@@ -1,2 +1,3 @@
 """Root test configuration: real servers and database fixtures from hospital.testing."""
+
 pytest_plugins = ["hospital.testing.fixtures"]

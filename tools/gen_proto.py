@@ -8,6 +8,7 @@ service package.
     python tools/gen_proto.py            # regenerate in place
     python tools/gen_proto.py --check    # exit 1 if the committed code is stale
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,11 +35,17 @@ def generate(dest: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bindir = Path(sys.executable).parent
         cmd = [
-            sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO}",
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{PROTO}",
             f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
             f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
-            f"--python_out={tmp}", f"--grpc_python_out={tmp}",
-            f"--mypy_out={tmp}", f"--mypy_grpc_out={tmp}", *protos,
+            f"--python_out={tmp}",
+            f"--grpc_python_out={tmp}",
+            f"--mypy_out={tmp}",
+            f"--mypy_grpc_out={tmp}",
+            *protos,
         ]
         subprocess.run(cmd, check=True, cwd=PROTO)
         src = Path(tmp) / "hospital"
@@ -58,12 +65,15 @@ def generate(dest: Path) -> None:
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(root)): p.read_text()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 def main() -> int:
-    lock = open(tempfile.gettempdir() + "/hospital-gen-proto.lock", "w")
+    lock = open(tempfile.gettempdir() + "/hospital-gen-proto.lock", "w")  # noqa: SIM115 - held until exit
     fcntl.flock(lock, fcntl.LOCK_EX)  # one generator at a time on this machine
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--check", action="store_true", help="fail if generated code is stale")
@@ -79,9 +89,16 @@ def main() -> int:
             for name in sorted(set(want) | set(have)):
                 if want.get(name) != have.get(name):
                     print(f"stale: {name}")
-                    sys.stdout.writelines(list(difflib.unified_diff(
-                        have.get(name, "").splitlines(True), want.get(name, "").splitlines(True),
-                        f"committed/{name}", f"fresh/{name}"))[:40])
+                    sys.stdout.writelines(
+                        list(
+                            difflib.unified_diff(
+                                have.get(name, "").splitlines(True),
+                                want.get(name, "").splitlines(True),
+                                f"committed/{name}",
+                                f"fresh/{name}",
+                            )
+                        )[:40]
+                    )
             print("run `make proto` and commit the result", file=sys.stderr)
             return 1
     if OUT.exists():

@@ -150,7 +150,7 @@ def up(db: str) -> int:
         if mig.returncode != 0:
             print(f"{name}: migration failed:\n{mig.stderr[-3000:]}", file=sys.stderr)
             return 1
-        log = open(LOG / f"{name}.log", "ab")
+        log = open(LOG / f"{name}.log", "ab")  # noqa: SIM115 - the child process keeps it
         proc = subprocess.Popen(
             [sys.executable, "-m", f"hospital.{name}", "serve"],
             env=env,

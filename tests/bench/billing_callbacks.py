@@ -16,6 +16,7 @@ service's own callback path and, on a small machine, would starve the service it
 
     BENCH_CALLBACKS=24000 BENCH_SENDERS=50 BENCH_PROCESSES=2 python tests/bench/run.py billing_callbacks
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -48,22 +49,33 @@ AMOUNT = 86_000
 
 
 def signed(number: str, txn: str) -> dict[str, str]:
-    params = {"vnp_TmnCode": "BENCH001", "vnp_Amount": str(AMOUNT * 100), "vnp_BankCode": "NCB",
-              "vnp_OrderInfo": f"Thanh toan vien phi {number}", "vnp_PayDate": "20240802103000",
-              "vnp_ResponseCode": "00", "vnp_TransactionStatus": "00", "vnp_TransactionNo": txn,
-              "vnp_TxnRef": number}
+    params = {
+        "vnp_TmnCode": "BENCH001",
+        "vnp_Amount": str(AMOUNT * 100),
+        "vnp_BankCode": "NCB",
+        "vnp_OrderInfo": f"Thanh toan vien phi {number}",
+        "vnp_PayDate": "20240802103000",
+        "vnp_ResponseCode": "00",
+        "vnp_TransactionStatus": "00",
+        "vnp_TransactionNo": txn,
+        "vnp_TxnRef": number,
+    }
     data = "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in sorted(params.items()))
     params["vnp_SecureHash"] = hmac.new(SECRET.encode(), data.encode(), hashlib.sha512).hexdigest()
     return params
 
 
 # ---------------------------------------------------------------------------------------- load generator
-async def _sender(host: str, port: int, queue: list[tuple[int, str]], out: dict, t0: float, rate: float) -> None:
+async def _sender(
+    host: str, port: int, queue: list[tuple[int, str]], out: dict, t0: float, rate: float
+) -> None:
     reader = writer = None
     while queue:
         index, target = queue.pop()
         req = f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: bench\r\n\r\n".encode()
-        if rate:  # open loop: request i is due at t0 + i/rate; latency counts from then (a late sender's wait too)
+        if (
+            rate
+        ):  # open loop: request i is due at t0 + i/rate; latency counts from then (a late sender's wait too)
             due = t0 + index / rate
             if (delay := due - time.perf_counter()) > 0:
                 await asyncio.sleep(delay)
@@ -127,12 +139,39 @@ async def seed(db, n: int) -> list[str]:
     vrows, irows = [], []
     for number in numbers:
         vid = str(uuid.uuid4())
-        vrows.append(dict(id=vid, visit_code=f"KB{number}", patient_id=vid, patient_code="BN0000001",
-                          patient_name="Nguyễn Văn An", sex=1, cccd="", kind="fee_paying", department_code="NTH",
-                          inpatient=False, status="open", opened_at=now))
-        irows.append(dict(id=str(uuid.uuid4()), number=number, visit_id=vid, patient_id=vid, status="issued",
-                          total_amount=AMOUNT, insurance_amount=0, patient_amount=AMOUNT, paid_amount=0,
-                          refunded_amount=0, created_at=now, issued_at=now, voided_at=None))
+        vrows.append(
+            dict(
+                id=vid,
+                visit_code=f"KB{number}",
+                patient_id=vid,
+                patient_code="BN0000001",
+                patient_name="Nguyễn Văn An",
+                sex=1,
+                cccd="",
+                kind="fee_paying",
+                department_code="NTH",
+                inpatient=False,
+                status="open",
+                opened_at=now,
+            )
+        )
+        irows.append(
+            dict(
+                id=str(uuid.uuid4()),
+                number=number,
+                visit_id=vid,
+                patient_id=vid,
+                status="issued",
+                total_amount=AMOUNT,
+                insurance_amount=0,
+                patient_amount=AMOUNT,
+                paid_amount=0,
+                refunded_amount=0,
+                created_at=now,
+                issued_at=now,
+                voided_at=None,
+            )
+        )
     async with db.session() as s, s.begin():
         await s.execute(visits.insert(), vrows)
         await s.execute(invoices.insert(), irows)
@@ -162,12 +201,20 @@ async def main() -> dict:
         await upgrade(db, DEFINITION.migrations_dir, DEFINITION.metadata)
         numbers = await seed(db, 2 * UNIQUE)  # one half per run: closed loop, then open loop at the goal rate
         port = free_port()
-        env = dict(os.environ, HOSPITAL_BILLING_DATABASE_URL=url, HOSPITAL_NATS_URL=nats_srv.url,
-                   HOSPITAL_BILLING_HTTP_PORT=str(port), HOSPITAL_BILLING_GRPC_PORT=str(free_port()),
-                   HOSPITAL_DATA_DIR=str(base / "var"), HOSPITAL_BILLING_VNPAY_HASH_SECRET=SECRET,
-                   HOSPITAL_LOG_LEVEL="WARNING", HOSPITAL_BILLING_DATABASE_POOL_SIZE="25")
-        proc = subprocess.Popen([sys.executable, "-m", "hospital.billing", "serve", "--processes", str(PROCESSES)],
-                                env=env)
+        env = dict(
+            os.environ,
+            HOSPITAL_BILLING_DATABASE_URL=url,
+            HOSPITAL_NATS_URL=nats_srv.url,
+            HOSPITAL_BILLING_HTTP_PORT=str(port),
+            HOSPITAL_BILLING_GRPC_PORT=str(free_port()),
+            HOSPITAL_DATA_DIR=str(base / "var"),
+            HOSPITAL_BILLING_VNPAY_HASH_SECRET=SECRET,
+            HOSPITAL_LOG_LEVEL="WARNING",
+            HOSPITAL_BILLING_DATABASE_POOL_SIZE="25",
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hospital.billing", "serve", "--processes", str(PROCESSES)], env=env
+        )
         path = "/api/v1/payments/vnpay/ipn"
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             for _ in range(300):
@@ -184,14 +231,18 @@ async def main() -> dict:
             def plan(part: list[str], offset: int) -> list[dict[str, str]]:
                 unique = [signed(n, f"{14_000_000 + offset + i}") for i, n in enumerate(part)]
                 requests: list[dict[str, str]] = []
-                for i, params in enumerate(unique):  # a duplicate re-sends a recent callback (maybe in flight)
+                for i, params in enumerate(
+                    unique
+                ):  # a duplicate re-sends a recent callback (maybe in flight)
                     requests.append(params)
                     if rng.random() < DUPLICATE_SHARE / (1 - DUPLICATE_SHARE):
                         requests.append(unique[max(0, i - rng.randint(0, 40))])
                 return requests
 
-            plans = {"closed_loop": (plan(numbers[:UNIQUE], 0), 0.0),
-                     "open_loop": (plan(numbers[UNIQUE:], UNIQUE), float(RATE))}
+            plans = {
+                "closed_loop": (plan(numbers[:UNIQUE], 0), 0.0),
+                "open_loop": (plan(numbers[UNIQUE:], UNIQUE), float(RATE)),
+            }
             await client.get(path, params=plans["closed_loop"][0][0])  # warm-up (its replays count)
             t = time.perf_counter()
             for _ in range(20):
@@ -206,18 +257,37 @@ async def main() -> dict:
 
         async def xacts() -> int:
             async with db.session() as s:
-                return int((await s.execute(text(
-                    "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = :d"),
-                    {"d": dbname})).scalar_one())
+                return int(
+                    (
+                        await s.execute(
+                            text(
+                                "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = :d"
+                            ),
+                            {"d": dbname},
+                        )
+                    ).scalar_one()
+                )
 
         async def run(name: str, requests: list[dict[str, str]], rate: float) -> dict:
             nonlocal gen
             targets = [f"{path}?{urlencode(p)}" for p in requests]
             infile, outfile = base / f"{name}.json", base / f"{name}-out.json"
             infile.write_text(json.dumps(targets))
-            gen = subprocess.Popen([sys.executable, __file__, "--loadgen", str(port), str(SENDERS), str(infile),
-                                    str(outfile), str(rate)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   text=True)
+            gen = subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--loadgen",
+                    str(port),
+                    str(SENDERS),
+                    str(infile),
+                    str(outfile),
+                    str(rate),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             assert gen.stdout is not None and gen.stdin is not None
             assert gen.stdout.readline().strip() == "ready"
             x0 = await xacts()
@@ -229,8 +299,13 @@ async def main() -> dict:
             assert gen.returncode == 0, "load generator failed"
             for _ in range(300):  # the relay's work is part of a callback's cost: wait until it has published
                 async with db.session() as s:
-                    left = (await s.execute(select(func.count()).select_from(outbox_table)
-                                            .where(outbox_table.c.published_at.is_(None)))).scalar_one()
+                    left = (
+                        await s.execute(
+                            select(func.count())
+                            .select_from(outbox_table)
+                            .where(outbox_table.c.published_at.is_(None))
+                        )
+                    ).scalar_one()
                 if not left:
                     break
                 await asyncio.sleep(0.1)
@@ -241,15 +316,23 @@ async def main() -> dict:
             assert codes == {"00": len(requests)}, codes  # retried deliveries answered 00 too
             n = len(requests)
             return {
-                "senders": SENDERS, "offered_per_second": rate or "as fast as answered",
-                "requests": n, "duplicates": n - len({r["vnp_TxnRef"] for r in requests}),
-                "seconds": round(elapsed, 2), "callbacks_per_second": round(n / elapsed, 1),
-                "latency_ms": {"p50": round(pct(latencies, 50) * 1000, 2),
-                               "p95": round(pct(latencies, 95) * 1000, 2),
-                               "p99": round(pct(latencies, 99) * 1000, 2), "max": round(max(latencies) * 1000, 2)},
-                "cpu_ms_per_callback": {"service": round((svc1 - svc0) / n * 1000, 3),
-                                        "postgres": round((pg1 - pg0) / n * 1000, 3),
-                                        "load_generator": round(out["cpu_seconds"] / n * 1000, 3)},
+                "senders": SENDERS,
+                "offered_per_second": rate or "as fast as answered",
+                "requests": n,
+                "duplicates": n - len({r["vnp_TxnRef"] for r in requests}),
+                "seconds": round(elapsed, 2),
+                "callbacks_per_second": round(n / elapsed, 1),
+                "latency_ms": {
+                    "p50": round(pct(latencies, 50) * 1000, 2),
+                    "p95": round(pct(latencies, 95) * 1000, 2),
+                    "p99": round(pct(latencies, 99) * 1000, 2),
+                    "max": round(max(latencies) * 1000, 2),
+                },
+                "cpu_ms_per_callback": {
+                    "service": round((svc1 - svc0) / n * 1000, 3),
+                    "postgres": round((pg1 - pg0) / n * 1000, 3),
+                    "load_generator": round(out["cpu_seconds"] / n * 1000, 3),
+                },
                 "db_transactions_per_callback": round((x1 - x0) / n, 2),
                 "dropped_connections_retried": out["dropped"],
             }
@@ -257,11 +340,23 @@ async def main() -> dict:
         results = {name: await run(name, reqs, rate) for name, (reqs, rate) in plans.items()}
         async with db.session() as s:
             n_pay = (await s.execute(select(func.count()).select_from(payments))).scalar_one()
-            doubles = (await s.execute(select(func.count()).select_from(
-                select(payments.c.invoice_id).group_by(payments.c.invoice_id)
-                .having(func.count() > 1).subquery()))).scalar_one()
-            overpaid = (await s.execute(select(func.count()).select_from(invoices).where(
-                invoices.c.paid_amount > invoices.c.patient_amount))).scalar_one()
+            doubles = (
+                await s.execute(
+                    select(func.count()).select_from(
+                        select(payments.c.invoice_id)
+                        .group_by(payments.c.invoice_id)
+                        .having(func.count() > 1)
+                        .subquery()
+                    )
+                )
+            ).scalar_one()
+            overpaid = (
+                await s.execute(
+                    select(func.count())
+                    .select_from(invoices)
+                    .where(invoices.c.paid_amount > invoices.c.patient_amount)
+                )
+            ).scalar_one()
             n_cb = (await s.execute(select(func.count()).select_from(provider_callbacks))).scalar_one()
         await db.dispose()
         assert doubles == 0 and overpaid == 0, f"double payments: {doubles}, overpaid invoices: {overpaid}"
@@ -269,11 +364,15 @@ async def main() -> dict:
         return {
             "benchmark": "billing_callbacks",
             "description": "signed VNPay IPNs against `python -m hospital.billing serve --processes "
-                           f"{PROCESSES}` on PostgreSQL, {SENDERS} concurrent senders (own process), "
-                           "duplicates mixed in; closed loop (as fast as answered) and open loop (the goal's "
-                           f"{RATE}/s offered, latency counted from each callback's due time)",
-            "serve_processes": PROCESSES, **results, "healthz_ms_sequential": round(healthz_ms, 2),
-            "payments": n_pay, "double_payments": doubles, "goal": {"callbacks_per_second": 1000, "p99_ms": 50},
+            f"{PROCESSES}` on PostgreSQL, {SENDERS} concurrent senders (own process), "
+            "duplicates mixed in; closed loop (as fast as answered) and open loop (the goal's "
+            f"{RATE}/s offered, latency counted from each callback's due time)",
+            "serve_processes": PROCESSES,
+            **results,
+            "healthz_ms_sequential": round(healthz_ms, 2),
+            "payments": n_pay,
+            "double_payments": doubles,
+            "goal": {"callbacks_per_second": 1000, "p99_ms": 50},
         }
     finally:
         if gen is not None and gen.poll() is None:

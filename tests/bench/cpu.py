@@ -1,6 +1,7 @@
 """Measuring helpers shared by the benchmarks: CPU time of processes from /proc (user + system: steadier
 than wall-clock figures on a shared 2-core machine), the processes of a service, its listening sockets,
 and percentiles."""
+
 from __future__ import annotations
 
 import os

@@ -11,6 +11,7 @@ service's ``worker``, woken over core NATS by the producers' commits) and ``pace
 fresh database and consumer process and first warms up (0.5 s of its load, not measured) so that its
 figures are the steady state's, not the first connections' and prepared statements'.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,12 +38,26 @@ from hospital.testing.servers import NatsServer, PostgresServer
 from tests.bench.cpu import cpu_seconds, pct, postmaster_pid, tree_cpu
 
 HERE = Path(__file__).parent
-effects = Table("effects", MetaData(), Column("n", Integer, primary_key=True, autoincrement=True),
-                Column("event_id", String(100), nullable=False), Column("value", Integer, nullable=False))
+effects = Table(
+    "effects",
+    MetaData(),
+    Column("n", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(100), nullable=False),
+    Column("value", Integer, nullable=False),
+)
 
 
-async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: int, rate: float | None,
-                  producers: int = 8, payload_bytes: int = 200, relay_in_process: bool = False) -> dict:
+async def one_run(
+    pg: PostgresServer,
+    nats: NatsServer,
+    *,
+    total: int,
+    per_tx: int,
+    rate: float | None,
+    producers: int = 8,
+    payload_bytes: int = 200,
+    relay_in_process: bool = False,
+) -> dict:
     # Each run warms up first (0.5 s of the same load, or 2,000 events unpaced, not measured): a fresh
     # database, connection pools that connect, statements prepared, a consumer process just started.
     warmup = (int(rate / 2) if rate else 2_000) // per_tx * per_tx
@@ -56,9 +71,20 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
         await conn.run_sync(effects.metadata.create_all)
     subject = f"platform.probe.b{uuid.uuid4().hex[:8]}"
     out = Path(tempfile.mkstemp(suffix=".json")[1])
-    consumer = subprocess.Popen([sys.executable, str(HERE / "pipeline_consumer.py"), db_url, nats.url, subject,
-                                 f"bench-{subject.rsplit('.', 1)[1]}", str(expected), str(out)],
-                                stdout=subprocess.PIPE, text=True)
+    consumer = subprocess.Popen(
+        [
+            sys.executable,
+            str(HERE / "pipeline_consumer.py"),
+            db_url,
+            nats.url,
+            subject,
+            f"bench-{subject.rsplit('.', 1)[1]}",
+            str(expected),
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert consumer.stdout is not None and consumer.stdout.readline().strip() == "ready"
     nc = await connect(nats.url, "bench-producer")
     js = nc.jetstream()
@@ -72,8 +98,11 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
     if relay_in_process:
         relay_task = asyncio.create_task(relay.run(stop))
     else:
-        relay_proc = subprocess.Popen([sys.executable, str(HERE / "pipeline_relay.py"), db_url, nats.url,
-                                       wake_subject, str(expected)], stdout=subprocess.PIPE, text=True)
+        relay_proc = subprocess.Popen(
+            [sys.executable, str(HERE / "pipeline_relay.py"), db_url, nats.url, wake_subject, str(expected)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert relay_proc.stdout is not None and relay_proc.stdout.readline().strip() == "ready"
     committed_at: dict[int, float] = {}
     padding = b"x" * payload_bytes
@@ -134,20 +163,29 @@ async def one_run(pg: PostgresServer, nats: NatsServer, *, total: int, per_tx: i
     latencies_ms = [(done[i] - committed_at[i]) * 1000 for i in range(total)]
     elapsed = max(done[i] for i in range(total)) - t0
     return {
-        "events": total, "warm_up_events": warmup, "events_per_transaction": per_tx, "offered_rate": rate,
+        "events": total,
+        "warm_up_events": warmup,
+        "events_per_transaction": per_tx,
+        "offered_rate": rate,
         "producers": producers,
         "payload_bytes": payload_bytes,
-        "producer_seconds": round(producer_done - t0, 3), "elapsed_seconds": round(elapsed, 3),
+        "producer_seconds": round(producer_done - t0, 3),
+        "elapsed_seconds": round(elapsed, 3),
         "events_per_second": round(total / elapsed, 1),
         "relay": "in the producers' process" if relay_in_process else "own process (worker)",
-        "cpu_us_per_event": {"producer" + ("_and_relay" if relay_in_process else ""):
-                             round(cpu_producer / total * 1e6, 1),
-                             **({} if relay_in_process else {"relay": round(cpu_relay / total * 1e6, 1)}),
-                             "consumer": round(cpu_consumer / total * 1e6, 1),
-                             "postgresql": round(cpu_pg / total * 1e6, 1),
-                             "nats_server": round(cpu_nats / total * 1e6, 1)},
-        "latency_ms": {"p50": round(statistics.median(latencies_ms), 2), "p95": round(pct(latencies_ms, 95), 2),
-                       "p99": round(pct(latencies_ms, 99), 2), "max": round(max(latencies_ms), 2)},
+        "cpu_us_per_event": {
+            "producer" + ("_and_relay" if relay_in_process else ""): round(cpu_producer / total * 1e6, 1),
+            **({} if relay_in_process else {"relay": round(cpu_relay / total * 1e6, 1)}),
+            "consumer": round(cpu_consumer / total * 1e6, 1),
+            "postgresql": round(cpu_pg / total * 1e6, 1),
+            "nats_server": round(cpu_nats / total * 1e6, 1),
+        },
+        "latency_ms": {
+            "p50": round(statistics.median(latencies_ms), 2),
+            "p95": round(pct(latencies_ms, 95), 2),
+            "p99": round(pct(latencies_ms, 99), 2),
+            "max": round(max(latencies_ms), 2),
+        },
     }
 
 
@@ -159,13 +197,16 @@ async def main() -> dict:
     nats = NatsServer(base / "nats").start()
     try:
         await one_run(pg, nats, total=2_000, per_tx=10, rate=None, relay_in_process=True)  # warm-up
-        out = {"throughput": await one_run(pg, nats, total=50_000, per_tx=10, rate=None, relay_in_process=True),
-               "paced": await one_run(pg, nats, total=30_000, per_tx=5, rate=5_000, relay_in_process=True)}
+        out = {
+            "throughput": await one_run(pg, nats, total=50_000, per_tx=10, rate=None, relay_in_process=True),
+            "paced": await one_run(pg, nats, total=30_000, per_tx=5, rate=5_000, relay_in_process=True),
+        }
         # the same offered load with the relay in the service's worker process, then other transaction sizes
         out["paced_relay_in_worker"] = await one_run(pg, nats, total=30_000, per_tx=5, rate=5_000)
         for per_tx in (2, 10):
-            out[f"paced_{per_tx}_per_transaction"] = await one_run(pg, nats, total=30_000, per_tx=per_tx, rate=5_000,
-                                                                  relay_in_process=True)
+            out[f"paced_{per_tx}_per_transaction"] = await one_run(
+                pg, nats, total=30_000, per_tx=per_tx, rate=5_000, relay_in_process=True
+            )
     finally:
         nats.stop()
         pg.stop()

@@ -9,6 +9,7 @@ each process group: the serve process (this process: it also runs the benchmark'
 the receiver processes, the pipeline process, SeaweedFS, PostgreSQL and Orthanc. Also: C-FIND
 latency with 100,000 studies indexed (PostgreSQL).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -70,9 +71,24 @@ def make_series(directory: Path, parts: int) -> list[Path]:
 
 
 async def send(prefix: list[str], port: int, dirs: list[Path], aec: str) -> None:
-    procs = [await asyncio.create_subprocess_exec(
-        *prefix, "storescu", "-aet", "BENCH", "-aec", aec, "+sd", "127.0.0.1", str(port), str(d), env=ENV,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for d in dirs]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            *prefix,
+            "storescu",
+            "-aet",
+            "BENCH",
+            "-aec",
+            aec,
+            "+sd",
+            "127.0.0.1",
+            str(port),
+            str(d),
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for d in dirs
+    ]
     for p in procs:
         _, err = await p.communicate()
         if p.returncode != 0:
@@ -109,9 +125,13 @@ def service_groups(svc, s3: S3Server, pg: PostgresServer) -> dict[str, list[int]
     receivers = svc.rt.imaging.dicom.server.receivers
     pipeline_pid = getattr(svc.rt.imaging.pipeline, "pid", None)
     postmaster = _postmaster(pg)
-    return {"serve": [os.getpid()], "receivers": receivers.pids() if receivers else [],
-            "pipeline": [pipeline_pid] if pipeline_pid else [], "seaweedfs": tree(s3.proc.pid),
-            "postgresql": tree(postmaster) if postmaster else []}
+    return {
+        "serve": [os.getpid()],
+        "receivers": receivers.pids() if receivers else [],
+        "pipeline": [pipeline_pid] if pipeline_pid else [],
+        "seaweedfs": tree(s3.proc.pid),
+        "postgresql": tree(postmaster) if postmaster else [],
+    }
 
 
 async def _indexed(svc) -> int:
@@ -134,10 +154,14 @@ async def run_ours(svc, tmp: Path, parts: int, s3: S3Server, pg: PostgresServer)
     groups = service_groups(svc, s3, pg)  # a restarted child would show here
     cpu = {k: round((cpu_seconds(v) - cpu_before[k]) * 1000 / SLICES, 2) for k, v in groups.items()}
     shutil.rmtree(dirs[0].parent)
-    return {"images_per_s": round(SLICES / elapsed, 1), "mb_per_s": round(size / elapsed / 1e6, 1),
-            "seconds": round(elapsed, 2), "acknowledged_after_s": round(acked, 2),
-            "acknowledged_images_per_s": round(SLICES / acked, 1),
-            "cpu_ms_per_image": cpu | {"total": round(sum(cpu.values()), 2)}}
+    return {
+        "images_per_s": round(SLICES / elapsed, 1),
+        "mb_per_s": round(size / elapsed / 1e6, 1),
+        "seconds": round(elapsed, 2),
+        "acknowledged_after_s": round(acked, 2),
+        "acknowledged_images_per_s": round(SLICES / acked, 1),
+        "cpu_ms_per_image": cpu | {"total": round(sum(cpu.values()), 2)},
+    }
 
 
 class Orthanc:
@@ -153,18 +177,44 @@ class Orthanc:
         subprocess.run(["ip", "netns", "add", NS], capture_output=True, check=False)
         subprocess.run(["ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up"], check=True)
         (self.base / "storage").mkdir(parents=True, exist_ok=True)
-        cfg = {"Name": "bench", "StorageDirectory": str(self.base / "storage"),
-               "IndexDirectory": str(self.base / "storage"), "DicomAet": "ORTHANC", "DicomPort": self.port,
-               "HttpPort": 8042, "SyncStorageArea": False, "MaximumPduLength": 131072,
-               "StoreMD5ForAttachments": False, "DicomCheckCalledAet": False, "DicomAlwaysAllowStore": True,
-               "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "Plugins": []}
+        cfg = {
+            "Name": "bench",
+            "StorageDirectory": str(self.base / "storage"),
+            "IndexDirectory": str(self.base / "storage"),
+            "DicomAet": "ORTHANC",
+            "DicomPort": self.port,
+            "HttpPort": 8042,
+            "SyncStorageArea": False,
+            "MaximumPduLength": 131072,
+            "StoreMD5ForAttachments": False,
+            "DicomCheckCalledAet": False,
+            "DicomAlwaysAllowStore": True,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "Plugins": [],
+        }
         (self.base / "orthanc.json").write_text(json.dumps(cfg))
         with open(self.base / "orthanc.log", "ab") as log:
-            self.proc = subprocess.Popen(["ip", "netns", "exec", NS, "env", "TCP_NODELAY=1", "Orthanc",
-                                          str(self.base / "orthanc.json")], stdout=log, stderr=log)
+            self.proc = subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    NS,
+                    "env",
+                    "TCP_NODELAY=1",
+                    "Orthanc",
+                    str(self.base / "orthanc.json"),
+                ],
+                stdout=log,
+                stderr=log,
+            )
         for _ in range(100):
-            ok = subprocess.run(["ip", "netns", "exec", NS, "echoscu", "-aec", "ORTHANC", "127.0.0.1",
-                                 str(self.port)], capture_output=True, check=False)
+            ok = subprocess.run(
+                ["ip", "netns", "exec", NS, "echoscu", "-aec", "ORTHANC", "127.0.0.1", str(self.port)],
+                capture_output=True,
+                check=False,
+            )
             if ok.returncode == 0:
                 return
             time.sleep(0.2)
@@ -187,30 +237,50 @@ class Orthanc:
         elapsed = time.perf_counter() - start  # Orthanc answers after storing and indexing
         cpu = round((cpu_seconds(pids) - cpu_before) * 1000 / SLICES, 2)
         shutil.rmtree(dirs[0].parent)
-        return {"images_per_s": round(SLICES / elapsed, 1), "mb_per_s": round(size / elapsed / 1e6, 1),
-                "seconds": round(elapsed, 2), "cpu_ms_per_image": cpu}
+        return {
+            "images_per_s": round(SLICES / elapsed, 1),
+            "mb_per_s": round(size / elapsed / 1e6, 1),
+            "seconds": round(elapsed, 2),
+            "cpu_ms_per_image": cpu,
+        }
 
 
 async def cfind_latency(svc, studies: int = 100_000) -> dict:
     now = datetime.now(UTC)
-    rows = [{"study_instance_uid": f"2.25.{10**20 + i}", "patient_id": f"BN-2024-{i:06d}",
-                 "patient_name": "Nguyễn^Văn An", "name_folded": f"NGUYEN^VAN AN {i}", "study_date": f"2024{1 + i % 12:02d}15",
-                 "accession_number": f"CT{i:08d}", "modalities": "CT", "series_count": 1, "instance_count": 100,
-                 "size_bytes": 0, "reconciliation": "matched", "first_received_at": now, "last_received_at": now,
-                 "announced_at": now} for i in range(studies)]
+    rows = [
+        {
+            "study_instance_uid": f"2.25.{10**20 + i}",
+            "patient_id": f"BN-2024-{i:06d}",
+            "patient_name": "Nguyễn^Văn An",
+            "name_folded": f"NGUYEN^VAN AN {i}",
+            "study_date": f"2024{1 + i % 12:02d}15",
+            "accession_number": f"CT{i:08d}",
+            "modalities": "CT",
+            "series_count": 1,
+            "instance_count": 100,
+            "size_bytes": 0,
+            "reconciliation": "matched",
+            "first_received_at": now,
+            "last_received_at": now,
+            "announced_at": now,
+        }
+        for i in range(studies)
+    ]
     async with svc.rt.db.session() as s:
         for i in range(0, studies, 5000):
-            await s.execute(insert(t.studies), rows[i:i + 5000])
+            await s.execute(insert(t.studies), rows[i : i + 5000])
         await s.commit()
         await s.execute(text("ANALYZE studies"))  # as autovacuum would soon; the plans below need statistics
         await s.commit()
     out = {}
-    queries = {"by_patient_id": ["PatientID=BN-2024-054321"],
-               "by_accession": ["AccessionNumber=CT00054321"],
-               # 11 names start with "...5432", one of them (54328) has a study in September
-               "by_name_prefix_and_date": ["PatientName=NGUYEN^VAN AN 5432*", "StudyDate=20240901-20240930"],
-               # 8,333 studies in July: the first find_limit (1,000) are returned
-               "by_date_1000_results": ["StudyDate=20240701-20240731"]}
+    queries = {
+        "by_patient_id": ["PatientID=BN-2024-054321"],
+        "by_accession": ["AccessionNumber=CT00054321"],
+        # 11 names start with "...5432", one of them (54328) has a study in September
+        "by_name_prefix_and_date": ["PatientName=NGUYEN^VAN AN 5432*", "StudyDate=20240901-20240930"],
+        # 8,333 studies in July: the first find_limit (1,000) are returned
+        "by_date_1000_results": ["StudyDate=20240701-20240731"],
+    }
     for name, keys in queries.items():
         times = []
         for _ in range(15):
@@ -221,14 +291,26 @@ async def cfind_latency(svc, studies: int = 100_000) -> dict:
             for k in [*keys, *(r for r in ("StudyInstanceUID", "PatientName") if r not in matching)]:
                 args += ["-k", k]
             t0 = time.perf_counter()
-            r = await asyncio.create_subprocess_exec("findscu", "-S", "-aec", "HOSPITAL_PACS", "-k",
-                                                     "QueryRetrieveLevel=STUDY", *args, "127.0.0.1",
-                                                     str(svc.settings.dicom_port), stdout=subprocess.PIPE,
-                                                     stderr=subprocess.STDOUT)
+            r = await asyncio.create_subprocess_exec(
+                "findscu",
+                "-S",
+                "-aec",
+                "HOSPITAL_PACS",
+                "-k",
+                "QueryRetrieveLevel=STUDY",
+                *args,
+                "127.0.0.1",
+                str(svc.settings.dicom_port),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
             found, _ = await r.communicate()
             times.append((time.perf_counter() - t0) * 1000)
-        out[name] = {"median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1),
-                     "results": found.decode(errors="replace").count("Find Response:")}
+        out[name] = {
+            "median_ms": round(statistics.median(times), 1),
+            "max_ms": round(max(times), 1),
+            "results": found.decode(errors="replace").count("Find Response:"),
+        }
     out["note"] = "findscu wall time per query (process start + association + query), PostgreSQL"
     return out
 
@@ -239,15 +321,25 @@ async def main() -> dict:
     s3 = S3Server(tmp / "s3").start()
     pg = PostgresServer(Path(tempfile.mkdtemp(prefix="bench-pg-"))).start()
     orthanc = Orthanc(tmp / "orthanc") if Orthanc.available() else None
-    result: dict = {"series": f"{SLICES} x {SIZE}x{SIZE} 16-bit CT, Explicit VR LE, storescu +sd, TCP_NODELAY=1"}
+    result: dict = {
+        "series": f"{SLICES} x {SIZE}x{SIZE} 16-bit CT, Explicit VR LE, storescu +sd, TCP_NODELAY=1"
+    }
     try:
         url = await pg.create_database("bench_imaging")
         if orthanc:
             orthanc.start()
-        async with running_service(DEFINITION, data_dir=tmp / "svc", database_url=url, nats_url=nats.url,
-                                   s3_endpoint=s3.endpoint, s3_access_key=s3.access_key,
-                                   s3_secret_key=s3.secret_key, dicom_host="127.0.0.1", dicom_port=free_port(),
-                                   log_level="WARNING") as svc:
+        async with running_service(
+            DEFINITION,
+            data_dir=tmp / "svc",
+            database_url=url,
+            nats_url=nats.url,
+            s3_endpoint=s3.endpoint,
+            s3_access_key=s3.access_key,
+            s3_secret_key=s3.secret_key,
+            dicom_host="127.0.0.1",
+            dicom_port=free_port(),
+            log_level="WARNING",
+        ) as svc:
             await svc.rt.imaging.dicom.started.wait()
             await run_ours(svc, tmp, 4, s3, pg)  # warm-up: children started, modules imported
             if orthanc:
@@ -265,8 +357,12 @@ async def main() -> dict:
                     ours, theirs = result[f"ours_{parts}"], result[f"orthanc_{parts}"]
                     result[f"ratio_to_orthanc_{parts}"] = {
                         "stored_in_s3_and_indexed": round(ours["images_per_s"] / theirs["images_per_s"], 2),
-                        "acknowledged": round(max(r["acknowledged_images_per_s"] for r in runs[f"ours_{parts}"])
-                                              / theirs["images_per_s"], 2)}
+                        "acknowledged": round(
+                            max(r["acknowledged_images_per_s"] for r in runs[f"ours_{parts}"])
+                            / theirs["images_per_s"],
+                            2,
+                        ),
+                    }
             else:
                 result["orthanc"] = "not installed: apt-get install -y orthanc"
             result["cfind_100k_studies"] = await cfind_latency(svc)

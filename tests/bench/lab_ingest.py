@@ -17,6 +17,7 @@ figure on a shared machine.
     HOSPITAL_BENCH_LAB_PROCESSES=1 python tests/bench/run.py lab_ingest      # one service process
     HOSPITAL_BENCH_LAB_PROFILE=/tmp/prof python tests/bench/run.py lab_ingest  # py-spy profiles per process
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -76,7 +77,9 @@ class AstmAnalyzer(asyncio.Protocol):
     by the LIS's replies as they arrive (no task switch per frame, so the load generator stays cheap)."""
 
     def __init__(self, messages: list[tuple[str, str]], sent_at: dict[str, float]) -> None:
-        self.todo = [(barcode, build_frames(r for r in text.encode().split(b"\r") if r)) for barcode, text in messages]
+        self.todo = [
+            (barcode, build_frames(r for r in text.encode().split(b"\r") if r)) for barcode, text in messages
+        ]
         self.sent_at = sent_at
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.index = 0  # message
@@ -161,9 +164,13 @@ class MllpAnalyzer(asyncio.Protocol):
                 self.done.set_result(None)
 
 
-async def analyzer_link(protocol: str, port: int, messages: list[tuple[str, str]], sent_at: dict[str, float]) -> None:
+async def analyzer_link(
+    protocol: str, port: int, messages: list[tuple[str, str]], sent_at: dict[str, float]
+) -> None:
     cls = AstmAnalyzer if protocol == "astm" else MllpAnalyzer
-    _, link = await asyncio.get_running_loop().create_connection(lambda: cls(messages, sent_at), "127.0.0.1", port)
+    _, link = await asyncio.get_running_loop().create_connection(
+        lambda: cls(messages, sent_at), "127.0.0.1", port
+    )
     await link.done
 
 
@@ -177,10 +184,18 @@ async def client_main(spec_path: str) -> None:
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     cpu0 = time.process_time()
-    await asyncio.gather(*(analyzer_link(spec["protocol"], spec["port"], messages[k::n], sent_at)  # type: ignore[arg-type]
-                           for k in range(n)))
-    print(json.dumps({"finished": time.perf_counter(), "cpu_seconds": time.process_time() - cpu0,
-                      "sent_at": sent_at}), flush=True)
+    await asyncio.gather(
+        *(
+            analyzer_link(spec["protocol"], spec["port"], messages[k::n], sent_at)  # type: ignore[arg-type]
+            for k in range(n)
+        )
+    )
+    print(
+        json.dumps(
+            {"finished": time.perf_counter(), "cpu_seconds": time.process_time() - cpu0, "sent_at": sent_at}
+        ),
+        flush=True,
+    )
 
 
 # ------------------------------------------------------------------------------------------ the bench
@@ -199,29 +214,51 @@ async def wait_ready(base_url: str, proc: subprocess.Popen[bytes]) -> None:
 
 async def run(pg_url: str, nats_url: str, base: Path) -> dict:
     http_port, astm_port, mllp_port = free_port(), free_port(), free_port()
-    env = dict(os.environ, HOSPITAL_DATA_DIR=str(base), HOSPITAL_LAB_DATABASE_URL=pg_url,
-               HOSPITAL_NATS_URL=nats_url, HOSPITAL_LAB_HTTP_PORT=str(http_port),
-               HOSPITAL_LAB_GRPC_PORT=str(free_port()), HOSPITAL_LAB_ASTM_PORT=str(astm_port),
-               HOSPITAL_LAB_MLLP_PORT=str(mllp_port), HOSPITAL_LOG_LEVEL="WARNING",
-               HOSPITAL_LAB_DATABASE_POOL_SIZE="8")
+    env = dict(
+        os.environ,
+        HOSPITAL_DATA_DIR=str(base),
+        HOSPITAL_LAB_DATABASE_URL=pg_url,
+        HOSPITAL_NATS_URL=nats_url,
+        HOSPITAL_LAB_HTTP_PORT=str(http_port),
+        HOSPITAL_LAB_GRPC_PORT=str(free_port()),
+        HOSPITAL_LAB_ASTM_PORT=str(astm_port),
+        HOSPITAL_LAB_MLLP_PORT=str(mllp_port),
+        HOSPITAL_LOG_LEVEL="WARNING",
+        HOSPITAL_LAB_DATABASE_POOL_SIZE="8",
+    )
     issuer = DevIssuer(base / "auth", "https://auth.hospital.local/dev", "hospital")
     token = issuer.mint_for_role("doctor")
     subprocess.run([sys.executable, "-m", "hospital.lab", "migrate"], env=env, cwd=ROOT, check=True)  # noqa: ASYNC221
     service = subprocess.Popen(  # noqa: ASYNC220 - started once, before the measurement
-        [sys.executable, "-m", "hospital.lab", "serve", "--processes", str(SERVICE_PROCESSES)], env=env, cwd=ROOT)
+        [sys.executable, "-m", "hospital.lab", "serve", "--processes", str(SERVICE_PROCESSES)],
+        env=env,
+        cwd=ROOT,
+    )
     clients: list[subprocess.Popen[str]] = []
     try:
         base_url = f"http://127.0.0.1:{http_port}"
         await wait_ready(base_url, service)
         barcodes: list[str] = []
-        async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {token}"},
-                                     timeout=30) as c:
+        async with httpx.AsyncClient(
+            base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as c:
+
             async def order(i: int) -> None:
-                r = await c.post("/api/v1/orders", json={
-                    "patient": {"id": f"bench-{i % 300}", "full_name": "Nguyễn Văn Bình", "sex": "male",
-                                "birth_date": "1980"}, "tests": ["CBC"]})
+                r = await c.post(
+                    "/api/v1/orders",
+                    json={
+                        "patient": {
+                            "id": f"bench-{i % 300}",
+                            "full_name": "Nguyễn Văn Bình",
+                            "sex": "male",
+                            "birth_date": "1980",
+                        },
+                        "tests": ["CBC"],
+                    },
+                )
                 assert r.status_code == 201, r.text
                 barcodes.append(r.json()["specimens"][0]["barcode"])
+
             for start in range(0, MESSAGES, 50):
                 await asyncio.gather(*(order(i) for i in range(start, min(MESSAGES, start + 50))))
         specimens = generate_specimens(barcodes, MESSAGES, "cbc", seed=7)
@@ -234,12 +271,23 @@ async def run(pg_url: str, nats_url: str, base: Path) -> dict:
             else:
                 mllp_msgs.append((s.barcode, specimen_to_oru(s, at, f"B{i}").decode()))
         results_per_message = len(specimens[0].results)
-        for protocol, msgs, port, n in (("astm", astm_msgs, astm_port, ASTM_CONNECTIONS),
-                                        ("mllp", mllp_msgs, mllp_port, MLLP_CONNECTIONS)):
+        for protocol, msgs, port, n in (
+            ("astm", astm_msgs, astm_port, ASTM_CONNECTIONS),
+            ("mllp", mllp_msgs, mllp_port, MLLP_CONNECTIONS),
+        ):
             path = base / f"load-{protocol}.json"
-            path.write_text(json.dumps({"protocol": protocol, "port": port, "connections": n, "messages": msgs}))
-            clients.append(subprocess.Popen([sys.executable, __file__, "--client", str(path)], cwd=ROOT,  # noqa: ASYNC220
-                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+            path.write_text(
+                json.dumps({"protocol": protocol, "port": port, "connections": n, "messages": msgs})
+            )
+            clients.append(
+                subprocess.Popen(
+                    [sys.executable, __file__, "--client", str(path)],
+                    cwd=ROOT,  # noqa: ASYNC220
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
         for cl in clients:
             assert cl.stdout is not None and cl.stdout.readline().strip() == "ready"
 
@@ -257,10 +305,30 @@ async def run(pg_url: str, nats_url: str, base: Path) -> dict:
         await nc.flush()
         workers = children(service.pid) or [service.pid]  # serve --processes N: the N children
         watched = {"service": workers, "load_generators": [cl.pid for cl in clients]}
-        profilers = [subprocess.Popen(["py-spy", "record", "-r", "200", "-p", str(pid), "-f", "raw", "-o",  # noqa: ASYNC220
-                                       str(Path(PROFILE_DIR) / f"{role}-{pid}.txt")],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for role, pids in watched.items() for pid in pids] if PROFILE_DIR else []
+        profilers = (
+            [
+                subprocess.Popen(
+                    [
+                        "py-spy",
+                        "record",
+                        "-r",
+                        "200",
+                        "-p",
+                        str(pid),
+                        "-f",
+                        "raw",
+                        "-o",  # noqa: ASYNC220
+                        str(Path(PROFILE_DIR) / f"{role}-{pid}.txt"),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for role, pids in watched.items()
+                for pid in pids
+            ]
+            if PROFILE_DIR
+            else []
+        )
         if profilers:
             await asyncio.sleep(1.0)
         cpu0 = sum(cpu_seconds(p) for p in workers)
@@ -273,7 +341,7 @@ async def run(pg_url: str, nats_url: str, base: Path) -> dict:
         loop = asyncio.get_running_loop()
         outputs = await asyncio.gather(*(loop.run_in_executor(None, cl.communicate) for cl in clients))
         reports = []
-        for cl, (out, _) in zip(clients, outputs):
+        for cl, (out, _) in zip(clients, outputs, strict=True):
             assert cl.returncode == 0, f"load generator failed: {out[-2000:]}"
             reports.append(json.loads(out.strip().splitlines()[-1]))
         t_astm, t_mllp = (r["finished"] - t0 for r in reports)
@@ -304,9 +372,12 @@ async def run(pg_url: str, nats_url: str, base: Path) -> dict:
     mllp_lat = [(event_at[b] - sent_at[b]) * 1000 for b, _ in mllp_msgs if b in event_at]
     total_results = MESSAGES * results_per_message
     return {
-        "messages": MESSAGES, "results": total_results, "results_per_message": results_per_message,
+        "messages": MESSAGES,
+        "results": total_results,
+        "results_per_message": results_per_message,
         "connections": {"astm": ASTM_CONNECTIONS, "mllp": MLLP_CONNECTIONS},
-        "service_processes": SERVICE_PROCESSES, "load_generator_processes": len(clients),
+        "service_processes": SERVICE_PROCESSES,
+        "load_generator_processes": len(clients),
         "acked_seconds": round(acked, 3),
         "results_per_second_total": round(total_results / acked, 1),
         "results_per_second_astm": round(len(astm_msgs) * results_per_message / t_astm, 1),
@@ -317,9 +388,13 @@ async def run(pg_url: str, nats_url: str, base: Path) -> dict:
         "cpu_seconds_service_threads": {k: v for k, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v},
         "cpu_us_per_result_load_generators": {
             "astm": round(reports[0]["cpu_seconds"] / (len(astm_msgs) * results_per_message) * 1e6, 1),
-            "mllp": round(reports[1]["cpu_seconds"] / (len(mllp_msgs) * results_per_message) * 1e6, 1)},
-        "latency_ms_last_byte_to_event": {"p50": round(pct(latencies, 50), 1), "p99": round(pct(latencies, 99), 1),
-                                          "max": round(max(latencies), 1)},
+            "mllp": round(reports[1]["cpu_seconds"] / (len(mllp_msgs) * results_per_message) * 1e6, 1),
+        },
+        "latency_ms_last_byte_to_event": {
+            "p50": round(pct(latencies, 50), 1),
+            "p99": round(pct(latencies, 99), 1),
+            "max": round(max(latencies), 1),
+        },
         "latency_ms_astm": {"p50": round(pct(astm_lat, 50), 1), "p99": round(pct(astm_lat, 99), 1)},
         "latency_ms_mllp": {"p50": round(pct(mllp_lat, 50), 1), "p99": round(pct(mllp_lat, 99), 1)},
         "goal": {"results_per_second": 2000, "p99_ms": 250},

@@ -3,6 +3,7 @@ commit, the wall-clock time per event sequence; writes them as JSON once ``expec
 
     python pipeline_consumer.py DB_URL NATS_URL SUBJECT DURABLE EXPECTED OUT_JSON
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,8 +18,13 @@ from hospital.chassis.bus import Consumer, Subscription, batch_handler, connect,
 from hospital.chassis.db import Database
 from hospital.contracts.platform.v1.platform_pb2 import ProbeSent
 
-effects = Table("effects", MetaData(), Column("n", Integer, primary_key=True, autoincrement=True),
-                Column("event_id", String(100), nullable=False), Column("value", Integer, nullable=False))
+effects = Table(
+    "effects",
+    MetaData(),
+    Column("n", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(100), nullable=False),
+    Column("value", Integer, nullable=False),
+)
 
 
 async def main(db_url: str, nats_url: str, subject: str, durable: str, expected: str, out: str) -> None:
@@ -32,8 +38,10 @@ async def main(db_url: str, nats_url: str, subject: str, durable: str, expected:
 
     @batch_handler
     async def apply(session, events) -> None:
-        await session.execute(insert(effects), [
-            {"event_id": ev.id, "value": ProbeSent.FromString(ev.payload).sequence} for ev in events])
+        await session.execute(
+            insert(effects),
+            [{"event_id": ev.id, "value": ProbeSent.FromString(ev.payload).sequence} for ev in events],
+        )
 
     def committed(events) -> None:
         now = time.time()
@@ -42,8 +50,14 @@ async def main(db_url: str, nats_url: str, subject: str, durable: str, expected:
         if len(done_at) >= int(expected):
             finished.set()
 
-    consumer = Consumer(db, js, Subscription("PLATFORM", durable, {subject: apply}), service="bench",
-                        batch_size=500, on_committed=committed)
+    consumer = Consumer(
+        db,
+        js,
+        Subscription("PLATFORM", durable, {subject: apply}),
+        service="bench",
+        batch_size=500,
+        on_committed=committed,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     print("ready", flush=True)

@@ -3,6 +3,7 @@ by the producers' commits; exits once ``expected`` events were published.
 
     python pipeline_relay.py DB_URL NATS_URL WAKE_SUBJECT EXPECTED
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -1,7 +1,8 @@
 """`make bench`: run the benchmarks and write each result to bench-results/<name>.json.
 
-    python tests/bench/run.py [name ...]      # default: all
+python tests/bench/run.py [name ...]      # default: all
 """
+
 from __future__ import annotations
 
 import importlib
@@ -27,8 +28,11 @@ def main(argv: list[str]) -> int:
         print(f"running {name} ...", flush=True)
         started = time.time()
         result = aio.run(module.main())
-        result["machine"] = {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
-                             "platform": platform.platform()}
+        result["machine"] = {
+            "cpus": __import__("os").cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        }
         result["ran_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
         result["command"] = f"make bench  (python tests/bench/run.py {name})"
         path = out_dir / f"{name}.json"

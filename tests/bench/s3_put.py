@@ -18,6 +18,7 @@ hashes the payload for SigV4 and sends no Content-MD5; part size: the SDK's defa
 <sop>.dcm`` as `instance_key`. Content (``--content``): ``ct`` (default) 12-bit pixel values in 16-bit
 words as the imaging benchmark's series; ``random`` bytes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,11 @@ from hospital.chassis.storage import ObjectStore
 from hospital.testing.servers import S3Server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
-from tests.bench.cpu import tree  # noqa: E402
+from tests.bench.cpu import tree
 
-SIZE = 512 * 1024 + 1400  # default: a 512x512 16-bit CT slice plus its header, as the imaging benchmark's files
+SIZE = (
+    512 * 1024 + 1400
+)  # default: a 512x512 16-bit CT slice plus its header, as the imaging benchmark's files
 
 
 def _cpu(pids: list[int]) -> tuple[float, float]:
@@ -100,11 +103,13 @@ def run(args: argparse.Namespace) -> dict:
         client = store.client
         bucket = "dicom"
         client.make_bucket(bucket)
-        files = make_files(tmp / "files", args.n + args.warmup, min(args.n + args.warmup, 200), args.size,
-                           args.content)
+        files = make_files(
+            tmp / "files", args.n + args.warmup, min(args.n + args.warmup, 200), args.size, args.content
+        )
         signed = None
         if args.upload != "sdk":
             from hospital.imaging.adapters.s3put import SignedPut
+
             signed = SignedPut(s3.endpoint, s3.access_key, s3.secret_key)
         study, series = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"
 
@@ -118,7 +123,9 @@ def run(args: argparse.Namespace) -> dict:
             elif args.upload == "signed":
                 signed.put(bucket, key(i), path.read_bytes(), digest, content_type=args.content_type)
             else:  # unsigned: SigV4 over the headers only (x-amz-content-sha256: UNSIGNED-PAYLOAD)
-                signed.put(bucket, key(i), path.read_bytes(), "UNSIGNED-PAYLOAD", content_type=args.content_type)
+                signed.put(
+                    bucket, key(i), path.read_bytes(), "UNSIGNED-PAYLOAD", content_type=args.content_type
+                )
 
         weed = tree(s3.proc.pid)
         with ThreadPoolExecutor(args.threads) as pool:
@@ -143,12 +150,21 @@ def run(args: argparse.Namespace) -> dict:
         n = args.n
         data_dir = tmp / "s3" / "data"
         return {
-            "objects": n, "object_bytes": args.size, "threads": args.threads, "upload": args.upload,
-            "content": args.content, "content_type": args.content_type, "mode": args.mode, "weed_args": args.weed_arg,
+            "objects": n,
+            "object_bytes": args.size,
+            "threads": args.threads,
+            "upload": args.upload,
+            "content": args.content,
+            "content_type": args.content_type,
+            "mode": args.mode,
+            "weed_args": args.weed_arg,
             "env": args.env,
             "objects_per_s": round(n / elapsed, 1),
             "seaweedfs_cpu_ms_per_object": round((sum(w1) - sum(w0)) * 1000 / n, 2),
-            "seaweedfs_user_sys_ms": [round((w1[0] - w0[0]) * 1000 / n, 2), round((w1[1] - w0[1]) * 1000 / n, 2)],
+            "seaweedfs_user_sys_ms": [
+                round((w1[0] - w0[0]) * 1000 / n, 2),
+                round((w1[1] - w0[1]) * 1000 / n, 2),
+            ],
             "seaweedfs_after_ms_per_object": round((sum(w2) - sum(w1)) * 1000 / n, 2),
             "client_cpu_ms_per_object": round((c1 - c0) * 1000 / n, 2),
             "verified_byte_for_byte": ok if args.verify else None,
@@ -169,8 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--content", choices=["ct", "random"], default="ct")
     p.add_argument("--upload", choices=["sdk", "signed", "unsigned"], default="sdk")
     p.add_argument("--content-type", default="application/dicom")
-    p.add_argument("--mode", choices=["mini", "server"], default="mini",
-                   help="weed mini (as S3Server starts it) or weed server -filer -s3")
+    p.add_argument(
+        "--mode",
+        choices=["mini", "server"],
+        default="mini",
+        help="weed mini (as S3Server starts it) or weed server -filer -s3",
+    )
     p.add_argument("--weed-arg", action="append", default=[], help="extra weed option (repeatable)")
     p.add_argument("--cpuprofile", default=None)
     p.add_argument("--env", action="append", default=[], help="K=V in weed's environment (repeatable)")

@@ -1,4 +1,5 @@
 """The generated code in libs/contracts must match proto/ (run `make proto` after editing a .proto)."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -7,8 +8,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_generated_contracts_are_fresh() -> None:
-    res = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_proto.py"), "--check"],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "gen_proto.py"), "--check"], capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 

@@ -1,5 +1,6 @@
 """One trace id from an HTTP request, through a gRPC call to admissions, through the outbox and NATS,
 to the consumer that applies the event."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,12 @@ async def test_one_trace_from_http_to_consumer(nats_server, tmp_path) -> None:
     trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
     seen: dict[str, str] = {}
 
-    async with running_service(DEFINITION, data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path}/a.db",
-                               nats_url=nats_server.url) as svc:
+    async with running_service(
+        DEFINITION,
+        data_dir=tmp_path,
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/a.db",
+        nats_url=nats_server.url,
+    ) as svc:
         token = issuer_for(svc).mint_for_role("receptionist")
 
         # A front-end-like HTTP app that registers a patient through admissions' gRPC API.
@@ -38,21 +43,31 @@ async def test_one_trace_from_http_to_consumer(nats_server, tmp_path) -> None:
         @front.post("/register")
         async def register() -> dict[str, str]:
             async with grpc.aio.insecure_channel(
-                    f"127.0.0.1:{svc.settings.grpc_port}",
-                    interceptors=telemetry.grpc_client_interceptors()) as ch:
+                f"127.0.0.1:{svc.settings.grpc_port}", interceptors=telemetry.grpc_client_interceptors()
+            ) as ch:
                 p = await pb_grpc.AdmissionsServiceStub(ch).RegisterPatient(
-                    pb.RegisterPatientRequest(full_name="Phan Thị Thu Trang", birth_date="1994-06-30",
-                                              sex=pb.SEX_FEMALE, request_id=str(uuid.uuid4())),
-                    metadata=call_metadata(token))
+                    pb.RegisterPatientRequest(
+                        full_name="Phan Thị Thu Trang",
+                        birth_date="1994-06-30",
+                        sex=pb.SEX_FEMALE,
+                        request_id=str(uuid.uuid4()),
+                    ),
+                    metadata=call_metadata(token),
+                )
             return {"id": p.id}
 
         async def remember(session, ev) -> None:
             seen["trace_id"] = format(trace.get_current_span().get_span_context().trace_id, "032x")
             seen["patient_id"] = ev.message().patient.id
 
-        consumer = Consumer(svc.rt.db, svc.rt.js, Subscription("ADMISSIONS", f"e2e-{uuid.uuid4().hex[:8]}",
-                                                               {"admissions.patient.registered": remember}),
-                            service="e2e")
+        consumer = Consumer(
+            svc.rt.db,
+            svc.rt.js,
+            Subscription(
+                "ADMISSIONS", f"e2e-{uuid.uuid4().hex[:8]}", {"admissions.patient.registered": remember}
+            ),
+            service="e2e",
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(consumer.run(stop))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=front), base_url="http://front") as c:
@@ -70,6 +85,6 @@ async def test_one_trace_from_http_to_consumer(nats_server, tmp_path) -> None:
     trace_id = format(http_span.context.trace_id, "032x")
     kinds = {(s.kind, s.name.split()[0]) for s in spans if format(s.context.trace_id, "032x") == trace_id}
     assert (trace.SpanKind.SERVER, "/hospital.admissions.v1.AdmissionsService/RegisterPatient") in kinds
-    assert any(k == trace.SpanKind.PRODUCER for k, _ in kinds)   # relay publish to NATS
-    assert any(k == trace.SpanKind.CONSUMER for k, _ in kinds)   # consumer applying the event
+    assert any(k == trace.SpanKind.PRODUCER for k, _ in kinds)  # relay publish to NATS
+    assert any(k == trace.SpanKind.CONSUMER for k, _ in kinds)  # consumer applying the event
     assert seen["trace_id"] == trace_id

@@ -3,6 +3,7 @@
     python consumer_process.py DB_URL NATS_URL SUBJECT DURABLE
 Each ProbeSent event inserts one row into ``effects`` (no unique key: a double effect shows).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,8 +15,13 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 from hospital.chassis import aio
 from hospital.chassis.bus import Consumer, Subscription, connect, ensure_streams
 
-effects = Table("effects", MetaData(), Column("n", Integer, primary_key=True, autoincrement=True),
-                Column("event_id", String(100), nullable=False), Column("value", Integer, nullable=False))
+effects = Table(
+    "effects",
+    MetaData(),
+    Column("n", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(100), nullable=False),
+    Column("value", Integer, nullable=False),
+)
 
 
 async def apply(session, ev) -> None:
@@ -30,8 +36,15 @@ async def main(db_url: str, nats_url: str, subject: str, durable: str) -> None:
     nc = await connect(nats_url, "chaos-consumer")
     js = nc.jetstream()
     await ensure_streams(js)
-    consumer = Consumer(db, js, Subscription("PLATFORM", durable, {subject: apply}), service="chaos",
-                        batch_size=200, ack_wait=3.0, max_deliver=1000)
+    consumer = Consumer(
+        db,
+        js,
+        Subscription("PLATFORM", durable, {subject: apply}),
+        service="chaos",
+        batch_size=200,
+        ack_wait=3.0,
+        max_deliver=1000,
+    )
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     print("ready", flush=True)

@@ -1,5 +1,6 @@
 """No loss, no double effect: 10,000 events through outbox → JetStream → consumer while nats-server is
 killed (SIGKILL) and restarted twice and the consumer process is killed and restarted once."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,8 +20,13 @@ from hospital.contracts.platform.v1.platform_pb2 import ProbeSent
 from hospital.testing.servers import NatsServer
 
 TOTAL = 10_000
-effects = Table("effects", MetaData(), Column("n", Integer, primary_key=True, autoincrement=True),
-                Column("event_id", String(100), nullable=False), Column("value", Integer, nullable=False))
+effects = Table(
+    "effects",
+    MetaData(),
+    Column("n", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(100), nullable=False),
+    Column("value", Integer, nullable=False),
+)
 
 
 async def effect_count(db: Database) -> int:
@@ -37,8 +43,18 @@ async def wait_until(db: Database, n: int, timeout: float) -> None:
 
 
 def start_consumer(db_url: str, nats_url: str, subject: str, durable: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("consumer_process.py")), db_url,
-                             nats_url, subject, durable], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("consumer_process.py")),
+            db_url,
+            nats_url,
+            subject,
+            durable,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
 
@@ -87,10 +103,22 @@ async def test_no_loss_no_double_effect_under_crashes(pg_server, tmp_path) -> No
         await wait_until(db, TOTAL, 120)
         await asyncio.sleep(4.0)  # any redelivery after ack_wait would show up as extra rows now
         async with db.session() as s:
-            rows = (await s.execute(select(func.count(), func.count(effects.c.event_id.distinct()),
-                                           func.count(effects.c.value.distinct())))).one()
-            unpublished = (await s.execute(select(func.count()).select_from(outbox_table)
-                                           .where(outbox_table.c.published_at.is_(None)))).scalar_one()
+            rows = (
+                await s.execute(
+                    select(
+                        func.count(),
+                        func.count(effects.c.event_id.distinct()),
+                        func.count(effects.c.value.distinct()),
+                    )
+                )
+            ).one()
+            unpublished = (
+                await s.execute(
+                    select(func.count())
+                    .select_from(outbox_table)
+                    .where(outbox_table.c.published_at.is_(None))
+                )
+            ).scalar_one()
         assert tuple(rows) == (TOTAL, TOTAL, TOTAL)
         assert unpublished == 0
     finally:

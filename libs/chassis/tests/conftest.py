@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table
@@ -13,10 +12,13 @@ from hospital.testing.servers import PostgresServer
 
 effects_metadata = MetaData()
 # No unique constraint on purpose: a doubled effect must show up as a second row.
-effects = Table("effects", effects_metadata,
-                Column("n", Integer, primary_key=True, autoincrement=True),
-                Column("event_id", String(100), nullable=False),
-                Column("value", Integer, nullable=False))
+effects = Table(
+    "effects",
+    effects_metadata,
+    Column("n", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(100), nullable=False),
+    Column("value", Integer, nullable=False),
+)
 
 
 async def _prepared(url: str) -> Database:

@@ -9,17 +9,29 @@ from hospital.chassis.uow import UnitOfWork
 async def _write(db: Database, n: int) -> None:
     for i in range(n):
         async with UnitOfWork(db, source="test") as uow:
-            uow.audit(AuditEntry(actor="user:bs.minh", actor_roles=("doctor",), action="patient.read",
-                                 resource_type="Patient", resource_id=f"p{i}", patient_id=f"p{i}",
-                                 source="10.0.0.7", detail={"ghi_chú": "Xem hồ sơ Nguyễn Văn An"}))
+            uow.audit(
+                AuditEntry(
+                    actor="user:bs.minh",
+                    actor_roles=("doctor",),
+                    action="patient.read",
+                    resource_type="Patient",
+                    resource_id=f"p{i}",
+                    patient_id=f"p{i}",
+                    source="10.0.0.7",
+                    detail={"ghi_chú": "Xem hồ sơ Nguyễn Văn An"},
+                )
+            )
             await uow.commit()
 
 
 async def _nth(db: Database, n: int) -> tuple[int, int]:
     """(chain, seq) of the n-th record written."""
     async with db.engine.connect() as conn:
-        return tuple((await conn.execute(text(
-            f"SELECT chain, seq FROM audit_log ORDER BY at LIMIT 1 OFFSET {n}"))).one())
+        return tuple(
+            (
+                await conn.execute(text(f"SELECT chain, seq FROM audit_log ORDER BY at LIMIT 1 OFFSET {n}"))
+            ).one()
+        )
 
 
 async def _tamper(db: Database, sql: str) -> None:
@@ -41,7 +53,9 @@ async def test_intact_chain_verifies(db: Database) -> None:
 async def test_edited_record_is_detected(db: Database) -> None:
     await _write(db, 5)
     chain, seq = await _nth(db, 2)
-    await _tamper(db, f"UPDATE audit_log SET actor = 'user:someone-else' WHERE chain = {chain} AND seq = {seq}")
+    await _tamper(
+        db, f"UPDATE audit_log SET actor = 'user:someone-else' WHERE chain = {chain} AND seq = {seq}"
+    )
     async with db.session() as s:
         report = await verify_chain(s)
     assert not report.ok and report.first_bad_seq == seq and "does not match" in report.reason
@@ -50,8 +64,11 @@ async def test_edited_record_is_detected(db: Database) -> None:
 async def test_deleted_record_is_detected(db: Database) -> None:
     await _write(db, 40)  # 16 chains: some chain has at least 3 records
     async with db.engine.connect() as conn:
-        chain = (await conn.execute(text("SELECT chain FROM audit_log GROUP BY chain HAVING count(*) >= 3 "
-                                         "LIMIT 1"))).scalar_one()
+        chain = (
+            await conn.execute(
+                text("SELECT chain FROM audit_log GROUP BY chain HAVING count(*) >= 3 LIMIT 1")
+            )
+        ).scalar_one()
     await _tamper(db, f"DELETE FROM audit_log WHERE chain = {chain} AND seq = 2")
     async with db.session() as s:
         report = await verify_chain(s)

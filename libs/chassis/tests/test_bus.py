@@ -1,4 +1,5 @@
 """Outbox → JetStream → idempotent consumer, on SQLite and PostgreSQL, against a real nats-server."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +11,14 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hospital.chassis.bus import (
-    Consumer, Event, OutboxRelay, Subscription, connect, ensure_streams, list_dead_letters, replay_dead_letters,
+    Consumer,
+    Event,
+    OutboxRelay,
+    Subscription,
+    connect,
+    ensure_streams,
+    list_dead_letters,
+    replay_dead_letters,
 )
 from hospital.chassis.db import Database, inbox_table, outbox_table
 from hospital.chassis.uow import UnitOfWork
@@ -84,7 +92,9 @@ async def test_every_event_applied_exactly_once(db: Database, js, subject: str) 
     await reader.unsubscribe()
     assert len(again) == 30
     for m in again:
-        await js.publish(subject, m.data, headers={**(m.headers or {}), "Nats-Msg-Id": m.headers["Nats-Msg-Id"] + ":again"})
+        await js.publish(
+            subject, m.data, headers={**(m.headers or {}), "Nats-Msg-Id": m.headers["Nats-Msg-Id"] + ":again"}
+        )
     stream_info = await js.stream_info("PLATFORM")
     assert stream_info.state.messages >= 230
     await asyncio.sleep(1.0)
@@ -115,8 +125,9 @@ async def test_poison_event_is_dead_lettered_then_replayed(db: Database, js, sub
         ids = [uow.publish(subject, ProbeSent(probe_id="p", sequence=i)) for i in range(6)]
         await uow.commit()
     durable = f"d-{subject.rsplit('.', 1)[1]}"
-    consumer = Consumer(db, js, Subscription("PLATFORM", durable, {subject: fragile}), service="test",
-                        max_deliver=3)
+    consumer = Consumer(
+        db, js, Subscription("PLATFORM", durable, {subject: fragile}), service="test", max_deliver=3
+    )
     gen = run_tasks(relay.run, consumer.run)
     await gen.__anext__()
 
@@ -171,9 +182,16 @@ async def test_handler_publishes_in_the_consumers_transaction(db: Database, js, 
         await uow.commit()
     relay.notify()
     tag = subject.rsplit(".", 1)[1]
-    first = Consumer(db, js, Subscription("PLATFORM", f"a-{tag}", {subject: forward}), service="test",
-                     on_events_written=relay.notify)
-    second = Consumer(db, js, Subscription("PLATFORM", f"b-{tag}", {follow_up: record_effect}), service="test")
+    first = Consumer(
+        db,
+        js,
+        Subscription("PLATFORM", f"a-{tag}", {subject: forward}),
+        service="test",
+        on_events_written=relay.notify,
+    )
+    second = Consumer(
+        db, js, Subscription("PLATFORM", f"b-{tag}", {follow_up: record_effect}), service="test"
+    )
     gen = run_tasks(relay.run, first.run, second.run)
     await gen.__anext__()
     await wait_for(lambda: _eq(count(db), 3), timeout=10)

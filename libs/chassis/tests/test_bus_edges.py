@@ -6,6 +6,7 @@ still buffered. Outcomes are asserted with generous deadlines; the only tight ti
 
 The one test marked ``xfail(strict=True)`` pins down a known limitation (see its reason): it turns into an
 XPASS failure once that is fixed, so the marker must then be removed."""
+
 from __future__ import annotations
 
 import asyncio
@@ -65,7 +66,9 @@ def now() -> float:
     return time.monotonic()
 
 
-async def eventually(pred: Callable[[], Awaitable[object]], timeout: float = 20.0, what: str = "condition") -> None:
+async def eventually(
+    pred: Callable[[], Awaitable[object]], timeout: float = 20.0, what: str = "condition"
+) -> None:
     deadline = now() + timeout
     while now() < deadline:
         if await pred():
@@ -93,17 +96,28 @@ async def record_effect(session: AsyncSession, ev: Event) -> None:
     await session.execute(insert(effects).values(event_id=ev.id, value=ev.message().sequence))
 
 
-async def commit_events(db: Database, subject: str, sequences: list[int], *, probe: str = "edge",
-                        notify: Callable[[], None] | None = None, subjects: list[str] | None = None) -> list[str]:
+async def commit_events(
+    db: Database,
+    subject: str,
+    sequences: list[int],
+    *,
+    probe: str = "edge",
+    notify: Callable[[], None] | None = None,
+    subjects: list[str] | None = None,
+) -> list[str]:
     """One unit of work raising one ProbeSent per sequence number; returns the event ids in order."""
     async with UnitOfWork(db, source="edges", on_commit=notify) as uow:
-        ids = [uow.publish(subjects[i] if subjects else subject, ProbeSent(probe_id=probe, sequence=n))
-               for i, n in enumerate(sequences)]
+        ids = [
+            uow.publish(subjects[i] if subjects else subject, ProbeSent(probe_id=probe, sequence=n))
+            for i, n in enumerate(sequences)
+        ]
         await uow.commit()
     return ids
 
 
-async def stream_events(js: JetStreamContext, subject: str, stream: str = "PLATFORM") -> list[tuple[str, str, int]]:
+async def stream_events(
+    js: JetStreamContext, subject: str, stream: str = "PLATFORM"
+) -> list[tuple[str, str, int]]:
     """(event id, probe id, sequence) of every message stored on ``subject``, in stream order."""
     out: list[tuple[str, str, int]] = []
     seq = 1
@@ -147,7 +161,9 @@ def exactly_once(ids: list[str], expected: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- relay
-async def test_two_relays_publish_every_event_once_in_commit_order(pg_db: Database, nats_server, subject: str) -> None:
+async def test_two_relays_publish_every_event_once_in_commit_order(
+    pg_db: Database, nats_server, subject: str
+) -> None:
     """Two processes' relays (own Database, own NATS connection) on one PostgreSQL outbox, four producers
     committing concurrently, each woken relay racing for the advisory lock: every event is stored on the
     stream exactly once, and each producer's events are stored in the order it committed them."""
@@ -187,7 +203,9 @@ async def test_two_relays_publish_every_event_once_in_commit_order(pg_db: Databa
     assert relay_a.published_total > 0 and relay_b.published_total > 0, "both relays took turns"
 
 
-async def test_api_process_wakes_the_worker_relay_over_nats(db: Database, nats_server, subject: str, tag: str) -> None:
+async def test_api_process_wakes_the_worker_relay_over_nats(
+    db: Database, nats_server, subject: str, tag: str
+) -> None:
     """The relay runs in another process (``worker``) than the commits (``serve`` with the worker off): the
     API process's ``notify`` sends a wake-up on the service's wake subject and the worker's relay publishes
     at once instead of at its next poll (30 s here). Without a wake subject the same commit waits for it."""
@@ -207,7 +225,9 @@ async def test_api_process_wakes_the_worker_relay_over_nats(db: Database, nats_s
             woken_after = now() - t0
             late = await commit_events(db, subject, [3], notify=unwoken.notify)
             await asyncio.sleep(1.5)
-            assert await count(db, outbox_table) == 1, "a commit with no wake-up was published before the poll"
+            assert await count(db, outbox_table) == 1, (
+                "a commit with no wake-up was published before the poll"
+            )
             api_side.notify()  # any later wake-up also picks up rows committed without one
             await eventually(lambda: _eq(count(db, outbox_table), 0), 10, "left-over row published")
         stored = await stream_events(js, subject)
@@ -219,8 +239,9 @@ async def test_api_process_wakes_the_worker_relay_over_nats(db: Database, nats_s
     assert [eid for eid, _, _ in stored] == ids + late
 
 
-async def test_relay_keeps_rows_while_nats_is_down_then_publishes_them(db: Database, own_nats: NatsServer,
-                                                                      subject: str, caplog) -> None:
+async def test_relay_keeps_rows_while_nats_is_down_then_publishes_them(
+    db: Database, own_nats: NatsServer, subject: str, caplog
+) -> None:
     """nats-server stopped under the relay: the rows stay in the outbox (in order) and the relay reports the
     failure; after the restart they all reach the stream, once each, in order, behind what went before."""
     nc = await connect(own_nats.url, "relay")
@@ -234,8 +255,9 @@ async def test_relay_keeps_rows_while_nats_is_down_then_publishes_them(db: Datab
             own_nats.stop()
             during: list[str] = []
             for k in range(3):
-                during += await commit_events(db, subject, list(range(10 + 10 * k, 20 + 10 * k)),
-                                              notify=relay.notify)
+                during += await commit_events(
+                    db, subject, list(range(10 + 10 * k, 20 + 10 * k)), notify=relay.notify
+                )
             await eventually(lambda: _has_warning(caplog, "publish failed"), 20, "relay warning")
             await asyncio.sleep(0.5)
             assert await outbox_ids(db) == during
@@ -260,8 +282,9 @@ async def _ignore(_msg) -> None:
 
 
 @pytest.mark.parametrize("failure", ["no-stream", "no-answer"])
-async def test_row_without_pub_ack_stays_and_later_rows_wait(db: Database, js, subject: str, tag: str,
-                                                             silent_subject: str, failure: str, caplog) -> None:
+async def test_row_without_pub_ack_stays_and_later_rows_wait(
+    db: Database, js, subject: str, tag: str, silent_subject: str, failure: str, caplog
+) -> None:
     """One event of a commit is refused (a subject no stream captures: 503) or never answered: the events
     before it leave the outbox, it and every later one stay (in order), and the relay reports the error;
     again on the next attempt."""
@@ -279,25 +302,34 @@ async def test_row_without_pub_ack_stays_and_later_rows_wait(db: Database, js, s
     await _failed_row_stays_first(db, js, subject, ids + later, failed=1)
 
 
-async def _failed_row_stays_first(db: Database, js: JetStreamContext, subject: str, ids: list[str],
-                                  failed: int) -> None:
+async def _failed_row_stays_first(
+    db: Database, js: JetStreamContext, subject: str, ids: list[str], failed: int
+) -> None:
     """The rows before the failed one left the outbox for the stream; the failed one is first in line; none
     behind it is lost (each is still in the outbox, in order, or already on the stream)."""
     left = await outbox_ids(db)
     stored = [eid for eid, _, _ in await stream_events(js, subject)]
     assert left[:1] == [ids[failed]]
     assert stored[:failed] == ids[:failed] and not set(ids[:failed]) & set(left)
-    assert all(eid in left or eid in stored for eid in ids[failed + 1:])
+    assert all(eid in left or eid in stored for eid in ids[failed + 1 :])
     assert left == [eid for eid in ids if eid in left]
 
 
 @pytest.fixture
 async def limited_stream(js: JetStreamContext, tag: str) -> AsyncIterator[str]:
     """A stream on ``edge<tag>.>`` that refuses messages over 1 KiB (JetStream's ``max_msg_size``), with a
-    1 s duplicate window: one event of a batch is refused while its neighbours on the same stream are stored."""
+    1 s duplicate window: one event of a batch is refused while its neighbours on the same stream are
+    stored."""
     name = f"EDGE{tag}"
-    await js.add_stream(js_api.StreamConfig(name=name, subjects=[f"edge{tag}.>"], max_msg_size=1024,
-                                            duplicate_window=1.0, storage=js_api.StorageType.MEMORY))
+    await js.add_stream(
+        js_api.StreamConfig(
+            name=name,
+            subjects=[f"edge{tag}.>"],
+            max_msg_size=1024,
+            duplicate_window=1.0,
+            storage=js_api.StorageType.MEMORY,
+        )
+    )
     yield name
     await js.delete_stream(name)
 
@@ -305,15 +337,20 @@ async def limited_stream(js: JetStreamContext, tag: str) -> AsyncIterator[str]:
 async def commit_with_refused_one(db: Database, tag: str, n: int, refused: int) -> list[str]:
     """``n`` events on ``edge<tag>.ok`` in one commit; event ``refused`` is too large for the stream."""
     async with UnitOfWork(db, source="edges") as uow:
-        ids = [uow.publish(f"edge{tag}.ok", ProbeSent(probe_id="edge", sequence=i,
-                                                      padding=b"x" * (4096 if i == refused else 0)))
-               for i in range(n)]
+        ids = [
+            uow.publish(
+                f"edge{tag}.ok",
+                ProbeSent(probe_id="edge", sequence=i, padding=b"x" * (4096 if i == refused else 0)),
+            )
+            for i in range(n)
+        ]
         await uow.commit()
     return ids
 
 
-async def test_refused_event_fails_fast_with_jetstreams_reason(pg_db: Database, js, tag: str,
-                                                               limited_stream: str) -> None:
+async def test_refused_event_fails_fast_with_jetstreams_reason(
+    pg_db: Database, js, tag: str, limited_stream: str
+) -> None:
     db = pg_db
     relay = OutboxRelay(db, js, publish_timeout=3.0)
     ids = await commit_with_refused_one(db, tag, 3, refused=1)
@@ -330,25 +367,35 @@ async def test_refused_event_fails_fast_with_jetstreams_reason(pg_db: Database, 
     assert elapsed < 2.0, f"a refused event held the batch for {elapsed:.1f} s"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "LIMITATION bus.py OutboxRelay.publish_batch/BatchPublisher.publish: the whole batch is sent before any PubAck is "
-    "read, so when row k is refused or unanswered, rows k+1.. of the batch are already stored on the same "
-    "stream and its consumers get them before row k (which stays in the outbox and follows later): 'later "
-    "rows wait' holds for the outbox only. Not new in 08c5547 (the gather of js.publish before it did the same)"))
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason=(
+        "LIMITATION bus.py OutboxRelay.publish_batch/BatchPublisher.publish: the whole batch is sent "
+        "before any PubAck is read, so when row k is refused or unanswered, rows k+1.. of the batch are "
+        "already stored on the same stream and its consumers get them before row k (which stays in the "
+        "outbox and follows later): 'later rows wait' holds for the outbox only. Not new in 08c5547 (the "
+        "gather of js.publish before it did the same)"
+    ),
+)
 async def test_events_after_a_refused_one_do_not_overtake_it_on_the_stream(
-        db: Database, js, tag: str, limited_stream: str) -> None:
+    db: Database, js, tag: str, limited_stream: str
+) -> None:
     relay = OutboxRelay(db, js, publish_timeout=1.0)
     ids = await commit_with_refused_one(db, tag, 4, refused=1)
     with pytest.raises((nats.js.errors.APIError, TimeoutError)):
         await relay.publish_batch()
     assert await outbox_ids(db) == [ids[1]]  # the refused event stays; 2 and 3 are on the stream already
     stored = [eid for eid, _, _ in await stream_events(js, f"edge{tag}.ok", limited_stream)]
-    assert stored == ids[:1], "events committed after the refused one reached the stream (and consumers) first"
+    assert stored == ids[:1], (
+        "events committed after the refused one reached the stream (and consumers) first"
+    )
 
 
 @pytest.mark.parametrize("stuck", ["refused-same-stream", "no-stream"])
-async def test_rows_behind_a_stuck_row_are_stored_at_most_once(pg_db: Database, js, tag: str, limited_stream: str,
-                                                               stuck: str) -> None:
+async def test_rows_behind_a_stuck_row_are_stored_at_most_once(
+    pg_db: Database, js, tag: str, limited_stream: str, stuck: str
+) -> None:
     relay = OutboxRelay(pg_db, js, publish_timeout=0.5)
     if stuck == "no-stream":
         await commit_events(pg_db, "", [0, 1], subjects=[f"nostream{tag}.x", f"edge{tag}.ok"])
@@ -361,13 +408,15 @@ async def test_rows_behind_a_stuck_row_are_stored_at_most_once(pg_db: Database, 
 
 
 # ------------------------------------------------------------------------------------------- consumers
-def _consumer(db: Database, js: JetStreamContext, subject: str, durable: str, handler=record_effect,
-              **kwargs) -> Consumer:
+def _consumer(
+    db: Database, js: JetStreamContext, subject: str, durable: str, handler=record_effect, **kwargs
+) -> Consumer:
     return Consumer(db, js, Subscription("PLATFORM", durable, {subject: handler}), service="edges", **kwargs)
 
 
-async def test_consumer_resumes_within_seconds_after_nats_restart(pg_db: Database, own_nats: NatsServer,
-                                                                  subject: str, tag: str) -> None:
+async def test_consumer_resumes_within_seconds_after_nats_restart(
+    pg_db: Database, own_nats: NatsServer, subject: str, tag: str
+) -> None:
     """nats-server crashes right after the feed opened a fresh pull request (which the restart forgets):
     the consumer must not wait for that request's expiry (~6 s) before it asks again."""
     nc = await connect(own_nats.url, "consumer")
@@ -394,8 +443,9 @@ async def test_consumer_resumes_within_seconds_after_nats_restart(pg_db: Databas
         await nc.close()
 
 
-async def test_consumer_recreates_a_durable_deleted_while_it_waits(pg_db: Database, js, subject: str,
-                                                                   tag: str) -> None:
+async def test_consumer_recreates_a_durable_deleted_while_it_waits(
+    pg_db: Database, js, subject: str, tag: str
+) -> None:
     """The durable is deleted while the feed's pull request is open (409 Consumer Deleted): the consumer
     creates it again and goes on; the replay from the stream's start has no second effect."""
     relay = OutboxRelay(pg_db, js, poll_seconds=0.05)
@@ -412,8 +462,9 @@ async def test_consumer_recreates_a_durable_deleted_while_it_waits(pg_db: Databa
     assert (await js.consumer_info("PLATFORM", f"d-{tag}")).config.durable_name == f"d-{tag}"
 
 
-async def test_consumer_recreates_a_durable_deleted_while_it_handles_a_batch(pg_db: Database, js, subject: str,
-                                                                             tag: str) -> None:
+async def test_consumer_recreates_a_durable_deleted_while_it_handles_a_batch(
+    pg_db: Database, js, subject: str, tag: str
+) -> None:
     gate, entered = asyncio.Event(), asyncio.Event()
 
     async def slow(session: AsyncSession, ev: Event) -> None:
@@ -440,6 +491,7 @@ async def test_consumer_recreates_a_durable_deleted_while_it_handles_a_batch(pg_
 async def test_slow_handler_redeliveries_have_one_effect(pg_db: Database, js, subject: str, tag: str) -> None:
     """A handler slower than ack_wait: buffered (and even in-progress) deliveries are redelivered, and the
     inbox still lets each event take effect once."""
+
     async def slow(session: AsyncSession, ev: Event) -> None:
         await asyncio.sleep(0.4)
         await record_effect(session, ev)
@@ -456,7 +508,9 @@ async def test_slow_handler_redeliveries_have_one_effect(pg_db: Database, js, su
     assert max(n for _, n in seen) > 1, "the scenario should have caused redeliveries"
 
 
-async def test_lone_event_after_idling_is_applied_quickly(pg_db: Database, js, subject: str, tag: str) -> None:
+async def test_lone_event_after_idling_is_applied_quickly(
+    pg_db: Database, js, subject: str, tag: str
+) -> None:
     relay = OutboxRelay(pg_db, js, poll_seconds=0.5)
     consumer = _consumer(pg_db, js, subject, f"l-{tag}", batch_size=64)
     async with running(relay.run, consumer.run):
@@ -472,8 +526,12 @@ async def test_lone_event_after_idling_is_applied_quickly(pg_db: Database, js, s
 
 async def test_pull_feed_keeps_a_request_open_after_one_expires(js, subject: str, tag: str) -> None:
     durable = f"f-{tag}"
-    await js.add_consumer("PLATFORM", js_api.ConsumerConfig(
-        durable_name=durable, ack_policy=js_api.AckPolicy.EXPLICIT, filter_subject=subject))
+    await js.add_consumer(
+        "PLATFORM",
+        js_api.ConsumerConfig(
+            durable_name=durable, ack_policy=js_api.AckPolicy.EXPLICIT, filter_subject=subject
+        ),
+    )
     feed = PullFeed(js, "PLATFORM", durable, batch=4, expires=1.0)
     await feed.start()
     try:
@@ -490,8 +548,9 @@ async def test_pull_feed_keeps_a_request_open_after_one_expires(js, subject: str
         await js.delete_consumer("PLATFORM", durable)
 
 
-async def test_shutdown_with_buffered_deliveries_applies_them_once_later(pg_db: Database, js, subject: str,
-                                                                         tag: str) -> None:
+async def test_shutdown_with_buffered_deliveries_applies_them_once_later(
+    pg_db: Database, js, subject: str, tag: str
+) -> None:
     """Stop while deliveries sit in the feed's buffer: they are not applied nor acked; a consumer started
     later gets them redelivered and applies each once."""
     gate, entered = asyncio.Event(), asyncio.Event()
@@ -556,13 +615,17 @@ def test_relay_encodes_publish_commands_as_nats_py_does() -> None:
 
     from hospital.chassis.bus import _hpub
 
-    headers = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-               "Hospital-Event-Id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "Hospital-Event-Type": "x.v1.Y",
-               "Nats-Msg-Id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"}
+    headers = {
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "Hospital-Event-Id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+        "Hospital-Event-Type": "x.v1.Y",
+        "Nats-Msg-Id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+    }
     block = b"NATS/1.0\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n"
     payload = "Nguyễn Thị Hồng".encode()
     assert _hpub("platform.probe.sent", "_INBOX.abc.1.0", headers, payload) == hpub_cmd(
-        "platform.probe.sent", "_INBOX.abc.1.0", block, payload)
+        "platform.probe.sent", "_INBOX.abc.1.0", block, payload
+    )
     forged = _hpub("platform.probe.sent", "r", {"X": "a\r\nNats-Msg-Id: other"}, b"")
     assert b"\r\nNats-Msg-Id" not in forged and b"X: a  Nats-Msg-Id: other\r\n" in forged
     with pytest.raises(nats.errors.BadSubjectError):

@@ -12,7 +12,7 @@ def test_ids_are_rfc_uuid7_increasing_and_unique() -> None:
     ids = [new_id() for _ in range(20_000)]
     parsed = [uuid.UUID(i) for i in ids]
     assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
-    assert all(str(u) == i for u, i in zip(parsed, ids))
+    assert all(str(u) == i for u, i in zip(parsed, ids, strict=True))
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert parsed[0].int >> 80 >= before  # the first 48 bits are Unix milliseconds
 

@@ -33,12 +33,15 @@ def test_service_identity(issuer: DevIssuer, verifier: TokenVerifier) -> None:
     assert p.is_service and p.subject == "service:billing"
 
 
-@pytest.mark.parametrize("header,reason", [
-    (None, "missing bearer token"),
-    ("", "missing bearer token"),
-    ("Basic abc", "authorization must be 'Bearer <token>'"),
-    ("Bearer not-a-jwt", "malformed token"),
-])
+@pytest.mark.parametrize(
+    "header,reason",
+    [
+        (None, "missing bearer token"),
+        ("", "missing bearer token"),
+        ("Basic abc", "authorization must be 'Bearer <token>'"),
+        ("Bearer not-a-jwt", "malformed token"),
+    ],
+)
 def test_missing_or_malformed(verifier: TokenVerifier, header, reason) -> None:
     with pytest.raises(AuthError) as err:
         verifier.verify_header(header)
@@ -73,8 +76,11 @@ def test_tampered_claims(issuer: DevIssuer, verifier: TokenVerifier) -> None:
 
 def test_alg_none_rejected(verifier: TokenVerifier) -> None:
     now = int(time.time())
-    token = jwt.encode({"iss": ISS, "aud": AUD, "sub": "user:x", "roles": ["admin"], "iat": now, "exp": now + 60},
-                       None, algorithm="none")
+    token = jwt.encode(
+        {"iss": ISS, "aud": AUD, "sub": "user:x", "roles": ["admin"], "iat": now, "exp": now + 60},
+        None,
+        algorithm="none",
+    )
     with pytest.raises(AuthError):
         verifier.verify(token)
 

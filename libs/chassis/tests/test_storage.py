@@ -1,4 +1,7 @@
 """Object storage through the minio SDK against a real S3 server (SeaweedFS)."""
+
+import time
+
 import pytest
 
 from hospital.chassis.storage import ObjectStore
@@ -26,8 +29,12 @@ async def test_put_get_exists_delete(store: ObjectStore, tmp_path) -> None:
 
 
 async def test_unreachable_storage_fails_fast() -> None:
+    import urllib3
+
     from hospital.testing.servers import free_port
 
     dead = ObjectStore(f"127.0.0.1:{free_port()}", "k", "s", retries=0, timeout=1)
-    with pytest.raises(Exception):
-        await dead.put_bytes("b", "k", b"x")
+    started = time.monotonic()
+    with pytest.raises(urllib3.exceptions.MaxRetryError, match="Connection refused"):
+        await dead.put_bytes("chassis-test", "k", b"x")
+    assert time.monotonic() - started < 5

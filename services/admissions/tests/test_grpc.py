@@ -1,4 +1,5 @@
 """Admissions over gRPC: the calls other services make, authentication and role checks."""
+
 from __future__ import annotations
 
 import uuid
@@ -24,15 +25,24 @@ async def test_register_get_search_and_admissions(admissions, stub) -> None:
     issuer = issuer_for(admissions)
     clerk = call_metadata(issuer.mint_for_role("receptionist"))
     key = str(uuid.uuid4())
-    req = pb.RegisterPatientRequest(full_name="Đoàn Thị Kim Liên", birth_date="2001-12-24", sex=pb.SEX_FEMALE,
-                                    cccd="079301004567", request_id=key)
+    req = pb.RegisterPatientRequest(
+        full_name="Đoàn Thị Kim Liên",
+        birth_date="2001-12-24",
+        sex=pb.SEX_FEMALE,
+        cccd="079301004567",
+        request_id=key,
+    )
     p = await s.RegisterPatient(req, metadata=clerk)
     again = await s.RegisterPatient(req, metadata=clerk)  # idempotent on request_id
     assert again.id == p.id and p.patient_code.startswith("BN")
     billing = call_metadata(issuer.mint_for_service("billing"))
     got = await s.GetPatient(pb.GetPatientRequest(id=p.id), metadata=billing)
-    assert (got.full_name, got.birth_date.year, got.birth_date.day, got.sex) == ("Đoàn Thị Kim Liên", 2001, 24,
-                                                                                 pb.SEX_FEMALE)
+    assert (got.full_name, got.birth_date.year, got.birth_date.day, got.sex) == (
+        "Đoàn Thị Kim Liên",
+        2001,
+        24,
+        pb.SEX_FEMALE,
+    )
     found = await s.SearchPatients(pb.SearchPatientsRequest(query="doan thi kim lien"), metadata=billing)
     assert [x.id for x in found.items] == [p.id]
     async with http_client(admissions, "receptionist") as c:
@@ -40,11 +50,14 @@ async def test_register_get_search_and_admissions(admissions, stub) -> None:
         visit = (await c.post("/api/v1/visits", json={"patient_id": p.id, "room": room})).json()
     async with http_client(admissions, "nurse") as c:
         bed = (await c.get("/api/v1/beds")).json()["items"][0]["code"]
-        stay = (await c.post("/api/v1/admissions", json={"patient_id": p.id, "bed": bed,
-                                                         "visit_id": visit["id"]})).json()
+        stay = (
+            await c.post("/api/v1/admissions", json={"patient_id": p.id, "bed": bed, "visit_id": visit["id"]})
+        ).json()
     v = await s.GetVisit(pb.GetVisitRequest(id=visit["id"]), metadata=billing)
     assert v.ticket_number == visit["ticket_number"] and v.room_code == room
-    active = await s.ListActiveAdmissions(pb.ListActiveAdmissionsRequest(ward_code=stay["ward"]), metadata=billing)
+    active = await s.ListActiveAdmissions(
+        pb.ListActiveAdmissionsRequest(ward_code=stay["ward"]), metadata=billing
+    )
     assert [a.id for a in active.items] == [stay["id"]]
 
 
@@ -56,8 +69,10 @@ async def test_errors_map_to_status_codes(admissions, stub) -> None:
     assert err.value.code() == grpc.StatusCode.NOT_FOUND and "patient.not_found" in err.value.details()
     clerk = call_metadata(issuer_for(admissions).mint_for_role("receptionist"))
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await s.RegisterPatient(pb.RegisterPatientRequest(full_name="Mã Văn Sử", birth_date="1990-02-30",
-                                                          sex=pb.SEX_MALE), metadata=clerk)
+        await s.RegisterPatient(
+            pb.RegisterPatientRequest(full_name="Mã Văn Sử", birth_date="1990-02-30", sex=pb.SEX_MALE),
+            metadata=clerk,
+        )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "birth_date" in err.value.details()
 
 
@@ -67,9 +82,16 @@ async def test_authentication_and_roles(admissions, stub) -> None:
     cases = [
         ((), grpc.StatusCode.UNAUTHENTICATED, "missing bearer token"),
         (call_metadata("not.a.jwt"), grpc.StatusCode.UNAUTHENTICATED, "malformed token"),
-        (call_metadata(issuer.mint("user:x", ["doctor"], ttl=-60)), grpc.StatusCode.UNAUTHENTICATED, "expired"),
-        (call_metadata(issuer.mint("user:x", ["doctor"], audience="elsewhere")), grpc.StatusCode.UNAUTHENTICATED,
-         "audience"),
+        (
+            call_metadata(issuer.mint("user:x", ["doctor"], ttl=-60)),
+            grpc.StatusCode.UNAUTHENTICATED,
+            "expired",
+        ),
+        (
+            call_metadata(issuer.mint("user:x", ["doctor"], audience="elsewhere")),
+            grpc.StatusCode.UNAUTHENTICATED,
+            "audience",
+        ),
         (call_metadata(issuer.mint_for_role("auditor")), grpc.StatusCode.PERMISSION_DENIED, "may not call"),
     ]
     for metadata, code, text in cases:
@@ -77,8 +99,10 @@ async def test_authentication_and_roles(admissions, stub) -> None:
             await s.GetPatient(pb.GetPatientRequest(id="x"), metadata=metadata)
         assert err.value.code() == code and text in err.value.details(), (code, err.value.details())
     with pytest.raises(grpc.aio.AioRpcError) as err:  # a doctor reads but does not register
-        await s.RegisterPatient(pb.RegisterPatientRequest(full_name="Lê Văn Tám", birth_date="1990", sex=1),
-                                metadata=call_metadata(issuer.mint_for_role("doctor")))
+        await s.RegisterPatient(
+            pb.RegisterPatientRequest(full_name="Lê Văn Tám", birth_date="1990", sex=1),
+            metadata=call_metadata(issuer.mint_for_role("doctor")),
+        )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     health = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""))
     assert health.status == health_pb2.HealthCheckResponse.SERVING  # health needs no token

@@ -1,6 +1,7 @@
 """Waiting-room displays (SSE) are pushed, not polled: every display of a room receives each ticket
 change promptly (next, recall, skip, a new ticket), from the process that made it or from another one
 through the ticket events on NATS, and idle displays cost the database nothing."""
+
 from __future__ import annotations
 
 import asyncio
@@ -78,17 +79,27 @@ async def _queue_of(svc: Any, n: int, room_index: int = 0) -> tuple[str, list[in
         room = (await c.get("/api/v1/rooms")).json()["items"][room_index]["code"]
         tickets = []
         for i in range(n):
-            p = (await c.post("/api/v1/patients", json={"full_name": f"Hoàng Thị Yến {i}", "birth_date": "1990",
-                                                         "sex": "female"})).json()
-            tickets.append((await c.post("/api/v1/visits", json={"patient_id": p["id"], "room": room}))
-                           .json()["ticket_number"])
+            p = (
+                await c.post(
+                    "/api/v1/patients",
+                    json={"full_name": f"Hoàng Thị Yến {i}", "birth_date": "1990", "sex": "female"},
+                )
+            ).json()
+            tickets.append(
+                (await c.post("/api/v1/visits", json={"patient_id": p["id"], "room": room})).json()[
+                    "ticket_number"
+                ]
+            )
     return room, tickets
 
 
 async def test_every_display_receives_next_recall_skip_promptly(admissions) -> None:
     room, (t1, t2, t3) = await _queue_of(admissions, 3)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{admissions.settings.http_port}", timeout=30) as viewer, \
-            http_client(admissions, "doctor") as doctor, displays(viewer, room, 4) as ds:
+    async with (
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{admissions.settings.http_port}", timeout=30) as viewer,
+        http_client(admissions, "doctor") as doctor,
+        displays(viewer, room, 4) as ds,
+    ):
         assert all(d.states[0]["waiting"] == [t1, t2, t3] and d.states[0]["now_serving"] is None for d in ds)
 
         async def act(body: dict[str, Any], check: Any) -> None:
@@ -96,12 +107,28 @@ async def test_every_display_receives_next_recall_skip_promptly(admissions) -> N
             assert r.status_code == 200, r.text
             await asyncio.gather(*(d.wait_for(check) for d in ds))
 
-        await act({"action": "next"}, lambda s: s["now_serving"] == t1 and s["waiting"] == [t2, t3]
-                  and s.get("last_call") == {"ticket_number": t1, "action": "next"})
-        await act({"action": "recall"}, lambda s: s["now_serving"] == t1
-                  and s.get("last_call") == {"ticket_number": t1, "action": "recall"})
-        await act({"action": "skip"}, lambda s: s["now_serving"] is None and s["called"] == []
-                  and s.get("last_call") == {"ticket_number": t1, "action": "skip"})
+        await act(
+            {"action": "next"},
+            lambda s: (
+                s["now_serving"] == t1
+                and s["waiting"] == [t2, t3]
+                and s.get("last_call") == {"ticket_number": t1, "action": "next"}
+            ),
+        )
+        await act(
+            {"action": "recall"},
+            lambda s: (
+                s["now_serving"] == t1 and s.get("last_call") == {"ticket_number": t1, "action": "recall"}
+            ),
+        )
+        await act(
+            {"action": "skip"},
+            lambda s: (
+                s["now_serving"] is None
+                and s["called"] == []
+                and s.get("last_call") == {"ticket_number": t1, "action": "skip"}
+            ),
+        )
         await act({"action": "next"}, lambda s: s["now_serving"] == t2 and s["waiting"] == [t3])
         # a new ticket issued at reception shows up too
         _, (t4,) = await _queue_of(admissions, 1)
@@ -109,8 +136,13 @@ async def test_every_display_receives_next_recall_skip_promptly(admissions) -> N
 
 
 async def test_idle_displays_cost_no_queries(database_url, nats_server, tmp_path) -> None:
-    async with running_service(DEFINITION, data_dir=tmp_path, database_url=database_url,
-                               nats_url=nats_server.url, queue_display_resync_seconds=3600) as svc:
+    async with running_service(
+        DEFINITION,
+        data_dir=tmp_path,
+        database_url=database_url,
+        nats_url=nats_server.url,
+        queue_display_resync_seconds=3600,
+    ) as svc:
         room, (t1, _) = await _queue_of(svc, 2)
         queue_reads: list[str] = []
 
@@ -120,8 +152,12 @@ async def test_idle_displays_cost_no_queries(database_url, nats_server, tmp_path
 
         event.listen(svc.rt.db.engine.sync_engine, "before_cursor_execute", count)
         limits = httpx.Limits(max_connections=250, max_keepalive_connections=0)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{svc.settings.http_port}", timeout=60,
-                                     limits=limits) as viewer, displays(viewer, room, 200) as ds:
+        async with (
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{svc.settings.http_port}", timeout=60, limits=limits
+            ) as viewer,
+            displays(viewer, room, 200) as ds,
+        ):
             assert svc.rt.extras["queue_displays"].watched() == {room: 200}
             assert len(queue_reads) <= 2, len(queue_reads)  # one read for the room, not one per display
             before = len(queue_reads)
@@ -143,17 +179,38 @@ async def test_idle_displays_cost_no_queries(database_url, nats_server, tmp_path
 async def test_displays_follow_changes_made_by_another_process(database_url, nats_server, tmp_path) -> None:
     """Two service instances on one database (as `serve --processes 2`): a display connected to one sees
     the calls made through the other, carried by the ticket events on NATS."""
-    async with running_service(DEFINITION, data_dir=tmp_path, database_url=database_url,
-                               nats_url=nats_server.url, queue_display_resync_seconds=3600) as a, \
-            running_service(DEFINITION, data_dir=tmp_path, database_url=database_url,
-                            nats_url=nats_server.url, queue_display_resync_seconds=3600) as b:
+    async with (
+        running_service(
+            DEFINITION,
+            data_dir=tmp_path,
+            database_url=database_url,
+            nats_url=nats_server.url,
+            queue_display_resync_seconds=3600,
+        ) as a,
+        running_service(
+            DEFINITION,
+            data_dir=tmp_path,
+            database_url=database_url,
+            nats_url=nats_server.url,
+            queue_display_resync_seconds=3600,
+        ) as b,
+    ):
         room, (t1, t2) = await _queue_of(a, 2, room_index=1)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{b.settings.http_port}", timeout=30) as viewer, \
-                http_client(a, "doctor") as doctor, displays(viewer, room, 3) as ds:
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{b.settings.http_port}", timeout=30) as viewer,
+            http_client(a, "doctor") as doctor,
+            displays(viewer, room, 3) as ds,
+        ):
             assert (await doctor.post(f"/api/v1/queues/{room}/next")).status_code == 200
             await asyncio.gather(*(d.wait_for(lambda s: s["now_serving"] == t1, timeout=5) for d in ds))
-            assert (await doctor.post(f"/api/v1/queues/{room}/next", json={"action": "recall"})).status_code == 200
-            await asyncio.gather(*(d.wait_for(lambda s: s.get("last_call", {}).get("action") == "recall", timeout=5)
-                                   for d in ds))
+            assert (
+                await doctor.post(f"/api/v1/queues/{room}/next", json={"action": "recall"})
+            ).status_code == 200
+            await asyncio.gather(
+                *(
+                    d.wait_for(lambda s: s.get("last_call", {}).get("action") == "recall", timeout=5)
+                    for d in ds
+                )
+            )
             _, (t3,) = await _queue_of(a, 1, room_index=1)
             await asyncio.gather(*(d.wait_for(lambda s: s["waiting"] == [t2, t3], timeout=5) for d in ds))

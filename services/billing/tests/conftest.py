@@ -1,5 +1,6 @@
 """Billing test fixtures: the real service on both databases, a facility certificate and an admissions
 event publisher on the real NATS server. Helpers live in billing_testkit.py."""
+
 from __future__ import annotations
 
 import sys
@@ -26,16 +27,26 @@ def facility_credentials(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
 @pytest.fixture
 async def billing(database_url: str, nats_server, tmp_path, facility_credentials) -> AsyncIterator[Service]:
     """The real billing service (HTTP + gRPC + relay + ADMISSIONS consumer) on SQLite and PostgreSQL."""
-    async with running_service(DEFINITION, data_dir=tmp_path, database_url=database_url, nats_url=nats_server.url,
-                               **overrides(facility_credentials)) as svc:
+    async with running_service(
+        DEFINITION,
+        data_dir=tmp_path,
+        database_url=database_url,
+        nats_url=nats_server.url,
+        **overrides(facility_credentials),
+    ) as svc:
         yield svc
 
 
 @pytest.fixture
 async def billing_sqlite(nats_server, tmp_path, facility_credentials) -> AsyncIterator[Service]:
     """The same service on SQLite only, for behaviour that does not depend on the database."""
-    async with running_service(DEFINITION, data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path}/b.db",
-                               nats_url=nats_server.url, **overrides(facility_credentials)) as svc:
+    async with running_service(
+        DEFINITION,
+        data_dir=tmp_path,
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/b.db",
+        nats_url=nats_server.url,
+        **overrides(facility_credentials),
+    ) as svc:
         yield svc
 
 

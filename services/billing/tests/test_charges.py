@@ -1,5 +1,6 @@
 """Charge capture over the real service: admissions events from NATS (exactly once under redelivery),
 bed-days, manual charges and their reversal, bad input refused without a trace."""
+
 from __future__ import annotations
 
 import asyncio
@@ -40,17 +41,24 @@ async def test_visit_opened_charges_the_examination_exactly_once(billing, admiss
 
 async def test_bed_days_follow_admission_transfer_and_discharge(billing, admissions) -> None:
     vid, pid, _ = await admissions.open_visit(name="Lê Việt Hưng")
-    stay = adm.Admission(id="adm-" + vid[:8], patient_id=pid, visit_id=vid, ward_code="NOI", bed_code="NOI-101-01")
+    stay = adm.Admission(
+        id="adm-" + vid[:8], patient_id=pid, visit_id=vid, ward_code="NOI", bed_code="NOI-101-01"
+    )
     stay.admitted_at.FromDatetime(datetime.now(UTC) - timedelta(days=3))
     await admissions.publish("admissions.inpatient.admitted", adm_events.InpatientAdmitted(admission=stay))
     moved = adm.Admission()
     moved.CopyFrom(stay)
     moved.ward_code, moved.bed_code = "HSTC", "HSTC-201-01"
-    transfer_id = await admissions.publish("admissions.inpatient.transferred", adm_events.InpatientTransferred(
-        admission=moved, from_ward_code="NOI", from_bed_code="NOI-101-01"))
-    await admissions.publish("admissions.inpatient.transferred", adm_events.InpatientTransferred(
-        admission=moved, from_ward_code="NOI", from_bed_code="NOI-101-01"), event_id=transfer_id,
-        msg_id="redelivered-" + transfer_id)
+    transfer_id = await admissions.publish(
+        "admissions.inpatient.transferred",
+        adm_events.InpatientTransferred(admission=moved, from_ward_code="NOI", from_bed_code="NOI-101-01"),
+    )
+    await admissions.publish(
+        "admissions.inpatient.transferred",
+        adm_events.InpatientTransferred(admission=moved, from_ward_code="NOI", from_bed_code="NOI-101-01"),
+        event_id=transfer_id,
+        msg_id="redelivered-" + transfer_id,
+    )
     out = adm_events.InpatientDischarged(admission=moved, discharge_type="improved")
     out.discharged_at.FromDatetime(datetime.now(UTC))
     await admissions.publish("admissions.inpatient.discharged", out)
@@ -66,12 +74,16 @@ async def test_manual_charge_cancel_and_bad_input(billing, admissions) -> None:
     vid, _, _ = await admissions.open_visit(name="Phạm Minh Tuấn")
     await invoice_of(billing, vid)
     async with http_client(billing, "cashier") as c:
-        r = await c.post(f"/api/v1/visits/{vid}/charges", json={"price_code": "XN-CTM", "quantity": "2",
-                                                               "request_id": "req-ctm-1"})
+        r = await c.post(
+            f"/api/v1/visits/{vid}/charges",
+            json={"price_code": "XN-CTM", "quantity": "2", "request_id": "req-ctm-1"},
+        )
         assert r.status_code == 201, r.text
         charge = r.json()
-        again = await c.post(f"/api/v1/visits/{vid}/charges", json={"price_code": "XN-CTM", "quantity": "2",
-                                                                   "request_id": "req-ctm-1"})
+        again = await c.post(
+            f"/api/v1/visits/{vid}/charges",
+            json={"price_code": "XN-CTM", "quantity": "2", "request_id": "req-ctm-1"},
+        )
         assert again.json()["id"] == charge["id"]  # a retried request posts nothing new
         for body, code, field in [
             ({"price_code": "KHONG-CO"}, "charge.price_code", "price_code"),
@@ -86,7 +98,11 @@ async def test_manual_charge_cancel_and_bad_input(billing, admissions) -> None:
         inv = (await c.get(f"/api/v1/visits/{vid}/invoice")).json()
         assert inv["total_amount"] == 42_100 + 2 * 46_200 and len(inv["lines"]) == 2
         r = await c.post(f"/api/v1/charges/{charge['id']}/cancel", json={"reason": "Chỉ định nhầm"})
-        assert r.status_code == 200 and r.json()["quantity"] == "-2" and r.json()["reverses_charge_id"] == charge["id"]
+        assert (
+            r.status_code == 200
+            and r.json()["quantity"] == "-2"
+            and r.json()["reverses_charge_id"] == charge["id"]
+        )
         r = await c.post(f"/api/v1/charges/{charge['id']}/cancel", json={"reason": "lần hai"})
         assert r.status_code == 409 and r.json()["code"] == "charge.reversed"
         inv = (await c.get(f"/api/v1/visits/{vid}/invoice")).json()
@@ -102,15 +118,18 @@ async def test_transfer_day_is_charged_once_at_the_higher_ward(billing, admissio
 
     vid, pid, _ = await admissions.open_visit(name="Trịnh Văn Khải")
     now = datetime.now(UTC)
-    stay = adm.Admission(id="adm-" + vid[:8], patient_id=pid, visit_id=vid, ward_code="HSTC",
-                         bed_code="HSTC-201-02")
+    stay = adm.Admission(
+        id="adm-" + vid[:8], patient_id=pid, visit_id=vid, ward_code="HSTC", bed_code="HSTC-201-02"
+    )
     stay.admitted_at.FromDatetime(now - timedelta(days=3))
     await admissions.publish("admissions.inpatient.admitted", adm_events.InpatientAdmitted(admission=stay))
     moved = adm.Admission()
     moved.CopyFrom(stay)
     moved.ward_code, moved.bed_code = "NOI", "NOI-105-03"
-    await admissions.publish("admissions.inpatient.transferred", adm_events.InpatientTransferred(
-        admission=moved, from_ward_code="HSTC", from_bed_code="HSTC-201-02"))
+    await admissions.publish(
+        "admissions.inpatient.transferred",
+        adm_events.InpatientTransferred(admission=moved, from_ward_code="HSTC", from_bed_code="HSTC-201-02"),
+    )
     out = adm_events.InpatientDischarged(admission=moved, discharge_type="improved")
     out.discharged_at.FromDatetime(now + timedelta(days=2))
     await admissions.publish("admissions.inpatient.discharged", out)
@@ -129,9 +148,13 @@ async def test_stay_under_four_hours_is_charged_no_bed_day(billing, admissions) 
     now = datetime.now(UTC)
     for hours, name in ((3.5, "Mai Văn Toàn"), (5, "Đỗ Thị Hằng")):
         vid, pid, _ = await admissions.open_visit(name=name)
-        stay = adm.Admission(id=f"adm-{vid[:8]}", patient_id=pid, visit_id=vid, ward_code="NOI", bed_code="NOI-1")
+        stay = adm.Admission(
+            id=f"adm-{vid[:8]}", patient_id=pid, visit_id=vid, ward_code="NOI", bed_code="NOI-1"
+        )
         stay.admitted_at.FromDatetime(now - timedelta(hours=hours))
-        await admissions.publish("admissions.inpatient.admitted", adm_events.InpatientAdmitted(admission=stay))
+        await admissions.publish(
+            "admissions.inpatient.admitted", adm_events.InpatientAdmitted(admission=stay)
+        )
         out = adm_events.InpatientDischarged(admission=stay, discharge_type="improved")
         out.discharged_at.FromDatetime(now)
         await admissions.publish("admissions.inpatient.discharged", out)
@@ -144,4 +167,5 @@ async def test_stay_under_four_hours_is_charged_no_bed_day(billing, admissions) 
             inv = await invoice_of(billing, vid, min_lines=2)
             days = (local_date(now) - local_date(now - timedelta(hours=hours))).days + 1
             assert [(ln["price_code"], ln["quantity"]) for ln in inv["lines"] if ln["category"] == "bed"] == [
-                ("GB-NOI2", str(days))]
+                ("GB-NOI2", str(days))
+            ]

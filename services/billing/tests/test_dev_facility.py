@@ -1,5 +1,6 @@
 """The local stack's development facility certificate: `make up` gives billing a key and a self-signed
-certificate marked as development, so a closed insured visit's claim exports as it is; production refuses it."""
+certificate marked as development, so a closed insured visit's claim exports as it is; production refuses
+it."""
 
 from __future__ import annotations
 

@@ -278,10 +278,14 @@ def test_bed_segment_lines_one_bed_day_per_calendar_day() -> None:
 
     d = date(2026, 11, 2)
     # a transfer three days after admission: the three days before it at the ward's class
-    assert segment_lines(d, date(2026, 11, 5), "GB-NOI2", None, last_segment=False) == [BedLine("GB-NOI2", 3, False)]
+    assert segment_lines(d, date(2026, 11, 5), "GB-NOI2", None, last_segment=False) == [
+        BedLine("GB-NOI2", 3, False)
+    ]
     # the next segment began on a transfer day whose dearer ward was the ICU
     assert segment_lines(date(2026, 11, 5), date(2026, 11, 7), "GB-NOI2", "GB-HSTC", last_segment=True) == [
-        BedLine("GB-HSTC", 1, True), BedLine("GB-NOI2", 2, False)]
+        BedLine("GB-HSTC", 1, True),
+        BedLine("GB-NOI2", 2, False),
+    ]
     # moved on the same day again: nothing yet, the day goes on with the next ward
     assert segment_lines(d, d, "GB-NOI1", "GB-HSTC", last_segment=False) == []
     # discharged on the day the segment began: that one day, at the day's class

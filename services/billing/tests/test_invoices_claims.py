@@ -1,5 +1,6 @@
 """Invoices through the API: the BHYT split per benefit level, roles, gRPC, reconciliation against a
 bank statement, and the signed QĐ130 export (validates, verifies, breaks after one changed byte)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,9 +23,9 @@ from hospital.testing.services import http_client, issuer_for
 
 # card prefix → (fund share of each covered line, computed by hand: 42,100 exam + 522,000 CT)
 LEVELS = {
-    "CC1": 42_100 + 522_000,                 # level 1: 100%
-    "CB3": 39_995 + 495_900,                 # level 3: 95%
-    "HS4": 33_680 + 417_600,                 # level 4: 80%
+    "CC1": 42_100 + 522_000,  # level 1: 100%
+    "CB3": 39_995 + 495_900,  # level 3: 95%
+    "HS4": 33_680 + 417_600,  # level 4: 80%
 }
 UNCOVERED = 10 * 500  # Vitamin C outside the BHYT list: always the patient's
 
@@ -34,11 +35,14 @@ async def test_insurance_split_per_benefit_level(billing_sqlite, admissions) -> 
     async with http_client(svc, "cashier") as c:
         for prefix, fund in LEVELS.items():
             card = f"{prefix}350120878811"
-            vid, _, _ = await admissions.open_visit(kind=adm.VISIT_KIND_INSURED, card=card, name="Đinh Thị Hồng Nhung")
+            vid, _, _ = await admissions.open_visit(
+                kind=adm.VISIT_KIND_INSURED, card=card, name="Đinh Thị Hồng Nhung"
+            )
             await invoice_of(svc, vid)
             for code, qty in (("CDHA-CTSN", "1"), ("T-VITC500", "10")):
-                assert (await c.post(f"/api/v1/visits/{vid}/charges",
-                                     json={"price_code": code, "quantity": qty})).status_code == 201
+                assert (
+                    await c.post(f"/api/v1/visits/{vid}/charges", json={"price_code": code, "quantity": qty})
+                ).status_code == 201
             inv = (await c.get(f"/api/v1/visits/{vid}/invoice")).json()
             assert inv["total_amount"] == 42_100 + 522_000 + UNCOVERED
             assert inv["insurance_amount"] == fund, (prefix, inv["insurance_amount"])
@@ -52,7 +56,11 @@ async def test_insurance_split_per_benefit_level(billing_sqlite, admissions) -> 
         # below 15% of the base salary (351,000 VND) the fund pays 100% even on an 80% card
         vid, _, _ = await admissions.open_visit(kind=adm.VISIT_KIND_INSURED, card="HS4350120878812")
         inv = await invoice_of(svc, vid)
-        assert inv["insurance_amount"] == 42_100 and inv["patient_amount"] == 0 and inv["small_visit_rule_applied"]
+        assert (
+            inv["insurance_amount"] == 42_100
+            and inv["patient_amount"] == 0
+            and inv["small_visit_rule_applied"]
+        )
         # a fee-paying patient pays everything
         vid, _, _ = await admissions.open_visit()
         inv = await invoice_of(svc, vid)
@@ -66,8 +74,14 @@ async def test_roles_and_grpc(billing_sqlite, admissions) -> None:
     url = f"/api/v1/visits/{vid}/charges"
     async with http_client(svc) as anon:
         assert (await anon.get(f"/api/v1/invoices/{inv['id']}")).status_code == 401
-    for role, read, write in [("auditor", 200, 403), ("doctor", 200, 403), ("receptionist", 200, 403),
-                              ("lab_technician", 403, 403), ("admin", 200, 201), ("cashier", 200, 201)]:
+    for role, read, write in [
+        ("auditor", 200, 403),
+        ("doctor", 200, 403),
+        ("receptionist", 200, 403),
+        ("lab_technician", 403, 403),
+        ("admin", 200, 201),
+        ("cashier", 200, 201),
+    ]:
         async with http_client(svc, role) as c:
             assert (await c.get(f"/api/v1/invoices/{inv['id']}")).status_code == read, role
             assert (await c.post(url, json={"price_code": "XN-GLU"})).status_code == write, role
@@ -87,17 +101,25 @@ async def test_roles_and_grpc(billing_sqlite, admissions) -> None:
         listed = await stub.ListInvoices(pb.ListInvoicesRequest(visit_id=vid), metadata=md)
         assert [i.number for i in listed.items] == [inv["number"]]
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await stub.PostManualCharge(pb.PostManualChargeRequest(visit_id=vid, price_code="XN-GLU"), metadata=md)
+            await stub.PostManualCharge(
+                pb.PostManualChargeRequest(visit_id=vid, price_code="XN-GLU"), metadata=md
+            )
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
         vid2, _, _ = await admissions.open_visit()
         await invoice_of(svc, vid2)
         cashier = (("authorization", f"Bearer {issuer.mint_for_role('cashier')}"),)
-        charge = await stub.PostManualCharge(pb.PostManualChargeRequest(visit_id=vid2, price_code="XN-GLU",
-                                                                        quantity="1"), metadata=cashier)
+        charge = await stub.PostManualCharge(
+            pb.PostManualChargeRequest(visit_id=vid2, price_code="XN-GLU", quantity="1"), metadata=cashier
+        )
         assert charge.hospital_unit_price == 21_500 and charge.source == "manual"
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await stub.PostManualCharge(pb.PostManualChargeRequest(visit_id=vid2, price_code="NOPE"), metadata=cashier)
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "charge.price_code" in err.value.details()
+            await stub.PostManualCharge(
+                pb.PostManualChargeRequest(visit_id=vid2, price_code="NOPE"), metadata=cashier
+            )
+        assert (
+            err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            and "charge.price_code" in err.value.details()
+        )
 
 
 async def test_daily_reconciliation_lists_differences(billing_sqlite, admissions) -> None:
@@ -105,41 +127,68 @@ async def test_daily_reconciliation_lists_differences(billing_sqlite, admissions
     vid, _, _ = await admissions.open_visit()
     inv = await invoice_of(svc, vid)
     async with http_client(svc) as bank:
-        for n, (amount, text) in enumerate([(42_100, f"TT {inv['number']}"), (200_000, "ung ho"), (50_000, "khac")]):
-            r = await bank.post("/api/v1/payments/bank-webhook", headers=SEPAY_AUTH,
-                                json=sepay_body(93_000 + n, amount, text, ref=f"FT2408{n:04d}"))
+        for n, (amount, text) in enumerate(
+            [(42_100, f"TT {inv['number']}"), (200_000, "ung ho"), (50_000, "khac")]
+        ):
+            r = await bank.post(
+                "/api/v1/payments/bank-webhook",
+                headers=SEPAY_AUTH,
+                json=sepay_body(93_000 + n, amount, text, ref=f"FT2408{n:04d}"),
+            )
             assert r.status_code == 200
     today = datetime.now(LOCAL_TZ).date().isoformat()
-    statement = ("date,reference,amount,description\n"
-                 f"{today},FT24080000,42100,TT {inv['number']}\n"
-                 f"{today},FT24080001,210000,ung ho\n"         # the bank says 210,000: we recorded 200,000
-                 f"{today},FT24089999,75000,khong co webhook\n")  # never reported to us
+    statement = (
+        "date,reference,amount,description\n"
+        f"{today},FT24080000,42100,TT {inv['number']}\n"
+        f"{today},FT24080001,210000,ung ho\n"  # the bank says 210,000: we recorded 200,000
+        f"{today},FT24089999,75000,khong co webhook\n"
+    )  # never reported to us
     async with http_client(svc, "cashier") as c:
-        r = await c.post(f"/api/v1/reconciliations?date={today}", content=statement,
-                         headers={"Content-Type": "text/csv"})
+        r = await c.post(
+            f"/api/v1/reconciliations?date={today}", content=statement, headers={"Content-Type": "text/csv"}
+        )
         assert r.status_code == 200, r.text
         rep = r.json()
         assert [m["reference"] for m in rep["matched"]] == ["FT24080000"]
-        assert rep["amount_differs"] == [{"reference": "FT24080001", "statement_amount": 210_000,
-                                          "recorded_amount": 200_000, "invoice_number": None, "outcome": "unmatched"}]
+        assert rep["amount_differs"] == [
+            {
+                "reference": "FT24080001",
+                "statement_amount": 210_000,
+                "recorded_amount": 200_000,
+                "invoice_number": None,
+                "outcome": "unmatched",
+            }
+        ]
         assert [m["reference"] for m in rep["missing_in_system"]] == ["FT24089999"]
         assert [m["reference"] for m in rep["missing_in_statement"]] == ["FT24080002"]
         assert rep["balanced"] is False and rep["statement"]["total"] == 327_100
         bad = await c.post(f"/api/v1/reconciliations?date={today}", content="ngay,so_tien\n2024-08-02,1\n")
         assert bad.status_code == 422 and bad.json()["code"] == "statement.header"
-        bad = await c.post(f"/api/v1/reconciliations?date={today}", content=f"date,reference,amount\n{today},X,12a\n")
-        assert bad.status_code == 422 and bad.json()["code"] == "statement.row" and "line 2" in bad.json()["detail"]
+        bad = await c.post(
+            f"/api/v1/reconciliations?date={today}", content=f"date,reference,amount\n{today},X,12a\n"
+        )
+        assert (
+            bad.status_code == 422
+            and bad.json()["code"] == "statement.row"
+            and "line 2" in bad.json()["detail"]
+        )
 
 
-async def test_xml130_export_validates_and_is_signed(billing, admissions, facility_credentials, nats_server) -> None:
+async def test_xml130_export_validates_and_is_signed(
+    billing, admissions, facility_credentials, nats_server
+) -> None:
     card = "HS4350120878811"
-    vid, pid, _ = await admissions.open_visit(kind=adm.VISIT_KIND_INSURED, card=card, name="Trần Thị Bích Ngọc")
+    vid, pid, _ = await admissions.open_visit(
+        kind=adm.VISIT_KIND_INSURED, card=card, name="Trần Thị Bích Ngọc"
+    )
     await invoice_of(billing, vid)
     doctor = "003456/TB-CCHN"
     async with http_client(billing, "cashier") as c:
         for code, qty in (("CDHA-SAOB", "1"), ("T-AMOX500", "21"), ("VT-BT5", "2"), ("T-ALBUMIN", "1")):
-            r = await c.post(f"/api/v1/visits/{vid}/charges", json={"price_code": code, "quantity": qty,
-                                                                   "ordered_by": doctor})
+            r = await c.post(
+                f"/api/v1/visits/{vid}/charges",
+                json={"price_code": code, "quantity": qty, "ordered_by": doctor},
+            )
             assert r.status_code == 201, r.text
         r = await c.get(f"/api/v1/claims/{vid}/xml130")
         assert r.status_code == 409 and r.json()["code"] == "claim.visit_open"
@@ -148,11 +197,14 @@ async def test_xml130_export_validates_and_is_signed(billing, admissions, facili
         async def closed() -> bool:
             r = await c.get(f"/api/v1/claims/{vid}/xml130")
             return r.json().get("code") != "claim.visit_open"
+
         await asyncio.wait_for(_until(closed), 10)
         r = await c.get(f"/api/v1/claims/{vid}/xml130")
         assert r.status_code == 409 and r.json()["code"] == "claim.no_diagnosis"
         assert (await c.put(f"/api/v1/visits/{vid}/diagnosis", json={"code": "sỏi"})).status_code == 422
-        assert (await c.put(f"/api/v1/visits/{vid}/diagnosis", json={"code": "K80.2", "text": "Sỏi túi mật"})).status_code == 200
+        assert (
+            await c.put(f"/api/v1/visits/{vid}/diagnosis", json={"code": "K80.2", "text": "Sỏi túi mật"})
+        ).status_code == 200
         r = await c.get(f"/api/v1/claims/{vid}/xml130")
         assert r.status_code == 409 and r.json()["code"] == "claim.no_doctor"  # the exam line names no doctor
         r = await c.get(f"/api/v1/claims/{vid}/xml130", params={"ma_bac_si": doctor})
@@ -163,7 +215,9 @@ async def test_xml130_export_validates_and_is_signed(billing, admissions, facili
     cert = facility_credentials[1].read_bytes()
     verify(doc, cert)
     root = etree.fromstring(doc)
-    files = {f.findtext("LOAIHOSO"): base64.b64decode(f.findtext("NOIDUNGFILE")) for f in root.iter("FILEHOSO")}
+    files = {
+        f.findtext("LOAIHOSO"): base64.b64decode(f.findtext("NOIDUNGFILE")) for f in root.iter("FILEHOSO")
+    }
     assert set(files) == {"XML1", "XML2", "XML3"}
     xml1 = etree.fromstring(files["XML1"])
     assert xml1.findtext("MA_THE_BHYT") == card and xml1.findtext("HO_TEN") == "Trần Thị Bích Ngọc"
@@ -172,11 +226,12 @@ async def test_xml130_export_validates_and_is_signed(billing, admissions, facili
     assert len(etree.fromstring(files["XML2"]).findall(".//CHI_TIET_THUOC")) == 2
     # one changed byte (a digit of the creation date) and the signature no longer verifies
     i = doc.index(b"<NGAYLAP>") + len(b"<NGAYLAP>") + 3
-    tampered = doc[:i] + (b"8" if doc[i:i + 1] != b"8" else b"7") + doc[i + 1:]
+    tampered = doc[:i] + (b"8" if doc[i : i + 1] != b"8" else b"7") + doc[i + 1 :]
     with pytest.raises(XmlSignatureError):
         verify(tampered, cert)
     nc = await nats.connect(nats_server.url)
     try:
+
         async def exported() -> bool:
             try:
                 m = await nc.jetstream().get_last_msg("BILLING", "billing.claim.exported")
@@ -185,6 +240,7 @@ async def test_xml130_export_validates_and_is_signed(billing, admissions, facili
             ev = billing_events.ClaimExported()
             ev.ParseFromString(m.data)
             return ev.visit_id == vid
+
         await asyncio.wait_for(_until(exported), 10)
     finally:
         await nc.close()

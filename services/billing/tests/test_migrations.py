@@ -1,6 +1,7 @@
 """Migration 0003 on a database made before it existed (0001 creates the schema from the current table
 definitions, so a database made by an older release lacks what 0003 adds: it is recreated here by
 dropping those), and on a new one (where everything exists already and 0003 only seeds)."""
+
 from __future__ import annotations
 
 from sqlalchemy import select, text

@@ -1,6 +1,7 @@
 """Billing reports started only once its durable consumers exist: with ``order_events_start = "new"`` (the
 production default) a lab or imaging order published the moment billing is up must still be charged, so the
 durables cannot be created after the service says it is started."""
+
 from __future__ import annotations
 
 import sys
@@ -46,15 +47,24 @@ def ensure_log(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:
     return log
 
 
-async def test_durables_exist_before_the_service_reports_started(nats_server, tmp_path, facility_credentials,
-                                                                 ensure_log) -> None:
+async def test_durables_exist_before_the_service_reports_started(
+    nats_server, tmp_path, facility_credentials, ensure_log
+) -> None:
     settings = {**overrides(facility_credentials), "order_events_start": "new"}
-    async with running_service(DEFINITION, data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path}/b.db",
-                               nats_url=nats_server.url, **settings) as svc:
+    async with running_service(
+        DEFINITION,
+        data_dir=tmp_path,
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/b.db",
+        nats_url=nats_server.url,
+        **settings,
+    ) as svc:
         js = svc.rt.js
         durables = {settings["admissions_durable"], settings["lab_durable"], settings["imaging_durable"]}
-        for stream, durable in (("ADMISSIONS", settings["admissions_durable"]), ("LAB", settings["lab_durable"]),
-                                ("IMAGING", settings["imaging_durable"])):
+        for stream, durable in (
+            ("ADMISSIONS", settings["admissions_durable"]),
+            ("LAB", settings["lab_durable"]),
+            ("IMAGING", settings["imaging_durable"]),
+        ):
             info = await js.consumer_info(stream, durable)
             assert info.config.durable_name == durable
     started_at = next(t for name, t in ensure_log if name == "<started>")

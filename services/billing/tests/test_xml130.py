@@ -292,7 +292,7 @@ def test_birth_year_only_and_aware_times() -> None:
         ({"ho_ten": ""}, "HO_TEN"),
         ({"thang_qt": 13}, "THANG_QT"),
         ({"ma_loai_kcb": "1"}, "MA_LOAI_KCB"),
-        ({"ma_benh_kt": tuple(f"J0{i}" for i in range(10)) + ("J10", "J11", "J12")}, "MA_BENH_KT"),
+        ({"ma_benh_kt": (*tuple(f"J0{i}" for i in range(10)), "J10", "J11", "J12")}, "MA_BENH_KT"),
     ],
 )
 def test_invalid_summary_is_rejected_by_validation(changes: dict[str, Any], element: str) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -16,6 +20,8 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from hospital.imaging.adapters.spool import Spool
 from hospital.imaging.api.dicom import DicomConfig, DicomServer, StoredInstance, start_dicom_server
+from hospital.testing.servers import free_port
+from hospital.testing.services import running_service
 
 PACS_AE = "HOSPITAL_PACS"
 PATIENT_NAME = "Phạm^Minh Tuấn"
@@ -164,15 +170,6 @@ def read_dataset_bytes() -> Callable[[Path], bytes]:
 # ---------------------------------------------------------------------------------------------------
 # The whole service (chassis, database, NATS, S3) for end-to-end tests.
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from typing import Any
-
-from hospital.testing.servers import free_port
-from hospital.testing.services import running_service
-
 
 @pytest.fixture
 def imaging_factory(database_url: str, nats_server, s3_server, tmp_path: Path):
@@ -181,13 +178,30 @@ def imaging_factory(database_url: str, nats_server, s3_server, tmp_path: Path):
 
     def start(s3=None, **overrides: Any):
         s3 = s3 or s3_server
-        settings = {"s3_endpoint": s3.endpoint, "s3_access_key": s3.access_key, "s3_secret_key": s3.secret_key,
-                        "dicom_host": "127.0.0.1", "dicom_port": free_port(), "study_quiet_seconds": 0.5,
-                        "pipeline_poll_seconds": 0.2, "routing_poll_seconds": 0.2, "routing_retry_seconds": 0.3,
-                        "routing_max_retry_seconds": 1.0, "upload_retry_seconds": 0.3, "shutdown_grace_seconds": 5}
+        settings = {
+            "s3_endpoint": s3.endpoint,
+            "s3_access_key": s3.access_key,
+            "s3_secret_key": s3.secret_key,
+            "dicom_host": "127.0.0.1",
+            "dicom_port": free_port(),
+            "study_quiet_seconds": 0.5,
+            "pipeline_poll_seconds": 0.2,
+            "routing_poll_seconds": 0.2,
+            "routing_retry_seconds": 0.3,
+            "routing_max_retry_seconds": 1.0,
+            "upload_retry_seconds": 0.3,
+            "shutdown_grace_seconds": 5,
+        }
         settings.update(overrides)
-        return _marked(running_service(DEFINITION, data_dir=tmp_path / "svc", database_url=database_url,
-                                       nats_url=nats_server.url, **settings))
+        return _marked(
+            running_service(
+                DEFINITION,
+                data_dir=tmp_path / "svc",
+                database_url=database_url,
+                nats_url=nats_server.url,
+                **settings,
+            )
+        )
 
     return start
 
@@ -209,5 +223,3 @@ async def _marked(service_cm) -> AsyncIterator[Any]:
 async def imaging(imaging_factory) -> AsyncIterator[Any]:
     async with imaging_factory() as svc:
         yield svc
-
-

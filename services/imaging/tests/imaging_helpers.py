@@ -1,4 +1,5 @@
 """Helpers for the end-to-end tests (module name unique across the workspace's test directories)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,8 +21,9 @@ def dataset_bytes(path: Path) -> bytes:
 
 async def run_tool(tool: str, *args: Any, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run a dcmtk tool without blocking the event loop the service runs in."""
-    return await asyncio.to_thread(subprocess.run, [tool, *map(str, args)], capture_output=True, text=True,
-                                   timeout=timeout, check=False)
+    return await asyncio.to_thread(
+        subprocess.run, [tool, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):
@@ -41,9 +43,12 @@ async def published(svc, subject: str, *, wait: float = 0.5) -> list[Any]:
     for the relay."""
     from nats.js import api as js_api
 
-    config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_TIME,
-                                   opt_start_time=svc.test_started_at.isoformat().replace("+00:00", "Z"),
-                                   filter_subject=subject, ack_policy=js_api.AckPolicy.NONE)
+    config = js_api.ConsumerConfig(
+        deliver_policy=js_api.DeliverPolicy.BY_START_TIME,
+        opt_start_time=svc.test_started_at.isoformat().replace("+00:00", "Z"),
+        filter_subject=subject,
+        ack_policy=js_api.AckPolicy.NONE,
+    )
     sub = await svc.rt.js.pull_subscribe(subject, durable=None, stream="IMAGING", config=config)
     found: list[Any] = []
     deadline = asyncio.get_running_loop().time() + wait
@@ -63,6 +68,9 @@ async def indexed(svc, study_uid: str) -> int:
     from hospital.imaging.adapters import tables as t
 
     async with svc.rt.db.session() as s:
-        row = (await s.execute(select(t.studies.c.instance_count)
-                               .where(t.studies.c.study_instance_uid == study_uid))).first()
+        row = (
+            await s.execute(
+                select(t.studies.c.instance_count).where(t.studies.c.study_instance_uid == study_uid)
+            )
+        ).first()
     return row[0] if row else 0

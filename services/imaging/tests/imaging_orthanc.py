@@ -13,6 +13,7 @@ and the next :meth:`OrthancPeer.start` deletes namespaces left by test processes
 
 Needs root (``ip netns``), like the benchmark; CI runs the tests as root.
 """
+
 from __future__ import annotations
 
 import base64
@@ -78,7 +79,8 @@ def _free_subnet() -> str:
 
 
 class OrthancPeer:
-    """One Orthanc server in its own network namespace. ``start()``/``stop()``, or use as a context manager."""
+    """One Orthanc server in its own network namespace. ``start()``/``stop()``, or use as a context
+    manager."""
 
     dicom_port = 4242
     http_port = 8042
@@ -111,7 +113,18 @@ class OrthancPeer:
         prefix, last = subnet.rsplit(".", 1)
         host_addr, self.host = f"{prefix}.{int(last) + 1}", f"{prefix}.{int(last) + 2}"
         _ip("netns", "add", self.namespace)
-        _ip("link", "add", self._host_if, "type", "veth", "peer", "name", self._peer_if, "netns", self.namespace)
+        _ip(
+            "link",
+            "add",
+            self._host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            self._peer_if,
+            "netns",
+            self.namespace,
+        )
         _ip("addr", "add", f"{host_addr}/30", "dev", self._host_if)
         _ip("link", "set", self._host_if, "up")
         _ip("-n", self.namespace, "addr", "add", f"{self.host}/30", "dev", self._peer_if)
@@ -122,14 +135,24 @@ class OrthancPeer:
         storage = self.base / "storage"
         storage.mkdir(parents=True, exist_ok=True)
         config = {
-            "Name": f"test-{self.namespace}", "StorageDirectory": str(storage), "IndexDirectory": str(storage),
-            "DicomAet": self.ae_title, "DicomPort": self.dicom_port, "HttpPort": self.http_port,
+            "Name": f"test-{self.namespace}",
+            "StorageDirectory": str(storage),
+            "IndexDirectory": str(storage),
+            "DicomAet": self.ae_title,
+            "DicomPort": self.dicom_port,
+            "HttpPort": self.http_port,
             # Any calling AE may store (our gateway calls as HOSPITAL_PACS); HTTP only with the password,
             # and only over the private veth link (the namespace has no other interface).
-            "DicomCheckCalledAet": True, "DicomAlwaysAllowStore": True, "DicomAlwaysAllowEcho": True,
-            "RemoteAccessAllowed": True, "AuthenticationEnabled": True,
-            "RegisteredUsers": {"test": self._password}, "Plugins": [], "HttpServerEnabled": True,
-            "SyncStorageArea": False, "StoreMD5ForAttachments": False,
+            "DicomCheckCalledAet": True,
+            "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowEcho": True,
+            "RemoteAccessAllowed": True,
+            "AuthenticationEnabled": True,
+            "RegisteredUsers": {"test": self._password},
+            "Plugins": [],
+            "HttpServerEnabled": True,
+            "SyncStorageArea": False,
+            "StoreMD5ForAttachments": False,
         } | self.extra_config
         path = self.base / "orthanc.json"
         path.write_text(json.dumps(config))
@@ -137,8 +160,22 @@ class OrthancPeer:
         with open(self.log_path, "ab") as log:
             # setpriv and `ip netns exec` exec in place: self.proc is Orthanc, killed by the kernel if
             # the thread that started it (call start() from a long-lived thread) or this process dies.
-            self.proc = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "ip", "netns", "exec", self.namespace,
-                                          "Orthanc", str(path)], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(
+                [
+                    "setpriv",
+                    "--pdeathsig",
+                    "KILL",
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.namespace,
+                    "Orthanc",
+                    str(path),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -151,7 +188,9 @@ class OrthancPeer:
                 return
             except (OSError, urllib.error.URLError):
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"Orthanc did not answer within {timeout:.0f}s: {self.log_tail()}") from None
+                    raise RuntimeError(
+                        f"Orthanc did not answer within {timeout:.0f}s: {self.log_tail()}"
+                    ) from None
                 time.sleep(0.1)
 
     def stop(self) -> None:
@@ -202,8 +241,13 @@ class OrthancPeer:
 
     def find_instances(self, study_instance_uid: str) -> list[str]:
         """Orthanc's ids of the instances it holds of one study."""
-        return json.loads(self._request("POST", "/tools/find", {
-            "Level": "Instance", "Query": {"StudyInstanceUID": study_instance_uid}}))
+        return json.loads(
+            self._request(
+                "POST",
+                "/tools/find",
+                {"Level": "Instance", "Query": {"StudyInstanceUID": study_instance_uid}},
+            )
+        )
 
     def instance_file(self, orthanc_id: str) -> bytes:
         """The Part 10 file Orthanc stored for an instance."""

@@ -166,8 +166,9 @@ def _with_sequences(ds: Dataset) -> Dataset:
 
 @pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"])
 @pytest.mark.parametrize("undefined_length", [True, False])
-def test_fast_reader_skips_sequences_and_reads_utf8(tmp_path: Path, make_ct_series: Callable[..., list[Path]],
-                                                     syntax: str, undefined_length: bool) -> None:
+def test_fast_reader_skips_sequences_and_reads_utf8(
+    tmp_path: Path, make_ct_series: Callable[..., list[Path]], syntax: str, undefined_length: bool
+) -> None:
     (path,) = make_ct_series(tmp_path, count=1, size=16)
     ds = _with_sequences(pydicom.dcmread(path))
     ds.file_meta.TransferSyntaxUID = syntax
@@ -177,8 +178,17 @@ def test_fast_reader_skips_sequences_and_reads_utf8(tmp_path: Path, make_ct_seri
     if undefined_length:
         # pydicom writes defined lengths; modalities often send undefined ones: re-encode with dcmconv
         (tmp_path / "in.dcm").write_bytes(content)
-        subprocess.run(["dcmconv", "-e", "+ti" if syntax.endswith(".2") else "+te", str(tmp_path / "in.dcm"),
-                        str(tmp_path / "out.dcm")], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "dcmconv",
+                "-e",
+                "+ti" if syntax.endswith(".2") else "+te",
+                str(tmp_path / "in.dcm"),
+                str(tmp_path / "out.dcm"),
+            ],
+            check=True,
+            capture_output=True,
+        )
         content = (tmp_path / "out.dcm").read_bytes()
         assert b"\xff\xff\xff\xff" in content
     fast, reference = _both(content)
@@ -188,8 +198,9 @@ def test_fast_reader_skips_sequences_and_reads_utf8(tmp_path: Path, make_ct_seri
 
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("change", ["latin1", "multi_valued", "iso2022", "decimal_is", "cut_header"])
-def test_fast_reader_declines_what_it_cannot_vouch_for(tmp_path: Path, make_ct_series: Callable[..., list[Path]],
-                                                       change: str) -> None:
+def test_fast_reader_declines_what_it_cannot_vouch_for(
+    tmp_path: Path, make_ct_series: Callable[..., list[Path]], change: str
+) -> None:
     (path,) = make_ct_series(tmp_path, count=1, size=16)
     ds = pydicom.dcmread(path)
     if change == "latin1":  # handled: Latin-1 text

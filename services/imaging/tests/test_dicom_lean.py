@@ -1,6 +1,7 @@
 """The lean storage upper layer (api/dicom/lean.py) in receiver processes, against dcmtk, pynetdicom
 and a raw socket: negotiation, bytes kept as sent in every transfer syntax, refusals, strict mode,
 a stream cut in the middle of a data set, a protocol violation."""
+
 from __future__ import annotations
 
 import socket
@@ -52,10 +53,19 @@ SAMPLES = [
 def lean_gateway(tmp_path: Path) -> Iterator[Gateway]:
     servers = []
 
-    def start(*, strict_ae: bool = False, allowed: dict[str, tuple[str, int]] | None = None) -> tuple[int, Spool]:
+    def start(
+        *, strict_ae: bool = False, allowed: dict[str, tuple[str, int]] | None = None
+    ) -> tuple[int, Spool]:
         spool = Spool(tmp_path / f"spool{len(servers)}")
-        config = DicomConfig(ae_title=PACS_AE, host="127.0.0.1", port=0, strict_ae=strict_ae,
-                             allowed_aes=allowed or {}, acse_timeout=5, network_timeout=5)
+        config = DicomConfig(
+            ae_title=PACS_AE,
+            host="127.0.0.1",
+            port=0,
+            strict_ae=strict_ae,
+            allowed_aes=allowed or {},
+            acse_timeout=5,
+            network_timeout=5,
+        )
         pool = ReceiverPool(1, receiver_options(config, spool.root, "WARNING", "lean"))
         pool.start()
         assert pool.wait_ready(60)
@@ -74,15 +84,30 @@ def _dataset_bytes(path: Path) -> tuple[str, bytes]:
         return syntax, fp.read()
 
 
-@pytest.mark.parametrize(("name", "conversion", "proposal"), SAMPLES,
-                         ids=[f"{n}{''.join(o)}" for n, _, o in SAMPLES])
-def test_storescu_bytes_arrive_unchanged(name: str, conversion: list[str], proposal: list[str], tmp_path: Path,
-                                         lean_gateway: Gateway, sample_file: Callable[[str], Path]) -> None:
+@pytest.mark.parametrize(
+    ("name", "conversion", "proposal"), SAMPLES, ids=[f"{n}{''.join(o)}" for n, _, o in SAMPLES]
+)
+def test_storescu_bytes_arrive_unchanged(
+    name: str,
+    conversion: list[str],
+    proposal: list[str],
+    tmp_path: Path,
+    lean_gateway: Gateway,
+    sample_file: Callable[[str], Path],
+) -> None:
     sent = tmp_path / "sent.dcm"
-    assert subprocess.run(["dcmconv", "-g", "-p", *conversion, sample_file(name), sent], check=False).returncode == 0
+    assert (
+        subprocess.run(["dcmconv", "-g", "-p", *conversion, sample_file(name), sent], check=False).returncode
+        == 0
+    )
     port, spool = lean_gateway()
-    result = subprocess.run(["storescu", "-aet", "CT_HUE", "-aec", PACS_AE, *proposal, "127.0.0.1", str(port),
-                             str(sent)], check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["storescu", "-aet", "CT_HUE", "-aec", PACS_AE, *proposal, "127.0.0.1", str(port), str(sent)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     (entry,) = spool.pending()
     original = pydicom.dcmread(sent)
@@ -97,15 +122,40 @@ def test_storescu_bytes_arrive_unchanged(name: str, conversion: list[str], propo
 def test_series_echo_and_strict_mode(lean_gateway: Gateway, make_ct_series, tmp_path: Path) -> None:
     paths = make_ct_series(tmp_path / "series", count=30, size=64)
     port, spool = lean_gateway(strict_ae=True, allowed={"CT_HUE": ("127.0.0.1", 104)})
-    echo = subprocess.run(["echoscu", "-aet", "CT_HUE", "-aec", PACS_AE, "127.0.0.1", str(port)],
-                          check=False, capture_output=True, text=True, timeout=30)
+    echo = subprocess.run(
+        ["echoscu", "-aet", "CT_HUE", "-aec", PACS_AE, "127.0.0.1", str(port)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert echo.returncode == 0, echo.stderr
-    stranger = subprocess.run(["echoscu", "-aet", "STRANGER", "-aec", PACS_AE, "127.0.0.1", str(port)],
-                              check=False, capture_output=True, text=True, timeout=30)
+    stranger = subprocess.run(
+        ["echoscu", "-aet", "STRANGER", "-aec", PACS_AE, "127.0.0.1", str(port)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert stranger.returncode != 0
     assert "Calling AE Title Not Recognized" in stranger.stderr + stranger.stdout
-    result = subprocess.run(["storescu", "-aet", "CT_HUE", "-aec", PACS_AE, "+sd", "127.0.0.1", str(port),
-                             str(tmp_path / "series")], check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            "storescu",
+            "-aet",
+            "CT_HUE",
+            "-aec",
+            PACS_AE,
+            "+sd",
+            "127.0.0.1",
+            str(port),
+            str(tmp_path / "series"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     sent = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in paths}
     assert {e.sop_instance_uid for e in spool.pending()} == sent
@@ -125,8 +175,9 @@ def _write_raw(ds: Dataset, path: Path, announced_uid: str) -> Path:
     return path
 
 
-def test_refused_instances_leave_nothing(lean_gateway: Gateway, make_ct_series, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refused_instances_leave_nothing(
+    lean_gateway: Gateway, make_ct_series, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
     port, spool = lean_gateway()
     (path,) = make_ct_series(tmp_path / "one", count=1)
@@ -155,9 +206,17 @@ def _item(kind: int, value: bytes) -> bytes:
 def _associate_rq(calling: str, *contexts: tuple[int, str, str]) -> bytes:
     items = _item(0x10, b"1.2.840.10008.3.1.1.1")
     for cid, abstract, syntax in contexts:
-        items += _item(0x20, bytes((cid, 0, 0, 0)) + _item(0x30, abstract.encode()) + _item(0x40, syntax.encode()))
+        items += _item(
+            0x20, bytes((cid, 0, 0, 0)) + _item(0x30, abstract.encode()) + _item(0x40, syntax.encode())
+        )
     items += _item(0x50, _item(0x51, struct.pack(">I", 16384)) + _item(0x52, b"1.2.3.4"))
-    body = struct.pack(">HH", 1, 0) + PACS_AE.ljust(16).encode() + calling.ljust(16).encode() + b"\0" * 32 + items
+    body = (
+        struct.pack(">HH", 1, 0)
+        + PACS_AE.ljust(16).encode()
+        + calling.ljust(16).encode()
+        + b"\0" * 32
+        + items
+    )
     return struct.pack(">BBI", 1, 0, len(body)) + body
 
 
@@ -178,10 +237,17 @@ def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
 def _store_command(sop_instance: str) -> bytes:
     def el(element: int, value: bytes) -> bytes:
         return struct.pack("<HHI", 0, element, len(value)) + value
+
     uid = (CTImageStorage.encode() + b"\0") if len(CTImageStorage) % 2 else CTImageStorage.encode()
     inst = sop_instance.encode() + (b"\0" if len(sop_instance) % 2 else b"")
-    body = (el(0x0002, uid) + el(0x0100, struct.pack("<H", C_STORE_RQ)) + el(0x0110, struct.pack("<H", 7))
-            + el(0x0700, struct.pack("<H", 0)) + el(0x0800, struct.pack("<H", 0)) + el(0x1000, inst))
+    body = (
+        el(0x0002, uid)
+        + el(0x0100, struct.pack("<H", C_STORE_RQ))
+        + el(0x0110, struct.pack("<H", 7))
+        + el(0x0700, struct.pack("<H", 0))
+        + el(0x0800, struct.pack("<H", 0))
+        + el(0x1000, inst)
+    )
     return struct.pack("<HHII", 0, 0, 4, len(body)) + body
 
 
@@ -190,15 +256,21 @@ def _pdata(cid: int, control: int, data: bytes) -> bytes:
     return struct.pack(">BBI", 4, 0, len(pdv)) + pdv
 
 
-def test_stream_cut_mid_dataset_stores_nothing_and_bad_pdus_abort(lean_gateway: Gateway, make_ct_series,
-                                                                  tmp_path: Path) -> None:
+def test_stream_cut_mid_dataset_stores_nothing_and_bad_pdus_abort(
+    lean_gateway: Gateway, make_ct_series, tmp_path: Path
+) -> None:
     port, spool = lean_gateway()
     (path,) = make_ct_series(tmp_path / "one", count=1)
     ds = pydicom.dcmread(path)
     _, data = _dataset_bytes(path)
     with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.sendall(_associate_rq("CT_HUE", (1, CTImageStorage, ExplicitVRLittleEndian),
-                                   (3, "1.2.3.999", ExplicitVRLittleEndian)))
+        sock.sendall(
+            _associate_rq(
+                "CT_HUE",
+                (1, CTImageStorage, ExplicitVRLittleEndian),
+                (3, "1.2.3.999", ExplicitVRLittleEndian),
+            )
+        )
         kind, body = _read_pdu(sock)
         assert kind == 2  # A-ASSOCIATE-AC
         # context 1 accepted (result 0), context 3 refused: abstract syntax not supported (3)
@@ -230,11 +302,18 @@ def test_stream_cut_mid_dataset_stores_nothing_and_bad_pdus_abort(lean_gateway: 
 
 
 def test_negotiation_prefers_our_order_and_answers_roles() -> None:
-    request = AssociateRequest(called_ae=PACS_AE.ljust(16).encode(), calling_ae=b"CT_HUE".ljust(16),
-                               contexts=[(1, CTImageStorage, ["1.2.840.10008.1.2", ExplicitVRLittleEndian]),
-                                         (3, Verification, ["1.2.840.10008.1.2.4.50"]),
-                                         (5, "1.2.3", [ExplicitVRLittleEndian])],
-                               max_length=16384, roles={CTImageStorage: (1, 0)}, async_window=True)
+    request = AssociateRequest(
+        called_ae=PACS_AE.ljust(16).encode(),
+        calling_ae=b"CT_HUE".ljust(16),
+        contexts=[
+            (1, CTImageStorage, ["1.2.840.10008.1.2", ExplicitVRLittleEndian]),
+            (3, Verification, ["1.2.840.10008.1.2.4.50"]),
+            (5, "1.2.3", [ExplicitVRLittleEndian]),
+        ],
+        max_length=16384,
+        roles={CTImageStorage: (1, 0)},
+        async_window=True,
+    )
     accepted = negotiate(request)
     assert accepted == {1: (CTImageStorage, ExplicitVRLittleEndian)}  # Explicit first in our order
     ac = associate_ac(request, accepted)

@@ -1,4 +1,5 @@
 """Storage associations handed to receiver processes (api/dicom/receivers.py, receiver.py)."""
+
 from __future__ import annotations
 
 import os
@@ -34,7 +35,8 @@ PACS_AE = "HOSPITAL_PACS"
 
 
 def _captured_request(*abstract_syntaxes: str) -> bytes:
-    """The A-ASSOCIATE-RQ pynetdicom sends when proposing `abstract_syntaxes` (peeked, as the listener does)."""
+    """The A-ASSOCIATE-RQ pynetdicom sends when proposing `abstract_syntaxes` (peeked, as the listener
+    does)."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     ae = AE(ae_title="SCU")
@@ -70,7 +72,9 @@ def gateway(tmp_path: Path) -> Iterator[tuple[int, Spool, ReceiverPool]]:
     spool = Spool(tmp_path / "spool")
     config = DicomConfig(ae_title=PACS_AE, host="127.0.0.1", port=0, strict_ae=False)
     stored: list[int] = []
-    pool = ReceiverPool(2, receiver_options(config, spool.root, "WARNING"), on_stored=lambda: stored.append(1))
+    pool = ReceiverPool(
+        2, receiver_options(config, spool.root, "WARNING"), on_stored=lambda: stored.append(1)
+    )
     pool.start()
     assert pool.wait_ready(60)
     server = serve(build_ae(config), config, gateway_handlers(config, spool), pool)
@@ -81,10 +85,16 @@ def gateway(tmp_path: Path) -> Iterator[tuple[int, Spool, ReceiverPool]]:
 
 
 def test_concurrent_storescu_associations_are_all_stored(gateway, make_ct_series, tmp_path: Path) -> None:
-    port, spool, pool = gateway
+    port, spool, _pool = gateway
     parts = [make_ct_series(tmp_path / f"part{i}", count=8) for i in range(4)]
-    procs = [subprocess.Popen(["storescu", "-aec", PACS_AE, "+sd", "127.0.0.1", str(port), str(paths[0].parent)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for paths in parts]
+    procs = [
+        subprocess.Popen(
+            ["storescu", "-aec", PACS_AE, "+sd", "127.0.0.1", str(port), str(paths[0].parent)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for paths in parts
+    ]
     for proc in procs:
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, out

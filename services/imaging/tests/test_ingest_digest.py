@@ -1,6 +1,7 @@
 """One hash per file: the digest is the SHA-256 of the stored object and signs its upload; copies that
 differ only in the meta header (another sending AE, rows indexed under the older data-set-only digest)
 are still duplicates, not conflicts. Real SeaweedFS; SQLite and PostgreSQL for the service test."""
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,13 @@ async def test_signed_put_stores_the_bytes_and_reports_refusals(s3_server) -> No
         await asyncio.to_thread(intruder.put, "dicom", "studies/1.2/series/3/instances/5.dcm", data, digest)
     assert not await store.exists("dicom", "studies/1.2/series/3/instances/5.dcm")
     # a second PUT on the kept-alive connection
-    await asyncio.to_thread(put.put, "dicom", "studies/1.2/series/3/instances/6.dcm", data[:1000],
-                            hashlib.sha256(data[:1000]).hexdigest())
+    await asyncio.to_thread(
+        put.put,
+        "dicom",
+        "studies/1.2/series/3/instances/6.dcm",
+        data[:1000],
+        hashlib.sha256(data[:1000]).hexdigest(),
+    )
     assert await store.get_bytes("dicom", "studies/1.2/series/3/instances/6.dcm") == data[:1000]
 
 
@@ -53,15 +59,17 @@ async def _rows(svc) -> tuple[list, list]:
 
 
 async def test_digest_hashes_the_object_and_meta_only_differences_are_duplicates(
-        imaging_factory, make_ct_series, tmp_path: Path) -> None:
+    imaging_factory, make_ct_series, tmp_path: Path
+) -> None:
     files = make_ct_series(tmp_path / "ct", count=3, size=32)
     study = str(pydicom.dcmread(files[0]).StudyInstanceUID)
     async with imaging_factory() as svc:
         port = svc.settings.dicom_port
 
         async def send(ae: str) -> None:
-            res = await run_tool("storescu", "-aet", ae, "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", port,
-                                 tmp_path / "ct")
+            res = await run_tool(
+                "storescu", "-aet", ae, "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", port, tmp_path / "ct"
+            )
             assert res.returncode == 0, res.stderr
 
         async def three() -> bool:
@@ -84,8 +92,11 @@ async def test_digest_hashes_the_object_and_meta_only_differences_are_duplicates
         # A row indexed before this change carries the data-set-only digest: still recognised
         first = str(pydicom.dcmread(files[0]).SOPInstanceUID)
         async with svc.rt.db.session() as s:
-            await s.execute(update(t.instances).where(t.instances.c.sop_instance_uid == first)
-                            .values(digest=dataset_digest(files[0])))  # SHA-256 of syntax + data set
+            await s.execute(
+                update(t.instances)
+                .where(t.instances.c.sop_instance_uid == first)
+                .values(digest=dataset_digest(files[0]))
+            )  # SHA-256 of syntax + data set
             await s.commit()
         await send("CT_HUE")
         await wait_for(lambda: _spool_empty(svc))
@@ -96,11 +107,14 @@ async def test_digest_hashes_the_object_and_meta_only_differences_are_duplicates
         changed = pydicom.dcmread(files[0])
         changed.StudyDescription = "CT sọ não có tiêm thuốc"
         changed.save_as(tmp_path / "changed.dcm", enforce_file_format=True)
-        res = await run_tool("storescu", "-aet", "CT_LAI", "-aec", "HOSPITAL_PACS", "127.0.0.1", port,
-                             tmp_path / "changed.dcm")
+        res = await run_tool(
+            "storescu", "-aet", "CT_LAI", "-aec", "HOSPITAL_PACS", "127.0.0.1", port, tmp_path / "changed.dcm"
+        )
         assert res.returncode == 0, res.stderr
         await wait_for(lambda: _spool_empty(svc))
         _, conflicts = await _rows(svc)
-        assert [(c.sop_instance_uid, c.source_ae) for c in conflicts] == [(str(changed.SOPInstanceUID), "CT_LAI")]
+        assert [(c.sop_instance_uid, c.source_ae) for c in conflicts] == [
+            (str(changed.SOPInstanceUID), "CT_LAI")
+        ]
         blob = await svc.rt.store.get_bytes("dicom", conflicts[0].object_key)
         assert conflicts[0].digest == hashlib.sha256(blob).hexdigest()

@@ -1,7 +1,8 @@
-"""Migrations 0004 (``orders.visit_ref``), 0005 (``mpps.attention``) and 0006 (``mpps.resolved_*``) on a database made before they
-existed (0001 creates the schema from the current table definitions, so an older release's database lacks
-the column: it is dropped here to make one) and on a new one (where the column exists already and the
-migration does nothing)."""
+"""Migrations 0004 (``orders.visit_ref``), 0005 (``mpps.attention``) and 0006 (``mpps.resolved_*``) on a
+database made before they existed (0001 creates the schema from the current table definitions, so an
+older release's database lacks the column: it is dropped here to make one) and on a new one (where the
+column exists already and the migration does nothing)."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -34,8 +35,11 @@ async def test_0004_on_a_new_database(database_url) -> None:
         async with db.session() as s:
             assert (await s.execute(select(orders.c.visit_ref).limit(1))).all() == []
             assert (await s.execute(select(mpps.c.attention).limit(1))).all() == []
-            assert (await s.execute(select(mpps.c.resolved_by, mpps.c.resolved_at, mpps.c.resolution_note)
-                                    .limit(1))).all() == []
+            assert (
+                await s.execute(
+                    select(mpps.c.resolved_by, mpps.c.resolved_at, mpps.c.resolution_note).limit(1)
+                )
+            ).all() == []
             assert (await s.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0006"
     finally:
         await db.dispose()
@@ -50,10 +54,13 @@ async def test_0005_adds_mpps_attention_and_flags_older_unmatched_mpps(database_
             await conn.execute(text("DROP INDEX ix_mpps_attention"))
             await conn.execute(text("ALTER TABLE mpps DROP COLUMN attention"))
             for uid, order_id in (("1.2.3.1", None), ("1.2.3.2", "0190a1b2-0000-7000-8000-0000000000aa")):
-                await conn.execute(text(
-                    "INSERT INTO mpps (mpps_instance_uid, order_id, status, created_at, updated_at) "
-                    "VALUES (:uid, :order_id, 'COMPLETED', :now, :now)"),
-                    {"uid": uid, "order_id": order_id, "now": now})
+                await conn.execute(
+                    text(
+                        "INSERT INTO mpps (mpps_instance_uid, order_id, status, created_at, updated_at) "
+                        "VALUES (:uid, :order_id, 'COMPLETED', :now, :now)"
+                    ),
+                    {"uid": uid, "order_id": order_id, "now": now},
+                )
         await upgrade(db, DEFINITION.migrations_dir, DEFINITION.metadata)
         async with db.session() as s:
             rows = dict((await s.execute(select(mpps.c.mpps_instance_uid, mpps.c.attention))).all())
@@ -71,13 +78,27 @@ async def test_0006_adds_mpps_resolution_to_an_older_database(database_url) -> N
         async with db.engine.begin() as conn:  # as 0001 made it before 0006 existed, with an MPPS flagged
             for column in ("resolved_by", "resolved_at", "resolution_note"):
                 await conn.execute(text(f"ALTER TABLE mpps DROP COLUMN {column}"))
-            await conn.execute(text(
-                "INSERT INTO mpps (mpps_instance_uid, order_id, status, attention, created_at, updated_at) "
-                "VALUES ('1.2.3.1', NULL, 'COMPLETED', 'no_order', :now, :now)"), {"now": now})
+            await conn.execute(
+                text(
+                    "INSERT INTO mpps"
+                    " (mpps_instance_uid, order_id, status, attention, created_at, updated_at) "
+                    "VALUES ('1.2.3.1', NULL, 'COMPLETED', 'no_order', :now, :now)"
+                ),
+                {"now": now},
+            )
         await upgrade(db, DEFINITION.migrations_dir, DEFINITION.metadata)
         async with db.session() as s:
-            rows = (await s.execute(select(mpps.c.mpps_instance_uid, mpps.c.attention, mpps.c.resolved_by,
-                                           mpps.c.resolved_at, mpps.c.resolution_note))).all()
+            rows = (
+                await s.execute(
+                    select(
+                        mpps.c.mpps_instance_uid,
+                        mpps.c.attention,
+                        mpps.c.resolved_by,
+                        mpps.c.resolved_at,
+                        mpps.c.resolution_note,
+                    )
+                )
+            ).all()
             assert [tuple(r) for r in rows] == [("1.2.3.1", "no_order", None, None, None)]
             assert (await s.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0006"
     finally:

@@ -2,6 +2,7 @@
 Orthanc over C-STORE, and movescu asks the gateway to C-MOVE a study to Orthanc's AE. Orthanc runs in its
 own network namespace joined to the host by a veth pair (imaging_orthanc.py); what it received is read
 back through its REST API. SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import asyncio
@@ -36,7 +37,9 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[imaging_orthan
         peer.stop()
 
 
-async def _in_orthanc(orthanc: imaging_orthanc.OrthancPeer, study_uid: str, n: int) -> dict[str, bytes] | None:
+async def _in_orthanc(
+    orthanc: imaging_orthanc.OrthancPeer, study_uid: str, n: int
+) -> dict[str, bytes] | None:
     """{SOP Instance UID: data set bytes} of the study in Orthanc once it holds `n` instances."""
     ids = await asyncio.to_thread(orthanc.find_instances, study_uid)
     if len(ids) < n:
@@ -45,13 +48,22 @@ async def _in_orthanc(orthanc: imaging_orthanc.OrthancPeer, study_uid: str, n: i
     for orthanc_id in ids:
         blob = await asyncio.to_thread(orthanc.instance_file, orthanc_id)
         ds = pydicom.dcmread(BytesIO(blob), stop_before_pixels=True)
-        out[str(ds.SOPInstanceUID)] = blob[128 + 4 + 12 + ds.file_meta.FileMetaInformationGroupLength:]
+        out[str(ds.SOPInstanceUID)] = blob[128 + 4 + 12 + ds.file_meta.FileMetaInformationGroupLength :]
     return out
 
 
 async def _store(svc, directory: Path, study_uid: str, count: int) -> None:
-    res = await run_tool("storescu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1",
-                         svc.settings.dicom_port, directory)
+    res = await run_tool(
+        "storescu",
+        "-aet",
+        "CT_HUE",
+        "-aec",
+        "HOSPITAL_PACS",
+        "+sd",
+        "127.0.0.1",
+        svc.settings.dicom_port,
+        directory,
+    )
     assert res.returncode == 0, res.stderr
 
     async def all_indexed() -> bool:
@@ -60,13 +72,20 @@ async def _store(svc, directory: Path, study_uid: str, count: int) -> None:
     await wait_for(all_indexed)
 
 
-async def test_routing_rule_forwards_a_study_to_orthanc(imaging_factory, orthanc, make_ct_series,
-                                                         tmp_path: Path) -> None:
+async def test_routing_rule_forwards_a_study_to_orthanc(
+    imaging_factory, orthanc, make_ct_series, tmp_path: Path
+) -> None:
     async with imaging_factory(known_aes=orthanc.known_ae) as svc:
         async with http_client(svc, "admin") as c:
-            for rule in ({"name": "CT to Orthanc", "destination_ae": "ORTHANC", "modality": "CT",
-                          "attributes": {"BodyPartExamined": "HEAD"}},
-                         {"name": "MR to Orthanc", "destination_ae": "ORTHANC", "modality": "MR"}):
+            for rule in (
+                {
+                    "name": "CT to Orthanc",
+                    "destination_ae": "ORTHANC",
+                    "modality": "CT",
+                    "attributes": {"BodyPartExamined": "HEAD"},
+                },
+                {"name": "MR to Orthanc", "destination_ae": "ORTHANC", "modality": "MR"},
+            ):
                 r = await c.post("/api/v1/routing/rules", json=rule)
                 assert r.status_code == 201, r.text
         files = make_ct_series(tmp_path / "ct", count=5, size=64)
@@ -97,9 +116,23 @@ async def test_move_a_study_to_orthanc(imaging_factory, orthanc, make_ct_series,
         await _store(svc, tmp_path / "other", other_uid, 2)
         assert await asyncio.to_thread(orthanc.find_instances, study_uid) == []
 
-        res = await run_tool("movescu", "-v", "-S", "-aet", "VIEWER", "-aec", "HOSPITAL_PACS", "-aem", "ORTHANC",
-                             "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study_uid}",
-                             "127.0.0.1", svc.settings.dicom_port)
+        res = await run_tool(
+            "movescu",
+            "-v",
+            "-S",
+            "-aet",
+            "VIEWER",
+            "-aec",
+            "HOSPITAL_PACS",
+            "-aem",
+            "ORTHANC",
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            f"StudyInstanceUID={study_uid}",
+            "127.0.0.1",
+            svc.settings.dicom_port,
+        )
         assert res.returncode == 0, res.stderr
         # one pending response per sub-operation, then Success: no sub-operation failed (a failed or
         # refused C-STORE to Orthanc makes the final status 0xB000 or a failure)
@@ -122,7 +155,9 @@ def test_peer_cleans_up_when_orthanc_cannot_start(tmp_path: Path) -> None:
         pytest.fail(f"Orthanc peer unavailable: {reason}")
     # storage Orthanc cannot create: it exits at start-up, start() raises, nothing is left behind
     (tmp_path / "file").write_text("not a directory")
-    peer = imaging_orthanc.OrthancPeer(tmp_path, config={"StorageDirectory": str(tmp_path / "file" / "storage")})
+    peer = imaging_orthanc.OrthancPeer(
+        tmp_path, config={"StorageDirectory": str(tmp_path / "file" / "storage")}
+    )
     with pytest.raises(RuntimeError, match="Orthanc"):
         peer.start(timeout=20)
     assert peer.namespace not in _namespaces()
@@ -137,7 +172,10 @@ def test_namespaces_of_dead_test_processes_are_swept() -> None:
         pytest.fail(f"Orthanc peer unavailable: {reason}")
     dead = 2**22 + 12345  # above the largest possible pid (2^22): no such process
     assert not Path(f"/proc/{dead}").exists()
-    stale, live = f"{imaging_orthanc.NS_PREFIX}{dead}-abc123", f"{imaging_orthanc.NS_PREFIX}{os.getpid()}-abc123"
+    stale, live = (
+        f"{imaging_orthanc.NS_PREFIX}{dead}-abc123",
+        f"{imaging_orthanc.NS_PREFIX}{os.getpid()}-abc123",
+    )
     for name in (stale, live):
         subprocess.run(["ip", "netns", "add", name], check=True)
     try:

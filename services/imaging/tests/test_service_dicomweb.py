@@ -1,5 +1,6 @@
 """DICOMweb round trip: STOW-RS, then QIDO-RS, WADO-RS (instances, series, study, metadata), rendered and
 thumbnail PNGs, and role checks."""
+
 from __future__ import annotations
 
 import re
@@ -19,8 +20,12 @@ from imaging_helpers import dataset_bytes, indexed, wait_for
 
 def _multipart(parts: list[bytes]) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    body = b"".join(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + p + b"\r\n"
-                    for p in parts) + f"--{boundary}--\r\n".encode()
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + p + b"\r\n" for p in parts
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
     return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
 
 
@@ -55,13 +60,16 @@ async def test_stow_qido_wado_round_trip(imaging, make_ct_series, tmp_path: Path
     await wait_for(lambda: _eq(indexed(imaging, study), 2))
 
     async with http_client(imaging, "doctor") as c:
-        r = await c.get("/dicomweb/studies", params={"PatientID": "BN-2025-000123", "StudyInstanceUID": study})
+        r = await c.get(
+            "/dicomweb/studies", params={"PatientID": "BN-2025-000123", "StudyInstanceUID": study}
+        )
         assert r.status_code == 200 and r.headers["content-type"].startswith("application/dicom+json")
         (found,) = r.json()
         assert found["00100010"]["Value"][0]["Alphabetic"] == "Phạm^Minh Tuấn"
         assert found["00201208"]["Value"] == [2] and found["00080061"]["Value"] == ["CT"]
-        r = await c.get("/dicomweb/studies", params={"00100010": "pham*", "StudyDate": "20250301-20250331",
-                                                     "limit": "5"})
+        r = await c.get(
+            "/dicomweb/studies", params={"00100010": "pham*", "StudyDate": "20250301-20250331", "limit": "5"}
+        )
         assert study in {s["0020000D"]["Value"][0] for s in r.json()}
         assert (await c.get("/dicomweb/studies", params={"StudyInstanceUID": "1.2.3.4"})).status_code == 204
         assert (await c.get("/dicomweb/studies", params={"Bogus": "x"})).status_code == 422
@@ -81,15 +89,21 @@ async def test_stow_qido_wado_round_trip(imaging, make_ct_series, tmp_path: Path
         meta = (await c.get(f"/dicomweb/studies/{study}/metadata")).json()
         assert len(meta) == 2 and "7FE00010" not in meta[0] and meta[0]["00080060"]["Value"] == ["CT"]
 
-        r = await c.get(f"/dicomweb/studies/{study}/series/{series}/instances/{first.SOPInstanceUID}/rendered")
+        r = await c.get(
+            f"/dicomweb/studies/{study}/series/{series}/instances/{first.SOPInstanceUID}/rendered"
+        )
         assert r.status_code == 200 and r.headers["content-type"] == "image/png"
         assert Image.open(BytesIO(r.content)).size == (64, 64)
-        r = await c.get(f"/dicomweb/studies/{study}/series/{series}/instances/{first.SOPInstanceUID}/thumbnail",
-                        params={"viewport": "32,32"})
+        r = await c.get(
+            f"/dicomweb/studies/{study}/series/{series}/instances/{first.SOPInstanceUID}/thumbnail",
+            params={"viewport": "32,32"},
+        )
         assert Image.open(BytesIO(r.content)).size == (32, 32)
         assert (await c.get(f"/dicomweb/studies/{study}/series/{series}/instances/1.2.3")).status_code == 404
         # a doctor reads but may not store
-        assert (await c.post("/dicomweb/studies", content=body, headers={"Content-Type": ctype})).status_code == 403
+        assert (
+            await c.post("/dicomweb/studies", content=body, headers={"Content-Type": ctype})
+        ).status_code == 403
     async with http_client(imaging, "cashier") as c:
         assert (await c.get("/dicomweb/studies")).status_code == 403
     async with http_client(imaging) as c:

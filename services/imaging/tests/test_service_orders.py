@@ -1,4 +1,5 @@
 """Orders over gRPC -> modality worklist (findscu -W) -> MPPS -> study matching and reconciliation."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,12 +27,25 @@ from imaging_helpers import indexed, published, run_tool, wait_for
 PATIENT_ID = "BN-2025-000123"
 
 
-def _order(accession: str, patient_code: str = PATIENT_ID, name: str = "Phạm Minh Tuấn") -> pb.ScheduleOrderRequest:
+def _order(
+    accession: str, patient_code: str = PATIENT_ID, name: str = "Phạm Minh Tuấn"
+) -> pb.ScheduleOrderRequest:
     req = pb.ScheduleOrderRequest(
-        accession_number=accession, requested_procedure_id="CT-SN", modality="CT", station_ae_title="CT_HUE",
-        requested_procedure_description="CT sọ não không tiêm thuốc", referring_physician="Nguyễn Thị Lan",
-        patient=pb.OrderPatient(patient_ref="0190a1b2-0000-7000-8000-000000000001", patient_code=patient_code,
-                                full_name=name, birth_date="1968-02-03", sex="M"), request_id=f"req-{accession}")
+        accession_number=accession,
+        requested_procedure_id="CT-SN",
+        modality="CT",
+        station_ae_title="CT_HUE",
+        requested_procedure_description="CT sọ não không tiêm thuốc",
+        referring_physician="Nguyễn Thị Lan",
+        patient=pb.OrderPatient(
+            patient_ref="0190a1b2-0000-7000-8000-000000000001",
+            patient_code=patient_code,
+            full_name=name,
+            birth_date="1968-02-03",
+            sex="M",
+        ),
+        request_id=f"req-{accession}",
+    )
     req.scheduled_start.FromDatetime(datetime(2025, 3, 14, 1, 30, tzinfo=UTC))  # 08:30 in Huế
     return req
 
@@ -92,10 +106,13 @@ async def test_order_worklist_mpps_and_reconciliation(imaging, make_ct_series, t
         assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.ScheduleOrder(_order("THIS-IS-FAR-TOO-LONG-FOR-SH"), metadata=md)
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "accession_number" in err.value.details()
+        assert (
+            err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "accession_number" in err.value.details()
+        )
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await stub.ScheduleOrder(_order("CT1"), metadata=call_metadata(
-                issuer_for(imaging).mint_for_role("cashier")))
+            await stub.ScheduleOrder(
+                _order("CT1"), metadata=call_metadata(issuer_for(imaging).mint_for_role("cashier"))
+            )
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     scheduled = await published(imaging, "imaging.order.scheduled")
     assert len(scheduled) == 2
@@ -105,13 +122,37 @@ async def test_order_worklist_mpps_and_reconciliation(imaging, make_ct_series, t
     port = imaging.settings.dicom_port
     out = tmp_path / "wl"
     out.mkdir()
-    res = await run_tool("findscu", "-W", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "-X", "-od", out,
-                         "-k", "ScheduledProcedureStepSequence[0].Modality=CT",
-                         "-k", "ScheduledProcedureStepSequence[0].ScheduledStationAETitle=CT_HUE",
-                         "-k", "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=20250314",
-                         "-k", "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartTime",
-                         "-k", "PatientName", "-k", "PatientID", "-k", "AccessionNumber", "-k", "StudyInstanceUID",
-                         "-k", "RequestedProcedureDescription", "127.0.0.1", port)
+    res = await run_tool(
+        "findscu",
+        "-W",
+        "-aet",
+        "CT_HUE",
+        "-aec",
+        "HOSPITAL_PACS",
+        "-X",
+        "-od",
+        out,
+        "-k",
+        "ScheduledProcedureStepSequence[0].Modality=CT",
+        "-k",
+        "ScheduledProcedureStepSequence[0].ScheduledStationAETitle=CT_HUE",
+        "-k",
+        "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=20250314",
+        "-k",
+        "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartTime",
+        "-k",
+        "PatientName",
+        "-k",
+        "PatientID",
+        "-k",
+        "AccessionNumber",
+        "-k",
+        "StudyInstanceUID",
+        "-k",
+        "RequestedProcedureDescription",
+        "127.0.0.1",
+        port,
+    )
     assert res.returncode == 0, res.stderr
     items = sorted((pydicom.dcmread(p) for p in out.glob("rsp*.dcm")), key=lambda d: d.AccessionNumber)
     assert [i.AccessionNumber for i in items] == ["CT250314001", "CT250314002"]
@@ -121,9 +162,21 @@ async def test_order_worklist_mpps_and_reconciliation(imaging, make_ct_series, t
     assert items[0].StudyInstanceUID == order.study_instance_uid
     for old in out.iterdir():
         old.unlink()
-    res = await run_tool("findscu", "-W", "-aec", "HOSPITAL_PACS", "-X", "-od", out,
-                         "-k", "ScheduledProcedureStepSequence[0].Modality=MR", "-k", "AccessionNumber",
-                         "127.0.0.1", port)
+    res = await run_tool(
+        "findscu",
+        "-W",
+        "-aec",
+        "HOSPITAL_PACS",
+        "-X",
+        "-od",
+        out,
+        "-k",
+        "ScheduledProcedureStepSequence[0].Modality=MR",
+        "-k",
+        "AccessionNumber",
+        "127.0.0.1",
+        port,
+    )
     assert res.returncode == 0 and not list(out.iterdir())
 
     # MPPS: IN PROGRESS then COMPLETED -> order completed, imaging.procedure.completed
@@ -142,11 +195,14 @@ async def test_order_worklist_mpps_and_reconciliation(imaging, make_ct_series, t
     stray = make_ct_series(tmp_path / "b", count=2, size=16)
     _set_accession(stray, "XQ-UNKNOWN")
     for d in ("a", "b"):
-        res = await run_tool("storescu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", port,
-                             tmp_path / d)
+        res = await run_tool(
+            "storescu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", port, tmp_path / d
+        )
         assert res.returncode == 0, res.stderr
     received = await wait_for(lambda: _n(published(imaging, "imaging.study.received"), 2))
-    by_study = {m.study_instance_uid: m for m in (events_pb2.StudyReceived.FromString(r.payload) for r in received)}
+    by_study = {
+        m.study_instance_uid: m for m in (events_pb2.StudyReceived.FromString(r.payload) for r in received)
+    }
     matched_uid = str(pydicom.dcmread(matched[0]).StudyInstanceUID)
     stray_uid = str(pydicom.dcmread(stray[0]).StudyInstanceUID)
     assert by_study[matched_uid].order_id == order.id and by_study[stray_uid].order_id == ""
@@ -167,10 +223,16 @@ async def test_order_worklist_mpps_and_reconciliation(imaging, make_ct_series, t
         assert (await c.get("/api/v1/reconciliation")).status_code == 403
     rec = await published(imaging, "imaging.study.reconciled")
     msg = events_pb2.StudyReconciled.FromString(rec[0].payload)
-    assert msg.order_id == other.id and msg.reason == "unknown_accession" and msg.accession_number == "CT250314002"
+    assert (
+        msg.order_id == other.id
+        and msg.reason == "unknown_accession"
+        and msg.accession_number == "CT250314002"
+    )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{imaging.settings.grpc_port}") as channel:
         stub = pb_grpc.ImagingServiceStub(channel)
-        study = await stub.GetStudy(pb.GetStudyRequest(study_instance_uid=matched_uid), metadata=call_metadata(token))
+        study = await stub.GetStudy(
+            pb.GetStudyRequest(study_instance_uid=matched_uid), metadata=call_metadata(token)
+        )
         assert study.instance_count == 2 and study.series[0].modality == "CT" and study.order_id == order.id
     assert await indexed(imaging, matched_uid) == 2
 
@@ -206,16 +268,21 @@ async def test_visit_ref_round_trips_and_cancellation_publishes_once(imaging) ->
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "visit_ref" in err.value.details()
 
         with pytest.raises(grpc.aio.AioRpcError) as err:  # cancelling is the orderer's
-            await stub.CancelOrder(pb.CancelOrderRequest(id=order.id), metadata=call_metadata(
-                issuer.mint_for_role("radiographer")))
+            await stub.CancelOrder(
+                pb.CancelOrderRequest(id=order.id),
+                metadata=call_metadata(issuer.mint_for_role("radiographer")),
+            )
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        cancelled = await stub.CancelOrder(pb.CancelOrderRequest(id=order.id, reason="Bệnh nhân đổi lịch khám"),
-                                           metadata=md)
+        cancelled = await stub.CancelOrder(
+            pb.CancelOrderRequest(id=order.id, reason="Bệnh nhân đổi lịch khám"), metadata=md
+        )
         assert cancelled.status == pb.ORDER_STATUS_CANCELLED and cancelled.visit_ref == VISIT_REF
         again = await stub.CancelOrder(pb.CancelOrderRequest(id=order.id, reason="bấm lại"), metadata=md)
         assert again.status == pb.ORDER_STATUS_CANCELLED and again.id == order.id
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await stub.CancelOrder(pb.CancelOrderRequest(id="0190a1b2-0000-7000-8000-0000000000ff"), metadata=md)
+            await stub.CancelOrder(
+                pb.CancelOrderRequest(id="0190a1b2-0000-7000-8000-0000000000ff"), metadata=md
+            )
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
         # the modality starts the other order (MPPS IN PROGRESS, then COMPLETED): it cannot be cancelled
@@ -223,12 +290,21 @@ async def test_visit_ref_round_trips_and_cancellation_publishes_once(imaging) ->
         assert (created, completed) == (0, 0)
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.CancelOrder(pb.CancelOrderRequest(id=plain.id, reason="nhầm"), metadata=md)
-        assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS and "order.not_cancellable" in err.value.details()
-        assert (await stub.GetOrder(pb.GetOrderRequest(id=plain.id), metadata=md)).status == \
-            pb.ORDER_STATUS_COMPLETED
+        assert (
+            err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+            and "order.not_cancellable" in err.value.details()
+        )
+        assert (
+            await stub.GetOrder(pb.GetOrderRequest(id=plain.id), metadata=md)
+        ).status == pb.ORDER_STATUS_COMPLETED
 
-    scheduled = {m.order.accession_number: m.order for m in (
-        events_pb2.OrderScheduled.FromString(r.payload) for r in await published(imaging, "imaging.order.scheduled"))}
+    scheduled = {
+        m.order.accession_number: m.order
+        for m in (
+            events_pb2.OrderScheduled.FromString(r.payload)
+            for r in await published(imaging, "imaging.order.scheduled")
+        )
+    }
     assert scheduled["MR250314001"].visit_ref == VISIT_REF and scheduled["MR250314002"].visit_ref == ""
     await asyncio.sleep(1.0)  # give a second (wrong) publication time to reach the stream
     found = await published(imaging, "imaging.order.cancelled")
@@ -236,10 +312,20 @@ async def test_visit_ref_round_trips_and_cancellation_publishes_once(imaging) ->
     msg = events_pb2.OrderCancelled.FromString(found[0].payload)
     assert found[0].headers["Hospital-Event-Type"] == "hospital.imaging.v1.OrderCancelled"
     assert (msg.order.id, msg.order.accession_number, msg.order.status) == (
-        order.id, "MR250314001", pb.ORDER_STATUS_CANCELLED)
+        order.id,
+        "MR250314001",
+        pb.ORDER_STATUS_CANCELLED,
+    )
     assert (msg.order.patient.patient_ref, msg.order.order_ref, msg.order.visit_ref) == (
-        "0190a1b2-0000-7000-8000-000000000001", "emr-order-7781", VISIT_REF)
-    assert msg.reason == "Bệnh nhân đổi lịch khám" and msg.by.roles == ["doctor"] and msg.cancelled_at.seconds > 0
+        "0190a1b2-0000-7000-8000-000000000001",
+        "emr-order-7781",
+        VISIT_REF,
+    )
+    assert (
+        msg.reason == "Bệnh nhân đổi lịch khám"
+        and msg.by.roles == ["doctor"]
+        and msg.cancelled_at.seconds > 0
+    )
     async with http_client(imaging, "radiographer") as c:
         orders = {o["accession_number"]: o for o in (await c.get("/api/v1/orders")).json()["items"]}
     assert orders["MR250314001"]["visit_ref"] == VISIT_REF and orders["MR250314001"]["status"] == "cancelled"
@@ -275,12 +361,15 @@ async def test_mpps_for_a_cancelled_order_is_flagged_not_applied(imaging, caplog
         assert got.status == pb.ORDER_STATUS_CANCELLED and got.mpps_instance_uid == ""
         again = await stub.CancelOrder(pb.CancelOrderRequest(id=order.id), metadata=md)
         assert again.status == pb.ORDER_STATUS_CANCELLED
-        assert (await stub.GetOrder(pb.GetOrderRequest(id=live.id), metadata=md)).status == \
-            pb.ORDER_STATUS_COMPLETED
+        assert (
+            await stub.GetOrder(pb.GetOrderRequest(id=live.id), metadata=md)
+        ).status == pb.ORDER_STATUS_COMPLETED
 
     await asyncio.sleep(1.0)  # give a wrong publication time to reach the stream
-    done = [events_pb2.ProcedureCompleted.FromString(r.payload)
-            for r in await published(imaging, "imaging.procedure.completed")]
+    done = [
+        events_pb2.ProcedureCompleted.FromString(r.payload)
+        for r in await published(imaging, "imaging.procedure.completed")
+    ]
     assert [m.order_id for m in done] == [live.id]
     assert len(await published(imaging, "imaging.order.cancelled")) == 1
 
@@ -290,25 +379,40 @@ async def test_mpps_for_a_cancelled_order_is_flagged_not_applied(imaging, caplog
         orders = {o["accession_number"]: o for o in (await c.get("/api/v1/orders")).json()["items"]}
     (item,) = review
     assert (item["order_id"], item["accession_number"], item["attention"], item["status"]) == (
-        order.id, "CT250314101", "order_cancelled", "COMPLETED")
+        order.id,
+        "CT250314101",
+        "order_cancelled",
+        "COMPLETED",
+    )
     assert item["calling_ae"] == "CT_HUE" and item["patient_id"] == PATIENT_ID
     assert every[live.id]["attention"] is None and every[live.id]["status"] == "COMPLETED"
-    assert (orders["CT250314101"]["status"], orders["CT250314101"]["mpps_instance_uid"]) == ("cancelled", None)
+    assert (orders["CT250314101"]["status"], orders["CT250314101"]["mpps_instance_uid"]) == (
+        "cancelled",
+        None,
+    )
 
     async with imaging.rt.db.session() as s:  # by time: seq counts per audit chain
-        audited = (await s.execute(select(audit_log_table.c.action, audit_log_table.c.detail)
-                                   .where(audit_log_table.c.resource_id == item["mpps_instance_uid"])
-                                   .order_by(audit_log_table.c.at, audit_log_table.c.seq))).all()
+        audited = (
+            await s.execute(
+                select(audit_log_table.c.action, audit_log_table.c.detail)
+                .where(audit_log_table.c.resource_id == item["mpps_instance_uid"])
+                .order_by(audit_log_table.c.at, audit_log_table.c.seq)
+            )
+        ).all()
     details = [json.loads(a.detail) if isinstance(a.detail, str) else a.detail for a in audited]
     assert [(a.action, d["status"], d["order_id"]) for a, d in zip(audited, details, strict=True)] == [
         ("imaging_mpps.order_cancelled", "IN PROGRESS", order.id),
-        ("imaging_mpps.order_cancelled", "COMPLETED", order.id)]
+        ("imaging_mpps.order_cancelled", "COMPLETED", order.id),
+    ]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(item["mpps_instance_uid"] in w and "was cancelled" in w and "stays cancelled" in w
-               for w in warnings), warnings
+    assert any(
+        item["mpps_instance_uid"] in w and "was cancelled" in w and "stays cancelled" in w for w in warnings
+    ), warnings
 
 
-async def test_study_for_a_cancelled_order_is_queued_not_linked(imaging, make_ct_series, tmp_path: Path) -> None:
+async def test_study_for_a_cancelled_order_is_queued_not_linked(
+    imaging, make_ct_series, tmp_path: Path
+) -> None:
     """Images (dcmtk storescu) whose accession names a cancelled order: the study is not linked to it and
     imaging.study.received carries no order; it is queued for reconciliation with reason order_cancelled
     and the order as candidate. Staff may still link it: imaging.study.reconciled says order_cancelled,
@@ -326,20 +430,28 @@ async def test_study_for_a_cancelled_order_is_queued_not_linked(imaging, make_ct
     _set_accession(live_files, "CT250314202")
     port = imaging.settings.dicom_port
     for d in ("c", "l"):
-        res = await run_tool("storescu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", port,
-                             tmp_path / d)
+        res = await run_tool(
+            "storescu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", port, tmp_path / d
+        )
         assert res.returncode == 0, res.stderr
     received = await wait_for(lambda: _n(published(imaging, "imaging.study.received"), 2))
-    by_study = {m.study_instance_uid: m for m in (events_pb2.StudyReceived.FromString(r.payload) for r in received)}
+    by_study = {
+        m.study_instance_uid: m for m in (events_pb2.StudyReceived.FromString(r.payload) for r in received)
+    }
     cancelled_uid = str(pydicom.dcmread(cancelled_files[0]).StudyInstanceUID)
     live_uid = str(pydicom.dcmread(live_files[0]).StudyInstanceUID)
-    assert by_study[cancelled_uid].order_id == "" and by_study[cancelled_uid].accession_number == "CT250314201"
+    assert (
+        by_study[cancelled_uid].order_id == "" and by_study[cancelled_uid].accession_number == "CT250314201"
+    )
     assert by_study[live_uid].order_id == live.id
 
     async with http_client(imaging, "radiologist") as c:
         (item,) = (await c.get("/api/v1/reconciliation")).json()["items"]
         assert (item["study_instance_uid"], item["reason"], item["candidate_order_id"]) == (
-            cancelled_uid, "order_cancelled", order.id)
+            cancelled_uid,
+            "order_cancelled",
+            order.id,
+        )
         assert "CT250314201 was cancelled" in item["detail"]
         study = (await c.get(f"/api/v1/studies/{cancelled_uid}")).json()
         assert study.get("order_id", "") == "" and study["reconciliation"] == "pending"
@@ -410,42 +522,61 @@ async def test_a_second_mpps_for_an_order(imaging, caplog) -> None:
         twice = await stub.ScheduleOrder(_order("CT250314303", name="Đỗ Minh Châu"), metadata=md)
         port = imaging.settings.dicom_port
         r1, r2, d1, d2, t1, t2 = (generate_uid() for _ in range(6))
-        assert await asyncio.to_thread(_mpps_steps, port, redo, [
-            ("create", r1), ("DISCONTINUED", r1), ("create", r2), ("COMPLETED", r2)]) == [0, 0, 0, 0]
-        assert await asyncio.to_thread(_mpps_steps, port, done, [
-            ("create", d1), ("COMPLETED", d1), ("create", d2), ("COMPLETED", d2)]) == [0, 0, 0, 0]
-        assert await asyncio.to_thread(_mpps_steps, port, twice, [
-            ("create", t1), ("create", t2), ("create", t2)]) == [0, 0, 0]
+        assert await asyncio.to_thread(
+            _mpps_steps, port, redo, [("create", r1), ("DISCONTINUED", r1), ("create", r2), ("COMPLETED", r2)]
+        ) == [0, 0, 0, 0]
+        assert await asyncio.to_thread(
+            _mpps_steps, port, done, [("create", d1), ("COMPLETED", d1), ("create", d2), ("COMPLETED", d2)]
+        ) == [0, 0, 0, 0]
+        assert await asyncio.to_thread(
+            _mpps_steps, port, twice, [("create", t1), ("create", t2), ("create", t2)]
+        ) == [0, 0, 0]
         got = await stub.GetOrder(pb.GetOrderRequest(id=twice.id), metadata=md)
         assert (got.status, got.mpps_instance_uid) == (pb.ORDER_STATUS_IN_PROGRESS, t2)
-        assert await asyncio.to_thread(_mpps_steps, port, twice, [
-            ("COMPLETED", t2), ("COMPLETED", t1)]) == [0, 0]
+        assert await asyncio.to_thread(_mpps_steps, port, twice, [("COMPLETED", t2), ("COMPLETED", t1)]) == [
+            0,
+            0,
+        ]
 
         for order, mpps in ((redo, r2), (done, d1), (twice, t2)):
             got = await stub.GetOrder(pb.GetOrderRequest(id=order.id), metadata=md)
             assert (got.accession_number, got.status, got.mpps_instance_uid) == (
-                order.accession_number, pb.ORDER_STATUS_COMPLETED, mpps)
+                order.accession_number,
+                pb.ORDER_STATUS_COMPLETED,
+                mpps,
+            )
 
     await asyncio.sleep(1.0)  # give a wrong publication time to reach the stream
-    ended = [events_pb2.ProcedureCompleted.FromString(r.payload)
-             for r in await published(imaging, "imaging.procedure.completed")]
+    ended = [
+        events_pb2.ProcedureCompleted.FromString(r.payload)
+        for r in await published(imaging, "imaging.procedure.completed")
+    ]
     assert [(m.order_id, m.mpps_instance_uid, m.status) for m in ended] == [
-        (redo.id, r1, "DISCONTINUED"), (redo.id, r2, "COMPLETED"), (done.id, d1, "COMPLETED"),
-        (twice.id, t2, "COMPLETED")]
+        (redo.id, r1, "DISCONTINUED"),
+        (redo.id, r2, "COMPLETED"),
+        (done.id, d1, "COMPLETED"),
+        (twice.id, t2, "COMPLETED"),
+    ]
 
     async with http_client(imaging, "radiographer") as c:
-        review = {m["mpps_instance_uid"]: m for m in
-                  (await c.get("/api/v1/mpps", params={"unmatched": "true"})).json()["items"]}
+        review = {
+            m["mpps_instance_uid"]: m
+            for m in (await c.get("/api/v1/mpps", params={"unmatched": "true"})).json()["items"]
+        }
     assert {uid: (m["order_id"], m["attention"], m["status"]) for uid, m in review.items()} == {
-        r2: (redo.id, "redo_discontinued", "COMPLETED"), d2: (done.id, "already_completed", "COMPLETED"),
-        t1: (twice.id, "superseded", "COMPLETED")}
+        r2: (redo.id, "redo_discontinued", "COMPLETED"),
+        d2: (done.id, "already_completed", "COMPLETED"),
+        t1: (twice.id, "superseded", "COMPLETED"),
+    }
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(d2 in w and "already completed" in w for w in warnings), warnings
     assert any(r2 in w and "was discontinued" in w for w in warnings), warnings
     assert any(t1 in w and "newer MPPS" in w for w in warnings), warnings
 
 
-async def test_an_order_whose_images_arrived_cannot_be_cancelled(imaging, make_ct_series, tmp_path: Path) -> None:
+async def test_an_order_whose_images_arrived_cannot_be_cancelled(
+    imaging, make_ct_series, tmp_path: Path
+) -> None:
     """A modality that sends no MPPS: the images (dcmtk storescu) match the still-scheduled order by its
     accession; the order has been performed, so cancelling it is refused and publishes nothing, and the
     study keeps its order. An order without images is cancelled as before."""
@@ -456,18 +587,31 @@ async def test_an_order_whose_images_arrived_cannot_be_cancelled(imaging, make_c
         empty = await stub.ScheduleOrder(_order("CT250315302", name="Vũ Đình Trọng"), metadata=md)
         files = make_ct_series(tmp_path / "i", count=2, size=16)
         _set_accession(files, "CT250315301")
-        res = await run_tool("storescu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1",
-                             imaging.settings.dicom_port, tmp_path / "i")
+        res = await run_tool(
+            "storescu",
+            "-aet",
+            "CT_HUE",
+            "-aec",
+            "HOSPITAL_PACS",
+            "+sd",
+            "127.0.0.1",
+            imaging.settings.dicom_port,
+            tmp_path / "i",
+        )
         assert res.returncode == 0, res.stderr
         (received,) = await wait_for(lambda: _n(published(imaging, "imaging.study.received"), 1))
         assert events_pb2.StudyReceived.FromString(received.payload).order_id == imaged.id
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.CancelOrder(pb.CancelOrderRequest(id=imaged.id, reason="Chỉ định nhầm"), metadata=md)
         assert "images have been received" in (refused.value.details() or "")
-        cancelled = await stub.CancelOrder(pb.CancelOrderRequest(id=empty.id, reason="Bệnh nhân về"), metadata=md)
+        cancelled = await stub.CancelOrder(
+            pb.CancelOrderRequest(id=empty.id, reason="Bệnh nhân về"), metadata=md
+        )
         assert cancelled.status == pb.ORDER_STATUS_CANCELLED
-    events = [events_pb2.OrderCancelled.FromString(r.payload).order.id
-              for r in await published(imaging, "imaging.order.cancelled")]
+    events = [
+        events_pb2.OrderCancelled.FromString(r.payload).order.id
+        for r in await published(imaging, "imaging.order.cancelled")
+    ]
     assert events == [empty.id]
     async with http_client(imaging, "radiologist") as c:
         orders = {o["accession_number"]: o for o in (await c.get("/api/v1/orders")).json()["items"]}

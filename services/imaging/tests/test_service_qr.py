@@ -1,5 +1,7 @@
 """The imaging service end to end with dcmtk peers: storescu -> spool -> S3 -> index, then findscu at each
-level (Patient Root and Study Root), movescu and getscu retrieving byte-identical files. SQLite and PostgreSQL."""
+level (Patient Root and Study Root), movescu and getscu retrieving byte-identical files. SQLite and
+PostgreSQL."""
+
 from __future__ import annotations
 
 import asyncio
@@ -28,8 +30,20 @@ async def _find(port: int, out: Path, model: str, *keys: str) -> list[pydicom.Da
     args: list[str] = []
     for k in keys:
         args += ["-k", k]
-    res = await run_tool("findscu", model, "-aet", "VIEWER", "-aec", "HOSPITAL_PACS", "-X", "-od", out,
-                         *args, "127.0.0.1", port)
+    res = await run_tool(
+        "findscu",
+        model,
+        "-aet",
+        "VIEWER",
+        "-aec",
+        "HOSPITAL_PACS",
+        "-X",
+        "-od",
+        out,
+        *args,
+        "127.0.0.1",
+        port,
+    )
     assert res.returncode == 0, res.stderr
     return _responses(out)
 
@@ -38,8 +52,9 @@ async def test_store_then_find_at_every_level(imaging, make_ct_series, tmp_path:
     files = make_ct_series(tmp_path / "ct", count=6, size=32)
     study_uid = str(pydicom.dcmread(files[0]).StudyInstanceUID)
     port = imaging.settings.dicom_port
-    res = await run_tool("storescu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "+sd",
-                         "127.0.0.1", port, tmp_path / "ct")
+    res = await run_tool(
+        "storescu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", port, tmp_path / "ct"
+    )
     assert res.returncode == 0, res.stderr
     await wait_for(lambda: _eq(indexed(imaging, study_uid), 6))
     await wait_for(lambda: _empty_spool(imaging))  # the spool copy goes once stored and indexed, just after
@@ -51,35 +66,85 @@ async def test_store_then_find_at_every_level(imaging, make_ct_series, tmp_path:
     assert dataset_bytes(tmp_path / "obj.dcm") == dataset_bytes(files[0])
 
     out = tmp_path / "find"
-    patients = await _find(port, out, "-P", "QueryRetrieveLevel=PATIENT", f"PatientID={PATIENT_ID}",
-                           "PatientName")
+    patients = await _find(
+        port, out, "-P", "QueryRetrieveLevel=PATIENT", f"PatientID={PATIENT_ID}", "PatientName"
+    )
     assert [str(p.PatientName) for p in patients] == ["Phạm^Minh Tuấn"]
     # wildcard on the name without diacritics, Patient Root study level
-    studies = await _find(port, out, "-P", "QueryRetrieveLevel=STUDY", "PatientName=pham*",
-                          f"PatientID={PATIENT_ID}", "StudyInstanceUID", "AccessionNumber",
-                          "NumberOfStudyRelatedInstances", "ModalitiesInStudy")
+    studies = await _find(
+        port,
+        out,
+        "-P",
+        "QueryRetrieveLevel=STUDY",
+        "PatientName=pham*",
+        f"PatientID={PATIENT_ID}",
+        "StudyInstanceUID",
+        "AccessionNumber",
+        "NumberOfStudyRelatedInstances",
+        "ModalitiesInStudy",
+    )
     assert len(studies) == 1 and studies[0].StudyInstanceUID == study_uid
     assert studies[0].NumberOfStudyRelatedInstances == 6 and studies[0].ModalitiesInStudy == "CT"
-    studies = await _find(port, out, "-S", "QueryRetrieveLevel=STUDY", "StudyDate=20250301-20250331",
-                          "ModalitiesInStudy=CT", "StudyInstanceUID", "StudyDescription")
+    studies = await _find(
+        port,
+        out,
+        "-S",
+        "QueryRetrieveLevel=STUDY",
+        "StudyDate=20250301-20250331",
+        "ModalitiesInStudy=CT",
+        "StudyInstanceUID",
+        "StudyDescription",
+    )
     assert study_uid in {s.StudyInstanceUID for s in studies}
     assert any(s.StudyDescription == "CT sọ não không tiêm thuốc" for s in studies)
-    assert await _find(port, out, "-S", "QueryRetrieveLevel=STUDY", "StudyDate=20240101-20240131",
-                       "StudyInstanceUID") == []
-    series = await _find(port, out, "-S", "QueryRetrieveLevel=SERIES", f"StudyInstanceUID={study_uid}",
-                         "SeriesInstanceUID", "Modality", "NumberOfSeriesRelatedInstances")
+    assert (
+        await _find(
+            port, out, "-S", "QueryRetrieveLevel=STUDY", "StudyDate=20240101-20240131", "StudyInstanceUID"
+        )
+        == []
+    )
+    series = await _find(
+        port,
+        out,
+        "-S",
+        "QueryRetrieveLevel=SERIES",
+        f"StudyInstanceUID={study_uid}",
+        "SeriesInstanceUID",
+        "Modality",
+        "NumberOfSeriesRelatedInstances",
+    )
     assert len(series) == 1 and series[0].Modality == "CT" and series[0].NumberOfSeriesRelatedInstances == 6
-    images = await _find(port, out, "-S", "QueryRetrieveLevel=IMAGE", f"StudyInstanceUID={study_uid}",
-                         f"SeriesInstanceUID={series[0].SeriesInstanceUID}", "SOPInstanceUID", "InstanceNumber")
+    images = await _find(
+        port,
+        out,
+        "-S",
+        "QueryRetrieveLevel=IMAGE",
+        f"StudyInstanceUID={study_uid}",
+        f"SeriesInstanceUID={series[0].SeriesInstanceUID}",
+        "SOPInstanceUID",
+        "InstanceNumber",
+    )
     assert sorted(int(i.InstanceNumber) for i in images) == [1, 2, 3, 4, 5, 6]
     # Study Root has no PATIENT level: refused with a failure status, not an empty success
-    res = await run_tool("findscu", "-v", "-S", "-aec", "HOSPITAL_PACS", "-k", "QueryRetrieveLevel=PATIENT",
-                         "-k", "PatientID", "127.0.0.1", port)
+    res = await run_tool(
+        "findscu",
+        "-v",
+        "-S",
+        "-aec",
+        "HOSPITAL_PACS",
+        "-k",
+        "QueryRetrieveLevel=PATIENT",
+        "-k",
+        "PatientID",
+        "127.0.0.1",
+        port,
+    )
     assert "DataSetDoesNotMatchSOPClass" in res.stderr + res.stdout, res.stderr + res.stdout
 
     # the same instances again: idempotent (no new rows); then the quiet period announces the study once
-    res = await run_tool("storescu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "+sd",
-                         "127.0.0.1", port, tmp_path / "ct")
+    res = await run_tool(
+        "storescu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", port, tmp_path / "ct"
+    )
     assert res.returncode == 0, res.stderr
     await wait_for(lambda: _empty_spool(imaging))
     assert await indexed(imaging, study_uid) == 6
@@ -103,13 +168,27 @@ async def test_move_and_get_return_identical_bytes(imaging_factory, make_ct_seri
 
         moved = tmp_path / "moved"
         moved.mkdir()
-        scp = await asyncio.create_subprocess_exec("storescp", "-aet", "DEST", "-od", str(moved), "+B",
-                                                   str(dest_port))
+        scp = await asyncio.create_subprocess_exec(
+            "storescp", "-aet", "DEST", "-od", str(moved), "+B", str(dest_port)
+        )
         try:
             await asyncio.sleep(0.3)
-            res = await run_tool("movescu", "-S", "-aet", "VIEWER", "-aec", "HOSPITAL_PACS", "-aem", "DEST",
-                                 "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study_uid}",
-                                 "127.0.0.1", port)
+            res = await run_tool(
+                "movescu",
+                "-S",
+                "-aet",
+                "VIEWER",
+                "-aec",
+                "HOSPITAL_PACS",
+                "-aem",
+                "DEST",
+                "-k",
+                "QueryRetrieveLevel=STUDY",
+                "-k",
+                f"StudyInstanceUID={study_uid}",
+                "127.0.0.1",
+                port,
+            )
             assert res.returncode == 0, res.stderr
             await wait_for(lambda: _count(moved, 4))
         finally:
@@ -119,16 +198,42 @@ async def test_move_and_get_return_identical_bytes(imaging_factory, make_ct_seri
         assert got == originals
 
         # unknown destination: C-MOVE fails with "move destination unknown"
-        res = await run_tool("movescu", "-v", "-S", "-aec", "HOSPITAL_PACS", "-aem", "NOWHERE", "-k",
-                             "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study_uid}", "127.0.0.1", port)
+        res = await run_tool(
+            "movescu",
+            "-v",
+            "-S",
+            "-aec",
+            "HOSPITAL_PACS",
+            "-aem",
+            "NOWHERE",
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            f"StudyInstanceUID={study_uid}",
+            "127.0.0.1",
+            port,
+        )
         assert "MoveDestinationUnknown" in res.stderr + res.stdout, res.stderr + res.stdout
 
         fetched = tmp_path / "got"
         fetched.mkdir()
         series_uid = str(pydicom.dcmread(files[0]).SeriesInstanceUID)
-        res = await run_tool("getscu", "-S", "-aec", "HOSPITAL_PACS", "-od", fetched, "-k",
-                             "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={study_uid}", "-k",
-                             f"SeriesInstanceUID={series_uid}", "127.0.0.1", port)
+        res = await run_tool(
+            "getscu",
+            "-S",
+            "-aec",
+            "HOSPITAL_PACS",
+            "-od",
+            fetched,
+            "-k",
+            "QueryRetrieveLevel=SERIES",
+            "-k",
+            f"StudyInstanceUID={study_uid}",
+            "-k",
+            f"SeriesInstanceUID={series_uid}",
+            "127.0.0.1",
+            port,
+        )
         assert res.returncode == 0, res.stderr
         got = {str(pydicom.dcmread(p).SOPInstanceUID): dataset_bytes(p) for p in fetched.iterdir()}
         assert got == originals

@@ -1,5 +1,6 @@
 """Faults with real peers: object storage stopped during ingest, a routing destination down then up,
 duplicate and conflicting instances, an unknown calling AE in strict mode."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,15 @@ async def test_object_storage_down_during_ingest(imaging_factory, make_ct_series
             files = make_ct_series(tmp_path / "ct", count=5, size=32)
             study = str(pydicom.dcmread(files[0]).StudyInstanceUID)
             await asyncio.to_thread(s3.stop)
-            res = await run_tool("storescu", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", svc.settings.dicom_port,
-                                 tmp_path / "ct")
+            res = await run_tool(
+                "storescu",
+                "-aec",
+                "HOSPITAL_PACS",
+                "+sd",
+                "127.0.0.1",
+                svc.settings.dicom_port,
+                tmp_path / "ct",
+            )
             assert res.returncode == 0, res.stderr  # acknowledged: every instance is fsync'd in the spool
             spool = svc.rt.imaging.spool
             await wait_for(lambda: _error(svc), timeout=30)  # the upload failed...
@@ -49,13 +57,15 @@ async def test_object_storage_down_during_ingest(imaging_factory, make_ct_series
         await asyncio.to_thread(s3.stop)
 
 
-async def test_spool_survives_restart_and_duplicates_conflicts(imaging_factory, make_ct_series,
-                                                               tmp_path: Path) -> None:
+async def test_spool_survives_restart_and_duplicates_conflicts(
+    imaging_factory, make_ct_series, tmp_path: Path
+) -> None:
     files = make_ct_series(tmp_path / "ct", count=3, size=16)
     study = str(pydicom.dcmread(files[0]).StudyInstanceUID)
     async with imaging_factory(run_worker_in_serve=False) as svc:  # no pipeline: instances stay spooled
-        res = await run_tool("storescu", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", svc.settings.dicom_port,
-                             tmp_path / "ct")
+        res = await run_tool(
+            "storescu", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", svc.settings.dicom_port, tmp_path / "ct"
+        )
         assert res.returncode == 0, res.stderr
         await asyncio.sleep(0.3)
         assert len(svc.rt.imaging.spool.pending()) == 3
@@ -84,16 +94,26 @@ async def test_routing_to_a_destination_down_then_up(imaging_factory, make_ct_se
     dest_port = free_port()
     async with imaging_factory(known_aes=f"ARCHIVE=127.0.0.1:{dest_port}") as svc:
         async with http_client(svc, "admin") as c:
-            r = await c.post("/api/v1/routing/rules", json={"name": "CT to archive", "destination_ae": "ARCHIVE",
-                                                            "modality": "CT", "attributes": {"BodyPartExamined": "HEAD"}})
+            r = await c.post(
+                "/api/v1/routing/rules",
+                json={
+                    "name": "CT to archive",
+                    "destination_ae": "ARCHIVE",
+                    "modality": "CT",
+                    "attributes": {"BodyPartExamined": "HEAD"},
+                },
+            )
             assert r.status_code == 201, r.text
             r = await c.post("/api/v1/routing/rules", json={"destination_ae": "UNKNOWN"})
             assert r.status_code == 422 and r.json()["code"] == "routing.unknown_destination"
-            r = await c.post("/api/v1/routing/rules", json={"destination_ae": "ARCHIVE", "attributes": {"Foo": "1"}})
+            r = await c.post(
+                "/api/v1/routing/rules", json={"destination_ae": "ARCHIVE", "attributes": {"Foo": "1"}}
+            )
             assert r.status_code == 422
         files = make_ct_series(tmp_path / "ct", count=3, size=16)
-        res = await run_tool("storescu", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", svc.settings.dicom_port,
-                             tmp_path / "ct")
+        res = await run_tool(
+            "storescu", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", svc.settings.dicom_port, tmp_path / "ct"
+        )
         assert res.returncode == 0, res.stderr
 
         async def waiting() -> list:
@@ -105,7 +125,9 @@ async def test_routing_to_a_destination_down_then_up(imaging_factory, make_ct_se
         assert all(w["status"] == "pending" and "association" in w["last_error"] for w in failing)
         out = tmp_path / "archive"
         out.mkdir()
-        scp = await asyncio.create_subprocess_exec("storescp", "-aet", "ARCHIVE", "-od", str(out), str(dest_port))
+        scp = await asyncio.create_subprocess_exec(
+            "storescp", "-aet", "ARCHIVE", "-od", str(out), str(dest_port)
+        )
         try:
             await wait_for(lambda: _files(out, 3), timeout=30)
 

@@ -1,5 +1,6 @@
 """Review queues: flagged conflicts (same SOP Instance UID, other bytes) resolved keep-existing or
 take-new over HTTP; MPPS that match no order kept and listed, their N-SET accepted, then resolved by staff."""
+
 from __future__ import annotations
 
 import sys
@@ -31,8 +32,9 @@ async def test_conflicts_listed_and_resolved(imaging, make_ct_series, tmp_path: 
     first, second = (pydicom.dcmread(f) for f in files)
     study = str(first.StudyInstanceUID)
     port = imaging.settings.dicom_port
-    res = await run_tool("storescu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", port,
-                         tmp_path / "ct")
+    res = await run_tool(
+        "storescu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", port, tmp_path / "ct"
+    )
     assert res.returncode == 0, res.stderr
     await wait_for(lambda: _eq(indexed(imaging, study), 2))
     changed = []
@@ -40,16 +42,23 @@ async def test_conflicts_listed_and_resolved(imaging, make_ct_series, tmp_path: 
         ds.StudyDescription = f"Chụp lại lần {n + 1}"
         ds.save_as(tmp_path / f"changed{n}.dcm", enforce_file_format=True)
         changed.append(tmp_path / f"changed{n}.dcm")
-        res = await run_tool("storescu", "-aet", "CT_LAI", "-aec", "HOSPITAL_PACS", "127.0.0.1", port,
-                             changed[-1])
+        res = await run_tool(
+            "storescu", "-aet", "CT_LAI", "-aec", "HOSPITAL_PACS", "127.0.0.1", port, changed[-1]
+        )
         assert res.returncode == 0, res.stderr
 
     async with http_client(imaging, role="radiologist") as client:
         items = await wait_for(lambda: _n_items(client, 2))
         by_uid = {i["sop_instance_uid"]: i for i in items}
         assert set(by_uid) == {str(first.SOPInstanceUID), str(second.SOPInstanceUID)}
-        assert all(i["status"] == "open" and i["source_ae"] == "CT_LAI" and i["existing_source_ae"] == "CT_HUE"
-                   and i["digest"] != i["existing_digest"] and i["study_instance_uid"] == study for i in items)
+        assert all(
+            i["status"] == "open"
+            and i["source_ae"] == "CT_LAI"
+            and i["existing_source_ae"] == "CT_HUE"
+            and i["digest"] != i["existing_digest"]
+            and i["study_instance_uid"] == study
+            for i in items
+        )
         keep, take = by_uid[str(first.SOPInstanceUID)], by_uid[str(second.SOPInstanceUID)]
 
         r = await client.post(f"/api/v1/conflicts/{keep['id']}/resolve", json={"action": "keep_existing"})
@@ -58,14 +67,18 @@ async def test_conflicts_listed_and_resolved(imaging, make_ct_series, tmp_path: 
         assert r.status_code == 200, r.text
         superseded = r.json()["superseded_copy"]
         # resolving twice, or with a made-up action, is refused
-        assert (await client.post(f"/api/v1/conflicts/{take['id']}/resolve",
-                                  json={"action": "keep_existing"})).status_code == 409
-        assert (await client.post(f"/api/v1/conflicts/{keep['id']}/resolve",
-                                  json={"action": "merge"})).status_code == 422
+        assert (
+            await client.post(f"/api/v1/conflicts/{take['id']}/resolve", json={"action": "keep_existing"})
+        ).status_code == 409
+        assert (
+            await client.post(f"/api/v1/conflicts/{keep['id']}/resolve", json={"action": "merge"})
+        ).status_code == 422
         assert await _open_conflicts(client) == []
         resolved = (await client.get("/api/v1/conflicts", params={"status": "resolved"})).json()["items"]
         assert {(i["sop_instance_uid"], i["resolution"], i["resolved_by"] is not None) for i in resolved} == {
-            (str(first.SOPInstanceUID), "keep_existing", True), (str(second.SOPInstanceUID), "take_new", True)}
+            (str(first.SOPInstanceUID), "keep_existing", True),
+            (str(second.SOPInstanceUID), "take_new", True),
+        }
     async with http_client(imaging, role="doctor") as client:
         assert (await client.get("/api/v1/conflicts")).status_code == 403
 
@@ -81,8 +94,11 @@ async def test_conflicts_listed_and_resolved(imaging, make_ct_series, tmp_path: 
     (tmp_path / "old.dcm").write_bytes(old)
     assert dataset_bytes(tmp_path / "old.dcm") == dataset_bytes(files[1])  # the replaced copy is kept
     async with imaging.rt.db.session() as s:
-        row = (await s.execute(select(t.instances).where(
-            t.instances.c.sop_instance_uid == str(second.SOPInstanceUID)))).one()
+        row = (
+            await s.execute(
+                select(t.instances).where(t.instances.c.sop_instance_uid == str(second.SOPInstanceUID))
+            )
+        ).one()
     assert row.digest == take["digest"] and row.size == len(taken) and row.source_ae == "CT_LAI"
 
 
@@ -155,11 +171,20 @@ async def test_flagged_mpps_resolved_by_staff(imaging) -> None:
 
     md = call_metadata(issuer_for(imaging).mint_for_role("doctor"))
     req = pb.ScheduleOrderRequest(
-        accession_number="US250316001", requested_procedure_id="US-BUNG", modality="US",
-        station_ae_title="US_KHOA_SAN", requested_procedure_description="Siêu âm ổ bụng",
-        patient=pb.OrderPatient(patient_ref="0190a1b2-0000-7000-8000-000000000009",
-                                patient_code="BN-2025-000999", full_name="Lê Thị Hồng Nhung",
-                                birth_date="1990-07-21", sex="F"), request_id="req-US250316001")
+        accession_number="US250316001",
+        requested_procedure_id="US-BUNG",
+        modality="US",
+        station_ae_title="US_KHOA_SAN",
+        requested_procedure_description="Siêu âm ổ bụng",
+        patient=pb.OrderPatient(
+            patient_ref="0190a1b2-0000-7000-8000-000000000009",
+            patient_code="BN-2025-000999",
+            full_name="Lê Thị Hồng Nhung",
+            birth_date="1990-07-21",
+            sex="F",
+        ),
+        request_id="req-US250316001",
+    )
     req.scheduled_start.FromDatetime(datetime(2025, 3, 16, 2, 0, tzinfo=UTC))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{imaging.settings.grpc_port}") as channel:
         order = await pb_grpc.ImagingServiceStub(channel).ScheduleOrder(req, metadata=md)
@@ -171,15 +196,21 @@ async def test_flagged_mpps_resolved_by_staff(imaging) -> None:
     async with http_client(imaging, role="radiologist") as c:
         review = (await c.get("/api/v1/mpps", params={"unmatched": "true"})).json()["items"]
         assert {m["mpps_instance_uid"] for m in review} == {flagged, other}
-        assert all((m["resolved_by"], m["resolved_at"], m["resolution_note"]) == (None, None, None)
-                   for m in review)
+        assert all(
+            (m["resolved_by"], m["resolved_at"], m["resolution_note"]) == (None, None, None) for m in review
+        )
 
-        r = await c.post(f"/api/v1/mpps/{flagged}/resolve", json={"note": "  Đã tạo lại chỉ định US250316002  "})
+        r = await c.post(
+            f"/api/v1/mpps/{flagged}/resolve", json={"note": "  Đã tạo lại chỉ định US250316002  "}
+        )
         assert r.status_code == 200, r.text
         done = r.json()
         assert done["mpps_instance_uid"] == flagged and done["attention"] == "no_order"
-        assert done["resolved_by"] and done["resolved_at"] and done["resolution_note"] == \
-            "Đã tạo lại chỉ định US250316002"
+        assert (
+            done["resolved_by"]
+            and done["resolved_at"]
+            and done["resolution_note"] == "Đã tạo lại chỉ định US250316002"
+        )
         review = (await c.get("/api/v1/mpps", params={"unmatched": "true"})).json()["items"]
         assert [m["mpps_instance_uid"] for m in review] == [other]
         every = {m["mpps_instance_uid"]: m for m in (await c.get("/api/v1/mpps")).json()["items"]}
@@ -196,7 +227,8 @@ async def test_flagged_mpps_resolved_by_staff(imaging) -> None:
             assert (await c.post(f"/api/v1/mpps/{other}/resolve", json=bad)).status_code == 422, bad
         orders = (await c.get("/api/v1/orders")).json()["items"]
         assert [(o["id"], o["status"], o["mpps_instance_uid"]) for o in orders] == [
-            (order.id, "completed", applied)]
+            (order.id, "completed", applied)
+        ]
     async with http_client(imaging, role="doctor") as c:
         assert (await c.post(f"/api/v1/mpps/{other}/resolve", json={"note": "x"})).status_code == 403
     async with http_client(imaging, role="admin") as c:
@@ -205,10 +237,14 @@ async def test_flagged_mpps_resolved_by_staff(imaging) -> None:
         assert (await c.get("/api/v1/mpps", params={"unmatched": "true"})).json()["items"] == []
 
     async with imaging.rt.db.session() as s:
-        audited = (await s.execute(select(audit_log_table.c.action, audit_log_table.c.actor,
-                                          audit_log_table.c.detail)
-                                   .where(audit_log_table.c.resource_id == flagged,
-                                          audit_log_table.c.action == "imaging_mpps.resolved"))).all()
+        audited = (
+            await s.execute(
+                select(audit_log_table.c.action, audit_log_table.c.actor, audit_log_table.c.detail).where(
+                    audit_log_table.c.resource_id == flagged,
+                    audit_log_table.c.action == "imaging_mpps.resolved",
+                )
+            )
+        ).all()
     assert len(audited) == 1  # the repeated call records nothing
     assert audited[0].actor == done["resolved_by"]
     detail = json.loads(audited[0].detail) if isinstance(audited[0].detail, str) else audited[0].detail

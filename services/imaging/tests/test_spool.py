@@ -125,7 +125,8 @@ def test_rejects_unsafe_names_and_foreign_entries(spool: Spool, tmp_path: Path) 
 
 
 def test_concurrent_commits_share_directory_fsyncs_without_weakening_them(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Group commit: each commit returns only after a directory fsync that *started* once its link
     existed; concurrent commits share fsyncs."""
     import threading
@@ -169,7 +170,8 @@ def test_concurrent_commits_share_directory_fsyncs_without_weakening_them(
 
 
 def test_a_sibling_sweeping_debris_between_create_and_lock_does_not_lose_the_write(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A process opening the spool (start-up sweep of unlocked temp files) at the instant a writer has
     created its temp file but not yet locked it deletes that file; the writer must notice and start over."""
     from hospital.imaging.adapters import spool as spool_module

@@ -1,4 +1,5 @@
 """Shared fixtures for the lab protocol tests: sample captures, a recording handler, real servers."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,6 +13,9 @@ import pytest
 
 from hospital.lab.api.astm import AstmEndpoint, AstmServer, HostOrder, Peer, Query
 from hospital.lab.api.hl7 import SpecimenQuery
+from hospital.lab.service import DEFINITION
+from hospital.testing.servers import free_port
+from hospital.testing.services import running_service
 
 
 def _samples_dir() -> Path:
@@ -22,8 +26,12 @@ def _samples_dir() -> Path:
         return Path(os.environ["HOSPITAL_ANALYZER_SAMPLES"])
     repo = Path(__file__).resolve().parents[3]
     candidates = [repo.parent]
-    origin = subprocess.run(["git", "-C", str(repo), "config", "--get", "remote.origin.url"],
-                            capture_output=True, text=True, check=False).stdout.strip()
+    origin = subprocess.run(
+        ["git", "-C", str(repo), "config", "--get", "remote.origin.url"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     if origin and Path(origin).is_dir():
         candidates.append(Path(origin).resolve().parent)
     for base in candidates:
@@ -135,8 +143,14 @@ def handler() -> RecordingHandler:
 def fast_endpoint(**overrides: object) -> AstmEndpoint:
     """An endpoint on a free local port with timers short enough for tests."""
     options: dict[str, object] = {
-        "instrument": "xn-550-khoa-huyet-hoc", "host": "127.0.0.1", "port": 0, "receive_timeout": 2.0,
-        "reply_timeout": 2.0, "busy_retry_delay": 0.1, "contention_retry_delay": 2.0, "store_timeout": 2.0,
+        "instrument": "xn-550-khoa-huyet-hoc",
+        "host": "127.0.0.1",
+        "port": 0,
+        "receive_timeout": 2.0,
+        "reply_timeout": 2.0,
+        "busy_retry_delay": 0.1,
+        "contention_retry_delay": 2.0,
+        "store_timeout": 2.0,
     }
     options.update(overrides)
     return AstmEndpoint(**options)  # type: ignore[arg-type]
@@ -155,14 +169,18 @@ async def astm_server(handler: RecordingHandler) -> AsyncIterator[AstmServer]:
 
 
 # --- the real lab service -------------------------------------------------------------------------------
-from hospital.lab.service import DEFINITION
-from hospital.testing.servers import free_port
-from hospital.testing.services import running_service
 
 
 @pytest.fixture
 async def lab(database_url: str, nats_server, tmp_path):  # type: ignore[no-untyped-def]
     """The real lab service (HTTP, gRPC, ASTM and MLLP listeners, relay) on SQLite and PostgreSQL."""
-    async with running_service(DEFINITION, data_dir=tmp_path, database_url=database_url, nats_url=nats_server.url,
-                               mllp_port=free_port(), astm_port=free_port(), instrument_timezone="UTC") as svc:
+    async with running_service(
+        DEFINITION,
+        data_dir=tmp_path,
+        database_url=database_url,
+        nats_url=nats_server.url,
+        mllp_port=free_port(),
+        astm_port=free_port(),
+        instrument_timezone="UTC",
+    ) as svc:
         yield svc

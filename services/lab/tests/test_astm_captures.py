@@ -1,4 +1,5 @@
 """Every real analyzer capture parses to the values the instrument sent."""
+
 from __future__ import annotations
 
 import re
@@ -70,9 +71,15 @@ def test_03_roche_cobas_c311_reassembled_frame(samples: Path) -> None:
     assert order.specimen_id == "CL-PL-24-0370"
     assert [t.code for t in order.tests] == ["685/", "687/", "712/", "158/", "735/", "717/", "690/"]
     r = results_by_code(m)
-    expected = {"685/": ("22.4", "U/l", "A"), "687/": ("15.0", "U/l", "N"), "712/": ("4.1", "umol/l", "L"),
-                "158/": ("301", "U/l", "N"), "735/": ("1.6", "umol/l", "N"), "717/": ("5.85", "mmol/l", "N"),
-                "690/": ("34", "umol/l", "A")}
+    expected = {
+        "685/": ("22.4", "U/l", "A"),
+        "687/": ("15.0", "U/l", "N"),
+        "712/": ("4.1", "umol/l", "L"),
+        "158/": ("301", "U/l", "N"),
+        "735/": ("1.6", "umol/l", "N"),
+        "717/": ("5.85", "mmol/l", "N"),
+        "690/": ("34", "umol/l", "A"),
+    }
     assert {code: (x.value, x.units, x.abnormal_flags[0]) for code, x in r.items()} == expected
     assert all(x.status == "F" and x.instrument == "P1" and len(x.comments) == 1 for x in r.values())
     assert r["685/"].comments[0].parts == ("43",)
@@ -107,7 +114,10 @@ def test_05_horiba_yumizen_h500_with_histograms(samples: Path) -> None:
     (order_group,) = group.orders
     assert order_group.order is not None and order_group.order.specimen_id == "PX440N"
     assert order_group.order.requested_at == datetime(2023, 3, 29, 11, 6, 31)
-    assert [c.parts for c in order_group.comments] == [("CONTROL_FAILED", "PLT_ABOVE_TOLERANCE"), ("ABXdifftrol N",)]
+    assert [c.parts for c in order_group.comments] == [
+        ("CONTROL_FAILED", "PLT_ABOVE_TOLERANCE"),
+        ("ABXdifftrol N",),
+    ]
     assert [rec.text(3) for rec in m.manufacturer_records] == ["HISTOGRAM", "HISTOGRAM", "MATRIX", "REAGENT"]
     assert len(m.manufacturer_records[2].raw) > 26_000
     r = results_by_code(m)
@@ -115,7 +125,11 @@ def test_05_horiba_yumizen_h500_with_histograms(samples: Path) -> None:
     wbc = r["WBC"]
     assert (wbc.value, wbc.units, wbc.test.key) == ("8.30", "10E3/uL", "^^^WBC^6690-2")
     assert wbc.reference_range == "7.30 - 9.30^REFERENCE_RANGE"
-    assert (wbc.status, wbc.operator, wbc.started_at) == ("F", "MATYL^^USER", datetime(2023, 3, 29, 11, 6, 31))
+    assert (wbc.status, wbc.operator, wbc.started_at) == (
+        "F",
+        "MATYL^^USER",
+        datetime(2023, 3, 29, 11, 6, 31),
+    )
     assert (r["PLT"].value, r["HGB"].value, r["EOS%"].value) == ("308", "13.3", "5.0")
 
 
@@ -156,9 +170,15 @@ def test_08_immulite_results_match_the_expected_table(samples: Path) -> None:
     message = parse_message(results.text)
     assert len(results.frames) == 26  # + the ENQ's ACK = the 27 acknowledgments the feature expects
     posted = [
-        {"id": f"{message.header.sender_name}-{order.order.specimen_id if order.order else ''}",
-         "test_name": r.test.code, "value": r.value, "unit": r.units, "status": r.status,
-         "flags": ",".join(r.abnormal_flags), "result_timestamp": r.completed_at}
+        {
+            "id": f"{message.header.sender_name}-{order.order.specimen_id if order.order else ''}",
+            "test_name": r.test.code,
+            "value": r.value,
+            "unit": r.units,
+            "status": r.status,
+            "flags": ",".join(r.abnormal_flags),
+            "result_timestamp": r.completed_at,
+        }
         for _, order, r in message.results()
     ]
     expected = [
@@ -168,7 +188,13 @@ def test_08_immulite_results_match_the_expected_table(samples: Path) -> None:
     assert len(expected) == 9
     assert posted == expected
     assert [p.patient.practice_id for p in message.patients if p.patient] == [
-        "119813;TGH", "325031;AH", "326829;AH", "124462;TGH", "556395;AH", "556357;MB"]
+        "119813;TGH",
+        "325031;AH",
+        "326829;AH",
+        "124462;TGH",
+        "556395;AH",
+        "556357;MB",
+    ]
 
 
 def test_08_immulite_query_names_the_requested_specimen(samples: Path) -> None:

@@ -1,4 +1,5 @@
 """E1381 framing and E1394 record layer."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,7 +54,7 @@ def test_checksum_matches_the_worked_example() -> None:
     assert encode_frame(4, b"L|1|N\r") == b"\x024L|1|N\r\x0307\r\n"
 
 
-@pytest.mark.parametrize(("name", "count"), list(zip(FRAME_FILES, FRAME_COUNTS)))
+@pytest.mark.parametrize(("name", "count"), list(zip(FRAME_FILES, FRAME_COUNTS, strict=True)))
 def test_every_captured_frame_has_a_valid_checksum(samples: Path, name: str, count: int) -> None:
     frames = frames_of(FrameBuffer().feed((samples / name).read_bytes()))
     assert len(frames) == count
@@ -65,7 +66,7 @@ def test_byte_by_byte_feeding_yields_the_same_frames(samples: Path, name: str) -
     data = (samples / name).read_bytes()
     whole = FrameBuffer().feed(data)
     buffer = FrameBuffer()
-    trickled = [event for i in range(len(data)) for event in buffer.feed(data[i:i + 1])]
+    trickled = [event for i in range(len(data)) for event in buffer.feed(data[i : i + 1])]
     assert trickled == whole
     assert not buffer.in_frame
 
@@ -94,10 +95,22 @@ def test_frames_beyond_the_size_cap_are_rejected() -> None:
 
 
 def test_several_frames_and_control_bytes_in_one_read() -> None:
-    stream = (bytes((ENQ,)) + encode_frame(1, b"H|\\^&\r") + bytes((ACK,)) + encode_frame(2, b"L|1|N\r")
-              + bytes((NAK, EOT)))
+    stream = (
+        bytes((ENQ,))
+        + encode_frame(1, b"H|\\^&\r")
+        + bytes((ACK,))
+        + encode_frame(2, b"L|1|N\r")
+        + bytes((NAK, EOT))
+    )
     events = FrameBuffer().feed(stream)
-    assert [type(e).__name__ for e in events] == ["Control", "Frame", "Control", "Frame", "Control", "Control"]
+    assert [type(e).__name__ for e in events] == [
+        "Control",
+        "Frame",
+        "Control",
+        "Frame",
+        "Control",
+        "Control",
+    ]
     assert [e.name for e in events if isinstance(e, Control)] == ["ENQ", "ACK", "NAK", "EOT"]
 
 

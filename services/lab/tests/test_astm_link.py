@@ -1,4 +1,5 @@
 """Sans-IO E1381 state machines: receiver and sender, and the two wired together."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,8 +35,13 @@ from hospital.lab.api.astm.link import (
 from hospital.lab.api.astm.message import parse_message
 from hospital.lab.simulator import load_astm_capture
 
-MESSAGE = [b"H|\\^&|||XN-550", b"P|1||BN0001||Nguy\xe1\xbb\x85n^Th\xe1\xbb\x8b Hoa", b"O|1||^^        A1^B",
-           b"R|1|^^^^WBC^1|7.2|10*3/uL||N||F", b"L|1|N"]
+MESSAGE = [
+    b"H|\\^&|||XN-550",
+    b"P|1||BN0001||Nguy\xe1\xbb\x85n^Th\xe1\xbb\x8b Hoa",
+    b"O|1||^^        A1^B",
+    b"R|1|^^^^WBC^1|7.2|10*3/uL||N||F",
+    b"L|1|N",
+]
 ENQ_EV, EOT_EV, ACK_EV, NAK_EV = Control(ENQ), Control(EOT), Control(ACK), Control(NAK)
 
 
@@ -247,7 +253,9 @@ def test_contention_lis_yields_instrument_retries() -> None:
 def test_lis_backing_off_yields_to_a_new_bid_and_answers_it() -> None:
     lis = Sender(build_frames(MESSAGE), yields_on_contention=True)
     (finished,) = run_sender(lis, [NAK_EV, ENQ_EV])[2:]
-    assert isinstance(finished, Finished) and finished.outcome is SenderOutcome.YIELDED and finished.answer_enq
+    assert (
+        isinstance(finished, Finished) and finished.outcome is SenderOutcome.YIELDED and finished.answer_enq
+    )
 
 
 def test_sender_and_receiver_transfer_a_capture_with_noise(samples: Path) -> None:
@@ -262,7 +270,9 @@ def test_sender_and_receiver_transfer_a_capture_with_noise(samples: Path) -> Non
         wire = b"".join(a.data for a in outbox if isinstance(a, Send))
         if sender.frames_sent == corrupt_frame and wire.startswith(b"\x02"):
             wire, corrupt_frame = wire[:5] + b"#" + wire[6:], -1  # one frame damaged on the line
-        replies: list[ReceiverAction] = [r for event in FrameBuffer().feed(wire) for r in receiver.handle(event)]
+        replies: list[ReceiverAction] = [
+            r for event in FrameBuffer().feed(wire) for r in receiver.handle(event)
+        ]
         for reply in list(replies):
             if isinstance(reply, MessageReceived):
                 delivered.append(reply.raw)

@@ -1,4 +1,5 @@
 """The asyncio ASTM server and client over real TCP on 127.0.0.1."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,8 +31,13 @@ if TYPE_CHECKING:
 MakeEndpoint = Callable[..., AstmEndpoint]
 
 QUERY = [b"H|\\^&|||XN-550^00-24", b"Q|1|^^A1^B||ALL||||||||O", b"L|1|N"]
-RESULTS = [b"H|\\^&|||XN-550^00-24", "P|1||BN0001||Nguyễn^Thị Hoa||19850314|F".encode(), b"O|1||^^A1^B",
-           b"R|1|^^^^WBC^1|7.20|10*3/uL||N||F", b"L|1|N"]
+RESULTS = [
+    b"H|\\^&|||XN-550^00-24",
+    "P|1||BN0001||Nguyễn^Thị Hoa||19850314|F".encode(),
+    b"O|1||^^A1^B",
+    b"R|1|^^^^WBC^1|7.20|10*3/uL||N||F",
+    b"L|1|N",
+]
 
 
 class RawLink:
@@ -84,21 +90,39 @@ def specimen_ids(message: object) -> list[str]:
 
 
 async def test_simulator_delivers_every_capture_with_standard_framing(
-        astm_server: AstmServer, handler: RecordingHandler, samples: Path) -> None:
+    astm_server: AstmServer, handler: RecordingHandler, samples: Path
+) -> None:
     messages = [m for c in load_astm_captures(samples) for m in c.messages]
     stats = await send_astm("127.0.0.1", astm_server.port, messages)
     assert (stats.messages_sent, stats.messages_failed, stats.naks) == (9, 0, 0)
     assert [raw for raw, _, _ in handler.stored] == [m.text for m in messages]
     assert [specimen_ids(m) for m in handler.messages] == [
-        ["S1234"], ["T20 10134GA D28"], ["CL-PL-24-0370"], ["27"], ["PX440N"], ["PR25A137"], ["113"], [],
-        ["130000445", "130000445", "130000617", "130000722", "130000724", "130000724", "130000724", "130000741",
-         "130000790"],
+        ["S1234"],
+        ["T20 10134GA D28"],
+        ["CL-PL-24-0370"],
+        ["27"],
+        ["PX440N"],
+        ["PR25A137"],
+        ["113"],
+        [],
+        [
+            "130000445",
+            "130000445",
+            "130000617",
+            "130000722",
+            "130000724",
+            "130000724",
+            "130000724",
+            "130000741",
+            "130000790",
+        ],
     ]
     assert all(peer.instrument == "xn-550-khoa-huyet-hoc" for _, _, peer in handler.stored)
 
 
 async def test_captured_frame_boundaries_including_26_kb_frames_are_accepted(
-        astm_server: AstmServer, handler: RecordingHandler, samples: Path) -> None:
+    astm_server: AstmServer, handler: RecordingHandler, samples: Path
+) -> None:
     captures = load_astm_captures(samples)
     messages = [m for c in captures for m in c.messages]
     stats = await send_astm("127.0.0.1", astm_server.port, messages, preserve_frames=True)
@@ -112,12 +136,19 @@ async def test_captured_frame_boundaries_including_26_kb_frames_are_accepted(
 
 
 async def test_host_query_round_trip_matches_the_immulite_feature(
-        astm_server: AstmServer, handler: RecordingHandler, samples: Path) -> None:
+    astm_server: AstmServer, handler: RecordingHandler, samples: Path
+) -> None:
     capture = load_astm_capture(samples / "08_siemens_dpc_immulite_astm_lis.feature")
     (pending,) = capture.pending_orders
-    handler.orders[pending["id"]] = [HostOrder(
-        specimen_id=pending["id"], tests=tuple(re.split(r"[,\s]+", pending["test_names"])),
-        patient_id=pending["patient_id"], family_name=pending["last_name"], given_name=pending["first_name"])]
+    handler.orders[pending["id"]] = [
+        HostOrder(
+            specimen_id=pending["id"],
+            tests=tuple(re.split(r"[,\s]+", pending["test_names"])),
+            patient_id=pending["patient_id"],
+            family_name=pending["last_name"],
+            given_name=pending["first_name"],
+        )
+    ]
     stats = await send_astm("127.0.0.1", astm_server.port, [capture.messages[0]])
     assert stats.messages_sent == 1 and len(handler.queries) == 1
     (reply,) = stats.replies
@@ -131,7 +162,8 @@ async def test_host_query_round_trip_matches_the_immulite_feature(
 
 
 async def test_unknown_specimen_is_answered_with_no_information(
-        astm_server: AstmServer, handler: RecordingHandler) -> None:
+    astm_server: AstmServer, handler: RecordingHandler
+) -> None:
     stats = await send_astm("127.0.0.1", astm_server.port, [b"\r".join(QUERY) + b"\r"])
     (reply,) = stats.replies
     assert [r.raw for r in parse_records(reply.decode())][1:] == ["L|1|I"]
@@ -139,7 +171,8 @@ async def test_unknown_specimen_is_answered_with_no_information(
 
 
 async def test_final_ack_is_sent_only_after_the_store_completes(
-        astm_server: AstmServer, handler: RecordingHandler) -> None:
+    astm_server: AstmServer, handler: RecordingHandler
+) -> None:
     handler.gate = asyncio.Event()
     link = await RawLink.connect(astm_server.port)
     *body, last = build_frames(RESULTS)
@@ -159,7 +192,8 @@ async def test_final_ack_is_sent_only_after_the_store_completes(
 
 
 async def test_store_failure_naks_and_the_retransmission_is_stored_once(
-        astm_server: AstmServer, handler: RecordingHandler) -> None:
+    astm_server: AstmServer, handler: RecordingHandler
+) -> None:
     handler.failures_left = 1
     link = await RawLink.connect(astm_server.port)
     *body, last = build_frames(RESULTS)
@@ -209,7 +243,8 @@ async def test_sender_gives_up_after_six_naks(astm_server: AstmServer, handler: 
 
 
 async def test_bad_checksum_and_wrong_frame_number_are_naked(
-        astm_server: AstmServer, handler: RecordingHandler) -> None:
+    astm_server: AstmServer, handler: RecordingHandler
+) -> None:
     wire = build_frames(RESULTS)
     link = await RawLink.connect(astm_server.port)
     await link.send(ENQ)
@@ -230,7 +265,8 @@ async def test_bad_checksum_and_wrong_frame_number_are_naked(
 
 
 async def test_eot_mid_message_discards_the_partial_message(
-        astm_server: AstmServer, handler: RecordingHandler) -> None:
+    astm_server: AstmServer, handler: RecordingHandler
+) -> None:
     wire = build_frames(RESULTS)
     link = await RawLink.connect(astm_server.port)
     await link.transfer(wire[:3])
@@ -240,7 +276,9 @@ async def test_eot_mid_message_discards_the_partial_message(
     assert [raw for raw, _, _ in handler.stored] == [b"\r".join(RESULTS) + b"\r"]
 
 
-async def test_receive_timeout_abandons_the_transfer(handler: RecordingHandler, endpoint: MakeEndpoint) -> None:
+async def test_receive_timeout_abandons_the_transfer(
+    handler: RecordingHandler, endpoint: MakeEndpoint
+) -> None:
     wire = build_frames(RESULTS)
     async with AstmServer(endpoint(receive_timeout=0.2), handler) as server:
         link = await RawLink.connect(server.port)
@@ -258,7 +296,8 @@ async def test_receive_timeout_abandons_the_transfer(handler: RecordingHandler, 
 
 
 async def test_contention_the_analyzer_wins_and_the_lis_answers_afterwards(
-        astm_server: AstmServer, handler: RecordingHandler) -> None:
+    astm_server: AstmServer, handler: RecordingHandler
+) -> None:
     handler.orders["A1"] = [HostOrder("A1", ("WBC", "RBC"), "BN0001", "Nguyễn", "Thị Hoa", sex="F")]
     link = await RawLink.connect(astm_server.port)
     await link.transfer(build_frames(QUERY))
@@ -283,7 +322,8 @@ async def test_contention_the_analyzer_wins_and_the_lis_answers_afterwards(
 
 
 async def test_astm_client_connects_to_a_listening_analyzer(
-        handler: RecordingHandler, endpoint: MakeEndpoint, samples: Path) -> None:
+    handler: RecordingHandler, endpoint: MakeEndpoint, samples: Path
+) -> None:
     capture = load_astm_capture(samples / "07_sysmex_xp100_astm_message.txt")
     port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     analyzer = asyncio.create_task(serve_astm("127.0.0.1", 0, capture.messages, on_listening=port.set_result))
@@ -300,6 +340,7 @@ async def test_simulator_aborts_when_the_lis_never_answers() -> None:
     server = await asyncio.start_server(mute, "127.0.0.1", 0)
     async with server:
         port = server.sockets[0].getsockname()[1]
-        stats = await send_astm("127.0.0.1", port, [b"\r".join(RESULTS) + b"\r"],
-                                timers=AstmTimers(reply_timeout=0.2))
+        stats = await send_astm(
+            "127.0.0.1", port, [b"\r".join(RESULTS) + b"\r"], timers=AstmTimers(reply_timeout=0.2)
+        )
     assert (stats.messages_sent, stats.messages_failed, stats.enq_sent) == (0, 1, 1)

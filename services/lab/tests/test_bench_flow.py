@@ -1,4 +1,5 @@
 """Validation, verification and QC at the bench, with results sent by an analyzer over ASTM."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,8 +17,11 @@ from .test_service import NAM, place
 
 
 def message(barcode: str, values: dict[str, tuple[str, str]], stamp: str = "20250706081500") -> bytes:
-    records = [f"H|\\^&|||SIM-ANALYZER^1.0|||||LIS||P|LIS2-A2|{stamp}", "P|1|BN1||",
-               f"O|1|{barcode}||^^^ALL|R||||||N||||||||||||||F"]
+    records = [
+        f"H|\\^&|||SIM-ANALYZER^1.0|||||LIS||P|LIS2-A2|{stamp}",
+        "P|1|BN1||",
+        f"O|1|{barcode}||^^^ALL|R||||||N||||||||||||||F",
+    ]
     for n, (code, (value, unit)) in enumerate(values.items(), start=1):
         records.append(f"R|{n}|^^^{code}|{value}|{unit}||N||F||SIM|{stamp}|{stamp}|SIM")
     records.append("L|1|N")
@@ -51,14 +55,26 @@ async def test_validation_autoverification_critical_calls_qc_and_corrections(lab
     doctor = http_client(lab, "doctor")
     try:
         # QC: a GLU control on the simulator, accepted
-        r = await tech.post("/api/v1/qc/lots", json={
-            "instrument_id": "simulator", "test_code": "GLU", "lot_number": "BR-2025-07", "level": "1",
-            "material": "Bio-Rad Multiqual 1", "sample_id": "QC-GLU-1", "mean": 5.0, "sd": 0.2})
+        r = await tech.post(
+            "/api/v1/qc/lots",
+            json={
+                "instrument_id": "simulator",
+                "test_code": "GLU",
+                "lot_number": "BR-2025-07",
+                "level": "1",
+                "material": "Bio-Rad Multiqual 1",
+                "sample_id": "QC-GLU-1",
+                "mean": 5.0,
+                "sd": 0.2,
+            },
+        )
         assert r.status_code == 201, r.text
         lot = r.json()
         now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
         await send(lab, "QC-GLU-1", {"GLU": ("5.1", "mmol/L")}, now)  # QC from the analyzer
-        assert (await tech.put("/api/v1/settings/autoverify", json={"enabled": True})).json() == {"enabled": True}
+        assert (await tech.put("/api/v1/settings/autoverify", json={"enabled": True})).json() == {
+            "enabled": True
+        }
         # in range, QC accepted → auto-verified, recording the rule
         o1 = await place(lab, ["GLU"])
         await send(lab, barcode(o1, "GLU"), {"GLU": ("90", "mg/dL")})
@@ -67,22 +83,36 @@ async def test_validation_autoverification_critical_calls_qc_and_corrections(lab
         assert glu["autoverify_rule"].startswith("AV1") and glu["verified_by"] == "autoverify"
         # critical potassium: held, published at once, critical call documented, verified in a batch
         o2 = await place(lab, ["ELEC"], patient=NAM, ordering_doctor="BS. Phạm Minh Tuấn")
-        await send(lab, barcode(o2, "K"), {"NA": ("139", "mmol/L"), "K": ("7.1", "mmol/L"), "CL": ("101", "mmol/L")})
+        await send(
+            lab, barcode(o2, "K"), {"NA": ("139", "mmol/L"), "K": ("7.1", "mmol/L"), "CL": ("101", "mmol/L")}
+        )
         res = await results_of(tech, o2)
         assert (res["K"]["flag"], res["K"]["critical"], res["K"]["status"]) == ("HH", True, "preliminary")
         assert res["NA"]["status"] == "preliminary" and "QC" in res["NA"]["hold_reason"]
         crit = (await tech.get("/api/v1/critical", params={"pending_only": True})).json()["items"]
-        assert [c["id"] for c in crit] == [res["K"]["id"]] and crit[0]["ordering_doctor"] == "BS. Phạm Minh Tuấn"
-        r = await tech.post(f"/api/v1/results/{res['K']['id']}/critical-calls", json={
-            "notified_person": "BS. Phạm Minh Tuấn", "notified_role": "bác sĩ điều trị", "read_back_confirmed": True})
+        assert [c["id"] for c in crit] == [res["K"]["id"]] and crit[0][
+            "ordering_doctor"
+        ] == "BS. Phạm Minh Tuấn"
+        r = await tech.post(
+            f"/api/v1/results/{res['K']['id']}/critical-calls",
+            json={
+                "notified_person": "BS. Phạm Minh Tuấn",
+                "notified_role": "bác sĩ điều trị",
+                "read_back_confirmed": True,
+            },
+        )
         assert r.status_code == 201 and r.json()["read_back_confirmed"] is True
-        r = await tech.post(f"/api/v1/results/{res['NA']['id']}/critical-calls", json={
-            "notified_person": "X", "notified_role": "Y", "read_back_confirmed": True})
+        r = await tech.post(
+            f"/api/v1/results/{res['NA']['id']}/critical-calls",
+            json={"notified_person": "X", "notified_role": "Y", "read_back_confirmed": True},
+        )
         assert r.status_code == 409 and r.json()["code"] == "result.not_critical"
         assert (await tech.get("/api/v1/critical", params={"pending_only": True})).json()["items"] == []
         work = (await tech.get("/api/v1/worklist")).json()["items"]
         assert work[0]["id"] == res["K"]["id"]  # critical first
-        assert (await doctor.post("/api/v1/results/verify", json={"result_ids": [res["K"]["id"]]})).status_code == 403
+        assert (
+            await doctor.post("/api/v1/results/verify", json={"result_ids": [res["K"]["id"]]})
+        ).status_code == 403
         r = await tech.post("/api/v1/results/verify", json={"result_ids": [x["id"] for x in res.values()]})
         assert r.status_code == 200 and {x["status"] for x in r.json()["items"]} == {"verified"}
         r = await tech.post("/api/v1/results/verify", json={"result_ids": [res["K"]["id"]]})
@@ -90,7 +120,9 @@ async def test_validation_autoverification_critical_calls_qc_and_corrections(lab
         assert (await doctor.get(f"/api/v1/orders/{o2['id']}")).json()["status"] == "completed"
         # QC rejection (1-3s) blocks auto-verification of GLU on this analyzer
         r = await tech.post(f"/api/v1/qc/lots/{lot['id']}/results", json={"value": 5.8})
-        assert r.json()["accepted"] is False and r.json()["violations"] == [{"rule": "1-3s", "rejection": True}]
+        assert r.json()["accepted"] is False and r.json()["violations"] == [
+            {"rule": "1-3s", "rejection": True}
+        ]
         o3 = await place(lab, ["GLU"])
         await send(lab, barcode(o3, "GLU"), {"GLU": ("5.2", "mmol/L")})
         glu3 = (await results_of(tech, o3))["GLU"]
@@ -110,12 +142,21 @@ async def test_validation_autoverification_critical_calls_qc_and_corrections(lab
         o6 = await place(lab, ["HGB"], patient=NAM)
         await send(lab, barcode(o6, "HGB"), {"HGB": ("9.5", "g/dL")}, "20250706081500")
         hgb = (await results_of(tech, o6))["HGB"]
-        assert (hgb["value"], hgb["flag"], hgb["delta_failed"], hgb["delta_previous"]) == ("95", "L", True, "128")
+        assert (hgb["value"], hgb["flag"], hgb["delta_failed"], hgb["delta_previous"]) == (
+            "95",
+            "L",
+            True,
+            "128",
+        )
         # a correction keeps history and publishes lab.result.amended
-        r = await tech.post(f"/api/v1/results/{glu['id']}/amend", json={"value": "5.4", "reason": "Nhập nhầm"})
+        r = await tech.post(
+            f"/api/v1/results/{glu['id']}/amend", json={"value": "5.4", "reason": "Nhập nhầm"}
+        )
         assert r.status_code == 200 and (r.json()["value"], r.json()["revision"]) == ("5.4", 2)
         full = (await doctor.get(f"/api/v1/results/{glu['id']}")).json()
-        assert [(h["revision"], h["value"], h["verified_by"]) for h in full["history"]] == [(1, "5.0", "autoverify")]
+        assert [(h["revision"], h["value"], h["verified_by"]) for h in full["history"]] == [
+            (1, "5.0", "autoverify")
+        ]
         r = await tech.post(f"/api/v1/results/{glu['id']}/amend", json={"value": "abc", "reason": "x"})
         assert r.status_code == 422 and r.json()["code"] == "amend.value"
         for _ in range(100):

@@ -1,5 +1,6 @@
 """OML^O21 cancellations (ORC-1 CA → ORL^O22), analyzer corrections (ASTM R-9 / HL7 OBX-11 ``C``) of
 verified results, and Westgard R-4s across two control levels of one run — through the real listeners."""
+
 from __future__ import annotations
 
 import asyncio
@@ -71,7 +72,11 @@ async def test_oml_cancellation_cancels_the_order_and_its_specimens(lab, hl7_sam
     stored = await count(lab, raw_messages)
     # unknown order: AE with the reason, ORC|UC, and nothing stored
     (unknown,) = await send_mllp(host, port, [cancel("PO-NO-SUCH", "CA0003")])
-    assert msa(unknown)[1] == "AE" and "order.not_found" in msa(unknown)[3] and orc(unknown) == ["ORC|UC|PO-NO-SUCH|"]
+    assert (
+        msa(unknown)[1] == "AE"
+        and "order.not_found" in msa(unknown)[3]
+        and orc(unknown) == ["ORC|UC|PO-NO-SUCH|"]
+    )
     assert "|204^" in unknown.decode()
     # an order with results cannot be cancelled: AE, the order stays active
     oru = hl7_samples.oul_r22.replace("24070500042", "24070500078")
@@ -89,20 +94,28 @@ async def test_oml_cancellation_cancels_the_order_and_its_specimens(lab, hl7_sam
 
 
 def astm_result(barcode: str, code: str, value: str, unit: str, status: str, stamp: str) -> bytes:
-    records = [f"H|\\^&|||SIM-ANALYZER^1.0|||||LIS||P|LIS2-A2|{stamp}", "P|1|BN1||",
-               f"O|1|{barcode}||^^^ALL|R||||||N||||||||||||||F",
-               f"R|1|^^^{code}|{value}|{unit}||N||{status}||SIM|{stamp}|{stamp}|SIM", "L|1|N"]
+    records = [
+        f"H|\\^&|||SIM-ANALYZER^1.0|||||LIS||P|LIS2-A2|{stamp}",
+        "P|1|BN1||",
+        f"O|1|{barcode}||^^^ALL|R||||||N||||||||||||||F",
+        f"R|1|^^^{code}|{value}|{unit}||N||{status}||SIM|{stamp}|{stamp}|SIM",
+        "L|1|N",
+    ]
     return ("\r".join(records) + "\r").encode()
 
 
 def oru(barcode: str, value: str, status: str, control_id: str) -> str:
-    return (f"MSH|^~\\&|BS-240|Mindray|||20250706090000||ORU^R01|{control_id}|P|2.3.1||||||UNICODE\r"
-            f"PID|1||BN250000002||Trần^Văn Nam||19700101|M\r"
-            f"OBR|1||{barcode}|00002^Chemistry^99MRC|||20250706085500\r"
-            f"OBX|1|NM|14749-6^Glucose^LN||{value}|mmol/L|3.9-6.4||||{status}|||20250706085900\r")
+    return (
+        f"MSH|^~\\&|BS-240|Mindray|||20250706090000||ORU^R01|{control_id}|P|2.3.1||||||UNICODE\r"
+        f"PID|1||BN250000002||Trần^Văn Nam||19700101|M\r"
+        f"OBR|1||{barcode}|00002^Chemistry^99MRC|||20250706085500\r"
+        f"OBX|1|NM|14749-6^Glucose^LN||{value}|mmol/L|3.9-6.4||||{status}|||20250706085900\r"
+    )
 
 
-async def test_analyzer_corrections_of_verified_results_are_held_and_amend_on_verification(lab, nats_server) -> None:
+async def test_analyzer_corrections_of_verified_results_are_held_and_amend_on_verification(
+    lab, nats_server
+) -> None:
     nc = await nats.connect(nats_server.url)
     amended: list[events_pb2.ResultAmended] = []
 
@@ -117,13 +130,19 @@ async def test_analyzer_corrections_of_verified_results_are_held_and_amend_on_ve
         o1 = await place(lab, ["GLU"])
         bc = o1["specimens"][0]["barcode"]
         port = lab.settings.astm_port
-        assert (await send_astm("127.0.0.1", port, [astm_result(bc, "GLU", "5.0", "mmol/L", "F",
-                                                                "20250706081500")])).messages_failed == 0
+        assert (
+            await send_astm(
+                "127.0.0.1", port, [astm_result(bc, "GLU", "5.0", "mmol/L", "F", "20250706081500")]
+            )
+        ).messages_failed == 0
         first = (await tech.get(f"/api/v1/orders/{o1['id']}/results")).json()["results"][0]
         assert (await tech.post(f"/api/v1/results/{first['id']}/verify")).status_code == 200
         assert (await tech.put("/api/v1/settings/autoverify", json={"enabled": True})).status_code == 200
-        assert (await send_astm("127.0.0.1", port, [astm_result(bc, "GLU", "5.6", "mmol/L", "C",
-                                                                "20250706083000")])).messages_failed == 0
+        assert (
+            await send_astm(
+                "127.0.0.1", port, [astm_result(bc, "GLU", "5.6", "mmol/L", "C", "20250706083000")]
+            )
+        ).messages_failed == 0
         items = (await tech.get(f"/api/v1/orders/{o1['id']}/results")).json()["results"]
         held = next(x for x in items if x["id"] != first["id"])
         assert (held["value"], held["status"], held["hold_reason"]) == ("5.6", "preliminary", CORRECTION_HOLD)
@@ -149,26 +168,33 @@ async def test_analyzer_corrections_of_verified_results_are_held_and_amend_on_ve
         items = (await tech.get(f"/api/v1/orders/{o2['id']}/results")).json()["results"]
         held2 = next(x for x in items if x["id"] != first2["id"])
         assert (held2["status"], held2["hold_reason"]) == ("preliminary", CORRECTION_HOLD)
-        assert (await tech.post("/api/v1/results/verify", json={"result_ids": [held2["id"]]})).status_code == 200
+        assert (
+            await tech.post("/api/v1/results/verify", json={"result_ids": [held2["id"]]})
+        ).status_code == 200
         for _ in range(100):
             if len(amended) >= 2:
                 break
             await asyncio.sleep(0.05)
         assert sorted((e.previous_value, e.result.value, e.reason) for e in amended) == [
-            ("5.0", "5.6", "analyzer correction verified"), ("7.1", "6.9", "analyzer correction verified")]
+            ("5.0", "5.6", "analyzer correction verified"),
+            ("7.1", "6.9", "analyzer correction verified"),
+        ]
     finally:
         await tech.aclose()
         await sub.unsubscribe()
         await nc.close()
 
 
-@pytest.mark.parametrize(("zs", "peers", "expected"), [
-    ([2.5], [-2.3], ["R-4s"]),          # level 1 above +2 SD, level 2 below −2 SD in the same run
-    ([-2.1], [2.2], ["R-4s"]),
-    ([2.5], [-1.5], ["1-2s"]),          # a range of 4 SD but level 2 within 2 SD: only a warning
-    ([0.5], [-2.5], []),                # the other level's excursion is judged on that level
-    ([2.5], [], ["1-2s"]),
-])
+@pytest.mark.parametrize(
+    ("zs", "peers", "expected"),
+    [
+        ([2.5], [-2.3], ["R-4s"]),  # level 1 above +2 SD, level 2 below −2 SD in the same run
+        ([-2.1], [2.2], ["R-4s"]),
+        ([2.5], [-1.5], ["1-2s"]),  # a range of 4 SD but level 2 within 2 SD: only a warning
+        ([0.5], [-2.5], []),  # the other level's excursion is judged on that level
+        ([2.5], [], ["1-2s"]),
+    ],
+)
 def test_westgard_r4s_across_control_levels(zs, peers, expected) -> None:
     violations = westgard.evaluate(zs, peers)
     assert [v.rule for v in violations] == expected
@@ -179,8 +205,10 @@ def qc_message(values: dict[str, str], when: datetime) -> bytes:
     stamp = when.strftime("%Y%m%d%H%M%S")
     records = [f"H|\\^&|||SIM-ANALYZER^1.0|||||LIS||P|LIS2-A2|{stamp}", "P|1|QC||"]
     for n, (sample, value) in enumerate(values.items(), start=1):
-        records += [f"O|{n}|{sample}||^^^GLU|R||||||Q||||||||||||||F",
-                    f"R|1|^^^GLU|{value}|mmol/L||N||F||SIM|{stamp}|{stamp}|SIM"]
+        records += [
+            f"O|{n}|{sample}||^^^GLU|R||||||Q||||||||||||||F",
+            f"R|1|^^^GLU|{value}|mmol/L||N||F||SIM|{stamp}|{stamp}|SIM",
+        ]
     records.append("L|1|N")
     return ("\r".join(records) + "\r").encode()
 
@@ -191,21 +219,37 @@ async def test_r4s_rejects_a_run_whose_two_levels_straddle_the_targets(lab) -> N
     try:
         lots = {}
         for level, mean in (("1", 5.0), ("2", 15.0)):
-            r = await tech.post("/api/v1/qc/lots", json={
-                "instrument_id": "simulator", "test_code": "GLU", "lot_number": f"BR-2025-L{level}", "level": level,
-                "material": f"Bio-Rad Multiqual {level}", "sample_id": f"QC-GLU-L{level}", "mean": mean, "sd": 0.2})
+            r = await tech.post(
+                "/api/v1/qc/lots",
+                json={
+                    "instrument_id": "simulator",
+                    "test_code": "GLU",
+                    "lot_number": f"BR-2025-L{level}",
+                    "level": level,
+                    "material": f"Bio-Rad Multiqual {level}",
+                    "sample_id": f"QC-GLU-L{level}",
+                    "mean": mean,
+                    "sd": 0.2,
+                },
+            )
             assert r.status_code == 201, r.text
             lots[level] = r.json()
         earlier = datetime.now(UTC) - timedelta(hours=5)
         # an earlier run, both levels on target
-        stats = await send_astm("127.0.0.1", lab.settings.astm_port,
-                                [qc_message({"QC-GLU-L1": "5.0", "QC-GLU-L2": "15.0"}, earlier)])
+        stats = await send_astm(
+            "127.0.0.1",
+            lab.settings.astm_port,
+            [qc_message({"QC-GLU-L1": "5.0", "QC-GLU-L2": "15.0"}, earlier)],
+        )
         assert stats.messages_failed == 0
         status = {s["test_code"]: s for s in (await tech.get("/api/v1/qc/status")).json()["items"]}
         assert status["GLU"]["accepted"] is True
         # this run: level 1 at +2.5 SD (alone a 1-2s warning), level 2 at −2.5 SD → R-4s: the run is rejected
-        stats = await send_astm("127.0.0.1", lab.settings.astm_port,
-                                [qc_message({"QC-GLU-L1": "5.5", "QC-GLU-L2": "14.5"}, datetime.now(UTC))])
+        stats = await send_astm(
+            "127.0.0.1",
+            lab.settings.astm_port,
+            [qc_message({"QC-GLU-L1": "5.5", "QC-GLU-L2": "14.5"}, datetime.now(UTC))],
+        )
         assert stats.messages_failed == 0
         lj1 = (await tech.get(f"/api/v1/qc/lots/{lots['1']['id']}/levey-jennings")).json()
         lj2 = (await tech.get(f"/api/v1/qc/lots/{lots['2']['id']}/levey-jennings")).json()

@@ -1,5 +1,6 @@
 """The service is killed (SIGKILL) in the middle of an analyzer transfer and restarted: the analyzer's
 retransmission yields exactly one copy of each result — none lost, none doubled."""
+
 from __future__ import annotations
 
 import asyncio
@@ -23,16 +24,28 @@ ROOT = Path(__file__).resolve().parents[3]
 class LabProcess:
     def __init__(self, database_url: str, nats_url: str, data_dir: Path) -> None:
         self.astm_port = free_port()
-        self.env = {**os.environ, "HOSPITAL_LAB_DATABASE_URL": database_url, "HOSPITAL_LAB_NATS_URL": nats_url,
-                    "HOSPITAL_LAB_DATA_DIR": str(data_dir), "HOSPITAL_LAB_ENVIRONMENT": "test",
-                    "HOSPITAL_LAB_HTTP_PORT": str(free_port()), "HOSPITAL_LAB_GRPC_PORT": str(free_port()),
-                    "HOSPITAL_LAB_ASTM_PORT": str(self.astm_port), "HOSPITAL_LAB_MLLP_PORT": str(free_port()),
-                    "HOSPITAL_LAB_LOG_LEVEL": "WARNING"}
+        self.env = {
+            **os.environ,
+            "HOSPITAL_LAB_DATABASE_URL": database_url,
+            "HOSPITAL_LAB_NATS_URL": nats_url,
+            "HOSPITAL_LAB_DATA_DIR": str(data_dir),
+            "HOSPITAL_LAB_ENVIRONMENT": "test",
+            "HOSPITAL_LAB_HTTP_PORT": str(free_port()),
+            "HOSPITAL_LAB_GRPC_PORT": str(free_port()),
+            "HOSPITAL_LAB_ASTM_PORT": str(self.astm_port),
+            "HOSPITAL_LAB_MLLP_PORT": str(free_port()),
+            "HOSPITAL_LAB_LOG_LEVEL": "WARNING",
+        }
         self.proc: subprocess.Popen[bytes] | None = None
 
     def run(self, command: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "hospital.lab", command], env=self.env, cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [sys.executable, "-m", "hospital.lab", command],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     async def start(self) -> None:
         self.proc = self.run("serve")
@@ -68,8 +81,9 @@ async def counts(url: str) -> tuple[int, int]:
         await db.dispose()
 
 
-async def test_killed_mid_transfer_then_retransmission_yields_one_result(database_url, nats_server, tmp_path,
-                                                                          samples: Path) -> None:
+async def test_killed_mid_transfer_then_retransmission_yields_one_result(
+    database_url, nats_server, tmp_path, samples: Path
+) -> None:
     lab = LabProcess(database_url, nats_server.url, tmp_path)
     assert lab.run("migrate").wait(60) == 0
     message = load_astm_capture(samples / "04_sysmex_xn550_astm_message.txt").messages[0]

@@ -1,5 +1,6 @@
 """Pure rules: Westgard, reference ranges by sex and age, critical limits, delta checks,
 auto-verification, unit conversion."""
+
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
@@ -27,18 +28,21 @@ def rules(zs: list[float]) -> list[str]:
     return [v.rule for v in westgard.evaluate(zs)]
 
 
-@pytest.mark.parametrize("zs,expected", [
-    ([0.5, -0.3, 0.8], []),
-    ([0.1, 2.4], ["1-2s"]),
-    ([0.1, -3.2], ["1-3s"]),
-    ([2.3, 2.5], ["2-2s"]),
-    ([-2.1, -2.6], ["2-2s"]),
-    ([2.1, -2.2], ["R-4s"]),
-    ([1.2, 1.5, 1.1, 1.3], ["4-1s"]),
-    ([0.3, 0.5, 0.2, 0.4, 0.6, 0.1, 0.7, 0.3, 0.2, 0.5], ["10-x"]),
-    ([-0.3, -0.5, -0.2, -0.4, -0.6, -0.1, -0.7, -0.3, -0.2, 0.5], []),
-    ([1.2, 1.5, 1.1, 0.9], []),
-])
+@pytest.mark.parametrize(
+    "zs,expected",
+    [
+        ([0.5, -0.3, 0.8], []),
+        ([0.1, 2.4], ["1-2s"]),
+        ([0.1, -3.2], ["1-3s"]),
+        ([2.3, 2.5], ["2-2s"]),
+        ([-2.1, -2.6], ["2-2s"]),
+        ([2.1, -2.2], ["R-4s"]),
+        ([1.2, 1.5, 1.1, 1.3], ["4-1s"]),
+        ([0.3, 0.5, 0.2, 0.4, 0.6, 0.1, 0.7, 0.3, 0.2, 0.5], ["10-x"]),
+        ([-0.3, -0.5, -0.2, -0.4, -0.6, -0.1, -0.7, -0.3, -0.2, 0.5], []),
+        ([1.2, 1.5, 1.1, 0.9], []),
+    ],
+)
 def test_westgard_rules(zs, expected) -> None:
     assert rules(zs) == expected
     violations = westgard.evaluate(zs)
@@ -51,8 +55,11 @@ def test_westgard_z_score_needs_a_positive_sd() -> None:
         westgard.z_score(1, 1, 0)
 
 
-RANGES = [RefRange("male", 6574, 54900, D(130), D(170)), RefRange("female", 6574, 54900, D(120), D(150)),
-          RefRange("any", 0, 6574, D(110), D(140))]
+RANGES = [
+    RefRange("male", 6574, 54900, D(130), D(170)),
+    RefRange("female", 6574, 54900, D(120), D(150)),
+    RefRange("any", 0, 6574, D(110), D(140)),
+]
 
 
 def test_reference_range_by_sex_and_age() -> None:
@@ -88,15 +95,32 @@ def test_delta_check() -> None:
 
 
 def test_autoverification_rules() -> None:
-    ok = AutoVerifyInput(enabled=True, numeric=True, flag="N", critical=False, delta_failed=False,
-                         analyzer_flags=("N",), analyzer_status="F", qc_ok=True)
+    ok = AutoVerifyInput(
+        enabled=True,
+        numeric=True,
+        flag="N",
+        critical=False,
+        delta_failed=False,
+        analyzer_flags=("N",),
+        analyzer_status="F",
+        qc_ok=True,
+    )
     assert autoverify(ok) == (AUTOVERIFY_RULE, "")
-    for change, reason in [({"enabled": False}, "off"), ({"flag": "H"}, "range"), ({"critical": True}, "critical"),
-                           ({"delta_failed": True}, "delta"), ({"analyzer_flags": ("A",)}, "analyzer"),
-                           ({"analyzer_status": "X"}, "analyzer"), ({"qc_ok": False}, "QC"),
-                           ({"numeric": False}, "numeric")]:
-        rule, why = autoverify(AutoVerifyInput(**{**ok.__dict__, **change}) if hasattr(ok, "__dict__") else
-                               AutoVerifyInput(**{f: getattr(ok, f) for f in ok.__slots__} | change))
+    for change, reason in [
+        ({"enabled": False}, "off"),
+        ({"flag": "H"}, "range"),
+        ({"critical": True}, "critical"),
+        ({"delta_failed": True}, "delta"),
+        ({"analyzer_flags": ("A",)}, "analyzer"),
+        ({"analyzer_status": "X"}, "analyzer"),
+        ({"qc_ok": False}, "QC"),
+        ({"numeric": False}, "numeric"),
+    ]:
+        rule, why = autoverify(
+            AutoVerifyInput(**{**ok.__dict__, **change})
+            if hasattr(ok, "__dict__")
+            else AutoVerifyInput(**{f: getattr(ok, f) for f in ok.__slots__} | change)
+        )
         assert rule is None and reason in why
 
 

@@ -1,4 +1,5 @@
 """HL7 v2 lab message parsing and reply building."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -24,6 +25,7 @@ from hospital.lab.api.hl7.messages import (
 if TYPE_CHECKING:
     from conftest import Hl7Samples
 
+
 def segment(text: str, name: str) -> str:
     return next(s for s in text.split("\r") if s.startswith(name))
 
@@ -41,7 +43,12 @@ def test_oru_r01_from_a_mindray_analyzer(hl7_samples: Hl7Samples) -> None:
     wbc, hgb, plt = request.observations
     assert (wbc.code.identifier, wbc.code.text, wbc.code.coding_system) == ("6690-2", "WBC", "LN")
     assert (wbc.value, wbc.units, wbc.reference_range, wbc.abnormal_flags, wbc.status) == (
-        "12.5", "10*9/L", "4.0-10.0", ("H",), "F")
+        "12.5",
+        "10*9/L",
+        "4.0-10.0",
+        ("H",),
+        "F",
+    )
     assert wbc.observed_at == datetime(2024, 7, 5, 10, 20)
     assert (hgb.value, hgb.abnormal_flags) == ("135", ("N",))
     assert plt.abnormal_flags == ("L", "LL")
@@ -64,9 +71,17 @@ def test_oul_r22_takes_the_specimen_from_spm(hl7_samples: Hl7Samples) -> None:
     assert isinstance(message, ResultMessage)
     (request,) = message.requests
     assert (request.specimen_id, request.placer_order_number, request.filler_order_number) == (
-        "24070500042", "PL0042", "FL0042")
+        "24070500042",
+        "PL0042",
+        "FL0042",
+    )
     (obx,) = request.observations
-    assert (obx.code.identifier, obx.value, obx.units, obx.abnormal_flags) == ("14749-6", "7.8", "mmol/L", ("H",))
+    assert (obx.code.identifier, obx.value, obx.units, obx.abnormal_flags) == (
+        "14749-6",
+        "7.8",
+        "mmol/L",
+        ("H",),
+    )
     assert (obx.equipment, obx.sub_id, obx.notes) == ("cobas-c311", "1", ["Mẫu hơi vỡ hồng cầu"])
 
 
@@ -77,11 +92,17 @@ def test_oml_o21_order_fields(hl7_samples: Hl7Samples) -> None:
     assert (message.patient.family_name, message.patient.sex) == ("Lê", "F")
     first, second = message.orders
     assert (first.order_control, first.placer_order_number, first.filler_order_number) == (
-        "NW", "PO-778899", "FO-2024-0001")
+        "NW",
+        "PO-778899",
+        "FO-2024-0001",
+    )
     assert (first.placer_group_number, first.priority, first.specimen_id) == ("GRP-01", "S", "24070500077")
     assert [t.identifier for t in first.tests] == ["58410-2"]
     assert (second.placer_order_number, second.filler_order_number, second.specimen_id) == (
-        "PO-778900", "", "24070500078")
+        "PO-778900",
+        "",
+        "24070500078",
+    )
     assert second.tests[0].text == "Comprehensive metabolic panel"
     assert second.notes == ["Bệnh nhân nhịn ăn từ 22 giờ"]
 
@@ -93,17 +114,30 @@ def test_qbp_q11_specimen_query(hl7_samples: Hl7Samples) -> None:
     assert query.query_name.identifier == "WOS"
 
 
-@pytest.mark.parametrize(("text", "ack", "code", "reason"), [
-    ("hello world", "AR", "101", "does not start with an MSH"),
-    ("MSH|^~\\&|A|B|C|D|20240705||ORU^R01||P|2.5.1\rOBR|1\r", "AR", "101", "MSH-10"),
-    ("MSH|^~\\&|A|B|C|D|20240705||ADT^A01|X1|P|2.5.1\rPID|1\r", "AR", "200", "ADT^A01"),
-    ("MSH|^~\\&|A|B|C|D|20240705||ORU^R30|X2|P|2.5.1\r", "AR", "201", "ORU^R30"),
-    ("MSH|^~\\&|A|B|C|D|20240705||ORU^R01|X3|P|2.5.1\rOBX|1|NM|718-7||1\r", "AE", "100", "OBX before any OBR"),
-    ("MSH|^~\\&|A|B|C|D|20240705||ORU^R01|X4|P|2.5.1\rOBR|1||S1|CBC\rOBX|1|NM|||1\r", "AE", "101", "OBX-3"),
-    ("MSH|^~\\&|A|B|C|D|20240705||ORU^R01|X5|P|2.5.1\rPID|1\rOBR|1||S1|CBC\r", "AE", "100", "no OBR/OBX"),
-    ("MSH|^~\\&|A|B|C|D|20240705||QBP^Q11|X6|P|2.5.1\rRCP|I\r", "AE", "100", "QPD"),
-    ("MSH|^~\\&|A|B|C|D|20240705||OML^O21|X7|P|2.5.1\rPID|1\rORC|NW|P1\r", "AE", "101", "OBR-4"),
-])
+@pytest.mark.parametrize(
+    ("text", "ack", "code", "reason"),
+    [
+        ("hello world", "AR", "101", "does not start with an MSH"),
+        ("MSH|^~\\&|A|B|C|D|20240705||ORU^R01||P|2.5.1\rOBR|1\r", "AR", "101", "MSH-10"),
+        ("MSH|^~\\&|A|B|C|D|20240705||ADT^A01|X1|P|2.5.1\rPID|1\r", "AR", "200", "ADT^A01"),
+        ("MSH|^~\\&|A|B|C|D|20240705||ORU^R30|X2|P|2.5.1\r", "AR", "201", "ORU^R30"),
+        (
+            "MSH|^~\\&|A|B|C|D|20240705||ORU^R01|X3|P|2.5.1\rOBX|1|NM|718-7||1\r",
+            "AE",
+            "100",
+            "OBX before any OBR",
+        ),
+        (
+            "MSH|^~\\&|A|B|C|D|20240705||ORU^R01|X4|P|2.5.1\rOBR|1||S1|CBC\rOBX|1|NM|||1\r",
+            "AE",
+            "101",
+            "OBX-3",
+        ),
+        ("MSH|^~\\&|A|B|C|D|20240705||ORU^R01|X5|P|2.5.1\rPID|1\rOBR|1||S1|CBC\r", "AE", "100", "no OBR/OBX"),
+        ("MSH|^~\\&|A|B|C|D|20240705||QBP^Q11|X6|P|2.5.1\rRCP|I\r", "AE", "100", "QPD"),
+        ("MSH|^~\\&|A|B|C|D|20240705||OML^O21|X7|P|2.5.1\rPID|1\rORC|NW|P1\r", "AE", "101", "OBR-4"),
+    ],
+)
 def test_malformed_messages_are_classified(text: str, ack: str, code: str, reason: str) -> None:
     with pytest.raises(Hl7Error) as caught:
         parse_hl7(text)
@@ -131,7 +165,10 @@ def test_orl_o22_and_rsp_k11(hl7_samples: Hl7Samples) -> None:
     orl = build_orl_o22(order)
     assert "ORL^O22^ORL_O22" in segment(orl, "MSH")
     assert segment(orl, "MSA") == "MSA|AA|OML0001"
-    assert [s for s in orl.split("\r") if s.startswith("ORC")] == ["ORC|OK|PO-778899|FO-2024-0001", "ORC|OK|PO-778900|"]
+    assert [s for s in orl.split("\r") if s.startswith("ORC")] == [
+        "ORC|OK|PO-778899|FO-2024-0001",
+        "ORC|OK|PO-778900|",
+    ]
     query = parse_hl7(hl7_samples.qbp_q11)
     assert isinstance(query, SpecimenQuery)
     found, missing = build_rsp_k11(query, True), build_rsp_k11(query, False)
@@ -144,8 +181,13 @@ def test_orl_o22_and_rsp_k11(hl7_samples: Hl7Samples) -> None:
 def test_oru_builder_round_trips(hl7_samples: Hl7Samples) -> None:
     original = parse_hl7(hl7_samples.oru_r01)
     assert isinstance(original, ResultMessage)
-    rebuilt = build_oru_r01(sending_application="LIS^LAB", control_id="C1", patient=original.patient,
-                            requests=original.requests, now=datetime(2024, 7, 5, 11, 0))
+    rebuilt = build_oru_r01(
+        sending_application="LIS^LAB",
+        control_id="C1",
+        patient=original.patient,
+        requests=original.requests,
+        now=datetime(2024, 7, 5, 11, 0),
+    )
     again = parse_hl7(rebuilt)
     assert isinstance(again, ResultMessage)
     assert again.header.sending_application == "LIS^LAB"

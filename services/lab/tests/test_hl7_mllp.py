@@ -1,4 +1,5 @@
 """MLLP framing and the asyncio MLLP server over real TCP."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,7 +25,7 @@ def msa(reply: bytes) -> list[str]:
 def test_buffer_reassembles_byte_by_byte_and_splits_concatenated_blocks() -> None:
     stream = b"noise" + frame(b"MSH|a\rPID|1") + b"\r\n" + frame("MSH|b\rPID|Nguyễn") + frame(b"MSH|c")
     buffer = MllpBuffer()
-    trickled = [m for i in range(len(stream)) for m in buffer.feed(stream[i:i + 1])]
+    trickled = [m for i in range(len(stream)) for m in buffer.feed(stream[i : i + 1])]
     assert trickled == [b"MSH|a\rPID|1", "MSH|b\rPID|Nguyễn".encode(), b"MSH|c"]
     assert MllpBuffer().feed(stream) == trickled
 
@@ -48,7 +49,8 @@ async def mllp_server(handler: RecordingHandler) -> AsyncIterator[MllpServer]:
 
 
 async def test_results_are_stored_before_the_ack(
-        mllp_server: MllpServer, handler: RecordingHandler, hl7_samples: Hl7Samples) -> None:
+    mllp_server: MllpServer, handler: RecordingHandler, hl7_samples: Hl7Samples
+) -> None:
     handler.gate = asyncio.Event()
     reader, writer = await asyncio.open_connection("127.0.0.1", mllp_server.port)
     writer.write(frame(hl7_samples.oru_r01)[:40])
@@ -72,13 +74,23 @@ async def test_results_are_stored_before_the_ack(
 
 
 async def test_every_supported_type_gets_its_reply(
-        mllp_server: MllpServer, handler: RecordingHandler, hl7_samples: Hl7Samples) -> None:
+    mllp_server: MllpServer, handler: RecordingHandler, hl7_samples: Hl7Samples
+) -> None:
     handler.orders["24070500077"] = [HostOrder("24070500077", ("58410-2",), "BN240003", "Lê", "Thị Mai")]
     unknown = hl7_samples.qbp_q11.replace("24070500077", "99999").replace("QBP0001", "QBP0002")
-    acks = await send_mllp("127.0.0.1", mllp_server.port, [hl7_samples.oru_r01, hl7_samples.oul_r22, hl7_samples.oml_o21, hl7_samples.qbp_q11, unknown])
+    acks = await send_mllp(
+        "127.0.0.1",
+        mllp_server.port,
+        [hl7_samples.oru_r01, hl7_samples.oul_r22, hl7_samples.oml_o21, hl7_samples.qbp_q11, unknown],
+    )
     texts = [a.decode("utf-8") for a in acks]
-    assert [msa(a)[1:3] for a in acks] == [["AA", "1001"], ["AA", "OUL0001"], ["AA", "OML0001"],
-                                           ["AA", "QBP0001"], ["AA", "QBP0002"]]
+    assert [msa(a)[1:3] for a in acks] == [
+        ["AA", "1001"],
+        ["AA", "OUL0001"],
+        ["AA", "OML0001"],
+        ["AA", "QBP0001"],
+        ["AA", "QBP0002"],
+    ]
     assert "ACK^R22^ACK" in texts[1] and "|LIS-BVDK|" in texts[1]
     assert "ORL^O22" in texts[2] and "\rORC|OK|PO-778899|FO-2024-0001" in texts[2]
     assert "\rQAK|Q0001|OK|" in texts[3] and "\rQAK|Q0001|NF|" in texts[4]
@@ -88,7 +100,8 @@ async def test_every_supported_type_gets_its_reply(
 
 
 async def test_malformed_messages_get_ae_or_ar_with_a_reason(
-        mllp_server: MllpServer, handler: RecordingHandler, hl7_samples: Hl7Samples) -> None:
+    mllp_server: MllpServer, handler: RecordingHandler, hl7_samples: Hl7Samples
+) -> None:
     no_obx3 = hl7_samples.oru_r01.replace("OBX|2|NM|718-7^HGB^LN|", "OBX|2|NM||")
     adt = "MSH|^~\\&|HIS|BV|LIS|LAB|20240705||ADT^A01|ADT1|P|2.5.1\rPID|1||BN1||Phạm^Minh Tuấn\r"
     acks = await send_mllp("127.0.0.1", mllp_server.port, [no_obx3, adt, b"this is not HL7"])
@@ -100,7 +113,8 @@ async def test_malformed_messages_get_ae_or_ar_with_a_reason(
 
 
 async def test_store_failure_is_rejected_for_resending(
-        mllp_server: MllpServer, handler: RecordingHandler, hl7_samples: Hl7Samples) -> None:
+    mllp_server: MllpServer, handler: RecordingHandler, hl7_samples: Hl7Samples
+) -> None:
     handler.failures_left = 1
     acks = await send_mllp("127.0.0.1", mllp_server.port, [hl7_samples.oru_r01, hl7_samples.oru_r01])
     assert msa(acks[0])[:2] == ["MSA", "AR"] and "resend" in msa(acks[0])[3]
@@ -109,7 +123,8 @@ async def test_store_failure_is_rejected_for_resending(
 
 
 async def test_store_failure_keeps_the_reply_type(
-        mllp_server: MllpServer, handler: RecordingHandler, hl7_samples: Hl7Samples) -> None:
+    mllp_server: MllpServer, handler: RecordingHandler, hl7_samples: Hl7Samples
+) -> None:
     handler.failures_left = 2
     orl, rsp = await send_mllp("127.0.0.1", mllp_server.port, [hl7_samples.oml_o21, hl7_samples.qbp_q11])
     assert "ORL^O22" in orl.decode() and msa(orl)[1] == "AR" and b"\rORC|UA|PO-778899" in orl

@@ -1,5 +1,6 @@
 """Analyzer traffic through the real listeners into the lab's database: every sample capture, HL7,
 retransmissions, unmatched results, host queries, events on NATS."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,8 +19,13 @@ from hospital.testing.services import http_client
 from .test_service import AN, NAM, count, place
 
 CAPTURE_ORDERS = [  # barcode as the analyzer reports it, tests, patient
-    ("S1234", ["CBC"], AN), ("T20 10134GA D28", ["ALB"], NAM), ("CL-PL-24-0370", ["ALT", "AST", "CRE"], NAM),
-    ("27", ["CBC"], NAM), ("PX440N", ["CBC"], AN), ("PR25A137", ["MTB"], AN), ("113", ["CBC"], AN),
+    ("S1234", ["CBC"], AN),
+    ("T20 10134GA D28", ["ALB"], NAM),
+    ("CL-PL-24-0370", ["ALT", "AST", "CRE"], NAM),
+    ("27", ["CBC"], NAM),
+    ("PX440N", ["CBC"], AN),
+    ("PR25A137", ["MTB"], AN),
+    ("113", ["CBC"], AN),
 ]
 
 
@@ -43,15 +49,20 @@ async def test_every_capture_ingested_end_to_end(lab, samples: Path) -> None:
     sent = 0
     for path in files:
         capture = load_astm_capture(path)
-        stats = await send_astm("127.0.0.1", lab.settings.astm_port, capture.messages,
-                                preserve_frames=path.name.startswith("05"))
+        stats = await send_astm(
+            "127.0.0.1", lab.settings.astm_port, capture.messages, preserve_frames=path.name.startswith("05")
+        )
         assert stats.messages_failed == 0 and stats.naks == 0, path.name
         sent += len(capture.messages)
     assert await count(lab, raw_messages) == sent
     got = {bc: by_code(await rows(lab, results.c.barcode_received == bc)) for bc, _, _ in CAPTURE_ORDERS}
     # 01 Horiba Pentra: counts in 10^9/L, the analyzer's "-----" kept as text
     pentra = got["S1234"]
-    assert (pentra["WBC"]["value"], pentra["WBC"]["unit"], pentra["WBC"]["instrument"]) == ("8.5", "10^9/L", "pentra-xlr")
+    assert (pentra["WBC"]["value"], pentra["WBC"]["unit"], pentra["WBC"]["instrument"]) == (
+        "8.5",
+        "10^9/L",
+        "pentra-xlr",
+    )
     assert pentra["HGB"]["analyzer_value"] == "14.0" and pentra["BAS#"]["value"] == "-----"
     assert pentra["BAS#"]["value_num"] is None and pentra["BAS#"]["status"] == "preliminary"
     # 02 cobas c111: barcode from O-4, albumin g/L
@@ -59,7 +70,11 @@ async def test_every_capture_ingested_end_to_end(lab, samples: Path) -> None:
     # 03 cobas c311: Roche test numbers mapped, unmapped ones kept as info
     c311 = got["CL-PL-24-0370"]
     assert {c: c311[c]["value"] for c in ("ALT", "AST", "GLU", "CRE")} == {
-        "ALT": "22.4", "AST": "15.0", "GLU": "5.85", "CRE": "34"}
+        "ALT": "22.4",
+        "AST": "15.0",
+        "GLU": "5.85",
+        "CRE": "34",
+    }
     assert c311["CRE"]["flag"] == "L" and c311["GLU"]["note"].endswith("test not ordered on this specimen")
     info = await rows(lab, results.c.barcode_received == "CL-PL-24-0370", results.c.status == "info")
     assert sorted(r["analyzer_code"] for r in info) == ["^^^158/", "^^^712/", "^^^735/"]
@@ -76,21 +91,47 @@ async def test_every_capture_ingested_end_to_end(lab, samples: Path) -> None:
     assert (mtb["value"], mtb["flag"], mtb["instrument"]) == ("NOT DETECTED", "N", "genexpert")
     assert len(await rows(lab, results.c.barcode_received == "PR25A137")) == 84
     # 07 XP-100 space-padded values
-    assert (got["113"]["WBC"]["value"], got["113"]["MCHC"]["value"], got["113"]["MCHC"]["flag"]) == ("5.5", "417", "H")
+    assert (got["113"]["WBC"]["value"], got["113"]["MCHC"]["value"], got["113"]["MCHC"]["flag"]) == (
+        "5.5",
+        "417",
+        "H",
+    )
     # 08 Immulite: no order for these tubes → unmatched, never dropped, values as the expected table
     capture = load_astm_capture(samples / "08_siemens_dpc_immulite_astm_lis.feature")
     unmatched = await rows(lab, results.c.status == "unmatched")
-    posted = sorted(({"id": f"DPC-{r['barcode_received']}", "test_name": r["analyzer_code"].lstrip("^"),
-                      "value": r["analyzer_value"], "unit": r["analyzer_unit"], "status": r["analyzer_status"],
-                      "flags": r["analyzer_flags"], "result_timestamp": r["observed_at"]} for r in unmatched),
-                     key=lambda x: (x["id"], x["test_name"]))
-    expected = sorted(({**row, "result_timestamp": datetime.fromisoformat(row["result_timestamp"])}
-                       for row in capture.expected_results), key=lambda x: (x["id"], x["test_name"]))
+    posted = sorted(
+        (
+            {
+                "id": f"DPC-{r['barcode_received']}",
+                "test_name": r["analyzer_code"].lstrip("^"),
+                "value": r["analyzer_value"],
+                "unit": r["analyzer_unit"],
+                "status": r["analyzer_status"],
+                "flags": r["analyzer_flags"],
+                "result_timestamp": r["observed_at"],
+            }
+            for r in unmatched
+        ),
+        key=lambda x: (x["id"], x["test_name"]),
+    )
+    expected = sorted(
+        (
+            {**row, "result_timestamp": datetime.fromisoformat(row["result_timestamp"])}
+            for row in capture.expected_results
+        ),
+        key=lambda x: (x["id"], x["test_name"]),
+    )
     assert posted == expected
     async with http_client(lab, "lab_technician") as c:
         queue = (await c.get("/api/v1/unmatched")).json()["items"]
-    assert {g["barcode_received"] for g in queue} == {"130000445", "130000617", "130000722", "130000724",
-                                                       "130000741", "130000790"}
+    assert {g["barcode_received"] for g in queue} == {
+        "130000445",
+        "130000617",
+        "130000722",
+        "130000724",
+        "130000741",
+        "130000790",
+    }
 
 
 async def test_retransmission_gives_one_result_and_unmatched_assignment(lab, samples: Path) -> None:
@@ -109,14 +150,18 @@ async def test_retransmission_gives_one_result_and_unmatched_assignment(lab, sam
     order = await place(lab, ["CBC"], patient=NAM)
     barcode = order["specimens"][0]["barcode"]
     async with http_client(lab, "lab_technician") as c:
-        r = await c.post("/api/v1/unmatched/assign", json={"instrument": "xp-100", "barcode_received": "113",
-                                                           "barcode": barcode})
+        r = await c.post(
+            "/api/v1/unmatched/assign",
+            json={"instrument": "xp-100", "barcode_received": "113", "barcode": barcode},
+        )
         assert r.status_code == 200, r.text
         assigned = by_code(r.json()["items"])
         assert assigned["WBC"]["status"] == "preliminary" and assigned["WBC"]["specimen_barcode"] == barcode
         assert (await c.get("/api/v1/unmatched")).json()["items"] == []
-        r = await c.post("/api/v1/unmatched/assign", json={"instrument": "xp-100", "barcode_received": "113",
-                                                           "barcode": barcode})
+        r = await c.post(
+            "/api/v1/unmatched/assign",
+            json={"instrument": "xp-100", "barcode_received": "113", "barcode": barcode},
+        )
         assert r.status_code == 404 and r.json()["code"] == "unmatched.not_found"
 
 
@@ -139,8 +184,11 @@ async def test_hl7_orders_results_and_events_reach_nats(lab, nats_server, hl7_sa
             assert order["patient"]["full_name"] == "Lê Thị Mai" and order["priority"] == "stat"
             assert "WBC" in order["specimens"][0]["tests"]
         from hospital.lab.adapters.tables import orders
+
         assert await count(lab, orders) == 2
-        bad = hl7_samples.oml_o21.replace("58410-2^CBC panel^LN", "99999-9^Nope^LN").replace("OML0001", "OML0002")
+        bad = hl7_samples.oml_o21.replace("58410-2^CBC panel^LN", "99999-9^Nope^LN").replace(
+            "OML0001", "OML0002"
+        )
         bad = bad.replace("PO-778899", "PO-1").replace("PO-778900", "PO-2")
         (nack,) = await send_mllp(host, port, [bad])
         assert b"MSA|AE" in nack and b"order.unknown_test" in nack
@@ -173,6 +221,7 @@ async def test_host_query_answers_the_tests_ordered_for_the_barcode(lab, samples
     assert records[0].startswith(b"H|") and records[-1] == b"L|1|N"
     assert [r.split(b"|")[4] for r in records if r.startswith(b"O|")] == [b"^^^FT3", b"^^^FT4", b"^^^TSH"]
     assert all(r.split(b"|")[2] == b"123ABC" for r in records if r.startswith(b"O|"))
-    stats = await send_astm("127.0.0.1", lab.settings.astm_port,
-                            [capture.messages[0].text.replace(b"123ABC", b"NOSUCH")])
+    stats = await send_astm(
+        "127.0.0.1", lab.settings.astm_port, [capture.messages[0].text.replace(b"123ABC", b"NOSUCH")]
+    )
     assert [r for r in stats.replies[0].split(b"\r") if r][-1] == b"L|1|I"

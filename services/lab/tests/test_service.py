@@ -1,5 +1,6 @@
 """The lab service end to end: orders and specimens, analyzer ingestion over the real listeners,
 validation, verification, critical values, QC, roles and audit."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,10 +9,20 @@ from sqlalchemy import func, select
 from hospital.chassis.db import Database
 from hospital.testing.services import http_client
 
-AN = {"id": "p-nguyen-thi-hoa", "patient_code": "BN250000001", "full_name": "Nguyễn Thị Hoa", "sex": "female",
-      "birth_date": "1985-03-14"}
-NAM = {"id": "p-tran-van-nam", "patient_code": "BN250000002", "full_name": "Trần Văn Nam", "sex": "male",
-       "birth_date": "1970-01-01"}
+AN = {
+    "id": "p-nguyen-thi-hoa",
+    "patient_code": "BN250000001",
+    "full_name": "Nguyễn Thị Hoa",
+    "sex": "female",
+    "birth_date": "1985-03-14",
+}
+NAM = {
+    "id": "p-tran-van-nam",
+    "patient_code": "BN250000002",
+    "full_name": "Trần Văn Nam",
+    "sex": "male",
+    "birth_date": "1970-01-01",
+}
 
 
 async def place(svc, tests, patient=AN, **extra) -> dict:
@@ -63,16 +74,24 @@ async def test_order_specimens_barcodes_label_and_lifecycle(lab) -> None:
         assert r.json()["status"] == "cancelled" and r.json()["specimens"][0]["status"] == "cancelled"
 
 
-@pytest.mark.parametrize("body,code,field", [
-    ({"patient": AN, "tests": ["XYZ"]}, "order.unknown_test", "tests"),
-    ({"patient": {**AN, "birth_date": "1985-13-01"}, "tests": ["GLU"]}, "order.birth_date", "patient.birth_date"),
-    ({"patient": AN, "tests": ["CBC", "GLU"], "barcode": "PRE-0001"}, "order.barcode", "barcode"),
-    ({"patient": {**AN, "full_name": " "}, "tests": ["GLU"]}, "order.patient_name", "patient.full_name"),
-])
+@pytest.mark.parametrize(
+    "body,code,field",
+    [
+        ({"patient": AN, "tests": ["XYZ"]}, "order.unknown_test", "tests"),
+        (
+            {"patient": {**AN, "birth_date": "1985-13-01"}, "tests": ["GLU"]},
+            "order.birth_date",
+            "patient.birth_date",
+        ),
+        ({"patient": AN, "tests": ["CBC", "GLU"], "barcode": "PRE-0001"}, "order.barcode", "barcode"),
+        ({"patient": {**AN, "full_name": " "}, "tests": ["GLU"]}, "order.patient_name", "patient.full_name"),
+    ],
+)
 async def test_bad_orders_get_specific_errors_and_write_nothing(lab, body, code, field) -> None:
     async with http_client(lab, "doctor") as c:
         r = await c.post("/api/v1/orders", json=body)
     assert r.status_code == 422, r.text
     assert r.json()["code"] == code and r.json().get("field") == field
     from hospital.lab.adapters.tables import orders, specimens
+
     assert await count(lab, orders) == 0 and await count(lab, specimens) == 0

@@ -4,6 +4,7 @@ uvloop roughly halves the per-call cost of socket I/O for asyncpg, nats-py and u
 workers, receivers, tools and benchmarks all start their loop through :func:`run` so they measure and
 behave alike (docs/adr/0006-uvloop-httptools.md).
 """
+
 from __future__ import annotations
 
 import gc

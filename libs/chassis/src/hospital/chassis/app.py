@@ -9,6 +9,7 @@
 Shutdown on SIGTERM/SIGINT is graceful: stop accepting, finish in-flight requests and batches, flush
 the outbox once more, drain NATS, close the database.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,8 +76,11 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)  # a service's own long-lived objects (for tests)
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.db, source=self.settings.service,
-                          on_commit=self.relay.notify if self.relay is not None else None)
+        return UnitOfWork(
+            self.db,
+            source=self.settings.service,
+            on_commit=self.relay.notify if self.relay is not None else None,
+        )
 
 
 @dataclass
@@ -111,8 +115,9 @@ def listen_socket(host: str, port: int) -> socket.socket:
 
     It is created with proto IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets' connections,
     and without it every kept-alive response waits ~40 ms (Nagle + the client's delayed ACK)."""
-    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                      proto=socket.IPPROTO_TCP)[0]
+    family, kind, proto, _, addr = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -135,15 +140,22 @@ class Service:
     async def _runtime(self, with_bus: bool) -> Runtime:
         s = self.settings
         db = Database(s.database_url, pool_size=s.database_pool_size)
-        if s.otel_exporter != "none":  # a span per SQL statement costs CPU: only when traces leave the process
+        if (
+            s.otel_exporter != "none"
+        ):  # a span per SQL statement costs CPU: only when traces leave the process
             telemetry.instrument_engine(db.engine)
         rt = Runtime(settings=s, db=db, verifier=verifier_for(s), identity=ServiceIdentity(s))
         if with_bus:
             rt.nc = await connect(s.nats_url, f"hospital-{s.service}")
             rt.js = rt.nc.jetstream()
             await ensure_streams(rt.js, replicas=s.nats_stream_replicas)
-            rt.relay = OutboxRelay(db, rt.nc, batch_size=s.outbox_batch_size, poll_seconds=s.outbox_poll_seconds,
-                                   wake_subject=outbox_wake_subject(s.service))
+            rt.relay = OutboxRelay(
+                db,
+                rt.nc,
+                batch_size=s.outbox_batch_size,
+                poll_seconds=s.outbox_poll_seconds,
+                wake_subject=outbox_wake_subject(s.service),
+            )
         if self.d.uses_object_storage:
             rt.store = ObjectStore.from_settings(s)
             buckets = self.d.buckets(s) if callable(self.d.buckets) else self.d.buckets
@@ -175,9 +187,19 @@ class Service:
         assert rt is not None and rt.js is not None and rt.relay is not None
         s = self.settings
         tasks: list[Task] = [rt.relay.run]
-        consumers = [Consumer(rt.db, rt.js, sub, service=s.service, batch_size=s.consumer_batch_size,
-                              max_deliver=s.consumer_max_deliver, ack_wait=s.consumer_ack_wait_seconds,
-                              on_events_written=rt.relay.notify) for sub in comps.subscriptions]
+        consumers = [
+            Consumer(
+                rt.db,
+                rt.js,
+                sub,
+                service=s.service,
+                batch_size=s.consumer_batch_size,
+                max_deliver=s.consumer_max_deliver,
+                ack_wait=s.consumer_ack_wait_seconds,
+                on_events_written=rt.relay.notify,
+            )
+            for sub in comps.subscriptions
+        ]
         tasks += [c.run for c in consumers]
         tasks.extend(comps.workers)
         return tasks, consumers
@@ -209,9 +231,15 @@ class Service:
                 await self._ensure_durables(consumers)
                 loops += [asyncio.create_task(t(self.stop)) for t in tasks]
             self.started.set()
-            log.info("%s %s started", self.settings.service, mode,
-                     extra={"http_port": self.settings.http_port if mode == "serve" else None,
-                            "grpc_port": self.settings.grpc_port if mode == "serve" else None})
+            log.info(
+                "%s %s started",
+                self.settings.service,
+                mode,
+                extra={
+                    "http_port": self.settings.http_port if mode == "serve" else None,
+                    "grpc_port": self.settings.grpc_port if mode == "serve" else None,
+                },
+            )
             await self.stop.wait()
         finally:
             await self._shutdown(loops, comps)
@@ -247,8 +275,16 @@ class Service:
         install_error_handlers(app)
         install_ops_endpoints(app, self.ready)
         telemetry.instrument_fastapi(app)
-        cfg = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_config=None, access_log=False,
-                             lifespan="off", http="httptools", timeout_graceful_shutdown=int(s.shutdown_grace_seconds))
+        cfg = uvicorn.Config(
+            app,
+            host=s.http_host,
+            port=s.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            http="httptools",
+            timeout_graceful_shutdown=int(s.shutdown_grace_seconds),
+        )
         self.http_server = uvicorn.Server(cfg)
         self.http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         sock = listen_socket(s.http_host, s.http_port)
@@ -264,14 +300,21 @@ class Service:
         assert rt is not None
         if comps.http is not None:
             await self._start_http(comps.http)
-        server = grpc.aio.server(interceptors=[*telemetry.grpc_server_interceptors(),
-                                               AuthInterceptor(rt.verifier, comps.grpc_rules)])
+        server = grpc.aio.server(
+            interceptors=[
+                *telemetry.grpc_server_interceptors(),
+                AuthInterceptor(rt.verifier, comps.grpc_rules),
+            ]
+        )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         if comps.grpc_register:
             comps.grpc_register(server)
-        names = [*comps.grpc_service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                 reflection.SERVICE_NAME]
+        names = [
+            *comps.grpc_service_names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ]
         reflection.enable_server_reflection(names, server)
         server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
         await server.start()
@@ -295,7 +338,7 @@ class Service:
         if self._http_task is not None:
             try:
                 await asyncio.wait_for(self._http_task, timeout=grace)
-            except (asyncio.TimeoutError, SystemExit):
+            except (TimeoutError, SystemExit):
                 log.warning("HTTP server did not stop within %ss", grace)
         if comps.on_stop:
             await comps.on_stop()
@@ -308,7 +351,9 @@ class Service:
                 done, _ = await asyncio.wait({flush}, timeout=grace)
                 if not done:
                     flush.cancel()
-                    log.warning("final outbox flush did not finish within %ss; rows stay in the outbox", grace)
+                    log.warning(
+                        "final outbox flush did not finish within %ss; rows stay in the outbox", grace
+                    )
                 elif flush.exception() is not None:
                     log.warning("final outbox flush failed: %s", flush.exception())
             if rt.nc is not None:
@@ -361,10 +406,20 @@ async def _deadletters(definition: ServiceDefinition, args: argparse.Namespace) 
         letters = await list_dead_letters(js, s.service, args.consumer)
         if args.action == "list":
             for dl in letters:
-                print(json.dumps({"seq": dl.seq, "event_id": dl.event_id, "subject": dl.subject,
-                                  "consumer": dl.consumer, "deliveries": dl.deliveries, "reason": dl.reason,
-                                  "parked_at": dl.parked_at.isoformat() if dl.parked_at else None},
-                                 ensure_ascii=False))
+                print(
+                    json.dumps(
+                        {
+                            "seq": dl.seq,
+                            "event_id": dl.event_id,
+                            "subject": dl.subject,
+                            "consumer": dl.consumer,
+                            "deliveries": dl.deliveries,
+                            "reason": dl.reason,
+                            "parked_at": dl.parked_at.isoformat() if dl.parked_at else None,
+                        },
+                        ensure_ascii=False,
+                    )
+                )
             return 0
         chosen = [dl for dl in letters if args.all or dl.seq in set(args.seq or [])]
         if not chosen:
@@ -391,7 +446,9 @@ async def _audit_verify(definition: ServiceDefinition) -> int:
 
 def _supervise(definition: ServiceDefinition, n: int) -> int:
     """Run ``serve`` in n child processes sharing the ports; forward SIGTERM/SIGINT; exit when all exit."""
-    children = [subprocess.Popen([sys.executable, "-m", f"hospital.{definition.name}", "serve"]) for _ in range(n)]
+    children = [
+        subprocess.Popen([sys.executable, "-m", f"hospital.{definition.name}", "serve"]) for _ in range(n)
+    ]
 
     def forward(signum: int, _frame: Any) -> None:
         for child in children:
@@ -408,8 +465,12 @@ def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> in
     parser = argparse.ArgumentParser(prog=f"python -m hospital.{definition.name}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="HTTP + gRPC (+ relay, consumers, listeners)")
-    serve.add_argument("--processes", type=int, default=1,
-                       help="run N processes sharing the ports (use the cores; default 1)")
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="run N processes sharing the ports (use the cores; default 1)",
+    )
     sub.add_parser("worker", help="outbox relay and event consumers only")
     sub.add_parser("migrate", help="upgrade the database schema")
     dl = sub.add_parser("deadletters", help="list or replay events parked on the dead-letter stream")

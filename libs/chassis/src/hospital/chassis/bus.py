@@ -8,6 +8,7 @@ Guarantees (see docs/adr/0003-events-outbox-inbox.md):
   only after that commit; a redelivered event whose id is in the inbox is acked without effect;
 * an event that fails ``max_deliver`` times is parked on the ``DEADLETTER`` stream and can be replayed.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -43,9 +44,12 @@ meter = metrics.get_meter("hospital.bus")
 _published = meter.create_counter("hospital_events_published", description="events published by the relay")
 _handled = meter.create_counter("hospital_events_handled", description="events applied by consumers")
 _dead = meter.create_counter("hospital_events_dead_lettered", description="events parked as dead letters")
-_lag = meter.create_histogram("hospital_event_lag_seconds", unit="s",
-                              description="time from the producer's commit to the consumer's commit "
-                                          "(per applied batch, of its oldest event)")
+_lag = meter.create_histogram(
+    "hospital_event_lag_seconds",
+    unit="s",
+    description="time from the producer's commit to the consumer's commit "
+    "(per applied batch, of its oldest event)",
+)
 
 DEADLETTER_STREAM = "DEADLETTER"
 DOMAIN_STREAMS: dict[str, list[str]] = {
@@ -73,9 +77,15 @@ async def connect(url: str, name: str, *, attempts: int = 60) -> NATS:
     for _ in range(max(1, attempts)):
         try:
             return await nats.connect(
-                servers=[url], name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
-                connect_timeout=2, allow_reconnect=True,
-                error_cb=_log_error, disconnected_cb=_log_disconnect, reconnected_cb=_log_reconnect,
+                servers=[url],
+                name=name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.25,
+                connect_timeout=2,
+                allow_reconnect=True,
+                error_cb=_log_error,
+                disconnected_cb=_log_disconnect,
+                reconnected_cb=_log_reconnect,
             )
         except Exception as exc:  # noqa: BLE001 - any connect failure is retried
             last = exc
@@ -95,17 +105,31 @@ async def _log_reconnect() -> None:
     log.info("nats reconnected")
 
 
-async def ensure_streams(js: JetStreamContext, streams: dict[str, list[str]] | None = None, *,
-                         replicas: int = 1) -> None:
+async def ensure_streams(
+    js: JetStreamContext, streams: dict[str, list[str]] | None = None, *, replicas: int = 1
+) -> None:
     """Create or update the domain streams and the dead-letter stream (file storage, dedup window,
     ``replicas`` copies on a JetStream cluster)."""
     configs = [
-        js_api.StreamConfig(name=name, subjects=subjects, storage=js_api.StorageType.FILE,
-                            duplicate_window=120.0, max_age=14 * 86400.0, num_replicas=replicas)
+        js_api.StreamConfig(
+            name=name,
+            subjects=subjects,
+            storage=js_api.StorageType.FILE,
+            duplicate_window=120.0,
+            max_age=14 * 86400.0,
+            num_replicas=replicas,
+        )
         for name, subjects in (streams or DOMAIN_STREAMS).items()
     ]
-    configs.append(js_api.StreamConfig(name=DEADLETTER_STREAM, subjects=["deadletter.>"], num_replicas=replicas,
-                                       storage=js_api.StorageType.FILE, duplicate_window=120.0))
+    configs.append(
+        js_api.StreamConfig(
+            name=DEADLETTER_STREAM,
+            subjects=["deadletter.>"],
+            num_replicas=replicas,
+            storage=js_api.StorageType.FILE,
+            duplicate_window=120.0,
+        )
+    )
     for cfg in configs:
         try:
             await js.stream_info(cfg.name)
@@ -130,11 +154,17 @@ class Event:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_msg(cls, msg: Msg) -> "Event":
+    def from_msg(cls, msg: Msg) -> Event:
         h = dict(msg.headers or {})
-        return cls(id=h.get(H_EVENT_ID) or h.get("Nats-Msg-Id") or f"seq:{msg.metadata.sequence.stream}",
-                   type=h.get(H_TYPE, ""), subject=msg.subject,
-                   source=h.get(H_SOURCE, ""), time=h.get(H_TIME, ""), payload=msg.data, headers=h)
+        return cls(
+            id=h.get(H_EVENT_ID) or h.get("Nats-Msg-Id") or f"seq:{msg.metadata.sequence.stream}",
+            type=h.get(H_TYPE, ""),
+            subject=msg.subject,
+            source=h.get(H_SOURCE, ""),
+            time=h.get(H_TIME, ""),
+            payload=msg.data,
+            headers=h,
+        )
 
     def message(self) -> Message:
         """Decode the protobuf payload by its declared type (the contracts must be imported)."""
@@ -164,7 +194,7 @@ class BatchPublisher:
             self._prefix = prefix
 
     async def _on_ack(self, msg: Msg) -> None:
-        batch, _, index = msg.subject[len(self._prefix) + 1:].rpartition(".")
+        batch, _, index = msg.subject[len(self._prefix) + 1 :].rpartition(".")
         entry = self._pending.get(batch)
         if entry is None:
             return  # an answer after the batch timed out: the rows stay unpublished and are sent again
@@ -177,8 +207,9 @@ class BatchPublisher:
         if left[0] == 0:
             done.set()
 
-    async def publish(self, messages: list[tuple[str, bytes, dict[str, str]]], *,
-                      timeout: float) -> list[js_api.PubAck | bool | BaseException]:
+    async def publish(
+        self, messages: list[tuple[str, bytes, dict[str, str]]], *, timeout: float
+    ) -> list[js_api.PubAck | bool | BaseException]:
         """Publish ``messages`` (subject, payload, headers); return per message, in order, the PubAck (or
         ``True``: stored, PubAck not decoded) or the exception. Messages not acknowledged within
         ``timeout`` get a ``TimeoutError``."""
@@ -234,8 +265,14 @@ def _hpub(subject: str, reply: str, headers: dict[str, str], payload: bytes) -> 
     if lines.count("\n") != len(headers) or lines.count("\r") != len(headers):  # a value broke its line
         lines = "".join([f"{k}: {v.translate(_NEWLINES)}\r\n" for k, v in headers.items()])
     hdr = ("NATS/1.0\r\n" + lines + "\r\n").encode()
-    return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (subject.encode(), reply.encode(), len(hdr), len(hdr) + len(payload),
-                                              hdr, payload)
+    return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (
+        subject.encode(),
+        reply.encode(),
+        len(hdr),
+        len(hdr) + len(payload),
+        hdr,
+        payload,
+    )
 
 
 async def ack_all(nc: NATS, msgs: Sequence[Msg]) -> None:
@@ -282,9 +319,17 @@ class OutboxRelay:
     """Publishes committed outbox rows to JetStream, oldest first. Wake it with :meth:`notify` after a
     commit for low latency; it also polls, so rows written by another process are never stranded."""
 
-    def __init__(self, db: Database, js: JetStreamContext | NATS, *, batch_size: int = 500,
-                 poll_seconds: float = 0.5, publish_timeout: float = 5.0,
-                 coalesce_seconds: float = 0.002, wake_subject: str | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        js: JetStreamContext | NATS,
+        *,
+        batch_size: int = 500,
+        poll_seconds: float = 0.5,
+        publish_timeout: float = 5.0,
+        coalesce_seconds: float = 0.002,
+        wake_subject: str | None = None,
+    ) -> None:
         self.db = db
         self.nc: NATS = js if isinstance(js, NATS) else js._nc  # the relay publishes on the core connection
         self.publisher = BatchPublisher(self.nc)
@@ -295,6 +340,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._running = False
         self._wake_pending = False
+        self._wake_sends: set[asyncio.Future[None]] = set()
         self._busy = False
         self._stuck = False
         self.published_total = 0
@@ -317,7 +363,9 @@ class OutboxRelay:
 
     def _send_wake(self) -> None:
         self._wake_pending = False
-        asyncio.ensure_future(self._publish_wake())
+        task = asyncio.ensure_future(self._publish_wake())
+        self._wake_sends.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(self._wake_sends.discard)
 
     async def _publish_wake(self) -> None:
         try:
@@ -382,7 +430,9 @@ class OutboxRelay:
                 continue
             waiter = asyncio.ensure_future(self._wake.wait())
             stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({waiter, stopper}, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {waiter, stopper}, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
             woken = waiter.done()
             waiter.cancel()
             stopper.cancel()
@@ -416,8 +466,10 @@ class OutboxRelay:
                     self._busy = not records[0]["locked"]
                     if self._busy or records[0]["seq"] is None:
                         return 0
-                    rows = [_OutboxRow(r["seq"], r["id"], r["subject"], r["payload"], json.loads(r["headers"]))
-                            for r in records]
+                    rows = [
+                        _OutboxRow(r["seq"], r["id"], r["subject"], r["payload"], json.loads(r["headers"]))
+                        for r in records
+                    ]
                     done, failed = await self._publish_rows(rows)
                     if done:  # one statement, one plan, whatever the batch size
                         await driver.execute(_DELETE_ANY_SQL, done)
@@ -425,7 +477,9 @@ class OutboxRelay:
         self.published_total += len(done)
         if failed is not None:
             row, exc = failed
-            log.warning("outbox relay: event %s on %s not accepted by JetStream: %s", row.id, row.subject, exc)
+            log.warning(
+                "outbox relay: event %s on %s not accepted by JetStream: %s", row.id, row.subject, exc
+            )
             raise exc
         return len(done)
 
@@ -440,8 +494,8 @@ class OutboxRelay:
                 span.end()
         # Every row JetStream stored leaves the outbox, also those behind one it refused (they are on the
         # stream already; sending them again would store copies once the duplicate window passed).
-        done = [row.seq for row, ack in zip(rows, acks) if not isinstance(ack, BaseException)]
-        failed = next(((r, a) for r, a in zip(rows, acks) if isinstance(a, BaseException)), None)
+        done = [row.seq for row, ack in zip(rows, acks, strict=True) if not isinstance(ack, BaseException)]
+        failed = next(((r, a) for r, a in zip(rows, acks, strict=True) if isinstance(a, BaseException)), None)
         return done, failed
 
 
@@ -452,9 +506,12 @@ def _producer_spans(messages: list[tuple[str, bytes, dict[str, str]]]) -> list[t
     for subject, _, headers in messages:
         parent = headers.get("traceparent", "")
         if parent not in spans:
-            span = tracer.start_span(f"publish {subject}", context=propagate.extract(headers),
-                                     kind=trace.SpanKind.PRODUCER,
-                                     attributes={"messaging.system": "nats", "messaging.destination.name": subject})
+            span = tracer.start_span(
+                f"publish {subject}",
+                context=propagate.extract(headers),
+                kind=trace.SpanKind.PRODUCER,
+                attributes={"messaging.system": "nats", "messaging.destination.name": subject},
+            )
             carrier: dict[str, str] = {}
             propagate.inject(carrier, context=trace.set_span_in_context(span))
             spans[parent] = (span, carrier)
@@ -484,18 +541,27 @@ _DELETE_ANY_SQL = "DELETE FROM outbox WHERE seq = ANY($1::bigint[])"
 _CLAIM_UNNEST_SQL = (
     "INSERT INTO inbox (consumer, event_id, subject, handled_at) "
     "SELECT $1::varchar, e.id, e.subject, $4::timestamptz FROM unnest($2::text[], $3::text[]) "
-    "AS e(id, subject) ON CONFLICT DO NOTHING RETURNING event_id")
+    "AS e(id, subject) ON CONFLICT DO NOTHING RETURNING event_id"
+)
 _SELECT_UNPUBLISHED = (
-    select(outbox_table.c.seq, outbox_table.c.id, outbox_table.c.subject, outbox_table.c.payload,
-           outbox_table.c.headers)
-    .where(outbox_table.c.published_at.is_(None)).order_by(outbox_table.c.seq).limit(bindparam("n")))
+    select(
+        outbox_table.c.seq,
+        outbox_table.c.id,
+        outbox_table.c.subject,
+        outbox_table.c.payload,
+        outbox_table.c.headers,
+    )
+    .where(outbox_table.c.published_at.is_(None))
+    .order_by(outbox_table.c.seq)
+    .limit(bindparam("n"))
+)
 _DELETE_ONE = delete(outbox_table).where(outbox_table.c.seq == bindparam("s"))
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     try:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 
@@ -546,7 +612,9 @@ class PullFeed:
     anything. Compared with ``PullSubscription.fetch`` there is no task, timer and UUID per message,
     and a lone event is handed over at once instead of after the fetch's timeout."""
 
-    def __init__(self, js: JetStreamContext, stream: str, durable: str, *, batch: int, expires: float = 5.0) -> None:
+    def __init__(
+        self, js: JetStreamContext, stream: str, durable: str, *, batch: int, expires: float = 5.0
+    ) -> None:
         self.nc: NATS = js._nc
         self.api = f"{js._prefix}.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self.durable = durable
@@ -588,7 +656,7 @@ class PullFeed:
             return
         if status == "100":
             return  # heartbeat or flow control
-        self._requests.pop(msg.subject[len(self._inbox) + 1:], None)  # 404/408/409/503: that request is over
+        self._requests.pop(msg.subject[len(self._inbox) + 1 :], None)  # 404/408/409/503: that request is over
         description = (msg.headers or {}).get("Description", "")
         if (status == "409" and "Consumer Deleted" in description) or status == "503":
             # the durable is gone (503: no consumer answers the pull): the Consumer re-creates it
@@ -609,8 +677,11 @@ class PullFeed:
         self._next += 1
         token = str(self._next)
         self._requests[token] = [want, now + self.expires + 1.0]
-        await self.nc.publish(self.api, b'{"batch":%d,"expires":%d}' % (want, int(self.expires * 1e9)),
-                              reply=f"{self._inbox}.{token}")
+        await self.nc.publish(
+            self.api,
+            b'{"batch":%d,"expires":%d}' % (want, int(self.expires * 1e9)),
+            reply=f"{self._inbox}.{token}",
+        )
 
     async def next_batch(self, timeout: float) -> list[Msg]:
         """Up to ``batch`` delivered messages; waits up to ``timeout`` for the first one, keeping a pull
@@ -640,10 +711,19 @@ class Consumer:
     commit, then ack. A failing batch is retried one event per transaction so a poison event only
     affects itself; after ``max_deliver`` failed deliveries it is parked on the dead-letter stream."""
 
-    def __init__(self, db: Database, js: JetStreamContext, sub: Subscription, *, service: str,
-                 batch_size: int = 256, max_deliver: int = 5, ack_wait: float = 30.0,
-                 on_committed: Callable[[list[Event]], None] | None = None,
-                 on_events_written: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        js: JetStreamContext,
+        sub: Subscription,
+        *,
+        service: str,
+        batch_size: int = 256,
+        max_deliver: int = 5,
+        ack_wait: float = 30.0,
+        on_committed: Callable[[list[Event]], None] | None = None,
+        on_events_written: Callable[[], None] | None = None,
+    ) -> None:
         self.db, self.js, self.sub, self.service = db, js, sub, service
         self.batch_size, self.max_deliver, self.ack_wait = batch_size, max_deliver, ack_wait
         self.on_committed = on_committed
@@ -670,10 +750,13 @@ class Consumer:
 
     async def ensure(self) -> None:
         cfg = js_api.ConsumerConfig(
-            durable_name=self.sub.durable, ack_policy=js_api.AckPolicy.EXPLICIT,
+            durable_name=self.sub.durable,
+            ack_policy=js_api.AckPolicy.EXPLICIT,
             deliver_policy=js_api.DeliverPolicy.NEW if self.sub.start == "new" else js_api.DeliverPolicy.ALL,
-            ack_wait=self.ack_wait, max_deliver=-1,
-            filter_subjects=list(self.sub.handlers), max_ack_pending=max(1000, self.batch_size * 4),
+            ack_wait=self.ack_wait,
+            max_deliver=-1,
+            filter_subjects=list(self.sub.handlers),
+            max_ack_pending=max(1000, self.batch_size * 4),
         )
         await self.js.add_consumer(self.sub.stream, config=cfg)
         self._ensured = True
@@ -728,9 +811,15 @@ class Consumer:
             if delivered >= self.max_deliver:
                 await self._dead_letter(msg, ev, exc, delivered)
             else:
-                log.warning("consumer %s: event %s (%s) failed on delivery %d: %s",
-                            self.sub.durable, ev.id, ev.subject, delivered, exc)
-                await msg.nak(delay=min(0.2 * 2 ** delivered, 10.0))
+                log.warning(
+                    "consumer %s: event %s (%s) failed on delivery %d: %s",
+                    self.sub.durable,
+                    ev.id,
+                    ev.subject,
+                    delivered,
+                    exc,
+                )
+                await msg.nak(delay=min(0.2 * 2**delivered, 10.0))
 
     async def _claim(self, session: AsyncSession, events: list[tuple[Msg, Event]]) -> list[tuple[Msg, Event]]:
         """Record the events in the inbox; returns those not handled before (the effect's licence).
@@ -742,8 +831,14 @@ class Consumer:
         for msg, ev in events:
             if ev.id not in first:
                 first[ev.id] = (msg, ev)
-                rows.append({"consumer": self.sub.durable, "event_id": ev.id, "subject": ev.subject,
-                             "handled_at": now})
+                rows.append(
+                    {
+                        "consumer": self.sub.durable,
+                        "event_id": ev.id,
+                        "subject": ev.subject,
+                        "handled_at": now,
+                    }
+                )
         if not rows:
             return []
         if self.db.is_sqlite:
@@ -753,9 +848,16 @@ class Consumer:
             claimed = set((await session.execute(stmt, rows)).scalars())  # executemany: compiled once, cached
         else:  # one statement whatever the batch size: the ids as an array, on the transaction's connection
             driver = await driver_connection(session)
-            claimed = {r[0] for r in await driver.fetch(_CLAIM_UNNEST_SQL, self.sub.durable,
-                                                         [r["event_id"] for r in rows],
-                                                         [r["subject"] for r in rows], now)}
+            claimed = {
+                r[0]
+                for r in await driver.fetch(
+                    _CLAIM_UNNEST_SQL,
+                    self.sub.durable,
+                    [r["event_id"] for r in rows],
+                    [r["subject"] for r in rows],
+                    now,
+                )
+            }
         return [first[eid] for eid in first if eid in claimed]
 
     async def _apply(self, session: AsyncSession, events: list[Event]) -> None:
@@ -773,11 +875,19 @@ class Consumer:
         recorded = spans_recorded()
         for handler, group in groups:
             if recorded:
-                spans = [tracer.start_span(f"consume {ev.subject}", context=propagate.extract(ev.headers),
-                                           kind=trace.SpanKind.CONSUMER,
-                                           attributes={"messaging.system": "nats",
-                                                       "messaging.consumer.group.name": self.sub.durable,
-                                                       "messaging.message.id": ev.id}) for ev in group]
+                spans = [
+                    tracer.start_span(
+                        f"consume {ev.subject}",
+                        context=propagate.extract(ev.headers),
+                        kind=trace.SpanKind.CONSUMER,
+                        attributes={
+                            "messaging.system": "nats",
+                            "messaging.consumer.group.name": self.sub.durable,
+                            "messaging.message.id": ev.id,
+                        },
+                    )
+                    for ev in group
+                ]
             else:  # nothing records spans: carry the producer's trace id for the logs, at no cost
                 spans = [trace.NonRecordingSpan(_remote_context(ev.headers)) for ev in group]
             try:
@@ -785,7 +895,7 @@ class Consumer:
                     with trace.use_span(spans[0], end_on_exit=False):
                         await handler(session, group)
                 else:
-                    for ev, span in zip(group, spans):
+                    for ev, span in zip(group, spans, strict=True):
                         with trace.use_span(span, end_on_exit=False):
                             await handler(session, ev)
             finally:
@@ -795,16 +905,27 @@ class Consumer:
 
     async def _dead_letter(self, msg: Msg, ev: Event, exc: Exception, delivered: int) -> None:
         headers = dict(ev.headers)
-        headers.update({
-            "Nats-Msg-Id": f"dead:{self.sub.durable}:{ev.id}", H_EVENT_ID: ev.id,
-            H_DEAD_SUBJECT: ev.subject, H_DEAD_CONSUMER: self.sub.durable,
-            H_DEAD_REASON: f"{type(exc).__name__}: {exc}"[:500], H_DEAD_DELIVERIES: str(delivered),
-        })
+        headers.update(
+            {
+                "Nats-Msg-Id": f"dead:{self.sub.durable}:{ev.id}",
+                H_EVENT_ID: ev.id,
+                H_DEAD_SUBJECT: ev.subject,
+                H_DEAD_CONSUMER: self.sub.durable,
+                H_DEAD_REASON: f"{type(exc).__name__}: {exc}"[:500],
+                H_DEAD_DELIVERIES: str(delivered),
+            }
+        )
         await self.js.publish(f"deadletter.{self.service}.{self.sub.durable}", ev.payload, headers=headers)
         await msg.term()
         _dead.add(1, {"consumer": self.sub.durable})
-        log.error("consumer %s: event %s (%s) parked as dead letter after %d deliveries: %s",
-                  self.sub.durable, ev.id, ev.subject, delivered, exc)
+        log.error(
+            "consumer %s: event %s (%s) parked as dead letter after %d deliveries: %s",
+            self.sub.durable,
+            ev.id,
+            ev.subject,
+            delivered,
+            exc,
+        )
 
 
 def _remote_context(headers: dict[str, str]) -> trace.SpanContext:
@@ -812,8 +933,12 @@ def _remote_context(headers: dict[str, str]) -> trace.SpanContext:
     parts = headers.get("traceparent", "").split("-")
     if len(parts) == 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
         try:
-            return trace.SpanContext(int(parts[1], 16), int(parts[2], 16), is_remote=True,
-                                     trace_flags=trace.TraceFlags(int(parts[3][:2], 16)))
+            return trace.SpanContext(
+                int(parts[1], 16),
+                int(parts[2], 16),
+                is_remote=True,
+                trace_flags=trace.TraceFlags(int(parts[3][:2], 16)),
+            )
         except ValueError:
             pass
     return trace.INVALID_SPAN_CONTEXT
@@ -833,7 +958,9 @@ class DeadLetter:
     headers: dict[str, str]
 
 
-async def list_dead_letters(js: JetStreamContext, service: str, consumer: str | None = None) -> list[DeadLetter]:
+async def list_dead_letters(
+    js: JetStreamContext, service: str, consumer: str | None = None
+) -> list[DeadLetter]:
     filt = f"deadletter.{service}.{consumer}" if consumer else f"deadletter.{service}.>"
     out: list[DeadLetter] = []
     seq = 1
@@ -843,11 +970,19 @@ async def list_dead_letters(js: JetStreamContext, service: str, consumer: str | 
         except NotFoundError:
             break
         h = dict(raw.headers or {})
-        out.append(DeadLetter(seq=raw.seq, event_id=h.get(H_EVENT_ID, ""), subject=h.get(H_DEAD_SUBJECT, ""),
-                              consumer=h.get(H_DEAD_CONSUMER, ""), reason=h.get(H_DEAD_REASON, ""),
-                              deliveries=int(h.get(H_DEAD_DELIVERIES, "0")),
-                              parked_at=raw.time if isinstance(raw.time, datetime) else None,
-                              payload=raw.data or b"", headers=h))
+        out.append(
+            DeadLetter(
+                seq=raw.seq,
+                event_id=h.get(H_EVENT_ID, ""),
+                subject=h.get(H_DEAD_SUBJECT, ""),
+                consumer=h.get(H_DEAD_CONSUMER, ""),
+                reason=h.get(H_DEAD_REASON, ""),
+                deliveries=int(h.get(H_DEAD_DELIVERIES, "0")),
+                parked_at=raw.time if isinstance(raw.time, datetime) else None,
+                payload=raw.data or b"",
+                headers=h,
+            )
+        )
         seq = raw.seq + 1
     return out
 
@@ -863,4 +998,3 @@ async def replay_dead_letters(js: JetStreamContext, letters: Iterable[DeadLetter
         await js.delete_msg(DEADLETTER_STREAM, letter.seq)
         n += 1
     return n
-

@@ -1,5 +1,6 @@
 """Who is calling a use case: the authenticated principal and where the call came from. Use cases take
 a Caller to write audit entries and to stamp events with the actor."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,11 +21,20 @@ class Caller:
         return self.principal.subject
 
     def actor(self) -> types_pb2.Actor:
-        return types_pb2.Actor(subject=self.principal.subject, display=self.principal.name,
-                               roles=sorted(self.principal.roles))
+        return types_pb2.Actor(
+            subject=self.principal.subject, display=self.principal.name, roles=sorted(self.principal.roles)
+        )
 
-    def audit(self, action: str, resource_type: str, resource_id: str | None, patient_id: str | None,
-              **detail: Any) -> AuditEntry:
-        return AuditEntry(actor=self.principal.subject, actor_roles=tuple(sorted(self.principal.roles)),
-                          action=action, resource_type=resource_type, resource_id=resource_id,
-                          patient_id=patient_id, source=self.source, detail=detail)
+    def audit(
+        self, action: str, resource_type: str, resource_id: str | None, patient_id: str | None, **detail: Any
+    ) -> AuditEntry:
+        return AuditEntry(
+            actor=self.principal.subject,
+            actor_roles=tuple(sorted(self.principal.roles)),
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            patient_id=patient_id,
+            source=self.source,
+            detail=detail,
+        )

@@ -7,9 +7,10 @@ migration through :func:`hospital.chassis.migrations.create_chassis_tables`):
 * ``inbox``: event ids a consumer has applied, written in the same transaction as the effect;
 * ``audit_log`` / ``audit_head``: the hash-chained audit trail.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -40,7 +41,7 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -55,19 +56,20 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime: store timezone-aware times")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 outbox_table = Table(
-    "outbox", chassis_metadata,
+    "outbox",
+    chassis_metadata,
     Column("seq", BigId, primary_key=True, autoincrement=True),
     Column("id", String(36), nullable=False),  # a UUIDv7; JetStream deduplicates on it
     Column("subject", String(200), nullable=False),
@@ -82,7 +84,8 @@ outbox_table = Table(
 )
 
 inbox_table = Table(
-    "inbox", chassis_metadata,
+    "inbox",
+    chassis_metadata,
     Column("consumer", String(100), primary_key=True),
     Column("event_id", String(100), primary_key=True),
     Column("subject", String(200), nullable=False),
@@ -90,7 +93,8 @@ inbox_table = Table(
 )
 
 audit_log_table = Table(
-    "audit_log", chassis_metadata,
+    "audit_log",
+    chassis_metadata,
     Column("chain", Integer, primary_key=True, autoincrement=False),
     Column("seq", BigId, primary_key=True, autoincrement=False),
     Column("id", String(36), nullable=False, unique=True),
@@ -108,7 +112,8 @@ audit_log_table = Table(
 )
 
 audit_head_table = Table(
-    "audit_head", chassis_metadata,
+    "audit_head",
+    chassis_metadata,
     Column("id", Integer, primary_key=True),
     Column("last_seq", BigId, nullable=False),
     Column("last_hash", String(64), nullable=False),
@@ -116,7 +121,8 @@ audit_head_table = Table(
 
 
 counters_table = Table(
-    "counters", chassis_metadata,
+    "counters",
+    chassis_metadata,
     Column("scope", String(100), primary_key=True),
     Column("value", BigId, nullable=False),
 )

@@ -1,4 +1,5 @@
 """Domain errors that every API surface maps the same way (HTTP problem JSON, gRPC status)."""
+
 from __future__ import annotations
 
 
@@ -7,7 +8,9 @@ class DomainError(Exception):
 
     status = 400
 
-    def __init__(self, code: str, message: str, *, field: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, *, field: str | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code, self.message, self.field = code, message, field
         if status is not None:

@@ -4,6 +4,7 @@ Same scheme as ``uuid6.uuid7`` (48-bit Unix milliseconds, then random bits; stri
 process: a millisecond already used is bumped by one) but several times cheaper: random bytes are drawn
 from the OS 4 KiB at a time instead of one system call per id (the pool is emptied in a forked child,
 so two processes never share it), and the string is formatted directly."""
+
 from __future__ import annotations
 
 import os

@@ -1,10 +1,11 @@
 """Structured logging: one JSON object per line carrying service, trace and span ids."""
+
 from __future__ import annotations
 
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from opentelemetry import trace
 
@@ -18,7 +19,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "service": self.service,
             "logger": record.name,
@@ -40,7 +41,10 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ctx = trace.get_current_span().get_span_context()
         trace_part = f" trace={format(ctx.trace_id, '032x')}" if ctx.is_valid else ""
-        base = f"{self.formatTime(record)} {record.levelname:<7} {record.name}{trace_part}: {record.getMessage()}"
+        base = (
+            f"{self.formatTime(record)} {record.levelname:<7} {record.name}{trace_part}: "
+            f"{record.getMessage()}"
+        )
         if record.exc_info:
             base += "\n" + self.formatException(record.exc_info)
         return base

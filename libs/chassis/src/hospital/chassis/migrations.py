@@ -3,6 +3,7 @@
 Each service keeps an Alembic ``migrations/`` folder in its package; its first revision calls
 :func:`create_chassis_tables` so every service database has the outbox, inbox and audit tables.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,7 +26,9 @@ def install_chassis_schema(bind: Connection) -> None:
     """Outbox, inbox, counters and audit tables, the audit chain's head row, and on PostgreSQL a
     trigger that refuses UPDATE and DELETE on the audit log."""
     chassis_metadata.create_all(bind)
-    bind.execute(audit_head_table.insert(), [{"id": c, "last_seq": 0, "last_hash": GENESIS} for c in range(CHAINS)])
+    bind.execute(
+        audit_head_table.insert(), [{"id": c, "last_seq": 0, "last_hash": GENESIS} for c in range(CHAINS)]
+    )
     if bind.dialect.name == "postgresql":
         bind.exec_driver_sql("""
             CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger AS $$
@@ -50,8 +53,9 @@ def alembic_config(migrations_dir: Path, url: str) -> Config:
     return cfg
 
 
-async def upgrade(db: Database, migrations_dir: Path, target_metadata: MetaData | None = None,
-                  revision: str = "head") -> None:
+async def upgrade(
+    db: Database, migrations_dir: Path, target_metadata: MetaData | None = None, revision: str = "head"
+) -> None:
     """Upgrade the database to ``revision`` using the service's migration scripts."""
     if db.is_sqlite:
         path = db.url.split("///", 1)[-1]
@@ -72,7 +76,11 @@ async def upgrade(db: Database, migrations_dir: Path, target_metadata: MetaData 
 def run_env(context: Any) -> None:
     """Body of every service's ``migrations/env.py``."""
     conn = context.config.attributes["connection"]
-    context.configure(connection=conn, target_metadata=context.config.attributes.get("target_metadata"),
-                      render_as_batch=conn.dialect.name == "sqlite", transaction_per_migration=True)
+    context.configure(
+        connection=conn,
+        target_metadata=context.config.attributes.get("target_metadata"),
+        render_as_batch=conn.dialect.name == "sqlite",
+        transaction_per_migration=True,
+    )
     with context.begin_transaction():
         context.run_migrations()

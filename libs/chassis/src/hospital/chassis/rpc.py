@@ -1,5 +1,6 @@
 """gRPC conventions: bearer-token authentication and role checks in one interceptor, domain errors as
 status codes, and calls between services carrying the caller's service identity."""
+
 from __future__ import annotations
 
 import contextvars
@@ -11,11 +12,18 @@ import grpc
 from hospital.chassis.errors import DomainError
 from hospital.chassis.security import AuthError, Principal, TokenVerifier
 
-current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
+current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "principal", default=None
+)
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-_STATUS = {400: grpc.StatusCode.INVALID_ARGUMENT, 422: grpc.StatusCode.INVALID_ARGUMENT,
-           404: grpc.StatusCode.NOT_FOUND, 409: grpc.StatusCode.ALREADY_EXISTS,
-           401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED}
+_STATUS = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.ALREADY_EXISTS,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+}
 
 
 def _deny(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
@@ -32,8 +40,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, verifier: TokenVerifier, rules: Mapping[str, tuple[str, ...]]) -> None:
         self.verifier, self.rules = verifier, dict(rules)
 
-    async def intercept_service(self, continuation: Callable[..., Any],
-                                details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+    async def intercept_service(
+        self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler:
         method = details.method
         if method.startswith(PUBLIC_PREFIXES):
             return await continuation(details)
@@ -46,8 +55,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if allowed is None:
             return _deny(grpc.StatusCode.PERMISSION_DENIED, f"{method} is not open to any role")
         if not principal.is_service and not principal.has_any(allowed):
-            return _deny(grpc.StatusCode.PERMISSION_DENIED,
-                         f"role(s) {sorted(principal.roles)} may not call {method}")
+            return _deny(
+                grpc.StatusCode.PERMISSION_DENIED, f"role(s) {sorted(principal.roles)} may not call {method}"
+            )
         handler = await continuation(details)
         return _with_principal(handler, principal)
 
@@ -62,13 +72,18 @@ def _with_principal(handler: grpc.RpcMethodHandler, principal: Principal) -> grp
         try:
             return await inner(request, context)
         except DomainError as exc:
-            await context.abort(_STATUS.get(exc.status, grpc.StatusCode.FAILED_PRECONDITION),
-                                f"{exc.code}: {exc.message}" + (f" (field {exc.field})" if exc.field else ""))
+            await context.abort(
+                _STATUS.get(exc.status, grpc.StatusCode.FAILED_PRECONDITION),
+                f"{exc.code}: {exc.message}" + (f" (field {exc.field})" if exc.field else ""),
+            )
         finally:
             current_principal.reset(token)
 
     return grpc.unary_unary_rpc_method_handler(
-        call, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+        call,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 def principal() -> Principal:

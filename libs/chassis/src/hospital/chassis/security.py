@@ -5,6 +5,7 @@ In development a local issuer keeps its key pair under ``<data_dir>/auth``; ever
 stack trusts its public key, and ``make token ROLE=<role>`` mints a token for that role's demo user.
 In production services only hold the identity provider's public key.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hospital.chassis.ids import new_id
 
 ROLES = (
-    "receptionist", "nurse", "doctor", "lab_technician", "radiographer", "radiologist",
-    "cashier", "admin", "auditor",
+    "receptionist",
+    "nurse",
+    "doctor",
+    "lab_technician",
+    "radiographer",
+    "radiologist",
+    "cashier",
+    "admin",
+    "auditor",
 )
 SERVICE_ROLE = "service"
 
@@ -69,7 +77,9 @@ class Principal:
 
     def require(self, *roles: str) -> None:
         if not self.has_any(roles):
-            raise PermissionDenied(f"role(s) {sorted(self.roles)} may not do this; needs one of {sorted(roles)}")
+            raise PermissionDenied(
+                f"role(s) {sorted(self.roles)} may not do this; needs one of {sorted(roles)}"
+            )
 
 
 def _atomic_write(path: Path, data: bytes, mode: int) -> None:
@@ -108,18 +118,45 @@ class DevIssuer:
             return
         self.key_dir.mkdir(parents=True, exist_ok=True)
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        _atomic_write(self.private_key_file, key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), 0o600)
+        _atomic_write(
+            self.private_key_file,
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+            0o600,
+        )
         private = serialization.load_pem_private_key(self.private_key_file.read_bytes(), password=None)
-        _atomic_write(self.public_key_file, private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+        _atomic_write(
+            self.public_key_file,
+            private.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            0o644,
+        )
 
-    def mint(self, subject: str, roles: list[str] | tuple[str, ...], *, name: str = "", ttl: int = 8 * 3600,
-             audience: str | None = None, extra: dict[str, Any] | None = None) -> str:
+    def mint(
+        self,
+        subject: str,
+        roles: list[str] | tuple[str, ...],
+        *,
+        name: str = "",
+        ttl: int = 8 * 3600,
+        audience: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
         self.ensure_keys()
         now = int(time.time())
-        claims = {"iss": self.issuer, "aud": audience or self.audience, "sub": subject, "name": name or subject,
-                  "roles": list(roles), "iat": now, "nbf": now, "exp": now + ttl, "jti": new_id()}
+        claims = {
+            "iss": self.issuer,
+            "aud": audience or self.audience,
+            "sub": subject,
+            "name": name or subject,
+            "roles": list(roles),
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+            "jti": new_id(),
+        }
         claims.update(extra or {})
         return jwt.encode(claims, self.private_key_file.read_bytes(), algorithm="RS256")
 
@@ -136,8 +173,9 @@ class DevIssuer:
 class TokenVerifier:
     """Verifies RS256 tokens: signature, issuer, audience, expiry (with leeway), required claims."""
 
-    def __init__(self, public_key_pem: bytes, *, issuer: str, audience: str, leeway: int = 30,
-                 cache_size: int = 4096) -> None:
+    def __init__(
+        self, public_key_pem: bytes, *, issuer: str, audience: str, leeway: int = 30, cache_size: int = 4096
+    ) -> None:
         self._key = public_key_pem
         self.issuer = issuer
         self.audience = audience
@@ -163,8 +201,13 @@ class TokenVerifier:
     def _verify(self, token: str) -> Principal:
         try:
             claims = jwt.decode(
-                token, self._key, algorithms=["RS256"], audience=self.audience, issuer=self.issuer,
-                leeway=self.leeway, options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+                token,
+                self._key,
+                algorithms=["RS256"],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", "iat", "sub", "aud", "iss"]},
             )
         except jwt.ExpiredSignatureError:
             raise AuthError("token expired") from None
@@ -181,8 +224,13 @@ class TokenVerifier:
         roles = claims.get("roles") or []
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise AuthError("token roles claim is malformed")
-        return Principal(subject=claims["sub"], name=str(claims.get("name", claims["sub"])),
-                         roles=frozenset(roles), token_id=str(claims.get("jti", "")), claims=claims)
+        return Principal(
+            subject=claims["sub"],
+            name=str(claims.get("name", claims["sub"])),
+            roles=frozenset(roles),
+            token_id=str(claims.get("jti", "")),
+            claims=claims,
+        )
 
     def verify_header(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -206,8 +254,9 @@ def verifier_for(settings: Any) -> TokenVerifier:
         pem = issuer.public_key_file.read_bytes()
     else:
         raise RuntimeError("no token verification key: set auth_public_key_file")
-    return TokenVerifier(pem, issuer=settings.auth_issuer, audience=settings.auth_audience,
-                         leeway=settings.auth_leeway_seconds)
+    return TokenVerifier(
+        pem, issuer=settings.auth_issuer, audience=settings.auth_audience, leeway=settings.auth_leeway_seconds
+    )
 
 
 class ServiceIdentity:

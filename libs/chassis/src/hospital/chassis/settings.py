@@ -4,6 +4,7 @@ Every setting ``name`` of service ``svc`` is read from ``HOSPITAL_<SVC>_<NAME>``
 from ``HOSPITAL_<NAME>`` (so ``HOSPITAL_NATS_URL`` reaches every service of the local stack while
 ``HOSPITAL_LAB_DATABASE_URL`` reaches only the lab).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -78,12 +79,14 @@ class ServiceSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        own = EnvSettingsSource(settings_cls, env_prefix=f"HOSPITAL_{cls.service.upper()}_", case_sensitive=False)
+        own = EnvSettingsSource(
+            settings_cls, env_prefix=f"HOSPITAL_{cls.service.upper()}_", case_sensitive=False
+        )
         shared = EnvSettingsSource(settings_cls, env_prefix="HOSPITAL_", case_sensitive=False)
         return (init_settings, own, shared)
 
     @model_validator(mode="after")
-    def _defaults_and_safety(self) -> "ServiceSettings":
+    def _defaults_and_safety(self) -> ServiceSettings:
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir / (self.service + '.db')}"
         if self.environment == "production":

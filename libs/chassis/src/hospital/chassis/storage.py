@@ -1,4 +1,5 @@
 """Object storage through the minio SDK: any S3 endpoint (SeaweedFS locally, MinIO in production)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,8 +23,17 @@ class StoredObject:
 class ObjectStore:
     """A thin async wrapper (the SDK is blocking: calls run in worker threads)."""
 
-    def __init__(self, endpoint: str, access_key: str, secret_key: str, *, secure: bool = False,
-                 region: str = "us-east-1", retries: int | None = None, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        *,
+        secure: bool = False,
+        region: str = "us-east-1",
+        retries: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
         """``retries``/``timeout`` bound how long a call insists when storage is down (the SDK's default
         retries make an outage take ~10 s to surface); None keeps the SDK defaults."""
         http_client = None
@@ -31,16 +41,32 @@ class ObjectStore:
             import urllib3
 
             http_client = urllib3.PoolManager(
-                timeout=urllib3.Timeout(connect=timeout or 5, read=timeout or 60), maxsize=32,
-                retries=urllib3.Retry(total=retries if retries is not None else 3, backoff_factor=0.2,
-                                      status_forcelist=[500, 502, 503, 504]))
-        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region,
-                            http_client=http_client)
+                timeout=urllib3.Timeout(connect=timeout or 5, read=timeout or 60),
+                maxsize=32,
+                retries=urllib3.Retry(
+                    total=retries if retries is not None else 3,
+                    backoff_factor=0.2,
+                    status_forcelist=[500, 502, 503, 504],
+                ),
+            )
+        self.client = Minio(
+            endpoint,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=secure,
+            region=region,
+            http_client=http_client,
+        )
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "ObjectStore":
-        return cls(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
-                   secure=settings.s3_secure, region=settings.s3_region)
+    def from_settings(cls, settings: Any) -> ObjectStore:
+        return cls(
+            settings.s3_endpoint,
+            settings.s3_access_key,
+            settings.s3_secret_key,
+            secure=settings.s3_secure,
+            region=settings.s3_region,
+        )
 
     async def ensure_bucket(self, bucket: str) -> None:
         def _ensure() -> None:
@@ -50,15 +76,31 @@ class ObjectStore:
                 except S3Error as exc:
                     if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                         raise
+
         await asyncio.to_thread(_ensure)
 
-    async def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream",
-                        metadata: dict[str, str] | None = None) -> StoredObject:
-        res = await asyncio.to_thread(self.client.put_object, bucket, key, io.BytesIO(data), len(data),
-                                      content_type=content_type, metadata=metadata)
+    async def put_bytes(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> StoredObject:
+        res = await asyncio.to_thread(
+            self.client.put_object,
+            bucket,
+            key,
+            io.BytesIO(data),
+            len(data),
+            content_type=content_type,
+            metadata=metadata,
+        )
         return StoredObject(bucket, key, res.etag, len(data))
 
-    async def put_file(self, bucket: str, key: str, path: str, content_type: str = "application/octet-stream") -> StoredObject:
+    async def put_file(
+        self, bucket: str, key: str, path: str, content_type: str = "application/octet-stream"
+    ) -> StoredObject:
         size = os.path.getsize(path)
         res = await asyncio.to_thread(self.client.fput_object, bucket, key, path, content_type=content_type)
         return StoredObject(bucket, key, res.etag, size)
@@ -71,6 +113,7 @@ class ObjectStore:
             finally:
                 resp.close()
                 resp.release_conn()
+
         return await asyncio.to_thread(_get)
 
     async def exists(self, bucket: str, key: str) -> bool:

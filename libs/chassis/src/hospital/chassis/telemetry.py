@@ -1,5 +1,6 @@
 """OpenTelemetry: traces across HTTP (FastAPI), gRPC, NATS (bus.py propagates ``traceparent``) and the
 database (SQLAlchemy), plus metrics exposed for Prometheus at ``/metrics``."""
+
 from __future__ import annotations
 
 import logging
@@ -15,7 +16,9 @@ log = logging.getLogger(__name__)
 _configured = False
 
 
-def setup_telemetry(service: str, exporter: str = "none", *, span_exporter: SpanExporter | None = None) -> None:
+def setup_telemetry(
+    service: str, exporter: str = "none", *, span_exporter: SpanExporter | None = None
+) -> None:
     """Install the tracer and meter providers once per process."""
     global _configured
     if _configured:
@@ -38,7 +41,9 @@ def setup_telemetry(service: str, exporter: str = "none", *, span_exporter: Span
     try:
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
 
-        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()]))
+        metrics.set_meter_provider(
+            MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()])
+        )
     except Exception as exc:  # noqa: BLE001 - metrics are optional, never fatal
         log.warning("metrics disabled: %s", exc)
 
@@ -58,7 +63,9 @@ def instrument_fastapi(app: Any) -> None:
 
     # One server span per request (trace ids for the logs and the events it raises, HTTP metrics); no
     # internal spans per ASGI receive/send: they tripled the spans per request for nothing anyone reads.
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"])
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
+    )
 
 
 def instrument_engine(engine: Any) -> None:

@@ -1,5 +1,6 @@
 """Unit of work: one database transaction that commits a state change together with the events it
 raised (outbox rows) and its audit records, then wakes the outbox relay."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,9 @@ class UnitOfWork:
     """Use ``async with UnitOfWork(db, source=...) as uow`` for a transaction of one's own, or
     :meth:`joining` inside an event handler to publish and audit in the consumer's transaction."""
 
-    def __init__(self, db: Database | None, *, source: str, on_commit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, db: Database | None, *, source: str, on_commit: Callable[[], None] | None = None
+    ) -> None:
         self.db = db
         self.source = source
         self._on_commit = on_commit
@@ -88,14 +91,17 @@ class UnitOfWork:
 
 _OUTBOX_UNNEST = (
     "INSERT INTO outbox (id, subject, type, payload, headers, created_at) "
-    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::json[], $6::timestamptz[])")
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::json[], $6::timestamptz[])"
+)
 _VALUES_MAX = 16  # up to this many rows: a VALUES list (one statement text per count), else arrays
 
 
 def _outbox_values(n: int) -> str:
-    return ("INSERT INTO outbox (id, subject, type, payload, headers, created_at) VALUES "
-            + ",".join(f"(${i * 6 + 1}::varchar,${i * 6 + 2}::varchar,${i * 6 + 3}::varchar,${i * 6 + 4}::bytea,"
-                       f"${i * 6 + 5}::json,${i * 6 + 6}::timestamptz)" for i in range(n)))
+    return "INSERT INTO outbox (id, subject, type, payload, headers, created_at) VALUES " + ",".join(
+        f"(${i * 6 + 1}::varchar,${i * 6 + 2}::varchar,${i * 6 + 3}::varchar,${i * 6 + 4}::bytea,"
+        f"${i * 6 + 5}::json,${i * 6 + 6}::timestamptz)"
+        for i in range(n)
+    )
 
 
 _OUTBOX_VALUES = [""] + [_outbox_values(n) for n in range(1, _VALUES_MAX + 1)]
@@ -112,12 +118,24 @@ async def insert_outbox_rows(driver: Any, rows: list[dict[str, Any]]) -> None:
         await driver.execute(_OUTBOX_VALUES[len(rows)], *args)
     else:
         await driver.execute(
-            _OUTBOX_UNNEST, [e["id"] for e in rows], [e["subject"] for e in rows], [e["type"] for e in rows],
-            [e["payload"] for e in rows], [dumps(e["headers"]) for e in rows], [e["created_at"] for e in rows])
+            _OUTBOX_UNNEST,
+            [e["id"] for e in rows],
+            [e["subject"] for e in rows],
+            [e["type"] for e in rows],
+            [e["payload"] for e in rows],
+            [dumps(e["headers"]) for e in rows],
+            [e["created_at"] for e in rows],
+        )
 
 
-def event_row(subject: str, message: Message, source: str, *, trace_headers: dict[str, str] | None = None,
-              event_id: str | None = None) -> dict[str, Any]:
+def event_row(
+    subject: str,
+    message: Message,
+    source: str,
+    *,
+    trace_headers: dict[str, str] | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
     """The outbox row of one event (headers as a dict: ``dumps`` them for a driver-level insert). For
     writers that insert outbox rows with their own statements; :meth:`UnitOfWork.publish` uses it.
     ``trace_headers`` defaults to the current trace context."""
@@ -127,10 +145,20 @@ def event_row(subject: str, message: Message, source: str, *, trace_headers: dic
     eid = event_id or new_id()
     now = utcnow()
     full_name = message.DESCRIPTOR.full_name
-    return {"id": eid, "subject": subject, "type": full_name, "payload": message.SerializeToString(),
-            "headers": {**trace_headers, "Hospital-Event-Id": eid, "Hospital-Event-Type": full_name,
-                        "Hospital-Event-Source": source, "Hospital-Event-Time": now.isoformat()},
-            "created_at": now}
+    return {
+        "id": eid,
+        "subject": subject,
+        "type": full_name,
+        "payload": message.SerializeToString(),
+        "headers": {
+            **trace_headers,
+            "Hospital-Event-Id": eid,
+            "Hospital-Event-Type": full_name,
+            "Hospital-Event-Source": source,
+            "Hospital-Event-Time": now.isoformat(),
+        },
+        "created_at": now,
+    }
 
 
 def dumps(value: Any) -> str:

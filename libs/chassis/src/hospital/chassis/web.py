@@ -1,5 +1,6 @@
 """HTTP conventions: RFC 9457 problem JSON for every error, bearer-token authentication, role checks,
 health/readiness/metrics endpoints."""
+
 from __future__ import annotations
 
 import logging
@@ -19,7 +20,11 @@ log = logging.getLogger(__name__)
 
 
 def problem(status: int, title: str, detail: str = "", code: str = "", **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": f"urn:hospital:problem:{code or status}", "title": title, "status": status}
+    body: dict[str, Any] = {
+        "type": f"urn:hospital:problem:{code or status}",
+        "title": title,
+        "status": status,
+    }
     if detail:
         body["detail"] = detail
     if code:
@@ -48,11 +53,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"],
-                   "code": e["type"]} for e in exc.errors()]
+        errors = [
+            {
+                "field": ".".join(str(p) for p in e["loc"] if p != "body"),
+                "message": e["msg"],
+                "code": e["type"],
+            }
+            for e in exc.errors()
+        ]
         first = errors[0] if errors else {"field": "", "message": "invalid request"}
-        return problem(422, "Invalid request", f"{first['field']}: {first['message']}", "request.invalid",
-                       errors=errors)
+        return problem(
+            422, "Invalid request", f"{first['field']}: {first['message']}", "request.invalid", errors=errors
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -101,8 +113,9 @@ def install_ops_endpoints(app: FastAPI, ready: Callable[[], Awaitable[dict[str, 
     async def readyz() -> JSONResponse:
         checks = await ready()
         ok = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
-                            status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+        )
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics_endpoint() -> PlainTextResponse:

@@ -1,5 +1,6 @@
 """pytest plugin (enabled in the root conftest.py): real servers, one per test session, and a fresh
 database per test on SQLite and on PostgreSQL (tests using ``database_url`` run on both)."""
+
 from __future__ import annotations
 
 import shutil
@@ -50,4 +51,3 @@ async def database_url(db_backend: str, request: pytest.FixtureRequest, tmp_path
     else:
         pg: PostgresServer = request.getfixturevalue("pg_server")
         yield await pg.create_database(f"t_{uuid.uuid4().hex[:16]}")
-

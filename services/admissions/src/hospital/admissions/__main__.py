@@ -1,4 +1,5 @@
 """python -m hospital.admissions serve|worker|migrate|deadletters|audit-verify"""
+
 import sys
 
 from hospital.admissions.service import DEFINITION

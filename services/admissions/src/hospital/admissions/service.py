@@ -1,4 +1,5 @@
 """Wiring: the admissions service definition for the chassis runner."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,11 +33,20 @@ def build(rt: Runtime) -> Components:
     s = rt.settings
     patients = PatientService(rt, s)
     visits = VisitService(rt, patients)
-    displays = QueueDisplays(visits.queue, resync_seconds=s.queue_display_resync_seconds,
-                             keepalive_seconds=s.queue_display_keepalive_seconds)
+    displays = QueueDisplays(
+        visits.queue,
+        resync_seconds=s.queue_display_resync_seconds,
+        keepalive_seconds=s.queue_display_keepalive_seconds,
+    )
     visits.displays = displays
-    services = Services(patients=patients, visits=visits, inpatient=InpatientService(rt, patients),
-                        reference=ReferenceService(rt), merge=MergeService(rt, patients), displays=displays)
+    services = Services(
+        patients=patients,
+        visits=visits,
+        inpatient=InpatientService(rt, patients),
+        reference=ReferenceService(rt),
+        merge=MergeService(rt, patients),
+        displays=displays,
+    )
     rt.extras["queue_displays"] = displays
     rt.extras["guarded_writer"] = patients.writer
 

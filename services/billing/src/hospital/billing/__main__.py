@@ -1,4 +1,5 @@
 """python -m hospital.billing serve|worker|migrate|deadletters|audit-verify"""
+
 import sys
 
 from hospital.billing.service import DEFINITION

@@ -16,11 +16,11 @@ class BillingSettings(ServiceSettings):
     # Facility: XML130 MA_CSKCB (5 digits: province + facility) and its signing certificate.
     facility_code: str = "35001"
     facility_name: str = "Bệnh viện Đa khoa tỉnh (demo)"
-    facility_key_file: Path | None = None   # PEM private key of the facility's signing certificate
+    facility_key_file: Path | None = None  # PEM private key of the facility's signing certificate
     facility_cert_file: Path | None = None  # PEM certificate (embedded in the XML-DSig KeyInfo)
 
     # VietQR: the hospital's collection account (NAPAS 247).
-    bank_bin: str = "970415"          # VietinBank
+    bank_bin: str = "970415"  # VietinBank
     bank_account: str = "113366668888"
     bank_account_name: str = "BENH VIEN DA KHOA TINH"
 
@@ -46,6 +46,10 @@ class BillingSettings(ServiceSettings):
     base_salary_vnd: int = 2_340_000  # lương cơ sở (Decree 73/2024/NĐ-CP)
 
     def secret_values(self) -> dict[str, str]:
-        return {**super().secret_values(), "vnpay_hash_secret": self.vnpay_hash_secret,
-                "momo_secret_key": self.momo_secret_key, "momo_access_key": self.momo_access_key,
-                "bank_webhook_secret": self.bank_webhook_secret}
+        return {
+            **super().secret_values(),
+            "vnpay_hash_secret": self.vnpay_hash_secret,
+            "momo_secret_key": self.momo_secret_key,
+            "momo_access_key": self.momo_access_key,
+            "bank_webhook_secret": self.bank_webhook_secret,
+        }

@@ -1,4 +1,5 @@
 """Wiring: the billing service definition for the chassis runner."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,28 +38,52 @@ class Services:
 
     async def prices(self, on: date | None, category: str | None) -> list[dict[str, Any]]:
         day = on or local_date(utcnow())
-        stmt = select(price_items).where(price_items.c.effective_from <= day,
-                                         (price_items.c.effective_to.is_(None)) | (price_items.c.effective_to >= day))
+        stmt = select(price_items).where(
+            price_items.c.effective_from <= day,
+            (price_items.c.effective_to.is_(None)) | (price_items.c.effective_to >= day),
+        )
         if category:
             stmt = stmt.where(price_items.c.category == category)
         async with self.rt.db.session() as s:
-            rows = (await s.execute(stmt.order_by(price_items.c.category, price_items.c.code))).mappings().all()
-        return [{"code": r["code"], "name": r["name"], "category": r["category"], "unit": r["unit"],
-                 "hospital_price": r["hospital_price"], "insurance_price": r["insurance_price"],
-                 "covered": r["covered"], "payment_ratio": r["payment_ratio"], "bhyt_code": r["bhyt_code"],
-                 "effective_from": r["effective_from"].isoformat(),
-                 "effective_to": r["effective_to"].isoformat() if r["effective_to"] else None} for r in rows]
+            rows = (
+                (await s.execute(stmt.order_by(price_items.c.category, price_items.c.code))).mappings().all()
+            )
+        return [
+            {
+                "code": r["code"],
+                "name": r["name"],
+                "category": r["category"],
+                "unit": r["unit"],
+                "hospital_price": r["hospital_price"],
+                "insurance_price": r["insurance_price"],
+                "covered": r["covered"],
+                "payment_ratio": r["payment_ratio"],
+                "bhyt_code": r["bhyt_code"],
+                "effective_from": r["effective_from"].isoformat(),
+                "effective_to": r["effective_to"].isoformat() if r["effective_to"] else None,
+            }
+            for r in rows
+        ]
 
 
 def build(rt: Runtime) -> Components:
     charges = ChargeService(rt)
     orders = OrderCharges(rt)
     payments = PaymentService(rt)
-    services = Services(rt=rt, settings=rt.settings, charges=charges, orders=orders, invoices=InvoiceService(rt),
-                        payments=payments, office=CashOfficeService(rt), claims=ClaimService(rt))
+    services = Services(
+        rt=rt,
+        settings=rt.settings,
+        charges=charges,
+        orders=orders,
+        invoices=InvoiceService(rt),
+        payments=payments,
+        office=CashOfficeService(rt),
+        claims=ClaimService(rt),
+    )
     rt.extras["payments"] = payments
     admissions = Subscription(
-        stream="ADMISSIONS", durable=rt.settings.admissions_durable,  # type: ignore[attr-defined]
+        stream="ADMISSIONS",
+        durable=rt.settings.admissions_durable,  # type: ignore[attr-defined]
         handlers={
             "admissions.visit.opened": charges.on_visit_opened,
             "admissions.visit.closed": charges.on_visit_closed,
@@ -66,17 +91,28 @@ def build(rt: Runtime) -> Components:
             "admissions.inpatient.transferred": charges.on_transferred,
             "admissions.inpatient.discharged": charges.on_discharged,
             "admissions.patient.merged": charges.on_patient_merged,
-        })
+        },
+    )
     start = rt.settings.order_events_start  # type: ignore[attr-defined]
     lab = Subscription(
-        stream="LAB", durable=rt.settings.lab_durable,  # type: ignore[attr-defined]
-        handlers={"lab.order.received": orders.on_lab_order_received,
-                  "lab.order.cancelled": orders.on_lab_order_cancelled}, start=start)
+        stream="LAB",
+        durable=rt.settings.lab_durable,  # type: ignore[attr-defined]
+        handlers={
+            "lab.order.received": orders.on_lab_order_received,
+            "lab.order.cancelled": orders.on_lab_order_cancelled,
+        },
+        start=start,
+    )
     imaging = Subscription(
-        stream="IMAGING", durable=rt.settings.imaging_durable,  # type: ignore[attr-defined]
-        handlers={"imaging.order.scheduled": orders.on_imaging_order_scheduled,
-                  "imaging.order.cancelled": orders.on_imaging_order_cancelled,
-                  "imaging.procedure.completed": orders.on_imaging_procedure_completed}, start=start)
+        stream="IMAGING",
+        durable=rt.settings.imaging_durable,  # type: ignore[attr-defined]
+        handlers={
+            "imaging.order.scheduled": orders.on_imaging_order_scheduled,
+            "imaging.order.cancelled": orders.on_imaging_order_cancelled,
+            "imaging.procedure.completed": orders.on_imaging_procedure_completed,
+        },
+        start=start,
+    )
     return Components(
         http=build_http(services),
         grpc_register=lambda server: grpc_api.register(server, services),

@@ -1,4 +1,5 @@
 """python -m hospital.imaging serve|worker|migrate|deadletters|audit-verify"""
+
 import sys
 
 from hospital.chassis.app import main

@@ -5,6 +5,7 @@ Environment: HOSPITAL_IMAGING_<NAME> (or HOSPITAL_<NAME> for shared settings), e
 ``HOSPITAL_IMAGING_KNOWN_AES="VIEWER=10.0.0.7:104,CT_HUE=10.0.0.21:4006"`` lists the peers
 (C-MOVE destinations, routing destinations and, in strict mode, the only AEs allowed to call us).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -91,6 +92,11 @@ class ImagingSettings(ServiceSettings):
         return self.spool_dir or Path(self.data_dir) / "imaging-spool"
 
     def dicom_config(self) -> DicomConfig:
-        return DicomConfig(ae_title=self.ae_title, host=self.dicom_host, port=self.dicom_port,
-                           strict_ae=self.strict_ae, allowed_aes=self.peers,
-                           max_associations=self.dicom_max_associations)
+        return DicomConfig(
+            ae_title=self.ae_title,
+            host=self.dicom_host,
+            port=self.dicom_port,
+            strict_ae=self.strict_ae,
+            allowed_aes=self.peers,
+            max_associations=self.dicom_max_associations,
+        )

@@ -2,9 +2,11 @@
 
 serve: HTTP (DICOMweb + API), gRPC, and the DICOM listener (a Components.listener on dicom_port).
 workers (in serve by default, or in `worker`): the ingest pipeline (spool -> S3 -> index; in a child
-process of its own unless PIPELINE_PROCESS=false), the study announcer (quiet period -> imaging.study.received) and the router (routing queue -> C-STORE).
+process of its own unless PIPELINE_PROCESS=false), the study announcer (quiet period ->
+imaging.study.received) and the router (routing queue -> C-STORE).
 The pipeline reads the listener's spool directory: run `worker` on the same host (same data_dir).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,13 +46,21 @@ def build(rt: Runtime) -> Components:
     assert isinstance(s, ImagingSettings)
     spool = Spool(s.spool_path)
     # The pipeline runs in a child process of its own by default (app/pipeline_process.py).
-    pipeline: IngestPipeline | PipelineProcess = (PipelineProcess(s) if s.pipeline_process
-                                                  else IngestPipeline(rt, s, spool))
+    pipeline: IngestPipeline | PipelineProcess = (
+        PipelineProcess(s) if s.pipeline_process else IngestPipeline(rt, s, spool)
+    )
     orders = OrderService(rt)
-    services = Services(rt=rt, settings=s, spool=spool, pipeline=pipeline, orders=orders,
-                        studies=StudyService(rt, s), routing=RoutingService(rt, s),
-                        dicom=DicomListener(rt, s, spool, pipeline.notify, orders),
-                        conflicts=ConflictService(rt, s))
+    services = Services(
+        rt=rt,
+        settings=s,
+        spool=spool,
+        pipeline=pipeline,
+        orders=orders,
+        studies=StudyService(rt, s),
+        routing=RoutingService(rt, s),
+        dicom=DicomListener(rt, s, spool, pipeline.notify, orders),
+        conflicts=ConflictService(rt, s),
+    )
     rt.imaging = services  # type: ignore[attr-defined]  # for tests and ops tooling
     return Components(
         http=build_http(services),

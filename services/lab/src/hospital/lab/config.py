@@ -39,12 +39,14 @@ class LabSettings(ServiceSettings):
     instruments: list[InstrumentConfig] = Field(default_factory=list)
     lis_name: str = "HOSPITAL-LIS"
     store_timeout_seconds: float = 10.0  # below the analyzers' 15 s reply timer
-    ingest_batch_max: int = 100          # group commit: at most this many analyzer messages per transaction
+    ingest_batch_max: int = 100  # group commit: at most this many analyzer messages per transaction
     ingest_batch_window_ms: float = 10.0  # group commit: wait at most this long for the connections released
-                                          # by the previous batch to send their next message (0: never wait)
-    autoverify_default: bool = False     # initial value of the on/off switch (the switch lives in the database)
-    autoverify_requires_qc: bool = True  # an accepted QC run for the instrument and test within qc_validity_hours
+    # by the previous batch to send their next message (0: never wait)
+    autoverify_default: bool = False  # initial value of the on/off switch (the switch lives in the database)
+    autoverify_requires_qc: bool = (
+        True  # an accepted QC run for the instrument and test within qc_validity_hours
+    )
     qc_validity_hours: int = 24
-    qc_run_minutes: int = 60             # control levels measured this close together form one run (R-4s)
+    qc_run_minutes: int = 60  # control levels measured this close together form one run (R-4s)
     instrument_timezone: str = "Asia/Ho_Chi_Minh"  # analyzers send local times without a zone
-    barcode_prefix: str = ""             # printed before the date part of generated barcodes
+    barcode_prefix: str = ""  # printed before the date part of generated barcodes

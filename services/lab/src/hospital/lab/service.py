@@ -1,4 +1,5 @@
 """Wiring: the lab service definition for the chassis runner."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ def build(rt: Runtime) -> Components:
     orders = OrderService(rt, cat)
     qc = QcService(rt, cat)
     ingest = IngestService(rt, cat, orders, qc)
-    services = Services(catalogue=cat, orders=orders, results=ResultService(rt, cat, orders), qc=qc, ingest=ingest)
+    services = Services(
+        catalogue=cat, orders=orders, results=ResultService(rt, cat, orders), qc=qc, ingest=ingest
+    )
 
     async def on_start(_: Runtime) -> None:
         await ingest.ensure_catalogue()

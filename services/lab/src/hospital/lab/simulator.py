@@ -21,6 +21,7 @@ the captured frame boundaries (26 kB Horiba frames included) and only renumbers 
 The async functions :func:`send_astm`, :func:`serve_astm` and :func:`send_mllp` and the capture loaders
 are the API used by tests and benchmarks.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -117,7 +118,9 @@ def _messages_from_frames(frames: Sequence[Frame]) -> tuple[CapturedMessage, ...
     for frame_ in frames:
         current.append(frame_)
         if frame_.is_last_of_record and is_terminator_record(assemble(current)):
-            messages.append(CapturedMessage(assemble(current), tuple((f.text, f.terminator) for f in current)))
+            messages.append(
+                CapturedMessage(assemble(current), tuple((f.text, f.terminator) for f in current))
+            )
             current = []
     if current:
         log.warning("capture ends without an L record; keeping the partial message")
@@ -149,7 +152,7 @@ def _feature_steps(text: str) -> list[_Step]:
             while i < len(lines) and lines[i].strip().startswith("|"):
                 rows.append([cell.strip() for cell in lines[i].strip().strip("|").split("|")])
                 i += 1
-            steps[-1].table = [dict(zip(rows[0], row)) for row in rows[1:]]
+            steps[-1].table = [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
             continue
         elif line.split(" ", 1)[0] in ("Given", "When", "Then", "And", "But"):
             steps.append(_Step(line))
@@ -216,38 +219,59 @@ def astm_to_oru(message: AstmMessage, control_id: str) -> bytes | None:
         p = group.patient
         if p is not None and patient is None:
             ids = tuple(i for i in (p.practice_id, p.laboratory_id, p.patient_id) if i)
-            family, given = (list(p.name) + ["", ""])[:2]
+            family, given = ([*list(p.name), "", ""])[:2]
             patient = Patient(ids, family, given, p.birth_date, p.sex)
         for order_group in group.orders:
             specimen = order_group.order.specimen_id if order_group.order else ""
             observations = [
                 Observation(
-                    set_id=r.sequence, value_type="NM" if r.numeric() is not None else "ST",
+                    set_id=r.sequence,
+                    value_type="NM" if r.numeric() is not None else "ST",
                     code=CodedElement(r.test.code, r.test.key, "99" + (message.header.sender_name or "LAB")),
-                    sub_id=r.sequence, value=r.value, units=r.units, reference_range=r.reference_range,
-                    abnormal_flags=r.abnormal_flags, status=r.status or "F", observed_at=r.completed_at,
-                    equipment=r.instrument, notes=[c.text for c in r.comments],
+                    sub_id=r.sequence,
+                    value=r.value,
+                    units=r.units,
+                    reference_range=r.reference_range,
+                    abnormal_flags=r.abnormal_flags,
+                    status=r.status or "F",
+                    observed_at=r.completed_at,
+                    equipment=r.instrument,
+                    notes=[c.text for c in r.comments],
                 )
                 for r in order_group.results
             ]
             if observations:
-                requests.append(ObservationRequest(
-                    set_id=str(len(requests) + 1), placer_order_number="", filler_order_number=specimen,
-                    service=CodedElement(message.header.sender_name or "PANEL"), observed_at=None,
-                    result_status="F", specimen_id=specimen, observations=observations,
-                    notes=[c.text for c in order_group.comments],
-                ))
+                requests.append(
+                    ObservationRequest(
+                        set_id=str(len(requests) + 1),
+                        placer_order_number="",
+                        filler_order_number=specimen,
+                        service=CodedElement(message.header.sender_name or "PANEL"),
+                        observed_at=None,
+                        result_status="F",
+                        specimen_id=specimen,
+                        observations=observations,
+                        notes=[c.text for c in order_group.comments],
+                    )
+                )
     if not requests:
         return None
-    text = build_oru_r01(sending_application=message.header.sender_name or "ANALYZER", control_id=control_id,
-                         patient=patient, requests=requests, now=message.header.timestamp or datetime.now())
+    text = build_oru_r01(
+        sending_application=message.header.sender_name or "ANALYZER",
+        control_id=control_id,
+        patient=patient,
+        requests=requests,
+        now=message.header.timestamp or datetime.now(),
+    )
     return text.encode("utf-8")
 
 
 def hl7_from_capture(capture: AstmCapture) -> list[bytes]:
     """The capture's result messages as ORU^R01."""
-    converted = (astm_to_oru(parse_message(m.text), f"{capture.path.stem[:12]}-{i}")
-                 for i, m in enumerate(capture.messages, start=1))
+    converted = (
+        astm_to_oru(parse_message(m.text), f"{capture.path.stem[:12]}-{i}")
+        for i, m in enumerate(capture.messages, start=1)
+    )
     return [m for m in converted if m is not None]
 
 
@@ -281,7 +305,9 @@ class AstmTimers:
 class _InstrumentLink:
     """The analyzer end of one connection: sends transfers and receives host-query answers."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timers: AstmTimers) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timers: AstmTimers
+    ) -> None:
         self._reader = reader
         self._writer = writer
         self._timers = timers
@@ -310,8 +336,12 @@ class _InstrumentLink:
 
     async def send(self, frames: Sequence[bytes]) -> Sender:
         t = self._timers
-        sender = Sender(frames, yields_on_contention=False, busy_retry_delay=t.busy_retry_delay,
-                        contention_retry_delay=t.contention_retry_delay)
+        sender = Sender(
+            frames,
+            yields_on_contention=False,
+            busy_retry_delay=t.busy_retry_delay,
+            contention_retry_delay=t.contention_retry_delay,
+        )
         actions = sender.start()
         while True:
             follow_up = []
@@ -335,7 +365,9 @@ class _InstrumentLink:
         receiver = Receiver()
         messages: list[bytes] = []
         while True:
-            timeout = self._timers.receive_timeout if receiver.expects_frame else self._timers.query_answer_timeout
+            timeout = (
+                self._timers.receive_timeout if receiver.expects_frame else self._timers.query_answer_timeout
+            )
             event = await self._next_event(timeout)
             if event is None and not receiver.expects_frame:
                 return messages
@@ -355,8 +387,13 @@ AstmOutgoing = bytes | CapturedMessage
 """A message to send: CR-separated records (framed ≤240 bytes), or a captured message."""
 
 
-async def _run_instrument(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                          messages: Iterable[AstmOutgoing], preserve_frames: bool, timers: AstmTimers) -> AstmSendStats:
+async def _run_instrument(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    messages: Iterable[AstmOutgoing],
+    preserve_frames: bool,
+    timers: AstmTimers,
+) -> AstmSendStats:
     stats = AstmSendStats()
     started = time.monotonic()
     link = _InstrumentLink(reader, writer, timers)
@@ -381,22 +418,35 @@ async def _run_instrument(reader: asyncio.StreamReader, writer: asyncio.StreamWr
     return stats
 
 
-async def send_astm(host: str, port: int, messages: Iterable[AstmOutgoing], *, preserve_frames: bool = False,
-                    timers: AstmTimers = AstmTimers()) -> AstmSendStats:
+async def send_astm(
+    host: str,
+    port: int,
+    messages: Iterable[AstmOutgoing],
+    *,
+    preserve_frames: bool = False,
+    timers: AstmTimers = AstmTimers(),
+) -> AstmSendStats:
     """Connect to the LIS as an analyzer and send ``messages``, one transfer each."""
     reader, writer = await asyncio.open_connection(host, port)
     return await _run_instrument(reader, writer, messages, preserve_frames, timers)
 
 
-async def serve_astm(host: str, port: int, messages: Iterable[AstmOutgoing], *, preserve_frames: bool = False,
-                     timers: AstmTimers = AstmTimers(),
-                     on_listening: Callable[[int], None] | None = None) -> AstmSendStats:
+async def serve_astm(
+    host: str,
+    port: int,
+    messages: Iterable[AstmOutgoing],
+    *,
+    preserve_frames: bool = False,
+    timers: AstmTimers = AstmTimers(),
+    on_listening: Callable[[int], None] | None = None,
+) -> AstmSendStats:
     """Listen as an analyzer, wait for the LIS to connect, send ``messages`` and stop listening.
 
     ``on_listening`` receives the bound port (useful with ``port=0``).
     """
     connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
-        asyncio.get_running_loop().create_future())
+        asyncio.get_running_loop().create_future()
+    )
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if connected.done():
@@ -417,7 +467,9 @@ async def serve_astm(host: str, port: int, messages: Iterable[AstmOutgoing], *, 
 # --- HL7 ----------------------------------------------------------------------------------------------
 
 
-async def send_mllp(host: str, port: int, messages: Iterable[bytes | str], *, timeout: float = 30.0) -> list[bytes]:
+async def send_mllp(
+    host: str, port: int, messages: Iterable[bytes | str], *, timeout: float = 30.0
+) -> list[bytes]:
     """Send each message in an MLLP block and wait for its acknowledgment; returns the replies."""
     reader, writer = await asyncio.open_connection(host, port)
     buffer = MllpBuffer()
@@ -453,21 +505,34 @@ class Analyte:
 
 
 CBC_PANEL = (
-    Analyte("WBC", "6690-2", "10*3/uL", 4.0, 10.0, 2), Analyte("RBC", "789-8", "10*6/uL", 3.8, 5.8, 2),
-    Analyte("HGB", "718-7", "g/dL", 12.0, 17.0, 1), Analyte("HCT", "4544-3", "%", 36.0, 50.0, 1),
-    Analyte("MCV", "787-2", "fL", 80.0, 100.0, 1), Analyte("MCH", "785-6", "pg", 27.0, 33.0, 1),
-    Analyte("MCHC", "786-4", "g/dL", 32.0, 36.0, 1), Analyte("PLT", "777-3", "10*3/uL", 150.0, 400.0, 0),
+    Analyte("WBC", "6690-2", "10*3/uL", 4.0, 10.0, 2),
+    Analyte("RBC", "789-8", "10*6/uL", 3.8, 5.8, 2),
+    Analyte("HGB", "718-7", "g/dL", 12.0, 17.0, 1),
+    Analyte("HCT", "4544-3", "%", 36.0, 50.0, 1),
+    Analyte("MCV", "787-2", "fL", 80.0, 100.0, 1),
+    Analyte("MCH", "785-6", "pg", 27.0, 33.0, 1),
+    Analyte("MCHC", "786-4", "g/dL", 32.0, 36.0, 1),
+    Analyte("PLT", "777-3", "10*3/uL", 150.0, 400.0, 0),
 )
 CHEMISTRY_PANEL = (
-    Analyte("GLU", "14749-6", "mmol/L", 3.9, 6.4, 1), Analyte("URE", "22664-7", "mmol/L", 2.5, 7.5, 1),
-    Analyte("CRE", "14682-9", "umol/L", 62.0, 106.0, 0), Analyte("AST", "1920-8", "U/L", 0.0, 37.0, 0),
-    Analyte("ALT", "1742-6", "U/L", 0.0, 40.0, 0), Analyte("CHOL", "14647-2", "mmol/L", 3.9, 5.2, 2),
+    Analyte("GLU", "14749-6", "mmol/L", 3.9, 6.4, 1),
+    Analyte("URE", "22664-7", "mmol/L", 2.5, 7.5, 1),
+    Analyte("CRE", "14682-9", "umol/L", 62.0, 106.0, 0),
+    Analyte("AST", "1920-8", "U/L", 0.0, 37.0, 0),
+    Analyte("ALT", "1742-6", "U/L", 0.0, 40.0, 0),
+    Analyte("CHOL", "14647-2", "mmol/L", 3.9, 5.2, 2),
 )
 PANELS = {"cbc": CBC_PANEL, "chemistry": CHEMISTRY_PANEL}
 
 _PATIENTS = (
-    ("Nguyễn", "Thị Hoa", "F"), ("Trần", "Văn Nam", "M"), ("Lê", "Thị Mai", "F"), ("Phạm", "Minh Tuấn", "M"),
-    ("Hoàng", "Thị Lan", "F"), ("Võ", "Đức Thắng", "M"), ("Đặng", "Thu Hằng", "F"), ("Bùi", "Quốc Việt", "M"),
+    ("Nguyễn", "Thị Hoa", "F"),
+    ("Trần", "Văn Nam", "M"),
+    ("Lê", "Thị Mai", "F"),
+    ("Phạm", "Minh Tuấn", "M"),
+    ("Hoàng", "Thị Lan", "F"),
+    ("Võ", "Đức Thắng", "M"),
+    ("Đặng", "Thu Hằng", "F"),
+    ("Bùi", "Quốc Việt", "M"),
 )
 
 
@@ -489,7 +554,9 @@ class SyntheticSpecimen:
     results: tuple[SyntheticResult, ...]
 
 
-def generate_specimens(barcodes: Sequence[str], count: int, panel: str = "cbc", seed: int = 0) -> list[SyntheticSpecimen]:
+def generate_specimens(
+    barcodes: Sequence[str], count: int, panel: str = "cbc", seed: int = 0
+) -> list[SyntheticSpecimen]:
     """``count`` specimens cycling through ``barcodes``, with plausible values (~15 % out of range)."""
     if not barcodes:
         raise ValueError("at least one barcode is needed")
@@ -502,12 +569,25 @@ def generate_specimens(barcodes: Sequence[str], count: int, panel: str = "cbc", 
             span = analyte.high - analyte.low
             raw = max(0.0, rng.gauss(analyte.low + span / 2, span / 3.5))
             value = Decimal(str(round(raw, analyte.decimals)))
-            flag = "L" if value < Decimal(str(analyte.low)) else "H" if value > Decimal(str(analyte.high)) else "N"
+            flag = (
+                "L"
+                if value < Decimal(str(analyte.low))
+                else "H"
+                if value > Decimal(str(analyte.high))
+                else "N"
+            )
             results.append(SyntheticResult(analyte, value, flag))
-        specimens.append(SyntheticSpecimen(
-            barcode=barcodes[i % len(barcodes)], patient_id=f"BN{100000 + i}", family_name=family,
-            given_name=given, sex=sex, birth_date=date(1950 + i % 50, 1 + i % 12, 1 + i % 28), results=tuple(results),
-        ))
+        specimens.append(
+            SyntheticSpecimen(
+                barcode=barcodes[i % len(barcodes)],
+                patient_id=f"BN{100000 + i}",
+                family_name=family,
+                given_name=given,
+                sex=sex,
+                birth_date=date(1950 + i % 50, 1 + i % 12, 1 + i % 28),
+                results=tuple(results),
+            )
+        )
     return specimens
 
 
@@ -518,14 +598,18 @@ def specimen_to_astm(specimen: SyntheticSpecimen, now: datetime, instrument: str
     tests = d.join_repeats(d.join_components(["", "", "", r.analyte.code]) for r in specimen.results)
     records = [
         f"H{d.definition}|||{d.join_components([instrument, '1.0'])}|||||LIS||P|LIS2-A2|{stamp}",
-        (f"P|1|{specimen.patient_id}|||{d.join_components([specimen.family_name, specimen.given_name])}||"
-         f"{specimen.birth_date:%Y%m%d}|{specimen.sex}"),
+        (
+            f"P|1|{specimen.patient_id}|||{d.join_components([specimen.family_name, specimen.given_name])}||"
+            f"{specimen.birth_date:%Y%m%d}|{specimen.sex}"
+        ),
         f"O|1|{d.join_components([specimen.barcode])}||{tests}|R||||||N||||||||||||||F",
     ]
     for n, r in enumerate(specimen.results, start=1):
         a = r.analyte
-        records.append(f"R|{n}|^^^{a.code}|{r.value}|{a.units}|{a.low}-{a.high}|{r.flag}||F||SIM|{stamp}|{stamp}|"
-                       f"{instrument}")
+        records.append(
+            f"R|{n}|^^^{a.code}|{r.value}|{a.units}|{a.low}-{a.high}|{r.flag}||F||SIM|{stamp}|{stamp}|"
+            f"{instrument}"
+        )
     records.append("L|1|N")
     return ("\r".join(records) + "\r").encode("utf-8")
 
@@ -533,26 +617,50 @@ def specimen_to_astm(specimen: SyntheticSpecimen, now: datetime, instrument: str
 def specimen_to_oru(specimen: SyntheticSpecimen, now: datetime, control_id: str) -> bytes:
     """The specimen's results as an ORU^R01 with LOINC-coded OBX segments."""
     observations = [
-        Observation(set_id=str(n), value_type="NM", code=CodedElement(r.analyte.loinc, r.analyte.code, "LN"),
-                    sub_id="", value=str(r.value), units=r.analyte.units,
-                    reference_range=f"{r.analyte.low}-{r.analyte.high}", abnormal_flags=(r.flag,), status="F",
-                    observed_at=now, equipment="SIM-ANALYZER")
+        Observation(
+            set_id=str(n),
+            value_type="NM",
+            code=CodedElement(r.analyte.loinc, r.analyte.code, "LN"),
+            sub_id="",
+            value=str(r.value),
+            units=r.analyte.units,
+            reference_range=f"{r.analyte.low}-{r.analyte.high}",
+            abnormal_flags=(r.flag,),
+            status="F",
+            observed_at=now,
+            equipment="SIM-ANALYZER",
+        )
         for n, r in enumerate(specimen.results, start=1)
     ]
-    request = ObservationRequest(set_id="1", placer_order_number="", filler_order_number=specimen.barcode,
-                                 service=CodedElement("PANEL"), observed_at=now, result_status="F",
-                                 specimen_id=specimen.barcode, observations=observations)
-    patient = Patient((specimen.patient_id,), specimen.family_name, specimen.given_name, specimen.birth_date,
-                      specimen.sex)
-    return build_oru_r01(sending_application="SIM-ANALYZER", control_id=control_id, patient=patient,
-                         requests=[request], now=now).encode("utf-8")
+    request = ObservationRequest(
+        set_id="1",
+        placer_order_number="",
+        filler_order_number=specimen.barcode,
+        service=CodedElement("PANEL"),
+        observed_at=now,
+        result_status="F",
+        specimen_id=specimen.barcode,
+        observations=observations,
+    )
+    patient = Patient(
+        (specimen.patient_id,), specimen.family_name, specimen.given_name, specimen.birth_date, specimen.sex
+    )
+    return build_oru_r01(
+        sending_application="SIM-ANALYZER",
+        control_id=control_id,
+        patient=patient,
+        requests=[request],
+        now=now,
+    ).encode("utf-8")
 
 
 # --- command line -------------------------------------------------------------------------------------
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hospital.lab.simulator", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m hospital.lab.simulator", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="mode", required=True)
     astm = sub.add_parser("astm", help="replay ASTM captures with the E1381 handshake")
     astm.add_argument("--host", default="127.0.0.1")
@@ -582,7 +690,9 @@ def _is_astm_capture(path: Path) -> bool:
 def _mllp_messages(paths: Sequence[Path]) -> list[bytes]:
     messages: list[bytes] = []
     for path in paths:
-        messages += hl7_from_capture(load_astm_capture(path)) if _is_astm_capture(path) else load_hl7_file(path)
+        messages += (
+            hl7_from_capture(load_astm_capture(path)) if _is_astm_capture(path) else load_hl7_file(path)
+        )
     return messages
 
 
@@ -595,9 +705,16 @@ def _report_acks(acks: Sequence[bytes]) -> int:
 
 
 def _report_astm(stats: AstmSendStats) -> int:
-    log.info("ASTM: %d messages sent, %d failed, %d/%d frames acknowledged, %d NAKs, %d replies in %.2f s",
-             stats.messages_sent, stats.messages_failed, stats.frames_acked, stats.frames_sent, stats.naks,
-             len(stats.replies), stats.elapsed)
+    log.info(
+        "ASTM: %d messages sent, %d failed, %d/%d frames acknowledged, %d NAKs, %d replies in %.2f s",
+        stats.messages_sent,
+        stats.messages_failed,
+        stats.frames_acked,
+        stats.frames_sent,
+        stats.naks,
+        len(stats.replies),
+        stats.elapsed,
+    )
     return 1 if stats.messages_failed else 0
 
 
@@ -614,7 +731,9 @@ async def _main(args: argparse.Namespace) -> int:
     specimens = generate_specimens(args.barcodes, args.count, args.panel, args.seed)
     now = datetime.now()
     if args.protocol == "astm":
-        return _report_astm(await send_astm(args.host, args.port, [specimen_to_astm(s, now) for s in specimens]))
+        return _report_astm(
+            await send_astm(args.host, args.port, [specimen_to_astm(s, now) for s in specimens])
+        )
     oru = [specimen_to_oru(s, now, f"SIM{n:08d}") for n, s in enumerate(specimens, start=1)]
     return _report_acks(await send_mllp(args.host, args.port, oru))
 

@@ -25,6 +25,7 @@ The outbox rows and audit records are built exactly as :class:`hospital.chassis.
 :func:`hospital.chassis.audit.append_audit` build them (same columns, same hash), so the relay and
 ``audit-verify`` cannot tell them apart.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -55,8 +56,22 @@ from hospital.chassis.db import Database, audit_head_table, audit_log_table, out
 from hospital.chassis.uow import event_row
 
 _OUTBOX_COLS = ("id", "subject", "type", "payload", "headers", "created_at")
-_AUDIT_COLS = ("chain", "seq", "id", "at", "actor", "actor_roles", "action", "patient_id", "resource_type",
-               "resource_id", "source", "detail", "prev_hash", "hash")
+_AUDIT_COLS = (
+    "chain",
+    "seq",
+    "id",
+    "at",
+    "actor",
+    "actor_roles",
+    "action",
+    "patient_id",
+    "resource_type",
+    "resource_id",
+    "source",
+    "detail",
+    "prev_hash",
+    "hash",
+)
 HEAD_SQL = f"SELECT id, last_seq, last_hash FROM {audit_head_table.name} WHERE id = $1"
 
 
@@ -66,8 +81,16 @@ def pg_type(column: Column[Any]) -> str:
     t = column.type
     if isinstance(t, TypeDecorator):
         t = t.impl_instance if hasattr(t, "impl_instance") else t.impl
-    for kind, name in ((BigInteger, "int8"), (Integer, "int4"), (Boolean, "bool"), (DateTime, "timestamptz"),
-                       (Date, "date"), (LargeBinary, "bytea"), (JSON, "json"), (String, "text")):
+    for kind, name in (
+        (BigInteger, "int8"),
+        (Integer, "int4"),
+        (Boolean, "bool"),
+        (DateTime, "timestamptz"),
+        (Date, "date"),
+        (LargeBinary, "bytea"),
+        (JSON, "json"),
+        (String, "text"),
+    ):
         if isinstance(t, kind):
             return name
     raise TypeError(f"no PostgreSQL cast for {column.table.name}.{column.name} ({t!r})")
@@ -160,9 +183,15 @@ class GuardedWriter:
             return sql
         n = 4
         head = audit_head_table.name
-        parts = [(f"h AS (UPDATE {head} SET last_seq = CASE WHEN last_seq = $4::int8 THEN $1::int8 ELSE last_seq END, "
-                  "last_hash = CASE WHEN last_seq = $4::int8 THEN $2::text ELSE last_hash END "
-                  "WHERE id = $3::int4 RETURNING last_seq, last_hash, last_seq = $1::int8 AND last_hash = $2::text AS ok)")]
+        parts = [
+            (
+                f"h AS (UPDATE {head} "
+                "SET last_seq = CASE WHEN last_seq = $4::int8 THEN $1::int8 ELSE last_seq END, "
+                "last_hash = CASE WHEN last_seq = $4::int8 THEN $2::text ELSE last_hash END "
+                "WHERE id = $3::int4 "
+                "RETURNING last_seq, last_hash, last_seq = $1::int8 AND last_hash = $2::text AS ok)"
+            )
+        ]
 
         def insert(alias: str, table: Table, cols: Sequence[str]) -> None:
             nonlocal n
@@ -170,8 +199,10 @@ class GuardedWriter:
             for c in cols:
                 n += 1
                 values.append(f"${n}::{pg_type(table.c[c])}")
-            parts.append(f"{alias} AS (INSERT INTO {table.name} ({', '.join(cols)}) "
-                         f"SELECT {', '.join(values)} FROM h WHERE h.ok)")
+            parts.append(
+                f"{alias} AS (INSERT INTO {table.name} ({', '.join(cols)}) "
+                f"SELECT {', '.join(values)} FROM h WHERE h.ok)"
+            )
 
         n_audit, n_events, tables = shape
         for i in range(n_audit):
@@ -184,9 +215,15 @@ class GuardedWriter:
         self._sql[shape] = sql
         return sql
 
-    async def write(self, conn: Any, chain: int, rows: Sequence[tuple[Table, dict[str, Any]]],
-                    events: Sequence[tuple[str, Message]], audit: Sequence[AuditEntry],
-                    head: Head | None = None) -> None:
+    async def write(
+        self,
+        conn: Any,
+        chain: int,
+        rows: Sequence[tuple[Table, dict[str, Any]]],
+        events: Sequence[tuple[str, Message]],
+        audit: Sequence[AuditEntry],
+        head: Head | None = None,
+    ) -> None:
         """Insert ``rows``, the outbox rows of ``events`` and the ``audit`` records in one statement
         (``audit`` must not be empty: the chain head is the guard), on ``chain`` held with :meth:`chain`.
         ``head``: the chain's head as just read; by default the last one seen (read if none was seen)."""

@@ -1,4 +1,5 @@
 """Admissions database tables (SQLAlchemy Core: use cases issue explicit, index-friendly statements)."""
+
 from __future__ import annotations
 
 from sqlalchemy import (
@@ -20,11 +21,13 @@ from hospital.chassis.db import UtcDateTime
 metadata = MetaData()
 
 patients = Table(
-    "patients", metadata,
+    "patients",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("patient_code", String(20), nullable=False, unique=True),
     Column("full_name", String(200), nullable=False),
-    # lower-case ASCII search key; byte order ("C") on PostgreSQL so a plain btree serves prefix LIKE + ORDER BY
+    # lower-case ASCII search key; byte order ("C") on PostgreSQL so a plain btree serves prefix LIKE
+    # and ORDER BY
     Column("name_folded", String(200).with_variant(String(200, collation="C"), "postgresql"), nullable=False),
     Column("birth_year", Integer, nullable=False),
     Column("birth_month", Integer, nullable=True),
@@ -44,16 +47,21 @@ patients = Table(
     Column("merged_into", String(36), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
-    Index("ix_patients_cccd", "cccd", unique=True,
-          postgresql_where=text("cccd IS NOT NULL AND merged_into IS NULL"),
-          sqlite_where=text("cccd IS NOT NULL AND merged_into IS NULL")),
+    Index(
+        "ix_patients_cccd",
+        "cccd",
+        unique=True,
+        postgresql_where=text("cccd IS NOT NULL AND merged_into IS NULL"),
+        sqlite_where=text("cccd IS NOT NULL AND merged_into IS NULL"),
+    ),
     Index("ix_patients_phone", "phone"),
     Index("ix_patients_birth_year", "birth_year"),
     Index("ix_patients_name_prefix", "name_folded"),
 )
 
 insurance_cards = Table(
-    "insurance_cards", metadata,
+    "insurance_cards",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("patient_id", String(36), ForeignKey("patients.id"), nullable=False, index=True),
     Column("number", String(15), nullable=False, index=True),
@@ -69,20 +77,23 @@ insurance_cards = Table(
 )
 
 idempotency = Table(
-    "idempotency_keys", metadata,
+    "idempotency_keys",
+    metadata,
     Column("key", String(100), primary_key=True),
     Column("resource_id", String(36), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
 )
 
 departments = Table(
-    "departments", metadata,
+    "departments",
+    metadata,
     Column("code", String(20), primary_key=True),
     Column("name", String(200), nullable=False),
 )
 
 clinic_rooms = Table(
-    "clinic_rooms", metadata,
+    "clinic_rooms",
+    metadata,
     Column("code", String(20), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("department_code", String(20), ForeignKey("departments.code"), nullable=False),
@@ -90,14 +101,16 @@ clinic_rooms = Table(
 )
 
 wards = Table(
-    "wards", metadata,
+    "wards",
+    metadata,
     Column("code", String(20), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("department_code", String(20), ForeignKey("departments.code"), nullable=False),
 )
 
 beds = Table(
-    "beds", metadata,
+    "beds",
+    metadata,
     Column("code", String(30), primary_key=True),
     Column("ward_code", String(20), ForeignKey("wards.code"), nullable=False, index=True),
     Column("room", String(30), nullable=False),
@@ -105,7 +118,8 @@ beds = Table(
 )
 
 visits = Table(
-    "visits", metadata,
+    "visits",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("visit_code", String(30), nullable=False, unique=True),
     Column("patient_id", String(36), ForeignKey("patients.id"), nullable=False, index=True),
@@ -127,7 +141,8 @@ visits = Table(
 )
 
 inpatient_stays = Table(
-    "inpatient_stays", metadata,
+    "inpatient_stays",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("patient_id", String(36), ForeignKey("patients.id"), nullable=False, index=True),
     Column("visit_id", String(36), ForeignKey("visits.id"), nullable=True),
@@ -137,8 +152,18 @@ inpatient_stays = Table(
     Column("admitted_at", UtcDateTime(), nullable=False),
     Column("discharged_at", UtcDateTime(), nullable=True),
     Column("discharge_type", String(30), nullable=True),
-    Index("ix_stay_active_bed", "bed_code", unique=True,
-          postgresql_where=text("status = 'active'"), sqlite_where=text("status = 'active'")),
-    Index("ix_stay_active_patient", "patient_id", unique=True,
-          postgresql_where=text("status = 'active'"), sqlite_where=text("status = 'active'")),
+    Index(
+        "ix_stay_active_bed",
+        "bed_code",
+        unique=True,
+        postgresql_where=text("status = 'active'"),
+        sqlite_where=text("status = 'active'"),
+    ),
+    Index(
+        "ix_stay_active_patient",
+        "patient_id",
+        unique=True,
+        postgresql_where=text("status = 'active'"),
+        sqlite_where=text("status = 'active'"),
+    ),
 )

@@ -1,4 +1,5 @@
 """FHIR R4 read access: Patient (by id, by identifier) and Encounter."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,14 +26,23 @@ def patient_resource(p: dict[str, Any]) -> dict[str, Any]:
     ids = [{"system": SYS_CODE, "value": p["patient_code"]}]
     if p["cccd"]:
         ids.append({"system": SYS_CCCD, "value": p["cccd"]})
-    ids += [{"system": SYS_BHYT, "value": c["number"],
-             "period": {k: v for k, v in (("start", c["valid_from"]), ("end", c["valid_to"])) if v}}
-            for c in p["insurance_cards"]]
+    ids += [
+        {
+            "system": SYS_BHYT,
+            "value": c["number"],
+            "period": {k: v for k, v in (("start", c["valid_from"]), ("end", c["valid_to"])) if v},
+        }
+        for c in p["insurance_cards"]
+    ]
     words = p["full_name"].split()
     res: dict[str, Any] = {
-        "resourceType": "Patient", "id": p["id"], "identifier": ids, "active": not p["merged_into"],
+        "resourceType": "Patient",
+        "id": p["id"],
+        "identifier": ids,
+        "active": not p["merged_into"],
         "name": [{"use": "official", "text": p["full_name"], "family": words[0], "given": words[1:]}],
-        "gender": p["sex"], "birthDate": p["birth_date"],
+        "gender": p["sex"],
+        "birthDate": p["birth_date"],
     }
     if p["phone"]:
         res["telecom"] = [{"system": "phone", "value": p["phone"]}]
@@ -49,29 +59,40 @@ def router(services: Any, caller: Any) -> APIRouter:
         return fhir(patient_resource(await services.patients.get(patient_id, caller(request, who))))
 
     @r.get("/Patient")
-    async def search_patient(request: Request, who: Principal = READER,
-                             identifier: str = Query(..., description="system|value")) -> JSONResponse:
+    async def search_patient(
+        request: Request, who: Principal = READER, identifier: str = Query(..., description="system|value")
+    ) -> JSONResponse:
         system, sep, value = identifier.rpartition("|")
         if not sep or system not in (SYS_CCCD, SYS_BHYT, SYS_CODE) or not value:
-            raise Invalid("fhir.identifier", f"identifier must be <{SYS_CCCD}|{SYS_BHYT}|{SYS_CODE}>|value",
-                          field="identifier")
+            raise Invalid(
+                "fhir.identifier",
+                f"identifier must be <{SYS_CCCD}|{SYS_BHYT}|{SYS_CODE}>|value",
+                field="identifier",
+            )
         items = await services.patients.search(value, caller(request, who), 10)
-        entries = [{"resource": patient_resource(await services.patients.get(p["id"], caller(request, who)))}
-                   for p in items]
+        entries = [
+            {"resource": patient_resource(await services.patients.get(p["id"], caller(request, who)))}
+            for p in items
+        ]
         return fhir({"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries})
 
     @r.get("/Encounter/{visit_id}")
     async def read_encounter(visit_id: str, request: Request, who: Principal = READER) -> JSONResponse:
         v = await services.visits.get(visit_id, caller(request, who))
-        return fhir({
-            "resourceType": "Encounter", "id": v["id"],
-            "identifier": [{"system": "urn:hospital:visit-code", "value": v["visit_code"]}],
-            "status": "finished" if v["status"] == "closed" else "in-progress",
-            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                      "code": "EMER" if v["kind"] == "emergency" else "AMB"},
-            "subject": {"reference": f"Patient/{v['patient_id']}"},
-            "period": {k: val for k, val in (("start", v["opened_at"]), ("end", v["closed_at"])) if val},
-            "location": [{"location": {"identifier": {"value": v["room"]}}}],
-        })
+        return fhir(
+            {
+                "resourceType": "Encounter",
+                "id": v["id"],
+                "identifier": [{"system": "urn:hospital:visit-code", "value": v["visit_code"]}],
+                "status": "finished" if v["status"] == "closed" else "in-progress",
+                "class": {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                    "code": "EMER" if v["kind"] == "emergency" else "AMB",
+                },
+                "subject": {"reference": f"Patient/{v['patient_id']}"},
+                "period": {k: val for k, val in (("start", v["opened_at"]), ("end", v["closed_at"])) if val},
+                "location": [{"location": {"identifier": {"value": v["room"]}}}],
+            }
+        )
 
     return r

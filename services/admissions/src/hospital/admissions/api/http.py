@@ -1,4 +1,5 @@
 """HTTP API for the web front end, kiosks and integrators (OpenAPI at /docs and /openapi.json)."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -30,8 +31,9 @@ def Role(*roles: str) -> Any:  # reads like a type in signatures
 
 class PatientIn(BaseModel):
     full_name: str = Field(..., examples=["Nguyễn Văn An"], max_length=200)
-    birth_date: str = Field(..., description="YYYY-MM-DD, or YYYY when only the year is known",
-                            examples=["1985-09-04"])
+    birth_date: str = Field(
+        ..., description="YYYY-MM-DD, or YYYY when only the year is known", examples=["1985-09-04"]
+    )
     sex: Literal["male", "female"]
     cccd: str | None = Field(None, description="12-digit citizen ID", examples=["001085012345"])
     old_id_number: str | None = Field(None, description="9-digit CMND")
@@ -49,8 +51,9 @@ class PatientIn(BaseModel):
     occupation: str | None = None
     guardian_name: str | None = None
     guardian_phone: str | None = None
-    request_id: str | None = Field(None, description="idempotency key: a retry returns the same patient",
-                                   max_length=100)
+    request_id: str | None = Field(
+        None, description="idempotency key: a retry returns the same patient", max_length=100
+    )
 
 
 class PatientPatch(BaseModel):
@@ -114,12 +117,19 @@ class DischargeIn(BaseModel):
 
 
 def build_http(services: Any) -> FastAPI:
-    app = FastAPI(title="Admissions (HIS)", version="1.0",
-                  description="Patient index with CCCD/BHYT scanning, outpatient queues, inpatient ADT and beds. "
-                              "Every call needs `Authorization: Bearer <token>` (local stack: `make token ROLE=...`).")
+    app = FastAPI(
+        title="Admissions (HIS)",
+        version="1.0",
+        description="Patient index with CCCD/BHYT scanning, outpatient queues, inpatient ADT and beds. "
+        "Every call needs `Authorization: Bearer <token>` (local stack: `make token ROLE=...`).",
+    )
     api = APIRouter(prefix="/api/v1")
-    patients, visits, inpatient, reference = (services.patients, services.visits, services.inpatient,
-                                              services.reference)
+    patients, visits, inpatient, reference = (
+        services.patients,
+        services.visits,
+        services.inpatient,
+        services.reference,
+    )
 
     @app.exception_handler(ScanError)
     async def _scan_error(_: Request, exc: ScanError) -> Any:
@@ -127,17 +137,27 @@ def build_http(services: Any) -> FastAPI:
         return problem(422, "Unreadable card QR", exc.message, exc.code, **extra)
 
     @api.post("/patients/scan", tags=["patients"], summary="Parse a CCCD/BHYT QR; candidates and conflicts")
-    async def scan(body: ScanIn, request: Request, who: Role("receptionist", "nurse", "doctor")) -> dict[str, Any]:
+    async def scan(
+        body: ScanIn, request: Request, who: Role("receptionist", "nurse", "doctor")
+    ) -> dict[str, Any]:
         return await patients.scan(body.qr, caller(request, who))
 
     @api.post("/patients", status_code=201, tags=["patients"], summary="Register a patient")
     async def register(body: PatientIn, request: Request, who: Role("receptionist")) -> dict[str, Any]:
         return await patients.register(NewPatient(**body.model_dump()), caller(request, who))
 
-    @api.get("/patients", tags=["patients"], summary="Search: name (with or without diacritics), CCCD, BHYT, "
-             "phone, patient code, birth year; best match first")
-    async def search(request: Request, who: Role(*CLINICAL), q: str = Query(..., min_length=1),
-                     limit: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
+    @api.get(
+        "/patients",
+        tags=["patients"],
+        summary="Search: name (with or without diacritics), CCCD, BHYT, "
+        "phone, patient code, birth year; best match first",
+    )
+    async def search(
+        request: Request,
+        who: Role(*CLINICAL),
+        q: str = Query(..., min_length=1),
+        limit: int = Query(20, ge=1, le=100),
+    ) -> dict[str, Any]:
         return {"items": await patients.search(q, caller(request, who), limit)}
 
     @api.get("/patients/{patient_id}", tags=["patients"], summary="Read a patient (audited)")
@@ -145,25 +165,42 @@ def build_http(services: Any) -> FastAPI:
         return await patients.get(patient_id, caller(request, who))
 
     @api.patch("/patients/{patient_id}", tags=["patients"], summary="Correct demographic fields")
-    async def update_patient(patient_id: str, body: PatientPatch, request: Request,
-                             who: Role("receptionist")) -> dict[str, Any]:
+    async def update_patient(
+        patient_id: str, body: PatientPatch, request: Request, who: Role("receptionist")
+    ) -> dict[str, Any]:
         changes = body.model_dump(exclude_unset=True)
         if not changes:
             raise Invalid("patient.no_changes", "nothing to change")
         return await patients.update(patient_id, changes, caller(request, who))
 
     @api.post("/patients/{patient_id}/cards", tags=["patients"], summary="Add a BHYT card")
-    async def add_card(patient_id: str, body: CardIn, request: Request, who: Role("receptionist")) -> dict[str, Any]:
-        return await patients.add_card(patient_id, body.number, caller(request, who), body.valid_from,
-                                       body.valid_to, body.registered_facility, body.five_year_date)
+    async def add_card(
+        patient_id: str, body: CardIn, request: Request, who: Role("receptionist")
+    ) -> dict[str, Any]:
+        return await patients.add_card(
+            patient_id,
+            body.number,
+            caller(request, who),
+            body.valid_from,
+            body.valid_to,
+            body.registered_facility,
+            body.five_year_date,
+        )
 
     @api.get("/patients/{patient_id}/duplicates", tags=["patients"], summary="Likely duplicate records")
-    async def duplicates(patient_id: str, request: Request, who: Role("receptionist", "admin")) -> dict[str, Any]:
+    async def duplicates(
+        patient_id: str, request: Request, who: Role("receptionist", "admin")
+    ) -> dict[str, Any]:
         return {"items": await services.merge.candidates(patient_id, caller(request, who))}
 
-    @api.post("/patients/{patient_id}/merge", tags=["patients"],
-              summary="Merge a duplicate into this patient (identifiers and history move here)")
-    async def merge(patient_id: str, body: MergeIn, request: Request, who: Role("receptionist", "admin")) -> dict[str, Any]:
+    @api.post(
+        "/patients/{patient_id}/merge",
+        tags=["patients"],
+        summary="Merge a duplicate into this patient (identifiers and history move here)",
+    )
+    async def merge(
+        patient_id: str, body: MergeIn, request: Request, who: Role("receptionist", "admin")
+    ) -> dict[str, Any]:
         return await services.merge.merge(patient_id, body.merged_id, caller(request, who))
 
     @api.get("/rooms", tags=["reference"], summary="Outpatient clinic rooms")
@@ -182,54 +219,78 @@ def build_http(services: Any) -> FastAPI:
     async def provinces(_: Role(*ANY_ROLE)) -> dict[str, Any]:
         return {"items": reference.provinces()}
 
-    @api.post("/visits", status_code=201, tags=["visits"], summary="Open a visit; returns it with its queue ticket")
+    @api.post(
+        "/visits", status_code=201, tags=["visits"], summary="Open a visit; returns it with its queue ticket"
+    )
     async def open_visit(body: VisitIn, request: Request, who: Role("receptionist")) -> dict[str, Any]:
-        return await visits.open(body.patient_id, body.room, caller(request, who), body.kind,
-                                 body.insurance_card_number, body.referral_code)
+        return await visits.open(
+            body.patient_id,
+            body.room,
+            caller(request, who),
+            body.kind,
+            body.insurance_card_number,
+            body.referral_code,
+        )
 
     @api.get("/visits/{visit_id}", tags=["visits"])
     async def get_visit(visit_id: str, request: Request, who: Role(*CLINICAL)) -> dict[str, Any]:
         return await visits.get(visit_id, caller(request, who))
 
     @api.post("/visits/{visit_id}/close", tags=["visits"])
-    async def close_visit(visit_id: str, request: Request, who: Role("doctor", "receptionist")) -> dict[str, Any]:
+    async def close_visit(
+        visit_id: str, request: Request, who: Role("doctor", "receptionist")
+    ) -> dict[str, Any]:
         return await visits.close(visit_id, caller(request, who))
 
     @api.post("/queues/{room}/next", tags=["queues"], summary="Call the next ticket (or recall / skip)")
-    async def queue_next(room: str, request: Request, who: Role("doctor", "nurse"),
-                         body: QueueActionIn | None = None) -> dict[str, Any]:
+    async def queue_next(
+        room: str, request: Request, who: Role("doctor", "nurse"), body: QueueActionIn | None = None
+    ) -> dict[str, Any]:
         body = body or QueueActionIn()
         return await visits.call(room, caller(request, who), body.action, body.ticket_number)
 
-    @api.get("/queues/{room}", tags=["queues"], summary="Queue state for a waiting-room display (numbers only)")
+    @api.get(
+        "/queues/{room}", tags=["queues"], summary="Queue state for a waiting-room display (numbers only)"
+    )
     async def queue_state(room: str) -> dict[str, Any]:
         return await visits.queue(room)
 
-    @api.get("/queues/{room}/stream", tags=["queues"],
-             summary="Live queue (Server-Sent Events): the state now, then each change as it happens")
+    @api.get(
+        "/queues/{room}/stream",
+        tags=["queues"],
+        summary="Live queue (Server-Sent Events): the state now, then each change as it happens",
+    )
     async def queue_stream(room: str) -> StreamingResponse:
         async def events() -> Any:
             async for state in services.displays.watch(room):
                 yield sse(state)
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     @api.post("/admissions", status_code=201, tags=["inpatient"], summary="Admit into a bed")
     async def admit(body: AdmitIn, request: Request, who: Role("nurse", "doctor")) -> dict[str, Any]:
         return await inpatient.admit(body.patient_id, body.bed, caller(request, who), body.visit_id)
 
     @api.post("/admissions/{admission_id}/transfer", tags=["inpatient"])
-    async def transfer(admission_id: str, body: TransferIn, request: Request,
-                       who: Role("nurse", "doctor")) -> dict[str, Any]:
+    async def transfer(
+        admission_id: str, body: TransferIn, request: Request, who: Role("nurse", "doctor")
+    ) -> dict[str, Any]:
         return await inpatient.transfer(admission_id, body.bed, caller(request, who))
 
     @api.post("/admissions/{admission_id}/discharge", tags=["inpatient"])
-    async def discharge(admission_id: str, body: DischargeIn, request: Request,
-                        who: Role("doctor", "nurse")) -> dict[str, Any]:
+    async def discharge(
+        admission_id: str, body: DischargeIn, request: Request, who: Role("doctor", "nurse")
+    ) -> dict[str, Any]:
         return await inpatient.discharge(admission_id, body.discharge_type, caller(request, who))
 
     @api.get("/beds", tags=["inpatient"], summary="Bed board (all wards, or one)")
-    async def bed_board(_: Role("nurse", "doctor", "receptionist"), ward: str | None = None) -> dict[str, Any]:
+    async def bed_board(
+        _: Role("nurse", "doctor", "receptionist"), ward: str | None = None
+    ) -> dict[str, Any]:
         items = await inpatient.bed_board(ward)
         if ward and not items:
             raise Invalid("ward.unknown", f"no ward {ward!r}", field="ward")

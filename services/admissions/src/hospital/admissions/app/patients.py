@@ -1,4 +1,5 @@
 """Patient index use cases: register, read (audited), search, scan, update, merge."""
+
 from __future__ import annotations
 
 import re
@@ -37,20 +38,23 @@ _REGISTER_HEAD_SQL = (
     f"SELECT h.id, h.last_seq, h.last_hash, nextval('{sequence_name('patient_code')}'), "
     "(SELECT p.patient_code FROM insurance_cards c JOIN patients p ON p.id = c.patient_id "
     " WHERE c.number = $2 AND p.merged_into IS NULL LIMIT 1) "
-    f"FROM {audit_head_table.name} h WHERE h.id = $1")
+    f"FROM {audit_head_table.name} h WHERE h.id = $1"
+)
 _ALIVE = "merged_into IS NULL"
 _EXACT_SQL = {
     "cccd": f"SELECT {_COLS} FROM patients WHERE cccd = $1 AND {_ALIVE} LIMIT $2",
     "old_id_number": f"SELECT {_COLS} FROM patients WHERE old_id_number = $1 AND {_ALIVE} LIMIT $2",
     "phone": f"SELECT {_COLS} FROM patients WHERE phone = $1 AND {_ALIVE} LIMIT $2",
-    "bhyt": f"SELECT {_COLS} FROM patients WHERE id IN (SELECT patient_id FROM insurance_cards WHERE number = $1) "
-            f"AND {_ALIVE} LIMIT $2",
+    "bhyt": f"SELECT {_COLS} FROM patients "
+    f"WHERE id IN (SELECT patient_id FROM insurance_cards WHERE number = $1) AND {_ALIVE} LIMIT $2",
     "patient_code": f"SELECT {_COLS} FROM patients WHERE patient_code = $1 AND {_ALIVE} LIMIT $2",
     "birth_year": f"SELECT {_COLS} FROM patients WHERE birth_year = $1::int4 AND {_ALIVE} LIMIT $2",
 }
 # Whole-name prefix as a range on the byte-ordered ("C") btree: plannable once, for every prefix.
-_PREFIX_SQL = (f"SELECT {_COLS} FROM patients WHERE name_folded >= $1 AND name_folded < $2 AND {_ALIVE} "
-               "{year}ORDER BY name_folded LIMIT $3")
+_PREFIX_SQL = (
+    f"SELECT {_COLS} FROM patients WHERE name_folded >= $1 AND name_folded < $2 AND {_ALIVE} "
+    "{year}ORDER BY name_folded LIMIT $3"
+)
 _LIKE_SQL = f"SELECT {_COLS} FROM patients WHERE {{likes}} AND {_ALIVE} {{year}}LIMIT $1"
 OLD_ID_RE = re.compile(r"^\d{9}$")
 PHONE_RE = re.compile(r"^0\d{9,10}$")
@@ -87,7 +91,9 @@ def _validated(p: NewPatient) -> dict[str, Any]:
     try:
         birth = PartialDate.parse(p.birth_date)
     except (ValueError, TypeError):
-        raise Invalid("patient.birth_date", "birth_date must be YYYY-MM-DD or a year YYYY", field="birth_date") from None
+        raise Invalid(
+            "patient.birth_date", "birth_date must be YYYY-MM-DD or a year YYYY", field="birth_date"
+        ) from None
     if birth.year < 1900 or (birth.to_date() or date(birth.year, 1, 1)) > date.today():
         raise Invalid("patient.birth_date", "birth_date is out of range", field="birth_date")
     if p.sex not in ("male", "female"):
@@ -119,25 +125,52 @@ class PatientService:
     def on_postgres(self) -> bool:
         return self.rt.db.url.startswith("postgresql")
 
-    def _new_rows(self, p: NewPatient, v: dict[str, Any], pid: str, code: str,
-                  now: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def _new_rows(
+        self, p: NewPatient, v: dict[str, Any], pid: str, code: str, now: Any
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         birth: PartialDate = v["birth"]
         row = {
-            "id": pid, "patient_code": code, "full_name": v["full_name"], "name_folded": fold(v["full_name"]),
-            "birth_year": birth.year, "birth_month": birth.month, "birth_day": birth.day, "sex": p.sex,
-            "cccd": p.cccd or None, "old_id_number": p.old_id_number or None, "phone": v["phone"],
-            "address_line": p.address_line, "ward": p.ward, "district": p.district,
-            "province_code": p.province_code, "ethnicity": p.ethnicity, "occupation": p.occupation,
-            "guardian_name": p.guardian_name, "guardian_phone": p.guardian_phone, "merged_into": None,
-            "created_at": now, "updated_at": now}
+            "id": pid,
+            "patient_code": code,
+            "full_name": v["full_name"],
+            "name_folded": fold(v["full_name"]),
+            "birth_year": birth.year,
+            "birth_month": birth.month,
+            "birth_day": birth.day,
+            "sex": p.sex,
+            "cccd": p.cccd or None,
+            "old_id_number": p.old_id_number or None,
+            "phone": v["phone"],
+            "address_line": p.address_line,
+            "ward": p.ward,
+            "district": p.district,
+            "province_code": p.province_code,
+            "ethnicity": p.ethnicity,
+            "occupation": p.occupation,
+            "guardian_name": p.guardian_name,
+            "guardian_phone": p.guardian_phone,
+            "merged_into": None,
+            "created_at": now,
+            "updated_at": now,
+        }
         card_rows = []
         if p.bhyt_number:
             num = parse_bhyt_number(p.bhyt_number)
-            card_rows.append({
-                "id": new_id(), "patient_id": pid, "number": num.value, "benefit_level": num.benefit_level,
-                "benefit_rate": num.benefit_rate, "province_code": num.province_code,
-                "registered_facility": p.bhyt_registered_facility, "valid_from": p.bhyt_valid_from,
-                "valid_to": p.bhyt_valid_to, "five_year_date": p.bhyt_five_year_date, "created_at": now})
+            card_rows.append(
+                {
+                    "id": new_id(),
+                    "patient_id": pid,
+                    "number": num.value,
+                    "benefit_level": num.benefit_level,
+                    "benefit_rate": num.benefit_rate,
+                    "province_code": num.province_code,
+                    "registered_facility": p.bhyt_registered_facility,
+                    "valid_from": p.bhyt_valid_from,
+                    "valid_to": p.bhyt_valid_to,
+                    "five_year_date": p.bhyt_five_year_date,
+                    "created_at": now,
+                }
+            )
         return row, card_rows
 
     def _code(self, seq: int, now: Any) -> str:
@@ -150,24 +183,46 @@ class PatientService:
         async with self.rt.uow() as uow:
             s = uow.session
             if p.request_id:
-                prior = (await s.execute(select(idempotency.c.resource_id)
-                                         .where(idempotency.c.key == f"patient:{p.request_id}"))).scalar()
+                prior = (
+                    await s.execute(
+                        select(idempotency.c.resource_id).where(
+                            idempotency.c.key == f"patient:{p.request_id}"
+                        )
+                    )
+                ).scalar()
                 if prior:
                     return await self._load(s, prior)
             if p.cccd:
-                other = (await s.execute(select(patients.c.id, patients.c.patient_code).where(
-                    patients.c.cccd == p.cccd, patients.c.merged_into.is_(None)))).first()
+                other = (
+                    await s.execute(
+                        select(patients.c.id, patients.c.patient_code).where(
+                            patients.c.cccd == p.cccd, patients.c.merged_into.is_(None)
+                        )
+                    )
+                ).first()
                 if other:
-                    raise Conflict("patient.cccd_exists", f"CCCD {p.cccd} belongs to patient {other.patient_code}",
-                                   field="cccd")
+                    raise Conflict(
+                        "patient.cccd_exists",
+                        f"CCCD {p.cccd} belongs to patient {other.patient_code}",
+                        field="cccd",
+                    )
             if p.bhyt_number:
-                other = (await s.execute(select(patients.c.patient_code).join(
-                    insurance_cards, insurance_cards.c.patient_id == patients.c.id).where(
-                    insurance_cards.c.number == p.bhyt_number.upper(), patients.c.merged_into.is_(None)))).first()
+                other = (
+                    await s.execute(
+                        select(patients.c.patient_code)
+                        .join(insurance_cards, insurance_cards.c.patient_id == patients.c.id)
+                        .where(
+                            insurance_cards.c.number == p.bhyt_number.upper(),
+                            patients.c.merged_into.is_(None),
+                        )
+                    )
+                ).first()
                 if other:
-                    raise Conflict("patient.bhyt_linked",
-                                   f"BHYT card {p.bhyt_number} is linked to patient {other.patient_code}",
-                                   field="bhyt_number")
+                    raise Conflict(
+                        "patient.bhyt_linked",
+                        f"BHYT card {p.bhyt_number} is linked to patient {other.patient_code}",
+                        field="bhyt_number",
+                    )
             now = utcnow()
             pid = new_id()
             code = self._code(await sequence_next(s, "patient_code"), now)
@@ -176,11 +231,16 @@ class PatientService:
             if card_rows:
                 await s.execute(insurance_cards.insert(), card_rows)
             if p.request_id:
-                await s.execute(idempotency.insert().values(key=f"patient:{p.request_id}", resource_id=pid,
-                                                            created_at=now))
+                await s.execute(
+                    idempotency.insert().values(
+                        key=f"patient:{p.request_id}", resource_id=pid, created_at=now
+                    )
+                )
             patient = patient_dict(row, card_rows)
-            uow.publish("admissions.patient.registered",
-                        events_pb2.PatientRegistered(patient=patient_proto(patient), by=caller.actor()))
+            uow.publish(
+                "admissions.patient.registered",
+                events_pb2.PatientRegistered(patient=patient_proto(patient), by=caller.actor()),
+            )
             uow.audit(caller.audit("patient.register", "Patient", pid, pid, patient_code=code))
             await uow.commit()
             return patient
@@ -194,15 +254,21 @@ class PatientService:
         key = f"patient:{p.request_id}" if p.request_id else None
         card = parse_bhyt_number(p.bhyt_number).value if p.bhyt_number else None
         async with driver_connection(self.rt.db) as conn:
-            if key and (prior := await conn.fetchval("SELECT resource_id FROM idempotency_keys WHERE key = $1", key)):
+            if key and (
+                prior := await conn.fetchval("SELECT resource_id FROM idempotency_keys WHERE key = $1", key)
+            ):
                 return await self._load_pg(conn, prior)
             try:
                 async with self.writer.chain() as chain:
-                    _, last_seq, last_hash, seq, card_owner = await conn.fetchrow(_REGISTER_HEAD_SQL, chain, card)
+                    _, last_seq, last_hash, seq, card_owner = await conn.fetchrow(
+                        _REGISTER_HEAD_SQL, chain, card
+                    )
                     if card_owner:
-                        raise Conflict("patient.bhyt_linked",
-                                       f"BHYT card {p.bhyt_number} is linked to patient {card_owner}",
-                                       field="bhyt_number")
+                        raise Conflict(
+                            "patient.bhyt_linked",
+                            f"BHYT card {p.bhyt_number} is linked to patient {card_owner}",
+                            field="bhyt_number",
+                        )
                     now = utcnow()
                     pid = new_id()
                     code = self._code(seq, now)
@@ -213,17 +279,28 @@ class PatientService:
                     patient = patient_dict(row, card_rows)
                     event = events_pb2.PatientRegistered(patient=patient_proto(patient), by=caller.actor())
                     audit = caller.audit("patient.register", "Patient", pid, pid, patient_code=code)
-                    await self.writer.write(conn, chain, rows, [("admissions.patient.registered", event)], [audit],
-                                            Head(chain, last_seq, last_hash))
+                    await self.writer.write(
+                        conn,
+                        chain,
+                        rows,
+                        [("admissions.patient.registered", event)],
+                        [audit],
+                        Head(chain, last_seq, last_hash),
+                    )
             except asyncpg.UniqueViolationError as exc:
-                if key and (prior := await conn.fetchval("SELECT resource_id FROM idempotency_keys WHERE key = $1",
-                                                         key)):
+                if key and (
+                    prior := await conn.fetchval(
+                        "SELECT resource_id FROM idempotency_keys WHERE key = $1", key
+                    )
+                ):
                     return await self._load_pg(conn, prior)  # the same request, registered in parallel
                 if exc.constraint_name == "ix_patients_cccd":
-                    owner = await conn.fetchval(f"SELECT patient_code FROM patients WHERE cccd = $1 AND {_ALIVE}",
-                                                p.cccd)
-                    raise Conflict("patient.cccd_exists", f"CCCD {p.cccd} belongs to patient {owner}",
-                                   field="cccd") from None
+                    owner = await conn.fetchval(
+                        f"SELECT patient_code FROM patients WHERE cccd = $1 AND {_ALIVE}", p.cccd
+                    )
+                    raise Conflict(
+                        "patient.cccd_exists", f"CCCD {p.cccd} belongs to patient {owner}", field="cccd"
+                    ) from None
                 raise
         self._committed()
         return patient
@@ -236,14 +313,29 @@ class PatientService:
         row = await conn.fetchrow(f"SELECT {_COLS} FROM patients WHERE id = $1", pid)
         if row is None:
             raise NotFound("patient.not_found", f"no patient {pid}")
-        cards = await conn.fetch("SELECT * FROM insurance_cards WHERE patient_id = $1 "
-                                 "ORDER BY valid_to DESC", pid)
+        cards = await conn.fetch(
+            "SELECT * FROM insurance_cards WHERE patient_id = $1 ORDER BY valid_to DESC", pid
+        )
         return patient_dict(row, cards)
 
     async def update(self, pid: str, changes: dict[str, Any], caller: Caller) -> dict[str, Any]:
         """Correct demographic fields (the clerk's fix after a scan conflict, a new phone...)."""
-        allowed = {"full_name", "birth_date", "sex", "cccd", "old_id_number", "phone", "address_line", "ward",
-                   "district", "province_code", "ethnicity", "occupation", "guardian_name", "guardian_phone"}
+        allowed = {
+            "full_name",
+            "birth_date",
+            "sex",
+            "cccd",
+            "old_id_number",
+            "phone",
+            "address_line",
+            "ward",
+            "district",
+            "province_code",
+            "ethnicity",
+            "occupation",
+            "guardian_name",
+            "guardian_phone",
+        }
         unknown = set(changes) - allowed
         if unknown:
             raise Invalid("patient.field", f"cannot change {', '.join(sorted(unknown))}", field=min(unknown))
@@ -254,12 +346,16 @@ class PatientService:
                 raise Conflict("patient.merged", f"patient was merged into {current['merged_into']}")
             merged = NewPatient(
                 full_name=changes.get("full_name", current["full_name"]),
-                birth_date=changes.get("birth_date", current["birth_date"]), sex=changes.get("sex", current["sex"]),
-                cccd=changes.get("cccd", current["cccd"]), old_id_number=changes.get("old_id_number",
-                                                                                    current["old_id_number"]),
-                phone=changes.get("phone", current["phone"]))
+                birth_date=changes.get("birth_date", current["birth_date"]),
+                sex=changes.get("sex", current["sex"]),
+                cccd=changes.get("cccd", current["cccd"]),
+                old_id_number=changes.get("old_id_number", current["old_id_number"]),
+                phone=changes.get("phone", current["phone"]),
+            )
             v = _validated(merged)
-            values: dict[str, Any] = {k: changes[k] for k in changes if k not in ("full_name", "birth_date", "phone")}
+            values: dict[str, Any] = {
+                k: changes[k] for k in changes if k not in ("full_name", "birth_date", "phone")
+            }
             if "full_name" in changes:
                 values.update(full_name=v["full_name"], name_folded=fold(v["full_name"]))
             if "birth_date" in changes:
@@ -268,23 +364,42 @@ class PatientService:
             if "phone" in changes:
                 values["phone"] = v["phone"]
             if values.get("cccd"):
-                other = (await s.execute(select(patients.c.patient_code).where(
-                    patients.c.cccd == values["cccd"], patients.c.id != pid, patients.c.merged_into.is_(None)))).first()
+                other = (
+                    await s.execute(
+                        select(patients.c.patient_code).where(
+                            patients.c.cccd == values["cccd"],
+                            patients.c.id != pid,
+                            patients.c.merged_into.is_(None),
+                        )
+                    )
+                ).first()
                 if other:
-                    raise Conflict("patient.cccd_exists", f"CCCD {values['cccd']} belongs to patient "
-                                                          f"{other.patient_code}", field="cccd")
+                    raise Conflict(
+                        "patient.cccd_exists",
+                        f"CCCD {values['cccd']} belongs to patient {other.patient_code}",
+                        field="cccd",
+                    )
             values["updated_at"] = utcnow()
             await s.execute(patients.update().where(patients.c.id == pid).values(**values))
             patient = await self._load(s, pid)
-            uow.publish("admissions.patient.updated",
-                        events_pb2.PatientUpdated(patient=patient_proto(patient), by=caller.actor()))
+            uow.publish(
+                "admissions.patient.updated",
+                events_pb2.PatientUpdated(patient=patient_proto(patient), by=caller.actor()),
+            )
             uow.audit(caller.audit("patient.update", "Patient", pid, pid, fields=sorted(changes)))
             await uow.commit()
         return patient
 
-    async def add_card(self, pid: str, number: str, caller: Caller, valid_from: date | None = None,
-                       valid_to: date | None = None, registered_facility: str | None = None,
-                       five_year_date: date | None = None) -> dict[str, Any]:
+    async def add_card(
+        self,
+        pid: str,
+        number: str,
+        caller: Caller,
+        valid_from: date | None = None,
+        valid_to: date | None = None,
+        registered_facility: str | None = None,
+        five_year_date: date | None = None,
+    ) -> dict[str, Any]:
         """Record a (new) BHYT card; a patient has several over the years."""
         try:
             num = parse_bhyt_number(number)
@@ -295,26 +410,54 @@ class PatientService:
         async with self.rt.uow() as uow:
             s = uow.session
             await self._load(s, pid)
-            other = (await s.execute(select(patients.c.patient_code).join(
-                insurance_cards, insurance_cards.c.patient_id == patients.c.id).where(
-                insurance_cards.c.number == num.value, patients.c.id != pid,
-                patients.c.merged_into.is_(None)))).first()
+            other = (
+                await s.execute(
+                    select(patients.c.patient_code)
+                    .join(insurance_cards, insurance_cards.c.patient_id == patients.c.id)
+                    .where(
+                        insurance_cards.c.number == num.value,
+                        patients.c.id != pid,
+                        patients.c.merged_into.is_(None),
+                    )
+                )
+            ).first()
             if other:
-                raise Conflict("patient.bhyt_linked", f"BHYT card {num.value} is linked to patient "
-                                                      f"{other.patient_code}", field="number")
-            dup = (await s.execute(select(insurance_cards.c.id).where(
-                insurance_cards.c.patient_id == pid, insurance_cards.c.number == num.value,
-                insurance_cards.c.valid_from == valid_from))).first()
+                raise Conflict(
+                    "patient.bhyt_linked",
+                    f"BHYT card {num.value} is linked to patient {other.patient_code}",
+                    field="number",
+                )
+            dup = (
+                await s.execute(
+                    select(insurance_cards.c.id).where(
+                        insurance_cards.c.patient_id == pid,
+                        insurance_cards.c.number == num.value,
+                        insurance_cards.c.valid_from == valid_from,
+                    )
+                )
+            ).first()
             if dup is None:
-                await s.execute(insurance_cards.insert().values(
-                    id=new_id(), patient_id=pid, number=num.value, benefit_level=num.benefit_level,
-                    benefit_rate=num.benefit_rate, province_code=num.province_code,
-                    registered_facility=registered_facility, valid_from=valid_from, valid_to=valid_to,
-                    five_year_date=five_year_date, created_at=utcnow()))
+                await s.execute(
+                    insurance_cards.insert().values(
+                        id=new_id(),
+                        patient_id=pid,
+                        number=num.value,
+                        benefit_level=num.benefit_level,
+                        benefit_rate=num.benefit_rate,
+                        province_code=num.province_code,
+                        registered_facility=registered_facility,
+                        valid_from=valid_from,
+                        valid_to=valid_to,
+                        five_year_date=five_year_date,
+                        created_at=utcnow(),
+                    )
+                )
                 await s.execute(patients.update().where(patients.c.id == pid).values(updated_at=utcnow()))
             patient = await self._load(s, pid)
-            uow.publish("admissions.patient.updated",
-                        events_pb2.PatientUpdated(patient=patient_proto(patient), by=caller.actor()))
+            uow.publish(
+                "admissions.patient.updated",
+                events_pb2.PatientUpdated(patient=patient_proto(patient), by=caller.actor()),
+            )
             uow.audit(caller.audit("patient.add_card", "Patient", pid, pid, card=num.value))
             await uow.commit()
         return patient
@@ -323,8 +466,17 @@ class PatientService:
         row = (await s.execute(select(patients).where(patients.c.id == pid))).mappings().first()
         if row is None:
             raise NotFound("patient.not_found", f"no patient {pid}")
-        cards = (await s.execute(select(insurance_cards).where(insurance_cards.c.patient_id == pid)
-                                 .order_by(insurance_cards.c.valid_to.desc()))).mappings().all()
+        cards = (
+            (
+                await s.execute(
+                    select(insurance_cards)
+                    .where(insurance_cards.c.patient_id == pid)
+                    .order_by(insurance_cards.c.valid_to.desc())
+                )
+            )
+            .mappings()
+            .all()
+        )
         return patient_dict(row, cards)
 
     async def get(self, pid: str, caller: Caller) -> dict[str, Any]:
@@ -333,7 +485,9 @@ class PatientService:
             async with driver_connection(self.rt.db) as conn:
                 patient = await self._load_pg(conn, pid)
                 async with self.writer.chain() as chain:
-                    await self.writer.write(conn, chain, [], [], [caller.audit("patient.read", "Patient", pid, pid)])
+                    await self.writer.write(
+                        conn, chain, [], [], [caller.audit("patient.read", "Patient", pid, pid)]
+                    )
             return patient
         async with self.rt.uow() as uow:
             patient = await self._load(uow.session, pid)
@@ -362,29 +516,48 @@ class PatientService:
         q = (q or "").strip()
         limit = min(limit or self.settings.search_limit, 100)
         if not q:
-            raise Invalid("search.empty", "give a name, CCCD, BHYT number, phone, patient code or birth year",
-                          field="q")
+            raise Invalid(
+                "search.empty", "give a name, CCCD, BHYT number, phone, patient code or birth year", field="q"
+            )
         kind = self._classify(q)
         name = None if kind else _name_query(q)
         if self.on_postgres:
             async with driver_connection(self.rt.db) as conn:
                 if kind:
-                    items = [patient_dict(r, ()) for r in await conn.fetch(_EXACT_SQL[kind[0]], kind[1], limit)]
+                    items = [
+                        patient_dict(r, ()) for r in await conn.fetch(_EXACT_SQL[kind[0]], kind[1], limit)
+                    ]
                 else:
                     assert name is not None
                     items = _rank(q, await _name_candidates_pg(conn, *name, limit), limit)
                 async with self.writer.chain() as chain:
-                    await self.writer.write(conn, chain, [], [], [caller.audit("patient.search", "Patient", None,
-                                                                               None, query=q, results=len(items))])
+                    await self.writer.write(
+                        conn,
+                        chain,
+                        [],
+                        [],
+                        [caller.audit("patient.search", "Patient", None, None, query=q, results=len(items))],
+                    )
             return items
         async with self.rt.uow() as uow:
             s = uow.session
             if kind:
-                cond = (patients.c.id.in_(select(insurance_cards.c.patient_id)
-                                          .where(insurance_cards.c.number == kind[1]))
-                        if kind[0] == "bhyt" else patients.c[kind[0]] == kind[1])
-                rows = (await s.execute(select(patients).where(and_(cond, patients.c.merged_into.is_(None)))
-                                        .limit(limit))).mappings().all()
+                cond = (
+                    patients.c.id.in_(
+                        select(insurance_cards.c.patient_id).where(insurance_cards.c.number == kind[1])
+                    )
+                    if kind[0] == "bhyt"
+                    else patients.c[kind[0]] == kind[1]
+                )
+                rows = (
+                    (
+                        await s.execute(
+                            select(patients).where(and_(cond, patients.c.merged_into.is_(None))).limit(limit)
+                        )
+                    )
+                    .mappings()
+                    .all()
+                )
                 items = [patient_dict(r, ()) for r in rows]
             else:
                 assert name is not None
@@ -399,42 +572,83 @@ class PatientService:
         async with self.rt.uow() as uow:
             s = uow.session
             alive = patients.c.merged_into.is_(None)
-            conflicts = [c.__dict__ if hasattr(c, "__dict__") else dict(c._asdict()) for c in
-                         identity_conflicts(identity if isinstance(identity, CccdIdentity) else None,
-                                            identity if isinstance(identity, BhytIdentity) else None,
-                                            date.today())]
+            conflicts = [
+                c.__dict__ if hasattr(c, "__dict__") else dict(c._asdict())
+                for c in identity_conflicts(
+                    identity if isinstance(identity, CccdIdentity) else None,
+                    identity if isinstance(identity, BhytIdentity) else None,
+                    date.today(),
+                )
+            ]
             candidates: dict[str, tuple[str, Any]] = {}
             if isinstance(identity, CccdIdentity):
-                rows = (await s.execute(select(patients).where(patients.c.cccd == identity.cccd, alive))).mappings()
+                rows = (
+                    await s.execute(select(patients).where(patients.c.cccd == identity.cccd, alive))
+                ).mappings()
                 for r in rows:
                     candidates[r["id"]] = ("cccd", r)
             else:
-                ids = select(insurance_cards.c.patient_id).where(insurance_cards.c.number == identity.card_number)
+                ids = select(insurance_cards.c.patient_id).where(
+                    insurance_cards.c.number == identity.card_number
+                )
                 for r in (await s.execute(select(patients).where(patients.c.id.in_(ids), alive))).mappings():
                     candidates[r["id"]] = ("bhyt_number", r)
             birth = identity.birth_date
-            rows = (await s.execute(select(patients).where(
-                patients.c.name_folded == fold(identity.full_name), patients.c.birth_year == birth.year,
-                patients.c.sex == identity.sex, alive).limit(10))).mappings()
+            rows = (
+                await s.execute(
+                    select(patients)
+                    .where(
+                        patients.c.name_folded == fold(identity.full_name),
+                        patients.c.birth_year == birth.year,
+                        patients.c.sex == identity.sex,
+                        alive,
+                    )
+                    .limit(10)
+                )
+            ).mappings()
             for r in rows:
                 candidates.setdefault(r["id"], ("name_birth_sex", r))
             out = []
             for reason, r in candidates.values():
                 item = patient_dict(r, ())
                 item["match"] = reason
-                if (reason == "name_birth_sex" and r["cccd"] and isinstance(identity, CccdIdentity)
-                        and r["cccd"] != identity.cccd):
-                    conflicts.append({"code": "cccd_differs", "message":
-                                      f"patient {r['patient_code']} has another CCCD on file"})
+                if (
+                    reason == "name_birth_sex"
+                    and r["cccd"]
+                    and isinstance(identity, CccdIdentity)
+                    and r["cccd"] != identity.cccd
+                ):
+                    conflicts.append(
+                        {
+                            "code": "cccd_differs",
+                            "message": f"patient {r['patient_code']} has another CCCD on file",
+                        }
+                    )
                 if reason == "bhyt_number" and fold(r["full_name"]) != fold(identity.full_name):
-                    conflicts.append({"code": "card_linked_to_other_patient", "message":
-                                      f"card is linked to {r['full_name']} ({r['patient_code']})"})
+                    conflicts.append(
+                        {
+                            "code": "card_linked_to_other_patient",
+                            "message": f"card is linked to {r['full_name']} ({r['patient_code']})",
+                        }
+                    )
                 out.append(item)
-            uow.audit(caller.audit("patient.scan", "Patient", None, None, kind=type(identity).__name__,
-                                   candidates=[c["id"] for c in out]))
+            uow.audit(
+                caller.audit(
+                    "patient.scan",
+                    "Patient",
+                    None,
+                    None,
+                    kind=type(identity).__name__,
+                    candidates=[c["id"] for c in out],
+                )
+            )
             await uow.commit()
-        return {"kind": "cccd" if isinstance(identity, CccdIdentity) else "bhyt",
-                "identity": identity_dict(identity), "candidates": out, "conflicts": conflicts}
+        return {
+            "kind": "cccd" if isinstance(identity, CccdIdentity) else "bhyt",
+            "identity": identity_dict(identity),
+            "candidates": out,
+            "conflicts": conflicts,
+        }
 
 
 def _name_query(q: str) -> tuple[str, int | None]:
@@ -460,8 +674,11 @@ def _like_escape(text: str) -> str:
 def _stages(folded: str, limit: int) -> list[tuple[str, Any, int]]:
     upper = folded[:-1] + chr(ord(folded[-1]) + 1)
     tokens = folded.split()
-    return [("prefix", (folded, upper), 3 * limit), ("phrase", ["% " + _like_escape(folded) + "%"], 3 * limit),
-            ("words", ["%" + _like_escape(t) + "%" for t in tokens], 6 * limit)]
+    return [
+        ("prefix", (folded, upper), 3 * limit),
+        ("phrase", ["% " + _like_escape(folded) + "%"], 3 * limit),
+        ("words", ["%" + _like_escape(t) + "%" for t in tokens], 6 * limit),
+    ]
 
 
 def _enough(stage: str, found: int, limit: int, words: int) -> bool:
@@ -479,7 +696,9 @@ async def _name_candidates_pg(conn: Any, folded: str, year: int | None, limit: i
         else:
             args = [n, *values]
             likes = " AND ".join(f"name_folded LIKE ${i + 2}" for i in range(len(values)))
-            sql = _LIKE_SQL.format(likes=likes, year=f"AND birth_year = ${len(values) + 2}::int4 " if year else "")
+            sql = _LIKE_SQL.format(
+                likes=likes, year=f"AND birth_year = ${len(values) + 2}::int4 " if year else ""
+            )
         for r in await conn.fetch(sql, *args, *([year] if year else [])):
             seen.setdefault(r["id"], r)
         if _enough(stage, len(seen), limit, folded.count(" ") + 1):
@@ -492,10 +711,15 @@ async def _name_candidates(s: AsyncSession, folded: str, year: int | None, limit
     alive = patients.c.merged_into.is_(None)
     for stage, values, n in _stages(folded, limit):
         if stage == "prefix":
-            stmt = select(patients).where(patients.c.name_folded >= values[0], patients.c.name_folded < values[1],
-                                          alive).order_by(patients.c.name_folded)
+            stmt = (
+                select(patients)
+                .where(patients.c.name_folded >= values[0], patients.c.name_folded < values[1], alive)
+                .order_by(patients.c.name_folded)
+            )
         else:
-            stmt = select(patients).where(*(patients.c.name_folded.like(v, escape="\\") for v in values), alive)
+            stmt = select(patients).where(
+                *(patients.c.name_folded.like(v, escape="\\") for v in values), alive
+            )
         if year:
             stmt = stmt.where(patients.c.birth_year == year)
         for r in (await s.execute(stmt.limit(n))).mappings().all():
@@ -508,8 +732,10 @@ async def _name_candidates(s: AsyncSession, folded: str, year: int | None, limit
 def _rank(q: str, rows: list[Any], limit: int) -> list[dict[str, Any]]:
     """Best match first; each distinct spelling scored once (many patients share a name)."""
     scores = {name: name_match_score(q, name) for name in {r["full_name"] for r in rows}}
-    ranked = sorted((r for r in rows if scores[r["full_name"]] > 0),
-                    key=lambda r: (-scores[r["full_name"]], r["full_name"], r["patient_code"]))
+    ranked = sorted(
+        (r for r in rows if scores[r["full_name"]] > 0),
+        key=lambda r: (-scores[r["full_name"]], r["full_name"], r["patient_code"]),
+    )
     return [patient_dict(r, ()) for r in ranked[:limit]]
 
 
@@ -521,8 +747,7 @@ def identity_dict(identity: CccdIdentity | BhytIdentity) -> dict[str, Any]:
         elif isinstance(value, date):
             out[key] = value.isoformat()
         elif hasattr(value, "__dict__"):
-            out[key] = {k: v for k, v in value.__dict__.items()}
+            out[key] = dict(value.__dict__.items())
         else:
             out[key] = value
     return out
-

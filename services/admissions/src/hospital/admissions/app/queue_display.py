@@ -17,6 +17,7 @@ Refreshes of one room are coalesced: changes that arrive while a refresh runs ca
 An idle display costs no query; a keep-alive comment every ``queue_display_keepalive_seconds`` keeps
 proxies from closing the stream.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,9 +30,11 @@ from typing import Any
 from hospital.contracts.admissions.v1 import events_pb2
 
 log = logging.getLogger(__name__)
-SUBJECTS = {"admissions.queue.ticket_issued": events_pb2.QueueTicketIssued,
-            "admissions.queue.ticket_called": events_pb2.QueueTicketCalled,
-            "admissions.visit.closed": events_pb2.VisitClosed}
+SUBJECTS = {
+    "admissions.queue.ticket_issued": events_pb2.QueueTicketIssued,
+    "admissions.queue.ticket_called": events_pb2.QueueTicketCalled,
+    "admissions.visit.closed": events_pb2.VisitClosed,
+}
 
 
 class _Room:
@@ -50,8 +53,13 @@ class _Room:
 class QueueDisplays:
     """Per-process queue state of the watched rooms and their displays."""
 
-    def __init__(self, load: Callable[[str], Awaitable[dict[str, Any]]], *, resync_seconds: float = 30.0,
-                 keepalive_seconds: float = 15.0) -> None:
+    def __init__(
+        self,
+        load: Callable[[str], Awaitable[dict[str, Any]]],
+        *,
+        resync_seconds: float = 30.0,
+        keepalive_seconds: float = 15.0,
+    ) -> None:
         self._load = load
         self.resync_seconds = resync_seconds
         self.keepalive_seconds = keepalive_seconds
@@ -60,7 +68,9 @@ class QueueDisplays:
         self.loads = 0  # database reads of a room's state (tests and metrics)
 
     # ------------------------------------------------------------------ changes
-    def changed(self, room: str, *, event_ids: tuple[str, ...] = (), call: dict[str, Any] | None = None) -> None:
+    def changed(
+        self, room: str, *, event_ids: tuple[str, ...] = (), call: dict[str, Any] | None = None
+    ) -> None:
         """A ticket change in ``room`` was committed by this process (its events' ids, to skip them when
         they come back from NATS)."""
         for eid in event_ids:
@@ -159,14 +169,17 @@ class QueueDisplays:
 
     # ------------------------------------------------------------------ serve-side task
     async def run(self, stop: asyncio.Event, nc: Any = None) -> None:
-        """Subscribe to the ticket events on NATS and resync the watched rooms now and then, until ``stop``."""
+        """Subscribe to the ticket events on NATS and resync the watched rooms now and then, until
+        ``stop``."""
         subs = []
         if nc is not None:
+
             async def on_msg(msg: Any) -> None:
                 headers = msg.headers or {}
                 try:
-                    self.on_event(msg.subject, headers.get("Hospital-Event-Id") or headers.get("Nats-Msg-Id"),
-                                  msg.data)
+                    self.on_event(
+                        msg.subject, headers.get("Hospital-Event-Id") or headers.get("Nats-Msg-Id"), msg.data
+                    )
                 except Exception as exc:  # noqa: BLE001 - a bad message must not stop the feed
                     log.warning("queue display: ignoring %s: %s", msg.subject, exc)
 

@@ -1,4 +1,5 @@
 """Reference data read models: departments, clinic rooms, wards (seeded by migration 0002), provinces."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,13 +17,23 @@ class ReferenceService:
 
     async def rooms(self) -> list[dict[str, Any]]:
         async with self.rt.db.session() as s:
-            rows = (await s.execute(
-                select(clinic_rooms.c.code, clinic_rooms.c.name, departments.c.code.label("dept_code"),
-                       departments.c.name.label("dept_name"))
-                .join(departments, departments.c.code == clinic_rooms.c.department_code)
-                .where(clinic_rooms.c.active.is_(True)).order_by(clinic_rooms.c.code))).all()
-        return [{"code": r.code, "name": r.name, "department": r.dept_name, "department_code": r.dept_code}
-                for r in rows]
+            rows = (
+                await s.execute(
+                    select(
+                        clinic_rooms.c.code,
+                        clinic_rooms.c.name,
+                        departments.c.code.label("dept_code"),
+                        departments.c.name.label("dept_name"),
+                    )
+                    .join(departments, departments.c.code == clinic_rooms.c.department_code)
+                    .where(clinic_rooms.c.active.is_(True))
+                    .order_by(clinic_rooms.c.code)
+                )
+            ).all()
+        return [
+            {"code": r.code, "name": r.name, "department": r.dept_name, "department_code": r.dept_code}
+            for r in rows
+        ]
 
     async def departments(self) -> list[dict[str, Any]]:
         async with self.rt.db.session() as s:

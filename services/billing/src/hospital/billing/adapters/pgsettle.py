@@ -15,6 +15,7 @@ and the two statements a callback needs (see docs/adr/0201-billing-callback-fast
 
 Statements are prepared once per connection by asyncpg's statement cache.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,8 +26,10 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-_CB = ("id, provider, provider_txn_id, invoice_number, invoice_id, amount, outcome, reply_code, payment_id, "
-       "description, bank_reference, occurred_at, raw, received_at, resolved_by")
+_CB = (
+    "id, provider, provider_txn_id, invoice_number, invoice_id, amount, outcome, reply_code, payment_id, "
+    "description, bank_reference, occurred_at, raw, received_at, resolved_by"
+)
 
 READ = """
 SELECT c.outcome, c.reply_code, c.payment_id,
@@ -47,7 +50,8 @@ WITH upd AS (
   UPDATE invoices SET paid_amount = $2::bigint, status = $3::varchar
   WHERE id = $1::varchar AND status = $4::varchar AND paid_amount = $5::bigint AND patient_amount = $6::bigint
     AND refunded_amount = $7::bigint
-    AND NOT EXISTS (SELECT 1 FROM provider_callbacks WHERE provider = $9::varchar AND provider_txn_id = $10::varchar)
+    AND NOT EXISTS (SELECT 1 FROM provider_callbacks
+                    WHERE provider = $9::varchar AND provider_txn_id = $10::varchar)
   RETURNING id),
 cb AS (
   INSERT INTO provider_callbacks ({_CB})
@@ -55,10 +59,10 @@ cb AS (
          $14::varchar, $15::varchar, NULL, $16::timestamptz, $17::json, $18::timestamptz, NULL FROM upd
   ON CONFLICT (provider, provider_txn_id) DO NOTHING RETURNING id),
 pay AS (
-  INSERT INTO payments (id, invoice_id, kind, amount, method, provider, provider_txn_id, bank_reference, shift_id,
-                        refund_of, reason, received_by, received_at, request_id)
-  SELECT $14::varchar, $1::varchar, $19::varchar, $12::bigint, $20::varchar, $9::varchar, $10::varchar, NULL, NULL,
-         NULL, NULL, $21::varchar, $18::timestamptz, NULL FROM cb
+  INSERT INTO payments (id, invoice_id, kind, amount, method, provider, provider_txn_id, bank_reference,
+                        shift_id, refund_of, reason, received_by, received_at, request_id)
+  SELECT $14::varchar, $1::varchar, $19::varchar, $12::bigint, $20::varchar, $9::varchar, $10::varchar, NULL,
+         NULL, NULL, NULL, $21::varchar, $18::timestamptz, NULL FROM cb
   RETURNING id),
 ob AS (
   INSERT INTO outbox (id, subject, type, payload, headers, created_at)
@@ -71,15 +75,20 @@ SELECT (SELECT count(*) FROM upd) / ((SELECT count(*) FROM ob) - (SELECT count(*
 # if the invoice is still as read ($15..$19) or, without an invoice, still absent.
 _RECORD = f"""
 INSERT INTO provider_callbacks ({_CB})
-SELECT $1::varchar, $2::varchar, $3::varchar, $4::varchar, $5::varchar, $6::bigint, $7::varchar, $8::varchar, NULL,
-       $9::varchar, $10::varchar, $11::timestamptz, $12::json, $13::timestamptz, NULL
+SELECT $1::varchar, $2::varchar, $3::varchar, $4::varchar, $5::varchar, $6::bigint, $7::varchar, $8::varchar,
+       NULL, $9::varchar, $10::varchar, $11::timestamptz, $12::json, $13::timestamptz, NULL
 WHERE {{guard}}
 ON CONFLICT (provider, provider_txn_id) DO NOTHING RETURNING id
 """
-RECORD_WITH_INVOICE = _RECORD.format(guard=(
-    "EXISTS (SELECT 1 FROM invoices WHERE id = $5::varchar AND status = $14::varchar AND paid_amount = $15::bigint "
-    "AND patient_amount = $16::bigint AND refunded_amount = $17::bigint)"))
-RECORD_WITHOUT_INVOICE = _RECORD.format(guard="NOT EXISTS (SELECT 1 FROM invoices WHERE number = $4::varchar)")
+RECORD_WITH_INVOICE = _RECORD.format(
+    guard=(
+        "EXISTS (SELECT 1 FROM invoices WHERE id = $5::varchar AND status = $14::varchar "
+        "AND paid_amount = $15::bigint AND patient_amount = $16::bigint AND refunded_amount = $17::bigint)"
+    )
+)
+RECORD_WITHOUT_INVOICE = _RECORD.format(
+    guard="NOT EXISTS (SELECT 1 FROM invoices WHERE number = $4::varchar)"
+)
 
 
 def asyncpg_dsn(database_url: str) -> str:

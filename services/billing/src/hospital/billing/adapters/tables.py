@@ -1,5 +1,6 @@
 """Billing database tables (SQLAlchemy Core). Money columns are integer VND; quantities are stored as
 thousandths (``qty_milli``) so XML130's three decimals survive every backend exactly."""
+
 from __future__ import annotations
 
 from sqlalchemy import (
@@ -25,23 +26,25 @@ metadata = MetaData()
 Money = BigInteger
 
 price_items = Table(
-    "price_items", metadata,
+    "price_items",
+    metadata,
     Column("code", String(30), primary_key=True),
     Column("effective_from", Date, primary_key=True),
-    Column("effective_to", Date, nullable=True),          # inclusive; NULL = still in force
+    Column("effective_to", Date, nullable=True),  # inclusive; NULL = still in force
     Column("name", String(300), nullable=False),
-    Column("category", String(20), nullable=False),       # exam, lab, imaging, procedure, bed, supply, drug
+    Column("category", String(20), nullable=False),  # exam, lab, imaging, procedure, bed, supply, drug
     Column("unit", String(30), nullable=False),
     Column("hospital_price", Money, nullable=False),
     Column("insurance_price", Money, nullable=False),
-    Column("covered", Boolean, nullable=False),           # in the BHYT list (PHAM_VI 1)
+    Column("covered", Boolean, nullable=False),  # in the BHYT list (PHAM_VI 1)
     Column("payment_ratio", Integer, nullable=False, server_default=text("100")),  # TYLE_TT_BH
-    Column("bhyt_code", String(50), nullable=False),      # MA_DICH_VU / MA_THUOC / MA_VAT_TU
-    Column("xml_group", Integer, nullable=False),         # MA_NHOM
+    Column("bhyt_code", String(50), nullable=False),  # MA_DICH_VU / MA_THUOC / MA_VAT_TU
+    Column("xml_group", Integer, nullable=False),  # MA_NHOM
 )
 
 visits = Table(
-    "visits", metadata,  # billing's copy of what it needs from admissions
+    "visits",
+    metadata,  # billing's copy of what it needs from admissions
     Column("id", String(36), primary_key=True),
     Column("visit_code", String(30), nullable=False),
     Column("patient_id", String(36), nullable=False, index=True),
@@ -50,16 +53,16 @@ visits = Table(
     Column("birth_year", Integer, nullable=True),
     Column("birth_month", Integer, nullable=True),
     Column("birth_day", Integer, nullable=True),
-    Column("sex", Integer, nullable=False),               # 1 Nam, 2 Nữ, 3 undetermined (XML130)
+    Column("sex", Integer, nullable=False),  # 1 Nam, 2 Nữ, 3 undetermined (XML130)
     Column("cccd", String(12), nullable=False),
-    Column("kind", String(20), nullable=False),           # insured, fee_paying, emergency, referral
+    Column("kind", String(20), nullable=False),  # insured, fee_paying, emergency, referral
     Column("card_number", String(15), nullable=True),
     Column("card_valid_from", Date, nullable=True),
     Column("card_valid_to", Date, nullable=True),
     Column("card_facility", String(20), nullable=True),
     Column("department_code", String(20), nullable=False),
     Column("inpatient", Boolean, nullable=False),
-    Column("status", String(20), nullable=False),         # open, closed
+    Column("status", String(20), nullable=False),  # open, closed
     Column("opened_at", UtcDateTime(), nullable=False),
     Column("closed_at", UtcDateTime(), nullable=True),
     Column("discharge_type", String(30), nullable=True),
@@ -68,30 +71,32 @@ visits = Table(
 )
 
 stays = Table(
-    "stays", metadata,  # one open bed segment per admission: closed and charged on transfer/discharge
+    "stays",
+    metadata,  # one open bed segment per admission: closed and charged on transfer/discharge
     Column("admission_id", String(36), primary_key=True),
     Column("visit_id", String(36), ForeignKey("visits.id"), nullable=False),
     Column("ward_code", String(20), nullable=False),
     Column("bed_code", String(30), nullable=False),
     Column("admitted_at", UtcDateTime(), nullable=False),
     Column("segment_start", UtcDateTime(), nullable=False),
-    Column("status", String(20), nullable=False),         # active, discharged
+    Column("status", String(20), nullable=False),  # active, discharged
     # bed class charged for the segment's first day when higher than the ward's (a transfer day:
     # one bed-day per calendar day, at the highest-priced ward of that day); migration 0003
     Column("day_class", String(30), nullable=True),
 )
 
 invoices = Table(
-    "invoices", metadata,
+    "invoices",
+    metadata,
     Column("id", String(36), primary_key=True),
-    Column("number", String(12), nullable=False, unique=True),   # HD000123
+    Column("number", String(12), nullable=False, unique=True),  # HD000123
     Column("visit_id", String(36), ForeignKey("visits.id"), nullable=False, unique=True),
     Column("patient_id", String(36), nullable=False, index=True),
     Column("status", String(20), nullable=False),  # open, issued, partly_paid, paid, refunded, void
-    Column("total_amount", Money, nullable=False),      # Σ THANH_TIEN_BV
+    Column("total_amount", Money, nullable=False),  # Σ THANH_TIEN_BV
     Column("insurance_amount", Money, nullable=False),  # Σ T_BHTT
-    Column("patient_amount", Money, nullable=False),    # Σ T_BNCCT + T_BNTT
-    Column("paid_amount", Money, nullable=False),       # payments − refunds
+    Column("patient_amount", Money, nullable=False),  # Σ T_BNCCT + T_BNTT
+    Column("paid_amount", Money, nullable=False),  # payments − refunds
     Column("refunded_amount", Money, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("issued_at", UtcDateTime(), nullable=True),
@@ -100,7 +105,8 @@ invoices = Table(
 )
 
 charges = Table(
-    "charges", metadata,
+    "charges",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("visit_id", String(36), ForeignKey("visits.id"), nullable=False, index=True),
     Column("invoice_id", String(36), ForeignKey("invoices.id"), nullable=False, index=True),
@@ -109,7 +115,7 @@ charges = Table(
     Column("name", String(300), nullable=False),
     Column("category", String(20), nullable=False),
     Column("unit", String(30), nullable=False),
-    Column("qty_milli", BigInteger, nullable=False),       # quantity × 1000; negative on a reversal
+    Column("qty_milli", BigInteger, nullable=False),  # quantity × 1000; negative on a reversal
     Column("hospital_unit_price", Money, nullable=False),
     Column("insurance_unit_price", Money, nullable=False),
     Column("covered", Boolean, nullable=False),
@@ -119,29 +125,34 @@ charges = Table(
     Column("xml_group", Integer, nullable=False),
     Column("department_code", String(20), nullable=False),
     Column("bed_code", String(30), nullable=True),
-    Column("ordered_by", String(50), nullable=True),      # practising-licence code of the ordering doctor
+    Column("ordered_by", String(50), nullable=True),  # practising-licence code of the ordering doctor
     Column("service_at", UtcDateTime(), nullable=False),
-    Column("source", String(60), nullable=False),          # admissions.visit.opened, manual, ...
-    Column("source_key", String(150), nullable=False, unique=True),  # exactly-once key (event id[#part], request id)
+    Column("source", String(60), nullable=False),  # admissions.visit.opened, manual, ...
+    Column(
+        "source_key", String(150), nullable=False, unique=True
+    ),  # exactly-once key (event id[#part], request id)
     Column("source_event_id", String(100), nullable=True),
     Column("reverses_charge_id", String(36), ForeignKey("charges.id"), nullable=True, unique=True),
-    Column("status", String(20), nullable=False),          # posted, reversed (original), reversal
+    Column("status", String(20), nullable=False),  # posted, reversed (original), reversal
     Column("note", String(500), nullable=True),
     Column("posted_by", String(200), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
-    Column("order_ref", String(80), nullable=True, index=True),  # lab:<order id>, imaging:<order id> (migration 0003)
+    Column(
+        "order_ref", String(80), nullable=True, index=True
+    ),  # lab:<order id>, imaging:<order id> (migration 0003)
 )
 
 # Lab and imaging orders billing has heard of (migration 0003): the last state wins, so a cancellation
 # that overtakes its order (redelivery, separate streams) still stops the order from being charged.
 clinical_orders = Table(
-    "clinical_orders", metadata,
-    Column("order_ref", String(80), primary_key=True),      # lab:<order id>, imaging:<order id>
-    Column("source", String(10), nullable=False),           # lab, imaging
-    Column("order_number", String(40), nullable=True),      # lab order number / imaging accession number
+    "clinical_orders",
+    metadata,
+    Column("order_ref", String(80), primary_key=True),  # lab:<order id>, imaging:<order id>
+    Column("source", String(10), nullable=False),  # lab, imaging
+    Column("order_number", String(40), nullable=True),  # lab order number / imaging accession number
     Column("visit_id", String(36), nullable=True),
     Column("patient_id", String(36), nullable=True),
-    Column("status", String(20), nullable=False),           # active, cancelled, discontinued, completed
+    Column("status", String(20), nullable=False),  # active, cancelled, discontinued, completed
     Column("charged_event_id", String(100), nullable=True),  # the order event that posted its charges
     Column("updated_at", UtcDateTime(), nullable=False),
 )
@@ -149,8 +160,9 @@ clinical_orders = Table(
 # Order codes (lab test codes, imaging procedure ids) → price-list items (migration 0003 seeds the
 # catalogue's codes; a cashier who prices a held charge may add the code here).
 code_map = Table(
-    "code_map", metadata,
-    Column("source", String(10), primary_key=True),         # lab, imaging
+    "code_map",
+    metadata,
+    Column("source", String(10), primary_key=True),  # lab, imaging
     Column("code", String(64), primary_key=True),
     Column("price_code", String(30), nullable=False),
 )
@@ -158,22 +170,23 @@ code_map = Table(
 # Order lines billing could not price by itself (unknown code, no visit, no price in force, void
 # invoice): kept for a cashier, never dropped. Pricing one posts a charge with the same source_key.
 held_charges = Table(
-    "held_charges", metadata,
+    "held_charges",
+    metadata,
     Column("id", String(36), primary_key=True),
-    Column("source", String(60), nullable=False),           # lab.order.received, imaging.order.scheduled
+    Column("source", String(60), nullable=False),  # lab.order.received, imaging.order.scheduled
     Column("source_key", String(150), nullable=False, unique=True),
     Column("source_event_id", String(100), nullable=True),
     Column("order_ref", String(80), nullable=True, index=True),
     Column("order_number", String(40), nullable=True),
     Column("visit_id", String(36), nullable=True),
     Column("patient_id", String(36), nullable=True),
-    Column("code", String(64), nullable=False),             # the order's own code
+    Column("code", String(64), nullable=False),  # the order's own code
     Column("description", String(300), nullable=False),
     Column("qty_milli", BigInteger, nullable=False),
     Column("ordered_by", String(50), nullable=True),
     Column("service_at", UtcDateTime(), nullable=False),
-    Column("reason", String(30), nullable=False),           # unknown_code, no_visit, no_price, invoice_void
-    Column("status", String(20), nullable=False),           # held, priced, dismissed
+    Column("reason", String(30), nullable=False),  # unknown_code, no_visit, no_price, invoice_void
+    Column("status", String(20), nullable=False),  # held, priced, dismissed
     Column("charge_id", String(36), nullable=True),
     Column("resolved_by", String(200), nullable=True),
     Column("resolved_at", UtcDateTime(), nullable=True),
@@ -183,7 +196,8 @@ held_charges = Table(
 )
 
 shifts = Table(
-    "cashier_shifts", metadata,
+    "cashier_shifts",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("cashier", String(200), nullable=False),
     Column("cashier_name", String(200), nullable=False),
@@ -191,19 +205,25 @@ shifts = Table(
     Column("closed_at", UtcDateTime(), nullable=True),
     Column("opening_float", Money, nullable=False),
     Column("counted_cash", Money, nullable=True),
-    Column("status", String(10), nullable=False),          # open, closed
+    Column("status", String(10), nullable=False),  # open, closed
     Column("totals", JSON, nullable=True),
-    Index("ix_shift_open_cashier", "cashier", unique=True,
-          postgresql_where=text("status = 'open'"), sqlite_where=text("status = 'open'")),
+    Index(
+        "ix_shift_open_cashier",
+        "cashier",
+        unique=True,
+        postgresql_where=text("status = 'open'"),
+        sqlite_where=text("status = 'open'"),
+    ),
 )
 
 payments = Table(
-    "payments", metadata,
+    "payments",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("invoice_id", String(36), ForeignKey("invoices.id"), nullable=False, index=True),
-    Column("kind", String(10), nullable=False),            # payment, deposit, refund
-    Column("amount", Money, nullable=False),               # positive; a refund subtracts
-    Column("method", String(20), nullable=False),          # cash, card, bank_transfer, vnpay, momo
+    Column("kind", String(10), nullable=False),  # payment, deposit, refund
+    Column("amount", Money, nullable=False),  # positive; a refund subtracts
+    Column("method", String(20), nullable=False),  # cash, card, bank_transfer, vnpay, momo
     Column("provider", String(10), nullable=True),
     Column("provider_txn_id", String(100), nullable=True),
     Column("bank_reference", String(100), nullable=True),
@@ -218,7 +238,8 @@ payments = Table(
 )
 
 provider_callbacks = Table(
-    "provider_callbacks", metadata,  # every authentic callback, once: the idempotency key and raw record
+    "provider_callbacks",
+    metadata,  # every authentic callback, once: the idempotency key and raw record
     Column("id", String(36), primary_key=True),
     Column("provider", String(10), nullable=False),
     Column("provider_txn_id", String(100), nullable=False),
@@ -240,7 +261,8 @@ provider_callbacks = Table(
 )
 
 rejected_callbacks = Table(
-    "rejected_callbacks", metadata,  # forged, stale or malformed calls, kept for investigation
+    "rejected_callbacks",
+    metadata,  # forged, stale or malformed calls, kept for investigation
     Column("id", String(36), primary_key=True),
     Column("provider", String(10), nullable=False),
     Column("reason", String(500), nullable=False),
@@ -250,7 +272,8 @@ rejected_callbacks = Table(
 )
 
 claims = Table(
-    "claims", metadata,
+    "claims",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("visit_id", String(36), ForeignKey("visits.id"), nullable=False, index=True),
     Column("ma_lk", String(50), nullable=False),
@@ -261,7 +284,8 @@ claims = Table(
 )
 
 reconciliations = Table(
-    "reconciliations", metadata,
+    "reconciliations",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("business_date", Date, nullable=False),
     Column("statement_sha256", String(64), nullable=False),

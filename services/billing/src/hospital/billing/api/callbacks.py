@@ -8,6 +8,7 @@ Every callback is verified first (signature or API key); forged, stale and malfo
 in ``rejected_callbacks`` and refused; authentic ones are settled idempotently on
 ``(provider, provider_txn_id)`` by :class:`~hospital.billing.app.payments.PaymentService`.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,9 @@ _JSON = [(b"content-type", b"application/json")]
 # VNPay's replies are constant per code: encoded once.
 _VNP_BODIES = {code: json.dumps(vnpay_ipn_reply(code), separators=(",", ":")).encode() for code in VnpRspCode}
 
-Asgi = Callable[[dict[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+Asgi = Callable[
+    [dict[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
+]
 
 
 def _client(headers: dict[str, str], peer: Any) -> str:
@@ -58,8 +61,10 @@ class CallbackEndpoints:
         self.pays = payments
         self.settings = settings
         self.routes: dict[str, tuple[str, Callable[..., Awaitable[None]]]] = {
-            VNPAY_PATH: ("GET", self._asgi_vnpay), MOMO_PATH: ("POST", self._asgi_momo),
-            BANK_PATH: ("POST", self._asgi_bank)}
+            VNPAY_PATH: ("GET", self._asgi_vnpay),
+            MOMO_PATH: ("POST", self._asgi_momo),
+            BANK_PATH: ("POST", self._asgi_bank),
+        }
 
     # ------------------------------------------------------------------ the providers' logic
     async def vnpay(self, params: dict[str, str], client: str) -> VnpRspCode:
@@ -84,7 +89,9 @@ class CallbackEndpoints:
             if not isinstance(body, dict):
                 raise ValueError("not an object")  # noqa: TRY004 - answered as malformed below
         except ValueError:
-            await self.pays.reject("momo", "body is not a JSON object", client, raw.decode("utf-8", "replace"))
+            await self.pays.reject(
+                "momo", "body is not a JSON object", client, raw.decode("utf-8", "replace")
+            )
             return problem(400, "Malformed callback", "body must be a JSON object", "callback.malformed")
         s = self.settings
         try:
@@ -98,20 +105,28 @@ class CallbackEndpoints:
         await self.pays.settle_gateway(payment)
         return Response(status_code=204)
 
-    async def bank(self, raw: bytes, casso_header: str | None, authorization: str | None, client: str) -> Response:
+    async def bank(
+        self, raw: bytes, casso_header: str | None, authorization: str | None, client: str
+    ) -> Response:
         provider = "casso" if casso_header else "sepay"
         try:
             body = json.loads(raw)
             if not isinstance(body, dict):
                 raise ValueError("not an object")  # noqa: TRY004 - answered as malformed below
         except ValueError:
-            await self.pays.reject(provider, "body is not a JSON object", client, raw.decode("utf-8", "replace"))
+            await self.pays.reject(
+                provider, "body is not a JSON object", client, raw.decode("utf-8", "replace")
+            )
             return problem(400, "Malformed callback", "body must be a JSON object", "callback.malformed")
         s = self.settings
         try:
             if casso_header:
-                transfer = verify_casso_webhook(body, casso_header, s.bank_webhook_secret,
-                                                tolerance=timedelta(seconds=s.casso_tolerance_seconds))
+                transfer = verify_casso_webhook(
+                    body,
+                    casso_header,
+                    s.bank_webhook_secret,
+                    tolerance=timedelta(seconds=s.casso_tolerance_seconds),
+                )
             else:
                 transfer = verify_sepay_webhook(body, authorization, s.bank_webhook_secret)
         except (InvalidSignature, StaleCallback) as exc:
@@ -131,32 +146,48 @@ class CallbackEndpoints:
             return None  # FastAPI answers (405, 404, OpenAPI...)
         return route[1]
 
-    async def _asgi_vnpay(self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str]) -> None:
+    async def _asgi_vnpay(
+        self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str]
+    ) -> None:
         params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
         code = await self.vnpay(params, _client(headers, scope.get("client")))
         body = _VNP_BODIES[code]
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [*_JSON, (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*_JSON, (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
-    async def _asgi_momo(self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str]) -> None:
+    async def _asgi_momo(
+        self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str]
+    ) -> None:
         raw = await _read_body(receive)
         if raw is None:
             await _too_large()(scope, receive, send)
             return
         await (await self.momo(raw, _client(headers, scope.get("client"))))(scope, receive, send)
 
-    async def _asgi_bank(self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str]) -> None:
+    async def _asgi_bank(
+        self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str]
+    ) -> None:
         raw = await _read_body(receive)
         if raw is None:
             await _too_large()(scope, receive, send)
             return
-        response = await self.bank(raw, headers.get(CASSO_SIGNATURE_HEADER.lower()), headers.get("authorization"),
-                                   _client(headers, scope.get("client")))
+        response = await self.bank(
+            raw,
+            headers.get(CASSO_SIGNATURE_HEADER.lower()),
+            headers.get("authorization"),
+            _client(headers, scope.get("client")),
+        )
         await response(scope, receive, send)
 
-    async def handle(self, handler: Callable[..., Awaitable[None]], scope: dict[str, Any], receive: Any,
-                     send: Any) -> None:
+    async def handle(
+        self, handler: Callable[..., Awaitable[None]], scope: dict[str, Any], receive: Any, send: Any
+    ) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             await handler(scope, receive, send, headers)

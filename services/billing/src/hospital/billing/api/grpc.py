@@ -1,4 +1,5 @@
 """gRPC API for other services (contract: proto/hospital/billing/v1/billing.proto)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,8 +22,10 @@ RULES: dict[str, tuple[str, ...]] = {
     f"/{SERVICE}/CancelCharge": ("cashier", "admin"),
 }
 
+
 def _caller(context: grpc.aio.ServicerContext) -> Caller:
     return Caller(principal=principal(), source=context.peer() or "")
+
 
 class BillingServicer(pb_grpc.BillingServiceServicer):
     def __init__(self, services: Any) -> None:
@@ -34,18 +37,28 @@ class BillingServicer(pb_grpc.BillingServiceServicer):
         return invoice_proto(await self.s.invoices.get(request.id or None, request.number or None))
 
     async def ListInvoices(self, request: pb.ListInvoicesRequest, context: Any) -> pb.ListInvoicesResponse:
-        items = await self.s.invoices.list(patient_id=request.patient_id or None, visit_id=request.visit_id or None,
-                                           status=request.status or None, limit=request.limit or 50)
+        items = await self.s.invoices.list(
+            patient_id=request.patient_id or None,
+            visit_id=request.visit_id or None,
+            status=request.status or None,
+            limit=request.limit or 50,
+        )
         return pb.ListInvoicesResponse(items=[invoice_proto(i) for i in items])
 
     async def PostManualCharge(self, request: pb.PostManualChargeRequest, context: Any) -> pb.Charge:
-        c = await self.s.charges.manual(request.visit_id, request.price_code, request.quantity or None,
-                                        _caller(context), note=request.note or None,
-                                        request_id=request.request_id or None)
+        c = await self.s.charges.manual(
+            request.visit_id,
+            request.price_code,
+            request.quantity or None,
+            _caller(context),
+            note=request.note or None,
+            request_id=request.request_id or None,
+        )
         return charge_proto(c)
 
     async def CancelCharge(self, request: pb.CancelChargeRequest, context: Any) -> pb.Charge:
         return charge_proto(await self.s.charges.cancel(request.charge_id, request.reason, _caller(context)))
+
 
 def register(server: grpc.aio.Server, services: Any) -> None:
     pb_grpc.add_BillingServiceServicer_to_server(BillingServicer(services), server)

@@ -1,6 +1,7 @@
 """HTTP API for the cash desk, the web front end and the payment providers' callbacks
 (OpenAPI at /docs). Staff routes need `Authorization: Bearer <token>`; provider callbacks are
 authenticated by their signature (VNPay, MoMo, Casso) or API key (SePay) instead."""
+
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,12 @@ class ChargeIn(BaseModel):
     price_code: str = Field(..., examples=["XN-CTM"], max_length=30)
     quantity: str | None = Field(None, description="decimal, at most 3 places; default 1", examples=["2"])
     note: str | None = Field(None, max_length=500)
-    ordered_by: str | None = Field(None, description="ordering doctor's practising licence (MA_BAC_SI)",
-                                   max_length=50, examples=["003456/TB-CCHN"])
+    ordered_by: str | None = Field(
+        None,
+        description="ordering doctor's practising licence (MA_BAC_SI)",
+        max_length=50,
+        examples=["003456/TB-CCHN"],
+    )
     request_id: str | None = Field(None, description="idempotency key", max_length=100)
 
 
@@ -75,8 +80,9 @@ class MatchIn(BaseModel):
 
 
 class ResolveIn(BaseModel):
-    action: Literal["accept", "refund"] = Field(..., description="accept: a payment of the amount received; "
-                                                "refund: the money goes back to the payer")
+    action: Literal["accept", "refund"] = Field(
+        ..., description="accept: a payment of the amount received; refund: the money goes back to the payer"
+    )
     reason: str = Field(..., min_length=1, max_length=500)
     refund_reference: str | None = Field(None, max_length=100, description="the provider's refund reference")
 
@@ -116,13 +122,21 @@ class BillingApp(FastAPI):
 
 
 def build_http(services: Any) -> FastAPI:
-    app = BillingApp(title="Billing", version="1.0",
-                  description="Charges, invoices with the BHYT split, payments (cash, VietQR, VNPay, MoMo, bank "
-                              "feeds), refunds, cashier shifts, reconciliation and QĐ130 claim export.")
+    app = BillingApp(
+        title="Billing",
+        version="1.0",
+        description="Charges, invoices with the BHYT split, payments (cash, VietQR, VNPay, MoMo, bank "
+        "feeds), refunds, cashier shifts, reconciliation and QĐ130 claim export.",
+    )
     app.lean = CallbackEndpoints(services.payments, services.settings)
     api = APIRouter(prefix="/api/v1")
-    charges, invoices, pays, office, claims = (services.charges, services.invoices, services.payments,
-                                                services.office, services.claims)
+    charges, invoices, pays, office, claims = (
+        services.charges,
+        services.invoices,
+        services.payments,
+        services.office,
+        services.claims,
+    )
     settings = services.settings
 
     # ------------------------------------------------------------------ price list and charges
@@ -131,38 +145,73 @@ def build_http(services: Any) -> FastAPI:
         return {"items": await services.prices(on, category)}
 
     @api.post("/visits/{visit_id}/charges", status_code=201, tags=["charges"], summary="Post a manual charge")
-    async def post_charge(visit_id: str, body: ChargeIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
-        return await charges.manual(visit_id, body.price_code, body.quantity, caller(request, who), note=body.note,
-                                    request_id=body.request_id, ordered_by=body.ordered_by)
+    async def post_charge(
+        visit_id: str, body: ChargeIn, request: Request, who: Role(*DESK)
+    ) -> dict[str, Any]:
+        return await charges.manual(
+            visit_id,
+            body.price_code,
+            body.quantity,
+            caller(request, who),
+            note=body.note,
+            request_id=body.request_id,
+            ordered_by=body.ordered_by,
+        )
 
     @api.post("/charges/{charge_id}/cancel", tags=["charges"], summary="Reverse a charge (never deleted)")
-    async def cancel_charge(charge_id: str, body: CancelIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
+    async def cancel_charge(
+        charge_id: str, body: CancelIn, request: Request, who: Role(*DESK)
+    ) -> dict[str, Any]:
         return await charges.cancel(charge_id, body.reason, caller(request, who))
 
     @api.get("/held-charges", tags=["charges"], summary="Order lines waiting for a cashier to price them")
-    async def held(_: Role(*OFFICE_READ), status: Literal["held", "priced", "dismissed"] | None = "held",
-                   visit_id: str | None = None, limit: int = Query(200, ge=1, le=1000)) -> dict[str, Any]:
+    async def held(
+        _: Role(*OFFICE_READ),
+        status: Literal["held", "priced", "dismissed"] | None = "held",
+        visit_id: str | None = None,
+        limit: int = Query(200, ge=1, le=1000),
+    ) -> dict[str, Any]:
         return {"items": await services.orders.list_held(status, visit_id, limit)}
 
-    @api.post("/held-charges/{held_id}/price", tags=["charges"], summary="Price a held order line (posts it once)")
-    async def price_held(held_id: str, body: PriceHeldIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
-        return await services.orders.price_held(held_id, body.price_code, caller(request, who), visit_id=body.visit_id,
-                                                quantity=body.quantity, remember=body.remember)
+    @api.post(
+        "/held-charges/{held_id}/price", tags=["charges"], summary="Price a held order line (posts it once)"
+    )
+    async def price_held(
+        held_id: str, body: PriceHeldIn, request: Request, who: Role(*DESK)
+    ) -> dict[str, Any]:
+        return await services.orders.price_held(
+            held_id,
+            body.price_code,
+            caller(request, who),
+            visit_id=body.visit_id,
+            quantity=body.quantity,
+            remember=body.remember,
+        )
 
     @api.post("/held-charges/{held_id}/dismiss", tags=["charges"], summary="Dismiss a held order line")
-    async def dismiss_held(held_id: str, body: DismissIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
+    async def dismiss_held(
+        held_id: str, body: DismissIn, request: Request, who: Role(*DESK)
+    ) -> dict[str, Any]:
         return await services.orders.dismiss_held(held_id, body.reason, caller(request, who))
 
     @api.put("/visits/{visit_id}/diagnosis", tags=["claims"], summary="Main diagnosis (ICD-10) for the claim")
-    async def diagnosis(visit_id: str, body: DiagnosisIn, request: Request,
-                        who: Role("doctor", "cashier", "admin")) -> dict[str, Any]:
+    async def diagnosis(
+        visit_id: str, body: DiagnosisIn, request: Request, who: Role("doctor", "cashier", "admin")
+    ) -> dict[str, Any]:
         return await claims.set_diagnosis(visit_id, body.code, body.text, caller(request, who))
 
     # ------------------------------------------------------------------ invoices
     @api.get("/invoices", tags=["invoices"])
-    async def list_invoices(_: Role(*READ), patient_id: str | None = None, visit_id: str | None = None,
-                            status: str | None = None, limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
-        return {"items": await invoices.list(patient_id=patient_id, visit_id=visit_id, status=status, limit=limit)}
+    async def list_invoices(
+        _: Role(*READ),
+        patient_id: str | None = None,
+        visit_id: str | None = None,
+        status: str | None = None,
+        limit: int = Query(50, ge=1, le=500),
+    ) -> dict[str, Any]:
+        return {
+            "items": await invoices.list(patient_id=patient_id, visit_id=visit_id, status=status, limit=limit)
+        }
 
     @api.get("/invoices/{invoice_id}", tags=["invoices"], summary="Invoice with lines, split and payments")
     async def get_invoice(invoice_id: str, _: Role(*READ)) -> dict[str, Any]:
@@ -180,32 +229,51 @@ def build_http(services: Any) -> FastAPI:
     async def void(invoice_id: str, body: VoidIn, request: Request, who: Role("admin")) -> dict[str, Any]:
         return await invoices.void(invoice_id, body.reason, caller(request, who))
 
-    @api.get("/invoices/{invoice_id}/receipt", tags=["invoices"], summary="Printable receipt (HTML, or ?format=pdf)")
+    @api.get(
+        "/invoices/{invoice_id}/receipt",
+        tags=["invoices"],
+        summary="Printable receipt (HTML, or ?format=pdf)",
+    )
     async def receipt(invoice_id: str, _: Role(*READ), format: Literal["html", "pdf"] = "html") -> Response:
         if format == "pdf":
-            return Response(await invoices.receipt_pdf(invoice_id, settings.facility_name),
-                            media_type="application/pdf")
+            return Response(
+                await invoices.receipt_pdf(invoice_id, settings.facility_name), media_type="application/pdf"
+            )
         return HTMLResponse(await invoices.receipt_html(invoice_id, settings.facility_name))
 
     # ------------------------------------------------------------------ payments at the desk
-    @api.post("/invoices/{invoice_id}/payments", status_code=201, tags=["payments"],
-              summary="Cash or card at the desk (a deposit while the invoice is open)")
+    @api.post(
+        "/invoices/{invoice_id}/payments",
+        status_code=201,
+        tags=["payments"],
+        summary="Cash or card at the desk (a deposit while the invoice is open)",
+    )
     async def pay(invoice_id: str, body: PaymentIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
-        return await pays.pay_at_desk(invoice_id, body.amount, body.method, caller(request, who), body.request_id)
+        return await pays.pay_at_desk(
+            invoice_id, body.amount, body.method, caller(request, who), body.request_id
+        )
 
     @api.post("/invoices/{invoice_id}/refunds", status_code=201, tags=["payments"])
     async def refund(invoice_id: str, body: RefundIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
         return await pays.refund(invoice_id, body.amount, body.method, body.reason, caller(request, who))
 
-    @api.post("/invoices/{invoice_id}/vietqr", tags=["payments"], summary="VietQR for the balance (JSON, or PNG "
-              "with ?format=png)")
-    async def vietqr(invoice_id: str, _: Role(*DESK), body: VietQrIn | None = None,
-                     format: Literal["json", "png"] = "json") -> Any:
+    @api.post(
+        "/invoices/{invoice_id}/vietqr",
+        tags=["payments"],
+        summary="VietQR for the balance (JSON, or PNG with ?format=png)",
+    )
+    async def vietqr(
+        invoice_id: str, _: Role(*DESK), body: VietQrIn | None = None, format: Literal["json", "png"] = "json"
+    ) -> Any:
         out = await pays.vietqr(invoice_id, body.amount if body else None)
         if format == "png":
             import base64
-            return Response(base64.b64decode(out["png_base64"]), media_type="image/png",
-                            headers={"X-VietQR-Payload": out["payload"]})
+
+            return Response(
+                base64.b64decode(out["png_base64"]),
+                media_type="image/png",
+                headers={"X-VietQR-Payload": out["payload"]},
+            )
         return out
 
     @api.get("/bank-transfers/unmatched", tags=["payments"], summary="Transfers waiting for a cashier")
@@ -216,11 +284,17 @@ def build_http(services: Any) -> FastAPI:
     async def match(callback_id: str, body: MatchIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
         return await pays.match(callback_id, body.invoice_id, caller(request, who))
 
-    @api.post("/callbacks/{callback_id}/resolve", tags=["payments"],
-              summary="Resolve a gateway callback whose amount did not match (accept as payment, or refund)")
-    async def resolve(callback_id: str, body: ResolveIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
-        return await pays.resolve_mismatch(callback_id, body.action, body.reason, caller(request, who),
-                                           body.refund_reference)
+    @api.post(
+        "/callbacks/{callback_id}/resolve",
+        tags=["payments"],
+        summary="Resolve a gateway callback whose amount did not match (accept as payment, or refund)",
+    )
+    async def resolve(
+        callback_id: str, body: ResolveIn, request: Request, who: Role(*DESK)
+    ) -> dict[str, Any]:
+        return await pays.resolve_mismatch(
+            callback_id, body.action, body.reason, caller(request, who), body.refund_reference
+        )
 
     # ------------------------------------------------------------------ provider callbacks
     # Served by the lean ASGI handler before FastAPI (BillingApp.__call__); these routes document them in
@@ -236,10 +310,18 @@ def build_http(services: Any) -> FastAPI:
     async def momo_ipn(request: Request) -> Response:
         return await lean.momo(await request.body(), client_address(request))
 
-    @api.post("/payments/bank-webhook", tags=["callbacks"], summary="Bank feed (SePay API key or Casso v2 signature)")
+    @api.post(
+        "/payments/bank-webhook",
+        tags=["callbacks"],
+        summary="Bank feed (SePay API key or Casso v2 signature)",
+    )
     async def bank_webhook(request: Request) -> Response:
-        return await lean.bank(await request.body(), request.headers.get(CASSO_SIGNATURE_HEADER),
-                               request.headers.get("authorization"), client_address(request))
+        return await lean.bank(
+            await request.body(),
+            request.headers.get(CASSO_SIGNATURE_HEADER),
+            request.headers.get("authorization"),
+            client_address(request),
+        )
 
     # ------------------------------------------------------------------ cash office
     @api.post("/shifts", status_code=201, tags=["cash office"], summary="Open my cashier shift")
@@ -250,28 +332,49 @@ def build_http(services: Any) -> FastAPI:
     async def current_shift(request: Request, who: Role(*DESK)) -> dict[str, Any]:
         return await office.current(caller(request, who))
 
-    @api.post("/shifts/{shift_id}/close", tags=["cash office"], summary="Close: totals by method, cash difference")
-    async def close_shift(shift_id: str, body: ShiftCloseIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
+    @api.post(
+        "/shifts/{shift_id}/close", tags=["cash office"], summary="Close: totals by method, cash difference"
+    )
+    async def close_shift(
+        shift_id: str, body: ShiftCloseIn, request: Request, who: Role(*DESK)
+    ) -> dict[str, Any]:
         return await office.close_shift(shift_id, body.counted_cash, caller(request, who))
 
-    @api.post("/reconciliations", tags=["cash office"], summary="Reconcile a day's bank-feed payments against "
-              "the bank statement (CSV body: date,reference,amount,description)")
-    async def reconcile(request: Request, who: Role(*DESK),
-                        on: date = Query(..., alias="date")) -> dict[str, Any]:  # noqa: B008 - FastAPI's idiom
+    @api.post(
+        "/reconciliations",
+        tags=["cash office"],
+        summary="Reconcile a day's bank-feed payments against "
+        "the bank statement (CSV body: date,reference,amount,description)",
+    )
+    async def reconcile(
+        request: Request, who: Role(*DESK), on: date = Query(..., alias="date")
+    ) -> dict[str, Any]:
         try:
             statement = (await request.body()).decode("utf-8")
         except UnicodeDecodeError:
-            raise Invalid("statement.encoding", "the statement must be UTF-8 CSV", field="statement") from None
+            raise Invalid(
+                "statement.encoding", "the statement must be UTF-8 CSV", field="statement"
+            ) from None
         return await office.reconcile(on, statement, caller(request, who))
 
     # ------------------------------------------------------------------ claims
-    @api.get("/claims/{visit_id}/xml130", tags=["claims"], summary="Signed QĐ130 GIAMDINHHS of a closed insured visit")
-    async def xml130(visit_id: str, request: Request, who: Role(*DESK),
-                     ma_bac_si: str | None = Query(None, max_length=50,
-                                                   description="doctor for lines that name none")) -> Response:
+    @api.get(
+        "/claims/{visit_id}/xml130",
+        tags=["claims"],
+        summary="Signed QĐ130 GIAMDINHHS of a closed insured visit",
+    )
+    async def xml130(
+        visit_id: str,
+        request: Request,
+        who: Role(*DESK),
+        ma_bac_si: str | None = Query(None, max_length=50, description="doctor for lines that name none"),
+    ) -> Response:
         doc = await claims.export(visit_id, caller(request, who), ma_bac_si)
-        return Response(doc, media_type="application/xml",
-                        headers={"Content-Disposition": f'attachment; filename="xml130-{visit_id}.xml"'})
+        return Response(
+            doc,
+            media_type="application/xml",
+            headers={"Content-Disposition": f'attachment; filename="xml130-{visit_id}.xml"'},
+        )
 
     app.include_router(api)
     return app

@@ -8,6 +8,7 @@ reversal (negative quantity) and marks the original ``reversed``; nothing is del
 Adding a source (lab orders, imaging orders, pharmacy dispensing) is one handler that maps its event
 to ``post_charge(session, visit_id=..., price_code=..., source=..., source_key=event.id, ...)``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,12 @@ from hospital.contracts.billing.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 SOURCE = "billing"
-KIND = {adm_pb.VISIT_KIND_INSURED: "insured", adm_pb.VISIT_KIND_FEE_PAYING: "fee_paying",
-        adm_pb.VISIT_KIND_EMERGENCY: "emergency", adm_pb.VISIT_KIND_REFERRAL: "referral"}
+KIND = {
+    adm_pb.VISIT_KIND_INSURED: "insured",
+    adm_pb.VISIT_KIND_FEE_PAYING: "fee_paying",
+    adm_pb.VISIT_KIND_EMERGENCY: "emergency",
+    adm_pb.VISIT_KIND_REFERRAL: "referral",
+}
 SEX = {adm_pb.SEX_MALE: 1, adm_pb.SEX_FEMALE: 2}
 
 
@@ -72,10 +77,22 @@ def _date(text: str) -> date | None:
 
 
 async def price_at(session: AsyncSession, code: str, day: date) -> Any:
-    return (await session.execute(
-        select(price_items).where(price_items.c.code == code, price_items.c.effective_from <= day,
-                                  (price_items.c.effective_to.is_(None)) | (price_items.c.effective_to >= day))
-        .order_by(price_items.c.effective_from.desc()).limit(1))).mappings().first()
+    return (
+        (
+            await session.execute(
+                select(price_items)
+                .where(
+                    price_items.c.code == code,
+                    price_items.c.effective_from <= day,
+                    (price_items.c.effective_to.is_(None)) | (price_items.c.effective_to >= day),
+                )
+                .order_by(price_items.c.effective_from.desc())
+                .limit(1)
+            )
+        )
+        .mappings()
+        .first()
+    )
 
 
 async def create_invoice(session: AsyncSession, visit_id: str, patient_id: str) -> str:
@@ -84,83 +101,178 @@ async def create_invoice(session: AsyncSession, visit_id: str, patient_id: str) 
         return str(existing)
     number = f"HD{await next_value(session, 'invoice'):06d}"
     iid = new_id()
-    await session.execute(invoices.insert().values(
-        id=iid, number=number, visit_id=visit_id, patient_id=patient_id, status="open", total_amount=0,
-        insurance_amount=0, patient_amount=0, paid_amount=0, refunded_amount=0, created_at=utcnow(),
-        issued_at=None, voided_at=None))
+    await session.execute(
+        invoices.insert().values(
+            id=iid,
+            number=number,
+            visit_id=visit_id,
+            patient_id=patient_id,
+            status="open",
+            total_amount=0,
+            insurance_amount=0,
+            patient_amount=0,
+            paid_amount=0,
+            refunded_amount=0,
+            created_at=utcnow(),
+            issued_at=None,
+            voided_at=None,
+        )
+    )
     return iid
 
 
-async def ensure_visit(session: AsyncSession, visit_id: str, patient_id: str, *, opened_at: datetime,
-                       department_code: str = "", inpatient: bool = False) -> None:
+async def ensure_visit(
+    session: AsyncSession,
+    visit_id: str,
+    patient_id: str,
+    *,
+    opened_at: datetime,
+    department_code: str = "",
+    inpatient: bool = False,
+) -> None:
     """A visit billing has not heard of (an admission without an outpatient visit, or events older than
     billing's subscription): a minimal fee-paying record, completed later if visit.opened arrives."""
     row = (await session.execute(select(visits.c.id).where(visits.c.id == visit_id))).first()
     if row is None:
-        await session.execute(visits.insert().values(
-            id=visit_id, visit_code=f"NT{visit_id[-12:].replace('-', '')}", patient_id=patient_id, patient_code="",
-            patient_name="", sex=3, cccd="", kind="fee_paying", department_code=department_code,
-            inpatient=inpatient, status="open", opened_at=opened_at))
+        await session.execute(
+            visits.insert().values(
+                id=visit_id,
+                visit_code=f"NT{visit_id[-12:].replace('-', '')}",
+                patient_id=patient_id,
+                patient_code="",
+                patient_name="",
+                sex=3,
+                cccd="",
+                kind="fee_paying",
+                department_code=department_code,
+                inpatient=inpatient,
+                status="open",
+                opened_at=opened_at,
+            )
+        )
         await create_invoice(session, visit_id, patient_id)
     elif inpatient:
         await session.execute(update(visits).where(visits.c.id == visit_id).values(inpatient=True))
 
 
-async def post_charge(session: AsyncSession, pub: SessionPublisher, *, visit_id: str, price_code: str,
-                      qty_milli: int, service_at: datetime, source: str, source_key: str,
-                      source_event_id: str | None, posted_by: str, base_salary: int,
-                      department_code: str | None = None, bed_code: str | None = None,
-                      ordered_by: str | None = None, note: str | None = None,
-                      order_ref: str | None = None) -> dict[str, Any] | None:
+async def post_charge(
+    session: AsyncSession,
+    pub: SessionPublisher,
+    *,
+    visit_id: str,
+    price_code: str,
+    qty_milli: int,
+    service_at: datetime,
+    source: str,
+    source_key: str,
+    source_event_id: str | None,
+    posted_by: str,
+    base_salary: int,
+    department_code: str | None = None,
+    bed_code: str | None = None,
+    ordered_by: str | None = None,
+    note: str | None = None,
+    order_ref: str | None = None,
+) -> dict[str, Any] | None:
     """Post one charge; ``None`` when ``source_key`` was posted before (nothing written). Raises (before
     writing anything) for an unknown visit, a void invoice or a code with no price in force."""
     visit = (await session.execute(select(visits).where(visits.c.id == visit_id))).mappings().first()
     if visit is None:
         raise NotFound("visit.not_found", f"billing knows no visit {visit_id}", field="visit_id")
-    inv = (await session.execute(select(invoices).where(invoices.c.visit_id == visit_id)
-                                 .with_for_update())).mappings().one()
+    inv = (
+        (await session.execute(select(invoices).where(invoices.c.visit_id == visit_id).with_for_update()))
+        .mappings()
+        .one()
+    )
     if inv["status"] == "void":
         raise Conflict("invoice.void", f"invoice {inv['number']} is void: no charge can be added")
     price = await price_at(session, price_code, local_date(service_at))
     if price is None:
-        raise Invalid("charge.price_code", f"no price {price_code!r} in force on {local_date(service_at)}",
-                      field="price_code")
+        raise Invalid(
+            "charge.price_code",
+            f"no price {price_code!r} in force on {local_date(service_at)}",
+            field="price_code",
+        )
     values = {
-        "id": new_id(), "visit_id": visit_id, "invoice_id": inv["id"], "patient_id": visit["patient_id"],
+        "id": new_id(),
+        "visit_id": visit_id,
+        "invoice_id": inv["id"],
+        "patient_id": visit["patient_id"],
         "price_code": price_code,
-        "name": price["name"], "category": price["category"], "unit": price["unit"], "qty_milli": qty_milli,
-        "hospital_unit_price": price["hospital_price"], "insurance_unit_price": price["insurance_price"],
-        "covered": price["covered"], "payment_ratio": price["payment_ratio"], "service_ratio": 100,
-        "bhyt_code": price["bhyt_code"], "xml_group": price["xml_group"],
-        "department_code": department_code or visit["department_code"] or "KKB", "bed_code": bed_code,
-        "ordered_by": ordered_by, "service_at": service_at, "source": source, "source_key": source_key,
-        "source_event_id": source_event_id, "reverses_charge_id": None, "status": "posted", "note": note,
-        "posted_by": posted_by, "created_at": utcnow(), "order_ref": order_ref}
+        "name": price["name"],
+        "category": price["category"],
+        "unit": price["unit"],
+        "qty_milli": qty_milli,
+        "hospital_unit_price": price["hospital_price"],
+        "insurance_unit_price": price["insurance_price"],
+        "covered": price["covered"],
+        "payment_ratio": price["payment_ratio"],
+        "service_ratio": 100,
+        "bhyt_code": price["bhyt_code"],
+        "xml_group": price["xml_group"],
+        "department_code": department_code or visit["department_code"] or "KKB",
+        "bed_code": bed_code,
+        "ordered_by": ordered_by,
+        "service_at": service_at,
+        "source": source,
+        "source_key": source_key,
+        "source_event_id": source_event_id,
+        "reverses_charge_id": None,
+        "status": "posted",
+        "note": note,
+        "posted_by": posted_by,
+        "created_at": utcnow(),
+        "order_ref": order_ref,
+    }
     stmt = upsert(session)(charges).values(**values).on_conflict_do_nothing(index_elements=["source_key"])
     if (await session.execute(stmt.returning(charges.c.id))).first() is None:
         return None
     await refresh_invoice(session, inv["id"], base_salary)
-    pub.publish("billing.charge.posted", events_pb2.ChargePosted(charge=charge_proto(values), invoice_id=inv["id"]))
+    pub.publish(
+        "billing.charge.posted", events_pb2.ChargePosted(charge=charge_proto(values), invoice_id=inv["id"])
+    )
     return values
 
 
-async def reverse_charge(session: AsyncSession, pub: Any, orig: Any, reason: str, posted_by: str,
-                         base_salary: int, *, source: str = "cancellation",
-                         source_event_id: str | None = None) -> dict[str, Any]:
+async def reverse_charge(
+    session: AsyncSession,
+    pub: Any,
+    orig: Any,
+    reason: str,
+    posted_by: str,
+    base_salary: int,
+    *,
+    source: str = "cancellation",
+    source_event_id: str | None = None,
+) -> dict[str, Any]:
     """Add the reversal of a posted charge (a negative copy; the original is marked ``reversed``), refresh
     the invoice and publish ``billing.charge.posted``. Raises Conflict on a void invoice."""
-    inv = (await session.execute(select(invoices).where(invoices.c.id == orig["invoice_id"])
-                                 .with_for_update())).mappings().one()
+    inv = (
+        (await session.execute(select(invoices).where(invoices.c.id == orig["invoice_id"]).with_for_update()))
+        .mappings()
+        .one()
+    )
     if inv["status"] == "void":
         raise Conflict("invoice.void", "the invoice is void")
-    values = {**orig, "id": new_id(), "qty_milli": -orig["qty_milli"], "source": source,
-              "source_key": f"cancel:{orig['id']}", "source_event_id": source_event_id,
-              "reverses_charge_id": orig["id"], "status": "reversal", "note": reason[:500], "posted_by": posted_by,
-              "created_at": utcnow()}
+    values = {
+        **orig,
+        "id": new_id(),
+        "qty_milli": -orig["qty_milli"],
+        "source": source,
+        "source_key": f"cancel:{orig['id']}",
+        "source_event_id": source_event_id,
+        "reverses_charge_id": orig["id"],
+        "status": "reversal",
+        "note": reason[:500],
+        "posted_by": posted_by,
+        "created_at": utcnow(),
+    }
     await session.execute(charges.insert().values(**values))
     await session.execute(update(charges).where(charges.c.id == orig["id"]).values(status="reversed"))
     await refresh_invoice(session, inv["id"], base_salary)
-    pub.publish("billing.charge.posted", events_pb2.ChargePosted(charge=charge_proto(values), invoice_id=inv["id"]))
+    pub.publish(
+        "billing.charge.posted", events_pb2.ChargePosted(charge=charge_proto(values), invoice_id=inv["id"])
+    )
     return values
 
 
@@ -170,26 +282,65 @@ class ChargeService:
         self.base_salary = rt.settings.base_salary_vnd  # type: ignore[attr-defined]
 
     # ---------------------------------------------------------------------------- cash desk
-    async def manual(self, visit_id: str, price_code: str, quantity: str | None, caller: Caller, *,
-                     note: str | None = None, request_id: str | None = None,
-                     ordered_by: str | None = None) -> dict[str, Any]:
+    async def manual(
+        self,
+        visit_id: str,
+        price_code: str,
+        quantity: str | None,
+        caller: Caller,
+        *,
+        note: str | None = None,
+        request_id: str | None = None,
+        ordered_by: str | None = None,
+    ) -> dict[str, Any]:
         qty = parse_quantity(quantity)
         key = f"manual:{request_id}" if request_id else f"manual:{new_id()}"
         async with self.rt.uow() as uow:
             pub = SessionPublisher(uow.session, SOURCE)
-            row = await post_charge(uow.session, pub, visit_id=visit_id, price_code=price_code, qty_milli=qty,
-                                    service_at=utcnow(), source="manual", source_key=key,
-                                    source_event_id=request_id, posted_by=caller.subject,
-                                    base_salary=self.base_salary, ordered_by=ordered_by, note=note)
+            row = await post_charge(
+                uow.session,
+                pub,
+                visit_id=visit_id,
+                price_code=price_code,
+                qty_milli=qty,
+                service_at=utcnow(),
+                source="manual",
+                source_key=key,
+                source_event_id=request_id,
+                posted_by=caller.subject,
+                base_salary=self.base_salary,
+                ordered_by=ordered_by,
+                note=note,
+            )
             if row is None:  # a retried request: answer with the charge it created
-                found = (await uow.session.execute(select(charges).where(charges.c.source_key == key))).mappings().one()
-                if found["visit_id"] != visit_id or found["price_code"] != price_code or found["qty_milli"] != qty:
-                    raise Conflict("charge.request_id_reused", "request_id was used for a different charge",
-                                   field="request_id")
+                found = (
+                    (await uow.session.execute(select(charges).where(charges.c.source_key == key)))
+                    .mappings()
+                    .one()
+                )
+                if (
+                    found["visit_id"] != visit_id
+                    or found["price_code"] != price_code
+                    or found["qty_milli"] != qty
+                ):
+                    raise Conflict(
+                        "charge.request_id_reused",
+                        "request_id was used for a different charge",
+                        field="request_id",
+                    )
                 return charge_dict(found)
             await pub.flush()
-            uow.audit(caller.audit("charge.post", "Charge", row["id"], row["patient_id"], visit_id=visit_id,
-                                   price_code=price_code, quantity=quantity or "1"))
+            uow.audit(
+                caller.audit(
+                    "charge.post",
+                    "Charge",
+                    row["id"],
+                    row["patient_id"],
+                    visit_id=visit_id,
+                    price_code=price_code,
+                    quantity=quantity or "1",
+                )
+            )
             await uow.commit()
         return charge_dict(row)
 
@@ -198,11 +349,17 @@ class ChargeService:
             raise Invalid("charge.reason", "a cancellation needs a reason", field="reason")
         async with self.rt.uow() as uow:
             s = uow.session
-            orig = (await s.execute(select(charges).where(charges.c.id == charge_id).with_for_update())).mappings().first()
+            orig = (
+                (await s.execute(select(charges).where(charges.c.id == charge_id).with_for_update()))
+                .mappings()
+                .first()
+            )
             if orig is None:
                 raise NotFound("charge.not_found", f"no charge {charge_id}")
             if orig["status"] != "posted":
-                raise Conflict(f"charge.{orig['status']}", f"charge is {orig['status']}: it cannot be cancelled")
+                raise Conflict(
+                    f"charge.{orig['status']}", f"charge is {orig['status']}: it cannot be cancelled"
+                )
             values = await reverse_charge(s, uow, orig, reason, caller.subject, self.base_salary)
             uow.audit(caller.audit("charge.cancel", "Charge", charge_id, orig["patient_id"], reason=reason))
             await uow.commit()
@@ -216,14 +373,23 @@ class ChargeService:
         kind = KIND.get(v.kind, "fee_paying")
         opened_at = _ts(v.opened_at) or _event_time(event)
         values = {
-            "visit_code": v.visit_code, "patient_id": v.patient_id, "patient_code": p.patient_code, "patient_name": p.full_name,
-            "birth_year": p.birth_date.year or None, "birth_month": p.birth_date.month or None,
-            "birth_day": p.birth_date.day or None, "sex": SEX.get(p.sex, 3), "cccd": p.cccd, "kind": kind,
+            "visit_code": v.visit_code,
+            "patient_id": v.patient_id,
+            "patient_code": p.patient_code,
+            "patient_name": p.full_name,
+            "birth_year": p.birth_date.year or None,
+            "birth_month": p.birth_date.month or None,
+            "birth_day": p.birth_date.day or None,
+            "sex": SEX.get(p.sex, 3),
+            "cccd": p.cccd,
+            "kind": kind,
             "card_number": v.insurance_card_number or None,
             "card_valid_from": _date(card.valid_from) if card else None,
             "card_valid_to": _date(card.valid_to) if card else None,
             "card_facility": card.registered_facility if card else None,
-            "department_code": v.department_code, "opened_at": opened_at}
+            "department_code": v.department_code,
+            "opened_at": opened_at,
+        }
         exists = (await session.execute(select(visits.c.id).where(visits.c.id == v.id))).first()
         if exists:
             await session.execute(update(visits).where(visits.c.id == v.id).values(**values))
@@ -231,27 +397,51 @@ class ChargeService:
             await session.execute(visits.insert().values(id=v.id, inpatient=False, status="open", **values))
         await create_invoice(session, v.id, v.patient_id)
         pub = SessionPublisher(session, SOURCE)
-        await post_charge(session, pub, visit_id=v.id, price_code=EXAM_CODE, qty_milli=1000, service_at=opened_at,
-                          source="admissions.visit.opened", source_key=event.id, source_event_id=event.id,
-                          posted_by="service:admissions", base_salary=self.base_salary,
-                          department_code=v.department_code)
+        await post_charge(
+            session,
+            pub,
+            visit_id=v.id,
+            price_code=EXAM_CODE,
+            qty_milli=1000,
+            service_at=opened_at,
+            source="admissions.visit.opened",
+            source_key=event.id,
+            source_event_id=event.id,
+            posted_by="service:admissions",
+            base_salary=self.base_salary,
+            department_code=v.department_code,
+        )
         await pub.flush()
 
     async def on_visit_closed(self, session: AsyncSession, event: Event) -> None:
         v = event.message().visit
-        await ensure_visit(session, v.id, v.patient_id, opened_at=_ts(v.opened_at) or _event_time(event),
-                           department_code=v.department_code)
-        await session.execute(update(visits).where(visits.c.id == v.id).values(
-            status="closed", closed_at=_ts(v.closed_at) or _event_time(event)))
+        await ensure_visit(
+            session,
+            v.id,
+            v.patient_id,
+            opened_at=_ts(v.opened_at) or _event_time(event),
+            department_code=v.department_code,
+        )
+        await session.execute(
+            update(visits)
+            .where(visits.c.id == v.id)
+            .values(status="closed", closed_at=_ts(v.closed_at) or _event_time(event))
+        )
 
     async def on_admitted(self, session: AsyncSession, event: Event) -> None:
         a = event.message().admission
         visit_id = a.visit_id or a.id
         admitted_at = _ts(a.admitted_at) or _event_time(event)
         await ensure_visit(session, visit_id, a.patient_id, opened_at=admitted_at, inpatient=True)
-        stmt = upsert(session)(stays).values(admission_id=a.id, visit_id=visit_id, ward_code=a.ward_code,
-                                             bed_code=a.bed_code, admitted_at=admitted_at, segment_start=admitted_at,
-                                             status="active")
+        stmt = upsert(session)(stays).values(
+            admission_id=a.id,
+            visit_id=visit_id,
+            ward_code=a.ward_code,
+            bed_code=a.bed_code,
+            admitted_at=admitted_at,
+            segment_start=admitted_at,
+            status="active",
+        )
         await session.execute(stmt.on_conflict_do_nothing(index_elements=["admission_id"]))
 
     async def _stay(self, session: AsyncSession, a: Any, event: Event, ward: str, bed: str) -> Any:
@@ -259,29 +449,46 @@ class ChargeService:
         if stay is None:  # admitted before billing subscribed: start from the admission itself
             await self.on_admitted(session, event)
             admitted_at = _ts(a.admitted_at) or _event_time(event)
-            await session.execute(update(stays).where(stays.c.admission_id == a.id).values(
-                ward_code=ward, bed_code=bed, segment_start=admitted_at))
+            await session.execute(
+                update(stays)
+                .where(stays.c.admission_id == a.id)
+                .values(ward_code=ward, bed_code=bed, segment_start=admitted_at)
+            )
             stay = (await session.execute(select(stays).where(stays.c.admission_id == a.id))).mappings().one()
         return stay
 
-    async def _charge_segment(self, session: AsyncSession, stay: Any, end: datetime, *, last: bool,
-                              event: Event) -> None:
+    async def _charge_segment(
+        self, session: AsyncSession, stay: Any, end: datetime, *, last: bool, event: Event
+    ) -> None:
         """Post the segment's bed-days (``domain.pricing.segment_lines``): ``<event id>#bed`` for the days
         at the ward's class, ``<event id>#bed-first`` for a first day charged at a higher class."""
         start = local_date(stay["segment_start"])
-        lines = segment_lines(start, local_date(end), bed_price_code(stay["ward_code"]), stay["day_class"],
-                              last_segment=last)
+        lines = segment_lines(
+            start, local_date(end), bed_price_code(stay["ward_code"]), stay["day_class"], last_segment=last
+        )
         if not lines:
             return
         pub = SessionPublisher(session, SOURCE)
         for line in lines:
-            await post_charge(session, pub, visit_id=stay["visit_id"], price_code=line.price_code,
-                              qty_milli=line.days * 1000, service_at=end, source=event.subject,
-                              source_key=f"{event.id}#bed-first" if line.first_day else f"{event.id}#bed",
-                              source_event_id=event.id, posted_by="service:admissions",
-                              base_salary=self.base_salary, bed_code=stay["bed_code"],
-                              note=(f"{stay['ward_code']} {start}: ngày chuyển khoa, tính theo giường giá cao nhất"
-                                    if line.first_day else f"{stay['ward_code']} {start}→{local_date(end)}"))
+            await post_charge(
+                session,
+                pub,
+                visit_id=stay["visit_id"],
+                price_code=line.price_code,
+                qty_milli=line.days * 1000,
+                service_at=end,
+                source=event.subject,
+                source_key=f"{event.id}#bed-first" if line.first_day else f"{event.id}#bed",
+                source_event_id=event.id,
+                posted_by="service:admissions",
+                base_salary=self.base_salary,
+                bed_code=stay["bed_code"],
+                note=(
+                    f"{stay['ward_code']} {start}: ngày chuyển khoa, tính theo giường giá cao nhất"
+                    if line.first_day
+                    else f"{stay['ward_code']} {start}→{local_date(end)}"
+                ),
+            )
         await pub.flush()
 
     async def _higher_class(self, session: AsyncSession, a: str, b: str, day: date) -> str:
@@ -294,7 +501,9 @@ class ChargeService:
     async def on_transferred(self, session: AsyncSession, event: Event) -> None:
         msg = event.message()
         a = msg.admission
-        stay = await self._stay(session, a, event, msg.from_ward_code or a.ward_code, msg.from_bed_code or a.bed_code)
+        stay = await self._stay(
+            session, a, event, msg.from_ward_code or a.ward_code, msg.from_bed_code or a.bed_code
+        )
         if stay["status"] != "active":
             log.warning("transfer of discharged admission %s ignored", a.id)
             return
@@ -303,11 +512,22 @@ class ChargeService:
         # the transfer day is charged once, at the higher class of the wards the patient lay in that day
         left = bed_price_code(stay["ward_code"])
         same_day = local_date(stay["segment_start"]) == local_date(at)
-        day_class = await self._higher_class(session, (stay["day_class"] or left) if same_day else left,
-                                             bed_price_code(a.ward_code), local_date(at))
-        await session.execute(update(stays).where(stays.c.admission_id == a.id).values(
-            ward_code=a.ward_code, bed_code=a.bed_code, segment_start=at,
-            day_class=None if day_class == bed_price_code(a.ward_code) else day_class))
+        day_class = await self._higher_class(
+            session,
+            (stay["day_class"] or left) if same_day else left,
+            bed_price_code(a.ward_code),
+            local_date(at),
+        )
+        await session.execute(
+            update(stays)
+            .where(stays.c.admission_id == a.id)
+            .values(
+                ward_code=a.ward_code,
+                bed_code=a.bed_code,
+                segment_start=at,
+                day_class=None if day_class == bed_price_code(a.ward_code) else day_class,
+            )
+        )
 
     async def on_discharged(self, session: AsyncSession, event: Event) -> None:
         msg = event.message()
@@ -319,13 +539,19 @@ class ChargeService:
         if at - stay["admitted_at"] >= MIN_CHARGED_STAY:
             await self._charge_segment(session, stay, at, last=True, event=event)
         else:
-            log.info("stay %s lasted %s: under %s, no bed-day", a.id, at - stay["admitted_at"], MIN_CHARGED_STAY)
+            log.info(
+                "stay %s lasted %s: under %s, no bed-day", a.id, at - stay["admitted_at"], MIN_CHARGED_STAY
+            )
         await session.execute(update(stays).where(stays.c.admission_id == a.id).values(status="discharged"))
-        await session.execute(update(visits).where(visits.c.id == stay["visit_id"]).values(
-            discharge_type=msg.discharge_type or None))
+        await session.execute(
+            update(visits)
+            .where(visits.c.id == stay["visit_id"])
+            .values(discharge_type=msg.discharge_type or None)
+        )
 
     async def on_patient_merged(self, session: AsyncSession, event: Event) -> None:
         msg = event.message()
         for table in (visits, invoices, charges):
-            await session.execute(update(table).where(table.c.patient_id == msg.merged_id)
-                                  .values(patient_id=msg.survivor_id))
+            await session.execute(
+                update(table).where(table.c.patient_id == msg.merged_id).values(patient_id=msg.survivor_id)
+            )

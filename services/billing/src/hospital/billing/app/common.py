@@ -1,5 +1,6 @@
 """Helpers shared by the billing use cases: the caller, quantities, local dates, the invoice's split
 and status, and publishing from inside a consumer's transaction."""
+
 from __future__ import annotations
 
 import logging
@@ -61,8 +62,11 @@ def card_of(visit: Any) -> InsuranceCard | None:
     if not visit["card_number"] or visit["kind"] not in ROUTE_BY_KIND:
         return None
     try:
-        return InsuranceCard(visit["card_number"], visit["card_valid_from"] or date(1900, 1, 1),
-                             visit["card_valid_to"] or date(9999, 12, 31))
+        return InsuranceCard(
+            visit["card_number"],
+            visit["card_valid_from"] or date(1900, 1, 1),
+            visit["card_valid_to"] or date(9999, 12, 31),
+        )
     except InsuranceError as exc:
         log.warning("visit %s: card %s not usable: %s", visit["id"], visit["card_number"], exc)
         return None
@@ -70,16 +74,30 @@ def card_of(visit: Any) -> InsuranceCard | None:
 
 def split_for(visit: Any, rows: list[Any], base_salary: int) -> VisitSplit:
     """The BHYT split of the visit's posted charges (reversed pairs are left out)."""
-    lines = [ChargeLine(service_date=local_date(r["service_at"]), covered=r["covered"],
-                        hospital_unit_price=r["hospital_unit_price"], insurance_unit_price=r["insurance_unit_price"],
-                        quantity=quantity_of(r["qty_milli"]), payment_ratio=r["payment_ratio"],
-                        service_ratio=r["service_ratio"]) for r in rows]
-    return split_visit(lines, card_of(visit), route=ROUTE_BY_KIND.get(visit["kind"], Route.REGISTERED),
-                       inpatient=visit["inpatient"], base_salary=base_salary)
+    lines = [
+        ChargeLine(
+            service_date=local_date(r["service_at"]),
+            covered=r["covered"],
+            hospital_unit_price=r["hospital_unit_price"],
+            insurance_unit_price=r["insurance_unit_price"],
+            quantity=quantity_of(r["qty_milli"]),
+            payment_ratio=r["payment_ratio"],
+            service_ratio=r["service_ratio"],
+        )
+        for r in rows
+    ]
+    return split_visit(
+        lines,
+        card_of(visit),
+        route=ROUTE_BY_KIND.get(visit["kind"], Route.REGISTERED),
+        inpatient=visit["inpatient"],
+        base_salary=base_salary,
+    )
 
 
-def derive_status(inv: Any, *, patient_amount: int | None = None, paid: int | None = None,
-                  refunded: int | None = None) -> str:
+def derive_status(
+    inv: Any, *, patient_amount: int | None = None, paid: int | None = None, refunded: int | None = None
+) -> str:
     patient_amount = inv["patient_amount"] if patient_amount is None else patient_amount
     paid = inv["paid_amount"] if paid is None else paid
     refunded = inv["refunded_amount"] if refunded is None else refunded
@@ -95,9 +113,15 @@ def derive_status(inv: Any, *, patient_amount: int | None = None, paid: int | No
 
 
 async def posted_charges(session: AsyncSession, visit_id: str) -> list[Any]:
-    return list((await session.execute(
-        select(charges).where(charges.c.visit_id == visit_id, charges.c.status == "posted")
-        .order_by(charges.c.service_at, charges.c.created_at, charges.c.id))).mappings())
+    return list(
+        (
+            await session.execute(
+                select(charges)
+                .where(charges.c.visit_id == visit_id, charges.c.status == "posted")
+                .order_by(charges.c.service_at, charges.c.created_at, charges.c.id)
+            )
+        ).mappings()
+    )
 
 
 async def refresh_invoice(session: AsyncSession, invoice_id: str, base_salary: int) -> dict[str, Any]:

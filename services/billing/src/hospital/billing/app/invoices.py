@@ -1,6 +1,7 @@
 """Invoices: one per visit, numbered HD000123 from a gap-free counter when the visit opens. Totals
 follow the visit's posted charges through the BHYT split; the status follows issue, payments and
 refunds: open → issued → partly_paid → paid (→ refunded), or void."""
+
 from __future__ import annotations
 
 import html
@@ -22,13 +23,21 @@ STATUSES = ("open", "issued", "partly_paid", "paid", "refunded", "void")
 
 
 def invoice_summary(inv: Any) -> dict[str, Any]:
-    return {"id": inv["id"], "number": inv["number"], "visit_id": inv["visit_id"], "patient_id": inv["patient_id"],
-            "status": inv["status"], "total_amount": inv["total_amount"],
-            "insurance_amount": inv["insurance_amount"], "patient_amount": inv["patient_amount"],
-            "paid_amount": inv["paid_amount"], "refunded_amount": inv["refunded_amount"],
-            "balance": inv["patient_amount"] - inv["paid_amount"],
-            "created_at": inv["created_at"].isoformat(),
-            "issued_at": inv["issued_at"].isoformat() if inv["issued_at"] else None}
+    return {
+        "id": inv["id"],
+        "number": inv["number"],
+        "visit_id": inv["visit_id"],
+        "patient_id": inv["patient_id"],
+        "status": inv["status"],
+        "total_amount": inv["total_amount"],
+        "insurance_amount": inv["insurance_amount"],
+        "patient_amount": inv["patient_amount"],
+        "paid_amount": inv["paid_amount"],
+        "refunded_amount": inv["refunded_amount"],
+        "balance": inv["patient_amount"] - inv["paid_amount"],
+        "created_at": inv["created_at"].isoformat(),
+        "issued_at": inv["issued_at"].isoformat() if inv["issued_at"] else None,
+    }
 
 
 class InvoiceService:
@@ -36,9 +45,12 @@ class InvoiceService:
         self.rt = rt
         self.base_salary = rt.settings.base_salary_vnd  # type: ignore[attr-defined]
 
-    async def _load(self, s: Any, invoice_id: str | None = None, number: str | None = None,
-                    lock: bool = False) -> Any:
-        stmt = select(invoices).where(invoices.c.id == invoice_id if invoice_id else invoices.c.number == number)
+    async def _load(
+        self, s: Any, invoice_id: str | None = None, number: str | None = None, lock: bool = False
+    ) -> Any:
+        stmt = select(invoices).where(
+            invoices.c.id == invoice_id if invoice_id else invoices.c.number == number
+        )
         row = (await s.execute(stmt.with_for_update() if lock else stmt)).mappings().first()
         if row is None:
             raise NotFound("invoice.not_found", f"no invoice {invoice_id or number}")
@@ -48,26 +60,66 @@ class InvoiceService:
         visit = (await s.execute(select(visits).where(visits.c.id == inv["visit_id"]))).mappings().one()
         posted = await posted_charges(s, inv["visit_id"])
         split = split_for(visit, posted, self.base_salary)
-        history = (await s.execute(select(charges).where(charges.c.visit_id == inv["visit_id"],
-                                                         charges.c.status != "posted")
-                                   .order_by(charges.c.created_at))).mappings().all()
-        pays = (await s.execute(select(payments).where(payments.c.invoice_id == inv["id"])
-                                .order_by(payments.c.received_at))).mappings().all()
+        history = (
+            (
+                await s.execute(
+                    select(charges)
+                    .where(charges.c.visit_id == inv["visit_id"], charges.c.status != "posted")
+                    .order_by(charges.c.created_at)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        pays = (
+            (
+                await s.execute(
+                    select(payments)
+                    .where(payments.c.invoice_id == inv["id"])
+                    .order_by(payments.c.received_at)
+                )
+            )
+            .mappings()
+            .all()
+        )
         out = invoice_summary(inv)
-        out.update({
-            "visit": {"visit_code": visit["visit_code"], "kind": visit["kind"], "inpatient": visit["inpatient"],
-                      "status": visit["status"], "card_number": visit["card_number"],
-                      "patient_name": visit["patient_name"], "patient_code": visit["patient_code"]},
-            "small_visit_rule_applied": split.small_visit_rule_applied,
-            "totals": {"t_tongchi_bv": split.t_tongchi_bv, "t_tongchi_bh": split.t_tongchi_bh,
-                       "t_bhtt": split.t_bhtt, "t_bncct": split.t_bncct, "t_bntt": split.t_bntt},
-            "lines": [charge_dict(r, line) for r, line in zip(posted, split.lines, strict=True)],
-            "cancelled": [charge_dict(r) for r in history],
-            "payments": [{"id": p["id"], "kind": p["kind"], "amount": p["amount"], "method": p["method"],
-                          "provider": p["provider"], "provider_txn_id": p["provider_txn_id"],
-                          "received_at": p["received_at"].isoformat(), "reason": p["reason"]} for p in pays],
-            "deposits": sum(p["amount"] for p in pays if p["kind"] == "deposit"),
-        })
+        out.update(
+            {
+                "visit": {
+                    "visit_code": visit["visit_code"],
+                    "kind": visit["kind"],
+                    "inpatient": visit["inpatient"],
+                    "status": visit["status"],
+                    "card_number": visit["card_number"],
+                    "patient_name": visit["patient_name"],
+                    "patient_code": visit["patient_code"],
+                },
+                "small_visit_rule_applied": split.small_visit_rule_applied,
+                "totals": {
+                    "t_tongchi_bv": split.t_tongchi_bv,
+                    "t_tongchi_bh": split.t_tongchi_bh,
+                    "t_bhtt": split.t_bhtt,
+                    "t_bncct": split.t_bncct,
+                    "t_bntt": split.t_bntt,
+                },
+                "lines": [charge_dict(r, line) for r, line in zip(posted, split.lines, strict=True)],
+                "cancelled": [charge_dict(r) for r in history],
+                "payments": [
+                    {
+                        "id": p["id"],
+                        "kind": p["kind"],
+                        "amount": p["amount"],
+                        "method": p["method"],
+                        "provider": p["provider"],
+                        "provider_txn_id": p["provider_txn_id"],
+                        "received_at": p["received_at"].isoformat(),
+                        "reason": p["reason"],
+                    }
+                    for p in pays
+                ],
+                "deposits": sum(p["amount"] for p in pays if p["kind"] == "deposit"),
+            }
+        )
         return out
 
     async def _read(self) -> Any:
@@ -89,13 +141,21 @@ class InvoiceService:
 
     async def for_visit(self, visit_id: str) -> dict[str, Any]:
         async with await self._read() as s:
-            row = (await s.execute(select(invoices).where(invoices.c.visit_id == visit_id))).mappings().first()
+            row = (
+                (await s.execute(select(invoices).where(invoices.c.visit_id == visit_id))).mappings().first()
+            )
             if row is None:
                 raise NotFound("invoice.not_found", f"no invoice for visit {visit_id}")
             return await self.detail(s, row)
 
-    async def list(self, *, patient_id: str | None = None, visit_id: str | None = None, status: str | None = None,
-                   limit: int = 50) -> list[dict[str, Any]]:
+    async def list(
+        self,
+        *,
+        patient_id: str | None = None,
+        visit_id: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
         if status and status not in STATUSES:
             raise Invalid("invoice.status", f"status must be one of {', '.join(STATUSES)}", field="status")
         stmt = select(invoices)
@@ -106,7 +166,7 @@ class InvoiceService:
         if status:
             stmt = stmt.where(invoices.c.status == status)
         async with self.rt.db.session() as s:
-            rows = (await s.execute(stmt.order_by(invoices.c.created_at.desc()).limit(min(max(limit, 1), 500))))
+            rows = await s.execute(stmt.order_by(invoices.c.created_at.desc()).limit(min(max(limit, 1), 500)))
             return [invoice_summary(r) for r in rows.mappings()]
 
     async def issue(self, invoice_id: str, caller: Caller) -> dict[str, Any]:
@@ -119,12 +179,24 @@ class InvoiceService:
                 raise Conflict("invoice.empty", f"invoice {inv['number']} has no charge to bill")
             now = utcnow()
             status = derive_status({**inv, "issued_at": now})
-            await s.execute(update(invoices).where(invoices.c.id == invoice_id).values(issued_at=now, status=status))
+            await s.execute(
+                update(invoices).where(invoices.c.id == invoice_id).values(issued_at=now, status=status)
+            )
             out = await self.detail(s, {**inv, "issued_at": now, "status": status})
-            uow.publish("billing.invoice.issued", events_pb2.InvoiceIssued(invoice=invoice_proto(out),
-                                                                           by=caller.actor()))
-            uow.audit(caller.audit("invoice.issue", "Invoice", invoice_id, inv["patient_id"],
-                                   number=inv["number"], patient_amount=inv["patient_amount"]))
+            uow.publish(
+                "billing.invoice.issued",
+                events_pb2.InvoiceIssued(invoice=invoice_proto(out), by=caller.actor()),
+            )
+            uow.audit(
+                caller.audit(
+                    "invoice.issue",
+                    "Invoice",
+                    invoice_id,
+                    inv["patient_id"],
+                    number=inv["number"],
+                    patient_amount=inv["patient_amount"],
+                )
+            )
             await uow.commit()
         return out
 
@@ -138,8 +210,9 @@ class InvoiceService:
                 raise Conflict("invoice.void", "invoice is already void")
             if inv["paid_amount"] != 0:
                 raise Conflict("invoice.has_payments", "refund the payments before voiding the invoice")
-            await s.execute(update(invoices).where(invoices.c.id == invoice_id).values(
-                voided_at=utcnow(), status="void"))
+            await s.execute(
+                update(invoices).where(invoices.c.id == invoice_id).values(voided_at=utcnow(), status="void")
+            )
             uow.audit(caller.audit("invoice.void", "Invoice", invoice_id, inv["patient_id"], reason=reason))
             await uow.commit()
         return await self.get(invoice_id)
@@ -149,27 +222,34 @@ class InvoiceService:
         inv = await self.get(invoice_id)
         e = html.escape
         rows = "".join(
-            f"<tr><td>{i}</td><td>{e(line['name'])}</td><td>{e(line['unit'])}</td><td class=n>{line['quantity']}</td>"
-            f"<td class=n>{_vnd(line['hospital_unit_price'])}</td><td class=n>{_vnd(line['split']['thanh_tien_bv'])}</td>"
+            f"<tr><td>{i}</td><td>{e(line['name'])}</td><td>{e(line['unit'])}</td>"
+            f"<td class=n>{line['quantity']}</td>"
+            f"<td class=n>{_vnd(line['hospital_unit_price'])}</td>"
+            f"<td class=n>{_vnd(line['split']['thanh_tien_bv'])}</td>"
             f"<td class=n>{_vnd(line['split']['t_bhtt'])}</td>"
             f"<td class=n>{_vnd(line['split']['t_bncct'] + line['split']['t_bntt'])}</td></tr>"
-            for i, line in enumerate(inv["lines"], start=1))
-        pays = "".join(f"<li>{e(p['received_at'][:16].replace('T', ' '))} — {e(_METHOD.get(p['method'], p['method']))}"
-                       f" {'hoàn trả ' if p['kind'] == 'refund' else ''}{_vnd(p['amount'])} đ</li>"
-                       for p in inv["payments"])
+            for i, line in enumerate(inv["lines"], start=1)
+        )
+        pays = "".join(
+            f"<li>{e(p['received_at'][:16].replace('T', ' '))} — {e(_METHOD.get(p['method'], p['method']))}"
+            f" {'hoàn trả ' if p['kind'] == 'refund' else ''}{_vnd(p['amount'])} đ</li>"
+            for p in inv["payments"]
+        )
         v = inv["visit"]
-        return f"""<!doctype html><html lang="vi"><head><meta charset="utf-8"><title>Biên lai {e(inv['number'])}</title>
-<style>body{{font-family:"DejaVu Sans",Arial,sans-serif;margin:2em}}table{{border-collapse:collapse;width:100%}}
+        return f"""<!doctype html><html lang="vi"><head><meta charset="utf-8">
+<title>Biên lai {e(inv["number"])}</title>
+<style>body{{font-family:"DejaVu Sans",Arial,sans-serif;margin:2em}}
+table{{border-collapse:collapse;width:100%}}
 td,th{{border:1px solid #999;padding:4px}}.n{{text-align:right}}</style></head><body>
 <h2>{e(facility)}</h2><h1>BIÊN LAI THU TIỀN VIỆN PHÍ</h1>
-<p>Số: <b>{e(inv['number'])}</b> — Trạng thái: {e(_STATUS.get(inv['status'], inv['status']))}</p>
-<p>Người bệnh: <b>{e(v['patient_name'])}</b> ({e(v['patient_code'])}) — Mã lượt khám: {e(v['visit_code'])}
-{f" — Thẻ BHYT: {e(v['card_number'])}" if v['card_number'] else ""}</p>
-<table><tr><th>STT</th><th>Nội dung</th><th>ĐVT</th><th>SL</th><th>Đơn giá</th><th>Thành tiền</th><th>BHYT trả</th>
-<th>Người bệnh trả</th></tr>{rows}</table>
-<p>Tổng chi phí: <b>{_vnd(inv['total_amount'])} đ</b>; quỹ BHYT thanh toán: {_vnd(inv['insurance_amount'])} đ;
-người bệnh phải trả: <b>{_vnd(inv['patient_amount'])} đ</b>; đã thu: {_vnd(inv['paid_amount'])} đ;
-còn lại: <b>{_vnd(inv['balance'])} đ</b>.</p><ul>{pays}</ul></body></html>"""
+<p>Số: <b>{e(inv["number"])}</b> — Trạng thái: {e(_STATUS.get(inv["status"], inv["status"]))}</p>
+<p>Người bệnh: <b>{e(v["patient_name"])}</b> ({e(v["patient_code"])}) — Mã lượt khám: {e(v["visit_code"])}
+{f" — Thẻ BHYT: {e(v['card_number'])}" if v["card_number"] else ""}</p>
+<table><tr><th>STT</th><th>Nội dung</th><th>ĐVT</th><th>SL</th><th>Đơn giá</th><th>Thành tiền</th>
+<th>BHYT trả</th><th>Người bệnh trả</th></tr>{rows}</table>
+<p>Tổng chi phí: <b>{_vnd(inv["total_amount"])} đ</b>; quỹ BHYT thanh toán: {_vnd(inv["insurance_amount"])} đ;
+người bệnh phải trả: <b>{_vnd(inv["patient_amount"])} đ</b>; đã thu: {_vnd(inv["paid_amount"])} đ;
+còn lại: <b>{_vnd(inv["balance"])} đ</b>.</p><ul>{pays}</ul></body></html>"""
 
     async def receipt_pdf(self, invoice_id: str, facility: str) -> bytes:
         from reportlab.lib.pagesizes import A4
@@ -190,8 +270,12 @@ còn lại: <b>{_vnd(inv['balance'])} đ</b>.</p><ul>{pays}</ul></body></html>""
         c.setTitle(f"Biên lai {inv['number']}")
         y = 800
         c.setFont(font, 11)
-        for text in (facility, "BIÊN LAI THU TIỀN VIỆN PHÍ", f"Số: {inv['number']}",
-                     f"Người bệnh: {inv['visit']['patient_name']} ({inv['visit']['patient_code']})"):
+        for text in (
+            facility,
+            "BIÊN LAI THU TIỀN VIỆN PHÍ",
+            f"Số: {inv['number']}",
+            f"Người bệnh: {inv['visit']['patient_name']} ({inv['visit']['patient_code']})",
+        ):
             c.drawString(40, y, text)
             y -= 18
         c.setFont(font, 9)
@@ -204,8 +288,12 @@ còn lại: <b>{_vnd(inv['balance'])} đ</b>.</p><ul>{pays}</ul></body></html>""
                 c.setFont(font, 9)
                 y = 800
         c.setFont(font, 11)
-        for text in (f"Tổng chi phí: {_vnd(inv['total_amount'])} đ", f"BHYT trả: {_vnd(inv['insurance_amount'])} đ",
-                     f"Người bệnh trả: {_vnd(inv['patient_amount'])} đ", f"Đã thu: {_vnd(inv['paid_amount'])} đ"):
+        for text in (
+            f"Tổng chi phí: {_vnd(inv['total_amount'])} đ",
+            f"BHYT trả: {_vnd(inv['insurance_amount'])} đ",
+            f"Người bệnh trả: {_vnd(inv['patient_amount'])} đ",
+            f"Đã thu: {_vnd(inv['paid_amount'])} đ",
+        ):
             y -= 16
             c.drawString(40, y, text)
         c.showPage()
@@ -213,9 +301,21 @@ còn lại: <b>{_vnd(inv['balance'])} đ</b>.</p><ul>{pays}</ul></body></html>""
         return buf.getvalue()
 
 
-_METHOD = {"cash": "Tiền mặt", "card": "Thẻ", "bank_transfer": "Chuyển khoản", "vnpay": "VNPay", "momo": "MoMo"}
-_STATUS = {"open": "Đang mở", "issued": "Đã phát hành", "partly_paid": "Thu một phần", "paid": "Đã thu đủ",
-           "refunded": "Đã hoàn trả", "void": "Đã hủy"}
+_METHOD = {
+    "cash": "Tiền mặt",
+    "card": "Thẻ",
+    "bank_transfer": "Chuyển khoản",
+    "vnpay": "VNPay",
+    "momo": "MoMo",
+}
+_STATUS = {
+    "open": "Đang mở",
+    "issued": "Đã phát hành",
+    "partly_paid": "Thu một phần",
+    "paid": "Đã thu đủ",
+    "refunded": "Đã hoàn trả",
+    "void": "Đã hủy",
+}
 
 
 def _vnd(amount: int) -> str:

@@ -18,6 +18,7 @@ prepared once per connection).
 On PostgreSQL, VNPay and MoMo callbacks first take the compare-and-set fast path of ADR 0201
 (``adapters/pgsettle.py``: one read, one statement, raw asyncpg); what it cannot settle comes here.
 """
+
 from __future__ import annotations
 
 import base64
@@ -74,11 +75,19 @@ class Settlement:
     invoice_status: str | None = None
 
 
-def _received_event(pid: str, inv: Any, amount: int, method: str, provider: str, txn: str, status: str,
-                    at: Any) -> events_pb2.PaymentReceived:
-    msg = events_pb2.PaymentReceived(payment_id=pid, invoice_id=inv["id"], invoice_number=inv["number"],
-                                     amount=amount, method=method, provider=provider, provider_txn_id=txn,
-                                     invoice_status=status)
+def _received_event(
+    pid: str, inv: Any, amount: int, method: str, provider: str, txn: str, status: str, at: Any
+) -> events_pb2.PaymentReceived:
+    msg = events_pb2.PaymentReceived(
+        payment_id=pid,
+        invoice_id=inv["id"],
+        invoice_number=inv["number"],
+        amount=amount,
+        method=method,
+        provider=provider,
+        provider_txn_id=txn,
+        invoice_status=status,
+    )
     msg.received_at.FromDatetime(at)
     return msg
 
@@ -93,40 +102,75 @@ def _jsonable(raw: Any) -> Any:
 # constructs (``inherit_cache = False``), which recompiled them on every callback.
 _CB_COLS = [c.name for c in provider_callbacks.c]
 _PAY_COLS = [c.name for c in payments.c]
-_STORED_REPLY = select(provider_callbacks.c.outcome, provider_callbacks.c.reply_code,
-                       provider_callbacks.c.payment_id).where(
+_STORED_REPLY = select(
+    provider_callbacks.c.outcome, provider_callbacks.c.reply_code, provider_callbacks.c.payment_id
+).where(
     provider_callbacks.c.provider == bindparam("provider"),
-    provider_callbacks.c.provider_txn_id == bindparam("txn"))
-_LOCK_INVOICE = select(invoices.c.id, invoices.c.number, invoices.c.status, invoices.c.patient_amount,
-                       invoices.c.paid_amount, invoices.c.refunded_amount, invoices.c.issued_at,
-                       invoices.c.voided_at).where(invoices.c.number == bindparam("number")).with_for_update()
-_SET_PAID = update(invoices).where(invoices.c.id == bindparam("inv_id")).values(
-    paid_amount=bindparam("inv_paid"), status=bindparam("inv_status"))
+    provider_callbacks.c.provider_txn_id == bindparam("txn"),
+)
+_LOCK_INVOICE = (
+    select(
+        invoices.c.id,
+        invoices.c.number,
+        invoices.c.status,
+        invoices.c.patient_amount,
+        invoices.c.paid_amount,
+        invoices.c.refunded_amount,
+        invoices.c.issued_at,
+        invoices.c.voided_at,
+    )
+    .where(invoices.c.number == bindparam("number"))
+    .with_for_update()
+)
+_SET_PAID = (
+    update(invoices)
+    .where(invoices.c.id == bindparam("inv_id"))
+    .values(paid_amount=bindparam("inv_paid"), status=bindparam("inv_status"))
+)
 _INSERT_PAYMENT = insert(payments)
 
 
 def _typed(stmt: TextClause, table: Any, prefix: str) -> TextClause:
     """Give the JSON and timestamp parameters their column types (serialisation, UTC handling)."""
-    return stmt.bindparams(*[bindparam(f"{prefix}{c.name}", type_=c.type) for c in table.c
-                             if c.name in ("raw", "occurred_at", "received_at")])
+    return stmt.bindparams(
+        *[
+            bindparam(f"{prefix}{c.name}", type_=c.type)
+            for c in table.c
+            if c.name in ("raw", "occurred_at", "received_at")
+        ]
+    )
 
 
 _CB_VALUES = ", ".join(f":cb_{c}" for c in _CB_COLS)
 # Both dialects (SQLite ≥ 3.35 has RETURNING): a duplicate returns no row.
-_INSERT_CALLBACK = _typed(text(
-    f"INSERT INTO provider_callbacks ({', '.join(_CB_COLS)}) VALUES ({_CB_VALUES}) "
-    "ON CONFLICT (provider, provider_txn_id) DO NOTHING RETURNING id"), provider_callbacks, "cb_")
+_INSERT_CALLBACK = _typed(
+    text(
+        f"INSERT INTO provider_callbacks ({', '.join(_CB_COLS)}) VALUES ({_CB_VALUES}) "
+        "ON CONFLICT (provider, provider_txn_id) DO NOTHING RETURNING id"
+    ),
+    provider_callbacks,
+    "cb_",
+)
 # PostgreSQL, one round trip: insert the callback; only if it was new, update the invoice and insert the
 # payment (data-modifying CTEs). Returns the payment id, or no row for a duplicate.
 _PAY_CASTS = {"amount": "BIGINT", "received_at": "TIMESTAMPTZ"}
-_SETTLE_PAID_PG = _typed(_typed(text(
-    f"WITH cb AS (INSERT INTO provider_callbacks ({', '.join(_CB_COLS)}) VALUES ({_CB_VALUES}) "
-    "ON CONFLICT (provider, provider_txn_id) DO NOTHING RETURNING id), "
-    "upd AS (UPDATE invoices SET paid_amount = :inv_paid, status = :inv_status "
-    "WHERE id = :inv_id AND EXISTS (SELECT 1 FROM cb) RETURNING id) "
-    f"INSERT INTO payments ({', '.join(_PAY_COLS)}) SELECT "
-    + ", ".join(f"CAST(:p_{c} AS {_PAY_CASTS.get(c, 'VARCHAR')})" for c in _PAY_COLS)
-    + " FROM upd RETURNING id"), provider_callbacks, "cb_"), payments, "p_")
+_SETTLE_PAID_PG = _typed(
+    _typed(
+        text(
+            f"WITH cb AS (INSERT INTO provider_callbacks ({', '.join(_CB_COLS)}) VALUES ({_CB_VALUES}) "
+            "ON CONFLICT (provider, provider_txn_id) DO NOTHING RETURNING id), "
+            "upd AS (UPDATE invoices SET paid_amount = :inv_paid, status = :inv_status "
+            "WHERE id = :inv_id AND EXISTS (SELECT 1 FROM cb) RETURNING id) "
+            f"INSERT INTO payments ({', '.join(_PAY_COLS)}) SELECT "
+            + ", ".join(f"CAST(:p_{c} AS {_PAY_CASTS.get(c, 'VARCHAR')})" for c in _PAY_COLS)
+            + " FROM upd RETURNING id"
+        ),
+        provider_callbacks,
+        "cb_",
+    ),
+    payments,
+    "p_",
+)
 
 
 def gateway_decision(p: GatewayPayment, inv: Any) -> tuple[VnpRspCode, str]:
@@ -137,8 +181,11 @@ def gateway_decision(p: GatewayPayment, inv: Any) -> tuple[VnpRspCode, str]:
         settled = inv["status"] in SETTLED
         due = inv["patient_amount"] if settled else inv["patient_amount"] - inv["paid_amount"]
         code = vnpay_rsp_code(p, order_amount_vnd=due if due > 0 else -1, order_already_settled=settled)
-    outcome = {VnpRspCode.ORDER_NOT_FOUND: "unknown_invoice", VnpRspCode.INVALID_AMOUNT: "amount_mismatch",
-               VnpRspCode.ALREADY_CONFIRMED: "already_settled"}.get(code, "paid" if p.paid else "failed")
+    outcome = {
+        VnpRspCode.ORDER_NOT_FOUND: "unknown_invoice",
+        VnpRspCode.INVALID_AMOUNT: "amount_mismatch",
+        VnpRspCode.ALREADY_CONFIRMED: "already_settled",
+    }.get(code, "paid" if p.paid else "failed")
     return code, outcome
 
 
@@ -148,8 +195,7 @@ class PaymentService:
         self.settings = rt.settings
         self.fast: LeanPool | None = None
         if not rt.db.is_sqlite and getattr(rt.settings, "callback_pool_size", 0) > 0:
-            self.fast = LeanPool(asyncpg_dsn(rt.settings.database_url),
-                                 rt.settings.callback_pool_size)  # type: ignore[attr-defined]
+            self.fast = LeanPool(asyncpg_dsn(rt.settings.database_url), rt.settings.callback_pool_size)  # type: ignore[attr-defined]
         self._source = rt.settings.service
         self.fast_settled = self.fast_fallbacks = 0  # counters (tests, diagnostics)
 
@@ -166,32 +212,74 @@ class PaymentService:
         async with self.fast.connection() as conn:
             row = await conn.fetchrow(pgsettle.READ, provider, txn, p.order_id)
             if row["outcome"] is not None:
-                return Settlement(row["outcome"], row["reply_code"], replay=True, payment_id=row["payment_id"])
-            inv = None if row["inv_id"] is None else {
-                "id": row["inv_id"], "number": row["number"], "status": row["status"],
-                "patient_amount": row["patient_amount"], "paid_amount": row["paid_amount"],
-                "refunded_amount": row["refunded_amount"], "issued_at": row["issued_at"],
-                "voided_at": row["voided_at"]}
+                return Settlement(
+                    row["outcome"], row["reply_code"], replay=True, payment_id=row["payment_id"]
+                )
+            inv = (
+                None
+                if row["inv_id"] is None
+                else {
+                    "id": row["inv_id"],
+                    "number": row["number"],
+                    "status": row["status"],
+                    "patient_amount": row["patient_amount"],
+                    "paid_amount": row["paid_amount"],
+                    "refunded_amount": row["refunded_amount"],
+                    "issued_at": row["issued_at"],
+                    "voided_at": row["voided_at"],
+                }
+            )
             code, outcome = gateway_decision(p, inv)
             now = utcnow()
             raw = json.dumps(dict(p.raw), default=str, ensure_ascii=False)
             description = p.description[:500]
             if outcome != "paid":
                 if inv is None:
-                    done = await conn.fetchval(pgsettle.RECORD_WITHOUT_INVOICE, new_id(), provider, txn, p.order_id,
-                                               None, p.amount_vnd, outcome, code.value, description, None,
-                                               p.paid_at, raw, now)
+                    done = await conn.fetchval(
+                        pgsettle.RECORD_WITHOUT_INVOICE,
+                        new_id(),
+                        provider,
+                        txn,
+                        p.order_id,
+                        None,
+                        p.amount_vnd,
+                        outcome,
+                        code.value,
+                        description,
+                        None,
+                        p.paid_at,
+                        raw,
+                        now,
+                    )
                 else:
-                    done = await conn.fetchval(pgsettle.RECORD_WITH_INVOICE, new_id(), provider, txn, p.order_id,
-                                               inv["id"], p.amount_vnd, outcome, code.value, description, None,
-                                               p.paid_at, raw, now, inv["status"], inv["paid_amount"],
-                                               inv["patient_amount"], inv["refunded_amount"])
+                    done = await conn.fetchval(
+                        pgsettle.RECORD_WITH_INVOICE,
+                        new_id(),
+                        provider,
+                        txn,
+                        p.order_id,
+                        inv["id"],
+                        p.amount_vnd,
+                        outcome,
+                        code.value,
+                        description,
+                        None,
+                        p.paid_at,
+                        raw,
+                        now,
+                        inv["status"],
+                        inv["paid_amount"],
+                        inv["patient_amount"],
+                        inv["refunded_amount"],
+                    )
                 if done is None:
                     self.fast_fallbacks += 1
                     return None
                 log.warning("%s callback %s for %s: %s", provider, txn, p.order_id, outcome)
                 self.fast_settled += 1
-                return Settlement(outcome, code.value, invoice_status=inv["status"] if inv is not None else None)
+                return Settlement(
+                    outcome, code.value, invoice_status=inv["status"] if inv is not None else None
+                )
             assert inv is not None
             pid = new_id()
             kind = "deposit" if inv["issued_at"] is None else "payment"
@@ -201,15 +289,44 @@ class PaymentService:
             eid = new_id()
             headers: dict[str, str] = {}
             propagate.inject(headers)
-            headers.update({"Hospital-Event-Id": eid, "Hospital-Event-Type": _PAYMENT_RECEIVED,
-                            "Hospital-Event-Source": self._source, "Hospital-Event-Time": now.isoformat()})
+            headers.update(
+                {
+                    "Hospital-Event-Id": eid,
+                    "Hospital-Event-Type": _PAYMENT_RECEIVED,
+                    "Hospital-Event-Source": self._source,
+                    "Hospital-Event-Time": now.isoformat(),
+                }
+            )
             try:
                 settled = await conn.fetchval(
-                    pgsettle.SETTLE_PAID, inv["id"], paid, status, inv["status"], inv["paid_amount"],
-                    inv["patient_amount"], inv["refunded_amount"], new_id(), provider, txn, p.order_id, p.amount_vnd,
-                    code.value, pid, description, p.paid_at, raw, now, kind, provider, f"provider:{provider}",
-                    eid, "billing.payment.received", _PAYMENT_RECEIVED, event.SerializeToString(),
-                    json.dumps(headers))
+                    pgsettle.SETTLE_PAID,
+                    inv["id"],
+                    paid,
+                    status,
+                    inv["status"],
+                    inv["paid_amount"],
+                    inv["patient_amount"],
+                    inv["refunded_amount"],
+                    new_id(),
+                    provider,
+                    txn,
+                    p.order_id,
+                    p.amount_vnd,
+                    code.value,
+                    pid,
+                    description,
+                    p.paid_at,
+                    raw,
+                    now,
+                    kind,
+                    provider,
+                    f"provider:{provider}",
+                    eid,
+                    "billing.payment.received",
+                    _PAYMENT_RECEIVED,
+                    event.SerializeToString(),
+                    json.dumps(headers),
+                )
             except asyncpg.DivisionByZeroError:  # the callback row appeared meanwhile: rolled back whole
                 settled = 0
             if not settled:
@@ -226,7 +343,9 @@ class PaymentService:
         kind = "deposit" if inv["issued_at"] is None else "payment"
         paid = inv["paid_amount"] + amount
         status = derive_status(inv, paid=paid)
-        await s.execute(update(invoices).where(invoices.c.id == inv["id"]).values(paid_amount=paid, status=status))
+        await s.execute(
+            update(invoices).where(invoices.c.id == inv["id"]).values(paid_amount=paid, status=status)
+        )
         return kind, status, paid
 
     async def stored_reply(self, provider: str, txn: str) -> Settlement | None:
@@ -253,9 +372,24 @@ class PaymentService:
             raise RuntimeError(f"{provider} callback {txn} conflicted but is not stored")
         return found
 
-    async def _settle(self, uow: Any, *, provider: str, txn: str, number: str | None, inv: Any, invoice_id: str | None,
-                      amount: int, outcome: str, reply: str, description: str, bank_reference: str | None,
-                      occurred_at: Any, raw: Any, method: str) -> tuple[str | None, str | None] | None:
+    async def _settle(
+        self,
+        uow: Any,
+        *,
+        provider: str,
+        txn: str,
+        number: str | None,
+        inv: Any,
+        invoice_id: str | None,
+        amount: int,
+        outcome: str,
+        reply: str,
+        description: str,
+        bank_reference: str | None,
+        occurred_at: Any,
+        raw: Any,
+        method: str,
+    ) -> tuple[str | None, str | None] | None:
         """Record the callback (``invoice_id`` on its row) and, when its outcome is ``paid``, the payment on
         ``inv``, the invoice's new totals and the ``billing.payment.received`` event, in the caller's
         transaction (the invoice is locked). Returns (payment id, new invoice status), (None, None) for
@@ -264,10 +398,23 @@ class PaymentService:
         s = uow.session
         now = utcnow()
         pid = new_id() if outcome == "paid" else None
-        cb = {"id": new_id(), "provider": provider, "provider_txn_id": txn, "invoice_number": number,
-              "invoice_id": invoice_id, "amount": amount, "outcome": outcome, "reply_code": reply, "payment_id": pid,
-              "description": description[:500], "bank_reference": bank_reference, "occurred_at": occurred_at,
-              "raw": _jsonable(raw), "received_at": now, "resolved_by": None}
+        cb = {
+            "id": new_id(),
+            "provider": provider,
+            "provider_txn_id": txn,
+            "invoice_number": number,
+            "invoice_id": invoice_id,
+            "amount": amount,
+            "outcome": outcome,
+            "reply_code": reply,
+            "payment_id": pid,
+            "description": description[:500],
+            "bank_reference": bank_reference,
+            "occurred_at": occurred_at,
+            "raw": _jsonable(raw),
+            "received_at": now,
+            "resolved_by": None,
+        }
         if pid is None:
             if (await s.execute(_INSERT_CALLBACK, {f"cb_{k}": v for k, v in cb.items()})).first() is None:
                 return None
@@ -275,13 +422,30 @@ class PaymentService:
         kind = "deposit" if inv["issued_at"] is None else "payment"
         paid = inv["paid_amount"] + amount
         status = derive_status(inv, paid=paid)
-        pay = {"id": pid, "invoice_id": inv["id"], "kind": kind, "amount": amount, "method": method,
-               "provider": provider, "provider_txn_id": txn, "bank_reference": bank_reference, "shift_id": None,
-               "refund_of": None, "reason": None, "received_by": f"provider:{provider}", "received_at": now,
-               "request_id": None}
+        pay = {
+            "id": pid,
+            "invoice_id": inv["id"],
+            "kind": kind,
+            "amount": amount,
+            "method": method,
+            "provider": provider,
+            "provider_txn_id": txn,
+            "bank_reference": bank_reference,
+            "shift_id": None,
+            "refund_of": None,
+            "reason": None,
+            "received_by": f"provider:{provider}",
+            "received_at": now,
+            "request_id": None,
+        }
         if not self.rt.db.is_sqlite:  # PostgreSQL: one statement
-            params = {**{f"cb_{k}": v for k, v in cb.items()}, **{f"p_{k}": v for k, v in pay.items()},
-                      "inv_id": inv["id"], "inv_paid": paid, "inv_status": status}
+            params = {
+                **{f"cb_{k}": v for k, v in cb.items()},
+                **{f"p_{k}": v for k, v in pay.items()},
+                "inv_id": inv["id"],
+                "inv_paid": paid,
+                "inv_status": status,
+            }
             if (await s.execute(_SETTLE_PAID_PG, params)).first() is None:
                 return None
         else:
@@ -289,17 +453,27 @@ class PaymentService:
                 return None
             await s.execute(_SET_PAID, {"inv_id": inv["id"], "inv_paid": paid, "inv_status": status})
             await s.execute(_INSERT_PAYMENT, pay)
-        uow.publish("billing.payment.received", _received_event(pid, inv, amount, method, provider, txn, status, now))
+        uow.publish(
+            "billing.payment.received", _received_event(pid, inv, amount, method, provider, txn, status, now)
+        )
         return pid, status
 
     async def reject(self, provider: str, reason: str, client: str, raw: Any) -> None:
         """A forged, stale or malformed call: logged and kept, never applied."""
         log.warning("rejected %s callback from %s: %s", provider, client, reason)
         async with self.rt.db.session() as s, s.begin():
-            await s.execute(rejected_callbacks.insert().values(
-                id=new_id(), provider=provider, reason=reason[:500], client=client[:100],
-                raw=(raw if isinstance(raw, str) else json.dumps(raw, default=str, ensure_ascii=False))[:20000],
-                received_at=utcnow()))
+            await s.execute(
+                rejected_callbacks.insert().values(
+                    id=new_id(),
+                    provider=provider,
+                    reason=reason[:500],
+                    client=client[:100],
+                    raw=(raw if isinstance(raw, str) else json.dumps(raw, default=str, ensure_ascii=False))[
+                        :20000
+                    ],
+                    received_at=utcnow(),
+                )
+            )
 
     # ------------------------------------------------------------------------------ gateways
     async def settle_gateway(self, p: GatewayPayment) -> Settlement:
@@ -323,10 +497,21 @@ class PaymentService:
             inv = (await s.execute(_LOCK_INVOICE, {"number": p.order_id})).mappings().first()
             code, outcome = gateway_decision(p, inv)
             done = await self._settle(
-                uow, provider=provider, txn=p.provider_txn_id, number=p.order_id, inv=inv,
-                invoice_id=inv["id"] if inv is not None else None, amount=p.amount_vnd,
-                outcome=outcome, reply=code.value, description=p.description, bank_reference=None,
-                occurred_at=p.paid_at, raw=p.raw, method=provider)
+                uow,
+                provider=provider,
+                txn=p.provider_txn_id,
+                number=p.order_id,
+                inv=inv,
+                invoice_id=inv["id"] if inv is not None else None,
+                amount=p.amount_vnd,
+                outcome=outcome,
+                reply=code.value,
+                description=p.description,
+                bank_reference=None,
+                occurred_at=p.paid_at,
+                raw=p.raw,
+                method=provider,
+            )
             if done is None:
                 await s.rollback()
                 return await self._replay(provider, p.provider_txn_id)
@@ -364,10 +549,21 @@ class PaymentService:
             else:
                 outcome = "paid"
             done = await self._settle(
-                uow, provider=provider, txn=t.provider_txn_id, number=number, inv=inv,
-                invoice_id=inv["id"] if outcome == "paid" else None, amount=t.amount_vnd,
-                outcome=outcome, reply="ok", description=t.description, bank_reference=t.bank_reference or None,
-                occurred_at=t.occurred_at, raw=t.raw, method="bank_transfer")
+                uow,
+                provider=provider,
+                txn=t.provider_txn_id,
+                number=number,
+                inv=inv,
+                invoice_id=inv["id"] if outcome == "paid" else None,
+                amount=t.amount_vnd,
+                outcome=outcome,
+                reply="ok",
+                description=t.description,
+                bank_reference=t.bank_reference or None,
+                occurred_at=t.occurred_at,
+                raw=t.raw,
+                method="bank_transfer",
+            )
             if done is None:
                 await s.rollback()
                 return await self._replay(provider, t.provider_txn_id)
@@ -377,57 +573,134 @@ class PaymentService:
             await uow.commit()
         return Settlement(outcome, "ok", payment_id=pid, invoice_status=status)
 
-    async def _pay_transfer(self, uow: Any, inv: Any, pid: str, amount: int, provider: str, txn: str,
-                            bank_reference: str | None, received_by: str | None = None) -> str:
+    async def _pay_transfer(
+        self,
+        uow: Any,
+        inv: Any,
+        pid: str,
+        amount: int,
+        provider: str,
+        txn: str,
+        bank_reference: str | None,
+        received_by: str | None = None,
+    ) -> str:
         now = utcnow()
         kind, status, _ = await self._apply(uow.session, inv, amount)
-        await uow.session.execute(payments.insert().values(
-            id=pid, invoice_id=inv["id"], kind=kind, amount=amount, method="bank_transfer", provider=provider,
-            provider_txn_id=txn, bank_reference=bank_reference or None, shift_id=None, refund_of=None, reason=None,
-            received_by=received_by or f"provider:{provider}", received_at=now, request_id=None))
-        uow.publish("billing.payment.received", _received_event(pid, inv, amount, "bank_transfer", provider, txn,
-                                                                status, now))
+        await uow.session.execute(
+            payments.insert().values(
+                id=pid,
+                invoice_id=inv["id"],
+                kind=kind,
+                amount=amount,
+                method="bank_transfer",
+                provider=provider,
+                provider_txn_id=txn,
+                bank_reference=bank_reference or None,
+                shift_id=None,
+                refund_of=None,
+                reason=None,
+                received_by=received_by or f"provider:{provider}",
+                received_at=now,
+                request_id=None,
+            )
+        )
+        uow.publish(
+            "billing.payment.received",
+            _received_event(pid, inv, amount, "bank_transfer", provider, txn, status, now),
+        )
         return status
 
     async def unmatched(self) -> list[dict[str, Any]]:
         async with self.rt.db.session() as s:
-            rows = (await s.execute(select(provider_callbacks).where(
-                provider_callbacks.c.outcome.in_(("unmatched", "outgoing", "amount_mismatch")))
-                .order_by(provider_callbacks.c.received_at))).mappings().all()
-        return [{"id": r["id"], "provider": r["provider"], "provider_txn_id": r["provider_txn_id"],
-                 "outcome": r["outcome"], "amount": r["amount"], "description": r["description"],
-                 "invoice_number": r["invoice_number"], "bank_reference": r["bank_reference"],
-                 "received_at": r["received_at"].isoformat()} for r in rows]
+            rows = (
+                (
+                    await s.execute(
+                        select(provider_callbacks)
+                        .where(provider_callbacks.c.outcome.in_(("unmatched", "outgoing", "amount_mismatch")))
+                        .order_by(provider_callbacks.c.received_at)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return [
+            {
+                "id": r["id"],
+                "provider": r["provider"],
+                "provider_txn_id": r["provider_txn_id"],
+                "outcome": r["outcome"],
+                "amount": r["amount"],
+                "description": r["description"],
+                "invoice_number": r["invoice_number"],
+                "bank_reference": r["bank_reference"],
+                "received_at": r["received_at"].isoformat(),
+            }
+            for r in rows
+        ]
 
     async def match(self, callback_id: str, invoice_id: str, caller: Caller) -> dict[str, Any]:
         """A cashier assigns an unmatched incoming transfer to an invoice."""
         async with self.rt.uow() as uow:
             s = uow.session
-            inv = (await s.execute(select(invoices).where(invoices.c.id == invoice_id)
-                                   .with_for_update())).mappings().first()
+            inv = (
+                (await s.execute(select(invoices).where(invoices.c.id == invoice_id).with_for_update()))
+                .mappings()
+                .first()
+            )
             if inv is None:
                 raise NotFound("invoice.not_found", f"no invoice {invoice_id}", field="invoice_id")
             if inv["status"] == "void":
                 raise Conflict("invoice.void", "the invoice is void")
-            cb = (await s.execute(select(provider_callbacks).where(provider_callbacks.c.id == callback_id)
-                                  .with_for_update())).mappings().first()
+            cb = (
+                (
+                    await s.execute(
+                        select(provider_callbacks)
+                        .where(provider_callbacks.c.id == callback_id)
+                        .with_for_update()
+                    )
+                )
+                .mappings()
+                .first()
+            )
             if cb is None:
                 raise NotFound("transfer.not_found", f"no queued transfer {callback_id}")
             if cb["outcome"] != "unmatched":
-                raise Conflict("transfer.not_unmatched", f"transfer is {cb['outcome']}: only unmatched incoming "
-                               "transfers can be assigned")
+                raise Conflict(
+                    "transfer.not_unmatched",
+                    f"transfer is {cb['outcome']}: only unmatched incoming transfers can be assigned",
+                )
             pid = new_id()
-            status = await self._pay_transfer(uow, inv, pid, cb["amount"], cb["provider"], cb["provider_txn_id"],
-                                              cb["bank_reference"], received_by=caller.subject)
-            await s.execute(update(provider_callbacks).where(provider_callbacks.c.id == callback_id).values(
-                outcome="matched", payment_id=pid, invoice_id=invoice_id, resolved_by=caller.subject))
-            uow.audit(caller.audit("transfer.match", "Invoice", invoice_id, inv["patient_id"],
-                                   callback_id=callback_id, amount=cb["amount"]))
+            status = await self._pay_transfer(
+                uow,
+                inv,
+                pid,
+                cb["amount"],
+                cb["provider"],
+                cb["provider_txn_id"],
+                cb["bank_reference"],
+                received_by=caller.subject,
+            )
+            await s.execute(
+                update(provider_callbacks)
+                .where(provider_callbacks.c.id == callback_id)
+                .values(outcome="matched", payment_id=pid, invoice_id=invoice_id, resolved_by=caller.subject)
+            )
+            uow.audit(
+                caller.audit(
+                    "transfer.match",
+                    "Invoice",
+                    invoice_id,
+                    inv["patient_id"],
+                    callback_id=callback_id,
+                    amount=cb["amount"],
+                )
+            )
             await uow.commit()
         return {"payment_id": pid, "invoice_id": invoice_id, "invoice_status": status}
 
-    async def resolve_mismatch(self, callback_id: str, action: str, reason: str, caller: Caller,
-                               refund_reference: str | None = None) -> dict[str, Any]:
+    async def resolve_mismatch(
+        self, callback_id: str, action: str, reason: str, caller: Caller, refund_reference: str | None = None
+    ) -> dict[str, Any]:
         """A cashier settles a gateway callback kept as ``amount_mismatch`` (the money moved, but not the
         amount due): ``accept`` records it as a payment of the amount received (a partial payment, or an
         over-payment left as a negative balance to refund); ``refund`` records that the money goes back to
@@ -438,98 +711,216 @@ class PaymentService:
             raise Invalid("callback.reason", "resolving a callback needs a reason", field="reason")
         async with self.rt.uow() as uow:
             s = uow.session
-            cb = (await s.execute(select(provider_callbacks).where(provider_callbacks.c.id == callback_id)
-                                  )).mappings().first()
+            cb = (
+                (await s.execute(select(provider_callbacks).where(provider_callbacks.c.id == callback_id)))
+                .mappings()
+                .first()
+            )
             if cb is None:
                 raise NotFound("callback.not_found", f"no callback {callback_id}")
             inv = None
             if cb["invoice_id"]:  # lock order as for callbacks: the invoice, then the callback
-                inv = (await s.execute(select(invoices).where(invoices.c.id == cb["invoice_id"])
-                                       .with_for_update())).mappings().first()
-            cb = (await s.execute(select(provider_callbacks).where(provider_callbacks.c.id == callback_id)
-                                  .with_for_update())).mappings().one()
+                inv = (
+                    (
+                        await s.execute(
+                            select(invoices).where(invoices.c.id == cb["invoice_id"]).with_for_update()
+                        )
+                    )
+                    .mappings()
+                    .first()
+                )
+            cb = (
+                (
+                    await s.execute(
+                        select(provider_callbacks)
+                        .where(provider_callbacks.c.id == callback_id)
+                        .with_for_update()
+                    )
+                )
+                .mappings()
+                .one()
+            )
             if cb["outcome"] != "amount_mismatch":
-                raise Conflict("callback.not_mismatch", f"callback is {cb['outcome']}: only amount_mismatch "
-                               "callbacks are resolved here")
+                raise Conflict(
+                    "callback.not_mismatch",
+                    f"callback is {cb['outcome']}: only amount_mismatch callbacks are resolved here",
+                )
             pid = status = None
             if action == "accept":
                 if inv is None or inv["status"] in ("void", "refunded"):
-                    raise Conflict("invoice.not_payable", "the callback's invoice is missing, void or refunded: "
-                                   "refund the money instead")
+                    raise Conflict(
+                        "invoice.not_payable",
+                        "the callback's invoice is missing, void or refunded: refund the money instead",
+                    )
                 now = utcnow()
                 pid = new_id()
                 kind, status, _ = await self._apply(s, inv, cb["amount"])
-                await s.execute(payments.insert().values(
-                    id=pid, invoice_id=inv["id"], kind=kind, amount=cb["amount"], method=cb["provider"],
-                    provider=cb["provider"], provider_txn_id=cb["provider_txn_id"], bank_reference=None,
-                    shift_id=None, refund_of=None, reason=reason[:500], received_by=caller.subject, received_at=now,
-                    request_id=None))
-                uow.publish("billing.payment.received", _received_event(
-                    pid, inv, cb["amount"], cb["provider"], cb["provider"], cb["provider_txn_id"], status, now))
-            await s.execute(update(provider_callbacks).where(provider_callbacks.c.id == callback_id).values(
-                outcome="accepted" if action == "accept" else "returned", payment_id=pid,
-                resolved_by=caller.subject,
-                bank_reference=(refund_reference or cb["bank_reference"] or None)))
-            uow.audit(caller.audit(f"callback.{action}", "Invoice", cb["invoice_id"],
-                                   inv["patient_id"] if inv is not None else None, callback_id=callback_id,
-                                   amount=cb["amount"], provider=cb["provider"], reason=reason,
-                                   refund_reference=refund_reference))
+                await s.execute(
+                    payments.insert().values(
+                        id=pid,
+                        invoice_id=inv["id"],
+                        kind=kind,
+                        amount=cb["amount"],
+                        method=cb["provider"],
+                        provider=cb["provider"],
+                        provider_txn_id=cb["provider_txn_id"],
+                        bank_reference=None,
+                        shift_id=None,
+                        refund_of=None,
+                        reason=reason[:500],
+                        received_by=caller.subject,
+                        received_at=now,
+                        request_id=None,
+                    )
+                )
+                uow.publish(
+                    "billing.payment.received",
+                    _received_event(
+                        pid,
+                        inv,
+                        cb["amount"],
+                        cb["provider"],
+                        cb["provider"],
+                        cb["provider_txn_id"],
+                        status,
+                        now,
+                    ),
+                )
+            await s.execute(
+                update(provider_callbacks)
+                .where(provider_callbacks.c.id == callback_id)
+                .values(
+                    outcome="accepted" if action == "accept" else "returned",
+                    payment_id=pid,
+                    resolved_by=caller.subject,
+                    bank_reference=(refund_reference or cb["bank_reference"] or None),
+                )
+            )
+            uow.audit(
+                caller.audit(
+                    f"callback.{action}",
+                    "Invoice",
+                    cb["invoice_id"],
+                    inv["patient_id"] if inv is not None else None,
+                    callback_id=callback_id,
+                    amount=cb["amount"],
+                    provider=cb["provider"],
+                    reason=reason,
+                    refund_reference=refund_reference,
+                )
+            )
             await uow.commit()
-        return {"callback_id": callback_id, "outcome": "accepted" if action == "accept" else "returned",
-                "payment_id": pid, "invoice_id": cb["invoice_id"], "invoice_status": status,
-                "amount": cb["amount"]}
+        return {
+            "callback_id": callback_id,
+            "outcome": "accepted" if action == "accept" else "returned",
+            "payment_id": pid,
+            "invoice_id": cb["invoice_id"],
+            "invoice_status": status,
+            "amount": cb["amount"],
+        }
 
     # ------------------------------------------------------------------------------ desk
     async def _open_shift(self, s: Any, caller: Caller) -> str:
-        sid = (await s.execute(select(shifts.c.id).where(shifts.c.cashier == caller.subject,
-                                                         shifts.c.status == "open"))).scalar()
+        sid = (
+            await s.execute(
+                select(shifts.c.id).where(shifts.c.cashier == caller.subject, shifts.c.status == "open")
+            )
+        ).scalar()
         if sid is None:
-            raise Conflict("shift.not_open", "open a cashier shift before taking or giving back money at the desk")
+            raise Conflict(
+                "shift.not_open", "open a cashier shift before taking or giving back money at the desk"
+            )
         return str(sid)
 
-    async def pay_at_desk(self, invoice_id: str, amount: int, method: str, caller: Caller,
-                          request_id: str | None = None) -> dict[str, Any]:
+    async def pay_at_desk(
+        self, invoice_id: str, amount: int, method: str, caller: Caller, request_id: str | None = None
+    ) -> dict[str, Any]:
         if method not in DESK_METHODS:
-            raise Invalid("payment.method", f"method must be one of {', '.join(DESK_METHODS)}", field="method")
+            raise Invalid(
+                "payment.method", f"method must be one of {', '.join(DESK_METHODS)}", field="method"
+            )
         if amount <= 0:
             raise Invalid("payment.amount", "amount must be a positive number of VND", field="amount")
         async with self.rt.uow() as uow:
             s = uow.session
             if request_id:
-                prior = (await s.execute(select(payments).where(payments.c.request_id == request_id))).mappings().first()
+                prior = (
+                    (await s.execute(select(payments).where(payments.c.request_id == request_id)))
+                    .mappings()
+                    .first()
+                )
                 if prior is not None:
                     if prior["invoice_id"] != invoice_id or prior["amount"] != amount:
-                        raise Conflict("payment.request_id_reused", "request_id was used for another payment",
-                                       field="request_id")
-                    inv = (await s.execute(select(invoices).where(invoices.c.id == invoice_id))).mappings().one()
+                        raise Conflict(
+                            "payment.request_id_reused",
+                            "request_id was used for another payment",
+                            field="request_id",
+                        )
+                    inv = (
+                        (await s.execute(select(invoices).where(invoices.c.id == invoice_id)))
+                        .mappings()
+                        .one()
+                    )
                     return {"payment_id": prior["id"], "invoice": invoice_summary(inv)}
             shift_id = await self._open_shift(s, caller)
-            inv = (await s.execute(select(invoices).where(invoices.c.id == invoice_id)
-                                   .with_for_update())).mappings().first()
+            inv = (
+                (await s.execute(select(invoices).where(invoices.c.id == invoice_id).with_for_update()))
+                .mappings()
+                .first()
+            )
             if inv is None:
                 raise NotFound("invoice.not_found", f"no invoice {invoice_id}")
             if inv["status"] in ("void", "refunded"):
                 raise Conflict(f"invoice.{inv['status']}", f"invoice {inv['number']} is {inv['status']}")
             balance = inv["patient_amount"] - inv["paid_amount"]
             if inv["issued_at"] is not None and amount > balance:
-                raise Invalid("payment.exceeds_balance", f"amount {amount} is more than the balance {balance}; "
-                              "give change instead", field="amount")
+                raise Invalid(
+                    "payment.exceeds_balance",
+                    f"amount {amount} is more than the balance {balance}; give change instead",
+                    field="amount",
+                )
             pid, now = new_id(), utcnow()
             kind, status, paid = await self._apply(s, inv, amount)
-            await s.execute(payments.insert().values(
-                id=pid, invoice_id=invoice_id, kind=kind, amount=amount, method=method, provider=None,
-                provider_txn_id=None, bank_reference=None, shift_id=shift_id, refund_of=None, reason=None,
-                received_by=caller.subject, received_at=now, request_id=request_id))
-            uow.publish("billing.payment.received", _received_event(pid, inv, amount, method, "", "", status, now))
-            uow.audit(caller.audit(f"payment.{kind}", "Invoice", invoice_id, inv["patient_id"], amount=amount,
-                                   method=method))
+            await s.execute(
+                payments.insert().values(
+                    id=pid,
+                    invoice_id=invoice_id,
+                    kind=kind,
+                    amount=amount,
+                    method=method,
+                    provider=None,
+                    provider_txn_id=None,
+                    bank_reference=None,
+                    shift_id=shift_id,
+                    refund_of=None,
+                    reason=None,
+                    received_by=caller.subject,
+                    received_at=now,
+                    request_id=request_id,
+                )
+            )
+            uow.publish(
+                "billing.payment.received", _received_event(pid, inv, amount, method, "", "", status, now)
+            )
+            uow.audit(
+                caller.audit(
+                    f"payment.{kind}", "Invoice", invoice_id, inv["patient_id"], amount=amount, method=method
+                )
+            )
             await uow.commit()
-        return {"payment_id": pid, "kind": kind,
-                "invoice": invoice_summary({**inv, "paid_amount": paid, "status": status})}
+        return {
+            "payment_id": pid,
+            "kind": kind,
+            "invoice": invoice_summary({**inv, "paid_amount": paid, "status": status}),
+        }
 
-    async def refund(self, invoice_id: str, amount: int, method: str, reason: str, caller: Caller) -> dict[str, Any]:
+    async def refund(
+        self, invoice_id: str, amount: int, method: str, reason: str, caller: Caller
+    ) -> dict[str, Any]:
         if method not in REFUND_METHODS:
-            raise Invalid("refund.method", f"method must be one of {', '.join(REFUND_METHODS)}", field="method")
+            raise Invalid(
+                "refund.method", f"method must be one of {', '.join(REFUND_METHODS)}", field="method"
+            )
         if amount <= 0:
             raise Invalid("refund.amount", "amount must be a positive number of VND", field="amount")
         if not reason.strip():
@@ -537,30 +928,75 @@ class PaymentService:
         async with self.rt.uow() as uow:
             s = uow.session
             shift_id = await self._open_shift(s, caller) if method == "cash" else None
-            inv = (await s.execute(select(invoices).where(invoices.c.id == invoice_id)
-                                   .with_for_update())).mappings().first()
+            inv = (
+                (await s.execute(select(invoices).where(invoices.c.id == invoice_id).with_for_update()))
+                .mappings()
+                .first()
+            )
             if inv is None:
                 raise NotFound("invoice.not_found", f"no invoice {invoice_id}")
             if amount > inv["paid_amount"]:
-                raise Conflict("refund.exceeds_paid", f"refund {amount} is more than the {inv['paid_amount']} "
-                               "received on this invoice", field="amount")
+                raise Conflict(
+                    "refund.exceeds_paid",
+                    f"refund {amount} is more than the {inv['paid_amount']} received on this invoice",
+                    field="amount",
+                )
             paid, refunded = inv["paid_amount"] - amount, inv["refunded_amount"] + amount
             status = derive_status(inv, paid=paid, refunded=refunded)
             rid = new_id()
-            await s.execute(update(invoices).where(invoices.c.id == invoice_id).values(
-                paid_amount=paid, refunded_amount=refunded, status=status))
-            await s.execute(payments.insert().values(
-                id=rid, invoice_id=invoice_id, kind="refund", amount=amount, method=method, provider=None,
-                provider_txn_id=None, bank_reference=None, shift_id=shift_id, refund_of=None, reason=reason[:500],
-                received_by=caller.subject, received_at=utcnow(), request_id=None))
-            uow.publish("billing.payment.refunded", events_pb2.PaymentRefunded(
-                refund_id=rid, invoice_id=invoice_id, amount=amount, method=method, reason=reason,
-                invoice_status=status, by=caller.actor()))
-            uow.audit(caller.audit("payment.refund", "Invoice", invoice_id, inv["patient_id"], amount=amount,
-                                   method=method, reason=reason))
+            await s.execute(
+                update(invoices)
+                .where(invoices.c.id == invoice_id)
+                .values(paid_amount=paid, refunded_amount=refunded, status=status)
+            )
+            await s.execute(
+                payments.insert().values(
+                    id=rid,
+                    invoice_id=invoice_id,
+                    kind="refund",
+                    amount=amount,
+                    method=method,
+                    provider=None,
+                    provider_txn_id=None,
+                    bank_reference=None,
+                    shift_id=shift_id,
+                    refund_of=None,
+                    reason=reason[:500],
+                    received_by=caller.subject,
+                    received_at=utcnow(),
+                    request_id=None,
+                )
+            )
+            uow.publish(
+                "billing.payment.refunded",
+                events_pb2.PaymentRefunded(
+                    refund_id=rid,
+                    invoice_id=invoice_id,
+                    amount=amount,
+                    method=method,
+                    reason=reason,
+                    invoice_status=status,
+                    by=caller.actor(),
+                ),
+            )
+            uow.audit(
+                caller.audit(
+                    "payment.refund",
+                    "Invoice",
+                    invoice_id,
+                    inv["patient_id"],
+                    amount=amount,
+                    method=method,
+                    reason=reason,
+                )
+            )
             await uow.commit()
-        return {"refund_id": rid, "invoice": invoice_summary({**inv, "paid_amount": paid, "refunded_amount": refunded,
-                                                              "status": status})}
+        return {
+            "refund_id": rid,
+            "invoice": invoice_summary(
+                {**inv, "paid_amount": paid, "refunded_amount": refunded, "status": status}
+            ),
+        }
 
     # ------------------------------------------------------------------------------ VietQR
     async def vietqr(self, invoice_id: str, amount: int | None = None) -> dict[str, Any]:
@@ -569,24 +1005,42 @@ class PaymentService:
         if inv is None:
             raise NotFound("invoice.not_found", f"no invoice {invoice_id}")
         if inv["status"] in ("void", "refunded", "paid"):
-            raise Conflict(f"invoice.{inv['status']}", f"invoice {inv['number']} is {inv['status']}: nothing to pay")
+            raise Conflict(
+                f"invoice.{inv['status']}", f"invoice {inv['number']} is {inv['status']}: nothing to pay"
+            )
         balance = inv["patient_amount"] - inv["paid_amount"]
         if amount is None:
             amount = balance
         if amount <= 0:
-            raise Conflict("invoice.nothing_due", "nothing is due on this invoice; give an amount for a deposit")
+            raise Conflict(
+                "invoice.nothing_due", "nothing is due on this invoice; give an amount for a deposit"
+            )
         if inv["issued_at"] is not None and amount > balance:
-            raise Invalid("vietqr.amount", f"amount {amount} is more than the balance {balance}", field="amount")
+            raise Invalid(
+                "vietqr.amount", f"amount {amount} is more than the balance {balance}", field="amount"
+            )
         st = self.settings
         purpose = f"TT {inv['number']}"
         try:
-            payload = build_vietqr(st.bank_bin, st.bank_account, amount, purpose=purpose,  # type: ignore[attr-defined]
-                                   bill_number=inv["number"])
+            payload = build_vietqr(
+                st.bank_bin,
+                st.bank_account,
+                amount,
+                purpose=purpose,  # type: ignore[attr-defined]
+                bill_number=inv["number"],
+            )
         except VietQRError as exc:
             raise Invalid("vietqr.invalid", str(exc)) from exc
-        return {"invoice_id": invoice_id, "number": inv["number"], "amount": amount, "purpose": purpose,
-                "bank_bin": st.bank_bin, "account": st.bank_account, "payload": payload,  # type: ignore[attr-defined]
-                "png_base64": base64.b64encode(vietqr_png(payload)).decode("ascii")}
+        return {
+            "invoice_id": invoice_id,
+            "number": inv["number"],
+            "amount": amount,
+            "purpose": purpose,
+            "bank_bin": st.bank_bin,
+            "account": st.bank_account,
+            "payload": payload,  # type: ignore[attr-defined]
+            "png_base64": base64.b64encode(vietqr_png(payload)).decode("ascii"),
+        }
 
 
 __all__ = ["IntegrityError", "PaymentService", "Settlement"]

@@ -318,7 +318,8 @@ CASSO_DEFAULT_TOLERANCE = timedelta(minutes=5)
 
 
 def casso_canonical_body(body: Mapping[str, Any]) -> str:
-    """Compact JSON with object keys sorted at every depth, non-ASCII kept as is (like JS ``JSON.stringify``)."""
+    """Compact JSON with object keys sorted at every depth, non-ASCII kept as is (like JS
+    ``JSON.stringify``)."""
     return json.dumps(dict(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -285,7 +285,7 @@ def split_visit(
 
     covered_total = sum(covered for _, _, _, covered, _ in priced)
     small_visit = (
-        correct_route and 0 < covered_total and covered_total * 100 < base_salary * SMALL_VISIT_PERCENT
+        correct_route and covered_total > 0 and covered_total * 100 < base_salary * SMALL_VISIT_PERCENT
     )
 
     splits = []

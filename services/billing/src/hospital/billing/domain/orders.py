@@ -8,6 +8,7 @@ with no mapping is never dropped: it becomes a held line for a cashier to price.
 An imaging order names one requested procedure: its id maps to a price item (``modality:<MOD>`` is
 consulted after the procedure id, for hospitals that price a modality flat); otherwise it is held.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -17,13 +18,13 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class OrderLine:
     price_code: str
-    codes: tuple[str, ...]          # the order's codes billed by this line
+    codes: tuple[str, ...]  # the order's codes billed by this line
 
 
 @dataclass(frozen=True)
 class OrderLines:
     lines: list[OrderLine] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)   # codes with no price mapping, in order
+    unknown: list[str] = field(default_factory=list)  # codes with no price mapping, in order
 
 
 def lab_lines(test_codes: Iterable[str], mapping: Mapping[str, str]) -> OrderLines:

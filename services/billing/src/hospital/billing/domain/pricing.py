@@ -9,15 +9,16 @@ has a higher hospital price and the patient pays the difference (T_BNTT).
 MA_NHOM (QĐ130 group): 1 lab, 2 imaging, 3 functional tests, 4 drug in the BHYT list, 6 drug paid
 by ratio, 8 surgery, 10 supply in the list, 13 examination, 15 inpatient bed-day, 18 procedure.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 CATEGORIES = ("exam", "lab", "imaging", "procedure", "bed", "supply", "drug")
-DRUG_GROUPS = (4, 5, 6)          # XML2 (CHI_TIET_THUOC); every other group is XML3
+DRUG_GROUPS = (4, 5, 6)  # XML2 (CHI_TIET_THUOC); every other group is XML3
 SUPPLY_GROUPS = (10, 11)
-EXAM_CODE = "KB-THUONG"          # charged when an outpatient visit opens
+EXAM_CODE = "KB-THUONG"  # charged when an outpatient visit opens
 OLD_PRICES_END = date(2024, 6, 30)
 NEW_PRICES_START = date(2024, 7, 1)
 
@@ -38,8 +39,18 @@ class PriceItem:
     effective_to: date | None = None
 
 
-def _p(code: str, name: str, category: str, unit: str, hospital: int, insurance: int, bhyt: str, group: int,
-       covered: bool = True, ratio: int = 100) -> PriceItem:
+def _p(
+    code: str,
+    name: str,
+    category: str,
+    unit: str,
+    hospital: int,
+    insurance: int,
+    bhyt: str,
+    group: int,
+    covered: bool = True,
+    ratio: int = 100,
+) -> PriceItem:
     return PriceItem(code, name, category, unit, hospital, insurance, covered, bhyt, group, ratio)
 
 
@@ -47,56 +58,161 @@ CURRENT = (
     # examination
     _p("KB-THUONG", "Khám bệnh", "exam", "Lần", 42_100, 42_100, "02.1896", 13),
     _p("KB-YEUCAU", "Khám bệnh theo yêu cầu (chuyên gia)", "exam", "Lần", 150_000, 42_100, "02.1896", 13),
-    _p("KB-HOICHAN", "Hội chẩn để xác định ca bệnh khó (chuyên gia/ca)", "exam", "Ca", 200_000, 200_000,
-       "02.1897", 13),
+    _p(
+        "KB-HOICHAN",
+        "Hội chẩn để xác định ca bệnh khó (chuyên gia/ca)",
+        "exam",
+        "Ca",
+        200_000,
+        200_000,
+        "02.1897",
+        13,
+    ),
     # laboratory
-    _p("XN-CTM", "Tổng phân tích tế bào máu ngoại vi (bằng máy đếm laser)", "lab", "Lần", 46_200, 46_200,
-       "22.0121.1370", 1),
+    _p(
+        "XN-CTM",
+        "Tổng phân tích tế bào máu ngoại vi (bằng máy đếm laser)",
+        "lab",
+        "Lần",
+        46_200,
+        46_200,
+        "22.0121.1370",
+        1,
+    ),
     _p("XN-GLU", "Định lượng Glucose [Máu]", "lab", "Lần", 21_500, 21_500, "23.0075.1494", 1),
     _p("XN-CRE", "Định lượng Creatinin [Máu]", "lab", "Lần", 21_500, 21_500, "23.0051.1494", 1),
     _p("XN-ALT", "Đo hoạt độ ALT (GPT) [Máu]", "lab", "Lần", 21_500, 21_500, "23.0020.1493", 1),
     _p("XN-AST", "Đo hoạt độ AST (GOT) [Máu]", "lab", "Lần", 21_500, 21_500, "23.0019.1493", 1),
     _p("XN-HBA1C", "Định lượng HbA1c [Máu]", "lab", "Lần", 101_000, 101_000, "23.0083.1523", 1),
     _p("XN-CRP", "Định lượng CRP hs [Máu]", "lab", "Lần", 53_800, 53_800, "23.0058.1506", 1),
-    _p("XN-NTIEU", "Tổng phân tích nước tiểu (bằng máy tự động)", "lab", "Lần", 27_400, 27_400,
-       "23.0206.1596", 1),
+    _p(
+        "XN-NTIEU",
+        "Tổng phân tích nước tiểu (bằng máy tự động)",
+        "lab",
+        "Lần",
+        27_400,
+        27_400,
+        "23.0206.1596",
+        1,
+    ),
     _p("XN-DGD", "Điện giải đồ (Na, K, Cl) [Máu]", "lab", "Lần", 29_000, 29_000, "23.0058.1487", 1),
     # imaging and functional tests
     _p("CDHA-XQNGUC", "Chụp X-quang ngực thẳng", "imaging", "Lần", 65_400, 65_400, "18.0067.0028", 2),
-    _p("CDHA-SAOB", "Siêu âm ổ bụng (gan mật, tụy, lách, thận, bàng quang)", "imaging", "Lần", 43_900, 43_900,
-       "18.0014.0001", 2),
-    _p("CDHA-CTSN", "Chụp CT sọ não không tiêm thuốc cản quang", "imaging", "Lần", 522_000, 522_000,
-       "18.0070.0001", 2),
+    _p(
+        "CDHA-SAOB",
+        "Siêu âm ổ bụng (gan mật, tụy, lách, thận, bàng quang)",
+        "imaging",
+        "Lần",
+        43_900,
+        43_900,
+        "18.0014.0001",
+        2,
+    ),
+    _p(
+        "CDHA-CTSN",
+        "Chụp CT sọ não không tiêm thuốc cản quang",
+        "imaging",
+        "Lần",
+        522_000,
+        522_000,
+        "18.0070.0001",
+        2,
+    ),
     _p("CDHA-MRISN", "Chụp cộng hưởng từ sọ não", "imaging", "Lần", 1_311_000, 1_311_000, "18.0188.0055", 2),
     _p("TDCN-ECG", "Điện tim thường", "procedure", "Lần", 32_800, 32_800, "02.0085.1778", 3),
     # procedures and surgery
-    _p("TT-NSDD", "Nội soi thực quản - dạ dày - tá tràng ống mềm không sinh thiết", "procedure", "Lần",
-       249_000, 249_000, "02.0304.0133", 18),
-    _p("TT-KHAUVT", "Khâu vết thương phần mềm tổn thương nông chiều dài < 10 cm", "procedure", "Lần",
-       178_000, 178_000, "10.0800.0563", 18),
-    _p("TT-THAYBANG", "Thay băng vết thương chiều dài ≤ 15 cm", "procedure", "Lần", 57_600, 57_600,
-       "03.3911.0200", 18),
+    _p(
+        "TT-NSDD",
+        "Nội soi thực quản - dạ dày - tá tràng ống mềm không sinh thiết",
+        "procedure",
+        "Lần",
+        249_000,
+        249_000,
+        "02.0304.0133",
+        18,
+    ),
+    _p(
+        "TT-KHAUVT",
+        "Khâu vết thương phần mềm tổn thương nông chiều dài < 10 cm",
+        "procedure",
+        "Lần",
+        178_000,
+        178_000,
+        "10.0800.0563",
+        18,
+    ),
+    _p(
+        "TT-THAYBANG",
+        "Thay băng vết thương chiều dài ≤ 15 cm",
+        "procedure",
+        "Lần",
+        57_600,
+        57_600,
+        "03.3911.0200",
+        18,
+    ),
     _p("TT-SONDETIEU", "Đặt ống thông tiểu", "procedure", "Lần", 90_100, 90_100, "03.3853.0214", 18),
-    _p("PT-NSRT", "Phẫu thuật nội soi cắt ruột thừa", "procedure", "Lần", 2_622_000, 2_622_000,
-       "10.0453.0474", 8),
+    _p(
+        "PT-NSRT",
+        "Phẫu thuật nội soi cắt ruột thừa",
+        "procedure",
+        "Lần",
+        2_622_000,
+        2_622_000,
+        "10.0453.0474",
+        8,
+    ),
     # bed-days by ward class
     _p("GB-HSTC", "Ngày giường bệnh Hồi sức tích cực", "bed", "Ngày", 738_500, 738_500, "K01.1916", 15),
-    _p("GB-HSCC", "Ngày giường bệnh Hồi sức cấp cứu, chống độc", "bed", "Ngày", 447_800, 447_800,
-       "K02.1917", 15),
+    _p(
+        "GB-HSCC",
+        "Ngày giường bệnh Hồi sức cấp cứu, chống độc",
+        "bed",
+        "Ngày",
+        447_800,
+        447_800,
+        "K02.1917",
+        15,
+    ),
     _p("GB-NOI1", "Ngày giường bệnh Nội khoa loại 1", "bed", "Ngày", 247_300, 247_300, "K03.1918", 15),
     _p("GB-NOI2", "Ngày giường bệnh Nội khoa loại 2", "bed", "Ngày", 220_300, 220_300, "K03.1919", 15),
     _p("GB-NOI3", "Ngày giường bệnh Nội khoa loại 3", "bed", "Ngày", 188_100, 188_100, "K03.1920", 15),
-    _p("GB-NGOAI2", "Ngày giường bệnh Ngoại khoa loại 2 (sau phẫu thuật loại 2)", "bed", "Ngày", 282_200,
-       282_200, "K04.1924", 15),
-    _p("GB-YEUCAU", "Ngày giường bệnh theo yêu cầu (phòng 2 giường)", "bed", "Ngày", 600_000, 220_300,
-       "K03.1919", 15),
+    _p(
+        "GB-NGOAI2",
+        "Ngày giường bệnh Ngoại khoa loại 2 (sau phẫu thuật loại 2)",
+        "bed",
+        "Ngày",
+        282_200,
+        282_200,
+        "K04.1924",
+        15,
+    ),
+    _p(
+        "GB-YEUCAU",
+        "Ngày giường bệnh theo yêu cầu (phòng 2 giường)",
+        "bed",
+        "Ngày",
+        600_000,
+        220_300,
+        "K03.1919",
+        15,
+    ),
     # supplies
     _p("VT-BT5", "Bơm tiêm nhựa 5ml", "supply", "Cái", 1_500, 1_500, "N03.02.070", 10),
     _p("VT-KIMLUON", "Kim luồn tĩnh mạch 22G", "supply", "Cái", 12_000, 12_000, "N03.05.010", 10),
     _p("VT-DAYTRUYEN", "Dây truyền dịch", "supply", "Bộ", 7_500, 7_500, "N04.01.020", 10),
     _p("VT-GANGTAY", "Găng tay y tế vô khuẩn", "supply", "Đôi", 3_000, 3_000, "N02.03.010", 10),
-    _p("VT-BANGCUON", "Băng cuộn co giãn (ngoài danh mục BHYT)", "supply", "Cuộn", 25_000, 0, "N99.01.001",
-       10, covered=False),
+    _p(
+        "VT-BANGCUON",
+        "Băng cuộn co giãn (ngoài danh mục BHYT)",
+        "supply",
+        "Cuộn",
+        25_000,
+        0,
+        "N99.01.001",
+        10,
+        covered=False,
+    ),
     # drugs
     _p("T-PARA500", "Paracetamol 500mg", "drug", "Viên", 400, 400, "40.10", 4),
     _p("T-AMOX500", "Amoxicilin 500mg", "drug", "Viên", 1_250, 1_250, "40.17", 4),
@@ -104,29 +220,87 @@ CURRENT = (
     _p("T-OME20", "Omeprazol 20mg", "drug", "Viên", 1_900, 1_900, "40.677", 4),
     _p("T-CEFTRI1G", "Ceftriaxon 1g", "drug", "Lọ", 21_000, 21_000, "40.216", 4),
     _p("T-ALBUMIN", "Albumin 20% 50ml", "drug", "Chai", 680_000, 680_000, "40.537", 6, ratio=70),
-    _p("T-VITC500", "Vitamin C 500mg (ngoài danh mục BHYT)", "drug", "Viên", 500, 0, "40.1063", 4,
-       covered=False),
+    _p(
+        "T-VITC500",
+        "Vitamin C 500mg (ngoài danh mục BHYT)",
+        "drug",
+        "Viên",
+        500,
+        0,
+        "40.1063",
+        4,
+        covered=False,
+    ),
 )
 
 # Prices in force before 1 July 2024 (kept for services rendered before that day).
 PREVIOUS = (
-    PriceItem("KB-THUONG", "Khám bệnh", "exam", "Lần", 38_700, 38_700, True, "02.1896", 13,
-              effective_from=date(2023, 1, 1), effective_to=OLD_PRICES_END),
-    PriceItem("GB-NOI2", "Ngày giường bệnh Nội khoa loại 2", "bed", "Ngày", 199_100, 199_100, True, "K03.1919",
-              15, effective_from=date(2023, 1, 1), effective_to=OLD_PRICES_END),
-    PriceItem("XN-CTM", "Tổng phân tích tế bào máu ngoại vi (bằng máy đếm laser)", "lab", "Lần", 40_400, 40_400,
-              True, "22.0121.1370", 1, effective_from=date(2023, 1, 1), effective_to=OLD_PRICES_END),
+    PriceItem(
+        "KB-THUONG",
+        "Khám bệnh",
+        "exam",
+        "Lần",
+        38_700,
+        38_700,
+        True,
+        "02.1896",
+        13,
+        effective_from=date(2023, 1, 1),
+        effective_to=OLD_PRICES_END,
+    ),
+    PriceItem(
+        "GB-NOI2",
+        "Ngày giường bệnh Nội khoa loại 2",
+        "bed",
+        "Ngày",
+        199_100,
+        199_100,
+        True,
+        "K03.1919",
+        15,
+        effective_from=date(2023, 1, 1),
+        effective_to=OLD_PRICES_END,
+    ),
+    PriceItem(
+        "XN-CTM",
+        "Tổng phân tích tế bào máu ngoại vi (bằng máy đếm laser)",
+        "lab",
+        "Lần",
+        40_400,
+        40_400,
+        True,
+        "22.0121.1370",
+        1,
+        effective_from=date(2023, 1, 1),
+        effective_to=OLD_PRICES_END,
+    ),
 )
 
 PRICE_LIST = PREVIOUS + CURRENT
 
 # Ward (admissions ward code) -> bed-day price code.
 WARD_BED_CLASS = {
-    "HSTC": "GB-HSTC", "CC": "GB-HSCC", "HSM": "GB-HSCC",
-    "TNH": "GB-NOI1", "NHI": "GB-NOI1", "SSI": "GB-NOI1", "TIM": "GB-NOI1", "TKI": "GB-NOI1",
-    "NOI": "GB-NOI2", "NTI": "GB-NOI2", "UBU": "GB-NOI2",
-    "YHC": "GB-NOI3", "PHC": "GB-NOI3", "DLI": "GB-NOI3", "TMH": "GB-NOI3", "RHM": "GB-NOI3", "MAT": "GB-NOI3",
-    "NGO": "GB-NGOAI2", "CTC": "GB-NGOAI2", "NGK": "GB-NGOAI2", "SAN": "GB-NGOAI2",
+    "HSTC": "GB-HSTC",
+    "CC": "GB-HSCC",
+    "HSM": "GB-HSCC",
+    "TNH": "GB-NOI1",
+    "NHI": "GB-NOI1",
+    "SSI": "GB-NOI1",
+    "TIM": "GB-NOI1",
+    "TKI": "GB-NOI1",
+    "NOI": "GB-NOI2",
+    "NTI": "GB-NOI2",
+    "UBU": "GB-NOI2",
+    "YHC": "GB-NOI3",
+    "PHC": "GB-NOI3",
+    "DLI": "GB-NOI3",
+    "TMH": "GB-NOI3",
+    "RHM": "GB-NOI3",
+    "MAT": "GB-NOI3",
+    "NGO": "GB-NGOAI2",
+    "CTC": "GB-NGOAI2",
+    "NGK": "GB-NGOAI2",
+    "SAN": "GB-NGOAI2",
 }
 DEFAULT_BED_CLASS = "GB-NOI2"
 
@@ -158,7 +332,9 @@ class BedLine:
     first_day: bool  # the line is the segment's first day, charged at the day's class
 
 
-def segment_lines(start: date, end: date, ward_class: str, day_class: str | None, *, last_segment: bool) -> list[BedLine]:
+def segment_lines(
+    start: date, end: date, ward_class: str, day_class: str | None, *, last_segment: bool
+) -> list[BedLine]:
     """Bed-day lines of one ward segment with one bed-day per calendar day.
 
     Days are Vietnam calendar days; a stay counts (discharge day − admission day + 1) days. The segment's

@@ -12,6 +12,7 @@ stays on the SDK client.
 
 Path-style requests (``/<bucket>/<key>``), as the SDK sends to SeaweedFS and MinIO.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -31,8 +32,16 @@ class PutError(RuntimeError):
 class SignedPut:
     """Thread-safe: each thread keeps its own connection."""
 
-    def __init__(self, endpoint: str, access_key: str, secret_key: str, *, secure: bool = False,
-                 region: str = "us-east-1", timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        *,
+        secure: bool = False,
+        region: str = "us-east-1",
+        timeout: float = 60.0,
+    ) -> None:
         self.endpoint, self.secure, self.region, self.timeout = endpoint, secure, region, timeout
         self._credentials = Credentials(access_key, secret_key)
         self._local = threading.local()
@@ -42,8 +51,9 @@ class SignedPut:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             if self.secure:
-                conn = http.client.HTTPSConnection(self.endpoint, timeout=self.timeout,
-                                                   context=ssl.create_default_context())
+                conn = http.client.HTTPSConnection(
+                    self.endpoint, timeout=self.timeout, context=ssl.create_default_context()
+                )
             else:
                 conn = http.client.HTTPConnection(self.endpoint, timeout=self.timeout)
             self._local.conn = conn
@@ -55,16 +65,33 @@ class SignedPut:
         if conn is not None:
             conn.close()
 
-    def put(self, bucket: str, key: str, data: bytes | memoryview, sha256_hex: str,
-            content_type: str = "application/octet-stream") -> str:
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes | memoryview,
+        sha256_hex: str,
+        content_type: str = "application/octet-stream",
+    ) -> str:
         """PUT `data` (whose SHA-256 is `sha256_hex`) to ``bucket/key``; returns the ETag."""
         path = f"/{quote(bucket, safe='')}/{quote(key, safe='/')}"
         date = s3time.utcnow()
-        headers = {"Host": self.endpoint, "Content-Type": content_type, "Content-Length": str(len(data)),
-                   "x-amz-content-sha256": sha256_hex, "x-amz-date": s3time.to_amz_date(date)}
-        headers = sign_v4_s3(method="PUT", url=urlsplit(f"{self._scheme}://{self.endpoint}{path}"),
-                             region=self.region, headers=headers, credentials=self._credentials,
-                             content_sha256=sha256_hex, date=date)
+        headers = {
+            "Host": self.endpoint,
+            "Content-Type": content_type,
+            "Content-Length": str(len(data)),
+            "x-amz-content-sha256": sha256_hex,
+            "x-amz-date": s3time.to_amz_date(date),
+        }
+        headers = sign_v4_s3(
+            method="PUT",
+            url=urlsplit(f"{self._scheme}://{self.endpoint}{path}"),
+            region=self.region,
+            headers=headers,
+            credentials=self._credentials,
+            content_sha256=sha256_hex,
+            date=date,
+        )
         for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: once more on a new one
             conn = self._connection()
             try:

@@ -217,7 +217,6 @@ class Spool:
         if removed:
             logger.warning("spool %s: removed %d temp files left by an interrupted write", self.root, removed)
 
-
     def _link_durably(self, source: Path, target: Path) -> bool:
         """Hard-link `source` to `target` and fsync the directory; False if `target` exists."""
         try:

@@ -3,6 +3,7 @@
 The index is patient / study / series / instance, keyed by the DICOM UIDs. Study and series rows carry
 denormalised counts and the attributes C-FIND and QIDO-RS match on, so a query touches one table.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table, Text, text
@@ -12,10 +13,11 @@ from hospital.chassis.db import BigId, UtcDateTime
 metadata = MetaData()
 
 patients = Table(
-    "patients", metadata,
+    "patients",
+    metadata,
     Column("patient_id", String(64), primary_key=True),  # DICOM PatientID (the hospital's patient code)
-    Column("patient_name", String(200), nullable=True),   # DICOM PN as decoded (UTF-8)
-    Column("name_folded", String(200), nullable=True),    # upper-case ASCII for wildcard matching
+    Column("patient_name", String(200), nullable=True),  # DICOM PN as decoded (UTF-8)
+    Column("name_folded", String(200), nullable=True),  # upper-case ASCII for wildcard matching
     Column("birth_date", String(8), nullable=True),
     Column("sex", String(16), nullable=True),
     Column("updated_at", UtcDateTime(), nullable=False),
@@ -23,7 +25,8 @@ patients = Table(
 )
 
 studies = Table(
-    "studies", metadata,
+    "studies",
+    metadata,
     Column("study_instance_uid", String(64), primary_key=True),
     Column("patient_id", String(64), nullable=False),  # "" when the modality sent none
     Column("patient_name", String(200), nullable=True),
@@ -41,7 +44,9 @@ studies = Table(
     Column("size_bytes", BigInteger, nullable=False, server_default=text("0")),
     Column("source_ae", String(16), nullable=True),
     Column("order_id", String(36), nullable=True),
-    Column("reconciliation", String(20), nullable=False, server_default="new"),  # new, matched, pending, resolved
+    Column(
+        "reconciliation", String(20), nullable=False, server_default="new"
+    ),  # new, matched, pending, resolved
     Column("first_received_at", UtcDateTime(), nullable=False),
     Column("last_received_at", UtcDateTime(), nullable=False),
     Column("announced_at", UtcDateTime(), nullable=True),  # last imaging.study.received
@@ -53,7 +58,8 @@ studies = Table(
 )
 
 series = Table(
-    "series", metadata,
+    "series",
+    metadata,
     Column("series_instance_uid", String(64), primary_key=True),
     Column("study_instance_uid", String(64), nullable=False, index=True),
     Column("modality", String(16), nullable=True),
@@ -67,7 +73,8 @@ series = Table(
 )
 
 instances = Table(
-    "instances", metadata,
+    "instances",
+    metadata,
     Column("sop_instance_uid", String(64), primary_key=True),
     Column("series_instance_uid", String(64), nullable=False, index=True),
     Column("study_instance_uid", String(64), nullable=False, index=True),
@@ -86,7 +93,8 @@ instances = Table(
 
 # Same SOP Instance UID received again with other content: kept, never overwrites, flagged for review.
 instance_conflicts = Table(
-    "instance_conflicts", metadata,
+    "instance_conflicts",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("sop_instance_uid", String(64), nullable=False, index=True),
     Column("digest", String(64), nullable=False),
@@ -109,7 +117,8 @@ instance_conflicts = Table(
 # its order normally (ADR 0306). ``resolved_*`` (0006): staff marked a flagged MPPS handled
 # (``POST /api/v1/mpps/{uid}/resolve``): who, when and their note; it then leaves the review list.
 mpps = Table(
-    "mpps", metadata,
+    "mpps",
+    metadata,
     Column("mpps_instance_uid", String(64), primary_key=True),
     Column("order_id", String(36), nullable=True),
     Column("accession_number", String(64), nullable=True),
@@ -129,7 +138,8 @@ mpps = Table(
 )
 
 orders = Table(
-    "orders", metadata,
+    "orders",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("accession_number", String(16), nullable=False, unique=True),
     Column("request_id", String(100), nullable=True, unique=True),
@@ -147,7 +157,9 @@ orders = Table(
     Column("patient_sex", String(1), nullable=True),
     Column("referring_physician", String(200), nullable=True),
     Column("visit_ref", String(36), nullable=True),  # the visit in admissions (UUID), when the EMR gave it
-    Column("status", String(20), nullable=False),  # scheduled, in_progress, completed, discontinued, cancelled
+    Column(
+        "status", String(20), nullable=False
+    ),  # scheduled, in_progress, completed, discontinued, cancelled
     Column("study_instance_uid", String(64), nullable=False),  # pre-assigned, sent on the worklist
     Column("mpps_instance_uid", String(64), nullable=True, unique=True),
     Column("created_at", UtcDateTime(), nullable=False),
@@ -157,7 +169,8 @@ orders = Table(
 )
 
 reconciliation = Table(
-    "reconciliation", metadata,
+    "reconciliation",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("study_instance_uid", String(64), nullable=False, unique=True),
     Column("reason", String(40), nullable=False),  # unknown_accession, patient_mismatch, no_accession,
@@ -173,19 +186,21 @@ reconciliation = Table(
 )
 
 routing_rules = Table(
-    "routing_rules", metadata,
+    "routing_rules",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("name", String(100), nullable=False),
     Column("destination_ae", String(16), nullable=False),
-    Column("modality", String(16), nullable=True),        # null = any
-    Column("source_ae", String(16), nullable=True),       # null = any
-    Column("attributes", JSON, nullable=False),           # {"BodyPartExamined": "CHEST", ...} exact matches
+    Column("modality", String(16), nullable=True),  # null = any
+    Column("source_ae", String(16), nullable=True),  # null = any
+    Column("attributes", JSON, nullable=False),  # {"BodyPartExamined": "CHEST", ...} exact matches
     Column("enabled", Boolean, nullable=False, server_default=text("true")),
     Column("created_at", UtcDateTime(), nullable=False),
 )
 
 routing_queue = Table(
-    "routing_queue", metadata,
+    "routing_queue",
+    metadata,
     Column("seq", BigId, primary_key=True, autoincrement=True),
     Column("rule_id", String(36), nullable=False),
     Column("destination_ae", String(16), nullable=False),

@@ -1,5 +1,6 @@
 """DICOMweb under /dicomweb: QIDO-RS, WADO-RS (instances, series, studies, metadata, rendered,
 thumbnail) and STOW-RS, over the same index and object storage as the DICOM interface."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,13 +30,40 @@ _TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
 
 # Attributes returned by default (PS3.18 Table 6.7.1-2), plus what the level's index holds.
 DEFAULT = {
-    "STUDY": ["StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy", "ReferringPhysicianName",
-              "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
-              "StudyDescription", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"],
-    "SERIES": ["Modality", "SeriesDescription", "SeriesInstanceUID", "SeriesNumber", "BodyPartExamined",
-               "NumberOfSeriesRelatedInstances", "StudyInstanceUID"],
-    "IMAGE": ["SOPClassUID", "SOPInstanceUID", "InstanceNumber", "Rows", "Columns", "NumberOfFrames",
-              "SeriesInstanceUID", "StudyInstanceUID"],
+    "STUDY": [
+        "StudyDate",
+        "StudyTime",
+        "AccessionNumber",
+        "ModalitiesInStudy",
+        "ReferringPhysicianName",
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyInstanceUID",
+        "StudyDescription",
+        "NumberOfStudyRelatedSeries",
+        "NumberOfStudyRelatedInstances",
+    ],
+    "SERIES": [
+        "Modality",
+        "SeriesDescription",
+        "SeriesInstanceUID",
+        "SeriesNumber",
+        "BodyPartExamined",
+        "NumberOfSeriesRelatedInstances",
+        "StudyInstanceUID",
+    ],
+    "IMAGE": [
+        "SOPClassUID",
+        "SOPInstanceUID",
+        "InstanceNumber",
+        "Rows",
+        "Columns",
+        "NumberOfFrames",
+        "SeriesInstanceUID",
+        "StudyInstanceUID",
+    ],
 }
 
 
@@ -63,8 +91,9 @@ def _query(params: QueryParams, level: str) -> tuple[dict[str, str], int, int, l
         else:
             kw = _keyword(name)
             if kw not in KEYS[level]:
-                raise Invalid("qido.unsupported_key", f"{name} is not a supported query key at this level",
-                              field=name)
+                raise Invalid(
+                    "qido.unsupported_key", f"{name} is not a supported query key at this level", field=name
+                )
             filters[kw] = value
     return filters, min(limit, 1000), offset, include
 
@@ -106,8 +135,11 @@ def _multipart(parts: list[bytes], content_type: str) -> Response:
         chunks.append(part)
         chunks.append(b"\r\n")
     chunks.append(f"--{boundary}--\r\n".encode())
-    return Response(b"".join(chunks), media_type=None, headers={
-        "Content-Type": f'multipart/related; type="{content_type}"; boundary={boundary}'})
+    return Response(
+        b"".join(chunks),
+        media_type=None,
+        headers={"Content-Type": f'multipart/related; type="{content_type}"; boundary={boundary}'},
+    )
 
 
 def parse_multipart(body: bytes, content_type: str) -> list[tuple[dict[str, str], bytes]]:
@@ -140,7 +172,9 @@ def render_png(data: bytes, size: int | None = None) -> bytes:
     if getattr(ds, "NumberOfFrames", 1) and int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
         pixels = pixels[0]
     if ds.get("SamplesPerPixel", 1) == 1:
-        arr = pixels.astype(np.float64) * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+        arr = pixels.astype(np.float64) * float(ds.get("RescaleSlope", 1) or 1) + float(
+            ds.get("RescaleIntercept", 0) or 0
+        )
         center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
         if center is not None and width is not None:
             c = float(center[0] if isinstance(center, pydicom.multival.MultiValue) else center)
@@ -220,8 +254,7 @@ def build_dicomweb(services: Any) -> APIRouter:
         out = []
         for blob in blobs:
             ds = pydicom.dcmread(BytesIO(blob), stop_before_pixels=True)
-            js = ds.to_json_dict(bulk_data_threshold=4096,
-                                 bulk_data_element_handler=lambda _elem: "")
+            js = ds.to_json_dict(bulk_data_threshold=4096, bulk_data_element_handler=lambda _elem: "")
             out.append(js)
         return JSONResponse(out, media_type=DICOM_JSON)
 
@@ -231,13 +264,16 @@ def build_dicomweb(services: Any) -> APIRouter:
 
     @r.get("/studies/{study}/series/{series}", dependencies=[Depends(READ)])
     async def retrieve_series(study: str, series: str) -> Response:
-        return _multipart(await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series}),
-                          "application/dicom")
+        return _multipart(
+            await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series}), "application/dicom"
+        )
 
     @r.get("/studies/{study}/series/{series}/instances/{sop}", dependencies=[Depends(READ)])
     async def retrieve_instance(study: str, series: str, sop: str) -> Response:
-        return _multipart(await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series,
-                                         "SOPInstanceUID": sop}), "application/dicom")
+        return _multipart(
+            await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": sop}),
+            "application/dicom",
+        )
 
     @r.get("/studies/{study}/metadata", dependencies=[Depends(READ)])
     async def study_metadata(request: Request, study: str) -> Response:
@@ -249,11 +285,15 @@ def build_dicomweb(services: Any) -> APIRouter:
 
     @r.get("/studies/{study}/series/{series}/instances/{sop}/metadata", dependencies=[Depends(READ)])
     async def instance_metadata(request: Request, study: str, series: str, sop: str) -> Response:
-        return metadata(await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series,
-                                       "SOPInstanceUID": sop}), request)
+        return metadata(
+            await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": sop}),
+            request,
+        )
 
     async def rendered_png(study: str, series: str, sop: str, size: int | None) -> Response:
-        blob = (await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": sop}))[0]
+        blob = (
+            await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": sop})
+        )[0]
         try:
             png = await asyncio.to_thread(render_png, blob, size)
         except Exception as exc:  # noqa: BLE001 - no pixel data, unsupported compression...
@@ -309,7 +349,7 @@ def build_dicomweb(services: Any) -> APIRouter:
             ref.append(item)
         ds.ReferencedSOPSequence = ref
         fail = []
-        for cls, sop, reason, text in failed:
+        for cls, sop, reason, _text in failed:
             item = Dataset()
             item.ReferencedSOPClassUID = cls
             item.ReferencedSOPInstanceUID = sop

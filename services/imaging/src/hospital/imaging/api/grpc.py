@@ -1,4 +1,5 @@
 """gRPC API (contract: proto/hospital/imaging/v1/imaging.proto). The EMR schedules orders here."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,13 +28,25 @@ class ImagingServicer(pb_grpc.ImagingServiceServicer):
 
     async def ScheduleOrder(self, request: pb.ScheduleOrderRequest, context: Any) -> pb.Order:
         p = request.patient
-        o = NewOrder(accession_number=request.accession_number, requested_procedure_id=request.requested_procedure_id,
-                     requested_procedure_description=request.requested_procedure_description,
-                     modality=request.modality, station_ae_title=request.station_ae_title,
-                     scheduled_start=proto_time(request.scheduled_start) if request.HasField("scheduled_start") else None,
-                     patient_ref=p.patient_ref, patient_code=p.patient_code, full_name=p.full_name,
-                     birth_date=p.birth_date, sex=p.sex, referring_physician=request.referring_physician,
-                     order_ref=request.order_ref, request_id=request.request_id, visit_ref=request.visit_ref)
+        o = NewOrder(
+            accession_number=request.accession_number,
+            requested_procedure_id=request.requested_procedure_id,
+            requested_procedure_description=request.requested_procedure_description,
+            modality=request.modality,
+            station_ae_title=request.station_ae_title,
+            scheduled_start=proto_time(request.scheduled_start)
+            if request.HasField("scheduled_start")
+            else None,
+            patient_ref=p.patient_ref,
+            patient_code=p.patient_code,
+            full_name=p.full_name,
+            birth_date=p.birth_date,
+            sex=p.sex,
+            referring_physician=request.referring_physician,
+            order_ref=request.order_ref,
+            request_id=request.request_id,
+            visit_ref=request.visit_ref,
+        )
         return await self.s.orders.schedule(o, principal())
 
     async def GetOrder(self, request: pb.GetOrderRequest, context: Any) -> pb.Order:
@@ -46,8 +59,9 @@ class ImagingServicer(pb_grpc.ImagingServiceServicer):
         return await self.s.studies.get(request.study_instance_uid)
 
     async def ListStudies(self, request: pb.ListStudiesRequest, context: Any) -> pb.ListStudiesResponse:
-        return pb.ListStudiesResponse(items=await self.s.studies.list(
-            request.patient_code, request.accession_number, request.limit))
+        return pb.ListStudiesResponse(
+            items=await self.s.studies.list(request.patient_code, request.accession_number, request.limit)
+        )
 
 
 def register(server: grpc.aio.Server, services: Any) -> None:

@@ -1,4 +1,5 @@
 """HTTP API: DICOMweb (/dicomweb), studies, orders, the reconciliation queue and routing."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
@@ -16,19 +17,23 @@ IMAGING_STAFF = ("radiographer", "radiologist")
 
 
 class ResolveBody(BaseModel):
-    order_id: str | None = Field(default=None, description="link to this order; null accepts the study as unordered")
+    order_id: str | None = Field(
+        default=None, description="link to this order; null accepts the study as unordered"
+    )
 
 
 class ConflictResolveBody(BaseModel):
     action: Literal["keep_existing", "take_new"] = Field(
         description="keep_existing: the indexed instance stays; take_new: the flagged copy replaces it "
-                    "(the replaced copy is kept under conflicts/)")
+        "(the replaced copy is kept under conflicts/)"
+    )
 
 
 class MppsResolveBody(BaseModel):
     note: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)] = Field(
-        description="how the MPPS was handled (1-500 characters, trimmed), e.g. the order re-made or why none "
-                    "was owed")
+        description="how the MPPS was handled (1-500 characters, trimmed), e.g. the order re-made or why "
+        "none was owed"
+    )
 
 
 class RuleBody(BaseModel):
@@ -57,18 +62,21 @@ def build_http(services: Any) -> FastAPI:
         return {"items": await services.studies.list_reconciliation(status)}
 
     @app.post("/api/v1/reconciliation/{item_id}/resolve")
-    async def resolve(item_id: str, body: ResolveBody,
-                      who: Principal = Depends(require_roles(*IMAGING_STAFF))) -> dict[str, Any]:  # noqa: B008
+    async def resolve(
+        item_id: str, body: ResolveBody, who: Principal = Depends(require_roles(*IMAGING_STAFF))
+    ) -> dict[str, Any]:
         return await services.studies.resolve(item_id, body.order_id, who)
 
     @app.get("/api/v1/conflicts", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])
-    async def list_conflicts(status: Literal["open", "resolved", "all"] = "open",
-                             limit: int = 200) -> dict[str, Any]:
+    async def list_conflicts(
+        status: Literal["open", "resolved", "all"] = "open", limit: int = 200
+    ) -> dict[str, Any]:
         return {"items": await services.conflicts.list(status, min(limit, 1000))}
 
     @app.post("/api/v1/conflicts/{conflict_id}/resolve")
-    async def resolve_conflict(conflict_id: str, body: ConflictResolveBody,
-                               who: Principal = Depends(require_roles(*IMAGING_STAFF))) -> dict[str, Any]:  # noqa: B008
+    async def resolve_conflict(
+        conflict_id: str, body: ConflictResolveBody, who: Principal = Depends(require_roles(*IMAGING_STAFF))
+    ) -> dict[str, Any]:
         return await services.conflicts.resolve(conflict_id, body.action, who)
 
     @app.get("/api/v1/mpps", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])
@@ -82,10 +90,14 @@ def build_http(services: Any) -> FastAPI:
         carries ``resolved_by``, ``resolved_at`` and ``resolution_note`` (null until resolved). ADR 0306."""
         return {"items": await services.orders.list_mpps(unmatched, min(limit, 1000))}
 
-    @app.post("/api/v1/mpps/{mpps_instance_uid}/resolve", summary="Mark an MPPS flagged for review as handled")
-    async def resolve_mpps(mpps_instance_uid: str, body: MppsResolveBody,
-                           who: Principal = Depends(require_roles("admin", *IMAGING_STAFF))  # noqa: B008
-                           ) -> dict[str, Any]:
+    @app.post(
+        "/api/v1/mpps/{mpps_instance_uid}/resolve", summary="Mark an MPPS flagged for review as handled"
+    )
+    async def resolve_mpps(
+        mpps_instance_uid: str,
+        body: MppsResolveBody,
+        who: Principal = Depends(require_roles("admin", *IMAGING_STAFF)),
+    ) -> dict[str, Any]:
         """Record who resolved an MPPS listed by ``unmatched=true``, when, and the ``note`` (required,
         trimmed, at most 500 characters); audited as ``imaging_mpps.resolved``. The MPPS then leaves the
         ``unmatched=true`` list and is returned with ``resolved_by``, ``resolved_at``, ``resolution_note``.
@@ -103,7 +115,9 @@ def build_http(services: Any) -> FastAPI:
     async def add_rule(body: RuleBody) -> dict[str, Any]:
         return await services.routing.add_rule(body.model_dump())
 
-    @app.delete("/api/v1/routing/rules/{rule_id}", status_code=204, dependencies=[Depends(require_roles("admin"))])
+    @app.delete(
+        "/api/v1/routing/rules/{rule_id}", status_code=204, dependencies=[Depends(require_roles("admin"))]
+    )
     async def delete_rule(rule_id: str) -> None:
         await services.routing.delete_rule(rule_id)
 
@@ -114,7 +128,10 @@ def build_http(services: Any) -> FastAPI:
     @app.get("/api/v1/pipeline", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])
     async def pipeline() -> dict[str, Any]:
         pending = len(services.spool.pending())
-        return {"spooled": pending, "indexed_since_start": services.pipeline.indexed,
-                "last_error": services.pipeline.last_error}
+        return {
+            "spooled": pending,
+            "indexed_since_start": services.pipeline.indexed,
+            "last_error": services.pipeline.last_error,
+        }
 
     return app

@@ -11,6 +11,7 @@ radiologist then decides:
 
 Either way the decision is audited, and resolving twice is refused.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,11 +36,20 @@ class ConflictService:
 
     async def list(self, status: str = "open", limit: int = 200) -> list[dict[str, Any]]:
         c, i = t.instance_conflicts, t.instances
-        q = (select(c, i.c.digest.label("existing_digest"), i.c.study_instance_uid, i.c.series_instance_uid,
-                    i.c.object_key.label("existing_object_key"), i.c.source_ae.label("existing_source_ae"),
-                    i.c.received_at.label("existing_received_at"))
-             .select_from(c.outerjoin(i, i.c.sop_instance_uid == c.c.sop_instance_uid))
-             .order_by(c.c.received_at).limit(limit))
+        q = (
+            select(
+                c,
+                i.c.digest.label("existing_digest"),
+                i.c.study_instance_uid,
+                i.c.series_instance_uid,
+                i.c.object_key.label("existing_object_key"),
+                i.c.source_ae.label("existing_source_ae"),
+                i.c.received_at.label("existing_received_at"),
+            )
+            .select_from(c.outerjoin(i, i.c.sop_instance_uid == c.c.sop_instance_uid))
+            .order_by(c.c.received_at)
+            .limit(limit)
+        )
         if status != "all":
             q = q.where(c.c.status == status)
         async with self.rt.db.session() as s:
@@ -57,35 +67,61 @@ class ConflictService:
             raise Invalid("conflict.action", f"action must be one of {', '.join(ACTIONS)}", field="action")
         async with self.rt.uow() as uow:
             s = uow.session
-            c = (await s.execute(select(t.instance_conflicts).where(t.instance_conflicts.c.id == conflict_id)
-                                 .with_for_update())).first()
+            c = (
+                await s.execute(
+                    select(t.instance_conflicts)
+                    .where(t.instance_conflicts.c.id == conflict_id)
+                    .with_for_update()
+                )
+            ).first()
             if c is None:
                 raise NotFound("conflict.not_found", "no such conflict")
             if c.status != "open":
                 raise Conflict("conflict.resolved", f"this conflict is already resolved ({c.resolution})")
-            inst = (await s.execute(select(t.instances).where(
-                t.instances.c.sop_instance_uid == c.sop_instance_uid))).first()
+            inst = (
+                await s.execute(
+                    select(t.instances).where(t.instances.c.sop_instance_uid == c.sop_instance_uid)
+                )
+            ).first()
             if inst is None:
                 raise Conflict("conflict.no_instance", "the instance this conflict is about is not indexed")
-            detail: dict[str, Any] = {"sop_instance_uid": c.sop_instance_uid, "action": action,
-                                      "kept_digest": inst.digest if action == "keep_existing" else c.digest}
+            detail: dict[str, Any] = {
+                "sop_instance_uid": c.sop_instance_uid,
+                "action": action,
+                "kept_digest": inst.digest if action == "keep_existing" else c.digest,
+            }
             if action == "take_new":
                 superseded = conflict_key(c.sop_instance_uid, inst.digest)
                 values = await asyncio.to_thread(self._swap, inst.object_key, c.object_key, superseded)
-                await s.execute(update(t.instances).where(t.instances.c.sop_instance_uid == c.sop_instance_uid)
-                                .values(digest=c.digest, source_ae=c.source_ae, **values))
+                await s.execute(
+                    update(t.instances)
+                    .where(t.instances.c.sop_instance_uid == c.sop_instance_uid)
+                    .values(digest=c.digest, source_ae=c.source_ae, **values)
+                )
                 delta = values["size"] - inst.size
                 if delta:
-                    await s.execute(update(t.studies).where(
-                        t.studies.c.study_instance_uid == inst.study_instance_uid).values(
-                        size_bytes=t.studies.c.size_bytes + delta))
+                    await s.execute(
+                        update(t.studies)
+                        .where(t.studies.c.study_instance_uid == inst.study_instance_uid)
+                        .values(size_bytes=t.studies.c.size_bytes + delta)
+                    )
                 detail["superseded_copy"] = superseded
             now = utcnow()
-            await s.execute(update(t.instance_conflicts).where(t.instance_conflicts.c.id == conflict_id).values(
-                status="resolved", resolution=action, resolved_by=actor.subject, resolved_at=now))
-            uow.audit(AuditEntry(actor=actor.subject, actor_roles=tuple(sorted(actor.roles)),
-                                 action=f"imaging_conflict.{action}", resource_type="DicomInstance",
-                                 resource_id=c.sop_instance_uid, detail=detail))
+            await s.execute(
+                update(t.instance_conflicts)
+                .where(t.instance_conflicts.c.id == conflict_id)
+                .values(status="resolved", resolution=action, resolved_by=actor.subject, resolved_at=now)
+            )
+            uow.audit(
+                AuditEntry(
+                    actor=actor.subject,
+                    actor_roles=tuple(sorted(actor.roles)),
+                    action=f"imaging_conflict.{action}",
+                    resource_type="DicomInstance",
+                    resource_id=c.sop_instance_uid,
+                    detail=detail,
+                )
+            )
             await uow.commit()
         return {"id": conflict_id, "status": "resolved", "resolution": action, **detail}
 
@@ -101,5 +137,11 @@ class ConflictService:
             resp.close()
             resp.release_conn()
         ix = read_index_attributes(data)
-        return {"size": len(data), "transfer_syntax_uid": ix.transfer_syntax_uid, "rows": ix.rows,
-                "columns": ix.columns, "frames": ix.number_of_frames, "instance_number": ix.instance_number}
+        return {
+            "size": len(data),
+            "transfer_syntax_uid": ix.transfer_syntax_uid,
+            "rows": ix.rows,
+            "columns": ix.columns,
+            "frames": ix.number_of_frames,
+            "instance_number": ix.instance_number,
+        }

@@ -20,6 +20,7 @@ header (another Source AE, an older gateway version, or rows indexed when the di
 alone) have different digests: before such a copy is called a conflict, its transfer syntax and data set
 bytes are compared with the stored object's, and identical ones are duplicates.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -64,9 +65,13 @@ class Prepared:
 
 # Attributes a routing rule may test, by DICOM keyword.
 RULE_ATTRIBUTES = {
-    "PatientID": "patient_id", "AccessionNumber": "accession_number", "StudyDescription": "study_description",
-    "SeriesDescription": "series_description", "BodyPartExamined": "body_part_examined",
-    "Modality": "modality", "ReferringPhysicianName": "referring_physician_name",
+    "PatientID": "patient_id",
+    "AccessionNumber": "accession_number",
+    "StudyDescription": "study_description",
+    "SeriesDescription": "series_description",
+    "BodyPartExamined": "body_part_examined",
+    "Modality": "modality",
+    "ReferringPhysicianName": "referring_physician_name",
     "SOPClassUID": "sop_class_uid",
 }
 
@@ -105,8 +110,13 @@ class IngestPipeline:
         self._indexing: frozenset[str] = frozenset()
         self._put: SignedPut | None = None
         if not getattr(settings, "pipeline_sdk_upload", True):
-            self._put = SignedPut(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
-                                  secure=settings.s3_secure, region=settings.s3_region)
+            self._put = SignedPut(
+                settings.s3_endpoint,
+                settings.s3_access_key,
+                settings.s3_secret_key,
+                secure=settings.s3_secure,
+                region=settings.s3_region,
+            )
 
     def notify(self, _stored: Any = None) -> None:
         """on_stored callback (association thread): only wake the worker."""
@@ -166,8 +176,9 @@ class IngestPipeline:
         run one at a time, in order.
         """
         busy = self._indexing
-        entries = [e for e in await asyncio.to_thread(self.spool.pending)
-                   if e.sop_instance_uid not in busy][: self.s.index_batch_size]
+        entries = [e for e in await asyncio.to_thread(self.spool.pending) if e.sop_instance_uid not in busy][
+            : self.s.index_batch_size
+        ]
         if not entries:
             return await self._finish_index()
         sem = asyncio.Semaphore(max(1, self.s.upload_concurrency))
@@ -178,14 +189,17 @@ class IngestPipeline:
 
         prepared = [p for p in await asyncio.gather(*(prep(e) for e in entries)) if p is not None]
         await self._classify(prepared)
-        results = await asyncio.gather(*(self._upload(p, sem) for p in prepared if p.kind != "duplicate"),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(self._upload(p, sem) for p in prepared if p.kind != "duplicate"), return_exceptions=True
+        )
         failures = [r for r in results if isinstance(r, BaseException)]
         uploaded = [p for p in prepared if p.kind == "duplicate" or getattr(p, "_uploaded", False)]
         finished = await self._finish_index()  # the previous batch; raises its error
         if uploaded:
-            self._indexing = frozenset({p.entry.sop_instance_uid for p in uploaded}
-                                       | {str(p.index.sop_instance_uid) for p in uploaded})
+            self._indexing = frozenset(
+                {p.entry.sop_instance_uid for p in uploaded}
+                | {str(p.index.sop_instance_uid) for p in uploaded}
+            )
             self._index_task = asyncio.create_task(self._index_and_done(uploaded))
         if failures:
             raise failures[0] if isinstance(failures[0], Exception) else RuntimeError(str(failures[0]))
@@ -212,14 +226,26 @@ class IngestPipeline:
     async def _classify(self, batch: list[Prepared]) -> None:
         uids = list({p.index.sop_instance_uid for p in batch})
         async with self.rt.db.session() as session:
-            known = {r[0]: (r[1], r[2]) for r in (await session.execute(
-                select(t.instances.c.sop_instance_uid, t.instances.c.digest, t.instances.c.object_key)
-                .where(t.instances.c.sop_instance_uid.in_(uids)))).all()}
+            known = {
+                r[0]: (r[1], r[2])
+                for r in (
+                    await session.execute(
+                        select(
+                            t.instances.c.sop_instance_uid, t.instances.c.digest, t.instances.c.object_key
+                        ).where(t.instances.c.sop_instance_uid.in_(uids))
+                    )
+                ).all()
+            }
             conflicts: dict[str, dict[str, str]] = {}
-            for sop, digest, key in (await session.execute(
-                    select(t.instance_conflicts.c.sop_instance_uid, t.instance_conflicts.c.digest,
-                           t.instance_conflicts.c.object_key)
-                    .where(t.instance_conflicts.c.sop_instance_uid.in_(uids)))).all():
+            for sop, digest, key in (
+                await session.execute(
+                    select(
+                        t.instance_conflicts.c.sop_instance_uid,
+                        t.instance_conflicts.c.digest,
+                        t.instance_conflicts.c.object_key,
+                    ).where(t.instance_conflicts.c.sop_instance_uid.in_(uids))
+                )
+            ).all():
                 conflicts.setdefault(sop, {})[digest] = key
         in_batch: dict[str, dict[str, Prepared]] = {}  # copies met earlier in this batch, not uploaded yet
         for p in batch:
@@ -227,11 +253,17 @@ class IngestPipeline:
             sop = str(ix.sop_instance_uid)
             existing = known.get(sop)
             if existing is None:
-                p.kind, p.key = "new", instance_key(str(ix.study_instance_uid), str(ix.series_instance_uid), sop)
+                p.kind, p.key = (
+                    "new",
+                    instance_key(str(ix.study_instance_uid), str(ix.series_instance_uid), sop),
+                )
                 known[sop] = (p.digest, p.key)
                 in_batch.setdefault(sop, {})[p.key] = p
                 continue
-            stored = {existing[1]: existing[0], **{key: digest for digest, key in conflicts.get(sop, {}).items()}}
+            stored = {
+                existing[1]: existing[0],
+                **{key: digest for digest, key in conflicts.get(sop, {}).items()},
+            }
             if p.digest in stored.values():
                 p.kind = "duplicate"
                 continue
@@ -274,39 +306,83 @@ class IngestPipeline:
 
     def _put_file(self, p: Prepared) -> None:
         if self._put is None:  # HOSPITAL_IMAGING_PIPELINE_SDK_UPLOAD=true: the SDK hashes the file again
-            self.rt.store.client.fput_object(self.bucket, p.key, str(p.entry.path), content_type="application/dicom")
+            self.rt.store.client.fput_object(
+                self.bucket, p.key, str(p.entry.path), content_type="application/dicom"
+            )
             return
         # Spool files never change once linked: these are the bytes `p.digest` was computed from.
-        self._put.put(self.bucket, p.key, p.entry.path.read_bytes(), p.digest, content_type="application/dicom")
+        self._put.put(
+            self.bucket, p.key, p.entry.path.read_bytes(), p.digest, content_type="application/dicom"
+        )
 
     async def _index(self, batch: list[Prepared]) -> None:
         now = utcnow()
         new = [p for p in batch if p.kind == "new"]
         async with self.rt.uow() as uow:
             s = uow.session
-            rules = [dict(r._mapping) for r in (await s.execute(
-                select(t.routing_rules).where(t.routing_rules.c.enabled.is_(True)))).all()]
+            rules = [
+                dict(r._mapping)
+                for r in (
+                    await s.execute(select(t.routing_rules).where(t.routing_rules.c.enabled.is_(True)))
+                ).all()
+            ]
             for p in [p for p in batch if p.kind == "conflict"]:
-                await s.execute(t.instance_conflicts.insert().values(
-                    id=new_id(), sop_instance_uid=p.index.sop_instance_uid, digest=p.digest, object_key=p.key,
-                    source_ae=p.source_ae, received_at=now, status="open"))
-                log.warning("instance %s received again with other content: kept as %s (flagged)",
-                            p.index.sop_instance_uid, p.key)
+                await s.execute(
+                    t.instance_conflicts.insert().values(
+                        id=new_id(),
+                        sop_instance_uid=p.index.sop_instance_uid,
+                        digest=p.digest,
+                        object_key=p.key,
+                        source_ae=p.source_ae,
+                        received_at=now,
+                        status="open",
+                    )
+                )
+                log.warning(
+                    "instance %s received again with other content: kept as %s (flagged)",
+                    p.index.sop_instance_uid,
+                    p.key,
+                )
             await self._upsert_patients(s, new, now)
             await self._upsert_studies_and_series(s, new, now)
             if new:
-                await s.execute(t.instances.insert(), [{
-                    "sop_instance_uid": p.index.sop_instance_uid, "series_instance_uid": p.index.series_instance_uid,
-                    "study_instance_uid": p.index.study_instance_uid, "sop_class_uid": p.index.sop_class_uid,
-                    "instance_number": p.index.instance_number, "transfer_syntax_uid": p.index.transfer_syntax_uid,
-                    "rows": p.index.rows, "columns": p.index.columns, "frames": p.index.number_of_frames,
-                    "size": p.index.size, "digest": p.digest, "object_key": p.key, "source_ae": p.source_ae,
-                    "received_at": now} for p in new])
-                jobs = [{"rule_id": r["id"], "destination_ae": r["destination_ae"],
-                             "study_instance_uid": p.index.study_instance_uid,
-                             "sop_instance_uid": p.index.sop_instance_uid, "status": "pending", "attempts": 0,
-                             "next_attempt_at": now, "created_at": now}
-                        for p in new for r in rules if rule_matches(r, p.index, p.source_ae)]
+                await s.execute(
+                    t.instances.insert(),
+                    [
+                        {
+                            "sop_instance_uid": p.index.sop_instance_uid,
+                            "series_instance_uid": p.index.series_instance_uid,
+                            "study_instance_uid": p.index.study_instance_uid,
+                            "sop_class_uid": p.index.sop_class_uid,
+                            "instance_number": p.index.instance_number,
+                            "transfer_syntax_uid": p.index.transfer_syntax_uid,
+                            "rows": p.index.rows,
+                            "columns": p.index.columns,
+                            "frames": p.index.number_of_frames,
+                            "size": p.index.size,
+                            "digest": p.digest,
+                            "object_key": p.key,
+                            "source_ae": p.source_ae,
+                            "received_at": now,
+                        }
+                        for p in new
+                    ],
+                )
+                jobs = [
+                    {
+                        "rule_id": r["id"],
+                        "destination_ae": r["destination_ae"],
+                        "study_instance_uid": p.index.study_instance_uid,
+                        "sop_instance_uid": p.index.sop_instance_uid,
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    }
+                    for p in new
+                    for r in rules
+                    if rule_matches(r, p.index, p.source_ae)
+                ]
                 if jobs:
                     await s.execute(t.routing_queue.insert(), jobs)
             await uow.commit()
@@ -318,11 +394,21 @@ class IngestPipeline:
             latest[p.index.patient_id or ""] = p.index
         if not latest:
             return
-        have = set((await s.execute(select(t.patients.c.patient_id)
-                                    .where(t.patients.c.patient_id.in_(list(latest))))).scalars())
+        have = set(
+            (
+                await s.execute(
+                    select(t.patients.c.patient_id).where(t.patients.c.patient_id.in_(list(latest)))
+                )
+            ).scalars()
+        )
         for pid, ix in latest.items():
-            values = {"patient_name": ix.patient_name, "name_folded": fold(ix.patient_name),
-                          "birth_date": ix.patient_birth_date, "sex": ix.patient_sex, "updated_at": now}
+            values = {
+                "patient_name": ix.patient_name,
+                "name_folded": fold(ix.patient_name),
+                "birth_date": ix.patient_birth_date,
+                "sex": ix.patient_sex,
+                "updated_at": now,
+            }
             if pid in have:
                 await s.execute(update(t.patients).where(t.patients.c.patient_id == pid).values(**values))
             else:
@@ -334,44 +420,82 @@ class IngestPipeline:
             by_study.setdefault(str(p.index.study_instance_uid), []).append(p)
         for study_uid, items in by_study.items():
             ix = items[-1].index
-            row = (await s.execute(select(t.studies).where(t.studies.c.study_instance_uid == study_uid))).first()
+            row = (
+                await s.execute(select(t.studies).where(t.studies.c.study_instance_uid == study_uid))
+            ).first()
             by_series: dict[str, list[Prepared]] = {}
             for p in items:
                 by_series.setdefault(str(p.index.series_instance_uid), []).append(p)
             new_series = 0
             for series_uid, group in by_series.items():
                 sx = group[-1].index
-                srow = (await s.execute(select(t.series.c.series_instance_uid)
-                                        .where(t.series.c.series_instance_uid == series_uid))).first()
+                srow = (
+                    await s.execute(
+                        select(t.series.c.series_instance_uid).where(
+                            t.series.c.series_instance_uid == series_uid
+                        )
+                    )
+                ).first()
                 if srow is None:
                     new_series += 1
-                    await s.execute(t.series.insert().values(
-                        series_instance_uid=series_uid, study_instance_uid=study_uid, modality=sx.modality,
-                        series_number=sx.series_number, series_description=sx.series_description,
-                        body_part=sx.body_part_examined, instance_count=len(group), source_ae=group[-1].source_ae,
-                        received_at=now))
+                    await s.execute(
+                        t.series.insert().values(
+                            series_instance_uid=series_uid,
+                            study_instance_uid=study_uid,
+                            modality=sx.modality,
+                            series_number=sx.series_number,
+                            series_description=sx.series_description,
+                            body_part=sx.body_part_examined,
+                            instance_count=len(group),
+                            source_ae=group[-1].source_ae,
+                            received_at=now,
+                        )
+                    )
                 else:
-                    await s.execute(update(t.series).where(t.series.c.series_instance_uid == series_uid)
-                                    .values(instance_count=t.series.c.instance_count + len(group)))
+                    await s.execute(
+                        update(t.series)
+                        .where(t.series.c.series_instance_uid == series_uid)
+                        .values(instance_count=t.series.c.instance_count + len(group))
+                    )
             modalities = {p.index.modality for p in items if p.index.modality}
             size = sum(p.index.size for p in items)
             if row is None:
-                await s.execute(t.studies.insert().values(
-                    study_instance_uid=study_uid, patient_id=ix.patient_id or "", patient_name=ix.patient_name,
-                    name_folded=fold(ix.patient_name), patient_birth_date=ix.patient_birth_date,
-                    patient_sex=ix.patient_sex, study_date=ix.study_date, study_time=ix.study_time,
-                    accession_number=ix.accession_number, study_description=ix.study_description,
-                    referring_physician=ix.referring_physician_name, modalities="\\".join(sorted(modalities)),
-                    series_count=new_series, instance_count=len(items), size_bytes=size,
-                    source_ae=items[-1].source_ae, reconciliation="new", first_received_at=now,
-                    last_received_at=now))
+                await s.execute(
+                    t.studies.insert().values(
+                        study_instance_uid=study_uid,
+                        patient_id=ix.patient_id or "",
+                        patient_name=ix.patient_name,
+                        name_folded=fold(ix.patient_name),
+                        patient_birth_date=ix.patient_birth_date,
+                        patient_sex=ix.patient_sex,
+                        study_date=ix.study_date,
+                        study_time=ix.study_time,
+                        accession_number=ix.accession_number,
+                        study_description=ix.study_description,
+                        referring_physician=ix.referring_physician_name,
+                        modalities="\\".join(sorted(modalities)),
+                        series_count=new_series,
+                        instance_count=len(items),
+                        size_bytes=size,
+                        source_ae=items[-1].source_ae,
+                        reconciliation="new",
+                        first_received_at=now,
+                        last_received_at=now,
+                    )
+                )
             else:
                 merged = set(filter(None, row.modalities.split("\\"))) | modalities
-                await s.execute(update(t.studies).where(t.studies.c.study_instance_uid == study_uid).values(
-                    series_count=t.studies.c.series_count + new_series,
-                    instance_count=t.studies.c.instance_count + len(items),
-                    size_bytes=t.studies.c.size_bytes + size, modalities="\\".join(sorted(merged)),
-                    last_received_at=now))
+                await s.execute(
+                    update(t.studies)
+                    .where(t.studies.c.study_instance_uid == study_uid)
+                    .values(
+                        series_count=t.studies.c.series_count + new_series,
+                        instance_count=t.studies.c.instance_count + len(items),
+                        size_bytes=t.studies.c.size_bytes + size,
+                        modalities="\\".join(sorted(merged)),
+                        last_received_at=now,
+                    )
+                )
 
     def _done(self, batch: list[Prepared]) -> None:
         self.spool.done_many([p.entry for p in batch])

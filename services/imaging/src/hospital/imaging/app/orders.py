@@ -1,4 +1,5 @@
 """Imaging orders (from the EMR over gRPC), the modality worklist they feed, and MPPS updates."""
+
 from __future__ import annotations
 
 import re
@@ -24,17 +25,23 @@ from hospital.imaging.domain.matching import dicom_date
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 _SH = re.compile(r"^[\x20-\x7e]{1,16}$")
 _CS = re.compile(r"^[A-Z0-9_ ]{1,16}$")
-STATUS_PB = {"scheduled": pb.ORDER_STATUS_SCHEDULED, "in_progress": pb.ORDER_STATUS_IN_PROGRESS,
-             "completed": pb.ORDER_STATUS_COMPLETED, "discontinued": pb.ORDER_STATUS_DISCONTINUED,
-             "cancelled": pb.ORDER_STATUS_CANCELLED}
+STATUS_PB = {
+    "scheduled": pb.ORDER_STATUS_SCHEDULED,
+    "in_progress": pb.ORDER_STATUS_IN_PROGRESS,
+    "completed": pb.ORDER_STATUS_COMPLETED,
+    "discontinued": pb.ORDER_STATUS_DISCONTINUED,
+    "cancelled": pb.ORDER_STATUS_CANCELLED,
+}
 
 
 # Why a recorded MPPS needs staff review (``mpps.attention``).
-MPPS_NO_ORDER = "no_order"                # matches no order
+MPPS_NO_ORDER = "no_order"  # matches no order
 MPPS_ORDER_CANCELLED = "order_cancelled"  # names an order that was cancelled: the order stays cancelled
 MPPS_ALREADY_COMPLETED = "already_completed"  # a new MPPS for an order already completed: it stays completed
-MPPS_REDO_DISCONTINUED = "redo_discontinued"  # a new MPPS redoing a discontinued order: applied, charge to check
-MPPS_SUPERSEDED = "superseded"            # ended after a newer MPPS took over its order: its end is not applied
+MPPS_REDO_DISCONTINUED = (
+    "redo_discontinued"  # a new MPPS redoing a discontinued order: applied, charge to check
+)
+MPPS_SUPERSEDED = "superseded"  # ended after a newer MPPS took over its order: its end is not applied
 # MPPS recorded against their order but never applied to it (their N-SETs only update the ``mpps`` row).
 MPPS_NOT_APPLIED = (MPPS_ORDER_CANCELLED, MPPS_ALREADY_COMPLETED)
 # A resolution (``resolve_mpps``) is cleared when an MPPS gets another ``attention``: a new reason to review.
@@ -44,6 +51,7 @@ UNRESOLVED = {"resolved_by": None, "resolved_at": None, "resolution_note": None}
 @dataclass(frozen=True)
 class MppsLink:
     """What an MPPS N-CREATE / N-SET did: the order it names (None: none) and why it needs review."""
+
     order_id: str | None
     attention: str | None = None
 
@@ -64,7 +72,7 @@ class NewOrder:
     referring_physician: str = ""
     order_ref: str = ""
     request_id: str = ""
-    visit_ref: str = ""   # the admissions visit (UUID), optional
+    visit_ref: str = ""  # the admissions visit (UUID), optional
 
 
 def to_pn(full_name: str) -> str:
@@ -83,8 +91,9 @@ def validate(o: NewOrder) -> None:
         raise bad("accession_number", "accession number: 1-16 printable ASCII characters (DICOM SH)")
     if not _CS.match(o.modality or ""):
         raise bad("modality", "modality: a DICOM modality code such as CT, MR, DX, US")
-    if o.station_ae_title and (len(o.station_ae_title) > 16 or not o.station_ae_title.isascii()
-                               or "\\" in o.station_ae_title):
+    if o.station_ae_title and (
+        len(o.station_ae_title) > 16 or not o.station_ae_title.isascii() or "\\" in o.station_ae_title
+    ):
         raise bad("station_ae_title", "station AE title: at most 16 ASCII characters")
     if not o.patient_code or len(o.patient_code) > 64 or "\\" in o.patient_code:
         raise bad("patient.patient_code", "patient code (DICOM PatientID) is required, at most 64 characters")
@@ -104,20 +113,34 @@ def validate(o: NewOrder) -> None:
         try:
             o.visit_ref = str(uuid.UUID(o.visit_ref))  # canonical form, as admissions writes its ids
         except ValueError:
-            raise bad("visit_ref", "visit_ref: the id of the visit in admissions (a UUID), or empty") from None
+            raise bad(
+                "visit_ref", "visit_ref: the id of the visit in admissions (a UUID), or empty"
+            ) from None
 
 
 def order_proto(r: Any) -> pb.Order:
     m = r._mapping if hasattr(r, "_mapping") else r
-    o = pb.Order(id=m["id"], accession_number=m["accession_number"],
-                 requested_procedure_id=m["requested_procedure_id"],
-                 requested_procedure_description=m["requested_procedure_description"], modality=m["modality"],
-                 station_ae_title=m["station_ae_title"] or "", referring_physician=m["referring_physician"] or "",
-                 order_ref=m["order_ref"] or "", visit_ref=m["visit_ref"] or "", status=STATUS_PB.get(m["status"], 0),
-                 study_instance_uid=m["study_instance_uid"] or "", mpps_instance_uid=m["mpps_instance_uid"] or "",
-                 patient=pb.OrderPatient(patient_ref=m["patient_ref"] or "", patient_code=m["patient_id"],
-                                         full_name=m["patient_name"], birth_date=m["patient_birth_date"] or "",
-                                         sex=m["patient_sex"] or ""))
+    o = pb.Order(
+        id=m["id"],
+        accession_number=m["accession_number"],
+        requested_procedure_id=m["requested_procedure_id"],
+        requested_procedure_description=m["requested_procedure_description"],
+        modality=m["modality"],
+        station_ae_title=m["station_ae_title"] or "",
+        referring_physician=m["referring_physician"] or "",
+        order_ref=m["order_ref"] or "",
+        visit_ref=m["visit_ref"] or "",
+        status=STATUS_PB.get(m["status"], 0),
+        study_instance_uid=m["study_instance_uid"] or "",
+        mpps_instance_uid=m["mpps_instance_uid"] or "",
+        patient=pb.OrderPatient(
+            patient_ref=m["patient_ref"] or "",
+            patient_code=m["patient_id"],
+            full_name=m["patient_name"],
+            birth_date=m["patient_birth_date"] or "",
+            sex=m["patient_sex"] or "",
+        ),
+    )
     o.scheduled_start.FromDatetime(m["scheduled_start"])
     return o
 
@@ -144,38 +167,69 @@ class OrderService:
                 row = (await s.execute(select(t.orders).where(t.orders.c.request_id == o.request_id))).first()
                 if row is not None:
                     return order_proto(row)
-            if (await s.execute(select(t.orders.c.id)
-                                .where(t.orders.c.accession_number == o.accession_number))).first():
-                raise Conflict("order.accession_exists", f"accession number {o.accession_number} is already used",
-                               field="accession_number")
+            if (
+                await s.execute(
+                    select(t.orders.c.id).where(t.orders.c.accession_number == o.accession_number)
+                )
+            ).first():
+                raise Conflict(
+                    "order.accession_exists",
+                    f"accession number {o.accession_number} is already used",
+                    field="accession_number",
+                )
             values = {
-                "id": new_id(), "accession_number": o.accession_number, "request_id": o.request_id or None,
-                "order_ref": o.order_ref or None, "requested_procedure_id": (o.requested_procedure_id
-                                                                      or o.accession_number)[:16],
-                "requested_procedure_description": o.requested_procedure_description[:64], "modality": o.modality,
-                "station_ae_title": o.station_ae_title or None, "scheduled_start": start,
-                "scheduled_date": start.astimezone(VN).strftime("%Y%m%d"), "patient_ref": o.patient_ref or None,
-                "patient_id": o.patient_code, "patient_name": to_pn(o.full_name),
-                "patient_birth_date": dicom_date(o.birth_date), "patient_sex": o.sex or None,
+                "id": new_id(),
+                "accession_number": o.accession_number,
+                "request_id": o.request_id or None,
+                "order_ref": o.order_ref or None,
+                "requested_procedure_id": (o.requested_procedure_id or o.accession_number)[:16],
+                "requested_procedure_description": o.requested_procedure_description[:64],
+                "modality": o.modality,
+                "station_ae_title": o.station_ae_title or None,
+                "scheduled_start": start,
+                "scheduled_date": start.astimezone(VN).strftime("%Y%m%d"),
+                "patient_ref": o.patient_ref or None,
+                "patient_id": o.patient_code,
+                "patient_name": to_pn(o.full_name),
+                "patient_birth_date": dicom_date(o.birth_date),
+                "patient_sex": o.sex or None,
                 "referring_physician": to_pn(o.referring_physician) if o.referring_physician else None,
-                "visit_ref": o.visit_ref or None, "status": "scheduled", "study_instance_uid": generate_uid(), "mpps_instance_uid": None,
-                "created_at": now, "updated_at": now}
+                "visit_ref": o.visit_ref or None,
+                "status": "scheduled",
+                "study_instance_uid": generate_uid(),
+                "mpps_instance_uid": None,
+                "created_at": now,
+                "updated_at": now,
+            }
             await s.execute(t.orders.insert().values(**values))
             proto = order_proto(values)
             uow.publish("imaging.order.scheduled", ev.OrderScheduled(order=proto))
-            uow.audit(AuditEntry(actor=actor.subject, actor_roles=tuple(sorted(actor.roles)),
-                                 action="imaging_order.schedule", resource_type="ImagingOrder",
-                                 resource_id=values["id"], patient_id=o.patient_ref or None,
-                                 detail={"accession_number": o.accession_number, "modality": o.modality,
-                                         "visit_ref": o.visit_ref or None}))
+            uow.audit(
+                AuditEntry(
+                    actor=actor.subject,
+                    actor_roles=tuple(sorted(actor.roles)),
+                    action="imaging_order.schedule",
+                    resource_type="ImagingOrder",
+                    resource_id=values["id"],
+                    patient_id=o.patient_ref or None,
+                    detail={
+                        "accession_number": o.accession_number,
+                        "modality": o.modality,
+                        "visit_ref": o.visit_ref or None,
+                    },
+                )
+            )
             await uow.commit()
             return proto
 
     async def get(self, order_id: str = "", accession_number: str = "") -> Any:
         async with self.rt.db.session() as s:
             q = select(t.orders)
-            q = q.where(t.orders.c.id == order_id) if order_id else q.where(
-                t.orders.c.accession_number == accession_number)
+            q = (
+                q.where(t.orders.c.id == order_id)
+                if order_id
+                else q.where(t.orders.c.accession_number == accession_number)
+            )
             row = (await s.execute(q)).first()
         if row is None:
             raise NotFound("order.not_found", "no such imaging order")
@@ -193,9 +247,11 @@ class OrderService:
             s = uow.session
             now = utcnow()
             imaged = select(t.studies.c.study_instance_uid).where(t.studies.c.order_id == order_id).exists()
-            res = await s.execute(update(t.orders).where(
-                t.orders.c.id == order_id, t.orders.c.status == "scheduled", ~imaged).values(
-                status="cancelled", updated_at=now))
+            res = await s.execute(
+                update(t.orders)
+                .where(t.orders.c.id == order_id, t.orders.c.status == "scheduled", ~imaged)
+                .values(status="cancelled", updated_at=now)
+            )
             row = (await s.execute(select(t.orders).where(t.orders.c.id == order_id))).first()
             if row is None:
                 raise NotFound("order.not_found", "no such imaging order")
@@ -203,19 +259,32 @@ class OrderService:
                 if row.status == "cancelled":
                     return order_proto(row)
                 if row.status == "scheduled":  # images arrived before any MPPS: it has been performed
-                    raise Conflict("order.not_cancellable", "images have been received for this order; it was "
-                                   "performed and cannot be cancelled")
-                raise Conflict("order.not_cancellable", f"order is {row.status}; only scheduled orders can be cancelled")
+                    raise Conflict(
+                        "order.not_cancellable",
+                        "images have been received for this order; it was performed and cannot be cancelled",
+                    )
+                raise Conflict(
+                    "order.not_cancellable", f"order is {row.status}; only scheduled orders can be cancelled"
+                )
             proto = order_proto(row)
-            msg = ev.OrderCancelled(order=proto, reason=reason,
-                                    by=types_pb2.Actor(subject=actor.subject, display=actor.name,
-                                                       roles=sorted(actor.roles)))
+            msg = ev.OrderCancelled(
+                order=proto,
+                reason=reason,
+                by=types_pb2.Actor(subject=actor.subject, display=actor.name, roles=sorted(actor.roles)),
+            )
             msg.cancelled_at.FromDatetime(now)
             uow.publish("imaging.order.cancelled", msg)
-            uow.audit(AuditEntry(actor=actor.subject, actor_roles=tuple(sorted(actor.roles)),
-                                 action="imaging_order.cancel", resource_type="ImagingOrder", resource_id=order_id,
-                                 patient_id=row.patient_ref, detail={"accession_number": row.accession_number,
-                                                                     "reason": reason or None}))
+            uow.audit(
+                AuditEntry(
+                    actor=actor.subject,
+                    actor_roles=tuple(sorted(actor.roles)),
+                    action="imaging_order.cancel",
+                    resource_type="ImagingOrder",
+                    resource_id=order_id,
+                    patient_id=row.patient_ref,
+                    detail={"accession_number": row.accession_number, "reason": reason or None},
+                )
+            )
             await uow.commit()
         return proto
 
@@ -228,9 +297,18 @@ class OrderService:
 
     # --- modality worklist and MPPS (called from DICOM handlers through the event loop) ---
 
-    async def worklist(self, *, modality: str | None, station_ae: str | None, date_low: str | None,
-                       date_high: str | None, patient_id: str | None, accession: str | None,
-                       name_like: str | None, limit: int) -> list[Any]:
+    async def worklist(
+        self,
+        *,
+        modality: str | None,
+        station_ae: str | None,
+        date_low: str | None,
+        date_high: str | None,
+        patient_id: str | None,
+        accession: str | None,
+        name_like: str | None,
+        limit: int,
+    ) -> list[Any]:
         from hospital.imaging.domain.matching import fold
 
         async with self.rt.db.session() as s:
@@ -255,9 +333,17 @@ class OrderService:
             rows = [r for r in rows if fnmatch.fnmatchcase(fold(r.patient_name) or "", pattern)]
         return rows
 
-    async def mpps_created(self, mpps_uid: str, accession: str | None, study_uid: str | None,
-                           status: str, *, patient_id: str | None = None, patient_name: str | None = None,
-                           calling_ae: str | None = None) -> MppsLink:
+    async def mpps_created(
+        self,
+        mpps_uid: str,
+        accession: str | None,
+        study_uid: str | None,
+        status: str,
+        *,
+        patient_id: str | None = None,
+        patient_name: str | None = None,
+        calling_ae: str | None = None,
+    ) -> MppsLink:
         """N-CREATE: link the MPPS to its order (by accession, else by the worklist's Study Instance UID).
 
         Every MPPS is recorded in ``mpps``; one that matches no order is kept there with no order (listed
@@ -284,24 +370,50 @@ class OrderService:
             s = uow.session
             row = None
             if accession:
-                row = (await s.execute(select(t.orders).where(t.orders.c.accession_number == accession)
-                                       .with_for_update())).first()
+                row = (
+                    await s.execute(
+                        select(t.orders).where(t.orders.c.accession_number == accession).with_for_update()
+                    )
+                ).first()
             if row is None and study_uid:
-                row = (await s.execute(select(t.orders).where(t.orders.c.study_instance_uid == study_uid)
-                                       .with_for_update())).first()
+                row = (
+                    await s.execute(
+                        select(t.orders).where(t.orders.c.study_instance_uid == study_uid).with_for_update()
+                    )
+                ).first()
             if row is not None and row.mpps_instance_uid == mpps_uid:  # the same N-CREATE again
                 await uow.commit()
                 return MppsLink(str(row.id), None)
-            attention = (MPPS_NO_ORDER if row is None
-                         else MPPS_ORDER_CANCELLED if row.status == "cancelled"
-                         else MPPS_ALREADY_COMPLETED if row.status == "completed"
-                         else MPPS_REDO_DISCONTINUED if row.status == "discontinued" else None)
+            attention = (
+                MPPS_NO_ORDER
+                if row is None
+                else MPPS_ORDER_CANCELLED
+                if row.status == "cancelled"
+                else MPPS_ALREADY_COMPLETED
+                if row.status == "completed"
+                else MPPS_REDO_DISCONTINUED
+                if row.status == "discontinued"
+                else None
+            )
             now = utcnow()
-            existing = (await s.execute(select(t.mpps.c.mpps_instance_uid, t.mpps.c.attention)
-                                        .where(t.mpps.c.mpps_instance_uid == mpps_uid))).first()
-            values: dict[str, Any] = {"order_id": row.id if row is not None else None, "accession_number": accession,
-                      "study_instance_uid": study_uid, "patient_id": patient_id, "patient_name": patient_name,
-                      "calling_ae": calling_ae, "status": status, "attention": attention, "updated_at": now}
+            existing = (
+                await s.execute(
+                    select(t.mpps.c.mpps_instance_uid, t.mpps.c.attention).where(
+                        t.mpps.c.mpps_instance_uid == mpps_uid
+                    )
+                )
+            ).first()
+            values: dict[str, Any] = {
+                "order_id": row.id if row is not None else None,
+                "accession_number": accession,
+                "study_instance_uid": study_uid,
+                "patient_id": patient_id,
+                "patient_name": patient_name,
+                "calling_ae": calling_ae,
+                "status": status,
+                "attention": attention,
+                "updated_at": now,
+            }
             if existing is None:
                 await s.execute(t.mpps.insert().values(mpps_instance_uid=mpps_uid, created_at=now, **values))
             else:
@@ -309,28 +421,58 @@ class OrderService:
                     values.update(UNRESOLVED)
                 await s.execute(update(t.mpps).where(t.mpps.c.mpps_instance_uid == mpps_uid).values(**values))
             if row is None:
-                uow.audit(AuditEntry(actor="modality", action="imaging_mpps.unmatched", resource_type="Mpps",
-                                     resource_id=mpps_uid, detail={"accession": accession, "study": study_uid,
-                                                                   "calling_ae": calling_ae}))
+                uow.audit(
+                    AuditEntry(
+                        actor="modality",
+                        action="imaging_mpps.unmatched",
+                        resource_type="Mpps",
+                        resource_id=mpps_uid,
+                        detail={"accession": accession, "study": study_uid, "calling_ae": calling_ae},
+                    )
+                )
                 await uow.commit()
                 return MppsLink(None, attention)
             if attention in MPPS_NOT_APPLIED:
-                uow.audit(AuditEntry(actor="modality", action=f"imaging_mpps.{attention}",
-                                     resource_type="Mpps", resource_id=mpps_uid, patient_id=row.patient_ref,
-                                     detail={"order_id": row.id, "accession": row.accession_number,
-                                             "status": status, "calling_ae": calling_ae,
-                                             "order_mpps": row.mpps_instance_uid}))
+                uow.audit(
+                    AuditEntry(
+                        actor="modality",
+                        action=f"imaging_mpps.{attention}",
+                        resource_type="Mpps",
+                        resource_id=mpps_uid,
+                        patient_id=row.patient_ref,
+                        detail={
+                            "order_id": row.id,
+                            "accession": row.accession_number,
+                            "status": status,
+                            "calling_ae": calling_ae,
+                            "order_mpps": row.mpps_instance_uid,
+                        },
+                    )
+                )
                 await uow.commit()
                 return MppsLink(str(row.id), attention)
-            await s.execute(update(t.orders).where(t.orders.c.id == row.id).values(
-                status="in_progress", mpps_instance_uid=mpps_uid, updated_at=now))
+            await s.execute(
+                update(t.orders)
+                .where(t.orders.c.id == row.id)
+                .values(status="in_progress", mpps_instance_uid=mpps_uid, updated_at=now)
+            )
             detail = {"mpps": mpps_uid, "status": status}
             if row.mpps_instance_uid:
                 detail.update(previous_mpps=row.mpps_instance_uid, previous_status=row.status)
-            action = {"in_progress": "imaging_order.mpps_superseded",
-                      "discontinued": "imaging_order.mpps_redo"}.get(row.status, "imaging_order.mpps_in_progress")
-            uow.audit(AuditEntry(actor="modality", action=action, resource_type="ImagingOrder",
-                                 resource_id=row.id, patient_id=row.patient_ref, detail=detail))
+            action = {
+                "in_progress": "imaging_order.mpps_superseded",
+                "discontinued": "imaging_order.mpps_redo",
+            }.get(row.status, "imaging_order.mpps_in_progress")
+            uow.audit(
+                AuditEntry(
+                    actor="modality",
+                    action=action,
+                    resource_type="ImagingOrder",
+                    resource_id=row.id,
+                    patient_id=row.patient_ref,
+                    detail=detail,
+                )
+            )
             await uow.commit()
             return MppsLink(str(row.id), attention)
 
@@ -345,43 +487,81 @@ class OrderService:
         async with self.rt.uow() as uow:
             s = uow.session
             now = utcnow()
-            logged = (await s.execute(update(t.mpps).where(t.mpps.c.mpps_instance_uid == mpps_uid)
-                                      .values(status=status or t.mpps.c.status, updated_at=now)
-                                      .returning(t.mpps.c.order_id, t.mpps.c.attention))).first()
+            logged = (
+                await s.execute(
+                    update(t.mpps)
+                    .where(t.mpps.c.mpps_instance_uid == mpps_uid)
+                    .values(status=status or t.mpps.c.status, updated_at=now)
+                    .returning(t.mpps.c.order_id, t.mpps.c.attention)
+                )
+            ).first()
             if logged is not None and logged.attention in MPPS_NOT_APPLIED:
                 if status:
-                    uow.audit(AuditEntry(actor="modality", action=f"imaging_mpps.{logged.attention}",
-                                         resource_type="Mpps", resource_id=mpps_uid,
-                                         detail={"order_id": logged.order_id, "status": status}))
+                    uow.audit(
+                        AuditEntry(
+                            actor="modality",
+                            action=f"imaging_mpps.{logged.attention}",
+                            resource_type="Mpps",
+                            resource_id=mpps_uid,
+                            detail={"order_id": logged.order_id, "status": status},
+                        )
+                    )
                 await uow.commit()
                 return MppsLink(logged.order_id, logged.attention)
             row = (await s.execute(select(t.orders).where(t.orders.c.mpps_instance_uid == mpps_uid))).first()
             if row is None:
                 if logged is not None and logged.order_id is not None and final:
                     # linked to an order when created, since taken over by a newer MPPS of that order
-                    await s.execute(update(t.mpps).where(t.mpps.c.mpps_instance_uid == mpps_uid)
-                                    .values(attention=MPPS_SUPERSEDED,
-                                            **(UNRESOLVED if logged.attention != MPPS_SUPERSEDED else {})))
-                    uow.audit(AuditEntry(actor="modality", action="imaging_mpps.superseded", resource_type="Mpps",
-                                         resource_id=mpps_uid, detail={"order_id": logged.order_id,
-                                                                       "status": status}))
+                    await s.execute(
+                        update(t.mpps)
+                        .where(t.mpps.c.mpps_instance_uid == mpps_uid)
+                        .values(
+                            attention=MPPS_SUPERSEDED,
+                            **(UNRESOLVED if logged.attention != MPPS_SUPERSEDED else {}),
+                        )
+                    )
+                    uow.audit(
+                        AuditEntry(
+                            actor="modality",
+                            action="imaging_mpps.superseded",
+                            resource_type="Mpps",
+                            resource_id=mpps_uid,
+                            detail={"order_id": logged.order_id, "status": status},
+                        )
+                    )
                     await uow.commit()
                     return MppsLink(logged.order_id, MPPS_SUPERSEDED)
                 await uow.commit()
                 return MppsLink(logged.order_id, logged.attention) if logged is not None else None
             if final and row.status == "in_progress":
-                ended = await s.execute(update(t.orders).where(
-                    t.orders.c.id == row.id, t.orders.c.mpps_instance_uid == mpps_uid,
-                    t.orders.c.status == "in_progress").values(status=final, updated_at=now))
+                ended = await s.execute(
+                    update(t.orders)
+                    .where(
+                        t.orders.c.id == row.id,
+                        t.orders.c.mpps_instance_uid == mpps_uid,
+                        t.orders.c.status == "in_progress",
+                    )
+                    .values(status=final, updated_at=now)
+                )
                 if ended.rowcount == 1:
-                    msg = ev.ProcedureCompleted(order_id=row.id, accession_number=row.accession_number,
-                                                mpps_instance_uid=mpps_uid, status=status,
-                                                study_instance_uid=study_uid or row.study_instance_uid)
+                    msg = ev.ProcedureCompleted(
+                        order_id=row.id,
+                        accession_number=row.accession_number,
+                        mpps_instance_uid=mpps_uid,
+                        status=status,
+                        study_instance_uid=study_uid or row.study_instance_uid,
+                    )
                     msg.ended_at.FromDatetime(now)
                     uow.publish("imaging.procedure.completed", msg)
-                    uow.audit(AuditEntry(actor="modality", action=f"imaging_order.mpps_{final}",
-                                         resource_type="ImagingOrder", resource_id=row.id,
-                                         detail={"mpps": mpps_uid}))
+                    uow.audit(
+                        AuditEntry(
+                            actor="modality",
+                            action=f"imaging_order.mpps_{final}",
+                            resource_type="ImagingOrder",
+                            resource_id=row.id,
+                            detail={"mpps": mpps_uid},
+                        )
+                    )
             await uow.commit()
             return MppsLink(str(row.id), logged.attention if logged is not None else None)
 
@@ -414,23 +594,42 @@ class OrderService:
             if row.resolved_at is not None:
                 return mpps_json(row)
             if row.attention is None:
-                raise Conflict("mpps.nothing_to_resolve", "this MPPS was applied to its order normally; "
-                                                          "it needs no review")
+                raise Conflict(
+                    "mpps.nothing_to_resolve",
+                    "this MPPS was applied to its order normally; it needs no review",
+                )
             now = utcnow()
-            done = await s.execute(update(t.mpps).where(
-                t.mpps.c.mpps_instance_uid == mpps_uid, t.mpps.c.resolved_at.is_(None),
-                t.mpps.c.attention.is_not(None)).values(resolved_by=actor.subject, resolved_at=now,
-                                                         resolution_note=note))
+            done = await s.execute(
+                update(t.mpps)
+                .where(
+                    t.mpps.c.mpps_instance_uid == mpps_uid,
+                    t.mpps.c.resolved_at.is_(None),
+                    t.mpps.c.attention.is_not(None),
+                )
+                .values(resolved_by=actor.subject, resolved_at=now, resolution_note=note)
+            )
             if done.rowcount == 1:
                 patient_ref = None
                 if row.order_id:
-                    patient_ref = (await s.execute(select(t.orders.c.patient_ref)
-                                                   .where(t.orders.c.id == row.order_id))).scalar()
-                uow.audit(AuditEntry(actor=actor.subject, actor_roles=tuple(sorted(actor.roles)),
-                                     action="imaging_mpps.resolved", resource_type="Mpps", resource_id=mpps_uid,
-                                     patient_id=patient_ref,
-                                     detail={"attention": row.attention, "order_id": row.order_id,
-                                             "accession": row.accession_number, "note": note}))
+                    patient_ref = (
+                        await s.execute(select(t.orders.c.patient_ref).where(t.orders.c.id == row.order_id))
+                    ).scalar()
+                uow.audit(
+                    AuditEntry(
+                        actor=actor.subject,
+                        actor_roles=tuple(sorted(actor.roles)),
+                        action="imaging_mpps.resolved",
+                        resource_type="Mpps",
+                        resource_id=mpps_uid,
+                        patient_id=patient_ref,
+                        detail={
+                            "attention": row.attention,
+                            "order_id": row.order_id,
+                            "accession": row.accession_number,
+                            "note": note,
+                        },
+                    )
+                )
             row = (await s.execute(select(t.mpps).where(t.mpps.c.mpps_instance_uid == mpps_uid))).one()
             await uow.commit()
         return mpps_json(row)
@@ -441,6 +640,7 @@ def mpps_json(r: Any) -> dict[str, Any]:
     for k in ("created_at", "updated_at", "resolved_at"):
         m[k] = m[k].isoformat() if m[k] else None
     return m
+
 
 def proto_time(ts: Any) -> datetime | None:
     if not ts.seconds and not ts.nanos:

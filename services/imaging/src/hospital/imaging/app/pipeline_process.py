@@ -12,6 +12,7 @@ with its own database engine and object store client. It stops when the parent's
 closes (finishing the batch in progress); a child that dies is restarted. Nothing is lost either way:
 the spool is the queue, and an instance leaves it only after it is uploaded and indexed.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -65,7 +66,9 @@ class PipelineProcess:
     def _spawn(self, child_end: socket.socket) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "hospital.imaging.app.pipeline_process", str(child_end.fileno())],
-            pass_fds=[child_end.fileno()], stdin=subprocess.PIPE)
+            pass_fds=[child_end.fileno()],
+            stdin=subprocess.PIPE,
+        )
         assert proc.stdin is not None
         proc.stdin.write(self.s.model_dump_json().encode())  # settings (with secrets) never on a command line
         proc.stdin.close()
@@ -105,7 +108,9 @@ class PipelineProcess:
         self.notify()
         try:
             waiter = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({waiter, asyncio.ensure_future(closed.wait())}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {waiter, asyncio.ensure_future(closed.wait())}, return_when=asyncio.FIRST_COMPLETED
+            )
             waiter.cancel()
         finally:
             self._channel = None
@@ -154,8 +159,9 @@ async def _child(channel: socket.socket, settings_json: str) -> None:
     s = ImagingSettings.model_validate_json(settings_json)
     db = Database(s.database_url, pool_size=2)
     store = ObjectStore.from_settings(s)
-    rt = SimpleNamespace(settings=s, db=db, store=store,
-                         uow=lambda: UnitOfWork(db, source=s.service, on_commit=None))
+    rt = SimpleNamespace(
+        settings=s, db=db, store=store, uow=lambda: UnitOfWork(db, source=s.service, on_commit=None)
+    )
     pipeline = IngestPipeline(rt, s, Spool(s.spool_path))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -204,8 +210,10 @@ def main(argv: list[str]) -> int:
     channel = socket.socket(fileno=int(argv[0]))
     settings_json = sys.stdin.read()
     level = json.loads(settings_json).get("log_level", "INFO")
-    logging.basicConfig(level=str(level).upper(),
-                        format="%(asctime)s %(levelname)s pipeline[%(process)d] %(name)s: %(message)s")
+    logging.basicConfig(
+        level=str(level).upper(),
+        format="%(asctime)s %(levelname)s pipeline[%(process)d] %(name)s: %(message)s",
+    )
     aio.run(_child(channel, settings_json))
     return 0
 

@@ -4,6 +4,7 @@ Filters are DICOM keywords with DICOM matching semantics (single value, wildcard
 universal); each level reads one table joined to its parents, so every key of a higher level is both
 a usable filter and a returnable attribute.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -73,12 +74,15 @@ def _base(level: str) -> Select[Any]:
     if level == "STUDY":
         return select().select_from(t.studies)
     if level == "SERIES":
-        return select().select_from(t.series.join(
-            t.studies, t.studies.c.study_instance_uid == t.series.c.study_instance_uid))
+        return select().select_from(
+            t.series.join(t.studies, t.studies.c.study_instance_uid == t.series.c.study_instance_uid)
+        )
     if level == "IMAGE":
-        return select().select_from(t.instances.join(
-            t.series, t.series.c.series_instance_uid == t.instances.c.series_instance_uid).join(
-            t.studies, t.studies.c.study_instance_uid == t.instances.c.study_instance_uid))
+        return select().select_from(
+            t.instances.join(
+                t.series, t.series.c.series_instance_uid == t.instances.c.series_instance_uid
+            ).join(t.studies, t.studies.c.study_instance_uid == t.instances.c.study_instance_uid)
+        )
     raise QueryError(f"unsupported query level {level!r}")
 
 
@@ -104,8 +108,12 @@ def _condition(column: Any, kind: str, value: str) -> Any:
         except ValueError:
             raise QueryError(f"not a number: {value!r}") from None
     if kind == "modalities":
-        return or_(*[or_(column == m, column.like(f"{m}\\%"), column.like(f"%\\{m}"), column.like(f"%\\{m}\\%"))
-                     for m in uid_list(value)])
+        return or_(
+            *[
+                or_(column == m, column.like(f"{m}\\%"), column.like(f"%\\{m}"), column.like(f"%\\{m}\\%"))
+                for m in uid_list(value)
+            ]
+        )
     if kind == "name":
         value = fold(value) or ""
         if not has_wildcard(value):
@@ -115,8 +123,15 @@ def _condition(column: Any, kind: str, value: str) -> Any:
     return column == value
 
 
-async def find(db: Any, level: str, filters: dict[str, str], *, limit: int, offset: int = 0,
-               extra_columns: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+async def find(
+    db: Any,
+    level: str,
+    filters: dict[str, str],
+    *,
+    limit: int,
+    offset: int = 0,
+    extra_columns: tuple[Any, ...] = (),
+) -> list[dict[str, Any]]:
     """Rows (dicts keyed by keyword) at `level` matching the non-empty, non-'*' `filters`."""
     level = level.upper()
     if level not in KEYS:
@@ -130,8 +145,12 @@ async def find(db: Any, level: str, filters: dict[str, str], *, limit: int, offs
             continue
         col, kind = keys[keyword]
         q = q.where(_condition(col, kind, str(value)))
-    order = {"PATIENT": t.patients.c.patient_id, "STUDY": t.studies.c.study_instance_uid,
-             "SERIES": t.series.c.series_number, "IMAGE": t.instances.c.instance_number}[level]
+    order = {
+        "PATIENT": t.patients.c.patient_id,
+        "STUDY": t.studies.c.study_instance_uid,
+        "SERIES": t.series.c.series_number,
+        "IMAGE": t.instances.c.instance_number,
+    }[level]
     q = q.order_by(order).limit(limit).offset(offset)
     async with db.session() as s:
         return [dict(r._mapping) for r in (await s.execute(q)).all()]
@@ -139,10 +158,19 @@ async def find(db: Any, level: str, filters: dict[str, str], *, limit: int, offs
 
 async def instances_for(db: Any, filters: dict[str, str], limit: int = 100_000) -> list[dict[str, Any]]:
     """Instances to retrieve, with their object keys and transfer syntaxes (C-MOVE, C-GET, WADO-RS)."""
-    if not any(str(filters.get(k) or "").strip() not in ("", "*") for k in
-               ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")):
+    if not any(
+        str(filters.get(k) or "").strip() not in ("", "*")
+        for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+    ):
         raise QueryError("a retrieve needs PatientID, StudyInstanceUID, SeriesInstanceUID or SOPInstanceUID")
-    return await find(db, "IMAGE", filters, limit=limit, extra_columns=(
-        t.instances.c.object_key.label("object_key"),
-        t.instances.c.transfer_syntax_uid.label("transfer_syntax_uid"),
-        t.instances.c.size.label("size")))
+    return await find(
+        db,
+        "IMAGE",
+        filters,
+        limit=limit,
+        extra_columns=(
+            t.instances.c.object_key.label("object_key"),
+            t.instances.c.transfer_syntax_uid.label("transfer_syntax_uid"),
+            t.instances.c.size.label("size"),
+        ),
+    )

@@ -5,6 +5,7 @@ lost between indexing and forwarding. The router sends due jobs grouped by desti
 association per group; a destination that is down, unknown or refusing keeps its jobs `pending`
 with the error and a growing back-off (never dropped). Status: GET /api/v1/routing/queue.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,17 +38,29 @@ class RoutingService:
         if not dest or len(dest) > 16:
             raise Invalid("routing.destination", "destination_ae: an AE title", field="destination_ae")
         if dest not in self.s.peers:
-            raise Invalid("routing.unknown_destination",
-                          f"{dest} is not in known_aes (HOSPITAL_IMAGING_KNOWN_AES)", field="destination_ae")
+            raise Invalid(
+                "routing.unknown_destination",
+                f"{dest} is not in known_aes (HOSPITAL_IMAGING_KNOWN_AES)",
+                field="destination_ae",
+            )
         attributes = body.get("attributes") or {}
         unknown = [k for k in attributes if k not in RULE_ATTRIBUTES]
         if unknown:
-            raise Invalid("routing.attribute", f"cannot route on {', '.join(unknown)}; use one of "
-                          f"{', '.join(sorted(RULE_ATTRIBUTES))}", field="attributes")
-        row = {"id": new_id(), "name": str(body.get("name") or dest)[:100], "destination_ae": dest,
-                   "modality": (body.get("modality") or None), "source_ae": (body.get("source_ae") or None),
-                   "attributes": {k: str(v) for k, v in attributes.items()}, "enabled": bool(body.get("enabled", True)),
-                   "created_at": utcnow()}
+            raise Invalid(
+                "routing.attribute",
+                f"cannot route on {', '.join(unknown)}; use one of {', '.join(sorted(RULE_ATTRIBUTES))}",
+                field="attributes",
+            )
+        row = {
+            "id": new_id(),
+            "name": str(body.get("name") or dest)[:100],
+            "destination_ae": dest,
+            "modality": (body.get("modality") or None),
+            "source_ae": (body.get("source_ae") or None),
+            "attributes": {k: str(v) for k, v in attributes.items()},
+            "enabled": bool(body.get("enabled", True)),
+            "created_at": utcnow(),
+        }
         async with self.rt.uow() as uow:
             await uow.session.execute(t.routing_rules.insert().values(**row))
             await uow.commit()
@@ -70,18 +83,40 @@ class RoutingService:
         async with self.rt.db.session() as s:
             if s.bind.dialect.name == "postgresql":  # counts and list from one snapshot, not two
                 await s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            counts = (await s.execute(select(t.routing_queue.c.destination_ae, t.routing_queue.c.status,
-                                             func.count()).group_by(t.routing_queue.c.destination_ae,
-                                                                    t.routing_queue.c.status))).all()
-            recent = (await s.execute(select(t.routing_queue).where(t.routing_queue.c.status != "sent")
-                                      .order_by(t.routing_queue.c.seq).limit(limit))).all()
+            counts = (
+                await s.execute(
+                    select(t.routing_queue.c.destination_ae, t.routing_queue.c.status, func.count()).group_by(
+                        t.routing_queue.c.destination_ae, t.routing_queue.c.status
+                    )
+                )
+            ).all()
+            recent = (
+                await s.execute(
+                    select(t.routing_queue)
+                    .where(t.routing_queue.c.status != "sent")
+                    .order_by(t.routing_queue.c.seq)
+                    .limit(limit)
+                )
+            ).all()
         by_dest: dict[str, dict[str, int]] = {}
         for dest, status, n in counts:
             by_dest.setdefault(dest, {})[status] = n
-        return {"destinations": by_dest, "waiting": [
-            {"seq": r.seq, "destination_ae": r.destination_ae, "sop_instance_uid": r.sop_instance_uid,
-             "study_instance_uid": r.study_instance_uid, "status": r.status, "attempts": r.attempts,
-             "last_error": r.last_error, "next_attempt_at": r.next_attempt_at.isoformat()} for r in recent]}
+        return {
+            "destinations": by_dest,
+            "waiting": [
+                {
+                    "seq": r.seq,
+                    "destination_ae": r.destination_ae,
+                    "sop_instance_uid": r.sop_instance_uid,
+                    "study_instance_uid": r.study_instance_uid,
+                    "status": r.status,
+                    "attempts": r.attempts,
+                    "last_error": r.last_error,
+                    "next_attempt_at": r.next_attempt_at.isoformat(),
+                }
+                for r in recent
+            ],
+        }
 
     # ---------------------------------------------------------------- router
     async def run(self, stop: asyncio.Event) -> None:
@@ -100,12 +135,22 @@ class RoutingService:
     async def route_once(self) -> int:
         now = utcnow()
         async with self.rt.db.session() as s:
-            rows = (await s.execute(
-                select(t.routing_queue.c.seq, t.routing_queue.c.destination_ae, t.routing_queue.c.attempts,
-                       t.instances.c.object_key, t.instances.c.sop_class_uid, t.instances.c.transfer_syntax_uid)
-                .join(t.instances, t.instances.c.sop_instance_uid == t.routing_queue.c.sop_instance_uid)
-                .where(t.routing_queue.c.status == "pending", t.routing_queue.c.next_attempt_at <= now)
-                .order_by(t.routing_queue.c.seq).limit(200))).all()
+            rows = (
+                await s.execute(
+                    select(
+                        t.routing_queue.c.seq,
+                        t.routing_queue.c.destination_ae,
+                        t.routing_queue.c.attempts,
+                        t.instances.c.object_key,
+                        t.instances.c.sop_class_uid,
+                        t.instances.c.transfer_syntax_uid,
+                    )
+                    .join(t.instances, t.instances.c.sop_instance_uid == t.routing_queue.c.sop_instance_uid)
+                    .where(t.routing_queue.c.status == "pending", t.routing_queue.c.next_attempt_at <= now)
+                    .order_by(t.routing_queue.c.seq)
+                    .limit(200)
+                )
+            ).all()
         groups: dict[str, list[Any]] = {}
         for r in rows:
             groups.setdefault(r.destination_ae, []).append(r)
@@ -148,8 +193,11 @@ class RoutingService:
                     out[j.seq] = f"{type(exc).__name__}: {exc}"
                     continue
                 code = status.get("Status") if status else None
-                out[j.seq] = None if code in (0x0000, 0xB000, 0xB006, 0xB007) else (
-                    f"destination answered 0x{code:04X}" if code is not None else "no response")
+                out[j.seq] = (
+                    None
+                    if code in (0x0000, 0xB000, 0xB006, 0xB007)
+                    else (f"destination answered 0x{code:04X}" if code is not None else "no response")
+                )
         finally:
             if assoc.is_established:
                 assoc.release()
@@ -160,18 +208,38 @@ class RoutingService:
         ok = [seq for seq, err in results.items() if err is None]
         async with self.rt.uow() as uow:
             if ok:
-                await uow.session.execute(update(t.routing_queue).where(t.routing_queue.c.seq.in_(ok)).values(
-                    status="sent", sent_at=now, attempts=t.routing_queue.c.attempts + 1, last_error=None))
+                await uow.session.execute(
+                    update(t.routing_queue)
+                    .where(t.routing_queue.c.seq.in_(ok))
+                    .values(
+                        status="sent", sent_at=now, attempts=t.routing_queue.c.attempts + 1, last_error=None
+                    )
+                )
             for j in jobs:
                 err = results.get(j.seq, "not attempted")
                 if err is None:
                     continue
-                delay = min(self.s.routing_retry_seconds * (2 ** min(j.attempts, 10)), self.s.routing_max_retry_seconds)
-                await uow.session.execute(update(t.routing_queue).where(t.routing_queue.c.seq == j.seq).values(
-                    attempts=j.attempts + 1, last_error=err[:500], next_attempt_at=now + timedelta(seconds=delay)))
+                delay = min(
+                    self.s.routing_retry_seconds * (2 ** min(j.attempts, 10)),
+                    self.s.routing_max_retry_seconds,
+                )
+                await uow.session.execute(
+                    update(t.routing_queue)
+                    .where(t.routing_queue.c.seq == j.seq)
+                    .values(
+                        attempts=j.attempts + 1,
+                        last_error=err[:500],
+                        next_attempt_at=now + timedelta(seconds=delay),
+                    )
+                )
             await uow.commit()
         failed = len(jobs) - len(ok)
         if failed:
-            log.warning("routing to %s: %d sent, %d waiting for retry (%s)", jobs[0].destination_ae, len(ok),
-                        failed, next(e for e in results.values() if e))
+            log.warning(
+                "routing to %s: %d sent, %d waiting for retry (%s)",
+                jobs[0].destination_ae,
+                len(ok),
+                failed,
+                next(e for e in results.values() if e),
+            )
         return len(ok)

@@ -1,4 +1,5 @@
 """STOW-RS ingest: one Part 10 file from an HTTP client -> the same checks and durable spool as C-STORE."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,20 +39,28 @@ def stow_one(spool: Spool, data: bytes, expected_study: str | None = None) -> St
     syntax = str(meta.get("TransferSyntaxUID", "") or "")
     if not (is_valid_uid(sop_class) and is_valid_uid(sop_uid) and is_valid_uid(syntax)):
         return StowResult(sop_class, sop_uid, "", 0xC000, "file meta information lacks valid UIDs")
-    header = build_file_header(sop_class_uid=sop_class, sop_instance_uid=sop_uid, transfer_syntax_uid=syntax,
-                               source_ae_title=SOURCE)
+    header = build_file_header(
+        sop_class_uid=sop_class, sop_instance_uid=sop_uid, transfer_syntax_uid=syntax, source_ae_title=SOURCE
+    )
     dataset = memoryview(data)[offset:]
     try:
         with Part10View(header, dataset) as part10:
             index = read_index_attributes(part10)
     except HeaderError as exc:
         return StowResult(sop_class, sop_uid, "", 0xC000, str(exc))
-    rejection = check_received_instance(index, affected_sop_class_uid=sop_class, affected_sop_instance_uid=sop_uid)
+    rejection = check_received_instance(
+        index, affected_sop_class_uid=sop_class, affected_sop_instance_uid=sop_uid
+    )
     if rejection is not None:
         return StowResult(sop_class, sop_uid, index.study_instance_uid or "", 0xA900, rejection.reason)
     if expected_study and index.study_instance_uid != expected_study:
-        return StowResult(sop_class, sop_uid, index.study_instance_uid or "", 0xA900,
-                          "StudyInstanceUID differs from the one in the URL")
+        return StowResult(
+            sop_class,
+            sop_uid,
+            index.study_instance_uid or "",
+            0xA900,
+            "StudyInstanceUID differs from the one in the URL",
+        )
     with spool.stage() as staged:
         staged.write(header)
         staged.write(dataset)

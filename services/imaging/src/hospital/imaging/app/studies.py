@@ -1,4 +1,5 @@
 """Study completion ("received" after a quiet period), order matching and the reconciliation queue."""
+
 from __future__ import annotations
 
 import asyncio
@@ -39,10 +40,23 @@ class StudyService:
     async def announce_due(self) -> int:
         cutoff = utcnow() - timedelta(seconds=self.s.study_quiet_seconds)
         async with self.rt.db.session() as s:
-            due = (await s.execute(select(t.studies.c.study_instance_uid).where(
-                t.studies.c.last_received_at <= cutoff,
-                or_(t.studies.c.announced_at.is_(None), t.studies.c.announced_at < t.studies.c.last_received_at),
-            ).limit(100))).scalars().all()
+            due = (
+                (
+                    await s.execute(
+                        select(t.studies.c.study_instance_uid)
+                        .where(
+                            t.studies.c.last_received_at <= cutoff,
+                            or_(
+                                t.studies.c.announced_at.is_(None),
+                                t.studies.c.announced_at < t.studies.c.last_received_at,
+                            ),
+                        )
+                        .limit(100)
+                    )
+                )
+                .scalars()
+                .all()
+            )
         for uid in due:
             await self._announce(uid)
         return len(due)
@@ -50,21 +64,33 @@ class StudyService:
     async def _announce(self, study_uid: str) -> None:
         async with self.rt.uow() as uow:
             s = uow.session
-            st = (await s.execute(select(t.studies).where(t.studies.c.study_instance_uid == study_uid))).first()
+            st = (
+                await s.execute(select(t.studies).where(t.studies.c.study_instance_uid == study_uid))
+            ).first()
             if st is None:
                 return
             order_id = st.order_id
             if st.reconciliation == "new":
                 order_id = await self._match(s, st)
             msg = ev.StudyReceived(
-                study_instance_uid=study_uid, accession_number=st.accession_number or "",
-                patient_code=st.patient_id, modalities=[m for m in st.modalities.split("\\") if m],
-                series_count=st.series_count, instance_count=st.instance_count, bucket=self.s.bucket,
-                key_prefix=f"studies/{study_uid}/", source_ae_title=st.source_ae or "", order_id=order_id or "")
+                study_instance_uid=study_uid,
+                accession_number=st.accession_number or "",
+                patient_code=st.patient_id,
+                modalities=[m for m in st.modalities.split("\\") if m],
+                series_count=st.series_count,
+                instance_count=st.instance_count,
+                bucket=self.s.bucket,
+                key_prefix=f"studies/{study_uid}/",
+                source_ae_title=st.source_ae or "",
+                order_id=order_id or "",
+            )
             msg.last_received_at.FromDatetime(st.last_received_at)
             uow.publish("imaging.study.received", msg)
-            await s.execute(update(t.studies).where(t.studies.c.study_instance_uid == study_uid)
-                            .values(announced_at=st.last_received_at))
+            await s.execute(
+                update(t.studies)
+                .where(t.studies.c.study_instance_uid == study_uid)
+                .values(announced_at=st.last_received_at)
+            )
             await uow.commit()
 
     async def _match(self, s: Any, st: Any) -> str | None:
@@ -75,50 +101,85 @@ class StudyService:
         announced with no order, for staff to decide (re-order the exam, link it, or accept it unordered)."""
         order = None
         if st.accession_number:
-            order = (await s.execute(select(t.orders).where(
-                t.orders.c.accession_number == st.accession_number))).first()
+            order = (
+                await s.execute(select(t.orders).where(t.orders.c.accession_number == st.accession_number))
+            ).first()
         if order is None:
-            order = (await s.execute(select(t.orders).where(
-                t.orders.c.study_instance_uid == st.study_instance_uid))).first()
+            order = (
+                await s.execute(
+                    select(t.orders).where(t.orders.c.study_instance_uid == st.study_instance_uid)
+                )
+            ).first()
         if order is not None and order.status == "cancelled":
             reason = "order_cancelled"
             detail = f"order {order.accession_number} was cancelled"
             if order.patient_id != st.patient_id:
-                detail += (f"; it is for patient {order.patient_id}, "
-                           f"the study names {st.patient_id or '(none)'}")
+                detail += (
+                    f"; it is for patient {order.patient_id}, the study names {st.patient_id or '(none)'}"
+                )
         elif order is not None and order.patient_id == st.patient_id:
             await self._link(s, st.study_instance_uid, order.id, "matched")
             return str(order.id)
         elif order is not None:
             reason = "patient_mismatch"
-            detail = (f"order {order.accession_number} is for patient {order.patient_id}, "
-                      f"the study names {st.patient_id or '(none)'}")
+            detail = (
+                f"order {order.accession_number} is for patient {order.patient_id}, "
+                f"the study names {st.patient_id or '(none)'}"
+            )
         elif st.accession_number:
             reason, detail = "unknown_accession", f"no order has accession number {st.accession_number}"
         else:
             reason, detail = "no_accession", "the study carries no accession number and matches no order"
-        await s.execute(t.reconciliation.insert().values(
-            id=new_id(), study_instance_uid=st.study_instance_uid, reason=reason, detail=detail,
-            candidate_order_id=order.id if order is not None else None, status="open", created_at=utcnow()))
-        await s.execute(update(t.studies).where(t.studies.c.study_instance_uid == st.study_instance_uid)
-                        .values(reconciliation="pending"))
+        await s.execute(
+            t.reconciliation.insert().values(
+                id=new_id(),
+                study_instance_uid=st.study_instance_uid,
+                reason=reason,
+                detail=detail,
+                candidate_order_id=order.id if order is not None else None,
+                status="open",
+                created_at=utcnow(),
+            )
+        )
+        await s.execute(
+            update(t.studies)
+            .where(t.studies.c.study_instance_uid == st.study_instance_uid)
+            .values(reconciliation="pending")
+        )
         (log.warning if reason == "order_cancelled" else log.info)(
-            "study %s queued for reconciliation (%s): %s", st.study_instance_uid, reason, detail)
+            "study %s queued for reconciliation (%s): %s", st.study_instance_uid, reason, detail
+        )
         return None
 
     async def _link(self, s: Any, study_uid: str, order_id: str, state: str) -> None:
-        await s.execute(update(t.studies).where(t.studies.c.study_instance_uid == study_uid)
-                        .values(order_id=order_id, reconciliation=state))
-        await s.execute(update(t.orders).where(t.orders.c.id == order_id)
-                        .values(study_instance_uid=study_uid, updated_at=utcnow()))
+        await s.execute(
+            update(t.studies)
+            .where(t.studies.c.study_instance_uid == study_uid)
+            .values(order_id=order_id, reconciliation=state)
+        )
+        await s.execute(
+            update(t.orders)
+            .where(t.orders.c.id == order_id)
+            .values(study_instance_uid=study_uid, updated_at=utcnow())
+        )
 
     async def list_reconciliation(self, status: str = "open") -> list[dict[str, Any]]:
         async with self.rt.db.session() as s:
-            rows = (await s.execute(
-                select(t.reconciliation, t.studies.c.patient_id, t.studies.c.patient_name,
-                       t.studies.c.accession_number, t.studies.c.study_date, t.studies.c.modalities)
-                .join(t.studies, t.studies.c.study_instance_uid == t.reconciliation.c.study_instance_uid)
-                .where(t.reconciliation.c.status == status).order_by(t.reconciliation.c.created_at))).all()
+            rows = (
+                await s.execute(
+                    select(
+                        t.reconciliation,
+                        t.studies.c.patient_id,
+                        t.studies.c.patient_name,
+                        t.studies.c.accession_number,
+                        t.studies.c.study_date,
+                        t.studies.c.modalities,
+                    )
+                    .join(t.studies, t.studies.c.study_instance_uid == t.reconciliation.c.study_instance_uid)
+                    .where(t.reconciliation.c.status == status)
+                    .order_by(t.reconciliation.c.created_at)
+                )
+            ).all()
         out = []
         for r in rows:
             m = dict(r._mapping)
@@ -136,45 +197,87 @@ class StudyService:
                 raise NotFound("reconciliation.not_found", "no such reconciliation item")
             if item.status != "open":
                 raise Conflict("reconciliation.resolved", "this item is already resolved")
-            st = (await s.execute(select(t.studies).where(
-                t.studies.c.study_instance_uid == item.study_instance_uid))).first()
+            st = (
+                await s.execute(
+                    select(t.studies).where(t.studies.c.study_instance_uid == item.study_instance_uid)
+                )
+            ).first()
             accession = st.accession_number or ""
             if order_id:
                 order = (await s.execute(select(t.orders).where(t.orders.c.id == order_id))).first()
                 if order is None:
                     raise NotFound("order.not_found", "no such imaging order", field="order_id")
-                linked = (await s.execute(select(t.studies.c.study_instance_uid).where(
-                    t.studies.c.order_id == order_id,
-                    t.studies.c.study_instance_uid != item.study_instance_uid))).first()
+                linked = (
+                    await s.execute(
+                        select(t.studies.c.study_instance_uid).where(
+                            t.studies.c.order_id == order_id,
+                            t.studies.c.study_instance_uid != item.study_instance_uid,
+                        )
+                    )
+                ).first()
                 if linked is not None:
-                    raise Conflict("order.has_study", f"order is already linked to study {linked[0]}",
-                                   field="order_id")
+                    raise Conflict(
+                        "order.has_study", f"order is already linked to study {linked[0]}", field="order_id"
+                    )
                 await self._link(s, item.study_instance_uid, order_id, "resolved")
                 accession = order.accession_number
             else:
-                await s.execute(update(t.studies).where(t.studies.c.study_instance_uid == item.study_instance_uid)
-                                .values(reconciliation="resolved"))
+                await s.execute(
+                    update(t.studies)
+                    .where(t.studies.c.study_instance_uid == item.study_instance_uid)
+                    .values(reconciliation="resolved")
+                )
             now = utcnow()
-            await s.execute(update(t.reconciliation).where(t.reconciliation.c.id == item_id).values(
-                status="resolved", resolved_order_id=order_id, resolved_by=actor.subject, resolved_at=now))
-            uow.publish("imaging.study.reconciled", ev.StudyReconciled(
-                study_instance_uid=item.study_instance_uid, order_id=order_id or "", accession_number=accession,
-                patient_code=st.patient_id, reason=item.reason, resolved_by=actor.subject))
-            uow.audit(AuditEntry(actor=actor.subject, actor_roles=tuple(sorted(actor.roles)),
-                                 action="imaging_study.reconcile", resource_type="ImagingStudy",
-                                 resource_id=item.study_instance_uid,
-                                 detail={"order_id": order_id, "reason": item.reason}))
+            await s.execute(
+                update(t.reconciliation)
+                .where(t.reconciliation.c.id == item_id)
+                .values(
+                    status="resolved", resolved_order_id=order_id, resolved_by=actor.subject, resolved_at=now
+                )
+            )
+            uow.publish(
+                "imaging.study.reconciled",
+                ev.StudyReconciled(
+                    study_instance_uid=item.study_instance_uid,
+                    order_id=order_id or "",
+                    accession_number=accession,
+                    patient_code=st.patient_id,
+                    reason=item.reason,
+                    resolved_by=actor.subject,
+                ),
+            )
+            uow.audit(
+                AuditEntry(
+                    actor=actor.subject,
+                    actor_roles=tuple(sorted(actor.roles)),
+                    action="imaging_study.reconcile",
+                    resource_type="ImagingStudy",
+                    resource_id=item.study_instance_uid,
+                    detail={"order_id": order_id, "reason": item.reason},
+                )
+            )
             await uow.commit()
-        return {"id": item_id, "status": "resolved", "order_id": order_id,
-                "study_instance_uid": item.study_instance_uid}
+        return {
+            "id": item_id,
+            "status": "resolved",
+            "order_id": order_id,
+            "study_instance_uid": item.study_instance_uid,
+        }
 
     async def get(self, study_uid: str) -> pb.Study:
         async with self.rt.db.session() as s:
-            st = (await s.execute(select(t.studies).where(t.studies.c.study_instance_uid == study_uid))).first()
+            st = (
+                await s.execute(select(t.studies).where(t.studies.c.study_instance_uid == study_uid))
+            ).first()
             if st is None:
                 raise NotFound("study.not_found", "no such study")
-            series = (await s.execute(select(t.series).where(t.series.c.study_instance_uid == study_uid)
-                                      .order_by(t.series.c.series_number))).all()
+            series = (
+                await s.execute(
+                    select(t.series)
+                    .where(t.series.c.study_instance_uid == study_uid)
+                    .order_by(t.series.c.series_number)
+                )
+            ).all()
         return study_proto(st, series)
 
     async def list(self, patient_code: str = "", accession: str = "", limit: int = 50) -> list[pb.Study]:
@@ -189,11 +292,27 @@ class StudyService:
 
 def study_proto(st: Any, series: list[Any]) -> pb.Study:
     return pb.Study(
-        study_instance_uid=st.study_instance_uid, patient_code=st.patient_id, patient_name=st.patient_name or "",
-        accession_number=st.accession_number or "", study_date=st.study_date or "",
-        description=st.study_description or "", modalities=[m for m in st.modalities.split("\\") if m],
-        series_count=st.series_count, instance_count=st.instance_count, order_id=st.order_id or "",
-        reconciliation=st.reconciliation, size_bytes=st.size_bytes,
-        series=[pb.Series(series_instance_uid=r.series_instance_uid, modality=r.modality or "",
-                          series_number=r.series_number or 0, description=r.series_description or "",
-                          body_part=r.body_part or "", instance_count=r.instance_count) for r in series])
+        study_instance_uid=st.study_instance_uid,
+        patient_code=st.patient_id,
+        patient_name=st.patient_name or "",
+        accession_number=st.accession_number or "",
+        study_date=st.study_date or "",
+        description=st.study_description or "",
+        modalities=[m for m in st.modalities.split("\\") if m],
+        series_count=st.series_count,
+        instance_count=st.instance_count,
+        order_id=st.order_id or "",
+        reconciliation=st.reconciliation,
+        size_bytes=st.size_bytes,
+        series=[
+            pb.Series(
+                series_instance_uid=r.series_instance_uid,
+                modality=r.modality or "",
+                series_number=r.series_number or 0,
+                description=r.series_description or "",
+                body_part=r.body_part or "",
+                instance_count=r.instance_count,
+            )
+            for r in series
+        ],
+    )

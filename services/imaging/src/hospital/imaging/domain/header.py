@@ -210,21 +210,34 @@ def _int(ds: Dataset, keyword: str) -> int | None:
 
 # ------------------------------------------------------------------------------------ the fast reader
 _TAGS = {
-    0x00080005: ("SpecificCharacterSet", b"CS"), 0x00100020: ("PatientID", b"LO"),
-    0x00100010: ("PatientName", b"PN"), 0x00100030: ("PatientBirthDate", b"DA"),
-    0x00100040: ("PatientSex", b"CS"), 0x0020000D: ("StudyInstanceUID", b"UI"),
-    0x00080020: ("StudyDate", b"DA"), 0x00080030: ("StudyTime", b"TM"),
-    0x00080050: ("AccessionNumber", b"SH"), 0x00081030: ("StudyDescription", b"LO"),
-    0x00080090: ("ReferringPhysicianName", b"PN"), 0x00080060: ("Modality", b"CS"),
-    0x0020000E: ("SeriesInstanceUID", b"UI"), 0x00200011: ("SeriesNumber", b"IS"),
-    0x0008103E: ("SeriesDescription", b"LO"), 0x00180015: ("BodyPartExamined", b"CS"),
-    0x00080016: ("SOPClassUID", b"UI"), 0x00080018: ("SOPInstanceUID", b"UI"),
-    0x00200013: ("InstanceNumber", b"IS"), 0x00280008: ("NumberOfFrames", b"IS"),
-    0x00280010: ("Rows", b"US"), 0x00280011: ("Columns", b"US"),
+    0x00080005: ("SpecificCharacterSet", b"CS"),
+    0x00100020: ("PatientID", b"LO"),
+    0x00100010: ("PatientName", b"PN"),
+    0x00100030: ("PatientBirthDate", b"DA"),
+    0x00100040: ("PatientSex", b"CS"),
+    0x0020000D: ("StudyInstanceUID", b"UI"),
+    0x00080020: ("StudyDate", b"DA"),
+    0x00080030: ("StudyTime", b"TM"),
+    0x00080050: ("AccessionNumber", b"SH"),
+    0x00081030: ("StudyDescription", b"LO"),
+    0x00080090: ("ReferringPhysicianName", b"PN"),
+    0x00080060: ("Modality", b"CS"),
+    0x0020000E: ("SeriesInstanceUID", b"UI"),
+    0x00200011: ("SeriesNumber", b"IS"),
+    0x0008103E: ("SeriesDescription", b"LO"),
+    0x00180015: ("BodyPartExamined", b"CS"),
+    0x00080016: ("SOPClassUID", b"UI"),
+    0x00080018: ("SOPInstanceUID", b"UI"),
+    0x00200013: ("InstanceNumber", b"IS"),
+    0x00280008: ("NumberOfFrames", b"IS"),
+    0x00280010: ("Rows", b"US"),
+    0x00280011: ("Columns", b"US"),
 }
 assert {keyword for keyword, _ in _TAGS.values()} == set(_KEYWORDS)
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})  # where pydicom's stop_before_pixels stops
-_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
 _CHARSET_VRS = frozenset({b"PN", b"LO", b"SH", b"ST", b"LT", b"UC", b"UT"})
 _ENCODINGS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 192": "utf-8", "ISO_IR 100": "latin_1"}
 _UNDEFINED = 0xFFFFFFFF
@@ -297,7 +310,7 @@ def _scan(data: memoryview, *, explicit: bool) -> dict[int, tuple[bytes, bytes]]
         if offset + length > end:
             raise _Decline("value past the end")
         if tag in _TAGS:
-            found[tag] = (vr or _TAGS[tag][1], bytes(data[offset:offset + length]))
+            found[tag] = (vr or _TAGS[tag][1], bytes(data[offset : offset + length]))
         offset += length
     return found
 
@@ -381,16 +394,27 @@ def _convert(raw: dict[int, tuple[bytes, bytes]], syntax: str, size: int) -> Ins
             raise _Decline("non-ASCII text in an unhandled character set")
         values[keyword] = value.decode(encoding or "ascii") or None
     return InstanceIndex(
-        patient_id=values["PatientID"], patient_name=values["PatientName"],  # type: ignore[arg-type]
-        patient_birth_date=values["PatientBirthDate"], patient_sex=values["PatientSex"],  # type: ignore[arg-type]
-        study_instance_uid=values["StudyInstanceUID"], study_date=values["StudyDate"],  # type: ignore[arg-type]
-        study_time=values["StudyTime"], accession_number=values["AccessionNumber"],  # type: ignore[arg-type]
+        patient_id=values["PatientID"],
+        patient_name=values["PatientName"],  # type: ignore[arg-type]
+        patient_birth_date=values["PatientBirthDate"],
+        patient_sex=values["PatientSex"],  # type: ignore[arg-type]
+        study_instance_uid=values["StudyInstanceUID"],
+        study_date=values["StudyDate"],  # type: ignore[arg-type]
+        study_time=values["StudyTime"],
+        accession_number=values["AccessionNumber"],  # type: ignore[arg-type]
         study_description=values["StudyDescription"],  # type: ignore[arg-type]
         referring_physician_name=values["ReferringPhysicianName"],  # type: ignore[arg-type]
-        modality=values["Modality"], series_instance_uid=values["SeriesInstanceUID"],  # type: ignore[arg-type]
-        series_number=values["SeriesNumber"], series_description=values["SeriesDescription"],  # type: ignore[arg-type]
-        body_part_examined=values["BodyPartExamined"], sop_class_uid=values["SOPClassUID"],  # type: ignore[arg-type]
-        sop_instance_uid=values["SOPInstanceUID"], instance_number=values["InstanceNumber"],  # type: ignore[arg-type]
-        number_of_frames=values["NumberOfFrames"], rows=values["Rows"],  # type: ignore[arg-type]
-        columns=values["Columns"], transfer_syntax_uid=syntax, size=size,  # type: ignore[arg-type]
+        modality=values["Modality"],
+        series_instance_uid=values["SeriesInstanceUID"],  # type: ignore[arg-type]
+        series_number=values["SeriesNumber"],
+        series_description=values["SeriesDescription"],  # type: ignore[arg-type]
+        body_part_examined=values["BodyPartExamined"],
+        sop_class_uid=values["SOPClassUID"],  # type: ignore[arg-type]
+        sop_instance_uid=values["SOPInstanceUID"],
+        instance_number=values["InstanceNumber"],  # type: ignore[arg-type]
+        number_of_frames=values["NumberOfFrames"],
+        rows=values["Rows"],  # type: ignore[arg-type]
+        columns=values["Columns"],
+        transfer_syntax_uid=syntax,
+        size=size,  # type: ignore[arg-type]
     )

@@ -1,4 +1,5 @@
 """DICOM attribute matching (PS3.4 C.2.2.2) translated to index predicates: pure functions, no I/O."""
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """HTTP API for the lab bench and the wards (OpenAPI at /docs). Lab technicians verify, correct, assign
 and run QC; doctors and nurses order and read. Every read of patient data is audited."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -95,47 +96,90 @@ class QcResultIn(BaseModel):
 
 
 def build_http(services: Any) -> FastAPI:
-    app = FastAPI(title="Laboratory (LIS)", version="1.0",
-                  description="Orders, specimens and labels, analyzer results, verification, critical values, "
-                              "QC. Analyzers connect over ASTM (port 5100) or HL7/MLLP (port 2575): see docs/lab.md.")
+    app = FastAPI(
+        title="Laboratory (LIS)",
+        version="1.0",
+        description="Orders, specimens and labels, analyzer results, verification, critical values, "
+        "QC. Analyzers connect over ASTM (port 5100) or HL7/MLLP (port 2575): see docs/lab.md.",
+    )
     api = APIRouter(prefix="/api/v1")
     o, r, qc, cat = services.orders, services.results, services.qc, services.catalogue
 
     @api.get("/catalogue", tags=["catalogue"])
     async def catalogue(_: Role(*READERS)) -> dict[str, Any]:
         await services.ingest.ensure_catalogue()
-        return {"tests": [{"code": t.code, "name_vi": t.name_vi, "name_en": t.name_en, "loinc": t.loinc,
-                           "unit": t.unit, "specimen_type": t.specimen_type, "tube": t.tube,
-                           "ranges": [{"sex": x.sex, "age_min_days": x.age_min_days,
-                                       "age_max_days": x.age_max_days, "range": x.text()} for x in t.ranges]}
-                          for t in sorted(cat.tests.values(), key=lambda t: t.sort)],
-                "panels": [{"code": c, "name_vi": cat.panel_names[c], "tests": m} for c, m in cat.panels.items()]}
+        return {
+            "tests": [
+                {
+                    "code": t.code,
+                    "name_vi": t.name_vi,
+                    "name_en": t.name_en,
+                    "loinc": t.loinc,
+                    "unit": t.unit,
+                    "specimen_type": t.specimen_type,
+                    "tube": t.tube,
+                    "ranges": [
+                        {
+                            "sex": x.sex,
+                            "age_min_days": x.age_min_days,
+                            "age_max_days": x.age_max_days,
+                            "range": x.text(),
+                        }
+                        for x in t.ranges
+                    ],
+                }
+                for t in sorted(cat.tests.values(), key=lambda t: t.sort)
+            ],
+            "panels": [{"code": c, "name_vi": cat.panel_names[c], "tests": m} for c, m in cat.panels.items()],
+        }
 
     @api.post("/orders", status_code=201, tags=["orders"], summary="Order tests; specimens get barcodes")
     async def place(body: OrderIn, request: Request, who: Role("doctor", "lab_technician")) -> dict[str, Any]:
         await services.ingest.ensure_catalogue()
         p = body.patient
-        return await o.place(NewOrder(
-            patient_id=p.id, patient_code=p.patient_code, patient_name=p.full_name, patient_sex=p.sex,
-            birth_date=p.birth_date, tests=body.tests, priority=body.priority, visit_id=body.visit_id,
-            ordering_doctor=body.ordering_doctor, placer_order_number=body.placer_order_number,
-            request_id=body.request_id, clinical_note=body.clinical_note, barcode=body.barcode),
-            caller(request, who), source="http")
+        return await o.place(
+            NewOrder(
+                patient_id=p.id,
+                patient_code=p.patient_code,
+                patient_name=p.full_name,
+                patient_sex=p.sex,
+                birth_date=p.birth_date,
+                tests=body.tests,
+                priority=body.priority,
+                visit_id=body.visit_id,
+                ordering_doctor=body.ordering_doctor,
+                placer_order_number=body.placer_order_number,
+                request_id=body.request_id,
+                clinical_note=body.clinical_note,
+                barcode=body.barcode,
+            ),
+            caller(request, who),
+            source="http",
+        )
 
     @api.get("/orders/{order_id}", tags=["orders"])
     async def get_order(order_id: str, request: Request, who: Role(*READERS)) -> dict[str, Any]:
         return await o.get(order_id, caller(request, who))
 
     @api.post("/orders/{order_id}/cancel", tags=["orders"])
-    async def cancel(order_id: str, body: CancelIn, request: Request,
-                     who: Role("doctor", "lab_technician")) -> dict[str, Any]:
+    async def cancel(
+        order_id: str, body: CancelIn, request: Request, who: Role("doctor", "lab_technician")
+    ) -> dict[str, Any]:
         return await o.cancel(order_id, body.reason, caller(request, who))
 
-    @api.get("/orders/{order_id}/results", tags=["results"], summary="Results of an order (doctors read here)")
-    async def order_results(order_id: str, request: Request, who: Role(*READERS),
-                            verified_only: bool = False, include_info: bool = False) -> dict[str, Any]:
-        return await r.for_order(caller(request, who), order_id, verified_only=verified_only,
-                                 include_info=include_info)
+    @api.get(
+        "/orders/{order_id}/results", tags=["results"], summary="Results of an order (doctors read here)"
+    )
+    async def order_results(
+        order_id: str,
+        request: Request,
+        who: Role(*READERS),
+        verified_only: bool = False,
+        include_info: bool = False,
+    ) -> dict[str, Any]:
+        return await r.for_order(
+            caller(request, who), order_id, verified_only=verified_only, include_info=include_info
+        )
 
     @api.get("/specimens/{barcode}", tags=["specimens"], summary="Order lookup by barcode")
     async def by_barcode(barcode: str, request: Request, who: Role(*READERS)) -> dict[str, Any]:
@@ -149,14 +193,23 @@ def build_http(services: Any) -> FastAPI:
     async def receive(barcode: str, request: Request, who: Role(*TECH)) -> dict[str, Any]:
         return await o.specimen_step(barcode, "receive", caller(request, who))
 
-    @api.get("/specimens/{barcode}/label.png", tags=["specimens"], summary="Tube label (Code 128, 50×25 mm)",
-             response_class=Response)
+    @api.get(
+        "/specimens/{barcode}/label.png",
+        tags=["specimens"],
+        summary="Tube label (Code 128, 50×25 mm)",
+        response_class=Response,
+    )
     async def label(barcode: str, request: Request, who: Role("nurse", "lab_technician")) -> Response:
         return Response(await o.label_png(barcode, caller(request, who)), media_type="image/png")
 
     @api.get("/worklist", tags=["bench"], summary="Results waiting for verification (critical first)")
-    async def worklist(request: Request, who: Role(*TECH), status: str = "preliminary",
-                       instrument: str | None = None, limit: int = Query(200, ge=1, le=1000)) -> dict[str, Any]:
+    async def worklist(
+        request: Request,
+        who: Role(*TECH),
+        status: str = "preliminary",
+        instrument: str | None = None,
+        limit: int = Query(200, ge=1, le=1000),
+    ) -> dict[str, Any]:
         return {"items": await r.worklist(caller(request, who), status, instrument, limit)}
 
     @api.get("/results/{result_id}", tags=["results"], summary="A result with its history and calls")
@@ -171,7 +224,9 @@ def build_http(services: Any) -> FastAPI:
     async def verify_one(result_id: str, request: Request, who: Role(*TECH)) -> dict[str, Any]:
         return (await r.verify([result_id], caller(request, who)))[0]
 
-    @api.post("/results/{result_id}/amend", tags=["bench"], summary="Correct a verified result (history kept)")
+    @api.post(
+        "/results/{result_id}/amend", tags=["bench"], summary="Correct a verified result (history kept)"
+    )
     async def amend(result_id: str, body: AmendIn, request: Request, who: Role(*TECH)) -> dict[str, Any]:
         return await r.amend(result_id, body.value, body.reason, caller(request, who))
 
@@ -182,16 +237,25 @@ def build_http(services: Any) -> FastAPI:
     @api.post("/unmatched/assign", tags=["bench"], summary="Attach unmatched results to a specimen")
     async def assign(body: AssignIn, request: Request, who: Role(*TECH)) -> dict[str, Any]:
         await services.ingest.ensure_catalogue()
-        return {"items": await r.assign(body.instrument, body.barcode_received, body.barcode, caller(request, who))}
+        return {
+            "items": await r.assign(
+                body.instrument, body.barcode_received, body.barcode, caller(request, who)
+            )
+        }
 
     @api.get("/critical", tags=["critical"], summary="Critical values and their documented calls")
     async def criticals(request: Request, who: Role(*READERS), pending_only: bool = False) -> dict[str, Any]:
         return {"items": await r.criticals(caller(request, who), pending_only)}
 
-    @api.post("/results/{result_id}/critical-calls", status_code=201, tags=["critical"],
-              summary="Document who was told of a critical value, when, and the read-back")
-    async def critical_call(result_id: str, body: CriticalCallIn, request: Request,
-                            who: Role(*TECH)) -> dict[str, Any]:
+    @api.post(
+        "/results/{result_id}/critical-calls",
+        status_code=201,
+        tags=["critical"],
+        summary="Document who was told of a critical value, when, and the read-back",
+    )
+    async def critical_call(
+        result_id: str, body: CriticalCallIn, request: Request, who: Role(*TECH)
+    ) -> dict[str, Any]:
         return await r.record_call(result_id, body.model_dump(), caller(request, who))
 
     @api.get("/settings/autoverify", tags=["settings"])

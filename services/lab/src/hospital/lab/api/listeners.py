@@ -1,6 +1,7 @@
 """The analyzer listeners run by ``serve``: ASTM (E1381/E1394 over TCP) and HL7 v2 over MLLP, plus any
 per-analyzer endpoints from ``HOSPITAL_LAB_INSTRUMENTS``. Each calls the ingest service's ``store``
 before acknowledging, so an ACK always means "durably stored"."""
+
 from __future__ import annotations
 
 import asyncio
@@ -99,18 +100,44 @@ def build_listeners(settings: Any, ingest: IngestService) -> Any:
         astm_handler, hl7_handler = AstmHandler(ingest), Hl7Handler(ingest)
         timeout = settings.store_timeout_seconds
         servers: list[Any] = [
-            AstmServer(AstmEndpoint(instrument="astm", host=settings.protocol_host, port=settings.astm_port,
-                                    lis_name=settings.lis_name, store_timeout=timeout), astm_handler),
-            LabMllpServer(MllpEndpoint(name="mllp", host=settings.protocol_host, port=settings.mllp_port,
-                                       application=settings.lis_name, store_timeout=timeout), hl7_handler, ingest),
+            AstmServer(
+                AstmEndpoint(
+                    instrument="astm",
+                    host=settings.protocol_host,
+                    port=settings.astm_port,
+                    lis_name=settings.lis_name,
+                    store_timeout=timeout,
+                ),
+                astm_handler,
+            ),
+            LabMllpServer(
+                MllpEndpoint(
+                    name="mllp",
+                    host=settings.protocol_host,
+                    port=settings.mllp_port,
+                    application=settings.lis_name,
+                    store_timeout=timeout,
+                ),
+                hl7_handler,
+                ingest,
+            ),
         ]
         dialects = {d.name: d for d in KNOWN_DIALECTS}
         for inst in settings.instruments:
-            endpoint = AstmEndpoint(instrument=inst.name, host=inst.host, port=inst.port,
-                                    dialect=dialects.get(inst.dialect or ""), encoding=inst.encoding,
-                                    lis_name=settings.lis_name, store_timeout=timeout)
-            servers.append(AstmServer(endpoint, astm_handler) if inst.mode == "server"
-                           else AstmClient(endpoint, astm_handler))
+            endpoint = AstmEndpoint(
+                instrument=inst.name,
+                host=inst.host,
+                port=inst.port,
+                dialect=dialects.get(inst.dialect or ""),
+                encoding=inst.encoding,
+                lis_name=settings.lis_name,
+                store_timeout=timeout,
+            )
+            servers.append(
+                AstmServer(endpoint, astm_handler)
+                if inst.mode == "server"
+                else AstmClient(endpoint, astm_handler)
+            )
         started = []
         try:
             for server in servers:

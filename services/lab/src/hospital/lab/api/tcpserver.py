@@ -7,6 +7,7 @@ straight to the transport, so a link-level round trip (an ASTM frame and its ACK
 no future and no timer. Only work that must wait (storing a message, a host query) runs as a task, one
 at a time per connection; bytes that arrive meanwhile are queued and handled after it, in order.
 """
+
 from __future__ import annotations
 
 import asyncio

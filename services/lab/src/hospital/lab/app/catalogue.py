@@ -3,6 +3,7 @@
 The cache is loaded at start and reloaded when the lab changes QC lots; catalogue edits go through
 migrations, so a restart picks them up.
 """
+
 from __future__ import annotations
 
 import re
@@ -81,14 +82,26 @@ class Catalogue:
             if r["delta_abs"] is not None or r["delta_pct"] is not None:
                 delta = DeltaRule(_d(r["delta_abs"]), _d(r["delta_pct"]), r["delta_window_hours"] or 72)
             tests[r["code"]] = TestDef(
-                code=r["code"], name_vi=r["name_vi"], name_en=r["name_en"], loinc=r["loinc"], unit=r["unit"],
-                decimals=r["decimals"], value_type=r["value_type"], specimen_type=r["specimen_type"],
-                tube=r["tube"], molar_factor=_d(r["molar_factor"]), critical=crit, delta=delta,
-                normal_text=r["normal_text"], sort=r["sort"])
+                code=r["code"],
+                name_vi=r["name_vi"],
+                name_en=r["name_en"],
+                loinc=r["loinc"],
+                unit=r["unit"],
+                decimals=r["decimals"],
+                value_type=r["value_type"],
+                specimen_type=r["specimen_type"],
+                tube=r["tube"],
+                molar_factor=_d(r["molar_factor"]),
+                critical=crit,
+                delta=delta,
+                normal_text=r["normal_text"],
+                sort=r["sort"],
+            )
         for r in (await s.execute(select(reference_ranges))).mappings():
             if r["test_code"] in tests:
-                tests[r["test_code"]].ranges.append(RefRange(r["sex"], r["age_min_days"], r["age_max_days"],
-                                                             _d(r["low"]), _d(r["high"])))
+                tests[r["test_code"]].ranges.append(
+                    RefRange(r["sex"], r["age_min_days"], r["age_max_days"], _d(r["low"]), _d(r["high"]))
+                )
         self.tests = tests
         self.by_loinc = {t.loinc: t.code for t in tests.values() if t.loinc}
         members: dict[str, list[str]] = defaultdict(list)
@@ -96,12 +109,16 @@ class Catalogue:
             members[r["panel_code"]].append(r["test_code"])
         self.panels, self.panel_names, self.panel_by_loinc = {}, {}, {}
         for r in (await s.execute(select(panels))).mappings():
-            self.panels[r["code"]] = sorted(members[r["code"]], key=lambda c: tests[c].sort if c in tests else 0)
+            self.panels[r["code"]] = sorted(
+                members[r["code"]], key=lambda c: tests[c].sort if c in tests else 0
+            )
             self.panel_names[r["code"]] = r["name_vi"]
             if r["loinc"]:
                 self.panel_by_loinc[r["loinc"]] = r["code"]
-        self.instruments = [Instrument(r["id"], r["name"], re.compile(r["sender_pattern"]), r["protocol"])
-                            for r in (await s.execute(select(instruments))).mappings()]
+        self.instruments = [
+            Instrument(r["id"], r["name"], re.compile(r["sender_pattern"]), r["protocol"])
+            for r in (await s.execute(select(instruments))).mappings()
+        ]
         self.mappings, self.reverse = {}, {}
         for r in (await s.execute(select(analyzer_mappings))).mappings():
             self.mappings[(r["instrument_id"], r["analyzer_code"])] = (r["test_code"], r["analyzer_unit"])
@@ -130,7 +147,9 @@ class Catalogue:
             elif raw.strip() in self.panel_by_loinc:
                 out.update((c, self.tests[c]) for c in self.panels[self.panel_by_loinc[raw.strip()]])
             else:
-                raise Invalid("order.unknown_test", f"no test or panel {raw!r} in the catalogue", field=field_name)
+                raise Invalid(
+                    "order.unknown_test", f"no test or panel {raw!r} in the catalogue", field=field_name
+                )
         return sorted(out.values(), key=lambda t: t.sort)
 
     def instrument_for(self, sender: str, fallback: str) -> str:

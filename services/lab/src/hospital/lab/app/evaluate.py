@@ -1,5 +1,6 @@
 """Turn one analyzer result into the stored, checked result: unit normalisation, reference range,
 critical limits, delta check against the patient's previous result, auto-verification."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,9 +45,18 @@ def parse_number(text: str) -> Decimal | None:
 def evaluate(test: TestDef, a: dict[str, Any], ctx: Context, at: datetime) -> dict[str, Any]:
     """Computed columns for analyzer fields ``a`` (analyzer_value, analyzer_unit, analyzer_flags,
     analyzer_status, mapped_unit)."""
-    out: dict[str, Any] = {"test_code": test.code, "value_num": None, "unit": test.unit, "reference_range": "",
-                           "flag": "", "critical": False, "delta_failed": False, "delta_previous": None,
-                           "hold_reason": None, "autoverify_rule": None}
+    out: dict[str, Any] = {
+        "test_code": test.code,
+        "value_num": None,
+        "unit": test.unit,
+        "reference_range": "",
+        "flag": "",
+        "critical": False,
+        "delta_failed": False,
+        "delta_previous": None,
+        "hold_reason": None,
+        "autoverify_rule": None,
+    }
     raw = a["analyzer_value"].strip()
     number = parse_number(raw) if test.value_type == "NM" else None
     out["value"] = raw
@@ -77,16 +87,22 @@ def evaluate(test: TestDef, a: dict[str, Any], ctx: Context, at: datetime) -> di
             if prev is not None and test.delta is not None:
                 out["delta_previous"] = f"{prev[0]:g}"
                 out["delta_failed"] = delta_failed(test.delta, converted, Decimal(str(prev[0])), prev[1], at)
-    elif test.value_type == "ST" and raw:
-        if test.normal_text:
-            out["flag"] = "N" if raw.upper() == test.normal_text.upper() else "A"
+    elif test.value_type == "ST" and raw and test.normal_text:
+        out["flag"] = "N" if raw.upper() == test.normal_text.upper() else "A"
     rule, reason = None, "not auto-verifiable"
     if hold is None and ctx.allow_autoverify:
-        rule, reason = autoverify(AutoVerifyInput(
-            enabled=ctx.autoverify_on, numeric=out["value_num"] is not None, flag=out["flag"],
-            critical=out["critical"], delta_failed=out["delta_failed"],
-            analyzer_flags=tuple(f for f in a["analyzer_flags"].split(",") if f),
-            analyzer_status=a["analyzer_status"], qc_ok=ctx.qc_ok.get(test.code, False)))
+        rule, reason = autoverify(
+            AutoVerifyInput(
+                enabled=ctx.autoverify_on,
+                numeric=out["value_num"] is not None,
+                flag=out["flag"],
+                critical=out["critical"],
+                delta_failed=out["delta_failed"],
+                analyzer_flags=tuple(f for f in a["analyzer_flags"].split(",") if f),
+                analyzer_status=a["analyzer_status"],
+                qc_ok=ctx.qc_ok.get(test.code, False),
+            )
+        )
     out["autoverify_rule"] = rule
     out["hold_reason"] = None if rule else (hold or reason)
     return out

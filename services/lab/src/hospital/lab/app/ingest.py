@@ -16,6 +16,7 @@ and every waiting connection is released only once that transaction has committe
 each of its messages is retried alone, so one bad message is NAKed/``AR``'d without taking the others
 with it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -60,6 +61,8 @@ REPEAT_HOLD = "repeat after a verified result: verify to amend"
 def is_correction(analyzer_status: str | None) -> bool:
     """ASTM R-9 / HL7 OBX-11 ``C``: the analyzer corrects a result it sent before."""
     return (analyzer_status or "").strip().upper() == "C"
+
+
 LOINC_RE = re.compile(r"^\d{1,7}-\d$")
 SHARED_ENDPOINTS = ("astm", "mllp")
 
@@ -96,12 +99,21 @@ def astm_groups(message: AstmMessage, tz: ZoneInfo) -> list[InGroup]:
                 index += 1
                 comps = [c.strip() for c in r.test.components]
                 when = r.completed_at or r.started_at
-                items.append(InResult(
-                    index=index, keys=[r.test.key, r.test.code], loincs=[c for c in comps if LOINC_RE.match(c)],
-                    analyzer_code=r.test.key or r.test.code, value=r.value, units=r.units, ref=r.reference_range,
-                    flags=r.abnormal_flags, status=r.status,
-                    observed_at=when.replace(tzinfo=tz) if when else None,
-                    note="; ".join(c.text.replace("^", " ").strip() for c in r.comments)[:500]))
+                items.append(
+                    InResult(
+                        index=index,
+                        keys=[r.test.key, r.test.code],
+                        loincs=[c for c in comps if LOINC_RE.match(c)],
+                        analyzer_code=r.test.key or r.test.code,
+                        value=r.value,
+                        units=r.units,
+                        ref=r.reference_range,
+                        flags=r.abnormal_flags,
+                        status=r.status,
+                        observed_at=when.replace(tzinfo=tz) if when else None,
+                        note="; ".join(c.text.replace("^", " ").strip() for c in r.comments)[:500],
+                    )
+                )
             groups.append(InGroup(barcode, items))
     return groups
 
@@ -116,18 +128,43 @@ def hl7_groups(message: ResultMessage, tz: ZoneInfo) -> list[InGroup]:
             when = o.observed_at or req.observed_at
             if when is not None and when.tzinfo is None:
                 when = when.replace(tzinfo=tz)
-            loinc = [o.code.identifier] if o.code.coding_system in ("LN", "") and LOINC_RE.match(o.code.identifier) else []
-            items.append(InResult(
-                index=index, keys=[o.code.identifier, o.code.text], loincs=loinc,
-                analyzer_code=o.code.identifier, value=o.value, units=o.units, ref=o.reference_range,
-                flags=o.abnormal_flags, status=o.status, observed_at=when, note="; ".join(o.notes)[:500]))
+            loinc = (
+                [o.code.identifier]
+                if o.code.coding_system in ("LN", "") and LOINC_RE.match(o.code.identifier)
+                else []
+            )
+            items.append(
+                InResult(
+                    index=index,
+                    keys=[o.code.identifier, o.code.text],
+                    loincs=loinc,
+                    analyzer_code=o.code.identifier,
+                    value=o.value,
+                    units=o.units,
+                    ref=o.reference_range,
+                    flags=o.abnormal_flags,
+                    status=o.status,
+                    observed_at=when,
+                    note="; ".join(o.notes)[:500],
+                )
+            )
         groups.append(InGroup(req.specimen_id, items))
     return groups
 
 
 def dedupe_key(instrument: str, barcode: str, r: InResult) -> str:
-    text = "|".join([instrument, barcode, r.analyzer_code, r.value, r.units, r.status,
-                     r.observed_at.isoformat() if r.observed_at else "", str(r.index)])
+    text = "|".join(
+        [
+            instrument,
+            barcode,
+            r.analyzer_code,
+            r.value,
+            r.units,
+            r.status,
+            r.observed_at.isoformat() if r.observed_at else "",
+            str(r.index),
+        ]
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -139,11 +176,13 @@ class GroupCommit(Generic[T]):
     queued in ONE call of ``apply`` (one transaction), then releases every caller of that batch. Items
     queued while a batch is being applied form the next batch, so a busy service commits in bigger
     batches and an idle one commits at once. With ``window`` (seconds) a batch waits at most that long for
-    as many items as the previous batch had (the callers it released come back with their next message). If applying a batch raises, its items are applied one at
-    a time: only the items that fail on their own get the exception."""
+    as many items as the previous batch had (the callers it released come back with their next message).
+    If applying a batch raises, its items are applied one at a time: only the items that fail on their
+    own get the exception."""
 
-    def __init__(self, apply: Callable[[list[T]], Awaitable[None]], *, max_batch: int = 100,
-                 window: float = 0.0) -> None:
+    def __init__(
+        self, apply: Callable[[list[T]], Awaitable[None]], *, max_batch: int = 100, window: float = 0.0
+    ) -> None:
         self._apply = apply
         self.max_batch = max(1, max_batch)
         self.window = window
@@ -151,10 +190,10 @@ class GroupCommit(Generic[T]):
         self._drainer: asyncio.Task[None] | None = None
         self._arrived = asyncio.Event()
         self._target = 1  # size of the last batch
-        self.batches = 0          # transactions committed
-        self.items = 0            # items committed
-        self.largest = 0          # largest batch committed
-        self.fallbacks = 0        # batches that failed and were retried one by one
+        self.batches = 0  # transactions committed
+        self.items = 0  # items committed
+        self.largest = 0  # largest batch committed
+        self.fallbacks = 0  # batches that failed and were retried one by one
 
     async def submit(self, item: T) -> None:
         """Return once ``item`` is committed; raise what applying it raised."""
@@ -169,7 +208,7 @@ class GroupCommit(Generic[T]):
         while self._queue:
             if self.window and len(self._queue) < self._target:
                 await self._wait_for(self._target)
-            taken, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+            taken, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
             batch = [(item, fut) for item, fut in taken if not fut.done()]
             if not batch:
                 continue
@@ -280,8 +319,10 @@ class IngestService:
         self.tz = ZoneInfo(rt.settings.instrument_timezone)
         self.received_total = 0
         self.writer: GroupCommit[Incoming] = GroupCommit(
-            self._store_batch, max_batch=getattr(rt.settings, "ingest_batch_max", 100),
-            window=getattr(rt.settings, "ingest_batch_window_ms", 0.0) / 1000)
+            self._store_batch,
+            max_batch=getattr(rt.settings, "ingest_batch_max", 100),
+            window=getattr(rt.settings, "ingest_batch_window_ms", 0.0) / 1000,
+        )
 
     async def ensure_catalogue(self) -> None:
         if not self.cat.loaded:
@@ -293,9 +334,21 @@ class IngestService:
         await self.ensure_catalogue()
         sender = message.header.record.raw_field(5)
         instrument = self._instrument(peer, sender, message.header.sender_name)
-        kind = "results" if any(True for _ in message.results()) else ("query" if message.queries else "other")
-        await self.writer.submit(Incoming(raw, "astm", peer, sender, instrument, message.header.message_id or None,
-                                          kind, astm_groups(message, self.tz)))
+        kind = (
+            "results" if any(True for _ in message.results()) else ("query" if message.queries else "other")
+        )
+        await self.writer.submit(
+            Incoming(
+                raw,
+                "astm",
+                peer,
+                sender,
+                instrument,
+                message.header.message_id or None,
+                kind,
+                astm_groups(message, self.tz),
+            )
+        )
 
     async def store_hl7(self, raw: bytes, message: Any, peer: Peer) -> None:
         await self.ensure_catalogue()
@@ -303,30 +356,58 @@ class IngestService:
         sender = "^".join(x for x in (h.sending_application, h.sending_facility) if x)
         instrument = self._instrument(peer, sender, h.sending_application)
         if isinstance(message, ResultMessage):
-            await self.writer.submit(Incoming(raw, "hl7", peer, sender, instrument, h.control_id, "results",
-                                              hl7_groups(message, self.tz)))
+            await self.writer.submit(
+                Incoming(
+                    raw,
+                    "hl7",
+                    peer,
+                    sender,
+                    instrument,
+                    h.control_id,
+                    "results",
+                    hl7_groups(message, self.tz),
+                )
+            )
         elif isinstance(message, OrderMessage):
             await self._ingest_orders(raw, peer, sender, message)
         else:
-            await self.writer.submit(Incoming(raw, "hl7", peer, sender, instrument, h.control_id, "query", []))
+            await self.writer.submit(
+                Incoming(raw, "hl7", peer, sender, instrument, h.control_id, "query", [])
+            )
 
     def _instrument(self, peer: Peer, sender: str, sender_name: str) -> str:
         if peer.instrument not in SHARED_ENDPOINTS:
             return peer.instrument  # a dedicated listener names its analyzer
         return self.cat.instrument_for(sender, sender_name)
 
-    async def _claim_raw(self, s: AsyncSession, raw: bytes, protocol: str, peer: Peer, sender: str,
-                         control_id: str | None, kind: str, count: int, now: datetime) -> str | None:
+    async def _claim_raw(
+        self,
+        s: AsyncSession,
+        raw: bytes,
+        protocol: str,
+        peer: Peer,
+        sender: str,
+        control_id: str | None,
+        kind: str,
+        count: int,
+        now: datetime,
+    ) -> str | None:
         """Insert the raw message; None when the same bytes were stored before (a retransmission)."""
         digest = hashlib.sha256(raw).hexdigest()
-        dup = await s.execute(update(raw_messages).where(raw_messages.c.content_hash == digest)
-                              .values(duplicates=raw_messages.c.duplicates + 1))
+        dup = await s.execute(
+            update(raw_messages)
+            .where(raw_messages.c.content_hash == digest)
+            .values(duplicates=raw_messages.c.duplicates + 1)
+        )
         if dup.rowcount:
             log.info("%s message from %s already stored (retransmission)", protocol, sender)
             return None
         raw_id = new_id()
-        await s.execute(raw_messages.insert().values(_raw_row(raw_id, digest, raw, protocol, peer, sender,
-                                                              control_id, kind, count, now)))
+        await s.execute(
+            raw_messages.insert().values(
+                _raw_row(raw_id, digest, raw, protocol, peer, sender, control_id, kind, count, now)
+            )
+        )
         return raw_id
 
     async def _store_batch(self, items: list[Incoming]) -> None:
@@ -336,8 +417,12 @@ class IngestService:
             s = await uow.session.connection()  # Core statements on the unit of work's transaction
             db = ingest_db(s)
             digests = sorted({it.digest for it in items})
-            keys = {id(r): dedupe_key(it.instrument, g.barcode.strip(), r)
-                    for it in items for g in it.groups for r in g.results}
+            keys = {
+                id(r): dedupe_key(it.instrument, g.barcode.strip(), r)
+                for it in items
+                for g in it.groups
+                for r in g.results
+            }
             known, claimed = await db.stored(s, digests, sorted(set(keys.values())))
             duplicates: Counter[str] = Counter()
             fresh: list[tuple[Incoming, str]] = []
@@ -349,8 +434,20 @@ class IngestService:
                     continue
                 known.add(it.digest)
                 raw_id = new_id()
-                raw_rows.append(_raw_row(raw_id, it.digest, it.raw, it.protocol, it.peer, it.sender, it.control_id,
-                                         it.kind, it.count, now))
+                raw_rows.append(
+                    _raw_row(
+                        raw_id,
+                        it.digest,
+                        it.raw,
+                        it.protocol,
+                        it.peer,
+                        it.sender,
+                        it.control_id,
+                        it.kind,
+                        it.count,
+                        now,
+                    )
+                )
                 fresh.append((it, raw_id))
             if raw_rows:
                 await db.insert_raw(s, raw_rows)
@@ -360,11 +457,22 @@ class IngestService:
             await uow.commit()
         self.received_total += sum(it.count for it, _ in fresh)
 
-    async def _store_results(self, uow: Any, db: IngestDb, fresh: list[tuple[Incoming, str]], keys: dict[int, str],
-                             claimed: set[str], now: datetime) -> None:
+    async def _store_results(
+        self,
+        uow: Any,
+        db: IngestDb,
+        fresh: list[tuple[Incoming, str]],
+        keys: dict[int, str],
+        claimed: set[str],
+        now: datetime,
+    ) -> None:
         s = await uow.session.connection()
-        entries = [(raw_id, it.instrument, g.barcode.strip(), g) for it, raw_id in fresh for g in it.groups
-                   if g.results]
+        entries = [
+            (raw_id, it.instrument, g.barcode.strip(), g)
+            for it, raw_id in fresh
+            for g in it.groups
+            if g.results
+        ]
         if not entries:
             return
         kept = []
@@ -393,8 +501,9 @@ class IngestService:
                 av_on = row["autoverify"] == "on"
             if row["status"] == "cancelled":
                 continue
-            specs[row["barcode"]] = {k: v for k, v in row.items()
-                                     if k not in ("barcode", "item_id", "item_test", "autoverify")}
+            specs[row["barcode"]] = {
+                k: v for k, v in row.items() if k not in ("barcode", "item_id", "item_test", "autoverify")
+            }
             spec_items = items.setdefault(row["id"], {})
             if row["item_id"] is not None:
                 spec_items[row["item_test"]] = row["item_id"]
@@ -419,25 +528,53 @@ class IngestService:
             await attach_many(uow, self.cat, self.rt.settings, wave, now, av_on, insert=True, db=db)
             jobs = later
 
-    def _row(self, raw_id: str, instrument: str, barcode: str, r: InResult, key: str,
-             now: datetime) -> dict[str, Any]:
+    def _row(
+        self, raw_id: str, instrument: str, barcode: str, r: InResult, key: str, now: datetime
+    ) -> dict[str, Any]:
         code, unit = self.cat.map_test(instrument, r.keys, r.loincs)
         return {
-            "id": new_id(), "dedupe_key": key, "raw_message_id": raw_id, "instrument": instrument,
-            "barcode_received": barcode, "specimen_id": None, "order_id": None, "order_item_id": None, "patient_id": None,
-            "test_code": code, "mapped_unit": unit, "analyzer_code": r.analyzer_code[:200], "analyzer_value": r.value,
-            "analyzer_unit": r.units[:40], "analyzer_flags": ",".join(r.flags)[:40], "analyzer_status": r.status[:4],
-            "analyzer_range": r.ref[:100], "value": r.value, "value_num": None, "unit": r.units[:40], "reference_range": "",
-            "flag": "", "critical": False, "delta_failed": False, "delta_previous": None,
-            "status": "unmatched", "revision": 1, "note": r.note or None, "observed_at": r.observed_at, "received_at": now,
-            "verified_at": None, "verified_by": None, "autoverify_rule": None,
-            "hold_reason": "barcode not found" if barcode else "no barcode in the message"}
+            "id": new_id(),
+            "dedupe_key": key,
+            "raw_message_id": raw_id,
+            "instrument": instrument,
+            "barcode_received": barcode,
+            "specimen_id": None,
+            "order_id": None,
+            "order_item_id": None,
+            "patient_id": None,
+            "test_code": code,
+            "mapped_unit": unit,
+            "analyzer_code": r.analyzer_code[:200],
+            "analyzer_value": r.value,
+            "analyzer_unit": r.units[:40],
+            "analyzer_flags": ",".join(r.flags)[:40],
+            "analyzer_status": r.status[:4],
+            "analyzer_range": r.ref[:100],
+            "value": r.value,
+            "value_num": None,
+            "unit": r.units[:40],
+            "reference_range": "",
+            "flag": "",
+            "critical": False,
+            "delta_failed": False,
+            "delta_previous": None,
+            "status": "unmatched",
+            "revision": 1,
+            "note": r.note or None,
+            "observed_at": r.observed_at,
+            "received_at": now,
+            "verified_at": None,
+            "verified_by": None,
+            "autoverify_rule": None,
+            "hold_reason": "barcode not found" if barcode else "no barcode in the message",
+        }
 
     async def _ingest_orders(self, raw: bytes, peer: Peer, sender: str, message: OrderMessage) -> None:
         now = utcnow()
         async with self.rt.uow() as uow:
-            raw_id = await self._claim_raw(uow.session, raw, "hl7", peer, sender, message.header.control_id,
-                                           "order", 0, now)
+            raw_id = await self._claim_raw(
+                uow.session, raw, "hl7", peer, sender, message.header.control_id, "order", 0, now
+            )
             if raw_id is None:
                 await uow.commit()
                 return
@@ -445,11 +582,18 @@ class IngestService:
                 tests, birth, birth_text = self.orders.validate(o)
                 if await self.orders._existing(uow.session, o) is None:
                     await self.orders.create(uow, o, tests, birth, birth_text, SYSTEM, "hl7")
-            for item in message.orders:  # ORC-1 CA: cancel the order and its specimens (raises → AE, rolled back)
+            for (
+                item
+            ) in message.orders:  # ORC-1 CA: cancel the order and its specimens (raises → AE, rolled back)
                 if item.is_cancel:
-                    order_id = await self.orders.find_for_cancel(uow.session, item.placer_order_number,
-                                                                 item.filler_order_number)
-                    reason = item.reason or "; ".join(item.notes) or f"cancelled by {sender or 'the HIS'} (OML^O21)"
+                    order_id = await self.orders.find_for_cancel(
+                        uow.session, item.placer_order_number, item.filler_order_number
+                    )
+                    reason = (
+                        item.reason
+                        or "; ".join(item.notes)
+                        or f"cancelled by {sender or 'the HIS'} (OML^O21)"
+                    )
                     await self.orders.cancel_in(uow, order_id, reason, SYSTEM)
             await uow.commit()
 
@@ -461,14 +605,32 @@ class IngestService:
             return []
         instrument = self.cat.instrument_for(getattr(query, "instrument", ""), "")
         async with self.rt.db.session() as s:
-            rows = (await s.execute(
-                select(specimens.c.barcode, order_items.c.test_code, orders.c.patient_code, orders.c.patient_id,
-                       orders.c.patient_name, orders.c.birth_date, orders.c.patient_sex, orders.c.priority)
-                .join(order_items, order_items.c.specimen_id == specimens.c.id)
-                .join(orders, orders.c.id == specimens.c.order_id)
-                .where(specimens.c.barcode.in_(ids), specimens.c.status != "cancelled",
-                       order_items.c.status == "ordered")
-                .order_by(specimens.c.barcode, order_items.c.test_code))).mappings().all()
+            rows = (
+                (
+                    await s.execute(
+                        select(
+                            specimens.c.barcode,
+                            order_items.c.test_code,
+                            orders.c.patient_code,
+                            orders.c.patient_id,
+                            orders.c.patient_name,
+                            orders.c.birth_date,
+                            orders.c.patient_sex,
+                            orders.c.priority,
+                        )
+                        .join(order_items, order_items.c.specimen_id == specimens.c.id)
+                        .join(orders, orders.c.id == specimens.c.order_id)
+                        .where(
+                            specimens.c.barcode.in_(ids),
+                            specimens.c.status != "cancelled",
+                            order_items.c.status == "ordered",
+                        )
+                        .order_by(specimens.c.barcode, order_items.c.test_code)
+                    )
+                )
+                .mappings()
+                .all()
+            )
         out: dict[str, HostOrder] = {}
         for r in rows:
             code = self.cat.analyzer_code(instrument, r["test_code"])
@@ -476,10 +638,15 @@ class IngestService:
             if prev is None:
                 family, _, given = r["patient_name"].partition(" ")
                 out[r["barcode"]] = HostOrder(
-                    specimen_id=r["barcode"], tests=(code,), patient_id=r["patient_code"] or r["patient_id"],
-                    family_name=family, given_name=given, birth_date=r["birth_date"],
+                    specimen_id=r["barcode"],
+                    tests=(code,),
+                    patient_id=r["patient_code"] or r["patient_id"],
+                    family_name=family,
+                    given_name=given,
+                    birth_date=r["birth_date"],
                     sex={"male": "M", "female": "F"}.get(r["patient_sex"], "U"),
-                    priority="S" if r["priority"] == "stat" else "R")
+                    priority="S" if r["priority"] == "stat" else "R",
+                )
             else:
                 out[r["barcode"]] = _with_test(prev, code)
         return [out[i] for i in ids if i in out]
@@ -487,6 +654,7 @@ class IngestService:
 
 def _with_test(order: HostOrder, code: str) -> HostOrder:
     from dataclasses import replace
+
     return replace(order, tests=(*order.tests, code))
 
 
@@ -501,13 +669,21 @@ def oml_orders(message: OrderMessage) -> list[NewOrder]:
     for item in message.orders:
         if item.is_cancel:
             continue  # see IngestService._ingest_orders
-        out.append(NewOrder(
-            patient_id=pid, patient_code=pid, patient_name=name, patient_sex=sex,
-            birth_date=p.birth_date.isoformat() if p.birth_date else None,
-            tests=[t.identifier for t in item.tests], priority="stat" if item.priority.upper() == "S" else "routine",
-            placer_order_number=item.placer_order_number or None, barcode=item.specimen_id or None,
-            one_specimen=bool(item.specimen_id),
-            clinical_note="; ".join(item.notes) or None))
+        out.append(
+            NewOrder(
+                patient_id=pid,
+                patient_code=pid,
+                patient_name=name,
+                patient_sex=sex,
+                birth_date=p.birth_date.isoformat() if p.birth_date else None,
+                tests=[t.identifier for t in item.tests],
+                priority="stat" if item.priority.upper() == "S" else "routine",
+                placer_order_number=item.placer_order_number or None,
+                barcode=item.specimen_id or None,
+                one_specimen=bool(item.specimen_id),
+                clinical_note="; ".join(item.notes) or None,
+            )
+        )
     return out
 
 
@@ -520,23 +696,66 @@ def _columns(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "mapped_unit"}
 
 
-def _raw_row(raw_id: str, digest: str, raw: bytes, protocol: str, peer: Peer, sender: str, control_id: str | None,
-             kind: str, count: int, now: datetime) -> dict[str, Any]:
-    return {"id": raw_id, "content_hash": digest, "protocol": protocol, "kind": kind, "endpoint": peer.instrument,
-                "sender": sender[:200], "peer": f"{peer.host}:{peer.port}"[:100], "control_id": (control_id or "")[:100] or None,
-                "body": raw, "received_at": now, "result_count": count, "duplicates": 0}
+def _raw_row(
+    raw_id: str,
+    digest: str,
+    raw: bytes,
+    protocol: str,
+    peer: Peer,
+    sender: str,
+    control_id: str | None,
+    kind: str,
+    count: int,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "id": raw_id,
+        "content_hash": digest,
+        "protocol": protocol,
+        "kind": kind,
+        "endpoint": peer.instrument,
+        "sender": sender[:200],
+        "peer": f"{peer.host}:{peer.port}"[:100],
+        "control_id": (control_id or "")[:100] or None,
+        "body": raw,
+        "received_at": now,
+        "result_count": count,
+        "duplicates": 0,
+    }
 
 
-async def attach(uow: Any, cat: Catalogue, settings: Any, spec: dict[str, Any], rows: list[dict[str, Any]],
-                 now: datetime, av_on: bool, *, insert: bool, allow_autoverify: bool = True,
-                 hold: str | None = None) -> list[dict[str, Any]]:
+async def attach(
+    uow: Any,
+    cat: Catalogue,
+    settings: Any,
+    spec: dict[str, Any],
+    rows: list[dict[str, Any]],
+    now: datetime,
+    av_on: bool,
+    *,
+    insert: bool,
+    allow_autoverify: bool = True,
+    hold: str | None = None,
+) -> list[dict[str, Any]]:
     """Attach analyzer rows to a specimen (see :func:`attach_many`)."""
-    return (await attach_many(uow, cat, settings, [Job(spec, rows, allow_autoverify, hold)], now, av_on,
-                              insert=insert))[0]
+    return (
+        await attach_many(
+            uow, cat, settings, [Job(spec, rows, allow_autoverify, hold)], now, av_on, insert=insert
+        )
+    )[0]
 
 
-async def attach_many(uow: Any, cat: Catalogue, settings: Any, jobs: list[Job], now: datetime, av_on: bool, *,
-                      insert: bool, db: IngestDb | None = None) -> list[list[dict[str, Any]]]:
+async def attach_many(
+    uow: Any,
+    cat: Catalogue,
+    settings: Any,
+    jobs: list[Job],
+    now: datetime,
+    av_on: bool,
+    *,
+    insert: bool,
+    db: IngestDb | None = None,
+) -> list[list[dict[str, Any]]]:
     """Attach analyzer rows to specimens: check them, insert (or update) them, mark order items,
     supersede unverified earlier results of the same tests, and publish the events. Set-based: one
     statement per table for all the jobs, which must concern different patients (and specimens)."""
@@ -560,14 +779,17 @@ async def attach_many(uow: Any, cat: Catalogue, settings: Any, jobs: list[Job], 
             for p in await db.previous(s, patients, codes, window):
                 if p["specimen_id"] == spec_of.get(p["patient_id"]):
                     same_specimen.setdefault(p["specimen_id"], {}).setdefault(p["test_code"], []).append(
-                        (p["id"], p["status"]))
+                        (p["id"], p["status"])
+                    )
                 else:
                     prev = previous.setdefault(p["patient_id"], {})
                     if p["test_code"] not in prev and p["value_num"] is not None:
                         prev[p["test_code"]] = (p["value_num"], p["observed_at"] or p["received_at"])
         valid_after = now - timedelta(hours=settings.qc_validity_hours)
         for q in await db.qc(s, instruments, codes):
-            qc_rows[(q["instrument_id"], q["test_code"])] = bool(q["accepted"]) and q["last_run_at"] >= valid_after
+            qc_rows[(q["instrument_id"], q["test_code"])] = (
+                bool(q["accepted"]) and q["last_run_at"] >= valid_after
+            )
     superseded: list[str] = []
     outs: list[list[dict[str, Any]]] = []
     for job in jobs:
@@ -577,15 +799,25 @@ async def attach_many(uow: Any, cat: Catalogue, settings: Any, jobs: list[Job], 
         qc_ok = {c: qc_rows[(instrument, c)] for c in job_codes if (instrument, c) in qc_rows}
         if not settings.autoverify_requires_qc:
             qc_ok = {c: qc_ok.get(c, True) for c in job_codes}
-        ctx = Context(sex=spec["patient_sex"], birth=spec["birth_date"], autoverify_on=av_on, qc_ok=qc_ok,
-                      previous=previous.get(spec["patient_id"], {}) if spec["patient_id"] is not None else {},
-                      allow_autoverify=job.allow_autoverify, hold=job.hold)
+        ctx = Context(
+            sex=spec["patient_sex"],
+            birth=spec["birth_date"],
+            autoverify_on=av_on,
+            qc_ok=qc_ok,
+            previous=previous.get(spec["patient_id"], {}) if spec["patient_id"] is not None else {},
+            allow_autoverify=job.allow_autoverify,
+            hold=job.hold,
+        )
         spec_items = items.get(spec["id"], {})
         spec_same = same_specimen.get(spec["id"], {})
         out = []
         for row in rows:
-            row.update(specimen_id=spec["id"], order_id=spec["order_id"], patient_id=spec["patient_id"],
-                       order_item_id=spec_items.get(row["test_code"]))
+            row.update(
+                specimen_id=spec["id"],
+                order_id=spec["order_id"],
+                patient_id=spec["patient_id"],
+                order_item_id=spec_items.get(row["test_code"]),
+            )
             test = cat.tests.get(row["test_code"]) if row["test_code"] else None
             if test is None:
                 row.update(status="info", hold_reason="analyzer code not mapped to the catalogue")
@@ -596,8 +828,10 @@ async def attach_many(uow: Any, cat: Catalogue, settings: Any, jobs: list[Job], 
             c = Context(**ctx.__dict__)
             if any(st == "verified" for _, st in earlier):
                 # held for review whatever the rules say; verifying it amends the verified result
-                c.allow_autoverify, c.hold = False, (
-                    CORRECTION_HOLD if is_correction(row["analyzer_status"]) else REPEAT_HOLD)
+                c.allow_autoverify, c.hold = (
+                    False,
+                    (CORRECTION_HOLD if is_correction(row["analyzer_status"]) else REPEAT_HOLD),
+                )
             row.update(evaluate(test, row, c, at))
             superseded += [rid for rid, st in earlier if st == "preliminary"]
             if row["autoverify_rule"]:
@@ -616,34 +850,72 @@ async def attach_many(uow: Any, cat: Catalogue, settings: Any, jobs: list[Job], 
             await db.insert_results(s, [_columns(x) for x in everything])
     else:
         for x in everything:
-            await s.execute(update(results).where(results.c.id == x["id"]).values(
-                **{k: v for k, v in _columns(x).items() if k not in ("id", "dedupe_key", "raw_message_id")}))
+            await s.execute(
+                update(results)
+                .where(results.c.id == x["id"])
+                .values(
+                    **{
+                        k: v
+                        for k, v in _columns(x).items()
+                        if k not in ("id", "dedupe_key", "raw_message_id")
+                    }
+                )
+            )
     for status in ("resulted", "verified"):
-        ids = sorted({x["order_item_id"] for x in everything if x["order_item_id"] and
-                      (x["status"] == "verified") == (status == "verified") and x["status"] != "info"})
+        ids = sorted(
+            {
+                x["order_item_id"]
+                for x in everything
+                if x["order_item_id"]
+                and (x["status"] == "verified") == (status == "verified")
+                and x["status"] != "info"
+            }
+        )
         if ids:
             await db.item_status(s, ids, status)
-    for job, out in zip(jobs, outs):
+    for job, out in zip(jobs, outs, strict=True):
         _publish(uow, cat, job.spec, job.rows, out, now)
     return outs
 
 
-def _publish(uow: Any, cat: Catalogue, spec: dict[str, Any], rows: list[dict[str, Any]], out: list[dict[str, Any]],
-             now: datetime) -> None:
+def _publish(
+    uow: Any,
+    cat: Catalogue,
+    spec: dict[str, Any],
+    rows: list[dict[str, Any]],
+    out: list[dict[str, Any]],
+    now: datetime,
+) -> None:
     reportable = [x for x in out if x["status"] != "info"]
     protos = {x["id"]: row_proto(x, *_names(cat, x["test_code"])) for x in reportable}
     if reportable:
-        uow.publish("lab.result.received", events_pb2.ResultReceived(
-            specimen_barcode=rows[0]["barcode_received"], order_id=spec["order_id"], patient_id=spec["patient_id"],
-            instrument=rows[0]["instrument"], results=list(protos.values()), raw_message_id=rows[0]["raw_message_id"],
-            received_at=ts(now)))
+        uow.publish(
+            "lab.result.received",
+            events_pb2.ResultReceived(
+                specimen_barcode=rows[0]["barcode_received"],
+                order_id=spec["order_id"],
+                patient_id=spec["patient_id"],
+                instrument=rows[0]["instrument"],
+                results=list(protos.values()),
+                raw_message_id=rows[0]["raw_message_id"],
+                received_at=ts(now),
+            ),
+        )
     for x in reportable:
         if x["critical"]:
-            uow.publish("lab.result.critical", events_pb2.ResultCritical(
-                result=protos[x["id"]], ordering_doctor=spec.get("ordering_doctor") or "",
-                patient_name=spec.get("patient_name") or "", visit_id=spec.get("visit_id") or ""))
+            uow.publish(
+                "lab.result.critical",
+                events_pb2.ResultCritical(
+                    result=protos[x["id"]],
+                    ordering_doctor=spec.get("ordering_doctor") or "",
+                    patient_name=spec.get("patient_name") or "",
+                    visit_id=spec.get("visit_id") or "",
+                ),
+            )
         if x["status"] == "verified":
-            uow.publish("lab.result.verified", events_pb2.ResultVerified(result=protos[x["id"]], by=SYSTEM.actor()))
+            uow.publish(
+                "lab.result.verified", events_pb2.ResultVerified(result=protos[x["id"]], by=SYSTEM.actor())
+            )
 
 
 def _names(cat: Catalogue, code: str | None) -> tuple[str, str]:

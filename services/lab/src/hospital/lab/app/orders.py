@@ -4,6 +4,7 @@ One specimen per tube type; each gets a barcode from a per-day counter (``next_v
 own transaction: ``<prefix>YYMMDD`` + 5-digit sequence + a Luhn check digit, e.g. ``250706000127``.
 Placing is idempotent on ``request_id`` and on the HIS's ``placer_order_number``.
 """
+
 from __future__ import annotations
 
 import io
@@ -55,7 +56,9 @@ def parse_birth(text: str | None) -> tuple[date | None, str | None]:
         else:
             d = date.fromisoformat(t)
     except ValueError:
-        raise Invalid("order.birth_date", "birth_date must be YYYY-MM-DD or YYYY", field="patient.birth_date") from None
+        raise Invalid(
+            "order.birth_date", "birth_date must be YYYY-MM-DD or YYYY", field="patient.birth_date"
+        ) from None
     if d.year < 1900 or d > date.today():
         raise Invalid("order.birth_date", "birth_date is out of range", field="patient.birth_date")
     return d, t
@@ -88,19 +91,26 @@ class OrderService:
     # --- placing --------------------------------------------------------------------------------------
     def validate(self, o: NewOrder) -> tuple[list[TestDef], date | None, str | None]:
         if not o.patient_id or len(o.patient_id) > 36:
-            raise Invalid("order.patient_id", "patient.id is required (at most 36 characters)", field="patient.id")
+            raise Invalid(
+                "order.patient_id", "patient.id is required (at most 36 characters)", field="patient.id"
+            )
         if not o.patient_name or not o.patient_name.strip():
             raise Invalid("order.patient_name", "patient.full_name is required", field="patient.full_name")
         if o.patient_sex not in ("male", "female", "unknown"):
-            raise Invalid("order.patient_sex", "patient.sex must be male, female or unknown", field="patient.sex")
+            raise Invalid(
+                "order.patient_sex", "patient.sex must be male, female or unknown", field="patient.sex"
+            )
         if o.priority not in ("routine", "stat"):
             raise Invalid("order.priority", "priority must be routine or stat", field="priority")
         if o.barcode is not None and not (1 <= len(o.barcode.strip()) <= 40):
             raise Invalid("order.barcode", "barcode must be 1 to 40 characters", field="barcode")
         tests = self.cat.expand(o.tests)
         if o.barcode and not o.one_specimen and len({t.tube for t in tests}) > 1:
-            raise Invalid("order.barcode", "a pre-printed barcode fits one tube; these tests need "
-                          f"{len({t.tube for t in tests})} tubes", field="barcode")
+            raise Invalid(
+                "order.barcode",
+                f"a pre-printed barcode fits one tube; these tests need {len({t.tube for t in tests})} tubes",
+                field="barcode",
+            )
         birth, birth_text = parse_birth(o.birth_date)
         return tests, birth, birth_text
 
@@ -115,52 +125,110 @@ class OrderService:
             return await self._load(uow.session, order_id)
 
     async def _existing(self, s: AsyncSession, o: NewOrder) -> str | None:
-        for col, value in ((orders.c.request_id, o.request_id), (orders.c.placer_order_number, o.placer_order_number)):
+        for col, value in (
+            (orders.c.request_id, o.request_id),
+            (orders.c.placer_order_number, o.placer_order_number),
+        ):
             if value:
                 found = (await s.execute(select(orders.c.id).where(col == value))).scalar()
                 if found:
                     return str(found)
         return None
 
-    async def create(self, uow: Any, o: NewOrder, tests: list[TestDef], birth: date | None,
-                     birth_text: str | None, caller: Caller, source: str) -> str:
+    async def create(
+        self,
+        uow: Any,
+        o: NewOrder,
+        tests: list[TestDef],
+        birth: date | None,
+        birth_text: str | None,
+        caller: Caller,
+        source: str,
+    ) -> str:
         s = uow.session
         now = utcnow()
         day = now.astimezone(LOCAL_TZ).date()
         order_id = new_id()
         seq = await next_value(s, f"lab_order:{day.isoformat()}")
-        await s.execute(orders.insert().values(
-            id=order_id, order_number=f"XN{day:%y%m%d}{seq:04d}", patient_id=o.patient_id,
-            patient_code=o.patient_code, patient_name=o.patient_name.strip(), patient_sex=o.patient_sex,
-            birth_date=birth, birth_date_text=birth_text, visit_id=o.visit_id, ordering_doctor=o.ordering_doctor,
-            placer_order_number=o.placer_order_number or None, request_id=o.request_id or None,
-            priority=o.priority, status="active", source=source, clinical_note=o.clinical_note, ordered_at=now))
+        await s.execute(
+            orders.insert().values(
+                id=order_id,
+                order_number=f"XN{day:%y%m%d}{seq:04d}",
+                patient_id=o.patient_id,
+                patient_code=o.patient_code,
+                patient_name=o.patient_name.strip(),
+                patient_sex=o.patient_sex,
+                birth_date=birth,
+                birth_date_text=birth_text,
+                visit_id=o.visit_id,
+                ordering_doctor=o.ordering_doctor,
+                placer_order_number=o.placer_order_number or None,
+                request_id=o.request_id or None,
+                priority=o.priority,
+                status="active",
+                source=source,
+                clinical_note=o.clinical_note,
+                ordered_at=now,
+            )
+        )
         by_tube: dict[str, list[TestDef]] = {}
         for t in tests:
             by_tube.setdefault(tests[0].tube if o.one_specimen else t.tube, []).append(t)
         for tube, group in by_tube.items():
             barcode = (o.barcode or o.specimen_barcodes.get(tube) or "").strip()
             if barcode:
-                taken = (await s.execute(select(specimens.c.id).where(specimens.c.barcode == barcode))).first()
+                taken = (
+                    await s.execute(select(specimens.c.id).where(specimens.c.barcode == barcode))
+                ).first()
                 if taken:
-                    raise Conflict("specimen.barcode_taken", f"barcode {barcode} is already used by another specimen",
-                                   field="barcode")
+                    raise Conflict(
+                        "specimen.barcode_taken",
+                        f"barcode {barcode} is already used by another specimen",
+                        field="barcode",
+                    )
             else:
                 n = await next_value(s, f"barcode:{day.isoformat()}")
                 stem = f"{day:%y%m%d}{n:05d}"
                 barcode = f"{self.rt.settings.barcode_prefix}{stem}{luhn_digit(stem)}"
             sid = new_id()
-            await s.execute(specimens.insert().values(
-                id=sid, order_id=order_id, barcode=barcode, specimen_type=group[0].specimen_type, tube=tube,
-                status="ordered"))
-            await s.execute(order_items.insert(), [
-                {"id": new_id(), "order_id": order_id, "specimen_id": sid, "test_code": t.code, "status": "ordered"}
-                for t in group])
+            await s.execute(
+                specimens.insert().values(
+                    id=sid,
+                    order_id=order_id,
+                    barcode=barcode,
+                    specimen_type=group[0].specimen_type,
+                    tube=tube,
+                    status="ordered",
+                )
+            )
+            await s.execute(
+                order_items.insert(),
+                [
+                    {
+                        "id": new_id(),
+                        "order_id": order_id,
+                        "specimen_id": sid,
+                        "test_code": t.code,
+                        "status": "ordered",
+                    }
+                    for t in group
+                ],
+            )
         order = await self._load(s, order_id)
-        uow.publish("lab.order.received", events_pb2.OrderReceived(order=order_proto(order), by=caller.actor(),
-                                                                    source=source))
-        uow.audit(caller.audit("order.place", "LabOrder", order_id, o.patient_id, source=source,
-                               tests=[t.code for t in tests]))
+        uow.publish(
+            "lab.order.received",
+            events_pb2.OrderReceived(order=order_proto(order), by=caller.actor(), source=source),
+        )
+        uow.audit(
+            caller.audit(
+                "order.place",
+                "LabOrder",
+                order_id,
+                o.patient_id,
+                source=source,
+                tests=[t.code for t in tests],
+            )
+        )
         return order_id
 
     # --- reading --------------------------------------------------------------------------------------
@@ -168,24 +236,60 @@ class OrderService:
         o = (await s.execute(select(orders).where(orders.c.id == order_id))).mappings().first()
         if o is None:
             raise NotFound("order.not_found", f"no lab order {order_id}")
-        sp = (await s.execute(select(specimens).where(specimens.c.order_id == order_id)
-                              .order_by(specimens.c.barcode))).mappings().all()
-        items = (await s.execute(select(order_items).where(order_items.c.order_id == order_id))).mappings().all()
+        sp = (
+            (
+                await s.execute(
+                    select(specimens).where(specimens.c.order_id == order_id).order_by(specimens.c.barcode)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        items = (
+            (await s.execute(select(order_items).where(order_items.c.order_id == order_id))).mappings().all()
+        )
         barcode_of = {x["id"]: x["barcode"] for x in sp}
         name = {c: t.name_vi for c, t in self.cat.tests.items()}
         return {
-            "id": o["id"], "order_number": o["order_number"], "status": o["status"], "priority": o["priority"],
-            "patient": {"id": o["patient_id"], "patient_code": o["patient_code"], "full_name": o["patient_name"],
-                        "sex": o["patient_sex"], "birth_date": o["birth_date_text"]},
-            "visit_id": o["visit_id"], "ordering_doctor": o["ordering_doctor"],
-            "placer_order_number": o["placer_order_number"], "ordered_at": iso(o["ordered_at"]),
-            "cancel_reason": o["cancel_reason"], "clinical_note": o["clinical_note"],
-            "items": [{"test_code": i["test_code"], "test_name": name.get(i["test_code"], i["test_code"]),
-                       "specimen_barcode": barcode_of[i["specimen_id"]], "status": i["status"]} for i in items],
-            "specimens": [{"id": x["id"], "barcode": x["barcode"], "specimen_type": x["specimen_type"],
-                           "tube": x["tube"], "status": x["status"], "collected_at": iso(x["collected_at"]),
-                           "received_at": iso(x["received_at"]),
-                           "tests": [i["test_code"] for i in items if i["specimen_id"] == x["id"]]} for x in sp],
+            "id": o["id"],
+            "order_number": o["order_number"],
+            "status": o["status"],
+            "priority": o["priority"],
+            "patient": {
+                "id": o["patient_id"],
+                "patient_code": o["patient_code"],
+                "full_name": o["patient_name"],
+                "sex": o["patient_sex"],
+                "birth_date": o["birth_date_text"],
+            },
+            "visit_id": o["visit_id"],
+            "ordering_doctor": o["ordering_doctor"],
+            "placer_order_number": o["placer_order_number"],
+            "ordered_at": iso(o["ordered_at"]),
+            "cancel_reason": o["cancel_reason"],
+            "clinical_note": o["clinical_note"],
+            "items": [
+                {
+                    "test_code": i["test_code"],
+                    "test_name": name.get(i["test_code"], i["test_code"]),
+                    "specimen_barcode": barcode_of[i["specimen_id"]],
+                    "status": i["status"],
+                }
+                for i in items
+            ],
+            "specimens": [
+                {
+                    "id": x["id"],
+                    "barcode": x["barcode"],
+                    "specimen_type": x["specimen_type"],
+                    "tube": x["tube"],
+                    "status": x["status"],
+                    "collected_at": iso(x["collected_at"]),
+                    "received_at": iso(x["received_at"]),
+                    "tests": [i["test_code"] for i in items if i["specimen_id"] == x["id"]],
+                }
+                for x in sp
+            ],
         }
 
     async def order_id_for_barcode(self, s: AsyncSession, barcode: str) -> str:
@@ -215,7 +319,8 @@ class OrderService:
         return order
 
     async def cancel_in(self, uow: Any, order_id: str, reason: str, caller: Caller) -> dict[str, Any]:
-        """Cancel an order with its specimens and items inside ``uow`` (a cancelled order is returned as is)."""
+        """Cancel an order with its specimens and items inside ``uow`` (a cancelled order is returned as
+        is)."""
         s = uow.session
         order = await self._load(s, order_id)
         if order["status"] == "cancelled":
@@ -223,13 +328,20 @@ class OrderService:
         if any(i["status"] in ("resulted", "verified") for i in order["items"]):
             raise Conflict("order.has_results", "the order already has results; it cannot be cancelled")
         now = utcnow()
-        await s.execute(update(orders).where(orders.c.id == order_id).values(
-            status="cancelled", cancelled_at=now, cancel_reason=reason.strip()))
+        await s.execute(
+            update(orders)
+            .where(orders.c.id == order_id)
+            .values(status="cancelled", cancelled_at=now, cancel_reason=reason.strip())
+        )
         await s.execute(update(specimens).where(specimens.c.order_id == order_id).values(status="cancelled"))
-        await s.execute(update(order_items).where(order_items.c.order_id == order_id).values(status="cancelled"))
+        await s.execute(
+            update(order_items).where(order_items.c.order_id == order_id).values(status="cancelled")
+        )
         order = await self._load(s, order_id)
-        uow.publish("lab.order.cancelled", events_pb2.OrderCancelled(order=order_proto(order), by=caller.actor(),
-                                                                     reason=reason.strip()))
+        uow.publish(
+            "lab.order.cancelled",
+            events_pb2.OrderCancelled(order=order_proto(order), by=caller.actor(), reason=reason.strip()),
+        )
         uow.audit(caller.audit("order.cancel", "LabOrder", order_id, order["patient"]["id"], reason=reason))
         return order
 
@@ -241,8 +353,11 @@ class OrderService:
                 found = (await s.execute(select(orders.c.id).where(col == value))).scalar()
                 if found:
                     return str(found)
-        raise NotFound("order.not_found", f"no lab order with placer order number {placer!r}"
-                       + (f" or order number {filler!r}" if filler else ""))
+        raise NotFound(
+            "order.not_found",
+            f"no lab order with placer order number {placer!r}"
+            + (f" or order number {filler!r}" if filler else ""),
+        )
 
     async def specimen_step(self, barcode: str, step: str, caller: Caller) -> dict[str, Any]:
         """``collect`` (ordered → collected) or ``receive`` (collected/ordered → received in the lab)."""
@@ -250,13 +365,17 @@ class OrderService:
         target = {"collect": "collected", "receive": "received"}[step]
         async with self.rt.uow() as uow:
             s = uow.session
-            row = (await s.execute(select(specimens).where(specimens.c.barcode == barcode))).mappings().first()
+            row = (
+                (await s.execute(select(specimens).where(specimens.c.barcode == barcode))).mappings().first()
+            )
             if row is None:
                 raise NotFound("specimen.not_found", f"no specimen with barcode {barcode}")
             if row["status"] == target:
                 return await self._specimen(s, row["id"])
             if row["status"] not in allowed:
-                raise Conflict(f"specimen.{row['status']}", f"specimen {barcode} is {row['status']}; cannot {step}")
+                raise Conflict(
+                    f"specimen.{row['status']}", f"specimen {barcode} is {row['status']}; cannot {step}"
+                )
             now = utcnow()
             values: dict[str, Any] = {"status": target}
             if step == "collect" or row["collected_at"] is None:
@@ -265,43 +384,79 @@ class OrderService:
                 values.update(received_at=now, received_by=caller.subject)
             await s.execute(update(specimens).where(specimens.c.id == row["id"]).values(**values))
             spec = await self._specimen(s, row["id"])
-            patient_id = (await s.execute(select(orders.c.patient_id).where(orders.c.id == row["order_id"]))).scalar()
+            patient_id = (
+                await s.execute(select(orders.c.patient_id).where(orders.c.id == row["order_id"]))
+            ).scalar()
             msg = specimen_proto(spec)
             if step == "collect":
-                uow.publish("lab.specimen.collected", events_pb2.SpecimenCollected(
-                    order_id=row["order_id"], specimen=msg, patient_id=patient_id, by=caller.actor()))
+                uow.publish(
+                    "lab.specimen.collected",
+                    events_pb2.SpecimenCollected(
+                        order_id=row["order_id"], specimen=msg, patient_id=patient_id, by=caller.actor()
+                    ),
+                )
             else:
-                uow.publish("lab.specimen.received", events_pb2.SpecimenReceived(
-                    order_id=row["order_id"], specimen=msg, patient_id=patient_id, by=caller.actor()))
+                uow.publish(
+                    "lab.specimen.received",
+                    events_pb2.SpecimenReceived(
+                        order_id=row["order_id"], specimen=msg, patient_id=patient_id, by=caller.actor()
+                    ),
+                )
             uow.audit(caller.audit(f"specimen.{step}", "Specimen", row["id"], patient_id, barcode=barcode))
             await uow.commit()
         return spec
 
     async def _specimen(self, s: AsyncSession, sid: str) -> dict[str, Any]:
         x = (await s.execute(select(specimens).where(specimens.c.id == sid))).mappings().one()
-        tests = (await s.execute(select(order_items.c.test_code).where(order_items.c.specimen_id == sid))).scalars()
-        return {"id": x["id"], "order_id": x["order_id"], "barcode": x["barcode"], "specimen_type": x["specimen_type"],
-                "tube": x["tube"], "status": x["status"], "collected_at": iso(x["collected_at"]),
-                "received_at": iso(x["received_at"]), "tests": list(tests)}
+        tests = (
+            await s.execute(select(order_items.c.test_code).where(order_items.c.specimen_id == sid))
+        ).scalars()
+        return {
+            "id": x["id"],
+            "order_id": x["order_id"],
+            "barcode": x["barcode"],
+            "specimen_type": x["specimen_type"],
+            "tube": x["tube"],
+            "status": x["status"],
+            "collected_at": iso(x["collected_at"]),
+            "received_at": iso(x["received_at"]),
+            "tests": list(tests),
+        }
 
     async def label_png(self, barcode: str, caller: Caller) -> bytes:
         """A 50 × 25 mm tube label (Code 128, 300 dpi): barcode, patient, tests, tube."""
         async with self.rt.uow() as uow:
             s = uow.session
-            row = (await s.execute(select(specimens).where(specimens.c.barcode == barcode))).mappings().first()
+            row = (
+                (await s.execute(select(specimens).where(specimens.c.barcode == barcode))).mappings().first()
+            )
             if row is None:
                 raise NotFound("specimen.not_found", f"no specimen with barcode {barcode}")
             o = (await s.execute(select(orders).where(orders.c.id == row["order_id"]))).mappings().one()
-            tests = list((await s.execute(select(order_items.c.test_code)
-                                          .where(order_items.c.specimen_id == row["id"]))).scalars())
+            tests = list(
+                (
+                    await s.execute(
+                        select(order_items.c.test_code).where(order_items.c.specimen_id == row["id"])
+                    )
+                ).scalars()
+            )
             uow.audit(caller.audit("specimen.label", "Specimen", row["id"], o["patient_id"], barcode=barcode))
             await uow.commit()
-        return render_label(barcode, o["patient_name"], o["patient_code"] or "", o["birth_date_text"] or "",
-                            o["patient_sex"], tests, row["tube"], o["priority"] == "stat")
+        return render_label(
+            barcode,
+            o["patient_name"],
+            o["patient_code"] or "",
+            o["birth_date_text"] or "",
+            o["patient_sex"],
+            tests,
+            row["tube"],
+            o["priority"] == "stat",
+        )
 
 
-def render_label(barcode: str, name: str, code: str, birth: str, sex: str, tests: list[str], tube: str,
-                 stat: bool) -> bytes:
+def render_label(
+    barcode: str, name: str, code: str, birth: str, sex: str, tests: list[str], tube: str, stat: bool
+) -> bytes:
     from barcode import Code128
     from barcode.writer import ImageWriter
     from PIL import Image, ImageDraw, ImageFont
@@ -309,9 +464,17 @@ def render_label(barcode: str, name: str, code: str, birth: str, sex: str, tests
     width, height = 590, 295  # 50 × 25 mm at 300 dpi
     img = Image.new("RGB", (width, height), "white")
     buf = io.BytesIO()
-    Code128(barcode, writer=ImageWriter()).write(buf, options={"module_height": 9.0, "module_width": 0.25,
-                                                               "quiet_zone": 1.0, "font_size": 0, "dpi": 300,
-                                                               "write_text": False})
+    Code128(barcode, writer=ImageWriter()).write(
+        buf,
+        options={
+            "module_height": 9.0,
+            "module_width": 0.25,
+            "quiet_zone": 1.0,
+            "font_size": 0,
+            "dpi": 300,
+            "write_text": False,
+        },
+    )
     bars = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
     bars.thumbnail((width - 20, 130))
     img.paste(bars, ((width - bars.width) // 2, 8))
@@ -330,8 +493,15 @@ def render_label(barcode: str, name: str, code: str, birth: str, sex: str, tests
 
 def specimen_proto(x: dict[str, Any]) -> pb.Specimen:
     from datetime import datetime
-    m = pb.Specimen(id=x["id"], barcode=x["barcode"], specimen_type=x["specimen_type"], tube=x["tube"],
-                    status=x["status"], tests=x["tests"])
+
+    m = pb.Specimen(
+        id=x["id"],
+        barcode=x["barcode"],
+        specimen_type=x["specimen_type"],
+        tube=x["tube"],
+        status=x["status"],
+        tests=x["tests"],
+    )
     if x["collected_at"]:
         m.collected_at.CopyFrom(ts(datetime.fromisoformat(x["collected_at"])))
     if x["received_at"]:
@@ -341,14 +511,26 @@ def specimen_proto(x: dict[str, Any]) -> pb.Specimen:
 
 def order_proto(o: dict[str, Any]) -> pb.Order:
     from datetime import datetime
+
     p = o["patient"]
     m = pb.Order(
-        id=o["id"], order_number=o["order_number"], status=o["status"],
+        id=o["id"],
+        order_number=o["order_number"],
+        status=o["status"],
         priority=PRIORITY_PB.get(o["priority"], pb.PRIORITY_UNSPECIFIED),
-        patient=pb.PatientRef(id=p["id"], patient_code=p["patient_code"] or "", full_name=p["full_name"],
-                              sex=SEX_PB.get(p["sex"], pb.SEX_UNSPECIFIED), birth_date=p["birth_date"] or ""),
-        visit_id=o["visit_id"] or "", ordering_doctor=o["ordering_doctor"] or "",
-        placer_order_number=o["placer_order_number"] or "", cancel_reason=o["cancel_reason"] or "",
-        items=[pb.OrderItem(**i) for i in o["items"]], specimens=[specimen_proto(x) for x in o["specimens"]])
+        patient=pb.PatientRef(
+            id=p["id"],
+            patient_code=p["patient_code"] or "",
+            full_name=p["full_name"],
+            sex=SEX_PB.get(p["sex"], pb.SEX_UNSPECIFIED),
+            birth_date=p["birth_date"] or "",
+        ),
+        visit_id=o["visit_id"] or "",
+        ordering_doctor=o["ordering_doctor"] or "",
+        placer_order_number=o["placer_order_number"] or "",
+        cancel_reason=o["cancel_reason"] or "",
+        items=[pb.OrderItem(**i) for i in o["items"]],
+        specimens=[specimen_proto(x) for x in o["specimens"]],
+    )
     m.ordered_at.CopyFrom(ts(datetime.fromisoformat(o["ordered_at"])))
     return m

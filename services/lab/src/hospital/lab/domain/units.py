@@ -4,20 +4,58 @@ and some report conventional units (g/dL, mg/dL) where the hospital reports SI u
 :func:`canonical_unit` maps a spelling to one canonical form; :func:`convert` converts a value from one
 canonical unit to another, with analyte-specific molar factors for mg/dL ↔ mmol/L or µmol/L.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
 
 _ALIASES = {
-    "10*3/ul": "10^9/L", "10^3/ul": "10^9/L", "10e3/ul": "10^9/L", "x10^3/ul": "10^9/L", "k/ul": "10^9/L",
-    "10*9/l": "10^9/L", "10^9/l": "10^9/L", "10e9/l": "10^9/L", "g/l": "g/L", "giga/l": "10^9/L",
-    "10*6/ul": "10^12/L", "10^6/ul": "10^12/L", "10e6/ul": "10^12/L", "m/ul": "10^12/L", "x10^6/ul": "10^12/L",
-    "10*12/l": "10^12/L", "10^12/l": "10^12/L", "10e12/l": "10^12/L", "t/l": "10^12/L",
-    "g/dl": "g/dL", "mg/dl": "mg/dL", "mmol/l": "mmol/L", "umol/l": "µmol/L", "µmol/l": "µmol/L",
-    "μmol/l": "µmol/L", "u/l": "U/L", "iu/l": "U/L", "ui/l": "U/L", "fl": "fL", "um3": "fL", "µm3": "fL",
-    "pg": "pg", "%": "%", "percnt": "%", "l/l": "L/L", "mmol/mol": "mmol/mol", "ng/ml": "ng/mL",
-    "ug/dl": "µg/dL", "µg/dl": "µg/dL", "pmol/l": "pmol/L", "miu/l": "mIU/L", "uiu/ml": "mIU/L",
-    "miu/ml": "mIU/mL", "iu/ml": "IU/mL", "pg/ml": "pg/mL", "": "",
+    "10*3/ul": "10^9/L",
+    "10^3/ul": "10^9/L",
+    "10e3/ul": "10^9/L",
+    "x10^3/ul": "10^9/L",
+    "k/ul": "10^9/L",
+    "10*9/l": "10^9/L",
+    "10^9/l": "10^9/L",
+    "10e9/l": "10^9/L",
+    "g/l": "g/L",
+    "giga/l": "10^9/L",
+    "10*6/ul": "10^12/L",
+    "10^6/ul": "10^12/L",
+    "10e6/ul": "10^12/L",
+    "m/ul": "10^12/L",
+    "x10^6/ul": "10^12/L",
+    "10*12/l": "10^12/L",
+    "10^12/l": "10^12/L",
+    "10e12/l": "10^12/L",
+    "t/l": "10^12/L",
+    "g/dl": "g/dL",
+    "mg/dl": "mg/dL",
+    "mmol/l": "mmol/L",
+    "umol/l": "µmol/L",
+    "µmol/l": "µmol/L",
+    "μmol/l": "µmol/L",
+    "u/l": "U/L",
+    "iu/l": "U/L",
+    "ui/l": "U/L",
+    "fl": "fL",
+    "um3": "fL",
+    "µm3": "fL",
+    "pg": "pg",
+    "%": "%",
+    "percnt": "%",
+    "l/l": "L/L",
+    "mmol/mol": "mmol/mol",
+    "ng/ml": "ng/mL",
+    "ug/dl": "µg/dL",
+    "µg/dl": "µg/dL",
+    "pmol/l": "pmol/L",
+    "miu/l": "mIU/L",
+    "uiu/ml": "mIU/L",
+    "miu/ml": "mIU/mL",
+    "iu/ml": "IU/mL",
+    "pg/ml": "pg/mL",
+    "": "",
 }
 _NON_G_PER_L = {"g/L"}  # "g/l" is grams per litre; a few Vietnamese labs write "G/L" for 10^9/L
 
@@ -31,8 +69,10 @@ def canonical_unit(unit: str) -> str:
 
 # (from, to) → factor, valid for any analyte
 _GENERIC: dict[tuple[str, str], Decimal] = {
-    ("g/dL", "g/L"): Decimal(10), ("g/L", "g/dL"): Decimal("0.1"),
-    ("%", "L/L"): Decimal("0.01"), ("L/L", "%"): Decimal(100),
+    ("g/dL", "g/L"): Decimal(10),
+    ("g/L", "g/dL"): Decimal("0.1"),
+    ("%", "L/L"): Decimal("0.01"),
+    ("L/L", "%"): Decimal(100),
 }
 
 

@@ -1,5 +1,6 @@
 """Result validation: reference-range flags by sex and age, critical limits, delta checks,
 auto-verification. Pure functions over plain values; the use cases load the rules."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -10,9 +11,9 @@ from decimal import Decimal
 
 @dataclass(frozen=True, slots=True)
 class RefRange:
-    sex: str               # "male", "female" or "any"
-    age_min_days: int      # inclusive
-    age_max_days: int      # exclusive
+    sex: str  # "male", "female" or "any"
+    age_min_days: int  # inclusive
+    age_max_days: int  # exclusive
     low: Decimal | None
     high: Decimal | None
 
@@ -48,8 +49,9 @@ class CriticalLimits:
     high: Decimal | None
 
 
-def flag_for(value: Decimal | None, ref: RefRange | None, critical: CriticalLimits | None,
-             abnormal_text: bool = False) -> tuple[str, bool]:
+def flag_for(
+    value: Decimal | None, ref: RefRange | None, critical: CriticalLimits | None, abnormal_text: bool = False
+) -> tuple[str, bool]:
     """(flag, is_critical): ``LL``/``HH`` beyond critical limits, ``L``/``H`` outside the range, ``N``;
     ``A`` for an abnormal qualitative result, ``""`` when there is nothing to compare."""
     if value is None:
@@ -70,13 +72,18 @@ def flag_for(value: Decimal | None, ref: RefRange | None, critical: CriticalLimi
 
 @dataclass(frozen=True, slots=True)
 class DeltaRule:
-    absolute: Decimal | None   # |new - old| above this fails
-    percent: Decimal | None    # |new - old| / |old| * 100 above this fails
+    absolute: Decimal | None  # |new - old| above this fails
+    percent: Decimal | None  # |new - old| / |old| * 100 above this fails
     window_hours: int = 72
 
 
-def delta_failed(rule: DeltaRule | None, value: Decimal | None, previous: Decimal | None,
-                 previous_at: datetime | None, at: datetime) -> bool:
+def delta_failed(
+    rule: DeltaRule | None,
+    value: Decimal | None,
+    previous: Decimal | None,
+    previous_at: datetime | None,
+    at: datetime,
+) -> bool:
     """True when the change from the patient's previous result (inside the window) exceeds the rule.
     Either threshold failing is a failure; no previous result, no check."""
     if rule is None or value is None or previous is None or previous_at is None:
@@ -86,9 +93,7 @@ def delta_failed(rule: DeltaRule | None, value: Decimal | None, previous: Decima
     change = abs(value - previous)
     if rule.absolute is not None and change > rule.absolute:
         return True
-    if rule.percent is not None and previous != 0 and change / abs(previous) * 100 > rule.percent:
-        return True
-    return False
+    return rule.percent is not None and previous != 0 and change / abs(previous) * 100 > rule.percent
 
 
 ANALYZER_OK_FLAGS = frozenset({"", "N"})
@@ -120,7 +125,10 @@ def autoverify(x: AutoVerifyInput) -> tuple[str | None, str]:
     if x.delta_failed:
         return None, "delta check failed"
     if any(f.upper() not in ANALYZER_OK_FLAGS for f in x.analyzer_flags) or x.analyzer_status.upper() not in (
-            "", "F", "P"):
+        "",
+        "F",
+        "P",
+    ):
         return None, "analyzer flag"
     if not x.qc_ok:
         return None, "QC not accepted for this instrument and test"

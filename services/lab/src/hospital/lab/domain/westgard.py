@@ -14,6 +14,7 @@ last one is the run being judged. Rules (Westgard 1981):
 
 Rules looking back only fire when the current value takes part in the pattern.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -3,6 +3,7 @@ highest code already issued (codes are BN + 2-digit year + 7-digit number).
 
 Revision ID: 0003
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -17,8 +18,10 @@ depends_on = None
 
 def upgrade() -> None:
     bind = op.get_bind()
-    highest = bind.execute(sa.text(
-        "SELECT max(CAST(substr(patient_code, 5) AS INTEGER)) FROM patients")).scalar() or 0
+    highest = (
+        bind.execute(sa.text("SELECT max(CAST(substr(patient_code, 5) AS INTEGER)) FROM patients")).scalar()
+        or 0
+    )
     if bind.dialect.name == "postgresql":
         create_sequence(op, "patient_code")
         if highest:

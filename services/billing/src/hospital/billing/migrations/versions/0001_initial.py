@@ -3,6 +3,7 @@ charges, cashier shifts, payments, provider callbacks, claims, reconciliations.
 
 Revision ID: 0001
 """
+
 from alembic import op
 
 from hospital.billing.adapters.tables import metadata

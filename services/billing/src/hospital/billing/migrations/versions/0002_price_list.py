@@ -3,6 +3,7 @@ supplies, drugs; hospital and insurance prices with effective dates).
 
 Revision ID: 0002
 """
+
 from alembic import op
 
 from hospital.billing.adapters.tables import price_items
@@ -15,8 +16,23 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.bulk_insert(price_items, [
-        {"code": p.code, "effective_from": p.effective_from, "effective_to": p.effective_to, "name": p.name,
-         "category": p.category, "unit": p.unit, "hospital_price": p.hospital, "insurance_price": p.insurance,
-         "covered": p.covered, "payment_ratio": p.payment_ratio, "bhyt_code": p.bhyt_code, "xml_group": p.group}
-        for p in PRICE_LIST])
+    op.bulk_insert(
+        price_items,
+        [
+            {
+                "code": p.code,
+                "effective_from": p.effective_from,
+                "effective_to": p.effective_to,
+                "name": p.name,
+                "category": p.category,
+                "unit": p.unit,
+                "hospital_price": p.hospital,
+                "insurance_price": p.insurance,
+                "covered": p.covered,
+                "payment_ratio": p.payment_ratio,
+                "bhyt_code": p.bhyt_code,
+                "xml_group": p.group,
+            }
+            for p in PRICE_LIST
+        ],
+    )

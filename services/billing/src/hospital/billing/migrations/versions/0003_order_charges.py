@@ -12,6 +12,7 @@ Circular 22/2023/TT-BYT), like the list of 0002.
 
 Revision ID: 0003
 """
+
 from datetime import date
 
 import sqlalchemy as sa
@@ -31,45 +32,150 @@ PRICES = [
     ("XN-ALB", "Định lượng Albumin [Máu]", "lab", "Lần", 21_500, 21_500, "23.0007.1494", 1),
     ("XN-CHOL", "Định lượng Cholesterol toàn phần [Máu]", "lab", "Lần", 26_900, 26_900, "23.0041.1506", 1),
     ("XN-TG", "Định lượng Triglycerid [Máu]", "lab", "Lần", 26_900, 26_900, "23.0158.1506", 1),
-    ("XN-HDL", "Định lượng HDL-C (High density lipoprotein Cholesterol) [Máu]", "lab", "Lần", 26_900, 26_900,
-     "23.0084.1506", 1),
-    ("XN-LDL", "Định lượng LDL-C (Low density lipoprotein Cholesterol) [Máu]", "lab", "Lần", 26_900, 26_900,
-     "23.0112.1506", 1),
-    ("XN-TSH", "Định lượng TSH (Thyroid Stimulating Hormone) [Máu]", "lab", "Lần", 58_900, 58_900,
-     "23.0155.1536", 1),
+    (
+        "XN-HDL",
+        "Định lượng HDL-C (High density lipoprotein Cholesterol) [Máu]",
+        "lab",
+        "Lần",
+        26_900,
+        26_900,
+        "23.0084.1506",
+        1,
+    ),
+    (
+        "XN-LDL",
+        "Định lượng LDL-C (Low density lipoprotein Cholesterol) [Máu]",
+        "lab",
+        "Lần",
+        26_900,
+        26_900,
+        "23.0112.1506",
+        1,
+    ),
+    (
+        "XN-TSH",
+        "Định lượng TSH (Thyroid Stimulating Hormone) [Máu]",
+        "lab",
+        "Lần",
+        58_900,
+        58_900,
+        "23.0155.1536",
+        1,
+    ),
     ("XN-FT4", "Định lượng FT4 (Free Thyroxine) [Máu]", "lab", "Lần", 64_600, 64_600, "23.0077.1537", 1),
-    ("XN-FT3", "Định lượng FT3 (Free Triiodothyronine) [Máu]", "lab", "Lần", 64_600, 64_600, "23.0076.1537", 1),
+    (
+        "XN-FT3",
+        "Định lượng FT3 (Free Triiodothyronine) [Máu]",
+        "lab",
+        "Lần",
+        64_600,
+        64_600,
+        "23.0076.1537",
+        1,
+    ),
     ("XN-FER", "Định lượng Ferritin [Máu]", "lab", "Lần", 80_800, 80_800, "23.0073.1523", 1),
-    ("XN-XPERT", "Vi khuẩn lao (MTB) và kháng Rifampicin Xpert MTB/RIF", "lab", "Lần", 1_003_000, 1_003_000,
-     "24.0120.1685", 1),
-    ("CDHA-XQCSTL", "Chụp X-quang cột sống thắt lưng thẳng nghiêng", "imaging", "Lần", 97_200, 97_200,
-     "18.0081.0028", 2),
+    (
+        "XN-XPERT",
+        "Vi khuẩn lao (MTB) và kháng Rifampicin Xpert MTB/RIF",
+        "lab",
+        "Lần",
+        1_003_000,
+        1_003_000,
+        "24.0120.1685",
+        1,
+    ),
+    (
+        "CDHA-XQCSTL",
+        "Chụp X-quang cột sống thắt lưng thẳng nghiêng",
+        "imaging",
+        "Lần",
+        97_200,
+        97_200,
+        "18.0081.0028",
+        2,
+    ),
     ("CDHA-SATG", "Siêu âm tuyến giáp", "imaging", "Lần", 43_900, 43_900, "18.0003.0001", 2),
-    ("CDHA-CTBUNG", "Chụp CT ổ bụng không tiêm thuốc cản quang", "imaging", "Lần", 522_000, 522_000,
-     "18.0117.0001", 2),
-    ("CDHA-MRICSTL", "Chụp cộng hưởng từ cột sống thắt lưng", "imaging", "Lần", 1_311_000, 1_311_000,
-     "18.0210.0055", 2),
+    (
+        "CDHA-CTBUNG",
+        "Chụp CT ổ bụng không tiêm thuốc cản quang",
+        "imaging",
+        "Lần",
+        522_000,
+        522_000,
+        "18.0117.0001",
+        2,
+    ),
+    (
+        "CDHA-MRICSTL",
+        "Chụp cộng hưởng từ cột sống thắt lưng",
+        "imaging",
+        "Lần",
+        1_311_000,
+        1_311_000,
+        "18.0210.0055",
+        2,
+    ),
 ]
 
-CBC = ("WBC", "RBC", "HGB", "HCT", "MCV", "MCH", "MCHC", "PLT", "NEU%", "LYM%", "MON%", "EOS%", "BAS%", "NEU#",
-       "LYM#", "MON#", "EOS#", "BAS#", "RDW-CV", "RDW-SD", "MPV")
+CBC = (
+    "WBC",
+    "RBC",
+    "HGB",
+    "HCT",
+    "MCV",
+    "MCH",
+    "MCHC",
+    "PLT",
+    "NEU%",
+    "LYM%",
+    "MON%",
+    "EOS%",
+    "BAS%",
+    "NEU#",
+    "LYM#",
+    "MON#",
+    "EOS#",
+    "BAS#",
+    "RDW-CV",
+    "RDW-SD",
+    "MPV",
+)
 URINALYSIS = ("U-PH", "U-SG", "U-PRO", "U-GLU", "U-KET", "U-BLD", "U-LEU", "U-NIT")
 # Lab catalogue test code → price item. A blood count, an electrolyte panel and a urinalysis are billed
 # as one service each (one machine run), however many of their parameters were ordered.
 LAB = {
-    **{c: "XN-CTM" for c in CBC}, **{c: "XN-NTIEU" for c in URINALYSIS}, **{c: "XN-DGD" for c in ("NA", "K", "CL")},
-    "GLU": "XN-GLU", "URE": "XN-URE", "CRE": "XN-CRE", "AST": "XN-AST", "ALT": "XN-ALT", "ALB": "XN-ALB",
-    "CHOL": "XN-CHOL", "TG": "XN-TG", "HDL": "XN-HDL", "LDL": "XN-LDL", "HBA1C": "XN-HBA1C", "TSH": "XN-TSH",
-    "FT4": "XN-FT4", "FT3": "XN-FT3", "FER": "XN-FER", "MTB": "XN-XPERT",
+    **dict.fromkeys(CBC, "XN-CTM"),
+    **dict.fromkeys(URINALYSIS, "XN-NTIEU"),
+    **dict.fromkeys(("NA", "K", "CL"), "XN-DGD"),
+    "GLU": "XN-GLU",
+    "URE": "XN-URE",
+    "CRE": "XN-CRE",
+    "AST": "XN-AST",
+    "ALT": "XN-ALT",
+    "ALB": "XN-ALB",
+    "CHOL": "XN-CHOL",
+    "TG": "XN-TG",
+    "HDL": "XN-HDL",
+    "LDL": "XN-LDL",
+    "HBA1C": "XN-HBA1C",
+    "TSH": "XN-TSH",
+    "FT4": "XN-FT4",
+    "FT3": "XN-FT3",
+    "FER": "XN-FER",
+    "MTB": "XN-XPERT",
 }
 # Imaging requested procedure id (DICOM SH, ≤ 16 characters: the EMR's short code, the price code itself
 # or the BHYT service code) → price item. A modality alone does not name a price (CT of the head and of
 # the abdomen differ), so nothing is mapped by modality; ``modality:<MOD>`` rows may be added by a hospital.
 IMAGING_ITEMS = {
-    "CDHA-XQNGUC": ("XQ-NGUC", "18.0067.0028"), "CDHA-XQCSTL": ("XQ-CSTL", "18.0081.0028"),
-    "CDHA-SAOB": ("SA-OB", "18.0014.0001"), "CDHA-SATG": ("SA-TG", "18.0003.0001"),
-    "CDHA-CTSN": ("CT-SN", "18.0070.0001"), "CDHA-CTBUNG": ("CT-BUNG", "18.0117.0001"),
-    "CDHA-MRISN": ("MR-SN", "18.0188.0055"), "CDHA-MRICSTL": ("MR-CSTL", "18.0210.0055"),
+    "CDHA-XQNGUC": ("XQ-NGUC", "18.0067.0028"),
+    "CDHA-XQCSTL": ("XQ-CSTL", "18.0081.0028"),
+    "CDHA-SAOB": ("SA-OB", "18.0014.0001"),
+    "CDHA-SATG": ("SA-TG", "18.0003.0001"),
+    "CDHA-CTSN": ("CT-SN", "18.0070.0001"),
+    "CDHA-CTBUNG": ("CT-BUNG", "18.0117.0001"),
+    "CDHA-MRISN": ("MR-SN", "18.0188.0055"),
+    "CDHA-MRICSTL": ("MR-CSTL", "18.0210.0055"),
 }
 IMAGING = {code: price for price, codes in IMAGING_ITEMS.items() for code in (price, *codes)}
 
@@ -85,19 +191,58 @@ def upgrade() -> None:
     for table in (clinical_orders, code_map, held_charges):
         if not insp.has_table(table.name):
             table.create(bind)
-    price_items = sa.table("price_items", *(sa.column(c) for c in (
-        "code", "effective_from", "effective_to", "name", "category", "unit", "hospital_price", "insurance_price",
-        "covered", "payment_ratio", "bhyt_code", "xml_group")))
+    price_items = sa.table(
+        "price_items",
+        *(
+            sa.column(c)
+            for c in (
+                "code",
+                "effective_from",
+                "effective_to",
+                "name",
+                "category",
+                "unit",
+                "hospital_price",
+                "insurance_price",
+                "covered",
+                "payment_ratio",
+                "bhyt_code",
+                "xml_group",
+            )
+        ),
+    )
     have = {r[0] for r in bind.execute(sa.text("SELECT code FROM price_items"))}
-    op.bulk_insert(price_items, [
-        {"code": c, "effective_from": FROM, "effective_to": None, "name": n, "category": cat, "unit": u,
-         "hospital_price": h, "insurance_price": i, "covered": True, "payment_ratio": 100, "bhyt_code": b,
-         "xml_group": g} for c, n, cat, u, h, i, b, g in PRICES if c not in have])
+    op.bulk_insert(
+        price_items,
+        [
+            {
+                "code": c,
+                "effective_from": FROM,
+                "effective_to": None,
+                "name": n,
+                "category": cat,
+                "unit": u,
+                "hospital_price": h,
+                "insurance_price": i,
+                "covered": True,
+                "payment_ratio": 100,
+                "bhyt_code": b,
+                "xml_group": g,
+            }
+            for c, n, cat, u, h, i, b, g in PRICES
+            if c not in have
+        ],
+    )
     mapped = {(r[0], r[1]) for r in bind.execute(sa.text("SELECT source, code FROM code_map"))}
-    op.bulk_insert(code_map, [
-        {"source": source, "code": code, "price_code": price}
-        for source, table in (("lab", LAB), ("imaging", IMAGING)) for code, price in table.items()
-        if (source, code) not in mapped])
+    op.bulk_insert(
+        code_map,
+        [
+            {"source": source, "code": code, "price_code": price}
+            for source, table in (("lab", LAB), ("imaging", IMAGING))
+            for code, price in table.items()
+            if (source, code) not in mapped
+        ],
+    )
 
 
 def downgrade() -> None:

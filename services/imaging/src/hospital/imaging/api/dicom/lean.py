@@ -15,6 +15,7 @@ context, the calling AE policy is the same (strict mode: A-ASSOCIATE-RJ 1/1/3), 
 (no limit) is offered, SCU/SCP role selection and the asynchronous operations window are answered
 with the defaults (SCU only, one operation at a time).
 """
+
 from __future__ import annotations
 
 import logging
@@ -109,7 +110,7 @@ def parse_associate_rq(pdu: bytes) -> AssociateRequest:
             sub = body + 4
             while sub + 4 <= item_end:
                 sub_type, sub_length = pdu[sub], struct.unpack_from(">H", pdu, sub + 2)[0]
-                value = pdu[sub + 4: sub + 4 + sub_length]
+                value = pdu[sub + 4 : sub + 4 + sub_length]
                 if sub_type == 0x30:
                     abstract = _uid(value)
                 elif sub_type == 0x40:
@@ -120,14 +121,14 @@ def parse_associate_rq(pdu: bytes) -> AssociateRequest:
             sub = body
             while sub + 4 <= item_end:
                 sub_type, sub_length = pdu[sub], struct.unpack_from(">H", pdu, sub + 2)[0]
-                value = pdu[sub + 4: sub + 4 + sub_length]
+                value = pdu[sub + 4 : sub + 4 + sub_length]
                 if sub_type == 0x51 and sub_length == 4:
                     max_length = struct.unpack(">I", value)[0]
                 elif sub_type == 0x53:
                     async_window = True
                 elif sub_type == 0x54 and sub_length >= 4:
                     uid_length = struct.unpack_from(">H", value, 0)[0]
-                    uid = _uid(value[2:2 + uid_length])
+                    uid = _uid(value[2 : 2 + uid_length])
                     if len(value) >= 2 + uid_length + 2:
                         roles[uid] = (value[2 + uid_length], value[3 + uid_length])
                 sub += 4 + sub_length
@@ -163,10 +164,15 @@ def associate_ac(request: AssociateRequest, accepted: dict[int, tuple[str, str]]
             result, syntax = 0, accepted[context_id][1]
         else:
             # 3: abstract syntax not supported; 4: transfer syntaxes not supported
-            result, syntax = (3 if abstract not in SUPPORTED else 4), (proposed[0] if proposed else IMPLICIT_VR_LE)
+            result, syntax = (
+                (3 if abstract not in SUPPORTED else 4),
+                (proposed[0] if proposed else IMPLICIT_VR_LE),
+            )
         items.append(_item(0x21, bytes((context_id, 0, result, 0)) + _item(0x40, syntax.encode())))
-    user = [_item(0x51, struct.pack(">I", 0)),  # no limit on the PDUs the peer sends us
-            _item(0x52, IMPLEMENTATION_CLASS_UID.encode())]
+    user = [
+        _item(0x51, struct.pack(">I", 0)),  # no limit on the PDUs the peer sends us
+        _item(0x52, IMPLEMENTATION_CLASS_UID.encode()),
+    ]
     if request.async_window:
         user.append(_item(0x53, struct.pack(">HH", 1, 1)))
     accepted_syntaxes = {abstract for abstract, _ in accepted.values()}
@@ -199,7 +205,7 @@ def parse_command(data: bytes | bytearray) -> dict[int, bytes]:
         if start + length > end:
             raise ProtocolError("truncated DIMSE command set")
         if group == 0x0000:
-            out[element] = bytes(data[start:start + length])
+            out[element] = bytes(data[start : start + length])
         offset = start + length
     return out
 
@@ -213,13 +219,21 @@ def _even(raw: bytes, pad: bytes) -> bytes:
     return raw + pad if len(raw) % 2 else raw
 
 
-def encode_response(command_field: int, message_id: int, sop_class: str, status: int,
-                    sop_instance: str | None = None, error_comment: str | None = None) -> bytes:
-    elements = [(0x0002, _even(sop_class.encode(), b"\0")),
-                (0x0100, struct.pack("<H", command_field)),
-                (0x0120, struct.pack("<H", message_id)),
-                (0x0800, struct.pack("<H", NO_DATASET)),
-                (0x0900, struct.pack("<H", status))]
+def encode_response(
+    command_field: int,
+    message_id: int,
+    sop_class: str,
+    status: int,
+    sop_instance: str | None = None,
+    error_comment: str | None = None,
+) -> bytes:
+    elements = [
+        (0x0002, _even(sop_class.encode(), b"\0")),
+        (0x0100, struct.pack("<H", command_field)),
+        (0x0120, struct.pack("<H", message_id)),
+        (0x0800, struct.pack("<H", NO_DATASET)),
+        (0x0900, struct.pack("<H", status)),
+    ]
     if error_comment:
         elements.append((0x0902, _even(error_comment[:64].encode("ascii", "replace"), b" ")))
     if sop_instance is not None:
@@ -237,8 +251,14 @@ def p_data(context_id: int, command: bytes) -> bytes:
 class LeanAssociation:
     """One storage association on a handed-over socket; :meth:`run` returns when it is over."""
 
-    def __init__(self, sock: socket.socket, peer: tuple[str, int], config: DicomConfig, store: StoreHandler,
-                 admit: Callable[[], bool] = lambda: True) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer: tuple[str, int],
+        config: DicomConfig,
+        store: StoreHandler,
+        admit: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.sock, self.peer, self.config, self.store = sock, peer, config, store
         self.admit = admit
         self.calling_ae = ""
@@ -312,8 +332,11 @@ class LeanAssociation:
             return False
         if self.calling_ae not in self.config.allowed_aes:
             if self.config.strict_ae:
-                log.warning("association from %r (%s) rejected: calling AE title not in the allow-list "
-                            "(strict mode)", self.calling_ae, peer)
+                log.warning(
+                    "association from %r (%s) rejected: calling AE title not in the allow-list (strict mode)",
+                    self.calling_ae,
+                    peer,
+                )
                 self._send(associate_rj(*REJECT_UNKNOWN_CALLING_AE))
                 return False
             log.info("association from unlisted AE %r (%s) accepted (strict mode off)", self.calling_ae, peer)
@@ -348,7 +371,7 @@ class LeanAssociation:
                 if length < 2 or pdv_end > end:
                     raise ProtocolError("malformed presentation data value")
                 pcid, control = body[offset + 4], body[offset + 5]
-                fragment = view[offset + 6:pdv_end]
+                fragment = view[offset + 6 : pdv_end]
                 offset = pdv_end
                 if pcid not in self.contexts:
                     raise ProtocolError(f"presentation context {pcid} was not accepted")
@@ -387,8 +410,16 @@ class LeanAssociation:
         if dataset is None:
             status, comment = StoreStatus.CANNOT_UNDERSTAND, "no data set"
         else:
-            status, comment = self.store.store(calling_ae=self.calling_ae, sop_class_uid=sop_class,
-                                               sop_instance_uid=sop_instance, transfer_syntax_uid=syntax,
-                                               dataset=dataset)
-        self._send(p_data(context_id, encode_response(C_STORE_RSP, message_id, sop_class, int(status),
-                                                      sop_instance, comment)))
+            status, comment = self.store.store(
+                calling_ae=self.calling_ae,
+                sop_class_uid=sop_class,
+                sop_instance_uid=sop_instance,
+                transfer_syntax_uid=syntax,
+                dataset=dataset,
+            )
+        self._send(
+            p_data(
+                context_id,
+                encode_response(C_STORE_RSP, message_id, sop_class, int(status), sop_instance, comment),
+            )
+        )

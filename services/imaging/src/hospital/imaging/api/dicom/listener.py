@@ -1,5 +1,6 @@
 """The DICOM listener as a chassis Components.listener: C-ECHO, C-STORE (into the spool), C-FIND
 (Patient/Study Root and Modality Worklist), C-MOVE, C-GET and MPPS on one AE and port."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,10 +31,11 @@ class DicomListener:
         if self.s.dicom_receiver_processes > 0:
             # Storage associations run in receiver processes (receivers.py); the serve process keeps
             # the port, Query/Retrieve, worklist and MPPS. A receiver's "stored" wakes the pipeline.
-            receivers = ReceiverPool(self.s.dicom_receiver_processes,
-                                     receiver_options(config, self.spool.root, self.s.log_level,
-                                                      self.s.dicom_receiver_engine),
-                                     on_stored=self.on_stored)
+            receivers = ReceiverPool(
+                self.s.dicom_receiver_processes,
+                receiver_options(config, self.spool.root, self.s.log_level, self.s.dicom_receiver_engine),
+                on_stored=self.on_stored,
+            )
             await asyncio.to_thread(receivers.start)
         try:
             self.server = await asyncio.to_thread(serve, ae, config, handlers, receivers)

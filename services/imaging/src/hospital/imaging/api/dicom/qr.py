@@ -4,6 +4,7 @@ pynetdicom runs handlers on association threads; the index lives behind the serv
 so every handler hands its database work to the service's event loop (`Bridge.call`) and waits.
 Objects are read from object storage with the blocking minio client directly on the association thread.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -61,8 +62,9 @@ def add_qr_contexts(ae: ApplicationEntity) -> None:
         ae.add_supported_context(uid)
     # C-GET: the requestor proposes storage contexts in which it is the SCP; accept that role.
     for cx in AllStoragePresentationContexts:
-        ae.add_supported_context(cx.abstract_syntax, list(STORAGE_TRANSFER_SYNTAXES), scu_role=True,
-                                 scp_role=True)
+        ae.add_supported_context(
+            cx.abstract_syntax, list(STORAGE_TRANSFER_SYNTAXES), scu_role=True, scp_role=True
+        )
 
 
 def _filters(identifier: Dataset) -> dict[str, str]:
@@ -73,8 +75,11 @@ def _filters(identifier: Dataset) -> dict[str, str]:
         value = elem.value
         if value is None or value == "":
             continue
-        out[elem.keyword] = "\\".join(map(str, value)) if isinstance(value, (list, tuple)) or \
-            type(value).__name__ == "MultiValue" else str(value)
+        out[elem.keyword] = (
+            "\\".join(map(str, value))
+            if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
+            else str(value)
+        )
     return out
 
 
@@ -101,7 +106,12 @@ def _put(ds: Dataset, keyword: str, value: Any) -> None:
     expressions per element, the largest cost of a C-FIND response): the values come from our own
     index, already in DICOM form. Falls back to :func:`_set` for anything unusual."""
     found = _tag_vr(keyword)
-    if found is None or found[1] in ("SQ", "UN") or " or " in found[1] or (value is not None and not isinstance(value, (str, int))):
+    if (
+        found is None
+        or found[1] in ("SQ", "UN")
+        or " or " in found[1]
+        or (value is not None and not isinstance(value, (str, int)))
+    ):
         _set(ds, keyword, value)
         return
     tag, vr = found
@@ -116,8 +126,13 @@ class QueryRetrieveHandlers:
         self.bridge, self.rt, self.s, self.orders = bridge, rt, settings, orders
 
     def handlers(self) -> list[tuple[evt.EventType, Any]]:
-        return [(evt.EVT_C_FIND, self.on_find), (evt.EVT_C_MOVE, self.on_move), (evt.EVT_C_GET, self.on_get),
-                (evt.EVT_N_CREATE, self.on_n_create), (evt.EVT_N_SET, self.on_n_set)]
+        return [
+            (evt.EVT_C_FIND, self.on_find),
+            (evt.EVT_C_MOVE, self.on_move),
+            (evt.EVT_C_GET, self.on_get),
+            (evt.EVT_N_CREATE, self.on_n_create),
+            (evt.EVT_N_SET, self.on_n_set),
+        ]
 
     # ---------------------------------------------------------------- C-FIND
     def on_find(self, event: Event) -> Iterator[tuple[int, Dataset | None]]:
@@ -133,7 +148,8 @@ class QueryRetrieveHandlers:
             return
         level = str(identifier.get("QueryRetrieveLevel", "")).upper()
         if level not in ("PATIENT", "STUDY", "SERIES", "IMAGE") or (
-                level == "PATIENT" and model == StudyRootQueryRetrieveInformationModelFind):
+            level == "PATIENT" and model == StudyRootQueryRetrieveInformationModelFind
+        ):
             log.warning("C-FIND from %s: bad QueryRetrieveLevel %r", event.assoc.requestor.ae_title, level)
             yield 0xA900, None  # identifier does not match SOP class
             return
@@ -143,8 +159,11 @@ class QueryRetrieveHandlers:
             log.warning("C-FIND from %s refused: %s", event.assoc.requestor.ae_title, exc)
             yield 0xA900, None
             return
-        keywords = [elem.keyword for elem in identifier
-                    if elem.keyword and elem.keyword not in ("SpecificCharacterSet", "QueryRetrieveLevel")]
+        keywords = [
+            elem.keyword
+            for elem in identifier
+            if elem.keyword and elem.keyword not in ("SpecificCharacterSet", "QueryRetrieveLevel")
+        ]
         for row in rows:
             if event.is_cancelled:
                 yield 0xFE00, None
@@ -165,12 +184,18 @@ class QueryRetrieveHandlers:
             rng = date_range(date)
             low, high = rng if rng else (date, date)
         name = str(q.get("PatientName", "") or "")
-        rows = self.bridge.call(self.orders.worklist(
-            modality=str(sps.get("Modality", "") or "") or None,
-            station_ae=str(sps.get("ScheduledStationAETitle", "") or "") or None,
-            date_low=low, date_high=high, patient_id=str(q.get("PatientID", "") or "") or None,
-            accession=str(q.get("AccessionNumber", "") or "") or None,
-            name_like=name if name and name != "*" else None, limit=self.s.find_limit))
+        rows = self.bridge.call(
+            self.orders.worklist(
+                modality=str(sps.get("Modality", "") or "") or None,
+                station_ae=str(sps.get("ScheduledStationAETitle", "") or "") or None,
+                date_low=low,
+                date_high=high,
+                patient_id=str(q.get("PatientID", "") or "") or None,
+                accession=str(q.get("AccessionNumber", "") or "") or None,
+                name_like=name if name and name != "*" else None,
+                limit=self.s.find_limit,
+            )
+        )
         for row in rows:
             if event.is_cancelled:
                 yield 0xFE00, None
@@ -247,33 +272,59 @@ class QueryRetrieveHandlers:
         if status != "IN PROGRESS":
             log.warning("MPPS N-CREATE %s with status %r refused", uid, status)
             return 0x0106, None
-        ssa = ds.ScheduledStepAttributesSequence[0] if ds.get("ScheduledStepAttributesSequence") else Dataset()
+        ssa = (
+            ds.ScheduledStepAttributesSequence[0] if ds.get("ScheduledStepAttributesSequence") else Dataset()
+        )
         accession = str(ssa.get("AccessionNumber", "") or "") or None
-        link = self.bridge.call(self.orders.mpps_created(
-            uid, accession, str(ssa.get("StudyInstanceUID", "") or "") or None, status,
-            patient_id=str(ds.get("PatientID", "") or "") or None,
-            patient_name=str(ds.get("PatientName", "") or "") or None,
-            calling_ae=str(event.assoc.requestor.ae_title).strip() or None))
+        link = self.bridge.call(
+            self.orders.mpps_created(
+                uid,
+                accession,
+                str(ssa.get("StudyInstanceUID", "") or "") or None,
+                status,
+                patient_id=str(ds.get("PatientID", "") or "") or None,
+                patient_name=str(ds.get("PatientName", "") or "") or None,
+                calling_ae=str(event.assoc.requestor.ae_title).strip() or None,
+            )
+        )
         # Always success: the modality did perform the step, and a refusal would only make it retry.
         calling = event.assoc.requestor.ae_title
         if link.order_id is None:
-            log.warning("MPPS %s IN PROGRESS from %s matches no order: kept for review (GET /api/v1/mpps)",
-                        uid, calling)
+            log.warning(
+                "MPPS %s IN PROGRESS from %s matches no order: kept for review (GET /api/v1/mpps)",
+                uid,
+                calling,
+            )
         elif link.attention == "order_cancelled":
-            log.warning("MPPS %s IN PROGRESS from %s names order %s (accession %s), which was cancelled: the "
-                        "order stays cancelled, nothing is published; kept for review "
-                        "(GET /api/v1/mpps?unmatched=true, attention order_cancelled)",
-                        uid, calling, link.order_id, accession)
+            log.warning(
+                "MPPS %s IN PROGRESS from %s names order %s (accession %s), which was cancelled: the "
+                "order stays cancelled, nothing is published; kept for review "
+                "(GET /api/v1/mpps?unmatched=true, attention order_cancelled)",
+                uid,
+                calling,
+                link.order_id,
+                accession,
+            )
         elif link.attention == "already_completed":
-            log.warning("MPPS %s IN PROGRESS from %s names order %s (accession %s), which is already completed: "
-                        "the order stays completed, nothing is published; kept for review "
-                        "(GET /api/v1/mpps?unmatched=true, attention already_completed)",
-                        uid, calling, link.order_id, accession)
+            log.warning(
+                "MPPS %s IN PROGRESS from %s names order %s (accession %s), which is already completed: "
+                "the order stays completed, nothing is published; kept for review "
+                "(GET /api/v1/mpps?unmatched=true, attention already_completed)",
+                uid,
+                calling,
+                link.order_id,
+                accession,
+            )
         elif link.attention == "redo_discontinued":
-            log.warning("MPPS %s IN PROGRESS from %s redoes order %s (accession %s), which was discontinued: the "
-                        "order is in progress again; its charge was reversed, kept for review "
-                        "(GET /api/v1/mpps?unmatched=true, attention redo_discontinued)",
-                        uid, calling, link.order_id, accession)
+            log.warning(
+                "MPPS %s IN PROGRESS from %s redoes order %s (accession %s), which was discontinued: the "
+                "order is in progress again; its charge was reversed, kept for review "
+                "(GET /api/v1/mpps?unmatched=true, attention redo_discontinued)",
+                uid,
+                calling,
+                link.order_id,
+                accession,
+            )
         else:
             log.info("MPPS %s IN PROGRESS from %s (order %s)", uid, calling, link.order_id)
         return 0x0000, ds
@@ -288,16 +339,26 @@ class QueryRetrieveHandlers:
             log.warning("MPPS N-SET for unknown instance %s", uid)
             return 0x0112, None  # no such SOP instance
         if link.attention == "order_cancelled":
-            log.warning("MPPS %s %s names order %s, which was cancelled: the order stays cancelled and "
-                        "imaging.procedure.completed is not published; kept for review "
-                        "(GET /api/v1/mpps?unmatched=true, attention order_cancelled)",
-                        uid, status or "updated", link.order_id)
+            log.warning(
+                "MPPS %s %s names order %s, which was cancelled: the order stays cancelled and "
+                "imaging.procedure.completed is not published; kept for review "
+                "(GET /api/v1/mpps?unmatched=true, attention order_cancelled)",
+                uid,
+                status or "updated",
+                link.order_id,
+            )
         elif link.attention in ("already_completed", "superseded"):
-            log.warning("MPPS %s %s for order %s is not applied (%s): the order keeps its status and "
-                        "imaging.procedure.completed is not published; kept for review "
-                        "(GET /api/v1/mpps?unmatched=true)", uid, status or "updated", link.order_id,
-                        "the order was already completed" if link.attention == "already_completed"
-                        else "a newer MPPS has taken over the order")
+            log.warning(
+                "MPPS %s %s for order %s is not applied (%s): the order keeps its status and "
+                "imaging.procedure.completed is not published; kept for review "
+                "(GET /api/v1/mpps?unmatched=true)",
+                uid,
+                status or "updated",
+                link.order_id,
+                "the order was already completed"
+                if link.attention == "already_completed"
+                else "a newer MPPS has taken over the order",
+            )
         else:
             log.info("MPPS %s %s (order %s)", uid, status or "updated", link.order_id or "none: unmatched")
         return 0x0000, ds

@@ -8,6 +8,7 @@ same checks as in the serve process. Associations run on the lean upper layer (l
 per association, blocking reads) unless the options say ``"engine": "pynetdicom"``. It exits when the
 parent's end of the channel closes.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,21 +56,34 @@ class Receiver:
         self.channel = channel
         self._send_lock = threading.Lock()
         self.config = DicomConfig(
-            ae_title=options["ae_title"], host="127.0.0.1", port=0, strict_ae=options["strict_ae"],
+            ae_title=options["ae_title"],
+            host="127.0.0.1",
+            port=0,
+            strict_ae=options["strict_ae"],
             allowed_aes={k: (v[0], int(v[1])) for k, v in options["allowed_aes"].items()},
-            max_associations=options["max_associations"], network_timeout=options["network_timeout"],
-            acse_timeout=options["acse_timeout"], dimse_timeout=options["dimse_timeout"])
+            max_associations=options["max_associations"],
+            network_timeout=options["network_timeout"],
+            acse_timeout=options["acse_timeout"],
+            dimse_timeout=options["dimse_timeout"],
+        )
         self.spool = Spool(options["spool"])
         self.lean = options.get("engine", "lean") == "lean"
         self.store = StoreHandler(self.spool, lambda _stored: self._send(MSG_STORED))
         self._threads: set[threading.Thread] = set()
         self._active = 0
         self.ae: AE = build_ae(self.config)
-        handlers = [*gateway_handlers(self.config, self.spool, lambda _stored: self._send(MSG_STORED)),
-                    (evt.EVT_CONN_CLOSE, self._closed)]
+        handlers = [
+            *gateway_handlers(self.config, self.spool, lambda _stored: self._send(MSG_STORED)),
+            (evt.EVT_CONN_CLOSE, self._closed),
+        ]
         self.server = DetachedAssociationServer(
-            self.ae, ("127.0.0.1", 0), self.config.ae_title, self.ae.supported_contexts, None,
-            evt_handlers=handlers)
+            self.ae,
+            ("127.0.0.1", 0),
+            self.config.ae_title,
+            self.ae.supported_contexts,
+            None,
+            evt_handlers=handlers,
+        )
         self.ae._servers.append(self.server)
 
     def _send(self, message: bytes) -> None:
@@ -101,8 +115,9 @@ class Receiver:
         if not self.lean:
             self.server.adopt(sock, address)
             return
-        thread = threading.Thread(target=self._run_lean, args=(sock, address), name=f"assoc-{address[1]}",
-                                  daemon=True)
+        thread = threading.Thread(
+            target=self._run_lean, args=(sock, address), name=f"assoc-{address[1]}", daemon=True
+        )
         with self._send_lock:
             self._active += 1
             self._threads.add(thread)
@@ -124,7 +139,7 @@ class Receiver:
             sock = socket.socket(fileno=fds[0])
             sock.setblocking(True)
             try:
-                host, port = json.loads(message[len(MSG_SOCKET):])
+                host, port = json.loads(message[len(MSG_SOCKET) :])
                 self._adopt(sock, (host, int(port)))
             except Exception:
                 log.exception("could not start an association on a handed-over connection")
@@ -142,8 +157,10 @@ class Receiver:
 def main(argv: list[str]) -> int:
     channel = socket.socket(fileno=int(argv[0]))
     options = json.loads(argv[1])
-    logging.basicConfig(level=options.get("log_level", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s receiver[%(process)d] %(name)s: %(message)s")
+    logging.basicConfig(
+        level=options.get("log_level", "INFO").upper(),
+        format="%(asctime)s %(levelname)s receiver[%(process)d] %(name)s: %(message)s",
+    )
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     Receiver(channel, options).run()
     return 0

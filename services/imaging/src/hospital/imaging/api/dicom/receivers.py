@@ -15,6 +15,7 @@ A receiver only spools; it tells the parent "stored" (to wake the pipeline) and 
 it (the peers see the connection drop, and nothing that was not durable was acknowledged); the parent
 starts a new one. The receiver exits when the parent's end of the pair closes.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,7 +74,9 @@ def proposed_abstract_syntaxes(pdu: bytes) -> list[str] | None:
                 if sub + 4 + sub_length > item_end:
                     return None
                 if sub_type == _ABSTRACT_SYNTAX:
-                    found.append(pdu[sub + 4: sub + 4 + sub_length].rstrip(b"\0 ").decode("ascii", "replace"))
+                    found.append(
+                        pdu[sub + 4 : sub + 4 + sub_length].rstrip(b"\0 ").decode("ascii", "replace")
+                    )
                 sub += 4 + sub_length
         offset = item_end
     return found
@@ -133,8 +136,13 @@ class _Receiver:
 class ReceiverPool:
     """N receiver processes fed with accepted sockets; restarts a receiver that dies."""
 
-    def __init__(self, processes: int, options: dict[str, Any], on_stored: Callable[[], None] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        processes: int,
+        options: dict[str, Any],
+        on_stored: Callable[[], None] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.processes = processes
         self.options = options
         self.on_stored = on_stored
@@ -156,14 +164,26 @@ class ReceiverPool:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             receiver.proc = subprocess.Popen(
-                [sys.executable, "-m", "hospital.imaging.api.dicom.receiver", str(child_end.fileno()),
-                 json.dumps(self.options)], pass_fds=[child_end.fileno()], env=self.env)
+                [
+                    sys.executable,
+                    "-m",
+                    "hospital.imaging.api.dicom.receiver",
+                    str(child_end.fileno()),
+                    json.dumps(self.options),
+                ],
+                pass_fds=[child_end.fileno()],
+                env=self.env,
+            )
         finally:
             child_end.close()
         receiver.channel, receiver.active = parent_end, 0
         receiver.ready.clear()
-        receiver.reader = threading.Thread(target=self._read, args=(receiver, parent_end, receiver.proc),
-                                           name=f"dicom-receiver-{receiver.index}", daemon=True)
+        receiver.reader = threading.Thread(
+            target=self._read,
+            args=(receiver, parent_end, receiver.proc),
+            name=f"dicom-receiver-{receiver.index}",
+            daemon=True,
+        )
         receiver.reader.start()
         log.info("DICOM receiver %d started (pid %d)", receiver.index, receiver.proc.pid)
 
@@ -193,8 +213,12 @@ class ReceiverPool:
             if self._stopping or receiver.channel is not channel:
                 return
             receiver.channel = None
-        log.error("DICOM receiver %d (pid %d) exited with %s; its open associations were dropped; restarting",
-                  receiver.index, proc.pid, code)
+        log.error(
+            "DICOM receiver %d (pid %d) exited with %s; its open associations were dropped; restarting",
+            receiver.index,
+            proc.pid,
+            code,
+        )
         time.sleep(0.2)
         with self._lock:
             if self._stopping:
@@ -232,8 +256,9 @@ class ReceiverPool:
         """Pass `sock` to the least busy receiver; False if none could take it."""
         message = MSG_SOCKET + json.dumps(list(address[:2])).encode()
         with self._lock:
-            candidates = sorted((r for r in self._receivers if r.channel is not None),
-                                key=lambda r: (r.active, r.index))
+            candidates = sorted(
+                (r for r in self._receivers if r.channel is not None), key=lambda r: (r.active, r.index)
+            )
         for receiver in candidates:
             channel = receiver.channel
             if channel is None:
@@ -251,11 +276,19 @@ class ReceiverPool:
         return False
 
 
-def receiver_options(config: Any, spool_root: os.PathLike[str] | str, log_level: str,
-                     engine: str = "lean") -> dict[str, Any]:
+def receiver_options(
+    config: Any, spool_root: os.PathLike[str] | str, log_level: str, engine: str = "lean"
+) -> dict[str, Any]:
     """What a receiver process needs, as JSON-able options (`engine`: "lean" or "pynetdicom")."""
-    return {"ae_title": config.ae_title, "strict_ae": config.strict_ae,
-            "allowed_aes": {k: list(v) for k, v in config.allowed_aes.items()},
-            "max_associations": config.max_associations, "network_timeout": config.network_timeout,
-            "acse_timeout": config.acse_timeout, "dimse_timeout": config.dimse_timeout,
-            "spool": str(spool_root), "log_level": log_level, "engine": engine}
+    return {
+        "ae_title": config.ae_title,
+        "strict_ae": config.strict_ae,
+        "allowed_aes": {k: list(v) for k, v in config.allowed_aes.items()},
+        "max_associations": config.max_associations,
+        "network_timeout": config.network_timeout,
+        "acse_timeout": config.acse_timeout,
+        "dimse_timeout": config.dimse_timeout,
+        "spool": str(spool_root),
+        "log_level": log_level,
+        "engine": engine,
+    }

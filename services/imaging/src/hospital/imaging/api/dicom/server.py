@@ -204,7 +204,9 @@ class DicomServer:
         self.shutdown()
 
 
-def serve(ae: AE, config: DicomConfig, handlers: Sequence[EventHandler], receivers: Any = None) -> DicomServer:
+def serve(
+    ae: AE, config: DicomConfig, handlers: Sequence[EventHandler], receivers: Any = None
+) -> DicomServer:
     """Start listening on ``config.host:config.port`` in a background thread.
 
     With `receivers` (a started :class:`~hospital.imaging.api.dicom.receivers.ReceiverPool`),
@@ -216,16 +218,24 @@ def serve(ae: AE, config: DicomConfig, handlers: Sequence[EventHandler], receive
             ae.start_server((config.host, config.port), block=False, evt_handlers=list(handlers)),
         )
     else:
-        server = ae.make_server((config.host, config.port), evt_handlers=list(handlers),
-                                server_class=HandOffServer, request_handler=HandOffRequestHandler)
+        server = ae.make_server(
+            (config.host, config.port),
+            evt_handlers=list(handlers),
+            server_class=HandOffServer,
+            request_handler=HandOffRequestHandler,
+        )
         server.receivers = receivers
         threading.Thread(target=server.serve_forever, name="DicomAcceptor", daemon=True).start()
         ae._servers.append(server)
     server.contexts = SharedContexts(server.contexts)
     host, port = server.server_address[:2]
     logger.info(
-        "DICOM server %s listening on %s:%s (strict AE: %s, receiver processes: %s)", config.ae_title, host,
-        port, config.strict_ae, receivers.processes if receivers is not None else 0,
+        "DICOM server %s listening on %s:%s (strict AE: %s, receiver processes: %s)",
+        config.ae_title,
+        host,
+        port,
+        config.strict_ae,
+        receivers.processes if receivers is not None else 0,
     )
     return DicomServer(ae, server, receivers)
 

@@ -87,8 +87,12 @@ class StoreHandler:
     def __call__(self, event: Event) -> int | Dataset:
         request = cast(C_STORE, event.request)
         if request.DataSet is None:
-            status, comment = self._refuse(event.assoc.requestor.ae_title, str(request.AffectedSOPInstanceUID),
-                                           StoreStatus.CANNOT_UNDERSTAND, "no data set")
+            status, comment = self._refuse(
+                event.assoc.requestor.ae_title,
+                str(request.AffectedSOPInstanceUID),
+                StoreStatus.CANNOT_UNDERSTAND,
+                "no data set",
+            )
             return _failure(status, comment)
         with request.DataSet.getbuffer() as dataset:
             status, comment = self.store(
@@ -100,8 +104,15 @@ class StoreHandler:
             )
         return int(status) if comment is None else _failure(status, comment)
 
-    def store(self, *, calling_ae: str, sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str,
-              dataset: bytes | bytearray | memoryview) -> tuple[StoreStatus, str | None]:
+    def store(
+        self,
+        *,
+        calling_ae: str,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax_uid: str,
+        dataset: bytes | bytearray | memoryview,
+    ) -> tuple[StoreStatus, str | None]:
         """Check, spool durably and report one received data set; ``(status, error comment or None)``.
 
         Shared by the pynetdicom handler and the lean receiver (:mod:`.lean`): success only once the
@@ -109,7 +120,9 @@ class StoreHandler:
         """
         calling_ae = calling_ae.strip()
         if not is_valid_uid(sop_instance_uid) or not is_valid_uid(sop_class_uid):
-            return self._refuse(calling_ae, sop_instance_uid, StoreStatus.CANNOT_UNDERSTAND, "invalid UID in request")
+            return self._refuse(
+                calling_ae, sop_instance_uid, StoreStatus.CANNOT_UNDERSTAND, "invalid UID in request"
+            )
         file_header = build_file_header(
             sop_class_uid=sop_class_uid,
             sop_instance_uid=sop_instance_uid,
@@ -125,7 +138,9 @@ class StoreHandler:
             index, affected_sop_class_uid=sop_class_uid, affected_sop_instance_uid=sop_instance_uid
         )
         if rejection is not None:
-            return self._refuse(calling_ae, sop_instance_uid, _STATUS_FOR_PROBLEM[rejection.problem], rejection.reason)
+            return self._refuse(
+                calling_ae, sop_instance_uid, _STATUS_FOR_PROBLEM[rejection.problem], rejection.reason
+            )
         try:
             with self._spool.stage() as staged:
                 staged.write(file_header)
@@ -152,7 +167,9 @@ class StoreHandler:
         return StoreStatus.SUCCESS, None
 
     @staticmethod
-    def _refuse(calling_ae: str, sop_instance_uid: str, status: StoreStatus, reason: str) -> tuple[StoreStatus, str]:
+    def _refuse(
+        calling_ae: str, sop_instance_uid: str, status: StoreStatus, reason: str
+    ) -> tuple[StoreStatus, str]:
         logger.warning(
             "C-STORE %s from %s refused with 0x%04X: %s", sop_instance_uid, calling_ae, status, reason
         )

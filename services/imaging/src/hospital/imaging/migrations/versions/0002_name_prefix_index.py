@@ -8,6 +8,7 @@ LIKE is case-insensitive and does not use indexes by default; SQLite is for deve
 
 Revision ID: 0002
 """
+
 from alembic import op
 
 revision = "0002"

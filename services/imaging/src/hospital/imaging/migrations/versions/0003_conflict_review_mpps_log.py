@@ -5,6 +5,7 @@ only what is missing is added.
 
 Revision ID: 0003
 """
+
 import sqlalchemy as sa
 from alembic import op
 

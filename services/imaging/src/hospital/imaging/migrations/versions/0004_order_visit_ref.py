@@ -6,6 +6,7 @@ it is added only when missing.
 
 Revision ID: 0004
 """
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -7,6 +7,7 @@ already exist: they are added only when missing. MPPS recorded before 0005 with 
 
 Revision ID: 0005
 """
+
 import sqlalchemy as sa
 from alembic import op
 

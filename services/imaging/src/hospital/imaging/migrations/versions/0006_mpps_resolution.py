@@ -7,6 +7,7 @@ they are added only when missing. MPPS recorded before 0006 are all unresolved (
 
 Revision ID: 0006
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -17,7 +18,11 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-_COLUMNS = (("resolved_by", sa.String(200)), ("resolved_at", UtcDateTime()), ("resolution_note", sa.String(500)))
+_COLUMNS = (
+    ("resolved_by", sa.String(200)),
+    ("resolved_at", UtcDateTime()),
+    ("resolution_note", sa.String(500)),
+)
 
 
 def upgrade() -> None:

@@ -15,6 +15,7 @@ may be missing or reduced to ``LF``; frames far larger than 240 bytes (middlewar
 The E1394 record layer lives in :mod:`.records` and :mod:`.message`; it is re-exported here so that
 ``codec`` is the single import for everything between bytes and typed messages.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,11 +51,46 @@ from hospital.lab.api.astm.records import (
 )
 
 __all__ = [
-    "ACK", "CR", "DEFAULT_DELIMITERS", "ENQ", "EOT", "ETB", "ETX", "LF", "MAX_TEXT", "NAK", "STX",
-    "AstmMessage", "AstmParseError", "Comment", "Control", "Delimiters", "Frame", "FrameBuffer", "Header",
-    "LinkEvent", "Order", "OrderGroup", "Patient", "PatientGroup", "Query", "Record", "Result", "Terminator",
-    "TestId", "assemble", "build_frames", "checksum", "decode_text", "encode_frame", "escape",
-    "is_terminator_record", "parse_message", "parse_records", "split_records", "unescape",
+    "ACK",
+    "CR",
+    "DEFAULT_DELIMITERS",
+    "ENQ",
+    "EOT",
+    "ETB",
+    "ETX",
+    "LF",
+    "MAX_TEXT",
+    "NAK",
+    "STX",
+    "AstmMessage",
+    "AstmParseError",
+    "Comment",
+    "Control",
+    "Delimiters",
+    "Frame",
+    "FrameBuffer",
+    "Header",
+    "LinkEvent",
+    "Order",
+    "OrderGroup",
+    "Patient",
+    "PatientGroup",
+    "Query",
+    "Record",
+    "Result",
+    "Terminator",
+    "TestId",
+    "assemble",
+    "build_frames",
+    "checksum",
+    "decode_text",
+    "encode_frame",
+    "escape",
+    "is_terminator_record",
+    "parse_message",
+    "parse_records",
+    "split_records",
+    "unescape",
 ]
 
 log = logging.getLogger(__name__)
@@ -147,7 +183,7 @@ def build_frames(records: Iterable[bytes], *, first_fn: int = 1, max_text: int =
     fn = first_fn
     for record in records:
         data = record + b"\r"
-        chunks = [data[i:i + max_text] for i in range(0, len(data), max_text)]
+        chunks = [data[i : i + max_text] for i in range(0, len(data), max_text)]
         for index, chunk in enumerate(chunks):
             terminator = ETX if index == len(chunks) - 1 else ETB
             frames.append(encode_frame(fn, chunk, terminator))
@@ -211,7 +247,7 @@ class FrameBuffer:
                     self._special_in_body(match.group()[0], events)
             else:
                 take = min(2 - len(self._checksum), n - i)
-                self._checksum += data[i:i + take]
+                self._checksum += data[i : i + take]
                 i += take
                 if len(self._checksum) == 2:
                     events.append(self._finish_frame())
@@ -255,5 +291,6 @@ class FrameBuffer:
         fn = first[0] - 0x30 if first and b"0" <= first <= b"7" else None
         text = b"" if oversized else body[1:-1]
         ok = not oversized and received.upper() == checksum(body)
-        return Frame(fn=fn, text=text, terminator=terminator, checksum=received, checksum_ok=ok,
-                     oversized=oversized)
+        return Frame(
+            fn=fn, text=text, terminator=terminator, checksum=received, checksum_ok=ok, oversized=oversized
+        )

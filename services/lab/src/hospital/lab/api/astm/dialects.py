@@ -14,6 +14,7 @@ The generic rule (first non-empty component of O-3, else of O-4) covers the firs
 explicit component covers the others. Dialects are picked from the H-5 sender name and can be forced
 per instrument in the server configuration.
 """
+
 from __future__ import annotations
 
 import re
@@ -42,8 +43,14 @@ class Dialect:
 GENERIC = Dialect("generic")
 
 KNOWN_DIALECTS: tuple[Dialect, ...] = (
-    Dialect("sysmex", re.compile(r"^\s*X[A-Z]{1,2}-\d", re.IGNORECASE),
-            order_specimen_field=4, order_specimen_component=3, query_specimen_component=3, test_code_component=5),
+    Dialect(
+        "sysmex",
+        re.compile(r"^\s*X[A-Z]{1,2}-\d", re.IGNORECASE),
+        order_specimen_field=4,
+        order_specimen_component=3,
+        query_specimen_component=3,
+        test_code_component=5,
+    ),
     Dialect("roche-cobas-c311", re.compile(r"^\s*c311\b"), order_specimen_component=2),
     Dialect("dpc-immulite", re.compile(r"^\s*DPC\b"), one_order_per_test=True),
 )

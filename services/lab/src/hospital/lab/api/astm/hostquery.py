@@ -4,6 +4,7 @@ In bidirectional mode the analyzer reads a tube's barcode, sends ``Q|1|^<barcode
 EOT, expects the LIS to open a transfer of its own carrying the tests to run for that tube as O records.
 When the LIS knows nothing for the barcode it answers ``H`` + ``L|1|I`` ("no information available").
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -61,8 +62,24 @@ def build_host_query_reply(
     def text(value: str) -> str:
         return escape(value, d)
 
-    header = d.field.join(["H", d.repeat + d.component + (d.escape or ""), "", "", text(sender), "", "", "",
-                           "", text(receiver), "", "P", "LIS2-A2", now.strftime("%Y%m%d%H%M%S")])
+    header = d.field.join(
+        [
+            "H",
+            d.repeat + d.component + (d.escape or ""),
+            "",
+            "",
+            text(sender),
+            "",
+            "",
+            "",
+            "",
+            text(receiver),
+            "",
+            "P",
+            "LIS2-A2",
+            now.strftime("%Y%m%d%H%M%S"),
+        ]
+    )
     if failed:
         return [header, _record("L", ["1", "Q"], d)]
     records = [header]
@@ -73,14 +90,41 @@ def build_host_query_reply(
         if key != patient_key:
             patient_key, patient_seq, order_seq = key, patient_seq + 1, 0
             birth = order.birth_date.strftime("%Y%m%d") if order.birth_date else ""
-            records.append(_record("P", [str(patient_seq), text(order.patient_id), "", "",
-                                         d.join_components([order.family_name, order.given_name]), "",
-                                         birth, text(order.sex)], d))
+            records.append(
+                _record(
+                    "P",
+                    [
+                        str(patient_seq),
+                        text(order.patient_id),
+                        "",
+                        "",
+                        d.join_components([order.family_name, order.given_name]),
+                        "",
+                        birth,
+                        text(order.sex),
+                    ],
+                    d,
+                )
+            )
         groups = [(code,) for code in order.tests] if dialect.one_order_per_test else [order.tests]
         for tests in groups:
             order_seq += 1
-            records.append(_record("O", [str(order_seq), text(order.specimen_id), "",
-                                         _test_field(tests, dialect, d), text(order.priority),
-                                         *[""] * 5, "N", *[""] * 13, "Q"], d))
+            records.append(
+                _record(
+                    "O",
+                    [
+                        str(order_seq),
+                        text(order.specimen_id),
+                        "",
+                        _test_field(tests, dialect, d),
+                        text(order.priority),
+                        *[""] * 5,
+                        "N",
+                        *[""] * 13,
+                        "Q",
+                    ],
+                    d,
+                )
+            )
     records.append(_record("L", ["1", "N" if orders else "I"], d))
     return records

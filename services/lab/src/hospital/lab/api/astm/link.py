@@ -13,6 +13,7 @@ forgets that frame, so the analyzer's retransmission is processed as new and sto
 only marks a result as sent after that ACK, so nothing acknowledged can be lost; the price is a possible
 duplicate when the store succeeded but the ACK did not reach the analyzer, so storage must be idempotent.
 """
+
 from __future__ import annotations
 
 import enum
@@ -51,7 +52,8 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class MessageReceived:
-    """A complete message (records separated by CR). Store it, then call ``stored()`` or ``store_failed()``."""
+    """A complete message (records separated by CR). Store it, then call ``stored()`` or
+    ``store_failed()``."""
 
     raw: bytes
 
@@ -364,7 +366,9 @@ class Sender:
         log.warning("ASTM transfer aborted: %s", reason)
         return [Send(_EOT), *self._finish(SenderOutcome.ABORTED, reason)]
 
-    def _finish(self, outcome: SenderOutcome, reason: str = "", *, answer_enq: bool = False) -> list[SenderAction]:
+    def _finish(
+        self, outcome: SenderOutcome, reason: str = "", *, answer_enq: bool = False
+    ) -> list[SenderAction]:
         self.state = SenderState.DONE
         self.outcome = outcome
         return [Finished(outcome, reason, answer_enq)]

@@ -9,6 +9,7 @@ missing P gets a patient group with ``patient=None``, anomalies are listed in ``
 raw text is stored anyway and dropping an analyzer's results is worse than storing odd ones. The only
 hard failure is a message that does not begin with an H record.
 """
+
 from __future__ import annotations
 
 import re
@@ -61,7 +62,9 @@ class TestId:
     def code(self) -> str:
         """The instrument's test code: component 4, else the first non-empty component after it."""
         local = [c.strip() for c in self.components[3:]]
-        return next((c for c in local if c), "") or next((c.strip() for c in self.components if c.strip()), "")
+        return next((c for c in local if c), "") or next(
+            (c.strip() for c in self.components if c.strip()), ""
+        )
 
     @property
     def name(self) -> str:
@@ -228,17 +231,27 @@ def _test_ids(record: Record, n: int) -> tuple[TestId, ...]:
 
 def _header(record: Record) -> Header:
     return Header(
-        record=record, delimiters=record.delimiters, message_id=record.text(3),
-        sender=tuple(record.components(5)), receiver=record.text(10), processing_id=record.text(12),
-        version=record.text(13), timestamp=parse_timestamp(record.text(14)),
+        record=record,
+        delimiters=record.delimiters,
+        message_id=record.text(3),
+        sender=tuple(record.components(5)),
+        receiver=record.text(10),
+        processing_id=record.text(12),
+        version=record.text(13),
+        timestamp=parse_timestamp(record.text(14)),
     )
 
 
 def _patient(record: Record) -> Patient:
     return Patient(
-        record=record, sequence=record.text(2), practice_id=record.text(3).strip(),
-        laboratory_id=record.text(4).strip(), patient_id=record.text(5).strip(),
-        name=tuple(record.components(6)), birth_date=parse_date(record.text(8)), sex=record.text(9).strip(),
+        record=record,
+        sequence=record.text(2),
+        practice_id=record.text(3).strip(),
+        laboratory_id=record.text(4).strip(),
+        patient_id=record.text(5).strip(),
+        name=tuple(record.components(6)),
+        birth_date=parse_date(record.text(8)),
+        sex=record.text(9).strip(),
     )
 
 
@@ -248,14 +261,21 @@ def _order(record: Record, dialect: Dialect) -> Order:
     if dialect.order_specimen_component is None:
         specimen_id = pick_component(specimen_field, None) or pick_component(instrument_specimen, None)
     else:
-        specimen_id = pick_component(record.components(dialect.order_specimen_field),
-                                     dialect.order_specimen_component)
+        specimen_id = pick_component(
+            record.components(dialect.order_specimen_field), dialect.order_specimen_component
+        )
     return Order(
-        record=record, sequence=record.text(2), specimen_id=specimen_id,
-        specimen_field=tuple(specimen_field), instrument_specimen=tuple(instrument_specimen),
-        tests=_test_ids(record, 5), priority=record.text(6).strip(),
-        requested_at=parse_timestamp(record.text(7)), collected_at=parse_timestamp(record.text(8)),
-        action_code=record.text(12).strip(), specimen_descriptor=record.text(16).strip(),
+        record=record,
+        sequence=record.text(2),
+        specimen_id=specimen_id,
+        specimen_field=tuple(specimen_field),
+        instrument_specimen=tuple(instrument_specimen),
+        tests=_test_ids(record, 5),
+        priority=record.text(6).strip(),
+        requested_at=parse_timestamp(record.text(7)),
+        collected_at=parse_timestamp(record.text(8)),
+        action_code=record.text(12).strip(),
+        specimen_descriptor=record.text(16).strip(),
         report_type=record.text(26).strip(),
     )
 
@@ -263,20 +283,31 @@ def _order(record: Record, dialect: Dialect) -> Order:
 def _result(record: Record) -> Result:
     value_parts = record.components(4)
     return Result(
-        record=record, sequence=record.text(2), test=TestId(tuple(record.components(3))),
-        value=next((v.strip() for v in value_parts if v.strip()), ""), raw_value=record.text(4),
-        units=record.text(5).strip(), reference_range=record.text(6).strip(),
+        record=record,
+        sequence=record.text(2),
+        test=TestId(tuple(record.components(3))),
+        value=next((v.strip() for v in value_parts if v.strip()), ""),
+        raw_value=record.text(4),
+        units=record.text(5).strip(),
+        reference_range=record.text(6).strip(),
         abnormal_flags=tuple(f.strip() for f in _flat(record, 7) if f.strip()),
-        abnormality_nature=record.text(8).strip(), status=record.text(9).strip(),
-        operator=record.text(11).strip(), started_at=parse_timestamp(record.text(12)),
-        completed_at=parse_timestamp(record.text(13)), instrument=record.component(14, 1).strip(),
+        abnormality_nature=record.text(8).strip(),
+        status=record.text(9).strip(),
+        operator=record.text(11).strip(),
+        started_at=parse_timestamp(record.text(12)),
+        completed_at=parse_timestamp(record.text(13)),
+        instrument=record.component(14, 1).strip(),
     )
 
 
 def _comment(record: Record) -> Comment:
     return Comment(
-        record=record, sequence=record.text(2), source=record.text(3).strip(), text=record.text(4),
-        parts=tuple(p.strip() for p in _flat(record, 4) if p.strip()), type=record.text(5).strip(),
+        record=record,
+        sequence=record.text(2),
+        source=record.text(3).strip(),
+        text=record.text(4),
+        parts=tuple(p.strip() for p in _flat(record, 4) if p.strip()),
+        type=record.text(5).strip(),
     )
 
 
@@ -284,11 +315,14 @@ def _query(record: Record, dialect: Dialect, instrument: str) -> Query:
     starting = record.repeats(3)
     ids = (pick_component(rep, dialect.query_specimen_component) for rep in starting)
     return Query(
-        record=record, sequence=record.text(2), instrument=instrument,
+        record=record,
+        sequence=record.text(2),
+        instrument=instrument,
         specimen_ids=tuple(i for i in ids if i and i.upper() != "ALL"),
         starting_range=tuple(tuple(rep) for rep in starting),
         ending_range=tuple(tuple(rep) for rep in record.repeats(4)),
-        tests=_test_ids(record, 5), request_status=record.text(13).strip(),
+        tests=_test_ids(record, 5),
+        request_status=record.text(13).strip(),
     )
 
 
@@ -343,7 +377,9 @@ class _Builder:
         return patient.orders[-1]
 
 
-def parse_message(data: bytes | str, *, dialect: Dialect | None = None, encoding: str = "utf-8") -> AstmMessage:
+def parse_message(
+    data: bytes | str, *, dialect: Dialect | None = None, encoding: str = "utf-8"
+) -> AstmMessage:
     """Parse one message (CR-separated records, H first) into an :class:`AstmMessage`.
 
     ``dialect`` defaults to the one detected from the H-5 sender field.

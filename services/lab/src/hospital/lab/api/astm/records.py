@@ -12,6 +12,7 @@ split into repeats and components, so an escaped delimiter never splits anything
 Field numbers follow the standard: the record type letter is field 1, so ``O-3`` (specimen ID) is
 ``record.text(3)``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -159,5 +160,5 @@ def parse_records(text: str) -> list[Record]:
 def is_terminator_record(data: bytes) -> bool:
     """True when the last complete record in ``data`` is an L (message terminator) record."""
     body = data.rstrip(b"\r\n")
-    last = body[body.rfind(b"\r") + 1:].lstrip(b"\n")
+    last = body[body.rfind(b"\r") + 1 :].lstrip(b"\n")
     return last[:1] in (b"L", b"l") and (len(last) == 1 or not last[1:2].isalnum())

@@ -18,6 +18,7 @@ listens, reconnecting when the link drops. Both run the same per-connection sess
 All E1381 timers (receive 30 s, reply 15 s, busy retry 10 s) are real loop timers (one ``call_at``
 handle per connection for the earliest deadline).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -88,7 +89,8 @@ class AstmEndpoint:
     reply_timeout: float = REPLY_TIMEOUT
     busy_retry_delay: float = BUSY_RETRY_DELAY
     contention_retry_delay: float = 20.0
-    """After losing a contention, retry at the latest this long after yielding (sooner on the analyzer's EOT)."""
+    """After losing a contention, retry at the latest this long after yielding (sooner on the analyzer's
+    EOT)."""
     store_timeout: float = 10.0
     """A store slower than this is treated as failed (NAK); keep it below the analyzer's 15 s reply timer."""
     max_frame_bytes: int = 1 << 20
@@ -144,8 +146,11 @@ class _Link(SessionProtocol):
             self._timer.cancel()
             self._timer = None
         if self._outbox:
-            log.warning("ASTM link to %s down with %d host-query answers unsent",
-                        self._peer.instrument, len(self._outbox))
+            log.warning(
+                "ASTM link to %s down with %d host-query answers unsent",
+                self._peer.instrument,
+                len(self._outbox),
+            )
         log.info("ASTM link down: %s", self._peer.instrument)
 
     def _pump(self) -> None:
@@ -232,7 +237,9 @@ class _Link(SessionProtocol):
                 self._sender_finished(action, event)
         sender = self._sender
         self._reply_deadline = (
-            self.loop.time() + self._endpoint.reply_timeout if sender is not None and sender.awaiting_reply else None
+            self.loop.time() + self._endpoint.reply_timeout
+            if sender is not None and sender.awaiting_reply
+            else None
         )
 
     def _sender_finished(self, finished: Finished, event: LinkEvent | None) -> None:
@@ -255,7 +262,9 @@ class _Link(SessionProtocol):
                 self.run_async(self._receiver_actions_async(actions[i:]))  # store / host query: wait
                 return
             elif isinstance(action, MessageDiscarded):
-                log.warning("ASTM partial message from %s discarded: %s", self._peer.instrument, action.reason)
+                log.warning(
+                    "ASTM partial message from %s discarded: %s", self._peer.instrument, action.reason
+                )
             elif isinstance(action, TransferEnded) and self._sender is None:
                 self._retry_at = None  # a yielded answer may go right after the analyzer's EOT
 
@@ -266,7 +275,9 @@ class _Link(SessionProtocol):
             elif isinstance(action, MessageReceived):
                 await self._receiver_actions_async(await self._deliver(action.raw))
             elif isinstance(action, MessageDiscarded):
-                log.warning("ASTM partial message from %s discarded: %s", self._peer.instrument, action.reason)
+                log.warning(
+                    "ASTM partial message from %s discarded: %s", self._peer.instrument, action.reason
+                )
             elif isinstance(action, TransferEnded):
                 if self._sender is None:
                     self._retry_at = None
@@ -301,8 +312,13 @@ class _Link(SessionProtocol):
                 log.exception("host query %s from %s failed", query.specimen_ids, self._peer.instrument)
                 failed = True
             records = build_host_query_reply(
-                orders, now=datetime.now(), delimiters=message.header.delimiters, dialect=message.dialect,
-                sender=self._endpoint.lis_name, receiver=message.header.sender_name, failed=failed,
+                orders,
+                now=datetime.now(),
+                delimiters=message.header.delimiters,
+                dialect=message.dialect,
+                sender=self._endpoint.lis_name,
+                receiver=message.header.sender_name,
+                failed=failed,
             )
             self._outbox.append(build_frames(r.encode(self._endpoint.encoding) for r in records))
 

@@ -12,6 +12,7 @@ Errors are raised as :class:`Hl7Error` carrying the acknowledgment code the send
 ``AE`` (application error: the content breaks the message structure, e.g. an OBX without OBX-3), with
 an HL7 table 0357 error code and a human-readable reason for MSA-3 and ERR.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -269,11 +270,18 @@ class _Delimiters:
         sep = text[3]
         end = text.find(sep, 4)
         enc = text[4:end] if end >= 0 else text[4:]
-        return cls(sep, enc[0] if len(enc) > 0 else "^", enc[1] if len(enc) > 1 else "~",
-                   enc[2] if len(enc) > 2 else "\\", enc[3] if len(enc) > 3 else "&")
+        return cls(
+            sep,
+            enc[0] if len(enc) > 0 else "^",
+            enc[1] if len(enc) > 1 else "~",
+            enc[2] if len(enc) > 2 else "\\",
+            enc[3] if len(enc) > 3 else "&",
+        )
 
     def unescape(self, value: str) -> str:
-        return str(hl7.util.unescape(_Escapes(self.field, self.repeat, self.component, self.sub, self.esc), value))
+        return str(
+            hl7.util.unescape(_Escapes(self.field, self.repeat, self.component, self.sub, self.esc), value)
+        )
 
 
 class ParsedMessage:
@@ -341,10 +349,18 @@ def parse_header(text: str) -> tuple[ParsedMessage, MessageHeader]:
     except Exception as exc:  # the hl7 parser raises assorted errors on garbage
         raise reject(SEGMENT_SEQUENCE_ERROR, f"unparseable HL7: {exc}", "MSH") from exc
     header = MessageHeader(
-        encoding_characters=text[4:8], sending_application=_get(msh, 3), sending_facility=_get(msh, 4),
-        receiving_application=_get(msh, 5), receiving_facility=_get(msh, 6), timestamp=parse_ts(_get(msh, 7)),
-        message_code=_get(msh, 9, 1, 1), trigger_event=_get(msh, 9, 1, 2), control_id=_get(msh, 10),
-        processing_id=_get(msh, 11), version=_get(msh, 12), charset=_get(msh, 18),
+        encoding_characters=text[4:8],
+        sending_application=_get(msh, 3),
+        sending_facility=_get(msh, 4),
+        receiving_application=_get(msh, 5),
+        receiving_facility=_get(msh, 6),
+        timestamp=parse_ts(_get(msh, 7)),
+        message_code=_get(msh, 9, 1, 1),
+        trigger_event=_get(msh, 9, 1, 2),
+        control_id=_get(msh, 10),
+        processing_id=_get(msh, 11),
+        version=_get(msh, 12),
+        charset=_get(msh, 18),
     )
     if not header.control_id:
         raise reject(REQUIRED_FIELD_MISSING, "MSH-10 (message control ID) is empty", "MSH^1^10")
@@ -355,21 +371,34 @@ def parse_header(text: str) -> tuple[ParsedMessage, MessageHeader]:
 
 def _patient(pid: Segment) -> Patient:
     born = parse_ts(_get(pid, 7))
-    return Patient(identifiers=tuple(_repeats(pid, 3)), family_name=_get(pid, 5, 1, 1),
-                   given_name=_get(pid, 5, 1, 2), birth_date=born.date() if born else None, sex=_get(pid, 8))
+    return Patient(
+        identifiers=tuple(_repeats(pid, 3)),
+        family_name=_get(pid, 5, 1, 1),
+        given_name=_get(pid, 5, 1, 2),
+        birth_date=born.date() if born else None,
+        sex=_get(pid, 8),
+    )
 
 
 def _observation(obx: Segment, index: int) -> Observation:
     code = _coded(obx, 3)
     if not code.identifier:
-        raise content_error(REQUIRED_FIELD_MISSING, f"OBX #{index}: OBX-3 (observation identifier) is empty",
-                            f"OBX^{index}^3")
+        raise content_error(
+            REQUIRED_FIELD_MISSING, f"OBX #{index}: OBX-3 (observation identifier) is empty", f"OBX^{index}^3"
+        )
     value_reps = obx.repetitions(5) if len(obx) > 5 else []
     return Observation(
-        set_id=_get(obx, 1), value_type=_get(obx, 2), code=code, sub_id=_get(obx, 4),
+        set_id=_get(obx, 1),
+        value_type=_get(obx, 2),
+        code=code,
+        sub_id=_get(obx, 4),
         value=_get(obx, 5) if len(value_reps) <= 1 else "~".join(value_reps),
-        units=_get(obx, 6), reference_range=_get(obx, 7), abnormal_flags=tuple(_repeats(obx, 8)),
-        status=_get(obx, 11), observed_at=parse_ts(_get(obx, 14)), equipment=_get(obx, 18),
+        units=_get(obx, 6),
+        reference_range=_get(obx, 7),
+        abnormal_flags=tuple(_repeats(obx, 8)),
+        status=_get(obx, 11),
+        observed_at=parse_ts(_get(obx, 14)),
+        equipment=_get(obx, 18),
     )
 
 
@@ -396,12 +425,17 @@ def _results(message: ParsedMessage, header: MessageHeader) -> ResultMessage:
             else:
                 requests[-1].specimen_id = specimen or requests[-1].specimen_id
         elif kind == "OBR":
-            requests.append(ObservationRequest(
-                set_id=_get(segment, 1), placer_order_number=_get(segment, 2),
-                filler_order_number=_get(segment, 3), service=_coded(segment, 4),
-                observed_at=parse_ts(_get(segment, 7)), result_status=_get(segment, 25),
-                specimen_id=pending_specimen or _get(segment, 3) or _get(segment, 2),
-            ))
+            requests.append(
+                ObservationRequest(
+                    set_id=_get(segment, 1),
+                    placer_order_number=_get(segment, 2),
+                    filler_order_number=_get(segment, 3),
+                    service=_coded(segment, 4),
+                    observed_at=parse_ts(_get(segment, 7)),
+                    result_status=_get(segment, 25),
+                    specimen_id=pending_specimen or _get(segment, 3) or _get(segment, 2),
+                )
+            )
             last_obx = None
         elif kind == "OBX":
             obx_count += 1
@@ -416,7 +450,9 @@ def _results(message: ParsedMessage, header: MessageHeader) -> ResultMessage:
             elif requests:
                 requests[-1].notes.append(note)
     if not any(r.observations for r in requests):
-        raise content_error(SEGMENT_SEQUENCE_ERROR, f"{header.message_type} carries no OBR/OBX results", "OBX")
+        raise content_error(
+            SEGMENT_SEQUENCE_ERROR, f"{header.message_type} carries no OBR/OBX results", "OBX"
+        )
     return ResultMessage(header=header, patient=patient, requests=requests)
 
 
@@ -428,12 +464,18 @@ def _orders(message: ParsedMessage, header: MessageHeader) -> OrderMessage:
         if kind == "PID" and patient is None:
             patient = _patient(segment)
         elif kind == "ORC":
-            orders.append(OrderItem(
-                order_control=_get(segment, 1), placer_order_number=_get(segment, 2),
-                filler_order_number=_get(segment, 3), placer_group_number=_get(segment, 4),
-                tests=[], specimen_id="", priority=_get(segment, 7, 1, 6),
-                reason=_get(segment, 16, 1, 2) or _get(segment, 16, 1, 1),
-            ))
+            orders.append(
+                OrderItem(
+                    order_control=_get(segment, 1),
+                    placer_order_number=_get(segment, 2),
+                    filler_order_number=_get(segment, 3),
+                    placer_group_number=_get(segment, 4),
+                    tests=[],
+                    specimen_id="",
+                    priority=_get(segment, 7, 1, 6),
+                    reason=_get(segment, 16, 1, 2) or _get(segment, 16, 1, 1),
+                )
+            )
         elif kind == "OBR":
             if not orders:
                 raise content_error(SEGMENT_SEQUENCE_ERROR, "OBR before any ORC", "OBR")
@@ -449,11 +491,16 @@ def _orders(message: ParsedMessage, header: MessageHeader) -> OrderMessage:
         elif kind == "NTE" and orders:
             orders[-1].notes.append(_get(segment, 3))
     if not orders or not all(o.tests or o.is_cancel for o in orders):
-        raise content_error(REQUIRED_FIELD_MISSING, "OML^O21 needs ORC and OBR with OBR-4 for each order", "OBR^1^4")
+        raise content_error(
+            REQUIRED_FIELD_MISSING, "OML^O21 needs ORC and OBR with OBR-4 for each order", "OBR^1^4"
+        )
     for n, o in enumerate(orders, start=1):
         if o.is_cancel and not (o.placer_order_number or o.filler_order_number):
-            raise content_error(REQUIRED_FIELD_MISSING, f"ORC #{n}: a cancellation (ORC-1 CA) needs ORC-2 or ORC-3",
-                                f"ORC^{n}^2")
+            raise content_error(
+                REQUIRED_FIELD_MISSING,
+                f"ORC #{n}: a cancellation (ORC-1 CA) needs ORC-2 or ORC-3",
+                f"ORC^{n}^2",
+            )
     if patient is None:
         raise content_error(SEGMENT_SEQUENCE_ERROR, "OML^O21 without PID", "PID")
     return OrderMessage(header=header, patient=patient, orders=orders)
@@ -468,8 +515,13 @@ def _query(message: ParsedMessage, header: MessageHeader, text: str) -> Specimen
     if not specimen_ids:
         raise content_error(REQUIRED_FIELD_MISSING, "QPD-3 (specimen ID) is empty", "QPD^1^3")
     raw_qpd = next(s for s in text.split("\r") if s.startswith("QPD"))
-    return SpecimenQuery(header=header, query_name=_coded(qpd, 1), query_tag=_get(qpd, 2),
-                         specimen_ids=specimen_ids, qpd=raw_qpd)
+    return SpecimenQuery(
+        header=header,
+        query_name=_coded(qpd, 1),
+        query_tag=_get(qpd, 2),
+        specimen_ids=specimen_ids,
+        qpd=raw_qpd,
+    )
 
 
 def parse_hl7(raw: bytes | str) -> Hl7Message:
@@ -494,6 +546,7 @@ def parse_hl7(raw: bytes | str) -> Hl7Message:
 
 # --- building -----------------------------------------------------------------------------------------
 
+
 def escape(value: str, encoding_characters: str = "^~\\&") -> str:
     """Escape HL7 delimiters in a value (``\\F\\ \\S\\ \\R\\ \\E\\ \\T\\``)."""
     component, repeat, esc, sub = encoding_characters[:4]
@@ -512,10 +565,16 @@ class ReplySender:
 def _msh(header: MessageHeader | None, message_type: str, sender: ReplySender, now: datetime) -> str:
     enc = header.encoding_characters if header else "^~\\&"
     fields = [
-        "MSH", enc, escape(sender.application, enc), escape(sender.facility, enc),
+        "MSH",
+        enc,
+        escape(sender.application, enc),
+        escape(sender.facility, enc),
         escape(header.sending_application, enc) if header else "",
         escape(header.sending_facility, enc) if header else "",
-        now.strftime("%Y%m%d%H%M%S"), "", message_type, uuid.uuid4().hex[:20],
+        now.strftime("%Y%m%d%H%M%S"),
+        "",
+        message_type,
+        uuid.uuid4().hex[:20],
         header.processing_id if header and header.processing_id else "P",
         header.version if header and header.version else "2.5.1",
     ]
@@ -539,30 +598,50 @@ def _join(segments: Iterable[str]) -> str:
     return "\r".join(segments) + "\r"
 
 
-def build_ack(header: MessageHeader | None, code: str = "AA", *, error: Hl7Error | None = None,
-              sender: ReplySender = ReplySender(), now: datetime | None = None) -> str:
+def build_ack(
+    header: MessageHeader | None,
+    code: str = "AA",
+    *,
+    error: Hl7Error | None = None,
+    sender: ReplySender = ReplySender(),
+    now: datetime | None = None,
+) -> str:
     """General ``ACK`` (e.g. ``ACK^R01^ACK``): ``MSA|<code>|<MSH-10>`` plus MSA-3 and ERR on errors."""
     trigger = header.trigger_event if header else ""
     msh = _msh(header, f"ACK^{trigger}^ACK" if trigger else "ACK", sender, now or datetime.now())
     return _join([msh, *_msa_err(header, code, error)])
 
 
-def build_orl_o22(message: OrderMessage, code: str = "AA", *, error: Hl7Error | None = None,
-                  sender: ReplySender = ReplySender(), now: datetime | None = None) -> str:
+def build_orl_o22(
+    message: OrderMessage,
+    code: str = "AA",
+    *,
+    error: Hl7Error | None = None,
+    sender: ReplySender = ReplySender(),
+    now: datetime | None = None,
+) -> str:
     """``ORL^O22`` answering an OML^O21: MSA, then one ORC per order: ``OK`` accepted / ``UA`` unable to
     accept for new orders, ``CR`` cancelled as requested / ``UC`` unable to cancel for ORC-1 ``CA``."""
     header = message.header
     enc = header.encoding_characters
     done = code == "AA"
-    orcs = [f"ORC|{('CR' if done else 'UC') if o.is_cancel else ('OK' if done else 'UA')}|"
-            f"{escape(o.placer_order_number, enc)}|{escape(o.filler_order_number, enc)}"
-            for o in message.orders]
+    orcs = [
+        f"ORC|{('CR' if done else 'UC') if o.is_cancel else ('OK' if done else 'UA')}|"
+        f"{escape(o.placer_order_number, enc)}|{escape(o.filler_order_number, enc)}"
+        for o in message.orders
+    ]
     msh = _msh(header, "ORL^O22^ORL_O22", sender, now or datetime.now())
     return _join([msh, *_msa_err(header, code, error), *orcs])
 
 
-def build_rsp_k11(query: SpecimenQuery, found: bool, *, error: Hl7Error | None = None,
-                  sender: ReplySender = ReplySender(), now: datetime | None = None) -> str:
+def build_rsp_k11(
+    query: SpecimenQuery,
+    found: bool,
+    *,
+    error: Hl7Error | None = None,
+    sender: ReplySender = ReplySender(),
+    now: datetime | None = None,
+) -> str:
     """``RSP^K11`` answering a QBP^Q11: MSA, QAK (``OK`` work found, ``NF`` none, or the error code), QPD.
 
     Per IHE LAW the work order itself travels separately (LAB-28 ``OML^O33``).
@@ -587,18 +666,27 @@ def build_oru_r01(
 ) -> str:
     """An ``ORU^R01`` (analyzer result or LTW LAB-3) with PID, OBR, OBX and NTE segments."""
     e = escape
-    segments = [(f"MSH|^~\\&|{e(sending_application)}||||{now:%Y%m%d%H%M%S}||ORU^R01^ORU_R01|"
-                 f"{e(control_id)}|P|{version}||||||UNICODE UTF-8")]
+    segments = [
+        (
+            f"MSH|^~\\&|{e(sending_application)}||||{now:%Y%m%d%H%M%S}||ORU^R01^ORU_R01|"
+            f"{e(control_id)}|P|{version}||||||UNICODE UTF-8"
+        )
+    ]
     if patient is not None:
         ids = "~".join(e(i) for i in patient.identifiers)
         born = patient.birth_date.strftime("%Y%m%d") if patient.birth_date else ""
-        segments.append(f"PID|1||{ids}||{e(patient.family_name)}^{e(patient.given_name)}||{born}|{e(patient.sex)}")
+        segments.append(
+            f"PID|1||{ids}||{e(patient.family_name)}^{e(patient.given_name)}||{born}|{e(patient.sex)}"
+        )
     for index, request in enumerate(requests, start=1):
         s = request.service
         observed = request.observed_at.strftime("%Y%m%d%H%M%S") if request.observed_at else ""
-        segments.append(f"OBR|{index}|{e(request.placer_order_number)}|{e(request.specimen_id)}|"
-                        f"{e(s.identifier)}^{e(s.text)}^{e(s.coding_system)}|||{observed}"
-                        + "|" * 18 + e(request.result_status))
+        segments.append(
+            f"OBR|{index}|{e(request.placer_order_number)}|{e(request.specimen_id)}|"
+            f"{e(s.identifier)}^{e(s.text)}^{e(s.coding_system)}|||{observed}"
+            + "|" * 18
+            + e(request.result_status)
+        )
         segments += [f"NTE|{i}||{e(note)}" for i, note in enumerate(request.notes, start=1)]
         for number, obx in enumerate(request.observations, start=1):
             c = obx.code
@@ -606,7 +694,8 @@ def build_oru_r01(
             segments.append(
                 f"OBX|{number}|{e(obx.value_type)}|{e(c.identifier)}^{e(c.text)}^{e(c.coding_system)}|"
                 f"{e(obx.sub_id)}|{e(obx.value)}|{e(obx.units)}|{e(obx.reference_range)}|"
-                f"{'~'.join(e(f) for f in obx.abnormal_flags)}|||{e(obx.status)}|||{when}||||{e(obx.equipment)}"
+                f"{'~'.join(e(f) for f in obx.abnormal_flags)}|||{e(obx.status)}|||{when}||||"
+                f"{e(obx.equipment)}"
             )
             segments += [f"NTE|{i}||{e(note)}" for i, note in enumerate(obx.notes, start=1)]
     return _join(segments)

@@ -13,6 +13,7 @@ VT discards the partial one, and a block larger than ``max_message_bytes`` is di
 3. reply: ``ACK`` for ORU^R01/OUL^R22, ``ORL^O22`` for OML^O21, ``RSP^K11`` (after awaiting
    ``handler.host_query``) for QBP^Q11.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -70,7 +71,7 @@ class MllpBuffer:
                 if start < 0:
                     self._data.clear()
                     return messages
-                del self._data[:start + 1]
+                del self._data[: start + 1]
                 self._in_block, self._scanned = True, 0
             end = self._data.find(FS, self._scanned)
             restart = self._data.find(VT, self._scanned, end if end >= 0 else len(self._data))
@@ -87,7 +88,7 @@ class MllpBuffer:
                     self._in_block = False
                 return messages
             messages.append(bytes(self._data[:end]))
-            skip = end + 2 if self._data[end + 1:end + 2] == bytes((CR,)) else end + 1
+            skip = end + 2 if self._data[end + 1 : end + 2] == bytes((CR,)) else end + 1
             del self._data[:skip]
             self._in_block = False
 
@@ -135,13 +136,17 @@ class MllpServer(TcpServer):
                 await self._handler.store(raw, message, peer)
         except Exception:
             log.exception("HL7 %s %s from %s not stored", header.message_type, header.control_id, peer.host)
-            return self._reply(message, reject(APPLICATION_INTERNAL_ERROR, "message could not be stored; resend later"))
+            return self._reply(
+                message, reject(APPLICATION_INTERNAL_ERROR, "message could not be stored; resend later")
+            )
         if isinstance(message, SpecimenQuery):
             try:
                 orders = await self._handler.host_query(message)
             except Exception:
                 log.exception("HL7 query %s from %s failed", message.specimen_ids, peer.host)
-                return self._reply(message, Hl7Error("AE", APPLICATION_INTERNAL_ERROR, "worklist lookup failed"))
+                return self._reply(
+                    message, Hl7Error("AE", APPLICATION_INTERNAL_ERROR, "worklist lookup failed")
+                )
             return build_rsp_k11(message, bool(orders), sender=self._sender)
         return self._reply(message)
 

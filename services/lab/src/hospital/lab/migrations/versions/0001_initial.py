@@ -2,6 +2,7 @@
 
 Revision ID: 0001
 """
+
 from alembic import op
 
 from hospital.chassis.migrations import create_chassis_tables
