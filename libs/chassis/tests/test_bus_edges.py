@@ -25,7 +25,16 @@ from nats.js.errors import NotFoundError
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hospital.chassis.bus import Consumer, Event, OutboxRelay, PullFeed, Subscription, connect, ensure_streams
+from hospital.chassis.bus import (
+    Consumer,
+    Event,
+    OutboxRelay,
+    PullFeed,
+    Subscription,
+    connect,
+    ensure_streams,
+    list_outbox_dead_letters,
+)
 from hospital.chassis.db import Database, outbox_table
 from hospital.chassis.uow import UnitOfWork
 from hospital.contracts.platform.v1.platform_pb2 import ProbeSent
@@ -348,22 +357,22 @@ async def commit_with_refused_one(db: Database, tag: str, n: int, refused: int) 
     return ids
 
 
-async def test_refused_event_fails_fast_with_jetstreams_reason(
+async def test_refused_event_is_set_aside_fast_with_jetstreams_reason(
     pg_db: Database, js, tag: str, limited_stream: str
 ) -> None:
+    """JetStream refuses one event of a batch for good (over the stream's max_msg_size): it moves to
+    ``outbox_deadletter`` with JetStream's reason at once, and its neighbours are stored (ADR 0007)."""
     db = pg_db
     relay = OutboxRelay(db, js, publish_timeout=3.0)
     ids = await commit_with_refused_one(db, tag, 3, refused=1)
     t0 = now()
-    try:
-        await relay.publish_batch()
-        error: BaseException | None = None
-    except Exception as exc:  # noqa: BLE001 - inspected below
-        error = exc
+    assert await relay.publish_batch() == 3
     elapsed = now() - t0
-    assert await outbox_ids(db) == [ids[1]]  # only the refused event stays; the stored ones left
-    assert isinstance(error, nats.js.errors.APIError), f"the relay reported {error!r}"
-    assert "maximum" in (error.description or "")
+    assert await outbox_ids(db) == []
+    dead = await list_outbox_dead_letters(db)
+    assert [d.id for d in dead] == [ids[1]] and "maximum" in dead[0].reason
+    stored = [eid for eid, _, _ in await stream_events(js, f"edge{tag}.ok", limited_stream)]
+    assert stored == [ids[0], ids[2]]
     assert elapsed < 2.0, f"a refused event held the batch for {elapsed:.1f} s"
 
 
@@ -372,24 +381,23 @@ async def test_refused_event_fails_fast_with_jetstreams_reason(
     raises=AssertionError,
     reason=(
         "LIMITATION bus.py OutboxRelay.publish_batch/BatchPublisher.publish: the whole batch is sent "
-        "before any PubAck is read, so when row k is refused or unanswered, rows k+1.. of the batch are "
-        "already stored on the same stream and its consumers get them before row k (which stays in the "
-        "outbox and follows later): 'later rows wait' holds for the outbox only. Not new in 08c5547 (the "
-        "gather of js.publish before it did the same)"
+        "before any PubAck is read, so when row k fails for a reason a retry may cure (no stream answers, "
+        "no PubAck), rows k+1.. of the batch are already stored and its consumers get them before row k "
+        "(which stays in the outbox and follows later): 'later rows wait' holds for the outbox only. A row "
+        "refused for good is set aside by design (ADR 0007)"
     ),
 )
-async def test_events_after_a_refused_one_do_not_overtake_it_on_the_stream(
+async def test_events_after_a_failed_one_do_not_overtake_it_on_the_stream(
     db: Database, js, tag: str, limited_stream: str
 ) -> None:
     relay = OutboxRelay(db, js, publish_timeout=1.0)
-    ids = await commit_with_refused_one(db, tag, 4, refused=1)
-    with pytest.raises((nats.js.errors.APIError, TimeoutError)):
+    ok, nostream = f"edge{tag}.ok", f"nostream{tag}.x"
+    ids = await commit_events(db, "", [0, 1, 2, 3], subjects=[ok, nostream, ok, ok])
+    with pytest.raises((nats.js.errors.Error, TimeoutError)):
         await relay.publish_batch()
-    assert await outbox_ids(db) == [ids[1]]  # the refused event stays; 2 and 3 are on the stream already
-    stored = [eid for eid, _, _ in await stream_events(js, f"edge{tag}.ok", limited_stream)]
-    assert stored == ids[:1], (
-        "events committed after the refused one reached the stream (and consumers) first"
-    )
+    assert await outbox_ids(db) == [ids[1]]  # the failed event stays; 2 and 3 are on the stream already
+    stored = [eid for eid, _, _ in await stream_events(js, ok, limited_stream)]
+    assert stored == ids[:1], "events committed after the failed one reached the stream (and consumers) first"
 
 
 @pytest.mark.parametrize("stuck", ["refused-same-stream", "no-stream"])

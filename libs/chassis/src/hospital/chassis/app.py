@@ -4,7 +4,7 @@
   the outbox relay, the event consumers and protocol listeners unless ``RUN_WORKER_IN_SERVE=false``.
 * ``worker``: the outbox relay and the consumers only (scale them apart from the API in production).
 * ``migrate``: upgrade the database schema; an explicit step, never done at import or start-up.
-* ``deadletters list|replay``, ``audit-verify``: operations commands.
+* ``deadletters list|replay``, ``outbox-deadletters list|replay``, ``audit-verify``: operations commands.
 
 Shutdown on SIGTERM/SIGINT is graceful: stop accepting, finish in-flight requests and batches, flush
 the outbox once more, drain NATS, close the database.
@@ -44,8 +44,10 @@ from hospital.chassis.bus import (
     connect,
     ensure_streams,
     list_dead_letters,
+    list_outbox_dead_letters,
     outbox_wake_subject,
     replay_dead_letters,
+    replay_outbox_dead_letters,
 )
 from hospital.chassis.db import Database
 from hospital.chassis.logging import configure_logging
@@ -155,6 +157,7 @@ class Service:
                 batch_size=s.outbox_batch_size,
                 poll_seconds=s.outbox_poll_seconds,
                 wake_subject=outbox_wake_subject(s.service),
+                service=s.service,
             )
         if self.d.uses_object_storage:
             rt.store = ObjectStore.from_settings(s)
@@ -432,6 +435,45 @@ async def _deadletters(definition: ServiceDefinition, args: argparse.Namespace) 
         await nc.close()
 
 
+async def _outbox_deadletters(definition: ServiceDefinition, args: argparse.Namespace) -> int:
+    """List the outbox rows the relay set aside as never publishable, or move them back to the outbox
+    once the cause is fixed (e.g. the NATS server's max_payload raised). Needs the database only."""
+    s = definition.settings_cls()
+    db = Database(s.database_url)
+    try:
+        if args.action == "list":
+            for dl in await list_outbox_dead_letters(db):
+                print(
+                    json.dumps(
+                        {
+                            "id": dl.id,
+                            "subject": dl.subject,
+                            "type": dl.type,
+                            "size": dl.size,
+                            "reason": dl.reason,
+                            "created_at": dl.created_at.isoformat(),
+                            "dead_at": dl.dead_at.isoformat(),
+                        },
+                        ensure_ascii=False,
+                    )
+                )
+            return 0
+        if not args.all and not args.ids:
+            print(
+                "nothing to replay: give event ids (from `outbox-deadletters list`) or --all", file=sys.stderr
+            )
+            return 2
+        moved = await replay_outbox_dead_letters(db, None if args.all else args.ids)
+        missing = sorted(set(args.ids or []) - set(moved))
+        print(f"moved {len(moved)} event(s) back to the outbox")
+        if missing:
+            print(f"not in outbox_deadletter: {', '.join(missing)}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        await db.dispose()
+
+
 async def _audit_verify(definition: ServiceDefinition) -> int:
     s = definition.settings_cls()
     db = Database(s.database_url)
@@ -478,6 +520,12 @@ def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> in
     dl.add_argument("--consumer", help="only this durable consumer")
     dl.add_argument("--seq", type=int, action="append", help="dead-letter sequence to replay (repeatable)")
     dl.add_argument("--all", action="store_true", help="replay every listed dead letter")
+    odl = sub.add_parser(
+        "outbox-deadletters", help="list or replay outbox rows set aside as never publishable (too large...)"
+    )
+    odl.add_argument("action", choices=["list", "replay"])
+    odl.add_argument("ids", nargs="*", help="event ids to move back to the outbox (replay)")
+    odl.add_argument("--all", action="store_true", help="replay every row of outbox_deadletter")
     sub.add_parser("audit-verify", help="check the audit trail's hash chain")
     args = parser.parse_args(argv)
     s = definition.settings_cls()
@@ -492,4 +540,6 @@ def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> in
         return 0
     if args.command == "deadletters":
         return aio.run(_deadletters(definition, args))
+    if args.command == "outbox-deadletters":
+        return aio.run(_outbox_deadletters(definition, args))
     return aio.run(_audit_verify(definition))

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,10 +32,18 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 from opentelemetry import metrics, propagate, trace
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, func, insert, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hospital.chassis.db import Database, driver_connection, inbox_table, outbox_table, utcnow
+from hospital.chassis.db import (
+    Database,
+    driver_connection,
+    inbox_table,
+    outbox_deadletter_table,
+    outbox_table,
+    utcnow,
+)
 from hospital.chassis.telemetry import spans_recorded
 from hospital.chassis.uow import EVENTS_WRITTEN
 
@@ -44,6 +53,26 @@ meter = metrics.get_meter("hospital.bus")
 _published = meter.create_counter("hospital_events_published", description="events published by the relay")
 _handled = meter.create_counter("hospital_events_handled", description="events applied by consumers")
 _dead = meter.create_counter("hospital_events_dead_lettered", description="events parked as dead letters")
+_revived = meter.create_counter(
+    "hospital_nats_connections_revived",
+    description="NATS connections connected again after the client closed them",
+)
+_outbox_dead = meter.create_counter(
+    "hospital_outbox_dead_lettered", description="outbox rows moved to outbox_deadletter (never publishable)"
+)
+_live_relays: weakref.WeakSet[OutboxRelay] = weakref.WeakSet()
+
+
+def _observe_dead_rows(_options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+    for relay in list(_live_relays):
+        yield metrics.Observation(relay.dead_rows, {"service": relay.service})
+
+
+meter.create_observable_gauge(
+    "hospital_outbox_deadletter_rows",
+    callbacks=[_observe_dead_rows],
+    description="rows waiting in outbox_deadletter for an operator (alert when > 0)",
+)
 _lag = meter.create_histogram(
     "hospital_event_lag_seconds",
     unit="s",
@@ -71,12 +100,81 @@ H_DEAD_CONSUMER = "Hospital-Dead-Consumer"
 H_DEAD_DELIVERIES = "Hospital-Dead-Deliveries"
 
 
-async def connect(url: str, name: str, *, attempts: int = 60) -> NATS:
-    """Connect with unlimited reconnects; retry the first connection for up to ``attempts`` × 0.5 s."""
+class BusClient(NATS):
+    """A NATS client that comes back after any close it did not ask for.
+
+    nats-py reconnects by itself after a lost connection, but a server ``-ERR`` (a payload over the
+    server's ``max_payload``, an authorization violation...) closes the client for good: every later
+    publish fails, ``/readyz`` says ``nats: disconnected`` until a restart. This client connects itself
+    again (same object, so the relay, the consumers and the JetStream context keep working) and counts the
+    revival in ``epoch``; whoever holds core subscriptions on it (the relay's PubAck and wake-up inboxes,
+    the consumers' pull feeds) subscribes again when ``epoch`` changes, since a close drops them.
+    Only :meth:`close` and :meth:`drain` end it for good."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch = 0
+        self._options: dict[str, Any] = {}
+        self._closing = False
+        self._revival: asyncio.Task[None] | None = None
+
+    async def start(self, **options: Any) -> None:
+        self._options = {**options, "closed_cb": self._on_closed}
+        await self.connect(**self._options)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._revival is not None and self._revival is not asyncio.current_task():
+            self._revival.cancel()
+        await super().close()
+
+    async def drain(self) -> None:
+        self._closing = True
+        if self._revival is not None:
+            self._revival.cancel()
+        await super().drain()
+
+    async def _on_closed(self) -> None:
+        if self._closing or (self._revival is not None and not self._revival.done()):
+            return
+        log.error(
+            "nats connection closed by %s; connecting again",
+            self.last_error or "the client",
+            extra={"alert": "nats_connection_closed", "nats_error": str(self.last_error or "")},
+        )
+        self._revival = asyncio.ensure_future(self._revive())
+
+    async def _revive(self) -> None:
+        wait = max(0.1, float(self._options.get("reconnect_time_wait", 0.25)))
+        while not self._closing:
+            await asyncio.sleep(wait)
+            if self._closing:
+                return
+            try:
+                await self.connect(**self._options)
+            except Exception as exc:  # noqa: BLE001 - keep trying, like nats-py's own reconnects
+                log.warning("nats: connecting again failed: %s", exc)
+                wait = min(wait * 2, 5.0)
+                continue
+            self.epoch += 1
+            _revived.add(1)
+            log.warning("nats connection re-established after a close (epoch %d)", self.epoch)
+            return
+
+
+def connection_epoch(nc: NATS) -> int:
+    """How many times ``nc`` was connected again after a close (0 for a plain nats-py client)."""
+    return getattr(nc, "epoch", 0)
+
+
+async def connect(url: str, name: str, *, attempts: int = 60) -> BusClient:
+    """Connect with unlimited reconnects, and connect again after any close (:class:`BusClient`); retry
+    the first connection for up to ``attempts`` × 0.5 s."""
     last: Exception | None = None
     for _ in range(max(1, attempts)):
+        nc = BusClient()
         try:
-            return await nats.connect(
+            await nc.start(
                 servers=[url],
                 name=name,
                 max_reconnect_attempts=-1,
@@ -87,8 +185,10 @@ async def connect(url: str, name: str, *, attempts: int = 60) -> NATS:
                 disconnected_cb=_log_disconnect,
                 reconnected_cb=_log_reconnect,
             )
+            return nc
         except Exception as exc:  # noqa: BLE001 - any connect failure is retried
             last = exc
+            nc._closing = True
             await asyncio.sleep(0.5)
     raise ConnectionError(f"cannot reach NATS at {url}: {last}")
 
@@ -184,14 +284,16 @@ class BatchPublisher:
     def __init__(self, nc: NATS) -> None:
         self.nc = nc
         self._prefix = ""
+        self._epoch = 0
         self._batch = 0
         self._pending: dict[str, tuple[list[Any], asyncio.Event, list[int]]] = {}
 
     async def _ensure_subscription(self) -> None:
-        if not self._prefix:
+        if not self._prefix or self._epoch != connection_epoch(self.nc):  # a close dropped the inbox
+            epoch = connection_epoch(self.nc)
             prefix = self.nc.new_inbox()
             await self.nc.subscribe(prefix + ".>", cb=self._on_ack)
-            self._prefix = prefix
+            self._prefix, self._epoch = prefix, epoch
 
     async def _on_ack(self, msg: Msg) -> None:
         batch, _, index = msg.subject[len(self._prefix) + 1 :].rpartition(".")
@@ -219,18 +321,32 @@ class BatchPublisher:
         self._batch += 1
         batch = str(self._batch)
         results: list[Any] = [None] * len(messages)
+        # A message over the server's max_payload is never sent: the server would answer -ERR and close
+        # the connection (and every message behind it would fail with it). It fails here on its own.
+        limit = self.nc.max_payload
+        for i, (subject, payload, headers) in enumerate(messages):
+            size = message_size(payload, headers)
+            if size > limit:
+                results[i] = MessageTooLarge(size, limit)
+            elif not subject or any(c in subject for c in " \t\r\n"):
+                results[i] = BadEventSubject(subject)
+        left = sum(r is None for r in results)
         done = asyncio.Event()
-        self._pending[batch] = (results, done, [len(messages)])
+        if not left:
+            return results
+        self._pending[batch] = (results, done, [left])
         reply = f"{self._prefix}.{batch}."
         try:
             send = _raw_sender(self.nc)
             if send is None:
                 publish = self.nc.publish  # the client's own checks, errors and reconnect buffering
                 for i, (subject, payload, headers) in enumerate(messages):
-                    await publish(subject, payload, reply=reply + str(i), headers=headers)
+                    if results[i] is None:
+                        await publish(subject, payload, reply=reply + str(i), headers=headers)
             else:  # the same HPUB commands, encoded here in one pass, then one flush
                 for i, (subject, payload, headers) in enumerate(messages):
-                    await send(_hpub(subject, reply + str(i), headers, payload))
+                    if results[i] is None:
+                        await send(_hpub(subject, reply + str(i), headers, payload))
                 await self.nc._flush_pending()
             try:
                 await asyncio.wait_for(done.wait(), timeout)
@@ -244,6 +360,50 @@ class BatchPublisher:
 
 
 _NEWLINES = str.maketrans("\r\n", "  ")
+
+
+class MessageTooLarge(nats.errors.MaxPayloadError):
+    """A message (headers and payload) over the connected server's ``max_payload``: it can never be sent."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__()
+        self.size, self.limit = size, limit
+
+    def __str__(self) -> str:
+        return f"message of {self.size} bytes exceeds the NATS server's max_payload of {self.limit} bytes"
+
+
+def message_size(payload: bytes, headers: dict[str, str]) -> int:
+    """What the server counts against ``max_payload``: the encoded header block plus the payload."""
+    if not headers:
+        return len(payload)
+    return (
+        len(b"NATS/1.0\r\n\r\n")
+        + len(payload)
+        + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
+    )
+
+
+class BadEventSubject(nats.errors.BadSubjectError):
+    """An event subject NATS cannot carry (empty, or with white space)."""
+
+    def __init__(self, subject: str) -> None:
+        super().__init__()
+        self.subject = subject
+
+    def __str__(self) -> str:
+        return f"event subject {self.subject[:200]!r} is not a valid NATS subject"
+
+
+def permanent_failure(exc: BaseException) -> bool:
+    """A publish failure that no retry can cure: the message is too large for the server or the stream,
+    or its subject is malformed. Anything else (no PubAck, no stream yet, connection trouble) is retried."""
+    if isinstance(exc, (MessageTooLarge, BadEventSubject)):
+        return True
+    return isinstance(exc, nats.js.errors.APIError) and exc.err_code == _JS_MESSAGE_TOO_LARGE
+
+
+_JS_MESSAGE_TOO_LARGE = 10054  # JetStream: "message size exceeds maximum allowed" (a stream's max_msg_size)
 
 
 def _raw_sender(nc: NATS) -> Callable[[bytes], Awaitable[None]] | None:
@@ -329,6 +489,7 @@ class OutboxRelay:
         publish_timeout: float = 5.0,
         coalesce_seconds: float = 0.002,
         wake_subject: str | None = None,
+        service: str = "",
     ) -> None:
         self.db = db
         self.nc: NATS = js if isinstance(js, NATS) else js._nc  # the relay publishes on the core connection
@@ -343,7 +504,13 @@ class OutboxRelay:
         self._wake_sends: set[asyncio.Future[None]] = set()
         self._busy = False
         self._stuck = False
+        self._wake_sub: Any = None
+        self._wake_epoch = -1
         self.published_total = 0
+        self.dead_lettered_total = 0
+        self.dead_rows = 0  # rows in outbox_deadletter, as last counted
+        self._dead_counted = 0.0
+        self.service = service
 
     @property
     def running(self) -> bool:
@@ -376,28 +543,58 @@ class OutboxRelay:
     async def _on_wake(self, _msg: Msg) -> None:
         self._wake.set()
 
+    async def _subscribe_wake(self) -> None:
+        """(Re)subscribe to the wake-up subject: at start and after the connection was re-established
+        following a close (which drops subscriptions)."""
+        if self.wake_subject is None or self._wake_epoch == connection_epoch(self.nc):
+            return
+        if not self.nc.is_connected:
+            return
+        self._wake_epoch = connection_epoch(self.nc)
+        try:
+            self._wake_sub = await self.nc.subscribe(self.wake_subject, cb=self._on_wake)
+        except Exception as exc:  # noqa: BLE001 - polling still finds the rows
+            self._wake_epoch = -1
+            log.warning("outbox relay: no wake-up subscription (%s); polling only", exc)
+
     async def run(self, stop: asyncio.Event) -> None:
-        wake_sub = None
-        if self.wake_subject is not None:
-            try:
-                wake_sub = await self.nc.subscribe(self.wake_subject, cb=self._on_wake)
-            except Exception as exc:  # noqa: BLE001 - polling still finds the rows
-                log.warning("outbox relay: no wake-up subscription (%s); polling only", exc)
+        self._wake_epoch = -1
+        await self._subscribe_wake()
         self._running = True
+        _live_relays.add(self)
+        try:
+            await self.refresh_dead_count()
+        except Exception as exc:  # noqa: BLE001 - the gauge waits for the next refresh
+            log.warning("outbox relay: dead letters not counted: %s", exc)
         try:
             await self._run(stop)
         finally:
             self._running = False
-            if wake_sub is not None:
+            _live_relays.discard(self)
+            if self._wake_sub is not None:
                 try:
-                    await wake_sub.unsubscribe()
+                    await self._wake_sub.unsubscribe()
                 except Exception:  # noqa: BLE001 - the connection may be closing
                     pass
+
+    async def refresh_dead_count(self) -> int:
+        """Count the rows in ``outbox_deadletter`` (for the ``hospital_outbox_deadletter_rows`` gauge)."""
+        async with self.db.engine.connect() as conn:
+            self.dead_rows = int((await conn.execute(_COUNT_DEAD)).scalar_one())
+        self._dead_counted = time.monotonic()
+        return self.dead_rows
 
     async def _run(self, stop: asyncio.Event) -> None:
         backoff = 0.1
         busy_wait = self.coalesce_seconds or 0.002
         while not stop.is_set():
+            if self._wake_epoch != connection_epoch(self.nc):
+                await self._subscribe_wake()
+            if time.monotonic() - self._dead_counted > 60:
+                try:  # an operator's replay empties the table from another process
+                    await self.refresh_dead_count()
+                except Exception as exc:  # noqa: BLE001
+                    log.debug("outbox relay: dead letters not counted: %s", exc)
             try:
                 self._wake.clear()  # before reading: a commit notified during the batch runs the next one
                 started = time.monotonic()
@@ -454,10 +651,14 @@ class OutboxRelay:
                 rows = (await conn.execute(_SELECT_UNPUBLISHED, {"n": n})).all()
             if not rows:
                 return 0
-            done, failed = await self._publish_rows(rows)
-            if done:
+            done, dead, failed = await self._publish_rows(rows)
+            if done or dead:
                 async with self.db.engine.begin() as conn:
-                    await conn.execute(_DELETE_ONE, [{"s": seq} for seq in done])
+                    if dead:  # a second relay on the same file may have moved the row already
+                        await conn.execute(
+                            sqlite_insert(outbox_deadletter_table).on_conflict_do_nothing(), _dead_rows(dead)
+                        )
+                    await conn.execute(_DELETE_ONE, [{"s": seq} for seq in done + [r.seq for r, _ in dead]])
         else:  # on the pool's asyncpg connection: four round trips, no SQLAlchemy result processing
             async with self.db.engine.connect() as conn:
                 driver = (await conn.get_raw_connection()).driver_connection
@@ -467,24 +668,76 @@ class OutboxRelay:
                     if self._busy or records[0]["seq"] is None:
                         return 0
                     rows = [
-                        _OutboxRow(r["seq"], r["id"], r["subject"], r["payload"], json.loads(r["headers"]))
+                        _OutboxRow(
+                            r["seq"],
+                            r["id"],
+                            r["subject"],
+                            r["payload"],
+                            json.loads(r["headers"]),
+                            r["type"],
+                            r["created_at"],
+                        )
                         for r in records
                     ]
-                    done, failed = await self._publish_rows(rows)
-                    if done:  # one statement, one plan, whatever the batch size
-                        await driver.execute(_DELETE_ANY_SQL, done)
+                    done, dead, failed = await self._publish_rows(rows)
+                    if dead:
+                        await driver.executemany(
+                            _PG_INSERT_DEAD_SQL,
+                            [
+                                (
+                                    d["id"],
+                                    d["subject"],
+                                    d["type"],
+                                    d["payload"],
+                                    _dumps(d["headers"]),
+                                    d["created_at"],
+                                    d["dead_at"],
+                                    d["reason"],
+                                    d["size"],
+                                )
+                                for d in _dead_rows(dead)
+                            ],
+                        )
+                    if done or dead:  # one statement, one plan, whatever the batch size
+                        await driver.execute(_DELETE_ANY_SQL, done + [r.seq for r, _ in dead])
         _published.add(len(done))
         self.published_total += len(done)
+        if dead:
+            self._report_dead(dead)
         if failed is not None:
             row, exc = failed
             log.warning(
                 "outbox relay: event %s on %s not accepted by JetStream: %s", row.id, row.subject, exc
             )
             raise exc
-        return len(done)
+        return len(done) + len(dead)
 
-    async def _publish_rows(self, rows: Sequence[Any]) -> tuple[list[int], tuple[Any, BaseException] | None]:
-        """Publish rows; return the seqs JetStream stored and the first (row, error) it did not."""
+    def _report_dead(self, dead: list[tuple[Any, BaseException]]) -> None:
+        self.dead_lettered_total += len(dead)
+        self.dead_rows += len(dead)
+        for row, exc in dead:
+            _outbox_dead.add(1, {"service": self.service, "subject": row.subject})
+            log.error(
+                "outbox relay: event %s on %s can never be published (%s); moved to outbox_deadletter "
+                "(see `outbox-deadletters list`)",
+                row.id,
+                row.subject,
+                exc,
+                extra={
+                    "alert": "outbox_dead_letter",
+                    "event_id": row.id,
+                    "subject": row.subject,
+                    "event_type": row.type,
+                    "reason": str(exc),
+                    "size": _row_size(row),
+                },
+            )
+
+    async def _publish_rows(
+        self, rows: Sequence[Any]
+    ) -> tuple[list[int], list[tuple[Any, BaseException]], tuple[Any, BaseException] | None]:
+        """Publish rows; return the seqs JetStream stored, the rows that can never be published (with
+        the reason), and the first (row, error) that failed for a reason a retry may cure."""
         messages = [(r.subject, r.payload, {**r.headers, "Nats-Msg-Id": r.id}) for r in rows]
         spans = _producer_spans(messages) if spans_recorded() else []
         try:
@@ -493,10 +746,49 @@ class OutboxRelay:
             for span in spans:
                 span.end()
         # Every row JetStream stored leaves the outbox, also those behind one it refused (they are on the
-        # stream already; sending them again would store copies once the duplicate window passed).
+        # stream already; sending them again would store copies once the duplicate window passed). A row
+        # that can never be published moves to the dead-letter table instead of stopping the rows behind it.
         done = [row.seq for row, ack in zip(rows, acks, strict=True) if not isinstance(ack, BaseException)]
-        failed = next(((r, a) for r, a in zip(rows, acks, strict=True) if isinstance(a, BaseException)), None)
-        return done, failed
+        dead = [
+            (r, a)
+            for r, a in zip(rows, acks, strict=True)
+            if isinstance(a, BaseException) and permanent_failure(a)
+        ]
+        failed = next(
+            (
+                (r, a)
+                for r, a in zip(rows, acks, strict=True)
+                if isinstance(a, BaseException) and not permanent_failure(a)
+            ),
+            None,
+        )
+        return done, dead, failed
+
+
+def _row_size(row: Any) -> int:
+    return message_size(row.payload, {**row.headers, "Nats-Msg-Id": row.id})
+
+
+def _dead_rows(dead: list[tuple[Any, BaseException]]) -> list[dict[str, Any]]:
+    now = utcnow()
+    return [
+        {
+            "id": r.id,
+            "subject": r.subject,
+            "type": r.type,
+            "payload": r.payload,
+            "headers": r.headers,
+            "created_at": r.created_at,
+            "dead_at": now,
+            "reason": str(exc)[:2000],
+            "size": _row_size(r),
+        }
+        for r, exc in dead
+    ]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _producer_spans(messages: list[tuple[str, bytes, dict[str, str]]]) -> list[trace.Span]:
@@ -525,19 +817,26 @@ class _OutboxRow(NamedTuple):
     subject: str
     payload: bytes
     headers: dict[str, str]
+    type: str
+    created_at: datetime
 
 
 # One round trip: the relays' advisory lock (any constant shared by all of them), an asynchronous commit
 # for this transaction (losing a deletion in a crash only re-publishes rows JetStream then drops as
 # duplicates), and the oldest rows; a single row with locked = false when another relay is at work.
 _PG_LOCK_AND_SELECT_SQL = """
-    SELECT l.locked, o.seq, o.id, o.subject, o.payload, o.headers::text AS headers
+    SELECT l.locked, o.seq, o.id, o.subject, o.payload, o.headers::text AS headers, o.type, o.created_at
     FROM (SELECT pg_try_advisory_xact_lock(7262010) AS locked,
                  set_config('synchronous_commit', 'off', true) AS sync) AS l
-    LEFT JOIN LATERAL (SELECT seq, id, subject, payload, headers FROM outbox
+    LEFT JOIN LATERAL (SELECT seq, id, subject, payload, headers, type, created_at FROM outbox
                        WHERE l.locked AND published_at IS NULL ORDER BY seq LIMIT $1) AS o ON true
     ORDER BY o.seq"""
 _DELETE_ANY_SQL = "DELETE FROM outbox WHERE seq = ANY($1::bigint[])"
+_PG_INSERT_DEAD_SQL = (
+    "INSERT INTO outbox_deadletter (id, subject, type, payload, headers, created_at, dead_at, reason, size) "
+    "VALUES ($1, $2, $3, $4, $5::json, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING"
+)
+_COUNT_DEAD = select(func.count()).select_from(outbox_deadletter_table)
 _CLAIM_UNNEST_SQL = (
     "INSERT INTO inbox (consumer, event_id, subject, handled_at) "
     "SELECT $1::varchar, e.id, e.subject, $4::timestamptz FROM unnest($2::text[], $3::text[]) "
@@ -550,6 +849,8 @@ _SELECT_UNPUBLISHED = (
         outbox_table.c.subject,
         outbox_table.c.payload,
         outbox_table.c.headers,
+        outbox_table.c.type,
+        outbox_table.c.created_at,
     )
     .where(outbox_table.c.published_at.is_(None))
     .order_by(outbox_table.c.seq)
@@ -626,12 +927,14 @@ class PullFeed:
         self._inbox = ""
         self._next = 0
         self._reconnects = 0
+        self._epoch = 0
         self._error: Exception | None = None
 
     async def start(self) -> None:
         self._inbox = self.nc.new_inbox()
         self._sub = await self.nc.subscribe(self._inbox + ".*", cb=self._on_msg)
         self._reconnects = self.nc.stats["reconnects"]
+        self._epoch = connection_epoch(self.nc)
 
     async def close(self) -> None:
         if self._sub is not None:
@@ -664,6 +967,9 @@ class PullFeed:
         self._arrived.set()  # wake next_batch: it renews requests (or raises the error)
 
     async def _refill(self) -> None:
+        if connection_epoch(self.nc) != self._epoch:  # the connection was closed and re-established:
+            # this feed's inbox subscription is gone; the Consumer starts a new feed
+            raise nats.errors.ConnectionClosedError
         now = time.monotonic()
         if self.nc.stats["reconnects"] != self._reconnects:  # requests may not have survived
             self._reconnects = self.nc.stats["reconnects"]
@@ -998,3 +1304,49 @@ async def replay_dead_letters(js: JetStreamContext, letters: Iterable[DeadLetter
         await js.delete_msg(DEADLETTER_STREAM, letter.seq)
         n += 1
     return n
+
+
+# ----------------------------------------------------------------------------------- outbox dead letters
+@dataclass
+class OutboxDeadLetter:
+    """An outbox row the relay could never publish (``outbox_deadletter``)."""
+
+    id: str
+    subject: str
+    type: str
+    size: int
+    reason: str
+    created_at: datetime
+    dead_at: datetime
+
+
+async def list_outbox_dead_letters(db: Database) -> list[OutboxDeadLetter]:
+    """The rows in ``outbox_deadletter``, oldest first (payloads not loaded)."""
+    t = outbox_deadletter_table
+    async with db.session() as session:
+        rows = (
+            await session.execute(
+                select(
+                    t.c.id, t.c.subject, t.c.type, t.c.size, t.c.reason, t.c.created_at, t.c.dead_at
+                ).order_by(t.c.seq)
+            )
+        ).all()
+    return [OutboxDeadLetter(*row) for row in rows]
+
+
+async def replay_outbox_dead_letters(db: Database, event_ids: Iterable[str] | None = None) -> list[str]:
+    """Move dead-lettered rows (``event_ids``, or all when None) back to the end of the outbox, in one
+    transaction, with their event id, payload and headers unchanged; the relay publishes them at its next
+    poll (consumers that somehow saw one skip it by its event id). Returns the ids moved; unknown ids are
+    not an error (see :func:`list_outbox_dead_letters`). A row whose cause is not fixed comes back."""
+    t = outbox_deadletter_table
+    cols = [t.c.id, t.c.subject, t.c.type, t.c.payload, t.c.headers, t.c.created_at]
+    async with db.session() as session, session.begin():
+        query = select(*cols).order_by(t.c.seq)
+        if event_ids is not None:
+            query = query.where(t.c.id.in_(list(event_ids)))
+        rows = (await session.execute(query)).mappings().all()
+        if rows:
+            await session.execute(insert(outbox_table), [dict(r) for r in rows])
+            await session.execute(delete(t).where(t.c.id.in_([r["id"] for r in rows])))
+    return [r["id"] for r in rows]

@@ -4,6 +4,7 @@ The chassis owns three tables that every service database has (created by the se
 migration through :func:`hospital.chassis.migrations.create_chassis_tables`):
 
 * ``outbox``: events written in the same transaction as the state change they describe;
+* ``outbox_deadletter``: outbox rows that can never be published, set aside by the relay;
 * ``inbox``: event ids a consumer has applied, written in the same transaction as the effect;
 * ``audit_log`` / ``audit_head``: the hash-chained audit trail.
 """
@@ -81,6 +82,24 @@ outbox_table = Table(
     # only index an insert has to maintain. published_at stays NULL; it is kept so that
     # `WHERE published_at IS NULL` reads the same as before deletion-on-publish.
     Column("published_at", UtcDateTime(), nullable=True),
+)
+
+# Outbox rows that can never be published (larger than the NATS server's max_payload, refused by the
+# stream for good): the relay moves them here, with the reason, so the rows behind them keep flowing.
+# An operator lists and replays them (``python -m hospital.<svc> outbox-deadletters``); ADR 0007.
+outbox_deadletter_table = Table(
+    "outbox_deadletter",
+    chassis_metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("subject", String(200), nullable=False),
+    Column("type", String(200), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("dead_at", UtcDateTime(), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),  # bytes the server counts (headers + payload)
 )
 
 inbox_table = Table(

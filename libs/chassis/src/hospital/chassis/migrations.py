@@ -15,7 +15,13 @@ from alembic.operations import Operations
 from sqlalchemy import Connection, MetaData
 
 from hospital.chassis.audit import CHAINS, GENESIS
-from hospital.chassis.db import Database, audit_head_table, chassis_metadata, sequence_name
+from hospital.chassis.db import (
+    Database,
+    audit_head_table,
+    chassis_metadata,
+    outbox_deadletter_table,
+    sequence_name,
+)
 
 
 def create_chassis_tables(op: Operations) -> None:
@@ -38,6 +44,12 @@ def install_chassis_schema(bind: Connection) -> None:
             CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
             FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
         """)
+
+
+def create_outbox_deadletter(op: Operations) -> None:
+    """The ``outbox_deadletter`` table (ADR 0007), for the revision that adds it to an existing service
+    database. A database created since then has it from :func:`create_chassis_tables` already."""
+    outbox_deadletter_table.create(op.get_bind(), checkfirst=True)
 
 
 def create_sequence(op: Operations, name: str) -> None:

@@ -14,9 +14,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hospital.chassis.audit import AuditEntry, append_audit
 from hospital.chassis.db import Database, driver_connection, outbox_table, utcnow
+from hospital.chassis.errors import DomainError
 from hospital.chassis.ids import new_id
 
 EVENTS_WRITTEN = "hospital.events_written"  # session.info flag: outbox rows were written in this transaction
+# Events stay small by design (ADR 0007): they carry identifiers, codes and short values, and large content
+# (reports, images, documents) by reference. An event payload above this is refused at the source, so the
+# request that raised it fails with 413 and nothing is written; NATS's own limit is 1 MiB per message.
+MAX_EVENT_BYTES = 256 * 1024
+
+
+class EventTooLarge(DomainError):
+    """An event above :data:`MAX_EVENT_BYTES`: the change that raised it is refused."""
+
+    status = 413
+
+    def __init__(self, subject: str, size: int, limit: int) -> None:
+        super().__init__(
+            "event_too_large",
+            f"the change would raise an event of {size} bytes on {subject}, above the limit of "
+            f"{limit} bytes: shorten the longest values",
+        )
+        self.size, self.limit = size, limit
 
 
 class UnitOfWork:
@@ -138,10 +157,14 @@ def event_row(
 ) -> dict[str, Any]:
     """The outbox row of one event (headers as a dict: ``dumps`` them for a driver-level insert). For
     writers that insert outbox rows with their own statements; :meth:`UnitOfWork.publish` uses it.
-    ``trace_headers`` defaults to the current trace context."""
+    ``trace_headers`` defaults to the current trace context. Raises :class:`EventTooLarge` for a payload
+    above :data:`MAX_EVENT_BYTES`."""
     if trace_headers is None:
         trace_headers = {}
         propagate.inject(trace_headers)
+    payload = message.SerializeToString()
+    if len(payload) > MAX_EVENT_BYTES:
+        raise EventTooLarge(subject, len(payload), MAX_EVENT_BYTES)
     eid = event_id or new_id()
     now = utcnow()
     full_name = message.DESCRIPTOR.full_name
@@ -149,7 +172,7 @@ def event_row(
         "id": eid,
         "subject": subject,
         "type": full_name,
-        "payload": message.SerializeToString(),
+        "payload": payload,
         "headers": {
             **trace_headers,
             "Hospital-Event-Id": eid,

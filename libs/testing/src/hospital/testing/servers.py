@@ -74,10 +74,17 @@ def _wait_port(port: int, timeout: float) -> None:
 class NatsServer:
     """nats-server with JetStream and file storage; restartable on the same port and data."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, monitor_port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        monitor_port: int | None = None,
+        max_payload: int | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.monitor_port = monitor_port or free_port()
+        self.max_payload = max_payload  # bytes; None: the server's default (1 MiB). Read at each start.
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -87,9 +94,15 @@ class NatsServer:
     def start(self, timeout: float = 20) -> NatsServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "nats.log", "ab")  # noqa: SIM115 - the server process keeps it
+        extra: list[str] = []
+        if self.max_payload is not None:  # no command-line flag for it: a one-line configuration file
+            conf = self.data_dir / "nats.conf"
+            conf.write_text(f"max_payload: {int(self.max_payload)}\n")
+            extra = ["-c", str(conf)]
         self.proc = subprocess.Popen(
             [
                 _bin("nats-server"),
+                *extra,
                 "-a",
                 "127.0.0.1",
                 "-p",
