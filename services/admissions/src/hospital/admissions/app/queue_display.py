@@ -27,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from hospital.chassis.bus import connection_epoch
 from hospital.contracts.admissions.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -185,11 +186,16 @@ class QueueDisplays:
 
             for subject in SUBJECTS:
                 subs.append(await nc.subscribe(subject, cb=on_msg))
+        epoch = connection_epoch(nc) if nc is not None else 0
         try:
             while not stop.is_set():
                 try:
                     await asyncio.wait_for(stop.wait(), self.resync_seconds)
                 except TimeoutError:
+                    if nc is not None and connection_epoch(nc) != epoch and nc.is_connected:
+                        # the connection was closed and re-established (ADR 0007): its subscriptions are gone
+                        epoch = connection_epoch(nc)
+                        subs = [await nc.subscribe(subject, cb=on_msg) for subject in SUBJECTS]
                     for room in list(self._rooms.values()):  # pushed to the displays only if it changed
                         self._refresh(room, push=False)
         finally:
