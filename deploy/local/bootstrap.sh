@@ -11,6 +11,7 @@ command -v storescu >/dev/null 2>&1 || need_apt+=(dcmtk)
 command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
 command -v Orthanc >/dev/null 2>&1 || need_apt+=(orthanc)   # the PACS peer in imaging benchmarks
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)       # network namespaces for those benchmarks
+[ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-dejavu-core)  # the web front end's browser tests
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing OS packages: ${need_apt[*]} (run as root or install them)" >&2

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import grpc
 
-from hospital.admissions.app.mapping import SEX, patient_proto, stay_proto, visit_proto
+from hospital.admissions.app.mapping import SEX, VISIT_KIND, patient_proto, stay_proto, visit_proto
 from hospital.admissions.app.patients import Caller, NewPatient
+from hospital.admissions.domain.identity import ScanError
+from hospital.chassis.errors import Invalid
 from hospital.chassis.rpc import principal
 from hospital.contracts.admissions.v1 import admissions_pb2 as pb
 from hospital.contracts.admissions.v1 import admissions_pb2_grpc as pb_grpc
@@ -21,8 +23,17 @@ RULES: dict[str, tuple[str, ...]] = {
     f"/{SERVICE}/RegisterPatient": ("receptionist",),
     f"/{SERVICE}/GetVisit": CLINICAL,
     f"/{SERVICE}/ListActiveAdmissions": ("nurse", "doctor"),
+    f"/{SERVICE}/ScanCard": ("receptionist", "nurse", "doctor"),
+    f"/{SERVICE}/OpenVisit": ("receptionist",),
+    f"/{SERVICE}/ListRooms": (*CLINICAL, "admin", "auditor"),
+    f"/{SERVICE}/WatchQueue": (*CLINICAL, "admin", "auditor"),
 }
 SEX_NAME = {v: k for k, v in SEX.items()}
+KIND_NAME = {v: k for k, v in VISIT_KIND.items()}
+
+
+def _iso(value: str) -> date | None:
+    return date.fromisoformat(value) if value else None
 
 
 def _caller(context: grpc.aio.ServicerContext) -> Caller:
@@ -45,6 +56,10 @@ class AdmissionsServicer(pb_grpc.AdmissionsServiceServicer):
             bhyt_number=request.bhyt_number or None,
             phone=request.phone or None,
             request_id=request.request_id or None,
+            address_line=request.address_line or None,
+            bhyt_valid_from=_iso(request.bhyt_valid_from),
+            bhyt_valid_to=_iso(request.bhyt_valid_to),
+            bhyt_registered_facility=request.bhyt_registered_facility or None,
         )
         return patient_proto(await self.s.patients.register(p, _caller(context)))
 
@@ -67,6 +82,88 @@ class AdmissionsServicer(pb_grpc.AdmissionsServiceServicer):
     ) -> pb.ListActiveAdmissionsResponse:
         rows = await self.s.inpatient.active(request.ward_code or None)
         return pb.ListActiveAdmissionsResponse(items=[stay_proto(r) for r in rows])
+
+    async def ScanCard(self, request: pb.ScanCardRequest, context: Any) -> pb.ScanCardResponse:  # noqa: N802
+        caller = _caller(context)
+        try:
+            found = await self.s.patients.scan(request.qr, caller)
+        except ScanError as exc:
+            raise Invalid(exc.code, exc.message, field=exc.field) from None
+        ident = found["identity"]
+        facility = ident.get("registered_facility")
+        identity = pb.ScannedIdentity(
+            kind=found["kind"],
+            full_name=ident.get("full_name", ""),
+            birth_date=ident.get("birth_date") or "",
+            sex=SEX.get(ident.get("sex", ""), pb.SEX_UNSPECIFIED),
+            cccd=ident.get("cccd") or "",
+            bhyt_number=ident.get("card_number") or "",
+            address=ident.get("address") or "",
+            bhyt_valid_from=ident.get("valid_from") or "" if found["kind"] == "bhyt" else "",
+            bhyt_valid_to=ident.get("valid_to") or "" if found["kind"] == "bhyt" else "",
+            registered_facility=_facility(facility),
+        )
+        candidates = [
+            pb.ScanCandidate(
+                patient=patient_proto(await self.s.patients.get(c["id"], caller)), match=c["match"]
+            )
+            for c in found["candidates"]
+        ]
+        conflicts = [
+            pb.ScanConflict(code=c.get("code", ""), message=c.get("message", "")) for c in found["conflicts"]
+        ]
+        return pb.ScanCardResponse(identity=identity, candidates=candidates, conflicts=conflicts)
+
+    async def OpenVisit(self, request: pb.OpenVisitRequest, context: Any) -> pb.Visit:  # noqa: N802
+        v = await self.s.visits.open(
+            request.patient_id,
+            request.room_code,
+            _caller(context),
+            KIND_NAME.get(request.kind, "fee_paying"),
+            request.insurance_card_number or None,
+            request.referral_code or None,
+        )
+        return visit_proto(_visit_row(v))
+
+    async def ListRooms(self, request: pb.ListRoomsRequest, context: Any) -> pb.ListRoomsResponse:  # noqa: N802
+        rooms = await self.s.reference.rooms()
+        return pb.ListRoomsResponse(
+            items=[
+                pb.Room(
+                    code=r["code"],
+                    name=r["name"],
+                    department=r["department"],
+                    department_code=r["department_code"],
+                )
+                for r in rooms
+            ]
+        )
+
+    async def WatchQueue(self, request: pb.WatchQueueRequest, context: Any) -> Any:  # noqa: N802
+        """The same per-room feed as the HTTP SSE stream (one database read per change, not per display);
+        a keep-alive period without change sends nothing."""
+        async for state in self.s.displays.watch(request.room_code):
+            if state is not None:
+                yield queue_proto(state)
+
+
+def queue_proto(state: dict[str, Any]) -> pb.QueueState:
+    last = state.get("last_call") or {}
+    return pb.QueueState(
+        room_code=state["room"],
+        service_date=state["service_date"],
+        now_serving=state["now_serving"] or 0,
+        called=state["called"],
+        waiting=state["waiting"],
+        last_call_ticket=last.get("ticket_number") or 0,
+        last_call_action=last.get("action") or "",
+    )
+
+
+def _facility(value: Any) -> str:
+    if isinstance(value, dict):  # RegisteredFacility: keep it as printed on the card
+        return str(value.get("raw") or "")
+    return str(value or "")
 
 
 def _visit_row(v: dict[str, Any]) -> dict[str, Any]:

@@ -423,6 +423,10 @@ class RegisterPatientRequest(_message.Message):
     BHYT_NUMBER_FIELD_NUMBER: _builtins.int
     PHONE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ADDRESS_LINE_FIELD_NUMBER: _builtins.int
+    BHYT_VALID_FROM_FIELD_NUMBER: _builtins.int
+    BHYT_VALID_TO_FIELD_NUMBER: _builtins.int
+    BHYT_REGISTERED_FACILITY_FIELD_NUMBER: _builtins.int
     full_name: _builtins.str
     birth_date: _builtins.str
     """YYYY-MM-DD or YYYY"""
@@ -432,6 +436,12 @@ class RegisterPatientRequest(_message.Message):
     phone: _builtins.str
     request_id: _builtins.str
     """idempotency key: the same key returns the same patient"""
+    address_line: _builtins.str
+    bhyt_valid_from: _builtins.str
+    """YYYY-MM-DD"""
+    bhyt_valid_to: _builtins.str
+    bhyt_registered_facility: _builtins.str
+    """"01 - 043" as printed"""
     def __init__(
         self,
         *,
@@ -442,11 +452,315 @@ class RegisterPatientRequest(_message.Message):
         bhyt_number: _builtins.str = ...,
         phone: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        address_line: _builtins.str = ...,
+        bhyt_valid_from: _builtins.str = ...,
+        bhyt_valid_to: _builtins.str = ...,
+        bhyt_registered_facility: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bhyt_number", b"bhyt_number", "birth_date", b"birth_date", "cccd", b"cccd", "full_name", b"full_name", "phone", b"phone", "request_id", b"request_id", "sex", b"sex"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address_line", b"address_line", "bhyt_number", b"bhyt_number", "bhyt_registered_facility", b"bhyt_registered_facility", "bhyt_valid_from", b"bhyt_valid_from", "bhyt_valid_to", b"bhyt_valid_to", "birth_date", b"birth_date", "cccd", b"cccd", "full_name", b"full_name", "phone", b"phone", "request_id", b"request_id", "sex", b"sex"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RegisterPatientRequest: _TypeAlias = RegisterPatientRequest  # noqa: Y015
+
+@_typing.final
+class ScanCardRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QR_FIELD_NUMBER: _builtins.int
+    qr: _builtins.str
+    def __init__(
+        self,
+        *,
+        qr: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["qr", b"qr"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScanCardRequest: _TypeAlias = ScanCardRequest  # noqa: Y015
+
+@_typing.final
+class ScannedIdentity(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    FULL_NAME_FIELD_NUMBER: _builtins.int
+    BIRTH_DATE_FIELD_NUMBER: _builtins.int
+    SEX_FIELD_NUMBER: _builtins.int
+    CCCD_FIELD_NUMBER: _builtins.int
+    BHYT_NUMBER_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    BHYT_VALID_FROM_FIELD_NUMBER: _builtins.int
+    BHYT_VALID_TO_FIELD_NUMBER: _builtins.int
+    REGISTERED_FACILITY_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """cccd or bhyt"""
+    full_name: _builtins.str
+    birth_date: _builtins.str
+    """YYYY-MM-DD, YYYY-MM or YYYY as printed"""
+    sex: Global___Sex.ValueType
+    cccd: _builtins.str
+    bhyt_number: _builtins.str
+    address: _builtins.str
+    bhyt_valid_from: _builtins.str
+    """YYYY-MM-DD or empty"""
+    bhyt_valid_to: _builtins.str
+    registered_facility: _builtins.str
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        full_name: _builtins.str = ...,
+        birth_date: _builtins.str = ...,
+        sex: Global___Sex.ValueType = ...,
+        cccd: _builtins.str = ...,
+        bhyt_number: _builtins.str = ...,
+        address: _builtins.str = ...,
+        bhyt_valid_from: _builtins.str = ...,
+        bhyt_valid_to: _builtins.str = ...,
+        registered_facility: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "bhyt_number", b"bhyt_number", "bhyt_valid_from", b"bhyt_valid_from", "bhyt_valid_to", b"bhyt_valid_to", "birth_date", b"birth_date", "cccd", b"cccd", "full_name", b"full_name", "kind", b"kind", "registered_facility", b"registered_facility", "sex", b"sex"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScannedIdentity: _TypeAlias = ScannedIdentity  # noqa: Y015
+
+@_typing.final
+class ScanCandidate(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATIENT_FIELD_NUMBER: _builtins.int
+    MATCH_FIELD_NUMBER: _builtins.int
+    match: _builtins.str
+    """cccd, bhyt_number or name_birth_sex"""
+    @_builtins.property
+    def patient(self) -> Global___Patient: ...
+    def __init__(
+        self,
+        *,
+        patient: Global___Patient | None = ...,
+        match: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["patient", b"patient"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["match", b"match", "patient", b"patient"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScanCandidate: _TypeAlias = ScanCandidate  # noqa: Y015
+
+@_typing.final
+class ScanConflict(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """e.g. bhyt_expired, cccd_differs, card_linked_to_other_patient"""
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScanConflict: _TypeAlias = ScanConflict  # noqa: Y015
+
+@_typing.final
+class ScanCardResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITY_FIELD_NUMBER: _builtins.int
+    CANDIDATES_FIELD_NUMBER: _builtins.int
+    CONFLICTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def identity(self) -> Global___ScannedIdentity: ...
+    @_builtins.property
+    def candidates(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScanCandidate]: ...
+    @_builtins.property
+    def conflicts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScanConflict]: ...
+    def __init__(
+        self,
+        *,
+        identity: Global___ScannedIdentity | None = ...,
+        candidates: _abc.Iterable[Global___ScanCandidate] | None = ...,
+        conflicts: _abc.Iterable[Global___ScanConflict] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "conflicts", b"conflicts", "identity", b"identity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScanCardResponse: _TypeAlias = ScanCardResponse  # noqa: Y015
+
+@_typing.final
+class OpenVisitRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    ROOM_CODE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    INSURANCE_CARD_NUMBER_FIELD_NUMBER: _builtins.int
+    REFERRAL_CODE_FIELD_NUMBER: _builtins.int
+    patient_id: _builtins.str
+    room_code: _builtins.str
+    kind: Global___VisitKind.ValueType
+    insurance_card_number: _builtins.str
+    referral_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        patient_id: _builtins.str = ...,
+        room_code: _builtins.str = ...,
+        kind: Global___VisitKind.ValueType = ...,
+        insurance_card_number: _builtins.str = ...,
+        referral_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["insurance_card_number", b"insurance_card_number", "kind", b"kind", "patient_id", b"patient_id", "referral_code", b"referral_code", "room_code", b"room_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpenVisitRequest: _TypeAlias = OpenVisitRequest  # noqa: Y015
+
+@_typing.final
+class Room(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_CODE_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    name: _builtins.str
+    department_code: _builtins.str
+    department: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        name: _builtins.str = ...,
+        department_code: _builtins.str = ...,
+        department: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "department", b"department", "department_code", b"department_code", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Room: _TypeAlias = Room  # noqa: Y015
+
+@_typing.final
+class ListRoomsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRoomsRequest: _TypeAlias = ListRoomsRequest  # noqa: Y015
+
+@_typing.final
+class ListRoomsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___Room]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___Room] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRoomsResponse: _TypeAlias = ListRoomsResponse  # noqa: Y015
+
+@_typing.final
+class WatchQueueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_CODE_FIELD_NUMBER: _builtins.int
+    room_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        room_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["room_code", b"room_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchQueueRequest: _TypeAlias = WatchQueueRequest  # noqa: Y015
+
+@_typing.final
+class QueueState(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_CODE_FIELD_NUMBER: _builtins.int
+    SERVICE_DATE_FIELD_NUMBER: _builtins.int
+    NOW_SERVING_FIELD_NUMBER: _builtins.int
+    CALLED_FIELD_NUMBER: _builtins.int
+    WAITING_FIELD_NUMBER: _builtins.int
+    LAST_CALL_TICKET_FIELD_NUMBER: _builtins.int
+    LAST_CALL_ACTION_FIELD_NUMBER: _builtins.int
+    room_code: _builtins.str
+    service_date: _builtins.str
+    """YYYY-MM-DD"""
+    now_serving: _builtins.int
+    """0: nobody called yet"""
+    last_call_ticket: _builtins.int
+    """the latest call, recall or skip, 0 if none"""
+    last_call_action: _builtins.str
+    @_builtins.property
+    def called(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """most recent first"""
+
+    @_builtins.property
+    def waiting(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        room_code: _builtins.str = ...,
+        service_date: _builtins.str = ...,
+        now_serving: _builtins.int = ...,
+        called: _abc.Iterable[_builtins.int] | None = ...,
+        waiting: _abc.Iterable[_builtins.int] | None = ...,
+        last_call_ticket: _builtins.int = ...,
+        last_call_action: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["called", b"called", "last_call_action", b"last_call_action", "last_call_ticket", b"last_call_ticket", "now_serving", b"now_serving", "room_code", b"room_code", "service_date", b"service_date", "waiting", b"waiting"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueueState: _TypeAlias = QueueState  # noqa: Y015

@@ -60,6 +60,26 @@ class AdmissionsServiceStub:
                 request_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListActiveAdmissionsRequest.SerializeToString,
                 response_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListActiveAdmissionsResponse.FromString,
                 _registered_method=True)
+        self.ScanCard = channel.unary_unary(
+                '/hospital.admissions.v1.AdmissionsService/ScanCard',
+                request_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ScanCardRequest.SerializeToString,
+                response_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ScanCardResponse.FromString,
+                _registered_method=True)
+        self.OpenVisit = channel.unary_unary(
+                '/hospital.admissions.v1.AdmissionsService/OpenVisit',
+                request_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.OpenVisitRequest.SerializeToString,
+                response_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.Visit.FromString,
+                _registered_method=True)
+        self.ListRooms = channel.unary_unary(
+                '/hospital.admissions.v1.AdmissionsService/ListRooms',
+                request_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListRoomsRequest.SerializeToString,
+                response_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListRoomsResponse.FromString,
+                _registered_method=True)
+        self.WatchQueue = channel.unary_stream(
+                '/hospital.admissions.v1.AdmissionsService/WatchQueue',
+                request_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.WatchQueueRequest.SerializeToString,
+                response_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.QueueState.FromString,
+                _registered_method=True)
 
 
 class AdmissionsServiceServicer:
@@ -96,6 +116,34 @@ class AdmissionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScanCard(self, request, context):
+        """Reception (the web front end): what a CCCD or BHYT card QR says, the patients it may be, and what
+        the clerk must resolve (audited as patient.scan). An unreadable code is INVALID_ARGUMENT "<code>: ...".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenVisit(self, request, context):
+        """Reception: open an outpatient visit; the visit carries its queue ticket.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRooms(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchQueue(self, request, context):
+        """Waiting-room displays: the room's queue now, then every change (ticket numbers only, no names).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdmissionsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +171,26 @@ def add_AdmissionsServiceServicer_to_server(servicer, server):
                     servicer.ListActiveAdmissions,
                     request_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListActiveAdmissionsRequest.FromString,
                     response_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListActiveAdmissionsResponse.SerializeToString,
+            ),
+            'ScanCard': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScanCard,
+                    request_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ScanCardRequest.FromString,
+                    response_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ScanCardResponse.SerializeToString,
+            ),
+            'OpenVisit': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenVisit,
+                    request_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.OpenVisitRequest.FromString,
+                    response_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.Visit.SerializeToString,
+            ),
+            'ListRooms': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRooms,
+                    request_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListRoomsRequest.FromString,
+                    response_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListRoomsResponse.SerializeToString,
+            ),
+            'WatchQueue': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchQueue,
+                    request_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.WatchQueueRequest.FromString,
+                    response_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.QueueState.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -260,6 +328,114 @@ class AdmissionsService:
             '/hospital.admissions.v1.AdmissionsService/ListActiveAdmissions',
             hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListActiveAdmissionsRequest.SerializeToString,
             hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListActiveAdmissionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScanCard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.admissions.v1.AdmissionsService/ScanCard',
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.ScanCardRequest.SerializeToString,
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.ScanCardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenVisit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.admissions.v1.AdmissionsService/OpenVisit',
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.OpenVisitRequest.SerializeToString,
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.Visit.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRooms(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.admissions.v1.AdmissionsService/ListRooms',
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListRoomsRequest.SerializeToString,
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListRoomsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hospital.admissions.v1.AdmissionsService/WatchQueue',
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.WatchQueueRequest.SerializeToString,
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.QueueState.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,15 @@ class AdmissionsServiceStub:
     SearchPatients: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.SearchPatientsRequest, _admissions_pb2.SearchPatientsResponse]
     GetVisit: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.GetVisitRequest, _admissions_pb2.Visit]
     ListActiveAdmissions: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.ListActiveAdmissionsRequest, _admissions_pb2.ListActiveAdmissionsResponse]
+    ScanCard: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.ScanCardRequest, _admissions_pb2.ScanCardResponse]
+    """Reception (the web front end): what a CCCD or BHYT card QR says, the patients it may be, and what
+    the clerk must resolve (audited as patient.scan). An unreadable code is INVALID_ARGUMENT "<code>: ...".
+    """
+    OpenVisit: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.OpenVisitRequest, _admissions_pb2.Visit]
+    """Reception: open an outpatient visit; the visit carries its queue ticket."""
+    ListRooms: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.ListRoomsRequest, _admissions_pb2.ListRoomsResponse]
+    WatchQueue: _grpc.UnaryStreamMultiCallable[_admissions_pb2.WatchQueueRequest, _admissions_pb2.QueueState]
+    """Waiting-room displays: the room's queue now, then every change (ticket numbers only, no names)."""
 
 @_typing.type_check_only
 class AdmissionsServiceAsyncStub(AdmissionsServiceStub):
@@ -47,6 +56,15 @@ class AdmissionsServiceAsyncStub(AdmissionsServiceStub):
     SearchPatients: _aio.UnaryUnaryMultiCallable[_admissions_pb2.SearchPatientsRequest, _admissions_pb2.SearchPatientsResponse]  # type: ignore[assignment]
     GetVisit: _aio.UnaryUnaryMultiCallable[_admissions_pb2.GetVisitRequest, _admissions_pb2.Visit]  # type: ignore[assignment]
     ListActiveAdmissions: _aio.UnaryUnaryMultiCallable[_admissions_pb2.ListActiveAdmissionsRequest, _admissions_pb2.ListActiveAdmissionsResponse]  # type: ignore[assignment]
+    ScanCard: _aio.UnaryUnaryMultiCallable[_admissions_pb2.ScanCardRequest, _admissions_pb2.ScanCardResponse]  # type: ignore[assignment]
+    """Reception (the web front end): what a CCCD or BHYT card QR says, the patients it may be, and what
+    the clerk must resolve (audited as patient.scan). An unreadable code is INVALID_ARGUMENT "<code>: ...".
+    """
+    OpenVisit: _aio.UnaryUnaryMultiCallable[_admissions_pb2.OpenVisitRequest, _admissions_pb2.Visit]  # type: ignore[assignment]
+    """Reception: open an outpatient visit; the visit carries its queue ticket."""
+    ListRooms: _aio.UnaryUnaryMultiCallable[_admissions_pb2.ListRoomsRequest, _admissions_pb2.ListRoomsResponse]  # type: ignore[assignment]
+    WatchQueue: _aio.UnaryStreamMultiCallable[_admissions_pb2.WatchQueueRequest, _admissions_pb2.QueueState]  # type: ignore[assignment]
+    """Waiting-room displays: the room's queue now, then every change (ticket numbers only, no names)."""
 
 class AdmissionsServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -84,5 +102,38 @@ class AdmissionsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admissions_pb2.ListActiveAdmissionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admissions_pb2.ListActiveAdmissionsResponse, _abc.Awaitable[_admissions_pb2.ListActiveAdmissionsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ScanCard(
+        self,
+        request: _admissions_pb2.ScanCardRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admissions_pb2.ScanCardResponse, _abc.Awaitable[_admissions_pb2.ScanCardResponse]]:
+        """Reception (the web front end): what a CCCD or BHYT card QR says, the patients it may be, and what
+        the clerk must resolve (audited as patient.scan). An unreadable code is INVALID_ARGUMENT "<code>: ...".
+        """
+
+    @_abc_1.abstractmethod
+    def OpenVisit(
+        self,
+        request: _admissions_pb2.OpenVisitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admissions_pb2.Visit, _abc.Awaitable[_admissions_pb2.Visit]]:
+        """Reception: open an outpatient visit; the visit carries its queue ticket."""
+
+    @_abc_1.abstractmethod
+    def ListRooms(
+        self,
+        request: _admissions_pb2.ListRoomsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admissions_pb2.ListRoomsResponse, _abc.Awaitable[_admissions_pb2.ListRoomsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def WatchQueue(
+        self,
+        request: _admissions_pb2.WatchQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_admissions_pb2.QueueState], _abc.AsyncIterator[_admissions_pb2.QueueState]]:
+        """Waiting-room displays: the room's queue now, then every change (ticket numbers only, no names)."""
 
 def add_AdmissionsServiceServicer_to_server(servicer: AdmissionsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

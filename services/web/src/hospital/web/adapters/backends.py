@@ -1,0 +1,132 @@
+"""The backend-for-frontend's clients: the other services' gRPC APIs, called with the signed-in user's token.
+
+A failure is one of two kinds the screens show differently: :class:`BackendUnavailable` (the service does
+not answer: that part of the page says which service is down, the rest works) and :class:`BackendRefused`
+(the service answered no: a specific code, message and field, shown next to the field).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from hospital.contracts.admissions.v1 import admissions_pb2 as adm
+from hospital.contracts.admissions.v1 import admissions_pb2_grpc as adm_grpc
+
+_DETAIL = re.compile(r"^(?P<code>[a-z0-9_.]+): (?P<message>.*?)(?: \(field (?P<field>[a-z0-9_.]+)\))?$", re.S)
+_DOWN = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNIMPLEMENTED,
+}
+
+
+class BackendUnavailable(Exception):
+    def __init__(self, service: str, detail: str = "") -> None:
+        super().__init__(f"{service} unavailable: {detail}")
+        self.service, self.detail = service, detail
+
+
+class BackendRefused(Exception):
+    def __init__(self, service: str, status: str, code: str, message: str, field: str | None) -> None:
+        super().__init__(f"{service}: {code}: {message}")
+        self.service, self.status, self.code, self.message, self.field = service, status, code, message, field
+
+
+def translate(service: str, exc: grpc.aio.AioRpcError) -> Exception:
+    if exc.code() in _DOWN:
+        return BackendUnavailable(service, exc.details() or exc.code().name)
+    details = exc.details() or ""
+    m = _DETAIL.match(details)
+    if m:
+        return BackendRefused(service, exc.code().name, m["code"], m["message"], m["field"])
+    return BackendRefused(service, exc.code().name, exc.code().name.lower(), details, None)
+
+
+class Backend:
+    """One service's channel (created on first use; gRPC reconnects by itself)."""
+
+    def __init__(self, name: str, target: str, timeout: float) -> None:
+        self.name, self.target, self.timeout = name, target, timeout
+        self._channel: grpc.aio.Channel | None = None
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(
+                self.target,
+                options=[
+                    ("grpc.keepalive_time_ms", 30_000),
+                    ("grpc.initial_reconnect_backoff_ms", 200),
+                    ("grpc.max_reconnect_backoff_ms", 2_000),
+                ],
+            )
+        return self._channel
+
+    async def call(self, method: Any, request: Any, token: str) -> Any:
+        try:
+            return await method(
+                request, metadata=(("authorization", f"Bearer {token}"),), timeout=self.timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise translate(self.name, exc) from None
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+
+class Admissions(Backend):
+    @property
+    def stub(self) -> adm_grpc.AdmissionsServiceStub:
+        return adm_grpc.AdmissionsServiceStub(self.channel)
+
+    async def rooms(self, token: str) -> list[adm.Room]:
+        return list((await self.call(self.stub.ListRooms, adm.ListRoomsRequest(), token)).items)
+
+    async def search(self, query: str, token: str, limit: int = 10) -> list[adm.Patient]:
+        resp = await self.call(
+            self.stub.SearchPatients, adm.SearchPatientsRequest(query=query, limit=limit), token
+        )
+        return list(resp.items)
+
+    async def patient(self, patient_id: str, token: str) -> adm.Patient:
+        return await self.call(self.stub.GetPatient, adm.GetPatientRequest(id=patient_id), token)
+
+    async def scan(self, qr: str, token: str) -> adm.ScanCardResponse:
+        return await self.call(self.stub.ScanCard, adm.ScanCardRequest(qr=qr), token)
+
+    async def register(self, request: adm.RegisterPatientRequest, token: str) -> adm.Patient:
+        return await self.call(self.stub.RegisterPatient, request, token)
+
+    async def open_visit(self, request: adm.OpenVisitRequest, token: str) -> adm.Visit:
+        return await self.call(self.stub.OpenVisit, request, token)
+
+    async def watch_queue(self, room: str, token: str) -> AsyncIterator[adm.QueueState]:
+        """The room's queue now and at every change; raises BackendUnavailable when the stream breaks."""
+        call = self.stub.WatchQueue(
+            adm.WatchQueueRequest(room_code=room), metadata=(("authorization", f"Bearer {token}"),)
+        )
+        try:
+            async for state in call:
+                yield state
+        except grpc.aio.AioRpcError as exc:
+            raise translate(self.name, exc) from None
+        finally:
+            call.cancel()
+
+
+class Backends:
+    def __init__(self, settings: Any) -> None:
+        t = settings.backend_timeout_seconds
+        self.admissions = Admissions("admissions", settings.admissions_grpc, t)
+
+    async def close(self) -> None:
+        await self.admissions.close()

@@ -1,0 +1,39 @@
+"""Screens of the front end and the roles that may open them (the nine roles the services know)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hospital.chassis.security import DEMO_USERS, ROLES
+
+
+@dataclass(frozen=True)
+class Screen:
+    key: str  # message catalogue key of its title: nav.<key>
+    path: str
+    roles: frozenset[str]
+    hotkey: str  # Alt+<hotkey> opens it
+
+
+SCREENS: tuple[Screen, ...] = (
+    Screen("reception", "/reception", frozenset({"receptionist"}), "1"),
+    Screen("display", "/display", frozenset({"receptionist", "nurse", "doctor", "admin"}), "2"),
+    Screen("users", "/admin/users", frozenset({"admin"}), "9"),
+)
+BY_KEY = {s.key: s for s in SCREENS}
+
+
+def screens_for(role: str) -> list[Screen]:
+    return [s for s in SCREENS if role in s.roles]
+
+
+def home_for(role: str) -> str:
+    mine = screens_for(role)
+    return mine[0].path if mine else "/"
+
+
+def demo_display_name(role: str) -> str:
+    return DEMO_USERS[role][1]
+
+
+__all__ = ["ROLES", "SCREENS", "Screen", "demo_display_name", "home_for", "screens_for"]

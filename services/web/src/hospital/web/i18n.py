@@ -1,0 +1,236 @@
+"""The message catalogue: Vietnamese first, English as the switch. key -> (vi, en).
+
+Back-end error codes (``<code>`` of a refused call) have entries ``err.<code>``; a code without one shows
+the service's own message.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Lang = Literal["vi", "en"]
+LANGS: tuple[Lang, ...] = ("vi", "en")
+
+MESSAGES: dict[str, tuple[str, str]] = {
+    "app.name": ("Hệ thống thông tin bệnh viện", "Hospital information system"),
+    "app.hospital": ("Bệnh viện Đa khoa tỉnh", "Provincial General Hospital"),
+    "lang.switch": ("English", "Tiếng Việt"),
+    "lang.switch_label": ("Chuyển sang tiếng Anh", "Switch to Vietnamese"),
+    "skip": ("Bỏ qua, tới nội dung chính", "Skip to main content"),
+    # sign-in
+    "signin.title": ("Đăng nhập", "Sign in"),
+    "signin.intro": (
+        "Đăng nhập bằng tài khoản do quản trị viên cấp.",
+        "Sign in with the account your administrator gave you.",
+    ),
+    "signin.username": ("Tên đăng nhập", "Username"),
+    "signin.password": ("Mật khẩu", "Password"),
+    "signin.submit": ("Đăng nhập", "Sign in"),
+    "signin.invalid": ("Sai tên đăng nhập hoặc mật khẩu.", "Wrong username or password."),
+    "signin.locked": (
+        "Tài khoản tạm khoá do nhập sai mật khẩu nhiều lần. "
+        "Thử lại sau {minutes} phút hoặc liên hệ quản trị viên.",
+        "The account is locked after repeated wrong passwords. "
+        "Try again in {minutes} minutes or call the administrator.",
+    ),
+    "signin.required": ("Vui lòng nhập {field}.", "Please enter the {field}."),
+    "signin.expired": (
+        "Phiên làm việc đã kết thúc. Vui lòng đăng nhập lại.",
+        "Your session ended. Please sign in again.",
+    ),
+    "signout": ("Đăng xuất", "Sign out"),
+    "signout.done": ("Bạn đã đăng xuất.", "You are signed out."),
+    # errors
+    "csrf.title": ("Yêu cầu bị từ chối", "Request refused"),
+    "csrf.body": (
+        "Biểu mẫu đã hết hạn hoặc không được gửi từ trang này. Hãy tải lại trang và thử lại.",
+        "The form expired or was not sent from this page. Reload the page and try again.",
+    ),
+    "forbidden.title": ("Không có quyền truy cập", "Access denied"),
+    "forbidden.body": (
+        "Vai trò {role} không được dùng màn hình này.",
+        "The {role} role may not use this screen.",
+    ),
+    "notfound.title": ("Không tìm thấy trang", "Page not found"),
+    "back_home": ("Về trang chính", "Back to the start page"),
+    "unavailable": (
+        "Dịch vụ {service} hiện không phản hồi. "
+        "Phần này tạm thời không dùng được; các phần khác vẫn hoạt động.",
+        "The {service} service is not answering. "
+        "This part is unavailable for now; the rest of the page works.",
+    ),
+    "retry": ("Thử lại", "Retry"),
+    "form.fix": ("Vui lòng sửa các trường được đánh dấu.", "Please correct the marked fields."),
+    "busy": ("Đang xử lý…", "Working…"),
+    # services
+    "svc.admissions": ("Tiếp đón (admissions)", "Admissions"),
+    "svc.lab": ("Xét nghiệm (lab)", "Laboratory"),
+    "svc.billing": ("Viện phí (billing)", "Billing"),
+    "svc.imaging": ("Chẩn đoán hình ảnh (imaging)", "Imaging"),
+    "svc.emr": ("Bệnh án (emr)", "Medical record (EMR)"),
+    # roles
+    "role.receptionist": ("Lễ tân", "Receptionist"),
+    "role.nurse": ("Điều dưỡng", "Nurse"),
+    "role.doctor": ("Bác sĩ", "Doctor"),
+    "role.lab_technician": ("Kỹ thuật viên xét nghiệm", "Lab technician"),
+    "role.radiographer": ("Kỹ thuật viên CĐHA", "Radiographer"),
+    "role.radiologist": ("Bác sĩ CĐHA", "Radiologist"),
+    "role.cashier": ("Thu ngân", "Cashier"),
+    "role.admin": ("Quản trị hệ thống", "Administrator"),
+    "role.auditor": ("Kiểm tra, giám sát", "Auditor"),
+    # navigation
+    "nav.home": ("Trang chính", "Start"),
+    "nav.reception": ("Tiếp đón", "Reception"),
+    "nav.display": ("Màn hình phòng chờ", "Waiting-room display"),
+    "nav.users": ("Người dùng", "Users"),
+    "nav.main": ("Chức năng", "Screens"),
+    "home.title": ("Xin chào, {name}", "Hello, {name}"),
+    "home.none": (
+        "Vai trò của bạn chưa có màn hình nào trên giao diện web.",
+        "Your role has no web screen yet.",
+    ),
+    "home.shortcuts": ("Phím tắt: Alt+số mở màn hình tương ứng.", "Shortcuts: Alt+number opens a screen."),
+    # reception
+    "rec.title": ("Tiếp đón bệnh nhân", "Patient reception"),
+    "rec.scan": ("Quét CCCD / thẻ BHYT", "Scan CCCD / BHYT card"),
+    "rec.scan_hint": (
+        "Đặt con trỏ ở ô này (F2) rồi quét mã QR; máy quét tự gửi khi xong.",
+        "Keep the cursor in this field (F2) and scan the QR code; the reader submits it.",
+    ),
+    "rec.scan_submit": ("Đọc mã", "Read code"),
+    "rec.search": ("Tìm bệnh nhân", "Find a patient"),
+    "rec.search_hint": (
+        "Họ tên (có hoặc không dấu), CCCD, số thẻ BHYT, số điện thoại, mã BN (F3)",
+        "Name (with or without diacritics), CCCD, BHYT number, phone, patient code (F3)",
+    ),
+    "rec.search_none": ("Không tìm thấy bệnh nhân phù hợp.", "No matching patient."),
+    "rec.card": ("Thông tin trên thẻ", "Card details"),
+    "rec.kind.cccd": ("Căn cước công dân", "Citizen ID (CCCD)"),
+    "rec.kind.bhyt": ("Thẻ bảo hiểm y tế", "Health insurance card (BHYT)"),
+    "rec.conflicts": ("Cần kiểm tra", "To check"),
+    "rec.candidates": ("Hồ sơ có thể trùng", "Possible matches"),
+    "rec.no_candidates": (
+        "Chưa có hồ sơ: sẽ tạo hồ sơ mới từ thẻ.",
+        "No record yet: a new one is created from the card.",
+    ),
+    "rec.create_new": ("Tạo hồ sơ mới từ thẻ", "Create a new record from the card"),
+    "rec.match.cccd": ("trùng số CCCD", "same CCCD"),
+    "rec.match.bhyt_number": ("trùng số thẻ BHYT", "same BHYT number"),
+    "rec.match.name_birth_sex": ("trùng họ tên, năm sinh, giới", "same name, birth year, sex"),
+    "rec.patient": ("Bệnh nhân", "Patient"),
+    "rec.choose": ("Chọn hồ sơ", "Choose the record"),
+    "rec.room": ("Phòng khám", "Clinic room"),
+    "rec.kind": ("Đối tượng", "Visit type"),
+    "rec.kind.insured": ("Bảo hiểm y tế", "Insured (BHYT)"),
+    "rec.kind.fee_paying": ("Thu phí", "Fee-paying"),
+    "rec.kind.emergency": ("Cấp cứu", "Emergency"),
+    "rec.confirm_conflicts": ("Tôi đã kiểm tra các điểm cần lưu ý ở trên", "I have checked the points above"),
+    "rec.open_visit": ("Mở lượt khám và in số", "Open the visit and print the ticket"),
+    "rec.ticket": ("Số thứ tự", "Queue number"),
+    "rec.ticket_for": ("Lượt khám {code}", "Visit {code}"),
+    "rec.print": ("In phiếu (Ctrl+P)", "Print ticket (Ctrl+P)"),
+    "rec.next_patient": ("Bệnh nhân tiếp theo (Esc)", "Next patient (Esc)"),
+    "rec.birth": ("Ngày sinh", "Date of birth"),
+    "rec.sex": ("Giới", "Sex"),
+    "sex.male": ("Nam", "Male"),
+    "sex.female": ("Nữ", "Female"),
+    "rec.address": ("Địa chỉ", "Address"),
+    "rec.code": ("Mã BN", "Patient code"),
+    "rec.bhyt_valid": ("Hạn thẻ", "Card valid"),
+    "rec.open_for": ("Mở lượt khám", "Open a visit"),
+    "rec.err.choose": ("Hãy chọn một hồ sơ hoặc tạo hồ sơ mới.", "Choose a record or create a new one."),
+    "rec.err.confirm": (
+        "Hãy xác nhận đã kiểm tra trước khi mở lượt khám.",
+        "Confirm you have checked before opening the visit.",
+    ),
+    "rec.err.room": ("Hãy chọn phòng khám.", "Choose a clinic room."),
+    "rec.err.scan_again": (
+        "Mã đã quét không còn hợp lệ, hãy quét lại.",
+        "The scanned code is no longer valid; scan again.",
+    ),
+    # display
+    "disp.title": ("Màn hình phòng chờ", "Waiting-room display"),
+    "disp.choose": ("Chọn phòng để hiển thị", "Choose the room to show"),
+    "disp.now": ("Đang khám", "Now serving"),
+    "disp.waiting": ("Đang chờ", "Waiting"),
+    "disp.none": ("—", "—"),
+    "disp.invite": ("Mời số {n} vào phòng khám", "Number {n}, please come in"),
+    "disp.open": ("Mở màn hình", "Open display"),
+    "disp.reconnecting": ("Đang kết nối lại…", "Reconnecting…"),
+    # users
+    "users.title": ("Quản lý người dùng", "Users"),
+    "users.create": ("Thêm người dùng", "Add a user"),
+    "users.username": ("Tên đăng nhập", "Username"),
+    "users.display_name": ("Họ tên hiển thị", "Name shown"),
+    "users.role": ("Vai trò", "Role"),
+    "users.password": ("Mật khẩu ban đầu", "Initial password"),
+    "users.new_password": ("Mật khẩu mới", "New password"),
+    "users.reset": ("Đặt lại mật khẩu", "Reset password"),
+    "users.status": ("Trạng thái", "Status"),
+    "users.active": ("Đang dùng", "Active"),
+    "users.locked": ("Đang khoá", "Locked"),
+    "users.inactive": ("Ngừng dùng", "Inactive"),
+    "users.last_login": ("Đăng nhập gần nhất", "Last sign-in"),
+    "users.created": ("Đã tạo tài khoản {username}.", "Account {username} created."),
+    "users.reset_done": (
+        "Đã đặt lại mật khẩu cho {username}; các phiên đang mở đã kết thúc.",
+        "Password of {username} reset; their open sessions ended.",
+    ),
+    "users.submit": ("Tạo tài khoản", "Create account"),
+    "users.actions": ("Thao tác", "Actions"),
+    "users.never": ("Chưa", "Never"),
+    # field errors (codes from the domain)
+    "err.user.username": (
+        "Từ 3-64 ký tự: chữ thường không dấu, số, dấu chấm, gạch dưới hoặc gạch ngang; bắt đầu bằng chữ.",
+        "3-64 characters: lower-case letters, digits, '.', '_' or '-', starting with a letter.",
+    ),
+    "err.user.exists": ("Tên đăng nhập này đã có người dùng.", "This username is taken."),
+    "err.user.role": ("Hãy chọn một vai trò.", "Choose a role."),
+    "err.user.display_name": ("Hãy nhập họ tên hiển thị.", "Enter the name shown on screens."),
+    "err.password.too_short": (
+        "Mật khẩu cần ít nhất {min} ký tự.",
+        "The password needs at least {min} characters.",
+    ),
+    "err.password.too_long": ("Mật khẩu tối đa 256 ký tự.", "At most 256 characters."),
+    "err.password.is_username": (
+        "Mật khẩu không được trùng tên đăng nhập.",
+        "The password must not be the username.",
+    ),
+    "err.qr.empty": ("Chưa có dữ liệu quét.", "Nothing was scanned."),
+    "err.qr.unknown_format": (
+        "Không nhận ra mã: không phải QR của CCCD hoặc thẻ BHYT.",
+        "Not a CCCD or BHYT card QR code.",
+    ),
+    "err.qr.truncated": ("Mã bị thiếu, hãy quét lại.", "The code is incomplete; scan again."),
+    "err.cccd.bad_id": (
+        "Số CCCD trên mã không hợp lệ (cần 12 chữ số).",
+        "The CCCD number in the code is invalid (12 digits).",
+    ),
+    "err.cccd.missing_name": ("Mã CCCD thiếu họ tên.", "The CCCD code has no name."),
+    "err.cccd.bad_date": ("Ngày trên mã CCCD không hợp lệ.", "A date in the CCCD code is invalid."),
+    "err.cccd.bad_sex": ("Giới tính trên mã CCCD không hợp lệ.", "The sex in the CCCD code is invalid."),
+    "err.bhyt.bad_card_number": ("Số thẻ BHYT không hợp lệ.", "The BHYT card number is invalid."),
+    "err.bhyt.bad_date": ("Ngày trên thẻ BHYT không hợp lệ.", "A date on the BHYT card is invalid."),
+    "err.bhyt.missing_terminator": (
+        "Mã thẻ BHYT bị thiếu phần cuối, hãy quét lại.",
+        "The BHYT code is incomplete; scan again.",
+    ),
+    "err.visit.room": ("Phòng khám không tồn tại hoặc đã đóng.", "No such open clinic room."),
+    "err.visit.already_open": (
+        "Bệnh nhân đã có lượt khám đang mở.",
+        "The patient already has an open visit.",
+    ),
+    "err.patient.name": ("Họ tên không hợp lệ.", "The name is invalid."),
+}
+
+
+def translate(key: str, lang: Lang, **values: object) -> str:
+    pair = MESSAGES.get(key)
+    if pair is None:
+        return key
+    text = pair[0] if lang == "vi" else pair[1]
+    return text.format(**values) if values else text
+
+
+def has(key: str) -> bool:
+    return key in MESSAGES

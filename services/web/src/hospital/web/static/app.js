@@ -1,0 +1,64 @@
+// Keyboard-first behaviour of the screens; no inline script anywhere (the CSP forbids it).
+(function () {
+  "use strict";
+  function focusField(id) {
+    var el = document.getElementById(id);
+    if (el) { el.focus(); if (el.select) el.select(); return true; }
+    return false;
+  }
+  document.addEventListener("keydown", function (e) {
+    if (e.altKey && !e.ctrlKey && /^[0-9]$/.test(e.key)) {
+      var link = document.querySelector('a[data-hotkey="' + e.key + '"]');
+      if (link) { e.preventDefault(); window.location.href = link.getAttribute("href"); }
+      return;
+    }
+    if (e.key === "F2" && focusField("scan")) { e.preventDefault(); return; }
+    if (e.key === "F3" && focusField("search")) { e.preventDefault(); return; }
+    if (e.key === "Escape" && document.getElementById("work")) { resetReception(); }
+  });
+  function resetReception() {
+    var work = document.getElementById("work");
+    if (!work) return;
+    work.innerHTML = "";
+    var scan = document.getElementById("scan");
+    if (scan) { scan.value = ""; scan.focus(); }
+  }
+  document.addEventListener("click", function (e) {
+    var t = e.target.closest("[data-print]");
+    if (t) { window.print(); return; }
+    if (e.target.closest("[data-reset-reception]")) { resetReception(); }
+  });
+  // A plain form is sent once: its submit button is disabled after the first submit (a double click
+  // sends nothing more). htmx forms use hx-disabled-elt; the server also deduplicates by request key.
+  document.addEventListener("submit", function (e) {
+    var form = e.target;
+    if (!form.hasAttribute("data-once")) return;
+    if (form.dataset.sent === "1") { e.preventDefault(); return; }
+    form.dataset.sent = "1";
+    form.querySelectorAll("button[type=submit]").forEach(function (b) { b.setAttribute("aria-busy", "true"); });
+  });
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("form[data-sent]").forEach(function (f) { delete f.dataset.sent; });
+  });
+  // After a fragment arrives, put the cursor where the clerk continues: the first field in error, else
+  // the first control of the new content; the scan field is cleared for the next card.
+  document.addEventListener("htmx:afterSwap", function (e) {
+    var target = e.detail.target;
+    if (!target || target.id !== "work") return;
+    var scan = document.getElementById("scan");
+    if (scan) scan.value = "";
+    var el = target.querySelector("[aria-invalid=true]") || target.querySelector("[autofocus]") ||
+             target.querySelector("select, input[type=radio]:checked, button[type=submit]");
+    if (el) el.focus();
+  });
+  // The waiting-room display's clock.
+  var clock = document.querySelector("[data-clock]");
+  if (clock) {
+    var tick = function () {
+      var d = new Date();
+      clock.textContent = ("0" + d.getHours()).slice(-2) + ":" + ("0" + d.getMinutes()).slice(-2);
+    };
+    tick();
+    setInterval(tick, 10000);
+  }
+})();

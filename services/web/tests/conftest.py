@@ -1,0 +1,146 @@
+"""The web's tests run the real services (admissions and the web, each with its own database, on free
+ports) once per session, and drive Debian's Chromium through Playwright: one browser for the session,
+a fresh context (cookies) per test. Screenshots go to test-artifacts/web/ (not committed)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from hospital.admissions.service import DEFINITION as ADMISSIONS
+from hospital.chassis.app import Service
+from hospital.testing.servers import free_port
+from hospital.testing.services import running_service
+from hospital.web.service import DEFINITION as WEB
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+DEMO_PASSWORD = "Benh-vien-2026!"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "web"
+VIEWPORT = {"width": 1366, "height": 768}
+
+
+@dataclass
+class Stack:
+    admissions: Service
+    web: Service
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web.settings.http_port}"
+
+    @property
+    def admissions_url(self) -> str:
+        return f"http://127.0.0.1:{self.admissions.settings.http_port}"
+
+
+@pytest.fixture(scope="session")
+async def stack(nats_server, tmp_path_factory) -> AsyncIterator[Stack]:
+    data = tmp_path_factory.mktemp("web-stack")
+    async with (
+        running_service(
+            ADMISSIONS,
+            data_dir=data,
+            database_url=f"sqlite+aiosqlite:///{data}/admissions.db",
+            nats_url=nats_server.url,
+            shutdown_grace_seconds=2,
+        ) as adm,
+        running_service(
+            WEB,
+            data_dir=data,
+            database_url=f"sqlite+aiosqlite:///{data}/web.db",
+            nats_url=nats_server.url,
+            shutdown_grace_seconds=2,
+            admissions_grpc=f"127.0.0.1:{adm.settings.grpc_port}",
+        ) as web,
+    ):
+        await web.rt.extras["web"].accounts.ensure_demo_users(DEMO_PASSWORD)
+        yield Stack(adm, web)
+
+
+@pytest.fixture(scope="session")
+async def web_without_backends(nats_server, tmp_path_factory) -> AsyncIterator[str]:
+    """A web whose admissions does not answer (nothing listens on its port)."""
+    data = tmp_path_factory.mktemp("web-alone")
+    async with running_service(
+        WEB,
+        data_dir=data,
+        database_url=f"sqlite+aiosqlite:///{data}/web.db",
+        nats_url=nats_server.url,
+        shutdown_grace_seconds=2,
+        backend_timeout_seconds=1.0,
+        admissions_grpc=f"127.0.0.1:{free_port()}",
+    ) as web:
+        await web.rt.extras["web"].accounts.ensure_demo_users(DEMO_PASSWORD)
+        yield f"http://127.0.0.1:{web.settings.http_port}"
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+async def new_context(browser: Browser, **options: object) -> BrowserContext:
+    return await browser.new_context(
+        viewport=VIEWPORT, locale="vi-VN", timezone_id="Asia/Ho_Chi_Minh", **options
+    )  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    ctx = await new_context(browser)
+    try:
+        yield ctx
+    finally:
+        await ctx.close()
+
+
+async def sign_in(page: Page, base: str, username: str, password: str = DEMO_PASSWORD) -> None:
+    await page.goto(base + "/")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", password)
+    await page.press("input[name=password]", "Enter")
+    await page.wait_for_url(re.compile(r".*/(home|reception|display|admin/users)$"))
+
+
+async def shot(page: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=False)
+    return path
+
+
+async def http_sign_in(base: str, username: str, password: str = DEMO_PASSWORD) -> httpx.AsyncClient:
+    """An httpx client holding a signed-in session (as a browser would: the sign-in form's CSRF cookie)."""
+    client = httpx.AsyncClient(base_url=base, timeout=30, follow_redirects=False)
+    page = await client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token, page.text
+    r = await client.post("/login", data={"username": username, "password": password, "csrf_token": token[1]})
+    assert r.status_code == 303, r.text
+    return client
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'<meta name="csrf-token" content="([^"]+)"', html)
+    assert m, "no CSRF token on the page"
+    return m[1]
