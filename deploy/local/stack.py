@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -150,6 +151,8 @@ def up(db: str) -> int:
         if mig.returncode != 0:
             print(f"{name}: migration failed:\n{mig.stderr[-3000:]}", file=sys.stderr)
             return 1
+        if name == "web" and not demo_users(env):
+            return 1
         log = open(LOG / f"{name}.log", "ab")  # noqa: SIM115 - the child process keeps it
         proc = subprocess.Popen(
             [sys.executable, "-m", f"hospital.{name}", "serve"],
@@ -177,7 +180,39 @@ def up(db: str) -> int:
     if db == "postgres":
         print(f"  {'postgres':<11} postgresql://postgres@127.0.0.1:{INFRA['postgres']}/<service>")
     print("\nCall the APIs with a development token:  make token ROLE=receptionist")
+    if "web" in services:
+        print(
+            "\nSign in at http://127.0.0.1:8080/ as one of the demo users, named after their role "
+            f"({', '.join(DEMO_USERS)}),\nwith the password: {demo_password()}"
+        )
     return 0
+
+
+def demo_password() -> str:
+    """HOSPITAL_WEB_DEMO_PASSWORD if set, else a random one made on first use and kept in var/auth."""
+    given = os.environ.get("HOSPITAL_WEB_DEMO_PASSWORD")
+    if given:
+        return given
+    path = VAR / "auth" / "web-demo-password"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(12))
+    return path.read_text().strip()
+
+
+def demo_users(env: dict[str, str]) -> bool:
+    """One web user per role, named after the role (receptionist, doctor, ...), with the demo password."""
+    run = subprocess.run(
+        [sys.executable, "-m", "hospital.web", "demo-users"],
+        env={**env, "HOSPITAL_WEB_DEMO_PASSWORD": demo_password()},
+        capture_output=True,
+        text=True,
+    )
+    if run.returncode != 0:
+        print(f"web: demo users not created:\n{run.stderr[-3000:]}", file=sys.stderr)
+    return run.returncode == 0
 
 
 def down() -> int:

@@ -106,3 +106,78 @@ async def test_authentication_and_roles(admissions, stub) -> None:
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     health = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""))
     assert health.status == health_pb2.HealthCheckResponse.SERVING  # health needs no token
+
+
+BHYT_QR = (
+    "HT3790123456789|5068e1baa16d205468e1bb8b204e67e1bb8d6320c3816e68|08/08/1988|2|"
+    "3132204e677579e1bb856e204875e1bb872c2054502048e1bb93204368c3ad204d696e68|79 - 001|"
+    "01/01/2026|31/12/2099|01/01/2026|79123456789012|-|4|01/01/2021|1f2fa22c47f0bd18-7102|$"
+)
+
+
+async def test_reception_scans_a_card_opens_a_visit_and_a_display_watches_the_queue(admissions, stub) -> None:
+    """What the web's reception screen and waiting-room displays call."""
+    s, _ = stub
+    clerk = call_metadata(issuer_for(admissions).mint_for_role("receptionist"))
+    rooms = await s.ListRooms(pb.ListRoomsRequest(), metadata=clerk)
+    room = next(r for r in rooms.items if r.code == "P106")
+    assert room.name and room.department
+    scanned = await s.ScanCard(pb.ScanCardRequest(qr=BHYT_QR), metadata=clerk)
+    ident = scanned.identity
+    assert (ident.kind, ident.full_name, ident.birth_date, ident.sex) == (
+        "bhyt",
+        "Phạm Thị Ngọc Ánh",
+        "1988-08-08",
+        pb.SEX_FEMALE,
+    )
+    assert (ident.bhyt_number, ident.bhyt_valid_to, ident.registered_facility) == (
+        "HT3790123456789",
+        "2099-12-31",
+        "79 - 001",
+    )
+    assert list(scanned.candidates) == []
+    patient = await s.RegisterPatient(
+        pb.RegisterPatientRequest(
+            full_name=ident.full_name,
+            birth_date=ident.birth_date,
+            sex=ident.sex,
+            bhyt_number=ident.bhyt_number,
+            bhyt_valid_from=ident.bhyt_valid_from,
+            bhyt_valid_to=ident.bhyt_valid_to,
+            bhyt_registered_facility=ident.registered_facility,
+            address_line=ident.address,
+            request_id=str(uuid.uuid4()),
+        ),
+        metadata=clerk,
+    )
+    assert patient.insurance_cards[0].valid_to == "2099-12-31"
+    again = await s.ScanCard(pb.ScanCardRequest(qr=BHYT_QR), metadata=clerk)
+    assert [(c.patient.id, c.match) for c in again.candidates] == [(patient.id, "bhyt_number")]
+
+    watch = s.WatchQueue(pb.WatchQueueRequest(room_code="P106"), metadata=clerk)
+    first = await watch.read()
+    assert first.room_code == "P106"
+    visit = await s.OpenVisit(
+        pb.OpenVisitRequest(
+            patient_id=patient.id,
+            room_code="P106",
+            kind=pb.VISIT_KIND_INSURED,
+            insurance_card_number="HT3790123456789",
+        ),
+        metadata=clerk,
+    )
+    assert visit.ticket_number >= 1 and visit.kind == pb.VISIT_KIND_INSURED
+    changed = await watch.read()
+    assert visit.ticket_number in changed.waiting and visit.ticket_number not in first.waiting
+    watch.cancel()
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await s.ScanCard(pb.ScanCardRequest(qr="xin chào"), metadata=clerk)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("qr.unknown_format: ")
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # only reception opens visits
+        await s.OpenVisit(
+            pb.OpenVisitRequest(patient_id=patient.id, room_code="P106"),
+            metadata=call_metadata(issuer_for(admissions).mint_for_role("cashier")),
+        )
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED

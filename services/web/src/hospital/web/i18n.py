@@ -155,6 +155,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "disp.waiting": ("Đang chờ", "Waiting"),
     "disp.none": ("—", "—"),
     "disp.invite": ("Mời số {n} vào phòng khám", "Number {n}, please come in"),
+    "disp.empty": ("Không còn ai đang chờ", "Nobody is waiting"),
     "disp.open": ("Mở màn hình", "Open display"),
     "disp.reconnecting": ("Đang kết nối lại…", "Reconnecting…"),
     # users

@@ -27,7 +27,13 @@ def screens_for(role: str) -> list[Screen]:
     return [s for s in SCREENS if role in s.roles]
 
 
+# Where a role lands after sign-in when it is not its first screen.
+HOME = {"admin": "/admin/users"}
+
+
 def home_for(role: str) -> str:
+    if role in HOME:
+        return HOME[role]
     mine = screens_for(role)
     return mine[0].path if mine else "/"
 
