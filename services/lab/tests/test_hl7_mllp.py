@@ -10,7 +10,7 @@ import pytest
 
 from hospital.lab.api.astm import HostOrder
 from hospital.lab.api.hl7.messages import OrderMessage, ResultMessage, SpecimenQuery
-from hospital.lab.api.hl7.mllp import MllpBuffer, MllpEndpoint, MllpServer, frame
+from hospital.lab.api.hl7.mllp import MllpBuffer, MllpEndpoint, MllpServer, Oversized, frame
 from hospital.lab.simulator import send_mllp
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def test_buffer_drops_a_block_restarted_by_vt_and_oversized_blocks() -> None:
     buffer = MllpBuffer(max_message_bytes=100)
     assert buffer.feed(b"\x0bMSH|lost" + frame(b"MSH|kept")) == [b"MSH|kept"]
     assert buffer.feed(b"\x0b" + b"x" * 200) == []
-    assert buffer.feed(b"more\x1c\r" + frame(b"MSH|next")) == [b"MSH|next"]
+    assert buffer.feed(b"more\x1c\r" + frame(b"MSH|next")) == [Oversized(b"x" * 200, 204), b"MSH|next"]
 
 
 def test_buffer_accepts_fs_without_cr() -> None:

@@ -37,6 +37,15 @@ class LabSettings(ServiceSettings):
     mllp_port: int = 2575
     astm_port: int = 5100
     instruments: list[InstrumentConfig] = Field(default_factory=list)
+    # Listener limits (MLLP and ASTM listeners, each on its own; docs/lab.md "Listener limits")
+    listener_max_connections: int = Field(64, ge=1)  # open at once on one listener
+    listener_max_connections_per_host: int = Field(16, ge=1)  # from one address
+    listener_idle_timeout_seconds: float = Field(1800.0, gt=0)  # nothing received, no message under way
+    listener_message_timeout_seconds: float = Field(120.0, gt=0)  # an MLLP block / ASTM message begun
+    listener_max_message_bytes: int = Field(1 << 20, ge=1024)  # one MLLP block or one ASTM message (H..L)
+    astm_max_frame_bytes: int = Field(64 << 10, ge=256)
+    astm_max_frames_per_transfer: int = Field(20_000, ge=1)  # ENQ to EOT
+    result_value_max_chars: int = Field(4000, ge=1)  # OBX-5 / R-4; a longer value refuses the message
     lis_name: str = "HOSPITAL-LIS"
     store_timeout_seconds: float = 10.0  # below the analyzers' 15 s reply timer
     ingest_batch_max: int = 100  # group commit: at most this many analyzer messages per transaction

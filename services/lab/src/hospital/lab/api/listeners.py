@@ -15,6 +15,7 @@ from hospital.lab.api.astm.dialects import KNOWN_DIALECTS
 from hospital.lab.api.hl7 import MllpEndpoint, MllpServer, OrderMessage, build_orl_o22, parse_hl7
 from hospital.lab.api.hl7.messages import (
     APPLICATION_INTERNAL_ERROR,
+    DATA_TYPE_ERROR,
     RECORD_LOCKED,
     REQUIRED_FIELD_MISSING,
     UNKNOWN_KEY,
@@ -23,7 +24,8 @@ from hospital.lab.api.hl7.messages import (
     content_error,
     reject,
 )
-from hospital.lab.app.ingest import IngestService, oml_orders
+from hospital.lab.api.tcpserver import ListenerLimits
+from hospital.lab.app.ingest import IngestService, ValueTooLong, oml_orders
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,10 @@ class Hl7Handler:
         self.ingest = ingest
 
     async def store(self, raw: bytes, message: Any, peer: Peer) -> None:
-        await self.ingest.store_hl7(raw, message, peer)
+        try:
+            await self.ingest.store_hl7(raw, message, peer)
+        except ValueTooLong as exc:  # refused as it is: AE with the reason, not AR ("resend later")
+            raise content_error(DATA_TYPE_ERROR, f"{exc.code}: {exc.message}", exc.field or "") from exc
 
     async def host_query(self, query: Any) -> Sequence[HostOrder]:
         return await self.ingest.host_query(query)
@@ -94,11 +99,27 @@ class LabMllpServer(MllpServer):
         return build_orl_o22(message, "AA", sender=self._reply_sender)
 
 
+def listener_limits(settings: Any) -> ListenerLimits:
+    return ListenerLimits(
+        max_connections=settings.listener_max_connections,
+        max_connections_per_host=settings.listener_max_connections_per_host,
+        idle_timeout=settings.listener_idle_timeout_seconds,
+        message_timeout=settings.listener_message_timeout_seconds,
+        max_message_bytes=settings.listener_max_message_bytes,
+    )
+
+
 def build_listeners(settings: Any, ingest: IngestService) -> Any:
     async def run(stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         await ingest.ensure_catalogue()
         astm_handler, hl7_handler = AstmHandler(ingest), Hl7Handler(ingest)
         timeout = settings.store_timeout_seconds
+        limits = listener_limits(settings)
+        astm = {
+            "limits": limits,
+            "max_frame_bytes": settings.astm_max_frame_bytes,
+            "max_frames_per_transfer": settings.astm_max_frames_per_transfer,
+        }
         servers: list[Any] = [
             AstmServer(
                 AstmEndpoint(
@@ -107,6 +128,7 @@ def build_listeners(settings: Any, ingest: IngestService) -> Any:
                     port=settings.astm_port,
                     lis_name=settings.lis_name,
                     store_timeout=timeout,
+                    **astm,
                 ),
                 astm_handler,
             ),
@@ -117,6 +139,7 @@ def build_listeners(settings: Any, ingest: IngestService) -> Any:
                     port=settings.mllp_port,
                     application=settings.lis_name,
                     store_timeout=timeout,
+                    limits=limits,
                 ),
                 hl7_handler,
                 ingest,
@@ -132,6 +155,7 @@ def build_listeners(settings: Any, ingest: IngestService) -> Any:
                 encoding=inst.encoding,
                 lis_name=settings.lis_name,
                 store_timeout=timeout,
+                **astm,
             )
             servers.append(
                 AstmServer(endpoint, astm_handler)

@@ -12,10 +12,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any, Self, cast
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerLimits:
+    """What one listener allows (lab settings ``listener_*``; docs/lab.md). Each limit that is hit is
+    logged at warning level with the peer's address.
+
+    * ``max_connections`` open at once on the listener, ``max_connections_per_host`` from one address:
+      a connection beyond either is closed at once;
+    * ``idle_timeout``: a connection that sent nothing for this long, with no message under way, is closed
+      (analyzers and interface engines connect again when they have something to send);
+    * ``message_timeout``: a message (MLLP block, ASTM transfer) begun and not complete after this long
+      is dropped and the connection closed: a 1 byte/s sender is not held forever;
+    * ``max_message_bytes``: a larger message is refused (MLLP ``AE``, ASTM NAK) and never buffered whole.
+    """
+
+    max_connections: int = 64
+    max_connections_per_host: int = 16
+    idle_timeout: float = 1800.0
+    message_timeout: float = 120.0
+    max_message_bytes: int = 1 << 20
 
 
 class SessionProtocol(asyncio.Protocol):
@@ -29,13 +52,32 @@ class SessionProtocol(asyncio.Protocol):
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self.busy = False
         self._task: asyncio.Task[None] | None = None
+        self.server: TcpServer | None = None  # set by the listener that accepted the connection
+        self.host = "unknown"
+        self._limits: ListenerLimits | None = None
+        self._last_data = 0.0
+        self._message_since: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol -------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+        self.host = str((self.transport.get_extra_info("peername") or ("unknown", 0))[0])
+        if self.server is not None:
+            refusal = self.server.admit(self)
+            if refusal:
+                log.warning(
+                    "%s %s: connection from %s refused: %s", self.name, self.server.name, self.host, refusal
+                )
+                self.transport.abort()
+                return
+            self._limits = self.server.limits
+            self._last_data = self.loop.time()
+            self._arm_watchdog()
         self.on_connected()
 
     def data_received(self, data: bytes) -> None:
+        self._last_data = self.loop.time()
         self.on_data(data)
 
     def eof_received(self) -> bool:
@@ -44,11 +86,75 @@ class SessionProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None and not isinstance(exc, asyncio.CancelledError):
             log.warning("%s connection lost: %s", self.name, exc)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         try:
-            self.on_closed()
+            if self._limits is not None or self.server is None:
+                self.on_closed()
         finally:
+            if self.server is not None:
+                self.server.release(self)
             if not self.closed.done():
                 self.closed.set_result(None)
+
+    # --- limits -----------------------------------------------------------------------------------------
+    def message_in_progress(self, in_progress: bool) -> None:
+        """Subclasses report whether a message has begun and is not complete yet (its clock starts at the
+        first report)."""
+        if not in_progress:
+            self._message_since = None
+        elif self._message_since is None:
+            self._message_since = self.loop.time()
+            limits, watchdog = self._limits, self._watchdog
+            # the message's deadline may come before the idle deadline the watchdog waits for
+            if (
+                limits is not None
+                and watchdog is not None
+                and watchdog.when() > self._message_since + limits.message_timeout
+            ):
+                watchdog.cancel()
+                self._arm_watchdog()
+
+    def _arm_watchdog(self) -> None:
+        limits = self._limits
+        if limits is None or self.is_closing:
+            return
+        deadline = self._last_data + limits.idle_timeout
+        if self._message_since is not None:
+            deadline = min(deadline, self._message_since + limits.message_timeout)
+        self._watchdog = self.loop.call_at(max(deadline, self.loop.time() + 0.05), self._on_watchdog)
+
+    def _on_watchdog(self) -> None:
+        self._watchdog = None
+        limits = self._limits
+        if limits is None or self.is_closing:
+            return
+        now = self.loop.time()
+        server = self.server.name if self.server is not None else ""
+        if self._message_since is not None and now - self._message_since >= limits.message_timeout:
+            log.warning(
+                "%s %s: message from %s incomplete after %.0f s (limit); connection closed",
+                self.name,
+                server,
+                self.host,
+                now - self._message_since,
+            )
+            self.close()
+            return
+        if not self.busy and self._message_since is None and now - self._last_data >= limits.idle_timeout:
+            log.warning(
+                "%s %s: connection from %s idle for %.0f s (limit); closed",
+                self.name,
+                server,
+                self.host,
+                now - self._last_data,
+            )
+            self.close()
+            return
+        if self.busy:  # a store or host query under way is not idleness
+            self._last_data = max(self._last_data, now - limits.idle_timeout + 1.0)
+        self._arm_watchdog()
 
     # --- for subclasses ---------------------------------------------------------------------------------
     def on_connected(self) -> None:
@@ -111,10 +217,38 @@ class TcpServer:
 
     protocol = "TCP"
 
-    def __init__(self, host: str, port: int, name: str) -> None:
+    def __init__(self, host: str, port: int, name: str, limits: ListenerLimits | None = None) -> None:
         self._host, self._port, self._name = host, port, name
+        self.limits = limits or ListenerLimits()
         self._server: asyncio.Server | None = None
         self._sessions: set[SessionProtocol] = set()
+        self._admitted: set[SessionProtocol] = set()
+        self._per_host: Counter[str] = Counter()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def admit(self, session: SessionProtocol) -> str:
+        """Count a new connection in, or return why it is refused (the caps of :class:`ListenerLimits`)."""
+        if len(self._admitted) >= self.limits.max_connections:
+            return f"{len(self._admitted)} connections open, the limit of the listener"
+        if self._per_host[session.host] >= self.limits.max_connections_per_host:
+            return f"{self._per_host[session.host]} connections open from this address, the limit per address"
+        self._admitted.add(session)
+        self._per_host[session.host] += 1
+        return ""
+
+    def release(self, session: SessionProtocol) -> None:
+        if session in self._admitted:
+            self._admitted.discard(session)
+            self._per_host[session.host] -= 1
+            if self._per_host[session.host] <= 0:
+                del self._per_host[session.host]
+
+    @property
+    def connections(self) -> int:
+        return len(self._admitted)
 
     @property
     def port(self) -> int:
@@ -132,6 +266,7 @@ class TcpServer:
 
     def _new_session(self) -> SessionProtocol:
         session = self.make_session()
+        session.server = self
         self._sessions.add(session)
         session.closed.add_done_callback(lambda _: self._sessions.discard(session))
         return session

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hospital.chassis.app import Runtime
 from hospital.chassis.db import utcnow
+from hospital.chassis.errors import Invalid
 from hospital.chassis.ids import new_id
 from hospital.contracts.lab.v1 import events_pb2
 from hospital.lab.adapters.ingest_sql import IngestDb, ingest_db
@@ -86,6 +87,38 @@ class InResult:
 class InGroup:
     barcode: str
     results: list[InResult]
+
+
+BARCODE_MAX_CHARS = 60  # lab_results.barcode_received
+
+
+class ValueTooLong(Invalid, ValueError):
+    """A received value longer than the lab stores: the whole message is refused, nothing is stored
+    (MLLP ``AE`` with the reason and location, ASTM NAK)."""
+
+
+def check_lengths(groups: list[InGroup], protocol: str, max_value_chars: int) -> None:
+    """Refuse a message whose result values or specimen IDs exceed the limits (results stay small by
+    design: a value is a number, a short text or a coded answer; reports travel as documents)."""
+    hl7 = protocol == "hl7"
+    for g in groups:
+        if len(g.barcode) > BARCODE_MAX_CHARS:
+            where = "SPM-2/OBR-3" if hl7 else "O-3"
+            raise ValueTooLong(
+                "specimen_id_too_long",
+                f"specimen ID ({where}) of {len(g.barcode)} characters exceeds the limit of "
+                f"{BARCODE_MAX_CHARS}",
+                field="OBR^1^3" if hl7 else "O-3",
+            )
+        for r in g.results:
+            if len(r.value) > max_value_chars:
+                where = f"OBX {r.index} value (OBX-5)" if hl7 else f"result {r.index} value (R-4)"
+                raise ValueTooLong(
+                    "value_too_long",
+                    f"{where} of {len(r.value)} characters exceeds the limit of {max_value_chars}; "
+                    "nothing of the message was stored",
+                    field=f"OBX^{r.index}^5" if hl7 else "R-4",
+                )
 
 
 def astm_groups(message: AstmMessage, tz: ZoneInfo) -> list[InGroup]:
@@ -337,6 +370,8 @@ class IngestService:
         kind = (
             "results" if any(True for _ in message.results()) else ("query" if message.queries else "other")
         )
+        groups = astm_groups(message, self.tz)
+        check_lengths(groups, "astm", self.rt.settings.result_value_max_chars)
         await self.writer.submit(
             Incoming(
                 raw,
@@ -346,7 +381,7 @@ class IngestService:
                 instrument,
                 message.header.message_id or None,
                 kind,
-                astm_groups(message, self.tz),
+                groups,
             )
         )
 
@@ -356,6 +391,8 @@ class IngestService:
         sender = "^".join(x for x in (h.sending_application, h.sending_facility) if x)
         instrument = self._instrument(peer, sender, h.sending_application)
         if isinstance(message, ResultMessage):
+            groups = hl7_groups(message, self.tz)
+            check_lengths(groups, "hl7", self.rt.settings.result_value_max_chars)
             await self.writer.submit(
                 Incoming(
                     raw,
@@ -365,7 +402,7 @@ class IngestService:
                     instrument,
                     h.control_id,
                     "results",
-                    hl7_groups(message, self.tz),
+                    groups,
                 )
             )
         elif isinstance(message, OrderMessage):

@@ -110,10 +110,14 @@ class ReceiverState(enum.Enum):
 class Receiver:
     """Receiving side of E1381: answers ENQ and frames, reassembles messages, withholds the final ACK."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_message_bytes: int = 1 << 20, max_frames_per_transfer: int = 20_000) -> None:
         self.busy = False
         """While True an ENQ is answered with NAK (the sender retries after ~10 s)."""
         self.state = ReceiverState.IDLE
+        self.max_message_bytes = max_message_bytes
+        self.max_frames_per_transfer = max_frames_per_transfer
+        self.refused: str | None = None
+        """Why the current transfer is refused (a limit): its frames are NAKed until the sender's EOT."""
         self._expected_fn = 1
         self._accepted_in_transfer = 0
         self._buffer = bytearray()
@@ -187,11 +191,22 @@ class Receiver:
         return []
 
     def _frame(self, frame: Frame) -> list[ReceiverAction]:
+        if self.refused is not None:
+            return [Send(_NAK)]  # the sender gives up after six NAKs of a frame and sends EOT
         if not frame.checksum_ok:
             log.warning("ASTM frame %s rejected: bad checksum %r", frame.fn, frame.checksum)
             return [Send(_NAK)]
         if frame.fn == self._expected_fn:
             payload = frame.payload
+            reason = None
+            if len(self._buffer) + len(payload) > self.max_message_bytes:
+                reason = f"message exceeds the limit of {self.max_message_bytes} bytes"
+            elif self._accepted_in_transfer >= self.max_frames_per_transfer:
+                reason = f"transfer exceeds the limit of {self.max_frames_per_transfer} frames"
+            if reason is not None:
+                log.warning("ASTM transfer refused (NAK until EOT): %s", reason)
+                self.refused = reason
+                return [*self._discard(reason), Send(_NAK)]
             if frame.is_last_of_record and self._completes_message(payload):
                 # The final frame stays out of the buffer until stored(): after store_failed() its
                 # retransmission is processed as new.
@@ -213,6 +228,7 @@ class Receiver:
 
     def _begin_transfer(self) -> None:
         self.state = ReceiverState.RECEIVING
+        self.refused = None
         self._expected_fn = 1
         self._accepted_in_transfer = 0
         self._buffer.clear()
@@ -232,6 +248,7 @@ class Receiver:
 
     def _end_transfer(self) -> list[ReceiverAction]:
         self.state = ReceiverState.IDLE
+        self.refused = None
         self._eot_while_storing = False
         return [TransferEnded()]
 

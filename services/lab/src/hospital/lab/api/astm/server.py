@@ -25,7 +25,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, Self
 
@@ -50,7 +50,7 @@ from hospital.lab.api.astm.link import (
     TransferEnded,
 )
 from hospital.lab.api.astm.message import AstmMessage, AstmParseError, Query, parse_message
-from hospital.lab.api.tcpserver import SessionProtocol, TcpServer
+from hospital.lab.api.tcpserver import ListenerLimits, SessionProtocol, TcpServer
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,13 @@ class AstmEndpoint:
     EOT)."""
     store_timeout: float = 10.0
     """A store slower than this is treated as failed (NAK); keep it below the analyzer's 15 s reply timer."""
-    max_frame_bytes: int = 1 << 20
+    max_frame_bytes: int = 64 << 10
+    """A longer frame is NAKed (E1381 frames carry at most 240 characters; some analyzers send a record per
+    frame)."""
+    limits: ListenerLimits = field(default_factory=ListenerLimits)
+    """Connection caps, idle and transfer timeouts, message size (``AstmServer`` listeners)."""
+    max_frames_per_transfer: int = 20_000
+    """A transfer (ENQ to EOT) with more frames is refused: its frames are NAKed until the EOT."""
     reconnect_delay: float = 5.0
     """``AstmClient`` only: pause between connection attempts."""
 
@@ -115,7 +121,10 @@ class _Link(SessionProtocol):
         self._handler = handler
         self._peer = Peer(endpoint.instrument, "unknown", 0)
         self._buffer = FrameBuffer(endpoint.max_frame_bytes)
-        self._receiver = Receiver()
+        self._receiver = Receiver(
+            max_message_bytes=endpoint.limits.max_message_bytes,
+            max_frames_per_transfer=endpoint.max_frames_per_transfer,
+        )
         self._sender: Sender | None = None
         self._outbox: deque[list[bytes]] = deque()
         self._queries: list[tuple[Query, AstmMessage]] = []
@@ -161,6 +170,8 @@ class _Link(SessionProtocol):
                 break
             self._dispatch(self._pending.popleft())
         self._arm_timer()
+        # a transfer under way (ENQ to EOT) or a frame begun counts against the message timeout
+        self.message_in_progress(self._receiver.state is not ReceiverState.IDLE or self._buffer.in_frame)
 
     # --- timers -------------------------------------------------------------------------------------------
     def _deadlines(self) -> list[float]:
@@ -295,10 +306,14 @@ class _Link(SessionProtocol):
         try:
             async with asyncio.timeout(e.store_timeout):
                 await self._handler.store(raw, message, self._peer)
+        except ValueError as exc:  # the content cannot be accepted as it is (e.g. a value over its limit)
+            log.warning("ASTM message from %s refused; NAK: %s", e.instrument, exc)
+            return self._receiver.store_failed()
         except Exception:
             log.exception("ASTM message from %s not stored; NAK", e.instrument)
             return self._receiver.store_failed()
         self._queries.extend((query, message) for query in message.queries)
+        self.message_in_progress(False)  # the next message of the transfer gets its own time
         return self._receiver.stored()
 
     async def _answer_queries(self) -> None:
@@ -329,7 +344,7 @@ class AstmServer(TcpServer):
     protocol = "ASTM"
 
     def __init__(self, endpoint: AstmEndpoint, handler: AstmHandler) -> None:
-        super().__init__(endpoint.host, endpoint.port, endpoint.instrument)
+        super().__init__(endpoint.host, endpoint.port, endpoint.instrument, endpoint.limits)
         self.endpoint = endpoint
         self._handler = handler
 

@@ -27,6 +27,7 @@ SUPPORTED_TYPES = frozenset({("ORU", "R01"), ("OUL", "R22"), ("OML", "O21"), ("Q
 # HL7 table 0357 (message error condition codes)
 SEGMENT_SEQUENCE_ERROR = "100"
 REQUIRED_FIELD_MISSING = "101"
+DATA_TYPE_ERROR = "102"
 UNSUPPORTED_MESSAGE_TYPE = "200"
 UNSUPPORTED_EVENT_CODE = "201"
 UNKNOWN_KEY = "204"
@@ -36,6 +37,7 @@ APPLICATION_INTERNAL_ERROR = "207"
 _ERROR_TEXT = {
     SEGMENT_SEQUENCE_ERROR: "Segment sequence error",
     REQUIRED_FIELD_MISSING: "Required field missing",
+    DATA_TYPE_ERROR: "Data type error",
     UNSUPPORTED_MESSAGE_TYPE: "Unsupported message type",
     UNSUPPORTED_EVENT_CODE: "Unsupported event code",
     UNKNOWN_KEY: "Unknown key identifier",

@@ -2,7 +2,9 @@
 
 A block on the wire is ``VT (0x0B) message FS (0x1C) CR (0x0D)``. :class:`MllpBuffer` takes arbitrary
 TCP chunks and returns complete messages; bytes outside blocks are dropped, a block restarted by a new
-VT discards the partial one, and a block larger than ``max_message_bytes`` is discarded.
+VT discards the partial one, and a block larger than ``max_message_bytes`` is dropped as it arrives and
+answered ``AE`` with the reason once its end arrives. Connection caps, idle and incomplete-message
+timeouts: :class:`~hospital.lab.api.tcpserver.ListenerLimits`.
 
 :class:`MllpServer` handles one message at a time per connection (original acknowledgment mode):
 
@@ -20,13 +22,14 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from hospital.lab.api.astm.hostquery import HostOrder
 from hospital.lab.api.astm.server import Peer
 from hospital.lab.api.hl7.messages import (
     APPLICATION_INTERNAL_ERROR,
+    DATA_TYPE_ERROR,
     Hl7Error,
     Hl7Message,
     OrderMessage,
@@ -35,10 +38,13 @@ from hospital.lab.api.hl7.messages import (
     build_ack,
     build_orl_o22,
     build_rsp_k11,
+    content_error,
+    decode,
+    parse_header,
     parse_hl7,
     reject,
 )
-from hospital.lab.api.tcpserver import SessionProtocol, TcpServer
+from hospital.lab.api.tcpserver import ListenerLimits, SessionProtocol, TcpServer
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +59,35 @@ def frame(message: bytes | str) -> bytes:
     return bytes((VT,)) + data + bytes((FS, CR))
 
 
-class MllpBuffer:
-    """Incremental MLLP deframer."""
+@dataclass(frozen=True, slots=True)
+class Oversized:
+    """A block larger than the buffer's ``max_message_bytes``: its content was dropped as it arrived
+    (only ``head``, its first bytes, is kept so the reply can echo the MSH); ``size`` bytes in all."""
 
-    def __init__(self, max_message_bytes: int = 16 << 20) -> None:
+    head: bytes
+    size: int
+
+
+class MllpBuffer:
+    """Incremental MLLP deframer. Returns complete messages (``bytes``) and, for a block that grew past
+    ``max_message_bytes``, one :class:`Oversized` once its end arrives; memory stays bounded by the limit."""
+
+    HEAD_BYTES = 4096
+
+    def __init__(self, max_message_bytes: int = 1 << 20) -> None:
         self.max_message_bytes = max_message_bytes
         self._data = bytearray()
         self._in_block = False
         self._scanned = 0
+        self._discarding: Oversized | None = None
 
-    def feed(self, chunk: bytes) -> list[bytes]:
-        messages: list[bytes] = []
+    @property
+    def in_block(self) -> bool:
+        """A block has begun and not yet ended (for the incomplete-message timeout)."""
+        return self._in_block
+
+    def feed(self, chunk: bytes) -> list[bytes | Oversized]:
+        messages: list[bytes | Oversized] = []
         self._data += chunk
         while True:
             if not self._in_block:
@@ -78,19 +102,38 @@ class MllpBuffer:
             if restart >= 0:
                 log.warning("MLLP block restarted by VT; %d bytes dropped", restart)
                 del self._data[:restart]
-                self._in_block = False
+                self._in_block, self._discarding = False, None
+                continue
+            if self._discarding is not None:
+                dropped = self._discarding
+                taken = end if end >= 0 else len(self._data)
+                self._discarding = Oversized(dropped.head, dropped.size + taken)
+                if end < 0:
+                    self._data.clear()
+                    self._scanned = 0
+                    return messages
+                messages.append(self._discarding)
+                self._discarding = None
+                self._end_block(end)
                 continue
             if end < 0:
                 self._scanned = len(self._data)
                 if self._scanned > self.max_message_bytes:
-                    log.warning("MLLP block exceeds %d bytes; dropped", self.max_message_bytes)
+                    log.warning(
+                        "MLLP block exceeds %d bytes; dropping it as it arrives", self.max_message_bytes
+                    )
+                    self._discarding = Oversized(bytes(self._data[: self.HEAD_BYTES]), len(self._data))
                     self._data.clear()
-                    self._in_block = False
+                    self._scanned = 0
                 return messages
             messages.append(bytes(self._data[:end]))
-            skip = end + 2 if self._data[end + 1 : end + 2] == bytes((CR,)) else end + 1
-            del self._data[:skip]
-            self._in_block = False
+            self._end_block(end)
+
+    def _end_block(self, end: int) -> None:
+        skip = end + 2 if self._data[end + 1 : end + 2] == bytes((CR,)) else end + 1
+        del self._data[:skip]
+        self._in_block = False
+        self._scanned = 0
 
 
 class Hl7Handler(Protocol):
@@ -109,7 +152,7 @@ class MllpEndpoint:
     application: str = "HOSPITAL-LIS"
     facility: str = ""
     store_timeout: float = 10.0
-    max_message_bytes: int = 16 << 20
+    limits: ListenerLimits = field(default_factory=ListenerLimits)
 
 
 class MllpServer(TcpServer):
@@ -118,7 +161,7 @@ class MllpServer(TcpServer):
     protocol = "MLLP"
 
     def __init__(self, endpoint: MllpEndpoint, handler: Hl7Handler) -> None:
-        super().__init__(endpoint.host, endpoint.port, endpoint.name)
+        super().__init__(endpoint.host, endpoint.port, endpoint.name, endpoint.limits)
         self.endpoint = endpoint
         self._handler = handler
         self._sender = ReplySender(endpoint.application, endpoint.facility)
@@ -134,6 +177,16 @@ class MllpServer(TcpServer):
         try:
             async with asyncio.timeout(self.endpoint.store_timeout):
                 await self._handler.store(raw, message, peer)
+        except Hl7Error as error:  # the content cannot be accepted as it is (e.g. a value over its limit)
+            log.warning(
+                "HL7 %s %s from %s refused (%s): %s",
+                header.message_type,
+                header.control_id,
+                peer.host,
+                error.ack_code,
+                error.reason,
+            )
+            return self._reply(message, error)
         except Exception:
             log.exception("HL7 %s %s from %s not stored", header.message_type, header.control_id, peer.host)
             return self._reply(
@@ -149,6 +202,20 @@ class MllpServer(TcpServer):
                 )
             return build_rsp_k11(message, bool(orders), sender=self._sender)
         return self._reply(message)
+
+    def refuse_oversized(self, block: Oversized, peer: Peer) -> str:
+        """The reply to a block over the size limit: ``AE`` with the reason, echoing its MSH if readable."""
+        limit = self.endpoint.limits.max_message_bytes
+        reason = f"message of {block.size} bytes exceeds the limit of {limit} bytes; nothing was stored"
+        log.warning("HL7 message from %s refused: %s", peer.host, reason)
+        header = None
+        try:
+            _, header = parse_header(decode(block.head.split(b"\r", 1)[0]))
+        except Hl7Error:
+            pass
+        return build_ack(
+            header, "AE", error=content_error(DATA_TYPE_ERROR, reason, "MSH"), sender=self._sender
+        )
 
     def _reply(self, message: Hl7Message, error: Hl7Error | None = None) -> str:
         """The reply type the message calls for, ``AA`` or carrying ``error``."""
@@ -172,8 +239,8 @@ class _MllpSession(SessionProtocol):
     def __init__(self, server: MllpServer) -> None:
         super().__init__()
         self._server = server
-        self._buffer = MllpBuffer(server.endpoint.max_message_bytes)
-        self._pending: deque[bytes] = deque()
+        self._buffer = MllpBuffer(server.endpoint.limits.max_message_bytes)
+        self._pending: deque[bytes | Oversized] = deque()
         self._peer = Peer(server.endpoint.name, "unknown", 0)
 
     def on_connected(self) -> None:
@@ -183,12 +250,18 @@ class _MllpSession(SessionProtocol):
 
     def on_data(self, data: bytes) -> None:
         self._pending.extend(self._buffer.feed(data))
+        self.message_in_progress(self._buffer.in_block)
         if not self.busy:
             self.on_async_done()
 
     def on_async_done(self) -> None:
         if self._pending:
-            self.run_async(self._answer(self._pending.popleft()))
+            item = self._pending.popleft()
+            if isinstance(item, Oversized):
+                self.write(frame(self._server.refuse_oversized(item, self._peer)))
+                self.on_async_done()
+            else:
+                self.run_async(self._answer(item))
 
     async def _answer(self, raw: bytes) -> None:
         self.write(frame(await self._server.respond(raw, self._peer)))
