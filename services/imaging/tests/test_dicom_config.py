@@ -9,7 +9,12 @@ from hospital.imaging.api.dicom import DicomConfig, build_ae
 
 def test_defaults_are_production_settings() -> None:
     config = DicomConfig()
-    assert (config.ae_title, config.port, config.strict_ae) == ("HOSPITAL_PACS", 11112, True)
+    assert (config.ae_title, config.host, config.port, config.strict_ae) == (
+        "HOSPITAL_PACS",
+        "127.0.0.1",
+        11112,
+        True,
+    )
 
 
 def test_allow_list_is_normalised_and_read_only() -> None:

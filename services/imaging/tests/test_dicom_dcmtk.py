@@ -221,15 +221,21 @@ def test_changed_content_same_uid_is_flagged_conflict(
 def test_strict_mode_rejects_unknown_calling_ae(
     start_server: ServerFactory, dcmtk: DcmtkRunner, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = start_server(strict_ae=True, allowed_aes={"CT_HUE": ("10.10.1.21", 104)})
+    server = start_server(
+        strict_ae=True, allowed_aes={"CT_HUE": ("127.0.0.1", 104), "MR_HUE": ("10.10.1.21", 104)}
+    )
     port = server.address[1]
     with caplog.at_level(logging.WARNING, logger="hospital.imaging.api.dicom"):
         rejected = dcmtk("echoscu", "-aet", "UNKNOWN", "-aec", "HOSPITAL_PACS", "127.0.0.1", port)
+        elsewhere = dcmtk("echoscu", "-aet", "MR_HUE", "-aec", "HOSPITAL_PACS", "127.0.0.1", port)
     accepted = dcmtk("echoscu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "127.0.0.1", port)
 
     assert rejected.returncode != 0
     assert "Reason: Calling AE Title Not Recognized" in rejected.stderr
     assert any("UNKNOWN" in r.getMessage() and "allow-list" in r.getMessage() for r in caplog.records)
+    # A listed AE title from another host than its own (strict mode matches both).
+    assert elsewhere.returncode != 0 and "Calling AE Title Not Recognized" in elsewhere.stderr
+    assert any("MR_HUE" in r.getMessage() and "10.10.1.21" in r.getMessage() for r in caplog.records)
     assert accepted.returncode == 0, accepted.stderr
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from hospital.chassis.settings import ServiceSettings
+from hospital.imaging.api.dicom.access import parse_permissions
 from hospital.imaging.api.dicom.config import DicomConfig
 
 
@@ -39,12 +40,19 @@ class ImagingSettings(ServiceSettings):
     http_port: int = 8004
     grpc_port: int = 50054
 
-    # DICOM listener
-    dicom_host: str = "0.0.0.0"
+    # DICOM listener. Loopback by default: a modality network is opened on purpose (dicom_host), and in
+    # production only with strict_ae (or the explicit overrides below). ADR 0307.
+    dicom_host: str = "127.0.0.1"
     dicom_port: int = 11112
     ae_title: str = "HOSPITAL_PACS"
     strict_ae: bool = False
     known_aes: str = ""  # AE=host:port,...
+    # What a listed AE may do: "CT_HUE=store+worklist,VIEWER=query+retrieve" (store, query, retrieve,
+    # worklist); a listed AE without an entry may do everything (api/dicom/access.py).
+    ae_permissions: str = ""
+    # Production refuses strict_ae=false and a wildcard dicom_host (0.0.0.0, ::) unless these say so.
+    dicom_allow_any_calling_ae: bool = False
+    dicom_allow_wildcard_host: bool = False
     dicom_max_associations: int = 32
     # Processes running the storage (C-STORE) associations; 0 = in the serve process itself.
     dicom_receiver_processes: int = 2
@@ -83,6 +91,33 @@ class ImagingSettings(ServiceSettings):
         parse_known_aes(value)
         return value
 
+    @field_validator("ae_permissions")
+    @classmethod
+    def _check_ae_permissions(cls, value: str) -> str:
+        parse_permissions(value)
+        return value
+
+    @model_validator(mode="after")
+    def _dicom_exposure(self) -> ImagingSettings:
+        if self.environment == "production":
+            problems = []
+            if not self.strict_ae and not self.dicom_allow_any_calling_ae:
+                problems.append(
+                    "strict_ae must be true in production (any calling AE could query patients); "
+                    "set dicom_allow_any_calling_ae=true to override"
+                )
+            if self.dicom_host.strip() in ("0.0.0.0", "::", "", "*") and not self.dicom_allow_wildcard_host:
+                problems.append(
+                    f"dicom_host {self.dicom_host!r} listens on every interface; bind the "
+                    "modality network's address, or set dicom_allow_wildcard_host=true"
+                )
+            if problems:
+                raise ValueError("; ".join(problems))
+        unknown = set(parse_permissions(self.ae_permissions)) - set(self.peers)
+        if unknown:
+            raise ValueError(f"ae_permissions names AEs not in known_aes: {sorted(unknown)}")
+        return self
+
     @property
     def peers(self) -> dict[str, tuple[str, int]]:
         return parse_known_aes(self.known_aes)
@@ -98,5 +133,6 @@ class ImagingSettings(ServiceSettings):
             port=self.dicom_port,
             strict_ae=self.strict_ae,
             allowed_aes=self.peers,
+            permissions=parse_permissions(self.ae_permissions),
             max_associations=self.dicom_max_associations,
         )

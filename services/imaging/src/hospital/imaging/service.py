@@ -1,10 +1,11 @@
 """Wiring: the imaging service (PACS gateway) definition for the chassis runner.
 
-serve: HTTP (DICOMweb + API), gRPC, and the DICOM listener (a Components.listener on dicom_port).
-workers (in serve by default, or in `worker`): the ingest pipeline (spool -> S3 -> index; in a child
-process of its own unless PIPELINE_PROCESS=false), the study announcer (quiet period ->
-imaging.study.received) and the router (routing queue -> C-STORE).
-The pipeline reads the listener's spool directory: run `worker` on the same host (same data_dir).
+serve: HTTP (DICOMweb + API), gRPC, the DICOM listener (a Components.listener on dicom_port) and the
+ingest pipeline (spool -> S3 -> index; in a child process of its own unless PIPELINE_PROCESS=false). The
+pipeline reads the spool the receivers and STOW-RS write, so it runs where they run, whatever
+RUN_WORKER_IN_SERVE says: always in `serve`, never in `worker` (ADR 0308).
+workers (in serve by default, or in `worker`): the study announcer (quiet period -> imaging.study.received)
+and the router (routing queue -> C-STORE); they use only the database and object storage.
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ def build(rt: Runtime) -> Components:
         grpc_register=lambda server: grpc_api.register(server, services),
         grpc_service_names=[grpc_api.SERVICE],
         grpc_rules=grpc_api.RULES,
-        listeners=[services.dicom.run],
-        workers=[pipeline.run, services.studies.run_announcer, services.routing.run],
+        # The pipeline is a serve-side task: the spool is this process's disk (ADR 0308).
+        listeners=[services.dicom.run, pipeline.run],
+        workers=[services.studies.run_announcer, services.routing.run],
         on_start=_ensure_bucket,
     )
 

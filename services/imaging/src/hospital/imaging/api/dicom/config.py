@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from hospital.imaging.api.dicom.access import AccessPolicy
+
 _MAX_AE_TITLE = 16
 
 
@@ -23,15 +25,17 @@ class DicomConfig:
 
     `allowed_aes` maps each known peer AE title to its ``(host, port)``: the
     allow-list for incoming associations and, later, the C-MOVE destinations.
-    With `strict_ae` an unlisted calling AE title is rejected at association
-    time; without it any calling AE is accepted.
+    With `strict_ae` an unlisted calling AE title, or a listed one calling from
+    another host, is rejected at association time; without it any calling AE is
+    accepted. `permissions` limits what a listed AE may do (access.py).
     """
 
     ae_title: str = "HOSPITAL_PACS"
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     port: int = 11112
     strict_ae: bool = True
     allowed_aes: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    permissions: Mapping[str, frozenset[str]] = field(default_factory=dict)
     max_associations: int = 32
     #: Seconds without any network traffic before an association is aborted.
     network_timeout: float = 60.0
@@ -46,7 +50,12 @@ class DicomConfig:
             _check_ae_title(title): (host, int(port)) for title, (host, port) in self.allowed_aes.items()
         }
         object.__setattr__(self, "allowed_aes", MappingProxyType(allowed))
+        granted = {_check_ae_title(title): frozenset(p) for title, p in self.permissions.items()}
+        object.__setattr__(self, "permissions", MappingProxyType(granted))
         if not 0 <= self.port <= 65535:
             raise ValueError(f"invalid port: {self.port}")
         if self.max_associations < 1:
             raise ValueError("max_associations must be at least 1")
+
+    def policy(self) -> AccessPolicy:
+        return AccessPolicy(self.strict_ae, self.allowed_aes, self.permissions)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from pynetdicom import AllStoragePresentationContexts
 
+from hospital.imaging.api.dicom.access import AccessPolicy
 from hospital.imaging.api.dicom.config import DicomConfig
 from hospital.imaging.api.dicom.contexts import STORAGE_TRANSFER_SYNTAXES, VERIFICATION_TRANSFER_SYNTAXES
 from hospital.imaging.api.dicom.store import StoreHandler, StoreStatus
@@ -157,11 +158,16 @@ def negotiate(request: AssociateRequest) -> dict[int, tuple[str, str]]:
     return accepted
 
 
-def associate_ac(request: AssociateRequest, accepted: dict[int, tuple[str, str]]) -> bytes:
+def associate_ac(
+    request: AssociateRequest, accepted: dict[int, tuple[str, str]], refused: frozenset[int] = frozenset()
+) -> bytes:
+    """`refused`: contexts the calling AE may not use (its permissions): result 1, user rejection."""
     items = [_item(0x10, APPLICATION_CONTEXT.encode())]
     for context_id, abstract, proposed in request.contexts:
         if context_id in accepted:
             result, syntax = 0, accepted[context_id][1]
+        elif context_id in refused:
+            result, syntax = 1, (proposed[0] if proposed else IMPLICIT_VR_LE)
         else:
             # 3: abstract syntax not supported; 4: transfer syntaxes not supported
             result, syntax = (
@@ -258,9 +264,11 @@ class LeanAssociation:
         config: DicomConfig,
         store: StoreHandler,
         admit: Callable[[], bool] = lambda: True,
+        policy: AccessPolicy | None = None,
     ) -> None:
         self.sock, self.peer, self.config, self.store = sock, peer, config, store
         self.admit = admit
+        self.policy = policy or config.policy()
         self.calling_ae = ""
         self.contexts: dict[int, tuple[str, str]] = {}
         self._header = bytearray(6)
@@ -330,22 +338,33 @@ class LeanAssociation:
         if struct.unpack_from(">H", body, 0)[0] & 0x0001 == 0:
             self._send(associate_rj(*REJECT_PROTOCOL_VERSION))
             return False
-        if self.calling_ae not in self.config.allowed_aes:
-            if self.config.strict_ae:
-                log.warning(
-                    "association from %r (%s) rejected: calling AE title not in the allow-list (strict mode)",
-                    self.calling_ae,
-                    peer,
-                )
-                self._send(associate_rj(*REJECT_UNKNOWN_CALLING_AE))
-                return False
+        policy = self.policy
+        refusal = policy.refusal(self.calling_ae, self.peer[0])
+        if refusal is not None:
+            log.warning("association from %r (%s) rejected: %s", self.calling_ae, peer, refusal)
+            self._send(associate_rj(*REJECT_UNKNOWN_CALLING_AE))
+            return False
+        if self.calling_ae not in policy.peers:
             log.info("association from unlisted AE %r (%s) accepted (strict mode off)", self.calling_ae, peer)
         if not self.admit():
             log.warning("association from %r (%s) rejected: too many associations", self.calling_ae, peer)
             self._send(associate_rj(*REJECT_LOCAL_LIMIT))
             return False
-        self.contexts = negotiate(request)
-        self._send(associate_ac(request, self.contexts))
+        granted = policy.granted(self.calling_ae)
+        self.contexts = {cid: cx for cid, cx in negotiate(request).items() if policy.allows(granted, cx[0])}
+        refused = frozenset(
+            cid for cid, abstract, _ts in request.contexts if not policy.allows(granted, abstract)
+        )
+        if refused:
+            names = sorted({abstract for cid, abstract, _ts in request.contexts if cid in refused})
+            log.warning(
+                "association from %s (%s): presentation contexts refused, AE may only %s: %s",
+                self.calling_ae,
+                peer,
+                "+".join(sorted(granted)),
+                ", ".join(names[:8]),
+            )
+        self._send(associate_ac(request, self.contexts, refused))
         return True
 
     def _serve(self) -> None:

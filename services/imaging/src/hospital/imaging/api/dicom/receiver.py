@@ -61,11 +61,13 @@ class Receiver:
             port=0,
             strict_ae=options["strict_ae"],
             allowed_aes={k: (v[0], int(v[1])) for k, v in options["allowed_aes"].items()},
+            permissions={k: frozenset(v) for k, v in options.get("permissions", {}).items()},
             max_associations=options["max_associations"],
             network_timeout=options["network_timeout"],
             acse_timeout=options["acse_timeout"],
             dimse_timeout=options["dimse_timeout"],
         )
+        self.policy = self.config.policy()
         self.spool = Spool(options["spool"])
         self.lean = options.get("engine", "lean") == "lean"
         self.store = StoreHandler(self.spool, lambda _stored: self._send(MSG_STORED))
@@ -102,7 +104,7 @@ class Receiver:
 
     def _run_lean(self, sock: socket.socket, address: tuple[str, int]) -> None:
         try:
-            LeanAssociation(sock, address, self.config, self.store, self._admit).run()
+            LeanAssociation(sock, address, self.config, self.store, self._admit, self.policy).run()
         except Exception:
             log.exception("association from %s:%s failed", *address)
         finally:

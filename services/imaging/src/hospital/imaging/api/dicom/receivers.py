@@ -284,6 +284,7 @@ def receiver_options(
         "ae_title": config.ae_title,
         "strict_ae": config.strict_ae,
         "allowed_aes": {k: list(v) for k, v in config.allowed_aes.items()},
+        "permissions": {k: sorted(v) for k, v in config.permissions.items()},
         "max_associations": config.max_associations,
         "network_timeout": config.network_timeout,
         "acse_timeout": config.acse_timeout,

@@ -21,6 +21,7 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from hospital.imaging.adapters.spool import Spool
+from hospital.imaging.api.dicom.access import PERMISSIONS, AccessPolicy
 from hospital.imaging.api.dicom.config import DicomConfig
 from hospital.imaging.api.dicom.contexts import add_storage_contexts, add_verification_contexts
 from hospital.imaging.api.dicom.store import OnStored, StoreHandler
@@ -65,30 +66,64 @@ def build_ae(config: DicomConfig) -> AE:
 
 
 class CallingAePolicy:
-    """``evt.EVT_REQUESTED`` handler enforcing the calling-AE allow-list."""
+    """``evt.EVT_REQUESTED`` handler: admission (AE title and, in strict mode, its host) and per-AE
+    permissions, which narrow the presentation contexts this association may accept (access.py)."""
 
     def __init__(self, config: DicomConfig) -> None:
-        self._strict = config.strict_ae
-        self._allowed = frozenset(config.allowed_aes)
+        self._policy = config.policy()
 
     def __call__(self, event: Event) -> None:
         request = cast(A_ASSOCIATE, event.assoc.requestor.primitive)
         calling_ae = request.calling_ae_title.strip()
-        peer = f"{event.assoc.requestor.address}:{event.assoc.requestor.port}"
-        if calling_ae in self._allowed:
-            logger.debug("association from %s (%s): listed AE", calling_ae, peer)
-        elif self._strict:
-            logger.warning(
-                "association from %r (%s) rejected: calling AE title not in the allow-list (strict mode)",
-                calling_ae,
-                peer,
-            )
+        address = str(event.assoc.requestor.address)
+        peer = f"{address}:{event.assoc.requestor.port}"
+        refusal = self._policy.refusal(calling_ae, address)
+        if refusal is not None:
+            logger.warning("association from %r (%s) rejected: %s", calling_ae, peer, refusal)
             event.assoc.acse.send_reject(*_REJECT_UNKNOWN_CALLING_AE)
             # As pynetdicom does for its own rejections: kill() returns once the
             # DUL has flushed the A-ASSOCIATE-RJ, before the socket is closed.
             event.assoc.kill()
+            return
+        if calling_ae in self._policy.peers:
+            logger.debug("association from %s (%s): listed AE", calling_ae, peer)
         else:
             logger.info("association from unlisted AE %r (%s) accepted (strict mode off)", calling_ae, peer)
+        granted = self._policy.granted(calling_ae)
+        if granted == PERMISSIONS:
+            return
+        proposed = [str(cx.abstract_syntax) for cx in request.presentation_context_definition_list]
+        get_proposed = AccessPolicy.proposes_get(proposed)
+        roles = {str(uid): item.scp_role for uid, item in event.assoc.requestor.role_selection.items()}
+        supported = event.assoc.acceptor.supported_contexts
+        allowed = [
+            cx
+            for cx in supported
+            if self._policy.allows(
+                granted,
+                str(cx.abstract_syntax),
+                peer_is_storage_scp=bool(roles.get(str(cx.abstract_syntax))),
+                get_proposed=get_proposed,
+            )
+        ]
+        refused = sorted(
+            {
+                s
+                for s in proposed
+                if not self._policy.allows(
+                    granted, s, peer_is_storage_scp=bool(roles.get(s)), get_proposed=get_proposed
+                )
+            }
+        )
+        if refused:
+            logger.warning(
+                "association from %s (%s): presentation contexts refused, AE may only %s: %s",
+                calling_ae,
+                peer,
+                "+".join(sorted(granted)),
+                ", ".join(refused[:8]),
+            )
+        event.assoc.acceptor.supported_contexts = allowed
 
 
 class _QuickAckSocket(AssociationSocket):
