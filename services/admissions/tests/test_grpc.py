@@ -81,16 +81,16 @@ async def test_authentication_and_roles(admissions, stub) -> None:
     issuer = issuer_for(admissions)
     cases = [
         ((), grpc.StatusCode.UNAUTHENTICATED, "missing bearer token"),
-        (call_metadata("not.a.jwt"), grpc.StatusCode.UNAUTHENTICATED, "malformed token"),
+        (call_metadata("not.a.jwt"), grpc.StatusCode.UNAUTHENTICATED, "invalid token"),
         (
             call_metadata(issuer.mint("user:x", ["doctor"], ttl=-60)),
             grpc.StatusCode.UNAUTHENTICATED,
-            "expired",
+            "invalid token",
         ),
         (
             call_metadata(issuer.mint("user:x", ["doctor"], audience="elsewhere")),
             grpc.StatusCode.UNAUTHENTICATED,
-            "audience",
+            "invalid token",
         ),
         (call_metadata(issuer.mint_for_role("auditor")), grpc.StatusCode.PERMISSION_DENIED, "may not call"),
     ]

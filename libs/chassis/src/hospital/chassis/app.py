@@ -57,7 +57,7 @@ from hospital.chassis.security import ServiceIdentity, TokenVerifier, verifier_f
 from hospital.chassis.settings import ServiceSettings
 from hospital.chassis.storage import ObjectStore
 from hospital.chassis.uow import UnitOfWork
-from hospital.chassis.web import install_error_handlers, install_ops_endpoints
+from hospital.chassis.web import install_error_handlers, install_ops_endpoints, install_request_guard
 
 log = logging.getLogger(__name__)
 Task = Callable[[asyncio.Event], Awaitable[None]]
@@ -276,6 +276,7 @@ class Service:
         app.state.verifier = rt.verifier
         app.state.runtime = rt
         install_error_handlers(app)
+        install_request_guard(app, s.http_max_body_bytes)
         install_ops_endpoints(app, self.ready)
         telemetry.instrument_fastapi(app)
         cfg = uvicorn.Config(

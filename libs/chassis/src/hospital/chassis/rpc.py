@@ -4,6 +4,7 @@ status codes, and calls between services carrying the caller's service identity.
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,6 +13,7 @@ import grpc
 from hospital.chassis.errors import DomainError
 from hospital.chassis.security import AuthError, Principal, TokenVerifier
 
+log = logging.getLogger(__name__)
 current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "principal", default=None
 )
@@ -50,7 +52,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         try:
             principal = self.verifier.verify_header(md.get("authorization"))
         except AuthError as exc:
-            return _deny(grpc.StatusCode.UNAUTHENTICATED, exc.reason)
+            log.info("gRPC %s refused: %s", method, exc.reason)
+            return _deny(grpc.StatusCode.UNAUTHENTICATED, exc.public)
         allowed = self.rules.get(method)
         if allowed is None:
             return _deny(grpc.StatusCode.PERMISSION_DENIED, f"{method} is not open to any role")

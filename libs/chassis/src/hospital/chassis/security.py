@@ -51,9 +51,17 @@ DEMO_USERS: dict[str, tuple[str, str]] = {
 class AuthError(Exception):
     """Authentication failed (HTTP 401 / gRPC UNAUTHENTICATED)."""
 
+    # What a client is told; anything else (expiry, audience, signature, the JWT library's own message)
+    # stays in the service's log: a caller probing tokens learns nothing from the answer.
+    PUBLIC = frozenset({"missing bearer token", "authorization must be 'Bearer <token>'"})
+
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+    @property
+    def public(self) -> str:
+        return self.reason if self.reason in self.PUBLIC else "invalid token"
 
 
 class PermissionDenied(Exception):

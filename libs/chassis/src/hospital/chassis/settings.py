@@ -49,6 +49,8 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8000
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50050
+    # Largest HTTP request body a route takes unless the service sets its own for a path (413 above it).
+    http_max_body_bytes: int = 1024 * 1024
 
     # Security: JWT verification. In development a local issuer's key pair lives under data_dir/auth.
     auth_issuer: str = "https://auth.hospital.local/dev"

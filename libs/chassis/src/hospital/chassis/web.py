@@ -4,7 +4,8 @@ health/readiness/metrics endpoints."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -44,8 +45,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(exc.status, exc.message, exc.message, exc.code, **extra)
 
     @app.exception_handler(AuthError)
-    async def _auth(_: Request, exc: AuthError) -> JSONResponse:
-        return problem(401, "Not authenticated", exc.reason, "auth.unauthenticated")
+    async def _auth(request: Request, exc: AuthError) -> JSONResponse:
+        # The reason (expired, audience, the JWT library's message) is for the log, not for the caller.
+        log.info(
+            "request to %s not authenticated: %s",
+            request.url.path,
+            exc.reason,
+            extra={"client": client_address(request)},
+        )
+        return problem(401, "Not authenticated", exc.public, "auth.unauthenticated")
 
     @app.exception_handler(PermissionDenied)
     async def _perm(_: Request, exc: PermissionDenied) -> JSONResponse:
@@ -55,7 +63,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {
-                "field": ".".join(str(p) for p in e["loc"] if p != "body"),
+                "field": ".".join(str(p) for p in e["loc"][1 if e["loc"][:1] == ("body",) else 0 :]),
                 "message": e["msg"],
                 "code": e["type"],
             }
@@ -63,11 +71,18 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         first = errors[0] if errors else {"field": "", "message": "invalid request"}
         return problem(
-            422, "Invalid request", f"{first['field']}: {first['message']}", "request.invalid", errors=errors
+            422,
+            "Invalid request",
+            f"{first['field']}: {first['message']}",
+            "request.invalid",
+            field=first["field"],
+            errors=errors,
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, _BodyTooLarge):  # FastAPI wraps errors while reading the body
+            raise exc.__cause__
         return problem(exc.status_code, str(exc.detail), code=f"http.{exc.status_code}")
 
     @app.exception_handler(Exception)
@@ -122,3 +137,128 @@ def install_ops_endpoints(app: FastAPI, ready: Callable[[], Awaitable[dict[str, 
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+
+
+# ---------------------------------------------------------------------------------------------- limits
+DEFAULT_MAX_BODY = 1024 * 1024
+# Percent-encoded control characters in a query string (%00-%1F, %7F): no query value needs one.
+_QUERY_CONTROL = re.compile(rb"%(?:[01][0-9A-Fa-f]|7[Ff])")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestGuard:
+    """Pure ASGI middleware in front of every service's routes:
+
+    * a request body larger than the limit is refused with 413 problem JSON: from ``Content-Length``
+      before anything is read, or as soon as a chunked body passes it. ``limits`` maps a path prefix to
+      its own limit (``None``: the route enforces its own, e.g. STOW-RS);
+    * a path or query string carrying a control character (``%00``...) is refused with 400;
+    * an unexpected error answers a problem JSON 500 that names nothing internal (the traceback is logged
+      with the trace id) and, unlike Starlette's last-resort handler, the connection stays open for the
+      client's next request.
+
+    (Starlette's own ``max_body_size`` answers a plain-text 413 whenever Content-Length is too large,
+    whatever the exception handlers say, hence this.)
+    """
+
+    def __init__(
+        self, app: Any, max_body: int = DEFAULT_MAX_BODY, limits: Mapping[str, int | None] | None = None
+    ) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.limits = sorted((limits or {}).items(), key=lambda kv: -len(kv[0]))
+
+    def limit_for(self, path: str) -> int | None:
+        for prefix, limit in self.limits:
+            if path.startswith(prefix):
+                return limit
+        return self.max_body
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if _CONTROL_CHARS.search(path) or _QUERY_CONTROL.search(scope.get("query_string", b"")):
+            await problem(
+                400,
+                "Invalid request",
+                "the path or query string contains a control character",
+                "request.control_character",
+            )(scope, receive, send)
+            return
+        limit = self.limit_for(path)
+        if limit is not None:
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    if not value.isdigit() or int(value) > limit:
+                        await _too_large(limit)(scope, receive, send)
+                        return
+                    break
+            receive = _counting(receive, limit)
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            if _body_too_large(exc):
+                await _too_large(limit or 0)(scope, receive, send)
+                return
+            log.exception("unhandled error in %s %s", scope.get("method"), path)
+            await problem(500, "Internal error", "the error was logged with this trace id", "internal")(
+                scope, receive, send
+            )
+
+
+def _body_too_large(exc: BaseException | None) -> bool:
+    """FastAPI turns an error while reading the body into a 400 HTTPException ``from`` it."""
+    while exc is not None:
+        if isinstance(exc, _BodyTooLarge):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _too_large(limit: int) -> JSONResponse:
+    # The connection stays open: uvicorn discards the rest of the body as it arrives, and the client reads
+    # the answer instead of a reset connection.
+    return problem(
+        413,
+        "Request body too large",
+        f"the request body must be at most {limit} bytes",
+        "request.too_large",
+        max_bytes=limit,
+    )
+
+
+def _counting(receive: Any, limit: int) -> Any:
+    size = 0
+
+    async def counted() -> Any:
+        nonlocal size
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise _BodyTooLarge
+        return message
+
+    return counted
+
+
+def install_request_guard(app: FastAPI, max_body: int = DEFAULT_MAX_BODY) -> None:
+    """Add :class:`RequestGuard`. A service whose routes take larger bodies sets ``app.state.body_limits``
+    ({path prefix: bytes, or None when the route enforces its own}) before the chassis starts it."""
+    app.add_middleware(RequestGuard, max_body=max_body, limits=getattr(app.state, "body_limits", None))

@@ -14,6 +14,7 @@ from hospital.admissions.app.patients import Caller, NewPatient
 from hospital.admissions.app.queue_display import sse
 from hospital.admissions.domain.identity import ScanError
 from hospital.chassis.errors import Invalid
+from hospital.chassis.fields import INT32_MAX, Code, Id, code, line, text
 from hospital.chassis.security import Principal
 from hospital.chassis.web import client_address, problem, require_roles
 
@@ -29,91 +30,108 @@ def Role(*roles: str) -> Any:  # reads like a type in signatures
     return Annotated[Principal, Depends(require_roles(*roles))]
 
 
+Name = line(200)  # a blank name gets the domain's own error (patient.full_name)
+Place = line(100)  # ward, district, ethnicity, occupation
+Address = line(300)
+Phone = code(20)
+IdNumber = code(20)  # CCCD, CMND, BHYT number: the domain checks the format
+Ticket = Annotated[int, Field(ge=1, le=INT32_MAX)]
+
+
 class PatientIn(BaseModel):
-    full_name: str = Field(..., examples=["Nguyễn Văn An"], max_length=200)
-    birth_date: str = Field(
+    """Every text field is bounded and cleaned (chassis ``fields``): one line, no control characters,
+    Unicode NFC; a longer or dirty value is refused with 422 naming the field."""
+
+    full_name: Name = Field(..., examples=["Nguyễn Văn An"])
+    birth_date: code(10) = Field(
         ..., description="YYYY-MM-DD, or YYYY when only the year is known", examples=["1985-09-04"]
     )
     sex: Literal["male", "female"]
-    cccd: str | None = Field(None, description="12-digit citizen ID", examples=["001085012345"])
-    old_id_number: str | None = Field(None, description="9-digit CMND")
-    bhyt_number: str | None = Field(None, examples=["HS4010120878811"])
+    cccd: IdNumber | None = Field(None, description="12-digit citizen ID", examples=["001085012345"])
+    old_id_number: IdNumber | None = Field(None, description="9-digit CMND")
+    bhyt_number: IdNumber | None = Field(None, examples=["HS4010120878811"])
     bhyt_valid_from: date | None = None
     bhyt_valid_to: date | None = None
-    bhyt_registered_facility: str | None = Field(None, examples=["01 - 043"])
+    bhyt_registered_facility: code(20) | None = Field(None, examples=["01 - 043"])
     bhyt_five_year_date: date | None = None
-    phone: str | None = Field(None, examples=["0912345678"])
-    address_line: str | None = None
-    ward: str | None = None
-    district: str | None = None
-    province_code: str | None = Field(None, max_length=2)
-    ethnicity: str | None = None
-    occupation: str | None = None
-    guardian_name: str | None = None
-    guardian_phone: str | None = None
-    request_id: str | None = Field(
-        None, description="idempotency key: a retry returns the same patient", max_length=100
+    phone: Phone | None = Field(None, examples=["0912345678"])
+    address_line: Address | None = Field(
+        None, description="at most 300 characters", examples=["Số 12 ngõ 34"]
+    )
+    ward: Place | None = Field(None, description="at most 100 characters")
+    district: Place | None = Field(None, description="at most 100 characters")
+    province_code: code(2) | None = None
+    ethnicity: Place | None = Field(None, examples=["Kinh"])
+    occupation: Place | None = None
+    guardian_name: Name | None = None
+    guardian_phone: Phone | None = None
+    request_id: code(100) | None = Field(
+        None, description="idempotency key: a retry returns the same patient"
     )
 
 
 class PatientPatch(BaseModel):
-    full_name: str | None = Field(None, max_length=200)
-    birth_date: str | None = None
+    full_name: Name | None = None
+    birth_date: code(10) | None = None
     sex: Literal["male", "female"] | None = None
-    cccd: str | None = None
-    old_id_number: str | None = None
-    phone: str | None = None
-    address_line: str | None = None
-    ward: str | None = None
-    district: str | None = None
-    province_code: str | None = Field(None, max_length=2)
-    ethnicity: str | None = None
-    occupation: str | None = None
-    guardian_name: str | None = None
-    guardian_phone: str | None = None
+    cccd: IdNumber | None = None
+    old_id_number: IdNumber | None = None
+    phone: Phone | None = None
+    address_line: Address | None = None
+    ward: Place | None = None
+    district: Place | None = None
+    province_code: code(2) | None = None
+    ethnicity: Place | None = None
+    occupation: Place | None = None
+    guardian_name: Name | None = None
+    guardian_phone: Phone | None = None
 
 
 class CardIn(BaseModel):
-    number: str = Field(..., examples=["HS4010120878811"])
+    number: IdNumber = Field(..., examples=["HS4010120878811"])
     valid_from: date | None = None
     valid_to: date | None = None
-    registered_facility: str | None = Field(None, examples=["01 - 043"])
+    registered_facility: code(20) | None = Field(None, examples=["01 - 043"])
     five_year_date: date | None = None
 
 
 class MergeIn(BaseModel):
-    merged_id: str = Field(..., description="the duplicate record to fold into this one")
+    merged_id: Id = Field(..., description="the duplicate record to fold into this one")
 
 
 class ScanIn(BaseModel):
-    qr: str = Field(..., description="raw text of a CCCD or BHYT card QR code", max_length=4000)
+    qr: text(4000, min_length=1) = Field(..., description="raw text of a CCCD or BHYT card QR code")
 
 
 class VisitIn(BaseModel):
-    patient_id: str
-    room: str = Field(..., description="clinic room code from GET /api/v1/rooms", examples=["P101"])
+    patient_id: Id
+    room: code(20, min_length=1) = Field(
+        ..., description="clinic room code from GET /api/v1/rooms", examples=["P101"]
+    )
     kind: Literal["insured", "fee_paying", "emergency", "referral"] = "fee_paying"
-    insurance_card_number: str | None = None
-    referral_code: str | None = None
+    insurance_card_number: IdNumber | None = None
+    referral_code: Code | None = None
 
 
 class QueueActionIn(BaseModel):
     action: Literal["next", "recall", "skip"] = "next"
-    ticket_number: int | None = None
+    ticket_number: Ticket | None = None
 
 
 class AdmitIn(BaseModel):
-    patient_id: str
-    bed: str = Field(..., examples=["NOI-101-01"])
-    visit_id: str | None = None
+    patient_id: Id
+    bed: code(30, min_length=1) = Field(..., examples=["NOI-101-01"])
+    visit_id: Id | None = None
 
 
 class TransferIn(BaseModel):
-    bed: str
+    bed: code(30, min_length=1)
 
 
 class DischargeIn(BaseModel):
-    discharge_type: str = Field("improved", examples=["recovered", "improved", "transferred_out", "deceased"])
+    discharge_type: code(30, min_length=1) = Field(
+        "improved", examples=["recovered", "improved", "transferred_out", "deceased"]
+    )
 
 
 def build_http(services: Any) -> FastAPI:

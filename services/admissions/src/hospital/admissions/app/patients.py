@@ -27,6 +27,7 @@ from hospital.chassis.app import Runtime
 from hospital.chassis.caller import Caller
 from hospital.chassis.db import audit_head_table, sequence_name, sequence_next, utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
+from hospital.chassis.fields import clean_text
 from hospital.chassis.ids import new_id
 from hospital.contracts.admissions.v1 import events_pb2
 
@@ -84,7 +85,38 @@ class NewPatient:
     request_id: str | None = None
 
 
+# Longest value each free-text field takes (the HTTP models say the same; this also guards gRPC callers):
+# a patient's fields travel in every patient event, which must stay far below the bus's message limit.
+TEXT_LIMITS = {
+    "full_name": 200,
+    "birth_date": 10,
+    "cccd": 20,
+    "old_id_number": 20,
+    "bhyt_number": 20,
+    "bhyt_registered_facility": 20,
+    "phone": 20,
+    "address_line": 300,
+    "ward": 100,
+    "district": 100,
+    "province_code": 2,
+    "ethnicity": 100,
+    "occupation": 100,
+    "guardian_name": 200,
+    "guardian_phone": 20,
+    "request_id": 100,
+}
+
+
+def check_text(values: dict[str, Any]) -> None:
+    """Refuse (422, naming the field) a text value that is too long or holds control characters."""
+    for name, limit in TEXT_LIMITS.items():
+        value = values.get(name)
+        if isinstance(value, str):
+            clean_text(value, field=name, max_length=limit, error_code=f"patient.{name}")
+
+
 def _validated(p: NewPatient) -> dict[str, Any]:
+    check_text(vars(p))
     name = normalize_name(p.full_name or "")
     if not name or len(name) < 2:
         raise Invalid("patient.full_name", "full name is required", field="full_name")
@@ -339,6 +371,7 @@ class PatientService:
         unknown = set(changes) - allowed
         if unknown:
             raise Invalid("patient.field", f"cannot change {', '.join(sorted(unknown))}", field=min(unknown))
+        check_text(changes)
         async with self.rt.uow() as uow:
             s = uow.session
             current = await self._load(s, pid)

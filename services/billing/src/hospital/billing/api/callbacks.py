@@ -40,6 +40,7 @@ VNPAY_PATH = "/api/v1/payments/vnpay/ipn"
 MOMO_PATH = "/api/v1/payments/momo/ipn"
 BANK_PATH = "/api/v1/payments/bank-webhook"
 MAX_BODY = 256 * 1024  # a provider's callback is a few hundred bytes
+MAX_DEPTH = 8  # MoMo and SePay send flat objects, Casso {"data": {...}}
 _JSON = [(b"content-type", b"application/json")]
 # VNPay's replies are constant per code: encoded once.
 _VNP_BODIES = {code: json.dumps(vnpay_ipn_reply(code), separators=(",", ":")).encode() for code in VnpRspCode}
@@ -84,15 +85,17 @@ class CallbackEndpoints:
         return VnpRspCode(result.reply_code)
 
     async def momo(self, raw: bytes, client: str) -> Response:
-        try:
-            body = json.loads(raw)
-            if not isinstance(body, dict):
-                raise ValueError("not an object")  # noqa: TRY004 - answered as malformed below
-        except ValueError:
+        body = _json_object(raw)
+        if body is None:
             await self.pays.reject(
                 "momo", "body is not a JSON object", client, raw.decode("utf-8", "replace")
             )
-            return problem(400, "Malformed callback", "body must be a JSON object", "callback.malformed")
+            return problem(
+                400,
+                "Malformed callback",
+                f"body must be a JSON object nested at most {MAX_DEPTH} levels deep",
+                "callback.malformed",
+            )
         s = self.settings
         try:
             payment = verify_momo_ipn(body, access_key=s.momo_access_key, secret_key=s.momo_secret_key)
@@ -109,15 +112,17 @@ class CallbackEndpoints:
         self, raw: bytes, casso_header: str | None, authorization: str | None, client: str
     ) -> Response:
         provider = "casso" if casso_header else "sepay"
-        try:
-            body = json.loads(raw)
-            if not isinstance(body, dict):
-                raise ValueError("not an object")  # noqa: TRY004 - answered as malformed below
-        except ValueError:
+        body = _json_object(raw)
+        if body is None:
             await self.pays.reject(
                 provider, "body is not a JSON object", client, raw.decode("utf-8", "replace")
             )
-            return problem(400, "Malformed callback", "body must be a JSON object", "callback.malformed")
+            return problem(
+                400,
+                "Malformed callback",
+                f"body must be a JSON object nested at most {MAX_DEPTH} levels deep",
+                "callback.malformed",
+            )
         s = self.settings
         try:
             if casso_header:
@@ -197,6 +202,44 @@ class CallbackEndpoints:
                 await problem(500, "Internal error", "the error was logged", "internal")(scope, receive, send)
             except Exception:  # noqa: BLE001, S110 - the connection is gone or the response had started
                 pass
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None: not JSON, not an object, or nested deeper than MAX_DEPTH."""
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _depth(raw) > MAX_DEPTH:
+        return None
+    try:
+        body = json.loads(raw)
+        if (b"\\ud" in raw or b"\\uD" in raw) and isinstance(body, dict):  # a lone surrogate is not UTF-8
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _depth(raw: bytes) -> int:
+    """Deepest nesting of objects and arrays, strings skipped (run only for a body with many brackets)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x7B, 0x5B):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_DEPTH:
+                    return deepest
+        elif byte in (0x7D, 0x5D):
+            depth -= 1
+    return deepest
 
 
 def _too_large() -> Response:

@@ -16,6 +16,7 @@ from hospital.billing.api.callbacks import CallbackEndpoints
 from hospital.billing.domain.callbacks import CASSO_SIGNATURE_HEADER, vnpay_ipn_reply
 from hospital.chassis.caller import Caller
 from hospital.chassis.errors import Invalid
+from hospital.chassis.fields import Id, Money, code, line, text
 from hospital.chassis.security import Principal
 from hospital.chassis.web import client_address, require_roles
 
@@ -35,76 +36,81 @@ def caller(request: Request, principal: Principal) -> Caller:
 
 
 class ChargeIn(BaseModel):
-    price_code: str = Field(..., examples=["XN-CTM"], max_length=30)
-    quantity: str | None = Field(None, description="decimal, at most 3 places; default 1", examples=["2"])
-    note: str | None = Field(None, max_length=500)
-    ordered_by: str | None = Field(
-        None,
-        description="ordering doctor's practising licence (MA_BAC_SI)",
-        max_length=50,
-        examples=["003456/TB-CCHN"],
+    price_code: code(30, min_length=1) = Field(..., examples=["XN-CTM"])
+    quantity: code(20) | None = Field(
+        None, description="decimal, at most 3 places; default 1", examples=["2"]
     )
-    request_id: str | None = Field(None, description="idempotency key", max_length=100)
+    note: text(500) | None = None
+    ordered_by: code(50) | None = Field(
+        None, description="ordering doctor's practising licence (MA_BAC_SI)", examples=["003456/TB-CCHN"]
+    )
+    request_id: code(100) | None = Field(None, description="idempotency key")
 
 
 class CancelIn(BaseModel):
-    reason: str = Field(..., min_length=1, max_length=500)
+    reason: text(500, min_length=1)
 
 
 class PaymentIn(BaseModel):
-    amount: int = Field(..., description="whole VND", gt=0)
+    amount: Money = Field(..., description="whole VND", gt=0)
     method: Literal["cash", "card"] = "cash"
-    request_id: str | None = Field(None, max_length=100)
+    request_id: code(100) | None = None
 
 
 class RefundIn(BaseModel):
-    amount: int = Field(..., gt=0)
+    amount: Money = Field(..., gt=0)
     method: Literal["cash", "bank_transfer"] = "cash"
-    reason: str = Field(..., min_length=1, max_length=500)
+    reason: text(500, min_length=1)
 
 
 class VietQrIn(BaseModel):
-    amount: int | None = Field(None, gt=0, description="default: the balance due; give one for a deposit")
+    amount: Money | None = Field(None, gt=0, description="default: the balance due; give one for a deposit")
 
 
 class ShiftOpenIn(BaseModel):
-    opening_float: int = Field(0, ge=0)
+    opening_float: Money = Field(0, description="whole VND in the drawer at the start")
 
 
 class ShiftCloseIn(BaseModel):
-    counted_cash: int = Field(..., ge=0)
+    counted_cash: Money = Field(..., description="whole VND counted at the end")
 
 
 class MatchIn(BaseModel):
-    invoice_id: str
+    invoice_id: Id
 
 
 class ResolveIn(BaseModel):
     action: Literal["accept", "refund"] = Field(
         ..., description="accept: a payment of the amount received; refund: the money goes back to the payer"
     )
-    reason: str = Field(..., min_length=1, max_length=500)
-    refund_reference: str | None = Field(None, max_length=100, description="the provider's refund reference")
+    reason: text(500, min_length=1)
+    refund_reference: code(100) | None = Field(None, description="the provider's refund reference")
+
+
+IcdCode = code(10, min_length=1)
+DiagnosisText = line(500)  # feeds the claim XML: one line, no control characters
 
 
 class DiagnosisIn(BaseModel):
-    code: str = Field(..., examples=["K80.2"], max_length=10)
-    text: str = Field("", examples=["Sỏi túi mật"], max_length=500)
+    code: IcdCode = Field(..., examples=["K80.2"])
+    text: DiagnosisText = Field("", examples=["Sỏi túi mật"], description="one line, no control characters")
 
 
 class PriceHeldIn(BaseModel):
-    price_code: str = Field(..., examples=["XN-CRP"], max_length=30)
-    visit_id: str | None = Field(None, max_length=36, description="required when the held line has no visit")
-    quantity: str | None = Field(None, description="decimal, at most 3 places; default 1", examples=["1"])
+    price_code: code(30, min_length=1) = Field(..., examples=["XN-CRP"])
+    visit_id: code(36) | None = Field(None, description="required when the held line has no visit")
+    quantity: code(20) | None = Field(
+        None, description="decimal, at most 3 places; default 1", examples=["1"]
+    )
     remember: bool = Field(False, description="map the order code to this price item for later orders")
 
 
 class DismissIn(BaseModel):
-    reason: str = Field(..., min_length=1, max_length=500)
+    reason: text(500, min_length=1)
 
 
 class VoidIn(BaseModel):
-    reason: str = Field(..., min_length=1, max_length=500)
+    reason: text(500, min_length=1)
 
 
 class BillingApp(FastAPI):
@@ -129,6 +135,8 @@ def build_http(services: Any) -> FastAPI:
         "feeds), refunds, cashier shifts, reconciliation and QĐ130 claim export.",
     )
     app.lean = CallbackEndpoints(services.payments, services.settings)
+    # A day's bank statement (CSV) may pass the chassis's default request limit.
+    app.state.body_limits = {"/api/v1/reconciliations": 16 * 1024 * 1024}
     api = APIRouter(prefix="/api/v1")
     charges, invoices, pays, office, claims = (
         services.charges,

@@ -92,6 +92,11 @@ def _received_event(
     return msg
 
 
+def _storable(value: str) -> str:
+    """Text a database column takes: no NUL (PostgreSQL refuses it), no lone surrogate (not UTF-8)."""
+    return value.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _jsonable(raw: Any) -> Any:
     return json.loads(json.dumps(dict(raw), default=str, ensure_ascii=False))
 
@@ -461,16 +466,15 @@ class PaymentService:
     async def reject(self, provider: str, reason: str, client: str, raw: Any) -> None:
         """A forged, stale or malformed call: logged and kept, never applied."""
         log.warning("rejected %s callback from %s: %s", provider, client, reason)
+        text = raw if isinstance(raw, str) else json.dumps(raw, default=str, ensure_ascii=False)
         async with self.rt.db.session() as s, s.begin():
             await s.execute(
                 rejected_callbacks.insert().values(
                     id=new_id(),
                     provider=provider,
-                    reason=reason[:500],
-                    client=client[:100],
-                    raw=(raw if isinstance(raw, str) else json.dumps(raw, default=str, ensure_ascii=False))[
-                        :20000
-                    ],
+                    reason=_storable(reason[:500]),
+                    client=_storable(client[:100]),
+                    raw=_storable(text[:20000]),
                     received_at=utcnow(),
                 )
             )

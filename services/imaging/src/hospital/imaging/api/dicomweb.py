@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 from starlette.datastructures import QueryParams
 
 from hospital.chassis.errors import Invalid, NotFound
+from hospital.chassis.fields import INT32_MAX
 from hospital.chassis.web import require_roles
 from hospital.imaging.app.query import KEYS, QueryError, find, instances_for
 from hospital.imaging.app.stow import stow_one
@@ -99,13 +100,27 @@ def _query(params: QueryParams, level: str) -> tuple[dict[str, str], int, int, l
 
 
 def _int(value: str, name: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise Invalid("qido.invalid", f"{name} must be a number", field=name) from None
-    if n < 0:
-        raise Invalid("qido.invalid", f"{name} must not be negative", field=name)
+    if not value.strip().isdigit() or len(value.strip()) > 10:
+        raise Invalid("qido.invalid", f"{name} must be a whole number from 0 to {INT32_MAX}", field=name)
+    n = int(value)
+    if n > INT32_MAX:
+        raise Invalid("qido.invalid", f"{name} must be a whole number from 0 to {INT32_MAX}", field=name)
     return n
+
+
+_UID_WILDCARD = re.compile(r"[*?\\]")
+
+
+def _retrieve_filters(filters: dict[str, str]) -> dict[str, str]:
+    """WADO-RS path segments name UIDs exactly: no wildcard, no list, at most 64 characters."""
+    for key, uid in filters.items():
+        if not uid or len(uid) > 64 or _UID_WILDCARD.search(uid):
+            raise Invalid(
+                "dicomweb.invalid_uid",
+                f"{key} must be one UID (at most 64 characters, no wildcard)",
+                field=key,
+            )
+    return filters
 
 
 def _json(rows: list[dict[str, Any]], keys: list[str], base_url: str) -> list[dict[str, Any]]:
@@ -239,7 +254,7 @@ def build_dicomweb(services: Any) -> APIRouter:
         return await qido(request, "IMAGE", {"StudyInstanceUID": study, "SeriesInstanceUID": series})
 
     async def objects(filters: dict[str, str]) -> list[bytes]:
-        rows = await instances_for(rt.db, filters)
+        rows = await instances_for(rt.db, _retrieve_filters(filters))
         if not rows:
             raise NotFound("dicomweb.not_found", "no matching instances")
         sem = asyncio.Semaphore(8)

@@ -8,6 +8,7 @@ from fastapi import Depends, FastAPI
 from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel, Field, StringConstraints
 
+from hospital.chassis.fields import Limit
 from hospital.chassis.security import Principal
 from hospital.chassis.web import require_roles
 from hospital.imaging.api.dicomweb import build_dicomweb
@@ -47,6 +48,8 @@ class RuleBody(BaseModel):
 
 def build_http(services: Any) -> FastAPI:
     app = FastAPI(title="Hospital imaging (PACS gateway)", version="1")
+    # STOW-RS bodies are instances: the chassis's default request limit does not apply there.
+    app.state.body_limits = {"/dicomweb/studies": None}
     app.include_router(build_dicomweb(services))
 
     @app.get("/api/v1/studies/{study_uid}", dependencies=[Depends(require_roles(*READ))])
@@ -54,7 +57,7 @@ def build_http(services: Any) -> FastAPI:
         return MessageToDict(await services.studies.get(study_uid), preserving_proto_field_name=True)
 
     @app.get("/api/v1/orders", dependencies=[Depends(require_roles(*READ))])
-    async def list_orders(status: str | None = None, limit: int = 100) -> dict[str, Any]:
+    async def list_orders(status: str | None = None, limit: Limit = 100) -> dict[str, Any]:
         return {"items": await services.orders.list(status, min(limit, 500))}
 
     @app.get("/api/v1/reconciliation", dependencies=[Depends(require_roles(*IMAGING_STAFF))])
@@ -69,7 +72,7 @@ def build_http(services: Any) -> FastAPI:
 
     @app.get("/api/v1/conflicts", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])
     async def list_conflicts(
-        status: Literal["open", "resolved", "all"] = "open", limit: int = 200
+        status: Literal["open", "resolved", "all"] = "open", limit: Limit = 200
     ) -> dict[str, Any]:
         return {"items": await services.conflicts.list(status, min(limit, 1000))}
 
@@ -80,7 +83,7 @@ def build_http(services: Any) -> FastAPI:
         return await services.conflicts.resolve(conflict_id, body.action, who)
 
     @app.get("/api/v1/mpps", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])
-    async def list_mpps(unmatched: bool = False, limit: int = 200) -> dict[str, Any]:
+    async def list_mpps(unmatched: bool = False, limit: Limit = 200) -> dict[str, Any]:
         """MPPS messages received; ``unmatched=true``: those kept for review, ``attention`` saying why:
         ``no_order`` (matched no imaging order), ``order_cancelled`` (named an order that was cancelled;
         the order stays cancelled, ``order_id`` names it), ``already_completed`` (a new MPPS for an order

@@ -102,11 +102,14 @@ def _condition(column: Any, kind: str, value: str) -> Any:
         if high:
             parts.append(column <= high)
         return and_(*parts)
-    if kind == "int":
+    if kind == "int":  # IS: a 32-bit signed integer (PS3.5 6.2)
         try:
-            return column == int(value)
+            number = int(value)
         except ValueError:
             raise QueryError(f"not a number: {value!r}") from None
+        if not -(2**31) <= number < 2**31:
+            raise QueryError(f"out of range for an integer string (IS): {value!r}")
+        return column == number
     if kind == "modalities":
         return or_(
             *[

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from hospital.chassis.fields import Id, Real, code, line, text
 from hospital.chassis.security import Principal
 from hospital.chassis.web import client_address, require_roles
 from hospital.lab.app.common import Caller
@@ -28,50 +29,54 @@ def caller(request: Request, who: Principal) -> Caller:
 
 
 class PatientIn(BaseModel):
-    id: str = Field(..., max_length=36)
-    patient_code: str | None = Field(None, max_length=30, examples=["BN250000123"])
-    full_name: str = Field(..., max_length=200, examples=["Nguyễn Thị Hoa"])
+    id: code(36, min_length=1)
+    patient_code: code(30) | None = Field(None, examples=["BN250000123"])
+    full_name: line(200) = Field(..., examples=["Nguyễn Thị Hoa"])
     sex: Literal["male", "female", "unknown"]
-    birth_date: str | None = Field(None, examples=["1985-03-14", "1985"])
+    birth_date: code(10) | None = Field(None, examples=["1985-03-14", "1985"])
 
 
 class OrderIn(BaseModel):
+    """Text fields are bounded and cleaned (chassis ``fields``): 422 naming the field otherwise."""
+
     patient: PatientIn
-    tests: list[str] = Field(..., min_length=1, examples=[["CBC", "GLU", "CRE"]])
+    tests: list[code(20, min_length=1)] = Field(
+        ..., min_length=1, max_length=100, examples=[["CBC", "GLU", "CRE"]]
+    )
     priority: Literal["routine", "stat"] = "routine"
-    visit_id: str | None = None
-    ordering_doctor: str | None = Field(None, max_length=200)
-    placer_order_number: str | None = Field(None, max_length=60)
-    request_id: str | None = Field(None, max_length=100)
-    clinical_note: str | None = Field(None, max_length=2000)
-    barcode: str | None = Field(None, max_length=40, description="a pre-printed barcode (one tube only)")
+    visit_id: Id | None = None
+    ordering_doctor: line(200) | None = None
+    placer_order_number: code(60) | None = None
+    request_id: code(100) | None = None
+    clinical_note: text(2000) | None = None
+    barcode: code(40) | None = Field(None, description="a pre-printed barcode (one tube only)")
 
 
 class CancelIn(BaseModel):
-    reason: str = Field(..., min_length=1, max_length=300)
+    reason: text(300, min_length=1)
 
 
 class VerifyIn(BaseModel):
-    result_ids: list[str] = Field(..., min_length=1, max_length=500)
+    result_ids: list[Id] = Field(..., min_length=1, max_length=500)
 
 
 class AmendIn(BaseModel):
-    value: str = Field(..., min_length=1, max_length=200)
-    reason: str = Field(..., min_length=1, max_length=300)
+    value: line(200, min_length=1)
+    reason: text(300, min_length=1)
 
 
 class AssignIn(BaseModel):
-    instrument: str
-    barcode_received: str
-    barcode: str = Field(..., description="the specimen the results belong to")
+    instrument: code(40, min_length=1)
+    barcode_received: code(40, min_length=1)
+    barcode: code(40, min_length=1) = Field(..., description="the specimen the results belong to")
 
 
 class CriticalCallIn(BaseModel):
-    notified_person: str = Field(..., max_length=200, examples=["BS. Trần Văn Nam"])
-    notified_role: str = Field(..., max_length=60, examples=["bác sĩ điều trị"])
+    notified_person: line(200, min_length=1) = Field(..., examples=["BS. Trần Văn Nam"])
+    notified_role: line(60, min_length=1) = Field(..., examples=["bác sĩ điều trị"])
     notified_at: datetime | None = None
     read_back_confirmed: bool
-    note: str | None = Field(None, max_length=1000)
+    note: text(1000) | None = None
 
 
 class AutoVerifyIn(BaseModel):
@@ -79,19 +84,19 @@ class AutoVerifyIn(BaseModel):
 
 
 class QcLotIn(BaseModel):
-    instrument_id: str = Field(..., max_length=40)
-    test_code: str = Field(..., max_length=20)
-    lot_number: str = Field(..., max_length=60)
-    level: str = Field(..., max_length=20, examples=["1", "2", "normal", "high"])
-    material: str = Field("", max_length=200)
-    sample_id: str = Field(..., max_length=60, description="the specimen ID the analyzer reports for it")
-    mean: float
-    sd: float = Field(..., gt=0)
+    instrument_id: code(40, min_length=1)
+    test_code: code(20, min_length=1)
+    lot_number: code(60, min_length=1)
+    level: code(20, min_length=1) = Field(..., examples=["1", "2", "normal", "high"])
+    material: line(200) = ""
+    sample_id: code(60, min_length=1) = Field(..., description="the specimen ID the analyzer reports for it")
+    mean: Real = Field(..., ge=-1e12, le=1e12, description="target mean (finite)")
+    sd: Real = Field(..., gt=0, le=1e12, description="target standard deviation (finite, > 0)")
     expires: date | None = None
 
 
 class QcResultIn(BaseModel):
-    value: float
+    value: Real = Field(..., ge=-1e12, le=1e12)
     measured_at: datetime | None = None
 
 
