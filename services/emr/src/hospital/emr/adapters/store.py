@@ -1,0 +1,298 @@
+"""Repositories: every SQL statement of the EMR's charts lives here (SQLAlchemy Core, both databases).
+Each repository works inside the session (the unit of work's or the event consumer's transaction) it is
+given; use cases decide when to commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hospital.emr.adapters.tables import (
+    allergies,
+    chart_access,
+    consultations,
+    critical_alerts,
+    diagnoses,
+    documents,
+    encounters,
+    imaging_studies,
+    lab_results,
+    orders,
+    patients,
+    prescriptions,
+    problems,
+)
+
+Row = dict[str, Any]
+
+
+def upsert(session: AsyncSession) -> Any:
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+class Patients:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def save(self, row: Row) -> None:
+        """Insert or refresh the snapshot of an admissions patient."""
+        ins = upsert(self.s)(patients).values(**row)
+        cols = {k: ins.excluded[k] for k in row if k != "id"}
+        await self.s.execute(ins.on_conflict_do_update(index_elements=["id"], set_=cols))
+
+    async def ensure(self, patient_id: str, now: datetime) -> None:
+        ins = upsert(self.s)(patients).values(id=patient_id, full_name="", sex="unknown", updated_at=now)
+        await self.s.execute(ins.on_conflict_do_nothing(index_elements=["id"]))
+
+    async def get(self, patient_id: str) -> Row | None:
+        row = (await self.s.execute(select(patients).where(patients.c.id == patient_id))).mappings().first()
+        return dict(row) if row else None
+
+    async def mark_merged(self, merged_id: str, survivor_id: str, now: datetime) -> None:
+        await self.s.execute(
+            update(patients).where(patients.c.id == merged_id).values(merged_into=survivor_id, updated_at=now)
+        )
+
+
+# every table whose rows belong to a patient (re-pointed by a merge)
+PATIENT_TABLES = (
+    encounters,
+    consultations,
+    diagnoses,
+    allergies,
+    problems,
+    orders,
+    prescriptions,
+    documents,
+    lab_results,
+    imaging_studies,
+    critical_alerts,
+    chart_access,
+)
+
+
+async def repoint_patient(session: AsyncSession, merged_id: str, survivor_id: str) -> int:
+    moved = 0
+    for table in PATIENT_TABLES:
+        res = await session.execute(
+            update(table).where(table.c.patient_id == merged_id).values(patient_id=survivor_id)
+        )
+        moved += res.rowcount or 0
+    return moved
+
+
+_ENCOUNTER_COLS = [
+    *encounters.c,
+    patients.c.full_name.label("patient_name"),
+    patients.c.patient_code.label("patient_code"),
+]
+
+
+class Encounters:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    def _select(self) -> Any:
+        return select(*_ENCOUNTER_COLS).select_from(
+            encounters.outerjoin(patients, patients.c.id == encounters.c.patient_id)
+        )
+
+    async def add(self, row: Row) -> None:
+        await self.s.execute(encounters.insert().values(**row))
+
+    async def get(self, encounter_id: str, *, for_update: bool = False) -> Row | None:
+        stmt = self._select().where(encounters.c.id == encounter_id)
+        if for_update and self.s.bind.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(of=encounters)
+        row = (await self.s.execute(stmt)).mappings().first()
+        return dict(row) if row else None
+
+    async def find(self, visit_id: str | None, admission_id: str | None) -> Row | None:
+        cond = [encounters.c.visit_id == visit_id] if visit_id else []
+        cond.append(
+            encounters.c.admission_id == admission_id if admission_id else encounters.c.admission_id.is_(None)
+        )
+        row = (await self.s.execute(self._select().where(and_(*cond)))).mappings().first()
+        return dict(row) if row else None
+
+    async def by_admission(self, admission_id: str) -> Row | None:
+        row = (
+            (await self.s.execute(self._select().where(encounters.c.admission_id == admission_id)))
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    async def open_outpatient_of_visit(self, visit_id: str) -> list[Row]:
+        rows = await self.s.execute(
+            self._select().where(
+                encounters.c.visit_id == visit_id,
+                encounters.c.admission_id.is_(None),
+                encounters.c.status == "open",
+            )
+        )
+        return [dict(r) for r in rows.mappings()]
+
+    async def update(self, encounter_id: str, **values: Any) -> None:
+        await self.s.execute(update(encounters).where(encounters.c.id == encounter_id).values(**values))
+
+    async def of_patient(self, patient_id: str, limit: int = 500) -> list[Row]:
+        rows = await self.s.execute(
+            self._select()
+            .where(encounters.c.patient_id == patient_id)
+            .order_by(encounters.c.opened_at.desc(), encounters.c.id.desc())
+            .limit(limit)
+        )
+        return [dict(r) for r in rows.mappings()]
+
+    async def departments_of_patient(self, patient_id: str) -> set[str]:
+        rows = await self.s.execute(
+            select(encounters.c.department_code).distinct().where(encounters.c.patient_id == patient_id)
+        )
+        return set(rows.scalars())
+
+    async def search(
+        self,
+        *,
+        patient_id: str | None,
+        department_code: str | None,
+        status: str | None,
+        kind: str | None,
+        before: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[Row]:
+        stmt = self._select()
+        if patient_id:
+            stmt = stmt.where(encounters.c.patient_id == patient_id)
+        if department_code:
+            stmt = stmt.where(encounters.c.department_code == department_code)
+        if status:
+            stmt = stmt.where(encounters.c.status == status)
+        if kind:
+            stmt = stmt.where(encounters.c.kind == kind)
+        if before:
+            at, eid = before
+            stmt = stmt.where(
+                or_(encounters.c.opened_at < at, and_(encounters.c.opened_at == at, encounters.c.id < eid))
+            )
+        rows = await self.s.execute(
+            stmt.order_by(encounters.c.opened_at.desc(), encounters.c.id.desc()).limit(limit)
+        )
+        return [dict(r) for r in rows.mappings()]
+
+    async def queue(
+        self, *, department_code: str, room_code: str | None, service_date: date, include_closed: bool
+    ) -> list[Row]:
+        stmt = self._select().where(
+            encounters.c.department_code == department_code,
+            encounters.c.service_date == service_date,
+            encounters.c.admission_id.is_(None),
+        )
+        if room_code:
+            stmt = stmt.where(encounters.c.room_code == room_code)
+        if not include_closed:
+            stmt = stmt.where(encounters.c.status == "open")
+        rows = await self.s.execute(
+            stmt.order_by(func.coalesce(encounters.c.ticket_number, 0), encounters.c.opened_at)
+        )
+        return [dict(r) for r in rows.mappings()]
+
+
+class Consultations:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def get(self, encounter_id: str) -> Row | None:
+        row = (
+            (await self.s.execute(select(consultations).where(consultations.c.encounter_id == encounter_id)))
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    async def insert(self, row: Row) -> None:
+        await self.s.execute(consultations.insert().values(**row))
+
+    async def update_if_version(self, encounter_id: str, expected_version: int, values: Row) -> bool:
+        res = await self.s.execute(
+            update(consultations)
+            .where(consultations.c.encounter_id == encounter_id, consultations.c.version == expected_version)
+            .values(**values)
+        )
+        return (res.rowcount or 0) == 1
+
+    async def diagnoses(self, encounter_id: str) -> list[Row]:
+        rows = await self.s.execute(
+            select(diagnoses).where(diagnoses.c.encounter_id == encounter_id).order_by(diagnoses.c.seq)
+        )
+        return [dict(r) for r in rows.mappings()]
+
+    async def replace_diagnoses(self, encounter_id: str, rows: Sequence[Row]) -> None:
+        await self.s.execute(delete(diagnoses).where(diagnoses.c.encounter_id == encounter_id))
+        if rows:
+            await self.s.execute(diagnoses.insert(), list(rows))
+
+
+class PatientLists:
+    """The patient's allergy list and problem list (kept across encounters; items are never deleted)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def allergies(self, patient_id: str, *, active_only: bool = False) -> list[Row]:
+        stmt = select(allergies).where(allergies.c.patient_id == patient_id)
+        if active_only:
+            stmt = stmt.where(allergies.c.status == "active")
+        rows = await self.s.execute(stmt.order_by(allergies.c.recorded_at, allergies.c.id))
+        return [dict(r) for r in rows.mappings()]
+
+    async def problems(self, patient_id: str) -> list[Row]:
+        rows = await self.s.execute(
+            select(problems)
+            .where(problems.c.patient_id == patient_id)
+            .order_by(problems.c.recorded_at, problems.c.id)
+        )
+        return [dict(r) for r in rows.mappings()]
+
+    async def add_allergy(self, row: Row) -> None:
+        await self.s.execute(allergies.insert().values(**row))
+
+    async def update_allergy(self, allergy_id: str, patient_id: str, values: Row) -> None:
+        await self.s.execute(
+            update(allergies)
+            .where(allergies.c.id == allergy_id, allergies.c.patient_id == patient_id)
+            .values(**values)
+        )
+
+    async def add_problem(self, row: Row) -> None:
+        await self.s.execute(problems.insert().values(**row))
+
+    async def update_problem(self, problem_id: str, patient_id: str, values: Row) -> None:
+        await self.s.execute(
+            update(problems)
+            .where(problems.c.id == problem_id, problems.c.patient_id == patient_id)
+            .values(**values)
+        )
+
+
+class ChartAccess:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def record(self, row: Row) -> None:
+        await self.s.execute(chart_access.insert().values(**row))
+
+    async def report(self, since: datetime | None, limit: int = 500) -> list[Row]:
+        stmt = select(chart_access)
+        if since:
+            stmt = stmt.where(chart_access.c.accessed_at >= since)
+        rows = await self.s.execute(stmt.order_by(chart_access.c.accessed_at.desc()).limit(limit))
+        return [dict(r) for r in rows.mappings()]

@@ -1,0 +1,140 @@
+"""gRPC API for the web front end and other services (contract: proto/hospital/emr/v1/emr.proto). Messages
+and the use cases' models share their field names: ``to_proto`` / ``from_proto`` convert."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import grpc
+
+from hospital.chassis.caller import Caller
+from hospital.chassis.errors import Invalid
+from hospital.chassis.rpc import principal
+from hospital.contracts.emr.v1 import emr_pb2 as pb
+from hospital.contracts.emr.v1 import emr_pb2_grpc as pb_grpc
+from hospital.emr.api.http.deps import Services
+from hospital.emr.app import schemas as sc
+from hospital.emr.domain import templates
+
+SERVICE = pb.DESCRIPTOR.services_by_name["EmrService"].full_name
+READERS = ("doctor", "nurse", "radiologist")
+DOCTOR = ("doctor",)
+SIGNERS = ("doctor", "radiologist")
+RULES: dict[str, tuple[str, ...]] = {
+    f"/{SERVICE}/{name}": roles
+    for name, roles in {
+        "GetChart": READERS,
+        "ListEncounters": READERS,
+        "ListMyQueue": READERS,
+        "GetEncounter": READERS,
+        "SaveConsultation": DOCTOR,
+        "GetConsultation": READERS,
+        "SearchIcd10": READERS,
+        "SearchDrugs": READERS,
+        "ListNoteTemplates": READERS,
+        "PlaceOrders": DOCTOR,
+        "CancelOrder": DOCTOR,
+        "ListOrders": READERS,
+        "CheckPrescription": DOCTOR,
+        "SavePrescription": DOCTOR,
+        "SaveDocument": SIGNERS,
+        "GetDocument": READERS,
+        "SignDocument": SIGNERS,
+        "AmendDocument": SIGNERS,
+        "VerifyDocument": READERS,
+        "ListResults": READERS,
+        "GetTrend": READERS,
+        "ListCriticalAlerts": READERS,
+        "AcknowledgeCritical": ("doctor", "nurse"),
+        "StreamNotifications": READERS,
+        "ListRadiologyWorklist": ("radiologist", "doctor"),
+    }.items()
+}
+
+
+def _caller(context: grpc.aio.ServicerContext) -> Caller:
+    return Caller(principal=principal(), source=context.peer() or "")
+
+
+def _date(value: str, field: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise Invalid("date.invalid", f"{field} must be YYYY-MM-DD", field=field) from exc
+
+
+class EmrServicer(pb_grpc.EmrServiceServicer):
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    async def GetChart(self, request: pb.GetChartRequest, context: Any) -> pb.Chart:
+        chart = await self.s.charts.chart(
+            _caller(context),
+            request.patient_id,
+            request.encounter_id or None,
+            request.break_glass_reason or None,
+            self.s.extra.get("chart_extras"),
+        )
+        return sc.to_proto(chart, pb.Chart)
+
+    async def ListEncounters(
+        self, request: pb.ListEncountersRequest, context: Any
+    ) -> pb.ListEncountersResponse:
+        page = await self.s.encounters.list(
+            _caller(context),
+            patient_id=request.patient_id or None,
+            department_code=request.department_code or None,
+            status=request.status or None,
+            kind=request.kind or None,
+            limit=request.limit,
+            page_token=request.page_token or None,
+        )
+        return sc.to_proto(page, pb.ListEncountersResponse)
+
+    async def ListMyQueue(self, request: pb.ListMyQueueRequest, context: Any) -> pb.ListEncountersResponse:
+        page = await self.s.encounters.queue(
+            _caller(context),
+            department_code=request.department_code or None,
+            room_code=request.room_code or None,
+            service_date=_date(request.service_date, "service_date"),
+            include_closed=request.include_closed,
+        )
+        return sc.to_proto(page, pb.ListEncountersResponse)
+
+    async def GetEncounter(self, request: pb.GetEncounterRequest, context: Any) -> pb.Encounter:
+        return sc.to_proto(await self.s.encounters.get(_caller(context), request.id), pb.Encounter)
+
+    async def SaveConsultation(self, request: pb.SaveConsultationRequest, context: Any) -> pb.Consultation:
+        body = sc.from_proto(request, sc.SaveConsultation)
+        out = await self.s.charts.save_consultation(_caller(context), request.encounter_id, body)
+        return sc.to_proto(out, pb.Consultation)
+
+    async def GetConsultation(self, request: pb.GetConsultationRequest, context: Any) -> pb.Consultation:
+        out = await self.s.charts.consultation(
+            _caller(context), request.encounter_id, request.break_glass_reason or None
+        )
+        return sc.to_proto(out, pb.Consultation)
+
+    async def SearchIcd10(self, request: pb.SearchIcd10Request, context: Any) -> pb.SearchIcd10Response:
+        return sc.to_proto(self.s.charts.search_icd10(request.query, request.limit), pb.SearchIcd10Response)
+
+    async def ListNoteTemplates(
+        self, request: pb.ListNoteTemplatesRequest, context: Any
+    ) -> pb.ListNoteTemplatesResponse:
+        return pb.ListNoteTemplatesResponse(
+            items=[
+                pb.NoteTemplate(
+                    code=t.code,
+                    title=t.title,
+                    sections=[pb.DocumentSection(code=c, title=title) for c, title in t.sections],
+                )
+                for t in templates.TEMPLATES.values()
+            ]
+        )
+
+
+def register(server: grpc.aio.Server, services: Services) -> None:
+    pb_grpc.add_EmrServiceServicer_to_server(EmrServicer(services), server)

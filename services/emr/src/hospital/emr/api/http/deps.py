@@ -1,0 +1,65 @@
+"""Dependencies shared by the routers: the caller, the services, the break-the-glass reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import unquote
+
+from fastapi import Depends, Header, Query, Request
+
+from hospital.chassis.caller import Caller
+from hospital.chassis.security import Principal
+from hospital.chassis.web import client_address, require_roles
+from hospital.emr.app.charts import ChartService
+from hospital.emr.app.common import Context
+from hospital.emr.app.encounters import EncounterService
+
+READERS = ("doctor", "nurse", "radiologist")
+
+
+@dataclass
+class Services:
+    ctx: Context
+    encounters: EncounterService
+    charts: ChartService
+    extra: dict[str, Any]
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def caller_for(*roles: str) -> Any:
+    """A dependency giving the Caller, who must hold one of ``roles`` (services always may)."""
+    check = require_roles(*roles)
+
+    async def dep(request: Request, principal: Principal = Depends(check)) -> Caller:
+        return Caller(principal=principal, source=client_address(request))
+
+    return Depends(dep)
+
+
+Svc = Annotated[Services, Depends(get_services)]
+Reader = Annotated[Caller, caller_for(*READERS)]
+Doctor = Annotated[Caller, caller_for("doctor")]
+
+
+def break_glass_reason(
+    header: Annotated[
+        str | None,
+        Header(
+            alias="X-Break-Glass-Reason",
+            description="reason for reading a chart outside the caller's departments, percent-encoded UTF-8",
+        ),
+    ] = None,
+    query: Annotated[
+        str | None,
+        Query(alias="break_glass_reason", max_length=500, description="the same reason as a query parameter"),
+    ] = None,
+) -> str | None:
+    """The break-the-glass reason (recorded and reported), from the query or the header."""
+    return query or (unquote(header) if header else None)
+
+
+BreakGlass = Annotated[str | None, Depends(break_glass_reason)]

@@ -1,0 +1,187 @@
+"""The EMR's boundary types: what use cases take and return. HTTP routes use them as request and response
+models (so the OpenAPI documents every body) and the gRPC API converts them to and from the messages of
+proto/hospital/emr/v1/emr.proto, whose field names they share (``to_proto`` / ``from_proto``)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal, TypeVar
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from pydantic import BaseModel, ConfigDict, Field
+
+M = TypeVar("M", bound=Message)
+S = TypeVar("S", bound=BaseModel)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+def to_proto(model: BaseModel, cls: type[M]) -> M:
+    return json_format.ParseDict(
+        model.model_dump(mode="json", exclude_none=True), cls(), ignore_unknown_fields=True
+    )
+
+
+def from_proto(message: Message, cls: type[S], **extra: Any) -> S:
+    data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    data.update(extra)
+    return cls.model_validate(data)
+
+
+# --- patients and encounters -------------------------------------------------------------------------
+class PatientSummary(Model):
+    id: str
+    patient_code: str = ""
+    full_name: str = ""
+    birth_date: str = ""
+    sex: str = "unknown"
+    insurance_card_number: str = ""
+
+
+class Encounter(Model):
+    id: str
+    patient_id: str
+    visit_id: str = ""
+    admission_id: str = ""
+    kind: Literal["outpatient", "inpatient", "emergency"]
+    status: Literal["open", "closed"]
+    department_code: str
+    room_code: str = ""
+    ward_code: str = ""
+    bed_code: str = ""
+    ticket_number: int = 0
+    visit_code: str = ""
+    service_date: date
+    opened_at: datetime
+    closed_at: datetime | None = None
+    attending_doctor: str = ""
+    main_diagnosis_code: str = ""
+    patient_name: str = ""
+    patient_code: str = ""
+    discharge_type: str = ""
+    insurance_card_number: str = ""
+
+
+class EncounterPage(Model):
+    items: list[Encounter]
+    next_page_token: str = ""
+
+
+# --- consultation ------------------------------------------------------------------------------------
+class VitalFlag(Model):
+    field: str
+    flag: Literal["L", "H", "LL", "HH"]
+    message: str
+
+
+class Vitals(Model):
+    systolic_bp: int | None = Field(None, description="mmHg")
+    diastolic_bp: int | None = Field(None, description="mmHg")
+    pulse: int | None = Field(None, description="beats/min")
+    temperature_c: float | None = None
+    spo2: int | None = Field(None, description="%")
+    respiratory_rate: int | None = Field(None, description="breaths/min")
+    weight_kg: float | None = None
+    height_cm: float | None = None
+    bmi: float | None = Field(None, description="computed, kg/m² (ignored on input)")
+    measured_at: datetime | None = None
+    flags: list[VitalFlag] = Field(default_factory=list, description="computed (ignored on input)")
+
+
+class Diagnosis(Model):
+    icd10_code: str = Field(..., max_length=10, examples=["J18.9"])
+    name: str = Field("", max_length=300, description="filled from the ICD-10 list when empty")
+    main: bool = False
+    note: str = Field("", max_length=1000)
+
+
+class Allergy(Model):
+    id: str = ""
+    substance: str = Field(..., min_length=1, max_length=200, examples=["Penicilin"])
+    category: Literal["drug", "food", "environment", "other"] = "drug"
+    ingredient_code: str = Field(
+        "",
+        max_length=60,
+        description="drug allergy: ingredient key or ATC prefix",
+        examples=["penicillin", "J01C"],
+    )
+    reaction: str = Field("", max_length=300)
+    severity: Literal["mild", "moderate", "severe", ""] = ""
+    status: Literal["active", "inactive", "entered_in_error"] = "active"
+    recorded_at: datetime | None = None
+    recorded_by: str = ""
+
+
+class Problem(Model):
+    id: str = ""
+    icd10_code: str = Field("", max_length=10)
+    description: str = Field(..., min_length=1, max_length=500)
+    status: Literal["active", "resolved"] = "active"
+    onset_date: str = Field("", max_length=10)
+    recorded_at: datetime | None = None
+
+
+class Consultation(Model):
+    encounter_id: str
+    patient_id: str
+    version: int = 0
+    chief_complaint: str = ""
+    history: str = ""
+    past_history: str = ""
+    examination: str = ""
+    vitals: Vitals = Field(default_factory=Vitals)
+    diagnoses: list[Diagnosis] = Field(default_factory=list)
+    treatment_plan: str = ""
+    follow_up_date: date | None = None
+    updated_at: datetime | None = None
+    updated_by: str = ""
+    allergies: list[Allergy] = Field(default_factory=list)
+    problems: list[Problem] = Field(default_factory=list)
+
+
+class SaveConsultation(Model):
+    expected_version: int = Field(0, ge=0, description="the version read; 0 for the first save")
+    chief_complaint: str = Field("", max_length=2000)
+    history: str = Field("", max_length=20000)
+    past_history: str = Field("", max_length=20000)
+    examination: str = Field("", max_length=20000)
+    vitals: Vitals = Field(default_factory=Vitals)
+    diagnoses: list[Diagnosis] = Field(default_factory=list, max_length=20)
+    treatment_plan: str = Field("", max_length=20000)
+    follow_up_date: date | None = None
+    allergies_set: bool = False
+    allergies: list[Allergy] = Field(default_factory=list, max_length=100)
+    problems_set: bool = False
+    problems: list[Problem] = Field(default_factory=list, max_length=100)
+    break_glass_reason: str = ""
+
+
+class Icd10Code(Model):
+    code: str
+    name_vi: str
+    name_en: str = ""
+    chapter: str
+    block: str
+
+
+class Icd10Page(Model):
+    items: list[Icd10Code]
+
+
+class Chart(Model):
+    patient: PatientSummary
+    allergies: list[Allergy]
+    problems: list[Problem]
+    encounters: list[Encounter]
+    encounter: Encounter | None = None
+    consultation: Consultation | None = None
+    documents: list[Any] = Field(default_factory=list)
+    orders: list[Any] = Field(default_factory=list)
+    prescriptions: list[Any] = Field(default_factory=list)
+    results: list[Any] = Field(default_factory=list)
+    studies: list[Any] = Field(default_factory=list)
+    critical_alerts: list[Any] = Field(default_factory=list)
+    break_glass: bool = False

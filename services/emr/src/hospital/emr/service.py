@@ -1,0 +1,55 @@
+"""Wiring: the EMR service definition for the chassis runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hospital.chassis.app import Components, Runtime, ServiceDefinition
+from hospital.chassis.bus import Subscription
+from hospital.contracts.admissions.v1 import events_pb2 as _adm_events  # noqa: F401 - registers the types
+from hospital.emr.adapters.tables import metadata
+from hospital.emr.api import grpc as grpc_api
+from hospital.emr.api.http import build_http
+from hospital.emr.api.http.deps import Services
+from hospital.emr.app.charts import ChartService
+from hospital.emr.app.common import Context
+from hospital.emr.app.encounters import EncounterService
+from hospital.emr.config import EmrSettings
+
+
+def build(rt: Runtime) -> Components:
+    ctx = Context(rt)
+    settings = ctx.settings
+    encounters = EncounterService(ctx)
+    services = Services(ctx=ctx, encounters=encounters, charts=ChartService(ctx), extra={})
+    rt.extras["services"] = services
+    admissions = Subscription(
+        stream="ADMISSIONS",
+        durable=settings.admissions_durable,
+        handlers={
+            "admissions.patient.registered": encounters.on_patient_changed,
+            "admissions.patient.updated": encounters.on_patient_changed,
+            "admissions.patient.merged": encounters.on_patient_merged,
+            "admissions.visit.opened": encounters.on_visit_opened,
+            "admissions.visit.closed": encounters.on_visit_closed,
+            "admissions.inpatient.admitted": encounters.on_admitted,
+            "admissions.inpatient.transferred": encounters.on_transferred,
+            "admissions.inpatient.discharged": encounters.on_discharged,
+        },
+    )
+    return Components(
+        http=build_http(services),
+        grpc_register=lambda server: grpc_api.register(server, services),
+        grpc_service_names=[grpc_api.SERVICE],
+        grpc_rules=grpc_api.RULES,
+        subscriptions=[admissions],
+    )
+
+
+DEFINITION = ServiceDefinition(
+    name="emr",
+    settings_cls=EmrSettings,
+    migrations_dir=Path(__file__).parent / "migrations",
+    metadata=metadata,
+    build=build,
+)
