@@ -11,7 +11,7 @@ from sqlalchemy import inspect
 from hospital.chassis.db import Database
 from hospital.chassis.migrations import upgrade
 
-SERVICES = ["admissions", "lab", "imaging", "billing", "web"]
+SERVICES = ["admissions", "emr", "lab", "imaging", "billing", "web"]
 
 
 @pytest.mark.parametrize("service", SERVICES)
