@@ -119,7 +119,7 @@ async def test_closed_insured_visit_exports_with_the_stack_certificate(
 
             r = await _first(lambda: c.get(f"/api/v1/claims/{vid}/xml130", params={"ma_bac_si": doctor}))
             assert r.status_code == 200, r.text
-        validate(r.content)
+        validate(r.content, strict=False)
         verify(r.content, cert.read_bytes())
         # the same service in production refuses to sign with the development certificate
         prod = ClaimService(

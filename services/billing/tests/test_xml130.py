@@ -28,6 +28,8 @@ from hospital.billing.domain.xml130 import (
     build_hoso_files,
     validate,
 )
+from hospital.billing.domain.xml130.models import RECORDS
+from hospital.billing.domain.xml130.tables import render_xsd, table, tables, xsd_name
 
 MA_CSKCB = "35001"
 DAY = date(2024, 8, 2)
@@ -51,10 +53,19 @@ def tong_hop(ma_lk: str = "LK2408020001", **changes: object) -> TongHop:
         "so_cccd": "035188012345",
         "ngay_sinh": date(1988, 3, 14),
         "gioi_tinh": 2,
+        "ma_quoctich": "000",
+        "ma_dantoc": "01",
+        "ma_nghe_nghiep": "00000",
+        "dia_chi": "Số 12 Lê Lợi, phường Đề Thám, thành phố Thái Bình, tỉnh Thái Bình",
+        "matinh_cu_tru": "34",
+        "mahuyen_cu_tru": "336",
+        "maxa_cu_tru": "12442",
         "ma_the_bhyt": (CARD.number,),
         "ma_dkbd": ("35001",),
         "gt_the_tu": (CARD.valid_from,),
         "gt_the_den": (CARD.valid_to,),
+        "ly_do_vv": "Đau hạ sườn phải",
+        "chan_doan_vao": "Theo dõi sỏi túi mật",
         "chan_doan_rv": "Sỏi túi mật; theo dõi chấn thương đầu",
         "ma_benh_chinh": "K80.2",
         "ma_benh_kt": ("S09.9",),
@@ -66,7 +77,10 @@ def tong_hop(ma_lk: str = "LK2408020001", **changes: object) -> TongHop:
         "nam_qt": 2024,
         "thang_qt": 8,
         "ma_loai_kcb": "01",
+        "ma_khoa": ("K01",),
         "ma_cskcb": MA_CSKCB,
+        "ma_hsba": "KB2408020001",
+        "ma_ttdv": "3599001234",
     }
     values.update(changes)
     return TongHop(**values)  # type: ignore[arg-type]
@@ -117,6 +131,7 @@ def visit(ma_lk: str = "LK2408020001", **summary_changes: object) -> HoSo:
             ngay_yl=order_time,
             ngay_th_yl=datetime(2024, 8, 2, 9, 0),
             ngay_kq=datetime(2024, 8, 2, 9, 45) if code else None,
+            ma_benh=("K80.2;S09.9"),
             **line.xml_fields(),
         )
         for index, ((code, supply, group, name, unit, quantity, bv, bh), line) in enumerate(
@@ -288,11 +303,12 @@ def test_birth_year_only_and_aware_times() -> None:
         ({"gioi_tinh": 7}, "GIOI_TINH"),
         ({"ma_the_bhyt": ("HS435012087881",)}, "MA_THE_BHYT"),
         ({"ma_benh_chinh": "viêm họng"}, "MA_BENH_CHINH"),
-        ({"so_cccd": "03518801234"}, "SO_CCCD"),
+        ({"so_cccd": "0351880123456789"}, "SO_CCCD"),
+        ({"ma_dantoc": ""}, "MA_DANTOC"),
         ({"ho_ten": ""}, "HO_TEN"),
         ({"thang_qt": 13}, "THANG_QT"),
         ({"ma_loai_kcb": "1"}, "MA_LOAI_KCB"),
-        ({"ma_benh_kt": (*tuple(f"J0{i}" for i in range(10)), "J10", "J11", "J12")}, "MA_BENH_KT"),
+        ({"ma_benh_kt": tuple(f"J{i:02d}" for i in range(30))}, "MA_BENH_KT"),
     ],
 )
 def test_invalid_summary_is_rejected_by_validation(changes: dict[str, Any], element: str) -> None:
@@ -362,7 +378,8 @@ def _duplicate_last_file(root: etree._Element) -> None:
         (_set_text("THONGTINHOSO/SOLUONGHOSO", "2"), "SOLUONGHOSO"),
         (_set_text("THONGTINHOSO/NGAYLAP", "20241302"), "NGAYLAP"),
         (_set_text("THONGTINDONVI/MACSKCB", "BV01"), "MACSKCB"),
-        (_set_text(".//FILEHOSO[5]/LOAIHOSO", "XML7"), "no schema"),
+        (_set_text(".//FILEHOSO[5]/LOAIHOSO", "XML16"), "LOAIHOSO"),
+        (_set_text(".//FILEHOSO[5]/LOAIHOSO", "XML7"), "HOSO 1 XML7"),
         (_set_text(".//FILEHOSO[2]/NOIDUNGFILE", "bm90IHhtbA=="), "XML2"),  # base64 of "not xml"
         (_set_text(".//FILEHOSO[2]/NOIDUNGFILE", "@@@"), "NOIDUNGFILE"),
         (_drop_first_file, "no XML1"),
@@ -381,18 +398,26 @@ def test_not_xml_is_rejected() -> None:
 
 
 def test_xsd_element_order_matches_the_records() -> None:
-    records = {
-        "xml1": TongHop,
-        "xml2": ChiTietThuoc,
-        "xml3": ChiTietDvkt,
-        "xml4": ChiTietCls,
-        "xml5": ChiTietDienBienBenh,
-    }
+    """The shipped XSDs are the decision's tables (regenerated from qd130_tables.csv), and every record
+    lists its table's elements in the decision's order."""
     xs = "{http://www.w3.org/2001/XMLSchema}"
-    for name, record in records.items():
-        text = resources.files("hospital.billing.domain.xml130").joinpath("xsd", f"{name}.xsd").read_bytes()
-        schema = etree.fromstring(text)
-        sequences = list(schema.iter(f"{xs}sequence"))
-        innermost = sequences[-1]
-        declared = [element.get("name") for element in innermost.findall(f"{xs}element")]
-        assert declared == [f.name.upper() for f in dataclasses.fields(record)], name
+    for loai, spec in tables().items():
+        text = (
+            resources.files("hospital.billing.domain.xml130")
+            .joinpath("xsd", xsd_name(loai))
+            .read_text("utf-8")
+        )
+        assert text == render_xsd(spec), (
+            f"{xsd_name(loai)} is stale: python -m hospital.billing.domain.xml130.tables"
+        )
+        record_type = next(
+            t for t in etree.fromstring(text.encode()).iter(f"{xs}complexType") if t.get("name") == "record"
+        )
+        declared = [
+            element.get("name") for element in record_type.find(f"{xs}sequence").findall(f"{xs}element")
+        ]
+        assert declared == list(spec.names)
+        if loai in RECORDS:
+            assert declared == [f.name.upper() for f in dataclasses.fields(RECORDS[loai])], loai
+    assert len(table("XML1").elements) == 66  # 65 rows of QĐ 130 + NHOM_MAU inserted by QĐ 4750
+    assert table("XML3").names[27:30] == ("T_BNTT", "T_BNCCT", "T_BHTT")

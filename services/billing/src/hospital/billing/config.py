@@ -18,6 +18,9 @@ class BillingSettings(ServiceSettings):
     facility_name: str = "Bệnh viện Đa khoa tỉnh (demo)"
     facility_key_file: Path | None = None  # PEM private key of the facility's signing certificate
     facility_cert_file: Path | None = None  # PEM certificate (embedded in the XML-DSig KeyInfo)
+    # MA_TTDV of the claim tables: health identifier (BHXH number, 10 digits) of the head of the facility
+    # or the person the head authorises to sign.
+    facility_head_id: str = ""
 
     # VietQR: the hospital's collection account (NAPAS 247).
     bank_bin: str = "970415"  # VietinBank

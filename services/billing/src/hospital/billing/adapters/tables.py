@@ -40,6 +40,13 @@ price_items = Table(
     Column("payment_ratio", Integer, nullable=False, server_default=text("100")),  # TYLE_TT_BH
     Column("bhyt_code", String(50), nullable=False),  # MA_DICH_VU / MA_THUOC / MA_VAT_TU
     Column("xml_group", Integer, nullable=False),  # MA_NHOM
+    # drugs, for XML2 (migration 0004): HAM_LUONG, DANG_BAO_CHE, DUONG_DUNG (national route code),
+    # SO_DANG_KY (registration number) and TT_THAU (tender decision;package;group;year) from the tender
+    Column("strength", String(200), nullable=True),
+    Column("dosage_form", String(200), nullable=True),
+    Column("route_code", String(4), nullable=True),
+    Column("registration_number", String(100), nullable=True),
+    Column("tender", String(50), nullable=True),
 )
 
 visits = Table(
@@ -68,6 +75,13 @@ visits = Table(
     Column("discharge_type", String(30), nullable=True),
     Column("diagnosis_code", String(10), nullable=True),  # ICD-10 of the main diagnosis (for XML130)
     Column("diagnosis_text", String(500), nullable=True),
+    # for the claim's XML1 (migration 0004): where the patient lives, the phone, the card's 5-year date,
+    # the referral paper the patient came with
+    Column("address", String(500), nullable=True),
+    Column("province_code", String(3), nullable=True),
+    Column("phone", String(20), nullable=True),
+    Column("card_five_year_date", Date, nullable=True),
+    Column("referral_code", String(50), nullable=True),
 )
 
 stays = Table(

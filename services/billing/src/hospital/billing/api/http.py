@@ -377,12 +377,11 @@ def build_http(services: Any) -> FastAPI:
         who: Role(*DESK),
         ma_bac_si: str | None = Query(None, max_length=50, description="doctor for lines that name none"),
     ) -> Response:
-        doc = await claims.export(visit_id, caller(request, who), ma_bac_si)
-        return Response(
-            doc,
-            media_type="application/xml",
-            headers={"Content-Disposition": f'attachment; filename="xml130-{visit_id}.xml"'},
-        )
+        claim = await claims.export(visit_id, caller(request, who), ma_bac_si)
+        headers = {"Content-Disposition": f'attachment; filename="xml130-{visit_id}.xml"'}
+        if claim.incomplete:  # elements BHXH review needs that reception or the EMR have not given yet
+            headers["Hospital-Claim-Incomplete"] = ",".join(claim.incomplete)
+        return Response(claim.document, media_type="application/xml", headers=headers)
 
     app.include_router(api)
     return app

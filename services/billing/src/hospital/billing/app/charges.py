@@ -387,8 +387,16 @@ class ChargeService:
             "card_valid_from": _date(card.valid_from) if card else None,
             "card_valid_to": _date(card.valid_to) if card else None,
             "card_facility": card.registered_facility if card else None,
+            "card_five_year_date": _date(card.five_year_date) if card else None,
             "department_code": v.department_code,
             "opened_at": opened_at,
+            "address": ", ".join(
+                x for x in (p.address.line, p.address.ward, p.address.district, p.address.province) if x
+            )
+            or None,
+            "province_code": p.address.province_code[-2:] or None,
+            "phone": p.phone or None,
+            "referral_code": v.referral_code or None,
         }
         exists = (await session.execute(select(visits.c.id).where(visits.c.id == v.id))).first()
         if exists:
@@ -482,6 +490,7 @@ class ChargeService:
                 source_event_id=event.id,
                 posted_by="service:admissions",
                 base_salary=self.base_salary,
+                department_code=stay["ward_code"],  # the ward is the department that treated (XML3 MA_KHOA)
                 bed_code=stay["bed_code"],
                 note=(
                     f"{stay['ward_code']} {start}: ngày chuyển khoa, tính theo giường giá cao nhất"

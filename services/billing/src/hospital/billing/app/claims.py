@@ -1,18 +1,21 @@
 """QĐ130 claim export of a closed insured visit: XML1 from the visit, XML2 (drugs) and XML3 (services,
-supplies, bed-days) from the invoice's posted charges and their BHYT split, wrapped in GIAMDINHHS,
-signed with the facility certificate and validated against the XSDs before it leaves."""
+supplies, bed-days) from the invoice's posted charges and their BHYT split, the papers of an inpatient
+stay (XML7, XML8, XML13) from what billing knows (``domain.xml130.assemble``), wrapped in GIAMDINHHS,
+signed with the facility certificate and validated against the decision's schemas before it leaves."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from hospital.billing.adapters.tables import claims, visits
+from hospital.billing.adapters.tables import claims, invoices, payments, stays, visits
+from hospital.billing.app.charges import price_at
 from hospital.billing.app.common import (
     ROUTE_BY_KIND,
     local_date,
@@ -26,13 +29,13 @@ from hospital.billing.domain.pricing import DRUG_GROUPS, SUPPLY_GROUPS
 from hospital.billing.domain.xml130 import (
     ChiTietDvkt,
     ChiTietThuoc,
-    HoSo,
-    TongHop,
     Xml130Error,
     build_giamdinhhs,
+    missing_elements,
     sign,
     validate,
 )
+from hospital.billing.domain.xml130.assemble import CardUse, ClaimVisit, assemble
 from hospital.chassis.app import Runtime
 from hospital.chassis.caller import Caller
 from hospital.chassis.db import utcnow
@@ -43,7 +46,12 @@ from hospital.contracts.billing.v1 import events_pb2
 ICD10 = re.compile(r"[A-Z][0-9]{2}(\.[0-9A-Z]{1,2})?")
 # MA_DOITUONG_KCB by route (simplified: the decision's table has more cases)
 DOITUONG = {Route.REGISTERED: "1.1", Route.REFERRED: "1.3", Route.EMERGENCY: "2", Route.SELF_REFERRED: "3"}
-KET_QUA = {"recovered": 1, "improved": 2, "unchanged": 3, "worse": 4, "deceased": 5}
+
+
+@dataclass(frozen=True)
+class ClaimDocument:
+    document: bytes
+    incomplete: list[str]  # "XML1.LY_DO_VV", ...: empty elements BHXH review needs filled
 
 
 class ClaimService:
@@ -89,7 +97,27 @@ class ClaimService:
             )
         return Path(key).read_bytes(), cert_pem
 
-    async def export(self, visit_id: str, caller: Caller, default_doctor: str | None = None) -> bytes:
+    async def _drug_details(self, s: Any, rows: list[Any]) -> dict[str, dict[str, str]]:
+        """XML2 details of each drug line's price item in force on its day (strength, route, ...)."""
+        out: dict[str, dict[str, str]] = {}
+        for r in rows:
+            if r["xml_group"] not in DRUG_GROUPS or r["price_code"] in out:
+                continue
+            item = await price_at(s, r["price_code"], local_date(r["service_at"]))
+            if item is not None:
+                out[r["price_code"]] = {
+                    "ham_luong": item["strength"] or "",
+                    "dang_bao_che": item["dosage_form"] or "",
+                    "duong_dung": item["route_code"] or "",
+                    "so_dang_ky": item["registration_number"] or "",
+                    "tt_thau": item["tender"] or "",
+                }
+        return out
+
+    async def export(self, visit_id: str, caller: Caller, default_doctor: str | None = None) -> ClaimDocument:
+        """The signed claim of a closed insured visit. It must pass the decision's structure (every
+        element, order, types, sizes, formats); the elements BHXH review needs filled that billing does
+        not have yet (the EMR's, reception's) are listed in ``incomplete``."""
         st = self.settings
         key_pem, cert_pem = self._credentials()
         async with self.rt.uow() as uow:
@@ -118,8 +146,10 @@ class ClaimService:
                     field="ma_bac_si",
                 )
             split = split_for(v, rows, st.base_salary_vnd)  # type: ignore[attr-defined]
+            drugs = await self._drug_details(s, rows)
             ma_lk = v["visit_code"]
             thuoc, dvkt = [], []
+            codes = ";".join(filter(None, (v["diagnosis_code"],)))
             for r, line in zip(rows, split.lines, strict=True):
                 common = dict(
                     ma_lk=ma_lk,
@@ -129,15 +159,18 @@ class ClaimService:
                     ma_khoa=r["department_code"] or "KKB",
                     ma_bac_si=r["ordered_by"] or default_doctor,
                     ngay_yl=r["service_at"],
+                    ngay_th_yl=r["service_at"],
                     **line.xml_fields(),
                 )
                 if r["xml_group"] in DRUG_GROUPS:
+                    drug = drugs.get(r["price_code"], {})
                     thuoc.append(
                         ChiTietThuoc(
                             stt=len(thuoc) + 1,
                             ma_thuoc=r["bhyt_code"],
                             ten_thuoc=r["name"],
                             don_gia=r["hospital_unit_price"],
+                            **drug,
                             **common,
                         )
                     )
@@ -153,7 +186,7 @@ class ClaimService:
                             don_gia_bv=r["hospital_unit_price"],
                             don_gia_bh=r["insurance_unit_price"],
                             ma_giuong=r["bed_code"] or "",
-                            ngay_th_yl=r["service_at"],
+                            ma_benh=codes,
                             **common,
                         )
                     )
@@ -164,36 +197,59 @@ class ClaimService:
                 if v["birth_year"] and v["birth_month"] and v["birth_day"]
                 else (v["birth_year"] or 1900)
             )
-            summary = TongHop(
+            admitted = (
+                await s.execute(select(func.min(stays.c.admitted_at)).where(stays.c.visit_id == visit_id))
+            ).scalar()
+            paid_at = (
+                await s.execute(
+                    select(func.max(payments.c.received_at))
+                    .select_from(payments.join(invoices, payments.c.invoice_id == invoices.c.id))
+                    .where(invoices.c.visit_id == visit_id, invoices.c.status == "paid")
+                )
+            ).scalar()
+            departments = tuple(dict.fromkeys(r["department_code"] for r in rows if r["department_code"]))
+            card = CardUse(
+                v["card_number"],
+                facility if len(facility) == 5 else "",
+                v["card_valid_from"],
+                v["card_valid_to"],
+                v["card_five_year_date"],
+            )
+            visit = ClaimVisit(
                 ma_lk=ma_lk,
-                ma_bn=v["patient_code"] or v["patient_id"],
-                ho_ten=v["patient_name"] or "Không rõ",
-                so_cccd=v["cccd"] if re.fullmatch(r"[0-9]{12}", v["cccd"] or "") else "",
-                ngay_sinh=birth,
-                gioi_tinh=v["sex"],
-                ma_the_bhyt=(v["card_number"],),
-                ma_dkbd=(facility,) if len(facility) == 5 else (),
-                gt_the_tu=(v["card_valid_from"],) if v["card_valid_from"] else (),
-                gt_the_den=(v["card_valid_to"],) if v["card_valid_to"] else (),
-                chan_doan_rv=v["diagnosis_text"] or "",
-                ma_benh_chinh=v["diagnosis_code"],
+                facility_code=st.facility_code,  # type: ignore[attr-defined]
+                facility_head_id=st.facility_head_id,  # type: ignore[attr-defined]
+                patient_code=v["patient_code"] or v["patient_id"],
+                full_name=v["patient_name"] or "Không rõ",
+                birth=birth,
+                sex=v["sex"],
+                cccd=v["cccd"] or "",
+                cards=(card,),
                 ma_doituong_kcb=DOITUONG[ROUTE_BY_KIND[v["kind"]]],
-                ngay_vao=v["opened_at"],
-                ngay_ra=v["closed_at"],
-                ket_qua_dtri=KET_QUA.get(v["discharge_type"] or "", 2),
-                ma_loai_rv=2 if v["discharge_type"] == "transferred_out" else 1,
-                nam_qt=today.year,
-                thang_qt=today.month,
-                ma_loai_kcb="03" if v["inpatient"] else "01",
-                ma_cskcb=st.facility_code,
-            )  # type: ignore[attr-defined]
+                opened_at=v["opened_at"],
+                closed_at=v["closed_at"],
+                diagnosis_code=v["diagnosis_code"],
+                diagnosis_text=v["diagnosis_text"] or "",
+                inpatient=v["inpatient"],
+                admitted_at=admitted,
+                discharge_type=v["discharge_type"],
+                departments=departments,
+                phone=v["phone"] or "",
+                address=v["address"] or "",
+                province_code=v["province_code"] or "",
+                referral_paper=v["referral_code"] or "",
+                paid_at=paid_at,
+                claim_year=today.year,
+                claim_month=today.month,
+            )
             try:
-                hoso = HoSo(summary, thuoc=tuple(thuoc), dvkt=tuple(dvkt))
+                hoso = assemble(visit, thuoc, dvkt)
                 unsigned = build_giamdinhhs([hoso], ma_cskcb=st.facility_code, ngay_lap=today)  # type: ignore[attr-defined]
                 signed = sign(unsigned, key_pem, cert_pem)
-                validate(signed)
+                validate(signed, strict=False)
             except Xml130Error as exc:
                 raise Conflict("claim.invalid", f"the claim does not pass QĐ130 checks: {exc}") from exc
+            incomplete = missing_elements(signed)
             digest = hashlib.sha256(signed).hexdigest()
             cid, now = new_id(), utcnow()
             await s.execute(
@@ -219,4 +275,4 @@ class ClaimService:
             uow.publish("billing.claim.exported", msg)
             uow.audit(caller.audit("claim.export", "Visit", visit_id, v["patient_id"], sha256=digest))
             await uow.commit()
-        return signed
+        return ClaimDocument(signed, incomplete)

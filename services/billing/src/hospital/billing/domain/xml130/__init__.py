@@ -1,9 +1,12 @@
-"""Decision 130/QĐ-BYT insurance claim export: tables XML1..XML5, the GIAMDINHHS wrapper,
-XSD validation and the facility's XML-DSig signature."""
+"""Decision 130/QĐ-BYT insurance claim export: the check-in table, tables XML1..XML5 and the papers
+(XML7, XML8, XML11, XML13, XML14), the GIAMDINHHS wrapper, validation against XSDs generated from the
+decision's tables, and the facility's XML-DSig signature."""
 
 from hospital.billing.domain.xml130.build import (
+    build_checkin,
     build_giamdinhhs,
     build_hoso_files,
+    build_table,
     build_xml1,
     build_xml2,
     build_xml3,
@@ -15,28 +18,50 @@ from hospital.billing.domain.xml130.models import (
     ChiTietDienBienBenh,
     ChiTietDvkt,
     ChiTietThuoc,
+    GiayChuyenTuyen,
+    GiayHenKhamLai,
+    GiayNghiViecHuongBhxh,
+    GiayRaVien,
     HoSo,
+    TomTatHoSoBenhAn,
     TongHop,
     TotalsMismatch,
+    TrangThaiKcb,
     Xml130Error,
     compute_totals,
+    treatment_days,
 )
 from hospital.billing.domain.xml130.signing import XmlSignatureError, sign, verify
-from hospital.billing.domain.xml130.validate import Xml130ValidationError, load_schema, validate
+from hospital.billing.domain.xml130.validate import (
+    Xml130ValidationError,
+    load_schema,
+    missing_elements,
+    problems,
+    table_schema,
+    validate,
+)
 
 __all__ = [
     "ChiTietCls",
     "ChiTietDienBienBenh",
     "ChiTietDvkt",
     "ChiTietThuoc",
+    "GiayChuyenTuyen",
+    "GiayHenKhamLai",
+    "GiayNghiViecHuongBhxh",
+    "GiayRaVien",
     "HoSo",
+    "TomTatHoSoBenhAn",
     "TongHop",
     "TotalsMismatch",
+    "TrangThaiKcb",
     "Xml130Error",
     "Xml130ValidationError",
     "XmlSignatureError",
+    "build_checkin",
     "build_giamdinhhs",
     "build_hoso_files",
+    "build_table",
     "build_xml1",
     "build_xml2",
     "build_xml3",
@@ -44,7 +69,11 @@ __all__ = [
     "build_xml5",
     "compute_totals",
     "load_schema",
+    "missing_elements",
+    "problems",
     "sign",
+    "table_schema",
+    "treatment_days",
     "validate",
     "verify",
 ]

@@ -19,7 +19,7 @@ from lxml import etree
 
 from hospital.billing.domain.vietnam import VIETNAM_TZ
 from hospital.billing.domain.xml130.models import (
-    TABLES,
+    RECORDS,
     ChiTietCls,
     ChiTietDienBienBenh,
     ChiTietDvkt,
@@ -27,9 +27,11 @@ from hospital.billing.domain.xml130.models import (
     HoSo,
     Kind,
     TongHop,
+    TrangThaiKcb,
     Xml130Error,
     kind_of,
 )
+from hospital.billing.domain.xml130.tables import FRACTION_DIGITS, table
 
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 
@@ -39,12 +41,27 @@ def _local(moment: datetime) -> datetime:
     return moment if moment.tzinfo is None else moment.astimezone(VIETNAM_TZ)
 
 
+def _decimal_text(value: Any, name: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise Xml130Error(f"{name} must be an integer or a Decimal, got {value!r}")
+    number = Decimal(value)
+    if not number.is_finite() or number < 0:
+        raise Xml130Error(f"{name} must be a finite non-negative number, got {value}")
+    places = FRACTION_DIGITS.get(name, 0)
+    exponent = number.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > places:
+        raise Xml130Error(f"{name} allows {places} decimal places, got {value}")
+    return format(number.normalize(), "f")
+
+
 def _render(value: Any, kind: Kind, name: str) -> str:
     if value is None:
         return ""
     match kind:
         case Kind.DATETIME:
             return str(_local(value).strftime("%Y%m%d%H%M"))
+        case Kind.DATE:
+            return str(value.strftime("%Y%m%d"))
         case Kind.BIRTH:
             if isinstance(value, int):
                 return f"{value:04d}00000000"
@@ -55,26 +72,25 @@ def _render(value: Any, kind: Kind, name: str) -> str:
             return ";".join(day.strftime("%Y%m%d") for day in value)
         case Kind.TEXT_LIST:
             return ";".join(value)
-        case Kind.QUANTITY if isinstance(value, int | Decimal) and not isinstance(value, bool):
-            return format(Decimal(value).normalize(), "f")
+        case Kind.DECIMAL:
+            return _decimal_text(value, name)
         case Kind.INT if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
-        case Kind.QUANTITY | Kind.INT:
-            raise Xml130Error(
-                f"{name} must be an integer{' or a Decimal' if kind is Kind.QUANTITY else ''}, got {value!r}"
-            )
+        case Kind.INT:
+            raise Xml130Error(f"{name} must be an integer, got {value!r}")
         case _:
             return str(value)
 
 
 def _append_record(parent: etree._Element, record: Any) -> None:
+    """Every element of the record's table, in the decision's order (empty when unset)."""
     for record_field in fields(record):
         kind = kind_of(record_field)
         name = record_field.name.upper()
         text = _render(getattr(record, record_field.name), kind, name)
         element = etree.SubElement(parent, name)
         try:
-            element.text = etree.CDATA(text) if kind is Kind.CDATA else text
+            element.text = etree.CDATA(text) if kind is Kind.CDATA and text else text
         except ValueError as exc:
             raise Xml130Error(f"{parent.tag}/{name}: {exc}") from exc
 
@@ -84,16 +100,30 @@ def _serialize(root: etree._Element) -> bytes:
 
 
 def _build_table(loai: str, records: Iterable[Any]) -> bytes:
-    spec = TABLES[loai]
+    spec = table(loai)
+    rows = list(records)
+    for record in rows:
+        if not isinstance(record, RECORDS[loai]):
+            raise Xml130Error(f"{loai} takes {RECORDS[loai].__name__} records, got {type(record).__name__}")
     root = etree.Element(spec.root)
     if spec.list_tag is None:
-        (record,) = records
+        (record,) = rows
         _append_record(root, record)
     else:
         listing = etree.SubElement(root, spec.list_tag)
-        for record in records:
+        for record in rows:
             _append_record(etree.SubElement(listing, str(spec.row_tag)), record)
     return _serialize(root)
+
+
+def build_table(loai: str, records: Iterable[Any]) -> bytes:
+    """Any table file this platform writes (XML0..XML5, XML7, XML8, XML11, XML13, XML14)."""
+    return _build_table(loai, records)
+
+
+def build_checkin(rows: Iterable[TrangThaiKcb]) -> bytes:
+    """The check-in file (``CHI_TIEU_TRANG_THAI_KCB``) sent when a visit starts, before any claim."""
+    return _build_table("XML0", rows)
 
 
 def build_xml1(tong_hop: TongHop) -> bytes:
@@ -122,7 +152,8 @@ def build_xml5(rows: Iterable[ChiTietDienBienBenh]) -> bytes:
 
 
 def build_hoso_files(hoso: HoSo) -> dict[str, bytes]:
-    """The table files of one visit, keyed by LOAIHOSO; empty tables are left out.
+    """The table files of one visit, keyed by LOAIHOSO; empty tables and papers the visit did not produce
+    are left out.
 
     XML1 totals are computed from the lines; a total given in ``hoso`` that
     disagrees raises :class:`~hospital.billing.domain.xml130.models.TotalsMismatch`.
@@ -138,6 +169,8 @@ def build_hoso_files(hoso: HoSo) -> dict[str, bytes]:
     for loai, rows in tables.items():
         if rows:
             files[loai] = _build_table(loai, rows)
+    for loai, paper in complete.papers().items():
+        files[loai] = _build_table(loai, [paper])
     return files
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import re
+from decimal import Decimal
 from importlib import resources
 from types import SimpleNamespace
 
@@ -12,16 +14,18 @@ import xmlschema
 from lxml import etree
 
 from hospital.billing.domain.xml130.models import (
-    TABLES,
     TOTAL_FIELDS,
     TotalsMismatch,
     Xml130Error,
     check_totals,
     compute_totals,
 )
+from hospital.billing.domain.xml130.tables import render_xsd, table, tables, xsd_name
 
 WRAPPER_SCHEMA = "giamdinhhs.xsd"
-_MONEY_TAGS = ("MA_NHOM", "THANH_TIEN_BV", "THANH_TIEN_BH", "T_BHTT", "T_BNCCT", "T_BNTT")
+_MONEY_TAGS = ("THANH_TIEN_BV", "THANH_TIEN_BH", "T_NGUONKHAC", "T_BHTT", "T_BNCCT", "T_BNTT")
+#: Tables that travel inside GIAMDINHHS (the check-in table XML0 is sent on its own).
+CLAIM_TABLES = tuple(loai for loai in tables() if loai != "XML0")
 
 
 class Xml130ValidationError(Xml130Error):
@@ -34,9 +38,20 @@ class Xml130ValidationError(Xml130Error):
 
 @functools.cache
 def load_schema(name: str) -> xmlschema.XMLSchema:
-    """One of the shipped XSDs (``giamdinhhs.xsd``, ``xml1.xsd`` .. ``xml5.xsd``)."""
+    """One of the shipped XSDs (``giamdinhhs.xsd``, ``checkin.xsd``, ``xml1.xsd`` .. ``xml15.xsd``)."""
     text = resources.files("hospital.billing.domain.xml130").joinpath("xsd", name).read_text(encoding="utf-8")
     return xmlschema.XMLSchema(text)
+
+
+@functools.cache
+def _structural_schema(loai: str) -> xmlschema.XMLSchema:
+    return xmlschema.XMLSchema(render_xsd(table(loai), strict=False))
+
+
+def table_schema(loai: str, *, strict: bool = True) -> xmlschema.XMLSchema:
+    """The schema of a table file: strict (the shipped XSD: also the elements BHXH review needs filled)
+    or structural (elements, order, types, sizes, formats; only MA_LK and STT must be filled)."""
+    return load_schema(xsd_name(loai)) if strict else _structural_schema(loai)
 
 
 def _parse(data: bytes, what: str) -> etree._Element:
@@ -52,13 +67,22 @@ def _schema_errors(schema: xmlschema.XMLSchema, root: etree._Element, what: str)
 
 
 def _rows(root: etree._Element, loai: str) -> list[etree._Element]:
-    spec = TABLES[loai]
+    spec = table(loai)
     return [root] if spec.row_tag is None else list(root.iter(spec.row_tag))
+
+
+def _number(text: str | None) -> Decimal:
+    return Decimal(text) if text else Decimal(0)
 
 
 def _money_lines(rows: list[etree._Element]) -> list[SimpleNamespace]:
     return [
-        SimpleNamespace(**{tag.lower(): int(row.findtext(tag) or 0) for tag in _MONEY_TAGS}) for row in rows
+        SimpleNamespace(
+            ma_nhom=int(row.findtext("MA_NHOM") or 0),
+            ma_pttt=int(row.findtext("MA_PTTT") or 0),
+            **{tag.lower(): _number(row.findtext(tag)) for tag in _MONEY_TAGS},
+        )
+        for row in rows
     ]
 
 
@@ -78,25 +102,49 @@ def _check_visit(number: int, tables: dict[str, etree._Element]) -> list[str]:
     services = _money_lines(_rows(tables["XML3"], "XML3")) if "XML3" in tables else []
     try:
         expected = compute_totals(drugs, services)
-        check_totals({name: int(summary.findtext(name.upper()) or 0) for name in TOTAL_FIELDS}, expected)
+        check_totals({name: _number(summary.findtext(name.upper())) for name in TOTAL_FIELDS}, expected)
     except TotalsMismatch as exc:
         errors.append(f"HOSO {number} (MA_LK {ma_lk}): {exc}")
     return errors
 
 
-def validate(document: bytes) -> None:
+def validate(document: bytes, *, strict: bool = True) -> None:
     """Check a ``GIAMDINHHS`` document, signed or not; raise :class:`Xml130ValidationError`.
 
     Checks, in order: the wrapper against ``giamdinhhs.xsd``; SOLUONGHOSO against
-    the HOSO count; each NOIDUNGFILE is base64 of a file valid against the XSD of
-    its LOAIHOSO (XML1..XML5; other types have no shipped schema and are refused);
+    the HOSO count; each NOIDUNGFILE is base64 of a file valid against the schema of
+    its LOAIHOSO (XML1..XML15, see :func:`table_schema` for ``strict``);
     each HOSO has exactly one file per type, XML1 among them, one MA_LK, and XML1
     totals equal to the sums of its lines.
     """
+    errors = problems(document, strict=strict)
+    if errors:
+        raise Xml130ValidationError(errors)
+
+
+def problems(document: bytes, *, strict: bool = True) -> list[str]:
+    """What :func:`validate` would refuse, as a list (empty when the document passes)."""
+    try:
+        return _problems(document, strict)
+    except Xml130ValidationError as exc:
+        return exc.errors
+
+
+_WHERE = re.compile(r"HOSO (\d+) (XML\d+) /(?:[A-Z0-9_]+(?:\[\d+\])?/)*([A-Z0-9_]+):")
+
+
+def missing_elements(document: bytes) -> list[str]:
+    """``XMLn.ELEMENT`` of each element BHXH review needs filled that the document leaves empty (or
+    otherwise breaks a strict schema), once each; for a document that passes the structural check."""
+    found = [m.group(2) + "." + m.group(3) for p in problems(document, strict=True) if (m := _WHERE.match(p))]
+    return list(dict.fromkeys(found))
+
+
+def _problems(document: bytes, strict: bool) -> list[str]:
     wrapper = _parse(document, "GIAMDINHHS")
     errors = _schema_errors(load_schema(WRAPPER_SCHEMA), wrapper, "GIAMDINHHS")
     if errors:
-        raise Xml130ValidationError(errors)
+        return errors
     hosos = wrapper.findall("THONGTINHOSO/DANHSACHHOSO/HOSO")
     declared = int(wrapper.findtext("THONGTINHOSO/SOLUONGHOSO") or 0)
     if declared != len(hosos):
@@ -107,8 +155,8 @@ def validate(document: bytes) -> None:
         for file_element in hoso.findall("FILEHOSO"):
             loai = file_element.findtext("LOAIHOSO") or ""
             what = f"HOSO {number} {loai}"
-            if loai not in TABLES:
-                errors.append(f"{what}: no schema is shipped for this file type")
+            if loai not in CLAIM_TABLES:
+                errors.append(f"{what}: not a table of the decision")
                 valid = False
                 continue
             if loai in tables:
@@ -122,11 +170,10 @@ def validate(document: bytes) -> None:
                 errors.append(f"{what}: NOIDUNGFILE is not base64 of an XML file ({exc})")
                 valid = False
                 continue
-            file_errors = _schema_errors(load_schema(f"{loai.lower()}.xsd"), root, what)
+            file_errors = _schema_errors(table_schema(loai, strict=strict), root, what)
             errors.extend(file_errors)
             valid = valid and not file_errors
             tables[loai] = root
         if valid:
             errors.extend(_check_visit(number, tables))
-    if errors:
-        raise Xml130ValidationError(errors)
+    return errors
