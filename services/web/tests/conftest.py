@@ -15,6 +15,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from hospital.admissions.service import DEFINITION as ADMISSIONS
 from hospital.chassis.app import Service
+from hospital.lab.service import DEFINITION as LAB
 from hospital.testing.servers import free_port
 from hospital.testing.services import running_service
 from hospital.web.service import DEFINITION as WEB
@@ -37,6 +38,7 @@ VIEWPORT = {"width": 1366, "height": 768}
 @dataclass
 class Stack:
     admissions: Service
+    lab: Service
     web: Service
 
     @property
@@ -51,25 +53,31 @@ class Stack:
 @pytest.fixture(scope="session")
 async def stack(nats_server, tmp_path_factory) -> AsyncIterator[Stack]:
     data = tmp_path_factory.mktemp("web-stack")
+
+    def db(name: str) -> str:
+        return f"sqlite+aiosqlite:///{data}/{name}.db"
+
+    common = {"data_dir": data, "nats_url": nats_server.url, "shutdown_grace_seconds": 2}
     async with (
+        running_service(ADMISSIONS, database_url=db("admissions"), **common) as adm,
         running_service(
-            ADMISSIONS,
-            data_dir=data,
-            database_url=f"sqlite+aiosqlite:///{data}/admissions.db",
-            nats_url=nats_server.url,
-            shutdown_grace_seconds=2,
-        ) as adm,
+            LAB,
+            database_url=db("lab"),
+            mllp_port=free_port(),
+            astm_port=free_port(),
+            instrument_timezone="UTC",
+            **common,
+        ) as lab,
         running_service(
             WEB,
-            data_dir=data,
-            database_url=f"sqlite+aiosqlite:///{data}/web.db",
-            nats_url=nats_server.url,
-            shutdown_grace_seconds=2,
+            database_url=db("web"),
             admissions_grpc=f"127.0.0.1:{adm.settings.grpc_port}",
+            lab_grpc=f"127.0.0.1:{lab.settings.grpc_port}",
+            **common,
         ) as web,
     ):
         await web.rt.extras["web"].accounts.ensure_demo_users(DEMO_PASSWORD)
-        yield Stack(adm, web)
+        yield Stack(adm, lab, web)
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +127,7 @@ async def sign_in(page: Page, base: str, username: str, password: str = DEMO_PAS
     await page.fill("input[name=username]", username)
     await page.fill("input[name=password]", password)
     await page.press("input[name=password]", "Enter")
-    await page.wait_for_url(re.compile(r".*/(home|reception|display|admin/users)$"))
+    await page.wait_for_url(re.compile(r".*/(home|reception|display|lab|admin/users)$"))
 
 
 async def shot(page: Page, name: str) -> Path:

@@ -36,6 +36,7 @@ async def axe(page) -> list[dict]:
         ("receptionist", "/home", "home"),
         ("receptionist", "/reception", "reception"),
         ("admin", "/admin/users", "users"),
+        ("lab_technician", "/lab", "lab"),
         ("nurse", "/display", "display-choose"),
         ("nurse", "/display/P105", "display"),
     ],
@@ -48,6 +49,8 @@ async def test_screen_has_no_accessibility_violations(stack, browser, user, path
     await page.goto(stack.url + path)
     if path == "/display/P105":
         await page.wait_for_selector(".display-body")
+    if path == "/lab":
+        await page.wait_for_selector("#worklist table, #worklist .empty:not(:has-text('…'))")
     violations = await axe(page)
     assert violations == [], json.dumps(violations, ensure_ascii=False, indent=1)
     if path == "/reception":  # the visit form too, with its errors shown

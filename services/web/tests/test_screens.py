@@ -141,6 +141,15 @@ async def test_admissions_down_shows_which_part_is_unavailable(web_without_backe
     await page.goto(web_without_backends + "/display/P101")
     await expect(page.locator(".display-down")).to_contain_text("Admissions")
     await ctx.close()
+    # the lab bench: each panel says the lab is down, the page and its scan field still work
+    ctx = await new_context(browser)
+    page = await ctx.new_page()
+    await sign_in(page, web_without_backends, "lab_technician")
+    await expect(page.locator("#worklist .unavailable")).to_contain_text("Xét nghiệm (lab)")
+    await expect(page.locator("#criticals .unavailable")).to_contain_text("Xét nghiệm (lab)")
+    await expect(page.locator("#scan")).to_be_focused()
+    await shot(page, "15-lab-bench-lab-down")
+    await ctx.close()
 
 
 async def test_admin_creates_a_user_with_errors_shown_next_to_the_fields(stack, browser) -> None:

@@ -6,11 +6,12 @@ from typing import Any
 
 import grpc
 
+from hospital.chassis.errors import Invalid
 from hospital.chassis.rpc import principal
 from hospital.contracts.lab.v1 import lab_pb2 as pb
 from hospital.contracts.lab.v1 import lab_pb2_grpc as pb_grpc
 from hospital.lab.app.common import SEX_NAME, Caller, result_proto
-from hospital.lab.app.orders import NewOrder, order_proto
+from hospital.lab.app.orders import NewOrder, order_proto, specimen_proto
 
 SERVICE = pb.DESCRIPTOR.services_by_name["LabService"].full_name
 CLINICAL = ("doctor", "nurse", "lab_technician")
@@ -20,6 +21,11 @@ RULES: dict[str, tuple[str, ...]] = {
     f"/{SERVICE}/GetOrder": CLINICAL,
     f"/{SERVICE}/GetResults": CLINICAL,
     f"/{SERVICE}/ListCatalogue": CLINICAL,
+    f"/{SERVICE}/ReceiveSpecimen": ("lab_technician",),
+    f"/{SERVICE}/ListWorklist": ("lab_technician",),
+    f"/{SERVICE}/VerifyResults": ("lab_technician",),
+    f"/{SERVICE}/ListCriticals": CLINICAL,
+    f"/{SERVICE}/RecordCriticalCall": ("lab_technician",),
 }
 
 
@@ -85,6 +91,76 @@ class LabServicer(pb_grpc.LabServiceServicer):
                 for t in sorted(self.s.catalogue.tests.values(), key=lambda t: t.sort)
             ]
         )
+
+    async def ReceiveSpecimen(
+        self, request: pb.ReceiveSpecimenRequest, context: Any
+    ) -> pb.ReceiveSpecimenResponse:
+        caller = _caller(context)
+        spec = await self.s.orders.specimen_step(request.barcode.strip(), "receive", caller)
+        order = await self.s.orders.get(None, caller, barcode=spec["barcode"])
+        return pb.ReceiveSpecimenResponse(specimen=specimen_proto(spec), order=order_proto(order))
+
+    async def ListWorklist(self, request: pb.ListWorklistRequest, context: Any) -> pb.ListWorklistResponse:
+        items = await self.s.results.worklist(
+            _caller(context),
+            request.status or "preliminary",
+            request.instrument or None,
+            request.limit or 200,
+        )
+        return pb.ListWorklistResponse(
+            items=[
+                pb.WorklistItem(
+                    result=result_proto(i),
+                    patient_name=i["patient_name"] or "",
+                    order_number=i["order_number"],
+                )
+                for i in items
+            ]
+        )
+
+    async def VerifyResults(self, request: pb.VerifyResultsRequest, context: Any) -> pb.GetResultsResponse:
+        if not request.result_ids:
+            raise Invalid("verify.empty", "no result to verify", field="result_ids")
+        done = await self.s.results.verify(list(request.result_ids), _caller(context))
+        return pb.GetResultsResponse(results=[result_proto(r) for r in done])
+
+    async def ListCriticals(self, request: pb.ListCriticalsRequest, context: Any) -> pb.ListCriticalsResponse:
+        items = await self.s.results.criticals(_caller(context), request.pending_only)
+        return pb.ListCriticalsResponse(
+            items=[
+                pb.CriticalItem(
+                    result=result_proto(i),
+                    patient_name=i["patient_name"] or "",
+                    ordering_doctor=i["ordering_doctor"] or "",
+                    calls=[call_proto(c) for c in i["calls"]],
+                )
+                for i in items
+            ]
+        )
+
+    async def RecordCriticalCall(
+        self, request: pb.RecordCriticalCallRequest, context: Any
+    ) -> pb.CriticalCall:
+        body = {
+            "notified_person": request.notified_person,
+            "notified_role": request.notified_role,
+            "read_back_confirmed": request.read_back_confirmed,
+            "note": request.note or None,
+        }
+        return call_proto(await self.s.results.record_call(request.result_id, body, _caller(context)))
+
+
+def call_proto(c: dict[str, Any]) -> pb.CriticalCall:
+    return pb.CriticalCall(
+        id=c["id"],
+        result_id=c["result_id"],
+        notified_person=c["notified_person"] or "",
+        notified_role=c.get("notified_role") or "",
+        notified_at=str(c["notified_at"] or ""),
+        read_back_confirmed=bool(c["read_back_confirmed"]),
+        called_by=c["called_by"] or "",
+        note=c.get("note") or "",
+    )
 
 
 def register(server: grpc.aio.Server, services: Any) -> None:

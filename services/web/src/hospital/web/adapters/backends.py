@@ -15,6 +15,8 @@ import grpc
 
 from hospital.contracts.admissions.v1 import admissions_pb2 as adm
 from hospital.contracts.admissions.v1 import admissions_pb2_grpc as adm_grpc
+from hospital.contracts.lab.v1 import lab_pb2 as lab
+from hospital.contracts.lab.v1 import lab_pb2_grpc as lab_grpc
 
 _DETAIL = re.compile(r"^(?P<code>[a-z0-9_.]+): (?P<message>.*?)(?: \(field (?P<field>[a-z0-9_.]+)\))?$", re.S)
 _DOWN = {
@@ -123,10 +125,42 @@ class Admissions(Backend):
             call.cancel()
 
 
+class Lab(Backend):
+    @property
+    def stub(self) -> lab_grpc.LabServiceStub:
+        return lab_grpc.LabServiceStub(self.channel)
+
+    async def receive(self, barcode: str, token: str) -> lab.ReceiveSpecimenResponse:
+        return await self.call(self.stub.ReceiveSpecimen, lab.ReceiveSpecimenRequest(barcode=barcode), token)
+
+    async def worklist(self, token: str, status: str = "preliminary") -> list[lab.WorklistItem]:
+        resp = await self.call(
+            self.stub.ListWorklist, lab.ListWorklistRequest(status=status, limit=200), token
+        )
+        return list(resp.items)
+
+    async def verify(self, result_ids: list[str], token: str) -> list[lab.Result]:
+        resp = await self.call(
+            self.stub.VerifyResults, lab.VerifyResultsRequest(result_ids=result_ids), token
+        )
+        return list(resp.results)
+
+    async def criticals(self, token: str, pending_only: bool = True) -> list[lab.CriticalItem]:
+        resp = await self.call(
+            self.stub.ListCriticals, lab.ListCriticalsRequest(pending_only=pending_only), token
+        )
+        return list(resp.items)
+
+    async def record_call(self, request: lab.RecordCriticalCallRequest, token: str) -> lab.CriticalCall:
+        return await self.call(self.stub.RecordCriticalCall, request, token)
+
+
 class Backends:
     def __init__(self, settings: Any) -> None:
         t = settings.backend_timeout_seconds
         self.admissions = Admissions("admissions", settings.admissions_grpc, t)
+        self.lab = Lab("lab", settings.lab_grpc, t)
 
     async def close(self) -> None:
         await self.admissions.close()
+        await self.lab.close()

@@ -18,6 +18,7 @@ class Screen:
 SCREENS: tuple[Screen, ...] = (
     Screen("reception", "/reception", frozenset({"receptionist"}), "1"),
     Screen("display", "/display", frozenset({"receptionist", "nurse", "doctor", "admin"}), "2"),
+    Screen("lab", "/lab", frozenset({"lab_technician"}), "3"),
     Screen("users", "/admin/users", frozenset({"admin"}), "9"),
 )
 BY_KEY = {s.key: s for s in SCREENS}

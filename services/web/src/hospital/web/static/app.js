@@ -51,6 +51,23 @@
              target.querySelector("select, input[type=radio]:checked, button[type=submit]");
     if (el) el.focus();
   });
+  // A panel that refreshes itself (the lab worklist, the critical calls) waits while the user is working
+  // in it: a ticked result or a field with the cursor is not wiped by the next refresh.
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var elt = e.detail.elt;
+    if (!elt.hasAttribute || !elt.hasAttribute("data-poll-paused-while-busy")) return;
+    if (e.detail.requestConfig && e.detail.requestConfig.verb !== "get") return;
+    if (elt.querySelector("input[type=checkbox]:checked") || elt.contains(document.activeElement)) {
+      e.preventDefault();
+    }
+  });
+  // A scan form that adds to a list is emptied for the next scan, and keeps the cursor.
+  document.addEventListener("htmx:afterRequest", function (e) {
+    var form = e.detail.elt;
+    if (!form.hasAttribute || !form.hasAttribute("data-clear-after")) return;
+    var input = form.querySelector("input[type=text]");
+    if (input) { input.value = ""; input.focus(); }
+  });
   // The waiting-room display's clock.
   var clock = document.querySelector("[data-clock]");
   if (clock) {

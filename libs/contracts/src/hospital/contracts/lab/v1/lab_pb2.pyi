@@ -539,6 +539,8 @@ class CriticalCall(_message.Message):
     NOTIFIED_AT_FIELD_NUMBER: _builtins.int
     READ_BACK_CONFIRMED_FIELD_NUMBER: _builtins.int
     CALLED_BY_FIELD_NUMBER: _builtins.int
+    NOTIFIED_ROLE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     result_id: _builtins.str
     notified_person: _builtins.str
@@ -547,6 +549,9 @@ class CriticalCall(_message.Message):
     """RFC 3339"""
     read_back_confirmed: _builtins.bool
     called_by: _builtins.str
+    notified_role: _builtins.str
+    """e.g. bác sĩ điều trị"""
+    note: _builtins.str
     def __init__(
         self,
         *,
@@ -556,14 +561,252 @@ class CriticalCall(_message.Message):
         notified_at: _builtins.str = ...,
         read_back_confirmed: _builtins.bool = ...,
         called_by: _builtins.str = ...,
+        notified_role: _builtins.str = ...,
+        note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["called_by", b"called_by", "id", b"id", "notified_at", b"notified_at", "notified_person", b"notified_person", "read_back_confirmed", b"read_back_confirmed", "result_id", b"result_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["called_by", b"called_by", "id", b"id", "note", b"note", "notified_at", b"notified_at", "notified_person", b"notified_person", "notified_role", b"notified_role", "read_back_confirmed", b"read_back_confirmed", "result_id", b"result_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CriticalCall: _TypeAlias = CriticalCall  # noqa: Y015
+
+@_typing.final
+class ReceiveSpecimenRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BARCODE_FIELD_NUMBER: _builtins.int
+    barcode: _builtins.str
+    def __init__(
+        self,
+        *,
+        barcode: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcode", b"barcode"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiveSpecimenRequest: _TypeAlias = ReceiveSpecimenRequest  # noqa: Y015
+
+@_typing.final
+class ReceiveSpecimenResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPECIMEN_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def specimen(self) -> Global___Specimen: ...
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        specimen: Global___Specimen | None = ...,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "specimen", b"specimen"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "specimen", b"specimen"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiveSpecimenResponse: _TypeAlias = ReceiveSpecimenResponse  # noqa: Y015
+
+@_typing.final
+class ListWorklistRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    INSTRUMENT_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    """preliminary (default), verified, info, superseded"""
+    instrument: _builtins.str
+    limit: _builtins.int
+    """default 200"""
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        instrument: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["instrument", b"instrument", "limit", b"limit", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorklistRequest: _TypeAlias = ListWorklistRequest  # noqa: Y015
+
+@_typing.final
+class WorklistItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    PATIENT_NAME_FIELD_NUMBER: _builtins.int
+    ORDER_NUMBER_FIELD_NUMBER: _builtins.int
+    patient_name: _builtins.str
+    order_number: _builtins.str
+    @_builtins.property
+    def result(self) -> Global___Result: ...
+    def __init__(
+        self,
+        *,
+        result: Global___Result | None = ...,
+        patient_name: _builtins.str = ...,
+        order_number: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_number", b"order_number", "patient_name", b"patient_name", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorklistItem: _TypeAlias = WorklistItem  # noqa: Y015
+
+@_typing.final
+class ListWorklistResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorklistItem]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___WorklistItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorklistResponse: _TypeAlias = ListWorklistResponse  # noqa: Y015
+
+@_typing.final
+class VerifyResultsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def result_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        result_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["result_ids", b"result_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyResultsRequest: _TypeAlias = VerifyResultsRequest  # noqa: Y015
+
+@_typing.final
+class ListCriticalsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PENDING_ONLY_FIELD_NUMBER: _builtins.int
+    pending_only: _builtins.bool
+    def __init__(
+        self,
+        *,
+        pending_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pending_only", b"pending_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCriticalsRequest: _TypeAlias = ListCriticalsRequest  # noqa: Y015
+
+@_typing.final
+class CriticalItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    PATIENT_NAME_FIELD_NUMBER: _builtins.int
+    ORDERING_DOCTOR_FIELD_NUMBER: _builtins.int
+    CALLS_FIELD_NUMBER: _builtins.int
+    patient_name: _builtins.str
+    ordering_doctor: _builtins.str
+    @_builtins.property
+    def result(self) -> Global___Result: ...
+    @_builtins.property
+    def calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___CriticalCall]: ...
+    def __init__(
+        self,
+        *,
+        result: Global___Result | None = ...,
+        patient_name: _builtins.str = ...,
+        ordering_doctor: _builtins.str = ...,
+        calls: _abc.Iterable[Global___CriticalCall] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "ordering_doctor", b"ordering_doctor", "patient_name", b"patient_name", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CriticalItem: _TypeAlias = CriticalItem  # noqa: Y015
+
+@_typing.final
+class ListCriticalsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CriticalItem]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___CriticalItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCriticalsResponse: _TypeAlias = ListCriticalsResponse  # noqa: Y015
+
+@_typing.final
+class RecordCriticalCallRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_ID_FIELD_NUMBER: _builtins.int
+    NOTIFIED_PERSON_FIELD_NUMBER: _builtins.int
+    NOTIFIED_ROLE_FIELD_NUMBER: _builtins.int
+    READ_BACK_CONFIRMED_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    result_id: _builtins.str
+    notified_person: _builtins.str
+    notified_role: _builtins.str
+    read_back_confirmed: _builtins.bool
+    note: _builtins.str
+    def __init__(
+        self,
+        *,
+        result_id: _builtins.str = ...,
+        notified_person: _builtins.str = ...,
+        notified_role: _builtins.str = ...,
+        read_back_confirmed: _builtins.bool = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["note", b"note", "notified_person", b"notified_person", "notified_role", b"notified_role", "read_back_confirmed", b"read_back_confirmed", "result_id", b"result_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordCriticalCallRequest: _TypeAlias = RecordCriticalCallRequest  # noqa: Y015
 
 @_typing.final
 class QcViolation(_message.Message):

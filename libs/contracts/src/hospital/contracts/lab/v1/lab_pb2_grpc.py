@@ -60,6 +60,31 @@ class LabServiceStub:
                 request_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListCatalogueRequest.SerializeToString,
                 response_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListCatalogueResponse.FromString,
                 _registered_method=True)
+        self.ReceiveSpecimen = channel.unary_unary(
+                '/hospital.lab.v1.LabService/ReceiveSpecimen',
+                request_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ReceiveSpecimenRequest.SerializeToString,
+                response_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ReceiveSpecimenResponse.FromString,
+                _registered_method=True)
+        self.ListWorklist = channel.unary_unary(
+                '/hospital.lab.v1.LabService/ListWorklist',
+                request_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListWorklistRequest.SerializeToString,
+                response_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListWorklistResponse.FromString,
+                _registered_method=True)
+        self.VerifyResults = channel.unary_unary(
+                '/hospital.lab.v1.LabService/VerifyResults',
+                request_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.VerifyResultsRequest.SerializeToString,
+                response_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.GetResultsResponse.FromString,
+                _registered_method=True)
+        self.ListCriticals = channel.unary_unary(
+                '/hospital.lab.v1.LabService/ListCriticals',
+                request_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListCriticalsRequest.SerializeToString,
+                response_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListCriticalsResponse.FromString,
+                _registered_method=True)
+        self.RecordCriticalCall = channel.unary_unary(
+                '/hospital.lab.v1.LabService/RecordCriticalCall',
+                request_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.RecordCriticalCallRequest.SerializeToString,
+                response_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.CriticalCall.FromString,
+                _registered_method=True)
 
 
 class LabServiceServicer:
@@ -98,6 +123,40 @@ class LabServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReceiveSpecimen(self, request, context):
+        """The lab bench (the web front end). A specimen scanned at reception into the lab: the specimen and its
+        order (idempotent: a specimen received before is returned as it is).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorklist(self, request, context):
+        """Results by status (preliminary: waiting for verification), critical first (audited as worklist.read).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyResults(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCriticals(self, request, context):
+        """Critical values and the calls documented for them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordCriticalCall(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LabServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -125,6 +184,31 @@ def add_LabServiceServicer_to_server(servicer, server):
                     servicer.ListCatalogue,
                     request_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListCatalogueRequest.FromString,
                     response_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListCatalogueResponse.SerializeToString,
+            ),
+            'ReceiveSpecimen': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReceiveSpecimen,
+                    request_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ReceiveSpecimenRequest.FromString,
+                    response_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ReceiveSpecimenResponse.SerializeToString,
+            ),
+            'ListWorklist': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorklist,
+                    request_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListWorklistRequest.FromString,
+                    response_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListWorklistResponse.SerializeToString,
+            ),
+            'VerifyResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyResults,
+                    request_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.VerifyResultsRequest.FromString,
+                    response_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.GetResultsResponse.SerializeToString,
+            ),
+            'ListCriticals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCriticals,
+                    request_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListCriticalsRequest.FromString,
+                    response_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListCriticalsResponse.SerializeToString,
+            ),
+            'RecordCriticalCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordCriticalCall,
+                    request_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.RecordCriticalCallRequest.FromString,
+                    response_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.CriticalCall.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -262,6 +346,141 @@ class LabService:
             '/hospital.lab.v1.LabService/ListCatalogue',
             hospital_dot_lab_dot_v1_dot_lab__pb2.ListCatalogueRequest.SerializeToString,
             hospital_dot_lab_dot_v1_dot_lab__pb2.ListCatalogueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReceiveSpecimen(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.lab.v1.LabService/ReceiveSpecimen',
+            hospital_dot_lab_dot_v1_dot_lab__pb2.ReceiveSpecimenRequest.SerializeToString,
+            hospital_dot_lab_dot_v1_dot_lab__pb2.ReceiveSpecimenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorklist(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.lab.v1.LabService/ListWorklist',
+            hospital_dot_lab_dot_v1_dot_lab__pb2.ListWorklistRequest.SerializeToString,
+            hospital_dot_lab_dot_v1_dot_lab__pb2.ListWorklistResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.lab.v1.LabService/VerifyResults',
+            hospital_dot_lab_dot_v1_dot_lab__pb2.VerifyResultsRequest.SerializeToString,
+            hospital_dot_lab_dot_v1_dot_lab__pb2.GetResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCriticals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.lab.v1.LabService/ListCriticals',
+            hospital_dot_lab_dot_v1_dot_lab__pb2.ListCriticalsRequest.SerializeToString,
+            hospital_dot_lab_dot_v1_dot_lab__pb2.ListCriticalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordCriticalCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.lab.v1.LabService/RecordCriticalCall',
+            hospital_dot_lab_dot_v1_dot_lab__pb2.RecordCriticalCallRequest.SerializeToString,
+            hospital_dot_lab_dot_v1_dot_lab__pb2.CriticalCall.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,16 @@ class LabServiceStub:
     GetResults: _grpc.UnaryUnaryMultiCallable[_lab_pb2.GetResultsRequest, _lab_pb2.GetResultsResponse]
     """Results of an order (or of a specimen barcode); verified_only for the chart."""
     ListCatalogue: _grpc.UnaryUnaryMultiCallable[_lab_pb2.ListCatalogueRequest, _lab_pb2.ListCatalogueResponse]
+    ReceiveSpecimen: _grpc.UnaryUnaryMultiCallable[_lab_pb2.ReceiveSpecimenRequest, _lab_pb2.ReceiveSpecimenResponse]
+    """The lab bench (the web front end). A specimen scanned at reception into the lab: the specimen and its
+    order (idempotent: a specimen received before is returned as it is).
+    """
+    ListWorklist: _grpc.UnaryUnaryMultiCallable[_lab_pb2.ListWorklistRequest, _lab_pb2.ListWorklistResponse]
+    """Results by status (preliminary: waiting for verification), critical first (audited as worklist.read)."""
+    VerifyResults: _grpc.UnaryUnaryMultiCallable[_lab_pb2.VerifyResultsRequest, _lab_pb2.GetResultsResponse]
+    ListCriticals: _grpc.UnaryUnaryMultiCallable[_lab_pb2.ListCriticalsRequest, _lab_pb2.ListCriticalsResponse]
+    """Critical values and the calls documented for them."""
+    RecordCriticalCall: _grpc.UnaryUnaryMultiCallable[_lab_pb2.RecordCriticalCallRequest, _lab_pb2.CriticalCall]
 
 @_typing.type_check_only
 class LabServiceAsyncStub(LabServiceStub):
@@ -55,6 +65,16 @@ class LabServiceAsyncStub(LabServiceStub):
     GetResults: _aio.UnaryUnaryMultiCallable[_lab_pb2.GetResultsRequest, _lab_pb2.GetResultsResponse]  # type: ignore[assignment]
     """Results of an order (or of a specimen barcode); verified_only for the chart."""
     ListCatalogue: _aio.UnaryUnaryMultiCallable[_lab_pb2.ListCatalogueRequest, _lab_pb2.ListCatalogueResponse]  # type: ignore[assignment]
+    ReceiveSpecimen: _aio.UnaryUnaryMultiCallable[_lab_pb2.ReceiveSpecimenRequest, _lab_pb2.ReceiveSpecimenResponse]  # type: ignore[assignment]
+    """The lab bench (the web front end). A specimen scanned at reception into the lab: the specimen and its
+    order (idempotent: a specimen received before is returned as it is).
+    """
+    ListWorklist: _aio.UnaryUnaryMultiCallable[_lab_pb2.ListWorklistRequest, _lab_pb2.ListWorklistResponse]  # type: ignore[assignment]
+    """Results by status (preliminary: waiting for verification), critical first (audited as worklist.read)."""
+    VerifyResults: _aio.UnaryUnaryMultiCallable[_lab_pb2.VerifyResultsRequest, _lab_pb2.GetResultsResponse]  # type: ignore[assignment]
+    ListCriticals: _aio.UnaryUnaryMultiCallable[_lab_pb2.ListCriticalsRequest, _lab_pb2.ListCriticalsResponse]  # type: ignore[assignment]
+    """Critical values and the calls documented for them."""
+    RecordCriticalCall: _aio.UnaryUnaryMultiCallable[_lab_pb2.RecordCriticalCallRequest, _lab_pb2.CriticalCall]  # type: ignore[assignment]
 
 class LabServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -95,5 +115,45 @@ class LabServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _lab_pb2.ListCatalogueRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_lab_pb2.ListCatalogueResponse, _abc.Awaitable[_lab_pb2.ListCatalogueResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReceiveSpecimen(
+        self,
+        request: _lab_pb2.ReceiveSpecimenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lab_pb2.ReceiveSpecimenResponse, _abc.Awaitable[_lab_pb2.ReceiveSpecimenResponse]]:
+        """The lab bench (the web front end). A specimen scanned at reception into the lab: the specimen and its
+        order (idempotent: a specimen received before is returned as it is).
+        """
+
+    @_abc_1.abstractmethod
+    def ListWorklist(
+        self,
+        request: _lab_pb2.ListWorklistRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lab_pb2.ListWorklistResponse, _abc.Awaitable[_lab_pb2.ListWorklistResponse]]:
+        """Results by status (preliminary: waiting for verification), critical first (audited as worklist.read)."""
+
+    @_abc_1.abstractmethod
+    def VerifyResults(
+        self,
+        request: _lab_pb2.VerifyResultsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lab_pb2.GetResultsResponse, _abc.Awaitable[_lab_pb2.GetResultsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListCriticals(
+        self,
+        request: _lab_pb2.ListCriticalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lab_pb2.ListCriticalsResponse, _abc.Awaitable[_lab_pb2.ListCriticalsResponse]]:
+        """Critical values and the calls documented for them."""
+
+    @_abc_1.abstractmethod
+    def RecordCriticalCall(
+        self,
+        request: _lab_pb2.RecordCriticalCallRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lab_pb2.CriticalCall, _abc.Awaitable[_lab_pb2.CriticalCall]]: ...
 
 def add_LabServiceServicer_to_server(servicer: LabServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
