@@ -40,3 +40,20 @@ def test_describe_masks_secrets() -> None:
     d = LabLikeSettings().describe()
     assert d["s3_secret_key"] == "***"
     assert d["nats_url"].startswith("nats://")
+
+
+def test_production_refuses_weak_secrets(tmp_path) -> None:
+    key = tmp_path / "issuer.pem"
+    key.write_text("-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----\n")
+    base = {
+        "environment": "production",
+        "auth_dev_issuer": False,
+        "auth_public_key_file": key,
+        "data_dir": tmp_path,
+    }
+    for weak in ("x", "Zq8v3", "aaaaaaaaaaaaaaaaaaaaaaaa", "abababababababababab"):
+        with pytest.raises(ValueError, match="s3_secret_key is too weak for production"):
+            LabLikeSettings(**base, s3_secret_key=weak)
+    assert (
+        LabLikeSettings(**base, s3_secret_key="Zq8v3-prod-s3-key-xx").s3_secret_key == "Zq8v3-prod-s3-key-xx"
+    )

@@ -17,7 +17,13 @@ from pydantic import BaseModel
 
 from hospital.chassis.fields import Count, Real, ShortText, Text, code
 from hospital.chassis.security import AuthError
-from hospital.chassis.web import install_error_handlers, install_request_guard
+from hospital.chassis.settings import ServiceSettings
+from hospital.chassis.web import (
+    hide_api_docs,
+    install_error_handlers,
+    install_ops_endpoints,
+    install_request_guard,
+)
 from hospital.testing.servers import free_port
 
 
@@ -178,3 +184,36 @@ async def test_unexpected_error_is_problem_json_and_keeps_the_connection(base_ur
     head, body = await get("/items?limit=3")  # the same connection still answers
     assert head.startswith(b"HTTP/1.1 200") and json.loads(body) == {"limit": 3}
     writer.close()
+
+
+async def test_ops_endpoints_and_api_docs() -> None:
+    async def ready() -> dict[str, str]:
+        return {"database": "ok"}
+
+    def app(metrics_access: str, docs: bool) -> FastAPI:
+        a = FastAPI()
+        install_error_handlers(a)
+        install_ops_endpoints(a, ready, metrics_access=metrics_access)
+        if not docs:
+            hide_api_docs(a)
+        return a
+
+    async def get(a: FastAPI, peer: str, path: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=a, client=(peer, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as c:
+            return await c.get(path)
+
+    open_app, closed_app = app("open", True), app("loopback", False)
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"):
+        assert (await get(open_app, "10.20.0.7", path)).status_code == 200, path
+    for path in ("/healthz", "/readyz"):  # probes need no token, from anywhere
+        assert (await get(closed_app, "10.20.0.7", path)).status_code == 200, path
+    assert (await get(closed_app, "10.20.0.7", "/metrics")).status_code == 404
+    assert (await get(closed_app, "127.0.0.1", "/metrics")).status_code == 200
+    for path in ("/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect"):
+        assert (await get(closed_app, "127.0.0.1", path)).status_code == 404, path
+
+
+def test_api_docs_default_off_in_production() -> None:
+    assert ServiceSettings(environment="test").api_docs_served
+    assert not ServiceSettings(environment="test", api_docs=False).api_docs_served

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from billing_testkit import SEPAY_AUTH, momo_body
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from hospital.billing.adapters.tables import payments, rejected_callbacks
+from hospital.billing.config import BillingSettings
 from hospital.testing.services import http_client
 
 
@@ -78,3 +81,26 @@ async def test_webhooks_refuse_deep_json_and_lone_surrogates(billing_sqlite) -> 
         assert (await c.get("/healthz")).status_code == 200
     assert await count(svc, payments) == paid_before
     assert await count(svc, rejected_callbacks) == 8
+
+
+def test_production_refuses_weak_payment_secrets(tmp_path) -> None:
+    key = tmp_path / "issuer.pem"
+    key.write_text("-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----\n")
+    strong = {
+        "vnpay_hash_secret": "K7P2QX9MZB4WJ6TRN3VH8D5LFY1CGSAE",
+        "momo_secret_key": "at67qH6mk8w5Y1nAyMoYKMWACiEi2bsa",
+        "momo_access_key": "F8BBA842ECF85",  # issued by MoMo: an identifier, checked for placeholders only
+        "bank_webhook_secret": "sepay_9cB2xQ7rT4mW8zK1",
+    }
+    base = {
+        "environment": "production",
+        "auth_dev_issuer": False,
+        "auth_public_key_file": key,
+        "s3_secret_key": "Zq8v3-prod-s3-key-xx",
+        "data_dir": tmp_path,
+    }
+    assert BillingSettings(**base, **strong).vnpay_hash_secret == strong["vnpay_hash_secret"]
+    for name in ("vnpay_hash_secret", "momo_secret_key", "bank_webhook_secret"):
+        for weak in ("x", "1234567890", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"):
+            with pytest.raises(ValidationError, match=f"{name} is too weak for production"):
+                BillingSettings(**base, **{**strong, name: weak})

@@ -57,7 +57,12 @@ from hospital.chassis.security import ServiceIdentity, TokenVerifier, verifier_f
 from hospital.chassis.settings import ServiceSettings
 from hospital.chassis.storage import ObjectStore
 from hospital.chassis.uow import UnitOfWork
-from hospital.chassis.web import install_error_handlers, install_ops_endpoints, install_request_guard
+from hospital.chassis.web import (
+    hide_api_docs,
+    install_error_handlers,
+    install_ops_endpoints,
+    install_request_guard,
+)
 
 log = logging.getLogger(__name__)
 Task = Callable[[asyncio.Event], Awaitable[None]]
@@ -173,16 +178,18 @@ class Service:
         try:
             await rt.db.ping()
             checks["database"] = "ok"
-        except Exception as exc:  # noqa: BLE001
-            checks["database"] = f"error: {exc}"
+        except Exception as exc:  # noqa: BLE001 - the reason goes to the log, not to an open endpoint
+            log.warning("readiness: database not reachable: %s", exc)
+            checks["database"] = "error"
         if rt.nc is not None:
             checks["nats"] = "ok" if rt.nc.is_connected else "disconnected"
         if rt.store is not None:
             try:
                 await rt.store.ping()
                 checks["object_storage"] = "ok"
-            except Exception as exc:  # noqa: BLE001
-                checks["object_storage"] = f"error: {exc}"
+            except Exception as exc:  # noqa: BLE001 - the reason goes to the log
+                log.warning("readiness: object storage not reachable: %s", exc)
+                checks["object_storage"] = "error"
         return checks
 
     def _background(self, comps: Components) -> tuple[list[Task], list[Consumer]]:
@@ -277,7 +284,9 @@ class Service:
         app.state.runtime = rt
         install_error_handlers(app)
         install_request_guard(app, s.http_max_body_bytes)
-        install_ops_endpoints(app, self.ready)
+        install_ops_endpoints(app, self.ready, metrics_access=s.metrics_access)
+        if not s.api_docs_served:
+            hide_api_docs(app)
         telemetry.instrument_fastapi(app)
         cfg = uvicorn.Config(
             app,

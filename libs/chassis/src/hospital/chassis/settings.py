@@ -14,6 +14,10 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEV_SECRET_MARKERS = ("dev-", "changeme", "change-me", "secret")
+# A production secret (HMAC keys, API keys, passwords) has at least this many characters, this many of them
+# different: a one-character or "aaaa..." key would let anyone forge a payment notice.
+SECRET_MIN_LENGTH = 16
+SECRET_MIN_DISTINCT = 8
 
 
 def repo_var_dir() -> Path:
@@ -29,6 +33,9 @@ class ServiceSettings(BaseSettings):
     """Settings every service has. A service subclasses it, sets ``service`` and adds its own fields."""
 
     service: ClassVar[str] = "service"
+    # Names in secret_values() that are identifiers issued by someone else (e.g. MoMo's access key): checked
+    # for placeholders in production, not for length.
+    secret_identifiers: ClassVar[tuple[str, ...]] = ()
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
     environment: Literal["development", "test", "production"] = "development"
@@ -51,6 +58,11 @@ class ServiceSettings(BaseSettings):
     grpc_port: int = 50050
     # Largest HTTP request body a route takes unless the service sets its own for a path (413 above it).
     http_max_body_bytes: int = 1024 * 1024
+    # /docs, /redoc and /openapi.json: None = served except in production (docs/operations.md).
+    api_docs: bool | None = None
+    # /metrics: "open" (Kubernetes: the metrics-scrape NetworkPolicy admits only Prometheus) or "loopback"
+    # (only a scraper on the same host).
+    metrics_access: Literal["open", "loopback"] = "open"
 
     # Security: JWT verification. In development a local issuer's key pair lives under data_dir/auth.
     auth_issuer: str = "https://auth.hospital.local/dev"
@@ -100,9 +112,20 @@ class ServiceSettings(BaseSettings):
             for name, value in self.secret_values().items():
                 if not value or any(m in value.lower() for m in DEV_SECRET_MARKERS):
                     problems.append(f"{name} still holds a development placeholder")
+                elif name not in self.secret_identifiers and (
+                    len(value) < SECRET_MIN_LENGTH or len(set(value)) < SECRET_MIN_DISTINCT
+                ):
+                    problems.append(
+                        f"{name} is too weak for production: at least {SECRET_MIN_LENGTH} characters, "
+                        f"{SECRET_MIN_DISTINCT} of them different"
+                    )
             if problems:
                 raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def api_docs_served(self) -> bool:
+        return self.api_docs if self.api_docs is not None else self.environment != "production"
 
     def secret_values(self) -> dict[str, str]:
         """Secrets that must not keep development placeholders in production; services extend it."""

@@ -119,7 +119,16 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-def install_ops_endpoints(app: FastAPI, ready: Callable[[], Awaitable[dict[str, str]]]) -> None:
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
+def install_ops_endpoints(
+    app: FastAPI, ready: Callable[[], Awaitable[dict[str, str]]], metrics_access: str = "open"
+) -> None:
+    """``/healthz`` and ``/readyz`` answer anyone (probes; they name no host, version or error text);
+    ``/metrics`` answers anyone or, with ``metrics_access="loopback"``, only a peer on this host (the TCP
+    peer, never a forwarded-for header)."""
+
     @app.get("/healthz", tags=["ops"], summary="Liveness")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -133,10 +142,21 @@ def install_ops_endpoints(app: FastAPI, ready: Callable[[], Awaitable[dict[str, 
         )
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse)
-    async def metrics_endpoint() -> PlainTextResponse:
+    async def metrics_endpoint(request: Request) -> PlainTextResponse:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+        if metrics_access == "loopback" and (request.client is None or request.client.host not in LOOPBACK):
+            raise StarletteHTTPException(404, "Not Found")
+
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+
+
+def hide_api_docs(app: FastAPI) -> None:
+    """Production default: no /docs, /redoc or /openapi.json (404). The API is documented in the
+    repository and served by a development instance."""
+    hidden = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url} - {None}
+    app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) not in hidden]
+    app.openapi_url = app.docs_url = app.redoc_url = None
 
 
 # ---------------------------------------------------------------------------------------------- limits

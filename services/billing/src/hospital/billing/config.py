@@ -10,6 +10,7 @@ class BillingSettings(ServiceSettings):
     """Environment: HOSPITAL_BILLING_<NAME> (or HOSPITAL_<NAME> for shared settings)."""
 
     service: ClassVar[str] = "billing"
+    secret_identifiers: ClassVar[tuple[str, ...]] = ("momo_access_key",)  # MoMo issues it; not a key
     http_port: int = 8005
     grpc_port: int = 50055
 
