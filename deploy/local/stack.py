@@ -19,6 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from hospital.chassis.audit import ensure_dev_key
 from hospital.chassis.security import DEMO_USERS, DevIssuer
 from hospital.testing.servers import NatsServer, PostgresServer, S3Server
 
@@ -138,6 +139,7 @@ def start_infra(db: str) -> None:
 
 def up(db: str) -> int:
     DevIssuer(VAR / "auth", ISSUER, AUDIENCE).ensure_keys()
+    ensure_dev_key(VAR)  # the audit trail's HMAC key, shared by the stack's services (var/auth/audit.key)
     dev_facility_credentials()
     start_infra(db)
     services = existing_services()

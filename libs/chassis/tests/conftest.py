@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table
 
+from hospital.chassis.audit import AuditKeyring
 from hospital.chassis.db import Database
 from hospital.chassis.migrations import install_chassis_schema
 from hospital.testing.servers import PostgresServer
@@ -21,10 +22,14 @@ effects = Table(
 )
 
 
+AUDIT_KEY = b"9f1c2e7a4b6d8e0f1a3c5e7b9d1f3a5c"  # the tests' audit key (the attacker never has it)
+
+
 async def _prepared(url: str) -> Database:
-    database = Database(url)
+    keyring = AuditKeyring(AUDIT_KEY)
+    database = Database(url, audit_keyring=keyring)
     async with database.engine.begin() as conn:
-        await conn.run_sync(install_chassis_schema)
+        await conn.run_sync(install_chassis_schema, keyring)
         await conn.run_sync(effects_metadata.create_all)
     return database
 

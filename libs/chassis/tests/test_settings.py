@@ -34,6 +34,32 @@ def test_production_refuses_development_placeholders(monkeypatch: pytest.MonkeyP
     text = str(err.value)
     assert "auth_dev_issuer must be false" in text
     assert "s3_secret_key still holds a development placeholder" in text
+    assert "audit_key_file is required in production" in text
+
+
+def test_audit_key_file_refused_when_short_or_a_placeholder(tmp_path) -> None:
+    from hospital.chassis.audit import AuditKeyError, keyring_for
+
+    short, placeholder, good = tmp_path / "short.key", tmp_path / "dev.key", tmp_path / "audit.key"
+    short.write_text("0123456789abcdef")
+    placeholder.write_text("changeme-changeme-changeme-changeme-changeme")
+    good.write_text("7d1e6b0c93f24a58b1e07c6d2f9a4b3e8c5d1a7f")
+
+    def settings(path, environment="production"):
+        return LabLikeSettings.model_construct(
+            environment=environment, audit_key_file=path, audit_previous_key_files=[], data_dir=tmp_path
+        )
+
+    with pytest.raises(AuditKeyError, match="at least 32"):
+        keyring_for(settings(short))
+    with pytest.raises(AuditKeyError, match="placeholder"):
+        keyring_for(settings(placeholder))
+    with pytest.raises(AuditKeyError, match="required in production"):
+        keyring_for(settings(None))
+    assert keyring_for(settings(good)).current_id.startswith("k")
+    dev = keyring_for(settings(None, "development"))  # the local stack's key, created once
+    assert (tmp_path / "auth" / "audit.key").stat().st_mode & 0o777 == 0o600
+    assert keyring_for(settings(None, "development")).current_id == dev.current_id
 
 
 def test_describe_masks_secrets() -> None:

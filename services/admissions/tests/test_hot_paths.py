@@ -170,7 +170,7 @@ async def test_audit_head_moved_by_another_writer(admissions) -> None:
                 async with db.session() as s, s.begin():
                     await append_audit(s, [poke()])
         else:  # a writer with its own memory of the heads, as another serve process has
-            other = GuardedWriter("admissions")
+            other = GuardedWriter("admissions", db.audit_keyring)
             async with driver_connection(db) as conn:
                 for chain in range(CHAINS):
                     await other.write(conn, chain, [], [], [poke()])

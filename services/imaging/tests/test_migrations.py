@@ -40,7 +40,7 @@ async def test_0004_on_a_new_database(database_url) -> None:
                     select(mpps.c.resolved_by, mpps.c.resolved_at, mpps.c.resolution_note).limit(1)
                 )
             ).all() == []
-            assert (await s.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0006"
+            assert (await s.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0008"
     finally:
         await db.dispose()
 
@@ -65,7 +65,7 @@ async def test_0005_adds_mpps_attention_and_flags_older_unmatched_mpps(database_
         async with db.session() as s:
             rows = dict((await s.execute(select(mpps.c.mpps_instance_uid, mpps.c.attention))).all())
             assert rows == {"1.2.3.1": "no_order", "1.2.3.2": None}
-            assert (await s.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0006"
+            assert (await s.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0008"
     finally:
         await db.dispose()
 
@@ -100,6 +100,6 @@ async def test_0006_adds_mpps_resolution_to_an_older_database(database_url) -> N
                 )
             ).all()
             assert [tuple(r) for r in rows] == [("1.2.3.1", "no_order", None, None, None)]
-            assert (await s.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0006"
+            assert (await s.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0008"
     finally:
         await db.dispose()

@@ -17,6 +17,7 @@ import asyncio
 import inspect
 import json
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -36,7 +37,14 @@ from nats.js import JetStreamContext
 from sqlalchemy import MetaData
 
 from hospital.chassis import aio, telemetry
-from hospital.chassis.audit import verify_chain
+from hospital.chassis.audit import (
+    check_checkpoints,
+    checkpoint_line,
+    current_heads,
+    keyring_for,
+    seal_unkeyed_chains,
+    verify_chain,
+)
 from hospital.chassis.bus import (
     Consumer,
     OutboxRelay,
@@ -146,7 +154,9 @@ class Service:
 
     async def _runtime(self, with_bus: bool) -> Runtime:
         s = self.settings
-        db = Database(s.database_url, pool_size=s.database_pool_size)
+        db = Database(s.database_url, pool_size=s.database_pool_size, audit_keyring=keyring_for(s))
+        async with db.session() as session:
+            await seal_unkeyed_chains(session)
         if (
             s.otel_exporter != "none"
         ):  # a span per SQL statement costs CPU: only when traces leave the process
@@ -403,9 +413,12 @@ async def _serve(definition: ServiceDefinition, mode: str) -> None:
 
 async def _migrate(definition: ServiceDefinition) -> None:
     s = definition.settings_cls()
-    db = Database(s.database_url)
+    db = Database(s.database_url, audit_keyring=keyring_for(s))
     try:
         await upgrade(db, definition.migrations_dir, definition.metadata)
+        async with db.session() as session:
+            if await seal_unkeyed_chains(session):
+                log.info("%s audit chain heads sealed with the audit key", s.service)
         log.info("%s database migrated", s.service)
     finally:
         await db.dispose()
@@ -484,12 +497,26 @@ async def _outbox_deadletters(definition: ServiceDefinition, args: argparse.Name
         await db.dispose()
 
 
-async def _audit_verify(definition: ServiceDefinition) -> int:
+async def _audit_verify(definition: ServiceDefinition, checkpoints: Path | None = None) -> int:
+    """Verify every chain with the audit key(s). With ``checkpoints`` (a file outside the database, e.g.
+    on other storage): also check that no chain fell behind or changed at the heads recorded by earlier
+    runs, then, when all is well, append this run's heads (a MACed JSON line)."""
     s = definition.settings_cls()
-    db = Database(s.database_url)
+    keyring = keyring_for(s)
+    db = Database(s.database_url, audit_keyring=keyring)
     try:
         async with db.session() as session:
             report = await verify_chain(session)
+            if report.ok and checkpoints is not None:
+                lines = checkpoints.read_text().splitlines() if checkpoints.exists() else []
+                report = await check_checkpoints(session, keyring, s.service, lines) or report
+                if report.ok:
+                    line = checkpoint_line(keyring, s.service, await current_heads(session))
+                    checkpoints.parent.mkdir(parents=True, exist_ok=True)
+                    with checkpoints.open("a") as fh:
+                        fh.write(line + "\n")
+                        fh.flush()
+                        os.fsync(fh.fileno())
     finally:
         await db.dispose()
     print(json.dumps(report.__dict__))
@@ -536,7 +563,13 @@ def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> in
     odl.add_argument("action", choices=["list", "replay"])
     odl.add_argument("ids", nargs="*", help="event ids to move back to the outbox (replay)")
     odl.add_argument("--all", action="store_true", help="replay every row of outbox_deadletter")
-    sub.add_parser("audit-verify", help="check the audit trail's hash chain")
+    av = sub.add_parser("audit-verify", help="check the audit trail's keyed hash chains")
+    av.add_argument(
+        "--checkpoints",
+        type=Path,
+        help="file outside the database: check against the heads "
+        "recorded there by earlier runs, then append this run's (docs/adr/0004)",
+    )
     args = parser.parse_args(argv)
     s = definition.settings_cls()
     configure_logging(s.service, s.log_level, s.log_format)
@@ -552,4 +585,4 @@ def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> in
         return aio.run(_deadletters(definition, args))
     if args.command == "outbox-deadletters":
         return aio.run(_outbox_deadletters(definition, args))
-    return aio.run(_audit_verify(definition))
+    return aio.run(_audit_verify(definition, args.checkpoints))

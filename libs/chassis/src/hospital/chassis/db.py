@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 chassis_metadata = MetaData()
+AUDIT_KEYRING = "hospital.audit_keyring"  # session.info key: the database's audit keyring
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
 
@@ -128,6 +129,12 @@ audit_log_table = Table(
     Column("detail", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # The audit key that MACed the record (hospital.chassis.audit.key_id_of); NULL: a scheme-1 record
+    # (plain SHA-256) written before the trail was keyed.
+    Column("key_id", String(16), nullable=True),
+    # Purpose of use (HL7 v3 PurposeOfUse code: TREAT, ETREAT, HPAYMT, HOPERAT...): the X-Purpose-Of-Use
+    # header, else the caller's role's default (hospital.chassis.purpose). Scheme-2 records only.
+    Column("purpose", String(20), nullable=True),
 )
 
 audit_head_table = Table(
@@ -136,6 +143,7 @@ audit_head_table = Table(
     Column("id", Integer, primary_key=True),
     Column("last_seq", BigId, nullable=False),
     Column("last_hash", String(64), nullable=False),
+    Column("head_mac", String(100), nullable=True),  # "<key id>:<HMAC of id, last_seq, last_hash>"
 )
 
 
@@ -180,7 +188,9 @@ class Database:
     """An async engine and session factory. SQLite runs in WAL mode with full fsync and takes the
     write lock at BEGIN (``BEGIN IMMEDIATE``) so concurrent writers queue instead of deadlocking."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, echo: bool = False, audit_keyring: Any = None
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
@@ -194,6 +204,18 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+        self.audit_keyring = audit_keyring
+
+    @property
+    def audit_keyring(self) -> Any:
+        """The :class:`hospital.chassis.audit.AuditKeyring` that audit appends and checks in this
+        database's sessions use (each session carries it in ``session.info``)."""
+        return self._audit_keyring
+
+    @audit_keyring.setter
+    def audit_keyring(self, keyring: Any) -> None:
+        self._audit_keyring = keyring
+        self.sessionmaker.configure(info={AUDIT_KEYRING: keyring} if keyring is not None else {})
 
     def session(self) -> AsyncSession:
         return self.sessionmaker()

@@ -12,9 +12,9 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.operations import Operations
-from sqlalchemy import Connection, MetaData
+from sqlalchemy import Column, Connection, MetaData, String, inspect
 
-from hospital.chassis.audit import CHAINS, GENESIS
+from hospital.chassis.audit import CHAINS, GENESIS, AuditKeyring
 from hospital.chassis.db import (
     Database,
     audit_head_table,
@@ -28,12 +28,22 @@ def create_chassis_tables(op: Operations) -> None:
     install_chassis_schema(op.get_bind())
 
 
-def install_chassis_schema(bind: Connection) -> None:
-    """Outbox, inbox, counters and audit tables, the audit chain's head row, and on PostgreSQL a
-    trigger that refuses UPDATE and DELETE on the audit log."""
+def install_chassis_schema(bind: Connection, keyring: AuditKeyring | None = None) -> None:
+    """Outbox, inbox, counters and audit tables, the audit chains' head rows (sealed with ``keyring``
+    when given, else at the service's first start), and on PostgreSQL a trigger that refuses UPDATE and
+    DELETE on the audit log."""
     chassis_metadata.create_all(bind)
     bind.execute(
-        audit_head_table.insert(), [{"id": c, "last_seq": 0, "last_hash": GENESIS} for c in range(CHAINS)]
+        audit_head_table.insert(),
+        [
+            {
+                "id": c,
+                "last_seq": 0,
+                "last_hash": GENESIS,
+                "head_mac": keyring.head_mac(c, 0, GENESIS) if keyring is not None else None,
+            }
+            for c in range(CHAINS)
+        ],
     )
     if bind.dialect.name == "postgresql":
         bind.exec_driver_sql("""
@@ -50,6 +60,21 @@ def create_outbox_deadletter(op: Operations) -> None:
     """The ``outbox_deadletter`` table (ADR 0007), for the revision that adds it to an existing service
     database. A database created since then has it from :func:`create_chassis_tables` already."""
     outbox_deadletter_table.create(op.get_bind(), checkfirst=True)
+
+
+def add_audit_keying(op: Operations) -> None:
+    """The keyed audit trail's columns (``audit_log.key_id`` and ``purpose``, ``audit_head.head_mac``) on
+    a database created before them (a newer one got them from :func:`create_chassis_tables`). Existing
+    records stay scheme 1; the service's next start seals the chain heads
+    (hospital.chassis.audit.seal_unkeyed_chains)."""
+    columns = inspect(op.get_bind())
+    log_columns = {c["name"] for c in columns.get_columns("audit_log")}
+    if "key_id" not in log_columns:
+        op.add_column("audit_log", Column("key_id", String(16), nullable=True))
+    if "purpose" not in log_columns:
+        op.add_column("audit_log", Column("purpose", String(20), nullable=True))
+    if "head_mac" not in {c["name"] for c in columns.get_columns("audit_head")}:
+        op.add_column("audit_head", Column("head_mac", String(100), nullable=True))
 
 
 def create_sequence(op: Operations, name: str) -> None:

@@ -72,6 +72,13 @@ class ServiceSettings(BaseSettings):
     auth_leeway_seconds: int = 30
     service_token_file: Path | None = None  # production: a projected service-account token
 
+    # Audit trail key (HMAC of every audit record and chain head; hospital.chassis.audit). A secret file
+    # of at least 32 bytes, outside the database; required in production. In development the local
+    # stack creates one under data_dir/auth/audit.key. Previous keys verify records written before a
+    # key change.
+    audit_key_file: Path | None = None
+    audit_previous_key_files: list[Path] = Field(default_factory=list)
+
     # Event bus
     nats_stream_replicas: int = 1  # 3 on a three-node JetStream cluster
     run_worker_in_serve: bool = True  # serve also runs the outbox relay and consumers
@@ -109,6 +116,8 @@ class ServiceSettings(BaseSettings):
                 problems.append("auth_dev_issuer must be false in production")
             if self.auth_public_key_file is None:
                 problems.append("auth_public_key_file is required in production")
+            if self.audit_key_file is None:
+                problems.append("audit_key_file is required in production")
             for name, value in self.secret_values().items():
                 if not value or any(m in value.lower() for m in DEV_SECRET_MARKERS):
                     problems.append(f"{name} still holds a development placeholder")

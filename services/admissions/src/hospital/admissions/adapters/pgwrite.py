@@ -7,17 +7,20 @@ previous record's hash, so the chain's head must be known before the record is h
 unit of work locks the head row (``SELECT … FOR UPDATE``) inside a transaction: BEGIN, the lock, the
 inserts, the head update, COMMIT. Here the head is read without a lock and the single statement
 
-    WITH h AS (UPDATE audit_head SET (last_seq, last_hash) = <new> if last_seq = <read>, else unchanged
-               WHERE id = <chain> RETURNING last_seq, last_hash, <whether it was ours> AS ok),
+    WITH h AS (UPDATE audit_head SET (last_seq, last_hash, head_mac) = <new> if last_seq = <read>,
+               else unchanged WHERE id = <chain> RETURNING last_seq, last_hash, head_mac,
+               <whether it was ours> AS ok),
          a0 AS (INSERT INTO audit_log (...) SELECT ... FROM h WHERE h.ok),
          o0 AS (INSERT INTO outbox (...) SELECT ... FROM h WHERE h.ok),
          t0 AS (INSERT INTO patients (...) SELECT ... FROM h WHERE h.ok), ...
-    SELECT ok, last_seq, last_hash FROM h
+    SELECT ok, last_seq, last_hash, head_mac FROM h
 
 writes everything only if the head was still the one read: every insert selects FROM the head update,
 so it happens after the head row is locked (a concurrent writer of the chain is waited for, and the
 update sees its committed head), and not at all when another writer moved the head first; then the
-statement returns the current head and is retried after it. A statement is its own transaction: the
+statement returns the current head and is retried after it. A head read from the database (not
+written by this process) is checked against its MAC before a record is chained to it
+(:func:`hospital.chassis.audit.check_head`). A statement is its own transaction: the
 rows, the outbox rows and the audit records commit together or not at all, and the relay is woken
 after it, as after a unit of work.
 
@@ -51,7 +54,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.util import greenlet_spawn
 
-from hospital.chassis.audit import CHAINS, AuditEntry, audit_rows
+from hospital.chassis.audit import CHAINS, AuditEntry, AuditKeyring, audit_rows, check_head
 from hospital.chassis.db import Database, audit_head_table, audit_log_table, outbox_table
 from hospital.chassis.uow import event_row
 
@@ -71,8 +74,10 @@ _AUDIT_COLS = (
     "detail",
     "prev_hash",
     "hash",
+    "key_id",
+    "purpose",
 )
-HEAD_SQL = f"SELECT id, last_seq, last_hash FROM {audit_head_table.name} WHERE id = $1"
+HEAD_SQL = f"SELECT id, last_seq, last_hash, head_mac FROM {audit_head_table.name} WHERE id = $1"
 
 
 def pg_type(column: Column[Any]) -> str:
@@ -129,12 +134,12 @@ def outbox_row(subject: str, message: Message, source: str) -> dict[str, Any]:
 
 
 class Head:
-    """An audit chain head as read (chain id, last seq, last hash)."""
+    """An audit chain head as read (chain id, last seq, last hash, head MAC)."""
 
-    __slots__ = ("chain", "hash", "seq")
+    __slots__ = ("chain", "hash", "mac", "seq")
 
-    def __init__(self, chain: int, seq: int, hash_: str) -> None:
-        self.chain, self.seq, self.hash = chain, seq, hash_
+    def __init__(self, chain: int, seq: int, hash_: str, mac: str | None) -> None:
+        self.chain, self.seq, self.hash, self.mac = chain, seq, hash_, mac
 
 
 def pick_chain() -> int:
@@ -143,7 +148,7 @@ def pick_chain() -> int:
 
 async def read_head(conn: Any, chain: int | None = None) -> Head:
     r = await conn.fetchrow(HEAD_SQL, pick_chain() if chain is None else chain)
-    return Head(r[0], r[1], r[2])
+    return Head(r[0], r[1], r[2], r[3])
 
 
 class GuardedWriter:
@@ -155,8 +160,9 @@ class GuardedWriter:
     failed): a write usually needs no read of the head, and a head moved by another process costs one
     retry, after the head the failed statement returned."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, keyring: AuditKeyring) -> None:
         self.source = source
+        self.keyring = keyring
         self._sql: dict[tuple[Any, ...], str] = {}
         self._tables: dict[str, Table] = {}
         self._heads: dict[int, Head] = {}
@@ -181,15 +187,16 @@ class GuardedWriter:
         sql = self._sql.get(shape)
         if sql is not None:
             return sql
-        n = 4
+        n = 5
         head = audit_head_table.name
         parts = [
             (
                 f"h AS (UPDATE {head} "
                 "SET last_seq = CASE WHEN last_seq = $4::int8 THEN $1::int8 ELSE last_seq END, "
-                "last_hash = CASE WHEN last_seq = $4::int8 THEN $2::text ELSE last_hash END "
-                "WHERE id = $3::int4 "
-                "RETURNING last_seq, last_hash, last_seq = $1::int8 AND last_hash = $2::text AS ok)"
+                "last_hash = CASE WHEN last_seq = $4::int8 THEN $2::text ELSE last_hash END, "
+                "head_mac = CASE WHEN last_seq = $4::int8 THEN $5::text ELSE head_mac END "
+                "WHERE id = $3::int4 RETURNING last_seq, last_hash, head_mac, "
+                "last_seq = $1::int8 AND last_hash = $2::text AS ok)"
             )
         ]
 
@@ -211,7 +218,7 @@ class GuardedWriter:
             insert(f"o{i}", outbox_table, _OUTBOX_COLS)
         for i, (name, cols) in enumerate(tables):
             insert(f"t{i}", self._tables[name], cols)
-        sql = "WITH " + ",\n".join(parts) + "\nSELECT ok, last_seq, last_hash FROM h"
+        sql = "WITH " + ",\n".join(parts) + "\nSELECT ok, last_seq, last_hash, head_mac FROM h"
         self._sql[shape] = sql
         return sql
 
@@ -240,14 +247,25 @@ class GuardedWriter:
             tail.extend(r.values())
         if head is None:
             head = self._heads.get(chain) or await read_head(conn, chain)
+        kr = self.keyring
         for _ in range(100):
-            records = audit_rows(head.chain, head.seq, head.hash, audit)
-            args: list[Any] = [records[-1]["seq"], records[-1]["hash"], head.chain, head.seq]
+            if head is not self._heads.get(head.chain):  # read from the database: check it first
+                check_head(kr, head.chain, head.seq, head.hash, head.mac)
+            records = audit_rows(head.chain, head.seq, head.hash, audit, kr)
+            new_seq, new_hash = records[-1]["seq"], records[-1]["hash"]
+            args: list[Any] = [
+                new_seq,
+                new_hash,
+                head.chain,
+                head.seq,
+                kr.head_mac(head.chain, new_seq, new_hash),
+            ]
             for rec in records:
                 args.extend(rec[c] for c in _AUDIT_COLS)
-            ok, seq, hash_ = await conn.fetchrow(sql, *args, *tail)
-            self._heads[head.chain] = head = Head(head.chain, seq, hash_)
+            ok, seq, hash_, mac = await conn.fetchrow(sql, *args, *tail)
+            head = Head(head.chain, seq, hash_, mac)
             if ok:
+                self._heads[head.chain] = head  # written by this process: trusted as it is
                 self.writes += 1
                 return
             self.retries += 1  # another writer moved the head: append after the head the guard returned

@@ -36,7 +36,7 @@ _COLS = ", ".join(c.name for c in patients.c)
 # PostgreSQL hot path (statements prepared once per connection; adapters/pgwrite.py). The head of the
 # audit chain, the next patient code and the owner of the BHYT card in one round trip:
 _REGISTER_HEAD_SQL = (
-    f"SELECT h.id, h.last_seq, h.last_hash, nextval('{sequence_name('patient_code')}'), "
+    f"SELECT h.id, h.last_seq, h.last_hash, h.head_mac, nextval('{sequence_name('patient_code')}'), "
     "(SELECT p.patient_code FROM insurance_cards c JOIN patients p ON p.id = c.patient_id "
     " WHERE c.number = $2 AND p.merged_into IS NULL LIMIT 1) "
     f"FROM {audit_head_table.name} h WHERE h.id = $1"
@@ -151,7 +151,7 @@ class PatientService:
     def __init__(self, rt: Runtime, settings: Any) -> None:
         self.rt = rt
         self.settings = settings
-        self.writer = GuardedWriter(settings.service)
+        self.writer = GuardedWriter(settings.service, rt.db.audit_keyring)
 
     @property
     def on_postgres(self) -> bool:
@@ -292,7 +292,7 @@ class PatientService:
                 return await self._load_pg(conn, prior)
             try:
                 async with self.writer.chain() as chain:
-                    _, last_seq, last_hash, seq, card_owner = await conn.fetchrow(
+                    _, last_seq, last_hash, head_mac, seq, card_owner = await conn.fetchrow(
                         _REGISTER_HEAD_SQL, chain, card
                     )
                     if card_owner:
@@ -317,7 +317,7 @@ class PatientService:
                         rows,
                         [("admissions.patient.registered", event)],
                         [audit],
-                        Head(chain, last_seq, last_hash),
+                        Head(chain, last_seq, last_hash, head_mac),
                     )
             except asyncpg.UniqueViolationError as exc:
                 if key and (

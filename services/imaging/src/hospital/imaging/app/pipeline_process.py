@@ -149,6 +149,7 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
 
 # ---------------------------------------------------------------------------------------- child side
 async def _child(channel: socket.socket, settings_json: str) -> None:
+    from hospital.chassis.audit import keyring_for
     from hospital.chassis.db import Database
     from hospital.chassis.storage import ObjectStore
     from hospital.chassis.uow import UnitOfWork
@@ -157,7 +158,7 @@ async def _child(channel: socket.socket, settings_json: str) -> None:
     from hospital.imaging.config import ImagingSettings
 
     s = ImagingSettings.model_validate_json(settings_json)
-    db = Database(s.database_url, pool_size=2)
+    db = Database(s.database_url, pool_size=2, audit_keyring=keyring_for(s))
     store = ObjectStore.from_settings(s)
     rt = SimpleNamespace(
         settings=s, db=db, store=store, uow=lambda: UnitOfWork(db, source=s.service, on_commit=None)

@@ -6,6 +6,7 @@ import sys
 
 from hospital.chassis import aio
 from hospital.chassis.app import Runtime
+from hospital.chassis.audit import keyring_for, seal_unkeyed_chains
 from hospital.chassis.db import Database
 from hospital.chassis.security import ServiceIdentity, verifier_for
 from hospital.web.app.accounts import Accounts
@@ -13,7 +14,9 @@ from hospital.web.config import WebSettings
 
 
 async def ensure(settings: WebSettings) -> list[str]:
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, audit_keyring=keyring_for(settings))
+    async with db.session() as session:
+        await seal_unkeyed_chains(session)
     rt = Runtime(
         settings=settings, db=db, verifier=verifier_for(settings), identity=ServiceIdentity(settings)
     )
