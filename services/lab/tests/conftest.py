@@ -182,5 +182,6 @@ async def lab(database_url: str, nats_server, tmp_path):  # type: ignore[no-unty
         mllp_port=free_port(),
         astm_port=free_port(),
         instrument_timezone="UTC",
+        admissions_grpc=f"127.0.0.1:{free_port()}",  # nothing listens: orders are taken as unverified
     ) as svc:
         yield svc

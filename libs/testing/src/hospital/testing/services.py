@@ -22,14 +22,13 @@ async def running_service(
     definition: ServiceDefinition, *, data_dir: Path, database_url: str, nats_url: str, **overrides: Any
 ) -> AsyncIterator[Service]:
     """Migrate, start ``serve`` (HTTP, gRPC, relay, consumers), yield the running service, stop it."""
+    ports = {"http_port": free_port(), "grpc_port": free_port()}  # overrides may fix either
     settings = definition.settings_cls(
         data_dir=data_dir,
         database_url=database_url,
         nats_url=nats_url,
-        http_port=free_port(),
-        grpc_port=free_port(),
         environment="test",
-        **overrides,
+        **{**ports, **overrides},
     )
     db = Database(settings.database_url)
     try:

@@ -47,6 +47,10 @@ class LabSettings(ServiceSettings):
     astm_max_frames_per_transfer: int = Field(20_000, ge=1)  # ENQ to EOT
     result_value_max_chars: int = Field(4000, ge=1)  # OBX-5 / R-4; a longer value refuses the message
     lis_name: str = "HOSPITAL-LIS"
+    # Patients of orders are checked against admissions over gRPC (ADR 0103)
+    admissions_grpc: str = "127.0.0.1:50051"
+    admissions_timeout_seconds: float = Field(2.0, gt=0)
+    patient_recheck_seconds: float = Field(60.0, gt=0)  # orders placed while admissions was unreachable
     store_timeout_seconds: float = 10.0  # below the analyzers' 15 s reply timer
     ingest_batch_max: int = 100  # group commit: at most this many analyzer messages per transaction
     ingest_batch_window_ms: float = 10.0  # group commit: wait at most this long for the connections released

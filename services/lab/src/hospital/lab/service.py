@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hospital.chassis.app import Components, Runtime, ServiceDefinition
+from hospital.lab.adapters.admissions import AdmissionsPatients
 from hospital.lab.adapters.tables import metadata
 from hospital.lab.api import grpc as grpc_api
 from hospital.lab.api.http import build_http
@@ -29,7 +30,9 @@ class Services:
 
 def build(rt: Runtime) -> Components:
     cat = Catalogue()
-    orders = OrderService(rt, cat)
+    s = rt.settings
+    admissions = AdmissionsPatients(s.admissions_grpc, rt.identity, s.admissions_timeout_seconds)
+    orders = OrderService(rt, cat, admissions)
     qc = QcService(rt, cat)
     ingest = IngestService(rt, cat, orders, qc)
     services = Services(
@@ -45,7 +48,9 @@ def build(rt: Runtime) -> Components:
         grpc_service_names=[grpc_api.SERVICE],
         grpc_rules=grpc_api.RULES,
         listeners=[build_listeners(rt.settings, ingest)],
+        workers=[orders.recheck_patients],
         on_start=on_start,
+        on_stop=admissions.close,
     )
 
 

@@ -115,6 +115,10 @@ orders = Table(
     Column("ordered_at", UtcDateTime(), nullable=False),
     Column("cancelled_at", UtcDateTime(), nullable=True),
     Column("cancel_reason", String(300), nullable=True),
+    # verified (admissions knows the patient), unverified (admissions was unreachable: checked again
+    # later), unknown (admissions answered it does not know the patient; ADR 0103)
+    Column("patient_check", String(12), nullable=False, server_default="unverified"),
+    Index("ix_orders_patient_check", "patient_check"),
 )
 
 specimens = Table(

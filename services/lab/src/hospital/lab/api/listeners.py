@@ -90,7 +90,8 @@ class LabMllpServer(MllpServer):
         except DomainError as exc:  # e.g. cancelling an unknown order, or one with results: rolled back
             n = next((i for i, o in enumerate(message.orders, start=1) if o.is_cancel), 1)
             code = UNKNOWN_KEY if isinstance(exc, NotFound) else RECORD_LOCKED
-            error = content_error(code, f"{exc.code}: {exc.message}", f"ORC^{n}^2")
+            where = "PID^1^3" if exc.code == "order.patient_unknown" else f"ORC^{n}^2"
+            error = content_error(code, f"{exc.code}: {exc.message}", where)
             return build_orl_o22(message, "AE", error=error, sender=self._reply_sender)
         except Exception:
             log.exception("HL7 OML^O21 %s from %s not stored", message.header.control_id, peer.host)

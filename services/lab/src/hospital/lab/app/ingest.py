@@ -608,6 +608,9 @@ class IngestService:
 
     async def _ingest_orders(self, raw: bytes, peer: Peer, sender: str, message: OrderMessage) -> None:
         now = utcnow()
+        new_orders = oml_orders(message)
+        for o in new_orders:  # admissions is asked before the transaction (an unknown patient: AE)
+            await self.orders.check_patient(o)
         async with self.rt.uow() as uow:
             raw_id = await self._claim_raw(
                 uow.session, raw, "hl7", peer, sender, message.header.control_id, "order", 0, now
@@ -615,7 +618,7 @@ class IngestService:
             if raw_id is None:
                 await uow.commit()
                 return
-            for o in oml_orders(message):
+            for o in new_orders:
                 tests, birth, birth_text = self.orders.validate(o)
                 if await self.orders._existing(uow.session, o) is None:
                     await self.orders.create(uow, o, tests, birth, birth_text, SYSTEM, "hl7")

@@ -7,11 +7,13 @@ Placing is idempotent on ``request_id`` and on the HIS's ``placer_order_number``
 
 from __future__ import annotations
 
+import asyncio
 import io
+import logging
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
@@ -27,6 +29,7 @@ from hospital.lab.adapters.tables import order_items, orders, specimens
 from hospital.lab.app.catalogue import Catalogue, TestDef
 from hospital.lab.app.common import PRIORITY_PB, SEX_PB, Caller, iso, ts
 
+log = logging.getLogger(__name__)
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
@@ -81,12 +84,104 @@ class NewOrder:
     barcode: str | None = None
     specimen_barcodes: dict[str, str] = field(default_factory=dict)  # tube → pre-printed barcode
     one_specimen: bool = False  # HL7: the HIS labelled one tube (SPM-2) for all of the order's tests
+    patient_check: str = "unverified"  # set by OrderService.check_patient (ADR 0103)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientCheck:
+    """``verified``: admissions knows the patient; ``unknown``: admissions answered that it does not;
+    ``unverified``: admissions could not be asked (down, slow, refused the lab's credentials)."""
+
+    status: Literal["verified", "unknown", "unverified"]
+    patient_id: str = ""
+    patient_code: str = ""
+    full_name: str = ""
+    reason: str = ""
+
+
+class PatientDirectory(Protocol):
+    """Where patients are registered (admissions, over gRPC: ``adapters.admissions``)."""
+
+    async def check(self, patient_id: str, patient_code: str | None = None) -> PatientCheck: ...
 
 
 class OrderService:
-    def __init__(self, rt: Runtime, catalogue: Catalogue) -> None:
+    def __init__(self, rt: Runtime, catalogue: Catalogue, patients: PatientDirectory | None = None) -> None:
         self.rt = rt
         self.cat = catalogue
+        self.patients = patients
+
+    # --- the patient ----------------------------------------------------------------------------------
+    async def check_patient(self, o: NewOrder) -> None:
+        """Ask admissions whether the order's patient is registered, before any transaction: an unknown
+        patient refuses the order (nothing written); when admissions cannot be asked the order is taken as
+        ``unverified`` and :meth:`recheck_patients` asks again later, so the lab never stops for it."""
+        if self.patients is None:
+            return
+        found = await self.patients.check(o.patient_id, o.patient_code)
+        if found.status == "unknown":
+            raise NotFound(
+                "order.patient_unknown",
+                f"patient {o.patient_id[:40]!r} is not registered in admissions: register the patient first",
+                field="patient.id",
+            )
+        o.patient_check = found.status
+        if found.status == "verified" and not o.patient_code:
+            o.patient_code = found.patient_code or None
+
+    async def recheck_patients(self, stop: asyncio.Event) -> None:
+        """Worker: every ``patient_recheck_seconds``, check the patients of ``unverified`` orders again;
+        one admissions does not know is marked ``unknown`` and reported (error log, alert tag)."""
+        every = self.rt.settings.patient_recheck_seconds
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), every)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.recheck_once()
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.warning("patient re-check failed: %s", exc)
+
+    async def recheck_once(self, limit: int = 200) -> dict[str, int]:
+        """One round of :meth:`recheck_patients`; returns how many orders became verified / unknown."""
+        if self.patients is None:
+            return {}
+        async with self.rt.db.session() as s:
+            rows = (
+                await s.execute(
+                    select(orders.c.id, orders.c.patient_id, orders.c.patient_code)
+                    .where(orders.c.patient_check == "unverified")
+                    .order_by(orders.c.ordered_at)
+                    .limit(limit)
+                )
+            ).all()
+        outcome: dict[str, int] = {}
+        checked: dict[tuple[str, str | None], str] = {}
+        for order_id, patient_id, code in rows:
+            key = (patient_id, code)
+            if key not in checked:
+                checked[key] = (await self.patients.check(patient_id, code)).status
+            status = checked[key]
+            if status == "unverified":
+                continue  # admissions still unreachable: next round
+            async with self.rt.uow() as uow:
+                await uow.session.execute(
+                    update(orders)
+                    .where(orders.c.id == order_id, orders.c.patient_check == "unverified")
+                    .values(patient_check=status)
+                )
+                await uow.commit()
+            outcome[status] = outcome.get(status, 0) + 1
+            if status == "unknown":
+                log.error(
+                    "lab order %s names patient %r, whom admissions does not know",
+                    order_id,
+                    patient_id,
+                    extra={"alert": "lab_order_unknown_patient", "order_id": order_id},
+                )
+        return outcome
 
     # --- placing --------------------------------------------------------------------------------------
     def validate(self, o: NewOrder) -> tuple[list[TestDef], date | None, str | None]:
@@ -116,6 +211,7 @@ class OrderService:
 
     async def place(self, o: NewOrder, caller: Caller, source: str = "http") -> dict[str, Any]:
         tests, birth, birth_text = self.validate(o)
+        await self.check_patient(o)
         async with self.rt.uow() as uow:
             existing = await self._existing(uow.session, o)
             if existing is not None:
@@ -169,6 +265,7 @@ class OrderService:
                 source=source,
                 clinical_note=o.clinical_note,
                 ordered_at=now,
+                patient_check=o.patient_check,
             )
         )
         by_tube: dict[str, list[TestDef]] = {}
@@ -256,6 +353,7 @@ class OrderService:
             "status": o["status"],
             "priority": o["priority"],
             "patient": {
+                "check": o["patient_check"],
                 "id": o["patient_id"],
                 "patient_code": o["patient_code"],
                 "full_name": o["patient_name"],

@@ -1,0 +1,29 @@
+"""Orders record whether admissions knows their patient (``lab_orders.patient_check``: verified,
+unverified, unknown; ADR 0103). Orders placed before are ``unverified`` and checked by the service.
+
+Revision ID: 0004
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    columns = {c["name"] for c in sa.inspect(bind).get_columns("lab_orders")}
+    if "patient_check" in columns:  # a database created since has it from the initial revision
+        return
+    op.add_column(
+        "lab_orders", sa.Column("patient_check", sa.String(12), nullable=False, server_default="unverified")
+    )
+    op.create_index("ix_orders_patient_check", "lab_orders", ["patient_check"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_orders_patient_check", "lab_orders")
+    op.drop_column("lab_orders", "patient_check")
