@@ -75,6 +75,7 @@ def test_production_refuses_weak_secrets(tmp_path) -> None:
         "environment": "production",
         "auth_dev_issuer": False,
         "auth_public_key_file": key,
+        "audit_key_file": tmp_path / "audit.key",
         "data_dir": tmp_path,
     }
     for weak in ("x", "Zq8v3", "aaaaaaaaaaaaaaaaaaaaaaaa", "abababababababababab"):

@@ -97,6 +97,7 @@ def test_production_refuses_weak_payment_secrets(tmp_path) -> None:
         "auth_dev_issuer": False,
         "auth_public_key_file": key,
         "s3_secret_key": "Zq8v3-prod-s3-key-xx",
+        "audit_key_file": tmp_path / "audit.key",
         "data_dir": tmp_path,
     }
     assert BillingSettings(**base, **strong).vnpay_hash_secret == strong["vnpay_hash_secret"]

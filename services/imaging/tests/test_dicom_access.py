@@ -126,6 +126,7 @@ def _production(tmp_path: Path, **overrides: object) -> ImagingSettings:
         "auth_dev_issuer": False,
         "auth_public_key_file": key,
         "s3_secret_key": "Zq8v3-prod-s3-key-xx",
+        "audit_key_file": tmp_path / "audit.key",
         "data_dir": tmp_path,
     }
     return ImagingSettings(**{**base, **overrides})
