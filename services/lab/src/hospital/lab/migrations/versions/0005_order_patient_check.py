@@ -1,14 +1,14 @@
 """Orders record whether admissions knows their patient (``lab_orders.patient_check``: verified,
 unverified, unknown; ADR 0103). Orders placed before are ``unverified`` and checked by the service.
 
-Revision ID: 0004
+Revision ID: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
