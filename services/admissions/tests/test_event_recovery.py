@@ -121,3 +121,49 @@ async def test_next_registration_reaches_a_consumer_after_an_oversized_one(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_service_connects_again_after_the_server_closes_its_connection(
+    database_url: str, small_nats: NatsServer, tmp_path: Path
+) -> None:
+    """nats-server closes the service's connection with ``-ERR`` (here provoked with a message over its
+    max_payload written straight to the socket): ``/readyz`` comes back to ``nats: ok`` by itself and
+    the next registration's event reaches a consumer."""
+    nc = await connect(small_nats.url, "recovery-test")
+    seen: list[str] = []
+
+    async def on_event(msg) -> None:
+        seen.append(Event.from_msg(msg).message().patient.id)
+        await msg.ack()
+
+    try:
+        async with running_service(
+            DEFINITION, data_dir=tmp_path, database_url=database_url, nats_url=small_nats.url
+        ) as svc:
+            await nc.jetstream().subscribe(
+                "admissions.patient.registered",
+                cb=on_event,
+                deliver_policy=js_api.DeliverPolicy.NEW,
+                manual_ack=True,
+            )
+            client = svc.rt.nc
+            big = b"x" * (client.max_payload + 1)
+            await client._send_command(b"PUB _test.oversized %d\r\n%s\r\n" % (len(big), big))
+            await client._flush_pending()
+            await _wait_for(lambda: _true(client.epoch == 1), 20, "the connection re-established")
+
+            async def nats_ready() -> bool:
+                async with http_client(svc) as c:
+                    r = await c.get("/readyz")
+                return r.status_code == 200 and r.json()["checks"]["nats"] == "ok"
+
+            await _wait_for(nats_ready, 20, "/readyz nats: ok")
+            async with http_client(svc, "receptionist") as c:
+                r = await c.post(
+                    "/api/v1/patients",
+                    json={"full_name": "Phan Văn Kết Nối", "birth_date": "1991", "sex": "male"},
+                )
+            assert r.status_code == 201, r.text
+            await _wait_for(lambda: _true(r.json()["id"] in seen), 20, "the event after the close")
+    finally:
+        await nc.close()

@@ -20,7 +20,7 @@ from hospital.lab.api.hl7.mllp import MllpBuffer, MllpEndpoint, MllpServer, Over
 from hospital.lab.api.tcpserver import ListenerLimits
 from hospital.lab.simulator import AstmTimers, send_astm, send_mllp
 
-from .conftest import ORU_R01_MINDRAY, fast_endpoint
+from .conftest import OML_O21, ORU_R01_MINDRAY, fast_endpoint
 from .test_service import count
 
 if TYPE_CHECKING:
@@ -231,3 +231,18 @@ async def test_too_long_result_value_is_refused_and_nothing_stored(lab) -> None:
     assert stats.messages_failed == 1
     assert await count(lab, raw_messages) == 1
     assert await count(lab, results) == 3
+
+
+async def test_results_whose_event_would_be_too_large_are_refused(lab) -> None:
+    """Eighty results of 3,900 characters each: every value within its limit, the message within 1 MiB, but
+    the lab.result.received event would exceed 256 KiB: AE with the reason (not AR, which would make the
+    sender resend it forever), nothing stored."""
+    host, port = "127.0.0.1", lab.settings.mllp_port
+    (ack,) = await send_mllp(host, port, [OML_O21], timeout=10)
+    assert msa(ack)[:2] == ["MSA", "AA"]
+    before = await count(lab, raw_messages)
+    head = oru("WIDE", "1").replace("24070512345", "24070500077").split("OBX|1|")[0]
+    obx = "".join(f"OBX|{i}|ST|6690-2^WBC^LN||{'Tế bào ' * 557}x|10*9/L|||||F\r" for i in range(1, 81))
+    (reply,) = await send_mllp(host, port, [head + obx], timeout=20)
+    assert msa(reply)[:3] == ["MSA", "AE", "WIDE"] and "event_too_large" in msa(reply)[3]
+    assert await count(lab, raw_messages) == before

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hospital.chassis.errors import DomainError, NotFound
+from hospital.chassis.uow import EventTooLarge
 from hospital.lab.api.astm import AstmClient, AstmEndpoint, AstmMessage, AstmServer, HostOrder, Peer, Query
 from hospital.lab.api.astm.dialects import KNOWN_DIALECTS
 from hospital.lab.api.hl7 import MllpEndpoint, MllpServer, OrderMessage, build_orl_o22, parse_hl7
@@ -48,7 +49,7 @@ class Hl7Handler:
     async def store(self, raw: bytes, message: Any, peer: Peer) -> None:
         try:
             await self.ingest.store_hl7(raw, message, peer)
-        except ValueTooLong as exc:  # refused as it is: AE with the reason, not AR ("resend later")
+        except (ValueTooLong, EventTooLarge) as exc:  # refused as it is: AE with the reason, not AR (resend)
             raise content_error(DATA_TYPE_ERROR, f"{exc.code}: {exc.message}", exc.field or "") from exc
 
     async def host_query(self, query: Any) -> Sequence[HostOrder]:
