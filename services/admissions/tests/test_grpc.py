@@ -170,6 +170,11 @@ async def test_reception_scans_a_card_opens_a_visit_and_a_display_watches_the_qu
     changed = await watch.read()
     assert visit.ticket_number in changed.waiting and visit.ticket_number not in first.waiting
     watch.cancel()
+    invented = s.WatchQueue(pb.WatchQueueRequest(room_code="PHONG-BIA-1"), metadata=clerk)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await invented.read()
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert err.value.details().startswith("queue.room_unknown")
 
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await s.ScanCard(pb.ScanCardRequest(qr="xin chào"), metadata=clerk)

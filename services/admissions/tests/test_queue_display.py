@@ -24,14 +24,14 @@ PROMPT = 1.0  # seconds: the former polling display needed up to a second, and n
 class Display:
     """One waiting-room display: an SSE client that records every state it is sent."""
 
-    def __init__(self, client: httpx.AsyncClient, room: str) -> None:
-        self.client, self.room = client, room
+    def __init__(self, client: httpx.AsyncClient, room: str, link: str) -> None:
+        self.client, self.room, self.link = client, room, link
         self.states: list[dict[str, Any]] = []
         self.arrived = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
-        async with self.client.stream("GET", f"/api/v1/queues/{self.room}/stream") as r:
+        async with self.client.stream("GET", self.link) as r:
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
             async for line in r.aiter_lines():
                 if line.startswith("data: "):
@@ -64,14 +64,22 @@ class Display:
 
 
 @asynccontextmanager
-async def displays(client: httpx.AsyncClient, room: str, n: int) -> AsyncIterator[list[Display]]:
-    ds = [Display(client, room).start() for _ in range(n)]
+async def displays(client: httpx.AsyncClient, room: str, n: int, link: str) -> AsyncIterator[list[Display]]:
+    """``n`` screens of ``room``, each opening the room's signed display link (no login)."""
+    ds = [Display(client, room, link).start() for _ in range(n)]
     try:
         for d in ds:
             await d.wait_for(lambda s: True, timeout=30)  # the current state, on connecting
         yield ds
     finally:
         await asyncio.gather(*(d.close() for d in ds))
+
+
+async def display_link(svc: Any, room: str) -> str:
+    async with http_client(svc, "receptionist") as c:
+        r = await c.post(f"/api/v1/queues/{room}/display-link", json={"valid_days": 30})
+    assert r.status_code == 200, r.text
+    return r.json()["stream_path"]
 
 
 async def _queue_of(svc: Any, n: int, room_index: int = 0) -> tuple[str, list[int]]:
@@ -98,7 +106,7 @@ async def test_every_display_receives_next_recall_skip_promptly(admissions) -> N
     async with (
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{admissions.settings.http_port}", timeout=30) as viewer,
         http_client(admissions, "doctor") as doctor,
-        displays(viewer, room, 4) as ds,
+        displays(viewer, room, 4, await display_link(admissions, room)) as ds,
     ):
         assert all(d.states[0]["waiting"] == [t1, t2, t3] and d.states[0]["now_serving"] is None for d in ds)
 
@@ -142,8 +150,10 @@ async def test_idle_displays_cost_no_queries(database_url, nats_server, tmp_path
         database_url=database_url,
         nats_url=nats_server.url,
         queue_display_resync_seconds=3600,
+        queue_display_max_streams_per_room=250,
     ) as svc:
         room, (t1, _) = await _queue_of(svc, 2)
+        link = await display_link(svc, room)
         queue_reads: list[str] = []
 
         def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -156,7 +166,7 @@ async def test_idle_displays_cost_no_queries(database_url, nats_server, tmp_path
             httpx.AsyncClient(
                 base_url=f"http://127.0.0.1:{svc.settings.http_port}", timeout=60, limits=limits
             ) as viewer,
-            displays(viewer, room, 200) as ds,
+            displays(viewer, room, 200, link) as ds,
         ):
             assert svc.rt.extras["queue_displays"].watched() == {room: 200}
             assert len(queue_reads) <= 2, len(queue_reads)  # one read for the room, not one per display
@@ -199,7 +209,7 @@ async def test_displays_follow_changes_made_by_another_process(database_url, nat
         async with (
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{b.settings.http_port}", timeout=30) as viewer,
             http_client(a, "doctor") as doctor,
-            displays(viewer, room, 3) as ds,
+            displays(viewer, room, 3, await display_link(a, room)) as ds,
         ):
             assert (await doctor.post(f"/api/v1/queues/{room}/next")).status_code == 200
             await asyncio.gather(*(d.wait_for(lambda s: s["now_serving"] == t1, timeout=5) for d in ds))
@@ -214,3 +224,107 @@ async def test_displays_follow_changes_made_by_another_process(database_url, nat
             )
             _, (t3,) = await _queue_of(a, 1, room_index=1)
             await asyncio.gather(*(d.wait_for(lambda s: s["waiting"] == [t2, t3], timeout=5) for d in ds))
+
+
+async def test_display_streams_need_a_link_for_a_known_room(database_url, nats_server, tmp_path) -> None:
+    """No stream without a signed link for that room (or a staff token); invented rooms are refused
+    without creating any state or reading the database per name; links expire; issuing one is audited."""
+    from sqlalchemy import select
+
+    from hospital.chassis.db import audit_log_table
+
+    async with running_service(
+        DEFINITION, data_dir=tmp_path, database_url=database_url, nats_url=nats_server.url
+    ) as svc:
+        rooms = [r["code"] for r in (await _rooms(svc))]
+        room, other = rooms[0], rooms[1]
+        link = await display_link(svc, room)
+        displays_ = svc.rt.extras["queue_displays"]
+        reads: list[str] = []
+
+        def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            if "clinic_rooms" in statement or "visits" in statement:  # (the outbox relay polls meanwhile)
+                reads.append(statement)
+
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{svc.settings.http_port}", timeout=30
+        ) as anon:
+            missing = await anon.get(f"/api/v1/queues/{room}/stream")
+            assert missing.status_code == 401 and missing.json()["code"] == "display_link.missing"
+            assert (await anon.get(f"/api/v1/queues/{room}")).status_code == 401
+            query = link.split("?", 1)[1]
+            wrong_room = await anon.get(f"/api/v1/queues/{other}/stream?{query}")
+            assert wrong_room.status_code == 401 and wrong_room.json()["code"] == "display_link.invalid"
+            forged = await anon.get(link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB"))
+            assert forged.status_code == 401 and forged.json()["code"] == "display_link.invalid"
+            expired = svc.rt.extras["display_links"].links.issue(room, -60)
+            old = await anon.get(f"/api/v1/queues/{room}?{expired.query}")
+            assert old.status_code == 401 and old.json()["code"] == "display_link.expired"
+            assert (await anon.get(link.replace("/stream", ""))).json()[
+                "room"
+            ] == room  # the state, with the link
+            event.listen(svc.rt.db.engine.sync_engine, "before_cursor_execute", count)
+            try:
+                async with http_client(svc, "nurse") as staff:
+                    answers = [await staff.get(f"/api/v1/queues/PHONG-BIA-{i}/stream") for i in range(50)]
+            finally:
+                event.remove(svc.rt.db.engine.sync_engine, "before_cursor_execute", count)
+            assert {r.status_code for r in answers} == {404}
+            assert answers[0].json()["code"] == "queue.room_unknown"
+            assert displays_.watched() == {} and displays_.streams() == 0
+            assert len(reads) <= 1, reads  # the room codes, read once (cached for a minute), not per name
+        async with http_client(svc, "cashier") as cashier:
+            assert (await cashier.post(f"/api/v1/queues/{room}/display-link")).status_code == 403
+        async with http_client(svc, "receptionist") as c:
+            assert (await c.post("/api/v1/queues/PHONG-BIA/display-link")).status_code == 404
+            too_long = await c.post(f"/api/v1/queues/{room}/display-link", json={"valid_days": 400})
+            assert too_long.status_code == 422
+        async with svc.rt.db.session() as s:
+            issued = (
+                await s.execute(
+                    select(audit_log_table.c.actor, audit_log_table.c.resource_id).where(
+                        audit_log_table.c.action == "queue.display_link.issue"
+                    )
+                )
+            ).all()
+        assert [tuple(r) for r in issued] == [("user:letan.lan", room)]
+
+
+async def test_display_streams_are_capped_per_room_and_in_all(database_url, nats_server, tmp_path) -> None:
+    async with running_service(
+        DEFINITION,
+        data_dir=tmp_path,
+        database_url=database_url,
+        nats_url=nats_server.url,
+        queue_display_max_streams=5,
+        queue_display_max_streams_per_room=3,
+    ) as svc:
+        room, other = [r["code"] for r in (await _rooms(svc))][:2]
+        link, other_link = await display_link(svc, room), await display_link(svc, other)
+        displays_ = svc.rt.extras["queue_displays"]
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{svc.settings.http_port}", timeout=30) as viewer,
+            displays(viewer, room, 3, link) as first,
+        ):
+            full = await viewer.get(link)
+            assert full.status_code == 503 and full.json()["code"] == "queue.displays_full"
+            async with displays(viewer, other, 2, other_link):
+                assert displays_.streams() == 5
+                assert (await viewer.get(other_link)).status_code == 503  # the process's cap
+            await first[0].close()
+            await _until(lambda: displays_.streams() == 2)
+            async with displays(viewer, room, 1, link):  # a slot freed by a display that left
+                assert displays_.watched() == {room: 3}
+        await _until(lambda: displays_.streams() == 0 and displays_.watched() == {})
+
+
+async def _rooms(svc: Any) -> list[dict[str, Any]]:
+    async with http_client(svc, "receptionist") as c:
+        return (await c.get("/api/v1/rooms")).json()["items"]
+
+
+async def _until(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)

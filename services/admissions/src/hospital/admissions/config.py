@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from hospital.chassis.settings import ServiceSettings
@@ -17,3 +18,10 @@ class AdmissionsSettings(ServiceSettings):
     # NATS was unreachable, and the new service day); a keep-alive comment to idle displays
     queue_display_resync_seconds: float = 30.0
     queue_display_keepalive_seconds: float = 15.0
+    # Display streams per serve process: in all, and per room (further ones get 503)
+    queue_display_max_streams: int = 500
+    queue_display_max_streams_per_room: int = 20
+    # Signed display links (app/display_links.py): their longest validity, and their key (a secret
+    # file of at least 32 bytes; default: derived from the audit key). Changing the key withdraws all links.
+    queue_display_link_max_days: int = 366
+    queue_display_key_file: Path | None = None

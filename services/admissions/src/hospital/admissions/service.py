@@ -9,6 +9,7 @@ from pathlib import Path
 from hospital.admissions.adapters.tables import metadata
 from hospital.admissions.api import grpc as grpc_api
 from hospital.admissions.api.http import build_http
+from hospital.admissions.app.display_links import DisplayLinks, DisplayLinkService
 from hospital.admissions.app.inpatient import InpatientService
 from hospital.admissions.app.merge import MergeService
 from hospital.admissions.app.patients import PatientService
@@ -27,6 +28,7 @@ class Services:
     reference: ReferenceService
     merge: MergeService
     displays: QueueDisplays
+    display_links: DisplayLinkService
 
 
 def build(rt: Runtime) -> Components:
@@ -37,17 +39,23 @@ def build(rt: Runtime) -> Components:
         visits.queue,
         resync_seconds=s.queue_display_resync_seconds,
         keepalive_seconds=s.queue_display_keepalive_seconds,
+        max_streams=s.queue_display_max_streams,
+        max_per_room=s.queue_display_max_streams_per_room,
     )
     visits.displays = displays
+    reference = ReferenceService(rt)
+    links = DisplayLinkService(rt, DisplayLinks.from_settings(s, rt.db.audit_keyring), reference)
     services = Services(
         patients=patients,
         visits=visits,
         inpatient=InpatientService(rt, patients),
-        reference=ReferenceService(rt),
+        reference=reference,
         merge=MergeService(rt, patients),
         displays=displays,
+        display_links=links,
     )
     rt.extras["queue_displays"] = displays
+    rt.extras["display_links"] = links
     rt.extras["guarded_writer"] = patients.writer
 
     async def live_queues(stop: asyncio.Event) -> None:

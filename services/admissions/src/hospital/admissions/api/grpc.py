@@ -9,6 +9,7 @@ import grpc
 
 from hospital.admissions.app.mapping import SEX, VISIT_KIND, patient_proto, stay_proto, visit_proto
 from hospital.admissions.app.patients import Caller, NewPatient
+from hospital.admissions.app.queue_display import DisplaysFull
 from hospital.admissions.domain.identity import ScanError
 from hospital.chassis.errors import Invalid
 from hospital.chassis.rpc import principal
@@ -141,10 +142,23 @@ class AdmissionsServicer(pb_grpc.AdmissionsServiceServicer):
 
     async def WatchQueue(self, request: pb.WatchQueueRequest, context: Any) -> Any:  # noqa: N802
         """The same per-room feed as the HTTP SSE stream (one database read per change, not per display);
-        a keep-alive period without change sends nothing."""
-        async for state in self.s.displays.watch(request.room_code):
-            if state is not None:
-                yield queue_proto(state)
+        a keep-alive period without change sends nothing. Known rooms only (NOT_FOUND), within the same
+        caps as the SSE streams (RESOURCE_EXHAUSTED)."""
+        room = request.room_code
+        if not await self.s.reference.room_known(room):
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"queue.room_unknown: no clinic room {room[:40]!r}"
+            )
+        try:
+            release = self.s.displays.reserve(room)
+        except DisplaysFull as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"queue.displays_full: {exc}")
+        try:
+            async for state in self.s.displays.watch(room):
+                if state is not None:
+                    yield queue_proto(state)
+        finally:
+            release()
 
 
 def queue_proto(state: dict[str, Any]) -> pb.QueueState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -11,9 +12,9 @@ from pydantic import BaseModel, Field
 
 from hospital.admissions.api.fhir import router as fhir_router
 from hospital.admissions.app.patients import Caller, NewPatient
-from hospital.admissions.app.queue_display import sse
+from hospital.admissions.app.queue_display import DisplaysFull, sse
 from hospital.admissions.domain.identity import ScanError
-from hospital.chassis.errors import Invalid
+from hospital.chassis.errors import DomainError, Invalid
 from hospital.chassis.fields import INT32_MAX, Code, Id, code, line, text
 from hospital.chassis.security import Principal
 from hospital.chassis.web import client_address, problem, require_roles
@@ -116,6 +117,14 @@ class VisitIn(BaseModel):
 class QueueActionIn(BaseModel):
     action: Literal["next", "recall", "skip"] = "next"
     ticket_number: Ticket | None = None
+
+
+class DisplayLinkIn(BaseModel):
+    valid_days: int = Field(90, ge=1, le=366, description="how long the screen may use the link")
+
+
+DisplayExp = Annotated[int | None, Query(ge=0, le=2**40, description="display link: expiry (Unix time)")]
+DisplaySig = Annotated[str | None, Query(max_length=64, description="display link: signature")]
 
 
 class AdmitIn(BaseModel):
@@ -267,24 +276,62 @@ def build_http(services: Any) -> FastAPI:
         body = body or QueueActionIn()
         return await visits.call(room, caller(request, who), body.action, body.ticket_number)
 
-    @api.get(
-        "/queues/{room}", tags=["queues"], summary="Queue state for a waiting-room display (numbers only)"
+    @api.post(
+        "/queues/{room}/display-link",
+        tags=["queues"],
+        summary="A signed link for a waiting-room screen of this room (no login on the screen)",
     )
-    async def queue_state(room: str) -> dict[str, Any]:
+    async def display_link(
+        room: str,
+        request: Request,
+        who: Role("receptionist", "nurse", "admin"),
+        body: DisplayLinkIn | None = None,
+    ) -> dict[str, Any]:
+        body = body or DisplayLinkIn()
+        return await services.display_links.issue(room, caller(request, who), body.valid_days)
+
+    @api.get(
+        "/queues/{room}",
+        tags=["queues"],
+        summary="Queue state for a waiting-room display (numbers only); "
+        "with the room's display link (exp, sig) or a bearer token",
+    )
+    async def queue_state(
+        room: str, request: Request, exp: DisplayExp = None, sig: DisplaySig = None
+    ) -> dict[str, Any]:
+        await services.display_links.check_access(
+            room, exp, sig, request.headers.get("authorization"), request.app.state.verifier
+        )
         return await visits.queue(room)
 
     @api.get(
         "/queues/{room}/stream",
         tags=["queues"],
-        summary="Live queue (Server-Sent Events): the state now, then each change as it happens",
+        summary="Live queue (Server-Sent Events): the state now, then each change as it happens; with the "
+        "room's display link (exp, sig) or a bearer token. 503 when the server's display streams are full",
     )
-    async def queue_stream(room: str) -> StreamingResponse:
-        async def events() -> Any:
-            async for state in services.displays.watch(room):
-                yield sse(state)
+    async def queue_stream(
+        room: str, request: Request, exp: DisplayExp = None, sig: DisplaySig = None
+    ) -> StreamingResponse:
+        await services.display_links.check_access(
+            room, exp, sig, request.headers.get("authorization"), request.app.state.verifier
+        )
+        try:
+            release = services.displays.reserve(room)
+        except DisplaysFull as exc:
+            raise DomainError("queue.displays_full", str(exc), status=503) from None
 
+        async def events() -> Any:
+            try:
+                async for state in services.displays.watch(room):
+                    yield sse(state)
+            finally:
+                release()
+
+        stream = events()
+        weakref.finalize(stream, release)  # also when the stream is never started
         return StreamingResponse(
-            events(),
+            stream,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

@@ -16,6 +16,10 @@ displays. The state is read from the database once per change, never per display
 Refreshes of one room are coalesced: changes that arrive while a refresh runs cause one more refresh.
 An idle display costs no query; a keep-alive comment every ``queue_display_keepalive_seconds`` keeps
 proxies from closing the stream.
+
+Streams are capped per process, in all and per room (``queue_display_max_streams``,
+``queue_display_max_streams_per_room``): :meth:`QueueDisplays.reserve` is called before a stream is
+answered, and a room's state exists only while a display that was let in watches it.
 """
 
 from __future__ import annotations
@@ -51,6 +55,10 @@ class _Room:
         self.updated = asyncio.Event()  # set after each refresh (first load included)
 
 
+class DisplaysFull(Exception):
+    """No room for another display stream (this process's cap, in all or for the room)."""
+
+
 class QueueDisplays:
     """Per-process queue state of the watched rooms and their displays."""
 
@@ -60,8 +68,13 @@ class QueueDisplays:
         *,
         resync_seconds: float = 30.0,
         keepalive_seconds: float = 15.0,
+        max_streams: int = 500,
+        max_per_room: int = 20,
     ) -> None:
         self._load = load
+        self.max_streams, self.max_per_room = max_streams, max_per_room
+        self._streams = 0
+        self._per_room: dict[str, int] = {}
         self.resync_seconds = resync_seconds
         self.keepalive_seconds = keepalive_seconds
         self._rooms: dict[str, _Room] = {}
@@ -131,6 +144,34 @@ class QueueDisplays:
                 return
 
     # ------------------------------------------------------------------ displays
+    def reserve(self, code: str) -> Callable[[], None]:
+        """Take one stream slot for ``code`` (raises :class:`DisplaysFull`); returns its release, which
+        may be called more than once."""
+        if self._streams >= self.max_streams:
+            raise DisplaysFull(f"this server already streams to {self._streams} displays (the limit)")
+        if self._per_room.get(code, 0) >= self.max_per_room:
+            raise DisplaysFull(f"room {code} already has {self.max_per_room} displays (the limit)")
+        self._streams += 1
+        self._per_room[code] = self._per_room.get(code, 0) + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            self._streams -= 1
+            left = self._per_room[code] - 1
+            if left:
+                self._per_room[code] = left
+            else:
+                del self._per_room[code]
+
+        return release
+
+    def streams(self) -> int:
+        return self._streams
+
     async def watch(self, code: str) -> AsyncIterator[dict[str, Any] | None]:
         """The room's current state, then every new one; ``None`` when nothing changed for a keep-alive
         period. Ends when the consumer stops iterating (the display disconnected)."""

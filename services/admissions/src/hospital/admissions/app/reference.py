@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import select
@@ -10,10 +11,25 @@ from hospital.admissions.adapters.tables import clinic_rooms, departments, wards
 from hospital.admissions.domain import reference
 from hospital.chassis.app import Runtime
 
+ROOM_CODES_TTL = 60.0  # seconds: a room added or closed is seen by the displays' checks within this
+
 
 class ReferenceService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self._room_codes: frozenset[str] = frozenset()
+        self._room_codes_at = float("-inf")
+
+    async def room_known(self, code: str) -> bool:
+        """Whether ``code`` is an active clinic room. The codes are read at most once a minute, so asking
+        about invented names costs no database read each."""
+        if time.monotonic() - self._room_codes_at > ROOM_CODES_TTL:
+            async with self.rt.db.session() as s:
+                rows = (
+                    await s.execute(select(clinic_rooms.c.code).where(clinic_rooms.c.active.is_(True)))
+                ).all()
+            self._room_codes, self._room_codes_at = frozenset(r.code for r in rows), time.monotonic()
+        return code in self._room_codes
 
     async def rooms(self) -> list[dict[str, Any]]:
         async with self.rt.db.session() as s:
