@@ -274,6 +274,30 @@ provider_callbacks = Table(
     Index("ix_callbacks_outcome", "outcome"),
 )
 
+refund_items = Table(
+    "refund_items",
+    metadata,  # money a payer sent that the bill does not need: a cashier gives it back (a work item)
+    Column("id", String(36), primary_key=True),
+    Column("provider", String(10), nullable=False),  # vnpay, momo, sepay, casso
+    Column("provider_txn_id", String(100), nullable=False),
+    Column("callback_id", String(36), nullable=True),  # the provider_callbacks row
+    Column("invoice_id", String(36), nullable=True),
+    Column("invoice_number", String(30), nullable=True),
+    Column("payment_id", String(36), nullable=True),  # the payment that over-paid (on_invoice)
+    Column("amount", Money, nullable=False),  # what goes back
+    Column("reason", String(20), nullable=False),  # already_settled, unknown_invoice, over_payment
+    # True: the money is on the invoice (its balance is negative by ``amount``); False: it never was
+    Column("on_invoice", Boolean, nullable=False),
+    Column("status", String(10), nullable=False),  # open, refunded
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("resolved_by", String(200), nullable=True),
+    Column("resolved_at", UtcDateTime(), nullable=True),
+    Column("refund_reference", String(100), nullable=True),
+    Column("note", String(500), nullable=True),
+    UniqueConstraint("provider", "provider_txn_id", name="uq_refund_item_provider_txn"),
+    Index("ix_refund_items_status", "status", "created_at"),
+)
+
 rejected_callbacks = Table(
     "rejected_callbacks",
     metadata,  # forged, stale or malformed calls, kept for investigation

@@ -105,6 +105,15 @@ class PriceHeldIn(BaseModel):
     remember: bool = Field(False, description="map the order code to this price item for later orders")
 
 
+class RefundItemResolveIn(BaseModel):
+    refund_reference: code(100) | None = Field(
+        None,
+        description="the provider's refund id or the bank transfer's reference",
+        examples=["FT24215000123"],
+    )
+    note: text(500, min_length=1) = Field(..., examples=["Đã hoàn tiền qua VNPay cho người bệnh"])
+
+
 class DismissIn(BaseModel):
     reason: text(500, min_length=1)
 
@@ -303,6 +312,36 @@ def build_http(services: Any) -> FastAPI:
         return await pays.resolve_mismatch(
             callback_id, body.action, body.reason, caller(request, who), body.refund_reference
         )
+
+    @api.get(
+        "/refund-items",
+        tags=["payments"],
+        summary="Money to give back: confirmed payments the bill did not need (work items, oldest first)",
+    )
+    async def refund_items(
+        _: Role(*OFFICE_READ),
+        status: Literal["open", "refunded", "all"] = "open",
+        limit: int = Query(200, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        """A second confirmed payment of a paid invoice (VNPay/MoMo answered `02`/`204`), a confirmed
+        payment for a void or unknown invoice (`reason` `already_settled`, `unknown_invoice`: the money
+        never went on the invoice) and the part of a bank transfer (SePay, Casso, VietQR) or an accepted
+        callback above the balance (`over_payment`, `on_invoice: true`: the invoice's balance is negative
+        by `amount`). Each is one item per provider transaction."""
+        return {"items": await pays.refund_items(None if status == "all" else status, limit)}
+
+    @api.post(
+        "/refund-items/{item_id}/resolve",
+        tags=["payments"],
+        summary="Record that the money went back to the payer",
+    )
+    async def resolve_refund_item(
+        item_id: str, body: RefundItemResolveIn, request: Request, who: Role(*DESK)
+    ) -> dict[str, Any]:
+        """Marks the item `refunded` with the reference and note (audited). For an `on_invoice` item the
+        amount is also taken off the invoice as a refund (`billing.payment.refunded`). An item already
+        resolved is returned unchanged."""
+        return await pays.resolve_refund_item(item_id, body.refund_reference, body.note, caller(request, who))
 
     # ------------------------------------------------------------------ provider callbacks
     # Served by the lean ASGI handler before FastAPI (BillingApp.__call__); these routes document them in

@@ -38,6 +38,7 @@ from hospital.billing.adapters.tables import (
     invoices,
     payments,
     provider_callbacks,
+    refund_items,
     rejected_callbacks,
     shifts,
 )
@@ -63,6 +64,8 @@ log = logging.getLogger(__name__)
 DESK_METHODS = ("cash", "card")
 REFUND_METHODS = ("cash", "bank_transfer")
 SETTLED = ("paid", "refunded")
+# Outcomes of a confirmed gateway payment that the bill does not take: the money is given back (refund_items).
+NOT_NEEDED = ("already_settled", "unknown_invoice")
 _PAYMENT_RECEIVED = events_pb2.PaymentReceived.DESCRIPTOR.full_name
 
 
@@ -90,6 +93,34 @@ def _received_event(
     )
     msg.received_at.FromDatetime(at)
     return msg
+
+
+def _refund_item_dict(r: Any) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "provider": r["provider"],
+        "provider_txn_id": r["provider_txn_id"],
+        "callback_id": r["callback_id"],
+        "invoice_id": r["invoice_id"],
+        "invoice_number": r["invoice_number"],
+        "payment_id": r["payment_id"],
+        "amount": r["amount"],
+        "reason": r["reason"],
+        "on_invoice": bool(r["on_invoice"]),
+        "status": r["status"],
+        "created_at": r["created_at"].isoformat(),
+        "resolved_by": r["resolved_by"],
+        "resolved_at": r["resolved_at"].isoformat() if r["resolved_at"] else None,
+        "refund_reference": r["refund_reference"],
+        "note": r["note"],
+    }
+
+
+def _over_paid(inv: Any, paid: int, amount: int) -> int:
+    """How much of ``amount`` (just added, making ``paid``) the issued bill does not need."""
+    if inv["issued_at"] is None:  # an open invoice takes deposits: its total is not known yet
+        return 0
+    return max(0, min(amount, paid - inv["patient_amount"]))
 
 
 def _storable(value: str) -> str:
@@ -235,6 +266,9 @@ class PaymentService:
                 }
             )
             code, outcome = gateway_decision(p, inv)
+            if p.paid and outcome in NOT_NEEDED:  # rare: the locking path records the refund work item
+                self.fast_fallbacks += 1
+                return None
             now = utcnow()
             raw = json.dumps(dict(p.raw), default=str, ensure_ascii=False)
             description = p.description[:500]
@@ -394,12 +428,14 @@ class PaymentService:
         occurred_at: Any,
         raw: Any,
         method: str,
+        confirmed: bool = True,
     ) -> tuple[str | None, str | None] | None:
         """Record the callback (``invoice_id`` on its row) and, when its outcome is ``paid``, the payment on
         ``inv``, the invoice's new totals and the ``billing.payment.received`` event, in the caller's
         transaction (the invoice is locked). Returns (payment id, new invoice status), (None, None) for
         an outcome that pays nothing, or None when the callback was recorded before (a duplicate): the
-        caller rolls back and answers from the stored row."""
+        caller rolls back and answers from the stored row. A ``confirmed`` payment the bill does not need
+        (``NOT_NEEDED``, or the part above the balance) leaves a refund work item."""
         s = uow.session
         now = utcnow()
         pid = new_id() if outcome == "paid" else None
@@ -423,6 +459,19 @@ class PaymentService:
         if pid is None:
             if (await s.execute(_INSERT_CALLBACK, {f"cb_{k}": v for k, v in cb.items()})).first() is None:
                 return None
+            if confirmed and outcome in NOT_NEEDED:
+                await self._refund_item(
+                    s,
+                    provider=provider,
+                    txn=txn,
+                    callback_id=cb["id"],
+                    inv=inv,
+                    number=number,
+                    payment_id=None,
+                    amount=amount,
+                    reason=outcome,
+                    on_invoice=False,
+                )
             return None, None
         kind = "deposit" if inv["issued_at"] is None else "payment"
         paid = inv["paid_amount"] + amount
@@ -458,10 +507,58 @@ class PaymentService:
                 return None
             await s.execute(_SET_PAID, {"inv_id": inv["id"], "inv_paid": paid, "inv_status": status})
             await s.execute(_INSERT_PAYMENT, pay)
+        over = _over_paid(inv, paid, amount)
+        if over:
+            await self._refund_item(
+                s,
+                provider=provider,
+                txn=txn,
+                callback_id=cb["id"],
+                inv=inv,
+                number=number,
+                payment_id=pid,
+                amount=over,
+                reason="over_payment",
+                on_invoice=True,
+            )
         uow.publish(
             "billing.payment.received", _received_event(pid, inv, amount, method, provider, txn, status, now)
         )
         return pid, status
+
+    async def _refund_item(
+        self,
+        s: Any,
+        *,
+        provider: str,
+        txn: str,
+        callback_id: str | None,
+        inv: Any,
+        number: str | None,
+        payment_id: str | None,
+        amount: int,
+        reason: str,
+        on_invoice: bool,
+    ) -> None:
+        """Record money the bill does not need as a work item for a cashier (in the caller's transaction,
+        after the callback's row: a duplicate never gets here)."""
+        await s.execute(
+            refund_items.insert().values(
+                id=new_id(),
+                provider=provider,
+                provider_txn_id=txn,
+                callback_id=callback_id,
+                invoice_id=inv["id"] if inv is not None else None,
+                invoice_number=inv["number"] if inv is not None else number,
+                payment_id=payment_id,
+                amount=amount,
+                reason=reason,
+                on_invoice=on_invoice,
+                status="open",
+                created_at=utcnow(),
+            )
+        )
+        log.warning("%s %s for %s: %s VND to give back (%s)", provider, txn, number, amount, reason)
 
     async def reject(self, provider: str, reason: str, client: str, raw: Any) -> None:
         """A forged, stale or malformed call: logged and kept, never applied."""
@@ -515,6 +612,7 @@ class PaymentService:
                 occurred_at=p.paid_at,
                 raw=p.raw,
                 method=provider,
+                confirmed=p.paid,
             )
             if done is None:
                 await s.rollback()
@@ -587,9 +685,24 @@ class PaymentService:
         txn: str,
         bank_reference: str | None,
         received_by: str | None = None,
+        callback_id: str | None = None,
     ) -> str:
         now = utcnow()
-        kind, status, _ = await self._apply(uow.session, inv, amount)
+        kind, status, paid = await self._apply(uow.session, inv, amount)
+        over = _over_paid(inv, paid, amount)
+        if over:
+            await self._refund_item(
+                uow.session,
+                provider=provider,
+                txn=txn,
+                callback_id=callback_id,
+                inv=inv,
+                number=inv["number"],
+                payment_id=pid,
+                amount=over,
+                reason="over_payment",
+                on_invoice=True,
+            )
         await uow.session.execute(
             payments.insert().values(
                 id=pid,
@@ -683,6 +796,7 @@ class PaymentService:
                 cb["provider_txn_id"],
                 cb["bank_reference"],
                 received_by=caller.subject,
+                callback_id=callback_id,
             )
             await s.execute(
                 update(provider_callbacks)
@@ -758,7 +872,21 @@ class PaymentService:
                     )
                 now = utcnow()
                 pid = new_id()
-                kind, status, _ = await self._apply(s, inv, cb["amount"])
+                kind, status, paid = await self._apply(s, inv, cb["amount"])
+                over = _over_paid(inv, paid, cb["amount"])
+                if over:
+                    await self._refund_item(
+                        s,
+                        provider=cb["provider"],
+                        txn=cb["provider_txn_id"],
+                        callback_id=callback_id,
+                        inv=inv,
+                        number=inv["number"],
+                        payment_id=pid,
+                        amount=over,
+                        reason="over_payment",
+                        on_invoice=True,
+                    )
                 await s.execute(
                     payments.insert().values(
                         id=pid,
@@ -822,6 +950,119 @@ class PaymentService:
             "invoice_status": status,
             "amount": cb["amount"],
         }
+
+    # ------------------------------------------------------------------------------ refund work items
+    async def refund_items(self, status: str | None = "open", limit: int = 200) -> list[dict[str, Any]]:
+        """Money payers sent that their bills do not need, oldest first: a second confirmed payment of a
+        paid invoice, a payment for a void or unknown invoice, the part of a transfer above the balance."""
+        q = select(refund_items).order_by(refund_items.c.created_at, refund_items.c.id).limit(limit)
+        if status is not None:
+            q = q.where(refund_items.c.status == status)
+        async with self.rt.db.session() as s:
+            rows = (await s.execute(q)).mappings().all()
+        return [_refund_item_dict(r) for r in rows]
+
+    async def resolve_refund_item(
+        self, item_id: str, refund_reference: str | None, note: str, caller: Caller
+    ) -> dict[str, Any]:
+        """A cashier records that the money went back to the payer (``refund_reference``: the provider's
+        or the bank's reference). Money that is on the invoice (``on_invoice``: its balance is negative by
+        the amount) is taken off it as a refund in the same transaction. Resolving an item already
+        resolved returns it unchanged."""
+        async with self.rt.uow() as uow:
+            s = uow.session
+            item = (
+                (await s.execute(select(refund_items).where(refund_items.c.id == item_id))).mappings().first()
+            )
+            if item is None:
+                raise NotFound("refund_item.not_found", f"no refund work item {item_id}")
+            inv = None
+            if item["invoice_id"]:  # lock order as for callbacks: the invoice, then the item
+                inv = (
+                    (
+                        await s.execute(
+                            select(invoices).where(invoices.c.id == item["invoice_id"]).with_for_update()
+                        )
+                    )
+                    .mappings()
+                    .first()
+                )
+            item = (
+                (await s.execute(select(refund_items).where(refund_items.c.id == item_id).with_for_update()))
+                .mappings()
+                .one()
+            )
+            if item["status"] != "open":
+                return _refund_item_dict(item)
+            now = utcnow()
+            if item["on_invoice"] and inv is not None:
+                amount = item["amount"]
+                if amount > inv["paid_amount"]:
+                    raise Conflict(
+                        "refund.exceeds_paid",
+                        f"{amount} is more than the {inv['paid_amount']} received on {inv['number']} now",
+                    )
+                paid, refunded = inv["paid_amount"] - amount, inv["refunded_amount"] + amount
+                status = derive_status(inv, paid=paid, refunded=refunded)
+                method = "bank_transfer" if item["provider"] in ("sepay", "casso") else item["provider"]
+                rid = new_id()
+                await s.execute(
+                    update(invoices)
+                    .where(invoices.c.id == inv["id"])
+                    .values(paid_amount=paid, refunded_amount=refunded, status=status)
+                )
+                await s.execute(
+                    payments.insert().values(
+                        id=rid,
+                        invoice_id=inv["id"],
+                        kind="refund",
+                        amount=amount,
+                        method=method,
+                        provider=None,
+                        provider_txn_id=None,
+                        bank_reference=refund_reference,
+                        shift_id=None,
+                        refund_of=item["payment_id"],
+                        reason=note[:500],
+                        received_by=caller.subject,
+                        received_at=now,
+                        request_id=None,
+                    )
+                )
+                uow.publish(
+                    "billing.payment.refunded",
+                    events_pb2.PaymentRefunded(
+                        refund_id=rid,
+                        invoice_id=inv["id"],
+                        amount=amount,
+                        method=method,
+                        reason=note,
+                        invoice_status=status,
+                        by=caller.actor(),
+                    ),
+                )
+            values = {
+                "status": "refunded",
+                "resolved_by": caller.subject,
+                "resolved_at": now,
+                "refund_reference": refund_reference,
+                "note": note[:500],
+            }
+            await s.execute(update(refund_items).where(refund_items.c.id == item_id).values(**values))
+            uow.audit(
+                caller.audit(
+                    "refund_item.resolve",
+                    "Invoice",
+                    item["invoice_id"],
+                    inv["patient_id"] if inv is not None else None,
+                    refund_item_id=item_id,
+                    amount=item["amount"],
+                    provider=item["provider"],
+                    refund_reference=refund_reference,
+                )
+            )
+            await uow.commit()
+        return _refund_item_dict({**item, **values})
 
     # ------------------------------------------------------------------------------ desk
     async def _open_shift(self, s: Any, caller: Caller) -> str:
