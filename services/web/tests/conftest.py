@@ -5,6 +5,7 @@ a fresh context (cookies) per test. Screenshots go to test-artifacts/web/ (not c
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from hospital.admissions.service import DEFINITION as ADMISSIONS
+from hospital.billing.config import BillingSettings
+from hospital.billing.service import DEFINITION as BILLING
 from hospital.chassis.app import Service
 from hospital.lab.service import DEFINITION as LAB
 from hospital.testing.servers import free_port
@@ -31,6 +34,7 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 DEMO_PASSWORD = "Benh-vien-2026!"
+VNPAY_SECRET = "web-test-vnpay-5b2e"
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "web"
 VIEWPORT = {"width": 1366, "height": 768}
 
@@ -39,6 +43,7 @@ VIEWPORT = {"width": 1366, "height": 768}
 class Stack:
     admissions: Service
     lab: Service
+    billing: Service
     web: Service
 
     @property
@@ -72,15 +77,27 @@ async def stack(nats_server, tmp_path_factory) -> AsyncIterator[Stack]:
             **common,
         ) as lab,
         running_service(
+            BILLING,
+            database_url=db("billing"),
+            vnpay_hash_secret=VNPAY_SECRET,
+            **{
+                name: f"web-{name}-{uuid.uuid4().hex[:8]}"
+                for name in BillingSettings.model_fields
+                if name.endswith("_durable")
+            },
+            **common,
+        ) as billing,
+        running_service(
             WEB,
             database_url=db("web"),
             admissions_grpc=f"127.0.0.1:{adm.settings.grpc_port}",
             lab_grpc=f"127.0.0.1:{lab.settings.grpc_port}",
+            billing_grpc=f"127.0.0.1:{billing.settings.grpc_port}",
             **common,
         ) as web,
     ):
         await web.rt.extras["web"].accounts.ensure_demo_users(DEMO_PASSWORD)
-        yield Stack(adm, lab, web)
+        yield Stack(adm, lab, billing, web)
 
 
 @pytest.fixture(scope="session")
@@ -130,7 +147,7 @@ async def sign_in(page: Page, base: str, username: str, password: str = DEMO_PAS
     await page.fill("input[name=username]", username)
     await page.fill("input[name=password]", password)
     await page.press("input[name=password]", "Enter")
-    await page.wait_for_url(re.compile(r".*/(home|reception|display|lab|admin/users)$"))
+    await page.wait_for_url(re.compile(r".*/(home|reception|display|lab|cashier|admin/users)$"))
 
 
 async def shot(page: Page, name: str) -> Path:

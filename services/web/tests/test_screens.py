@@ -150,6 +150,12 @@ async def test_admissions_down_shows_which_part_is_unavailable(web_without_backe
     await expect(page.locator("#scan")).to_be_focused()
     await shot(page, "15-lab-bench-lab-down")
     await ctx.close()
+    ctx = await new_context(browser)
+    page = await ctx.new_page()
+    await sign_in(page, web_without_backends, "cashier")
+    await expect(page.locator("#invoices .unavailable")).to_contain_text("Viện phí (billing)")
+    await expect(page.locator("#shift .unavailable")).to_contain_text("Viện phí (billing)")
+    await ctx.close()
 
 
 async def test_admin_creates_a_user_with_errors_shown_next_to_the_fields(stack, browser) -> None:

@@ -19,7 +19,12 @@ def build(rt: Runtime) -> Components:
     s = rt.settings
     assert isinstance(s, WebSettings)
     state = Web(
-        settings=s, accounts=Accounts(rt, s), backends=Backends(s), tokens=TokenMinter(s), once=Once()
+        settings=s,
+        accounts=Accounts(rt, s),
+        backends=Backends(s),
+        tokens=TokenMinter(s),
+        once=Once(),
+        nc=rt.nc,
     )
     rt.extras["web"] = state
     return Components(http=build_http(state), on_stop=state.backends.close)

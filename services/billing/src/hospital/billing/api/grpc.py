@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -20,6 +22,10 @@ RULES: dict[str, tuple[str, ...]] = {
     f"/{SERVICE}/ListInvoices": READ,
     f"/{SERVICE}/PostManualCharge": ("cashier", "admin"),
     f"/{SERVICE}/CancelCharge": ("cashier", "admin"),
+    f"/{SERVICE}/CreateVietQr": ("cashier",),
+    f"/{SERVICE}/PayAtDesk": ("cashier",),
+    f"/{SERVICE}/GetCurrentShift": ("cashier",),
+    f"/{SERVICE}/OpenShift": ("cashier",),
 }
 
 
@@ -58,6 +64,45 @@ class BillingServicer(pb_grpc.BillingServiceServicer):
 
     async def CancelCharge(self, request: pb.CancelChargeRequest, context: Any) -> pb.Charge:
         return charge_proto(await self.s.charges.cancel(request.charge_id, request.reason, _caller(context)))
+
+    async def CreateVietQr(self, request: pb.CreateVietQrRequest, context: Any) -> pb.VietQr:
+        out = await self.s.payments.vietqr(request.invoice_id, request.amount or None)
+        return pb.VietQr(
+            invoice_id=out["invoice_id"],
+            number=out["number"],
+            amount=out["amount"],
+            purpose=out["purpose"],
+            bank_bin=out["bank_bin"],
+            account=out["account"],
+            payload=out["payload"],
+            png=base64.b64decode(out["png_base64"]),
+        )
+
+    async def PayAtDesk(self, request: pb.PayAtDeskRequest, context: Any) -> pb.Invoice:
+        if request.amount <= 0:
+            raise Invalid("payment.amount", "amount must be a positive number of VND", field="amount")
+        out = await self.s.payments.pay_at_desk(
+            request.invoice_id,
+            request.amount,
+            request.method or "cash",
+            _caller(context),
+            request.request_id or None,
+        )
+        return invoice_proto(await self.s.invoices.get(out["invoice"]["id"], None))
+
+    async def GetCurrentShift(self, request: pb.GetCurrentShiftRequest, context: Any) -> pb.Shift:
+        return shift_proto(await self.s.office.current(_caller(context)))
+
+    async def OpenShift(self, request: pb.OpenShiftRequest, context: Any) -> pb.Shift:
+        return shift_proto(await self.s.office.open_shift(request.opening_float, _caller(context)))
+
+
+def shift_proto(x: dict[str, Any]) -> pb.Shift:
+    m = pb.Shift(
+        id=x["id"], status=x["status"], opening_float=x["opening_float"], cashier_name=x["cashier_name"] or ""
+    )
+    m.opened_at.FromDatetime(datetime.fromisoformat(x["opened_at"]))
+    return m
 
 
 def register(server: grpc.aio.Server, services: Any) -> None:

@@ -158,7 +158,9 @@ class InvoiceService:
     ) -> list[dict[str, Any]]:
         if status and status not in STATUSES:
             raise Invalid("invoice.status", f"status must be one of {', '.join(STATUSES)}", field="status")
-        stmt = select(invoices)
+        stmt = select(
+            invoices, visits.c.visit_code, visits.c.card_number, visits.c.patient_name, visits.c.patient_code
+        ).join(visits, visits.c.id == invoices.c.visit_id, isouter=True)
         if patient_id:
             stmt = stmt.where(invoices.c.patient_id == patient_id)
         if visit_id:
@@ -167,7 +169,11 @@ class InvoiceService:
             stmt = stmt.where(invoices.c.status == status)
         async with self.rt.db.session() as s:
             rows = await s.execute(stmt.order_by(invoices.c.created_at.desc()).limit(min(max(limit, 1), 500)))
-            return [invoice_summary(r) for r in rows.mappings()]
+            return [
+                invoice_summary(r)
+                | {"visit": {k: r[k] for k in ("visit_code", "card_number", "patient_name", "patient_code")}}
+                for r in rows.mappings()
+            ]
 
     async def issue(self, invoice_id: str, caller: Caller) -> dict[str, Any]:
         async with self.rt.uow() as uow:

@@ -103,4 +103,9 @@ def invoice_proto(inv: dict[str, Any]) -> pb.Invoice:
         )
     if inv.get("issued_at"):
         msg.issued_at.FromDatetime(datetime.fromisoformat(inv["issued_at"]))
+    visit = inv.get("visit") or {}
+    msg.patient_name = visit.get("patient_name") or ""
+    msg.patient_code = visit.get("patient_code") or ""
+    msg.insurance_card_number = visit.get("card_number") or ""
+    msg.visit_code = visit.get("visit_code") or ""
     return msg

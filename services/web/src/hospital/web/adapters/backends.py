@@ -15,6 +15,8 @@ import grpc
 
 from hospital.contracts.admissions.v1 import admissions_pb2 as adm
 from hospital.contracts.admissions.v1 import admissions_pb2_grpc as adm_grpc
+from hospital.contracts.billing.v1 import billing_pb2 as bil
+from hospital.contracts.billing.v1 import billing_pb2_grpc as bil_grpc
 from hospital.contracts.lab.v1 import lab_pb2 as lab
 from hospital.contracts.lab.v1 import lab_pb2_grpc as lab_grpc
 
@@ -155,12 +157,45 @@ class Lab(Backend):
         return await self.call(self.stub.RecordCriticalCall, request, token)
 
 
+class Billing(Backend):
+    @property
+    def stub(self) -> bil_grpc.BillingServiceStub:
+        return bil_grpc.BillingServiceStub(self.channel)
+
+    async def invoice(self, token: str, invoice_id: str = "", number: str = "") -> bil.Invoice:
+        return await self.call(
+            self.stub.GetInvoice, bil.GetInvoiceRequest(id=invoice_id, number=number), token
+        )
+
+    async def invoices(self, token: str, status: str, limit: int = 30) -> list[bil.Invoice]:
+        resp = await self.call(
+            self.stub.ListInvoices, bil.ListInvoicesRequest(status=status, limit=limit), token
+        )
+        return list(resp.items)
+
+    async def vietqr(self, invoice_id: str, token: str, amount: int = 0) -> bil.VietQr:
+        return await self.call(
+            self.stub.CreateVietQr, bil.CreateVietQrRequest(invoice_id=invoice_id, amount=amount), token
+        )
+
+    async def pay(self, request: bil.PayAtDeskRequest, token: str) -> bil.Invoice:
+        return await self.call(self.stub.PayAtDesk, request, token)
+
+    async def shift(self, token: str) -> bil.Shift:
+        return await self.call(self.stub.GetCurrentShift, bil.GetCurrentShiftRequest(), token)
+
+    async def open_shift(self, opening_float: int, token: str) -> bil.Shift:
+        return await self.call(self.stub.OpenShift, bil.OpenShiftRequest(opening_float=opening_float), token)
+
+
 class Backends:
     def __init__(self, settings: Any) -> None:
         t = settings.backend_timeout_seconds
         self.admissions = Admissions("admissions", settings.admissions_grpc, t)
         self.lab = Lab("lab", settings.lab_grpc, t)
+        self.billing = Billing("billing", settings.billing_grpc, t)
 
     async def close(self) -> None:
         await self.admissions.close()
         await self.lab.close()
+        await self.billing.close()

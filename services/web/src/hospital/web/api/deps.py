@@ -37,6 +37,7 @@ class Web:
     backends: Backends
     tokens: TokenMinter
     once: Once
+    nc: Any = None  # the NATS connection: live screens follow the services' events
 
 
 class NotSignedIn(Exception):
@@ -71,6 +72,14 @@ env = Environment(
     lstrip_blocks=True,
     enable_async=False,
 )
+
+
+def vnd(amount: int | float | None) -> str:
+    """Whole đồng the Vietnamese way: 1.234.567 ₫."""
+    return f"{int(amount or 0):,}".replace(",", ".") + " ₫"
+
+
+env.filters["vnd"] = vnd
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:

@@ -19,6 +19,7 @@ SCREENS: tuple[Screen, ...] = (
     Screen("reception", "/reception", frozenset({"receptionist"}), "1"),
     Screen("display", "/display", frozenset({"receptionist", "nurse", "doctor", "admin"}), "2"),
     Screen("lab", "/lab", frozenset({"lab_technician"}), "3"),
+    Screen("cashier", "/cashier", frozenset({"cashier"}), "4"),
     Screen("users", "/admin/users", frozenset({"admin"}), "9"),
 )
 BY_KEY = {s.key: s for s in SCREENS}

@@ -152,6 +152,10 @@ class Invoice(_message.Message):
     BALANCE_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
     ISSUED_AT_FIELD_NUMBER: _builtins.int
+    PATIENT_NAME_FIELD_NUMBER: _builtins.int
+    PATIENT_CODE_FIELD_NUMBER: _builtins.int
+    INSURANCE_CARD_NUMBER_FIELD_NUMBER: _builtins.int
+    VISIT_CODE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     number: _builtins.str
     """HD000123: the code a bank transfer must carry"""
@@ -169,6 +173,12 @@ class Invoice(_message.Message):
     """payments minus refunds"""
     balance: _builtins.int
     """patient_amount − paid_amount (negative: to give back)"""
+    patient_name: _builtins.str
+    """as on the visit"""
+    patient_code: _builtins.str
+    insurance_card_number: _builtins.str
+    """the BHYT card of the visit, empty when fee-paying"""
+    visit_code: _builtins.str
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___InvoiceLine]: ...
     @_builtins.property
@@ -188,10 +198,14 @@ class Invoice(_message.Message):
         balance: _builtins.int = ...,
         lines: _abc.Iterable[Global___InvoiceLine] | None = ...,
         issued_at: _timestamp_pb2.Timestamp | None = ...,
+        patient_name: _builtins.str = ...,
+        patient_code: _builtins.str = ...,
+        insurance_card_number: _builtins.str = ...,
+        visit_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["issued_at", b"issued_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "id", b"id", "insurance_amount", b"insurance_amount", "issued_at", b"issued_at", "lines", b"lines", "number", b"number", "paid_amount", b"paid_amount", "patient_amount", b"patient_amount", "patient_id", b"patient_id", "status", b"status", "total_amount", b"total_amount", "visit_id", b"visit_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "id", b"id", "insurance_amount", b"insurance_amount", "insurance_card_number", b"insurance_card_number", "issued_at", b"issued_at", "lines", b"lines", "number", b"number", "paid_amount", b"paid_amount", "patient_amount", b"patient_amount", "patient_code", b"patient_code", "patient_id", b"patient_id", "patient_name", b"patient_name", "status", b"status", "total_amount", b"total_amount", "visit_code", b"visit_code", "visit_id", b"visit_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -323,3 +337,167 @@ class CancelChargeRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelChargeRequest: _TypeAlias = CancelChargeRequest  # noqa: Y015
+
+@_typing.final
+class CreateVietQrRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    amount: _builtins.int
+    """0: the balance due"""
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        amount: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "invoice_id", b"invoice_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateVietQrRequest: _TypeAlias = CreateVietQrRequest  # noqa: Y015
+
+@_typing.final
+class VietQr(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    BANK_BIN_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    PNG_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    number: _builtins.str
+    amount: _builtins.int
+    purpose: _builtins.str
+    """the transfer content the bank statement must carry"""
+    bank_bin: _builtins.str
+    account: _builtins.str
+    payload: _builtins.str
+    """EMVCo text encoded in the QR"""
+    png: _builtins.bytes
+    """the QR as a PNG image"""
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        number: _builtins.str = ...,
+        amount: _builtins.int = ...,
+        purpose: _builtins.str = ...,
+        bank_bin: _builtins.str = ...,
+        account: _builtins.str = ...,
+        payload: _builtins.str = ...,
+        png: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "amount", b"amount", "bank_bin", b"bank_bin", "invoice_id", b"invoice_id", "number", b"number", "payload", b"payload", "png", b"png", "purpose", b"purpose"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VietQr: _TypeAlias = VietQr  # noqa: Y015
+
+@_typing.final
+class PayAtDeskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    amount: _builtins.int
+    """whole VND"""
+    method: _builtins.str
+    """cash (default) or card"""
+    request_id: _builtins.str
+    """idempotency key"""
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        amount: _builtins.int = ...,
+        method: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "invoice_id", b"invoice_id", "method", b"method", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PayAtDeskRequest: _TypeAlias = PayAtDeskRequest  # noqa: Y015
+
+@_typing.final
+class GetCurrentShiftRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCurrentShiftRequest: _TypeAlias = GetCurrentShiftRequest  # noqa: Y015
+
+@_typing.final
+class OpenShiftRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPENING_FLOAT_FIELD_NUMBER: _builtins.int
+    opening_float: _builtins.int
+    def __init__(
+        self,
+        *,
+        opening_float: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["opening_float", b"opening_float"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpenShiftRequest: _TypeAlias = OpenShiftRequest  # noqa: Y015
+
+@_typing.final
+class Shift(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    OPENING_FLOAT_FIELD_NUMBER: _builtins.int
+    OPENED_AT_FIELD_NUMBER: _builtins.int
+    CASHIER_NAME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    status: _builtins.str
+    """open, closed"""
+    opening_float: _builtins.int
+    cashier_name: _builtins.str
+    @_builtins.property
+    def opened_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        opening_float: _builtins.int = ...,
+        opened_at: _timestamp_pb2.Timestamp | None = ...,
+        cashier_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["opened_at", b"opened_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cashier_name", b"cashier_name", "id", b"id", "opened_at", b"opened_at", "opening_float", b"opening_float", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Shift: _TypeAlias = Shift  # noqa: Y015

@@ -55,6 +55,26 @@ class BillingServiceStub:
                 request_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.CancelChargeRequest.SerializeToString,
                 response_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.Charge.FromString,
                 _registered_method=True)
+        self.CreateVietQr = channel.unary_unary(
+                '/hospital.billing.v1.BillingService/CreateVietQr',
+                request_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.CreateVietQrRequest.SerializeToString,
+                response_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.VietQr.FromString,
+                _registered_method=True)
+        self.PayAtDesk = channel.unary_unary(
+                '/hospital.billing.v1.BillingService/PayAtDesk',
+                request_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.PayAtDeskRequest.SerializeToString,
+                response_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.Invoice.FromString,
+                _registered_method=True)
+        self.GetCurrentShift = channel.unary_unary(
+                '/hospital.billing.v1.BillingService/GetCurrentShift',
+                request_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.GetCurrentShiftRequest.SerializeToString,
+                response_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.Shift.FromString,
+                _registered_method=True)
+        self.OpenShift = channel.unary_unary(
+                '/hospital.billing.v1.BillingService/OpenShift',
+                request_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.OpenShiftRequest.SerializeToString,
+                response_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.Shift.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -87,6 +107,32 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateVietQr(self, request, context):
+        """The cashier's desk (the web front end): a VietQR for the balance (or a deposit), cash or card taken
+        at the desk (idempotent on request_id; needs the cashier's open shift), and the shift itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PayAtDesk(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCurrentShift(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenShift(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +155,26 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.CancelCharge,
                     request_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.CancelChargeRequest.FromString,
                     response_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.Charge.SerializeToString,
+            ),
+            'CreateVietQr': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVietQr,
+                    request_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.CreateVietQrRequest.FromString,
+                    response_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.VietQr.SerializeToString,
+            ),
+            'PayAtDesk': grpc.unary_unary_rpc_method_handler(
+                    servicer.PayAtDesk,
+                    request_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.PayAtDeskRequest.FromString,
+                    response_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.Invoice.SerializeToString,
+            ),
+            'GetCurrentShift': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCurrentShift,
+                    request_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.GetCurrentShiftRequest.FromString,
+                    response_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.Shift.SerializeToString,
+            ),
+            'OpenShift': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenShift,
+                    request_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.OpenShiftRequest.FromString,
+                    response_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.Shift.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +285,114 @@ class BillingService:
             '/hospital.billing.v1.BillingService/CancelCharge',
             hospital_dot_billing_dot_v1_dot_billing__pb2.CancelChargeRequest.SerializeToString,
             hospital_dot_billing_dot_v1_dot_billing__pb2.Charge.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVietQr(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.billing.v1.BillingService/CreateVietQr',
+            hospital_dot_billing_dot_v1_dot_billing__pb2.CreateVietQrRequest.SerializeToString,
+            hospital_dot_billing_dot_v1_dot_billing__pb2.VietQr.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PayAtDesk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.billing.v1.BillingService/PayAtDesk',
+            hospital_dot_billing_dot_v1_dot_billing__pb2.PayAtDeskRequest.SerializeToString,
+            hospital_dot_billing_dot_v1_dot_billing__pb2.Invoice.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCurrentShift(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.billing.v1.BillingService/GetCurrentShift',
+            hospital_dot_billing_dot_v1_dot_billing__pb2.GetCurrentShiftRequest.SerializeToString,
+            hospital_dot_billing_dot_v1_dot_billing__pb2.Shift.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenShift(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.billing.v1.BillingService/OpenShift',
+            hospital_dot_billing_dot_v1_dot_billing__pb2.OpenShiftRequest.SerializeToString,
+            hospital_dot_billing_dot_v1_dot_billing__pb2.Shift.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,13 @@ class BillingServiceStub:
     """A charge keyed in by a cashier (or posted by another service); request_id makes it idempotent."""
     CancelCharge: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CancelChargeRequest, _billing_pb2.Charge]
     """Reverse a charge: a negative charge is added, nothing is deleted."""
+    CreateVietQr: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateVietQrRequest, _billing_pb2.VietQr]
+    """The cashier's desk (the web front end): a VietQR for the balance (or a deposit), cash or card taken
+    at the desk (idempotent on request_id; needs the cashier's open shift), and the shift itself.
+    """
+    PayAtDesk: _grpc.UnaryUnaryMultiCallable[_billing_pb2.PayAtDeskRequest, _billing_pb2.Invoice]
+    GetCurrentShift: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetCurrentShiftRequest, _billing_pb2.Shift]
+    OpenShift: _grpc.UnaryUnaryMultiCallable[_billing_pb2.OpenShiftRequest, _billing_pb2.Shift]
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -52,6 +59,13 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """A charge keyed in by a cashier (or posted by another service); request_id makes it idempotent."""
     CancelCharge: _aio.UnaryUnaryMultiCallable[_billing_pb2.CancelChargeRequest, _billing_pb2.Charge]  # type: ignore[assignment]
     """Reverse a charge: a negative charge is added, nothing is deleted."""
+    CreateVietQr: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateVietQrRequest, _billing_pb2.VietQr]  # type: ignore[assignment]
+    """The cashier's desk (the web front end): a VietQR for the balance (or a deposit), cash or card taken
+    at the desk (idempotent on request_id; needs the cashier's open shift), and the shift itself.
+    """
+    PayAtDesk: _aio.UnaryUnaryMultiCallable[_billing_pb2.PayAtDeskRequest, _billing_pb2.Invoice]  # type: ignore[assignment]
+    GetCurrentShift: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetCurrentShiftRequest, _billing_pb2.Shift]  # type: ignore[assignment]
+    OpenShift: _aio.UnaryUnaryMultiCallable[_billing_pb2.OpenShiftRequest, _billing_pb2.Shift]  # type: ignore[assignment]
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -84,5 +98,36 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.Charge, _abc.Awaitable[_billing_pb2.Charge]]:
         """Reverse a charge: a negative charge is added, nothing is deleted."""
+
+    @_abc_1.abstractmethod
+    def CreateVietQr(
+        self,
+        request: _billing_pb2.CreateVietQrRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.VietQr, _abc.Awaitable[_billing_pb2.VietQr]]:
+        """The cashier's desk (the web front end): a VietQR for the balance (or a deposit), cash or card taken
+        at the desk (idempotent on request_id; needs the cashier's open shift), and the shift itself.
+        """
+
+    @_abc_1.abstractmethod
+    def PayAtDesk(
+        self,
+        request: _billing_pb2.PayAtDeskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.Invoice, _abc.Awaitable[_billing_pb2.Invoice]]: ...
+
+    @_abc_1.abstractmethod
+    def GetCurrentShift(
+        self,
+        request: _billing_pb2.GetCurrentShiftRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.Shift, _abc.Awaitable[_billing_pb2.Shift]]: ...
+
+    @_abc_1.abstractmethod
+    def OpenShift(
+        self,
+        request: _billing_pb2.OpenShiftRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.Shift, _abc.Awaitable[_billing_pb2.Shift]]: ...
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
