@@ -71,9 +71,7 @@ async def stack(nats_server, tmp_path_factory) -> AsyncIterator[Stack]:
             mllp_port=free_port(),
             astm_port=free_port(),
             instrument_timezone="UTC",
-            # the lab bench tests order for an invented patient: the lab takes such orders as unverified
-            # while it cannot ask admissions (nothing listens here; ADR 0103)
-            admissions_grpc=f"127.0.0.1:{free_port()}",
+            admissions_grpc=f"127.0.0.1:{adm.settings.grpc_port}",  # orders name patients admissions knows
             **common,
         ) as lab,
         running_service(

@@ -10,14 +10,6 @@ from hospital.testing.services import http_client
 
 from .conftest import new_context, shot, sign_in
 
-PATIENT = {
-    "id": "p-web-lab-1",
-    "patient_code": "BN260000901",
-    "full_name": "Vương Thị Lệ Hằng",
-    "sex": "female",
-    "birth_date": "1961-04-02",
-}
-
 
 def astm_message(barcode: str, values: dict[str, tuple[str, str]]) -> bytes:
     stamp = "20261207081500"
@@ -33,10 +25,18 @@ def astm_message(barcode: str, values: dict[str, tuple[str, str]]) -> bytes:
 
 
 async def test_receive_verify_and_call_a_critical_value(stack, browser) -> None:
+    async with http_client(stack.admissions, "receptionist") as clerk:
+        person = (
+            await clerk.post(
+                "/api/v1/patients",
+                json={"full_name": "Vương Thị Lệ Hằng", "birth_date": "1961-04-02", "sex": "female"},
+            )
+        ).json()
+    patient = {k: person[k] for k in ("id", "patient_code", "full_name", "sex", "birth_date")}
     async with http_client(stack.lab, "doctor") as doctor:
         r = await doctor.post(
             "/api/v1/orders",
-            json={"patient": PATIENT, "tests": ["ELEC"], "ordering_doctor": "BS. Cao Thị Hồng Nhung"},
+            json={"patient": patient, "tests": ["ELEC"], "ordering_doctor": "BS. Cao Thị Hồng Nhung"},
         )
         assert r.status_code == 201, r.text
         order = r.json()
