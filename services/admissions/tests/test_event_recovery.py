@@ -8,6 +8,7 @@ server here has a small max_payload (1 KiB) so an event outgrows it with values 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -98,6 +99,12 @@ async def test_next_registration_reaches_a_consumer_after_an_oversized_one(
                     await db.dispose()
                 assert [d.subject for d in dead] == ["admissions.patient.registered"]
                 assert "max_payload" in dead[0].reason
+                async with http_client(svc) as c:  # the alert's metrics (the gauge: rows left to handle)
+                    metrics = (await c.get("/metrics")).text
+                assert re.search(
+                    r'hospital_outbox_deadletter_rows\{[^}]*service="admissions"[^}]*\} 1\.0', metrics
+                )
+                assert re.search(r'hospital_outbox_dead_lettered_total\{[^}]*subject="admissions', metrics)
             # the oversized registration again, then a restart before anything else
             async with http_client(svc, "receptionist") as c:
                 r = await c.post(
