@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from hospital.chassis.app import Components, Runtime, ServiceDefinition
 from hospital.chassis.bus import Subscription
 from hospital.contracts.admissions.v1 import events_pb2 as _adm_events  # noqa: F401 - registers the types
+from hospital.emr.adapters.downstream import Downstream
 from hospital.emr.adapters.tables import metadata
 from hospital.emr.api import grpc as grpc_api
 from hospital.emr.api.http import build_http
@@ -14,6 +16,8 @@ from hospital.emr.api.http.deps import Services
 from hospital.emr.app.charts import ChartService
 from hospital.emr.app.common import Context
 from hospital.emr.app.encounters import EncounterService
+from hospital.emr.app.orders import Dispatcher, OrderService
+from hospital.emr.app.prescriptions import PrescriptionService
 from hospital.emr.config import EmrSettings
 
 
@@ -21,8 +25,24 @@ def build(rt: Runtime) -> Components:
     ctx = Context(rt)
     settings = ctx.settings
     encounters = EncounterService(ctx)
-    services = Services(ctx=ctx, encounters=encounters, charts=ChartService(ctx), extra={})
+    wake = asyncio.Event()
+    downstream = Downstream(
+        rt.identity,
+        settings.lab_grpc_target,
+        settings.imaging_grpc_target,
+        settings.order_send_timeout_seconds,
+    )
+    dispatcher = Dispatcher(ctx, downstream, wake)
+    services = Services(
+        ctx=ctx,
+        encounters=encounters,
+        charts=ChartService(ctx),
+        orders=OrderService(ctx, wake),
+        prescriptions=PrescriptionService(ctx),
+        extra={},
+    )
     rt.extras["services"] = services
+    rt.extras["dispatcher"] = dispatcher
     admissions = Subscription(
         stream="ADMISSIONS",
         durable=settings.admissions_durable,
@@ -43,6 +63,8 @@ def build(rt: Runtime) -> Components:
         grpc_service_names=[grpc_api.SERVICE],
         grpc_rules=grpc_api.RULES,
         subscriptions=[admissions],
+        workers=[dispatcher.run],
+        on_stop=downstream.close,
     )
 
 

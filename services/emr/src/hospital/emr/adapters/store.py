@@ -18,9 +18,11 @@ from hospital.emr.adapters.tables import (
     critical_alerts,
     diagnoses,
     documents,
+    drugs,
     encounters,
     imaging_studies,
     lab_results,
+    order_commands,
     orders,
     patients,
     prescriptions,
@@ -295,4 +297,171 @@ class ChartAccess:
         if since:
             stmt = stmt.where(chart_access.c.accessed_at >= since)
         rows = await self.s.execute(stmt.order_by(chart_access.c.accessed_at.desc()).limit(limit))
+        return [dict(r) for r in rows.mappings()]
+
+
+class Orders:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def add(self, row: Row) -> None:
+        await self.s.execute(orders.insert().values(**row))
+
+    async def get(self, order_id: str) -> Row | None:
+        row = (await self.s.execute(select(orders).where(orders.c.id == order_id))).mappings().first()
+        return dict(row) if row else None
+
+    async def by_request(self, request_id: str) -> list[Row]:
+        """The orders one PlaceOrders request made (keys ``<request_id>#<n>``), in request order."""
+        rows = await self.s.execute(
+            select(orders).where(orders.c.request_key.startswith(f"{request_id}#", autoescape=True))
+        )
+        return sorted(
+            (dict(r) for r in rows.mappings()), key=lambda r: int(r["request_key"].rsplit("#", 1)[1])
+        )
+
+    async def by_downstream(self, kind: str, downstream_id: str) -> Row | None:
+        row = (
+            (
+                await self.s.execute(
+                    select(orders).where(orders.c.kind == kind, orders.c.downstream_id == downstream_id)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    async def by_accession(self, accession: str) -> Row | None:
+        row = (
+            (await self.s.execute(select(orders).where(orders.c.accession_number == accession)))
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    async def update(self, order_id: str, **values: Any) -> None:
+        await self.s.execute(update(orders).where(orders.c.id == order_id).values(**values))
+
+    async def of_encounter(self, encounter_id: str) -> list[Row]:
+        rows = await self.s.execute(
+            select(orders)
+            .where(orders.c.encounter_id == encounter_id)
+            .order_by(orders.c.ordered_at, orders.c.placer_order_number)
+        )
+        return [dict(r) for r in rows.mappings()]
+
+    async def of_patient(self, patient_id: str, limit: int = 500) -> list[Row]:
+        rows = await self.s.execute(
+            select(orders)
+            .where(orders.c.patient_id == patient_id)
+            .order_by(orders.c.ordered_at.desc())
+            .limit(limit)
+        )
+        return [dict(r) for r in rows.mappings()]
+
+    async def active_medication(self, encounter_id: str) -> list[Row]:
+        rows = await self.s.execute(
+            select(orders).where(
+                orders.c.encounter_id == encounter_id,
+                orders.c.kind == "medication",
+                orders.c.status == "active",
+            )
+        )
+        return [dict(r) for r in rows.mappings()]
+
+
+class OrderCommands:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def add(self, row: Row) -> None:
+        await self.s.execute(order_commands.insert().values(**row))
+
+    async def pending(self, limit: int) -> list[Row]:
+        rows = await self.s.execute(
+            select(order_commands)
+            .where(order_commands.c.status == "pending")
+            .order_by(order_commands.c.created_at, order_commands.c.id)
+            .limit(limit)
+        )
+        return [dict(r) for r in rows.mappings()]
+
+    async def pending_of(self, order_id: str) -> list[Row]:
+        rows = await self.s.execute(
+            select(order_commands)
+            .where(order_commands.c.order_id == order_id, order_commands.c.status == "pending")
+            .order_by(order_commands.c.created_at)
+        )
+        return [dict(r) for r in rows.mappings()]
+
+    async def claim(self, command_id: str, seen_next: datetime, lease_until: datetime) -> bool:
+        """Take a command for sending (one sender at a time, also across processes)."""
+        res = await self.s.execute(
+            update(order_commands)
+            .where(
+                order_commands.c.id == command_id,
+                order_commands.c.status == "pending",
+                order_commands.c.next_attempt_at == seen_next,
+            )
+            .values(next_attempt_at=lease_until)
+        )
+        return (res.rowcount or 0) == 1
+
+    async def update(self, command_id: str, **values: Any) -> None:
+        await self.s.execute(update(order_commands).where(order_commands.c.id == command_id).values(**values))
+
+
+class Drugs:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def get_many(self, codes: Sequence[str]) -> dict[str, Row]:
+        rows = await self.s.execute(
+            select(drugs).where(drugs.c.code.in_(list(codes)), drugs.c.active.is_(True))
+        )
+        return {r["code"]: dict(r) for r in rows.mappings()}
+
+    async def search(self, terms: Sequence[str], limit: int) -> list[Row]:
+        stmt = select(drugs).where(drugs.c.active.is_(True))
+        for t in terms:
+            stmt = stmt.where(drugs.c.search_text.like(f"%{t}%"))
+        rows = await self.s.execute(stmt.order_by(drugs.c.name).limit(limit))
+        return [dict(r) for r in rows.mappings()]
+
+
+class Prescriptions:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def add(self, row: Row) -> None:
+        await self.s.execute(prescriptions.insert().values(**row))
+
+    async def get(self, prescription_id: str) -> Row | None:
+        row = (
+            (await self.s.execute(select(prescriptions).where(prescriptions.c.id == prescription_id)))
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    async def by_request(self, request_id: str) -> Row | None:
+        row = (
+            (await self.s.execute(select(prescriptions).where(prescriptions.c.request_id == request_id)))
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    async def update(self, prescription_id: str, **values: Any) -> None:
+        await self.s.execute(
+            update(prescriptions).where(prescriptions.c.id == prescription_id).values(**values)
+        )
+
+    async def of_encounter(self, encounter_id: str) -> list[Row]:
+        rows = await self.s.execute(
+            select(prescriptions)
+            .where(prescriptions.c.encounter_id == encounter_id)
+            .order_by(prescriptions.c.created_at)
+        )
         return [dict(r) for r in rows.mappings()]

@@ -135,6 +135,38 @@ class EmrServicer(pb_grpc.EmrServiceServicer):
             ]
         )
 
+    async def SearchDrugs(self, request: pb.SearchDrugsRequest, context: Any) -> pb.SearchDrugsResponse:
+        page = await self.s.prescriptions.search_drugs(request.query, request.limit)
+        return sc.to_proto(page, pb.SearchDrugsResponse)
+
+    async def PlaceOrders(self, request: pb.PlaceOrdersRequest, context: Any) -> pb.PlaceOrdersResponse:
+        body = sc.from_proto(request, sc.PlaceOrders)
+        placed = await self.s.orders.place(_caller(context), request.encounter_id, body)
+        return sc.to_proto(placed, pb.PlaceOrdersResponse)
+
+    async def CancelOrder(self, request: pb.CancelOrderRequest, context: Any) -> pb.ClinicalOrder:
+        return sc.to_proto(
+            await self.s.orders.cancel(_caller(context), request.order_id, request.reason), pb.ClinicalOrder
+        )
+
+    async def ListOrders(self, request: pb.ListOrdersRequest, context: Any) -> pb.ListOrdersResponse:
+        page = await self.s.orders.list(
+            _caller(context), request.encounter_id or None, request.patient_id or None
+        )
+        return sc.to_proto(page, pb.ListOrdersResponse)
+
+    async def CheckPrescription(
+        self, request: pb.SavePrescriptionRequest, context: Any
+    ) -> pb.CheckPrescriptionResponse:
+        body = sc.from_proto(request, sc.SavePrescription)
+        out = await self.s.prescriptions.check(_caller(context), request.encounter_id, body)
+        return sc.to_proto(out, pb.CheckPrescriptionResponse)
+
+    async def SavePrescription(self, request: pb.SavePrescriptionRequest, context: Any) -> pb.Prescription:
+        body = sc.from_proto(request, sc.SavePrescription, **({} if request.type else {"type": "c"}))
+        out = await self.s.prescriptions.save(_caller(context), request.encounter_id, body)
+        return sc.to_proto(out, pb.Prescription)
+
 
 def register(server: grpc.aio.Server, services: Services) -> None:
     pb_grpc.add_EmrServiceServicer_to_server(EmrServicer(services), server)

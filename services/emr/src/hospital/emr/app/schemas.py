@@ -185,3 +185,153 @@ class Chart(Model):
     studies: list[Any] = Field(default_factory=list)
     critical_alerts: list[Any] = Field(default_factory=list)
     break_glass: bool = False
+
+
+# --- drugs, prescriptions, orders --------------------------------------------------------------------
+class Drug(Model):
+    code: str
+    name: str
+    active_ingredient: str
+    ingredient_codes: list[str]
+    strength: str
+    dosage_form: str
+    unit: str
+    route: str
+    atc_code: str
+    atc_class: str
+    prescription_type: str
+    registration_number: str = ""
+    insurance_covered: bool = True
+
+
+class DrugPage(Model):
+    items: list[Drug]
+
+
+class PrescriptionItem(Model):
+    drug_code: str = Field(..., min_length=1, max_length=30)
+    drug_name: str = ""
+    active_ingredient: str = ""
+    strength: str = ""
+    unit: str = ""
+    dose: str = Field("", max_length=100, examples=["1 viên"])
+    route: str = Field("", max_length=60)
+    frequency: str = Field("", max_length=100, examples=["2 lần/ngày"])
+    duration_days: int = Field(0, ge=0, le=365)
+    quantity: str = Field("", max_length=20, examples=["14"])
+    instructions: str = Field("", max_length=500, examples=["Uống sau ăn sáng và tối"])
+
+
+class DrugAlert(Model):
+    kind: str
+    severity: str
+    drug_code: str
+    message: str
+    related: str = ""
+
+
+class AlertOverride(Model):
+    drug_code: str = Field(..., max_length=30)
+    kind: Literal["allergy", "duplicate_drug", "duplicate_therapy"]
+    reason: str = Field(..., max_length=500)
+
+
+class LabOrderIn(Model):
+    tests: list[str] = Field(..., min_length=1, max_length=50, examples=[["CBC", "GLU"]])
+    stat: bool = False
+    clinical_note: str = Field("", max_length=1000)
+
+
+class ImagingOrderIn(Model):
+    procedure_code: str = Field(..., min_length=1, max_length=16, examples=["CT-SN"])
+    description: str = Field(..., min_length=1, max_length=200, examples=["CT sọ não không tiêm thuốc"])
+    modality: str = Field(..., min_length=2, max_length=16, examples=["CT"])
+    station_ae_title: str = Field("", max_length=16)
+    scheduled_start: datetime | None = None
+    clinical_note: str = Field("", max_length=1000)
+
+
+class MedicationOrderIn(Model):
+    item: PrescriptionItem
+    start_date: date | None = None
+    note: str = Field("", max_length=1000)
+
+
+class PlaceOrders(Model):
+    lab: list[LabOrderIn] = Field(default_factory=list, max_length=20)
+    imaging: list[ImagingOrderIn] = Field(default_factory=list, max_length=20)
+    medication: list[MedicationOrderIn] = Field(default_factory=list, max_length=50)
+    overrides: list[AlertOverride] = Field(default_factory=list)
+    request_id: str = Field("", max_length=100, description="idempotency key")
+
+
+class ClinicalOrder(Model):
+    id: str
+    encounter_id: str
+    patient_id: str
+    kind: Literal["lab", "imaging", "medication"]
+    status: str
+    codes: list[str]
+    description: str
+    stat: bool = False
+    placer_order_number: str
+    downstream_id: str = ""
+    accession_number: str = ""
+    refusal_reason: str = ""
+    cancel_reason: str = ""
+    attempts: int = 0
+    last_error: str = ""
+    ordered_by: str
+    ordered_at: datetime
+    updated_at: datetime
+    medication: PrescriptionItem | None = None
+    clinical_note: str = ""
+    overrides: list[AlertOverride] = Field(default_factory=list)
+
+
+class PlacedOrders(Model):
+    orders: list[ClinicalOrder]
+
+
+class OrderPage(Model):
+    items: list[ClinicalOrder]
+
+
+class CancelIn(Model):
+    reason: str = Field(..., min_length=1, max_length=500)
+
+
+class SavePrescription(Model):
+    prescription_id: str = ""
+    type: Literal["c", "n", "h", "y"] = "c"
+    items: list[PrescriptionItem] = Field(..., min_length=1, max_length=30)
+    advice: str = Field("", max_length=2000)
+    revisit_date: date | None = None
+    overrides: list[AlertOverride] = Field(default_factory=list)
+    request_id: str = Field("", max_length=100)
+
+
+class CheckResult(Model):
+    alerts: list[DrugAlert]
+    unresolved: list[DrugAlert]
+
+
+class Prescription(Model):
+    id: str
+    encounter_id: str
+    patient_id: str
+    code: str
+    type: str
+    items: list[PrescriptionItem]
+    diagnoses: list[Diagnosis]
+    advice: str = ""
+    revisit_date: date | None = None
+    status: str
+    document_id: str = ""
+    overrides: list[AlertOverride] = Field(default_factory=list)
+    national_status: str = "not_sent"
+    national_error: str = ""
+    national_attempts: int = 0
+    created_at: datetime
+    signed_at: datetime | None = None
+    prescriber: str

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
-from hospital.emr.api.http import charts
+from hospital.chassis.web import problem
+from hospital.emr.api.http import charts, orders
 from hospital.emr.api.http.deps import Services
+from hospital.emr.app.prescriptions import AlertsNotOverridden
 
 
 def build_http(services: Services) -> FastAPI:
@@ -20,4 +23,17 @@ def build_http(services: Services) -> FastAPI:
     )
     app.state.services = services
     app.include_router(charts.router)
+    app.include_router(orders.router)
+
+    @app.exception_handler(AlertsNotOverridden)
+    async def _alerts(_: Request, exc: AlertsNotOverridden) -> JSONResponse:
+        return problem(
+            exc.status,
+            exc.message,
+            exc.message,
+            exc.code,
+            field=exc.field,
+            alerts=[a.model_dump() for a in exc.alerts],
+        )
+
     return app

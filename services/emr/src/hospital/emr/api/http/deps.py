@@ -14,6 +14,8 @@ from hospital.chassis.web import client_address, require_roles
 from hospital.emr.app.charts import ChartService
 from hospital.emr.app.common import Context
 from hospital.emr.app.encounters import EncounterService
+from hospital.emr.app.orders import OrderService
+from hospital.emr.app.prescriptions import PrescriptionService
 
 READERS = ("doctor", "nurse", "radiologist")
 
@@ -23,6 +25,8 @@ class Services:
     ctx: Context
     encounters: EncounterService
     charts: ChartService
+    orders: OrderService
+    prescriptions: PrescriptionService
     extra: dict[str, Any]
 
 

@@ -1,0 +1,453 @@
+"""CPOE: lab, imaging and medication orders of an encounter.
+
+A lab or imaging order is stored as ``pending`` together with a ``place`` command in ``order_commands``,
+in one transaction; the dispatcher (a worker task) sends each command to the lab / imaging service over
+gRPC with the EMR's service identity, retrying transient failures with a growing delay. The downstream
+answer settles the order: ``placed`` (with the lab order id or the imaging accession number),
+``refused`` with the service's reason, or for a cancellation ``cancelled`` (or back to ``placed`` with the
+reason the cancellation was refused). Nothing is lost: a command stays pending until a definite answer.
+Medication orders are checked like prescriptions (allergies, duplicates; overrides with a reason) and
+become ``active`` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hospital.chassis.caller import Caller
+from hospital.chassis.db import next_value, utcnow
+from hospital.chassis.errors import Conflict, Invalid, NotFound
+from hospital.chassis.ids import new_id
+from hospital.contracts.imaging.v1 import imaging_pb2
+from hospital.contracts.lab.v1 import lab_pb2
+from hospital.emr.adapters.downstream import Downstream, Refused, Transient
+from hospital.emr.adapters.store import Encounters, OrderCommands, Orders, Patients
+from hospital.emr.app import schemas as sc
+from hospital.emr.app.common import Context, authorize_read, load_encounter, local_date
+from hospital.emr.app.prescriptions import AlertsNotOverridden, alerts_for, complete, load_drugs
+from hospital.emr.domain import access
+
+log = logging.getLogger(__name__)
+LAB_SEX = {"male": lab_pb2.SEX_MALE, "female": lab_pb2.SEX_FEMALE}
+DICOM_SEX = {"male": "M", "female": "F"}
+
+
+def order_model(row: dict[str, Any]) -> sc.ClinicalOrder:
+    data = {k: v for k, v in row.items() if v is not None}
+    return sc.ClinicalOrder.model_validate(data)
+
+
+class OrderService:
+    def __init__(self, ctx: Context, wake: asyncio.Event) -> None:
+        self.ctx = ctx
+        self.wake = wake
+
+    async def place(self, caller: Caller, encounter_id: str, req: sc.PlaceOrders) -> sc.PlacedOrders:
+        if not (req.lab or req.imaging or req.medication):
+            raise Invalid("orders.empty", "no order given", field="lab")
+        async with self.ctx.uow() as uow:
+            s = uow.session
+            enc = await load_encounter(s, encounter_id, for_update=True)
+            access.check_write(caller.principal, self.ctx.departments(caller), enc["department_code"])
+            if enc["status"] != "open":
+                raise Conflict(
+                    "encounter.closed", "lượt khám đã kết thúc: không chỉ định thêm", field="encounter_id"
+                )
+            repo = Orders(s)
+            keys = [
+                f"{req.request_id}#{n}" for n in range(len(req.lab) + len(req.imaging) + len(req.medication))
+            ]
+            if req.request_id:
+                done = await repo.by_request(req.request_id)
+                if done:
+                    return sc.PlacedOrders(orders=[order_model(r) for r in done])
+            patient = await Patients(s).get(enc["patient_id"]) or {}
+            for n, lab in enumerate(req.lab):
+                if not all(t.strip() for t in lab.tests):
+                    raise Invalid("order.tests", "empty test code", field=f"lab.{n}.tests")
+            if req.imaging and not patient.get("patient_code"):
+                raise Invalid(
+                    "order.patient_code", "the patient has no patient code yet (admissions)", field="imaging"
+                )
+            meds: list[dict[str, Any]] = []
+            if req.medication:
+                items = [m.item for m in req.medication]
+                found = await load_drugs(s, items, "medication")
+                _, left = await alerts_for(
+                    s, enc["patient_id"], encounter_id, [found[i.drug_code] for i in items], req.overrides
+                )
+                if left:
+                    raise AlertsNotOverridden(left)
+                meds = [complete(i, found[i.drug_code]).model_dump() for i in items]
+            now = utcnow()
+            day = local_date(now).strftime("%y%m%d")
+            ids: list[str] = []
+            base = {
+                "encounter_id": encounter_id,
+                "patient_id": enc["patient_id"],
+                "visit_id": enc["visit_id"],
+                "refusal_reason": None,
+                "cancel_reason": None,
+                "attempts": 0,
+                "last_error": None,
+                "ordered_by": caller.subject,
+                "ordered_by_name": caller.principal.name,
+                "department_code": enc["department_code"],
+                "ordered_at": now,
+                "updated_at": now,
+                "overrides": [o.model_dump() for o in req.overrides],
+                "downstream_id": None,
+            }
+            k = 0
+            for lab in req.lab:
+                oid = new_id()
+                number = f"YL{day}{await next_value(s, f'placer:{day}'):05d}"
+                tests = [t.strip().upper() for t in lab.tests]
+                await repo.add(
+                    {
+                        **base,
+                        "id": oid,
+                        "kind": "lab",
+                        "status": "pending",
+                        "codes": tests,
+                        "description": ", ".join(tests),
+                        "stat": lab.stat,
+                        "placer_order_number": number,
+                        "accession_number": None,
+                        "details": {},
+                        "medication": None,
+                        "clinical_note": lab.clinical_note,
+                        "request_key": keys[k] if req.request_id else None,
+                    }
+                )
+                await self._command(s, oid, "place", now)
+                ids.append(oid)
+                k += 1
+            for img in req.imaging:
+                oid = new_id()
+                number = f"YL{day}{await next_value(s, f'placer:{day}'):05d}"
+                accession = f"CD{day}{await next_value(s, f'accession:{day}'):04d}"
+                start = img.scheduled_start or now
+                await repo.add(
+                    {
+                        **base,
+                        "id": oid,
+                        "kind": "imaging",
+                        "status": "pending",
+                        "codes": [img.procedure_code],
+                        "description": img.description,
+                        "stat": False,
+                        "placer_order_number": number,
+                        "accession_number": accession,
+                        "details": {
+                            "modality": img.modality.upper(),
+                            "station_ae_title": img.station_ae_title,
+                            "scheduled_start": start.isoformat(),
+                        },
+                        "medication": None,
+                        "clinical_note": img.clinical_note,
+                        "request_key": keys[k] if req.request_id else None,
+                    }
+                )
+                await self._command(s, oid, "place", now)
+                ids.append(oid)
+                k += 1
+            for med, item in zip(req.medication, meds, strict=True):
+                oid = new_id()
+                number = f"YL{day}{await next_value(s, f'placer:{day}'):05d}"
+                await repo.add(
+                    {
+                        **base,
+                        "id": oid,
+                        "kind": "medication",
+                        "status": "active",
+                        "codes": [item["drug_code"]],
+                        "description": f"{item['drug_name']} {item['dose']}",
+                        "stat": False,
+                        "placer_order_number": number,
+                        "accession_number": None,
+                        "details": {"start_date": med.start_date.isoformat() if med.start_date else None},
+                        "medication": item,
+                        "clinical_note": med.note,
+                        "request_key": keys[k] if req.request_id else None,
+                    }
+                )
+                ids.append(oid)
+                k += 1
+            uow.audit(
+                caller.audit(
+                    "order.place",
+                    "Encounter",
+                    encounter_id,
+                    enc["patient_id"],
+                    orders=ids,
+                    overrides=[f"{o.drug_code}:{o.kind}" for o in req.overrides],
+                )
+            )
+            out = [order_model(await repo.get(i) or {}) for i in ids]
+            await uow.commit()
+        self.wake.set()
+        return sc.PlacedOrders(orders=out)
+
+    async def _command(self, s: AsyncSession, order_id: str, action: str, now: datetime) -> None:
+        await OrderCommands(s).add(
+            {
+                "id": new_id(),
+                "order_id": order_id,
+                "action": action,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "last_error": None,
+                "created_at": now,
+                "done_at": None,
+            }
+        )
+
+    async def cancel(self, caller: Caller, order_id: str, reason: str) -> sc.ClinicalOrder:
+        reason = reason.strip()
+        if not reason:
+            raise Invalid("order.cancel_reason", "cần lý do hủy chỉ định", field="reason")
+        async with self.ctx.uow() as uow:
+            s = uow.session
+            repo = Orders(s)
+            order = await repo.get(order_id)
+            if order is None:
+                raise NotFound("order.not_found", f"no order {order_id}", field="order_id")
+            enc = await load_encounter(s, order["encounter_id"])
+            access.check_write(caller.principal, self.ctx.departments(caller), enc["department_code"])
+            now = utcnow()
+            if order["status"] in ("cancelled", "cancel_pending"):
+                return order_model(order)
+            if order["status"] in ("refused", "completed"):
+                raise Conflict(
+                    "order.not_cancellable", f"chỉ định đang ở trạng thái {order['status']}", field="order_id"
+                )
+            if order["kind"] == "medication":
+                await repo.update(order_id, status="cancelled", cancel_reason=reason, updated_at=now)
+            else:
+                await repo.update(order_id, status="cancel_pending", cancel_reason=reason, updated_at=now)
+                await self._command(s, order_id, "cancel", now)
+            uow.audit(caller.audit("order.cancel", "Order", order_id, order["patient_id"], reason=reason))
+            out = order_model(await repo.get(order_id) or {})
+            await uow.commit()
+        self.wake.set()
+        return out
+
+    async def list(self, caller: Caller, encounter_id: str | None, patient_id: str | None) -> sc.OrderPage:
+        async with self.ctx.uow() as uow:
+            s = uow.session
+            if encounter_id:
+                enc = await load_encounter(s, encounter_id)
+                await authorize_read(
+                    self.ctx, uow, caller, enc["patient_id"], encounter_id, None, "order.list"
+                )
+                rows = await Orders(s).of_encounter(encounter_id)
+            elif patient_id:
+                await authorize_read(self.ctx, uow, caller, patient_id, None, None, "order.list")
+                rows = await Orders(s).of_patient(patient_id)
+            else:
+                raise Invalid(
+                    "orders.filter_required", "give encounter_id or patient_id", field="encounter_id"
+                )
+            await uow.commit()
+        return sc.OrderPage(items=[order_model(r) for r in rows])
+
+
+class Dispatcher:
+    """Sends pending order commands to lab and imaging (a worker task)."""
+
+    def __init__(self, ctx: Context, downstream: Downstream, wake: asyncio.Event) -> None:
+        self.ctx, self.downstream, self.wake = ctx, downstream, wake
+        self.lease = timedelta(seconds=max(30.0, ctx.settings.order_send_timeout_seconds * 3))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                busy = await self.run_once()
+            except Exception:
+                log.exception("order dispatcher round failed")
+                busy = False
+            if busy:
+                continue
+            self.wake.clear()
+            waiter = asyncio.create_task(self.wake.wait())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait(
+                {waiter, stopper},
+                timeout=self.ctx.settings.order_poll_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            waiter.cancel()
+            stopper.cancel()
+
+    async def run_once(self) -> bool:
+        """Send every due command once, oldest first and one at a time per order. True if any was sent."""
+        now = utcnow()
+        async with self.ctx.rt.db.session() as s:
+            commands = await OrderCommands(s).pending(100)
+        blocked: set[str] = set()
+        sent = False
+        for cmd in commands:
+            if cmd["order_id"] in blocked:
+                continue
+            blocked.add(cmd["order_id"])  # later commands of this order wait for this one
+            if cmd["next_attempt_at"] > now:
+                continue
+            async with self.ctx.rt.db.session() as s:
+                claimed = await OrderCommands(s).claim(cmd["id"], cmd["next_attempt_at"], now + self.lease)
+                await s.commit()
+            if not claimed:
+                continue
+            sent = True
+            await self._send(cmd)
+        return sent
+
+    async def _send(self, cmd: dict[str, Any]) -> None:
+        async with self.ctx.rt.db.session() as s:
+            order = await Orders(s).get(cmd["order_id"])
+            enc = await Encounters(s).get(order["encounter_id"]) if order else None
+            patient = await Patients(s).get(order["patient_id"]) if order else None
+        assert order is not None and enc is not None
+        outcome: dict[str, Any]
+        try:
+            if cmd["action"] == "place":
+                outcome = await self._place(order, patient or {"id": order["patient_id"]})
+            else:
+                outcome = await self._cancel(order)
+            result = "done"
+        except Refused as exc:
+            outcome, result = {"refused": exc.reason}, "refused"
+        except Transient as exc:
+            outcome, result = {"error": str(exc)}, "retry"
+        except Exception as exc:
+            log.exception("sending order %s failed", order["id"])
+            outcome, result = {"error": f"{type(exc).__name__}: {exc}"}, "retry"
+        await self._settle(cmd, order, outcome, result)
+
+    async def _place(self, order: dict[str, Any], patient: dict[str, Any]) -> dict[str, Any]:
+        if order["kind"] == "lab":
+            req = lab_pb2.PlaceOrderRequest(
+                patient=lab_pb2.PatientRef(
+                    id=patient["id"],
+                    patient_code=patient.get("patient_code") or "",
+                    full_name=patient.get("full_name") or "",
+                    sex=LAB_SEX.get(patient.get("sex") or "", lab_pb2.SEX_UNSPECIFIED),
+                    birth_date=patient.get("birth_date") or "",
+                ),
+                tests=order["codes"],
+                priority=lab_pb2.PRIORITY_STAT if order["stat"] else lab_pb2.PRIORITY_ROUTINE,
+                visit_id=order["visit_id"] or "",
+                ordering_doctor=order["ordered_by"],
+                placer_order_number=order["placer_order_number"],
+                request_id=f"emr:{order['id']}",
+                clinical_note=order["clinical_note"],
+            )
+            placed = await self.downstream.lab_place(req)
+            return {"downstream_id": placed.id}
+        d = order["details"]
+        req = imaging_pb2.ScheduleOrderRequest(
+            accession_number=order["accession_number"],
+            requested_procedure_id=order["codes"][0],
+            requested_procedure_description=order["description"],
+            modality=d["modality"],
+            station_ae_title=d.get("station_ae_title") or "",
+            patient=imaging_pb2.OrderPatient(
+                patient_ref=patient["id"],
+                patient_code=patient.get("patient_code") or "",
+                full_name=patient.get("full_name") or "",
+                birth_date=patient.get("birth_date") or "",
+                sex=DICOM_SEX.get(patient.get("sex") or "", ""),
+            ),
+            referring_physician=order["ordered_by_name"],
+            order_ref=order["id"],
+            request_id=f"emr:{order['id']}",
+            visit_ref=order["visit_id"] or "",
+        )
+        req.scheduled_start.FromDatetime(datetime.fromisoformat(d["scheduled_start"]))
+        scheduled = await self.downstream.imaging_schedule(req)
+        return {"downstream_id": scheduled.id}
+
+    async def _cancel(self, order: dict[str, Any]) -> dict[str, Any]:
+        if not order["downstream_id"]:  # never placed (refused): nothing to cancel downstream
+            return {}
+        if order["kind"] == "lab":
+            await self.downstream.lab_cancel(order["downstream_id"], order["cancel_reason"] or "")
+        else:
+            await self.downstream.imaging_cancel(order["downstream_id"], order["cancel_reason"] or "")
+        return {}
+
+    async def _settle(
+        self, cmd: dict[str, Any], order: dict[str, Any], outcome: dict[str, Any], result: str
+    ) -> None:
+        now = utcnow()
+        async with self.ctx.uow() as uow:
+            s = uow.session
+            commands, orders = OrderCommands(s), Orders(s)
+            current = await orders.get(order["id"]) or order
+            attempts = cmd["attempts"] + 1
+            if result == "retry":
+                delay = min(
+                    self.ctx.settings.order_retry_base_seconds * 2 ** (attempts - 1),
+                    self.ctx.settings.order_retry_max_seconds,
+                )
+                await commands.update(
+                    cmd["id"],
+                    attempts=attempts,
+                    last_error=outcome["error"],
+                    next_attempt_at=now + timedelta(seconds=delay),
+                )
+                await orders.update(
+                    order["id"], attempts=current["attempts"] + 1, last_error=outcome["error"], updated_at=now
+                )
+            else:
+                await commands.update(
+                    cmd["id"],
+                    attempts=attempts,
+                    status=result,
+                    done_at=now,
+                    last_error=outcome.get("refused"),
+                )
+                values: dict[str, Any] = {
+                    "attempts": current["attempts"] + 1,
+                    "last_error": None,
+                    "updated_at": now,
+                }
+                if cmd["action"] == "place":
+                    if result == "refused":
+                        values.update(status="refused", refusal_reason=outcome["refused"])
+                    else:
+                        later = await commands.pending_of(order["id"])
+                        values.update(
+                            downstream_id=outcome["downstream_id"],
+                            status="cancel_pending" if later else "placed",
+                        )
+                elif result == "refused":
+                    values.update(status="placed", refusal_reason=f"hủy bị từ chối: {outcome['refused']}")
+                else:
+                    values.update(status="cancelled" if current["status"] != "refused" else "refused")
+                await orders.update(order["id"], **values)
+                uow.audit(
+                    Caller_service().audit(
+                        f"order.{cmd['action']}.{result}",
+                        "Order",
+                        order["id"],
+                        order["patient_id"],
+                        reason=outcome.get("refused"),
+                    )
+                )
+            await uow.commit()
+
+
+def Caller_service() -> Caller:  # noqa: N802 - the EMR itself, for audit entries of the dispatcher
+    from hospital.chassis.security import Principal
+
+    return Caller(
+        principal=Principal(subject="service:emr", name="emr", roles=frozenset({"service"})),
+        source="emr-dispatcher",
+    )
