@@ -6,9 +6,7 @@ retries and is placed once the lab is up (never lost)."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +19,6 @@ from emr_testkit import client, eventually, token
 
 from hospital.admissions.service import DEFINITION as ADMISSIONS
 from hospital.chassis.app import Service
-from hospital.chassis.db import Database
-from hospital.chassis.migrations import upgrade
 from hospital.chassis.rpc import call_metadata
 from hospital.contracts.emr.v1 import emr_pb2, emr_pb2_grpc
 from hospital.contracts.imaging.v1 import imaging_pb2, imaging_pb2_grpc
@@ -32,33 +28,6 @@ from hospital.imaging.service import DEFINITION as IMAGING
 from hospital.lab.service import DEFINITION as LAB
 from hospital.testing.servers import free_port
 from hospital.testing.services import http_client, issuer_for, running_service
-
-
-@asynccontextmanager
-async def serve_on(definition: Any, tmp_path: Path, nats_url: str, grpc_port: int, **overrides: Any):
-    """A real service whose gRPC port is chosen by the test (the EMR was told it before it existed)."""
-    settings = definition.settings_cls(
-        data_dir=tmp_path,
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/late.db",
-        nats_url=nats_url,
-        http_port=free_port(),
-        grpc_port=grpc_port,
-        environment="test",
-        **overrides,
-    )
-    db = Database(settings.database_url)
-    try:
-        await upgrade(db, definition.migrations_dir, definition.metadata)
-    finally:
-        await db.dispose()
-    svc = Service(definition, settings)
-    task = asyncio.create_task(svc.run("serve"))
-    await svc.started.wait()
-    try:
-        yield svc
-    finally:
-        svc.stop.set()
-        await asyncio.wait_for(task, timeout=30)
 
 
 @pytest.fixture
@@ -79,6 +48,7 @@ async def platform(nats_server, s3_server, tmp_path):
             mllp_port=free_port(),
             astm_port=free_port(),
             instrument_timezone="UTC",
+            admissions_grpc=f"127.0.0.1:{adm.settings.grpc_port}",
         ) as lab,
         running_service(
             IMAGING,
@@ -278,14 +248,16 @@ async def test_an_order_waits_for_a_lab_that_is_down_and_is_placed_once_it_is_up
             waiting = await eventually(retried)
             assert waiting["status"] == "pending" and "UNAVAILABLE" in waiting["last_error"]
 
-            async with serve_on(
+            async with running_service(
                 LAB,
-                tmp_path,
-                nats_server.url,
-                lab_port,
+                data_dir=tmp_path,
+                database_url=f"sqlite+aiosqlite:///{tmp_path}/lab.db",
+                nats_url=nats_server.url,
+                grpc_port=lab_port,
                 mllp_port=free_port(),
                 astm_port=free_port(),
                 instrument_timezone="UTC",
+                admissions_grpc=f"127.0.0.1:{free_port()}",  # unreachable: the order is taken unverified
             ):
                 orders = await eventually(lambda: _settled(doctor, enc["id"], 1))
             assert orders[0]["id"] == order["id"], orders[0]

@@ -3,7 +3,7 @@ active ingredients (with normalised ingredient and class keys for the allergy an
 checks), strength, form, unit, route, ATC code and class, prescription type (c normal, n narcotic,
 h psychotropic) and BHYT coverage. Pharmacy edits the table afterwards; this revision only seeds it.
 
-Revision ID: 0003
+Revision ID: 0004
 """
 
 import unicodedata
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 from unidecode import unidecode
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
