@@ -201,3 +201,19 @@ async def test_connection_the_server_closes_comes_back_and_events_flow(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_event_over_the_size_limit_is_refused_at_the_source(db: Database, subject: str) -> None:
+    """An event payload over MAX_EVENT_BYTES is refused when it is raised (413 event_too_large): the unit
+    of work's transaction writes nothing, neither the event nor the state change beside it."""
+    from hospital.chassis.uow import MAX_EVENT_BYTES, EventTooLarge, UnitOfWork
+    from hospital.contracts.platform.v1.platform_pb2 import ProbeSent
+
+    with pytest.raises(EventTooLarge) as refused:
+        async with UnitOfWork(db, source="edges") as uow:
+            uow.publish(subject, ProbeSent(probe_id="ok", sequence=1))
+            uow.publish(subject, ProbeSent(probe_id="x" * MAX_EVENT_BYTES, sequence=2))
+            await uow.commit()
+    assert refused.value.status == 413 and refused.value.code == "event_too_large"
+    assert str(MAX_EVENT_BYTES) in refused.value.message and subject in refused.value.message
+    assert await count(db, outbox_table) == 0
