@@ -85,6 +85,11 @@ class ImagingSettings(ServiceSettings):
     # Query
     find_limit: int = 1000
 
+    # STOW-RS: a request over these limits is answered 413 with the reason, before anything is stored.
+    # The body streams to a temporary file under the spool, never into memory (app/stow.py).
+    stow_max_body_bytes: int = 1 << 30
+    stow_max_parts: int = 10_000
+
     @field_validator("known_aes")
     @classmethod
     def _check_known_aes(cls, value: str) -> str:

@@ -95,6 +95,25 @@ class StagedFile:
                 with view[offset:] as rest:
                     offset += self._fp.write(rest)
 
+    def copy_from(self, fd: int, offset: int, count: int) -> None:
+        """Append `count` bytes of file `fd` from `offset`, in the kernel (no copy through this process's
+        memory): how STOW-RS moves an instance from its request's temporary file (app/stow.py)."""
+        self._fp.flush()
+        out = self._fp.fileno()
+        while count > 0:
+            try:
+                done = os.copy_file_range(fd, out, count, offset)
+            except OSError:
+                done = 0
+            if done <= 0:  # not supported here (or a short read): do it by hand
+                chunk = os.pread(fd, min(count, 1 << 20), offset)
+                if not chunk:
+                    raise OSError(f"source file ended {count} bytes early")
+                done = os.write(out, chunk)
+            offset += done
+            count -= done
+        self._fp.seek(0, os.SEEK_END)
+
     def commit(self, sop_instance_uid: str) -> SpoolResult:
         """Make the staged content durable under `sop_instance_uid`."""
         if not is_valid_uid(sop_instance_uid):

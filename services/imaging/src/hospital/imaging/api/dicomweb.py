@@ -17,11 +17,11 @@ from fastapi.responses import JSONResponse, Response
 from pydicom.dataset import Dataset
 from starlette.datastructures import QueryParams
 
-from hospital.chassis.errors import Invalid, NotFound
+from hospital.chassis.errors import DomainError, Invalid, NotFound
 from hospital.chassis.fields import INT32_MAX
 from hospital.chassis.web import require_roles
 from hospital.imaging.app.query import KEYS, QueryError, find, instances_for
-from hospital.imaging.app.stow import stow_one
+from hospital.imaging.app.stow import StowBody, StowMalformed, StowTooLarge, stow_parts
 
 log = logging.getLogger(__name__)
 READ = require_roles("radiographer", "radiologist", "doctor")
@@ -155,28 +155,6 @@ def _multipart(parts: list[bytes], content_type: str) -> Response:
         media_type=None,
         headers={"Content-Type": f'multipart/related; type="{content_type}"; boundary={boundary}'},
     )
-
-
-def parse_multipart(body: bytes, content_type: str) -> list[tuple[dict[str, str], bytes]]:
-    m = re.search(r'boundary="?([^";]+)"?', content_type)
-    if not content_type.lower().startswith("multipart/related") or not m:
-        raise Invalid("stow.content_type", "STOW-RS needs Content-Type multipart/related with a boundary")
-    delimiter = b"--" + m.group(1).encode()
-    parts = []
-    for chunk in body.split(delimiter)[1:]:
-        if chunk.startswith(b"--"):
-            break
-        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk
-        head, sep, data = chunk.partition(b"\r\n\r\n")
-        if not sep:
-            raise Invalid("stow.malformed", "a multipart part has no header/body separator")
-        headers = {}
-        for line in head.decode("latin-1").split("\r\n"):
-            if ":" in line:
-                k, v = line.split(":", 1)
-                headers[k.strip().lower()] = v.strip()
-        parts.append((headers, data[:-2] if data.endswith(b"\r\n") else data))
-    return parts
 
 
 def render_png(data: bytes, size: int | None = None) -> bytes:
@@ -336,20 +314,45 @@ def build_dicomweb(services: Any) -> APIRouter:
         return await _stow(request, study)
 
     async def _stow(request: Request, study: str | None) -> Response:
-        parts = parse_multipart(await request.body(), request.headers.get("content-type", ""))
-        if not parts:
-            raise Invalid("stow.empty", "no parts in the request")
+        content_type = request.headers.get("content-type", "")
+        m = re.search(r'boundary="?([^";]+)"?', content_type)
+        if not content_type.lower().startswith("multipart/related") or not m:
+            raise Invalid("stow.content_type", "STOW-RS needs Content-Type multipart/related with a boundary")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > s.stow_max_body_bytes:
+            raise DomainError(
+                "stow.too_large",
+                f"request body of {declared} bytes is over the limit of "
+                f"{s.stow_max_body_bytes} bytes (split it)",
+                status=413,
+            )
+        body = StowBody(
+            m.group(1).encode("latin-1"),
+            services.spool.root / "stow",
+            max_bytes=s.stow_max_body_bytes,
+            max_parts=s.stow_max_parts,
+        )
+        try:
+            try:
+                async for chunk in request.stream():
+                    body.feed(chunk)
+                parts = body.finish()
+            except StowTooLarge as exc:
+                log.warning("STOW-RS refused (413): %s", exc)
+                raise DomainError("stow.too_large", str(exc), status=413) from None
+            except StowMalformed as exc:
+                raise Invalid("stow.malformed", str(exc)) from None
+            if not parts:
+                raise Invalid("stow.empty", "no parts in the request")
+            results = await asyncio.to_thread(stow_parts, services.spool, body, study)
+        finally:
+            body.close()
         stored, failed = [], []
-        for headers, data in parts:
-            ctype = headers.get("content-type", "application/dicom").split(";")[0].strip().lower()
-            if ctype != "application/dicom":
-                failed.append(("", "", 0xC000, f"unsupported part type {ctype}"))
-                continue
-            res = await asyncio.to_thread(stow_one, services.spool, data, study)
+        for res in results:
             if res.failure is None:
                 stored.append(res)
             else:
-                log.warning("STOW-RS instance %s refused: %s", res.sop_instance_uid, res.reason)
+                log.warning("STOW-RS instance %s refused: %s", res.sop_instance_uid or "?", res.reason)
                 failed.append((res.sop_class_uid, res.sop_instance_uid, res.failure, res.reason))
         if stored:
             services.pipeline.notify()

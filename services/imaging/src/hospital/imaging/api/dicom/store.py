@@ -26,6 +26,7 @@ from hospital.imaging.adapters.spool import Spool, SpoolEntry, SpoolOutcome
 from hospital.imaging.domain.header import HeaderError, InstanceIndex, read_index_attributes
 from hospital.imaging.domain.instance_checks import Problem, check_received_instance, is_valid_uid
 from hospital.imaging.domain.part10 import Part10View, build_file_header
+from hospital.imaging.domain.pixel_checks import check_pixel_data
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +142,9 @@ class StoreHandler:
             return self._refuse(
                 calling_ae, sop_instance_uid, _STATUS_FOR_PROBLEM[rejection.problem], rejection.reason
             )
+        broken = check_pixel_data(transfer_syntax_uid, dataset)
+        if broken is not None:
+            return self._refuse(calling_ae, sop_instance_uid, StoreStatus.CANNOT_UNDERSTAND, broken)
         try:
             with self._spool.stage() as staged:
                 staged.write(file_header)
