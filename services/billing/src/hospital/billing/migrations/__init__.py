@@ -1,0 +1,1 @@
+"""Alembic revisions of the billing database (frozen history; see hospital.chassis.migrations)."""

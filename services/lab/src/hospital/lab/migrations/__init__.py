@@ -1,0 +1,1 @@
+"""Alembic revisions of the lab database (frozen history; see hospital.chassis.migrations)."""

@@ -7,8 +7,8 @@ Revision ID: 0003
 import sqlalchemy as sa
 from alembic import op
 
-from hospital.chassis.db import counters_table, sequence_name
-from hospital.chassis.migrations import create_sequence
+from hospital.chassis.db import sequence_name
+from hospital.chassis.migrations import create_sequence, drop_sequence
 
 revision = "0003"
 down_revision = "0002"
@@ -27,4 +27,10 @@ def upgrade() -> None:
         if highest:
             op.execute(f"SELECT setval('{sequence_name('patient_code')}', {int(highest)})")
     elif highest:
-        bind.execute(counters_table.insert().values(scope="seq:patient_code", value=int(highest)))
+        counters = sa.table("counters", sa.column("scope"), sa.column("value"))
+        bind.execute(counters.insert().values(scope="seq:patient_code", value=int(highest)))
+
+
+def downgrade() -> None:
+    # SQLite's counter row stays: upgrading again starts after the highest code issued either way.
+    drop_sequence(op, "patient_code")

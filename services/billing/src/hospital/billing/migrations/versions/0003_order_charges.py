@@ -3,9 +3,8 @@
 procedures need, and the seeded code → price mapping; ``stays.day_class`` for the one-bed-day-per-day
 rule.
 
-0001 creates the schema from the current table definitions, so on a new database the tables and the
-column exist already: every step here checks first. The seed data is written out literally (not
-imported from the domain) so that this revision keeps meaning what it meant.
+Frozen history in explicit DDL; the seed data is written out literally (not imported from the domain) so
+that this revision keeps meaning what it meant.
 
 Prices are illustrative for the demo hospital (structure of Circular 39/2018/TT-BYT as amended by
 Circular 22/2023/TT-BYT), like the list of 0002.
@@ -17,8 +16,6 @@ from datetime import date
 
 import sqlalchemy as sa
 from alembic import op
-
-from hospital.billing.adapters.tables import clinical_orders, code_map, held_charges
 
 revision = "0003"
 down_revision = "0002"
@@ -181,16 +178,55 @@ IMAGING = {code: price for price, codes in IMAGING_ITEMS.items() for code in (pr
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    insp = sa.inspect(bind)
-    if "order_ref" not in {c["name"] for c in insp.get_columns("charges")}:
-        op.add_column("charges", sa.Column("order_ref", sa.String(80), nullable=True))
-        op.create_index("ix_charges_order_ref", "charges", ["order_ref"])
-    if "day_class" not in {c["name"] for c in insp.get_columns("stays")}:
-        op.add_column("stays", sa.Column("day_class", sa.String(30), nullable=True))
-    for table in (clinical_orders, code_map, held_charges):
-        if not insp.has_table(table.name):
-            table.create(bind)
+    op.add_column("charges", sa.Column("order_ref", sa.String(length=80), nullable=True))
+    op.create_index("ix_charges_order_ref", "charges", ["order_ref"], unique=False)
+    op.add_column("stays", sa.Column("day_class", sa.String(length=30), nullable=True))
+    op.create_table(
+        "clinical_orders",
+        sa.Column("order_ref", sa.String(length=80), nullable=False),
+        sa.Column("source", sa.String(length=10), nullable=False),
+        sa.Column("order_number", sa.String(length=40), nullable=True),
+        sa.Column("visit_id", sa.String(length=36), nullable=True),
+        sa.Column("patient_id", sa.String(length=36), nullable=True),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("charged_event_id", sa.String(length=100), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("order_ref"),
+    )
+    code_map = op.create_table(
+        "code_map",
+        sa.Column("source", sa.String(length=10), nullable=False),
+        sa.Column("code", sa.String(length=64), nullable=False),
+        sa.Column("price_code", sa.String(length=30), nullable=False),
+        sa.PrimaryKeyConstraint("source", "code"),
+    )
+    op.create_table(
+        "held_charges",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("source", sa.String(length=60), nullable=False),
+        sa.Column("source_key", sa.String(length=150), nullable=False),
+        sa.Column("source_event_id", sa.String(length=100), nullable=True),
+        sa.Column("order_ref", sa.String(length=80), nullable=True),
+        sa.Column("order_number", sa.String(length=40), nullable=True),
+        sa.Column("visit_id", sa.String(length=36), nullable=True),
+        sa.Column("patient_id", sa.String(length=36), nullable=True),
+        sa.Column("code", sa.String(length=64), nullable=False),
+        sa.Column("description", sa.String(length=300), nullable=False),
+        sa.Column("qty_milli", sa.BigInteger(), nullable=False),
+        sa.Column("ordered_by", sa.String(length=50), nullable=True),
+        sa.Column("service_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("reason", sa.String(length=30), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("charge_id", sa.String(length=36), nullable=True),
+        sa.Column("resolved_by", sa.String(length=200), nullable=True),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("note", sa.String(length=500), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("source_key"),
+    )
+    op.create_index("ix_held_charges_order_ref", "held_charges", ["order_ref"], unique=False)
+    op.create_index("ix_held_charges_status", "held_charges", ["status"], unique=False)
     price_items = sa.table(
         "price_items",
         *(
@@ -211,7 +247,6 @@ def upgrade() -> None:
             )
         ),
     )
-    have = {r[0] for r in bind.execute(sa.text("SELECT code FROM price_items"))}
     op.bulk_insert(
         price_items,
         [
@@ -230,17 +265,14 @@ def upgrade() -> None:
                 "xml_group": g,
             }
             for c, n, cat, u, h, i, b, g in PRICES
-            if c not in have
         ],
     )
-    mapped = {(r[0], r[1]) for r in bind.execute(sa.text("SELECT source, code FROM code_map"))}
     op.bulk_insert(
         code_map,
         [
             {"source": source, "code": code, "price_code": price}
             for source, table in (("lab", LAB), ("imaging", IMAGING))
             for code, price in table.items()
-            if (source, code) not in mapped
         ],
     )
 
@@ -249,7 +281,7 @@ def downgrade() -> None:
     for table in ("held_charges", "code_map", "clinical_orders"):
         op.drop_table(table)
     op.drop_column("stays", "day_class")
-    op.drop_index("ix_charges_order_ref", "charges")
+    op.drop_index("ix_charges_order_ref", table_name="charges")
     op.drop_column("charges", "order_ref")
     codes = ", ".join(f"'{p[0]}'" for p in PRICES)
     op.execute(f"DELETE FROM price_items WHERE code IN ({codes})")

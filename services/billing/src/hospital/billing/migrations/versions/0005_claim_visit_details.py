@@ -5,8 +5,7 @@ dosage form, route code, registration number and tender (XML2). The demo drugs g
 dosage form; the registration number, tender and national route code come from the hospital's tender
 results and are entered by its pharmacy.
 
-0001 creates the schema from the current table definitions, so on a new database the columns exist
-already: every step checks first.
+Frozen history in explicit DDL.
 
 Revision ID: 0005
 """
@@ -45,14 +44,10 @@ COLUMNS = [
 
 
 def upgrade() -> None:
-    existing = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("visits")}
     for name, type_ in COLUMNS:
-        if name not in existing:
-            op.add_column("visits", sa.Column(name, type_, nullable=True))
-    existing = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("price_items")}
+        op.add_column("visits", sa.Column(name, type_, nullable=True))
     for name, type_ in PRICE_COLUMNS:
-        if name not in existing:
-            op.add_column("price_items", sa.Column(name, type_, nullable=True))
+        op.add_column("price_items", sa.Column(name, type_, nullable=True))
     items = sa.table("price_items", sa.column("code"), sa.column("strength"), sa.column("dosage_form"))
     for code, (strength, form) in DRUGS.items():
         op.execute(items.update().where(items.c.code == code).values(strength=strength, dosage_form=form))

@@ -2,8 +2,7 @@
 invoice, a payment for a void or unknown invoice, the part of a transfer above the balance) is kept as an
 item for a cashier to give back (docs/billing.md, "Over-payments").
 
-0001 creates the schema from the current table definitions, so on a new database the table exists
-already: the step checks first.
+Frozen history in explicit DDL.
 
 Revision ID: 0007
 """
@@ -20,8 +19,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-    if sa.inspect(op.get_bind()).has_table("refund_items"):
-        return
     op.create_table(
         "refund_items",
         sa.Column("id", sa.String(36), primary_key=True),

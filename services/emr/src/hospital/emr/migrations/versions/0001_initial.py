@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from hospital.chassis.db import UtcDateTime
-from hospital.chassis.migrations import create_chassis_tables
+from hospital.chassis.migrations import create_chassis_tables, drop_chassis_tables
 
 revision = "0001"
 down_revision = None
@@ -432,3 +432,4 @@ def downgrade() -> None:
     op.drop_table("chart_access")
     op.drop_index(op.f("ix_allergies_patient_id"), table_name="allergies")
     op.drop_table("allergies")
+    drop_chassis_tables(op)

@@ -23,11 +23,11 @@ def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     for name, table in _INDEXES:
-        op.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} (name_folded text_pattern_ops)")
+        op.execute(f"CREATE INDEX {name} ON {table} (name_folded text_pattern_ops)")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     for name, _table in _INDEXES:
-        op.execute(f"DROP INDEX IF EXISTS {name}")
+        op.execute(f"DROP INDEX {name}")

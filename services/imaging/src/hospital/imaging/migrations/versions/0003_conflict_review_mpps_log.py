@@ -1,7 +1,6 @@
 """Conflict review (resolution columns on instance_conflicts) and the MPPS log (unmatched MPPS kept).
 
-0001 creates the tables from the current metadata, so on a fresh database everything already exists:
-only what is missing is added.
+Frozen history in explicit DDL.
 
 Revision ID: 0003
 """
@@ -9,31 +8,39 @@ Revision ID: 0003
 import sqlalchemy as sa
 from alembic import op
 
-from hospital.chassis.db import UtcDateTime
-from hospital.imaging.adapters.tables import mpps
-
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-_COLUMNS = (("resolution", sa.String(20)), ("resolved_by", sa.String(200)), ("resolved_at", UtcDateTime()))
+_COLUMNS = (
+    ("resolution", sa.String(length=20)),
+    ("resolved_by", sa.String(length=200)),
+    ("resolved_at", sa.DateTime(timezone=True)),
+)
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    have = {c["name"] for c in sa.inspect(bind).get_columns("instance_conflicts")}
     for name, kind in _COLUMNS:
-        if name not in have:
-            op.add_column("instance_conflicts", sa.Column(name, kind, nullable=True))
-    mpps.create(bind, checkfirst=True)
-    have_indexes = {i["name"] for i in sa.inspect(bind).get_indexes("mpps")}
-    for index in mpps.indexes:
-        if index.name not in have_indexes:
-            index.create(bind)
+        op.add_column("instance_conflicts", sa.Column(name, kind, nullable=True))
+    op.create_table(
+        "mpps",
+        sa.Column("mpps_instance_uid", sa.String(length=64), nullable=False),
+        sa.Column("order_id", sa.String(length=36), nullable=True),
+        sa.Column("accession_number", sa.String(length=64), nullable=True),
+        sa.Column("study_instance_uid", sa.String(length=64), nullable=True),
+        sa.Column("patient_id", sa.String(length=64), nullable=True),
+        sa.Column("patient_name", sa.String(length=200), nullable=True),
+        sa.Column("calling_ae", sa.String(length=16), nullable=True),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("mpps_instance_uid"),
+    )
+    op.create_index("ix_mpps_unmatched", "mpps", ["order_id", "created_at"], unique=False)
 
 
 def downgrade() -> None:
     op.drop_table("mpps")
-    for name, _ in _COLUMNS:
+    for name, _ in reversed(_COLUMNS):
         op.drop_column("instance_conflicts", name)

@@ -1,8 +1,7 @@
 """``orders.visit_ref``: the admissions visit an imaging order was made in (optional), so that billing
 charges the procedure on that visit instead of guessing the patient's open visit.
 
-0001 creates the tables from the current metadata, so on a fresh database the column already exists:
-it is added only when missing.
+Frozen history in explicit DDL.
 
 Revision ID: 0004
 """
@@ -17,9 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    have = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("orders")}
-    if "visit_ref" not in have:
-        op.add_column("orders", sa.Column("visit_ref", sa.String(36), nullable=True))
+    op.add_column("orders", sa.Column("visit_ref", sa.String(length=36), nullable=True))
 
 
 def downgrade() -> None:

@@ -916,3 +916,15 @@ def upgrade() -> None:
             for code, test in mapping.items()
         ],
     )
+
+
+def downgrade() -> None:
+    for table in (
+        "lab_analyzer_mappings",
+        "lab_instruments",
+        "lab_panel_members",
+        "lab_panels",
+        "lab_reference_ranges",
+        "lab_tests",
+    ):
+        op.execute(f"DELETE FROM {table}")

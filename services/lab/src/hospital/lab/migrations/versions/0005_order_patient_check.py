@@ -14,10 +14,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    columns = {c["name"] for c in sa.inspect(bind).get_columns("lab_orders")}
-    if "patient_check" in columns:  # a database created since has it from the initial revision
-        return
     op.add_column(
         "lab_orders", sa.Column("patient_check", sa.String(12), nullable=False, server_default="unverified")
     )
@@ -25,5 +21,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_orders_patient_check", "lab_orders")
+    op.drop_index("ix_orders_patient_check", table_name="lab_orders")
     op.drop_column("lab_orders", "patient_check")
