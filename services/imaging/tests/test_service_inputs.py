@@ -43,3 +43,16 @@ async def test_list_limits_are_positive_and_bounded(imaging) -> None:
                 assert r.status_code == 422 and r.json()["field"] == "query.limit", (path, value, r.text)
             r = await c.get(path, params={"limit": "5"})
             assert r.status_code == 200, r.text
+
+
+async def test_routing_rule_fields_are_bounded(imaging) -> None:
+    async with http_client(imaging, "admin") as c:
+        for body, field in (
+            ({"destination_ae": "ARCHIVE", "name": "lưu trữ\x00"}, "name"),
+            ({"destination_ae": "A" * 17}, "destination_ae"),
+            ({"destination_ae": "ARCHIVE", "attributes": {"Modality": "CT\x00"}}, "attributes.Modality"),
+            ({"destination_ae": "ARCHIVE", "attributes": {f"k{i}": "v" for i in range(21)}}, "attributes"),
+        ):
+            r = await c.post("/api/v1/routing/rules", json=body)
+            assert r.status_code == 422 and r.json()["field"] == field, (field, r.text)
+        assert (await c.get("/api/v1/routing/rules")).json()["items"] == []

@@ -159,6 +159,9 @@ async def test_validation_autoverification_critical_calls_qc_and_corrections(lab
         ]
         r = await tech.post(f"/api/v1/results/{glu['id']}/amend", json={"value": "abc", "reason": "x"})
         assert r.status_code == 422 and r.json()["code"] == "amend.value"
+        for value in ("Infinity", "NaN", "-inf"):  # never a non-finite number in a result or its audit
+            r = await tech.post(f"/api/v1/results/{glu['id']}/amend", json={"value": value, "reason": "x"})
+            assert r.status_code == 422 and r.json()["code"] == "amend.value", r.text
         for _ in range(100):
             if {"lab.result.amended", "lab.qc.failed", "lab.result.critical"} <= {s for s, _ in seen}:
                 break

@@ -4,10 +4,14 @@ each with a 422 naming the field and nothing written."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+
 from sqlalchemy import func, select
 
 from hospital.chassis.db import audit_log_table
 from hospital.lab.adapters.tables import orders, qc_lots
+from hospital.lab.simulator import send_astm
 from hospital.testing.services import http_client
 
 LOT = {
@@ -98,3 +102,50 @@ async def test_order_text_is_bounded_and_clean(lab) -> None:
     async with http_client(lab, "lab_technician") as c:
         r = await c.get("/api/v1/worklist", params={"limit": str(2**63)})
         assert r.status_code == 422 and r.json()["field"] == "query.limit"
+
+
+def qc_message(sample: str, value: str) -> bytes:
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    records = [
+        f"H|\\^&|||SIM-ANALYZER^1.0|||||LIS||P|LIS2-A2|{stamp}",
+        "P|1|QC||",
+        f"O|1|{sample}||^^^GLU|R||||||Q||||||||||||||F",
+        f"R|1|^^^GLU|{value}|mmol/L||N||F||SIM|{stamp}|{stamp}|SIM",
+        "L|1|N",
+    ]
+    return ("\r".join(records) + "\r").encode()
+
+
+async def test_analyzer_qc_values_that_are_not_finite_are_not_recorded(lab) -> None:
+    async with http_client(lab, "lab_technician") as c:
+        r = await c.post("/api/v1/qc/lots", json=LOT)
+        assert r.status_code == 201, r.text
+        lot = r.json()
+        for value in ("INF", "nan", "1e999"):
+            await wait_accepting(lab.settings.astm_port)
+            await send_astm("127.0.0.1", lab.settings.astm_port, [qc_message(LOT["sample_id"], value)])
+        await send_astm("127.0.0.1", lab.settings.astm_port, [qc_message(LOT["sample_id"], "5.1")])
+
+        async def points() -> list:
+            return (await c.get(f"/api/v1/qc/lots/{lot['id']}/levey-jennings")).json()["points"]
+
+        deadline = asyncio.get_running_loop().time() + 20
+        while not await points():
+            assert asyncio.get_running_loop().time() < deadline, "the finite QC value was never recorded"
+            await asyncio.sleep(0.05)
+        assert [p["value"] for p in await points()] == [5.1]
+    async with lab.rt.db.session() as s:
+        details = (await s.execute(select(audit_log_table.c.detail))).scalars().all()
+    assert not any("Infinity" in str(d) or "NaN" in str(d) for d in details)
+
+
+async def wait_accepting(port: int) -> None:
+    for _ in range(200):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+    raise AssertionError(f"nothing listens on {port}")

@@ -8,7 +8,7 @@ from fastapi import Depends, FastAPI
 from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel, Field, StringConstraints
 
-from hospital.chassis.fields import Limit
+from hospital.chassis.fields import Id, Limit, code, line
 from hospital.chassis.security import Principal
 from hospital.chassis.web import require_roles
 from hospital.imaging.api.dicomweb import build_dicomweb
@@ -18,7 +18,7 @@ IMAGING_STAFF = ("radiographer", "radiologist")
 
 
 class ResolveBody(BaseModel):
-    order_id: str | None = Field(
+    order_id: Id | None = Field(
         default=None, description="link to this order; null accepts the study as unordered"
     )
 
@@ -37,12 +37,15 @@ class MppsResolveBody(BaseModel):
     )
 
 
+AeTitle = code(16, min_length=1)  # PS3.5: AE is at most 16 characters
+
+
 class RuleBody(BaseModel):
-    name: str = ""
-    destination_ae: str
-    modality: str | None = None
-    source_ae: str | None = None
-    attributes: dict[str, str] = Field(default_factory=dict)
+    name: line(100) = ""
+    destination_ae: AeTitle
+    modality: code(16) | None = None
+    source_ae: AeTitle | None = None
+    attributes: dict[code(64, min_length=1), line(200)] = Field(default_factory=dict, max_length=20)
     enabled: bool = True
 
 

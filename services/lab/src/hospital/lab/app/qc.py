@@ -3,6 +3,8 @@ rules, the per-instrument-and-test QC status that gates auto-verification, Levey
 
 from __future__ import annotations
 
+import logging
+import math
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -19,6 +21,9 @@ from hospital.lab.app.catalogue import Catalogue
 from hospital.lab.app.common import Caller, iso
 from hospital.lab.domain import westgard
 
+log = logging.getLogger(__name__)
+QC_VALUE_MAX = 1e12  # targets and values of a control: finite, within what any analyte reports
+
 
 class QcService:
     def __init__(self, rt: Runtime, catalogue: Catalogue) -> None:
@@ -30,6 +35,9 @@ class QcService:
             raise Invalid(
                 "qc.test_code", f"no test {body['test_code']!r} in the catalogue", field="test_code"
             )
+        for name in ("mean", "sd"):
+            if not math.isfinite(body[name]) or abs(body[name]) > QC_VALUE_MAX:
+                raise Invalid(f"qc.{name}", f"{name} must be a finite number", field=name)
         if not body["sd"] or body["sd"] <= 0:
             raise Invalid("qc.sd", "target SD must be positive", field="sd")
         for name in ("instrument_id", "lot_number", "level", "sample_id"):
@@ -135,6 +143,8 @@ class QcService:
             ).scalars()
         )
         z = westgard.z_score(value, lot["mean"], lot["sd"])
+        if not math.isfinite(z):  # a lot or value from before finite numbers were enforced
+            raise Invalid("qc.value", f"QC value {value} against lot {lot['id']} gives no finite z-score")
         violations = westgard.evaluate([*reversed(history), z], await self._run_peers(s, lot, measured_at))
         ok = westgard.accepted(violations)
         names = ",".join(v.rule for v in violations)
@@ -232,6 +242,9 @@ class QcService:
             try:
                 value = float(r.value)
             except ValueError:
+                value = None
+            if value is not None and not (math.isfinite(value) and abs(value) <= QC_VALUE_MAX):
+                log.warning("QC result %r from %s is not a finite number: not recorded", r.value, instrument)
                 value = None
             if lot is None or value is None:
                 left.append(r)

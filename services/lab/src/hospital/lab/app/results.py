@@ -334,6 +334,8 @@ class ResultService:
                     d = Decimal(value)
                 except ArithmeticError:
                     raise Invalid("amend.value", f"{test.code} needs a number", field="value") from None
+                if not d.is_finite():
+                    raise Invalid("amend.value", f"{test.code} needs a finite number", field="value")
                 ref = pick_range(
                     test.ranges, order["patient_sex"], age_in_days(order["birth_date"], utcnow())
                 )
