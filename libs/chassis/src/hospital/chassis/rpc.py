@@ -66,6 +66,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _with_principal(handler: grpc.RpcMethodHandler, principal: Principal) -> grpc.RpcMethodHandler:
+    if handler is not None and handler.unary_stream is not None:
+        return _stream_with_principal(handler, principal)
     if handler is None or handler.unary_unary is None:
         return handler
     inner = handler.unary_unary
@@ -83,6 +85,31 @@ def _with_principal(handler: grpc.RpcMethodHandler, principal: Principal) -> grp
             current_principal.reset(token)
 
     return grpc.unary_unary_rpc_method_handler(
+        call,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+def _stream_with_principal(handler: grpc.RpcMethodHandler, principal: Principal) -> grpc.RpcMethodHandler:
+    """A server-streaming method sees the caller too (``principal()``), and a DomainError raised before or
+    while streaming ends the call with the mapped status."""
+    inner = handler.unary_stream
+
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        token = current_principal.set(principal)
+        try:
+            async for item in inner(request, context):
+                yield item
+        except DomainError as exc:
+            await context.abort(
+                _STATUS.get(exc.status, grpc.StatusCode.FAILED_PRECONDITION),
+                f"{exc.code}: {exc.message}" + (f" (field {exc.field})" if exc.field else ""),
+            )
+        finally:
+            current_principal.reset(token)
+
+    return grpc.unary_stream_rpc_method_handler(
         call,
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,

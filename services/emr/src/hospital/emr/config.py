@@ -33,6 +33,9 @@ class EmrSettings(ServiceSettings):
     # Critical values: escalated to the department's other doctors when unacknowledged this long.
     critical_escalation_seconds: float = 900.0
     critical_check_seconds: float = 5.0
+    # Where the LAB and IMAGING durables start when first created ("new": results from now on).
+    results_events_start: Literal["new", "all"] = "new"
+    notification_poll_seconds: float = 0.1  # how often each serve process reads new notifications
 
     # Departments of staff whose tokens carry no "departments" claim (the identity provider's claim wins).
     # Development: the demo doctor works in the outpatient department and internal medicine.

@@ -8,6 +8,8 @@ from pathlib import Path
 from hospital.chassis.app import Components, Runtime, ServiceDefinition
 from hospital.chassis.bus import Subscription
 from hospital.contracts.admissions.v1 import events_pb2 as _adm_events  # noqa: F401 - registers the types
+from hospital.contracts.imaging.v1 import events_pb2 as _img_events  # noqa: F401
+from hospital.contracts.lab.v1 import events_pb2 as _lab_events  # noqa: F401
 from hospital.emr.adapters.downstream import Downstream
 from hospital.emr.adapters.tables import metadata
 from hospital.emr.api import grpc as grpc_api
@@ -16,8 +18,10 @@ from hospital.emr.api.http.deps import Services
 from hospital.emr.app.charts import ChartService
 from hospital.emr.app.common import Context
 from hospital.emr.app.encounters import EncounterService
+from hospital.emr.app.notifications import Hub
 from hospital.emr.app.orders import Dispatcher, OrderService
 from hospital.emr.app.prescriptions import PrescriptionService
+from hospital.emr.app.results import ChartExtras, ResultService
 from hospital.emr.config import EmrSettings
 
 
@@ -33,14 +37,19 @@ def build(rt: Runtime) -> Components:
         settings.order_send_timeout_seconds,
     )
     dispatcher = Dispatcher(ctx, downstream, wake)
+    results = ResultService(ctx)
+    hub = Hub(ctx, settings.notification_poll_seconds)
     services = Services(
         ctx=ctx,
         encounters=encounters,
         charts=ChartService(ctx),
         orders=OrderService(ctx, wake),
         prescriptions=PrescriptionService(ctx),
+        results=results,
+        hub=hub,
         extra={},
     )
+    services.extra["chart_extras"] = ChartExtras(results).fill
     rt.extras["services"] = services
     rt.extras["dispatcher"] = dispatcher
     admissions = Subscription(
@@ -57,13 +66,33 @@ def build(rt: Runtime) -> Components:
             "admissions.inpatient.discharged": encounters.on_discharged,
         },
     )
+    lab = Subscription(
+        stream="LAB",
+        durable=settings.lab_durable,
+        start=settings.results_events_start,
+        handlers={
+            "lab.result.verified": results.on_result_verified,
+            "lab.result.amended": results.on_result_amended,
+            "lab.result.critical": results.on_result_critical,
+        },
+    )
+    imaging = Subscription(
+        stream="IMAGING",
+        durable=settings.imaging_durable,
+        start=settings.results_events_start,
+        handlers={
+            "imaging.study.received": results.on_study_received,
+            "imaging.procedure.completed": results.on_procedure_completed,
+        },
+    )
     return Components(
         http=build_http(services),
         grpc_register=lambda server: grpc_api.register(server, services),
         grpc_service_names=[grpc_api.SERVICE],
         grpc_rules=grpc_api.RULES,
-        subscriptions=[admissions],
-        workers=[dispatcher.run],
+        subscriptions=[admissions, lab, imaging],
+        listeners=[hub.run],
+        workers=[dispatcher.run, results.run_escalation],
         on_stop=downstream.close,
     )
 

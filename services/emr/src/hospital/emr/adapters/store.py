@@ -22,6 +22,7 @@ from hospital.emr.adapters.tables import (
     encounters,
     imaging_studies,
     lab_results,
+    notifications,
     order_commands,
     orders,
     patients,
@@ -465,3 +466,166 @@ class Prescriptions:
             .order_by(prescriptions.c.created_at)
         )
         return [dict(r) for r in rows.mappings()]
+
+
+class Results:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def get(self, result_id: str) -> Row | None:
+        row = (
+            (await self.s.execute(select(lab_results).where(lab_results.c.id == result_id)))
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    async def save(self, row: Row) -> None:
+        ins = upsert(self.s)(lab_results).values(**row)
+        cols = {k: ins.excluded[k] for k in row if k != "id"}
+        await self.s.execute(ins.on_conflict_do_update(index_elements=["id"], set_=cols))
+
+    async def of_patient(self, patient_id: str, encounter_id: str | None, limit: int) -> list[Row]:
+        stmt = select(lab_results).where(lab_results.c.patient_id == patient_id)
+        if encounter_id:
+            stmt = stmt.where(lab_results.c.encounter_id == encounter_id)
+        rows = await self.s.execute(
+            stmt.order_by(lab_results.c.observed_at.desc(), lab_results.c.id).limit(limit)
+        )
+        return [dict(r) for r in rows.mappings()]
+
+    async def trend(self, patient_id: str, test_code: str, limit: int) -> list[Row]:
+        rows = await self.s.execute(
+            select(lab_results)
+            .where(
+                lab_results.c.patient_id == patient_id,
+                or_(lab_results.c.test_code == test_code, lab_results.c.loinc == test_code),
+            )
+            .order_by(lab_results.c.observed_at.desc())
+            .limit(limit)
+        )
+        return [dict(r) for r in rows.mappings()][::-1]
+
+
+class Studies:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def get(self, uid: str) -> Row | None:
+        row = (
+            (await self.s.execute(select(imaging_studies).where(imaging_studies.c.study_instance_uid == uid)))
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    async def save(self, row: Row) -> None:
+        ins = upsert(self.s)(imaging_studies).values(**row)
+        cols = {k: ins.excluded[k] for k in row if k != "study_instance_uid"}
+        await self.s.execute(ins.on_conflict_do_update(index_elements=["study_instance_uid"], set_=cols))
+
+    async def update_by_order(self, imaging_order_id: str, **values: Any) -> None:
+        await self.s.execute(
+            update(imaging_studies)
+            .where(imaging_studies.c.imaging_order_id == imaging_order_id)
+            .values(**values)
+        )
+
+    async def of_patient(self, patient_id: str, encounter_id: str | None, limit: int = 200) -> list[Row]:
+        stmt = select(imaging_studies).where(imaging_studies.c.patient_id == patient_id)
+        if encounter_id:
+            stmt = stmt.where(imaging_studies.c.encounter_id == encounter_id)
+        rows = await self.s.execute(stmt.order_by(imaging_studies.c.received_at.desc()).limit(limit))
+        return [dict(r) for r in rows.mappings()]
+
+
+class Criticals:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def add_once(self, row: Row) -> bool:
+        ins = (
+            upsert(self.s)(critical_alerts).values(**row).on_conflict_do_nothing(index_elements=["result_id"])
+        )
+        res = await self.s.execute(ins)
+        return (res.rowcount or 0) == 1
+
+    async def get(self, alert_id: str) -> Row | None:
+        row = (
+            (await self.s.execute(select(critical_alerts).where(critical_alerts.c.id == alert_id)))
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    async def acknowledge(self, alert_id: str, **values: Any) -> bool:
+        res = await self.s.execute(
+            update(critical_alerts)
+            .where(critical_alerts.c.id == alert_id, critical_alerts.c.status == "open")
+            .values(**values)
+        )
+        return (res.rowcount or 0) == 1
+
+    async def due_for_escalation(self, before: datetime, limit: int = 100) -> list[Row]:
+        rows = await self.s.execute(
+            select(critical_alerts)
+            .where(
+                critical_alerts.c.status == "open",
+                critical_alerts.c.escalated_at.is_(None),
+                critical_alerts.c.raised_at <= before,
+            )
+            .order_by(critical_alerts.c.raised_at)
+            .limit(limit)
+        )
+        return [dict(r) for r in rows.mappings()]
+
+    async def mark_escalated(self, alert_id: str, at: datetime) -> bool:
+        res = await self.s.execute(
+            update(critical_alerts)
+            .where(
+                critical_alerts.c.id == alert_id,
+                critical_alerts.c.escalated_at.is_(None),
+                critical_alerts.c.status == "open",
+            )
+            .values(escalated_at=at)
+        )
+        return (res.rowcount or 0) == 1
+
+    async def visible(
+        self, subject: str, departments: Sequence[str], patient_id: str | None, include_acknowledged: bool
+    ) -> list[Row]:
+        """The caller's own alerts and the escalated ones of their departments (or a patient's)."""
+        stmt = select(critical_alerts)
+        if patient_id:
+            stmt = stmt.where(critical_alerts.c.patient_id == patient_id)
+        else:
+            stmt = stmt.where(
+                or_(
+                    critical_alerts.c.ordering_doctor == subject,
+                    and_(
+                        critical_alerts.c.escalated_at.is_not(None),
+                        critical_alerts.c.department_code.in_(list(departments)),
+                    ),
+                )
+            )
+        if not include_acknowledged:
+            stmt = stmt.where(critical_alerts.c.status == "open")
+        rows = await self.s.execute(stmt.order_by(critical_alerts.c.raised_at.desc()).limit(500))
+        return [dict(r) for r in rows.mappings()]
+
+
+class Notifications:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def add(self, row: Row) -> None:
+        await self.s.execute(notifications.insert().values(**row))
+
+    async def after(self, seq: int, limit: int = 500) -> list[Row]:
+        rows = await self.s.execute(
+            select(notifications).where(notifications.c.seq > seq).order_by(notifications.c.seq).limit(limit)
+        )
+        return [dict(r) for r in rows.mappings()]
+
+    async def last_seq(self) -> int:
+        return int((await self.s.execute(select(func.max(notifications.c.seq)))).scalar() or 0)

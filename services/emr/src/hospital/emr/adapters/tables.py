@@ -18,7 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from hospital.chassis.db import UtcDateTime
+from hospital.chassis.db import BigId, UtcDateTime
 
 metadata = MetaData()
 
@@ -337,6 +337,22 @@ critical_alerts = Table(
     Column("read_back", Text, nullable=True),
     Column("seconds_to_acknowledge", Integer, nullable=True),
     Index("ix_critical_alerts_open", "status", "raised_at"),
+)
+
+# --- notifications (live push to doctors; tailed by every serve process, resumable by seq) ----------------
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("recipient", String(120), nullable=False),  # a subject, or "dept:<code>"
+    Column("kind", String(30), nullable=False),
+    Column("patient_id", String(36), nullable=True),
+    Column("encounter_id", String(36), nullable=True),
+    Column("title", String(300), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_notifications_recipient", "recipient", "seq"),
 )
 
 # --- chart access (break-the-glass report) -----------------------------------------------------------

@@ -167,6 +167,44 @@ class EmrServicer(pb_grpc.EmrServiceServicer):
         out = await self.s.prescriptions.save(_caller(context), request.encounter_id, body)
         return sc.to_proto(out, pb.Prescription)
 
+    async def ListResults(self, request: pb.ListResultsRequest, context: Any) -> pb.ListResultsResponse:
+        page = await self.s.results.list(
+            _caller(context), request.patient_id or None, request.encounter_id or None, request.limit
+        )
+        return sc.to_proto(page, pb.ListResultsResponse)
+
+    async def GetTrend(self, request: pb.GetTrendRequest, context: Any) -> pb.GetTrendResponse:
+        trend = await self.s.results.trend(
+            _caller(context), request.patient_id, request.test_code, request.limit
+        )
+        return sc.to_proto(trend, pb.GetTrendResponse)
+
+    async def ListCriticalAlerts(
+        self, request: pb.ListCriticalAlertsRequest, context: Any
+    ) -> pb.ListCriticalAlertsResponse:
+        page = await self.s.results.criticals(
+            _caller(context), request.patient_id or None, request.include_acknowledged
+        )
+        return sc.to_proto(page, pb.ListCriticalAlertsResponse)
+
+    async def AcknowledgeCritical(
+        self, request: pb.AcknowledgeCriticalRequest, context: Any
+    ) -> pb.CriticalAlert:
+        body = sc.AcknowledgeIn(read_back=request.read_back) if len(request.read_back.strip()) >= 3 else None
+        if body is None:
+            raise Invalid("critical.read_back", "cần nhắc lại kết quả (read-back)", field="read_back")
+        out = await self.s.results.acknowledge(_caller(context), request.alert_id, body.read_back)
+        return sc.to_proto(out, pb.CriticalAlert)
+
+    async def StreamNotifications(self, request: pb.StreamNotificationsRequest, context: Any) -> Any:
+        caller = _caller(context)
+        recipients = self.s.hub.recipients_of(caller.subject, self.s.ctx.departments(caller))
+        async with self.s.ctx.uow() as uow:
+            uow.audit(caller.audit("notification.stream", "Notification", None, None, via="grpc"))
+            await uow.commit()
+        async for item in self.s.hub.subscribe(recipients):
+            yield sc.to_proto(item, pb.Notification)
+
 
 def register(server: grpc.aio.Server, services: Services) -> None:
     pb_grpc.add_EmrServiceServicer_to_server(EmrServicer(services), server)

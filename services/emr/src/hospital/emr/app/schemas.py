@@ -179,11 +179,11 @@ class Chart(Model):
     encounter: Encounter | None = None
     consultation: Consultation | None = None
     documents: list[Any] = Field(default_factory=list)
-    orders: list[Any] = Field(default_factory=list)
-    prescriptions: list[Any] = Field(default_factory=list)
-    results: list[Any] = Field(default_factory=list)
-    studies: list[Any] = Field(default_factory=list)
-    critical_alerts: list[Any] = Field(default_factory=list)
+    orders: list[ClinicalOrder] = Field(default_factory=list)
+    prescriptions: list[Prescription] = Field(default_factory=list)
+    results: list[LabResult] = Field(default_factory=list)
+    studies: list[ImagingStudy] = Field(default_factory=list)
+    critical_alerts: list[CriticalAlert] = Field(default_factory=list)
     break_glass: bool = False
 
 
@@ -335,3 +335,119 @@ class Prescription(Model):
     created_at: datetime
     signed_at: datetime | None = None
     prescriber: str
+
+
+# --- results, critical values, notifications ------------------------------------------------------------
+class LabResult(Model):
+    id: str
+    order_id: str = ""
+    lab_order_id: str = ""
+    encounter_id: str = ""
+    patient_id: str
+    test_code: str
+    test_name: str
+    loinc: str = ""
+    value: str
+    unit: str = ""
+    reference_range: str = ""
+    flag: str = ""
+    critical: bool = False
+    status: str
+    revision: int = 0
+    previous_value: str = ""
+    observed_at: datetime | None = None
+    verified_at: datetime | None = None
+
+
+class ImagingStudy(Model):
+    study_instance_uid: str
+    accession_number: str = ""
+    order_id: str = ""
+    imaging_order_id: str = ""
+    encounter_id: str = ""
+    patient_id: str = ""
+    modalities: list[str] = Field(default_factory=list)
+    series_count: int = 0
+    instance_count: int = 0
+    description: str = ""
+    viewer_url: str = ""
+    report_document_id: str = ""
+    report_status: str = "none"
+    received_at: datetime | None = None
+    procedure_status: str = ""
+
+
+class ResultsPage(Model):
+    results: list[LabResult]
+    studies: list[ImagingStudy]
+
+
+class TrendPoint(Model):
+    value: str
+    numeric_value: float = 0.0
+    numeric: bool = False
+    flag: str = ""
+    observed_at: datetime | None = None
+    result_id: str
+
+
+class Trend(Model):
+    test_code: str
+    test_name: str = ""
+    unit: str = ""
+    reference_range: str = ""
+    points: list[TrendPoint]
+
+
+class CriticalAlert(Model):
+    id: str
+    result_id: str
+    patient_id: str
+    patient_name: str = ""
+    encounter_id: str = ""
+    order_id: str = ""
+    ordering_doctor: str
+    department_code: str
+    test_code: str
+    test_name: str
+    value: str
+    unit: str = ""
+    flag: str = ""
+    status: Literal["open", "acknowledged"]
+    escalated: bool = False
+    raised_at: datetime
+    escalated_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str = ""
+    read_back: str = ""
+    seconds_to_acknowledge: int | None = None
+
+
+class CriticalPage(Model):
+    items: list[CriticalAlert]
+
+
+class AcknowledgeIn(Model):
+    read_back: str = Field(
+        ...,
+        min_length=3,
+        max_length=500,
+        description="what the clinician repeated back, e.g. 'Kali 6,9 mmol/L'",
+    )
+
+
+class Notification(Model):
+    id: str
+    seq: int = 0
+    kind: str
+    patient_id: str = ""
+    encounter_id: str = ""
+    title: str
+    at: datetime
+    result: LabResult | None = None
+    critical: CriticalAlert | None = None
+    order: ClinicalOrder | None = None
+    study: ImagingStudy | None = None
+
+
+Chart.model_rebuild()

@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from hospital.chassis.web import problem
-from hospital.emr.api.http import charts, orders
+from hospital.emr.api.http import charts, orders, results
 from hospital.emr.api.http.deps import Services
 from hospital.emr.app.prescriptions import AlertsNotOverridden
 
@@ -24,6 +24,7 @@ def build_http(services: Services) -> FastAPI:
     app.state.services = services
     app.include_router(charts.router)
     app.include_router(orders.router)
+    app.include_router(results.router)
 
     @app.exception_handler(AlertsNotOverridden)
     async def _alerts(_: Request, exc: AlertsNotOverridden) -> JSONResponse:

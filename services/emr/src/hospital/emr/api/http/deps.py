@@ -14,8 +14,10 @@ from hospital.chassis.web import client_address, require_roles
 from hospital.emr.app.charts import ChartService
 from hospital.emr.app.common import Context
 from hospital.emr.app.encounters import EncounterService
+from hospital.emr.app.notifications import Hub
 from hospital.emr.app.orders import OrderService
 from hospital.emr.app.prescriptions import PrescriptionService
+from hospital.emr.app.results import ResultService
 
 READERS = ("doctor", "nurse", "radiologist")
 
@@ -27,6 +29,8 @@ class Services:
     charts: ChartService
     orders: OrderService
     prescriptions: PrescriptionService
+    results: ResultService
+    hub: Hub
     extra: dict[str, Any]
 
 
