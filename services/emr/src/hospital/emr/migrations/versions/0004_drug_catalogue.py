@@ -6,18 +6,16 @@ h psychotropic) and BHYT coverage. Pharmacy edits the table afterwards; this rev
 Revision ID: 0004
 """
 
-import unicodedata
-
 import sqlalchemy as sa
 from alembic import op
-from unidecode import unidecode
 
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-# code, name, active ingredient, ingredient keys, strength, dosage form, unit, route, ATC, ATC class, type
+# code, name, active ingredient, ingredient keys, strength, dosage form, unit, route, ATC, ATC class, type,
+# search text (the folded code, name, ingredient and ATC: no diacritics, lower case)
 DRUGS = [
     (
         "PARA500",
@@ -31,6 +29,7 @@ DRUGS = [
         "N02BE01",
         "N02B: Thuốc giảm đau, hạ sốt khác",
         "c",
+        "para500 paracetamol 500mg paracetamol n02be01",
     ),
     (
         "EFFE500",
@@ -44,6 +43,7 @@ DRUGS = [
         "N02BE01",
         "N02B: Thuốc giảm đau, hạ sốt khác",
         "c",
+        "effe500 efferalgan 500mg paracetamol n02be01",
     ),
     (
         "IBU400",
@@ -57,6 +57,7 @@ DRUGS = [
         "M01AE01",
         "M01A: Thuốc chống viêm không steroid",
         "c",
+        "ibu400 ibuprofen 400mg ibuprofen m01ae01",
     ),
     (
         "DICLO50",
@@ -70,6 +71,7 @@ DRUGS = [
         "M01AB05",
         "M01A: Thuốc chống viêm không steroid",
         "c",
+        "diclo50 diclofenac 50mg diclofenac natri m01ab05",
     ),
     (
         "MELOX7",
@@ -83,6 +85,7 @@ DRUGS = [
         "M01AC06",
         "M01A: Thuốc chống viêm không steroid",
         "c",
+        "melox7 meloxicam 7,5mg meloxicam m01ac06",
     ),
     (
         "CELE200",
@@ -96,6 +99,7 @@ DRUGS = [
         "M01AH01",
         "M01A: Thuốc chống viêm không steroid",
         "c",
+        "cele200 celecoxib 200mg celecoxib m01ah01",
     ),
     (
         "ASP81",
@@ -109,6 +113,7 @@ DRUGS = [
         "B01AC06",
         "B01A: Thuốc chống huyết khối",
         "c",
+        "asp81 aspirin 81mg acid acetylsalicylic b01ac06",
     ),
     (
         "CLOP75",
@@ -122,6 +127,7 @@ DRUGS = [
         "B01AC04",
         "B01A: Thuốc chống huyết khối",
         "c",
+        "clop75 clopidogrel 75mg clopidogrel b01ac04",
     ),
     (
         "AMOX500",
@@ -135,6 +141,7 @@ DRUGS = [
         "J01CA04",
         "J01C: Kháng sinh beta-lactam nhóm penicilin",
         "c",
+        "amox500 amoxicilin 500mg amoxicilin j01ca04",
     ),
     (
         "AUG625",
@@ -148,6 +155,7 @@ DRUGS = [
         "J01CR02",
         "J01C: Kháng sinh beta-lactam nhóm penicilin",
         "c",
+        "aug625 augmentin 625mg amoxicilin + acid clavulanic j01cr02",
     ),
     (
         "CEFU500",
@@ -161,6 +169,7 @@ DRUGS = [
         "J01DC02",
         "J01D: Kháng sinh beta-lactam khác (cephalosporin)",
         "c",
+        "cefu500 cefuroxim 500mg cefuroxim j01dc02",
     ),
     (
         "CEFI200",
@@ -174,6 +183,7 @@ DRUGS = [
         "J01DD08",
         "J01D: Kháng sinh beta-lactam khác (cephalosporin)",
         "c",
+        "cefi200 cefixim 200mg cefixim j01dd08",
     ),
     (
         "CEFT1G",
@@ -187,6 +197,7 @@ DRUGS = [
         "J01DD04",
         "J01D: Kháng sinh beta-lactam khác (cephalosporin)",
         "c",
+        "ceft1g ceftriaxon 1g ceftriaxon j01dd04",
     ),
     (
         "AZI500",
@@ -200,6 +211,7 @@ DRUGS = [
         "J01FA10",
         "J01F: Kháng sinh macrolid",
         "c",
+        "azi500 azithromycin 500mg azithromycin j01fa10",
     ),
     (
         "CLARI500",
@@ -213,6 +225,7 @@ DRUGS = [
         "J01FA09",
         "J01F: Kháng sinh macrolid",
         "c",
+        "clari500 clarithromycin 500mg clarithromycin j01fa09",
     ),
     (
         "CIPRO500",
@@ -226,6 +239,7 @@ DRUGS = [
         "J01MA02",
         "J01M: Kháng sinh quinolon",
         "c",
+        "cipro500 ciprofloxacin 500mg ciprofloxacin j01ma02",
     ),
     (
         "LEVO500",
@@ -239,6 +253,7 @@ DRUGS = [
         "J01MA12",
         "J01M: Kháng sinh quinolon",
         "c",
+        "levo500 levofloxacin 500mg levofloxacin j01ma12",
     ),
     (
         "METRO250",
@@ -252,6 +267,7 @@ DRUGS = [
         "P01AB01",
         "P01A: Thuốc chống amip và đơn bào",
         "c",
+        "metro250 metronidazol 250mg metronidazol p01ab01",
     ),
     (
         "OME20",
@@ -265,6 +281,7 @@ DRUGS = [
         "A02BC01",
         "A02B: Thuốc điều trị loét dạ dày - tá tràng",
         "c",
+        "ome20 omeprazol 20mg omeprazol a02bc01",
     ),
     (
         "ESO40",
@@ -278,6 +295,7 @@ DRUGS = [
         "A02BC05",
         "A02B: Thuốc điều trị loét dạ dày - tá tràng",
         "c",
+        "eso40 esomeprazol 40mg esomeprazol a02bc05",
     ),
     (
         "PANTO40",
@@ -291,6 +309,7 @@ DRUGS = [
         "A02BC02",
         "A02B: Thuốc điều trị loét dạ dày - tá tràng",
         "c",
+        "panto40 pantoprazol 40mg pantoprazol a02bc02",
     ),
     (
         "DOMP10",
@@ -304,6 +323,7 @@ DRUGS = [
         "A03FA03",
         "A03F: Thuốc kích thích nhu động",
         "c",
+        "domp10 domperidon 10mg domperidon a03fa03",
     ),
     (
         "SMEC3",
@@ -317,6 +337,7 @@ DRUGS = [
         "A07BC05",
         "A07B: Thuốc hấp phụ đường ruột",
         "c",
+        "smec3 smecta 3g diosmectit a07bc05",
     ),
     (
         "ORS245",
@@ -330,6 +351,7 @@ DRUGS = [
         "A07CA",
         "A07C: Điện giải với carbohydrat",
         "c",
+        "ors245 oresol 245 natri clorid + kali clorid + natri citrat + glucose khan a07ca",
     ),
     (
         "AMLO5",
@@ -343,6 +365,7 @@ DRUGS = [
         "C08CA01",
         "C08C: Thuốc chẹn kênh calci chọn lọc trên mạch",
         "c",
+        "amlo5 amlodipin 5mg amlodipin c08ca01",
     ),
     (
         "NIFE20",
@@ -356,6 +379,7 @@ DRUGS = [
         "C08CA05",
         "C08C: Thuốc chẹn kênh calci chọn lọc trên mạch",
         "c",
+        "nife20 nifedipin 20mg retard nifedipin c08ca05",
     ),
     (
         "ENAL5",
@@ -369,6 +393,7 @@ DRUGS = [
         "C09AA02",
         "C09A: Thuốc ức chế men chuyển",
         "c",
+        "enal5 enalapril 5mg enalapril c09aa02",
     ),
     (
         "PERI5",
@@ -382,6 +407,7 @@ DRUGS = [
         "C09AA04",
         "C09A: Thuốc ức chế men chuyển",
         "c",
+        "peri5 perindopril 5mg perindopril arginin c09aa04",
     ),
     (
         "LOSA50",
@@ -395,6 +421,7 @@ DRUGS = [
         "C09CA01",
         "C09C: Thuốc đối kháng thụ thể angiotensin II",
         "c",
+        "losa50 losartan 50mg losartan kali c09ca01",
     ),
     (
         "BISO5",
@@ -408,6 +435,7 @@ DRUGS = [
         "C07AB07",
         "C07A: Thuốc chẹn beta",
         "c",
+        "biso5 bisoprolol 5mg bisoprolol fumarat c07ab07",
     ),
     (
         "FURO40",
@@ -421,6 +449,7 @@ DRUGS = [
         "C03CA01",
         "C03C: Thuốc lợi tiểu quai",
         "c",
+        "furo40 furosemid 40mg furosemid c03ca01",
     ),
     (
         "ATOR20",
@@ -434,6 +463,7 @@ DRUGS = [
         "C10AA05",
         "C10A: Thuốc hạ lipid máu nhóm statin",
         "c",
+        "ator20 atorvastatin 20mg atorvastatin c10aa05",
     ),
     (
         "ROSU10",
@@ -447,6 +477,7 @@ DRUGS = [
         "C10AA07",
         "C10A: Thuốc hạ lipid máu nhóm statin",
         "c",
+        "rosu10 rosuvastatin 10mg rosuvastatin c10aa07",
     ),
     (
         "MET850",
@@ -460,6 +491,7 @@ DRUGS = [
         "A10BA02",
         "A10B: Thuốc hạ đường huyết (trừ insulin)",
         "c",
+        "met850 metformin 850mg metformin hydroclorid a10ba02",
     ),
     (
         "GLIC30",
@@ -473,6 +505,7 @@ DRUGS = [
         "A10BB09",
         "A10B: Thuốc hạ đường huyết (trừ insulin)",
         "c",
+        "glic30 gliclazid 30mg mr gliclazid a10bb09",
     ),
     (
         "MIXT30",
@@ -486,6 +519,7 @@ DRUGS = [
         "A10AD01",
         "A10A: Insulin và các chất tương tự",
         "c",
+        "mixt30 insulin hon hop 30/70 100 iu/ml insulin nguoi (30% hoa tan, 70% isophan) a10ad01",
     ),
     (
         "SALB100",
@@ -499,6 +533,7 @@ DRUGS = [
         "R03AC02",
         "R03A: Thuốc cường giao cảm dạng hít",
         "c",
+        "salb100 salbutamol 100mcg/lieu salbutamol sulfat r03ac02",
     ),
     (
         "ACETY200",
@@ -512,6 +547,7 @@ DRUGS = [
         "R05CB01",
         "R05C: Thuốc long đờm",
         "c",
+        "acety200 acetylcystein 200mg acetylcystein r05cb01",
     ),
     (
         "CETI10",
@@ -525,6 +561,7 @@ DRUGS = [
         "R06AE07",
         "R06A: Thuốc kháng histamin dùng toàn thân",
         "c",
+        "ceti10 cetirizin 10mg cetirizin dihydroclorid r06ae07",
     ),
     (
         "LORA10",
@@ -538,6 +575,7 @@ DRUGS = [
         "R06AX13",
         "R06A: Thuốc kháng histamin dùng toàn thân",
         "c",
+        "lora10 loratadin 10mg loratadin r06ax13",
     ),
     (
         "PRED5",
@@ -551,6 +589,7 @@ DRUGS = [
         "H02AB06",
         "H02A: Corticosteroid dùng toàn thân",
         "c",
+        "pred5 prednisolon 5mg prednisolon h02ab06",
     ),
     (
         "MEDR16",
@@ -564,6 +603,7 @@ DRUGS = [
         "H02AB04",
         "H02A: Corticosteroid dùng toàn thân",
         "c",
+        "medr16 methylprednisolon 16mg methylprednisolon h02ab04",
     ),
     (
         "VIT3B",
@@ -577,6 +617,7 @@ DRUGS = [
         "A11DB",
         "A11D: Vitamin B1 và phối hợp",
         "c",
+        "vit3b vitamin 3b vitamin b1 + b6 + b12 a11db",
     ),
     (
         "CALD3",
@@ -590,6 +631,7 @@ DRUGS = [
         "A12AX",
         "A12A: Calci",
         "c",
+        "cald3 calci carbonat + vitamin d3 calci carbonat + cholecalciferol a12ax",
     ),
     (
         "DIAZ5",
@@ -603,6 +645,7 @@ DRUGS = [
         "N05BA01",
         "N05B: Thuốc giải lo âu",
         "h",
+        "diaz5 diazepam 5mg diazepam n05ba01",
     ),
     (
         "MORP10",
@@ -616,6 +659,7 @@ DRUGS = [
         "N02AA01",
         "N02A: Thuốc giảm đau opioid",
         "n",
+        "morp10 morphin hydroclorid 10mg/ml morphin n02aa01",
     ),
 ]
 
@@ -639,13 +683,9 @@ drugs = sa.table(
 )
 
 
-def _fold(text: str) -> str:
-    return " ".join(unidecode(unicodedata.normalize("NFC", text)).lower().split())
-
-
 def upgrade() -> None:
     rows = []
-    for code, name, ingredient, keys, strength, form, unit, route, atc, atc_class, kind in DRUGS:
+    for code, name, ingredient, keys, strength, form, unit, route, atc, atc_class, kind, search in DRUGS:
         rows.append(
             {
                 "code": code,
@@ -662,7 +702,7 @@ def upgrade() -> None:
                 "registration_number": None,
                 "insurance_covered": True,
                 "active": True,
-                "search_text": _fold(f"{code} {name} {ingredient} {atc}"),
+                "search_text": search,
             }
         )
     op.bulk_insert(drugs, rows)
