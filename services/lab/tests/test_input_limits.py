@@ -7,12 +7,17 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import grpc
+import pytest
 from sqlalchemy import func, select
 
 from hospital.chassis.db import audit_log_table
+from hospital.chassis.rpc import call_metadata
+from hospital.contracts.lab.v1 import lab_pb2 as pb
+from hospital.contracts.lab.v1 import lab_pb2_grpc as pb_grpc
 from hospital.lab.adapters.tables import orders, qc_lots
 from hospital.lab.simulator import send_astm
-from hospital.testing.services import http_client
+from hospital.testing.services import http_client, issuer_for
 
 LOT = {
     "instrument_id": "simulator",
@@ -149,3 +154,32 @@ async def wait_accepting(port: int) -> None:
         writer.close()
         return
     raise AssertionError(f"nothing listens on {port}")
+
+
+async def test_grpc_orders_and_critical_calls_are_bounded_too(lab) -> None:
+    token = issuer_for(lab).mint_for_role("doctor")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{lab.settings.grpc_port}") as ch:
+        stub = pb_grpc.LabServiceStub(ch)
+        request = pb.PlaceOrderRequest(tests=["GLU"], clinical_note="x" * 2001)
+        request.patient.id, request.patient.full_name = "p-grpc-1", "Lý Thị Thu"
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.PlaceOrder(request, metadata=call_metadata(token))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "clinical_note" in err.value.details()
+        request.clinical_note = ""
+        request.patient.full_name = "Lý Thị\x00 Thu"
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.PlaceOrder(request, metadata=call_metadata(token))
+        assert (
+            err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            and "control character" in err.value.details()
+        )
+        tech = issuer_for(lab).mint_for_role("lab_technician")
+        call = pb.RecordCriticalCallRequest(
+            result_id="r-1", notified_person="B" * 201, notified_role="bác sĩ"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.RecordCriticalCall(call, metadata=call_metadata(tech))
+        assert (
+            err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "notified_person" in err.value.details()
+        )
+    assert await count(lab, orders) == 0

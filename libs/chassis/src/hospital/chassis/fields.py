@@ -115,14 +115,20 @@ Real = Annotated[float, AllowInfNan(False)]
 
 
 def clean_text(
-    value: str, *, field: str, max_length: int = SHORT, error_code: str = "request.invalid"
+    value: str,
+    *,
+    field: str,
+    max_length: int = SHORT,
+    error_code: str = "request.invalid",
+    multiline: bool = False,
 ) -> str:
-    """The ``ShortText`` rules for a value that does not come through a pydantic model (raises
-    :class:`~hospital.chassis.errors.Invalid` naming ``field``)."""
+    """The ``line(max_length)`` rules (``text(max_length)`` with ``multiline``) for a value that does not come
+    through a pydantic model, e.g. a gRPC request (raises :class:`~hospital.chassis.errors.Invalid` naming
+    ``field``); returns the cleaned value."""
     from hospital.chassis.errors import Invalid
 
     try:
-        out = _no_control(_one_line(value))
+        out = _multi_line(value) if multiline else _no_control(_one_line(value))
     except ValueError as exc:
         raise Invalid(error_code, f"{field}: {exc}", field=field) from None
     if len(out) > max_length:

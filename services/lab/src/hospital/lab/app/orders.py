@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hospital.chassis.app import Runtime
 from hospital.chassis.db import next_value, utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
+from hospital.chassis.fields import clean_text
 from hospital.chassis.ids import new_id
 from hospital.contracts.lab.v1 import events_pb2
 from hospital.contracts.lab.v1 import lab_pb2 as pb
@@ -191,6 +192,16 @@ class OrderService:
             )
         if not o.patient_name or not o.patient_name.strip():
             raise Invalid("order.patient_name", "patient.full_name is required", field="patient.full_name")
+        for name, code, value, limit, multiline in (  # bounded and clean, as over HTTP (gRPC, HL7 callers)
+            ("patient.full_name", "order.patient_name", o.patient_name, 200, False),
+            ("patient.patient_code", "order.patient_code", o.patient_code, 30, False),
+            ("ordering_doctor", "order.ordering_doctor", o.ordering_doctor, 200, False),
+            ("placer_order_number", "order.placer_order_number", o.placer_order_number, 60, False),
+            ("request_id", "order.request_id", o.request_id, 100, False),
+            ("clinical_note", "order.clinical_note", o.clinical_note, 2000, True),
+        ):
+            if value:
+                clean_text(value, field=name, max_length=limit, error_code=code, multiline=multiline)
         if o.patient_sex not in ("male", "female", "unknown"):
             raise Invalid(
                 "order.patient_sex", "patient.sex must be male, female or unknown", field="patient.sex"

@@ -12,6 +12,7 @@ from sqlalchemy import and_, func, select, update
 from hospital.chassis.app import Runtime
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
+from hospital.chassis.fields import clean_text
 from hospital.chassis.ids import new_id
 from hospital.contracts.lab.v1 import events_pb2
 from hospital.lab.adapters.tables import (
@@ -545,6 +546,19 @@ class ResultService:
         return items
 
     async def record_call(self, result_id: str, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        for field, limit, multiline in (
+            ("notified_person", 200, False),
+            ("notified_role", 60, False),
+            ("note", 1000, True),
+        ):
+            if body.get(field):
+                clean_text(
+                    body[field],
+                    field=field,
+                    max_length=limit,
+                    error_code=f"critical_call.{field}",
+                    multiline=multiline,
+                )
         person = (body.get("notified_person") or "").strip()
         if not person:
             raise Invalid(
