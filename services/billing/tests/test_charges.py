@@ -64,10 +64,11 @@ async def test_bed_days_follow_admission_transfer_and_discharge(billing, admissi
     await admissions.publish("admissions.inpatient.discharged", out)
     inv = await invoice_of(billing, vid, min_lines=3)
     beds = [(ln["price_code"], ln["quantity"]) for ln in inv["lines"] if ln["category"] == "bed"]
-    # 3 days in internal medicine (transfer day goes to the ICU), then the ICU day of the transfer = discharge
-    assert beds == [("GB-NOI2", "3"), ("GB-HSTC", "1")], beds
+    # 3 days in internal medicine, then the transfer day (= discharge day): half at the ICU, half at
+    # internal medicine, the dearest and the cheapest bed of that day
+    assert sorted(beds) == [("GB-HSTC", "0.5"), ("GB-NOI2", "0.5"), ("GB-NOI2", "3")], beds
     assert inv["visit"]["inpatient"] is True
-    assert inv["total_amount"] == 42_100 + 3 * 220_300 + 738_500
+    assert inv["total_amount"] == 42_100 + 3 * 220_300 + 738_500 // 2 + 220_300 // 2
 
 
 async def test_manual_charge_cancel_and_bad_input(billing, admissions) -> None:
@@ -111,9 +112,11 @@ async def test_manual_charge_cancel_and_bad_input(billing, admissions) -> None:
     assert await count(billing, charges, charges.c.visit_id == vid) == 3
 
 
-async def test_transfer_day_is_charged_once_at_the_higher_ward(billing, admissions) -> None:
-    """ICU for 3 days, then internal medicine for 2 more: the transfer day goes to the ICU (the dearer
-    bed of that day), not once to each ward and not to the cheaper ward."""
+async def test_transfer_day_is_billed_half_at_the_dearest_and_half_at_the_cheapest_ward(
+    billing, admissions
+) -> None:
+    """ICU for 3 days, then internal medicine for 2 more: the transfer day is one bed-day, 0.5 at the ICU
+    (the dearest bed of that day) and 0.5 in internal medicine (the cheapest), not a day at each."""
     from hospital.billing.app.common import local_date
 
     vid, pid, _ = await admissions.open_visit(name="Trịnh Văn Khải")
@@ -137,9 +140,13 @@ async def test_transfer_day_is_charged_once_at_the_higher_ward(billing, admissio
     beds = [(ln["price_code"], ln["quantity"]) for ln in inv["lines"] if ln["category"] == "bed"]
     icu_days = (local_date(now) - local_date(now - timedelta(days=3))).days  # 3
     noi_days = (local_date(now + timedelta(days=2)) - local_date(now)).days  # 2
-    assert beds == [("GB-HSTC", str(icu_days)), ("GB-HSTC", "1"), ("GB-NOI2", str(noi_days))], beds
+    assert sorted(beds) == sorted(
+        [("GB-HSTC", str(icu_days)), ("GB-HSTC", "0.5"), ("GB-NOI2", "0.5"), ("GB-NOI2", str(noi_days))]
+    ), beds
     total_days = (local_date(now + timedelta(days=2)) - local_date(now - timedelta(days=3))).days + 1
-    assert icu_days + 1 + noi_days == total_days  # still discharge day − admission day + 1
+    assert icu_days + 0.5 + 0.5 + noi_days == total_days  # still discharge day − admission day + 1
+    half_days = [ln for ln in inv["lines"] if ln["quantity"] == "0.5"]
+    assert {ln["department_code"] for ln in half_days} == {"NOI"}  # posted with the segment they open
 
 
 async def test_stay_under_four_hours_is_charged_no_bed_day(billing, admissions) -> None:

@@ -11,6 +11,8 @@ import pytest
 
 from hospital.billing.domain.insurance import (
     BASE_SALARY_FROM_2024_07_01,
+    DEFAULT_RULES,
+    BenefitRules,
     ChargeLine,
     InsuranceCard,
     InsuranceError,
@@ -18,6 +20,7 @@ from hospital.billing.domain.insurance import (
     LineSplit,
     Route,
     RoutePolicy,
+    RuleSchedule,
     split_visit,
 )
 
@@ -199,8 +202,75 @@ def test_custom_route_policy() -> None:
     policy = RoutePolicy(self_referred_outpatient_percent=50)
     line = only_line([service(500_000)], card(4), route=Route.SELF_REFERRED, policy=policy)
     assert (line.muc_huong, line.t_bhtt, line.t_bncct) == (40, 200_000, 300_000)
-    with pytest.raises(InsuranceError, match="whole percent"):
-        split_visit([service(500_000)], card(3), route=Route.SELF_REFERRED, policy=RoutePolicy(100, 30))
+
+
+def test_a_benefit_that_is_not_a_whole_percent_is_computed() -> None:
+    """95% (level 3) x 50% (self-referred outpatient) = 47.5%: computed exactly, not refused."""
+    line = only_line([service(500_000)], card(3), route=Route.SELF_REFERRED, policy=RoutePolicy(100, 50))
+    assert line.muc_huong == Decimal("47.5")
+    assert (line.t_bhtt, line.t_bncct, line.t_bntt) == (237_500, 262_500, 0)
+    odd = only_line([service(123_457)], card(3), route=Route.SELF_REFERRED, policy=RoutePolicy(30, 30))
+    assert odd.muc_huong == Decimal("28.5") and odd.t_bhtt == 35_185  # 35,185.245 rounded half-up
+    assert odd.t_bhtt + odd.t_bncct + odd.t_bntt == odd.thanh_tien_bv
+
+
+def test_claim_amounts_keep_two_decimals_and_unit_prices_three() -> None:
+    """A tender drug price of 1,234.567 VND x 1.333 (self-referred inpatient: no 15% rule): the claim
+    rounds THANH_TIEN_BV, THANH_TIEN_BH and T_BHTT to 2 decimals (QĐ 130), the invoice to whole VND;
+    both add up exactly."""
+    line = ChargeLine(DAY, True, Decimal("1234.567"), Decimal("1234.567"), Decimal("1.333"), payment_ratio=50)
+    claim = split_visit([line], card(4), inpatient=True, route=Route.SELF_REFERRED, places=2).lines[0]
+    assert (claim.thanh_tien_bv, claim.thanh_tien_bh) == (Decimal("1645.68"), Decimal("822.84"))
+    assert (claim.t_bhtt, claim.t_bncct, claim.t_bntt) == (
+        Decimal("658.27"),
+        Decimal("164.57"),
+        Decimal("822.84"),
+    )
+    invoice = split_visit([line], card(4), inpatient=True, route=Route.SELF_REFERRED).lines[0]
+    assert (invoice.thanh_tien_bv, invoice.thanh_tien_bh, invoice.t_bhtt) == (1646, 823, 658)
+    with pytest.raises(InsuranceError, match="3 decimals"):
+        ChargeLine(DAY, True, Decimal("1.2345"), 1)
+    with pytest.raises(InsuranceError, match="decimal places"):
+        split_visit([line], card(4), places=3)
+
+
+def test_a_stay_across_a_rule_change_is_split_on_the_day_of_the_change() -> None:
+    """Self-referred inpatient at a provincial hospital: 60% of the benefit until 31 December 2020, 100%
+    from 1 January 2021 (DEFAULT_RULES); each line takes the rule of its own day."""
+    stay = InsuranceCard("HS4010120878811", date(2020, 1, 1), date(2021, 12, 31))
+    days = [date(2020, 12, 30), date(2020, 12, 31), date(2021, 1, 1), date(2021, 1, 2)]
+    result = split_visit(
+        [service(500_000, service_date=d) for d in days], stay, route=Route.SELF_REFERRED, inpatient=True
+    )
+    assert [ln.muc_huong for ln in result.lines] == [48, 48, 80, 80]
+    assert [ln.t_bhtt for ln in result.lines] == [240_000, 240_000, 400_000, 400_000]
+
+
+def test_the_small_visit_threshold_follows_the_base_salary_of_the_visit_day() -> None:
+    """300,000 VND is under 15% of 2,340,000 (351,000, from 1 July 2024) but not of 1,800,000 (270,000)."""
+    june, july = date(2024, 6, 30), date(2024, 7, 1)
+    early = InsuranceCard("HS4010120878811", date(2024, 1, 1), date(2024, 12, 31))
+    assert split_visit([service(300_000, service_date=june)], early).small_visit_rule_applied is False
+    assert split_visit([service(300_000, service_date=july)], early).small_visit_rule_applied is True
+    # a facility's own version (Law 51/2024/QH15: self-referred outpatient 50% from 1 July 2025)
+    own = DEFAULT_RULES.with_version(BenefitRules(date(2025, 7, 1), 2_340_000, RoutePolicy(100, 50)))
+    later = InsuranceCard("HS4010120878811", date(2025, 1, 1), date(2025, 12, 31))
+    before, after = split_visit(
+        [service(500_000, service_date=date(2025, 6, 30)), service(500_000, service_date=date(2025, 7, 1))],
+        later,
+        route=Route.SELF_REFERRED,
+        rules=own,
+    ).lines
+    assert (before.muc_huong, after.muc_huong) == (0, 40)
+    with pytest.raises(InsuranceError, match="no benefit rules"):
+        split_visit([service(1_000, service_date=date(2019, 6, 30))], early)
+    with pytest.raises(InsuranceError, match="ascending"):
+        RuleSchedule(
+            (
+                BenefitRules(date(2024, 7, 1), 1, RoutePolicy()),
+                BenefitRules(date(2023, 7, 1), 1, RoutePolicy()),
+            )
+        )
 
 
 def test_copay_exemption_from_its_date() -> None:
@@ -274,22 +344,90 @@ def test_random_visits_always_add_up_exactly() -> None:
 def test_bed_segment_lines_one_bed_day_per_calendar_day() -> None:
     from datetime import date
 
-    from hospital.billing.domain.pricing import BedLine, segment_lines
+    from hospital.billing.domain.pricing import HALF, BedLine, segment_lines
 
     d = date(2026, 11, 2)
     # a transfer three days after admission: the three days before it at the ward's class
     assert segment_lines(d, date(2026, 11, 5), "GB-NOI2", None, last_segment=False) == [
         BedLine("GB-NOI2", 3, False)
     ]
-    # the next segment began on a transfer day whose dearer ward was the ICU
-    assert segment_lines(date(2026, 11, 5), date(2026, 11, 7), "GB-NOI2", "GB-HSTC", last_segment=True) == [
-        BedLine("GB-HSTC", 1, True),
+    # the next segment began on a transfer day (ICU -> internal medicine): half a day at the dearest
+    # class of that day, half at the cheapest, then the ward's own days
+    assert segment_lines(
+        date(2026, 11, 5), date(2026, 11, 7), "GB-NOI2", "GB-HSTC", last_segment=True, day_low_class="GB-NOI2"
+    ) == [
+        BedLine("GB-HSTC", HALF, True, "bed-first"),
+        BedLine("GB-NOI2", HALF, True, "bed-first-low"),
         BedLine("GB-NOI2", 2, False),
     ]
+    # three wards in one day: the dearest and the cheapest of them, neither being the last ward
+    assert segment_lines(
+        d, date(2026, 11, 3), "GB-NOI1", "GB-HSTC", last_segment=False, day_low_class="GB-NOI3"
+    ) == [
+        BedLine("GB-HSTC", HALF, True, "bed-first"),
+        BedLine("GB-NOI3", HALF, True, "bed-first-low"),
+    ]
     # moved on the same day again: nothing yet, the day goes on with the next ward
-    assert segment_lines(d, d, "GB-NOI1", "GB-HSTC", last_segment=False) == []
-    # discharged on the day the segment began: that one day, at the day's class
-    assert segment_lines(d, d, "GB-NOI1", "GB-HSTC", last_segment=True) == [BedLine("GB-HSTC", 1, True)]
+    assert segment_lines(d, d, "GB-NOI1", "GB-HSTC", last_segment=False, day_low_class="GB-NOI1") == []
+    # discharged on the day the segment began: that one day, in halves
+    assert segment_lines(d, d, "GB-NOI1", "GB-HSTC", last_segment=True, day_low_class="GB-NOI1") == [
+        BedLine("GB-HSTC", HALF, True, "bed-first"),
+        BedLine("GB-NOI1", HALF, True, "bed-first-low"),
+    ]
     assert segment_lines(d, d, "GB-NOI1", None, last_segment=True) == [BedLine("GB-NOI1", 1, False)]
+    # a segment recorded before the half-day rule: its whole first day at the dearer class
+    assert segment_lines(d, d, "GB-NOI1", "GB-HSTC", last_segment=True) == [
+        BedLine("GB-HSTC", 1, True, "bed-first")
+    ]
     with pytest.raises(ValueError):
         segment_lines(date(2026, 11, 5), d, "GB-NOI2", None, last_segment=True)
+
+
+def test_random_claims_with_decimal_prices_and_fractional_benefits_add_up_exactly() -> None:
+    """The claim's rounding (2 decimals) with unit prices of 3 decimals and self-referred shares that make
+    fractional MUC_HUONG: every line and the visit still add up exactly, each rounded amount within half a
+    cent of the exact one."""
+    rng = random.Random(4750)
+    for _ in range(1000):
+        insurance_card = card(rng.randint(1, 5))
+        lines = []
+        for _ in range(rng.randint(1, 6)):
+            hospital = Decimal(rng.randint(0, 5_000_000_000)) / 1000
+            lines.append(
+                ChargeLine(
+                    service_date=DAY - timedelta(days=rng.randint(0, 5)),
+                    covered=rng.random() < 0.85,
+                    hospital_unit_price=hospital,
+                    insurance_unit_price=max(
+                        Decimal(0), hospital - rng.choice([0, 0, rng.randint(0, 200_000)])
+                    ),
+                    quantity=Decimal(rng.randint(1, 100_000)) / Decimal(rng.choice([1, 10, 100, 1000])),
+                    payment_ratio=rng.choice([100, 100, 70, 50, 30]),
+                    service_ratio=rng.choice([100, 100, 80, 50]),
+                )
+            )
+        policy = RoutePolicy(rng.choice([100, 50, 30]), rng.choice([0, 50, 30]))
+        result = split_visit(
+            lines,
+            insurance_card,
+            route=rng.choice(list(Route)),
+            inpatient=rng.random() < 0.5,
+            policy=policy,
+            places=2,
+        )
+        for line, split in zip(lines, result.lines, strict=True):
+            for amount in (
+                split.thanh_tien_bv,
+                split.thanh_tien_bh,
+                split.t_bhtt,
+                split.t_bncct,
+                split.t_bntt,
+            ):
+                assert Decimal(amount) == Decimal(amount).quantize(Decimal("0.01"))
+            assert split.t_bhtt + split.t_bncct + split.t_bntt == split.thanh_tien_bv
+            exact_bv = Fraction(line.quantity) * Fraction(line.hospital_unit_price) * line.service_ratio / 100
+            assert abs(Fraction(split.thanh_tien_bv) - exact_bv) <= Fraction(1, 200)
+            exact_fund = Fraction(split.thanh_tien_bh) * Fraction(split.muc_huong) / 100
+            assert abs(Fraction(split.t_bhtt) - exact_fund) <= Fraction(1, 200)
+            assert Decimal(split.muc_huong) == Decimal(split.muc_huong).quantize(Decimal("0.01"))
+        assert result.t_bhtt + result.t_bncct + result.t_bntt == result.t_tongchi_bv

@@ -47,7 +47,9 @@ class BillingSettings(ServiceSettings):
     # Where those durables start when first created: "new" (default) so that turning charge capture on
     # does not charge the orders already on the streams (14 days); "all" replays them.
     order_events_start: Literal["new", "all"] = "new"
-    base_salary_vnd: int = 2_340_000  # lương cơ sở (Decree 73/2024/NĐ-CP)
+    # lương cơ sở for the 15% rule; 0 (default): the one in force on the visit's day
+    # (domain.insurance.DEFAULT_RULES)
+    base_salary_vnd: int = 0
 
     def secret_values(self) -> dict[str, str]:
         return {

@@ -97,6 +97,8 @@ stays = Table(
     # bed class charged for the segment's first day when higher than the ward's (a transfer day:
     # one bed-day per calendar day, at the highest-priced ward of that day); migration 0003
     Column("day_class", String(30), nullable=True),
+    # the cheapest bed class of the transfer day (migration 0008): half a day there, half at day_class
+    Column("day_low_class", String(30), nullable=True),
 )
 
 invoices = Table(

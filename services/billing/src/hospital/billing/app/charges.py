@@ -26,7 +26,13 @@ from hospital.billing.app.common import (
     refresh_invoice,
 )
 from hospital.billing.app.mapping import charge_dict, charge_proto
-from hospital.billing.domain.pricing import EXAM_CODE, MIN_CHARGED_STAY, bed_price_code, segment_lines
+from hospital.billing.domain.pricing import (
+    EXAM_CODE,
+    MIN_CHARGED_STAY,
+    BedLine,
+    bed_price_code,
+    segment_lines,
+)
 from hospital.chassis.app import Runtime
 from hospital.chassis.bus import Event
 from hospital.chassis.caller import Caller
@@ -74,6 +80,20 @@ def _date(text: str) -> date | None:
         return date.fromisoformat(text) if text else None
     except ValueError:
         return None
+
+
+FIRST_DAY_NOTES = {
+    "bed-first": "ngày chuyển khoa, nửa ngày theo giường giá cao nhất",
+    "bed-first-low": "ngày chuyển khoa, nửa ngày theo giường giá thấp nhất",
+}
+
+
+def _bed_note(line: BedLine, ward: str, start: date, end: date) -> str:
+    if not line.first_day:
+        return f"{ward} {start}→{end}"
+    if line.days == 1:
+        return f"{ward} {start}: ngày chuyển khoa, tính theo giường giá cao nhất"
+    return f"{ward} {start}: {FIRST_DAY_NOTES[line.key]}"
 
 
 async def price_at(session: AsyncSession, code: str, day: date) -> Any:
@@ -469,10 +489,16 @@ class ChargeService:
         self, session: AsyncSession, stay: Any, end: datetime, *, last: bool, event: Event
     ) -> None:
         """Post the segment's bed-days (``domain.pricing.segment_lines``): ``<event id>#bed`` for the days
-        at the ward's class, ``<event id>#bed-first`` for a first day charged at a higher class."""
+        at the ward's class; a transfer day as ``<event id>#bed-first`` (half a day at the dearest class of
+        that day) and ``<event id>#bed-first-low`` (half at the cheapest)."""
         start = local_date(stay["segment_start"])
         lines = segment_lines(
-            start, local_date(end), bed_price_code(stay["ward_code"]), stay["day_class"], last_segment=last
+            start,
+            local_date(end),
+            bed_price_code(stay["ward_code"]),
+            stay["day_class"],
+            last_segment=last,
+            day_low_class=stay["day_low_class"],
         )
         if not lines:
             return
@@ -483,29 +509,32 @@ class ChargeService:
                 pub,
                 visit_id=stay["visit_id"],
                 price_code=line.price_code,
-                qty_milli=line.days * 1000,
+                qty_milli=int(line.days * 1000),
                 service_at=end,
                 source=event.subject,
-                source_key=f"{event.id}#bed-first" if line.first_day else f"{event.id}#bed",
+                source_key=f"{event.id}#{line.key}",
                 source_event_id=event.id,
                 posted_by="service:admissions",
                 base_salary=self.base_salary,
                 department_code=stay["ward_code"],  # the ward is the department that treated (XML3 MA_KHOA)
                 bed_code=stay["bed_code"],
-                note=(
-                    f"{stay['ward_code']} {start}: ngày chuyển khoa, tính theo giường giá cao nhất"
-                    if line.first_day
-                    else f"{stay['ward_code']} {start}→{local_date(end)}"
-                ),
+                note=_bed_note(line, stay["ward_code"], start, local_date(end)),
             )
         await pub.flush()
 
-    async def _higher_class(self, session: AsyncSession, a: str, b: str, day: date) -> str:
-        """The bed class with the higher hospital price on ``day`` (``a`` on a tie or a missing price)."""
-        pa, pb = await price_at(session, a, day), await price_at(session, b, day)
-        if pa is None or pb is None:
-            return a if pa is not None else b
-        return b if pb["hospital_price"] > pa["hospital_price"] else a
+    async def _class_range(self, session: AsyncSession, classes: list[str], day: date) -> tuple[str, str]:
+        """The dearest and the cheapest of ``classes`` by hospital price on ``day`` (the earlier one on a
+        tie; a class without a price in force is left out unless none has one)."""
+        priced = []
+        for order, code in enumerate(dict.fromkeys(classes)):
+            item = await price_at(session, code, day)
+            if item is not None:
+                priced.append((item["hospital_price"], order, code))
+        if not priced:
+            return classes[0], classes[0]
+        dear = min(priced, key=lambda p: (-p[0], p[1]))[2]
+        cheap = min(priced, key=lambda p: (p[0], p[1]))[2]
+        return dear, cheap
 
     async def on_transferred(self, session: AsyncSession, event: Event) -> None:
         msg = event.message()
@@ -518,15 +547,13 @@ class ChargeService:
             return
         at = _event_time(event)
         await self._charge_segment(session, stay, at, last=False, event=event)
-        # the transfer day is charged once, at the higher class of the wards the patient lay in that day
+        # the transfer day: half a day at the dearest, half at the cheapest class of the wards of that day
         left = bed_price_code(stay["ward_code"])
+        new = bed_price_code(a.ward_code)
         same_day = local_date(stay["segment_start"]) == local_date(at)
-        day_class = await self._higher_class(
-            session,
-            (stay["day_class"] or left) if same_day else left,
-            bed_price_code(a.ward_code),
-            local_date(at),
-        )
+        earlier = [c for c in (stay["day_class"], stay["day_low_class"]) if c] if same_day else []
+        dear, cheap = await self._class_range(session, [*earlier, left, new], local_date(at))
+        plain = dear == cheap == new
         await session.execute(
             update(stays)
             .where(stays.c.admission_id == a.id)
@@ -534,7 +561,8 @@ class ChargeService:
                 ward_code=a.ward_code,
                 bed_code=a.bed_code,
                 segment_start=at,
-                day_class=None if day_class == bed_price_code(a.ward_code) else day_class,
+                day_class=None if plain else dear,
+                day_low_class=None if plain else cheap,
             )
         )
 

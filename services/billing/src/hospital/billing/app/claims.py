@@ -9,6 +9,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,11 @@ from hospital.contracts.billing.v1 import events_pb2
 ICD10 = re.compile(r"[A-Z][0-9]{2}(\.[0-9A-Z]{1,2})?")
 # MA_DOITUONG_KCB by route (simplified: the decision's table has more cases)
 DOITUONG = {Route.REGISTERED: "1.1", Route.REFERRED: "1.3", Route.EMERGENCY: "2", Route.SELF_REFERRED: "3"}
+
+
+def _whole(amount: Decimal | int) -> int:
+    """An amount of the claim (2 decimals) in whole VND, for the event's integer fields."""
+    return int(Decimal(amount).to_integral_value(ROUND_HALF_UP))
 
 
 @dataclass(frozen=True)
@@ -145,7 +151,7 @@ class ClaimService:
                     "give ma_bac_si for them",
                     field="ma_bac_si",
                 )
-            split = split_for(v, rows, st.base_salary_vnd)  # type: ignore[attr-defined]
+            split = split_for(v, rows, st.base_salary_vnd, places=2)  # type: ignore[attr-defined]
             drugs = await self._drug_details(s, rows)
             ma_lk = v["visit_code"]
             thuoc, dvkt = [], []
@@ -268,8 +274,8 @@ class ClaimService:
                 visit_id=visit_id,
                 ma_lk=ma_lk,
                 sha256=digest,
-                t_tongchi_bv=split.t_tongchi_bv,
-                t_bhtt=split.t_bhtt,
+                t_tongchi_bv=_whole(split.t_tongchi_bv),
+                t_bhtt=_whole(split.t_bhtt),
             )
             msg.exported_at.FromDatetime(now)
             uow.publish("billing.claim.exported", msg)

@@ -72,7 +72,7 @@ def card_of(visit: Any) -> InsuranceCard | None:
         return None
 
 
-def split_for(visit: Any, rows: list[Any], base_salary: int) -> VisitSplit:
+def split_for(visit: Any, rows: list[Any], base_salary: int, *, places: int = 0) -> VisitSplit:
     """The BHYT split of the visit's posted charges (reversed pairs are left out)."""
     lines = [
         ChargeLine(
@@ -91,7 +91,8 @@ def split_for(visit: Any, rows: list[Any], base_salary: int) -> VisitSplit:
         card_of(visit),
         route=ROUTE_BY_KIND.get(visit["kind"], Route.REGISTERED),
         inpatient=visit["inpatient"],
-        base_salary=base_salary,
+        base_salary=base_salary or None,  # 0: the dated rules (domain.insurance.DEFAULT_RULES)
+        places=places,  # 0: whole VND (invoices); 2: the decision's rounding (claims, ADR 0204)
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from hospital.billing.app.common import quantity_text
@@ -95,7 +96,8 @@ def invoice_proto(inv: dict[str, Any]) -> pb.Invoice:
                 charge=charge_proto(line),
                 thanh_tien_bv=s.get("thanh_tien_bv", 0),
                 thanh_tien_bh=s.get("thanh_tien_bh", 0),
-                muc_huong=s.get("muc_huong", 0),
+                muc_huong=int(Decimal(s.get("muc_huong", 0)).to_integral_value(ROUND_HALF_UP)),
+                muc_huong_exact=str(s.get("muc_huong", 0)),
                 t_bhtt=s.get("t_bhtt", 0),
                 t_bncct=s.get("t_bncct", 0),
                 t_bntt=s.get("t_bntt", 0),

@@ -55,6 +55,16 @@ def _check_vnd(value: object, name: str) -> None:
         raise InsuranceError(f"{name} must be a non-negative integer number of VND, got {value!r}")
 
 
+def _check_price(value: object, name: str) -> None:
+    if isinstance(value, Decimal):
+        if not value.is_finite() or value < 0 or not _at_most_3_decimals(value):
+            raise InsuranceError(
+                f"{name} must be a non-negative VND amount with at most 3 decimals, got {value}"
+            )
+        return
+    _check_vnd(value, name)
+
+
 def _check_percent(value: object, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
         raise InsuranceError(f"{name} must be an integer percent 0..100, got {value!r}")
@@ -144,6 +154,67 @@ class RoutePolicy:
 
 
 @dataclass(frozen=True)
+class BenefitRules:
+    """The rules in force from ``effective_from`` (inclusive) until the next version."""
+
+    effective_from: date
+    base_salary: int  # lương cơ sở: the 15% small-visit threshold is a share of it
+    policy: RoutePolicy  # self-referred percentages
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        _check_vnd(self.base_salary, "base_salary")
+
+
+@dataclass(frozen=True)
+class RuleSchedule:
+    """Benefit and route rules versioned by effective date. Each line of a visit takes the route
+    percentage in force on its service date, so a stay across a change is split on the day of the
+    change; the small-visit threshold takes the base salary in force on the visit's last service day."""
+
+    versions: tuple[BenefitRules, ...]
+
+    def __post_init__(self) -> None:
+        if not self.versions:
+            raise InsuranceError("a rule schedule needs at least one version")
+        days = [v.effective_from for v in self.versions]
+        if days != sorted(days) or len(set(days)) != len(days):
+            raise InsuranceError("rule versions must have distinct effective dates in ascending order")
+
+    def at(self, day: date) -> BenefitRules:
+        found = None
+        for version in self.versions:
+            if version.effective_from <= day:
+                found = version
+        if found is None:
+            raise InsuranceError(
+                f"no benefit rules in force on {day} (the first start {self.versions[0].effective_from})"
+            )
+        return found
+
+    def with_version(self, version: BenefitRules) -> RuleSchedule:
+        """A copy with ``version`` added (replacing one of the same date): a facility's own rules."""
+        kept = [v for v in self.versions if v.effective_from != version.effective_from]
+        return RuleSchedule(tuple(sorted([*kept, version], key=lambda v: v.effective_from)))
+
+
+#: The rules for a provincial general hospital: base salaries (Decree 38/2019/NĐ-CP, 24/2023/NĐ-CP,
+#: 73/2024/NĐ-CP) and the self-referred shares of Law on Health Insurance art. 22(3) (provincial
+#: hospitals: inpatient 60% until 2020, 100% from 1 January 2021; outpatient not paid). Law 51/2024/QH15
+#: sets the shares by facility level from 1 July 2025: a facility adds its version (``with_version``).
+DEFAULT_RULES = RuleSchedule(
+    (
+        BenefitRules(
+            date(2019, 7, 1), 1_490_000, RoutePolicy(60, 0), "Decree 38/2019/NĐ-CP; Law 46/2014/QH13"
+        ),
+        BenefitRules(date(2021, 1, 1), 1_490_000, RoutePolicy(100, 0), "Law on Health Insurance art. 22(3)"),
+        BenefitRules(date(2023, 7, 1), 1_800_000, RoutePolicy(100, 0), "Decree 24/2023/NĐ-CP"),
+        BenefitRules(date(2024, 7, 1), 2_340_000, RoutePolicy(100, 0), "Decree 73/2024/NĐ-CP"),
+    )
+)
+
+
+@dataclass(frozen=True)
 class ChargeLine:
     """One drug, supply or service line of a visit, before the split.
 
@@ -155,15 +226,15 @@ class ChargeLine:
 
     service_date: date
     covered: bool
-    hospital_unit_price: int
-    insurance_unit_price: int
+    hospital_unit_price: int | Decimal  # VND; a Decimal with at most 3 decimals (tender drug prices)
+    insurance_unit_price: int | Decimal
     quantity: int | Decimal = 1
     payment_ratio: int = 100
     service_ratio: int = 100
 
     def __post_init__(self) -> None:
-        _check_vnd(self.hospital_unit_price, "hospital_unit_price")
-        _check_vnd(self.insurance_unit_price, "insurance_unit_price")
+        _check_price(self.hospital_unit_price, "hospital_unit_price")
+        _check_price(self.insurance_unit_price, "insurance_unit_price")
         _check_percent(self.payment_ratio, "payment_ratio (TYLE_TT_BH)")
         _check_percent(self.service_ratio, "service_ratio (TYLE_TT_DV)")
         quantity = self.quantity
@@ -179,13 +250,13 @@ class LineMoneyFields(TypedDict):
     """The split as keyword arguments of ``ChiTietThuoc``/``ChiTietDvkt``."""
 
     pham_vi: int
-    thanh_tien_bv: int
-    thanh_tien_bh: int
+    thanh_tien_bv: int | Decimal
+    thanh_tien_bh: int | Decimal
     tyle_tt_bh: int
-    muc_huong: int
-    t_bhtt: int
-    t_bncct: int
-    t_bntt: int
+    muc_huong: int | Decimal
+    t_bhtt: int | Decimal
+    t_bncct: int | Decimal
+    t_bntt: int | Decimal
 
 
 @dataclass(frozen=True)
@@ -196,13 +267,13 @@ class LineSplit:
     """
 
     pham_vi: int
-    thanh_tien_bv: int
-    thanh_tien_bh: int
+    thanh_tien_bv: int | Decimal
+    thanh_tien_bh: int | Decimal
     tyle_tt_bh: int
-    muc_huong: int
-    t_bhtt: int
-    t_bncct: int
-    t_bntt: int
+    muc_huong: int | Decimal  # a Decimal when not a whole percent (47.5)
+    t_bhtt: int | Decimal
+    t_bncct: int | Decimal
+    t_bntt: int | Decimal
 
     def xml_fields(self) -> LineMoneyFields:
         """Keyword arguments for the XML2/XML3 line records of :mod:`hospital.billing.domain.xml130`."""
@@ -226,23 +297,23 @@ class VisitSplit:
     small_visit_rule_applied: bool
 
     @property
-    def t_tongchi_bv(self) -> int:
+    def t_tongchi_bv(self) -> int | Decimal:
         return sum(line.thanh_tien_bv for line in self.lines)
 
     @property
-    def t_tongchi_bh(self) -> int:
+    def t_tongchi_bh(self) -> int | Decimal:
         return sum(line.thanh_tien_bh for line in self.lines)
 
     @property
-    def t_bhtt(self) -> int:
+    def t_bhtt(self) -> int | Decimal:
         return sum(line.t_bhtt for line in self.lines)
 
     @property
-    def t_bncct(self) -> int:
+    def t_bncct(self) -> int | Decimal:
         return sum(line.t_bncct for line in self.lines)
 
     @property
-    def t_bntt(self) -> int:
+    def t_bntt(self) -> int | Decimal:
         return sum(line.t_bntt for line in self.lines)
 
 
@@ -252,8 +323,10 @@ def split_visit(
     *,
     route: Route = Route.REGISTERED,
     inpatient: bool = False,
-    base_salary: int = BASE_SALARY_FROM_2024_07_01,
-    policy: RoutePolicy = RoutePolicy(),
+    base_salary: int | None = None,
+    policy: RoutePolicy | None = None,
+    rules: RuleSchedule = DEFAULT_RULES,
+    places: int = 0,
 ) -> VisitSplit:
     """Split every line of one visit (lượt khám/điều trị) between fund and patient.
 
@@ -262,28 +335,53 @@ def split_visit(
     MUC_HUONG is the card's benefit percent times the route percent, raised to
     100 when the patient holds a co-payment exemption on that date or, for the
     whole visit, when the visit's covered cost (sum of THANH_TIEN_BH) is below
-    15% of ``base_salary``. Neither raise applies to self-referred patients.
+    15% of the base salary. Neither raise applies to self-referred patients.
+
+    The route percentage and the base salary come from ``rules`` (dated versions: each line takes the
+    version in force on its service date, the 15% threshold the version of the last day); giving
+    ``base_salary`` or ``policy`` fixes them for the whole visit. A benefit that is not a whole percent
+    (95% x 50% = 47.5) is kept exact: MUC_HUONG is then a ``Decimal``.
+
+    ``places`` is where amounts are rounded (half-up): 0, whole VND (``int``), for the invoice the
+    patient pays; 2, the decision's rounding of THANH_TIEN_BV, THANH_TIEN_BH and T_BHTT
+    (``Decimal`` with 2 places), for the claim. Unit prices may carry 3 decimals either way.
     """
+    if places not in (0, 2):
+        raise InsuranceError(f"amounts are rounded to 0 or 2 decimal places, not {places}")
     charge_lines = tuple(lines)
-    _check_vnd(base_salary, "base_salary")
-    route_percent = policy.percent(route, inpatient=inpatient)
+    if base_salary is not None or policy is not None:
+        fixed = rules.at(max((ln.service_date for ln in charge_lines), default=date.max))
+        rules = RuleSchedule(
+            (
+                BenefitRules(
+                    date.min,
+                    fixed.base_salary if base_salary is None else base_salary,
+                    fixed.policy if policy is None else policy,
+                ),
+            )
+        )
     correct_route = route is not Route.SELF_REFERRED
 
     priced = []
     for line in charge_lines:
+        route_percent = rules.at(line.service_date).policy.percent(route, inpatient=inpatient)
         insured = card is not None and line.covered and route_percent > 0 and card.covers(line.service_date)
-        billed = _round_half_up(Fraction(line.quantity) * line.hospital_unit_price * line.service_ratio / 100)
+        billed = _round_half_up(
+            Fraction(line.quantity) * Fraction(line.hospital_unit_price) * line.service_ratio / 100, places
+        )
         covered = 0
         benefit = 0
         if insured and card is not None:
             unit = min(line.hospital_unit_price, line.insurance_unit_price)
             covered = _round_half_up(
-                Fraction(line.quantity) * unit * line.service_ratio * line.payment_ratio / 10_000
+                Fraction(line.quantity) * Fraction(unit) * line.service_ratio * line.payment_ratio / 10_000,
+                places,
             )
             benefit = _benefit_percent(card, route_percent, line.service_date, correct_route)
         priced.append((line, insured, billed, covered, benefit))
 
-    covered_total = sum(covered for _, _, _, covered, _ in priced)
+    covered_total = sum((Fraction(covered) for _, _, _, covered, _ in priced), Fraction(0))
+    base_salary = rules.at(max((ln.service_date for ln in charge_lines), default=date.max)).base_salary
     small_visit = (
         correct_route and covered_total > 0 and covered_total * 100 < base_salary * SMALL_VISIT_PERCENT
     )
@@ -291,7 +389,7 @@ def split_visit(
     splits = []
     for line, insured, billed, covered, benefit in priced:
         muc_huong = 100 if insured and small_visit else benefit
-        fund = _round_half_up(Fraction(covered * muc_huong, 100))
+        fund = _round_half_up(Fraction(covered) * Fraction(muc_huong) / 100, places)
         splits.append(
             LineSplit(
                 pham_vi=1 if line.covered else 2,
@@ -307,17 +405,22 @@ def split_visit(
     return VisitSplit(lines=tuple(splits), small_visit_rule_applied=small_visit)
 
 
-def _benefit_percent(card: InsuranceCard, route_percent: int, day: date, correct_route: bool) -> int:
+def _benefit_percent(
+    card: InsuranceCard, route_percent: int, day: date, correct_route: bool
+) -> int | Decimal:
+    """MUC_HUONG: the card's benefit times the route's share; exact (at most 2 decimals, as the product of
+    two whole percentages divided by 100 has)."""
     if correct_route and card.copay_exempt_from is not None and day >= card.copay_exempt_from:
         return 100
     effective = Fraction(card.benefit_percent * route_percent, 100)
-    if effective.denominator != 1:
-        raise InsuranceError(
-            f"benefit {card.benefit_percent}% x route {route_percent}% is not a whole percent (MUC_HUONG)"
-        )
-    return int(effective)
+    if effective.denominator == 1:
+        return int(effective)
+    return Decimal(effective.numerator) / Decimal(effective.denominator)
 
 
-def _round_half_up(value: Fraction) -> int:
-    """Round an exact amount to whole VND, halves up."""
-    return math.floor(value + Fraction(1, 2))
+def _round_half_up(value: Fraction, places: int = 0) -> int | Decimal:
+    """Round an exact amount half-up: to whole VND (``int``) or to ``places`` decimals (``Decimal``)."""
+    if places == 0:
+        return math.floor(value + Fraction(1, 2))
+    scale = 10**places
+    return Decimal(math.floor(value * scale + Fraction(1, 2))) / scale

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 
 CATEGORIES = ("exam", "lab", "imaging", "procedure", "bed", "supply", "drug")
 DRUG_GROUPS = (4, 5, 6)  # XML2 (CHI_TIET_THUOC); every other group is XML3
@@ -328,28 +329,45 @@ MIN_CHARGED_STAY = timedelta(hours=4)
 @dataclass(frozen=True)
 class BedLine:
     price_code: str
-    days: int
-    first_day: bool  # the line is the segment's first day, charged at the day's class
+    days: int | Decimal  # 0.5 for each half of a transfer day
+    first_day: bool  # the line is (half of) the segment's first day, a transfer day
+    key: str = "bed"  # source-key suffix: bed, bed-first (the dearest class), bed-first-low (the cheapest)
+
+
+HALF = Decimal("0.5")
 
 
 def segment_lines(
-    start: date, end: date, ward_class: str, day_class: str | None, *, last_segment: bool
+    start: date,
+    end: date,
+    ward_class: str,
+    day_class: str | None,
+    *,
+    last_segment: bool,
+    day_low_class: str | None = None,
 ) -> list[BedLine]:
-    """Bed-day lines of one ward segment with one bed-day per calendar day.
+    """Bed-day lines of one ward segment.
 
-    Days are Vietnam calendar days; a stay counts (discharge day − admission day + 1) days. The segment's
-    first day is charged at ``day_class``: the highest-priced bed class of the wards the patient lay in
-    that day (the ward itself when nothing else was); the following days at the ward's own class, up to
-    the day before the transfer, or up to the discharge day for the last segment. The day of a transfer
-    belongs to the next segment, whose first-day class is then the higher of the two wards'. A segment
-    started and ended the same day before a transfer posts nothing (its day goes on with the next one).
+    Days are Vietnam calendar days; a stay counts (discharge day − admission day + 1) days. A day on
+    which the patient moved between departments is billed 0.5 at the dearest and 0.5 at the cheapest
+    bed class of the wards the patient lay in that day (``day_class`` and ``day_low_class``, set at the
+    transfer; the segment that starts with the transfer carries that day); the following days at the
+    ward's own class, up to the day before the next transfer, or up to the discharge day for the last
+    segment. A segment started and ended the same day before a transfer posts nothing (its day goes on
+    with the next one). ``day_class`` alone (a segment recorded before the half-day rule) charges the
+    whole first day at that class.
     """
     if end < start:
         raise ValueError(f"segment ends ({end}) before it starts ({start})")
-    first = day_class or ward_class
+    dear = day_class or ward_class
+    low = day_low_class or dear
+    if dear == low:
+        first = [BedLine(dear, 1, dear != ward_class, "bed-first" if dear != ward_class else "bed")]
+    else:
+        first = [BedLine(dear, HALF, True, "bed-first"), BedLine(low, HALF, True, "bed-first-low")]
     if end == start:
-        return [BedLine(first, 1, first != ward_class)] if last_segment else []
+        return first if last_segment else []
     rest = (end - start).days - 1 + (1 if last_segment else 0)
-    if first == ward_class:
+    if len(first) == 1 and not first[0].first_day:
         return [BedLine(ward_class, rest + 1, False)]
-    return [BedLine(first, 1, True)] + ([BedLine(ward_class, rest, False)] if rest else [])
+    return first + ([BedLine(ward_class, rest, False)] if rest else [])

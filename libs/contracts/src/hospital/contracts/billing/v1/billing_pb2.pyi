@@ -103,6 +103,7 @@ class InvoiceLine(_message.Message):
     T_BHTT_FIELD_NUMBER: _builtins.int
     T_BNCCT_FIELD_NUMBER: _builtins.int
     T_BNTT_FIELD_NUMBER: _builtins.int
+    MUC_HUONG_EXACT_FIELD_NUMBER: _builtins.int
     thanh_tien_bv: _builtins.int
     """hospital amount"""
     thanh_tien_bh: _builtins.int
@@ -115,6 +116,8 @@ class InvoiceLine(_message.Message):
     """patient co-payment"""
     t_bntt: _builtins.int
     """patient pays outright"""
+    muc_huong_exact: _builtins.str
+    """MUC_HUONG as decimal text ("47.5" when not a whole percent; muc_huong rounds it)"""
     @_builtins.property
     def charge(self) -> Global___Charge: ...
     def __init__(
@@ -127,10 +130,11 @@ class InvoiceLine(_message.Message):
         t_bhtt: _builtins.int = ...,
         t_bncct: _builtins.int = ...,
         t_bntt: _builtins.int = ...,
+        muc_huong_exact: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["charge", b"charge"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["charge", b"charge", "muc_huong", b"muc_huong", "t_bhtt", b"t_bhtt", "t_bncct", b"t_bncct", "t_bntt", b"t_bntt", "thanh_tien_bh", b"thanh_tien_bh", "thanh_tien_bv", b"thanh_tien_bv"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charge", b"charge", "muc_huong", b"muc_huong", "muc_huong_exact", b"muc_huong_exact", "t_bhtt", b"t_bhtt", "t_bncct", b"t_bncct", "t_bntt", b"t_bntt", "thanh_tien_bh", b"thanh_tien_bh", "thanh_tien_bv", b"thanh_tien_bv"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
