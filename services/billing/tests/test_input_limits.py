@@ -5,6 +5,7 @@ nothing is written, and the same connection answers the next request."""
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import pytest
 from billing_testkit import SEPAY_AUTH, momo_body
@@ -105,3 +106,18 @@ def test_production_refuses_weak_payment_secrets(tmp_path) -> None:
         for weak in ("x", "1234567890", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"):
             with pytest.raises(ValidationError, match=f"{name} is too weak for production"):
                 BillingSettings(**base, **{**strong, name: weak})
+
+
+async def test_bank_statement_takes_no_control_characters(billing_sqlite) -> None:
+    today = date.today().isoformat()
+    async with http_client(billing_sqlite, "cashier") as c:
+        statement = (
+            f"date,reference,amount,description\n{today},FT1,100000,CK HD000001\n{today},FT2,5000,x\x00y\n"
+        )
+        r = await c.post(
+            f"/api/v1/reconciliations?date={today}",
+            content=statement.encode(),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert r.status_code == 422 and r.json()["code"] == "statement.control_character", r.text
+        assert "line 3" in r.json()["detail"]

@@ -5,6 +5,7 @@ authenticated by their signature (VNPay, MoMo, Casso) or API key (SePay) instead
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,7 @@ from hospital.chassis.security import Principal
 from hospital.chassis.web import client_address, require_roles
 
 log = logging.getLogger(__name__)
+_STATEMENT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # CSV: tab, CR and LF only
 CLINICAL_READ = ("receptionist", "nurse", "doctor")
 READ = ("cashier", "admin", "auditor", *CLINICAL_READ)
 DESK = ("cashier", "admin")
@@ -402,6 +404,14 @@ def build_http(services: Any) -> FastAPI:
             raise Invalid(
                 "statement.encoding", "the statement must be UTF-8 CSV", field="statement"
             ) from None
+        bad = _STATEMENT_CONTROL.search(statement)
+        if bad:
+            line = statement.count("\n", 0, bad.start()) + 1
+            raise Invalid(
+                "statement.control_character",
+                f"line {line} of the statement holds a control character (U+{ord(bad.group()):04X})",
+                field="statement",
+            )
         return await office.reconcile(on, statement, caller(request, who))
 
     # ------------------------------------------------------------------ claims
