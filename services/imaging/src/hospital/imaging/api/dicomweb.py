@@ -19,13 +19,27 @@ from starlette.datastructures import QueryParams
 
 from hospital.chassis.errors import DomainError, Invalid, NotFound
 from hospital.chassis.fields import INT32_MAX
-from hospital.chassis.web import require_roles
+from hospital.chassis.security import Principal
+from hospital.chassis.web import client_address, require_roles
+from hospital.imaging.app.access_audit import AccessAudit, http_entry
 from hospital.imaging.app.query import KEYS, QueryError, find, instances_for
 from hospital.imaging.app.stow import StowBody, StowMalformed, StowTooLarge, stow_parts
 
 log = logging.getLogger(__name__)
-READ = require_roles("radiographer", "radiologist", "doctor")
-WRITE = require_roles("radiographer", "radiologist")
+
+
+def _remember(dependency: Any) -> Any:
+    """The role check, keeping the principal on the request for the access audit (app/access_audit.py)."""
+
+    async def remember(request: Request, who: Principal = Depends(dependency)) -> Principal:
+        request.state.principal = who
+        return who
+
+    return remember
+
+
+READ = _remember(require_roles("radiographer", "radiologist", "doctor"))
+WRITE = _remember(require_roles("radiographer", "radiologist"))
 DICOM_JSON = "application/dicom+json"
 _TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
 
@@ -192,6 +206,15 @@ def build_dicomweb(services: Any) -> APIRouter:
     r = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
     rt, s = services.rt, services.settings
 
+    audit = AccessAudit(rt)
+
+    async def audited(
+        request: Request, action: str, resource_id: str | None, rows: list[Any], **detail: Any
+    ) -> None:
+        await audit.record(
+            http_entry(request.state.principal, client_address(request), action, resource_id, rows, **detail)
+        )
+
     def base(request: Request) -> str:
         return str(request.base_url).rstrip("/") + "/dicomweb"
 
@@ -203,6 +226,14 @@ def build_dicomweb(services: Any) -> APIRouter:
         except QueryError as exc:
             raise Invalid("qido.invalid", str(exc)) from None
         keys = list(dict.fromkeys([*DEFAULT[level], *include, *fixed]))
+        await audited(
+            request,
+            "imaging_study.search",
+            fixed.get("StudyInstanceUID"),
+            rows,
+            level=level.lower(),
+            query=dict(request.query_params),
+        )
         if not rows:
             return Response(status_code=204)
         return JSONResponse(_json(rows, keys, base(request)), media_type=DICOM_JSON)
@@ -231,10 +262,19 @@ def build_dicomweb(services: Any) -> APIRouter:
     async def search_instances(request: Request, study: str, series: str) -> Response:
         return await qido(request, "IMAGE", {"StudyInstanceUID": study, "SeriesInstanceUID": series})
 
-    async def objects(filters: dict[str, str]) -> list[bytes]:
+    async def objects(request: Request, filters: dict[str, str], what: str) -> list[bytes]:
         rows = await instances_for(rt.db, _retrieve_filters(filters))
         if not rows:
             raise NotFound("dicomweb.not_found", "no matching instances")
+        await audited(
+            request,
+            "imaging_study.retrieve",
+            filters.get("StudyInstanceUID"),
+            rows,
+            what=what,
+            series=filters.get("SeriesInstanceUID"),
+            instance=filters.get("SOPInstanceUID"),
+        )
         sem = asyncio.Semaphore(8)
 
         async def get(key: str) -> bytes:
@@ -252,40 +292,58 @@ def build_dicomweb(services: Any) -> APIRouter:
         return JSONResponse(out, media_type=DICOM_JSON)
 
     @r.get("/studies/{study}", dependencies=[Depends(READ)])
-    async def retrieve_study(study: str) -> Response:
-        return _multipart(await objects({"StudyInstanceUID": study}), "application/dicom")
+    async def retrieve_study(request: Request, study: str) -> Response:
+        return _multipart(
+            await objects(request, {"StudyInstanceUID": study}, "instances"), "application/dicom"
+        )
 
     @r.get("/studies/{study}/series/{series}", dependencies=[Depends(READ)])
-    async def retrieve_series(study: str, series: str) -> Response:
+    async def retrieve_series(request: Request, study: str, series: str) -> Response:
         return _multipart(
-            await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series}), "application/dicom"
+            await objects(request, {"StudyInstanceUID": study, "SeriesInstanceUID": series}, "instances"),
+            "application/dicom",
         )
 
     @r.get("/studies/{study}/series/{series}/instances/{sop}", dependencies=[Depends(READ)])
-    async def retrieve_instance(study: str, series: str, sop: str) -> Response:
+    async def retrieve_instance(request: Request, study: str, series: str, sop: str) -> Response:
         return _multipart(
-            await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": sop}),
+            await objects(
+                request,
+                {"StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": sop},
+                "instances",
+            ),
             "application/dicom",
         )
 
     @r.get("/studies/{study}/metadata", dependencies=[Depends(READ)])
     async def study_metadata(request: Request, study: str) -> Response:
-        return metadata(await objects({"StudyInstanceUID": study}), request)
+        return metadata(await objects(request, {"StudyInstanceUID": study}, "metadata"), request)
 
     @r.get("/studies/{study}/series/{series}/metadata", dependencies=[Depends(READ)])
     async def series_metadata(request: Request, study: str, series: str) -> Response:
-        return metadata(await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series}), request)
+        return metadata(
+            await objects(request, {"StudyInstanceUID": study, "SeriesInstanceUID": series}, "metadata"),
+            request,
+        )
 
     @r.get("/studies/{study}/series/{series}/instances/{sop}/metadata", dependencies=[Depends(READ)])
     async def instance_metadata(request: Request, study: str, series: str, sop: str) -> Response:
         return metadata(
-            await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": sop}),
+            await objects(
+                request,
+                {"StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": sop},
+                "metadata",
+            ),
             request,
         )
 
-    async def rendered_png(study: str, series: str, sop: str, size: int | None) -> Response:
+    async def rendered_png(request: Request, study: str, series: str, sop: str, size: int | None) -> Response:
         blob = (
-            await objects({"StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": sop})
+            await objects(
+                request,
+                {"StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": sop},
+                "thumbnail" if size else "rendered",
+            )
         )[0]
         try:
             png = await asyncio.to_thread(render_png, blob, size)
@@ -294,16 +352,18 @@ def build_dicomweb(services: Any) -> APIRouter:
         return Response(png, media_type="image/png")
 
     @r.get("/studies/{study}/series/{series}/instances/{sop}/rendered", dependencies=[Depends(READ)])
-    async def rendered(study: str, series: str, sop: str) -> Response:
-        return await rendered_png(study, series, sop, None)
+    async def rendered(request: Request, study: str, series: str, sop: str) -> Response:
+        return await rendered_png(request, study, series, sop, None)
 
     @r.get("/studies/{study}/series/{series}/instances/{sop}/thumbnail", dependencies=[Depends(READ)])
-    async def thumbnail(study: str, series: str, sop: str, viewport: str = "128,128") -> Response:
+    async def thumbnail(
+        request: Request, study: str, series: str, sop: str, viewport: str = "128,128"
+    ) -> Response:
         try:
             size = max(int(v) for v in viewport.split(","))
         except ValueError:
             raise Invalid("dicomweb.viewport", "viewport: width,height", field="viewport") from None
-        return await rendered_png(study, series, sop, min(size, 1024))
+        return await rendered_png(request, study, series, sop, min(size, 1024))
 
     @r.post("/studies", dependencies=[Depends(WRITE)])
     async def stow(request: Request) -> Response:
@@ -354,6 +414,14 @@ def build_dicomweb(services: Any) -> APIRouter:
             else:
                 log.warning("STOW-RS instance %s refused: %s", res.sop_instance_uid or "?", res.reason)
                 failed.append((res.sop_class_uid, res.sop_instance_uid, res.failure, res.reason))
+        await audited(
+            request,
+            "imaging_instance.stow",
+            study,
+            [{"PatientID": r.patient_id, "StudyInstanceUID": r.study_instance_uid} for r in stored],
+            stored=len(stored),
+            refused=len(failed),
+        )
         if stored:
             services.pipeline.notify()
         ds = Dataset()

@@ -38,6 +38,8 @@ from hospital.chassis.ids import new_id
 from hospital.imaging.adapters import tables as t
 from hospital.imaging.adapters.s3put import SignedPut
 from hospital.imaging.adapters.spool import Spool, SpoolEntry
+from hospital.imaging.app.access_audit import MAX_LISTED, dicom_entry
+from hospital.imaging.app.stow import SOURCE as STOW_SOURCE
 from hospital.imaging.domain.header import HeaderError, InstanceIndex, read_index_attributes
 from hospital.imaging.domain.matching import fold
 from hospital.imaging.domain.part10 import Part10Error, read_meta, same_dataset_bytes
@@ -343,6 +345,7 @@ class IngestPipeline:
                     p.index.sop_instance_uid,
                     p.key,
                 )
+            self._audit_stored(uow, [p for p in batch if p.kind != "duplicate"])
             await self._upsert_patients(s, new, now)
             await self._upsert_studies_and_series(s, new, now)
             if new:
@@ -387,6 +390,29 @@ class IngestPipeline:
                     await s.execute(t.routing_queue.insert(), jobs)
             await uow.commit()
         self.indexed += len(new)
+
+    @staticmethod
+    def _audit_stored(uow: Any, stored: list[Prepared]) -> None:
+        """``imaging_instance.store``: one record per study and sending AE of this batch (C-STORE; STOW-RS
+        is recorded with its user by the HTTP API). app/access_audit.py."""
+        groups: dict[tuple[str, str], list[Prepared]] = {}
+        for p in stored:
+            if p.source_ae == STOW_SOURCE:
+                continue
+            groups.setdefault((str(p.index.study_instance_uid), p.source_ae or ""), []).append(p)
+        for (study, source_ae), items in groups.items():
+            rows = [{"PatientID": p.index.patient_id, "StudyInstanceUID": study} for p in items]
+            uow.audit(
+                dicom_entry(
+                    source_ae,
+                    "",
+                    "imaging_instance.store",
+                    study,
+                    rows,
+                    instances=sorted(str(p.index.sop_instance_uid) for p in items)[:MAX_LISTED],
+                    conflicts=sum(1 for p in items if p.kind == "conflict"),
+                )
+            )
 
     async def _upsert_patients(self, s: Any, new: list[Prepared], now: Any) -> None:
         latest: dict[str, InstanceIndex] = {}

@@ -34,6 +34,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from hospital.imaging.api.dicom.contexts import STORAGE_TRANSFER_SYNTAXES
+from hospital.imaging.app.access_audit import AccessAudit, dicom_entry
 from hospital.imaging.app.query import QueryError, find, instances_for
 from hospital.imaging.domain.matching import date_range
 
@@ -124,6 +125,18 @@ def _put(ds: Dataset, keyword: str, value: Any) -> None:
 class QueryRetrieveHandlers:
     def __init__(self, bridge: Bridge, rt: Any, settings: Any, orders: Any) -> None:
         self.bridge, self.rt, self.s, self.orders = bridge, rt, settings, orders
+        self.audit = AccessAudit(rt)
+
+    def _audit(self, event: Event, action: str, rows: list[Any], **detail: Any) -> None:
+        """One access record, written before anything is sent (app/access_audit.py)."""
+        requestor = event.assoc.requestor
+        resource = next((str(r["StudyInstanceUID"]) for r in rows if r.get("StudyInstanceUID")), None)
+        if len({r.get("StudyInstanceUID") for r in rows}) > 1:
+            resource = None
+        entry = dicom_entry(
+            str(requestor.ae_title), f"{requestor.address}:{requestor.port}", action, resource, rows, **detail
+        )
+        self.bridge.call(self.audit.record(entry))
 
     def handlers(self) -> list[tuple[evt.EventType, Any]]:
         return [
@@ -159,6 +172,7 @@ class QueryRetrieveHandlers:
             log.warning("C-FIND from %s refused: %s", event.assoc.requestor.ae_title, exc)
             yield 0xA900, None
             return
+        self._audit(event, "imaging_study.find", rows, level=level.lower(), query=_filters(identifier))
         keywords = [
             elem.keyword
             for elem in identifier
@@ -196,6 +210,13 @@ class QueryRetrieveHandlers:
                 limit=self.s.find_limit,
             )
         )
+        self._audit(
+            event,
+            "imaging_worklist.find",
+            [{"PatientID": r.patient_id, "StudyInstanceUID": r.study_instance_uid} for r in rows],
+            query=_filters(q),
+            accessions=sorted({str(r.accession_number) for r in rows})[:200],
+        )
         for row in rows:
             if event.is_cancelled:
                 yield 0xFE00, None
@@ -230,6 +251,9 @@ class QueryRetrieveHandlers:
             yield peer[0], peer[1]
             yield 0xA900, None
             return
+        self._audit(
+            event, "imaging_study.move", matches, destination=destination, query=_filters(event.identifier)
+        )
         contexts = []
         for sop_class, ts in sorted({(m["SOPClassUID"], m["transfer_syntax_uid"]) for m in matches})[:128]:
             contexts.append(build_context(sop_class, [ts]))
@@ -244,6 +268,7 @@ class QueryRetrieveHandlers:
             log.warning("C-GET refused: %s", exc)
             yield 0
             return
+        self._audit(event, "imaging_study.get", matches, query=_filters(event.identifier))
         yield len(matches)
         yield from self._send(event, matches)
 
