@@ -186,3 +186,34 @@ async def test_reception_scans_a_card_opens_a_visit_and_a_display_watches_the_qu
             metadata=call_metadata(issuer_for(admissions).mint_for_role("cashier")),
         )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_service_relays_a_display_only_with_its_signed_link(admissions, stub) -> None:
+    s, _ = stub
+    issuer = issuer_for(admissions)
+    web = call_metadata(issuer.mint_for_service("web"))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await s.WatchQueue(pb.WatchQueueRequest(room_code="P107"), metadata=web).read()
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert err.value.details().startswith("display_link.missing")
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # a cashier may not hand out display links
+        await s.CreateDisplayLink(
+            pb.CreateDisplayLinkRequest(room_code="P107", valid_days=30),
+            metadata=call_metadata(issuer.mint_for_role("cashier")),
+        )
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    link = await s.CreateDisplayLink(
+        pb.CreateDisplayLinkRequest(room_code="P107", valid_days=30),
+        metadata=call_metadata(issuer.mint_for_role("receptionist")),
+    )
+    assert link.room_code == "P107" and link.exp > 0 and link.sig
+    watch = s.WatchQueue(
+        pb.WatchQueueRequest(room_code="P107", display_exp=link.exp, display_sig=link.sig), metadata=web
+    )
+    assert (await watch.read()).room_code == "P107"
+    watch.cancel()
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # the link is for P107 only
+        await s.WatchQueue(
+            pb.WatchQueueRequest(room_code="P108", display_exp=link.exp, display_sig=link.sig), metadata=web
+        ).read()
+    assert err.value.details().startswith("display_link.invalid")

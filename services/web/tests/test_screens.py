@@ -183,3 +183,38 @@ async def test_admin_creates_a_user_with_errors_shown_next_to_the_fields(stack, 
     await expect(p.locator(".who")).to_contain_text("BS. Trương Minh Hoàng")
     assert re.search(r"/(home|display)$", p.url)
     await doctor.close()
+
+
+async def test_a_waiting_room_tv_opens_a_signed_display_link_without_signing_in(stack, browser) -> None:
+    room = "P105"
+    ctx = await new_context(browser)
+    page = await ctx.new_page()
+    await sign_in(page, stack.url, "receptionist")
+    await page.goto(stack.url + "/display")
+    await page.click(f"form[hx-post='/display/{room}/link'] button")
+    link = page.locator(f"#link-{room} .display-link")
+    await expect(link).to_be_visible()
+    path = await link.get_attribute("data-path")
+    assert path and path.startswith(f"/display/queue/{room}?exp=")
+    await shot(page, "18-display-link")
+    await ctx.close()
+
+    tv_ctx = await new_context(browser)  # no session: the TV in the waiting room
+    tv = await tv_ctx.new_page()
+    await tv.goto(stack.url + path)
+    await expect(tv.locator(".display-body")).to_be_visible()
+    async with http_client(stack.admissions, "receptionist") as clerk:
+        patient = (
+            await clerk.post(
+                "/api/v1/patients",
+                json={"full_name": "Mai Thị Thanh Xuân", "birth_date": "1996", "sex": "female"},
+            )
+        ).json()
+        visit = (await clerk.post("/api/v1/visits", json={"patient_id": patient["id"], "room": room})).json()
+    await expect(tv.locator("#waiting")).to_contain_text(str(visit["ticket_number"]))
+    # the same link for another room, or altered, shows nothing but the reason
+    await tv.goto(stack.url + path.replace(f"/{room}?", "/P106?"))
+    await expect(tv.locator("[data-refused]")).to_contain_text("không hợp lệ cho phòng này")
+    await tv.goto(stack.url + f"/display/queue/{room}")
+    await expect(tv.locator("[data-refused]")).to_contain_text("thiếu chữ ký")
+    await tv_ctx.close()

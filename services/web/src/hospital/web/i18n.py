@@ -155,6 +155,25 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "disp.waiting": ("Đang chờ", "Waiting"),
     "disp.none": ("—", "—"),
     "disp.invite": ("Mời số {n} vào phòng khám", "Number {n}, please come in"),
+    "disp.make_link": ("Tạo liên kết cho TV", "Link for a TV"),
+    "disp.link_label": (
+        "Liên kết cho màn hình TV (hết hạn {date}), mở trên TV không cần đăng nhập:",
+        "Link for the TV (valid until {date}), opens without signing in:",
+    ),
+    "disp.link_open": ("Mở thử", "Open it"),
+    "disp.link_missing": (
+        "Liên kết màn hình thiếu chữ ký. Hãy tạo liên kết mới tại quầy tiếp đón.",
+        "The display link is not signed. Ask the reception for a new one.",
+    ),
+    "disp.link_invalid": (
+        "Liên kết màn hình không hợp lệ cho phòng này. Hãy tạo liên kết mới tại quầy tiếp đón.",
+        "The display link is not valid for this room. Ask the reception for a new one.",
+    ),
+    "disp.link_expired": (
+        "Liên kết màn hình đã hết hạn. Hãy tạo liên kết mới tại quầy tiếp đón.",
+        "The display link has expired. Ask the reception for a new one.",
+    ),
+    "disp.room_unknown": ("Không có phòng khám này.", "No such clinic room."),
     "disp.empty": ("Không còn ai đang chờ", "Nobody is waiting"),
     "disp.open": ("Mở màn hình", "Open display"),
     "disp.reconnecting": ("Đang kết nối lại…", "Reconnecting…"),

@@ -25,6 +25,7 @@ def build(rt: Runtime) -> Components:
         tokens=TokenMinter(s),
         once=Once(),
         nc=rt.nc,
+        identity=rt.identity,
     )
     rt.extras["web"] = state
     return Components(http=build_http(state), on_stop=state.backends.close)

@@ -28,6 +28,7 @@ RULES: dict[str, tuple[str, ...]] = {
     f"/{SERVICE}/OpenVisit": ("receptionist",),
     f"/{SERVICE}/ListRooms": (*CLINICAL, "admin", "auditor"),
     f"/{SERVICE}/WatchQueue": (*CLINICAL, "admin", "auditor"),
+    f"/{SERVICE}/CreateDisplayLink": ("receptionist", "nurse", "admin"),
 }
 SEX_NAME = {v: k for k, v in SEX.items()}
 KIND_NAME = {v: k for k, v in VISIT_KIND.items()}
@@ -145,6 +146,12 @@ class AdmissionsServicer(pb_grpc.AdmissionsServiceServicer):
         a keep-alive period without change sends nothing. Known rooms only (NOT_FOUND), within the same
         caps as the SSE streams (RESOURCE_EXHAUSTED)."""
         room = request.room_code
+        if principal().is_service:  # a service relaying a display (the web's waiting-room page): its link
+            refused = self.s.display_links.links.check(
+                room, request.display_exp or None, request.display_sig or None
+            )
+            if refused:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{refused[0]}: {refused[1]}")
         if not await self.s.reference.room_known(room):
             await context.abort(
                 grpc.StatusCode.NOT_FOUND, f"queue.room_unknown: no clinic room {room[:40]!r}"
@@ -159,6 +166,12 @@ class AdmissionsServicer(pb_grpc.AdmissionsServiceServicer):
                     yield queue_proto(state)
         finally:
             release()
+
+    async def CreateDisplayLink(self, request: pb.CreateDisplayLinkRequest, context: Any) -> pb.DisplayLink:  # noqa: N802
+        link = await self.s.display_links.issue(request.room_code, _caller(context), request.valid_days or 90)
+        out = pb.DisplayLink(room_code=link["room"], exp=link["exp"], sig=link["sig"])
+        out.expires_at.FromDatetime(datetime.fromisoformat(link["expires_at"]))
+        return out
 
 
 def queue_proto(state: dict[str, Any]) -> pb.QueueState:

@@ -113,10 +113,18 @@ class Admissions(Backend):
     async def open_visit(self, request: adm.OpenVisitRequest, token: str) -> adm.Visit:
         return await self.call(self.stub.OpenVisit, request, token)
 
-    async def watch_queue(self, room: str, token: str) -> AsyncIterator[adm.QueueState]:
-        """The room's queue now and at every change; raises BackendUnavailable when the stream breaks."""
+    async def display_link(self, room: str, valid_days: int, token: str) -> adm.DisplayLink:
+        req = adm.CreateDisplayLinkRequest(room_code=room, valid_days=valid_days)
+        return await self.call(self.stub.CreateDisplayLink, req, token)
+
+    async def watch_queue(
+        self, room: str, token: str, exp: int = 0, sig: str = ""
+    ) -> AsyncIterator[adm.QueueState]:
+        """The room's queue now and at every change; raises BackendUnavailable when the stream breaks.
+        ``exp``/``sig``: a display link, when the web relays a signed waiting-room page."""
         call = self.stub.WatchQueue(
-            adm.WatchQueueRequest(room_code=room), metadata=(("authorization", f"Bearer {token}"),)
+            adm.WatchQueueRequest(room_code=room, display_exp=exp, display_sig=sig),
+            metadata=(("authorization", f"Bearer {token}"),),
         )
         try:
             async for state in call:

@@ -38,6 +38,7 @@ class Web:
     tokens: TokenMinter
     once: Once
     nc: Any = None  # the NATS connection: live screens follow the services' events
+    identity: Any = None  # the web's own service identity (signed waiting-room displays)
 
 
 class NotSignedIn(Exception):

@@ -707,19 +707,82 @@ class WatchQueueRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ROOM_CODE_FIELD_NUMBER: _builtins.int
+    DISPLAY_EXP_FIELD_NUMBER: _builtins.int
+    DISPLAY_SIG_FIELD_NUMBER: _builtins.int
     room_code: _builtins.str
+    display_exp: _builtins.int
+    """A display link's expiry and signature: needed when the caller is a service relaying a display
+    (the web's waiting-room page); staff callers need none.
+    """
+    display_sig: _builtins.str
     def __init__(
         self,
         *,
         room_code: _builtins.str = ...,
+        display_exp: _builtins.int = ...,
+        display_sig: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["room_code", b"room_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_exp", b"display_exp", "display_sig", b"display_sig", "room_code", b"room_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchQueueRequest: _TypeAlias = WatchQueueRequest  # noqa: Y015
+
+@_typing.final
+class CreateDisplayLinkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_CODE_FIELD_NUMBER: _builtins.int
+    VALID_DAYS_FIELD_NUMBER: _builtins.int
+    room_code: _builtins.str
+    valid_days: _builtins.int
+    """1 .. queue_display_link_max_days"""
+    def __init__(
+        self,
+        *,
+        room_code: _builtins.str = ...,
+        valid_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["room_code", b"room_code", "valid_days", b"valid_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateDisplayLinkRequest: _TypeAlias = CreateDisplayLinkRequest  # noqa: Y015
+
+@_typing.final
+class DisplayLink(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_CODE_FIELD_NUMBER: _builtins.int
+    EXP_FIELD_NUMBER: _builtins.int
+    SIG_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    room_code: _builtins.str
+    exp: _builtins.int
+    """Unix seconds"""
+    sig: _builtins.str
+    """base64url HMAC-SHA256 of (room, exp)"""
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        room_code: _builtins.str = ...,
+        exp: _builtins.int = ...,
+        sig: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exp", b"exp", "expires_at", b"expires_at", "room_code", b"room_code", "sig", b"sig"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisplayLink: _TypeAlias = DisplayLink  # noqa: Y015
 
 @_typing.final
 class QueueState(_message.Message):

@@ -80,6 +80,11 @@ class AdmissionsServiceStub:
                 request_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.WatchQueueRequest.SerializeToString,
                 response_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.QueueState.FromString,
                 _registered_method=True)
+        self.CreateDisplayLink = channel.unary_unary(
+                '/hospital.admissions.v1.AdmissionsService/CreateDisplayLink',
+                request_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.CreateDisplayLinkRequest.SerializeToString,
+                response_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.DisplayLink.FromString,
+                _registered_method=True)
 
 
 class AdmissionsServiceServicer:
@@ -144,6 +149,13 @@ class AdmissionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateDisplayLink(self, request, context):
+        """A signed link for one room's display (a waiting-room TV opens it without signing in), audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdmissionsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +203,11 @@ def add_AdmissionsServiceServicer_to_server(servicer, server):
                     servicer.WatchQueue,
                     request_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.WatchQueueRequest.FromString,
                     response_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.QueueState.SerializeToString,
+            ),
+            'CreateDisplayLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDisplayLink,
+                    request_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.CreateDisplayLinkRequest.FromString,
+                    response_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.DisplayLink.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -436,6 +453,33 @@ class AdmissionsService:
             '/hospital.admissions.v1.AdmissionsService/WatchQueue',
             hospital_dot_admissions_dot_v1_dot_admissions__pb2.WatchQueueRequest.SerializeToString,
             hospital_dot_admissions_dot_v1_dot_admissions__pb2.QueueState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDisplayLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.admissions.v1.AdmissionsService/CreateDisplayLink',
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.CreateDisplayLinkRequest.SerializeToString,
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.DisplayLink.FromString,
             options,
             channel_credentials,
             insecure,

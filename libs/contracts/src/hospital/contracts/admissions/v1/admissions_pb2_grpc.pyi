@@ -46,6 +46,8 @@ class AdmissionsServiceStub:
     ListRooms: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.ListRoomsRequest, _admissions_pb2.ListRoomsResponse]
     WatchQueue: _grpc.UnaryStreamMultiCallable[_admissions_pb2.WatchQueueRequest, _admissions_pb2.QueueState]
     """Waiting-room displays: the room's queue now, then every change (ticket numbers only, no names)."""
+    CreateDisplayLink: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.CreateDisplayLinkRequest, _admissions_pb2.DisplayLink]
+    """A signed link for one room's display (a waiting-room TV opens it without signing in), audited."""
 
 @_typing.type_check_only
 class AdmissionsServiceAsyncStub(AdmissionsServiceStub):
@@ -65,6 +67,8 @@ class AdmissionsServiceAsyncStub(AdmissionsServiceStub):
     ListRooms: _aio.UnaryUnaryMultiCallable[_admissions_pb2.ListRoomsRequest, _admissions_pb2.ListRoomsResponse]  # type: ignore[assignment]
     WatchQueue: _aio.UnaryStreamMultiCallable[_admissions_pb2.WatchQueueRequest, _admissions_pb2.QueueState]  # type: ignore[assignment]
     """Waiting-room displays: the room's queue now, then every change (ticket numbers only, no names)."""
+    CreateDisplayLink: _aio.UnaryUnaryMultiCallable[_admissions_pb2.CreateDisplayLinkRequest, _admissions_pb2.DisplayLink]  # type: ignore[assignment]
+    """A signed link for one room's display (a waiting-room TV opens it without signing in), audited."""
 
 class AdmissionsServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -135,5 +139,13 @@ class AdmissionsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_admissions_pb2.QueueState], _abc.AsyncIterator[_admissions_pb2.QueueState]]:
         """Waiting-room displays: the room's queue now, then every change (ticket numbers only, no names)."""
+
+    @_abc_1.abstractmethod
+    def CreateDisplayLink(
+        self,
+        request: _admissions_pb2.CreateDisplayLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admissions_pb2.DisplayLink, _abc.Awaitable[_admissions_pb2.DisplayLink]]:
+        """A signed link for one room's display (a waiting-room TV opens it without signing in), audited."""
 
 def add_AdmissionsServiceServicer_to_server(servicer: AdmissionsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
