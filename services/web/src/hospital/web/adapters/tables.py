@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table
+from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table
 
 from hospital.chassis.db import UtcDateTime
 
@@ -31,7 +31,7 @@ sessions = Table(
     metadata,
     # SHA-256 of the cookie's random value: a copy of the table does not yield usable cookies
     Column("id", String(64), primary_key=True),
-    Column("user_id", String(36), ForeignKey("users.id"), nullable=False),
+    Column("user_id", String(36), nullable=False),  # users.id
     Column("csrf_token", String(64), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("last_seen_at", UtcDateTime(), nullable=False),

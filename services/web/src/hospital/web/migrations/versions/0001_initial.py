@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from hospital.chassis.db import UtcDateTime
-from hospital.chassis.migrations import create_chassis_tables, drop_chassis_tables
+from hospital.chassis.migrations import create_chassis_tables, drop_chassis_tables, drop_chassis_tables
 
 revision = "0001"
 down_revision = None
@@ -36,7 +36,7 @@ def upgrade() -> None:
     op.create_table(
         "sessions",
         sa.Column("id", sa.String(64), primary_key=True),
-        sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id"), nullable=False),
+        sa.Column("user_id", sa.String(36), nullable=False),
         sa.Column("csrf_token", sa.String(64), nullable=False),
         sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.Column("last_seen_at", UtcDateTime(), nullable=False),
@@ -48,6 +48,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sessions_user", table_name="sessions")
     op.drop_table("sessions")
     op.drop_table("users")
     drop_chassis_tables(op)
