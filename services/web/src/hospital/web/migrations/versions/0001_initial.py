@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from hospital.chassis.db import UtcDateTime
-from hospital.chassis.migrations import create_chassis_tables, drop_chassis_tables, drop_chassis_tables
+from hospital.chassis.migrations import create_chassis_tables, drop_chassis_tables
 
 revision = "0001"
 down_revision = None
