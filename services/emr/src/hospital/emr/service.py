@@ -17,12 +17,14 @@ from hospital.emr.api.http import build_http
 from hospital.emr.api.http.deps import Services
 from hospital.emr.app.charts import ChartService
 from hospital.emr.app.common import Context
+from hospital.emr.app.documents import DocumentService
 from hospital.emr.app.encounters import EncounterService
 from hospital.emr.app.notifications import Hub
 from hospital.emr.app.orders import Dispatcher, OrderService
 from hospital.emr.app.prescriptions import PrescriptionService
 from hospital.emr.app.results import ChartExtras, ResultService
 from hospital.emr.config import EmrSettings
+from hospital.emr.domain.signing import LocalKeyProvider
 
 
 def build(rt: Runtime) -> Components:
@@ -47,6 +49,7 @@ def build(rt: Runtime) -> Components:
         prescriptions=PrescriptionService(ctx),
         results=results,
         hub=hub,
+        documents=DocumentService(ctx, LocalKeyProvider(settings.key_dir())),
         extra={},
     )
     services.extra["chart_extras"] = ChartExtras(results).fill

@@ -28,6 +28,7 @@ from hospital.emr.adapters.tables import (
     patients,
     prescriptions,
     problems,
+    signing_keys,
 )
 
 Row = dict[str, Any]
@@ -629,3 +630,98 @@ class Notifications:
 
     async def last_seq(self) -> int:
         return int((await self.s.execute(select(func.max(notifications.c.seq)))).scalar() or 0)
+
+
+class Documents:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def add(self, row: Row) -> None:
+        await self.s.execute(documents.insert().values(**row))
+
+    async def get(self, document_id: str, *, for_update: bool = False) -> Row | None:
+        stmt = select(documents).where(documents.c.id == document_id)
+        if for_update and self.s.bind.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        row = (await self.s.execute(stmt)).mappings().first()
+        return dict(row) if row else None
+
+    async def by_request(self, request_id: str) -> Row | None:
+        row = (
+            (await self.s.execute(select(documents).where(documents.c.request_id == request_id)))
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    async def update_draft(self, document_id: str, **values: Any) -> bool:
+        """Only a draft changes; a signed version is immutable."""
+        res = await self.s.execute(
+            update(documents)
+            .where(documents.c.id == document_id, documents.c.status == "draft")
+            .values(**values)
+        )
+        return (res.rowcount or 0) == 1
+
+    async def supersede(self, document_id: str, by_id: str) -> bool:
+        res = await self.s.execute(
+            update(documents)
+            .where(
+                documents.c.id == document_id,
+                documents.c.status == "signed",
+                documents.c.amended_by_document_id.is_(None),
+            )
+            .values(status="superseded", amended_by_document_id=by_id)
+        )
+        return (res.rowcount or 0) == 1
+
+    async def of_encounter(self, encounter_id: str) -> list[Row]:
+        rows = await self.s.execute(
+            select(documents).where(documents.c.encounter_id == encounter_id).order_by(documents.c.created_at)
+        )
+        return [dict(r) for r in rows.mappings()]
+
+    async def reports_of_studies(self, uids: Sequence[str]) -> dict[str, Row]:
+        rows = await self.s.execute(
+            select(documents).where(
+                documents.c.study_instance_uid.in_(list(uids)),
+                documents.c.kind == "radiology_report",
+                documents.c.status != "superseded",
+            )
+        )
+        return {r["study_instance_uid"]: dict(r) for r in rows.mappings()}
+
+
+class SigningKeys:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def ensure(self, row: Row) -> None:
+        ins = upsert(self.s)(signing_keys).values(**row).on_conflict_do_nothing(index_elements=["key_id"])
+        await self.s.execute(ins)
+
+    async def get(self, key_id: str) -> Row | None:
+        row = (
+            (await self.s.execute(select(signing_keys).where(signing_keys.c.key_id == key_id)))
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+
+async def studies_waiting_for_report(
+    session: AsyncSession, modality: str | None, include_reported: bool, limit: int
+) -> list[Row]:
+    stmt = select(imaging_studies)
+    if not include_reported:
+        signed = select(documents.c.study_instance_uid).where(
+            documents.c.kind == "radiology_report", documents.c.status == "signed"
+        )
+        stmt = stmt.where(imaging_studies.c.study_instance_uid.not_in(signed))
+    rows = await session.execute(
+        stmt.order_by(imaging_studies.c.received_at).limit(limit * 4 if modality else limit)
+    )
+    out = [dict(r) for r in rows.mappings()]
+    if modality:
+        out = [r for r in out if modality.upper() in r["modalities"]][:limit]
+    return out

@@ -12,7 +12,7 @@ from hospital.chassis.caller import Caller
 from hospital.chassis.db import next_value, utcnow
 from hospital.chassis.errors import Conflict, DomainError, Invalid, NotFound
 from hospital.chassis.ids import new_id
-from hospital.emr.adapters.store import Consultations, Drugs, Orders, PatientLists, Prescriptions
+from hospital.emr.adapters.store import Consultations, Documents, Drugs, Orders, PatientLists, Prescriptions
 from hospital.emr.app import schemas as sc
 from hospital.emr.app.common import Context, load_encounter
 from hospital.emr.domain import access, prescribing
@@ -191,6 +191,30 @@ class PrescriptionService:
                 pid = new_id()
                 n = await next_value(s, "prescription")
                 code = f"{self.ctx.settings.facility_code[:5]}{n:07d}-{req.type}"
+                document_id = new_id()
+                await Documents(s).add(
+                    {
+                        "id": document_id,
+                        "encounter_id": encounter_id,
+                        "patient_id": enc["patient_id"],
+                        "kind": "prescription",
+                        "template_code": None,
+                        "title": f"Đơn thuốc {code}",
+                        "sections": [],
+                        "status": "draft",
+                        "version": 1,
+                        "amends_document_id": None,
+                        "amended_by_document_id": None,
+                        "amendment_reason": None,
+                        "study_instance_uid": None,
+                        "order_id": None,
+                        "author": caller.subject,
+                        "author_name": caller.principal.name,
+                        "request_id": None,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
                 await repo.add(
                     {
                         "id": pid,
@@ -198,7 +222,7 @@ class PrescriptionService:
                         "patient_id": enc["patient_id"],
                         "code": code,
                         "status": "draft",
-                        "document_id": None,
+                        "document_id": document_id,
                         "national_status": "not_sent",
                         "national_error": None,
                         "national_attempts": 0,

@@ -451,3 +451,84 @@ class Notification(Model):
 
 
 Chart.model_rebuild()
+
+
+# --- documents and signatures ---------------------------------------------------------------------------
+class DocumentSection(Model):
+    code: str = Field(..., min_length=1, max_length=40)
+    title: str = Field("", max_length=200)
+    text: str = Field("", max_length=20000)
+
+
+class Signature(Model):
+    signer: str
+    signer_name: str = ""
+    key_id: str
+    algorithm: str
+    provider: str
+    jws: str
+    content_sha256: str
+    signed_at: datetime
+
+
+class Document(Model):
+    id: str
+    encounter_id: str
+    patient_id: str
+    kind: str
+    template_code: str = ""
+    title: str
+    sections: list[DocumentSection]
+    status: Literal["draft", "signed", "superseded"]
+    version: int
+    amends_document_id: str = ""
+    amended_by_document_id: str = ""
+    author: str
+    author_name: str = ""
+    created_at: datetime
+    updated_at: datetime
+    signature: Signature | None = None
+    study_instance_uid: str = ""
+    order_id: str = ""
+    amendment_reason: str = ""
+
+
+class SaveDocument(Model):
+    kind: Literal[
+        "outpatient_note", "admission_note", "progress_note", "discharge_summary", "radiology_report"
+    ]
+    template_code: str = ""
+    title: str = Field("", max_length=300)
+    sections: list[DocumentSection] = Field(default_factory=list, max_length=50)
+    study_instance_uid: str = Field("", max_length=64)
+    request_id: str = Field("", max_length=100)
+
+
+class UpdateDocument(Model):
+    title: str = Field("", max_length=300)
+    sections: list[DocumentSection] = Field(default_factory=list, max_length=50)
+
+
+class AmendDocument(Model):
+    reason: str = Field(..., min_length=5, max_length=1000)
+    title: str = Field("", max_length=300)
+    sections: list[DocumentSection] = Field(..., min_length=1, max_length=50)
+
+
+class VerifyResult(Model):
+    document_id: str
+    signed: bool
+    valid: bool
+    reason: str = ""
+    signature: Signature | None = None
+    version: int
+    amends_document_id: str = ""
+    amended_by_document_id: str = ""
+
+
+class StudyPage(Model):
+    items: list[ImagingStudy]
+
+
+class NoteTemplates(Model):
+    items: list[dict[str, Any]]

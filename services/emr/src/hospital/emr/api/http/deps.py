@@ -13,6 +13,7 @@ from hospital.chassis.security import Principal
 from hospital.chassis.web import client_address, require_roles
 from hospital.emr.app.charts import ChartService
 from hospital.emr.app.common import Context
+from hospital.emr.app.documents import DocumentService
 from hospital.emr.app.encounters import EncounterService
 from hospital.emr.app.notifications import Hub
 from hospital.emr.app.orders import OrderService
@@ -31,6 +32,7 @@ class Services:
     prescriptions: PrescriptionService
     results: ResultService
     hub: Hub
+    documents: DocumentService
     extra: dict[str, Any]
 
 

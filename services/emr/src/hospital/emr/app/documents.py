@@ -1,0 +1,455 @@
+"""Clinical documents and their signatures: notes from templates, discharge summaries, radiology reports and
+prescriptions are drafts until their author signs them; a signed version is immutable; an amendment is a
+new version that points to the one it amends and supersedes it once signed; verification says who signed
+what and whether the stored content still matches the signature."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hospital.chassis.caller import Caller
+from hospital.chassis.db import utcnow
+from hospital.chassis.errors import Conflict, Invalid, NotFound
+from hospital.chassis.ids import new_id
+from hospital.chassis.security import PermissionDenied
+from hospital.chassis.uow import UnitOfWork
+from hospital.contracts.emr.v1 import emr_pb2, events_pb2
+from hospital.emr.adapters.store import (
+    Documents,
+    Encounters,
+    Orders,
+    Prescriptions,
+    SigningKeys,
+    Studies,
+    studies_waiting_for_report,
+)
+from hospital.emr.app import schemas as sc
+from hospital.emr.app.common import Context, authorize_read, load_encounter
+from hospital.emr.app.notifications import notify
+from hospital.emr.app.prescriptions import prescription_model
+from hospital.emr.domain import access, signing, templates
+
+NOTE_SUBJECT = {
+    "outpatient_note": "emr.note.signed",
+    "admission_note": "emr.note.signed",
+    "progress_note": "emr.note.signed",
+}
+
+
+def document_model(row: dict[str, Any]) -> sc.Document:
+    data = {k: v for k, v in row.items() if v is not None}
+    if row.get("jws"):
+        data["signature"] = sc.Signature(
+            signer=row["signer"],
+            signer_name=row["signer_name"] or "",
+            key_id=row["key_id"],
+            algorithm=row["algorithm"],
+            provider=row["provider"],
+            jws=row["jws"],
+            content_sha256=row["content_sha256"],
+            signed_at=row["signed_at"],
+        )
+    return sc.Document.model_validate(data)
+
+
+def content(
+    doc: dict[str, Any], prescription: dict[str, Any] | None, signer: str, signed_at: datetime
+) -> dict[str, Any]:
+    """What a signature covers: the document as the author saw it, who signs and when."""
+    out: dict[str, Any] = {
+        "document_id": doc["id"],
+        "kind": doc["kind"],
+        "patient_id": doc["patient_id"],
+        "encounter_id": doc["encounter_id"],
+        "title": doc["title"],
+        "version": doc["version"],
+        "sections": [
+            {"code": s["code"], "title": s.get("title", ""), "text": s.get("text", "")}
+            for s in doc["sections"]
+        ],
+        "amends_document_id": doc["amends_document_id"] or "",
+        "study_instance_uid": doc["study_instance_uid"] or "",
+        "author": doc["author"],
+        "signer": signer,
+        "signed_at": signed_at.isoformat(),
+    }
+    if prescription is not None:
+        out["prescription"] = {
+            "code": prescription["code"],
+            "type": prescription["type"],
+            "items": prescription["items"],
+            "diagnoses": prescription["diagnoses"],
+            "advice": prescription["advice"],
+            "revisit_date": prescription["revisit_date"].isoformat() if prescription["revisit_date"] else "",
+            "overrides": prescription["overrides"],
+        }
+    return out
+
+
+class DocumentService:
+    def __init__(self, ctx: Context, provider: signing.SigningProvider) -> None:
+        self.ctx = ctx
+        self.provider = provider
+
+    def _check_write(self, caller: Caller, kind: str, department: str) -> None:
+        if kind == "radiology_report":
+            if not (caller.principal.is_service or caller.principal.has_any(("radiologist",))):
+                raise PermissionDenied("chỉ bác sĩ chẩn đoán hình ảnh viết kết quả chẩn đoán hình ảnh")
+            return
+        access.check_write(caller.principal, self.ctx.departments(caller), department)
+
+    async def save(self, caller: Caller, encounter_id: str | None, req: sc.SaveDocument) -> sc.Document:
+        async with self.ctx.uow() as uow:
+            s = uow.session
+            repo = Documents(s)
+            if req.request_id:
+                done = await repo.by_request(req.request_id)
+                if done is not None:
+                    return document_model(done)
+            order_id = None
+            if req.kind == "radiology_report":
+                study = await Studies(s).get(req.study_instance_uid) if req.study_instance_uid else None
+                if study is None or not study.get("encounter_id"):
+                    raise Invalid(
+                        "report.study",
+                        "kết quả CĐHA cần một ca chụp đã gắn với chỉ định",
+                        field="study_instance_uid",
+                    )
+                encounter_id, order_id = study["encounter_id"], study["order_id"]
+            if not encounter_id:
+                raise Invalid("document.encounter", "encounter_id is required", field="encounter_id")
+            enc = await load_encounter(s, encounter_id)
+            self._check_write(caller, req.kind, enc["department_code"])
+            template = templates.TEMPLATES.get(req.template_code or req.kind)
+            sections = [x.model_dump() for x in req.sections] or (
+                [{"code": c, "title": t, "text": ""} for c, t in template.sections] if template else []
+            )
+            if template:
+                titles = dict(template.sections)
+                sections = [{**x, "title": x["title"] or titles.get(x["code"], "")} for x in sections]
+            now = utcnow()
+            row = {
+                "id": new_id(),
+                "encounter_id": encounter_id,
+                "patient_id": enc["patient_id"],
+                "kind": req.kind,
+                "template_code": template.code if template else None,
+                "title": req.title or (template.title if template else req.kind),
+                "sections": sections,
+                "status": "draft",
+                "version": 1,
+                "amends_document_id": None,
+                "amended_by_document_id": None,
+                "amendment_reason": None,
+                "study_instance_uid": req.study_instance_uid or None,
+                "order_id": order_id,
+                "author": caller.subject,
+                "author_name": caller.principal.name,
+                "request_id": req.request_id or None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            await repo.add(row)
+            uow.audit(
+                caller.audit("document.create", "Document", row["id"], enc["patient_id"], kind=req.kind)
+            )
+            await uow.commit()
+        return document_model(row)
+
+    async def update(self, caller: Caller, document_id: str, req: sc.UpdateDocument) -> sc.Document:
+        async with self.ctx.uow() as uow:
+            repo = Documents(uow.session)
+            doc = await self._load(uow.session, document_id, for_update=True)
+            if doc["author"] != caller.subject:
+                raise PermissionDenied("chỉ tác giả được sửa bản nháp")
+            values: dict[str, Any] = {"updated_at": utcnow()}
+            if req.title:
+                values["title"] = req.title
+            if req.sections:
+                values["sections"] = [x.model_dump() for x in req.sections]
+            if not await repo.update_draft(document_id, **values):
+                raise Conflict(
+                    "document.signed",
+                    "văn bản đã ký: không sửa được, hãy tạo bản bổ sung (amend)",
+                    field="document_id",
+                )
+            uow.audit(caller.audit("document.update", "Document", document_id, doc["patient_id"]))
+            out = document_model(await repo.get(document_id) or doc)
+            await uow.commit()
+        return out
+
+    async def _load(self, s: AsyncSession, document_id: str, *, for_update: bool = False) -> dict[str, Any]:
+        doc = await Documents(s).get(document_id, for_update=for_update)
+        if doc is None:
+            raise NotFound("document.not_found", f"no document {document_id}", field="document_id")
+        return doc
+
+    async def get(self, caller: Caller, document_id: str) -> sc.Document:
+        async with self.ctx.uow() as uow:
+            doc = await self._load(uow.session, document_id)
+            await authorize_read(
+                self.ctx, uow, caller, doc["patient_id"], doc["encounter_id"], None, "document.read"
+            )
+            await uow.commit()
+        return document_model(doc)
+
+    async def sign(self, caller: Caller, document_id: str) -> sc.Document:
+        async with self.ctx.uow() as uow:
+            s = uow.session
+            repo = Documents(s)
+            doc = await self._load(s, document_id, for_update=True)
+            if doc["status"] != "draft":
+                raise Conflict("document.already_signed", "văn bản đã được ký", field="document_id")
+            if doc["author"] != caller.subject:
+                raise PermissionDenied("văn bản chỉ được ký bởi tác giả của nó")
+            prescription = await self._prescription(s, doc)
+            now = utcnow()
+            payload = signing.canonical(content(doc, prescription, caller.subject, now))
+            jws, key = signing.sign_detached(
+                self.provider, caller.subject, payload, {"iat": int(now.timestamp())}
+            )
+            await SigningKeys(s).ensure(
+                {
+                    "key_id": key.key_id,
+                    "subject": caller.subject,
+                    "public_jwk": key.jwk,
+                    "provider": key.provider,
+                    "created_at": now,
+                    "revoked_at": None,
+                }
+            )
+            await repo.update_draft(
+                document_id,
+                status="signed",
+                canonical=payload.decode(),
+                content_sha256=hashlib.sha256(payload).hexdigest(),
+                jws=jws,
+                key_id=key.key_id,
+                algorithm=signing.ALGORITHM,
+                provider=key.provider,
+                signer=caller.subject,
+                signer_name=caller.principal.name,
+                signed_at=now,
+                updated_at=now,
+            )
+            if doc["amends_document_id"] and not await repo.supersede(doc["amends_document_id"], document_id):
+                raise Conflict(
+                    "document.amended", "bản trước đã được bổ sung bởi một bản khác", field="document_id"
+                )
+            signed = await repo.get(document_id)
+            assert signed is not None
+            await self._publish(uow, caller, signed, prescription, now)
+            uow.audit(
+                caller.audit(
+                    "document.sign",
+                    "Document",
+                    document_id,
+                    doc["patient_id"],
+                    kind=doc["kind"],
+                    key_id=key.key_id,
+                    content_sha256=signed["content_sha256"],
+                )
+            )
+            await uow.commit()
+        return document_model(signed)
+
+    async def _prescription(self, s: AsyncSession, doc: dict[str, Any]) -> dict[str, Any] | None:
+        if doc["kind"] != "prescription":
+            return None
+        rows = [
+            p
+            for p in await Prescriptions(s).of_encounter(doc["encounter_id"])
+            if p["document_id"] == doc["id"]
+        ]
+        if not rows:
+            raise NotFound("prescription.not_found", "no prescription for this document", field="document_id")
+        return rows[0]
+
+    async def _publish(
+        self,
+        uow: UnitOfWork,
+        caller: Caller,
+        doc: dict[str, Any],
+        prescription: dict[str, Any] | None,
+        now: datetime,
+    ) -> None:
+        s = uow.session
+        enc = await Encounters(s).get(doc["encounter_id"]) or {}
+        model = sc.to_proto(document_model(doc), emr_pb2.Document)
+        visit = enc.get("visit_id") or ""
+        if doc["kind"] in NOTE_SUBJECT:
+            uow.publish(
+                "emr.note.signed", events_pb2.NoteSigned(document=model, visit_id=visit, by=caller.actor())
+            )
+        elif doc["kind"] == "radiology_report":
+            order = await Orders(s).get(doc["order_id"]) if doc["order_id"] else None
+            uow.publish(
+                "emr.report.signed",
+                events_pb2.ReportSigned(
+                    document=model,
+                    study_instance_uid=doc["study_instance_uid"] or "",
+                    accession_number=(order or {}).get("accession_number") or "",
+                    order_id=doc["order_id"] or "",
+                    visit_id=visit,
+                    by=caller.actor(),
+                ),
+            )
+            if order is not None:
+                await notify(
+                    s,
+                    [order["ordered_by"]],
+                    "report",
+                    f"Đã có kết quả CĐHA: {order['description']}",
+                    patient_id=doc["patient_id"],
+                    encounter_id=doc["encounter_id"],
+                )
+        elif doc["kind"] == "discharge_summary":
+            discharge = emr_pb2.Discharge(
+                encounter_id=doc["encounter_id"],
+                summary_document_id=doc["id"],
+                discharge_type=enc.get("discharge_type") or "",
+            )
+            uow.publish(
+                "emr.discharge.signed",
+                events_pb2.DischargeSigned(
+                    discharge=discharge,
+                    patient_id=doc["patient_id"],
+                    visit_id=visit,
+                    admission_id=enc.get("admission_id") or "",
+                    document=model,
+                    by=caller.actor(),
+                ),
+            )
+        elif prescription is not None:
+            queued = "queued" if self.ctx.settings.eprescription_url else "not_sent"
+            await Prescriptions(s).update(
+                prescription["id"], status="signed", signed_at=now, national_status=queued
+            )
+            p = await Prescriptions(s).get(prescription["id"])
+            assert p is not None
+            uow.publish(
+                "emr.prescription.signed",
+                events_pb2.PrescriptionSigned(
+                    prescription=sc.to_proto(prescription_model(p), emr_pb2.Prescription),
+                    visit_id=visit,
+                    by=caller.actor(),
+                    signature=model.signature,
+                ),
+            )
+
+    async def amend(self, caller: Caller, document_id: str, req: sc.AmendDocument) -> sc.Document:
+        async with self.ctx.uow() as uow:
+            s = uow.session
+            old = await self._load(s, document_id, for_update=True)
+            if old["status"] != "signed":
+                raise Conflict(
+                    "document.not_signed",
+                    "chỉ bổ sung được văn bản đã ký (bản hiện hành)",
+                    field="document_id",
+                )
+            if old["kind"] == "prescription":
+                raise Conflict(
+                    "document.prescription", "đơn thuốc đã ký không sửa được: kê đơn mới", field="document_id"
+                )
+            enc = await load_encounter(s, old["encounter_id"])
+            self._check_write(caller, old["kind"], enc["department_code"])
+            now = utcnow()
+            row = {
+                **{
+                    k: old[k]
+                    for k in (
+                        "encounter_id",
+                        "patient_id",
+                        "kind",
+                        "template_code",
+                        "study_instance_uid",
+                        "order_id",
+                    )
+                },
+                "id": new_id(),
+                "title": req.title or old["title"],
+                "sections": [x.model_dump() for x in req.sections],
+                "status": "draft",
+                "version": old["version"] + 1,
+                "amends_document_id": document_id,
+                "amended_by_document_id": None,
+                "amendment_reason": req.reason,
+                "author": caller.subject,
+                "author_name": caller.principal.name,
+                "request_id": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            try:
+                await Documents(s).add(row)
+            except Exception as exc:  # the unique amends_document_id: someone amended it already
+                raise Conflict(
+                    "document.amended", "văn bản này đã có bản bổ sung", field="document_id"
+                ) from exc
+            uow.audit(
+                caller.audit(
+                    "document.amend",
+                    "Document",
+                    row["id"],
+                    old["patient_id"],
+                    amends=document_id,
+                    reason=req.reason,
+                )
+            )
+            await uow.commit()
+        return document_model(row)
+
+    async def verify(self, caller: Caller, document_id: str) -> sc.VerifyResult:
+        async with self.ctx.uow() as uow:
+            s = uow.session
+            doc = await self._load(s, document_id)
+            await authorize_read(
+                self.ctx, uow, caller, doc["patient_id"], doc["encounter_id"], None, "document.verify"
+            )
+            base = {
+                "document_id": document_id,
+                "version": doc["version"],
+                "amends_document_id": doc["amends_document_id"] or "",
+                "amended_by_document_id": doc["amended_by_document_id"] or "",
+            }
+            if not doc["jws"]:
+                await uow.commit()
+                return sc.VerifyResult(**base, signed=False, valid=False, reason="chưa ký")
+            key = await SigningKeys(s).get(doc["key_id"])
+            prescription = await self._prescription(s, doc)
+            await uow.commit()
+        model = document_model(doc)
+        if key is None:
+            return sc.VerifyResult(
+                **base, signed=True, valid=False, reason="không tìm thấy khóa ký", signature=model.signature
+            )
+        stored = doc["canonical"].encode()
+        valid, reason = signing.verify_detached(doc["jws"], stored, key["public_jwk"])
+        if valid and hashlib.sha256(stored).hexdigest() != doc["content_sha256"]:
+            valid, reason = False, "mã băm nội dung không khớp"
+        if valid and signing.canonical(content(doc, prescription, doc["signer"], doc["signed_at"])) != stored:
+            valid, reason = False, "nội dung lưu trữ đã bị thay đổi sau khi ký"
+        return sc.VerifyResult(**base, signed=True, valid=valid, reason=reason, signature=model.signature)
+
+    async def worklist(
+        self, caller: Caller, modality: str | None, include_reported: bool, limit: int, study_model: Any
+    ) -> sc.StudyPage:
+        async with self.ctx.uow() as uow:
+            rows = await studies_waiting_for_report(
+                uow.session, modality, include_reported, max(1, min(limit or 100, 500))
+            )
+            reports = await Documents(uow.session).reports_of_studies([r["study_instance_uid"] for r in rows])
+            uow.audit(caller.audit("radiology.worklist", "ImagingStudy", None, None, count=len(rows)))
+            await uow.commit()
+        items = []
+        for r in rows:
+            m = study_model(r)
+            rep = reports.get(r["study_instance_uid"])
+            if rep:
+                m.report_document_id, m.report_status = rep["id"], rep["status"]
+            items.append(m)
+        return sc.StudyPage(items=items)
