@@ -333,7 +333,7 @@ async def test_vnpay_outcomes_and_racing_transactions_on_both_databases(billing,
     )
     if billing.settings.database_url.startswith("postgresql"):
         # the lean path settled the plain cases (paid, failed, mismatch); money to give back takes the
-        # locking path (ADR 0204)
+        # locking path (ADR 0205)
         assert pays.fast is not None and pays.fast_settled >= 3
     else:
         assert pays.fast is None
