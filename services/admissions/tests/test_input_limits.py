@@ -8,14 +8,19 @@ import asyncio
 import json
 import unicodedata
 
+import grpc
+import pytest
 from sqlalchemy import func, select
 
 from hospital.admissions.adapters.tables import patients
 from hospital.admissions.service import DEFINITION
 from hospital.chassis.bus import connect, ensure_streams
 from hospital.chassis.db import outbox_table
+from hospital.chassis.rpc import call_metadata
+from hospital.contracts.admissions.v1 import admissions_pb2 as pb
+from hospital.contracts.admissions.v1 import admissions_pb2_grpc as pb_grpc
 from hospital.contracts.admissions.v1 import events_pb2
-from hospital.testing.services import http_client, running_service
+from hospital.testing.services import http_client, issuer_for, running_service
 
 HUGE = "Số 1 đường Trần Phú " + "x" * (1100 * 1024)
 
@@ -184,3 +189,24 @@ async def test_401_is_generic(admissions) -> None:
     async with http_client(admissions) as c:
         r = await c.get("/api/v1/rooms")
     assert r.status_code == 401 and r.json()["detail"] == "missing bearer token"
+
+
+async def test_grpc_registration_is_bounded_too(admissions) -> None:
+    clerk = call_metadata(issuer_for(admissions).mint_for_role("receptionist"))
+    before = await counts(admissions)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{admissions.settings.grpc_port}") as ch:
+        stub = pb_grpc.AdmissionsServiceStub(ch)
+        for extra, field in (
+            ({"address_line": "x" * (1100 * 1024)}, "address_line"),
+            ({"full_name": "Mã\x00 Văn Sử"}, "full_name"),
+            ({"bhyt_registered_facility": "01 - 043" * 10}, "bhyt_registered_facility"),
+        ):
+            request = pb.RegisterPatientRequest(
+                **{"full_name": "Mã Văn Sử", "birth_date": "1990", "sex": pb.SEX_MALE, **extra}
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.RegisterPatient(request, metadata=clerk)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in err.value.details(), (
+                field
+            )
+    assert await counts(admissions) == before
