@@ -25,3 +25,18 @@ class AdmissionsSettings(ServiceSettings):
     # file of at least 32 bytes; default: derived from the audit key). Changing the key withdraws all links.
     queue_display_link_max_days: int = 366
     queue_display_key_file: Path | None = None
+    # Card-less reception: the insurance agency's (BHXH) receiving portal, e.g. https://egw.baohiemxahoi.gov.vn
+    # (empty: look-ups answer not_configured). The account and the checking officer (name, CCCD) are the
+    # ones BHXH registered for the hospital; a look-up gives up after the timeout and reception goes on.
+    insurance_portal_url: str = ""
+    insurance_portal_username: str = ""
+    insurance_portal_password: str = ""
+    insurance_portal_officer_name: str = ""
+    insurance_portal_officer_cccd: str = ""
+    insurance_portal_timeout_seconds: float = 4.0
+
+    def secret_values(self) -> dict[str, str]:
+        values = super().secret_values()
+        if self.insurance_portal_url:
+            values["insurance_portal_password"] = self.insurance_portal_password
+        return values

@@ -11,6 +11,7 @@ from hospital.admissions.api import grpc as grpc_api
 from hospital.admissions.api.http import build_http
 from hospital.admissions.app.display_links import DisplayLinks, DisplayLinkService
 from hospital.admissions.app.inpatient import InpatientService
+from hospital.admissions.app.insurance_check import InsuranceCheckService, portal_from
 from hospital.admissions.app.merge import MergeService
 from hospital.admissions.app.patients import PatientService
 from hospital.admissions.app.queue_display import QueueDisplays
@@ -29,6 +30,7 @@ class Services:
     merge: MergeService
     displays: QueueDisplays
     display_links: DisplayLinkService
+    insurance: InsuranceCheckService
 
 
 def build(rt: Runtime) -> Components:
@@ -53,6 +55,7 @@ def build(rt: Runtime) -> Components:
         merge=MergeService(rt, patients),
         displays=displays,
         display_links=links,
+        insurance=InsuranceCheckService(rt, patients, portal_from(s)),
     )
     rt.extras["queue_displays"] = displays
     rt.extras["display_links"] = links

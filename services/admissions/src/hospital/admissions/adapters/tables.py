@@ -167,3 +167,26 @@ inpatient_stays = Table(
         sqlite_where=text("status = 'active'"),
     ),
 )
+
+# Card-less reception (migration 0006): every look-up of a patient's card on the insurance portal, with
+# its answer and the check time, linked to the patient and the visit when the clerk gave them.
+insurance_checks = Table(
+    "insurance_checks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("patient_id", String(36), ForeignKey("patients.id"), nullable=True, index=True),
+    Column("visit_id", String(36), ForeignKey("visits.id"), nullable=True, index=True),
+    Column("identifier_kind", String(30), nullable=False),  # cccd, social_insurance_number
+    Column("identifier", String(12), nullable=False),
+    Column("status", String(20), nullable=False),  # valid, expired, refused, unavailable, not_configured
+    Column("result_code", String(10), nullable=False),  # the portal's maKetQua ("" when it did not answer)
+    Column("message", String(500), nullable=False),
+    Column("card_number", String(15), nullable=True),
+    Column("benefit_level", Integer, nullable=True),
+    Column("registered_facility", String(20), nullable=True),
+    Column("valid_from", Date, nullable=True),
+    Column("valid_to", Date, nullable=True),
+    Column("five_year_date", Date, nullable=True),
+    Column("checked_at", UtcDateTime(), nullable=False),
+    Column("checked_by", String(200), nullable=False),
+)

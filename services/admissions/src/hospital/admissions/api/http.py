@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from hospital.admissions.api.fhir import router as fhir_router
+from hospital.admissions.api.insurance import router as insurance_router
 from hospital.admissions.app.patients import Caller, NewPatient
 from hospital.admissions.app.queue_display import DisplaysFull, sse
 from hospital.admissions.domain.identity import ScanError
@@ -363,4 +364,5 @@ def build_http(services: Any) -> FastAPI:
 
     app.include_router(api)
     app.include_router(fhir_router(services, caller))
+    app.include_router(insurance_router(services, caller))
     return app
