@@ -55,6 +55,10 @@ class EmrSettings(ServiceSettings):
     eprescription_username: str = "dev-eprescription-user"
     eprescription_password: str = "dev-eprescription-password"
     eprescription_timeout_seconds: float = 10.0
+    eprescription_retry_base_seconds: float = 5.0  # first retry after a transient failure; doubles each time
+    eprescription_retry_max_seconds: float = 1800.0
+    eprescription_max_attempts: int = 60  # then "failed" (resend with POST .../national/resend)
+    eprescription_poll_seconds: float = 2.0
 
     def key_dir(self) -> Path:
         return self.signing_key_dir or (Path(self.data_dir) / "emr-signing-keys")

@@ -19,6 +19,7 @@ from hospital.emr.app.charts import ChartService
 from hospital.emr.app.common import Context
 from hospital.emr.app.documents import DocumentService
 from hospital.emr.app.encounters import EncounterService
+from hospital.emr.app.eprescription import EPrescriptionSender, EPrescriptionService
 from hospital.emr.app.notifications import Hub
 from hospital.emr.app.orders import Dispatcher, OrderService
 from hospital.emr.app.prescriptions import PrescriptionService
@@ -41,6 +42,8 @@ def build(rt: Runtime) -> Components:
     dispatcher = Dispatcher(ctx, downstream, wake)
     results = ResultService(ctx)
     hub = Hub(ctx, settings.notification_poll_seconds)
+    rx_wake = asyncio.Event()
+    rx_sender = EPrescriptionSender(ctx, rx_wake)
     services = Services(
         ctx=ctx,
         encounters=encounters,
@@ -50,11 +53,12 @@ def build(rt: Runtime) -> Components:
         results=results,
         hub=hub,
         documents=DocumentService(ctx, LocalKeyProvider(settings.key_dir())),
-        extra={},
+        extra={"eprescriptions": EPrescriptionService(ctx, rx_wake)},
     )
     services.extra["chart_extras"] = ChartExtras(results).fill
     rt.extras["services"] = services
     rt.extras["dispatcher"] = dispatcher
+    rt.extras["eprescription_sender"] = rx_sender
     admissions = Subscription(
         stream="ADMISSIONS",
         durable=settings.admissions_durable,
@@ -95,7 +99,7 @@ def build(rt: Runtime) -> Components:
         grpc_rules=grpc_api.RULES,
         subscriptions=[admissions, lab, imaging],
         listeners=[hub.run],
-        workers=[dispatcher.run, results.run_escalation],
+        workers=[dispatcher.run, results.run_escalation, rx_sender.run],
         on_stop=downstream.close,
     )
 

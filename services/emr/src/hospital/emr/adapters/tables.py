@@ -367,3 +367,21 @@ chart_access = Table(
     Column("reason", Text, nullable=False),
     Column("accessed_at", UtcDateTime(), nullable=False),
 )
+
+# --- national e-prescription queue (written in the transaction that makes a prescription final) ------
+eprescription_queue = Table(
+    "eprescription_queue",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("prescription_id", String(36), nullable=False, unique=True),
+    Column("code", String(14), nullable=False, unique=True),  # ma_don_thuoc: the national idempotency key
+    Column("payload", JSON, nullable=False),  # the document sent, fixed when the prescription became final
+    Column("status", String(10), nullable=False),  # queued, sent, failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("response", JSON, nullable=True),  # the national system's answer to the delivery
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime(), nullable=True),
+    Index("ix_eprescription_queue_due", "status", "next_attempt_at"),
+)

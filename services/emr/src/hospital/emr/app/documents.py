@@ -29,6 +29,7 @@ from hospital.emr.adapters.store import (
 )
 from hospital.emr.app import schemas as sc
 from hospital.emr.app.common import Context, authorize_read, load_encounter
+from hospital.emr.app.eprescription import queue_national
 from hospital.emr.app.notifications import notify
 from hospital.emr.app.prescriptions import prescription_model
 from hospital.emr.domain import access, signing, templates
@@ -325,10 +326,9 @@ class DocumentService:
                 ),
             )
         elif prescription is not None:
-            queued = "queued" if self.ctx.settings.eprescription_url else "not_sent"
-            await Prescriptions(s).update(
-                prescription["id"], status="signed", signed_at=now, national_status=queued
-            )
+            await Prescriptions(s).update(prescription["id"], status="signed", signed_at=now)
+            # the national e-prescription queue row is written in this transaction (ADR 0510)
+            await queue_national(s, prescription["id"], self.ctx.settings.facility_code[:5], now)
             p = await Prescriptions(s).get(prescription["id"])
             assert p is not None
             uow.publish(

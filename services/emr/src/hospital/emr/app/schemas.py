@@ -335,6 +335,22 @@ class Prescription(Model):
     created_at: datetime
     signed_at: datetime | None = None
     prescriber: str
+    national_sent_at: datetime | None = None
+    national_next_at: datetime | None = None
+
+
+class NationalStatus(Model):
+    """A prescription's delivery to the national e-prescription system."""
+
+    prescription_id: str
+    code: str  # ma_don_thuoc
+    status: Literal["queued", "sent", "failed"]
+    attempts: int
+    last_error: str = ""
+    next_attempt_at: datetime | None = None  # while queued
+    sent_at: datetime | None = None
+    payload: dict[str, Any]  # the document sent (fixed when the prescription became final)
+    response: dict[str, Any] | None = None  # the national system's answer
 
 
 # --- results, critical values, notifications ------------------------------------------------------------

@@ -1102,6 +1102,8 @@ class Prescription(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     SIGNED_AT_FIELD_NUMBER: _builtins.int
     PRESCRIBER_FIELD_NUMBER: _builtins.int
+    NATIONAL_SENT_AT_FIELD_NUMBER: _builtins.int
+    NATIONAL_NEXT_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     encounter_id: _builtins.str
     patient_id: _builtins.str
@@ -1118,7 +1120,7 @@ class Prescription(_message.Message):
     document_id: _builtins.str
     """the signable document carrying it"""
     national_status: _builtins.str
-    """not_sent, queued, sending, accepted, failed"""
+    """not_sent, queued, sent, failed (national e-prescription system)"""
     national_error: _builtins.str
     national_attempts: _builtins.int
     prescriber: _builtins.str
@@ -1132,6 +1134,14 @@ class Prescription(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def signed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def national_sent_at(self) -> _timestamp_pb2.Timestamp:
+        """when the national system took it"""
+
+    @_builtins.property
+    def national_next_at(self) -> _timestamp_pb2.Timestamp:
+        """next attempt while queued after a failure"""
+
     def __init__(
         self,
         *,
@@ -1153,10 +1163,12 @@ class Prescription(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         signed_at: _timestamp_pb2.Timestamp | None = ...,
         prescriber: _builtins.str = ...,
+        national_sent_at: _timestamp_pb2.Timestamp | None = ...,
+        national_next_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "signed_at", b"signed_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "national_next_at", b"national_next_at", "national_sent_at", b"national_sent_at", "signed_at", b"signed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice", b"advice", "code", b"code", "created_at", b"created_at", "diagnoses", b"diagnoses", "document_id", b"document_id", "encounter_id", b"encounter_id", "id", b"id", "items", b"items", "national_attempts", b"national_attempts", "national_error", b"national_error", "national_status", b"national_status", "overrides", b"overrides", "patient_id", b"patient_id", "prescriber", b"prescriber", "revisit_date", b"revisit_date", "signed_at", b"signed_at", "status", b"status", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advice", b"advice", "code", b"code", "created_at", b"created_at", "diagnoses", b"diagnoses", "document_id", b"document_id", "encounter_id", b"encounter_id", "id", b"id", "items", b"items", "national_attempts", b"national_attempts", "national_error", b"national_error", "national_next_at", b"national_next_at", "national_sent_at", b"national_sent_at", "national_status", b"national_status", "overrides", b"overrides", "patient_id", b"patient_id", "prescriber", b"prescriber", "revisit_date", b"revisit_date", "signed_at", b"signed_at", "status", b"status", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
