@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -22,6 +21,7 @@ from hospital.chassis.app import Service
 from hospital.contracts.admissions.v1 import admissions_pb2 as adm
 from hospital.contracts.admissions.v1 import events_pb2 as adm_events
 from hospital.testing.services import http_client
+from hospital.testing.waits import consumer_settled, wait_for
 
 VNPAY_SECRET = "test-vnpay-hash-secret-9f1c"
 MOMO_ACCESS = "test-momo-access-7b2e"
@@ -151,14 +151,19 @@ class Admissions:
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
     """Poll ``check`` until it returns a truthy value (the consumer is asynchronous)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+    return await wait_for(check, timeout)
+
+
+async def settled(billing: Service, js: Any) -> None:
+    """Billing's consumers have applied (and acknowledged) every event on their streams so far, copies
+    included: what the database holds now is final."""
+    s = billing.settings
+    for stream, durable in (
+        ("ADMISSIONS", s.admissions_durable),  # type: ignore[attr-defined]
+        ("LAB", s.lab_durable),  # type: ignore[attr-defined]
+        ("IMAGING", s.imaging_durable),  # type: ignore[attr-defined]
+    ):
+        await consumer_settled(js, stream, durable)
 
 
 async def invoice_of(svc: Service, visit_id: str, min_lines: int = 1) -> dict[str, Any]:

@@ -3,10 +3,9 @@ bed-days, manual charges and their reversal, bad input refused without a trace."
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
-from billing_testkit import invoice_of
+from billing_testkit import invoice_of, settled
 from sqlalchemy import func, select
 
 from hospital.billing.adapters.tables import charges, invoices
@@ -33,8 +32,7 @@ async def test_visit_opened_charges_the_examination_exactly_once(billing, admiss
     assert inv["number"].startswith("HD") and len(inv["number"]) == 8 and inv["status"] == "open"
     assert [ln["price_code"] for ln in inv["lines"]] == ["KB-THUONG"]
     assert inv["lines"][0]["source_event_id"] == eid and inv["total_amount"] == 42_100
-    # let the consumer see the second copy too, then check the database itself
-    await asyncio.sleep(1.0)
+    await settled(billing, admissions.js)  # the second copy applied too: the database is final
     assert await count(billing, charges, charges.c.visit_id == vid) == 1
     assert await count(billing, invoices, invoices.c.visit_id == vid) == 1
 
@@ -166,7 +164,7 @@ async def test_stay_under_four_hours_is_charged_no_bed_day(billing, admissions) 
         out.discharged_at.FromDatetime(now)
         await admissions.publish("admissions.inpatient.discharged", out)
         if hours < 4:
-            await asyncio.sleep(1.5)  # let the consumer apply both events
+            await settled(billing, admissions.js)  # both events applied
             inv = await invoice_of(billing, vid)
             assert inv["visit"]["inpatient"] is True
             assert [ln["price_code"] for ln in inv["lines"]] == ["KB-THUONG"]

@@ -4,11 +4,10 @@ DISCONTINUED, unknown codes and visit-less orders held for a cashier (never drop
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from billing_testkit import eventually, invoice_of, overrides
+from billing_testkit import eventually, invoice_of, overrides, settled
 from nats.js import api as js_api
 from sqlalchemy import func, select
 
@@ -100,7 +99,7 @@ async def test_lab_order_charges_once_per_price_item_and_cancellation_reverses(b
     assert lab_lines == [("XN-CTM", "1"), ("XN-DGD", "1"), ("XN-GLU", "1")], lab_lines
     assert inv["total_amount"] == 42_100 + 46_200 + 29_000 + 21_500
     assert {ln["ordered_by"] for ln in inv["lines"] if ln["category"] == "lab"} == {"003456/TB-CCHN"}
-    await asyncio.sleep(1.0)  # let the consumer see the redelivered copy, then look at the database itself
+    await settled(billing, admissions.js)
     ref = f"lab:{order.id}"
     assert await count(billing, charges, charges.c.order_ref == ref) == 3
     held = await rows(billing, held_charges, held_charges.c.order_ref == ref)
@@ -120,7 +119,7 @@ async def test_lab_order_charges_once_per_price_item_and_cancellation_reverses(b
         return await count(billing, charges, charges.c.order_ref == ref, charges.c.status == "reversal") == 3
 
     await eventually(reversed_)
-    await asyncio.sleep(1.0)
+    await settled(billing, admissions.js)
     assert await count(billing, charges, charges.c.order_ref == ref) == 6  # 3 originals kept + 3 reversals
     assert await count(billing, charges, charges.c.order_ref == ref, charges.c.status == "reversed") == 3
     inv = await invoice_of(billing, vid)
@@ -143,7 +142,7 @@ async def test_lab_cancellation_overtaking_its_order_charges_nothing(billing, ad
         return bool(found) and found[0]["status"] == "cancelled"
 
     await eventually(seen)
-    await asyncio.sleep(1.0)
+    await settled(billing, admissions.js)
     assert await count(billing, charges, charges.c.order_ref == f"lab:{order.id}") == 0
     assert await count(billing, held_charges, held_charges.c.order_ref == f"lab:{order.id}") == 0
     assert (await invoice_of(billing, vid))["total_amount"] == 42_100
@@ -199,7 +198,7 @@ async def test_imaging_order_charge_discontinuation_and_held_procedure(billing, 
 
     held = (await eventually(held_line))[0]
     assert (held["code"], held["reason"], held["visit_id"]) == ("PET-CT-TB", "unknown_code", vid)
-    await asyncio.sleep(0.5)
+    await settled(billing, admissions.js)
     assert await count(billing, charges, charges.c.order_ref == ref) == 2  # still one reversal
     async with http_client(billing, "cashier") as c:
         r = await c.post(f"/api/v1/held-charges/{held['id']}/price", json={"price_code": "KHONG-CO"})
@@ -321,7 +320,7 @@ async def test_imaging_cancellation_reverses_once_and_dismisses_held_lines(billi
         return [h["status"] for h in await held_pet()] == ["dismissed"]
 
     await eventually(dismissed)
-    await asyncio.sleep(1.0)  # let the consumer see every copy, then look at the database itself
+    await settled(billing, admissions.js)
     found = await rows(billing, charges, charges.c.order_ref == ref)
     assert sorted((c["status"], c["qty_milli"]) for c in found) == [("reversal", -1000), ("reversed", 1000)]
     reversal = next(c for c in found if c["status"] == "reversal")
@@ -355,7 +354,7 @@ async def test_imaging_cancellation_overtaking_its_order_charges_nothing(billing
             return bool(found) and found[0]["status"] == "cancelled"
 
         await eventually(seen)
-        await asyncio.sleep(1.0)
+        await settled(billing, admissions.js)
         assert await count(billing, charges, charges.c.order_ref == ref) == 0
         assert await count(billing, held_charges, held_charges.c.order_ref == ref) == 0
     assert (await invoice_of(billing, vid))["total_amount"] == 42_100
@@ -454,7 +453,7 @@ async def test_imaging_redo_after_discontinued_is_charged_again_once(billing, ad
         return await rows(billing, charges, charges.c.order_ref == ref, charges.c.status == "posted")
 
     posted = await eventually(reposted)
-    await asyncio.sleep(0.5)
+    await settled(billing, admissions.js)
     posted = await rows(billing, charges, charges.c.order_ref == ref, charges.c.status == "posted")
     assert [(c["price_code"], c["visit_id"], c["source_event_id"]) for c in posted] == [
         ("CDHA-CTSN", vid, reid)
