@@ -41,6 +41,7 @@ from hospital.imaging.adapters.spool import Spool, SpoolEntry
 from hospital.imaging.app.access_audit import MAX_LISTED, dicom_entry
 from hospital.imaging.app.stow import SOURCE as STOW_SOURCE
 from hospital.imaging.domain.header import HeaderError, InstanceIndex, read_index_attributes
+from hospital.imaging.domain.instance_checks import bounded_index
 from hospital.imaging.domain.matching import fold
 from hospital.imaging.domain.part10 import Part10Error, read_meta, same_dataset_bytes
 
@@ -63,6 +64,16 @@ class Prepared:
     source_ae: str | None
     kind: str = "new"  # new, duplicate, conflict
     key: str = ""
+
+
+def _modalities(values: set[str]) -> str:
+    """ModalitiesInStudy as stored (backslash-separated, at most the column's 100 characters)."""
+    kept: list[str] = []
+    for value in sorted(values):
+        if len("\\".join([*kept, value])) > 100:
+            break
+        kept.append(value)
+    return "\\".join(kept)
 
 
 # Attributes a routing rule may test, by DICOM keyword.
@@ -223,7 +234,8 @@ class IngestPipeline:
             shutil.move(str(entry.path), target / entry.path.name)
             log.error("spool file %s unreadable (%s): moved to %s", entry.path.name, exc, target)
             return None
-        return Prepared(entry, index, digest, source_ae)
+        # Held to the index's widths: a long value can neither fail the index transaction nor swell an event.
+        return Prepared(entry, bounded_index(index), digest, source_ae)
 
     async def _classify(self, batch: list[Prepared]) -> None:
         uids = list({p.index.sop_instance_uid for p in batch})
@@ -430,7 +442,7 @@ class IngestPipeline:
         for pid, ix in latest.items():
             values = {
                 "patient_name": ix.patient_name,
-                "name_folded": fold(ix.patient_name),
+                "name_folded": (fold(ix.patient_name) or "")[:200] or None,
                 "birth_date": ix.patient_birth_date,
                 "sex": ix.patient_sex,
                 "updated_at": now,
@@ -491,7 +503,7 @@ class IngestPipeline:
                         study_instance_uid=study_uid,
                         patient_id=ix.patient_id or "",
                         patient_name=ix.patient_name,
-                        name_folded=fold(ix.patient_name),
+                        name_folded=(fold(ix.patient_name) or "")[:200] or None,
                         patient_birth_date=ix.patient_birth_date,
                         patient_sex=ix.patient_sex,
                         study_date=ix.study_date,
@@ -499,7 +511,7 @@ class IngestPipeline:
                         accession_number=ix.accession_number,
                         study_description=ix.study_description,
                         referring_physician=ix.referring_physician_name,
-                        modalities="\\".join(sorted(modalities)),
+                        modalities=_modalities(modalities),
                         series_count=new_series,
                         instance_count=len(items),
                         size_bytes=size,
@@ -518,7 +530,7 @@ class IngestPipeline:
                         series_count=t.studies.c.series_count + new_series,
                         instance_count=t.studies.c.instance_count + len(items),
                         size_bytes=t.studies.c.size_bytes + size,
-                        modalities="\\".join(sorted(merged)),
+                        modalities=_modalities(merged),
                         last_received_at=now,
                     )
                 )

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
 
 import pydicom
+from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
@@ -194,6 +195,13 @@ def _text(ds: Dataset, keyword: str) -> str | None:
     value = _value(ds, keyword)
     if value is None:
         return None
+    if isinstance(value, (bytes, bytearray)):  # left undecoded, e.g. a text value over 64 KiB written as UN
+        charset = ds.get("SpecificCharacterSet") or "ISO_IR 6"
+        try:
+            encodings = convert_encodings([charset] if isinstance(charset, str) else list(charset))
+            value = decode_bytes(bytes(value), encodings, set())
+        except (LookupError, ValueError, UnicodeError):
+            value = bytes(value).decode("latin-1")
     # Multi-valued strings (VM > 1) keep DICOM's backslash separator.
     text = "\\".join(str(v) for v in value) if isinstance(value, MultiValue) else str(value)
     text = text.strip(" \x00")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hospital.imaging.domain.header import InstanceIndex
 
@@ -69,4 +69,49 @@ def check_received_instance(
             Problem.MISMATCH,
             f"SOPClassUID {index.sop_class_uid} != request {affected_sop_class_uid}",
         )
+    return check_index_limits(index)
+
+
+# Index attributes become keys, query results and event fields: they are held to the index's column widths
+# (characters) so that no value a modality sends can fail the index transaction (stalling the pipeline) or
+# swell an event. The stored file keeps every value as sent.
+KEY_LIMITS = {"patient_id": 64, "accession_number": 64}
+TEXT_LIMITS = {
+    "patient_name": 200,
+    "patient_birth_date": 8,
+    "patient_sex": 16,
+    "study_date": 8,
+    "study_time": 16,
+    "study_description": 200,
+    "referring_physician_name": 200,
+    "modality": 16,
+    "series_description": 200,
+    "body_part_examined": 64,
+}
+INT_FIELDS = ("series_number", "instance_number", "number_of_frames", "rows", "columns")
+_INT32 = 2**31 - 1
+
+
+def check_index_limits(index: InstanceIndex) -> Rejection | None:
+    """An identifying attribute too long to be a key (PatientID and AccessionNumber: 64 characters; LO
+    allows 64, SH 16) is refused: cutting it would file the image under another patient or order."""
+    for name, limit in KEY_LIMITS.items():
+        value = getattr(index, name)
+        if value is not None and len(value) > limit:
+            keyword = "PatientID" if name == "patient_id" else "AccessionNumber"
+            return Rejection(Problem.MALFORMED, f"{keyword} longer than {limit} characters ({len(value)})")
     return None
+
+
+def bounded_index(index: InstanceIndex) -> InstanceIndex:
+    """`index` with descriptive text cut to the index's widths and integers outside int32 dropped."""
+    changes: dict[str, object] = {}
+    for name, limit in {**TEXT_LIMITS, **KEY_LIMITS}.items():
+        value = getattr(index, name)
+        if value is not None and len(value) > limit:
+            changes[name] = value[:limit]
+    for name in INT_FIELDS:
+        value = getattr(index, name)
+        if value is not None and not -_INT32 <= value <= _INT32:
+            changes[name] = None
+    return replace(index, **changes) if changes else index
