@@ -84,3 +84,18 @@ def test_production_refuses_weak_secrets(tmp_path) -> None:
     assert (
         LabLikeSettings(**base, s3_secret_key="Zq8v3-prod-s3-key-xx").s3_secret_key == "Zq8v3-prod-s3-key-xx"
     )
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
+    from hospital.chassis.web import forwarded_client, trusted_networks
+
+    proxies = trusted_networks(["10.0.0.0/24", "127.0.0.1"])
+    assert forwarded_client("198.51.100.7", "203.0.113.9", ()) == "198.51.100.7"  # none trusted (default)
+    assert forwarded_client("198.51.100.7", "203.0.113.9", proxies) == "198.51.100.7"  # not from a proxy
+    assert forwarded_client("10.0.0.5", "203.0.113.9", proxies) == "203.0.113.9"
+    # the client's own header entries (left) are not believed: the address the first proxy saw is
+    assert forwarded_client("10.0.0.5", "1.2.3.4, 203.0.113.9, 127.0.0.1", proxies) == "203.0.113.9"
+    assert forwarded_client("10.0.0.5", "not-an-address", proxies) == "10.0.0.5"
+    assert forwarded_client("10.0.0.5", "10.0.0.9", proxies) == "10.0.0.5"  # only proxies: the peer
+    with pytest.raises(ValueError, match="not an IP address or CIDR"):
+        LabLikeSettings(trusted_proxies=["10.0.0.0/33"])

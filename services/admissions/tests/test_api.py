@@ -65,7 +65,7 @@ async def test_register_then_read_and_search(admissions) -> None:
             ("DN4010131900313", "Lê Việt Hưng"),
             ("0987654321", "Trần Thị Bích Ngọc"),
             (an["patient_code"], "Nguyễn Văn An"),
-            ("1972", "Trần Thị Bích Ngọc"),
+            ("ngoc 1972", "Trần Thị Bích Ngọc"),
         ]:
             r = await c.get("/api/v1/patients", params={"q": q})
             assert r.status_code == 200, r.text

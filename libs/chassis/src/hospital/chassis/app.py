@@ -60,6 +60,7 @@ from hospital.chassis.bus import (
 from hospital.chassis.db import Database
 from hospital.chassis.logging import configure_logging
 from hospital.chassis.migrations import upgrade
+from hospital.chassis.purpose import PurposeMiddleware
 from hospital.chassis.rpc import AuthInterceptor
 from hospital.chassis.security import ServiceIdentity, TokenVerifier, verifier_for
 from hospital.chassis.settings import ServiceSettings
@@ -70,6 +71,7 @@ from hospital.chassis.web import (
     install_error_handlers,
     install_ops_endpoints,
     install_request_guard,
+    trusted_networks,
 )
 
 log = logging.getLogger(__name__)
@@ -292,6 +294,8 @@ class Service:
         assert rt is not None
         app.state.verifier = rt.verifier
         app.state.runtime = rt
+        app.state.trusted_proxies = trusted_networks(s.trusted_proxies)
+        app.add_middleware(PurposeMiddleware)
         install_error_handlers(app)
         install_request_guard(app, s.http_max_body_bytes)
         install_ops_endpoints(app, self.ready, metrics_access=s.metrics_access)
@@ -306,6 +310,7 @@ class Service:
             access_log=False,
             lifespan="off",
             http="httptools",
+            proxy_headers=False,  # the client address is the chassis's business (web.client_address)
             timeout_graceful_shutdown=int(s.shutdown_grace_seconds),
         )
         self.http_server = uvicorn.Server(cfg)

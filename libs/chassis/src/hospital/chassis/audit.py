@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hospital.chassis.db import AUDIT_KEYRING, audit_head_table, audit_log_table, utcnow
 from hospital.chassis.ids import new_id
+from hospital.chassis.purpose import default_for as purpose_default
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +293,7 @@ def audit_rows(
             "detail": json.dumps(e.detail, ensure_ascii=False, sort_keys=True, default=str),
             "prev_hash": prev,
             "key_id": kid,
-            "purpose": e.purpose or None,
+            "purpose": e.purpose or purpose_default(e.actor_roles),
         }
         row["hash"] = keyring.record_mac(_canonical(row, _V2_KEYS), kid)
         prev = row["hash"]

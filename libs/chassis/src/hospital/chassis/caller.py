@@ -3,9 +3,10 @@ a Caller to write audit entries and to stamp events with the actor."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from hospital.chassis import purpose as purpose_of_use
 from hospital.chassis.audit import AuditEntry
 from hospital.chassis.security import Principal
 from hospital.contracts.common.v1 import types_pb2
@@ -15,6 +16,8 @@ from hospital.contracts.common.v1 import types_pb2
 class Caller:
     principal: Principal
     source: str  # client address, or the calling service / protocol peer
+    # Purpose of use stated by the request (X-Purpose-Of-Use / gRPC metadata); None: the role's default
+    purpose: str | None = field(default_factory=purpose_of_use.current)
 
     @property
     def subject(self) -> str:
@@ -37,4 +40,5 @@ class Caller:
             patient_id=patient_id,
             source=self.source,
             detail=detail,
+            purpose=self.purpose or purpose_of_use.default_for(self.principal.roles),
         )

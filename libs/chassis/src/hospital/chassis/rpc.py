@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 
+from hospital.chassis import purpose as purpose_of_use
 from hospital.chassis.errors import DomainError
 from hospital.chassis.security import AuthError, Principal, TokenVerifier
 
@@ -25,6 +26,7 @@ _STATUS = {
     409: grpc.StatusCode.ALREADY_EXISTS,
     401: grpc.StatusCode.UNAUTHENTICATED,
     403: grpc.StatusCode.PERMISSION_DENIED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -61,19 +63,26 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return _deny(
                 grpc.StatusCode.PERMISSION_DENIED, f"role(s) {sorted(principal.roles)} may not call {method}"
             )
+        try:
+            purpose = purpose_of_use.parse(md.get(purpose_of_use.METADATA_KEY))
+        except purpose_of_use.UnknownPurpose as exc:
+            return _deny(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         handler = await continuation(details)
-        return _with_principal(handler, principal)
+        return _with_principal(handler, principal, purpose)
 
 
-def _with_principal(handler: grpc.RpcMethodHandler, principal: Principal) -> grpc.RpcMethodHandler:
+def _with_principal(
+    handler: grpc.RpcMethodHandler, principal: Principal, purpose: str | None = None
+) -> grpc.RpcMethodHandler:
     if handler is not None and handler.unary_stream is not None:
-        return _stream_with_principal(handler, principal)
+        return _stream_with_principal(handler, principal, purpose)
     if handler is None or handler.unary_unary is None:
         return handler
     inner = handler.unary_unary
 
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         token = current_principal.set(principal)
+        purpose_token = purpose_of_use.set_current(purpose)
         try:
             return await inner(request, context)
         except DomainError as exc:
@@ -82,6 +91,7 @@ def _with_principal(handler: grpc.RpcMethodHandler, principal: Principal) -> grp
                 f"{exc.code}: {exc.message}" + (f" (field {exc.field})" if exc.field else ""),
             )
         finally:
+            purpose_of_use.reset(purpose_token)
             current_principal.reset(token)
 
     return grpc.unary_unary_rpc_method_handler(
@@ -91,13 +101,16 @@ def _with_principal(handler: grpc.RpcMethodHandler, principal: Principal) -> grp
     )
 
 
-def _stream_with_principal(handler: grpc.RpcMethodHandler, principal: Principal) -> grpc.RpcMethodHandler:
+def _stream_with_principal(
+    handler: grpc.RpcMethodHandler, principal: Principal, purpose: str | None = None
+) -> grpc.RpcMethodHandler:
     """A server-streaming method sees the caller too (``principal()``), and a DomainError raised before or
     while streaming ends the call with the mapped status."""
     inner = handler.unary_stream
 
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         token = current_principal.set(principal)
+        purpose_token = purpose_of_use.set_current(purpose)
         try:
             async for item in inner(request, context):
                 yield item
@@ -107,6 +120,7 @@ def _stream_with_principal(handler: grpc.RpcMethodHandler, principal: Principal)
                 f"{exc.code}: {exc.message}" + (f" (field {exc.field})" if exc.field else ""),
             )
         finally:
+            purpose_of_use.reset(purpose_token)
             current_principal.reset(token)
 
     return grpc.unary_stream_rpc_method_handler(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEV_SECRET_MARKERS = ("dev-", "changeme", "change-me", "secret")
@@ -76,6 +76,9 @@ class ServiceSettings(BaseSettings):
     # of at least 32 bytes, outside the database; required in production. In development the local
     # stack creates one under data_dir/auth/audit.key. Previous keys verify records written before a
     # key change.
+    # Reverse proxies (addresses or CIDRs, e.g. ["10.0.0.0/24"]) whose X-Forwarded-For is believed for
+    # the client address in audit records and logs; none by default (the peer's address is used).
+    trusted_proxies: list[str] = Field(default_factory=list)
     audit_key_file: Path | None = None
     audit_previous_key_files: list[Path] = Field(default_factory=list)
 
@@ -105,6 +108,18 @@ class ServiceSettings(BaseSettings):
         )
         shared = EnvSettingsSource(settings_cls, env_prefix="HOSPITAL_", case_sensitive=False)
         return (init_settings, own, shared)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, values: list[str]) -> list[str]:
+        import ipaddress
+
+        for v in values:
+            try:
+                ipaddress.ip_network(v.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {v!r} is not an IP address or CIDR") from None
+        return values
 
     @model_validator(mode="after")
     def _defaults_and_safety(self) -> ServiceSettings:

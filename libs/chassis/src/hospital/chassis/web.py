@@ -3,9 +3,10 @@ health/readiness/metrics endpoints."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -42,7 +43,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         extra = {"field": exc.field} if exc.field else {}
-        return problem(exc.status, exc.message, exc.message, exc.code, **extra)
+        response = problem(exc.status, exc.message, exc.message, exc.code, **extra)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            response.headers["Retry-After"] = str(max(1, round(retry_after)))
+        return response
 
     @app.exception_handler(AuthError)
     async def _auth(request: Request, exc: AuthError) -> JSONResponse:
@@ -112,11 +117,44 @@ def require_roles(*roles: str) -> Callable[..., Awaitable[Principal]]:
     return dep
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(values: Sequence[str]) -> tuple[Network, ...]:
+    """The ``trusted_proxies`` setting (addresses or CIDRs) as networks."""
+    return tuple(ipaddress.ip_network(v.strip(), strict=False) for v in values if v.strip())
+
+
+def _trusted(address: str, networks: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def forwarded_client(peer: str, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
+    """The client's address: the connection's peer, unless the peer is a trusted proxy
+    (``trusted_proxies``; none by default); then ``X-Forwarded-For`` is read from the right, past
+    every trusted proxy, to the first address a trusted proxy saw connect. A header from anyone
+    else is ignored: a client cannot choose the address that goes into the audit trail."""
+    if not forwarded_for or not trusted or not _trusted(peer, trusted):
+        return peer
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        if _trusted(hop, trusted):
+            continue
+        try:
+            return str(ipaddress.ip_address(hop))
+        except ValueError:
+            return peer  # garbage where an address should be: keep what we know
+    return peer
+
+
 def client_address(request: Request) -> str:
-    fwd = request.headers.get("x-forwarded-for")
-    if fwd:
-        return fwd.split(",")[0].strip()
-    return request.client.host if request.client else ""
+    """The client's address for audit records and logs (see :func:`forwarded_client`)."""
+    peer = request.client.host if request.client else ""
+    trusted = getattr(request.app.state, "trusted_proxies", ())
+    return forwarded_client(peer, request.headers.get("x-forwarded-for"), trusted)
 
 
 LOOPBACK = frozenset({"127.0.0.1", "::1"})

@@ -13,6 +13,9 @@ class AdmissionsSettings(ServiceSettings):
     http_port: int = 8001
     grpc_port: int = 50051
     search_limit: int = 20
+    # Patient searches per user and serve process: a burst, then this many a minute (0: no limit)
+    search_rate_per_minute: int = 60
+    search_burst: int = 30
     patient_code_prefix: str = "BN"
     # live waiting-room displays (SSE): per watched room, a safety re-read (catches events missed while
     # NATS was unreachable, and the new service day); a keep-alive comment to idle displays

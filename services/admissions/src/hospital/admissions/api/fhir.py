@@ -14,6 +14,7 @@ from hospital.chassis.web import require_roles
 SYS_CCCD = "urn:vn:cccd"
 SYS_BHYT = "urn:vn:bhyt"
 SYS_CODE = "urn:hospital:patient-code"
+SYSTEM_KIND = {SYS_CCCD: "cccd", SYS_BHYT: "bhyt", SYS_CODE: "patient_code"}
 CLINICAL = ("receptionist", "nurse", "doctor", "lab_technician", "radiographer", "radiologist", "cashier")
 READER = Depends(require_roles(*CLINICAL))
 
@@ -69,7 +70,8 @@ def router(services: Any, caller: Any) -> APIRouter:
                 f"identifier must be <{SYS_CCCD}|{SYS_BHYT}|{SYS_CODE}>|value",
                 field="identifier",
             )
-        items = await services.patients.search(value, caller(request, who), 10)
+        # that system's identifier, exactly: a value that is not one finds nobody (no search fallback)
+        items = await services.patients.search(value, caller(request, who), 10, only=SYSTEM_KIND[system])
         entries = [
             {"resource": patient_resource(await services.patients.get(p["id"], caller(request, who)))}
             for p in items

@@ -82,7 +82,7 @@ class AdmissionsServicer(pb_grpc.AdmissionsServiceServicer):
         request: pb.ListActiveAdmissionsRequest,  # noqa: N802
         context: Any,
     ) -> pb.ListActiveAdmissionsResponse:
-        rows = await self.s.inpatient.active(request.ward_code or None)
+        rows = await self.s.inpatient.active(request.ward_code or None, _caller(context))
         return pb.ListActiveAdmissionsResponse(items=[stay_proto(r) for r in rows])
 
     async def ScanCard(self, request: pb.ScanCardRequest, context: Any) -> pb.ScanCardResponse:  # noqa: N802

@@ -355,9 +355,9 @@ def build_http(services: Any) -> FastAPI:
 
     @api.get("/beds", tags=["inpatient"], summary="Bed board (all wards, or one)")
     async def bed_board(
-        _: Role("nurse", "doctor", "receptionist"), ward: str | None = None
+        request: Request, who: Role("nurse", "doctor", "receptionist"), ward: str | None = None
     ) -> dict[str, Any]:
-        items = await inpatient.bed_board(ward)
+        items = await inpatient.bed_board(ward, caller(request, who))
         if ward and not items:
             raise Invalid("ward.unknown", f"no ward {ward!r}", field="ward")
         return {"items": items}

@@ -168,7 +168,16 @@ class InpatientService:
             await uow.commit()
         return stay_dict(new)
 
-    async def bed_board(self, ward: str | None) -> list[dict[str, Any]]:
+    async def bed_board(self, ward: str | None, caller: Caller) -> list[dict[str, Any]]:
+        """Beds and who lies in them (patient ids): audited with the patients shown."""
+        items = await self._bed_board(ward)
+        shown = [b["patient_id"] for b in items if b["patient_id"]]
+        async with self.rt.uow() as uow:
+            uow.audit(caller.audit("beds.read", "Bed", ward, None, ward=ward, shown=shown))
+            await uow.commit()
+        return items
+
+    async def _bed_board(self, ward: str | None) -> list[dict[str, Any]]:
         async with self.rt.db.session() as s:
             stmt = (
                 select(
@@ -199,9 +208,15 @@ class InpatientService:
             for r in rows
         ]
 
-    async def active(self, ward: str | None) -> list[dict[str, Any]]:
+    async def active(self, ward: str | None, caller: Caller) -> list[dict[str, Any]]:
+        """The stays in progress (audited with the patients shown)."""
         async with self.rt.db.session() as s:
             stmt = select(inpatient_stays).where(inpatient_stays.c.status == "active")
             if ward:
                 stmt = stmt.where(inpatient_stays.c.ward_code == ward)
-            return [dict(r) for r in (await s.execute(stmt)).mappings().all()]
+            rows = [dict(r) for r in (await s.execute(stmt)).mappings().all()]
+        async with self.rt.uow() as uow:
+            shown = [r["patient_id"] for r in rows]
+            uow.audit(caller.audit("admissions.list", "InpatientStay", ward, None, ward=ward, shown=shown))
+            await uow.commit()
+        return rows

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hospital.admissions.adapters.pgwrite import GuardedWriter, Head, driver_connection
 from hospital.admissions.adapters.tables import idempotency, insurance_cards, patients
 from hospital.admissions.app.mapping import patient_dict, patient_proto
+from hospital.admissions.domain import search_policy
 from hospital.admissions.domain.identity import (
     BhytIdentity,
     CccdIdentity,
@@ -26,9 +27,10 @@ from hospital.admissions.domain.names import fold, name_match_score, normalize_n
 from hospital.chassis.app import Runtime
 from hospital.chassis.caller import Caller
 from hospital.chassis.db import audit_head_table, sequence_name, sequence_next, utcnow
-from hospital.chassis.errors import Conflict, Invalid, NotFound
+from hospital.chassis.errors import Conflict, DomainError, Invalid, NotFound
 from hospital.chassis.fields import clean_text
 from hospital.chassis.ids import new_id
+from hospital.chassis.ratelimit import TokenBucket
 from hospital.contracts.admissions.v1 import events_pb2
 
 CCCD_RE = re.compile(r"^\d{12}$")
@@ -152,6 +154,7 @@ class PatientService:
         self.rt = rt
         self.settings = settings
         self.writer = GuardedWriter(settings.service, rt.db.audit_keyring)
+        self.search_rate = TokenBucket(settings.search_rate_per_minute, settings.search_burst)
 
     @property
     def on_postgres(self) -> bool:
@@ -545,15 +548,53 @@ class PatientService:
             return "birth_year", int(compact)
         return None
 
-    async def search(self, q: str, caller: Caller, limit: int | None = None) -> list[dict[str, Any]]:
+    async def search(
+        self, q: str, caller: Caller, limit: int | None = None, *, only: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Patients matching ``q``, within what the caller's role may search by (domain/search_policy.py)
+        and its page size, rate-limited per user; audited with the ids shown. ``only``: the identifier
+        kind ``q`` must be (FHIR ``identifier=system|value``): anything else finds nobody."""
         q = (q or "").strip()
-        limit = min(limit or self.settings.search_limit, 100)
+        roles = caller.principal.roles
+        kinds = search_policy.allowed_kinds(roles)
+        if not kinds:
+            raise DomainError("search.not_allowed", "this role does not search the patient index", status=403)
+        limit = min(limit or self.settings.search_limit, search_policy.page_limit(roles))
         if not q:
-            raise Invalid(
-                "search.empty", "give a name, CCCD, BHYT number, phone, patient code or birth year", field="q"
-            )
+            raise Invalid("search.empty", f"give a {search_policy.describe(kinds)}", field="q")
+        if not caller.principal.is_service:
+            self.search_rate.check(caller.subject, "search.rate_limited", "patient searches")
         kind = self._classify(q)
+        if only is not None:
+            if only not in kinds:
+                raise DomainError(
+                    "search.not_allowed_for_role",
+                    f"this role searches by {search_policy.describe(kinds)} only",
+                    status=403,
+                )
+            if kind is None or kind[0] != only:
+                await self._audit_search(caller, q, "identifier:" + only, [])
+                return []
+        elif kind is not None and kind[0] == "birth_year":
+            raise Invalid(
+                "search.year_needs_name",
+                "a birth year finds patients only together with a name, e.g. 'nguyen van an 1960'",
+                field="q",
+            )
+        if (kind[0] if kind else "name") not in kinds:
+            raise DomainError(
+                "search.not_allowed_for_role",
+                f"this role searches by {search_policy.describe(kinds)} only (exact values)",
+                status=403,
+            )
         name = None if kind else _name_query(q)
+        if name is not None and len(name[0].replace(" ", "")) < search_policy.MIN_NAME_LETTERS:
+            raise Invalid(
+                "search.too_short",
+                f"type at least {search_policy.MIN_NAME_LETTERS} letters of the name",
+                field="q",
+            )
+        shown_kind = kind[0] if kind else "name"
         if self.on_postgres:
             async with driver_connection(self.rt.db) as conn:
                 if kind:
@@ -569,7 +610,7 @@ class PatientService:
                         chain,
                         [],
                         [],
-                        [caller.audit("patient.search", "Patient", None, None, query=q, results=len(items))],
+                        [_search_audit(caller, q, shown_kind, items)],
                     )
             return items
         async with self.rt.uow() as uow:
@@ -595,9 +636,14 @@ class PatientService:
             else:
                 assert name is not None
                 items = _rank(q, await _name_candidates(s, *name, limit), limit)
-            uow.audit(caller.audit("patient.search", "Patient", None, None, query=q, results=len(items)))
+            uow.audit(_search_audit(caller, q, shown_kind, items))
             await uow.commit()
         return items
+
+    async def _audit_search(self, caller: Caller, q: str, kind: str, items: list[dict[str, Any]]) -> None:
+        async with self.rt.uow() as uow:
+            uow.audit(_search_audit(caller, q, kind, items))
+            await uow.commit()
 
     async def scan(self, qr: str, caller: Caller) -> dict[str, Any]:
         """Parse a CCCD or BHYT QR; return the identity, match candidates and conflicts to resolve."""
@@ -682,6 +728,20 @@ class PatientService:
             "candidates": out,
             "conflicts": conflicts,
         }
+
+
+def _search_audit(caller: Caller, q: str, kind: str, items: list[dict[str, Any]]) -> Any:
+    """A search's audit record: the query, what it was taken as, and which patients were shown."""
+    return caller.audit(
+        "patient.search",
+        "Patient",
+        None,
+        None,
+        query=q,
+        kind=kind,
+        results=len(items),
+        shown=[p["id"] for p in items],
+    )
 
 
 def _name_query(q: str) -> tuple[str, int | None]:

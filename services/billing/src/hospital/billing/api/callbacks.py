@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl
@@ -33,7 +33,7 @@ from hospital.billing.domain.callbacks import (
     verify_vnpay_ipn,
     vnpay_ipn_reply,
 )
-from hospital.chassis.web import problem
+from hospital.chassis.web import Network, forwarded_client, problem, trusted_networks
 
 log = logging.getLogger(__name__)
 VNPAY_PATH = "/api/v1/payments/vnpay/ipn"
@@ -50,17 +50,17 @@ Asgi = Callable[
 ]
 
 
-def _client(headers: dict[str, str], peer: Any) -> str:
-    fwd = headers.get("x-forwarded-for")
-    if fwd:
-        return fwd.split(",")[0].strip()
-    return peer[0] if peer else ""
+def _client(headers: dict[str, str], peer: Any, trusted: Sequence[Network]) -> str:
+    """The provider's address as :func:`hospital.chassis.web.client_address` gives it (X-Forwarded-For
+    believed only from ``trusted_proxies``)."""
+    return forwarded_client(peer[0] if peer else "", headers.get("x-forwarded-for"), trusted)
 
 
 class CallbackEndpoints:
     def __init__(self, payments: Any, settings: Any) -> None:
         self.pays = payments
         self.settings = settings
+        self.trusted = trusted_networks(settings.trusted_proxies)
         self.routes: dict[str, tuple[str, Callable[..., Awaitable[None]]]] = {
             VNPAY_PATH: ("GET", self._asgi_vnpay),
             MOMO_PATH: ("POST", self._asgi_momo),
@@ -155,7 +155,7 @@ class CallbackEndpoints:
         self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str]
     ) -> None:
         params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
-        code = await self.vnpay(params, _client(headers, scope.get("client")))
+        code = await self.vnpay(params, _client(headers, scope.get("client"), self.trusted))
         body = _VNP_BODIES[code]
         await send(
             {
@@ -173,7 +173,8 @@ class CallbackEndpoints:
         if raw is None:
             await _too_large()(scope, receive, send)
             return
-        await (await self.momo(raw, _client(headers, scope.get("client"))))(scope, receive, send)
+        reply = await self.momo(raw, _client(headers, scope.get("client"), self.trusted))
+        await reply(scope, receive, send)
 
     async def _asgi_bank(
         self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str]
@@ -186,7 +187,7 @@ class CallbackEndpoints:
             raw,
             headers.get(CASSO_SIGNATURE_HEADER.lower()),
             headers.get("authorization"),
-            _client(headers, scope.get("client")),
+            _client(headers, scope.get("client"), self.trusted),
         )
         await response(scope, receive, send)
 

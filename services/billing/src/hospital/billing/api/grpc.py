@@ -40,10 +40,13 @@ class BillingServicer(pb_grpc.BillingServiceServicer):
     async def GetInvoice(self, request: pb.GetInvoiceRequest, context: Any) -> pb.Invoice:
         if not request.id and not request.number:
             raise Invalid("invoice.id", "give the invoice id or number", field="id")
-        return invoice_proto(await self.s.invoices.get(request.id or None, request.number or None))
+        return invoice_proto(
+            await self.s.invoices.get(request.id or None, request.number or None, caller=_caller(context))
+        )
 
     async def ListInvoices(self, request: pb.ListInvoicesRequest, context: Any) -> pb.ListInvoicesResponse:
         items = await self.s.invoices.list(
+            caller=_caller(context),
             patient_id=request.patient_id or None,
             visit_id=request.visit_id or None,
             status=request.status or None,
@@ -88,7 +91,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):
             _caller(context),
             request.request_id or None,
         )
-        return invoice_proto(await self.s.invoices.get(out["invoice"]["id"], None))
+        return invoice_proto(await self.s.invoices.get(out["invoice"]["id"], None, caller=_caller(context)))
 
     async def GetCurrentShift(self, request: pb.GetCurrentShiftRequest, context: Any) -> pb.Shift:
         return shift_proto(await self.s.office.current(_caller(context)))

@@ -222,23 +222,30 @@ def build_http(services: Any) -> FastAPI:
     # ------------------------------------------------------------------ invoices
     @api.get("/invoices", tags=["invoices"])
     async def list_invoices(
-        _: Role(*READ),
+        request: Request,
+        who: Role(*READ),
         patient_id: str | None = None,
         visit_id: str | None = None,
         status: str | None = None,
         limit: int = Query(50, ge=1, le=500),
     ) -> dict[str, Any]:
         return {
-            "items": await invoices.list(patient_id=patient_id, visit_id=visit_id, status=status, limit=limit)
+            "items": await invoices.list(
+                caller=caller(request, who),
+                patient_id=patient_id,
+                visit_id=visit_id,
+                status=status,
+                limit=limit,
+            )
         }
 
     @api.get("/invoices/{invoice_id}", tags=["invoices"], summary="Invoice with lines, split and payments")
-    async def get_invoice(invoice_id: str, _: Role(*READ)) -> dict[str, Any]:
-        return await invoices.get(invoice_id)
+    async def get_invoice(invoice_id: str, request: Request, who: Role(*READ)) -> dict[str, Any]:
+        return await invoices.get(invoice_id, caller=caller(request, who))
 
     @api.get("/visits/{visit_id}/invoice", tags=["invoices"])
-    async def visit_invoice(visit_id: str, _: Role(*READ)) -> dict[str, Any]:
-        return await invoices.for_visit(visit_id)
+    async def visit_invoice(visit_id: str, request: Request, who: Role(*READ)) -> dict[str, Any]:
+        return await invoices.for_visit(visit_id, caller=caller(request, who))
 
     @api.post("/invoices/{invoice_id}/issue", tags=["invoices"])
     async def issue(invoice_id: str, request: Request, who: Role(*DESK)) -> dict[str, Any]:
@@ -253,12 +260,16 @@ def build_http(services: Any) -> FastAPI:
         tags=["invoices"],
         summary="Printable receipt (HTML, or ?format=pdf)",
     )
-    async def receipt(invoice_id: str, _: Role(*READ), format: Literal["html", "pdf"] = "html") -> Response:
+    async def receipt(
+        invoice_id: str, request: Request, who: Role(*READ), format: Literal["html", "pdf"] = "html"
+    ) -> Response:
+        by = caller(request, who)
         if format == "pdf":
             return Response(
-                await invoices.receipt_pdf(invoice_id, settings.facility_name), media_type="application/pdf"
+                await invoices.receipt_pdf(invoice_id, settings.facility_name, caller=by),
+                media_type="application/pdf",
             )
-        return HTMLResponse(await invoices.receipt_html(invoice_id, settings.facility_name))
+        return HTMLResponse(await invoices.receipt_html(invoice_id, settings.facility_name, caller=by))
 
     # ------------------------------------------------------------------ payments at the desk
     @api.post(

@@ -16,10 +16,11 @@ from hospital.billing.app.mapping import charge_dict, invoice_proto
 from hospital.chassis.app import Runtime
 from hospital.chassis.caller import Caller
 from hospital.chassis.db import utcnow
-from hospital.chassis.errors import Conflict, Invalid, NotFound
+from hospital.chassis.errors import Conflict, DomainError, Invalid, NotFound
 from hospital.contracts.billing.v1 import events_pb2
 
 STATUSES = ("open", "issued", "partly_paid", "paid", "refunded", "void")
+BROWSE_ROLES = ("cashier", "admin", "auditor")  # may list invoices without naming a patient or visit
 
 
 def invoice_summary(inv: Any) -> dict[str, Any]:
@@ -135,29 +136,59 @@ class InvoiceService:
                 raise
         return s
 
-    async def get(self, invoice_id: str | None = None, number: str | None = None) -> dict[str, Any]:
-        async with await self._read() as s:
-            return await self.detail(s, await self._load(s, invoice_id, number))
+    async def _audit_read(self, caller: Caller, action: str, inv: dict[str, Any], **detail: Any) -> None:
+        """An invoice shows a patient's care and money: every read is in the audit trail."""
+        async with self.rt.uow() as uow:
+            uow.audit(
+                caller.audit(action, "Invoice", inv["id"], inv["patient_id"], number=inv["number"], **detail)
+            )
+            await uow.commit()
 
-    async def for_visit(self, visit_id: str) -> dict[str, Any]:
+    async def get(
+        self,
+        invoice_id: str | None = None,
+        number: str | None = None,
+        *,
+        caller: Caller,
+        action: str = "invoice.read",
+    ) -> dict[str, Any]:
+        async with await self._read() as s:
+            inv = await self.detail(s, await self._load(s, invoice_id, number))
+        await self._audit_read(caller, action, inv)
+        return inv
+
+    async def for_visit(self, visit_id: str, *, caller: Caller) -> dict[str, Any]:
         async with await self._read() as s:
             row = (
                 (await s.execute(select(invoices).where(invoices.c.visit_id == visit_id))).mappings().first()
             )
             if row is None:
                 raise NotFound("invoice.not_found", f"no invoice for visit {visit_id}")
-            return await self.detail(s, row)
+            inv = await self.detail(s, row)
+        await self._audit_read(caller, "invoice.read", inv)
+        return inv
 
     async def list(
         self,
         *,
+        caller: Caller,
         patient_id: str | None = None,
         visit_id: str | None = None,
         status: str | None = None,
         limit: int = 50,
     ) -> list[dict[str, Any]]:
+        """Invoices, newest first. The billing office (cashier, admin, auditor) and services list any;
+        clinical roles only a patient's or a visit's (a nurse does not browse every invoice). Audited
+        with the invoices shown."""
         if status and status not in STATUSES:
             raise Invalid("invoice.status", f"status must be one of {', '.join(STATUSES)}", field="status")
+        p = caller.principal
+        if not (p.is_service or p.has_any(BROWSE_ROLES)) and not (patient_id or visit_id):
+            raise DomainError(
+                "invoice.list_needs_patient",
+                "give patient_id or visit_id: listing every invoice is for the billing office",
+                status=403,
+            )
         stmt = select(
             invoices, visits.c.visit_code, visits.c.card_number, visits.c.patient_name, visits.c.patient_code
         ).join(visits, visits.c.id == invoices.c.visit_id, isouter=True)
@@ -169,11 +200,29 @@ class InvoiceService:
             stmt = stmt.where(invoices.c.status == status)
         async with self.rt.db.session() as s:
             rows = await s.execute(stmt.order_by(invoices.c.created_at.desc()).limit(min(max(limit, 1), 500)))
-            return [
+            items = [
                 invoice_summary(r)
                 | {"visit": {k: r[k] for k in ("visit_code", "card_number", "patient_name", "patient_code")}}
                 for r in rows.mappings()
             ]
+        patients = {i["patient_id"] for i in items}
+        async with self.rt.uow() as uow:
+            uow.audit(
+                caller.audit(
+                    "invoice.list",
+                    "Invoice",
+                    None,
+                    patient_id or (next(iter(patients)) if len(patients) == 1 else None),
+                    patient_filter=patient_id,
+                    visit_filter=visit_id,
+                    status=status,
+                    results=len(items),
+                    shown=[i["id"] for i in items],
+                    patients=sorted(patients),
+                )
+            )
+            await uow.commit()
+        return items
 
     async def issue(self, invoice_id: str, caller: Caller) -> dict[str, Any]:
         async with self.rt.uow() as uow:
@@ -221,11 +270,12 @@ class InvoiceService:
             )
             uow.audit(caller.audit("invoice.void", "Invoice", invoice_id, inv["patient_id"], reason=reason))
             await uow.commit()
-        return await self.get(invoice_id)
+        async with await self._read() as s:  # the invoice as voided (the void above is its audit record)
+            return await self.detail(s, await self._load(s, invoice_id))
 
     # --------------------------------------------------------------------------------- receipts
-    async def receipt_html(self, invoice_id: str, facility: str) -> str:
-        inv = await self.get(invoice_id)
+    async def receipt_html(self, invoice_id: str, facility: str, *, caller: Caller) -> str:
+        inv = await self.get(invoice_id, caller=caller, action="invoice.receipt")
         e = html.escape
         rows = "".join(
             f"<tr><td>{i}</td><td>{e(line['name'])}</td><td>{e(line['unit'])}</td>"
@@ -257,13 +307,13 @@ td,th{{border:1px solid #999;padding:4px}}.n{{text-align:right}}</style></head><
 người bệnh phải trả: <b>{_vnd(inv["patient_amount"])} đ</b>; đã thu: {_vnd(inv["paid_amount"])} đ;
 còn lại: <b>{_vnd(inv["balance"])} đ</b>.</p><ul>{pays}</ul></body></html>"""
 
-    async def receipt_pdf(self, invoice_id: str, facility: str) -> bytes:
+    async def receipt_pdf(self, invoice_id: str, facility: str, *, caller: Caller) -> bytes:
         from reportlab.lib.pagesizes import A4
         from reportlab.pdfbase import pdfmetrics
         from reportlab.pdfbase.ttfonts import TTFont
         from reportlab.pdfgen import canvas
 
-        inv = await self.get(invoice_id)
+        inv = await self.get(invoice_id, caller=caller, action="invoice.receipt")
         font = "Helvetica"
         for path in ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",):
             try:
