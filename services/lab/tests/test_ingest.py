@@ -4,13 +4,14 @@ retransmissions, unmatched results, host queries, events on NATS."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime
 from pathlib import Path
 
 import nats
 from sqlalchemy import select
 
-from hospital.chassis.db import Database
+from hospital.chassis.db import Database, audit_log_table
 from hospital.contracts.lab.v1 import events_pb2
 from hospital.lab.adapters.tables import raw_messages, results
 from hospital.lab.simulator import load_astm_capture, send_astm, send_mllp
@@ -132,6 +133,15 @@ async def test_every_capture_ingested_end_to_end(lab, samples: Path) -> None:
         "130000741",
         "130000790",
     }
+    async with lab.rt.db.session() as s:  # the read of someone's results is audited
+        (audited,) = (
+            await s.execute(
+                select(audit_log_table.c.actor, audit_log_table.c.detail).where(
+                    audit_log_table.c.action == "results.unmatched.read"
+                )
+            )
+        ).all()
+    assert audited.actor == "user:ktv.xetnghiem.tuan" and json.loads(audited.detail)["groups"] == 6
 
 
 async def test_retransmission_gives_one_result_and_unmatched_assignment(lab, samples: Path) -> None:

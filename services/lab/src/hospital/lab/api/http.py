@@ -236,8 +236,8 @@ def build_http(services: Any) -> FastAPI:
         return await r.amend(result_id, body.value, body.reason, caller(request, who))
 
     @api.get("/unmatched", tags=["bench"], summary="Results whose barcode matched no specimen")
-    async def unmatched(_: Role(*TECH)) -> dict[str, Any]:
-        return {"items": await r.unmatched()}
+    async def unmatched(request: Request, who: Role(*TECH)) -> dict[str, Any]:
+        return {"items": await r.unmatched(caller(request, who))}
 
     @api.post("/unmatched/assign", tags=["bench"], summary="Attach unmatched results to a specimen")
     async def assign(body: AssignIn, request: Request, who: Role(*TECH)) -> dict[str, Any]:

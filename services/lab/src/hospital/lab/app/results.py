@@ -396,7 +396,26 @@ class ResultService:
         return new
 
     # --- unmatched queue ------------------------------------------------------------------------------
-    async def unmatched(self) -> list[dict[str, Any]]:
+    async def unmatched(self, caller: Caller) -> list[dict[str, Any]]:
+        """Results no specimen claimed yet, grouped by analyzer and barcode; the read is audited (they are
+        someone's results, whose identity is not yet known)."""
+        groups = await self._unmatched()
+        async with self.rt.uow() as uow:
+            uow.audit(
+                caller.audit(
+                    "results.unmatched.read",
+                    "LabResult",
+                    None,
+                    None,
+                    groups=len(groups),
+                    results=sum(len(g["results"]) for g in groups),
+                    barcodes=[g["barcode_received"] for g in groups],
+                )
+            )
+            await uow.commit()
+        return groups
+
+    async def _unmatched(self) -> list[dict[str, Any]]:
         async with self.rt.db.session() as s:
             rows = (
                 (
