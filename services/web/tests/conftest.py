@@ -18,6 +18,8 @@ from hospital.admissions.service import DEFINITION as ADMISSIONS
 from hospital.billing.config import BillingSettings
 from hospital.billing.service import DEFINITION as BILLING
 from hospital.chassis.app import Service
+from hospital.emr.config import EmrSettings
+from hospital.emr.service import DEFINITION as EMR
 from hospital.lab.service import DEFINITION as LAB
 from hospital.testing.servers import free_port
 from hospital.testing.services import running_service
@@ -44,6 +46,7 @@ class Stack:
     admissions: Service
     lab: Service
     billing: Service
+    emr: Service
     web: Service
 
     @property
@@ -86,16 +89,28 @@ async def stack(nats_server, tmp_path_factory) -> AsyncIterator[Stack]:
             **common,
         ) as billing,
         running_service(
+            EMR,
+            database_url=db("emr"),
+            lab_grpc_target=f"127.0.0.1:{lab.settings.grpc_port}",
+            **{
+                name: f"web-{name}-{uuid.uuid4().hex[:8]}"
+                for name in EmrSettings.model_fields
+                if name.endswith("_durable")
+            },
+            **common,
+        ) as emr,
+        running_service(
             WEB,
             database_url=db("web"),
             admissions_grpc=f"127.0.0.1:{adm.settings.grpc_port}",
             lab_grpc=f"127.0.0.1:{lab.settings.grpc_port}",
             billing_grpc=f"127.0.0.1:{billing.settings.grpc_port}",
+            emr_grpc=f"127.0.0.1:{emr.settings.grpc_port}",
             **common,
         ) as web,
     ):
         await web.rt.extras["web"].accounts.ensure_demo_users(DEMO_PASSWORD)
-        yield Stack(adm, lab, billing, web)
+        yield Stack(adm, lab, billing, emr, web)
 
 
 @pytest.fixture(scope="session")
@@ -145,7 +160,7 @@ async def sign_in(page: Page, base: str, username: str, password: str = DEMO_PAS
     await page.fill("input[name=username]", username)
     await page.fill("input[name=password]", password)
     await page.press("input[name=password]", "Enter")
-    await page.wait_for_url(re.compile(r".*/(home|reception|display|lab|cashier|admin/users)$"))
+    await page.wait_for_url(re.compile(r".*/(home|reception|display|doctor|lab|cashier|admin/users)$"))
 
 
 async def shot(page: Page, name: str) -> Path:

@@ -38,6 +38,7 @@ async def axe(page) -> list[dict]:
         ("admin", "/admin/users", "users"),
         ("lab_technician", "/lab", "lab"),
         ("cashier", "/cashier", "cashier"),
+        ("doctor", "/doctor?room=P101", "doctor"),
         ("nurse", "/display", "display-choose"),
         ("nurse", "/display/P105", "display"),
     ],
@@ -55,6 +56,11 @@ async def test_screen_has_no_accessibility_violations(stack, browser, user, path
         if await page.locator("#invoices .result").count():
             await page.locator("#invoices .result").first.click()
             await page.wait_for_selector("#invoice .invoice")
+    if path.startswith("/doctor"):  # the consultation form of the first patient waiting, if any
+        await page.wait_for_selector("#queue .result, #queue .empty")
+        if await page.locator("#queue .result").count():
+            await page.locator("#queue .result").first.click()
+            await page.wait_for_selector("#chart form.consult-form")
     if path == "/lab":
         await page.wait_for_selector("#worklist table, #worklist .empty:not(:has-text('…'))")
     violations = await axe(page)

@@ -17,6 +17,8 @@ from hospital.contracts.admissions.v1 import admissions_pb2 as adm
 from hospital.contracts.admissions.v1 import admissions_pb2_grpc as adm_grpc
 from hospital.contracts.billing.v1 import billing_pb2 as bil
 from hospital.contracts.billing.v1 import billing_pb2_grpc as bil_grpc
+from hospital.contracts.emr.v1 import emr_pb2 as emr
+from hospital.contracts.emr.v1 import emr_pb2_grpc as emr_grpc
 from hospital.contracts.lab.v1 import lab_pb2 as lab
 from hospital.contracts.lab.v1 import lab_pb2_grpc as lab_grpc
 
@@ -196,14 +198,42 @@ class Billing(Backend):
         return await self.call(self.stub.OpenShift, bil.OpenShiftRequest(opening_float=opening_float), token)
 
 
+class Emr(Backend):
+    @property
+    def stub(self) -> emr_grpc.EmrServiceStub:
+        return emr_grpc.EmrServiceStub(self.channel)
+
+    async def my_queue(self, room: str, token: str) -> list[emr.Encounter]:
+        resp = await self.call(
+            self.stub.ListMyQueue, emr.ListMyQueueRequest(room_code=room, include_closed=True), token
+        )
+        return list(resp.items)
+
+    async def encounter(self, encounter_id: str, token: str) -> emr.Encounter:
+        return await self.call(self.stub.GetEncounter, emr.GetEncounterRequest(id=encounter_id), token)
+
+    async def chart(self, patient_id: str, encounter_id: str, token: str) -> emr.Chart:
+        req = emr.GetChartRequest(patient_id=patient_id, encounter_id=encounter_id)
+        return await self.call(self.stub.GetChart, req, token)
+
+    async def icd10(self, query: str, token: str, limit: int = 12) -> list[emr.Icd10Code]:
+        resp = await self.call(self.stub.SearchIcd10, emr.SearchIcd10Request(query=query, limit=limit), token)
+        return list(resp.items)
+
+    async def save(self, request: emr.SaveConsultationRequest, token: str) -> emr.Consultation:
+        return await self.call(self.stub.SaveConsultation, request, token)
+
+
 class Backends:
     def __init__(self, settings: Any) -> None:
         t = settings.backend_timeout_seconds
         self.admissions = Admissions("admissions", settings.admissions_grpc, t)
         self.lab = Lab("lab", settings.lab_grpc, t)
         self.billing = Billing("billing", settings.billing_grpc, t)
+        self.emr = Emr("emr", settings.emr_grpc, t)
 
     async def close(self) -> None:
         await self.admissions.close()
         await self.lab.close()
         await self.billing.close()
+        await self.emr.close()

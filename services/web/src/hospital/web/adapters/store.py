@@ -45,7 +45,14 @@ async def live_session(s: AsyncSession, session_id: str, now: datetime) -> tuple
     row = (
         (
             await s.execute(
-                select(sessions, users.c.username, users.c.display_name, users.c.role, users.c.active)
+                select(
+                    sessions,
+                    users.c.username,
+                    users.c.display_name,
+                    users.c.role,
+                    users.c.departments,
+                    users.c.active,
+                )
                 .join(users, users.c.id == sessions.c.user_id)
                 .where(
                     sessions.c.id == session_id, sessions.c.ended_at.is_(None), sessions.c.expires_at > now
@@ -62,6 +69,7 @@ async def live_session(s: AsyncSession, session_id: str, now: datetime) -> tuple
         "username": row["username"],
         "display_name": row["display_name"],
         "role": row["role"],
+        "departments": row["departments"],
     }
 
 

@@ -15,6 +15,7 @@ users = Table(
     Column("username", String(100), nullable=False, unique=True),  # lower case
     Column("display_name", String(200), nullable=False),
     Column("role", String(40), nullable=False),
+    Column("departments", String(200), nullable=False, server_default=""),  # codes, comma-separated
     Column("password_hash", String(200), nullable=False),  # argon2id, parameters in the hash
     Column("active", Boolean, nullable=False),
     Column("failed_attempts", Integer, nullable=False),  # consecutive wrong passwords

@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from hospital.web.api.deps import HERE, CsrfRefused, Forbidden, NotSignedIn, Web, render
-from hospital.web.api.pages import admin, auth, cashier, display, lab, reception
+from hospital.web.api.pages import admin, auth, cashier, display, doctor, lab, reception
 
 # Everything comes from this origin: no CDN, no inline script; htmx's inline indicator style is disabled.
 CSP = (
@@ -27,7 +27,15 @@ def build_http(state: Web) -> FastAPI:
     )
     app.state.web = state
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for router in (auth.router, reception.router, display.router, lab.router, cashier.router, admin.router):
+    for router in (
+        auth.router,
+        reception.router,
+        display.router,
+        lab.router,
+        cashier.router,
+        doctor.router,
+        admin.router,
+    ):
         app.include_router(router)
 
     @app.middleware("http")

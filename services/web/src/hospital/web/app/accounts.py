@@ -44,6 +44,7 @@ class User:
     username: str
     display_name: str
     role: str
+    departments: tuple[str, ...] = ()  # the EMR's chart access (the token's "departments" claim)
 
     @property
     def principal(self) -> Principal:
@@ -58,6 +59,14 @@ class WebSession:
     csrf_token: str
     user: User
     expires_at: datetime
+
+
+# Departments of the demo users (the EMR's chart access): the outpatient clinic and internal medicine.
+DEMO_DEPARTMENTS = {"doctor": "KKB,NTH,CC", "nurse": "KKB,NTH"}
+
+
+def split_departments(value: str | None) -> tuple[str, ...]:
+    return tuple(d for d in (x.strip().upper() for x in (value or "").split(",")) if d)
 
 
 def session_id(cookie_value: str) -> str:
@@ -155,7 +164,13 @@ class Accounts:
                 "client": client[:200],
             }
             await store.insert_session(uow.session, sess)
-            user = User(row["id"], row["username"], row["display_name"], row["role"])
+            user = User(
+                row["id"],
+                row["username"],
+                row["display_name"],
+                row["role"],
+                split_departments(row["departments"]),
+            )
             uow.audit(Caller(user.principal, client).audit("signin", "User", row["id"], None))
             await uow.commit()
         return cookie, WebSession(sess["id"], sess["csrf_token"], user, sess["expires_at"])  # type: ignore[arg-type]
@@ -183,7 +198,10 @@ class Accounts:
                 await store.touch_session(uow.session, sid, now, expires)
                 await uow.commit()
         return WebSession(
-            sid, row["csrf_token"], User(u["id"], u["username"], u["display_name"], u["role"]), expires
+            sid,
+            row["csrf_token"],
+            User(u["id"], u["username"], u["display_name"], u["role"], split_departments(u["departments"])),
+            expires,
         )
 
     async def sign_out(self, sess: WebSession, client: str) -> None:
@@ -209,7 +227,13 @@ class Accounts:
         ]
 
     async def create_user(
-        self, username: str, display_name: str, role: str, password: str, caller: Caller
+        self,
+        username: str,
+        display_name: str,
+        role: str,
+        password: str,
+        caller: Caller,
+        departments: str = "",
     ) -> User:
         name = check_username(username)
         display = (display_name or "").strip()
@@ -230,6 +254,7 @@ class Accounts:
                     "username": name,
                     "display_name": display[:200],
                     "role": role,
+                    "departments": ",".join(split_departments(departments)),
                     "password_hash": hashed,
                     "active": True,
                     "failed_attempts": 0,
@@ -243,7 +268,7 @@ class Accounts:
             )
             uow.audit(caller.audit("user.create", "User", uid, None, username=name, role=role))
             await uow.commit()
-        return User(uid, name, display, role)
+        return User(uid, name, display, role, split_departments(departments))
 
     async def reset_password(self, user_id: str, password: str, caller: Caller) -> None:
         """Set a new password, unlock the account and end its sessions."""
@@ -288,6 +313,7 @@ class Accounts:
                             "username": role,
                             "display_name": demo_display_name(role),
                             "role": role,
+                            "departments": DEMO_DEPARTMENTS.get(role, ""),
                             "password_hash": hashed,
                             "active": True,
                             "failed_attempts": 0,
@@ -310,6 +336,7 @@ class Accounts:
                         failed_attempts=0,
                         locked_until=None,
                         role=role,
+                        departments=DEMO_DEPARTMENTS.get(role, ""),
                         active=True,
                         updated_at=now,
                     )

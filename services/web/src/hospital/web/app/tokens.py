@@ -35,7 +35,7 @@ class TokenMinter:
         return issuer.private_key_file.read_bytes()
 
     def token_for(self, user: User) -> str:
-        key = f"{user.id}:{user.role}"
+        key = f"{user.id}:{user.role}:{','.join(user.departments)}"
         hit = self._cache.get(key)
         now = time.time()
         if hit is not None and hit[1] - 60 > now:
@@ -52,6 +52,7 @@ class TokenMinter:
             "exp": int(now) + ttl,
             "jti": new_id(),
             "azp": "web",
+            "departments": list(user.departments),
         }
         token = jwt.encode(claims, self._key(), algorithm="RS256")
         self._cache[key] = (token, now + ttl)

@@ -27,6 +27,15 @@
     var t = e.target.closest("[data-print]");
     if (t) { window.print(); return; }
     if (e.target.closest("[data-reset-reception]")) { resetReception(); }
+    var icd = e.target.closest("[data-icd-code]");
+    if (icd) {
+      var code = document.getElementById("main_code");
+      var name = document.getElementById("main_name");
+      if (code) { code.value = icd.getAttribute("data-icd-code"); code.focus(); }
+      if (name) { name.textContent = icd.getAttribute("data-icd-name"); }
+      var list = document.getElementById("icd-results");
+      if (list) { list.innerHTML = ""; }
+    }
   });
   // A plain form is sent once: its submit button is disabled after the first submit (a double click
   // sends nothing more). htmx forms use hx-disabled-elt; the server also deduplicates by request key.
@@ -44,7 +53,7 @@
   // the first control of the new content; the scan field is cleared for the next card.
   document.addEventListener("htmx:afterSwap", function (e) {
     var target = e.detail.target;
-    if (!target || target.id !== "work") return;
+    if (!target || (target.id !== "work" && target.id !== "chart")) return;
     var scan = document.getElementById("scan");
     if (scan) scan.value = "";
     var el = target.querySelector("[aria-invalid=true]") || target.querySelector("[autofocus]") ||

@@ -51,11 +51,12 @@ async def create(
     display_name: Annotated[str, Form()] = "",
     role: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
+    departments: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    values = {"username": username, "display_name": display_name, "role": role}
+    values = {"username": username, "display_name": display_name, "role": role, "departments": departments}
     try:
         user = await web(request).accounts.create_user(
-            username, display_name, role, password, caller(request, sess)
+            username, display_name, role, password, caller(request, sess), departments
         )
     except DomainError as exc:
         return await _page(

@@ -1,0 +1,137 @@
+"""Doctor: my queue of the clinic room (the EMR's encounters in ticket order), the chart of the chosen
+patient (allergies, earlier encounters, results) and the consultation: complaint, examination, vitals
+(checked and flagged by the EMR), the main diagnosis found by ICD-10 search as you type, the plan."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from hospital.contracts.emr.v1 import emr_pb2 as emr
+from hospital.web import i18n
+from hospital.web.adapters.backends import BackendRefused, BackendUnavailable
+from hospital.web.api.deps import WebSession, lang, render, screen, token, web
+
+router = APIRouter(prefix="/doctor", tags=["doctor"])
+Doctor = Annotated[WebSession, screen("doctor")]
+VITALS_INT = ("systolic_bp", "diastolic_bp", "pulse", "spo2", "respiratory_rate")
+VITALS_REAL = ("temperature_c", "weight_kg", "height_cm")
+
+
+def refused_text(request: Request, exc: BackendRefused) -> str:
+    key = f"err.{exc.code}"
+    return i18n.translate(key, lang(request)) if i18n.has(key) else exc.message
+
+
+@router.get("", response_class=HTMLResponse, summary="The doctor's screen")
+async def page(request: Request, sess: Doctor, room: str = "") -> Response:
+    rooms, down = [], None
+    try:
+        rooms = await web(request).backends.admissions.rooms(token(request, sess))
+    except BackendUnavailable as exc:
+        down = exc.service
+    return render(request, "doctor.html", rooms=rooms, rooms_down=down, room=room)
+
+
+@router.get("/queue", response_class=HTMLResponse, summary="My queue in a room (fragment)")
+async def queue(request: Request, sess: Doctor, room: str = "") -> Response:
+    if not room:
+        return render(request, "doctor/_queue.html", items=[], room="")
+    try:
+        items = await web(request).backends.emr.my_queue(room, token(request, sess))
+    except BackendUnavailable as exc:
+        return render(request, "_unavailable.html", service=exc.service)
+    except BackendRefused as exc:
+        return render(request, "cashier/_find_error.html", status=422, message=refused_text(request, exc))
+    return render(request, "doctor/_queue.html", items=items, room=room)
+
+
+async def _consultation(
+    request: Request, sess: WebSession, encounter_id: str, status: int = 200, **extra: object
+) -> Response:
+    emr_api, tok = web(request).backends.emr, token(request, sess)
+    try:
+        enc = await emr_api.encounter(encounter_id, tok)
+        chart = await emr_api.chart(enc.patient_id, encounter_id, tok)
+    except BackendUnavailable as exc:
+        return render(request, "_unavailable.html", service=exc.service)
+    except BackendRefused as exc:
+        return render(request, "cashier/_find_error.html", status=403, message=refused_text(request, exc))
+    ctx: dict[str, object] = {"errors": {}, "values": None, "notice": ""}
+    ctx.update(extra)
+    return render(request, "doctor/_consultation.html", status=status, chart=chart, enc=enc, **ctx)
+
+
+@router.get("/encounters/{encounter_id}", response_class=HTMLResponse, summary="Chart and consultation")
+async def encounter(request: Request, sess: Doctor, encounter_id: str) -> Response:
+    return await _consultation(request, sess, encounter_id)
+
+
+@router.get("/icd10", response_class=HTMLResponse, summary="ICD-10 codes matching the query (fragment)")
+async def icd10(request: Request, sess: Doctor, q: str = "") -> Response:
+    query = q.strip()
+    if len(query) < 2:
+        return render(request, "doctor/_icd10.html", items=[])
+    try:
+        items = await web(request).backends.emr.icd10(query, token(request, sess))
+    except BackendUnavailable as exc:
+        return render(request, "_unavailable.html", service=exc.service)
+    return render(request, "doctor/_icd10.html", items=items)
+
+
+@router.post(
+    "/encounters/{encounter_id}/consultation",
+    response_class=HTMLResponse,
+    summary="Save the consultation (fragment)",
+)
+async def save(request: Request, sess: Doctor, encounter_id: str) -> Response:
+    form = await request.form()
+    values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
+    language = lang(request)
+    errors: dict[str, str] = {}
+    vitals = emr.Vitals()
+    for name in (*VITALS_INT, *VITALS_REAL):
+        text = values.get(name, "").strip().replace(",", ".")
+        if not text:
+            continue
+        try:
+            number = float(text)
+            if name in VITALS_INT:
+                if not number.is_integer():
+                    raise ValueError(text)
+                setattr(vitals, name, int(number))
+            else:
+                setattr(vitals, name, number)
+        except ValueError:
+            errors[name] = i18n.translate("doc.err.number", language)
+    code = values.get("main_code", "").strip().upper()
+    if not code:
+        errors["main_code"] = i18n.translate("doc.err.diagnosis", language)
+    if errors:
+        return await _consultation(request, sess, encounter_id, 422, errors=errors, values=values)
+    req = emr.SaveConsultationRequest(
+        encounter_id=encounter_id,
+        expected_version=int(values.get("version") or 0),
+        chief_complaint=values.get("chief_complaint", ""),
+        examination=values.get("examination", ""),
+        vitals=vitals,
+        diagnoses=[emr.Diagnosis(icd10_code=code, main=True)],
+        treatment_plan=values.get("treatment_plan", ""),
+    )
+    try:
+        await web(request).backends.emr.save(req, token(request, sess))
+    except BackendUnavailable as exc:
+        return render(request, "_unavailable.html", service=exc.service)
+    except BackendRefused as exc:
+        field = exc.field or ""
+        if field.startswith("diagnoses") or "icd10" in exc.code or "diagnos" in exc.code:
+            field = "main_code"
+        elif field.startswith("vitals."):
+            field = field.removeprefix("vitals.")
+        elif field not in ("chief_complaint", "examination", "treatment_plan"):
+            field = "form"
+        errors[field] = refused_text(request, exc)
+        return await _consultation(request, sess, encounter_id, 422, errors=errors, values=values)
+    return await _consultation(request, sess, encounter_id, notice=i18n.translate("doc.saved", language))
