@@ -3,7 +3,6 @@ screen, cash within a shift, and a signed VNPay callback marking it paid on scre
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import urllib.parse
@@ -11,6 +10,7 @@ import urllib.parse
 from playwright.async_api import expect
 
 from hospital.testing.services import http_client
+from hospital.testing.waits import wait_for
 
 from .conftest import VNPAY_SECRET, new_context, shot, sign_in
 
@@ -38,12 +38,12 @@ def vnpay_query(invoice_number: str, amount: int, txn: str) -> dict[str, str]:
 
 async def wait_for_invoice(stack, visit_id: str) -> dict:
     async with http_client(stack.billing, "cashier") as c:
-        for _ in range(400):  # the visit event crosses the bus to billing
+
+        async def captured() -> dict | None:
             r = await c.get(f"/api/v1/visits/{visit_id}/invoice")
-            if r.status_code == 200:
-                return r.json()
-            await asyncio.sleep(0.05)
-    raise AssertionError("billing never captured the visit")
+            return r.json() if r.status_code == 200 else None
+
+        return await wait_for(captured, what="billing captured the visit (admissions.visit.opened)")
 
 
 async def test_invoice_vietqr_cash_and_a_callback_paying_it_live(stack, browser) -> None:

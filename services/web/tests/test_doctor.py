@@ -4,11 +4,10 @@ diagnosis found by ICD-10 search; a bad number is refused next to its field."""
 
 from __future__ import annotations
 
-import asyncio
-
 from playwright.async_api import expect
 
 from hospital.testing.services import http_client, issuer_for
+from hospital.testing.waits import wait_for
 
 from .conftest import new_context, shot, sign_in
 
@@ -25,13 +24,12 @@ async def test_queue_chart_and_consultation(stack, browser) -> None:
         visit = (await clerk.post("/api/v1/visits", json={"patient_id": patient["id"], "room": room})).json()
     token = issuer_for(stack.emr).mint_for_role("doctor")
     async with http_client(stack.emr, token=token) as emr:
-        for _ in range(400):  # admissions.visit.opened crosses the bus to the EMR
+
+        async def opened() -> bool:
             r = await emr.get("/api/v1/encounters", params={"patient_id": patient["id"]})
-            if r.status_code == 200 and r.json().get("items"):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError(f"the EMR never opened an encounter: {r.status_code} {r.text[:300]}")
+            return r.status_code == 200 and bool(r.json().get("items"))
+
+        await wait_for(opened, what="the EMR opened the encounter (admissions.visit.opened)")
 
     ctx = await new_context(browser)
     page = await ctx.new_page()
