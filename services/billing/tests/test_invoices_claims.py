@@ -259,3 +259,75 @@ async def test_xml130_export_validates_and_is_signed(
 async def _until(check) -> None:
     while not await check():
         await asyncio.sleep(0.1)
+
+
+async def test_inpatient_claim_with_a_transfer(billing_sqlite, admissions) -> None:
+    """An insured stay moved from internal medicine to the ICU: XML1 says an inpatient stay (03) with its
+    admission time and both departments, bed-days carry the decision's 4-character bed codes, and the
+    stay's record summary and discharge paper are in the claim."""
+    from datetime import UTC, timedelta
+
+    from hospital.contracts.admissions.v1 import events_pb2 as adm_events
+
+    now = datetime.now(UTC)
+    vid, pid, _ = await admissions.open_visit(
+        kind=adm.VISIT_KIND_INSURED,
+        card="HS4350120878811",
+        name="Hoàng Văn Thắng",
+        opened_at=now - timedelta(days=3, hours=1),
+    )
+    stay = adm.Admission(
+        id="adm-" + vid[:8], patient_id=pid, visit_id=vid, ward_code="NOI", bed_code="NOI-102-03"
+    )
+    stay.admitted_at.FromDatetime(now - timedelta(days=3))
+    await admissions.publish("admissions.inpatient.admitted", adm_events.InpatientAdmitted(admission=stay))
+    moved = adm.Admission()
+    moved.CopyFrom(stay)
+    moved.ward_code, moved.bed_code = "HSTC", "HSTC-201-02"
+    await admissions.publish(
+        "admissions.inpatient.transferred",
+        adm_events.InpatientTransferred(admission=moved, from_ward_code="NOI", from_bed_code="NOI-102-03"),
+    )
+    out = adm_events.InpatientDischarged(admission=moved, discharge_type="improved")
+    out.discharged_at.FromDatetime(now + timedelta(minutes=5))  # after the transfer (its event time)
+    await admissions.publish("admissions.inpatient.discharged", out)
+    await invoice_of(billing_sqlite, vid, min_lines=4)
+    await admissions.close_visit(vid, pid)
+    doctor = "003456/TB-CCHN"
+    async with http_client(billing_sqlite, "cashier") as c:
+        assert (
+            await c.put(f"/api/v1/visits/{vid}/diagnosis", json={"code": "J18.9", "text": "Viêm phổi"})
+        ).status_code == 200
+        for _ in range(200):
+            r = await c.get(f"/api/v1/claims/{vid}/xml130", params={"ma_bac_si": doctor})
+            if r.status_code != 409 or r.json()["code"] != "claim.visit_open":
+                break
+            await asyncio.sleep(0.05)
+        assert r.status_code == 200, r.text
+    validate(r.content, strict=False)
+    root = etree.fromstring(r.content)
+    files = {
+        f.findtext("LOAIHOSO"): etree.fromstring(base64.b64decode(f.findtext("NOIDUNGFILE")))
+        for f in root.iter("FILEHOSO")
+    }
+    assert set(files) == {"XML1", "XML3", "XML7", "XML8"}
+    xml1 = files["XML1"]
+    opened = datetime.fromisoformat(xml1.findtext("NGAY_VAO")[:8]).date()
+    closed = datetime.fromisoformat(xml1.findtext("NGAY_RA")[:8]).date()
+    assert xml1.findtext("MA_LOAI_KCB") == "03"
+    assert xml1.findtext("SO_NGAY_DTRI") == str((closed - opened).days + 1)
+    assert xml1.findtext("NGAY_VAO_NOI_TRU") == (now - timedelta(days=3)).astimezone(LOCAL_TZ).strftime(
+        "%Y%m%d%H%M"
+    )
+    assert xml1.findtext("MA_KHOA").split(";") == ["NTH", "NOI", "HSTC"]  # examination, then the two wards
+    beds = {
+        (row.findtext("MA_KHOA"), row.findtext("MA_GIUONG"), row.findtext("SO_LUONG"))
+        for row in files["XML3"].iter("CHI_TIET_DVKT")
+        if row.findtext("MA_GIUONG")
+    }
+    # NOI-102-03 is the 9th planned bed of internal medicine (6 beds in room 101); HSTC-201-02 the ICU's 2nd
+    assert beds == {("NOI", "H009", "3"), ("HSTC", "H002", "0.5"), ("HSTC", "H002", "0.5")} or beds == {
+        ("NOI", "H009", "3"),
+        ("HSTC", "H002", "0.5"),
+    }
+    assert files["XML7"].findtext("MA_KHOA_RV") == "HSTC" and files["XML8"].findtext("KET_QUA_DTRI") == "2"

@@ -5,6 +5,7 @@ decision's table; and what a claim without the EMR's inputs lacks."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 from datetime import date, datetime
 from decimal import Decimal
 from importlib import resources
@@ -479,3 +480,16 @@ def test_a_file_out_of_the_decision_order_is_refused(loai: str) -> None:
     assert not schema(loai).validate(root)
     assert base64.b64encode(content)  # the unchanged file stays valid
     assert schema(loai).validate(etree.fromstring(content))
+
+
+def test_a_bed_code_not_in_the_decisions_form_is_refused() -> None:
+    v = visit(inpatient=True, admitted_at=datetime(2025, 9, 10, 9, 0), closed_at=datetime(2025, 9, 12, 9, 0))
+    bed = ("bed", "K19.1937", 14, "Giường Nội khoa loại 1", "Ngày", 2, 242_300, 242_300)
+    _, dvkt = lines(v.ma_lk, [(*bed, datetime(2025, 9, 10, 9, 0), "K19")], CARD, inpatient=True)
+    assert dvkt[0].ma_giuong == "H001"
+    for code, ok in (("H001", True), ("T012;C003", True), ("NOI-101-01", False), ("H01", False)):
+        row = dataclasses.replace(dvkt[0], ma_giuong=code)
+        document = build_giamdinhhs(
+            [assemble(v, [], [row], inputs())], ma_cskcb=FACILITY, ngay_lap=date(2025, 9, 13)
+        )
+        assert (not any("MA_GIUONG" in p for p in problems(document, strict=False))) is ok, code

@@ -333,3 +333,13 @@ reconciliations = Table(
     Column("created_by", String(200), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
 )
+
+# MA_GIUONG of the claim (migration 0009): the hospital's bed codes mapped to the decision's 4 characters,
+# H (planned bed), T (extra), C (of choice), K (stretcher, folding bed) + the bed's number in its department.
+bed_codes = Table(
+    "bed_codes",
+    metadata,
+    Column("bed_code", String(30), primary_key=True),  # the hospital's (admissions) bed code
+    Column("department_code", String(20), nullable=False),
+    Column("claim_code", String(4), nullable=False),
+)

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from hospital.billing.adapters.tables import claims, invoices, payments, stays, visits
+from hospital.billing.adapters.tables import bed_codes, claims, invoices, payments, stays, visits
 from hospital.billing.app.charges import price_at
 from hospital.billing.app.common import (
     ROUTE_BY_KIND,
@@ -103,6 +103,16 @@ class ClaimService:
             )
         return Path(key).read_bytes(), cert_pem
 
+    async def _bed_codes(self, s: Any, rows: list[Any]) -> dict[str, str]:
+        """MA_GIUONG (4 characters) of the lines' beds; a bed without a mapping is left out of the claim."""
+        local = {r["bed_code"] for r in rows if r["bed_code"]}
+        if not local:
+            return {}
+        found = await s.execute(
+            select(bed_codes.c.bed_code, bed_codes.c.claim_code).where(bed_codes.c.bed_code.in_(local))
+        )
+        return {row.bed_code: row.claim_code for row in found}
+
     async def _drug_details(self, s: Any, rows: list[Any]) -> dict[str, dict[str, str]]:
         """XML2 details of each drug line's price item in force on its day (strength, route, ...)."""
         out: dict[str, dict[str, str]] = {}
@@ -153,6 +163,7 @@ class ClaimService:
                 )
             split = split_for(v, rows, st.base_salary_vnd, places=2)  # type: ignore[attr-defined]
             drugs = await self._drug_details(s, rows)
+            beds = await self._bed_codes(s, rows)
             ma_lk = v["visit_code"]
             thuoc, dvkt = [], []
             codes = ";".join(filter(None, (v["diagnosis_code"],)))
@@ -191,7 +202,7 @@ class ClaimService:
                             ten_vat_tu=r["name"] if supply else "",
                             don_gia_bv=r["hospital_unit_price"],
                             don_gia_bh=r["insurance_unit_price"],
-                            ma_giuong=r["bed_code"] or "",
+                            ma_giuong=beds.get(r["bed_code"] or "", ""),
                             ma_benh=codes,
                             **common,
                         )

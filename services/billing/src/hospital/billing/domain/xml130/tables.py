@@ -187,6 +187,9 @@ PATTERNS = {
     "MA_LOAI_RV": "[1-5]",
     "MA_LOAI_KCB": "0[1-9]|10",
     "MA_BENH_CHINH": "[A-Z][0-9]{2}(\\.?[0-9A-Z]{1,2})?",
+    # 4 characters: H (planned bed), T (extra bed), C (bed of choice), K (stretcher, folding bed...) + the
+    # bed's number in its department; the beds of a stay ;-joined
+    "MA_GIUONG": "[HTCK][0-9]{3}(;[HTCK][0-9]{3})*",
     "NAM_QT": "[0-9]{4}",
     "THANG_QT": "[1-9]|1[0-2]",
     # percentages: at most 100 (MUC_HUONG may carry 2 decimals: 95 % x 50 % = 47.5)
