@@ -11,6 +11,9 @@ from typing import Any
 import pydicom
 from sqlalchemy import select
 
+from hospital.testing.waits import outbox_drained
+from hospital.testing.waits import wait_for as shared_wait_for
+
 
 def dataset_bytes(path: Path) -> bytes:
     """The bytes after a Part 10 file's meta header, located with pydicom."""
@@ -27,22 +30,16 @@ async def run_tool(tool: str, *args: Any, timeout: float = 60) -> subprocess.Com
 
 
 async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
-        await asyncio.sleep(interval)
+    return await shared_wait_for(predicate, timeout, interval)
 
 
-async def published(svc, subject: str, *, wait: float = 0.5) -> list[Any]:
-    """The events ``svc`` published on ``subject`` since it started, read back from JetStream (the relay
-    deletes outbox rows once published), oldest first; each has ``.payload``. Waits up to ``wait`` s
-    for the relay."""
+async def published(svc, subject: str) -> list[Any]:
+    """The events ``svc`` published on ``subject`` since it started, read back from JetStream once its
+    outbox is drained (every event committed so far is then on the stream), oldest first; each has
+    ``.payload``, ``.subject`` and ``.headers``."""
     from nats.js import api as js_api
 
+    await outbox_drained(svc)
     config = js_api.ConsumerConfig(
         deliver_policy=js_api.DeliverPolicy.BY_START_TIME,
         opt_start_time=svc.test_started_at.isoformat().replace("+00:00", "Z"),
@@ -51,14 +48,12 @@ async def published(svc, subject: str, *, wait: float = 0.5) -> list[Any]:
     )
     sub = await svc.rt.js.pull_subscribe(subject, durable=None, stream="IMAGING", config=config)
     found: list[Any] = []
-    deadline = asyncio.get_running_loop().time() + wait
     try:
-        while True:
-            try:
-                found += await sub.fetch(100, timeout=0.2)
-            except Exception:  # noqa: BLE001 - nats' TimeoutError: nothing more for now
-                if found or asyncio.get_running_loop().time() > deadline:
-                    break
+        remaining = (await sub.consumer_info()).num_pending
+        while remaining > 0:
+            batch = await sub.fetch(min(remaining, 100), timeout=10)
+            found += batch
+            remaining -= len(batch)
     finally:
         await sub.unsubscribe()
     return [SimpleNamespace(payload=m.data, subject=m.subject, headers=m.headers or {}) for m in found]

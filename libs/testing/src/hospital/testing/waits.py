@@ -47,3 +47,18 @@ async def consumer_settled(js: Any, stream: str, durable: str, timeout: float = 
         return info if info.num_pending == 0 and info.num_ack_pending == 0 else None
 
     return await wait_for(settled, timeout, what=f"consumer {durable} on {stream} settled")
+
+
+async def outbox_drained(svc: Any, timeout: float = 20.0) -> None:
+    """Wait until the running service ``svc`` has no event left in its outbox: every event committed so
+    far is on its stream (the relay deletes a row once JetStream stored it), so reading the stream now
+    shows all of them, and an event that is not there was never written."""
+    from sqlalchemy import func, select
+
+    from hospital.chassis.db import outbox_table
+
+    async def empty() -> bool:
+        async with svc.rt.db.session() as s:
+            return (await s.execute(select(func.count()).select_from(outbox_table))).scalar_one() == 0
+
+    await wait_for(empty, timeout, what=f"{svc.settings.service} outbox drained")
