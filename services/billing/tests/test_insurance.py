@@ -234,6 +234,22 @@ def test_claim_amounts_keep_two_decimals_and_unit_prices_three() -> None:
         split_visit([line], card(4), places=3)
 
 
+def test_high_cost_service_is_capped_at_40_months_of_base_salary_for_levels_2_to_4() -> None:
+    """A 120,000,000 VND procedure (a high-cost technical service), cap 40 x 2,340,000 = 93,600,000."""
+    cap = 40 * 2_340_000
+    surgery = service(120_000_000, high_cost=True)
+    for level, share in ((2, 100), (3, 95), (4, 80)):
+        line = only_line([surgery], card(level), inpatient=True)
+        assert line.t_bhtt == cap * share // 100, level
+        assert line.t_bhtt + line.t_bncct == line.thanh_tien_bh == 120_000_000
+    assert only_line([surgery], card(1), inpatient=True).t_bhtt == 120_000_000  # level 1: no cap
+    assert only_line([service(120_000_000)], card(2), inpatient=True).t_bhtt == 120_000_000  # not high-cost
+    # the cap follows the base salary of the day: 40 x 1,800,000 before 1 July 2024
+    june = InsuranceCard("HS2010120878811", date(2024, 1, 1), date(2024, 12, 31))
+    early = split_visit([service(120_000_000, high_cost=True, service_date=date(2024, 6, 30))], june).lines[0]
+    assert early.t_bhtt == 40 * 1_800_000
+
+
 def test_a_stay_across_a_rule_change_is_split_on_the_day_of_the_change() -> None:
     """Self-referred inpatient at a provincial hospital: 60% of the benefit until 31 December 2020, 100%
     from 1 January 2021 (DEFAULT_RULES); each line takes the rule of its own day."""

@@ -35,6 +35,11 @@ BASE_SALARY_FROM_2024_07_01 = 2_340_000
 #: (Law on Health Insurance art. 22; Decree 146/2018/NĐ-CP art. 14).
 SMALL_VISIT_PERCENT = 15
 
+#: One use of a high-cost technical service is paid on at most this many months of the base salary for
+#: cards of levels 2, 3 and 4 (Decree 146/2018/NĐ-CP art. 14(1)(b)-(d)); the rest is the patient's.
+HIGH_COST_CAP_MONTHS = 40
+HIGH_COST_CAPPED_LEVELS = frozenset({2, 3, 4})
+
 #: Benefit level (3rd character of the card number) -> share the fund pays.
 #: Level 2 is 100% with a cap on high-cost technical services (not modelled here).
 BENEFIT_PERCENT_BY_LEVEL = {1: 100, 2: 100, 3: 95, 4: 80, 5: 100}
@@ -231,6 +236,7 @@ class ChargeLine:
     quantity: int | Decimal = 1
     payment_ratio: int = 100
     service_ratio: int = 100
+    high_cost: bool = False  # a high-cost technical service (DVKT cao chi phí): capped for levels 2, 3, 4
 
     def __post_init__(self) -> None:
         _check_price(self.hospital_unit_price, "hospital_unit_price")
@@ -389,7 +395,11 @@ def split_visit(
     splits = []
     for line, insured, billed, covered, benefit in priced:
         muc_huong = 100 if insured and small_visit else benefit
-        fund = _round_half_up(Fraction(covered) * Fraction(muc_huong) / 100, places)
+        base = Fraction(covered)
+        if insured and card is not None and line.high_cost and card.benefit_level in HIGH_COST_CAPPED_LEVELS:
+            # one use of a high-cost service: the fund's base is at most 40 months of the base salary
+            base = min(base, Fraction(rules.at(line.service_date).base_salary * HIGH_COST_CAP_MONTHS))
+        fund = _round_half_up(base * Fraction(muc_huong) / 100, places)
         splits.append(
             LineSplit(
                 pham_vi=1 if line.covered else 2,
