@@ -20,6 +20,7 @@ from hospital.emr.app.common import Context
 from hospital.emr.app.documents import DocumentService
 from hospital.emr.app.encounters import EncounterService
 from hospital.emr.app.eprescription import EPrescriptionSender, EPrescriptionService
+from hospital.emr.app.fhir import FhirService
 from hospital.emr.app.notifications import Hub
 from hospital.emr.app.orders import Dispatcher, OrderService
 from hospital.emr.app.prescriptions import PrescriptionService
@@ -53,7 +54,7 @@ def build(rt: Runtime) -> Components:
         results=results,
         hub=hub,
         documents=DocumentService(ctx, LocalKeyProvider(settings.key_dir())),
-        extra={"eprescriptions": EPrescriptionService(ctx, rx_wake)},
+        extra={"eprescriptions": EPrescriptionService(ctx, rx_wake), "fhir": FhirService(ctx)},
     )
     services.extra["chart_extras"] = ChartExtras(results).fill
     rt.extras["services"] = services

@@ -57,7 +57,7 @@ def _quantity(text: str) -> int | float:
     return int(q) if q == q.to_integral_value() else float(q)
 
 
-def _usage(item: dict[str, Any]) -> str:
+def usage_text(item: dict[str, Any]) -> str:
     """cách dùng: route, dose x frequency, duration, then the instructions (Vietnamese)."""
     head = ", ".join(
         p
@@ -105,7 +105,7 @@ def national_payload(
                 "ten_thuoc": " ".join(p for p in (i.get("active_ingredient"), i.get("strength")) if p),
                 "don_vi_tinh": i.get("unit") or "",
                 "so_luong": _quantity(i.get("quantity") or "0"),
-                "cach_dung": _usage(i),
+                "cach_dung": usage_text(i),
             }
             for i in items
         ],
