@@ -170,7 +170,7 @@ async def emr_rx(database_url: str, nats_server, tmp_path, national: StandIn) ->
         eprescription_url=national.url,
         eprescription_username=USER,
         eprescription_password=PASSWORD,
-        eprescription_timeout_seconds=0.5,
+        eprescription_timeout_seconds=2.0,  # only the scripted hangs run into it, even on a busy machine
         eprescription_retry_base_seconds=0.05,
         eprescription_retry_max_seconds=0.2,
         eprescription_poll_seconds=0.1,
