@@ -18,6 +18,7 @@ from hospital.chassis.migrations import install_chassis_schema
 from hospital.chassis.uow import UnitOfWork
 from hospital.contracts.platform.v1.platform_pb2 import ProbeSent
 from hospital.testing.servers import NatsServer
+from hospital.testing.waits import consumer_settled
 
 TOTAL = 10_000
 effects = Table(
@@ -101,7 +102,8 @@ async def test_no_loss_no_double_effect_under_crashes(pg_server, tmp_path) -> No
         nats.start()
         await producer
         await wait_until(db, TOTAL, 120)
-        await asyncio.sleep(4.0)  # any redelivery after ack_wait would show up as extra rows now
+        # every delivery acknowledged: no redelivery can add an effect after this
+        await consumer_settled(js, "PLATFORM", durable, timeout=60)
         async with db.session() as s:
             rows = (
                 await s.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -23,6 +23,7 @@ from hospital.chassis.bus import (
 from hospital.chassis.db import Database, inbox_table, outbox_table
 from hospital.chassis.uow import UnitOfWork
 from hospital.contracts.platform.v1.platform_pb2 import ProbeSent
+from hospital.testing.waits import consumer_settled, wait_for
 
 from .conftest import effects
 
@@ -39,15 +40,6 @@ async def js(nats_server):
 async def count(db: Database, table=effects) -> int:
     async with db.session() as s:
         return (await s.execute(select(func.count()).select_from(table))).scalar_one()
-
-
-async def wait_for(pred: Callable[[], object], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if await pred():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 async def record_effect(session: AsyncSession, ev: Event) -> None:
@@ -97,7 +89,7 @@ async def test_every_event_applied_exactly_once(db: Database, js, subject: str) 
         )
     stream_info = await js.stream_info("PLATFORM")
     assert stream_info.state.messages >= 230
-    await asyncio.sleep(1.0)
+    await consumer_settled(js, "PLATFORM", sub.durable)  # every copy delivered and acknowledged
     assert await count(db, inbox_table) == 200
     assert await count(db) == 200
     await _close(gen)

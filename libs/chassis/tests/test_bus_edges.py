@@ -39,6 +39,7 @@ from hospital.chassis.db import Database, outbox_table
 from hospital.chassis.uow import UnitOfWork
 from hospital.contracts.platform.v1.platform_pb2 import ProbeSent
 from hospital.testing.servers import NatsServer
+from hospital.testing.waits import wait_for
 
 from .conftest import effects
 
@@ -78,12 +79,7 @@ def now() -> float:
 async def eventually(
     pred: Callable[[], Awaitable[object]], timeout: float = 20.0, what: str = "condition"
 ) -> None:
-    deadline = now() + timeout
-    while now() < deadline:
-        if await pred():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout} s")
+    await wait_for(pred, timeout, what=what)
 
 
 async def count(db: Database, table=effects) -> int:
@@ -465,7 +461,7 @@ async def test_consumer_recreates_a_durable_deleted_while_it_waits(
         await js.delete_consumer("PLATFORM", f"d-{tag}")
         ids += await commit_events(pg_db, subject, [3, 4], notify=relay.notify)
         await eventually(lambda: _eq(count(pg_db), 5), 15, "effects after the durable was deleted")
-        await asyncio.sleep(0.5)
+        await eventually(lambda: _settled(js, f"d-{tag}"), 15, "every delivery acknowledged")
     exactly_once(await effect_ids(pg_db), ids)
     assert (await js.consumer_info("PLATFORM", f"d-{tag}")).config.durable_name == f"d-{tag}"
 

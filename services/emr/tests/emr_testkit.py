@@ -3,7 +3,6 @@ given departments, a gRPC stub with a bearer token, and a condition poller."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -17,18 +16,12 @@ from hospital.contracts.admissions.v1 import admissions_pb2 as adm
 from hospital.contracts.admissions.v1 import events_pb2 as adm_events
 from hospital.contracts.emr.v1 import emr_pb2_grpc
 from hospital.testing.services import http_client, issuer_for
+from hospital.testing.waits import wait_for
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
     """Poll ``check`` until it returns a truthy value (event consumers are asynchronous)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+    return await wait_for(check, timeout)
 
 
 def token(
