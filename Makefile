@@ -7,7 +7,7 @@ ROLE ?= receptionist
 PYTEST_ARGS ?=
 LINT_PATHS := conftest.py libs services tests tools deploy
 
-.PHONY: help setup up down ps logs token test test-fast bench proto proto-check lint k8s-check clean
+.PHONY: help setup up down ps logs token test test-fast bench proto proto-check lint typecheck k8s-check clean
 
 help:
 	@echo "make up [DB=postgres]   set up on first use, start the whole platform on loopback"
@@ -51,6 +51,9 @@ proto-check: setup
 lint: setup
 	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m ruff format --check $(LINT_PATHS)
+
+typecheck: setup
+	$(PY) -m mypy libs/chassis/src libs/testing/src $(wildcard services/*/src)
 
 clean: down
 	rm -rf var bench-results
