@@ -89,6 +89,12 @@ class ImagingSettings(ServiceSettings):
     # The body streams to a temporary file under the spool, never into memory (app/stow.py).
     stow_max_body_bytes: int = 1 << 30
     stow_max_parts: int = 10_000
+    # STOW-RS answers once its instances are indexed (queryable and retrievable); if that takes longer
+    # than this, it answers 202 with a Warning header saying they are still being processed.
+    stow_index_wait_seconds: float = 30.0
+    # The DICOMweb root clients use (behind a proxy: e.g. https://pacs.benhvien.vn/dicomweb), for the
+    # Retrieve URLs in answers; empty: taken from each request.
+    dicomweb_base_url: str = ""
 
     @field_validator("known_aes")
     @classmethod

@@ -22,7 +22,7 @@ from hospital.chassis.fields import INT32_MAX
 from hospital.chassis.security import Principal
 from hospital.chassis.web import client_address, require_roles
 from hospital.imaging.app.access_audit import AccessAudit, http_entry
-from hospital.imaging.app.query import KEYS, QueryError, find, instances_for
+from hospital.imaging.app.query import KEYS, QueryError, find, indexed_instances, instances_for
 from hospital.imaging.app.stow import StowBody, StowMalformed, StowTooLarge, stow_parts
 
 log = logging.getLogger(__name__)
@@ -215,8 +215,38 @@ def build_dicomweb(services: Any) -> APIRouter:
             http_entry(request.state.principal, client_address(request), action, resource_id, rows, **detail)
         )
 
+    async def wait_indexed(uids: set[str], timeout: float) -> bool:
+        """Until every instance is indexed (the pipeline reports each commit), or `timeout` passes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        progressed = asyncio.Event()
+        services.pipeline.on_indexed.append(progressed.set)
+        try:
+            while True:
+                progressed.clear()  # before looking, so a commit in between is not missed
+                if not uids - await indexed_instances(rt.db, uids):
+                    return True
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                try:
+                    await asyncio.wait_for(progressed.wait(), remaining)
+                except TimeoutError:
+                    pass
+        finally:
+            services.pipeline.on_indexed.remove(progressed.set)
+
     def base(request: Request) -> str:
-        return str(request.base_url).rstrip("/") + "/dicomweb"
+        """The service's DICOMweb root as the client sees it, for Retrieve URLs: the configured public URL,
+        else the request's scheme and Host; a Host without a port (dicomweb-client sends one) gets the
+        port the request arrived on."""
+        if s.dicomweb_base_url:
+            return s.dicomweb_base_url.rstrip("/")
+        url = request.base_url
+        server = request.scope.get("server")
+        if url.port is None and server and server[1] not in (None, 80 if url.scheme == "http" else 443):
+            url = url.replace(port=server[1])
+        return str(url).rstrip("/") + "/dicomweb"
 
     async def qido(request: Request, level: str, fixed: dict[str, str]) -> Response:
         filters, limit, offset, include = _query(request.query_params, level)
@@ -422,16 +452,23 @@ def build_dicomweb(services: Any) -> APIRouter:
             stored=len(stored),
             refused=len(failed),
         )
+        indexed = True
         if stored:
             services.pipeline.notify()
+            indexed = await wait_indexed({r.sop_instance_uid for r in stored}, s.stow_index_wait_seconds)
         ds = Dataset()
-        ds.RetrieveURL = f"{base(request)}/studies/{study}" if study else ""
+        studies = {r.study_instance_uid for r in stored}
+        only = study or (next(iter(studies)) if len(studies) == 1 else None)
+        ds.RetrieveURL = f"{base(request)}/studies/{only}" if only else ""
         ref = []
         for res in stored:
             item = Dataset()
             item.ReferencedSOPClassUID = res.sop_class_uid
             item.ReferencedSOPInstanceUID = res.sop_instance_uid
-            item.RetrieveURL = f"{base(request)}/studies/{res.study_instance_uid}"
+            item.RetrieveURL = (
+                f"{base(request)}/studies/{res.study_instance_uid}/series/{res.series_instance_uid}"
+                f"/instances/{res.sop_instance_uid}"
+            )
             ref.append(item)
         ds.ReferencedSOPSequence = ref
         fail = []
@@ -443,7 +480,15 @@ def build_dicomweb(services: Any) -> APIRouter:
             fail.append(item)
         if fail:
             ds.FailedSOPSequence = fail
-        status = 200 if not failed else (202 if stored else 409)
-        return JSONResponse(ds.to_json_dict(), status_code=status, media_type=DICOM_JSON)
+        headers = {}
+        if not indexed:
+            headers["Warning"] = '299 imaging "stored; still being indexed: not yet queryable or retrievable"'
+            log.warning(
+                "STOW-RS: %d instance(s) stored but not indexed within %.0f s",
+                len(stored),
+                s.stow_index_wait_seconds,
+            )
+        status = 200 if not failed and indexed else (202 if stored else 409)
+        return JSONResponse(ds.to_json_dict(), status_code=status, media_type=DICOM_JSON, headers=headers)
 
     return r

@@ -27,6 +27,7 @@ import asyncio
 import hashlib
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -119,6 +120,8 @@ class IngestPipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.indexed = 0
         self.last_error: str | None = None
+        #: Called (on the event loop) after each index transaction commits: STOW-RS waits on it.
+        self.on_indexed: list[Callable[[], None]] = []
         self._index_task: asyncio.Task[int] | None = None
         self._indexing: frozenset[str] = frozenset()
         self._put: SignedPut | None = None
@@ -402,6 +405,8 @@ class IngestPipeline:
                     await s.execute(t.routing_queue.insert(), jobs)
             await uow.commit()
         self.indexed += len(new)
+        for callback in list(self.on_indexed):
+            callback()
 
     @staticmethod
     def _audit_stored(uow: Any, stored: list[Prepared]) -> None:

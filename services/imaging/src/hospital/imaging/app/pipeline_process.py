@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -43,6 +44,8 @@ class PipelineProcess:
         self.pid: int | None = None
         self._channel: socket.socket | None = None
         self._indexed_before = 0  # by children that exited
+        #: Called (on the event loop) whenever the child reports progress (after each index commit).
+        self.on_indexed: list[Callable[[], None]] = []
 
     def notify(self, _stored: Any = None) -> None:
         channel = self._channel
@@ -103,6 +106,8 @@ class PipelineProcess:
                 ready.set()
                 self.indexed = self._indexed_before + int(status.get("indexed", 0))
                 self.last_error = status.get("last_error")
+                for callback in list(self.on_indexed):
+                    callback()
 
         loop.add_reader(parent_end.fileno(), readable)
         self.notify()
@@ -183,6 +188,16 @@ async def _child(channel: socket.socket, settings_json: str) -> None:
             pipeline.notify()
 
     loop.add_reader(channel.fileno(), readable)
+
+    def indexed_now() -> None:  # at once after a commit: STOW-RS answers waiting for it
+        try:
+            channel.send(
+                json.dumps({"indexed": pipeline.indexed, "last_error": pipeline.last_error}).encode()
+            )
+        except (BlockingIOError, OSError):
+            pass
+
+    pipeline.on_indexed.append(indexed_now)
 
     async def report() -> None:
         last: tuple[int, str | None] | None = None

@@ -177,3 +177,14 @@ async def instances_for(db: Any, filters: dict[str, str], limit: int = 100_000) 
             t.instances.c.size.label("size"),
         ),
     )
+
+
+async def indexed_instances(db: Any, uids: set[str]) -> set[str]:
+    """Which of these SOP Instance UIDs are indexed (and so queryable and retrievable)."""
+    if not uids:
+        return set()
+    async with db.session() as s:
+        rows = await s.execute(
+            select(t.instances.c.sop_instance_uid).where(t.instances.c.sop_instance_uid.in_(uids))
+        )
+        return {r[0] for r in rows.all()}

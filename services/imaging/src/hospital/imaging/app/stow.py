@@ -37,6 +37,7 @@ class StowResult:
     failure: int | None  # DICOM failure reason (PS3.18 Table 10.5.3-1 / PS3.4), None when stored
     reason: str = ""
     patient_id: str = ""
+    series_instance_uid: str = ""
 
 
 class StowTooLarge(Exception):
@@ -248,4 +249,11 @@ def stow_one(
                 else:
                     staged.copy_from(source[0], source[1] + offset, len(dataset))
                 staged.commit(sop_uid)
-        return StowResult(sop_class, sop_uid, study, None, patient_id=index.patient_id or "")
+        return StowResult(
+            sop_class,
+            sop_uid,
+            study,
+            None,
+            patient_id=index.patient_id or "",
+            series_instance_uid=index.series_instance_uid or "",
+        )
