@@ -212,3 +212,30 @@ async def test_unacknowledged_critical_value_is_escalated_to_the_department(
     finally:
         task.cancel()
         await nc.close()
+
+
+async def test_grpc_notification_stream_carries_a_critical_value(emr_sqlite, admissions: Admissions) -> None:
+    emr = emr_sqlite
+    visit_id, patient = await admissions.open_visit()
+    await wait_encounter(emr, patient.id)
+    async with Grpc(emr, token(emr)) as g:
+        call = g.stub.StreamNotifications(pb.StreamNotificationsRequest(), metadata=g.md)
+        await asyncio.wait_for(call.initial_metadata(), 10)  # the server has registered the stream
+        crit = result(patient.id, "NA", "Natri", "118", "mmol/L", "LL", critical=True)
+        await admissions.publish(
+            "lab.result.critical",
+            lab_events.ResultCritical(
+                result=crit, ordering_doctor="user:bs.minh", patient_name=patient.full_name, visit_id=visit_id
+            ),
+        )
+
+        async def first_critical() -> pb.Notification:
+            async for note in call:
+                if note.kind == "critical" and note.critical.result_id == crit.id:
+                    return note
+            raise AssertionError("stream ended")
+
+        note = await asyncio.wait_for(first_critical(), 10)
+        call.cancel()
+    assert note.patient_id == patient.id and note.critical.value == "118" and note.critical.status == "open"
+    assert "GIÁ TRỊ NGUY HIỂM" in note.title

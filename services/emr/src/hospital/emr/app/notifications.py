@@ -114,32 +114,44 @@ class Hub:
                 if row["recipient"] in recipients:
                     queue.put_nowait(to_model(row))
 
-    async def subscribe(
-        self, recipients: frozenset[str], after: int | None = None
-    ) -> AsyncIterator[sc.Notification]:
-        """New notifications for these recipients; with ``after``, first the stored ones after that seq."""
-        await self._started.wait()
-        queue: asyncio.Queue[sc.Notification] = asyncio.Queue(maxsize=1000)
-        key = id(queue)
-        self._clients[key] = (recipients, queue)
+    def open(self, recipients: frozenset[str], after: int | None = None) -> Feed:
+        """Register a client now (nothing published from here on is missed) and return its feed: with
+        ``after``, first the stored notifications after that seq, then new ones. Close it when done."""
+        return Feed(self, recipients, after)
+
+    def recipients_of(self, subject: str, departments: Iterable[str]) -> frozenset[str]:
+        return frozenset({subject, *(f"dept:{d}" for d in departments)})
+
+
+class Feed:
+    """One client's notifications (an async iterator), registered with the hub from creation to close."""
+
+    def __init__(self, hub: Hub, recipients: frozenset[str], after: int | None) -> None:
+        self.hub, self.recipients, self.after = hub, recipients, after
+        self.queue: asyncio.Queue[sc.Notification] = asyncio.Queue(maxsize=1000)
+        self.key = id(self.queue)
+        hub._clients[self.key] = (recipients, self.queue)
+
+    def close(self) -> None:
+        self.hub._clients.pop(self.key, None)
+
+    async def __aiter__(self) -> AsyncIterator[sc.Notification]:
         try:
+            await self.hub._started.wait()
             sent: set[int] = set()
-            if after is not None:
-                async with self.ctx.rt.db.session() as s:
+            if self.after is not None:
+                async with self.hub.ctx.rt.db.session() as s:
                     missed = [
                         r
-                        for r in await Notifications(s).after(after, limit=1000)
-                        if r["recipient"] in recipients
+                        for r in await Notifications(s).after(self.after, limit=1000)
+                        if r["recipient"] in self.recipients
                     ]
                 for row in missed:
                     sent.add(row["seq"])
                     yield to_model(row)
             while True:
-                item = await queue.get()
+                item = await self.queue.get()
                 if item.seq not in sent:
                     yield item
         finally:
-            self._clients.pop(key, None)
-
-    def recipients_of(self, subject: str, departments: Iterable[str]) -> frozenset[str]:
-        return frozenset({subject, *(f"dept:{d}" for d in departments)})
+            self.close()

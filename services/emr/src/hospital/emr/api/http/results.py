@@ -80,12 +80,13 @@ async def stream(
         await uow.commit()
 
     async def events() -> AsyncIterator[bytes]:
-        yield b": connected\n\n"
-        feed = svc.hub.subscribe(recipients, after).__aiter__()
+        feed = svc.hub.open(recipients, after)  # registered before the client is told it is connected
+        items = feed.__aiter__()
         pending: asyncio.Task[sc.Notification] | None = None
         try:
+            yield b": connected\n\n"
             while True:
-                pending = pending or asyncio.ensure_future(feed.__anext__())
+                pending = pending or asyncio.ensure_future(items.__anext__())
                 done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_SECONDS)
                 if not done:
                     yield b": keep-alive\n\n"
@@ -97,7 +98,8 @@ async def stream(
         finally:
             if pending is not None:
                 pending.cancel()
-            await feed.aclose()
+            feed.close()
+            await items.aclose()
 
     return StreamingResponse(
         events(),
