@@ -211,6 +211,48 @@ class EmrServicer(pb_grpc.EmrServiceServicer):
         finally:
             feed.close()
 
+    async def SaveDocument(self, request: pb.SaveDocumentRequest, context: Any) -> pb.Document:
+        caller = _caller(context)
+        if request.document_id:
+            body = sc.UpdateDocument(
+                title=request.title, sections=[sc.from_proto(x, sc.DocumentSection) for x in request.sections]
+            )
+            return sc.to_proto(await self.s.documents.update(caller, request.document_id, body), pb.Document)
+        save = sc.from_proto(request, sc.SaveDocument)
+        return sc.to_proto(
+            await self.s.documents.save(caller, request.encounter_id or None, save), pb.Document
+        )
+
+    async def GetDocument(self, request: pb.GetDocumentRequest, context: Any) -> pb.Document:
+        return sc.to_proto(await self.s.documents.get(_caller(context), request.id), pb.Document)
+
+    async def SignDocument(self, request: pb.SignDocumentRequest, context: Any) -> pb.Document:
+        return sc.to_proto(await self.s.documents.sign(_caller(context), request.document_id), pb.Document)
+
+    async def AmendDocument(self, request: pb.AmendDocumentRequest, context: Any) -> pb.Document:
+        body = sc.from_proto(request, sc.AmendDocument)
+        return sc.to_proto(
+            await self.s.documents.amend(_caller(context), request.document_id, body), pb.Document
+        )
+
+    async def VerifyDocument(
+        self, request: pb.VerifyDocumentRequest, context: Any
+    ) -> pb.VerifyDocumentResponse:
+        out = await self.s.documents.verify(_caller(context), request.document_id)
+        return sc.to_proto(out, pb.VerifyDocumentResponse)
+
+    async def ListRadiologyWorklist(
+        self, request: pb.ListRadiologyWorklistRequest, context: Any
+    ) -> pb.ListRadiologyWorklistResponse:
+        page = await self.s.documents.worklist(
+            _caller(context),
+            request.modality or None,
+            request.include_reported,
+            request.limit,
+            self.s.results.study_model,
+        )
+        return sc.to_proto(page, pb.ListRadiologyWorklistResponse)
+
 
 def register(server: grpc.aio.Server, services: Services) -> None:
     pb_grpc.add_EmrServiceServicer_to_server(EmrServicer(services), server)
