@@ -160,7 +160,7 @@ async def sign_in(page: Page, base: str, username: str, password: str = DEMO_PAS
     await page.fill("input[name=username]", username)
     await page.fill("input[name=password]", password)
     await page.press("input[name=password]", "Enter")
-    await page.wait_for_url(re.compile(r".*/(home|reception|display|doctor|lab|cashier|admin/users)$"))
+    await page.wait_for_url(re.compile(r".*/(home|reception|display|doctor|ward|lab|cashier|admin/users)$"))
 
 
 async def shot(page: Page, name: str) -> Path:

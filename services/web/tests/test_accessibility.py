@@ -39,6 +39,7 @@ async def axe(page) -> list[dict]:
         ("lab_technician", "/lab", "lab"),
         ("cashier", "/cashier", "cashier"),
         ("doctor", "/doctor?room=P101", "doctor"),
+        ("nurse", "/ward", "ward"),
         ("nurse", "/display", "display-choose"),
         ("nurse", "/display/P105", "display"),
     ],

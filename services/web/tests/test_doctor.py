@@ -68,3 +68,26 @@ async def test_queue_chart_and_consultation(stack, browser) -> None:
     assert cons["chief_complaint"] == "Ho, sốt 3 ngày" and cons["vitals"]["systolic_bp"] == 168
     assert [d["icd10_code"] for d in cons["diagnoses"] if d["main"]] == ["J18.9"]
     await ctx.close()
+
+
+async def test_ward_bed_board_shows_who_lies_where(stack, browser) -> None:
+    async with http_client(stack.admissions, "receptionist") as clerk:
+        patient = (
+            await clerk.post(
+                "/api/v1/patients", json={"full_name": "Lò Văn Sáng", "birth_date": "1949", "sex": "male"}
+            )
+        ).json()
+    async with http_client(stack.admissions, "nurse") as nurse:
+        beds = (await nurse.get("/api/v1/beds")).json()["items"]
+        free = next(b for b in beds if not b["occupied"])
+        r = await nurse.post("/api/v1/admissions", json={"patient_id": patient["id"], "bed": free["code"]})
+        assert r.status_code == 201, r.text
+    ctx = await new_context(browser)
+    page = await ctx.new_page()
+    await sign_in(page, stack.url, "nurse")
+    assert page.url.endswith("/ward")
+    bed = page.locator(f"[data-bed='{free['code']}']")
+    await expect(bed).to_have_class("bed bed-occupied")
+    await expect(bed).to_contain_text("Lò Văn Sáng")
+    await shot(page, "21-ward-bed-board")
+    await ctx.close()

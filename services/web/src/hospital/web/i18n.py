@@ -326,6 +326,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "vital.height_cm": ("Chiều cao (cm)", "Height (cm)"),
     "enc.status.open": ("đang khám", "open"),
     "enc.status.closed": ("đã xong", "closed"),
+    # ward
+    "nav.ward": ("Buồng bệnh", "Ward"),
+    "ward.title": ("Sơ đồ giường bệnh", "Bed board"),
+    "ward.occupancy": ("{used}/{total} giường có bệnh nhân", "{used} of {total} beds occupied"),
+    "ward.free": ("Giường trống", "Free"),
     # users
     "users.title": ("Quản lý người dùng", "Users"),
     "users.create": ("Thêm người dùng", "Add a user"),

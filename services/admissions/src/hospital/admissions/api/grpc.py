@@ -29,6 +29,7 @@ RULES: dict[str, tuple[str, ...]] = {
     f"/{SERVICE}/ListRooms": (*CLINICAL, "admin", "auditor"),
     f"/{SERVICE}/WatchQueue": (*CLINICAL, "admin", "auditor"),
     f"/{SERVICE}/CreateDisplayLink": ("receptionist", "nurse", "admin"),
+    f"/{SERVICE}/ListBeds": ("nurse", "doctor", "receptionist"),
 }
 SEX_NAME = {v: k for k, v in SEX.items()}
 KIND_NAME = {v: k for k, v in VISIT_KIND.items()}
@@ -172,6 +173,32 @@ class AdmissionsServicer(pb_grpc.AdmissionsServiceServicer):
         out = pb.DisplayLink(room_code=link["room"], exp=link["exp"], sig=link["sig"])
         out.expires_at.FromDatetime(datetime.fromisoformat(link["expires_at"]))
         return out
+
+    async def ListBeds(self, request: pb.ListBedsRequest, context: Any) -> pb.ListBedsResponse:
+        caller = _caller(context)
+        beds = await self.s.inpatient.bed_board(request.ward_code or None, caller)
+        if request.ward_code and not beds:
+            raise Invalid("ward.unknown", f"no ward {request.ward_code!r}", field="ward_code")
+        names = {}
+        for pid in {b["patient_id"] for b in beds if b["patient_id"]}:
+            p = await self.s.patients.get(pid, caller)
+            names[pid] = (p["full_name"], p["patient_code"])
+        return pb.ListBedsResponse(
+            items=[
+                pb.Bed(
+                    code=b["code"],
+                    ward_code=b["ward"],
+                    ward_name=b["ward_name"],
+                    room=b["room"] or "",
+                    occupied=b["occupied"],
+                    admission_id=b["admission_id"] or "",
+                    patient_id=b["patient_id"] or "",
+                    patient_name=names.get(b["patient_id"], ("", ""))[0],
+                    patient_code=names.get(b["patient_id"], ("", ""))[1],
+                )
+                for b in beds
+            ]
+        )
 
 
 def queue_proto(state: dict[str, Any]) -> pb.QueueState:

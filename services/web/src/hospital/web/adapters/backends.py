@@ -115,6 +115,9 @@ class Admissions(Backend):
     async def open_visit(self, request: adm.OpenVisitRequest, token: str) -> adm.Visit:
         return await self.call(self.stub.OpenVisit, request, token)
 
+    async def beds(self, ward: str, token: str) -> list[adm.Bed]:
+        return list((await self.call(self.stub.ListBeds, adm.ListBedsRequest(ward_code=ward), token)).items)
+
     async def display_link(self, room: str, valid_days: int, token: str) -> adm.DisplayLink:
         req = adm.CreateDisplayLinkRequest(room_code=room, valid_days=valid_days)
         return await self.call(self.stub.CreateDisplayLink, req, token)

@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from hospital.web.api.deps import HERE, CsrfRefused, Forbidden, NotSignedIn, Web, render
-from hospital.web.api.pages import admin, auth, cashier, display, doctor, lab, reception
+from hospital.web.api.pages import admin, auth, cashier, display, doctor, lab, reception, ward
 
 # Everything comes from this origin: no CDN, no inline script; htmx's inline indicator style is disabled.
 CSP = (
@@ -34,6 +34,7 @@ def build_http(state: Web) -> FastAPI:
         lab.router,
         cashier.router,
         doctor.router,
+        ward.router,
         admin.router,
     ):
         app.include_router(router)

@@ -19,6 +19,7 @@ SCREENS: tuple[Screen, ...] = (
     Screen("reception", "/reception", frozenset({"receptionist"}), "1"),
     Screen("display", "/display", frozenset({"receptionist", "nurse", "doctor", "admin"}), "2"),
     Screen("doctor", "/doctor", frozenset({"doctor"}), "5"),
+    Screen("ward", "/ward", frozenset({"nurse", "doctor"}), "6"),
     Screen("lab", "/lab", frozenset({"lab_technician"}), "3"),
     Screen("cashier", "/cashier", frozenset({"cashier"}), "4"),
     Screen("users", "/admin/users", frozenset({"admin"}), "9"),
@@ -31,7 +32,7 @@ def screens_for(role: str) -> list[Screen]:
 
 
 # Where a role lands after sign-in when it is not its first screen.
-HOME = {"admin": "/admin/users", "doctor": "/doctor"}
+HOME = {"admin": "/admin/users", "doctor": "/doctor", "nurse": "/ward"}
 
 
 def home_for(role: str) -> str:

@@ -827,3 +827,85 @@ class QueueState(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___QueueState: _TypeAlias = QueueState  # noqa: Y015
+
+@_typing.final
+class ListBedsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WARD_CODE_FIELD_NUMBER: _builtins.int
+    ward_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        ward_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ward_code", b"ward_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBedsRequest: _TypeAlias = ListBedsRequest  # noqa: Y015
+
+@_typing.final
+class Bed(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    WARD_CODE_FIELD_NUMBER: _builtins.int
+    WARD_NAME_FIELD_NUMBER: _builtins.int
+    ROOM_FIELD_NUMBER: _builtins.int
+    OCCUPIED_FIELD_NUMBER: _builtins.int
+    ADMISSION_ID_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    PATIENT_NAME_FIELD_NUMBER: _builtins.int
+    PATIENT_CODE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    ward_code: _builtins.str
+    ward_name: _builtins.str
+    room: _builtins.str
+    occupied: _builtins.bool
+    admission_id: _builtins.str
+    patient_id: _builtins.str
+    patient_name: _builtins.str
+    patient_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        ward_code: _builtins.str = ...,
+        ward_name: _builtins.str = ...,
+        room: _builtins.str = ...,
+        occupied: _builtins.bool = ...,
+        admission_id: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        patient_name: _builtins.str = ...,
+        patient_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admission_id", b"admission_id", "code", b"code", "occupied", b"occupied", "patient_code", b"patient_code", "patient_id", b"patient_id", "patient_name", b"patient_name", "room", b"room", "ward_code", b"ward_code", "ward_name", b"ward_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Bed: _TypeAlias = Bed  # noqa: Y015
+
+@_typing.final
+class ListBedsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___Bed]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___Bed] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBedsResponse: _TypeAlias = ListBedsResponse  # noqa: Y015

@@ -85,6 +85,11 @@ class AdmissionsServiceStub:
                 request_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.CreateDisplayLinkRequest.SerializeToString,
                 response_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.DisplayLink.FromString,
                 _registered_method=True)
+        self.ListBeds = channel.unary_unary(
+                '/hospital.admissions.v1.AdmissionsService/ListBeds',
+                request_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListBedsRequest.SerializeToString,
+                response_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListBedsResponse.FromString,
+                _registered_method=True)
 
 
 class AdmissionsServiceServicer:
@@ -156,6 +161,13 @@ class AdmissionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBeds(self, request, context):
+        """The ward's bed board: every bed, and who lies in it (audited with the patients shown).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdmissionsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -208,6 +220,11 @@ def add_AdmissionsServiceServicer_to_server(servicer, server):
                     servicer.CreateDisplayLink,
                     request_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.CreateDisplayLinkRequest.FromString,
                     response_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.DisplayLink.SerializeToString,
+            ),
+            'ListBeds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBeds,
+                    request_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListBedsRequest.FromString,
+                    response_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListBedsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -480,6 +497,33 @@ class AdmissionsService:
             '/hospital.admissions.v1.AdmissionsService/CreateDisplayLink',
             hospital_dot_admissions_dot_v1_dot_admissions__pb2.CreateDisplayLinkRequest.SerializeToString,
             hospital_dot_admissions_dot_v1_dot_admissions__pb2.DisplayLink.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBeds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.admissions.v1.AdmissionsService/ListBeds',
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListBedsRequest.SerializeToString,
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListBedsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,8 @@ class AdmissionsServiceStub:
     """Waiting-room displays: the room's queue now, then every change (ticket numbers only, no names)."""
     CreateDisplayLink: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.CreateDisplayLinkRequest, _admissions_pb2.DisplayLink]
     """A signed link for one room's display (a waiting-room TV opens it without signing in), audited."""
+    ListBeds: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.ListBedsRequest, _admissions_pb2.ListBedsResponse]
+    """The ward's bed board: every bed, and who lies in it (audited with the patients shown)."""
 
 @_typing.type_check_only
 class AdmissionsServiceAsyncStub(AdmissionsServiceStub):
@@ -69,6 +71,8 @@ class AdmissionsServiceAsyncStub(AdmissionsServiceStub):
     """Waiting-room displays: the room's queue now, then every change (ticket numbers only, no names)."""
     CreateDisplayLink: _aio.UnaryUnaryMultiCallable[_admissions_pb2.CreateDisplayLinkRequest, _admissions_pb2.DisplayLink]  # type: ignore[assignment]
     """A signed link for one room's display (a waiting-room TV opens it without signing in), audited."""
+    ListBeds: _aio.UnaryUnaryMultiCallable[_admissions_pb2.ListBedsRequest, _admissions_pb2.ListBedsResponse]  # type: ignore[assignment]
+    """The ward's bed board: every bed, and who lies in it (audited with the patients shown)."""
 
 class AdmissionsServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -147,5 +151,13 @@ class AdmissionsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admissions_pb2.DisplayLink, _abc.Awaitable[_admissions_pb2.DisplayLink]]:
         """A signed link for one room's display (a waiting-room TV opens it without signing in), audited."""
+
+    @_abc_1.abstractmethod
+    def ListBeds(
+        self,
+        request: _admissions_pb2.ListBedsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admissions_pb2.ListBedsResponse, _abc.Awaitable[_admissions_pb2.ListBedsResponse]]:
+        """The ward's bed board: every bed, and who lies in it (audited with the patients shown)."""
 
 def add_AdmissionsServiceServicer_to_server(servicer: AdmissionsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
