@@ -17,6 +17,7 @@ from sqlalchemy import event
 
 from hospital.admissions.service import DEFINITION
 from hospital.testing.services import http_client, running_service
+from hospital.testing.waits import wait_for
 
 PROMPT = 1.0  # seconds: the former polling display needed up to a second, and never showed a recall
 
@@ -181,8 +182,8 @@ async def test_idle_displays_cost_no_queries(database_url, nats_server, tmp_path
             # the call's own statements plus one re-read of the room for all 200 displays
             reads_for_change = [s for s in queue_reads[before:] if "queue_status IN" in s]
             assert len(reads_for_change) == 1, reads_for_change
-        await asyncio.sleep(0.2)
-        assert svc.rt.extras["queue_displays"].watched() == {}  # disconnected displays are forgotten
+        # disconnected displays are forgotten
+        await wait_for(lambda: svc.rt.extras["queue_displays"].watched() == {}, 10, what="displays forgotten")
         event.remove(svc.rt.db.engine.sync_engine, "before_cursor_execute", count)
 
 

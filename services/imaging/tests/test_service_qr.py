@@ -172,7 +172,7 @@ async def test_move_and_get_return_identical_bytes(imaging_factory, make_ct_seri
             "storescp", "-aet", "DEST", "-od", str(moved), "+B", str(dest_port)
         )
         try:
-            await asyncio.sleep(0.3)
+            await wait_for(lambda: _listening(dest_port))  # storescp is up
             res = await run_tool(
                 "movescu",
                 "-S",
@@ -249,3 +249,12 @@ async def _empty_spool(svc) -> bool:
 
 async def _count(directory: Path, n: int) -> bool:
     return len(list(directory.iterdir())) >= n
+
+
+async def _listening(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    return True

@@ -67,7 +67,7 @@ async def test_spool_survives_restart_and_duplicates_conflicts(
             "storescu", "-aec", "HOSPITAL_PACS", "+sd", "127.0.0.1", svc.settings.dicom_port, tmp_path / "ct"
         )
         assert res.returncode == 0, res.stderr
-        await asyncio.sleep(0.3)
+        # stored in the spool before storescu got its C-STORE responses
         assert len(svc.rt.imaging.spool.pending()) == 3
     async with imaging_factory() as svc:  # restart: the spool is drained
         await wait_for(lambda: _eq(indexed(svc, study), 3))
