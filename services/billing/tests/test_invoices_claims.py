@@ -331,3 +331,50 @@ async def test_inpatient_claim_with_a_transfer(billing_sqlite, admissions) -> No
         ("HSTC", "H002", "0.5"),
     }
     assert files["XML7"].findtext("MA_KHOA_RV") == "HSTC" and files["XML8"].findtext("KET_QUA_DTRI") == "2"
+
+
+async def test_a_high_cost_service_is_capped_on_the_invoice(
+    nats_server, tmp_path, admissions, facility_credentials
+) -> None:
+    """A price item flagged high-cost: the level-4 card's fund share of one use stops at 40 months of the
+    base salary (set to 10,000 here so that a CT scan reaches the cap: 400,000)."""
+    from billing_testkit import overrides
+    from sqlalchemy import update
+
+    from hospital.billing.adapters.tables import price_items
+    from hospital.billing.service import DEFINITION
+    from hospital.chassis.db import Database
+    from hospital.testing.services import running_service
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/capped.db"
+    async with running_service(
+        DEFINITION,
+        data_dir=tmp_path,
+        database_url=url,
+        nats_url=nats_server.url,
+        base_salary_vnd=10_000,
+        **overrides(facility_credentials),
+    ) as svc:
+        db = Database(url)
+        try:
+            async with db.session() as s:
+                await s.execute(
+                    update(price_items).where(price_items.c.code == "CDHA-CTSN").values(high_cost=True)
+                )
+                await s.commit()
+        finally:
+            await db.dispose()
+        vid, _, _ = await admissions.open_visit(
+            kind=adm.VISIT_KIND_INSURED, card="HS4350120878811", name="Lý Thị Thu Trang"
+        )
+        await invoice_of(svc, vid)
+        async with http_client(svc, "cashier") as c:
+            r = await c.post(
+                f"/api/v1/visits/{vid}/charges", json={"price_code": "CDHA-CTSN", "quantity": "1"}
+            )
+            assert r.status_code == 201, r.text
+            inv = (await c.get(f"/api/v1/visits/{vid}/invoice")).json()
+    ct = next(ln for ln in inv["lines"] if ln["price_code"] == "CDHA-CTSN")
+    assert ct["split"]["thanh_tien_bh"] == 522_000
+    assert ct["split"]["t_bhtt"] == 400_000 * 80 // 100  # the cap, at the card's 80%
+    assert ct["split"]["t_bncct"] == 522_000 - 320_000

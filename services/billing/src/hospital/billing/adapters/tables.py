@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 
@@ -47,6 +48,8 @@ price_items = Table(
     Column("route_code", String(4), nullable=True),
     Column("registration_number", String(100), nullable=True),
     Column("tender", String(50), nullable=True),
+    # a high-cost technical service (DVKT cao chi phí): capped at 40 months of base salary (migration 0010)
+    Column("high_cost", Boolean, nullable=False, server_default=false()),
 )
 
 visits = Table(
@@ -156,6 +159,7 @@ charges = Table(
     Column(
         "order_ref", String(80), nullable=True, index=True
     ),  # lab:<order id>, imaging:<order id> (migration 0003)
+    Column("high_cost", Boolean, nullable=False, server_default=false()),  # copied from the price item (0010)
 )
 
 # Lab and imaging orders billing has heard of (migration 0003): the last state wins, so a cancellation

@@ -227,6 +227,7 @@ async def post_charge(
         "insurance_unit_price": price["insurance_price"],
         "covered": price["covered"],
         "payment_ratio": price["payment_ratio"],
+        "high_cost": price["high_cost"],
         "service_ratio": 100,
         "bhyt_code": price["bhyt_code"],
         "xml_group": price["xml_group"],

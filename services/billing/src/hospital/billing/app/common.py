@@ -83,6 +83,7 @@ def split_for(visit: Any, rows: list[Any], base_salary: int, *, places: int = 0)
             quantity=quantity_of(r["qty_milli"]),
             payment_ratio=r["payment_ratio"],
             service_ratio=r["service_ratio"],
+            high_cost=r["high_cost"],
         )
         for r in rows
     ]
