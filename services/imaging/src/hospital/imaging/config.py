@@ -82,6 +82,12 @@ class ImagingSettings(ServiceSettings):
     routing_retry_seconds: float = 10.0
     routing_max_retry_seconds: float = 600.0
 
+    # Deletion of studies and series (ADR 0312): how often the worker looks for jobs, and the first retry
+    # delay after an object-store failure (doubling up to deletion_max_retry_seconds).
+    deletion_poll_seconds: float = 2.0
+    deletion_retry_seconds: float = 5.0
+    deletion_max_retry_seconds: float = 300.0
+
     # Query
     find_limit: int = 1000
 

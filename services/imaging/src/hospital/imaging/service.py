@@ -4,8 +4,9 @@ serve: HTTP (DICOMweb + API), gRPC, the DICOM listener (a Components.listener on
 ingest pipeline (spool -> S3 -> index; in a child process of its own unless PIPELINE_PROCESS=false). The
 pipeline reads the spool the receivers and STOW-RS write, so it runs where they run, whatever
 RUN_WORKER_IN_SERVE says: always in `serve`, never in `worker` (ADR 0308).
-workers (in serve by default, or in `worker`): the study announcer (quiet period -> imaging.study.received)
-and the router (routing queue -> C-STORE); they use only the database and object storage.
+workers (in serve by default, or in `worker`): the study announcer (quiet period -> imaging.study.received),
+the router (routing queue -> C-STORE) and the deletion worker (ADR 0312); they use only the database and
+object storage.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hospital.imaging.api import grpc as grpc_api
 from hospital.imaging.api.dicom.listener import DicomListener
 from hospital.imaging.api.http import build_http
 from hospital.imaging.app.conflicts import ConflictService
+from hospital.imaging.app.deletion import DeletionService
 from hospital.imaging.app.ingest import IngestPipeline
 from hospital.imaging.app.orders import OrderService
 from hospital.imaging.app.pipeline_process import PipelineProcess
@@ -40,6 +42,7 @@ class Services:
     routing: RoutingService
     dicom: DicomListener
     conflicts: ConflictService
+    deletions: DeletionService
 
 
 def build(rt: Runtime) -> Components:
@@ -61,6 +64,7 @@ def build(rt: Runtime) -> Components:
         routing=RoutingService(rt, s),
         dicom=DicomListener(rt, s, spool, pipeline.notify, orders),
         conflicts=ConflictService(rt, s),
+        deletions=DeletionService(rt, s),
     )
     rt.imaging = services  # type: ignore[attr-defined]  # for tests and ops tooling
     return Components(
@@ -70,7 +74,7 @@ def build(rt: Runtime) -> Components:
         grpc_rules=grpc_api.RULES,
         # The pipeline is a serve-side task: the spool is this process's disk (ADR 0308).
         listeners=[services.dicom.run, pipeline.run],
-        workers=[services.studies.run_announcer, services.routing.run],
+        workers=[services.studies.run_announcer, services.routing.run, services.deletions.run],
         on_start=_ensure_bucket,
     )
 

@@ -215,3 +215,35 @@ routing_queue = Table(
     Index("ix_routing_due", "status", "next_attempt_at"),
     Index("ix_routing_unique", "destination_ae", "sop_instance_uid", "rule_id", unique=True),
 )
+
+# Deletion of a study or series by an administrator (0009, ADR 0312). One transaction removes the index rows,
+# writes the job and lists every object to remove (instances and their conflict copies) in
+# ``deletion_objects``; the deletion worker removes those objects (idempotent) and their rows, then marks the
+# job done. A crash or an object-store failure leaves the rest listed: the next pass resumes.
+deletions = Table(
+    "deletions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("level", String(10), nullable=False),  # study, series
+    Column("study_instance_uid", String(64), nullable=False, index=True),
+    Column("series_instance_uid", String(64), nullable=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("requested_by", String(200), nullable=False),
+    Column("status", String(20), nullable=False),  # pending, done
+    Column("instance_count", Integer, nullable=False),
+    Column("objects_total", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("completed_at", UtcDateTime(), nullable=True),
+    Index("ix_deletions_due", "status", "next_attempt_at"),
+)
+
+deletion_objects = Table(
+    "deletion_objects",
+    metadata,
+    Column("deletion_id", String(36), primary_key=True),
+    Column("object_key", String(300), primary_key=True),
+)

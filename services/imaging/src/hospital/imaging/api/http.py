@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel, Field, StringConstraints
 
 from hospital.chassis.fields import Id, Limit, code, line
 from hospital.chassis.security import Principal
-from hospital.chassis.web import require_roles
+from hospital.chassis.web import client_address, require_roles
 from hospital.imaging.api.dicomweb import build_dicomweb
 
 READ = ("radiographer", "radiologist", "doctor")
@@ -37,6 +37,13 @@ class MppsResolveBody(BaseModel):
     )
 
 
+class DeleteBody(BaseModel):
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=500)] = Field(
+        description="why it is deleted (5-500 characters, trimmed), e.g. the retention period ended or the "
+        "images were sent for the wrong patient; kept on the job, in the audit trail and in the event"
+    )
+
+
 AeTitle = code(16, min_length=1)  # PS3.5: AE is at most 16 characters
 
 
@@ -58,6 +65,52 @@ def build_http(services: Any) -> FastAPI:
     @app.get("/api/v1/studies/{study_uid}", dependencies=[Depends(require_roles(*READ))])
     async def get_study(study_uid: str) -> dict[str, Any]:
         return MessageToDict(await services.studies.get(study_uid), preserving_proto_field_name=True)
+
+    @app.delete(
+        "/api/v1/studies/{study_uid}", status_code=202, summary="Delete a study (objects and index rows)"
+    )
+    async def delete_study(
+        study_uid: str, body: DeleteBody, request: Request, who: Principal = Depends(require_roles("admin"))
+    ) -> dict[str, Any]:
+        """Administrators only, with a ``reason``. The study leaves the index at once (C-FIND, QIDO-RS,
+        WADO-RS, C-MOVE and C-GET no longer find it), ``imaging.study.deleted`` is published and
+        ``imaging_study.delete`` audited in the same transaction; its objects are then removed from the
+        bucket by the deletion job returned here (``status`` pending, then done; ``GET
+        /api/v1/deletions/{id}``), which survives restarts and object-store outages (ADR 0312). 404
+        ``study.not_found`` for a study not in the index (already deleted, or never received)."""
+        return await services.deletions.delete_study(study_uid, body.reason, who, client_address(request))
+
+    @app.delete(
+        "/api/v1/studies/{study_uid}/series/{series_uid}",
+        status_code=202,
+        summary="Delete one series of a study (objects and index rows)",
+    )
+    async def delete_series(
+        study_uid: str,
+        series_uid: str,
+        body: DeleteBody,
+        request: Request,
+        who: Principal = Depends(require_roles("admin")),
+    ) -> dict[str, Any]:
+        """As for a study: the series leaves the index at once, the study's counts and modalities are
+        updated (the study itself is removed with its last series), ``imaging.series.deleted`` is
+        published, ``imaging_series.delete`` audited, and the job removes the objects. 404
+        ``series.not_found`` when the series is not in that study."""
+        return await services.deletions.delete_series(
+            study_uid, series_uid, body.reason, who, client_address(request)
+        )
+
+    @app.get("/api/v1/deletions", dependencies=[Depends(require_roles("admin"))])
+    async def list_deletions(
+        status: Literal["pending", "done"] | None = None, limit: Limit = 100
+    ) -> dict[str, Any]:
+        """Deletion jobs, newest first: ``pending`` ones still have objects to remove (``last_error`` and
+        ``next_attempt_at`` tell why and when the next try is)."""
+        return {"items": await services.deletions.list(status, min(limit, 500))}
+
+    @app.get("/api/v1/deletions/{deletion_id}", dependencies=[Depends(require_roles("admin"))])
+    async def get_deletion(deletion_id: str) -> dict[str, Any]:
+        return await services.deletions.get(deletion_id)
 
     @app.get("/api/v1/orders", dependencies=[Depends(require_roles(*READ))])
     async def list_orders(status: str | None = None, limit: Limit = 100) -> dict[str, Any]:

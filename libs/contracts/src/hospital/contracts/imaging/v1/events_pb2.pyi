@@ -214,3 +214,118 @@ class ProcedureCompleted(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ProcedureCompleted: _TypeAlias = ProcedureCompleted  # noqa: Y015
+
+@_typing.final
+class StudyDeleted(_message.Message):
+    """Published in the transaction that removes the study from the index: from then on no query or retrieve
+    finds it. Its objects are removed from the bucket by a durable deletion job after this event (ADR 0312).
+    imaging.study.deleted: an administrator deleted a study (retention, sent in error), with a reason.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDY_INSTANCE_UID_FIELD_NUMBER: _builtins.int
+    PATIENT_CODE_FIELD_NUMBER: _builtins.int
+    ACCESSION_NUMBER_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    SERIES_COUNT_FIELD_NUMBER: _builtins.int
+    INSTANCE_COUNT_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    DELETED_AT_FIELD_NUMBER: _builtins.int
+    DELETION_ID_FIELD_NUMBER: _builtins.int
+    study_instance_uid: _builtins.str
+    patient_code: _builtins.str
+    accession_number: _builtins.str
+    order_id: _builtins.str
+    """empty when it was not linked to an order"""
+    series_count: _builtins.int
+    instance_count: _builtins.int
+    size_bytes: _builtins.int
+    reason: _builtins.str
+    deletion_id: _builtins.str
+    """the deletion job (GET /api/v1/deletions/{id})"""
+    @_builtins.property
+    def by(self) -> _types_pb2.Actor: ...
+    @_builtins.property
+    def deleted_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        study_instance_uid: _builtins.str = ...,
+        patient_code: _builtins.str = ...,
+        accession_number: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        series_count: _builtins.int = ...,
+        instance_count: _builtins.int = ...,
+        size_bytes: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        by: _types_pb2.Actor | None = ...,
+        deleted_at: _timestamp_pb2.Timestamp | None = ...,
+        deletion_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "deleted_at", b"deleted_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accession_number", b"accession_number", "by", b"by", "deleted_at", b"deleted_at", "deletion_id", b"deletion_id", "instance_count", b"instance_count", "order_id", b"order_id", "patient_code", b"patient_code", "reason", b"reason", "series_count", b"series_count", "size_bytes", b"size_bytes", "study_instance_uid", b"study_instance_uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StudyDeleted: _TypeAlias = StudyDeleted  # noqa: Y015
+
+@_typing.final
+class SeriesDeleted(_message.Message):
+    """imaging.series.deleted: an administrator deleted one series of a study, with a reason (as StudyDeleted)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDY_INSTANCE_UID_FIELD_NUMBER: _builtins.int
+    SERIES_INSTANCE_UID_FIELD_NUMBER: _builtins.int
+    PATIENT_CODE_FIELD_NUMBER: _builtins.int
+    ACCESSION_NUMBER_FIELD_NUMBER: _builtins.int
+    MODALITY_FIELD_NUMBER: _builtins.int
+    INSTANCE_COUNT_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    DELETED_AT_FIELD_NUMBER: _builtins.int
+    DELETION_ID_FIELD_NUMBER: _builtins.int
+    STUDY_REMOVED_FIELD_NUMBER: _builtins.int
+    study_instance_uid: _builtins.str
+    series_instance_uid: _builtins.str
+    patient_code: _builtins.str
+    accession_number: _builtins.str
+    modality: _builtins.str
+    instance_count: _builtins.int
+    size_bytes: _builtins.int
+    reason: _builtins.str
+    deletion_id: _builtins.str
+    study_removed: _builtins.bool
+    """it was the study's last series: the study left the index too"""
+    @_builtins.property
+    def by(self) -> _types_pb2.Actor: ...
+    @_builtins.property
+    def deleted_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        study_instance_uid: _builtins.str = ...,
+        series_instance_uid: _builtins.str = ...,
+        patient_code: _builtins.str = ...,
+        accession_number: _builtins.str = ...,
+        modality: _builtins.str = ...,
+        instance_count: _builtins.int = ...,
+        size_bytes: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        by: _types_pb2.Actor | None = ...,
+        deleted_at: _timestamp_pb2.Timestamp | None = ...,
+        deletion_id: _builtins.str = ...,
+        study_removed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "deleted_at", b"deleted_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accession_number", b"accession_number", "by", b"by", "deleted_at", b"deleted_at", "deletion_id", b"deletion_id", "instance_count", b"instance_count", "modality", b"modality", "patient_code", b"patient_code", "reason", b"reason", "series_instance_uid", b"series_instance_uid", "size_bytes", b"size_bytes", "study_instance_uid", b"study_instance_uid", "study_removed", b"study_removed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeriesDeleted: _TypeAlias = SeriesDeleted  # noqa: Y015
