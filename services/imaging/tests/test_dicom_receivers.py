@@ -127,7 +127,10 @@ def test_killed_receiver_acknowledged_only_durable_instances_and_is_replaced(
             victims = [r.proc.pid for r in pool._receivers if r.active and r.proc is not None]
             assert len(victims) == 1
             os.kill(victims[0], signal.SIGKILL)
-            time.sleep(0.3)
+            deadline = time.monotonic() + 10
+            while _alive(victims[0]):  # gone, or a zombie waiting for the pool to reap it
+                assert time.monotonic() < deadline, "the killed receiver is still running"
+                time.sleep(0.01)
         try:
             status = assoc.send_c_store(ds)
         except Exception:  # noqa: BLE001 - the connection is gone
@@ -154,3 +157,11 @@ def test_killed_receiver_acknowledged_only_durable_instances_and_is_replaced(
     assert assoc.send_c_store(datasets[-1]).Status == 0x0000
     assoc.release()
     assert datasets[-1].SOPInstanceUID in {e.sop_instance_uid for e in spool.pending()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
