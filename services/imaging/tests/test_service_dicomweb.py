@@ -90,7 +90,8 @@ async def test_stow_qido_wado_round_trip(imaging, make_ct_series, tmp_path: Path
         assert len(meta) == 2 and "7FE00010" not in meta[0] and meta[0]["00080060"]["Value"] == ["CT"]
 
         r = await c.get(
-            f"/dicomweb/studies/{study}/series/{series}/instances/{first.SOPInstanceUID}/rendered"
+            f"/dicomweb/studies/{study}/series/{series}/instances/{first.SOPInstanceUID}/rendered",
+            headers={"Accept": "image/png"},
         )
         assert r.status_code == 200 and r.headers["content-type"] == "image/png"
         assert Image.open(BytesIO(r.content)).size == (64, 64)

@@ -10,7 +10,6 @@ import uuid
 from io import BytesIO
 from typing import Any
 
-import numpy as np
 import pydicom
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -24,6 +23,16 @@ from hospital.chassis.web import client_address, require_roles
 from hospital.imaging.app.access_audit import AccessAudit, http_entry
 from hospital.imaging.app.query import KEYS, QueryError, find, indexed_instances, instances_for
 from hospital.imaging.app.stow import StowBody, StowMalformed, StowTooLarge, stow_parts
+from hospital.imaging.domain.rendering import (
+    MEDIA,
+    NoSuchFrame,
+    NotRenderable,
+    RenderOptions,
+    parse_viewport,
+    parse_window,
+    raw_frames,
+    render,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,37 +178,6 @@ def _multipart(parts: list[bytes], content_type: str) -> Response:
         media_type=None,
         headers={"Content-Type": f'multipart/related; type="{content_type}"; boundary={boundary}'},
     )
-
-
-def render_png(data: bytes, size: int | None = None) -> bytes:
-    from PIL import Image
-
-    ds = pydicom.dcmread(BytesIO(data))
-    pixels = ds.pixel_array
-    if getattr(ds, "NumberOfFrames", 1) and int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
-        pixels = pixels[0]
-    if ds.get("SamplesPerPixel", 1) == 1:
-        arr = pixels.astype(np.float64) * float(ds.get("RescaleSlope", 1) or 1) + float(
-            ds.get("RescaleIntercept", 0) or 0
-        )
-        center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
-        if center is not None and width is not None:
-            c = float(center[0] if isinstance(center, pydicom.multival.MultiValue) else center)
-            w = float(width[0] if isinstance(width, pydicom.multival.MultiValue) else width)
-            low, high = c - w / 2, c + w / 2
-        else:
-            low, high = float(arr.min()), float(arr.max())
-        scaled = np.clip((arr - low) / max(high - low, 1e-6), 0, 1) * 255
-        if ds.get("PhotometricInterpretation") == "MONOCHROME1":
-            scaled = 255 - scaled
-        img = Image.fromarray(scaled.astype(np.uint8), mode="L")
-    else:
-        img = Image.fromarray(pixels.astype(np.uint8))
-    if size:
-        img.thumbnail((size, size))
-    out = BytesIO()
-    img.save(out, format="PNG")
-    return out.getvalue()
 
 
 def build_dicomweb(services: Any) -> APIRouter:
@@ -367,33 +345,111 @@ def build_dicomweb(services: Any) -> APIRouter:
             request,
         )
 
-    async def rendered_png(request: Request, study: str, series: str, sop: str, size: int | None) -> Response:
-        blob = (
-            await objects(
-                request,
-                {"StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": sop},
-                "thumbnail" if size else "rendered",
-            )
-        )[0]
+    def render_options(request: Request, thumbnail: bool) -> RenderOptions:
+        q = request.query_params
+        accept = [
+            a.split(";")[0].strip().lower() for a in request.headers.get("accept", "").split(",") if a.strip()
+        ]
+        media = next((a for a in accept if a in MEDIA), None)
+        if media is None:
+            if accept and not any(a in ("*/*", "image/*") for a in accept):
+                raise DomainError(
+                    "dicomweb.not_acceptable", "rendered media types: image/jpeg, image/png", status=406
+                )
+            media = "image/jpeg"
         try:
-            png = await asyncio.to_thread(render_png, blob, size)
-        except Exception as exc:  # noqa: BLE001 - no pixel data, unsupported compression...
+            window = parse_window(q["window"]) if q.get("window") else None
+            viewport = (
+                parse_viewport(q["viewport"]) if q.get("viewport") else ((128, 128) if thumbnail else None)
+            )
+            quality = int(q.get("quality", "90"))
+        except ValueError as exc:
+            raise Invalid("dicomweb.render_parameters", str(exc)) from None
+        if not 1 <= quality <= 100:
+            raise Invalid("dicomweb.render_parameters", "quality must be 1 to 100", field="quality")
+        return RenderOptions(window=window, viewport=viewport, quality=quality, media_type=media)
+
+    def frame_numbers(frames: str) -> list[int]:
+        parts = [p.strip() for p in frames.split(",")]
+        if not parts or len(parts) > 1000 or not all(p.isdigit() and 0 < len(p) <= 6 for p in parts):
+            raise Invalid("dicomweb.frames", "frames: a comma-separated list of frame numbers (from 1)")
+        return [int(p) for p in parts]
+
+    async def rendered_image(
+        request: Request, filters: dict[str, str], frame: int, thumbnail: bool
+    ) -> Response:
+        options = render_options(request, thumbnail)
+        blob = (await objects(request, filters, "thumbnail" if thumbnail else "rendered"))[0]
+        try:
+            image = await asyncio.to_thread(render, blob, frame, options)
+        except NoSuchFrame as exc:
+            raise NotFound("dicomweb.frame_not_found", str(exc)) from None
+        except NotRenderable as exc:
             raise Invalid("dicomweb.not_renderable", f"instance cannot be rendered: {exc}") from None
-        return Response(png, media_type="image/png")
+        return Response(image, media_type=options.media_type)
+
+    def instance(study: str, series: str, sop: str) -> dict[str, str]:
+        return {"StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": sop}
 
     @r.get("/studies/{study}/series/{series}/instances/{sop}/rendered", dependencies=[Depends(READ)])
     async def rendered(request: Request, study: str, series: str, sop: str) -> Response:
-        return await rendered_png(request, study, series, sop, None)
+        return await rendered_image(request, instance(study, series, sop), 1, False)
 
     @r.get("/studies/{study}/series/{series}/instances/{sop}/thumbnail", dependencies=[Depends(READ)])
-    async def thumbnail(
-        request: Request, study: str, series: str, sop: str, viewport: str = "128,128"
-    ) -> Response:
+    async def thumbnail(request: Request, study: str, series: str, sop: str) -> Response:
+        return await rendered_image(request, instance(study, series, sop), 1, True)
+
+    @r.get(
+        "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}/rendered",
+        dependencies=[Depends(READ)],
+    )
+    async def frame_rendered(request: Request, study: str, series: str, sop: str, frames: str) -> Response:
+        numbers = frame_numbers(frames)
+        if len(numbers) != 1:
+            raise Invalid("dicomweb.frames", "a rendered frame request names one frame")
+        return await rendered_image(request, instance(study, series, sop), numbers[0], False)
+
+    @r.get(
+        "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}/thumbnail",
+        dependencies=[Depends(READ)],
+    )
+    async def frame_thumbnail(request: Request, study: str, series: str, sop: str, frames: str) -> Response:
+        numbers = frame_numbers(frames)
+        if len(numbers) != 1:
+            raise Invalid("dicomweb.frames", "a thumbnail names one frame")
+        return await rendered_image(request, instance(study, series, sop), numbers[0], True)
+
+    async def representative(request: Request, study: str, series: str) -> str:
+        """The middle instance of a series (by Instance Number), the one its rendering and thumbnail show."""
+        rows = await instances_for(
+            rt.db, _retrieve_filters({"StudyInstanceUID": study, "SeriesInstanceUID": series})
+        )
+        if not rows:
+            raise NotFound("dicomweb.not_found", "no matching instances")
+        return str(rows[len(rows) // 2]["SOPInstanceUID"])
+
+    @r.get("/studies/{study}/series/{series}/rendered", dependencies=[Depends(READ)])
+    async def series_rendered(request: Request, study: str, series: str) -> Response:
+        sop = await representative(request, study, series)
+        return await rendered_image(request, instance(study, series, sop), 1, False)
+
+    @r.get("/studies/{study}/series/{series}/thumbnail", dependencies=[Depends(READ)])
+    async def series_thumbnail(request: Request, study: str, series: str) -> Response:
+        sop = await representative(request, study, series)
+        return await rendered_image(request, instance(study, series, sop), 1, True)
+
+    @r.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frames}", dependencies=[Depends(READ)])
+    async def frames(request: Request, study: str, series: str, sop: str, frames: str) -> Response:
+        """Bulk pixel data: each frame decoded to native little-endian bytes (application/octet-stream)."""
+        numbers = frame_numbers(frames)
+        blob = (await objects(request, instance(study, series, sop), "frames"))[0]
         try:
-            size = max(int(v) for v in viewport.split(","))
-        except ValueError:
-            raise Invalid("dicomweb.viewport", "viewport: width,height", field="viewport") from None
-        return await rendered_png(request, study, series, sop, min(size, 1024))
+            parts = await asyncio.to_thread(raw_frames, blob, numbers)
+        except NoSuchFrame as exc:
+            raise NotFound("dicomweb.frame_not_found", str(exc)) from None
+        except NotRenderable as exc:
+            raise Invalid("dicomweb.not_decodable", str(exc)) from None
+        return _multipart(parts, "application/octet-stream")
 
     @r.post("/studies", dependencies=[Depends(WRITE)])
     async def stow(request: Request) -> Response:

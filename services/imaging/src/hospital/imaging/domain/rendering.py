@@ -1,0 +1,162 @@
+"""Rendered images and raw frames for WADO-RS (PS3.18 8.3.5 and 9.4), decoded with pydicom's pixel-data
+plugins (pylibjpeg with libjpeg, openjpeg and rle: JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE;
+numpy for native syntaxes).
+
+Greyscale: Modality LUT (rescale), then the VOI window (the request's ``window=center,width[,function]``,
+else the first window in the file, else the frame's range), linear, linear-exact or sigmoid (PS3.3
+C.11.2.1.2); MONOCHROME1 is inverted so that it looks as intended. Colour (RGB, YBR_* after decoding, palette
+colour): converted to RGB and scaled to 8 bits. ``viewport=width,height`` fits the image inside that box
+keeping its aspect ratio; ``quality`` (1-100) sets the JPEG quality. A frame that cannot be decoded raises
+:class:`NotRenderable` with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.pixels import apply_modality_lut, pixel_array
+from pydicom.pixels.processing import apply_color_lut
+
+MEDIA = {"image/jpeg": "JPEG", "image/png": "PNG"}
+
+
+class NotRenderable(ValueError):
+    """The instance has no pixel data, or a frame cannot be decoded."""
+
+
+class NoSuchFrame(LookupError):
+    """A frame number outside 1..NumberOfFrames."""
+
+
+@dataclass(frozen=True, slots=True)
+class RenderOptions:
+    window: tuple[float, float, str] | None = None  # center, width, function
+    viewport: tuple[int, int] | None = None
+    quality: int = 90
+    media_type: str = "image/jpeg"
+
+
+def parse_window(value: str) -> tuple[float, float, str]:
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) not in (2, 3):
+        raise ValueError("window: center,width[,function]")
+    center, width = float(parts[0]), float(parts[1])
+    function = (parts[2] if len(parts) == 3 else "linear").lower()
+    if function not in ("linear", "linear-exact", "sigmoid") or not np.isfinite([center, width]).all():
+        raise ValueError("window: center,width[,linear|linear-exact|sigmoid]")
+    if width <= 0 or (width < 1 and function == "linear"):
+        raise ValueError("window width must be positive (at least 1 for linear)")
+    return center, width, function
+
+
+def parse_viewport(value: str) -> tuple[int, int]:
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) not in (2, 6) or not all(p.isdigit() for p in parts[:2]):
+        raise ValueError("viewport: width,height")
+    width, height = int(parts[0]), int(parts[1])
+    if not (1 <= width <= 4096 and 1 <= height <= 4096):
+        raise ValueError("viewport width and height must be 1 to 4096")
+    return width, height
+
+
+def frame_count(ds: Dataset) -> int:
+    try:
+        return max(int(ds.get("NumberOfFrames", 1) or 1), 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def load(data: bytes) -> Dataset:
+    try:
+        ds = pydicom.dcmread(BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - whatever pydicom raises on a damaged file
+        raise NotRenderable(f"unreadable file: {exc}") from None
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise NotRenderable("the instance has no pixel data")
+    return ds
+
+
+def _frame(ds: Dataset, number: int, *, raw: bool) -> np.ndarray[Any, Any]:
+    frames = frame_count(ds)
+    if not 1 <= number <= frames:
+        raise NoSuchFrame(f"frame {number} does not exist (the instance has {frames})")
+    try:
+        return pixel_array(ds, index=number - 1, raw=raw)
+    except Exception as exc:  # noqa: BLE001 - decoder errors differ by plugin
+        syntax = ds.file_meta.get("TransferSyntaxUID", "?")
+        name = getattr(syntax, "name", str(syntax))
+        raise NotRenderable(f"frame {number} cannot be decoded ({name}): {exc}") from None
+
+
+def raw_frames(data: bytes, numbers: list[int]) -> list[bytes]:
+    """The frames, decoded to native little-endian pixel bytes (as stored, no colour conversion)."""
+    ds = load(data)
+    out = []
+    for number in numbers:
+        arr = np.ascontiguousarray(_frame(ds, number, raw=True))
+        out.append(arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
+    return out
+
+
+def _window(
+    arr: np.ndarray[Any, Any], ds: Dataset, window: tuple[float, float, str] | None
+) -> np.ndarray[Any, Any]:
+    if window is None:
+        center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+        if center is not None and width is not None:
+            c = float(center[0] if isinstance(center, MultiValue) else center)
+            w = float(width[0] if isinstance(width, MultiValue) else width)
+            window = (c, max(w, 1.0), "linear")
+    if window is None:
+        low, high = float(arr.min()), float(arr.max())
+        return np.clip((arr - low) / max(high - low, 1e-6), 0, 1)
+    c, w, function = window
+    if function == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-4.0 * (arr - c) / w))
+    if function == "linear-exact":
+        return np.clip((arr - (c - w / 2)) / w, 0, 1)
+    return np.clip((arr - (c - 0.5)) / (w - 1) + 0.5, 0, 1)  # PS3.3 C.11.2.1.2.1
+
+
+def render(data: bytes, frame: int, options: RenderOptions) -> bytes:
+    from PIL import Image
+
+    ds = load(data)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+    arr = _frame(ds, frame, raw=False)
+    if photometric.startswith("MONOCHROME"):
+        if arr.ndim != 2:
+            raise NotRenderable(f"unexpected shape {arr.shape} for {photometric}")
+        values = apply_modality_lut(arr, ds).astype(np.float64)
+        scaled = _window(values, ds, options.window)
+        if photometric == "MONOCHROME1":
+            scaled = 1.0 - scaled
+        image = Image.fromarray((scaled * 255 + 0.5).astype(np.uint8), mode="L")
+    else:
+        if photometric == "PALETTE COLOR":
+            arr = apply_color_lut(arr, ds)
+        if arr.ndim != 3 or arr.shape[-1] != 3:
+            raise NotRenderable(f"unexpected shape {arr.shape} for {photometric}")
+        if arr.dtype != np.uint8:
+            top = (
+                float(2 ** int(ds.get("BitsStored", 8) or 8) - 1)
+                if photometric != "PALETTE COLOR"
+                else 65535.0
+            )
+            arr = np.clip(arr.astype(np.float64) / top * 255 + 0.5, 0, 255).astype(np.uint8)
+        image = Image.fromarray(arr, mode="RGB")
+    if options.viewport:
+        image.thumbnail(options.viewport, Image.Resampling.LANCZOS)
+    out = BytesIO()
+    fmt = MEDIA[options.media_type]
+    if fmt == "JPEG":
+        image.save(out, format="JPEG", quality=options.quality)
+    else:
+        image.save(out, format="PNG")
+    return out.getvalue()
