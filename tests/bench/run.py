@@ -15,7 +15,15 @@ from pathlib import Path
 from hospital.chassis import aio
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCHES = ["event_pipeline", "admissions", "imaging_store", "lab_ingest", "billing_callbacks"]
+BENCHES = [
+    "event_pipeline",
+    "admissions",
+    "imaging_store",
+    "lab_ingest",
+    "billing_callbacks",
+    "emr_consultation",
+    "web_screens",
+]
 
 
 def main(argv: list[str]) -> int:

@@ -239,3 +239,24 @@ async def test_grpc_notification_stream_carries_a_critical_value(emr_sqlite, adm
         call.cancel()
     assert note.patient_id == patient.id and note.critical.value == "118" and note.critical.status == "open"
     assert "GIÁ TRỊ NGUY HIỂM" in note.title
+
+
+async def test_a_doctor_leaving_the_stream_closes_it_cleanly(emr_sqlite, caplog) -> None:
+    """A client that disconnects while its stream waits for the next notification: the stream ends
+    without an error and its subscription to the hub is removed."""
+    hub = emr_sqlite.rt.extras["services"].hub
+    for _ in range(3):
+        sse = Sse(emr_sqlite, token(emr_sqlite))
+        task = asyncio.create_task(sse.run())
+        await asyncio.wait_for(sse.connected.wait(), 10)
+        assert await eventually(lambda: _async(len(hub._clients) == 1))
+        task.cancel()  # the doctor closes the screen: the connection drops mid-wait
+        await asyncio.gather(task, return_exceptions=True)
+        assert await eventually(lambda: _async(not hub._clients))
+    await asyncio.sleep(0)  # let the server finish the responses it was writing
+    errors = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert not errors, [r.getMessage() for r in errors] + [str(r.exc_info) for r in errors]
+
+
+async def _async(value: bool) -> bool:
+    return value

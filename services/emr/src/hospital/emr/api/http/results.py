@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
@@ -12,6 +12,15 @@ from fastapi.responses import StreamingResponse
 
 from hospital.emr.api.http.deps import Reader, Svc
 from hospital.emr.app import schemas as sc
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _close_later(feed: AsyncGenerator[sc.Notification, None]) -> None:
+    task = asyncio.ensure_future(feed.aclose())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
 
 router = APIRouter(prefix="/api/v1", tags=["results"])
 KEEPALIVE_SECONDS = 15.0
@@ -96,10 +105,14 @@ async def stream(
                 data = json.dumps(item.model_dump(mode="json", exclude_none=True), ensure_ascii=False)
                 yield f"id: {item.seq}\nevent: {item.kind}\ndata: {data}\n\n".encode()
         finally:
-            if pending is not None:
-                pending.cancel()
             feed.close()
-            await items.aclose()
+            if pending is not None and not pending.done():
+                # The client left while the feed was waiting: closing it now would find it still running
+                # (RuntimeError). Cancel the wait (that ends the feed) and close it once done.
+                pending.cancel()
+                pending.add_done_callback(lambda _: _close_later(items))
+            else:
+                await items.aclose()
 
     return StreamingResponse(
         events(),
