@@ -288,7 +288,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "err.invoice.not_found": ("Không tìm thấy hoá đơn.", "No such invoice."),
     "err.payment.amount": ("Số tiền phải lớn hơn 0.", "The amount must be above zero."),
     "err.payment.overpaid": ("Số tiền lớn hơn số còn phải thu.", "More than the balance due."),
-    "inv.status.open": ("Chưa thanh toán", "Unpaid"),
+    "inv.status.open": ("Đang mở (chưa phát hành)", "Open (not yet issued)"),
     "inv.status.issued": ("Đã phát hành", "Issued"),
     "inv.status.partly_paid": ("Thanh toán một phần", "Partly paid"),
     "inv.status.paid": ("Đã thanh toán đủ", "Paid in full"),
