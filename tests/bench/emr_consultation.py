@@ -5,7 +5,8 @@ Processes: PostgreSQL, nats-server, the lab service (its gRPC is the EMR's CPOE 
 receives the analyzer's results) and the EMR service, each in its own process (``stack.py``); the load
 driver is this process. The imaging service does not run: imaging orders are stored with their ``place``
 command and the dispatcher's retries are pushed out (``ORDER_RETRY_BASE_SECONDS`` 60), so they cost one
-failed send each; the lab orders are really placed in the lab.
+failed send each; the lab orders are really placed in the lab. Admissions does not run either: the lab
+accepts orders without its patient check and rechecks them later (ADR 0103).
 
 1. **Consultation save**, closed loop with think time: each of ``USERS`` doctors (own subject, department
    KKB) takes the next of its open encounters and saves the consultation as the doctor's screen does, in
@@ -403,6 +404,7 @@ async def run(pg: PostgresServer, nats_url: str, base: Path) -> dict[str, Any]:
             "mllp_port": mllp_port,
             "astm_port": free_port(),
             "instrument_timezone": "UTC",
+            "admissions_grpc": f"127.0.0.1:{free_port()}",  # admissions is not running (nor asked)
         },
     )
     emr = None
