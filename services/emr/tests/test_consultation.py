@@ -176,6 +176,8 @@ async def test_bad_consultations_are_refused_and_leave_nothing(emr, admissions: 
             r = await doctor.put(url, json={**CONSULTATION, **body})
             assert r.status_code == 422, (body, r.text)
             assert (r.json()["code"], r.json()["field"]) == (code, field)
+        nul = await doctor.put(url, json={**CONSULTATION, "chief_complaint": "Ho\u0000 sốt"})
+        assert nul.status_code == 422 and nul.json()["errors"][0]["field"] == "chief_complaint"
         back = (await doctor.get(url)).json()
     assert back["version"] == 0 and back["diagnoses"] == [] and back["allergies"] == []
 

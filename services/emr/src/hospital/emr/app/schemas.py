@@ -11,7 +11,10 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from pydantic import BaseModel, ConfigDict, Field
 
+from hospital.chassis.fields import Text, code, line, text
+
 M = TypeVar("M", bound=Message)
+Long = text(20000)  # history, examination, plan, a document section
 S = TypeVar("S", bound=BaseModel)
 
 
@@ -92,15 +95,15 @@ class Vitals(Model):
 
 
 class Diagnosis(Model):
-    icd10_code: str = Field(..., max_length=10, examples=["J18.9"])
-    name: str = Field("", max_length=300, description="filled from the ICD-10 list when empty")
+    icd10_code: code(10, 1) = Field(..., examples=["J18.9"])
+    name: line(300) = Field("", description="filled from the ICD-10 list when empty")
     main: bool = False
-    note: str = Field("", max_length=1000)
+    note: text(1000) = ""
 
 
 class Allergy(Model):
     id: str = ""
-    substance: str = Field(..., min_length=1, max_length=200, examples=["Penicilin"])
+    substance: line(200, 1) = Field(..., examples=["Penicilin"])
     category: Literal["drug", "food", "environment", "other"] = "drug"
     ingredient_code: str = Field(
         "",
@@ -108,7 +111,7 @@ class Allergy(Model):
         description="drug allergy: ingredient key or ATC prefix",
         examples=["penicillin", "J01C"],
     )
-    reaction: str = Field("", max_length=300)
+    reaction: line(300) = ""
     severity: Literal["mild", "moderate", "severe", ""] = ""
     status: Literal["active", "inactive", "entered_in_error"] = "active"
     recorded_at: datetime | None = None
@@ -117,10 +120,10 @@ class Allergy(Model):
 
 class Problem(Model):
     id: str = ""
-    icd10_code: str = Field("", max_length=10)
-    description: str = Field(..., min_length=1, max_length=500)
+    icd10_code: code(10) = ""
+    description: line(500, 1)
     status: Literal["active", "resolved"] = "active"
-    onset_date: str = Field("", max_length=10)
+    onset_date: code(10) = ""
     recorded_at: datetime | None = None
 
 
@@ -144,19 +147,19 @@ class Consultation(Model):
 
 class SaveConsultation(Model):
     expected_version: int = Field(0, ge=0, description="the version read; 0 for the first save")
-    chief_complaint: str = Field("", max_length=2000)
-    history: str = Field("", max_length=20000)
-    past_history: str = Field("", max_length=20000)
-    examination: str = Field("", max_length=20000)
+    chief_complaint: Text = ""
+    history: Long = ""
+    past_history: Long = ""
+    examination: Long = ""
     vitals: Vitals = Field(default_factory=Vitals)
     diagnoses: list[Diagnosis] = Field(default_factory=list, max_length=20)
-    treatment_plan: str = Field("", max_length=20000)
+    treatment_plan: Long = ""
     follow_up_date: date | None = None
     allergies_set: bool = False
     allergies: list[Allergy] = Field(default_factory=list, max_length=100)
     problems_set: bool = False
     problems: list[Problem] = Field(default_factory=list, max_length=100)
-    break_glass_reason: str = ""
+    break_glass_reason: text(500) = ""
 
 
 class Icd10Code(Model):
@@ -209,17 +212,17 @@ class DrugPage(Model):
 
 
 class PrescriptionItem(Model):
-    drug_code: str = Field(..., min_length=1, max_length=30)
+    drug_code: code(30, 1)
     drug_name: str = ""
     active_ingredient: str = ""
     strength: str = ""
     unit: str = ""
-    dose: str = Field("", max_length=100, examples=["1 viên"])
-    route: str = Field("", max_length=60)
-    frequency: str = Field("", max_length=100, examples=["2 lần/ngày"])
+    dose: line(100) = Field("", examples=["1 viên"])
+    route: line(60) = ""
+    frequency: line(100) = Field("", examples=["2 lần/ngày"])
     duration_days: int = Field(0, ge=0, le=365)
-    quantity: str = Field("", max_length=20, examples=["14"])
-    instructions: str = Field("", max_length=500, examples=["Uống sau ăn sáng và tối"])
+    quantity: code(20) = Field("", examples=["14"])
+    instructions: text(500) = Field("", examples=["Uống sau ăn sáng và tối"])
 
 
 class DrugAlert(Model):
@@ -231,30 +234,30 @@ class DrugAlert(Model):
 
 
 class AlertOverride(Model):
-    drug_code: str = Field(..., max_length=30)
+    drug_code: code(30, 1)
     kind: Literal["allergy", "duplicate_drug", "duplicate_therapy"]
-    reason: str = Field(..., max_length=500)
+    reason: text(500)
 
 
 class LabOrderIn(Model):
-    tests: list[str] = Field(..., min_length=1, max_length=50, examples=[["CBC", "GLU"]])
+    tests: list[code(20, 1)] = Field(..., min_length=1, max_length=50, examples=[["CBC", "GLU"]])
     stat: bool = False
-    clinical_note: str = Field("", max_length=1000)
+    clinical_note: text(1000) = ""
 
 
 class ImagingOrderIn(Model):
-    procedure_code: str = Field(..., min_length=1, max_length=16, examples=["CT-SN"])
-    description: str = Field(..., min_length=1, max_length=200, examples=["CT sọ não không tiêm thuốc"])
-    modality: str = Field(..., min_length=2, max_length=16, examples=["CT"])
-    station_ae_title: str = Field("", max_length=16)
+    procedure_code: code(16, 1) = Field(..., examples=["CT-SN"])
+    description: line(200, 1) = Field(..., examples=["CT sọ não không tiêm thuốc"])
+    modality: code(16, 2) = Field(..., examples=["CT"])
+    station_ae_title: line(16) = ""
     scheduled_start: datetime | None = None
-    clinical_note: str = Field("", max_length=1000)
+    clinical_note: text(1000) = ""
 
 
 class MedicationOrderIn(Model):
     item: PrescriptionItem
     start_date: date | None = None
-    note: str = Field("", max_length=1000)
+    note: text(1000) = ""
 
 
 class PlaceOrders(Model):
@@ -262,7 +265,7 @@ class PlaceOrders(Model):
     imaging: list[ImagingOrderIn] = Field(default_factory=list, max_length=20)
     medication: list[MedicationOrderIn] = Field(default_factory=list, max_length=50)
     overrides: list[AlertOverride] = Field(default_factory=list)
-    request_id: str = Field("", max_length=100, description="idempotency key")
+    request_id: code(100) = Field("", description="idempotency key")
 
 
 class ClinicalOrder(Model):
@@ -298,17 +301,17 @@ class OrderPage(Model):
 
 
 class CancelIn(Model):
-    reason: str = Field(..., min_length=1, max_length=500)
+    reason: text(500, 1)
 
 
 class SavePrescription(Model):
-    prescription_id: str = ""
+    prescription_id: code(64) = ""
     type: Literal["c", "n", "h", "y"] = "c"
     items: list[PrescriptionItem] = Field(..., min_length=1, max_length=30)
-    advice: str = Field("", max_length=2000)
+    advice: Text = ""
     revisit_date: date | None = None
     overrides: list[AlertOverride] = Field(default_factory=list)
-    request_id: str = Field("", max_length=100)
+    request_id: code(100) = ""
 
 
 class CheckResult(Model):
@@ -444,10 +447,8 @@ class CriticalPage(Model):
 
 
 class AcknowledgeIn(Model):
-    read_back: str = Field(
+    read_back: text(500, 3) = Field(
         ...,
-        min_length=3,
-        max_length=500,
         description="what the clinician repeated back, e.g. 'Kali 6,9 mmol/L'",
     )
 
@@ -471,9 +472,9 @@ Chart.model_rebuild()
 
 # --- documents and signatures ---------------------------------------------------------------------------
 class DocumentSection(Model):
-    code: str = Field(..., min_length=1, max_length=40)
-    title: str = Field("", max_length=200)
-    text: str = Field("", max_length=20000)
+    code: code(40, 1)
+    title: line(200) = ""
+    text: Long = ""
 
 
 class Signature(Model):
@@ -514,20 +515,20 @@ class SaveDocument(Model):
         "outpatient_note", "admission_note", "progress_note", "discharge_summary", "radiology_report"
     ]
     template_code: str = ""
-    title: str = Field("", max_length=300)
+    title: line(300) = ""
     sections: list[DocumentSection] = Field(default_factory=list, max_length=50)
-    study_instance_uid: str = Field("", max_length=64)
-    request_id: str = Field("", max_length=100)
+    study_instance_uid: code(64) = ""
+    request_id: code(100) = ""
 
 
 class UpdateDocument(Model):
-    title: str = Field("", max_length=300)
+    title: line(300) = ""
     sections: list[DocumentSection] = Field(default_factory=list, max_length=50)
 
 
 class AmendDocument(Model):
-    reason: str = Field(..., min_length=5, max_length=1000)
-    title: str = Field("", max_length=300)
+    reason: text(1000, 5)
+    title: line(300) = ""
     sections: list[DocumentSection] = Field(..., min_length=1, max_length=50)
 
 
