@@ -468,6 +468,24 @@ async def test_one_patient_journey_through_every_service(platform, nats_server, 
         ),
     )
     actions = {r["action"] for r in trail}
+    doctor_reads = {r["action"] for r in trail if r["actor"] == "user:bs.minh"}
+    assert {"encounter.list", "order.list", "result.list", "critical.list", "chart.read"} <= doctor_reads
+    # ... and so is every read of the patient's data in the other services on the way
+    for name, action, actor in (
+        ("lab", "results.read", "user:"),  # the technician's
+        ("lab", "order.read", "service:journey"),  # the gRPC reads above
+        ("img", "imaging_study.read", "user:"),  # the radiographer's
+        ("bil", "invoice.read", "user:"),  # the cashier's
+        ("bil", "claim.export", "user:"),
+    ):
+        rows = await _rows(
+            platform[name],
+            select(audit_log_table.c.actor, audit_log_table.c.patient_id).where(
+                audit_log_table.c.action == action
+            ),
+        )
+        ours = [r for r in rows if r["patient_id"] in (patient["id"], patient["patient_code"])]
+        assert ours and all(r["actor"].startswith(actor) for r in ours), (name, action, rows)
     assert {"consultation.save", "chart.read"} <= actions, actions
 
     # every hop happened once: each charge once, after every consumer has taken every event

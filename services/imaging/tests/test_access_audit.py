@@ -206,3 +206,33 @@ async def test_dicom_and_dicomweb_access_is_audited(imaging_factory, make_ct_ser
         # The STOW-RS instance is not recorded a second time by the pipeline as a C-STORE.
         await wait_for(lambda: _eq(indexed(svc, str(pydicom.dcmread(other[0]).StudyInstanceUID)), 1))
         assert len(await _audit(svc, "imaging_instance.store")) == 1
+
+
+async def test_study_and_order_reads_over_the_api_are_audited(
+    imaging, make_ct_series, tmp_path: Path
+) -> None:
+    files = make_ct_series(tmp_path / "ct", count=1, size=16)
+    study = str(pydicom.dcmread(files[0]).StudyInstanceUID)
+    res = await run_tool(
+        "storescu",
+        "-aet",
+        "CT_HUE",
+        "-aec",
+        "HOSPITAL_PACS",
+        "127.0.0.1",
+        imaging.settings.dicom_port,
+        *files,
+    )
+    assert res.returncode == 0, res.stderr
+    await wait_for(lambda: _eq(indexed(imaging, study), 1))
+    async with http_client(imaging, "radiologist") as c:
+        r = await c.get(f"/api/v1/studies/{study}")
+        assert r.status_code == 200 and r.json()["patient_code"] == PATIENT_ID
+        assert (await c.get("/api/v1/studies/1.2.3.4")).status_code == 404  # nothing shown, nothing read
+        assert (await c.get("/api/v1/orders")).status_code == 200
+    (read,) = await _audit(imaging, "imaging_study.read")
+    assert (read.patient_id, read.resource_id, read.actor_roles) == (PATIENT_ID, study, ["radiologist"])
+    assert read.detail["studies"] == [study] and read.detail["patient_ids"] == [PATIENT_ID]
+    assert read.actor.startswith("user:") and read.source.startswith("127.0.0.1")
+    (listed,) = await _audit(imaging, "imaging_order.list")
+    assert listed.resource_type == "ImagingOrder" and listed.detail["count"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Request
@@ -12,6 +13,7 @@ from hospital.chassis.fields import Id, Limit, code, line
 from hospital.chassis.security import Principal
 from hospital.chassis.web import client_address, require_roles
 from hospital.imaging.api.dicomweb import build_dicomweb
+from hospital.imaging.app.access_audit import AccessAudit, http_entry
 
 READ = ("radiographer", "radiologist", "doctor")
 IMAGING_STAFF = ("radiographer", "radiologist")
@@ -62,9 +64,18 @@ def build_http(services: Any) -> FastAPI:
     app.state.body_limits = {"/dicomweb/studies": None}
     app.include_router(build_dicomweb(services))
 
-    @app.get("/api/v1/studies/{study_uid}", dependencies=[Depends(require_roles(*READ))])
-    async def get_study(study_uid: str) -> dict[str, Any]:
-        return MessageToDict(await services.studies.get(study_uid), preserving_proto_field_name=True)
+    access = AccessAudit(services.rt)
+
+    @app.get("/api/v1/studies/{study_uid}")
+    async def get_study(
+        study_uid: str, request: Request, who: Principal = Depends(require_roles(*READ))
+    ) -> dict[str, Any]:
+        """A study's index entry (patient, accession, series, linked order); audited
+        ``imaging_study.read`` before it is answered."""
+        study = await services.studies.get(study_uid)
+        shown = [{"PatientID": study.patient_code, "StudyInstanceUID": study_uid}]
+        await access.record(http_entry(who, client_address(request), "imaging_study.read", study_uid, shown))
+        return MessageToDict(study, preserving_proto_field_name=True)
 
     @app.delete(
         "/api/v1/studies/{study_uid}", status_code=202, summary="Delete a study (objects and index rows)"
@@ -112,9 +123,19 @@ def build_http(services: Any) -> FastAPI:
     async def get_deletion(deletion_id: str) -> dict[str, Any]:
         return await services.deletions.get(deletion_id)
 
-    @app.get("/api/v1/orders", dependencies=[Depends(require_roles(*READ))])
-    async def list_orders(status: str | None = None, limit: Limit = 100) -> dict[str, Any]:
-        return {"items": await services.orders.list(status, min(limit, 500))}
+    @app.get("/api/v1/orders")
+    async def list_orders(
+        request: Request,
+        status: str | None = None,
+        limit: Limit = 100,
+        who: Principal = Depends(require_roles(*READ)),
+    ) -> dict[str, Any]:
+        """Imaging orders by scheduled time; audited ``imaging_order.list`` naming the patients shown."""
+        items = await services.orders.list(status, min(limit, 500))
+        shown = [{"PatientID": o["patient_id"]} for o in items]
+        entry = http_entry(who, client_address(request), "imaging_order.list", None, shown, status=status)
+        await access.record(replace(entry, resource_type="ImagingOrder"))
+        return {"items": items}
 
     @app.get("/api/v1/reconciliation", dependencies=[Depends(require_roles(*IMAGING_STAFF))])
     async def list_reconciliation(status: str = "open") -> dict[str, Any]:

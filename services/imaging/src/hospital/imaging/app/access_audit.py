@@ -14,6 +14,8 @@ action                         when
 ``imaging_study.get``          C-GET
 ``imaging_instance.stow``      STOW-RS (stored and refused counts)
 ``imaging_instance.store``     C-STORE, once the pipeline indexes what was received (per study and AE)
+``imaging_study.read``         GET /api/v1/studies/{uid} (the study's index entry)
+``imaging_order.list``         GET /api/v1/orders (the patients of the orders shown)
 =============================  =======================================================================
 
 The actor is the token's subject for HTTP and ``ae:<calling AE title>`` for DICOM (the source is the peer's
