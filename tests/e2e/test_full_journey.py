@@ -46,6 +46,8 @@ from hospital.contracts.imaging.v1 import imaging_pb2, imaging_pb2_grpc  # noqa:
 from hospital.contracts.lab.v1 import lab_pb2, lab_pb2_grpc  # noqa: E402
 from hospital.emr.service import DEFINITION as EMR  # noqa: E402
 from hospital.imaging.service import DEFINITION as IMAGING  # noqa: E402
+from hospital.lab.adapters.tables import orders as lab_orders  # noqa: E402
+from hospital.lab.adapters.tables import results as lab_results  # noqa: E402
 from hospital.lab.service import DEFINITION as LAB  # noqa: E402
 from hospital.lab.simulator import send_mllp  # noqa: E402
 from hospital.testing.servers import free_port  # noqa: E402
@@ -295,6 +297,9 @@ async def test_one_patient_journey_through_every_service(platform, nats_server, 
     assert f"MSA|AA|J{tag}".encode() in ack, ack
     (ack,) = await send_mllp(*mllp, [GLU_OUL.format(barcode=barcodes["GLU"], **fill)])
     assert f"MSA|AA|K{tag}".encode() in ack, ack
+    # the hematology analyzer lost that ACK and sends the same message again: acknowledged, stored once
+    (ack,) = await send_mllp(*mllp, [CBC_ORU.format(barcode=barcodes["PLT"], **fill)])
+    assert f"MSA|AA|J{tag}".encode() in ack, ack
     async with http_client(lab, "lab_technician") as tech:
 
         async def received() -> Any:
@@ -505,9 +510,22 @@ async def test_one_patient_journey_through_every_service(platform, nats_server, 
         await nc.close()
     lines = await _rows(bil, select(charges.c.price_code).where(charges.c.visit_id == visit["id"]))
     assert sorted(r["price_code"] for r in lines) == codes
+    (lab_row,) = await _rows(lab, select(lab_orders.c.id).where(lab_orders.c.visit_id == visit["id"]))
+    assert lab_row["id"] == lab_order.id
+    stored = await _rows(
+        lab, select(lab_results.c.test_code).where(lab_results.c.barcode_received.in_(set(barcodes.values())))
+    )
+    assert sorted(r["test_code"] for r in stored) == sorted(res)  # the repeated message added nothing
+    async with http_client(img, "radiographer") as radiographer:
+        ordered = (await radiographer.get("/api/v1/orders")).json()["items"]
+    assert [o["accession_number"] for o in ordered if o["patient_id"] == patient["patient_code"]] == [
+        img_o["accession_number"]
+    ]
     async with http_client(emr, token=doctor_token) as doctor:
         r = await doctor.get(f"/api/v1/patients/{patient['id']}/results", params={"encounter_id": enc["id"]})
         assert sorted(x["test_code"] for x in r.json()["results"]) == sorted(res)
         assert len(r.json()["studies"]) == 1
         encs = (await doctor.get("/api/v1/encounters", params={"patient_id": patient["id"]})).json()["items"]
         assert len(encs) == 1
+        emr_orders = (await doctor.get(f"/api/v1/encounters/{enc['id']}/orders")).json()["items"]
+        assert sorted(o["status"] for o in emr_orders) == ["placed", "placed"]
