@@ -92,6 +92,7 @@ async def stack(nats_server, tmp_path_factory) -> AsyncIterator[Stack]:
             EMR,
             database_url=db("emr"),
             lab_grpc_target=f"127.0.0.1:{lab.settings.grpc_port}",
+            imaging_grpc_target=f"127.0.0.1:{free_port()}",  # no imaging here: its orders stay pending
             **{
                 name: f"web-{name}-{uuid.uuid4().hex[:8]}"
                 for name in EmrSettings.model_fields

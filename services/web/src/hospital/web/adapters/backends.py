@@ -169,6 +169,9 @@ class Lab(Backend):
     async def record_call(self, request: lab.RecordCriticalCallRequest, token: str) -> lab.CriticalCall:
         return await self.call(self.stub.RecordCriticalCall, request, token)
 
+    async def catalogue(self, token: str) -> list[lab.CatalogueTest]:
+        return list((await self.call(self.stub.ListCatalogue, lab.ListCatalogueRequest(), token)).tests)
+
 
 class Billing(Backend):
     @property
@@ -225,6 +228,13 @@ class Emr(Backend):
 
     async def save(self, request: emr.SaveConsultationRequest, token: str) -> emr.Consultation:
         return await self.call(self.stub.SaveConsultation, request, token)
+
+    async def place_orders(self, request: emr.PlaceOrdersRequest, token: str) -> list[emr.ClinicalOrder]:
+        return list((await self.call(self.stub.PlaceOrders, request, token)).orders)
+
+    async def acknowledge(self, alert_id: str, read_back: str, token: str) -> emr.CriticalAlert:
+        req = emr.AcknowledgeCriticalRequest(alert_id=alert_id, read_back=read_back)
+        return await self.call(self.stub.AcknowledgeCritical, req, token)
 
 
 class Backends:

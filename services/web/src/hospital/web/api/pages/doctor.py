@@ -1,9 +1,14 @@
 """Doctor: my queue of the clinic room (the EMR's encounters in ticket order), the chart of the chosen
 patient (allergies, earlier encounters, results) and the consultation: complaint, examination, vitals
-(checked and flagged by the EMR), the main diagnosis found by ICD-10 search as you type, the plan."""
+(checked and flagged by the EMR), the main diagnosis found by ICD-10 search as you type, the plan.
+Orders (CPOE): lab tests picked from the lab's catalogue and an imaging procedure, placed through the EMR,
+each shown with its status (pending while the EMR sends it, placed, refused with the reason) and, below it,
+its results with their flags. An open critical value is a banner on the chart until the doctor
+acknowledges it with the value read back (EMR AcknowledgeCritical)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Request
@@ -11,7 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from hospital.contracts.emr.v1 import emr_pb2 as emr
 from hospital.web import i18n
-from hospital.web.adapters.backends import BackendRefused, BackendUnavailable
+from hospital.web.adapters.backends import _DETAIL, BackendRefused, BackendUnavailable
 from hospital.web.api.deps import WebSession, lang, render, screen, token, web
 
 router = APIRouter(prefix="/doctor", tags=["doctor"])
@@ -59,9 +64,56 @@ async def _consultation(
         return render(request, "_unavailable.html", service=exc.service)
     except BackendRefused as exc:
         return render(request, "cashier/_find_error.html", status=403, message=refused_text(request, exc))
-    ctx: dict[str, object] = {"errors": {}, "values": None, "notice": ""}
+    catalogue, catalogue_down = [], None
+    try:
+        catalogue = await web(request).backends.lab.catalogue(tok)
+    except (BackendUnavailable, BackendRefused) as exc:
+        catalogue_down = exc.service
+    ctx: dict[str, object] = {
+        "errors": {},
+        "values": None,
+        "notice": "",
+        "order_errors": {},
+        "order_values": None,
+        "order_notice": "",
+        "ack_errors": {},
+    }
     ctx.update(extra)
-    return render(request, "doctor/_consultation.html", status=status, chart=chart, enc=enc, **ctx)
+    return render(
+        request,
+        "doctor/_consultation.html",
+        status=status,
+        chart=chart,
+        enc=enc,
+        catalogue=catalogue,
+        catalogue_down=catalogue_down,
+        **_orders_context(request, chart),
+        **ctx,
+    )
+
+
+def refusal_text(request: Request, reason: str) -> str:
+    """A downstream refusal as the EMR stored it (``code``, or ``code: message (field f)``), in words."""
+    m = _DETAIL.match(reason.strip())
+    code = m["code"] if m else reason.strip()
+    key = f"err.{code}"
+    if i18n.has(key):
+        return i18n.translate(key, lang(request))
+    return m["message"] if m and m["message"] else reason
+
+
+def _orders_context(request: Request, chart: emr.Chart) -> dict[str, object]:
+    return {
+        "results_by_order": _results_by_order(chart),
+        "refusals": {o.id: refusal_text(request, o.refusal_reason) for o in chart.orders if o.refusal_reason},
+    }
+
+
+def _results_by_order(chart: emr.Chart) -> dict[str, list[emr.LabResult]]:
+    grouped: dict[str, list[emr.LabResult]] = {}
+    for r in chart.results:
+        grouped.setdefault(r.order_id, []).append(r)
+    return grouped
 
 
 @router.get("/encounters/{encounter_id}", response_class=HTMLResponse, summary="Chart and consultation")
@@ -135,3 +187,102 @@ async def save(request: Request, sess: Doctor, encounter_id: str) -> Response:
         errors[field] = refused_text(request, exc)
         return await _consultation(request, sess, encounter_id, 422, errors=errors, values=values)
     return await _consultation(request, sess, encounter_id, notice=i18n.translate("doc.saved", language))
+
+
+@router.get(
+    "/encounters/{encounter_id}/orders",
+    response_class=HTMLResponse,
+    summary="The encounter's orders with their status and results (fragment, polled while one is pending)",
+)
+async def orders(request: Request, sess: Doctor, encounter_id: str) -> Response:
+    emr_api, tok = web(request).backends.emr, token(request, sess)
+    try:
+        enc = await emr_api.encounter(encounter_id, tok)
+        chart = await emr_api.chart(enc.patient_id, encounter_id, tok)
+    except BackendUnavailable as exc:
+        return render(request, "_unavailable.html", service=exc.service)
+    except BackendRefused as exc:
+        return render(request, "cashier/_find_error.html", status=403, message=refused_text(request, exc))
+    return render(request, "doctor/_orders.html", chart=chart, enc=enc, **_orders_context(request, chart))
+
+
+@router.post(
+    "/encounters/{encounter_id}/orders",
+    response_class=HTMLResponse,
+    summary="Place lab and imaging orders (fragment)",
+)
+async def place(request: Request, sess: Doctor, encounter_id: str) -> Response:
+    form = await request.form()
+    language = lang(request)
+    tests = [str(t).strip().upper() for t in form.getlist("tests") if str(t).strip()]
+    values = {k: str(v) for k, v in form.items() if k not in ("csrf_token", "tests")}
+    values["tests"] = ",".join(tests)
+    procedure = values.get("procedure_code", "").strip().upper()
+    description = values.get("imaging_description", "").strip()
+    modality = values.get("modality", "").strip().upper()
+    errors: dict[str, str] = {}
+    if procedure or description:
+        if not procedure:
+            errors["procedure_code"] = i18n.translate("ord.err.procedure", language)
+        if not description:
+            errors["imaging_description"] = i18n.translate("ord.err.description", language)
+        if not modality:
+            errors["modality"] = i18n.translate("ord.err.modality", language)
+    elif not tests:
+        errors["tests"] = i18n.translate("ord.err.empty", language)
+    if errors:
+        return await _consultation(request, sess, encounter_id, 422, order_errors=errors, order_values=values)
+    note = values.get("clinical_note", "").strip()
+    req = emr.PlaceOrdersRequest(
+        encounter_id=encounter_id,
+        request_id=values.get("request_id") or uuid.uuid4().hex,
+    )
+    if tests:
+        req.lab.append(emr.LabOrderRequest(tests=tests, stat=bool(values.get("stat")), clinical_note=note))
+    if procedure:
+        req.imaging.append(
+            emr.ImagingOrderRequest(
+                procedure_code=procedure, description=description, modality=modality, clinical_note=note
+            )
+        )
+    try:
+        placed = await web(request).backends.emr.place_orders(req, token(request, sess))
+    except BackendUnavailable as exc:
+        return render(request, "_unavailable.html", service=exc.service)
+    except BackendRefused as exc:
+        field = (exc.field or "").split(".")[0]
+        key = {"lab": "tests", "imaging": "procedure_code"}.get(field, "form")
+        return await _consultation(
+            request,
+            sess,
+            encounter_id,
+            422,
+            order_errors={key: refused_text(request, exc)},
+            order_values=values,
+        )
+    notice = i18n.translate("ord.placed", language).format(n=len(placed))
+    return await _consultation(request, sess, encounter_id, order_notice=notice)
+
+
+@router.post(
+    "/encounters/{encounter_id}/criticals/{alert_id}/acknowledge",
+    response_class=HTMLResponse,
+    summary="Acknowledge a critical value with the read-back (fragment)",
+)
+async def acknowledge(request: Request, sess: Doctor, encounter_id: str, alert_id: str) -> Response:
+    form = await request.form()
+    read_back = str(form.get("read_back", "")).strip()
+    language = lang(request)
+    if not read_back:
+        errors = {alert_id: i18n.translate("crit.err.read_back", language)}
+        return await _consultation(request, sess, encounter_id, 422, ack_errors=errors)
+    try:
+        await web(request).backends.emr.acknowledge(alert_id, read_back, token(request, sess))
+    except BackendUnavailable as exc:
+        return render(request, "_unavailable.html", service=exc.service)
+    except BackendRefused as exc:
+        errors = {alert_id: refused_text(request, exc)}
+        return await _consultation(request, sess, encounter_id, 422, ack_errors=errors)
+    return await _consultation(
+        request, sess, encounter_id, notice=i18n.translate("crit.acknowledged", language)
+    )
