@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
+from pydantic import ValidationError
 
 from hospital.chassis import purpose as purpose_of_use
 from hospital.chassis.errors import DomainError
@@ -71,6 +72,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return _with_principal(handler, principal, purpose)
 
 
+def _invalid(exc: ValidationError) -> str:
+    """A request message that failed a use case's input model (bounded text, finite numbers): the first
+    error, naming the field as the HTTP API's 422 does."""
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    field = ".".join(str(p) for p in first["loc"])
+    return f"request.invalid: {first['msg']}" + (f" (field {field})" if field else "")
+
+
 def _with_principal(
     handler: grpc.RpcMethodHandler, principal: Principal, purpose: str | None = None
 ) -> grpc.RpcMethodHandler:
@@ -90,6 +99,8 @@ def _with_principal(
                 _STATUS.get(exc.status, grpc.StatusCode.FAILED_PRECONDITION),
                 f"{exc.code}: {exc.message}" + (f" (field {exc.field})" if exc.field else ""),
             )
+        except ValidationError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _invalid(exc))
         finally:
             purpose_of_use.reset(purpose_token)
             current_principal.reset(token)
@@ -119,6 +130,8 @@ def _stream_with_principal(
                 _STATUS.get(exc.status, grpc.StatusCode.FAILED_PRECONDITION),
                 f"{exc.code}: {exc.message}" + (f" (field {exc.field})" if exc.field else ""),
             )
+        except ValidationError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _invalid(exc))
         finally:
             purpose_of_use.reset(purpose_token)
             current_principal.reset(token)
@@ -145,5 +158,12 @@ class BearerAuth(grpc.AuthMetadataPlugin):
         callback((("authorization", f"Bearer {self._token()}"),), None)
 
 
-def call_metadata(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),)
+def call_metadata(token: str, purpose: str | None = None) -> tuple[tuple[str, str], ...]:
+    """Metadata of a call to another service: the bearer token and the purpose of use, so the callee's
+    audit records say why. The purpose is the one stated by the request being served (HTTP header or gRPC
+    metadata, :func:`hospital.chassis.purpose.current`); ``purpose`` is the calling service's own purpose
+    for work no request stated one for (a worker, a message from a device). Without either the callee
+    applies the caller's role's default."""
+    code = purpose_of_use.current() or purpose
+    md: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),)
+    return md + (((purpose_of_use.METADATA_KEY, code),) if code else ())

@@ -34,6 +34,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Try again in {minutes} minutes or call the administrator.",
     ),
     "signin.required": ("Vui lòng nhập {field}.", "Please enter the {field}."),
+    "signin.username_invalid": (
+        "Tên đăng nhập không hợp lệ (tối đa 64 ký tự, không chứa ký tự điều khiển).",
+        "Not a valid username (at most 64 characters, no control characters).",
+    ),
+    "signin.too_long": ("Mật khẩu tối đa {max} ký tự.", "The password has at most {max} characters."),
+    "search.invalid": (
+        "Từ khoá tìm kiếm tối đa {max} ký tự, không chứa ký tự điều khiển.",
+        "Search for at most {max} characters, without control characters.",
+    ),
     "signin.expired": (
         "Phiên làm việc đã kết thúc. Vui lòng đăng nhập lại.",
         "Your session ended. Please sign in again.",
@@ -419,6 +428,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "err.user.exists": ("Tên đăng nhập này đã có người dùng.", "This username is taken."),
     "err.user.role": ("Hãy chọn một vai trò.", "Choose a role."),
     "err.user.display_name": ("Hãy nhập họ tên hiển thị.", "Enter the name shown on screens."),
+    "err.user.display_name_invalid": (
+        "Họ tên hiển thị tối đa 200 ký tự, không chứa ký tự điều khiển.",
+        "The name shown on screens has at most 200 characters and no control characters.",
+    ),
     "err.password.too_short": (
         "Mật khẩu cần ít nhất {min} ký tự.",
         "The password needs at least {min} characters.",

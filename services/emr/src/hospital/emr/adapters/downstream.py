@@ -1,6 +1,7 @@
 """gRPC clients of the lab and imaging services, called with the EMR's service identity token. A call
 either returns the downstream order, raises :class:`Refused` (the service said no: the order is wrong and
-sending it again will not help) or raises :class:`Transient` (try again later)."""
+sending it again will not help) or raises :class:`Transient` (try again later). Orders are sent by the
+outbox worker, after the doctor's request: the calls state treatment (``PURPOSE``) as their purpose of use."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ REFUSALS = {
     grpc.StatusCode.ALREADY_EXISTS,
     grpc.StatusCode.OUT_OF_RANGE,
 }
+
+
+PURPOSE = "TREAT"  # clinical orders are placed and cancelled for the patient's treatment
 
 
 class Refused(Exception):
@@ -47,7 +51,9 @@ class Downstream:
 
     async def _call(self, method: Any, request: Any) -> Any:
         try:
-            return await method(request, metadata=call_metadata(self.identity.token()), timeout=self.timeout)
+            return await method(
+                request, metadata=call_metadata(self.identity.token(), PURPOSE), timeout=self.timeout
+            )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in REFUSALS:
                 raise Refused(exc.details() or exc.code().name) from exc

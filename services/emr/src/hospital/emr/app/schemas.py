@@ -11,7 +11,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from pydantic import BaseModel, ConfigDict, Field
 
-from hospital.chassis.fields import Text, code, line, text
+from hospital.chassis.fields import Count, Real, Text, code, line, text
 
 M = TypeVar("M", bound=Message)
 Long = text(20000)  # history, examination, plan, a document section
@@ -81,15 +81,15 @@ class VitalFlag(Model):
 
 
 class Vitals(Model):
-    systolic_bp: int | None = Field(None, description="mmHg")
-    diastolic_bp: int | None = Field(None, description="mmHg")
-    pulse: int | None = Field(None, description="beats/min")
-    temperature_c: float | None = None
-    spo2: int | None = Field(None, description="%")
-    respiratory_rate: int | None = Field(None, description="breaths/min")
-    weight_kg: float | None = None
-    height_cm: float | None = None
-    bmi: float | None = Field(None, description="computed, kg/m² (ignored on input)")
+    systolic_bp: Count | None = Field(None, description="mmHg")
+    diastolic_bp: Count | None = Field(None, description="mmHg")
+    pulse: Count | None = Field(None, description="beats/min")
+    temperature_c: Real | None = Field(None, description="°C")
+    spo2: Count | None = Field(None, description="%")
+    respiratory_rate: Count | None = Field(None, description="breaths/min")
+    weight_kg: Real | None = None
+    height_cm: Real | None = None
+    bmi: Real | None = Field(None, description="computed, kg/m² (ignored on input)")
     measured_at: datetime | None = None
     flags: list[VitalFlag] = Field(default_factory=list, description="computed (ignored on input)")
 
@@ -105,9 +105,8 @@ class Allergy(Model):
     id: str = ""
     substance: line(200, 1) = Field(..., examples=["Penicilin"])
     category: Literal["drug", "food", "environment", "other"] = "drug"
-    ingredient_code: str = Field(
+    ingredient_code: code(60) = Field(
         "",
-        max_length=60,
         description="drug allergy: ingredient key or ATC prefix",
         examples=["penicillin", "J01C"],
     )

@@ -2,7 +2,8 @@
 
 Called with the lab's own service identity (a token minted by the chassis's :class:`ServiceIdentity`; in
 production the projected service-account token), with a deadline, on one channel that gRPC reconnects by
-itself. Admissions audits every read, so each check leaves a ``patient.read`` record naming the lab.
+itself. Admissions audits every read, so each check leaves a ``patient.read`` record naming the lab and
+the purpose of use: the one stated by the request that brought the order, else treatment (``PURPOSE``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 
 import grpc
 
+from hospital.chassis.rpc import call_metadata
 from hospital.chassis.security import ServiceIdentity
 from hospital.contracts.admissions.v1 import admissions_pb2 as adm
 from hospital.contracts.admissions.v1 import admissions_pb2_grpc as adm_grpc
@@ -19,6 +21,8 @@ from hospital.lab.app.orders import PatientCheck
 log = logging.getLogger(__name__)
 
 _UNKNOWN = {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT}
+# Why the lab reads a patient when no request stated it (HL7/ASTM orders, the re-check): treatment.
+PURPOSE = "TREAT"
 
 
 class AdmissionsPatients:
@@ -42,7 +46,8 @@ class AdmissionsPatients:
         return adm_grpc.AdmissionsServiceStub(self._channel)
 
     async def check(self, patient_id: str, patient_code: str | None = None) -> PatientCheck:
-        metadata = (("authorization", f"Bearer {self.identity.token()}"),)
+        # the purpose of the request that brought the order (e.g. ETREAT), else the lab's own: treatment
+        metadata = call_metadata(self.identity.token(), PURPOSE)
         try:
             try:
                 p = await self.stub.GetPatient(

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from hospital.chassis.rpc import call_metadata
 from hospital.contracts.admissions.v1 import admissions_pb2 as adm
 from hospital.contracts.admissions.v1 import admissions_pb2_grpc as adm_grpc
 from hospital.contracts.billing.v1 import billing_pb2 as bil
@@ -77,9 +78,7 @@ class Backend:
 
     async def call(self, method: Any, request: Any, token: str) -> Any:
         try:
-            return await method(
-                request, metadata=(("authorization", f"Bearer {token}"),), timeout=self.timeout
-            )
+            return await method(request, metadata=call_metadata(token), timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
             raise translate(self.name, exc) from None
 
@@ -129,7 +128,7 @@ class Admissions(Backend):
         ``exp``/``sig``: a display link, when the web relays a signed waiting-room page."""
         call = self.stub.WatchQueue(
             adm.WatchQueueRequest(room_code=room, display_exp=exp, display_sig=sig),
-            metadata=(("authorization", f"Bearer {token}"),),
+            metadata=call_metadata(token),
         )
         try:
             async for state in call:

@@ -19,12 +19,20 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from hospital.chassis.app import Runtime
 from hospital.chassis.caller import Caller
 from hospital.chassis.db import utcnow
-from hospital.chassis.errors import Conflict, DomainError, Invalid, NotFound
+from hospital.chassis.errors import Conflict, DomainError, NotFound
 from hospital.chassis.ids import new_id
 from hospital.chassis.security import Principal
 from hospital.web.adapters import store
 from hospital.web.config import WebSettings
-from hospital.web.domain.accounts import after_failure, check_password, check_role, check_username, is_locked
+from hospital.web.domain.accounts import (
+    PASSWORD_INPUT_MAX,
+    after_failure,
+    check_display_name,
+    check_password,
+    check_role,
+    check_username,
+    is_locked,
+)
 from hospital.web.domain.roles import ROLES, demo_display_name
 
 _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile defaults
@@ -99,6 +107,8 @@ class Accounts:
     async def sign_in(self, username: str, password: str, client: str) -> tuple[str, WebSession]:
         """Check the password; on success open a session and return (cookie value, session)."""
         name = (username or "").strip().lower()[:100]
+        if len(password or "") > PASSWORD_INPUT_MAX:  # refused before any hashing
+            raise SignInRefused("signin.invalid", "wrong username or password", field="password")
         caller = _anonymous(name, client)
         now = utcnow()
         async with self.rt.uow() as uow:
@@ -236,9 +246,7 @@ class Accounts:
         departments: str = "",
     ) -> User:
         name = check_username(username)
-        display = (display_name or "").strip()
-        if not display:
-            raise Invalid("user.display_name", "the name shown on screens is required", field="display_name")
+        display = check_display_name(display_name)
         check_role(role)
         check_password(password, min_length=self.s.password_min_length, username=name)
         hashed = await hash_password(password)
@@ -252,7 +260,7 @@ class Accounts:
                 {
                     "id": uid,
                     "username": name,
-                    "display_name": display[:200],
+                    "display_name": display,
                     "role": role,
                     "departments": ",".join(split_departments(departments)),
                     "password_hash": hashed,

@@ -6,9 +6,16 @@ import re
 from datetime import datetime, timedelta
 
 from hospital.chassis.errors import Invalid
+from hospital.chassis.fields import clean_text
 from hospital.chassis.security import ROLES
 
 USERNAME_RE = re.compile(r"^[a-z][a-z0-9._-]{2,63}$")
+USERNAME_MAX = 64
+# What a sign-in form accepts as a password: longer input is refused before hashing (argon2 on megabytes
+# of input is a denial of service); passwords set here are at most 256 characters anyway.
+PASSWORD_INPUT_MAX = 1024
+DISPLAY_NAME_MAX = 200
+SEARCH_MAX = 100  # a search box: a name, a code, words of a diagnosis
 
 
 def check_username(username: str) -> str:
@@ -20,6 +27,19 @@ def check_username(username: str) -> str:
             field="username",
         )
     return name
+
+
+def check_display_name(display_name: str) -> str:
+    """The name shown on screens: one line (whitespace collapsed), NFC, no control characters, at most 200."""
+    display = clean_text(
+        display_name or "",
+        field="display_name",
+        max_length=DISPLAY_NAME_MAX,
+        error_code="user.display_name_invalid",
+    )
+    if not display:
+        raise Invalid("user.display_name", "the name shown on screens is required", field="display_name")
+    return display
 
 
 def check_role(role: str) -> str:

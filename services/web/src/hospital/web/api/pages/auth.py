@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from hospital.chassis.errors import Invalid
+from hospital.chassis.fields import clean_text
 from hospital.chassis.web import client_address
 from hospital.web import i18n
 from hospital.web.api.deps import (
@@ -25,6 +27,7 @@ from hospital.web.api.deps import (
     web,
 )
 from hospital.web.app.accounts import SignInRefused
+from hospital.web.domain.accounts import PASSWORD_INPUT_MAX, USERNAME_MAX
 from hospital.web.domain.roles import home_for
 
 router = APIRouter(tags=["sign-in"])
@@ -78,6 +81,14 @@ async def login_page(request: Request) -> Response:
     return _login_page(request, next_path=safe_next(request.query_params.get("next")) or "", notice=notice)
 
 
+def _clean(value: str) -> bool:
+    try:
+        clean_text(value, field="username", max_length=USERNAME_MAX)
+    except Invalid:
+        return False
+    return True
+
+
 @router.post("/login", response_class=HTMLResponse, summary="Sign in (form fields username, password)")
 async def login(
     request: Request,
@@ -95,10 +106,15 @@ async def login(
         errors["username"] = i18n.translate(
             "signin.required", language, field=i18n.translate("signin.username", language).lower()
         )
+    elif len(username) > USERNAME_MAX or not _clean(username):
+        errors["username"] = i18n.translate("signin.username_invalid", language)
+        username = ""  # not shown back
     if not password:
         errors["password"] = i18n.translate(
             "signin.required", language, field=i18n.translate("signin.password", language).lower()
         )
+    elif len(password) > PASSWORD_INPUT_MAX:
+        errors["password"] = i18n.translate("signin.too_long", language, max=PASSWORD_INPUT_MAX)
     if errors:
         return _login_page(
             request, status=422, username=username, errors=errors, next_path=safe_next(next) or ""

@@ -14,10 +14,13 @@ from typing import Annotated
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from hospital.chassis.errors import Invalid
+from hospital.chassis.fields import clean_text
 from hospital.contracts.emr.v1 import emr_pb2 as emr
 from hospital.web import i18n
 from hospital.web.adapters.backends import _DETAIL, BackendRefused, BackendUnavailable
 from hospital.web.api.deps import WebSession, lang, render, screen, token, web
+from hospital.web.domain.accounts import SEARCH_MAX
 
 router = APIRouter(prefix="/doctor", tags=["doctor"])
 Doctor = Annotated[WebSession, screen("doctor")]
@@ -123,7 +126,11 @@ async def encounter(request: Request, sess: Doctor, encounter_id: str) -> Respon
 
 @router.get("/icd10", response_class=HTMLResponse, summary="ICD-10 codes matching the query (fragment)")
 async def icd10(request: Request, sess: Doctor, q: str = "") -> Response:
-    query = q.strip()
+    try:
+        query = clean_text(q, field="q", max_length=SEARCH_MAX)
+    except Invalid:
+        error = i18n.translate("search.invalid", lang(request), max=SEARCH_MAX)
+        return render(request, "doctor/_icd10.html", status=422, items=[], error=error)
     if len(query) < 2:
         return render(request, "doctor/_icd10.html", items=[])
     try:

@@ -9,10 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
+from hospital.chassis.errors import Invalid
+from hospital.chassis.fields import clean_text
 from hospital.contracts.admissions.v1 import admissions_pb2 as adm
 from hospital.web import i18n
 from hospital.web.adapters.backends import BackendRefused, BackendUnavailable
 from hospital.web.api.deps import WebSession, lang, render, screen, token, web
+from hospital.web.domain.accounts import SEARCH_MAX
 
 router = APIRouter(prefix="/reception", tags=["reception"])
 Reception = Annotated[WebSession, screen("reception")]
@@ -56,7 +59,11 @@ async def page(request: Request, sess: Reception) -> Response:
 
 @router.get("/search", response_class=HTMLResponse, summary="Patients matching the query (fragment)")
 async def search(request: Request, sess: Reception, q: str = "") -> Response:
-    query = q.strip()
+    try:
+        query = clean_text(q, field="q", max_length=SEARCH_MAX)
+    except Invalid:
+        error = i18n.translate("search.invalid", lang(request), max=SEARCH_MAX)
+        return render(request, "reception/_search.html", status=422, items=[], query="", error=error)
     if len(query) < 2:
         return render(request, "reception/_search.html", items=[], query=query)
     try:
