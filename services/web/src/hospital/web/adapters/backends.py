@@ -231,6 +231,18 @@ class Emr(Backend):
     async def place_orders(self, request: emr.PlaceOrdersRequest, token: str) -> list[emr.ClinicalOrder]:
         return list((await self.call(self.stub.PlaceOrders, request, token)).orders)
 
+    async def drugs(self, query: str, token: str, limit: int = 10) -> list[emr.Drug]:
+        resp = await self.call(self.stub.SearchDrugs, emr.SearchDrugsRequest(query=query, limit=limit), token)
+        return list(resp.items)
+
+    async def check_prescription(
+        self, request: emr.SavePrescriptionRequest, token: str
+    ) -> emr.CheckPrescriptionResponse:
+        return await self.call(self.stub.CheckPrescription, request, token)
+
+    async def save_prescription(self, request: emr.SavePrescriptionRequest, token: str) -> emr.Prescription:
+        return await self.call(self.stub.SavePrescription, request, token)
+
     async def acknowledge(self, alert_id: str, read_back: str, token: str) -> emr.CriticalAlert:
         req = emr.AcknowledgeCriticalRequest(alert_id=alert_id, read_back=read_back)
         return await self.call(self.stub.AcknowledgeCritical, req, token)

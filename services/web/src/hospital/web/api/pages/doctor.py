@@ -4,7 +4,8 @@ patient (allergies, earlier encounters, results) and the consultation: complaint
 Orders (CPOE): lab tests picked from the lab's catalogue and an imaging procedure, placed through the EMR,
 each shown with its status (pending while the EMR sends it, placed, refused with the reason) and, below it,
 its results with their flags. An open critical value is a banner on the chart until the doctor
-acknowledges it with the value read back (EMR AcknowledgeCritical)."""
+acknowledges it with the value read back (EMR AcknowledgeCritical). Prescribing runs the EMR's checks
+first: a warning (allergy, duplicate drug or therapy) blocks the save until a reason is given for it."""
 
 from __future__ import annotations
 
@@ -80,6 +81,10 @@ async def _consultation(
         "order_values": None,
         "order_notice": "",
         "ack_errors": {},
+        "rx_errors": {},
+        "rx_values": None,
+        "rx_alerts": [],
+        "rx_notice": "",
     }
     ctx.update(extra)
     return render(
@@ -293,3 +298,108 @@ async def acknowledge(request: Request, sess: Doctor, encounter_id: str, alert_i
     return await _consultation(
         request, sess, encounter_id, notice=i18n.translate("crit.acknowledged", language)
     )
+
+
+@router.get(
+    "/drugs", response_class=HTMLResponse, summary="Drugs of the catalogue matching the query (fragment)"
+)
+async def drugs(request: Request, sess: Doctor, drug_q: str = "") -> Response:
+    try:
+        query = clean_text(drug_q, field="drug_q", max_length=SEARCH_MAX)
+    except Invalid:
+        error = i18n.translate("search.invalid", lang(request), max=SEARCH_MAX)
+        return render(request, "doctor/_drugs.html", status=422, items=[], error=error)
+    if len(query) < 2:
+        return render(request, "doctor/_drugs.html", items=[])
+    try:
+        items = await web(request).backends.emr.drugs(query, token(request, sess))
+    except BackendUnavailable as exc:
+        return render(request, "_unavailable.html", service=exc.service)
+    return render(request, "doctor/_drugs.html", items=items)
+
+
+RX_FIELDS = ("dose", "frequency", "quantity", "instructions")
+
+
+@router.post(
+    "/encounters/{encounter_id}/prescriptions",
+    response_class=HTMLResponse,
+    summary="Prescribe: the EMR's checks first; a warning must be overridden with a reason (fragment)",
+)
+async def prescribe(request: Request, sess: Doctor, encounter_id: str) -> Response:
+    form = await request.form()
+    values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
+    language = lang(request)
+    errors: dict[str, str] = {}
+    code = values.get("drug_code", "").strip()
+    if not code:
+        errors["drug_code"] = i18n.translate("rx.err.drug", language)
+    for name in ("dose", "frequency", "quantity"):
+        if not values.get(name, "").strip():
+            errors[name] = i18n.translate("rx.err.required", language)
+    days_text = values.get("duration_days", "").strip()
+    days = 0
+    if days_text:
+        if not days_text.isdigit() or int(days_text) < 1:
+            errors["duration_days"] = i18n.translate("doc.err.number", language)
+        else:
+            days = int(days_text)
+    if errors:
+        return await _consultation(request, sess, encounter_id, 422, rx_errors=errors, rx_values=values)
+    item = emr.PrescriptionItem(
+        drug_code=code, duration_days=days, **{n: values.get(n, "").strip() for n in RX_FIELDS}
+    )
+    req = emr.SavePrescriptionRequest(
+        encounter_id=encounter_id,
+        items=[item],
+        advice=values.get("advice", "").strip(),
+        request_id=values.get("request_id") or uuid.uuid4().hex,
+    )
+    values["request_id"] = req.request_id
+    for key, reason in values.items():
+        if key.startswith("override:") and reason.strip():
+            _, drug, kind = key.split(":", 2)
+            req.overrides.append(emr.AlertOverride(drug_code=drug, kind=kind, reason=reason.strip()))
+    emr_api, tok = web(request).backends.emr, token(request, sess)
+    try:
+        check = await emr_api.check_prescription(req, tok)
+        if check.unresolved:
+            for a in check.unresolved:
+                if f"override:{a.drug_code}:{a.kind}" in values:
+                    errors[f"override:{a.drug_code}:{a.kind}"] = i18n.translate("rx.err.reason", language)
+            return await _consultation(
+                request,
+                sess,
+                encounter_id,
+                422,
+                rx_errors=errors,
+                rx_values=values,
+                rx_alerts=list(check.alerts),
+            )
+        saved = await emr_api.save_prescription(req, tok)
+    except BackendUnavailable as exc:
+        return render(request, "_unavailable.html", service=exc.service)
+    except BackendRefused as exc:
+        field = exc.field or ""
+        key = "form"
+        if field.startswith("overrides"):
+            key = next((k for k in values if k.startswith("override:")), "form")
+        elif field.startswith("items"):
+            leaf = field.rsplit(".", 1)[-1]
+            key = leaf if leaf in (*RX_FIELDS, "drug_code", "duration_days") else "drug_code"
+        alerts = []
+        try:
+            alerts = list((await emr_api.check_prescription(req, tok)).alerts)
+        except (BackendUnavailable, BackendRefused):
+            pass
+        return await _consultation(
+            request,
+            sess,
+            encounter_id,
+            422,
+            rx_errors={key: refused_text(request, exc)},
+            rx_values=values,
+            rx_alerts=alerts,
+        )
+    notice = i18n.translate("rx.saved", language, code=saved.code)
+    return await _consultation(request, sess, encounter_id, rx_notice=notice)
