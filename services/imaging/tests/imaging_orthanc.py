@@ -93,6 +93,7 @@ class OrthancPeer:
         self.namespace = f"{NS_PREFIX}{os.getpid()}-{token}"
         self._host_if, self._peer_if = f"hio{token}h", f"hio{token}o"
         self.host = ""  # Orthanc's address, reachable from the host
+        self.host_side = ""  # the host's address on the link, reachable from Orthanc
         self._password = secrets.token_urlsafe(12)
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -112,6 +113,7 @@ class OrthancPeer:
         subnet = _free_subnet()
         prefix, last = subnet.rsplit(".", 1)
         host_addr, self.host = f"{prefix}.{int(last) + 1}", f"{prefix}.{int(last) + 2}"
+        self.host_side = host_addr
         _ip("netns", "add", self.namespace)
         _ip(
             "link",
@@ -238,6 +240,11 @@ class OrthancPeer:
 
     def get(self, path: str, timeout: float = 10.0) -> Any:
         return json.loads(self._request("GET", path, timeout=timeout))
+
+    def call(self, method: str, path: str, body: Any, timeout: float = 10.0) -> Any:
+        """A REST call with a JSON body (POST, PUT), its JSON answer."""
+        answer = self._request(method, path, body, timeout=timeout)
+        return json.loads(answer) if answer.strip() else None
 
     def find_instances(self, study_instance_uid: str) -> list[str]:
         """Orthanc's ids of the instances it holds of one study."""

@@ -82,6 +82,12 @@ class ImagingSettings(ServiceSettings):
     routing_retry_seconds: float = 10.0
     routing_max_retry_seconds: float = 600.0
 
+    # Storage Commitment (ADR 0315): how long an instance still in the spool is waited for before it is
+    # reported failed, and how the N-EVENT-REPORT to the requester is retried.
+    commitment_wait_seconds: float = 120.0
+    commitment_report_attempts: int = 5
+    commitment_retry_seconds: float = 2.0
+
     # Deletion of studies and series (ADR 0312): how often the worker looks for jobs, and the first retry
     # delay after an object-store failure (doubling up to deletion_max_retry_seconds).
     deletion_poll_seconds: float = 2.0

@@ -11,7 +11,7 @@
 =========== ===========================================================================
 permission  presentation contexts (abstract syntaxes)
 =========== ===========================================================================
-store       every Storage SOP class (C-STORE to us)
+store       every Storage SOP class (C-STORE to us) and Storage Commitment Push Model
 query       Patient Root and Study Root C-FIND
 retrieve    Patient Root and Study Root C-MOVE and C-GET (and, for C-GET, the Storage SOP classes in
             which the peer takes the SCP role)
@@ -56,6 +56,7 @@ _SERVICE_OF: dict[str, str] = {
     str(StudyRootQueryRetrieveInformationModelGet): "retrieve",
     str(ModalityWorklistInformationFind): "worklist",
     str(ModalityPerformedProcedureStep): "worklist",
+    "1.2.840.10008.1.20.1": "store",  # Storage Commitment Push Model: asked by those who store (ADR 0315)
 }
 _GET_MODELS = frozenset(
     {str(PatientRootQueryRetrieveInformationModelGet), str(StudyRootQueryRetrieveInformationModelGet)}

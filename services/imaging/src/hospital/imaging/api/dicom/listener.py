@@ -1,5 +1,5 @@
 """The DICOM listener as a chassis Components.listener: C-ECHO, C-STORE (into the spool), C-FIND
-(Patient/Study Root and Modality Worklist), C-MOVE, C-GET and MPPS on one AE and port."""
+(Patient/Study Root and Modality Worklist), C-MOVE, C-GET, MPPS and Storage Commitment on one AE and port."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from hospital.imaging.adapters.spool import Spool
+from hospital.imaging.api.dicom.commitment import StorageCommitmentHandler, add_commitment_contexts
 from hospital.imaging.api.dicom.qr import Bridge, QueryRetrieveHandlers, add_qr_contexts
 from hospital.imaging.api.dicom.receivers import ReceiverPool, receiver_options
 from hospital.imaging.api.dicom.server import DicomServer, build_ae, gateway_handlers, serve
@@ -25,8 +26,14 @@ class DicomListener:
         config = self.s.dicom_config()
         ae = build_ae(config)
         add_qr_contexts(ae)
+        add_commitment_contexts(ae)
         qr = QueryRetrieveHandlers(Bridge(asyncio.get_running_loop()), self.rt, self.s, self.orders)
-        handlers = [*gateway_handlers(config, self.spool, self.on_stored), *qr.handlers()]
+        commitment = StorageCommitmentHandler(asyncio.get_running_loop(), self.rt, self.s)
+        handlers = [
+            *gateway_handlers(config, self.spool, self.on_stored),
+            *qr.handlers(),
+            *commitment.handlers(),
+        ]
         receivers = None
         if self.s.dicom_receiver_processes > 0:
             # Storage associations run in receiver processes (receivers.py); the serve process keeps
