@@ -87,4 +87,15 @@ async def test_allergy_warning_must_be_overridden_with_a_reason(stack, browser) 
     await expect(saved.locator("[data-override='allergy']")).to_contain_text(reason)
     await saved.scroll_into_view_if_needed()
     await shot(page, "26-doctor-prescription-saved")
+
+    # the English switch: the same chart in English
+    await page.click("a.lang")
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    await page.select_option("#room", room)
+    await page.locator("#queue .queue-item").filter(has_text="Mai Văn Phúc").click()
+    await expect(page.locator("#rx-title")).to_have_text("Prescription")
+    await expect(page.locator("#orders-title")).to_have_text("Orders")
+    await expect(page.locator("#chart [data-override='allergy']")).to_contain_text(
+        "Warning overridden (Allergy)"
+    )
     await ctx.close()
