@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import grpc
 import pytest
@@ -105,3 +106,33 @@ async def test_grpc_refuses_unclean_text_naming_the_field(emr, admissions: Admis
         assert "vitals.temperature_c" in (err.value.details() or "")
         back = await g.stub.GetConsultation(pb.GetConsultationRequest(encounter_id=enc["id"]), metadata=g.md)
     assert back.version == 0 and back.chief_complaint == ""
+
+
+async def test_break_glass_and_cancel_reasons_are_clean(emr, admissions: Admissions) -> None:
+    _, patient = await admissions.open_visit()
+    enc = (await wait_encounter(emr, patient.id))[0]
+    async with client(emr) as doctor:
+        # the header is percent-encoded UTF-8: %00 would decode to NUL
+        r = await doctor.get(
+            f"/api/v1/patients/{patient.id}/chart",
+            headers={"X-Break-Glass-Reason": "C%E1%BA%A5p%20c%E1%BB%A9u%00"},
+        )
+        assert r.status_code == 422 and r.json()["field"] == "break_glass_reason", r.text
+        r = await doctor.get(
+            f"/api/v1/patients/{patient.id}/chart", headers={"X-Break-Glass-Reason": quote("Cấp cứu " * 80)}
+        )
+        assert r.status_code == 422 and r.json()["field"] == "break_glass_reason", r.text
+    async with Grpc(emr, token(emr)) as g:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await g.stub.GetChart(
+                pb.GetChartRequest(patient_id=patient.id, break_glass_reason="Cấp\x00cứu"), metadata=g.md
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "break_glass_reason" in (err.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await g.stub.CancelOrder(
+                pb.CancelOrderRequest(order_id=enc["id"], reason="Nhầm\x1b[2J"), metadata=g.md
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "reason" in (
+            err.value.details() or ""
+        )

@@ -10,10 +10,11 @@ import grpc
 
 from hospital.chassis.caller import Caller
 from hospital.chassis.errors import Invalid
+from hospital.chassis.fields import clean_text
 from hospital.chassis.rpc import principal
 from hospital.contracts.emr.v1 import emr_pb2 as pb
 from hospital.contracts.emr.v1 import emr_pb2_grpc as pb_grpc
-from hospital.emr.api.http.deps import Services
+from hospital.emr.api.http.deps import Services, clean_reason
 from hospital.emr.app import schemas as sc
 from hospital.emr.domain import templates
 
@@ -75,7 +76,7 @@ class EmrServicer(pb_grpc.EmrServiceServicer):
             _caller(context),
             request.patient_id,
             request.encounter_id or None,
-            request.break_glass_reason or None,
+            clean_reason(request.break_glass_reason),
             self.s.extra.get("chart_extras"),
         )
         return sc.to_proto(chart, pb.Chart)
@@ -114,7 +115,7 @@ class EmrServicer(pb_grpc.EmrServiceServicer):
 
     async def GetConsultation(self, request: pb.GetConsultationRequest, context: Any) -> pb.Consultation:
         out = await self.s.charts.consultation(
-            _caller(context), request.encounter_id, request.break_glass_reason or None
+            _caller(context), request.encounter_id, clean_reason(request.break_glass_reason)
         )
         return sc.to_proto(out, pb.Consultation)
 
@@ -146,7 +147,18 @@ class EmrServicer(pb_grpc.EmrServiceServicer):
 
     async def CancelOrder(self, request: pb.CancelOrderRequest, context: Any) -> pb.ClinicalOrder:
         return sc.to_proto(
-            await self.s.orders.cancel(_caller(context), request.order_id, request.reason), pb.ClinicalOrder
+            await self.s.orders.cancel(
+                _caller(context),
+                request.order_id,
+                clean_text(
+                    request.reason,
+                    field="reason",
+                    max_length=500,
+                    error_code="order.cancel_reason",
+                    multiline=True,
+                ),
+            ),
+            pb.ClinicalOrder,
         )
 
     async def ListOrders(self, request: pb.ListOrdersRequest, context: Any) -> pb.ListOrdersResponse:

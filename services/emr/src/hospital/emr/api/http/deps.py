@@ -9,6 +9,7 @@ from urllib.parse import unquote
 from fastapi import Depends, Header, Query, Request
 
 from hospital.chassis.caller import Caller
+from hospital.chassis.fields import clean_text
 from hospital.chassis.security import Principal
 from hospital.chassis.web import client_address, require_roles
 from hospital.emr.app.charts import ChartService
@@ -68,8 +69,19 @@ def break_glass_reason(
         Query(alias="break_glass_reason", max_length=500, description="the same reason as a query parameter"),
     ] = None,
 ) -> str | None:
-    """The break-the-glass reason (recorded and reported), from the query or the header."""
-    return query or (unquote(header) if header else None)
+    """The break-the-glass reason (recorded and reported), from the query or the header: one line of at
+    most 500 characters without control characters (a percent-encoded header could carry %00)."""
+    return clean_reason(query or (unquote(header) if header else None))
+
+
+def clean_reason(value: str | None) -> str | None:
+    """A break-the-glass reason from HTTP or gRPC, bounded and clean (422 / INVALID_ARGUMENT otherwise)."""
+    if not value:
+        return None
+    return (
+        clean_text(value, field="break_glass_reason", max_length=500, error_code="break_glass.invalid")
+        or None
+    )
 
 
 BreakGlass = Annotated[str | None, Depends(break_glass_reason)]
