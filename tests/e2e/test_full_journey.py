@@ -1,6 +1,6 @@
-"""One outpatient's whole journey through every service, each a real running process with its own
-PostgreSQL database, the real NATS JetStream bus and SeaweedFS S3, driven only at the services' public doors
-(HTTP, gRPC, the lab's MLLP port, the imaging DICOM port with dcmtk's storescu):
+"""One outpatient's whole journey through every service, each a real running service with its own database
+(on PostgreSQL, and again on SQLite), the real NATS JetStream bus and SeaweedFS S3, driven only at the
+services' public doors (HTTP, gRPC, the lab's MLLP port, the imaging DICOM port with dcmtk's storescu):
 
 reception registers and opens an insured visit (admissions) → the EMR opens the encounter → the doctor saves
 a consultation and orders a glucose + blood count and a chest X-ray (EMR CPOE → lab and imaging over gRPC)
@@ -111,14 +111,16 @@ GLU_OUL = (
 )
 
 
-@pytest.fixture
-async def platform(pg_server, nats_server, s3_server, tmp_path):
-    """Every service on its own PostgreSQL database, sharing the session's NATS and S3 servers."""
+@pytest.fixture(params=["postgres", "sqlite"])
+async def platform(request, nats_server, s3_server, tmp_path):
+    """Every service on its own database (PostgreSQL or SQLite), sharing the session's NATS and S3."""
     tag = uuid.uuid4().hex[:8]
-    urls = {
-        name: await pg_server.create_database(f"j{name}_{tag}")
-        for name in ("adm", "lab", "img", "emr", "bil")
-    }
+    names = ("adm", "lab", "img", "emr", "bil")
+    if request.param == "sqlite":
+        urls = {name: f"sqlite+aiosqlite:///{tmp_path}/{name}.db" for name in names}
+    else:
+        pg = request.getfixturevalue("pg_server")
+        urls = {name: await pg.create_database(f"j{name}_{tag}") for name in names}
     creds_dir = tmp_path / "facility"
     creds_dir.mkdir()
     key, cert = make_facility_credentials(creds_dir)
