@@ -58,3 +58,26 @@ async def test_break_the_glass_is_required_recorded_and_audited(emr, admissions:
     assert ("user:bs.san.lan", "chart.break_glass") in audit
     assert audit.count(("user:bs.san.lan", "chart.read")) == 1  # the refused reads read nothing
     assert ("user:bs.minh", "chart.read") in audit
+
+
+async def test_break_the_glass_report_for_auditors(emr_sqlite, admissions: Admissions) -> None:
+    emr = emr_sqlite
+    _, patient = await admissions.open_visit(department="KKB")
+    await wait_encounter(emr, patient.id)
+    outsider = {"subject": "user:bs.noi.tam", "name": "BS. Lý Minh Tâm", "departments": ["NTM"]}
+    async with client(emr, **outsider) as other:
+        r = await other.get(
+            f"/api/v1/patients/{patient.id}/chart",
+            params={"break_glass_reason": "Bệnh nhân chuyển đến cấp cứu tim mạch"},
+        )
+        assert r.status_code == 200
+        forbidden = await other.get("/api/v1/reports/break-glass")
+    async with http_client(emr, "auditor") as auditor:
+        report = (await auditor.get("/api/v1/reports/break-glass")).json()
+        criticals = await auditor.get("/api/v1/reports/critical-values")
+    assert forbidden.status_code == 403
+    mine = [i for i in report["items"] if i["patient_id"] == patient.id]
+    assert [(i["subject"], i["reason"], i["department_code"]) for i in mine] == [
+        ("user:bs.noi.tam", "Bệnh nhân chuyển đến cấp cứu tim mạch", "KKB")
+    ]
+    assert criticals.status_code == 200 and "departments" in criticals.json()

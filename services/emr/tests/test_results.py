@@ -21,7 +21,7 @@ from hospital.contracts.emr.v1 import events_pb2
 from hospital.contracts.lab.v1 import events_pb2 as lab_events
 from hospital.contracts.lab.v1 import lab_pb2
 from hospital.emr.service import DEFINITION
-from hospital.testing.services import running_service
+from hospital.testing.services import http_client, running_service
 
 
 def result(
@@ -209,6 +209,15 @@ async def test_unacknowledged_critical_value_is_escalated_to_the_department(
             )
         assert alert.escalated and done.status == "acknowledged" and done.acknowledged_by == "user:bs.khanh"
         assert done.seconds_to_acknowledge >= 1
+        async with http_client(emr, "auditor") as auditor:
+            report = (await auditor.get("/api/v1/reports/critical-values")).json()["departments"]
+        kkb = next(d for d in report if d["department_code"] == "KKB")
+        assert (kkb["raised"], kkb["acknowledged"], kkb["open"], kkb["escalated"]) == (1, 1, 0, 1)
+        assert (
+            kkb["median_seconds_to_acknowledge"]
+            == kkb["max_seconds_to_acknowledge"]
+            == done.seconds_to_acknowledge
+        )
     finally:
         task.cancel()
         await nc.close()

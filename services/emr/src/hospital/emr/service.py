@@ -24,6 +24,7 @@ from hospital.emr.app.fhir import FhirService
 from hospital.emr.app.notifications import Hub
 from hospital.emr.app.orders import Dispatcher, OrderService
 from hospital.emr.app.prescriptions import PrescriptionService
+from hospital.emr.app.reports import ReportService
 from hospital.emr.app.results import ChartExtras, ResultService
 from hospital.emr.config import EmrSettings
 from hospital.emr.domain.signing import LocalKeyProvider
@@ -57,6 +58,7 @@ def build(rt: Runtime) -> Components:
         extra={"eprescriptions": EPrescriptionService(ctx, rx_wake), "fhir": FhirService(ctx)},
     )
     services.extra["chart_extras"] = ChartExtras(results).fill
+    services.extra["reports"] = ReportService(ctx)
     rt.extras["services"] = services
     rt.extras["dispatcher"] = dispatcher
     rt.extras["eprescription_sender"] = rx_sender

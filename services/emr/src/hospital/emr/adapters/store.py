@@ -725,3 +725,15 @@ async def studies_waiting_for_report(
     if modality:
         out = [r for r in out if modality.upper() in r["modalities"]][:limit]
     return out
+
+
+async def critical_alerts_since(session: AsyncSession, since: datetime | None) -> list[Row]:
+    stmt = select(
+        critical_alerts.c.department_code,
+        critical_alerts.c.status,
+        critical_alerts.c.escalated_at,
+        critical_alerts.c.seconds_to_acknowledge,
+    )
+    if since:
+        stmt = stmt.where(critical_alerts.c.raised_at >= since)
+    return [dict(r) for r in (await session.execute(stmt)).mappings()]

@@ -548,3 +548,35 @@ class StudyPage(Model):
 
 class NoteTemplates(Model):
     items: list[dict[str, Any]]
+
+
+# --- reports ---------------------------------------------------------------------------------------------
+class BreakGlassAccess(Model):
+    id: str
+    subject: str
+    patient_id: str
+    encounter_id: str = ""
+    department_code: str = ""
+    reason: str
+    accessed_at: datetime
+
+
+class BreakGlassReport(Model):
+    since: datetime | None = None
+    items: list[BreakGlassAccess]
+
+
+class CriticalDepartmentStats(Model):
+    department_code: str
+    raised: int
+    acknowledged: int
+    open: int
+    escalated: int
+    median_seconds_to_acknowledge: float | None = None
+    p90_seconds_to_acknowledge: float | None = None
+    max_seconds_to_acknowledge: int | None = None
+
+
+class CriticalReport(Model):
+    since: datetime | None = None
+    departments: list[CriticalDepartmentStats]
