@@ -482,6 +482,7 @@ async def test_one_patient_journey_through_every_service(platform, nats_server, 
         ("lab", "results.read", "user:"),  # the technician's
         ("lab", "order.read", "service:journey"),  # the gRPC reads above
         ("img", "imaging_study.read", "user:"),  # the radiographer's
+        ("img", "imaging_order.read", "service:journey"),
         ("bil", "invoice.read", "user:"),  # the cashier's
         ("bil", "claim.export", "user:"),
     ):

@@ -13,11 +13,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import grpc
 import pydicom
 from sqlalchemy import select
 
+from hospital.chassis.rpc import call_metadata
+from hospital.contracts.imaging.v1 import imaging_pb2 as pb
+from hospital.contracts.imaging.v1 import imaging_pb2_grpc as pb_grpc
 from hospital.testing.servers import free_port
-from hospital.testing.services import http_client
+from hospital.testing.services import http_client, issuer_for
 
 sys.path.insert(0, str(Path(__file__).parent))
 from imaging_helpers import indexed, run_tool, wait_for
@@ -230,9 +234,21 @@ async def test_study_and_order_reads_over_the_api_are_audited(
         assert r.status_code == 200 and r.json()["patient_code"] == PATIENT_ID
         assert (await c.get("/api/v1/studies/1.2.3.4")).status_code == 404  # nothing shown, nothing read
         assert (await c.get("/api/v1/orders")).status_code == 200
-    (read,) = await _audit(imaging, "imaging_study.read")
+    read = (await _audit(imaging, "imaging_study.read"))[0]
     assert (read.patient_id, read.resource_id, read.actor_roles) == (PATIENT_ID, study, ["radiologist"])
     assert read.detail["studies"] == [study] and read.detail["patient_ids"] == [PATIENT_ID]
     assert read.actor.startswith("user:") and read.source.startswith("127.0.0.1")
+    md = call_metadata(issuer_for(imaging).mint_for_role("doctor"))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{imaging.settings.grpc_port}") as ch:
+        stub = pb_grpc.ImagingServiceStub(ch)
+        got = await stub.GetStudy(pb.GetStudyRequest(study_instance_uid=study), metadata=md)
+        found = await stub.ListStudies(pb.ListStudiesRequest(patient_code=PATIENT_ID), metadata=md)
+    assert got.patient_code == PATIENT_ID and [x.study_instance_uid for x in found.items] == [study]
+    reads = await _audit(imaging, "imaging_study.read")
+    assert [(r.patient_id, r.actor_roles, r.source.startswith("ipv4:127.0.0.1")) for r in reads[1:]] == [
+        (PATIENT_ID, ["doctor"], True)
+    ]
+    (search,) = await _audit(imaging, "imaging_study.search")
+    assert search.patient_id == PATIENT_ID and search.detail["query"]["PatientID"] == PATIENT_ID
     (listed,) = await _audit(imaging, "imaging_order.list")
     assert listed.resource_type == "ImagingOrder" and listed.detail["count"] == 0

@@ -14,8 +14,10 @@ action                         when
 ``imaging_study.get``          C-GET
 ``imaging_instance.stow``      STOW-RS (stored and refused counts)
 ``imaging_instance.store``     C-STORE, once the pipeline indexes what was received (per study and AE)
-``imaging_study.read``         GET /api/v1/studies/{uid} (the study's index entry)
+``imaging_study.read``         GET /api/v1/studies/{uid}, gRPC GetStudy (the study's index entry)
+``imaging_study.search``       also gRPC ListStudies
 ``imaging_order.list``         GET /api/v1/orders (the patients of the orders shown)
+``imaging_order.read``         gRPC GetOrder
 =============================  =======================================================================
 
 The actor is the token's subject for HTTP and ``ae:<calling AE title>`` for DICOM (the source is the peer's
