@@ -252,3 +252,20 @@ async def test_study_and_order_reads_over_the_api_are_audited(
     assert search.patient_id == PATIENT_ID and search.detail["query"]["PatientID"] == PATIENT_ID
     (listed,) = await _audit(imaging, "imaging_order.list")
     assert listed.resource_type == "ImagingOrder" and listed.detail["count"] == 0
+    # The review lists name patients too: each listing is audited with what it showed.
+    async with http_client(imaging, "radiographer") as c:
+
+        async def waiting() -> list[dict[str, Any]]:
+            return (await c.get("/api/v1/reconciliation")).json()["items"]
+
+        rec = await wait_for(waiting)  # no order names the study: once received, it waits for one
+        mpps = (await c.get("/api/v1/mpps")).json()["items"]
+        conflicts = (await c.get("/api/v1/conflicts")).json()["items"]
+    assert [r["study_instance_uid"] for r in rec] == [study]
+    rec_audits = await _audit(imaging, "imaging_reconciliation.list")
+    assert all(a.actor_roles == ["radiographer"] for a in rec_audits)  # every listing, empty ones too
+    assert (rec_audits[-1].patient_id, rec_audits[-1].detail["studies"]) == (PATIENT_ID, [study])
+    (mpps_audit,) = await _audit(imaging, "imaging_mpps.list")
+    assert mpps_audit.resource_type == "ImagingMpps" and mpps_audit.detail["count"] == len(mpps)
+    (conflict_audit,) = await _audit(imaging, "imaging_conflict.list")
+    assert conflict_audit.detail["count"] == len(conflicts)

@@ -137,9 +137,19 @@ def build_http(services: Any) -> FastAPI:
         await access.record(replace(entry, resource_type="ImagingOrder"))
         return {"items": items}
 
-    @app.get("/api/v1/reconciliation", dependencies=[Depends(require_roles(*IMAGING_STAFF))])
-    async def list_reconciliation(status: str = "open") -> dict[str, Any]:
-        return {"items": await services.studies.list_reconciliation(status)}
+    @app.get("/api/v1/reconciliation")
+    async def list_reconciliation(
+        request: Request, status: str = "open", who: Principal = Depends(require_roles(*IMAGING_STAFF))
+    ) -> dict[str, Any]:
+        """Studies waiting to be matched to an order; audited ``imaging_reconciliation.list`` naming the
+        patients and studies shown."""
+        items = await services.studies.list_reconciliation(status)
+        shown = [{"PatientID": r["patient_id"], "StudyInstanceUID": r["study_instance_uid"]} for r in items]
+        entry = http_entry(
+            who, client_address(request), "imaging_reconciliation.list", None, shown, status=status
+        )
+        await access.record(entry)
+        return {"items": items}
 
     @app.post("/api/v1/reconciliation/{item_id}/resolve")
     async def resolve(
@@ -147,11 +157,20 @@ def build_http(services: Any) -> FastAPI:
     ) -> dict[str, Any]:
         return await services.studies.resolve(item_id, body.order_id, who)
 
-    @app.get("/api/v1/conflicts", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])
+    @app.get("/api/v1/conflicts")
     async def list_conflicts(
-        status: Literal["open", "resolved", "all"] = "open", limit: Limit = 200
+        request: Request,
+        status: Literal["open", "resolved", "all"] = "open",
+        limit: Limit = 200,
+        who: Principal = Depends(require_roles("admin", *IMAGING_STAFF)),
     ) -> dict[str, Any]:
-        return {"items": await services.conflicts.list(status, min(limit, 1000))}
+        """Instances received again with different bytes; audited ``imaging_conflict.list`` naming the
+        studies shown."""
+        items = await services.conflicts.list(status, min(limit, 1000))
+        shown = [{"StudyInstanceUID": r.get("study_instance_uid")} for r in items]
+        entry = http_entry(who, client_address(request), "imaging_conflict.list", None, shown, status=status)
+        await access.record(entry)
+        return {"items": items}
 
     @app.post("/api/v1/conflicts/{conflict_id}/resolve")
     async def resolve_conflict(
@@ -159,16 +178,30 @@ def build_http(services: Any) -> FastAPI:
     ) -> dict[str, Any]:
         return await services.conflicts.resolve(conflict_id, body.action, who)
 
-    @app.get("/api/v1/mpps", dependencies=[Depends(require_roles("admin", *IMAGING_STAFF))])
-    async def list_mpps(unmatched: bool = False, limit: Limit = 200) -> dict[str, Any]:
+    @app.get("/api/v1/mpps")
+    async def list_mpps(
+        request: Request,
+        unmatched: bool = False,
+        limit: Limit = 200,
+        who: Principal = Depends(require_roles("admin", *IMAGING_STAFF)),
+    ) -> dict[str, Any]:
         """MPPS messages received; ``unmatched=true``: those kept for review, ``attention`` saying why:
         ``no_order`` (matched no imaging order), ``order_cancelled`` (named an order that was cancelled;
         the order stays cancelled, ``order_id`` names it), ``already_completed`` (a new MPPS for an order
         already completed; the order stays completed), ``redo_discontinued`` (redid a discontinued order,
         which is in progress again: check its charge) or ``superseded`` (ended after a newer MPPS took over
         its order: its end was not applied), not yet resolved by staff (``POST .../resolve``). Each item
-        carries ``resolved_by``, ``resolved_at`` and ``resolution_note`` (null until resolved). ADR 0306."""
-        return {"items": await services.orders.list_mpps(unmatched, min(limit, 1000))}
+        carries ``resolved_by``, ``resolved_at`` and ``resolution_note`` (null until resolved). ADR 0306.
+        Audited ``imaging_mpps.list`` naming the patients and studies shown."""
+        items = await services.orders.list_mpps(unmatched, min(limit, 1000))
+        shown = [
+            {"PatientID": r.get("patient_id"), "StudyInstanceUID": r.get("study_instance_uid")} for r in items
+        ]
+        entry = http_entry(
+            who, client_address(request), "imaging_mpps.list", None, shown, unmatched=unmatched
+        )
+        await access.record(replace(entry, resource_type="ImagingMpps"))
+        return {"items": items}
 
     @app.post(
         "/api/v1/mpps/{mpps_instance_uid}/resolve", summary="Mark an MPPS flagged for review as handled"

@@ -3,22 +3,25 @@
 One record per request or DIMSE operation, written (through the chassis unit of work, the same hash-chained
 trail as every other action) *before* the answer is sent, so nothing is disclosed unaudited:
 
-=============================  =======================================================================
-action                         when
-=============================  =======================================================================
-``imaging_study.search``       QIDO-RS (``detail.level``: study, series or instance)
-``imaging_study.find``         C-FIND, Patient / Study Root
-``imaging_worklist.find``      Modality Worklist C-FIND
-``imaging_study.retrieve``     WADO-RS: instances, metadata, rendered, thumbnail (``detail.what``)
-``imaging_study.move``         C-MOVE (``detail.destination``)
-``imaging_study.get``          C-GET
-``imaging_instance.stow``      STOW-RS (stored and refused counts)
-``imaging_instance.store``     C-STORE, once the pipeline indexes what was received (per study and AE)
-``imaging_study.read``         GET /api/v1/studies/{uid}, gRPC GetStudy (the study's index entry)
-``imaging_study.search``       also gRPC ListStudies
-``imaging_order.list``         GET /api/v1/orders (the patients of the orders shown)
-``imaging_order.read``         gRPC GetOrder
-=============================  =======================================================================
+================================  =======================================================================
+action                            when
+================================  =======================================================================
+``imaging_study.search``          QIDO-RS (``detail.level``: study, series or instance)
+``imaging_study.find``            C-FIND, Patient / Study Root
+``imaging_worklist.find``         Modality Worklist C-FIND
+``imaging_study.retrieve``        WADO-RS: instances, metadata, rendered, thumbnail (``detail.what``)
+``imaging_study.move``            C-MOVE (``detail.destination``)
+``imaging_study.get``             C-GET
+``imaging_instance.stow``         STOW-RS (stored and refused counts)
+``imaging_instance.store``        C-STORE, once the pipeline indexes what was received (per study and AE)
+``imaging_study.read``            GET /api/v1/studies/{uid}, gRPC GetStudy (the study's index entry)
+``imaging_study.search``          also gRPC ListStudies
+``imaging_order.list``            GET /api/v1/orders (the patients of the orders shown)
+``imaging_reconciliation.list``   GET /api/v1/reconciliation (the patients and studies waiting for an order)
+``imaging_conflict.list``         GET /api/v1/conflicts (the studies of the conflicting instances)
+``imaging_mpps.list``             GET /api/v1/mpps (the patients and studies of the MPPS shown)
+``imaging_order.read``            gRPC GetOrder
+================================  =======================================================================
 
 The actor is the token's subject for HTTP and ``ae:<calling AE title>`` for DICOM (the source is the peer's
 address). ``patient_id`` is set when one patient is involved; ``detail.patient_ids`` lists every patient
