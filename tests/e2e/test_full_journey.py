@@ -37,7 +37,7 @@ from billing_testkit import VNPAY_SECRET, make_facility_credentials, vnpay_param
 from emr_testkit import token  # noqa: E402
 
 from hospital.admissions.service import DEFINITION as ADMISSIONS  # noqa: E402
-from hospital.billing.adapters.tables import charges  # noqa: E402
+from hospital.billing.adapters.tables import charges, visits  # noqa: E402
 from hospital.billing.domain.xml130 import validate, verify  # noqa: E402
 from hospital.billing.service import DEFINITION as BILLING  # noqa: E402
 from hospital.chassis.db import Database, audit_log_table  # noqa: E402
@@ -175,6 +175,7 @@ async def platform(request, nats_server, s3_server, tmp_path):
             admissions_durable=f"bil-adm-{tag}",
             lab_durable=f"bil-lab-{tag}",
             imaging_durable=f"bil-img-{tag}",
+            emr_durable=f"bil-emr-{tag}",
             shutdown_grace_seconds=2,
         ) as bil,
     ):
@@ -438,13 +439,8 @@ async def test_one_patient_journey_through_every_service(platform, nats_server, 
         r = await c.post(f"/api/v1/visits/{visit['id']}/close")
         assert r.status_code == 200, r.text
     async with http_client(bil, "cashier") as cashier:
-        # The claim's main diagnosis is recorded at the cashier's desk: billing does not take the EMR's
-        # diagnoses (emr.diagnosis.recorded) yet.
-        r = await cashier.put(
-            f"/api/v1/visits/{visit['id']}/diagnosis", json={"code": "E11.9", "text": "Đái tháo đường típ 2"}
-        )
-        assert r.status_code == 200, r.text
-
+        # nobody re-keys the diagnosis at the cash desk: billing took the doctor's consultation from the
+        # EMR (emr.diagnosis.recorded)
         async def exported() -> Any:
             r = await cashier.get(
                 f"/api/v1/claims/{visit['id']}/xml130", params={"ma_bac_si": "003456/TB-CCHN"}
@@ -464,7 +460,13 @@ async def test_one_patient_journey_through_every_service(platform, nats_server, 
         xml1.findtext("HO_TEN") == "Nguyễn Thị Hồng Nhung"
         and xml1.findtext("MA_THE_BHYT") == PATIENT["bhyt_number"]
     )
+    main = next(d for d in saved["diagnoses"] if d["main"])
     assert xml1.findtext("MA_BENH_CHINH") == "E11.9"
+    assert xml1.findtext("CHAN_DOAN_RV") == main["name"] != ""
+    secondary = [d["icd10_code"] for d in saved["diagnoses"] if not d["main"]]
+    assert xml1.findtext("MA_BENH_KT") == ";".join(secondary)  # the consultation's secondary diagnoses
+    (diag,) = await _rows(bil, select(visits.c.diagnosis_source).where(visits.c.id == visit["id"]))
+    assert diag["diagnosis_source"] == "emr"
     assert int(xml1.findtext("T_BHTT")) == inv["insurance_amount"]
 
     # every chart read is in the EMR's audit trail
@@ -504,6 +506,7 @@ async def test_one_patient_journey_through_every_service(platform, nats_server, 
             ("ADMISSIONS", f"bil-adm-{tag}"),
             ("LAB", f"bil-lab-{tag}"),
             ("IMAGING", f"bil-img-{tag}"),
+            ("EMR", f"bil-emr-{tag}"),
             ("ADMISSIONS", f"emr-adm-{tag}"),
             ("LAB", f"emr-lab-{tag}"),
             ("IMAGING", f"emr-img-{tag}"),

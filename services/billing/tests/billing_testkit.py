@@ -68,6 +68,7 @@ def overrides(creds: tuple[Path, Path]) -> dict[str, Any]:
         "admissions_durable": f"billing-test-{uuid.uuid4().hex[:10]}",
         "lab_durable": f"billing-test-lab-{uuid.uuid4().hex[:10]}",
         "imaging_durable": f"billing-test-img-{uuid.uuid4().hex[:10]}",
+        "emr_durable": f"billing-test-emr-{uuid.uuid4().hex[:10]}",
         "order_events_start": "all",
         "consumer_max_deliver": 2,
         "shutdown_grace_seconds": 1,
@@ -162,6 +163,7 @@ async def settled(billing: Service, js: Any) -> None:
         ("ADMISSIONS", s.admissions_durable),  # type: ignore[attr-defined]
         ("LAB", s.lab_durable),  # type: ignore[attr-defined]
         ("IMAGING", s.imaging_durable),  # type: ignore[attr-defined]
+        ("EMR", s.emr_durable),  # type: ignore[attr-defined]
     ):
         await consumer_settled(js, stream, durable)
 

@@ -44,6 +44,8 @@ class BillingSettings(ServiceSettings):
     # Durable consumers of the LAB and IMAGING streams (charge capture from orders).
     lab_durable: str = "billing-lab"
     imaging_durable: str = "billing-imaging"
+    # Durable consumer of the EMR stream: the doctor's diagnoses for the claim (emr.diagnosis.recorded).
+    emr_durable: str = "billing-emr"
     # Where those durables start when first created: "new" (default) so that turning charge capture on
     # does not charge the orders already on the streams (14 days); "all" replays them.
     order_events_start: Literal["new", "all"] = "new"

@@ -70,6 +70,7 @@ def build(rt: Runtime) -> Components:
     charges = ChargeService(rt)
     orders = OrderCharges(rt)
     payments = PaymentService(rt)
+    claims = ClaimService(rt)
     services = Services(
         rt=rt,
         settings=rt.settings,
@@ -78,7 +79,7 @@ def build(rt: Runtime) -> Components:
         invoices=InvoiceService(rt),
         payments=payments,
         office=CashOfficeService(rt),
-        claims=ClaimService(rt),
+        claims=claims,
     )
     rt.extras["payments"] = payments
     admissions = Subscription(
@@ -113,12 +114,19 @@ def build(rt: Runtime) -> Components:
         },
         start=start,
     )
+    # the doctor's diagnoses for the claim (MA_BENH_CHINH, MA_BENH_KT); from the start of the stream:
+    # replaying them is harmless (the latest recorded diagnosis of a visit wins)
+    emr = Subscription(
+        stream="EMR",
+        durable=rt.settings.emr_durable,  # type: ignore[attr-defined]
+        handlers={"emr.diagnosis.recorded": claims.on_diagnosis_recorded},
+    )
     return Components(
         http=build_http(services),
         grpc_register=lambda server: grpc_api.register(server, services),
         grpc_service_names=[grpc_api.SERVICE],
         grpc_rules=grpc_api.RULES,
-        subscriptions=[admissions, lab, imaging],
+        subscriptions=[admissions, lab, imaging, emr],
         on_stop=payments.close,
     )
 

@@ -78,6 +78,11 @@ visits = Table(
     Column("discharge_type", String(30), nullable=True),
     Column("diagnosis_code", String(10), nullable=True),  # ICD-10 of the main diagnosis (for XML130)
     Column("diagnosis_text", String(500), nullable=True),
+    # migration 0011: the secondary diagnoses (MA_BENH_KT, ICD-10 codes joined by ";"), when the
+    # diagnosis held was recorded (an older one never replaces it) and who gave it (emr, cashier)
+    Column("diagnosis_secondary", String(255), nullable=True),
+    Column("diagnosis_at", UtcDateTime(), nullable=True),
+    Column("diagnosis_source", String(10), nullable=True),
     # for the claim's XML1 (migration 0004): where the patient lives, the phone, the card's 5-year date,
     # the referral paper the patient came with
     Column("address", String(500), nullable=True),

@@ -6,17 +6,19 @@ signed with the facility certificate and validated against the decision's schema
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hospital.billing.adapters.tables import bed_codes, claims, invoices, payments, stays, visits
-from hospital.billing.app.charges import price_at
+from hospital.billing.app.charges import ensure_visit, price_at
 from hospital.billing.app.common import (
     ROUTE_BY_KIND,
     local_date,
@@ -38,15 +40,48 @@ from hospital.billing.domain.xml130 import (
 )
 from hospital.billing.domain.xml130.assemble import CardUse, ClaimVisit, assemble
 from hospital.chassis.app import Runtime
+from hospital.chassis.bus import Event
 from hospital.chassis.caller import Caller
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import Conflict, DomainError, Invalid, NotFound
 from hospital.chassis.ids import new_id
 from hospital.contracts.billing.v1 import events_pb2
+from hospital.contracts.emr.v1 import events_pb2 as emr_events  # noqa: F401 - registers the types
+
+log = logging.getLogger(__name__)
 
 ICD10 = re.compile(r"[A-Z][0-9]{2}(\.[0-9A-Z]{1,2})?")
 # MA_DOITUONG_KCB by route (simplified: the decision's table has more cases)
 DOITUONG = {Route.REGISTERED: "1.1", Route.REFERRED: "1.3", Route.EMERGENCY: "2", Route.SELF_REFERRED: "3"}
+
+
+# MA_BENH_KT (XML1) and MA_BENH (XML3) are at most 100 characters; QĐ130 allows at most 12 secondary codes
+CODES_MAX_CHARS = 100
+SECONDARY_MAX = 12
+
+
+def secondary_within(main: str, secondary: list[str]) -> list[str]:
+    """The secondary codes, deduplicated and without the main one, as many as fit the claim's limits
+    (in the doctor's order: the first ones are the ones that matter most)."""
+    kept: list[str] = []
+    for code in dict.fromkeys(secondary):
+        if code == main or len(kept) == SECONDARY_MAX:
+            continue
+        if len(";".join([main, *kept, code])) > CODES_MAX_CHARS:
+            break
+        kept.append(code)
+    return kept
+
+
+def _recorded_at(msg: Any, event: Event) -> datetime:
+    """When the doctor saved the diagnoses: the event's ``recorded_at``, else the envelope's time."""
+    ts = msg.recorded_at
+    if ts.seconds or ts.nanos:
+        return ts.ToDatetime(tzinfo=UTC)
+    try:
+        return datetime.fromisoformat(event.time)
+    except (TypeError, ValueError):
+        return utcnow()
 
 
 def _whole(amount: Decimal | int) -> int:
@@ -78,11 +113,58 @@ class ClaimService:
             await uow.session.execute(
                 visits.update()
                 .where(visits.c.id == visit_id)
-                .values(diagnosis_code=code, diagnosis_text=text.strip()[:500])
+                .values(
+                    diagnosis_code=code,
+                    diagnosis_text=text.strip()[:500],
+                    diagnosis_at=utcnow(),
+                    diagnosis_source="cashier",
+                )
             )
             uow.audit(caller.audit("visit.diagnosis", "Visit", visit_id, row["patient_id"], code=code))
             await uow.commit()
         return {"visit_id": visit_id, "code": code, "text": text}
+
+    async def on_diagnosis_recorded(self, session: AsyncSession, event: Event) -> None:
+        """emr.diagnosis.recorded: the doctor's diagnoses of the visit become the claim's MA_BENH_CHINH
+        (with its name, CHAN_DOAN_RV) and MA_BENH_KT. The latest recorded wins: a diagnosis recorded
+        before the one billing holds (an earlier EMR save, or older than a manual entry at the cash
+        desk) changes nothing; a later save by the doctor replaces a manual entry."""
+        msg = event.message()
+        if not msg.visit_id:
+            return  # an encounter without a visit billing could claim
+        diagnoses = [d for d in msg.diagnoses if d.icd10_code.strip()]
+        main = next((d for d in diagnoses if d.main), diagnoses[0] if diagnoses else None)
+        if main is None:
+            log.warning("emr.diagnosis.recorded %s for visit %s has no diagnosis", event.id, msg.visit_id)
+            return
+        code = main.icd10_code.strip().upper()
+        if not ICD10.fullmatch(code):
+            log.warning("emr.diagnosis.recorded %s: main code %r is not ICD-10; not used", event.id, code)
+            return
+        others = [d.icd10_code.strip().upper() for d in diagnoses if d is not main]
+        secondary = secondary_within(code, [c for c in others if ICD10.fullmatch(c)])
+        if len(secondary) < len(set(others) - {code}):
+            log.warning(
+                "visit %s: secondary diagnoses beyond QĐ130's limits (or not ICD-10) left off the claim: %s",
+                msg.visit_id,
+                sorted(set(others) - {code} - set(secondary)),
+            )
+        at = _recorded_at(msg, event)
+        await ensure_visit(session, msg.visit_id, msg.patient_id, opened_at=at)
+        await session.execute(
+            update(visits)
+            .where(
+                visits.c.id == msg.visit_id,
+                visits.c.diagnosis_at.is_(None) | (visits.c.diagnosis_at < at),
+            )
+            .values(
+                diagnosis_code=code,
+                diagnosis_text=main.name.strip()[:500],
+                diagnosis_secondary=";".join(secondary) or None,
+                diagnosis_at=at,
+                diagnosis_source="emr",
+            )
+        )
 
     def _credentials(self) -> tuple[bytes, bytes]:
         key, cert = self.settings.facility_key_file, self.settings.facility_cert_file  # type: ignore[attr-defined]
@@ -148,7 +230,8 @@ class ClaimService:
             if not v["diagnosis_code"]:
                 raise Conflict(
                     "claim.no_diagnosis",
-                    f"record the main diagnosis (ICD-10) first: PUT /api/v1/visits/{visit_id}/diagnosis",
+                    "no main diagnosis (ICD-10) yet: the doctor saves it in the EMR consultation, or "
+                    f"record it by hand: PUT /api/v1/visits/{visit_id}/diagnosis",
                 )
             rows = await posted_charges(s, visit_id)
             if not rows:
@@ -166,7 +249,8 @@ class ClaimService:
             beds = await self._bed_codes(s, rows)
             ma_lk = v["visit_code"]
             thuoc, dvkt = [], []
-            codes = ";".join(filter(None, (v["diagnosis_code"],)))
+            secondary = tuple(c for c in (v["diagnosis_secondary"] or "").split(";") if c)
+            codes = ";".join((v["diagnosis_code"], *secondary))
             for r, line in zip(rows, split.lines, strict=True):
                 common = dict(
                     ma_lk=ma_lk,
@@ -247,6 +331,7 @@ class ClaimService:
                 closed_at=v["closed_at"],
                 diagnosis_code=v["diagnosis_code"],
                 diagnosis_text=v["diagnosis_text"] or "",
+                secondary_codes=secondary,
                 inpatient=v["inpatient"],
                 admitted_at=admitted,
                 discharge_type=v["discharge_type"],
