@@ -95,6 +95,7 @@ async def test_closed_insured_visit_exports_with_the_stack_certificate(
         admissions_durable=f"billing-test-{uuid.uuid4().hex[:10]}",
         lab_durable=f"billing-test-lab-{uuid.uuid4().hex[:10]}",
         imaging_durable=f"billing-test-img-{uuid.uuid4().hex[:10]}",
+        emr_durable=f"billing-test-emr-{uuid.uuid4().hex[:10]}",
         shutdown_grace_seconds=1,
     ) as svc:
         vid, pid, _ = await admissions.open_visit(

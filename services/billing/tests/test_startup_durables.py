@@ -59,11 +59,17 @@ async def test_durables_exist_before_the_service_reports_started(
         **settings,
     ) as svc:
         js = svc.rt.js
-        durables = {settings["admissions_durable"], settings["lab_durable"], settings["imaging_durable"]}
+        durables = {
+            settings["admissions_durable"],
+            settings["lab_durable"],
+            settings["imaging_durable"],
+            settings["emr_durable"],
+        }
         for stream, durable in (
             ("ADMISSIONS", settings["admissions_durable"]),
             ("LAB", settings["lab_durable"]),
             ("IMAGING", settings["imaging_durable"]),
+            ("EMR", settings["emr_durable"]),
         ):
             info = await js.consumer_info(stream, durable)
             assert info.config.durable_name == durable
