@@ -7,6 +7,8 @@ retries and is placed once the lab is up (never lost)."""
 from __future__ import annotations
 
 import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,9 @@ from hospital.admissions.service import DEFINITION as ADMISSIONS
 from hospital.chassis.app import Service
 from hospital.chassis.rpc import call_metadata
 from hospital.contracts.emr.v1 import emr_pb2, emr_pb2_grpc
+from hospital.contracts.imaging.v1 import events_pb2 as img_events
 from hospital.contracts.imaging.v1 import imaging_pb2, imaging_pb2_grpc
+from hospital.contracts.lab.v1 import events_pb2 as lab_events
 from hospital.contracts.lab.v1 import lab_pb2, lab_pb2_grpc
 from hospital.emr.service import DEFINITION as EMR
 from hospital.imaging.service import DEFINITION as IMAGING
@@ -263,3 +267,181 @@ async def test_an_order_waits_for_a_lab_that_is_down_and_is_placed_once_it_is_up
             assert orders[0]["id"] == order["id"], orders[0]
             assert orders[0]["status"] == "placed", orders[0]["refusal_reason"]
             assert orders[0]["downstream_id"] and orders[0]["last_error"] == ""
+
+
+def _lab_result(lab_order: lab_pb2.Order, code: str, value: str, *, revision: int = 1) -> lab_pb2.Result:
+    r = lab_pb2.Result(
+        id=f"{lab_order.id}:{code}",
+        order_id=lab_order.id,
+        patient_id=lab_order.patient.id,
+        test_code=code,
+        test_name=code,
+        value=value,
+        unit="",
+        reference_range="",
+        flag="",
+        status="verified",
+        revision=revision,
+    )
+    r.observed_at.FromDatetime(datetime.now(UTC))
+    r.verified_at.FromDatetime(datetime.now(UTC))
+    return r
+
+
+async def test_order_status_follows_its_results_partial_resulted_and_the_study_reported(
+    platform, nats_server
+) -> None:
+    """A lab order is partial while some of its order lines (the CBC panel expanded by the lab) have verified
+    results and resulted once every line has one; an amendment keeps it resulted; a late or repeated result
+    changes nothing; an imaging order is resulted when its study arrives and reported once the report is
+    signed. HTTP, gRPC and FHIR show the same status."""
+    import nats
+    from emr_testkit import Admissions
+
+    adm, lab, _img, emr = platform
+    patient, _visit = await _register_and_open(adm)
+    nc = await nats.connect(nats_server.url)
+    bus = Admissions(nc.jetstream())  # publishes as the lab and imaging relays do
+    try:
+        async with client(emr) as doctor:
+
+            async def encounter() -> Any:
+                items = (await doctor.get("/api/v1/encounters", params={"patient_id": patient["id"]})).json()[
+                    "items"
+                ]
+                return items[0] if items else None
+
+            enc = await eventually(encounter)
+            r = await doctor.post(
+                f"/api/v1/encounters/{enc['id']}/orders",
+                json={
+                    "lab": [{"tests": ["CBC", "GLU"]}],
+                    "imaging": [
+                        {"procedure_code": "XQ-NGUC", "description": "X-quang ngực thẳng", "modality": "DX"}
+                    ],
+                },
+            )
+            assert r.status_code == 201, r.text
+            lab_o, img_o = r.json()["orders"]
+            by_id = {o["id"]: o for o in await eventually(lambda: _settled(doctor, enc["id"], 2))}
+            lab_o, img_o = by_id[lab_o["id"]], by_id[img_o["id"]]
+            assert lab_o["status"] == img_o["status"] == "placed"
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{lab.settings.grpc_port}") as ch:
+                lab_order = await lab_pb2_grpc.LabServiceStub(ch).GetOrder(
+                    lab_pb2.GetOrderRequest(order_id=lab_o["downstream_id"]),
+                    metadata=call_metadata(issuer_for(emr).mint_for_service("test")),
+                )
+            lines = [i.test_code for i in lab_order.items]
+            assert "GLU" in lines and "CBC" not in lines and len(lines) > 2, lines  # the panel is expanded
+
+            async def status_of(order_id: str, expected: str) -> Any:
+                async def check() -> Any:
+                    got = (await doctor.get(f"/api/v1/encounters/{enc['id']}/orders")).json()["items"]
+                    order = next(o for o in got if o["id"] == order_id)
+                    return order if order["status"] == expected else None
+
+                return await eventually(check)
+
+            async def results() -> dict[str, dict]:
+                r = await doctor.get(
+                    f"/api/v1/patients/{patient['id']}/results", params={"encounter_id": enc["id"]}
+                )
+                return {x["test_code"]: x for x in r.json()["results"]}
+
+            # one line verified: partial
+            await bus.publish(
+                "lab.result.verified", lab_events.ResultVerified(result=_lab_result(lab_order, "GLU", "6.1"))
+            )
+            partial = await status_of(lab_o["id"], "partial")
+            # every line but one: still partial; the last one: resulted
+            rest = [c for c in lines if c != "GLU"]
+            for code in rest[:-1]:
+                await bus.publish(
+                    "lab.result.verified", lab_events.ResultVerified(result=_lab_result(lab_order, code, "5"))
+                )
+
+            async def all_but_last() -> Any:
+                return {"GLU", *rest[:-1]} <= set(await results())
+
+            await eventually(all_but_last)
+            assert (await status_of(lab_o["id"], "partial"))["updated_at"] >= partial["updated_at"]
+            await bus.publish(
+                "lab.result.verified",
+                lab_events.ResultVerified(result=_lab_result(lab_order, rest[-1], "5")),
+            )
+            resulted = await status_of(lab_o["id"], "resulted")
+
+            # an amendment keeps it resulted
+            amended = _lab_result(lab_order, "GLU", "7.4", revision=2)
+            amended.status = "amended"
+            await bus.publish(
+                "lab.result.amended", lab_events.ResultAmended(result=amended, previous_value="6.1")
+            )
+
+            async def glu_amended() -> Any:
+                return (await results())["GLU"]["value"] == "7.4"
+
+            await eventually(glu_amended)
+            # the old revision arriving late and a repeated result (a new event for the same result) change
+            # nothing; a result for a test outside the order lines, published after them, shows they were
+            # applied
+            await bus.publish(
+                "lab.result.verified", lab_events.ResultVerified(result=_lab_result(lab_order, "GLU", "6.1"))
+            )
+            await bus.publish(
+                "lab.result.verified", lab_events.ResultVerified(result=_lab_result(lab_order, rest[0], "5"))
+            )
+            await bus.publish(
+                "lab.result.verified", lab_events.ResultVerified(result=_lab_result(lab_order, "CRP", "3"))
+            )
+
+            async def extra_applied() -> Any:
+                return "CRP" in await results()
+
+            await eventually(extra_applied)
+            assert (await results())["GLU"]["value"] == "7.4"
+            again = await status_of(lab_o["id"], "resulted")
+            assert again["updated_at"] == resulted["updated_at"]
+
+            # imaging: the study arrives (matched by accession number), then the report is signed
+            uid = f"1.2.840.113619.2.55.3.{uuid.uuid4().int % 10**12}"
+            study = img_events.StudyReceived(
+                study_instance_uid=uid,
+                accession_number=img_o["accession_number"],
+                order_id=img_o["downstream_id"],
+                patient_code=patient["patient_code"],
+                modalities=["DX"],
+                series_count=1,
+                instance_count=2,
+            )
+            study.last_received_at.FromDatetime(datetime.now(UTC))
+            await bus.publish("imaging.study.received", study)
+            await status_of(img_o["id"], "resulted")
+            await bus.publish("imaging.study.received", study, event_id=str(uuid.uuid4()))  # sent again
+
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{emr.settings.grpc_port}") as ch:
+                listed = await emr_pb2_grpc.EmrServiceStub(ch).ListOrders(
+                    emr_pb2.ListOrdersRequest(encounter_id=enc["id"]), metadata=call_metadata(token(emr))
+                )
+            assert {o.id: o.status for o in listed.items} == {
+                lab_o["id"]: "resulted",
+                img_o["id"]: "resulted",
+            }
+            fhir = await doctor.get(f"/fhir/ServiceRequest/{lab_o['id']}")
+            assert fhir.status_code == 200 and fhir.json()["status"] == "completed", fhir.text
+
+        async with client(emr, "radiologist", subject="user:bs.cdha", name="BS. Hoàng Văn Phúc") as rad:
+            report = await rad.post(
+                "/api/v1/radiology/reports",
+                json={
+                    "kind": "radiology_report",
+                    "study_instance_uid": uid,
+                    "sections": [{"code": "conclusion", "title": "Kết luận", "text": "Phổi bình thường"}],
+                },
+            )
+            assert report.status_code == 201, report.text
+            assert (await rad.post(f"/api/v1/documents/{report.json()['id']}/sign")).status_code == 200
+        async with client(emr) as doctor:
+            await status_of(img_o["id"], "reported")
+    finally:
+        await nc.close()

@@ -313,6 +313,12 @@ class Orders:
         row = (await self.s.execute(select(orders).where(orders.c.id == order_id))).mappings().first()
         return dict(row) if row else None
 
+    async def lock(self, order_id: str) -> Row | None:
+        """The order, its row locked until the transaction ends (status moves one at a time)."""
+        stmt = select(orders).where(orders.c.id == order_id).with_for_update()
+        row = (await self.s.execute(stmt)).mappings().first()
+        return dict(row) if row else None
+
     async def by_request(self, request_id: str) -> list[Row]:
         """The orders one PlaceOrders request made (keys ``<request_id>#<n>``), in request order."""
         rows = await self.s.execute(
@@ -494,6 +500,13 @@ class Results:
             stmt.order_by(lab_results.c.observed_at.desc(), lab_results.c.id).limit(limit)
         )
         return [dict(r) for r in rows.mappings()]
+
+    async def of_order(self, order_id: str) -> list[tuple[str, str]]:
+        """(test_code, status) of every result attached to one EMR order."""
+        rows = await self.s.execute(
+            select(lab_results.c.test_code, lab_results.c.status).where(lab_results.c.order_id == order_id)
+        )
+        return [(r.test_code, r.status) for r in rows]
 
     async def trend(self, patient_id: str, test_code: str, limit: int) -> list[Row]:
         rows = await self.s.execute(

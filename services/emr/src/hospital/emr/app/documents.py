@@ -33,6 +33,7 @@ from hospital.emr.app.eprescription import queue_national
 from hospital.emr.app.notifications import notify
 from hospital.emr.app.prescriptions import prescription_model
 from hospital.emr.domain import access, signing, templates
+from hospital.emr.domain.order_status import imaging_status
 
 NOTE_SUBJECT = {
     "outpatient_note": "emr.note.signed",
@@ -300,6 +301,10 @@ class DocumentService:
                 ),
             )
             if order is not None:
+                current = await Orders(s).lock(order["id"]) or order
+                status = imaging_status(current["status"], report_signed=True)
+                if status != current["status"]:
+                    await Orders(s).update(order["id"], status=status, updated_at=utcnow())
                 await notify(
                     s,
                     [order["ordered_by"]],

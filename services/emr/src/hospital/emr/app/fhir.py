@@ -396,7 +396,10 @@ ORDER_STATUS = {
     "pending": "active",
     "placed": "active",
     "cancel_pending": "active",
+    "partial": "active",
     "completed": "completed",
+    "resulted": "completed",
+    "reported": "completed",
     "cancelled": "revoked",
     "refused": "revoked",
 }

@@ -349,7 +349,9 @@ class Dispatcher:
                 clinical_note=order["clinical_note"],
             )
             placed = await self.downstream.lab_place(req)
-            return {"downstream_id": placed.id}
+            # the lab's order lines (panels expanded) are the tests the order is resulted against
+            lines = [i.test_code for i in placed.items if i.status != "cancelled"]
+            return {"downstream_id": placed.id, "details": {**order["details"], "lab_tests": lines}}
         d = order["details"]
         req = imaging_pb2.ScheduleOrderRequest(
             accession_number=order["accession_number"],
@@ -423,6 +425,8 @@ class Dispatcher:
                         values.update(status="refused", refusal_reason=outcome["refused"])
                     else:
                         later = await commands.pending_of(order["id"])
+                        if "details" in outcome:
+                            values["details"] = outcome["details"]
                         values.update(
                             downstream_id=outcome["downstream_id"],
                             status="cancel_pending" if later else "placed",

@@ -27,6 +27,7 @@ from hospital.emr.app import schemas as sc
 from hospital.emr.app.common import Context, authorize_read, ts
 from hospital.emr.app.notifications import notify
 from hospital.emr.app.orders import order_model
+from hospital.emr.domain.order_status import imaging_status, lab_status
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,20 @@ class ResultService:
             "received_at": utcnow(),
         }
         await Results(session).save(row)
+        if order is not None:
+            await self._advance_lab_order(session, order["id"])
         return row, order
+
+    async def _advance_lab_order(self, session: AsyncSession, order_id: str) -> None:
+        """partial / resulted from the order's results stored so far (see domain.order_status)."""
+        orders = Orders(session)
+        current = await orders.lock(order_id)
+        if current is None:
+            return
+        tests = (current["details"] or {}).get("lab_tests") or current["codes"]
+        status = lab_status(current["status"], tests, await Results(session).of_order(order_id))
+        if status != current["status"]:
+            await orders.update(order_id, status=status, updated_at=utcnow())
 
     async def on_result_verified(self, session: AsyncSession, event: Event) -> None:
         msg: lab_events.ResultVerified = event.message()
@@ -188,6 +202,10 @@ class ResultService:
         }
         await Studies(session).save(row)
         if order is not None:
+            current = await orders.lock(order["id"]) or order
+            status = imaging_status(current["status"], study_arrived=True)
+            if status != current["status"]:
+                await orders.update(order["id"], status=status, updated_at=utcnow())
             await notify(
                 session,
                 [order["ordered_by"]],

@@ -1410,8 +1410,10 @@ class ClinicalOrder(_message.Message):
     kind: _builtins.str
     """lab, imaging, medication"""
     status: _builtins.str
-    """pending (stored, being sent), placed (accepted downstream), refused (downstream said no: see
-    refusal_reason), cancel_pending, cancelled, completed, active (medication)
+    """pending (stored, being sent), placed (accepted downstream), partial (lab: some tests verified),
+    resulted (lab: every test verified; imaging: study arrived), completed (imaging procedure done, no
+    study yet), reported (imaging: radiology report signed), refused (downstream said no: see
+    refusal_reason), cancel_pending, cancelled, active (medication)
     """
     description: _builtins.str
     stat: _builtins.bool
