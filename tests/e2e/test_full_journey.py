@@ -402,7 +402,8 @@ async def test_one_patient_journey_through_every_service(platform, nats_server, 
                 return None
             inv = r.json()
             cats = sorted(ln["category"] for ln in inv["lines"])
-            return inv if cats.count("lab") >= 7 and "imaging" in cats else None
+            exam = any(ln["price_code"] == "KB-THUONG" for ln in inv["lines"])  # from admissions' event
+            return inv if cats.count("lab") >= 7 and "imaging" in cats and exam else None
 
         inv = await wait_for(billed, what="the exam, lab and imaging charges on the visit's invoice")
         codes = sorted(ln["price_code"] for ln in inv["lines"])

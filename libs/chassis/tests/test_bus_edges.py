@@ -205,7 +205,9 @@ async def test_two_relays_publish_every_event_once_in_commit_order(
         assert [eid for eid, p, _ in stored if p == probe] == ids, f"{probe}'s events out of commit order"
         seqs = [s for _, p, s in stored if p == probe]
         assert seqs == sorted(seqs)
-    assert relay_a.published_total > 0 and relay_b.published_total > 0, "both relays took turns"
+    # Which relay wins each batch is the scheduler's choice (on a quiet machine one may win them all);
+    # between them they published every event exactly once, none twice.
+    assert relay_a.published_total + relay_b.published_total == len(all_ids)
 
 
 async def test_api_process_wakes_the_worker_relay_over_nats(
