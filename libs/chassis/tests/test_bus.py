@@ -24,6 +24,7 @@ from hospital.chassis.db import Database, inbox_table, outbox_table
 from hospital.chassis.uow import UnitOfWork
 from hospital.contracts.platform.v1.platform_pb2 import ProbeSent
 from hospital.testing.waits import consumer_settled, wait_for
+from hospital.testing.waits import equals as _eq
 
 from .conftest import effects
 
@@ -139,10 +140,6 @@ async def test_poison_event_is_dead_lettered_then_replayed(db: Database, js, sub
     async with db.session() as s:
         assert 3 in set((await s.execute(select(effects.c.value))).scalars())
     await _close(gen)
-
-
-async def _eq(awaitable, expected) -> bool:
-    return (await awaitable) == expected
 
 
 async def _close(gen) -> None:

@@ -39,6 +39,7 @@ from hospital.chassis.db import Database, outbox_table
 from hospital.chassis.uow import UnitOfWork
 from hospital.contracts.platform.v1.platform_pb2 import ProbeSent
 from hospital.testing.servers import NatsServer
+from hospital.testing.waits import equals as _eq
 from hospital.testing.waits import wait_for
 
 from .conftest import effects
@@ -591,8 +592,6 @@ async def test_shutdown_with_buffered_deliveries_applies_them_once_later(
 
 
 # --------------------------------------------------------------------------------------------- small
-async def _eq(awaitable, expected) -> bool:
-    return (await awaitable) == expected
 
 
 async def _true(value: object) -> bool:

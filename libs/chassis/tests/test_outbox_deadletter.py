@@ -24,6 +24,7 @@ from hospital.chassis.bus import (
 )
 from hospital.chassis.db import Database, outbox_deadletter_table, outbox_table
 from hospital.testing.servers import NatsServer
+from hospital.testing.waits import equals as _eq
 
 from .test_bus_edges import (
     commit_events,
@@ -36,10 +37,6 @@ from .test_bus_edges import (
 )
 
 STREAMS = {"PLATFORM": ["platform.>"]}
-
-
-async def _eq(coro, value) -> bool:
-    return await coro == value
 
 
 async def commit_big(db: Database, subject: str, size: int, notify=None) -> str:

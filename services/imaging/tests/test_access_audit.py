@@ -22,6 +22,7 @@ from hospital.contracts.imaging.v1 import imaging_pb2 as pb
 from hospital.contracts.imaging.v1 import imaging_pb2_grpc as pb_grpc
 from hospital.testing.servers import free_port
 from hospital.testing.services import http_client, issuer_for
+from hospital.testing.waits import equals as _eq
 
 sys.path.insert(0, str(Path(__file__).parent))
 from imaging_helpers import indexed, run_tool, wait_for
@@ -45,10 +46,6 @@ async def _audit(svc, action: str) -> list[Any]:
         )
         for r in rows
     ]
-
-
-async def _eq(value, expected) -> bool:
-    return (await value) == expected
 
 
 async def test_dicom_and_dicomweb_access_is_audited(imaging_factory, make_ct_series, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from imaging_helpers import indexed, run_tool, wait_for
 
 from hospital.imaging.config import ImagingSettings
+from hospital.testing.waits import equals as _eq
 
 PATIENT_ID = "BN-2025-000123"
 
@@ -45,10 +46,6 @@ async def _find(port: int, out: Path, aet: str) -> tuple[int, str, list[pydicom.
         port,
     )
     return res.returncode, res.stderr, [pydicom.dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
-
-
-async def _eq(value, expected) -> bool:
-    return (await value) == expected
 
 
 async def test_strict_mode_checks_ae_host_and_permissions(

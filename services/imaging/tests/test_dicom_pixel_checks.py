@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from imaging_helpers import indexed, run_tool, wait_for
 
 from hospital.imaging.domain.pixel_checks import check_pixel_data
+from hospital.testing.waits import equals as _eq
 
 
 def _multipart(parts: list[bytes]) -> tuple[bytes, str]:
@@ -53,10 +54,6 @@ def _jpeg(path: Path, out: Path, fragments: list[bytes], frames: int) -> Path:
     ds["PixelData"].VR = "OB"
     ds.save_as(out, enforce_file_format=True)
     return out
-
-
-async def _eq(value, expected) -> bool:
-    return (await value) == expected
 
 
 async def test_c_store_refuses_short_pixel_data_and_missing_fragments(

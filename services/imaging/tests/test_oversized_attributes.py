@@ -17,10 +17,7 @@ from imaging_helpers import dataset_bytes, indexed, published, run_tool, wait_fo
 
 from hospital.contracts.imaging.v1 import events_pb2 as ev
 from hospital.imaging.app.ingest import instance_key
-
-
-async def _eq(value, expected) -> bool:
-    return (await value) == expected
+from hospital.testing.waits import equals as _eq
 
 
 async def test_oversized_attributes_are_refused_or_bounded(imaging, make_ct_series, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from hospital.chassis.storage import ObjectStore
 from hospital.contracts.imaging.v1 import events_pb2 as ev
 from hospital.testing.servers import S3Server
 from hospital.testing.services import http_client
+from hospital.testing.waits import equals as _eq
 
 sys.path.insert(0, str(Path(__file__).parent))
 from imaging_helpers import indexed, published, run_tool, wait_for
@@ -222,7 +223,3 @@ async def test_deletion_survives_object_store_outage_and_restart(
 async def _failed(client, job_id: str) -> dict | None:
     job = await _job(client, job_id)
     return job if job["last_error"] else None
-
-
-async def _eq(coro, expected) -> bool:
-    return (await coro) == expected

@@ -13,6 +13,7 @@ import pydicom
 from PIL import Image
 
 from hospital.testing.services import http_client
+from hospital.testing.waits import equals as _eq
 
 sys.path.insert(0, str(Path(__file__).parent))
 from imaging_helpers import dataset_bytes, indexed, wait_for
@@ -109,7 +110,3 @@ async def test_stow_qido_wado_round_trip(imaging, make_ct_series, tmp_path: Path
         assert (await c.get("/dicomweb/studies")).status_code == 403
     async with http_client(imaging) as c:
         assert (await c.get("/dicomweb/studies")).status_code == 401
-
-
-async def _eq(coro, expected) -> bool:
-    return (await coro) == expected

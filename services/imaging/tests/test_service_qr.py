@@ -15,6 +15,7 @@ from imaging_helpers import dataset_bytes, indexed, published, run_tool, wait_fo
 
 from hospital.imaging.app.ingest import instance_key
 from hospital.testing.servers import free_port
+from hospital.testing.waits import equals as _eq
 
 PATIENT_ID = "BN-2025-000123"
 
@@ -237,10 +238,6 @@ async def test_move_and_get_return_identical_bytes(imaging_factory, make_ct_seri
         assert res.returncode == 0, res.stderr
         got = {str(pydicom.dcmread(p).SOPInstanceUID): dataset_bytes(p) for p in fetched.iterdir()}
         assert got == originals
-
-
-async def _eq(coro, expected) -> bool:
-    return (await coro) == expected
 
 
 async def _empty_spool(svc) -> bool:

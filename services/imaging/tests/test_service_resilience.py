@@ -13,6 +13,7 @@ from sqlalchemy import select
 from hospital.imaging.adapters import tables as t
 from hospital.testing.servers import S3Server, free_port
 from hospital.testing.services import http_client
+from hospital.testing.waits import equals as _eq
 
 sys.path.insert(0, str(Path(__file__).parent))
 from imaging_helpers import indexed, run_tool, wait_for
@@ -20,10 +21,6 @@ from imaging_helpers import indexed, run_tool, wait_for
 
 async def _error(svc) -> str | None:
     return svc.rt.imaging.pipeline.last_error
-
-
-async def _eq(coro, expected) -> bool:
-    return (await coro) == expected
 
 
 async def test_object_storage_down_during_ingest(imaging_factory, make_ct_series, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from hospital.imaging.adapters import tables as t
 from hospital.imaging.app.ingest import instance_key
 from hospital.testing.services import http_client
+from hospital.testing.waits import equals as _eq
 
 sys.path.insert(0, str(Path(__file__).parent))
 from imaging_helpers import dataset_bytes, indexed, run_tool, wait_for
@@ -105,10 +106,6 @@ async def test_conflicts_listed_and_resolved(imaging, make_ct_series, tmp_path: 
 async def _n_items(client, n: int) -> list[dict] | None:
     items = await _open_conflicts(client)
     return items if len(items) >= n else None
-
-
-async def _eq(coro, expected):
-    return (await coro) == expected
 
 
 def _mpps(port: int, accession: str) -> tuple[str, int, int]:

@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import imaging_orthanc
 from imaging_helpers import indexed, run_tool, wait_for
 
+from hospital.testing.waits import equals as _eq
+
 COMMITMENT = "1.2.840.10008.1.20.1"
 CT = "1.2.840.10008.5.1.4.1.1.2"
 
@@ -51,10 +53,6 @@ def _refs(files: list[Path]) -> list[tuple[str, str]]:
 async def _store(host: str, port: int, directory: Path) -> None:
     res = await run_tool("storescu", "-aet", "CT_HUE", "-aec", "HOSPITAL_PACS", "+sd", host, port, directory)
     assert res.returncode == 0, res.stderr
-
-
-async def _eq(coro, expected) -> bool:
-    return (await coro) == expected
 
 
 async def test_orthanc_asks_for_storage_commitment(

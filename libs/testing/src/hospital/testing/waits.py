@@ -62,3 +62,8 @@ async def outbox_drained(svc: Any, timeout: float = 20.0) -> None:
             return (await s.execute(select(func.count()).select_from(outbox_table))).scalar_one() == 0
 
     await wait_for(empty, timeout, what=f"{svc.settings.service} outbox drained")
+
+
+async def equals(awaitable: Awaitable[Any], expected: Any) -> bool:
+    """``await awaitable == expected``: the condition of ``wait_for(lambda: equals(count(...), 3))``."""
+    return (await awaitable) == expected
