@@ -46,13 +46,19 @@ class BackendRefused(Exception):
         self.service, self.status, self.code, self.message, self.field = service, status, code, message, field
 
 
+def parse_detail(details: str) -> tuple[str, str, str | None] | None:
+    """(code, message, field) of a service's refusal text ``code: message (field f)``; None otherwise."""
+    m = _DETAIL.match(details)
+    return (m["code"], m["message"], m["field"]) if m else None
+
+
 def translate(service: str, exc: grpc.aio.AioRpcError) -> Exception:
     if exc.code() in _DOWN:
         return BackendUnavailable(service, exc.details() or exc.code().name)
     details = exc.details() or ""
-    m = _DETAIL.match(details)
-    if m:
-        return BackendRefused(service, exc.code().name, m["code"], m["message"], m["field"])
+    parsed = parse_detail(details)
+    if parsed:
+        return BackendRefused(service, exc.code().name, *parsed)
     return BackendRefused(service, exc.code().name, exc.code().name.lower(), details, None)
 
 

@@ -19,7 +19,7 @@ from hospital.chassis.errors import Invalid
 from hospital.chassis.fields import clean_text
 from hospital.contracts.emr.v1 import emr_pb2 as emr
 from hospital.web import i18n
-from hospital.web.adapters.backends import _DETAIL, BackendRefused, BackendUnavailable
+from hospital.web.adapters.backends import BackendRefused, BackendUnavailable, parse_detail
 from hospital.web.api.deps import WebSession, lang, render, screen, token, web
 from hospital.web.domain.accounts import SEARCH_MAX
 
@@ -102,12 +102,12 @@ async def _consultation(
 
 def refusal_text(request: Request, reason: str) -> str:
     """A downstream refusal as the EMR stored it (``code``, or ``code: message (field f)``), in words."""
-    m = _DETAIL.match(reason.strip())
-    code = m["code"] if m else reason.strip()
+    parsed = parse_detail(reason.strip())
+    code = parsed[0] if parsed else reason.strip()
     key = f"err.{code}"
     if i18n.has(key):
         return i18n.translate(key, lang(request))
-    return m["message"] if m and m["message"] else reason
+    return parsed[1] if parsed and parsed[1] else reason
 
 
 def _orders_context(request: Request, chart: emr.Chart) -> dict[str, object]:
