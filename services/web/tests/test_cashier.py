@@ -101,5 +101,6 @@ async def test_invoice_vietqr_cash_and_a_callback_paying_it_live(stack, browser)
         assert ipn.json()["RspCode"] == "00", ipn.text
     await expect(page.locator("#balance")).to_have_text("0 ₫")
     await expect(page.locator("#paid")).to_have_text(f"{due:,} ₫".replace(",", "."))
+    await expect(page.locator("#invoice .pay-actions")).to_be_hidden()  # nothing more to take for it
     await shot(page, "17-cashier-paid-live")
     await ctx.close()
