@@ -269,6 +269,80 @@ async def test_an_order_waits_for_a_lab_that_is_down_and_is_placed_once_it_is_up
             assert orders[0]["downstream_id"] and orders[0]["last_error"] == ""
 
 
+async def test_orders_waiting_for_a_down_imaging_service_do_not_hold_back_lab_orders(
+    nats_server, tmp_path
+) -> None:
+    """More imaging orders wait for their retry than the dispatcher reads at once (imaging is down for a
+    while); a lab order placed after them still reaches the lab at once."""
+    import nats
+    from emr_testkit import Admissions
+
+    tag = tmp_path.name[-12:]
+    async with (
+        running_service(
+            LAB,
+            data_dir=tmp_path,
+            database_url=f"sqlite+aiosqlite:///{tmp_path}/lab.db",
+            nats_url=nats_server.url,
+            mllp_port=free_port(),
+            astm_port=free_port(),
+            instrument_timezone="UTC",
+            admissions_grpc=f"127.0.0.1:{free_port()}",  # unreachable: the order is taken unverified
+        ) as lab,
+        running_service(
+            EMR,
+            data_dir=tmp_path,
+            database_url=f"sqlite+aiosqlite:///{tmp_path}/emr.db",
+            nats_url=nats_server.url,
+            lab_grpc_target=f"127.0.0.1:{lab.settings.grpc_port}",
+            imaging_grpc_target=f"127.0.0.1:{free_port()}",  # imaging is down
+            admissions_durable=f"emr-adm-{tag}",
+            order_retry_base_seconds=600.0,  # the imaging orders wait for their retry all test long
+            order_send_timeout_seconds=1.0,
+            shutdown_grace_seconds=2,
+        ) as emr,
+    ):
+        nc = await nats.connect(nats_server.url)
+        try:
+            _, patient = await Admissions(nc.jetstream()).open_visit()
+        finally:
+            await nc.close()
+        async with client(emr) as doctor:
+
+            async def encounter() -> Any:
+                items = (await doctor.get("/api/v1/encounters", params={"patient_id": patient.id})).json()[
+                    "items"
+                ]
+                return items[0] if items else None
+
+            enc = await eventually(encounter)
+            ct = {"procedure_code": "CT-SN", "description": "CT sọ não không tiêm thuốc", "modality": "CT"}
+            for _ in range(6):  # 120 imaging orders: more than the 100 due commands read per round
+                r = await doctor.post(f"/api/v1/encounters/{enc['id']}/orders", json={"imaging": [ct] * 20})
+                assert r.status_code == 201, r.text
+
+            async def all_tried() -> Any:
+                items = (await doctor.get(f"/api/v1/encounters/{enc['id']}/orders")).json()["items"]
+                return items if len(items) == 120 and all(o["attempts"] >= 1 for o in items) else None
+
+            waiting = await eventually(all_tried, timeout=60)
+            assert all(o["status"] == "pending" and o["last_error"] for o in waiting)
+
+            r = await doctor.post(
+                f"/api/v1/encounters/{enc['id']}/orders", json={"lab": [{"tests": ["GLU"]}]}
+            )
+            assert r.status_code == 201, r.text
+            glu = r.json()["orders"][0]
+
+            async def placed() -> Any:
+                items = (await doctor.get(f"/api/v1/encounters/{enc['id']}/orders")).json()["items"]
+                o = next(o for o in items if o["id"] == glu["id"])
+                return o if o["status"] == "placed" else None
+
+            done = await eventually(placed)
+            assert done["downstream_id"] and done["attempts"] == 1
+
+
 def _lab_result(lab_order: lab_pb2.Order, code: str, value: str, *, revision: int = 1) -> lab_pb2.Result:
     r = lab_pb2.Result(
         id=f"{lab_order.id}:{code}",

@@ -28,6 +28,7 @@ class EmrSettings(ServiceSettings):
     order_send_timeout_seconds: float = 5.0
     order_retry_base_seconds: float = 1.0  # first retry after a transient failure; doubles each time
     order_retry_max_seconds: float = 60.0
+    order_send_concurrency: int = 8  # order commands sent at once (one at a time per order)
     order_poll_seconds: float = 1.0  # the dispatcher's idle poll (it is also woken on commit)
 
     # Critical values: escalated to the department's other doctors when unacknowledged this long.

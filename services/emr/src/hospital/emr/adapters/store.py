@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hospital.emr.adapters.tables import (
@@ -386,11 +386,24 @@ class OrderCommands:
     async def add(self, row: Row) -> None:
         await self.s.execute(order_commands.insert().values(**row))
 
-    async def pending(self, limit: int) -> list[Row]:
+    async def due(self, now: datetime, limit: int) -> list[Row]:
+        """Pending commands whose time has come and that are the first pending command of their order (an
+        order's commands go one at a time, in order), oldest first. Commands waiting for a retry (a
+        downstream that is down) do not hold back the due commands behind them."""
+        earlier = order_commands.alias("earlier")
+        c = order_commands.c
+        first_of_order = ~exists().where(
+            earlier.c.order_id == c.order_id,
+            earlier.c.status == "pending",
+            or_(
+                earlier.c.created_at < c.created_at,
+                and_(earlier.c.created_at == c.created_at, earlier.c.id < c.id),
+            ),
+        )
         rows = await self.s.execute(
             select(order_commands)
-            .where(order_commands.c.status == "pending")
-            .order_by(order_commands.c.created_at, order_commands.c.id)
+            .where(c.status == "pending", c.next_attempt_at <= now, first_of_order)
+            .order_by(c.created_at, c.id)
             .limit(limit)
         )
         return [dict(r) for r in rows.mappings()]

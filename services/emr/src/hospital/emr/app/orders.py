@@ -287,26 +287,29 @@ class Dispatcher:
             stopper.cancel()
 
     async def run_once(self) -> bool:
-        """Send every due command once, oldest first and one at a time per order. True if any was sent."""
+        """Send every due command once: the first pending command of each order (one at a time per order,
+        in order), oldest first, up to ``order_send_concurrency`` in flight so that one slow downstream
+        does not hold back the other's orders. True if any was sent."""
         now = utcnow()
         async with self.ctx.rt.db.session() as s:
-            commands = await OrderCommands(s).pending(100)
-        blocked: set[str] = set()
-        sent = False
+            commands = await OrderCommands(s).due(now, 100)
+        claimed: list[dict[str, Any]] = []
         for cmd in commands:
-            if cmd["order_id"] in blocked:
-                continue
-            blocked.add(cmd["order_id"])  # later commands of this order wait for this one
-            if cmd["next_attempt_at"] > now:
-                continue
             async with self.ctx.rt.db.session() as s:
-                claimed = await OrderCommands(s).claim(cmd["id"], cmd["next_attempt_at"], now + self.lease)
+                ok = await OrderCommands(s).claim(cmd["id"], cmd["next_attempt_at"], now + self.lease)
                 await s.commit()
-            if not claimed:
-                continue
-            sent = True
-            await self._send(cmd)
-        return sent
+            if ok:
+                claimed.append(cmd)
+        if not claimed:
+            return False
+        slots = asyncio.Semaphore(max(1, self.ctx.settings.order_send_concurrency))
+
+        async def send(cmd: dict[str, Any]) -> None:
+            async with slots:
+                await self._send(cmd)
+
+        await asyncio.gather(*(send(cmd) for cmd in claimed))
+        return True
 
     async def _send(self, cmd: dict[str, Any]) -> None:
         async with self.ctx.rt.db.session() as s:
