@@ -293,12 +293,17 @@ async def prepare_criticals(
     emr: httpx.AsyncClient, lab_url: str, lab_token: str, encounter_id: str, n: int
 ) -> list[str]:
     """``n`` potassium orders placed through the EMR's CPOE; returns their specimens' barcodes."""
-    r = await emr.post(
-        f"/api/v1/encounters/{encounter_id}/orders",
-        json={"request_id": str(uuid.uuid4()), "lab": [{"tests": ["K"], "stat": True} for _ in range(n)]},
-    )
-    assert r.status_code == 201, r.text
-    ids = [o["id"] for o in r.json()["orders"]]
+    ids: list[str] = []
+    for start in range(0, n, 20):  # the EMR takes at most 20 lab orders per request
+        r = await emr.post(
+            f"/api/v1/encounters/{encounter_id}/orders",
+            json={
+                "request_id": str(uuid.uuid4()),
+                "lab": [{"tests": ["K"], "stat": True} for _ in range(min(20, n - start))],
+            },
+        )
+        assert r.status_code == 201, r.text
+        ids += [o["id"] for o in r.json()["orders"]]
     deadline = time.perf_counter() + 120
     while True:
         items = (await emr.get(f"/api/v1/encounters/{encounter_id}/orders")).json()["items"]

@@ -165,8 +165,9 @@ async def run_ours(svc, tmp: Path, parts: int, s3: S3Server, pg: PostgresServer)
 
 
 class Orthanc:
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, extra: dict | None = None) -> None:
         self.base, self.port = base, 4242
+        self.extra = extra or {}  # more configuration (plugins, modalities) for other benchmarks
         self.proc: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -192,7 +193,7 @@ class Orthanc:
             "RemoteAccessAllowed": False,
             "AuthenticationEnabled": False,
             "Plugins": [],
-        }
+        } | self.extra
         (self.base / "orthanc.json").write_text(json.dumps(cfg))
         with open(self.base / "orthanc.log", "ab") as log:
             self.proc = subprocess.Popen(

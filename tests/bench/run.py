@@ -19,6 +19,7 @@ BENCHES = [
     "event_pipeline",
     "admissions",
     "imaging_store",
+    "imaging_retrieve",
     "lab_ingest",
     "billing_callbacks",
     "emr_consultation",
