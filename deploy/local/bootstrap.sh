@@ -10,6 +10,9 @@ command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v storescu >/dev/null 2>&1 || need_apt+=(dcmtk)
 command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
 command -v Orthanc >/dev/null 2>&1 || need_apt+=(orthanc)   # the PACS peer in imaging benchmarks
+# Orthanc's DICOMweb and GDCM (JPEG 2000) plugins: the peer in the read-path benchmark
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need_apt+=(orthanc-dicomweb)
+[ -e /usr/share/orthanc/plugins/libOrthancGdcm.so ] || need_apt+=(orthanc-gdcm)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)       # network namespaces for those benchmarks
 [ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-dejavu-core)  # the web front end's browser tests
 if [ ${#need_apt[@]} -gt 0 ]; then
