@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ from hospital.imaging.service import DEFINITION
 from hospital.testing.servers import NatsServer, PostgresServer, S3Server, free_port
 from hospital.testing.services import issuer_for, running_service
 from tests.bench.cpu import tree
-from tests.bench.imaging_store import NS, Orthanc, cpu_seconds, send, service_groups
+from tests.bench.imaging_store import NS, Orthanc, cpu_seconds, service_groups
 from tests.bench.stack import load_average
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,8 +115,34 @@ async def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float,
     out, _ = await p.communicate()
     elapsed = time.perf_counter() - t0
     if p.returncode != 0:
-        raise RuntimeError(f"{cmd[:3]} failed: {out.decode(errors='replace')[-800:]}")
+        raise RuntimeError(f"{cmd[:3]} failed: {out.decode(errors='replace')[-6000:]}")
     return elapsed, out.decode(errors="replace")
+
+
+async def store(prefix: list[str], port: int, directory: Path, aec: str) -> None:
+    await run(
+        [*prefix, "storescu", "-aet", "BENCH", "-aec", aec, "+sd", "127.0.0.1", str(port), str(directory)]
+    )
+
+
+async def stow(prefix: list[str], url: str, headers: dict[str, str], directory: Path) -> None:
+    """STOW-RS the folder in parts of 50 instances with curl (compressed files are sent as they are: a
+    C-STORE acceptor may pick an uncompressed transfer syntax that storescu cannot convert to)."""
+    files = sorted(directory.iterdir())
+    for i in range(0, len(files), 50):
+        boundary = uuid.uuid4().hex
+        body = directory.parent / f"{directory.name}-stow.bin"
+        with open(body, "wb") as out:
+            for f in files[i : i + 50]:
+                out.write(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode())
+                out.write(f.read_bytes() + b"\r\n")
+            out.write(f"--{boundary}--\r\n".encode())
+        ctype = f'multipart/related; type="application/dicom"; boundary={boundary}'
+        args = [*prefix, "curl", "-sS", "-f", "-X", "POST", "-H", f"Content-Type: {ctype}"]
+        for k, v in headers.items():
+            args += ["-H", f"{k}: {v}"]
+        await run([*args, "--data-binary", f"@{body}", "-o", "/dev/null", url])
+        body.unlink()
 
 
 class Side:
@@ -311,10 +338,21 @@ async def main() -> dict:
                 )
                 theirs.pids = tree(orthanc.proc.pid)
                 sides.append(theirs)
-            for s in sources.values():
-                await send([], svc.settings.dicom_port, [s["dir"]], "HOSPITAL_PACS")
-                if orthanc:
-                    await send(["ip", "netns", "exec", NS], orthanc.port, [s["dir"]], "ORTHANC")
+            writer = {"Authorization": f"Bearer {issuer_for(svc).mint_for_role('radiographer')}"}
+            for name, s in sources.items():
+                if name == "raw":  # C-STORE, as modalities send
+                    await store([], svc.settings.dicom_port, s["dir"], "HOSPITAL_PACS")
+                    if orthanc:
+                        await store(["ip", "netns", "exec", NS], orthanc.port, s["dir"], "ORTHANC")
+                else:
+                    await stow([], f"{ours.http}/dicomweb/studies", writer, s["dir"])
+                    if orthanc:
+                        await stow(
+                            ["ip", "netns", "exec", NS],
+                            "http://127.0.0.1:8042/dicom-web/studies",
+                            {},
+                            s["dir"],
+                        )
             deadline = time.monotonic() + 300
             while await indexed(svc) < SLICES * len(sources):
                 assert time.monotonic() < deadline, "the gateway did not index every image"
