@@ -67,6 +67,8 @@ CHART_ENCOUNTERS = int(os.environ.get("HOSPITAL_BENCH_EMR_CHART_ENCOUNTERS", "50
 CHART_RESULTS = int(os.environ.get("HOSPITAL_BENCH_EMR_CHART_RESULTS", "5000"))
 CHART_READS = int(os.environ.get("HOSPITAL_BENCH_EMR_CHART_READS", "200"))
 CRITICALS = int(os.environ.get("HOSPITAL_BENCH_EMR_CRITICALS", "100"))
+# "whole": the save in one request (ADR 0505, what the screen does); "steps": the five requests of before
+SAVE = os.environ.get("HOSPITAL_BENCH_EMR_SAVE", "whole")
 DEPARTMENT = "KKB"
 POTASSIUM = Analyte("K", "2823-3", "mmol/L", 3.5, 5.0, 1)
 
@@ -361,6 +363,38 @@ async def send_criticals(
 
 # ----------------------------------------------------------------------------------------- the bench
 async def save(c: httpx.AsyncClient, encounter_id: str, steps: dict[str, Timings], total: Timings) -> None:
+    if SAVE == "whole":
+        await save_whole(c, encounter_id, steps, total)
+    else:
+        await save_in_steps(c, encounter_id, steps, total)
+
+
+async def save_whole(
+    c: httpx.AsyncClient, encounter_id: str, steps: dict[str, Timings], total: Timings
+) -> None:
+    """The screen's save as one request (ADR 0505): the same content, one transaction."""
+    body = {
+        "consultation": CONSULTATION,
+        "orders": orders_body(),
+        "prescription": PRESCRIPTION,
+        "note": {"kind": "outpatient_note", "sections": NOTE_SECTIONS},
+        "sign_note": True,
+    }
+    t0 = time.perf_counter()
+    try:
+        r = await c.post(f"/api/v1/encounters/{encounter_id}/consultation/save", json=body)
+    except httpx.HTTPError as exc:
+        total.error(type(exc).__name__, str(exc))
+        return
+    if r.status_code != 200:
+        total.error(str(r.status_code), r.text)
+        return
+    total.ms.append((time.perf_counter() - t0) * 1000)
+
+
+async def save_in_steps(
+    c: httpx.AsyncClient, encounter_id: str, steps: dict[str, Timings], total: Timings
+) -> None:
     t0 = time.perf_counter()
     plan = (
         ("consultation", "PUT", f"/api/v1/encounters/{encounter_id}/consultation", CONSULTATION, 200),
@@ -519,8 +553,13 @@ async def run(pg: PostgresServer, nats_url: str, base: Path) -> dict[str, Any]:
         "users": USERS,
         "loop": f"closed loop, think time {THINK} s (uniform 0.5–1.5×) between one doctor's saves",
         "duration_seconds": round(elapsed, 1),
-        "save": "PUT consultation (vitals, 2 diagnoses) + POST orders (2 lab, 1 imaging) + POST prescription "
-        "(3 drugs) + POST note + POST sign, in sequence",
+        "save": (
+            "POST consultation/save: consultation (vitals, 2 diagnoses), 2 lab + 1 imaging orders, "
+            "prescription (3 drugs), note signed, in one request and one transaction"
+            if SAVE == "whole"
+            else "PUT consultation (vitals, 2 diagnoses) + POST orders (2 lab, 1 imaging) + "
+            "POST prescription (3 drugs) + POST note + POST sign, in sequence"
+        ),
         "services": "emr and lab running (lab orders placed for real); imaging not running (imaging orders "
         "stay pending, retried after 60 s)",
         "bulk_loaded": {

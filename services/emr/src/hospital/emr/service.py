@@ -26,6 +26,7 @@ from hospital.emr.app.orders import Dispatcher, OrderService
 from hospital.emr.app.prescriptions import PrescriptionService
 from hospital.emr.app.reports import ReportService
 from hospital.emr.app.results import ChartExtras, ResultService
+from hospital.emr.app.saves import ConsultationSaves
 from hospital.emr.config import EmrSettings
 from hospital.emr.domain.signing import LocalKeyProvider
 
@@ -46,15 +47,19 @@ def build(rt: Runtime) -> Components:
     hub = Hub(ctx, settings.notification_poll_seconds)
     rx_wake = asyncio.Event()
     rx_sender = EPrescriptionSender(ctx, rx_wake)
+    charts, orders = ChartService(ctx), OrderService(ctx, wake)
+    prescriptions = PrescriptionService(ctx)
+    documents = DocumentService(ctx, LocalKeyProvider(settings.key_dir()))
     services = Services(
         ctx=ctx,
         encounters=encounters,
-        charts=ChartService(ctx),
-        orders=OrderService(ctx, wake),
-        prescriptions=PrescriptionService(ctx),
+        charts=charts,
+        orders=orders,
+        prescriptions=prescriptions,
         results=results,
         hub=hub,
-        documents=DocumentService(ctx, LocalKeyProvider(settings.key_dir())),
+        documents=documents,
+        saves=ConsultationSaves(ctx, charts, orders, prescriptions, documents),
         extra={"eprescriptions": EPrescriptionService(ctx, rx_wake), "fhir": FhirService(ctx)},
     )
     services.extra["chart_extras"] = ChartExtras(results).fill

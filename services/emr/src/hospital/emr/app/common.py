@@ -3,8 +3,11 @@ and the access checks (department, break-the-glass) that write the audit entries
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -34,6 +37,31 @@ def ts(value: Timestamp | None) -> datetime | None:
     return value.ToDatetime(tzinfo=UTC)
 
 
+#: The unit of work of :meth:`Context.one_transaction` while it runs (per asyncio task).
+_ENCLOSING: ContextVar[UnitOfWork | None] = ContextVar("emr_enclosing_uow", default=None)
+
+
+class _Joined:
+    """A use case's unit of work inside :meth:`Context.one_transaction`: the enclosing unit's session,
+    events and audit records; its ``commit`` is left to the enclosing unit (which commits all or none),
+    and leaving it neither commits nor rolls back."""
+
+    def __init__(self, outer: UnitOfWork) -> None:
+        self._outer = outer
+
+    async def __aenter__(self) -> _Joined:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def commit(self) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._outer, name)
+
+
 class Context:
     """The runtime with the EMR's settings, handed to every use case."""
 
@@ -43,7 +71,20 @@ class Context:
         self.settings: EmrSettings = rt.settings
 
     def uow(self) -> UnitOfWork:
-        return self.rt.uow()
+        """A unit of work of the use case's own, or, inside :meth:`one_transaction`, the enclosing one."""
+        outer = _ENCLOSING.get()
+        return self.rt.uow() if outer is None else cast(UnitOfWork, _Joined(outer))
+
+    @asynccontextmanager
+    async def one_transaction(self) -> AsyncIterator[UnitOfWork]:
+        """Run several use cases as one: each one's writes, events and audit records go into this unit's
+        transaction, committed together by ``await uow.commit()`` or not at all."""
+        async with self.rt.uow() as uow:
+            token = _ENCLOSING.set(uow)
+            try:
+                yield uow
+            finally:
+                _ENCLOSING.reset(token)
 
     def departments(self, caller: Caller) -> frozenset[str]:
         return access.departments_of(caller.principal, self.settings.staff_departments)

@@ -520,6 +520,25 @@ class SaveDocument(Model):
     request_id: code(100) = ""
 
 
+class SaveWholeConsultation(Model):
+    """What the doctor's screen saves at once: the consultation, then any orders, a prescription and a
+    note, the note (and the prescription) signed if asked; one transaction, all or nothing."""
+
+    consultation: SaveConsultation
+    orders: PlaceOrders | None = None
+    prescription: SavePrescription | None = None
+    note: SaveDocument | None = None
+    sign_note: bool = False
+    sign_prescription: bool = False
+
+
+class SavedConsultation(Model):
+    consultation: Consultation
+    orders: list[ClinicalOrder] = Field(default_factory=list)
+    prescription: Prescription | None = None
+    note: Document | None = None
+
+
 class UpdateDocument(Model):
     title: line(300) = ""
     sections: list[DocumentSection] = Field(default_factory=list, max_length=50)

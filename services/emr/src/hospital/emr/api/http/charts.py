@@ -78,6 +78,17 @@ async def save_consultation(
     return await svc.charts.save_consultation(caller, encounter_id, body)
 
 
+@router.post(
+    "/encounters/{encounter_id}/consultation/save",
+    response_model=sc.SavedConsultation,
+    summary="Save the consultation with its orders, prescription and note: one transaction, all or nothing",
+)
+async def save_whole_consultation(
+    encounter_id: str, body: sc.SaveWholeConsultation, svc: Svc, caller: Doctor
+) -> sc.SavedConsultation:
+    return await svc.saves.save(caller, encounter_id, body)
+
+
 @router.get("/patients/{patient_id}/chart", response_model=sc.Chart)
 async def get_chart(
     patient_id: str, svc: Svc, caller: Reader, reason: BreakGlass, encounter_id: str | None = None

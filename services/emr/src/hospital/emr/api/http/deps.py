@@ -20,6 +20,7 @@ from hospital.emr.app.notifications import Hub
 from hospital.emr.app.orders import OrderService
 from hospital.emr.app.prescriptions import PrescriptionService
 from hospital.emr.app.results import ResultService
+from hospital.emr.app.saves import ConsultationSaves
 
 READERS = ("doctor", "nurse", "radiologist")
 
@@ -34,6 +35,7 @@ class Services:
     results: ResultService
     hub: Hub
     documents: DocumentService
+    saves: ConsultationSaves
     extra: dict[str, Any]
 
 
