@@ -23,6 +23,7 @@ from hospital.emr.app.eprescription import EPrescriptionSender, EPrescriptionSer
 from hospital.emr.app.fhir import FhirService
 from hospital.emr.app.notifications import Hub
 from hospital.emr.app.orders import Dispatcher, OrderService
+from hospital.emr.app.papers import PaperService
 from hospital.emr.app.prescriptions import PrescriptionService
 from hospital.emr.app.reports import ReportService
 from hospital.emr.app.results import ChartExtras, ResultService
@@ -60,6 +61,7 @@ def build(rt: Runtime) -> Components:
         hub=hub,
         documents=documents,
         saves=ConsultationSaves(ctx, charts, orders, prescriptions, documents),
+        papers=PaperService(ctx),
         extra={"eprescriptions": EPrescriptionService(ctx, rx_wake), "fhir": FhirService(ctx)},
     )
     services.extra["chart_extras"] = ChartExtras(results).fill

@@ -19,6 +19,7 @@ from hospital.emr.adapters.tables import (
     diagnoses,
     documents,
     drugs,
+    encounter_papers,
     encounters,
     imaging_studies,
     lab_results,
@@ -80,6 +81,7 @@ PATIENT_TABLES = (
     imaging_studies,
     critical_alerts,
     chart_access,
+    encounter_papers,
 )
 
 
@@ -118,6 +120,16 @@ class Encounters:
             stmt = stmt.with_for_update(of=encounters)
         row = (await self.s.execute(stmt)).mappings().first()
         return dict(row) if row else None
+
+    async def visit_code_of(self, visit_id: str) -> str | None:
+        """The visit code (admissions' số khám bệnh) any encounter of the visit carries."""
+        return (
+            await self.s.execute(
+                select(encounters.c.visit_code)
+                .where(encounters.c.visit_id == visit_id, encounters.c.visit_code.is_not(None))
+                .limit(1)
+            )
+        ).scalar()
 
     async def find(self, visit_id: str | None, admission_id: str | None) -> Row | None:
         cond = [encounters.c.visit_id == visit_id] if visit_id else []
@@ -716,6 +728,59 @@ class Documents:
             )
         )
         return {r["study_instance_uid"]: dict(r) for r in rows.mappings()}
+
+
+class Papers:
+    """Discharge papers, referral papers, sick-leave certificates and re-visit appointments."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def add(self, row: Row) -> None:
+        await self.s.execute(encounter_papers.insert().values(**row))
+
+    async def get(self, paper_id: str, *, for_update: bool = False) -> Row | None:
+        stmt = select(encounter_papers).where(encounter_papers.c.id == paper_id)
+        if for_update and self.s.bind.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        row = (await self.s.execute(stmt)).mappings().first()
+        return dict(row) if row else None
+
+    async def by_document(self, document_id: str) -> Row | None:
+        row = (
+            (
+                await self.s.execute(
+                    select(encounter_papers).where(encounter_papers.c.document_id == document_id)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    async def by_request(self, request_id: str) -> Row | None:
+        row = (
+            (
+                await self.s.execute(
+                    select(encounter_papers).where(encounter_papers.c.request_id == request_id)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    async def of_encounter(self, encounter_id: str, kind: str | None = None) -> list[Row]:
+        stmt = select(encounter_papers).where(encounter_papers.c.encounter_id == encounter_id)
+        if kind:
+            stmt = stmt.where(encounter_papers.c.kind == kind)
+        rows = await self.s.execute(stmt.order_by(encounter_papers.c.created_at, encounter_papers.c.id))
+        return [dict(r) for r in rows.mappings()]
+
+    async def update(self, paper_id: str, **values: Any) -> None:
+        await self.s.execute(
+            update(encounter_papers).where(encounter_papers.c.id == paper_id).values(**values)
+        )
 
 
 class SigningKeys:

@@ -257,6 +257,30 @@ documents = Table(
     Column("signed_at", UtcDateTime(), nullable=True),
 )
 
+# --- papers a visit produces (migration 0007): discharge paper, referral paper, sick-leave certificate,
+# re-visit appointment; each carried by a document of the same kind that its author signs ------------
+encounter_papers = Table(
+    "encounter_papers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("encounter_id", String(36), nullable=False, index=True),
+    Column("patient_id", String(36), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),  # discharge_paper, referral_paper, sick_leave, revisit
+    Column("number", String(50), nullable=False, unique=True),
+    Column("data", JSON, nullable=False),  # the kind's fields (schemas.DischargePaperIn, ...)
+    Column("diagnoses", JSON, nullable=False),  # the consultation's when saved, main first
+    Column("status", String(12), nullable=False),  # draft, signed, superseded
+    Column("version", Integer, nullable=False),
+    Column("document_id", String(36), nullable=False, unique=True),
+    Column("replaces_paper_id", String(36), nullable=True, unique=True),
+    Column("author", String(100), nullable=False),
+    Column("author_name", String(200), nullable=False),
+    Column("request_id", String(100), nullable=True, unique=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("signed_at", UtcDateTime(), nullable=True),
+)
+
 signing_keys = Table(
     "signing_keys",
     metadata,

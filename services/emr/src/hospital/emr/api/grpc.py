@@ -50,6 +50,8 @@ RULES: dict[str, tuple[str, ...]] = {
         "AcknowledgeCritical": ("doctor", "nurse"),
         "StreamNotifications": READERS,
         "ListRadiologyWorklist": ("radiologist", "doctor"),
+        "SavePaper": DOCTOR,
+        "ListPapers": READERS,
     }.items()
 }
 
@@ -264,6 +266,15 @@ class EmrServicer(pb_grpc.EmrServiceServicer):
             self.s.results.study_model,
         )
         return sc.to_proto(page, pb.ListRadiologyWorklistResponse)
+
+    async def SavePaper(self, request: pb.SavePaperRequest, context: Any) -> pb.Paper:
+        body = sc.from_proto(request, sc.SavePaper)
+        out = await self.s.papers.save(_caller(context), request.encounter_id, body)
+        return sc.to_proto(out, pb.Paper)
+
+    async def ListPapers(self, request: pb.ListPapersRequest, context: Any) -> pb.ListPapersResponse:
+        page = await self.s.papers.list(_caller(context), request.encounter_id)
+        return sc.to_proto(page, pb.ListPapersResponse)
 
 
 def register(server: grpc.aio.Server, services: Services) -> None:

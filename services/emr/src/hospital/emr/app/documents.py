@@ -22,6 +22,7 @@ from hospital.emr.adapters.store import (
     Documents,
     Encounters,
     Orders,
+    Papers,
     Prescriptions,
     SigningKeys,
     Studies,
@@ -31,9 +32,11 @@ from hospital.emr.app import schemas as sc
 from hospital.emr.app.common import Context, authorize_read, load_encounter
 from hospital.emr.app.eprescription import queue_national
 from hospital.emr.app.notifications import notify
+from hospital.emr.app.papers import paper_content, paper_model
 from hospital.emr.app.prescriptions import prescription_model
 from hospital.emr.domain import access, signing, templates
 from hospital.emr.domain.order_status import imaging_status
+from hospital.emr.domain.papers import KINDS as PAPER_KINDS
 
 NOTE_SUBJECT = {
     "outpatient_note": "emr.note.signed",
@@ -59,7 +62,11 @@ def document_model(row: dict[str, Any]) -> sc.Document:
 
 
 def content(
-    doc: dict[str, Any], prescription: dict[str, Any] | None, signer: str, signed_at: datetime
+    doc: dict[str, Any],
+    prescription: dict[str, Any] | None,
+    signer: str,
+    signed_at: datetime,
+    paper: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a signature covers: the document as the author saw it, who signs and when."""
     out: dict[str, Any] = {
@@ -89,6 +96,8 @@ def content(
             "revisit_date": prescription["revisit_date"].isoformat() if prescription["revisit_date"] else "",
             "overrides": prescription["overrides"],
         }
+    if paper is not None:
+        out["paper"] = paper_content(paper)
     return out
 
 
@@ -209,8 +218,9 @@ class DocumentService:
             if doc["author"] != caller.subject:
                 raise PermissionDenied("văn bản chỉ được ký bởi tác giả của nó")
             prescription = await self._prescription(s, doc)
+            paper = await self._paper(s, doc)
             now = utcnow()
-            payload = signing.canonical(content(doc, prescription, caller.subject, now))
+            payload = signing.canonical(content(doc, prescription, caller.subject, now, paper))
             jws, key = signing.sign_detached(
                 self.provider, caller.subject, payload, {"iat": int(now.timestamp())}
             )
@@ -244,7 +254,7 @@ class DocumentService:
                 )
             signed = await repo.get(document_id)
             assert signed is not None
-            await self._publish(uow, caller, signed, prescription, now)
+            await self._publish(uow, caller, signed, prescription, now, paper)
             uow.audit(
                 caller.audit(
                     "document.sign",
@@ -271,6 +281,14 @@ class DocumentService:
             raise NotFound("prescription.not_found", "no prescription for this document", field="document_id")
         return rows[0]
 
+    async def _paper(self, s: AsyncSession, doc: dict[str, Any]) -> dict[str, Any] | None:
+        if doc["kind"] not in PAPER_KINDS:
+            return None
+        paper = await Papers(s).by_document(doc["id"])
+        if paper is None:
+            raise NotFound("paper.not_found", "no paper for this document", field="document_id")
+        return paper
+
     async def _publish(
         self,
         uow: UnitOfWork,
@@ -278,6 +296,7 @@ class DocumentService:
         doc: dict[str, Any],
         prescription: dict[str, Any] | None,
         now: datetime,
+        paper: dict[str, Any] | None = None,
     ) -> None:
         s = uow.session
         enc = await Encounters(s).get(doc["encounter_id"]) or {}
@@ -330,6 +349,26 @@ class DocumentService:
                     by=caller.actor(),
                 ),
             )
+        elif paper is not None:
+            papers = Papers(s)
+            await papers.update(paper["id"], status="signed", signed_at=now, updated_at=now)
+            if paper["replaces_paper_id"]:
+                await papers.update(paper["replaces_paper_id"], status="superseded", updated_at=now)
+            signed = await papers.get(paper["id"])
+            assert signed is not None
+            uow.publish(
+                "emr.paper.signed",
+                events_pb2.PaperSigned(
+                    paper=sc.to_proto(paper_model(signed, enc), emr_pb2.Paper),
+                    visit_id=visit,
+                    admission_id=enc.get("admission_id") or "",
+                    patient_id=doc["patient_id"],
+                    document=model,
+                    by=caller.actor(),
+                    department_code=enc.get("department_code") or "",
+                    encounter_kind=enc.get("kind") or "",
+                ),
+            )
         elif prescription is not None:
             await Prescriptions(s).update(prescription["id"], status="signed", signed_at=now)
             # the national e-prescription queue row is written in this transaction (ADR 0510)
@@ -359,6 +398,12 @@ class DocumentService:
             if old["kind"] == "prescription":
                 raise Conflict(
                     "document.prescription", "đơn thuốc đã ký không sửa được: kê đơn mới", field="document_id"
+                )
+            if old["kind"] in PAPER_KINDS:
+                raise Conflict(
+                    "document.paper",
+                    "giấy đã ký không sửa được: lập giấy mới thay thế nó (replaces_paper_id)",
+                    field="document_id",
                 )
             enc = await load_encounter(s, old["encounter_id"])
             self._check_write(caller, old["kind"], enc["department_code"])
@@ -426,6 +471,7 @@ class DocumentService:
                 return sc.VerifyResult(**base, signed=False, valid=False, reason="chưa ký")
             key = await SigningKeys(s).get(doc["key_id"])
             prescription = await self._prescription(s, doc)
+            paper = await self._paper(s, doc)
             await uow.commit()
         model = document_model(doc)
         if key is None:
@@ -436,7 +482,8 @@ class DocumentService:
         valid, reason = signing.verify_detached(doc["jws"], stored, key["public_jwk"])
         if valid and hashlib.sha256(stored).hexdigest() != doc["content_sha256"]:
             valid, reason = False, "mã băm nội dung không khớp"
-        if valid and signing.canonical(content(doc, prescription, doc["signer"], doc["signed_at"])) != stored:
+        rebuilt = content(doc, prescription, doc["signer"], doc["signed_at"], paper)
+        if valid and signing.canonical(rebuilt) != stored:
             valid, reason = False, "nội dung lưu trữ đã bị thay đổi sau khi ký"
         return sc.VerifyResult(**base, signed=True, valid=valid, reason=reason, signature=model.signature)
 

@@ -63,6 +63,11 @@ DOC_TYPES = {
     "discharge_summary": ("18842-5", "Discharge summary"),
     "radiology_report": ("18748-4", "Diagnostic imaging study"),
     "prescription": ("57833-6", "Prescription for medication"),
+    # the papers a visit produces (QĐ 130 XML7, XML13, XML11, XML14)
+    "referral_paper": ("57133-1", "Referral note"),
+    "discharge_paper": ("51851-4", "Administrative note"),
+    "sick_leave": ("51851-4", "Administrative note"),
+    "revisit": ("51851-4", "Administrative note"),
 }
 
 

@@ -5,11 +5,11 @@ proto/hospital/emr/v1/emr.proto, whose field names they share (``to_proto`` / ``
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from hospital.chassis.fields import Count, Real, Text, code, line, text
 
@@ -599,3 +599,122 @@ class CriticalDepartmentStats(Model):
 class CriticalReport(Model):
     since: datetime | None = None
     departments: list[CriticalDepartmentStats]
+
+
+# --- papers a visit produces (QĐ 130 XML7, XML13, XML11, XML14) ----------------------------------------
+PaperKind = Literal["discharge_paper", "referral_paper", "sick_leave", "revisit"]
+Digits10 = Annotated[str, StringConstraints(pattern=r"^[0-9]{10}$")]
+Facility5 = Annotated[str, StringConstraints(pattern=r"^[0-9]{5}$")]
+Card15 = Annotated[str, StringConstraints(pattern=r"^([A-Z]{2}[1-5][0-9]{2}[0-9A-Z]{10})?$")]
+
+
+class DischargePaperIn(Model):
+    """Giấy ra viện (XML7): the outcome and what the patient takes home."""
+
+    discharge_type: int = Field(1, ge=1, le=5, description="MA_LOAI_RV: 1 ra viện, 2/5 chuyển tuyến, 3, 4")
+    treatment_result: int = Field(..., ge=1, le=7, description="KET_QUA_DTRI 1..7 (a death has no paper)")
+    treatment_method: text(1500, 1) = Field(..., description="PP_DIEUTRI")
+    note: text(1500) = Field("", description="GHI_CHU: lời dặn")
+    department_code: code(20) = Field("", description="MA_KHOA_RV; set from the encounter")
+    leave_days: int = Field(0, ge=0, le=99, description="SO_NGAY_NGHI")
+    outpatient_from: date | None = Field(None, description="NGOAITRU_TUNGAY")
+    outpatient_to: date | None = Field(None, description="NGOAITRU_DENNGAY")
+    pregnancy_terminated: bool = False
+    termination_reason: text(1500) = ""
+    terminated_at: datetime | None = None
+    gestational_weeks: int = Field(0, ge=0, le=45)
+    father_id: code(10) = ""
+    mother_id: code(10) = ""
+    temporary_card: Card15 = ""
+    father_name: line(255) = ""
+    mother_name: line(255) = ""
+
+
+class ReferralIn(Model):
+    """Giấy chuyển tuyến (XML13)."""
+
+    to_facility_code: Facility5 = Field(..., description="MA_NOI_DEN", examples=["01929"])
+    to_facility_name: line(255) = ""
+    reason_code: int = Field(..., ge=1, le=2, description="MA_LYDO_CT: 1 đủ điều kiện, 2 người bệnh yêu cầu")
+    reason: text(1000) = ""
+    referral_type: code(20) = Field("", description="set from reason_code: expertise, patient_request")
+    clinical_signs: text(4000, 1) = Field(..., description="DAU_HIEU_LS")
+    course: text(4000, 1) = Field(..., description="QT_BENHLY")
+    results_summary: text(4000) = Field("", description="TOMTAT_KQ")
+    treatment_given: text(4000) = Field("", description="PP_DIEUTRI")
+    services_given: text(1024) = Field("", description="TEN_DICH_VU (default: the encounter's orders)")
+    drugs_given: text(1024) = Field("", description="TEN_THUOC (default: the encounter's drugs)")
+    treatment_direction: text(4000, 1) = Field(..., description="HUONG_DIEU_TRI")
+    condition: text(1000) = ""
+    transport: line(255, 1) = Field(..., description="PHUONGTIEN_VC", examples=["Xe cứu thương"])
+    escort: line(255) = Field("", description="HOTEN_NGUOI_HT")
+    escort_title: line(255) = Field("", description="CHUCDANH_NGUOI_HT")
+    treatment_result: int = Field(0, ge=0, le=7, description="KET_QUA_DTRI at the transfer; 0 not stated")
+    record_number: code(50) = Field("", description="SO_HOSO (default: the visit code)")
+    paper_code: code(50) = Field("", description="GIAY_CHUYEN_TUYEN (assigned)")
+
+
+class SickLeaveIn(Model):
+    """Giấy chứng nhận nghỉ việc hưởng BHXH (XML11)."""
+
+    from_date: date = Field(..., description="TU_NGAY")
+    to_date: date = Field(..., description="DEN_NGAY")
+    days: int = Field(0, ge=0, le=999, description="SO_NGAY_NGHI: computed (inclusive); must match if given")
+    reason: text(1000) = ""
+    social_insurance_number: Digits10 = Field(..., description="MA_BHXH", examples=["3521234567"])
+    employer: line(1024, 1) = Field(..., description="DON_VI")
+    treatment_method: text(1500, 1) = Field(..., description="PP_DIEUTRI")
+    pregnancy_terminated: bool = False
+    termination_reason: text(1500) = ""
+    gestational_weeks: int = Field(0, ge=0, le=45)
+    father_name: line(255) = ""
+    mother_name: line(255) = ""
+    temporary_card: Card15 = ""
+    serial: code(50) = Field("", description="SO_SERI (assigned)")
+    record_number: code(50) = Field("", description="SO_KCB (default: the visit code)")
+    form: Literal["CT07", "CT08", ""] = Field("", description="MAU_SO (default CT07)")
+
+
+class RevisitIn(Model):
+    """Giấy hẹn khám lại (XML14)."""
+
+    revisit_date: date = Field(..., description="NGAY_HEN_KL")
+    note: text(1000) = ""
+
+
+class SavePaper(Model):
+    paper_id: code(64) = ""
+    kind: PaperKind
+    replaces_paper_id: code(64) = ""
+    discharge: DischargePaperIn | None = None
+    referral: ReferralIn | None = None
+    sick_leave: SickLeaveIn | None = None
+    revisit: RevisitIn | None = None
+    request_id: code(100) = ""
+
+
+class Paper(Model):
+    id: str
+    encounter_id: str
+    patient_id: str
+    kind: PaperKind
+    number: str
+    status: Literal["draft", "signed", "superseded"]
+    version: int
+    document_id: str
+    replaces_paper_id: str = ""
+    diagnoses: list[Diagnosis]
+    discharge: DischargePaperIn | None = None
+    referral: ReferralIn | None = None
+    sick_leave: SickLeaveIn | None = None
+    revisit: RevisitIn | None = None
+    author: str
+    author_name: str = ""
+    created_at: datetime
+    signed_at: datetime | None = None
+    department_code: str = ""
+    visit_code: str = ""
+
+
+class PaperPage(Model):
+    items: list[Paper]

@@ -2521,20 +2521,54 @@ class Referral(_message.Message):
     TRANSPORT_FIELD_NUMBER: _builtins.int
     ESCORT_FIELD_NUMBER: _builtins.int
     TREATMENT_GIVEN_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    CLINICAL_SIGNS_FIELD_NUMBER: _builtins.int
+    COURSE_FIELD_NUMBER: _builtins.int
+    RESULTS_SUMMARY_FIELD_NUMBER: _builtins.int
+    SERVICES_GIVEN_FIELD_NUMBER: _builtins.int
+    DRUGS_GIVEN_FIELD_NUMBER: _builtins.int
+    TREATMENT_DIRECTION_FIELD_NUMBER: _builtins.int
+    ESCORT_TITLE_FIELD_NUMBER: _builtins.int
+    TREATMENT_RESULT_FIELD_NUMBER: _builtins.int
+    RECORD_NUMBER_FIELD_NUMBER: _builtins.int
+    PAPER_CODE_FIELD_NUMBER: _builtins.int
     to_facility_code: _builtins.str
-    """MA_NOI_DEN"""
+    """MA_NOI_DEN: 5-digit facility code"""
     to_facility_name: _builtins.str
     reason: _builtins.str
-    """lý do chuyển tuyến"""
+    """lý do chuyển tuyến (words)"""
     referral_type: _builtins.str
-    """chuyển tuyến theo yêu cầu chuyên môn, theo yêu cầu người bệnh"""
+    """expertise (MA_LOAI_RV 2) or patient_request (MA_LOAI_RV 5); from reason_code"""
     condition: _builtins.str
     """tình trạng người bệnh lúc chuyển"""
     transport: _builtins.str
-    """phương tiện vận chuyển"""
+    """PHUONGTIEN_VC: phương tiện vận chuyển"""
     escort: _builtins.str
-    """người hộ tống"""
+    """HOTEN_NGUOI_HT: người hộ tống"""
     treatment_given: _builtins.str
+    """PP_DIEUTRI: phương pháp, thủ thuật, kỹ thuật, thuốc đã sử dụng"""
+    reason_code: _builtins.int
+    """MA_LYDO_CT: 1 đủ điều kiện chuyển tuyến, 2 theo yêu cầu người bệnh"""
+    clinical_signs: _builtins.str
+    """DAU_HIEU_LS: dấu hiệu lâm sàng"""
+    course: _builtins.str
+    """QT_BENHLY: quá trình bệnh lý và diễn biến lâm sàng"""
+    results_summary: _builtins.str
+    """TOMTAT_KQ: tóm tắt kết quả cận lâm sàng"""
+    services_given: _builtins.str
+    """TEN_DICH_VU: dịch vụ kỹ thuật đã làm (default: the encounter's orders)"""
+    drugs_given: _builtins.str
+    """TEN_THUOC: thuốc đã dùng (default: the encounter's drugs)"""
+    treatment_direction: _builtins.str
+    """HUONG_DIEU_TRI: hướng điều trị"""
+    escort_title: _builtins.str
+    """CHUCDANH_NGUOI_HT: chức danh người hộ tống"""
+    treatment_result: _builtins.int
+    """KET_QUA_DTRI at the transfer (0: not stated)"""
+    record_number: _builtins.str
+    """SO_HOSO: số hồ sơ (default: the visit code)"""
+    paper_code: _builtins.str
+    """GIAY_CHUYEN_TUYEN: mã giấy chuyển tuyến (assigned)"""
     def __init__(
         self,
         *,
@@ -2546,10 +2580,21 @@ class Referral(_message.Message):
         transport: _builtins.str = ...,
         escort: _builtins.str = ...,
         treatment_given: _builtins.str = ...,
+        reason_code: _builtins.int = ...,
+        clinical_signs: _builtins.str = ...,
+        course: _builtins.str = ...,
+        results_summary: _builtins.str = ...,
+        services_given: _builtins.str = ...,
+        drugs_given: _builtins.str = ...,
+        treatment_direction: _builtins.str = ...,
+        escort_title: _builtins.str = ...,
+        treatment_result: _builtins.int = ...,
+        record_number: _builtins.str = ...,
+        paper_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "escort", b"escort", "reason", b"reason", "referral_type", b"referral_type", "to_facility_code", b"to_facility_code", "to_facility_name", b"to_facility_name", "transport", b"transport", "treatment_given", b"treatment_given"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinical_signs", b"clinical_signs", "condition", b"condition", "course", b"course", "drugs_given", b"drugs_given", "escort", b"escort", "escort_title", b"escort_title", "paper_code", b"paper_code", "reason", b"reason", "reason_code", b"reason_code", "record_number", b"record_number", "referral_type", b"referral_type", "results_summary", b"results_summary", "services_given", b"services_given", "to_facility_code", b"to_facility_code", "to_facility_name", b"to_facility_name", "transport", b"transport", "treatment_direction", b"treatment_direction", "treatment_given", b"treatment_given", "treatment_result", b"treatment_result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2563,10 +2608,49 @@ class SickLeave(_message.Message):
     TO_DATE_FIELD_NUMBER: _builtins.int
     DAYS_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    SOCIAL_INSURANCE_NUMBER_FIELD_NUMBER: _builtins.int
+    EMPLOYER_FIELD_NUMBER: _builtins.int
+    TREATMENT_METHOD_FIELD_NUMBER: _builtins.int
+    PREGNANCY_TERMINATED_FIELD_NUMBER: _builtins.int
+    TERMINATION_REASON_FIELD_NUMBER: _builtins.int
+    GESTATIONAL_WEEKS_FIELD_NUMBER: _builtins.int
+    FATHER_NAME_FIELD_NUMBER: _builtins.int
+    MOTHER_NAME_FIELD_NUMBER: _builtins.int
+    TEMPORARY_CARD_FIELD_NUMBER: _builtins.int
+    SERIAL_FIELD_NUMBER: _builtins.int
+    RECORD_NUMBER_FIELD_NUMBER: _builtins.int
+    FORM_FIELD_NUMBER: _builtins.int
     from_date: _builtins.str
+    """TU_NGAY"""
     to_date: _builtins.str
+    """DEN_NGAY"""
     days: _builtins.int
+    """SO_NGAY_NGHI (computed: from_date..to_date inclusive)"""
     reason: _builtins.str
+    social_insurance_number: _builtins.str
+    """MA_BHXH: 10 digits"""
+    employer: _builtins.str
+    """DON_VI: đơn vị làm việc"""
+    treatment_method: _builtins.str
+    """PP_DIEUTRI"""
+    pregnancy_terminated: _builtins.bool
+    """MA_DINH_CHI_THAI 1"""
+    termination_reason: _builtins.str
+    """NGUYENNHAN_DINHCHI"""
+    gestational_weeks: _builtins.int
+    """TUOI_THAI"""
+    father_name: _builtins.str
+    """HO_TEN_CHA (a sick child's parent on leave)"""
+    mother_name: _builtins.str
+    """HO_TEN_ME"""
+    temporary_card: _builtins.str
+    """MA_THE_TAM"""
+    serial: _builtins.str
+    """SO_SERI (assigned)"""
+    record_number: _builtins.str
+    """SO_KCB: số khám bệnh / số lưu trữ (default: the visit code)"""
+    form: _builtins.str
+    """MAU_SO (default CT07)"""
     def __init__(
         self,
         *,
@@ -2574,14 +2658,312 @@ class SickLeave(_message.Message):
         to_date: _builtins.str = ...,
         days: _builtins.int = ...,
         reason: _builtins.str = ...,
+        social_insurance_number: _builtins.str = ...,
+        employer: _builtins.str = ...,
+        treatment_method: _builtins.str = ...,
+        pregnancy_terminated: _builtins.bool = ...,
+        termination_reason: _builtins.str = ...,
+        gestational_weeks: _builtins.int = ...,
+        father_name: _builtins.str = ...,
+        mother_name: _builtins.str = ...,
+        temporary_card: _builtins.str = ...,
+        serial: _builtins.str = ...,
+        record_number: _builtins.str = ...,
+        form: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "from_date", b"from_date", "reason", b"reason", "to_date", b"to_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "employer", b"employer", "father_name", b"father_name", "form", b"form", "from_date", b"from_date", "gestational_weeks", b"gestational_weeks", "mother_name", b"mother_name", "pregnancy_terminated", b"pregnancy_terminated", "reason", b"reason", "record_number", b"record_number", "serial", b"serial", "social_insurance_number", b"social_insurance_number", "temporary_card", b"temporary_card", "termination_reason", b"termination_reason", "to_date", b"to_date", "treatment_method", b"treatment_method"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SickLeave: _TypeAlias = SickLeave  # noqa: Y015
+
+@_typing.final
+class DischargePaper(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISCHARGE_TYPE_FIELD_NUMBER: _builtins.int
+    TREATMENT_RESULT_FIELD_NUMBER: _builtins.int
+    TREATMENT_METHOD_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_CODE_FIELD_NUMBER: _builtins.int
+    LEAVE_DAYS_FIELD_NUMBER: _builtins.int
+    OUTPATIENT_FROM_FIELD_NUMBER: _builtins.int
+    OUTPATIENT_TO_FIELD_NUMBER: _builtins.int
+    PREGNANCY_TERMINATED_FIELD_NUMBER: _builtins.int
+    TERMINATION_REASON_FIELD_NUMBER: _builtins.int
+    TERMINATED_AT_FIELD_NUMBER: _builtins.int
+    GESTATIONAL_WEEKS_FIELD_NUMBER: _builtins.int
+    FATHER_ID_FIELD_NUMBER: _builtins.int
+    MOTHER_ID_FIELD_NUMBER: _builtins.int
+    TEMPORARY_CARD_FIELD_NUMBER: _builtins.int
+    FATHER_NAME_FIELD_NUMBER: _builtins.int
+    MOTHER_NAME_FIELD_NUMBER: _builtins.int
+    discharge_type: _builtins.int
+    """MA_LOAI_RV: 1 ra viện, 2/5 chuyển tuyến, 3 trốn viện, 4 xin ra viện"""
+    treatment_result: _builtins.int
+    """KET_QUA_DTRI 1..7 (a death gets no discharge paper)"""
+    treatment_method: _builtins.str
+    """PP_DIEUTRI"""
+    note: _builtins.str
+    """GHI_CHU: lời dặn"""
+    department_code: _builtins.str
+    """MA_KHOA_RV: the department the patient leaves (the encounter's)"""
+    leave_days: _builtins.int
+    """SO_NGAY_NGHI"""
+    outpatient_from: _builtins.str
+    """NGOAITRU_TUNGAY: outpatient treatment after discharge"""
+    outpatient_to: _builtins.str
+    """NGOAITRU_DENNGAY"""
+    pregnancy_terminated: _builtins.bool
+    """MA_DINH_CHI_THAI 1"""
+    termination_reason: _builtins.str
+    """NGUYENNHAN_DINHCHI"""
+    gestational_weeks: _builtins.int
+    """TUOI_THAI"""
+    father_id: _builtins.str
+    """MA_CHA"""
+    mother_id: _builtins.str
+    """MA_ME"""
+    temporary_card: _builtins.str
+    """MA_THE_TAM"""
+    father_name: _builtins.str
+    """HO_TEN_CHA"""
+    mother_name: _builtins.str
+    """HO_TEN_ME"""
+    @_builtins.property
+    def terminated_at(self) -> _timestamp_pb2.Timestamp:
+        """THOIGIAN_DINHCHI"""
+
+    def __init__(
+        self,
+        *,
+        discharge_type: _builtins.int = ...,
+        treatment_result: _builtins.int = ...,
+        treatment_method: _builtins.str = ...,
+        note: _builtins.str = ...,
+        department_code: _builtins.str = ...,
+        leave_days: _builtins.int = ...,
+        outpatient_from: _builtins.str = ...,
+        outpatient_to: _builtins.str = ...,
+        pregnancy_terminated: _builtins.bool = ...,
+        termination_reason: _builtins.str = ...,
+        terminated_at: _timestamp_pb2.Timestamp | None = ...,
+        gestational_weeks: _builtins.int = ...,
+        father_id: _builtins.str = ...,
+        mother_id: _builtins.str = ...,
+        temporary_card: _builtins.str = ...,
+        father_name: _builtins.str = ...,
+        mother_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["terminated_at", b"terminated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["department_code", b"department_code", "discharge_type", b"discharge_type", "father_id", b"father_id", "father_name", b"father_name", "gestational_weeks", b"gestational_weeks", "leave_days", b"leave_days", "mother_id", b"mother_id", "mother_name", b"mother_name", "note", b"note", "outpatient_from", b"outpatient_from", "outpatient_to", b"outpatient_to", "pregnancy_terminated", b"pregnancy_terminated", "temporary_card", b"temporary_card", "terminated_at", b"terminated_at", "termination_reason", b"termination_reason", "treatment_method", b"treatment_method", "treatment_result", b"treatment_result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DischargePaper: _TypeAlias = DischargePaper  # noqa: Y015
+
+@_typing.final
+class Revisit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISIT_DATE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    revisit_date: _builtins.str
+    """NGAY_HEN_KL, YYYY-MM-DD"""
+    note: _builtins.str
+    def __init__(
+        self,
+        *,
+        revisit_date: _builtins.str = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["note", b"note", "revisit_date", b"revisit_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Revisit: _TypeAlias = Revisit  # noqa: Y015
+
+@_typing.final
+class Paper(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    REPLACES_PAPER_ID_FIELD_NUMBER: _builtins.int
+    DIAGNOSES_FIELD_NUMBER: _builtins.int
+    DISCHARGE_FIELD_NUMBER: _builtins.int
+    REFERRAL_FIELD_NUMBER: _builtins.int
+    SICK_LEAVE_FIELD_NUMBER: _builtins.int
+    REVISIT_FIELD_NUMBER: _builtins.int
+    AUTHOR_FIELD_NUMBER: _builtins.int
+    AUTHOR_NAME_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    SIGNED_AT_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_CODE_FIELD_NUMBER: _builtins.int
+    VISIT_CODE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    encounter_id: _builtins.str
+    patient_id: _builtins.str
+    kind: _builtins.str
+    """discharge_paper, referral_paper, sick_leave, revisit"""
+    number: _builtins.str
+    """SO_LUU_TRU / SO_CHUYENTUYEN / SO_CT / SO_GIAYHEN_KL"""
+    status: _builtins.str
+    """draft, signed, superseded"""
+    version: _builtins.int
+    document_id: _builtins.str
+    """sign it with SignDocument"""
+    replaces_paper_id: _builtins.str
+    author: _builtins.str
+    author_name: _builtins.str
+    department_code: _builtins.str
+    visit_code: _builtins.str
+    @_builtins.property
+    def diagnoses(self) -> _containers.RepeatedCompositeFieldContainer[Global___Diagnosis]:
+        """the consultation's, main first"""
+
+    @_builtins.property
+    def discharge(self) -> Global___DischargePaper: ...
+    @_builtins.property
+    def referral(self) -> Global___Referral: ...
+    @_builtins.property
+    def sick_leave(self) -> Global___SickLeave: ...
+    @_builtins.property
+    def revisit(self) -> Global___Revisit: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def signed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        encounter_id: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        number: _builtins.str = ...,
+        status: _builtins.str = ...,
+        version: _builtins.int = ...,
+        document_id: _builtins.str = ...,
+        replaces_paper_id: _builtins.str = ...,
+        diagnoses: _abc.Iterable[Global___Diagnosis] | None = ...,
+        discharge: Global___DischargePaper | None = ...,
+        referral: Global___Referral | None = ...,
+        sick_leave: Global___SickLeave | None = ...,
+        revisit: Global___Revisit | None = ...,
+        author: _builtins.str = ...,
+        author_name: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        signed_at: _timestamp_pb2.Timestamp | None = ...,
+        department_code: _builtins.str = ...,
+        visit_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "discharge", b"discharge", "referral", b"referral", "revisit", b"revisit", "sick_leave", b"sick_leave", "signed_at", b"signed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "author_name", b"author_name", "created_at", b"created_at", "department_code", b"department_code", "diagnoses", b"diagnoses", "discharge", b"discharge", "document_id", b"document_id", "encounter_id", b"encounter_id", "id", b"id", "kind", b"kind", "number", b"number", "patient_id", b"patient_id", "referral", b"referral", "replaces_paper_id", b"replaces_paper_id", "revisit", b"revisit", "sick_leave", b"sick_leave", "signed_at", b"signed_at", "status", b"status", "version", b"version", "visit_code", b"visit_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Paper: _TypeAlias = Paper  # noqa: Y015
+
+@_typing.final
+class SavePaperRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
+    PAPER_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    REPLACES_PAPER_ID_FIELD_NUMBER: _builtins.int
+    DISCHARGE_FIELD_NUMBER: _builtins.int
+    REFERRAL_FIELD_NUMBER: _builtins.int
+    SICK_LEAVE_FIELD_NUMBER: _builtins.int
+    REVISIT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    encounter_id: _builtins.str
+    paper_id: _builtins.str
+    """update this draft; empty: a new paper"""
+    kind: _builtins.str
+    replaces_paper_id: _builtins.str
+    """a signed paper of the same kind this one replaces"""
+    request_id: _builtins.str
+    @_builtins.property
+    def discharge(self) -> Global___DischargePaper: ...
+    @_builtins.property
+    def referral(self) -> Global___Referral: ...
+    @_builtins.property
+    def sick_leave(self) -> Global___SickLeave: ...
+    @_builtins.property
+    def revisit(self) -> Global___Revisit: ...
+    def __init__(
+        self,
+        *,
+        encounter_id: _builtins.str = ...,
+        paper_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        replaces_paper_id: _builtins.str = ...,
+        discharge: Global___DischargePaper | None = ...,
+        referral: Global___Referral | None = ...,
+        sick_leave: Global___SickLeave | None = ...,
+        revisit: Global___Revisit | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["discharge", b"discharge", "referral", b"referral", "revisit", b"revisit", "sick_leave", b"sick_leave"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discharge", b"discharge", "encounter_id", b"encounter_id", "kind", b"kind", "paper_id", b"paper_id", "referral", b"referral", "replaces_paper_id", b"replaces_paper_id", "request_id", b"request_id", "revisit", b"revisit", "sick_leave", b"sick_leave"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SavePaperRequest: _TypeAlias = SavePaperRequest  # noqa: Y015
+
+@_typing.final
+class ListPapersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
+    encounter_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        encounter_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encounter_id", b"encounter_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPapersRequest: _TypeAlias = ListPapersRequest  # noqa: Y015
+
+@_typing.final
+class ListPapersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___Paper]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___Paper] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPapersResponse: _TypeAlias = ListPapersResponse  # noqa: Y015
 
 @_typing.final
 class Discharge(_message.Message):

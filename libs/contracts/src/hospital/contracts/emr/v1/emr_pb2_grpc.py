@@ -160,6 +160,16 @@ class EmrServiceStub:
                 request_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListRadiologyWorklistRequest.SerializeToString,
                 response_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListRadiologyWorklistResponse.FromString,
                 _registered_method=True)
+        self.SavePaper = channel.unary_unary(
+                '/hospital.emr.v1.EmrService/SavePaper',
+                request_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.SavePaperRequest.SerializeToString,
+                response_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.Paper.FromString,
+                _registered_method=True)
+        self.ListPapers = channel.unary_unary(
+                '/hospital.emr.v1.EmrService/ListPapers',
+                request_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListPapersRequest.SerializeToString,
+                response_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListPapersResponse.FromString,
+                _registered_method=True)
 
 
 class EmrServiceServicer:
@@ -345,6 +355,23 @@ class EmrServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SavePaper(self, request, context):
+        """The papers a visit produces, as QĐ 130's tables carry them: discharge paper (giấy ra viện, XML7),
+        referral paper (giấy chuyển tuyến, XML13), sick-leave certificate (giấy chứng nhận nghỉ việc hưởng
+        BHXH, XML11) and re-visit appointment (giấy hẹn khám lại, XML14). Saved as a draft with the
+        consultation's diagnoses and a number; signed with SignDocument(paper.document_id), which publishes
+        emr.paper.signed. A signed paper is replaced by a new one naming it in replaces_paper_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPapers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmrServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -472,6 +499,16 @@ def add_EmrServiceServicer_to_server(servicer, server):
                     servicer.ListRadiologyWorklist,
                     request_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListRadiologyWorklistRequest.FromString,
                     response_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListRadiologyWorklistResponse.SerializeToString,
+            ),
+            'SavePaper': grpc.unary_unary_rpc_method_handler(
+                    servicer.SavePaper,
+                    request_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.SavePaperRequest.FromString,
+                    response_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.Paper.SerializeToString,
+            ),
+            'ListPapers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPapers,
+                    request_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListPapersRequest.FromString,
+                    response_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListPapersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1149,6 +1186,60 @@ class EmrService:
             '/hospital.emr.v1.EmrService/ListRadiologyWorklist',
             hospital_dot_emr_dot_v1_dot_emr__pb2.ListRadiologyWorklistRequest.SerializeToString,
             hospital_dot_emr_dot_v1_dot_emr__pb2.ListRadiologyWorklistResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SavePaper(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.emr.v1.EmrService/SavePaper',
+            hospital_dot_emr_dot_v1_dot_emr__pb2.SavePaperRequest.SerializeToString,
+            hospital_dot_emr_dot_v1_dot_emr__pb2.Paper.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPapers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.emr.v1.EmrService/ListPapers',
+            hospital_dot_emr_dot_v1_dot_emr__pb2.ListPapersRequest.SerializeToString,
+            hospital_dot_emr_dot_v1_dot_emr__pb2.ListPapersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -102,6 +102,14 @@ class EmrServiceStub:
     """
     ListRadiologyWorklist: _grpc.UnaryUnaryMultiCallable[_emr_pb2.ListRadiologyWorklistRequest, _emr_pb2.ListRadiologyWorklistResponse]
     """Radiology: received studies waiting for a report (signed reports drop off the list)."""
+    SavePaper: _grpc.UnaryUnaryMultiCallable[_emr_pb2.SavePaperRequest, _emr_pb2.Paper]
+    """The papers a visit produces, as QĐ 130's tables carry them: discharge paper (giấy ra viện, XML7),
+    referral paper (giấy chuyển tuyến, XML13), sick-leave certificate (giấy chứng nhận nghỉ việc hưởng
+    BHXH, XML11) and re-visit appointment (giấy hẹn khám lại, XML14). Saved as a draft with the
+    consultation's diagnoses and a number; signed with SignDocument(paper.document_id), which publishes
+    emr.paper.signed. A signed paper is replaced by a new one naming it in replaces_paper_id.
+    """
+    ListPapers: _grpc.UnaryUnaryMultiCallable[_emr_pb2.ListPapersRequest, _emr_pb2.ListPapersResponse]
 
 @_typing.type_check_only
 class EmrServiceAsyncStub(EmrServiceStub):
@@ -168,6 +176,14 @@ class EmrServiceAsyncStub(EmrServiceStub):
     """
     ListRadiologyWorklist: _aio.UnaryUnaryMultiCallable[_emr_pb2.ListRadiologyWorklistRequest, _emr_pb2.ListRadiologyWorklistResponse]  # type: ignore[assignment]
     """Radiology: received studies waiting for a report (signed reports drop off the list)."""
+    SavePaper: _aio.UnaryUnaryMultiCallable[_emr_pb2.SavePaperRequest, _emr_pb2.Paper]  # type: ignore[assignment]
+    """The papers a visit produces, as QĐ 130's tables carry them: discharge paper (giấy ra viện, XML7),
+    referral paper (giấy chuyển tuyến, XML13), sick-leave certificate (giấy chứng nhận nghỉ việc hưởng
+    BHXH, XML11) and re-visit appointment (giấy hẹn khám lại, XML14). Saved as a draft with the
+    consultation's diagnoses and a number; signed with SignDocument(paper.document_id), which publishes
+    emr.paper.signed. A signed paper is replaced by a new one naming it in replaces_paper_id.
+    """
+    ListPapers: _aio.UnaryUnaryMultiCallable[_emr_pb2.ListPapersRequest, _emr_pb2.ListPapersResponse]  # type: ignore[assignment]
 
 class EmrServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -381,5 +397,25 @@ class EmrServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_emr_pb2.ListRadiologyWorklistResponse, _abc.Awaitable[_emr_pb2.ListRadiologyWorklistResponse]]:
         """Radiology: received studies waiting for a report (signed reports drop off the list)."""
+
+    @_abc_1.abstractmethod
+    def SavePaper(
+        self,
+        request: _emr_pb2.SavePaperRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_emr_pb2.Paper, _abc.Awaitable[_emr_pb2.Paper]]:
+        """The papers a visit produces, as QĐ 130's tables carry them: discharge paper (giấy ra viện, XML7),
+        referral paper (giấy chuyển tuyến, XML13), sick-leave certificate (giấy chứng nhận nghỉ việc hưởng
+        BHXH, XML11) and re-visit appointment (giấy hẹn khám lại, XML14). Saved as a draft with the
+        consultation's diagnoses and a number; signed with SignDocument(paper.document_id), which publishes
+        emr.paper.signed. A signed paper is replaced by a new one naming it in replaces_paper_id.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPapers(
+        self,
+        request: _emr_pb2.ListPapersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_emr_pb2.ListPapersResponse, _abc.Awaitable[_emr_pb2.ListPapersResponse]]: ...
 
 def add_EmrServiceServicer_to_server(servicer: EmrServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -299,3 +299,52 @@ class DischargeSigned(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DischargeSigned: _TypeAlias = DischargeSigned  # noqa: Y015
+
+@_typing.final
+class PaperSigned(_message.Message):
+    """Billing builds QĐ 130's XML7, XML13, XML11 and XML14 from it; a later one of the same kind and visit
+    replaces an earlier one.
+    emr.paper.signed: a discharge paper, referral paper, sick-leave certificate or re-visit appointment, signed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAPER_FIELD_NUMBER: _builtins.int
+    VISIT_ID_FIELD_NUMBER: _builtins.int
+    ADMISSION_ID_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_CODE_FIELD_NUMBER: _builtins.int
+    ENCOUNTER_KIND_FIELD_NUMBER: _builtins.int
+    visit_id: _builtins.str
+    admission_id: _builtins.str
+    patient_id: _builtins.str
+    department_code: _builtins.str
+    encounter_kind: _builtins.str
+    """outpatient, inpatient, emergency"""
+    @_builtins.property
+    def paper(self) -> _emr_pb2.Paper: ...
+    @_builtins.property
+    def document(self) -> _emr_pb2.Document: ...
+    @_builtins.property
+    def by(self) -> _types_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        paper: _emr_pb2.Paper | None = ...,
+        visit_id: _builtins.str = ...,
+        admission_id: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        document: _emr_pb2.Document | None = ...,
+        by: _types_pb2.Actor | None = ...,
+        department_code: _builtins.str = ...,
+        encounter_kind: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "document", b"document", "paper", b"paper"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admission_id", b"admission_id", "by", b"by", "department_code", b"department_code", "document", b"document", "encounter_kind", b"encounter_kind", "paper", b"paper", "patient_id", b"patient_id", "visit_id", b"visit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaperSigned: _TypeAlias = PaperSigned  # noqa: Y015

@@ -18,6 +18,7 @@ from hospital.emr.app.documents import DocumentService
 from hospital.emr.app.encounters import EncounterService
 from hospital.emr.app.notifications import Hub
 from hospital.emr.app.orders import OrderService
+from hospital.emr.app.papers import PaperService
 from hospital.emr.app.prescriptions import PrescriptionService
 from hospital.emr.app.results import ResultService
 from hospital.emr.app.saves import ConsultationSaves
@@ -36,6 +37,7 @@ class Services:
     hub: Hub
     documents: DocumentService
     saves: ConsultationSaves
+    papers: PaperService
     extra: dict[str, Any]
 
 
