@@ -15,6 +15,7 @@ from hospital.billing.api.http import build_http
 from hospital.billing.app.cashoffice import CashOfficeService
 from hospital.billing.app.charges import ChargeService
 from hospital.billing.app.claims import ClaimService
+from hospital.billing.app.clinical import ClinicalRecords
 from hospital.billing.app.common import local_date
 from hospital.billing.app.invoices import InvoiceService
 from hospital.billing.app.orders import OrderCharges
@@ -71,6 +72,7 @@ def build(rt: Runtime) -> Components:
     orders = OrderCharges(rt)
     payments = PaymentService(rt)
     claims = ClaimService(rt)
+    clinical = ClinicalRecords()
     services = Services(
         rt=rt,
         settings=rt.settings,
@@ -101,6 +103,8 @@ def build(rt: Runtime) -> Components:
         handlers={
             "lab.order.received": orders.on_lab_order_received,
             "lab.order.cancelled": orders.on_lab_order_cancelled,
+            "lab.result.verified": clinical.on_lab_result,
+            "lab.result.amended": clinical.on_lab_result,
         },
         start=start,
     )
@@ -119,7 +123,13 @@ def build(rt: Runtime) -> Components:
     emr = Subscription(
         stream="EMR",
         durable=rt.settings.emr_durable,  # type: ignore[attr-defined]
-        handlers={"emr.diagnosis.recorded": claims.on_diagnosis_recorded},
+        handlers={
+            "emr.diagnosis.recorded": claims.on_diagnosis_recorded,
+            "emr.paper.signed": clinical.on_paper_signed,
+            "emr.note.signed": clinical.on_note_signed,
+            "emr.discharge.signed": clinical.on_discharge_signed,
+            "emr.report.signed": clinical.on_report_signed,
+        },
     )
     return Components(
         http=build_http(services),

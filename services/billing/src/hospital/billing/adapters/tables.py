@@ -90,6 +90,9 @@ visits = Table(
     Column("phone", String(20), nullable=True),
     Column("card_five_year_date", Date, nullable=True),
     Column("referral_code", String(50), nullable=True),
+    # the doctor who saved the consultation (migration 0012, from emr.diagnosis.recorded): MA_BAC_SI of
+    # the examination and of lines without an ordering doctor
+    Column("consulting_doctor", String(100), nullable=True),
 )
 
 stays = Table(
@@ -351,4 +354,73 @@ bed_codes = Table(
     Column("bed_code", String(30), primary_key=True),  # the hospital's (admissions) bed code
     Column("department_code", String(20), nullable=False),
     Column("claim_code", String(4), nullable=False),
+)
+
+
+# --- what the EMR gives the claim (migration 0012) ---------------------------------------------------------
+# The health-practitioner identifier (MA_BAC_SI, MA_BS, MA_BS_DOC_KQ, NGUOI_THUC_HIEN) of a staff member's
+# sign-in subject (``user:bs.minh``): reference data, kept by an administrator (PUT /api/v1/staff/{subject}).
+staff_identifiers = Table(
+    "staff_identifiers",
+    metadata,
+    Column("subject", String(100), primary_key=True),
+    Column("practitioner_id", String(50), nullable=False),
+    Column("full_name", String(200), nullable=False),
+    Column("title", String(100), nullable=True),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# The signed papers of a visit (emr.paper.signed; the discharge summary, emr.discharge.signed, as kind
+# discharge_summary): one per kind, the latest signed wins.
+claim_papers = Table(
+    "claim_papers",
+    metadata,
+    Column("visit_id", String(36), primary_key=True),
+    Column("kind", String(20), primary_key=True),  # discharge_paper, referral_paper, sick_leave, revisit
+    Column("paper_id", String(36), nullable=False),
+    Column("number", String(50), nullable=False),
+    Column("data", JSON, nullable=False),  # the EMR's fields of the paper (emr.proto DischargePaper, ...)
+    Column("diagnoses", JSON, nullable=False),
+    Column("department_code", String(20), nullable=True),
+    Column("signer", String(100), nullable=False),
+    Column("signer_name", String(200), nullable=False),
+    Column("signed_at", UtcDateTime(), nullable=False),
+    Column("source_event_id", String(100), nullable=False),
+)
+
+# XML4: verified lab results (lab.result.verified|amended, the highest revision wins; the visit through the
+# lab order billing charged) and signed imaging reports (emr.report.signed)
+claim_results = Table(
+    "claim_results",
+    metadata,
+    Column("id", String(120), primary_key=True),  # lab:<result id>, report:<study instance uid>
+    Column("source", String(10), nullable=False),  # lab, imaging
+    Column("visit_id", String(36), nullable=True, index=True),
+    Column("order_ref", String(80), nullable=True, index=True),  # lab:<lab order id>
+    Column("accession", String(40), nullable=True),
+    Column("test_code", String(64), nullable=False),
+    Column("test_name", String(300), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("unit", String(50), nullable=False),
+    Column("description", Text, nullable=False),  # MO_TA
+    Column("conclusion", Text, nullable=False),  # KET_LUAN
+    Column("result_at", UtcDateTime(), nullable=False),
+    Column("read_by", String(100), nullable=False),  # subject of who verified / signed
+    Column("revision", Integer, nullable=False),
+)
+
+# XML5: signed clinical notes (emr.note.signed); an amendment replaces the version it amends
+claim_course = Table(
+    "claim_course",
+    metadata,
+    Column("id", String(36), primary_key=True),  # the EMR document id
+    Column("visit_id", String(36), nullable=False, index=True),
+    Column("kind", String(30), nullable=False),
+    Column("course", Text, nullable=False),  # DIEN_BIEN_LS
+    Column("stage", Text, nullable=False),  # GIAI_DOAN_BENH
+    Column("reason", Text, nullable=False),  # the note's reason section: LY_DO_VV / LY_DO_VNT
+    Column("diagnosis", Text, nullable=False),  # its diagnosis section: CHAN_DOAN_VAO
+    Column("at", UtcDateTime(), nullable=False),  # THOI_DIEM_DBLS
+    Column("performer", String(100), nullable=False),  # subject of the signer
+    Column("replaced_by", String(36), nullable=True),
 )

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from hospital.billing.api.callbacks import CallbackEndpoints
+from hospital.billing.api.staff import staff_router
 from hospital.billing.domain.callbacks import CASSO_SIGNATURE_HEADER, vnpay_ipn_reply
 from hospital.chassis.caller import Caller
 from hospital.chassis.errors import Invalid
@@ -444,4 +445,5 @@ def build_http(services: Any) -> FastAPI:
         return Response(claim.document, media_type="application/xml", headers=headers)
 
     app.include_router(api)
+    app.include_router(staff_router(services))
     return app

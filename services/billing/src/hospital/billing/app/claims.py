@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hospital.billing.adapters.tables import bed_codes, claims, invoices, payments, stays, visits
 from hospital.billing.app.charges import ensure_visit, price_at
+from hospital.billing.app.clinical import clinical_inputs, staff
 from hospital.billing.app.common import (
     ROUTE_BY_KIND,
     local_date,
@@ -163,6 +164,7 @@ class ClaimService:
                 diagnosis_secondary=";".join(secondary) or None,
                 diagnosis_at=at,
                 diagnosis_source="emr",
+                consulting_doctor=(msg.by.subject or None) and msg.by.subject[:100],
             )
         )
 
@@ -236,12 +238,29 @@ class ClaimService:
             rows = await posted_charges(s, visit_id)
             if not rows:
                 raise Conflict("claim.empty", "the visit has no charge")
-            missing = [r["name"] for r in rows if not (r["ordered_by"] or default_doctor)]
+            # MA_BAC_SI: the ordering doctor's health-practitioner identifier (staff reference data), else
+            # the consulting doctor's (the EMR consultation), else the one the caller gives
+            people = await staff(s)
+            consulting = people.identifier(v["consulting_doctor"])
+
+            def doctor_of(line: Any) -> str:
+                return people.identifier(line["ordered_by"]) or consulting or (default_doctor or "")
+
+            missing = [r for r in rows if not doctor_of(r)]
             if missing:
+                unknown = sorted(
+                    {w for w in (*(r["ordered_by"] for r in missing), v["consulting_doctor"]) if w}
+                )
                 raise Conflict(
                     "claim.no_doctor",
-                    f"lines without the ordering doctor (MA_BAC_SI): {missing[0]}...; "
-                    "give ma_bac_si for them",
+                    "lines without the doctor's health-practitioner identifier (MA_BAC_SI): "
+                    f"{missing[0]['name']}...; "
+                    + (
+                        f"staff without an identifier: {', '.join(unknown)} (PUT /api/v1/staff/...); "
+                        if unknown
+                        else ""
+                    )
+                    + "or give ma_bac_si for them",
                     field="ma_bac_si",
                 )
             split = split_for(v, rows, st.base_salary_vnd, places=2)  # type: ignore[attr-defined]
@@ -258,7 +277,7 @@ class ClaimService:
                     don_vi_tinh=r["unit"],
                     so_luong=quantity_of(r["qty_milli"]),
                     ma_khoa=r["department_code"] or "KKB",
-                    ma_bac_si=r["ordered_by"] or default_doctor,
+                    ma_bac_si=doctor_of(r),
                     ngay_yl=r["service_at"],
                     ngay_th_yl=r["service_at"],
                     **line.xml_fields(),
@@ -316,6 +335,7 @@ class ClaimService:
                 v["card_valid_to"],
                 v["card_five_year_date"],
             )
+            inputs, facts = await clinical_inputs(s, visit_id, ma_lk, people)
             visit = ClaimVisit(
                 ma_lk=ma_lk,
                 facility_code=st.facility_code,  # type: ignore[attr-defined]
@@ -340,12 +360,13 @@ class ClaimService:
                 address=v["address"] or "",
                 province_code=v["province_code"] or "",
                 referral_paper=v["referral_code"] or "",
+                referred_to=facts.get("referred_to", ""),
                 paid_at=paid_at,
                 claim_year=today.year,
                 claim_month=today.month,
             )
             try:
-                hoso = assemble(visit, thuoc, dvkt)
+                hoso = assemble(visit, thuoc, dvkt, inputs)
                 unsigned = build_giamdinhhs([hoso], ma_cskcb=st.facility_code, ngay_lap=today)  # type: ignore[attr-defined]
                 signed = sign(unsigned, key_pem, cert_pem)
                 validate(signed, strict=False)

@@ -81,12 +81,27 @@ class ClaimVisit:
 
 @dataclass(frozen=True)
 class DischargePaper:
-    """XML7 inputs (giấy ra viện) beyond billing's data."""
+    """XML7 inputs (giấy ra viện) beyond billing's data: the EMR's signed discharge paper."""
 
     so_luu_tru: str = ""
-    ma_bs: str = ""  # health identifier of the head of department who signs
+    ma_bs: str = ""  # health identifier of the doctor who signs
     ten_bs: str = ""
     ghi_chu: str = ""
+    pp_dieutri: str = ""
+    ma_khoa_rv: str = ""
+    ma_dinh_chi_thai: int | None = None
+    nguyennhan_dinhchi: str = ""
+    thoigian_dinhchi: datetime | None = None
+    tuoi_thai: int | None = None
+    ma_cha: str = ""
+    ma_me: str = ""
+    ma_the_tam: str = ""
+    ho_ten_cha: str = ""
+    ho_ten_me: str = ""
+    so_ngay_nghi: int | None = None
+    ngoaitru_tungay: date | None = None
+    ngoaitru_denngay: date | None = None
+    ngay_ct: date | None = None  # the day it was signed
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,9 @@ class ReferralPaper:
     hoten_nguoi_ht: str = ""
     chucdanh_nguoi_ht: str = ""
     ma_bac_si: str = ""
+    ten_dich_vu: str = ""  # the services given, as the doctor wrote them (else the claim's lines)
+    ten_thuoc: str = ""
+    pp_dieutri: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,6 +138,15 @@ class SickLeave:
     don_vi: str = ""
     ma_bs: str = ""
     so_kcb: str = ""
+    pp_dieutri: str = ""
+    ma_dinh_chi_thai: int | None = None
+    nguyennhan_dinhchi: str = ""
+    tuoi_thai: int | None = None
+    ho_ten_cha: str = ""
+    ho_ten_me: str = ""
+    ma_the_tam: str = ""
+    mau_so: str = "CT07"
+    ngay_ct: date | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +156,7 @@ class Revisit:
     so_giayhen_kl: str
     ngay_hen_kl: datetime
     ma_bac_si: str = ""
+    ngay_ct: date | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +183,9 @@ class ClinicalInputs:
     referral: ReferralPaper | None = None
     sick_leave: SickLeave | None = None
     revisit: Revisit | None = None
+    # the outcome the EMR's discharge or referral paper states; None: from admissions' discharge type
+    ket_qua_dtri: int | None = None
+    ma_loai_rv: int | None = None
 
 
 def _card_fields(cards: Sequence[CardUse]) -> dict[str, object]:
@@ -182,6 +213,8 @@ def assemble(
     extra = inputs or ClinicalInputs()
     kcb = loai_kcb(inpatient=visit.inpatient, admitted_at=visit.admitted_at, discharged_at=visit.closed_at)
     ket_qua, loai_rv = outcome(visit.discharge_type)
+    ket_qua = extra.ket_qua_dtri or ket_qua
+    loai_rv = extra.ma_loai_rv or loai_rv
     cards = _card_fields(visit.cards)
     referral_out = loai_rv in (2, 5)
     summary = TongHop(
@@ -233,20 +266,33 @@ def assemble(
     day = visit.closed_at.date()
     giay_ra_vien = tom_tat = chuyen_tuyen = nghi_viec = hen_kham = None
     if stay and ket_qua not in (5, 8):  # a death gets a death notice, not a discharge paper
+        paper7 = extra.discharge
         giay_ra_vien = GiayRaVien(
             ma_lk=visit.ma_lk,
-            so_luu_tru=extra.discharge.so_luu_tru,
+            so_luu_tru=paper7.so_luu_tru,
             ma_yte=visit.patient_code,
-            ma_khoa_rv=visit.departments[-1] if visit.departments else "",
+            ma_khoa_rv=paper7.ma_khoa_rv or (visit.departments[-1] if visit.departments else ""),
             ngay_vao=visit.admitted_at or visit.opened_at,
             ngay_ra=visit.closed_at,
+            ma_dinh_chi_thai=paper7.ma_dinh_chi_thai,
+            nguyennhan_dinhchi=paper7.nguyennhan_dinhchi,
+            thoigian_dinhchi=paper7.thoigian_dinhchi,
+            tuoi_thai=paper7.tuoi_thai,
             chan_doan_rv=visit.diagnosis_text,
-            pp_dieutri=extra.pp_dieu_tri,
-            ghi_chu=extra.discharge.ghi_chu or extra.ghi_chu,
+            pp_dieutri=paper7.pp_dieutri or extra.pp_dieu_tri,
+            ghi_chu=paper7.ghi_chu or extra.ghi_chu,
             ma_ttdv=visit.facility_head_id,
-            ma_bs=extra.discharge.ma_bs,
-            ten_bs=extra.discharge.ten_bs,
-            ngay_ct=day,
+            ma_bs=paper7.ma_bs,
+            ten_bs=paper7.ten_bs,
+            ngay_ct=paper7.ngay_ct or day,
+            ma_cha=paper7.ma_cha,
+            ma_me=paper7.ma_me,
+            ma_the_tam=paper7.ma_the_tam,
+            ho_ten_cha=paper7.ho_ten_cha,
+            ho_ten_me=paper7.ho_ten_me,
+            so_ngay_nghi=paper7.so_ngay_nghi,
+            ngoaitru_tungay=paper7.ngoaitru_tungay,
+            ngoaitru_denngay=paper7.ngoaitru_denngay,
         )
     if stay:
         tom_tat = TomTatHoSoBenhAn(
@@ -290,12 +336,13 @@ def assemble(
             chan_doan_rv=visit.diagnosis_text,
             qt_benhly=paper.qt_benhly,
             tomtat_kq=paper.tomtat_kq,
-            pp_dieutri=extra.pp_dieu_tri,
+            pp_dieutri=paper.pp_dieutri or extra.pp_dieu_tri,
             ma_benh_chinh=visit.diagnosis_code,
             ma_benh_kt=visit.secondary_codes,
-            ten_dich_vu="; ".join(dict.fromkeys(line.ten_dich_vu for line in dvkt if line.ten_dich_vu)),
-            ten_thuoc="; ".join(dict.fromkeys(line.ten_thuoc for line in thuoc)),
-            pp_dieu_tri=extra.pp_dieu_tri,
+            ten_dich_vu=paper.ten_dich_vu
+            or "; ".join(dict.fromkeys(line.ten_dich_vu for line in dvkt if line.ten_dich_vu))[:1024],
+            ten_thuoc=paper.ten_thuoc or "; ".join(dict.fromkeys(line.ten_thuoc for line in thuoc))[:1024],
+            pp_dieu_tri=paper.pp_dieutri or extra.pp_dieu_tri,
             ma_loai_rv=loai_rv,
             ma_lydo_ct=paper.ma_lydo_ct,
             huong_dieu_tri=paper.huong_dieu_tri,
@@ -316,14 +363,20 @@ def assemble(
             ma_bhxh=leave.ma_bhxh,
             ma_the_bhyt=summary.ma_the_bhyt,
             chan_doan_rv=visit.diagnosis_text,
-            pp_dieutri=extra.pp_dieu_tri,
+            pp_dieutri=leave.pp_dieutri or extra.pp_dieu_tri,
+            ma_dinh_chi_thai=leave.ma_dinh_chi_thai,
+            nguyennhan_dinhchi=leave.nguyennhan_dinhchi,
+            tuoi_thai=leave.tuoi_thai,
             so_ngay_nghi=leave.so_ngay_nghi,
             tu_ngay=leave.tu_ngay,
             den_ngay=leave.den_ngay,
+            ho_ten_cha=leave.ho_ten_cha,
+            ho_ten_me=leave.ho_ten_me,
             ma_ttdv=visit.facility_head_id,
             ma_bs=leave.ma_bs,
-            ngay_ct=day,
-            mau_so="CT07",
+            ngay_ct=leave.ngay_ct or day,
+            ma_the_tam=leave.ma_the_tam,
+            mau_so=leave.mau_so,
         )
     if extra.revisit is not None:
         hen_kham = GiayHenKhamLai(
@@ -346,7 +399,7 @@ def assemble(
             ma_doituong_kcb=visit.ma_doituong_kcb,
             ma_bac_si=extra.revisit.ma_bac_si,
             ma_ttdv=visit.facility_head_id,
-            ngay_ct=day,
+            ngay_ct=extra.revisit.ngay_ct or day,
         )
     return HoSo(
         summary,
