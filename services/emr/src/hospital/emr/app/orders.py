@@ -23,16 +23,20 @@ from hospital.chassis.caller import Caller
 from hospital.chassis.db import next_value, utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
 from hospital.chassis.ids import new_id
+from hospital.chassis.uow import UnitOfWork
 from hospital.contracts.imaging.v1 import imaging_pb2
 from hospital.contracts.lab.v1 import lab_pb2
 from hospital.emr.adapters.downstream import Downstream, Refused, Transient
-from hospital.emr.adapters.store import Encounters, OrderCommands, Orders, Patients
+from hospital.emr.adapters.store import OrderCommands, Orders, Patients
 from hospital.emr.app import schemas as sc
 from hospital.emr.app.common import Context, authorize_read, load_encounter, local_date
 from hospital.emr.app.prescriptions import AlertsNotOverridden, alerts_for, complete, load_drugs
 from hospital.emr.domain import access
 
 log = logging.getLogger(__name__)
+
+#: A sent command's result: the command, its order, what the downstream answered, done/refused/retry.
+Outcome = tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]
 LAB_SEX = {"male": lab_pb2.SEX_MALE, "female": lab_pb2.SEX_FEMALE}
 DICOM_SEX = {"male": "M", "female": "F"}
 
@@ -289,38 +293,58 @@ class Dispatcher:
     async def run_once(self) -> bool:
         """Send every due command once: the first pending command of each order (one at a time per order,
         in order), oldest first, up to ``order_send_concurrency`` in flight so that one slow downstream
-        does not hold back the other's orders. True if any was sent."""
+        does not hold back the other's orders; the round's outcomes are settled in one transaction. True if
+        any was sent."""
         now = utcnow()
-        async with self.ctx.rt.db.session() as s:
-            commands = await OrderCommands(s).due(now, 100)
         claimed: list[dict[str, Any]] = []
-        for cmd in commands:
-            async with self.ctx.rt.db.session() as s:
-                ok = await OrderCommands(s).claim(cmd["id"], cmd["next_attempt_at"], now + self.lease)
-                await s.commit()
-            if ok:
-                claimed.append(cmd)
+        async with self.ctx.rt.db.session() as s:
+            repo = OrderCommands(s)
+            for cmd in await repo.due(now, 100):
+                if await repo.claim(cmd["id"], cmd["next_attempt_at"], now + self.lease):
+                    claimed.append(cmd)
+            await s.commit()
         if not claimed:
             return False
+        sends: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = []
+        async with self.ctx.rt.db.session() as s:
+            for cmd in claimed:
+                order = await Orders(s).get(cmd["order_id"])
+                assert order is not None
+                patient = await Patients(s).get(order["patient_id"]) or {"id": order["patient_id"]}
+                sends.append((cmd, order, patient))
         slots = asyncio.Semaphore(max(1, self.ctx.settings.order_send_concurrency))
 
-        async def send(cmd: dict[str, Any]) -> None:
+        async def send(cmd: dict[str, Any], order: dict[str, Any], patient: dict[str, Any]) -> Outcome:
             async with slots:
-                await self._send(cmd)
+                return await self._send(cmd, order, patient)
 
-        await asyncio.gather(*(send(cmd) for cmd in claimed))
+        outcomes = await asyncio.gather(*(send(*x) for x in sends))
+        try:
+            async with self.ctx.uow() as uow:
+                for outcome in outcomes:
+                    await self._apply(uow, *outcome)
+                await uow.commit()
+        except Exception:
+            # one outcome that cannot be written must not hold back the others: settle each on its own
+            log.exception(
+                "settling %d order commands together failed; settling them one by one", len(outcomes)
+            )
+            for outcome in outcomes:
+                try:
+                    async with self.ctx.uow() as uow:
+                        await self._apply(uow, *outcome)
+                        await uow.commit()
+                except Exception:
+                    log.exception(
+                        "settling order command %s failed (retried after its lease)", outcome[0]["id"]
+                    )
         return True
 
-    async def _send(self, cmd: dict[str, Any]) -> None:
-        async with self.ctx.rt.db.session() as s:
-            order = await Orders(s).get(cmd["order_id"])
-            enc = await Encounters(s).get(order["encounter_id"]) if order else None
-            patient = await Patients(s).get(order["patient_id"]) if order else None
-        assert order is not None and enc is not None
+    async def _send(self, cmd: dict[str, Any], order: dict[str, Any], patient: dict[str, Any]) -> Outcome:
         outcome: dict[str, Any]
         try:
             if cmd["action"] == "place":
-                outcome = await self._place(order, patient or {"id": order["patient_id"]})
+                outcome = await self._place(order, patient)
             else:
                 outcome = await self._cancel(order)
             result = "done"
@@ -331,7 +355,7 @@ class Dispatcher:
         except Exception as exc:
             log.exception("sending order %s failed", order["id"])
             outcome, result = {"error": f"{type(exc).__name__}: {exc}"}, "retry"
-        await self._settle(cmd, order, outcome, result)
+        return cmd, order, outcome, result
 
     async def _place(self, order: dict[str, Any], patient: dict[str, Any]) -> dict[str, Any]:
         if order["kind"] == "lab":
@@ -387,68 +411,72 @@ class Dispatcher:
             await self.downstream.imaging_cancel(order["downstream_id"], order["cancel_reason"] or "")
         return {}
 
-    async def _settle(
-        self, cmd: dict[str, Any], order: dict[str, Any], outcome: dict[str, Any], result: str
+    async def _apply(
+        self,
+        uow: UnitOfWork,
+        cmd: dict[str, Any],
+        order: dict[str, Any],
+        outcome: dict[str, Any],
+        result: str,
     ) -> None:
+        """Record one command's outcome (its command row, the order, the audit record) in ``uow``."""
         now = utcnow()
-        async with self.ctx.uow() as uow:
-            s = uow.session
-            commands, orders = OrderCommands(s), Orders(s)
-            current = await orders.get(order["id"]) or order
-            attempts = cmd["attempts"] + 1
-            if result == "retry":
-                delay = min(
-                    self.ctx.settings.order_retry_base_seconds * 2 ** (attempts - 1),
-                    self.ctx.settings.order_retry_max_seconds,
-                )
-                await commands.update(
-                    cmd["id"],
-                    attempts=attempts,
-                    last_error=outcome["error"],
-                    next_attempt_at=now + timedelta(seconds=delay),
-                )
-                await orders.update(
-                    order["id"], attempts=current["attempts"] + 1, last_error=outcome["error"], updated_at=now
-                )
-            else:
-                await commands.update(
-                    cmd["id"],
-                    attempts=attempts,
-                    status=result,
-                    done_at=now,
-                    last_error=outcome.get("refused"),
-                )
-                values: dict[str, Any] = {
-                    "attempts": current["attempts"] + 1,
-                    "last_error": None,
-                    "updated_at": now,
-                }
-                if cmd["action"] == "place":
-                    if result == "refused":
-                        values.update(status="refused", refusal_reason=outcome["refused"])
-                    else:
-                        later = await commands.pending_of(order["id"])
-                        if "details" in outcome:
-                            values["details"] = outcome["details"]
-                        values.update(
-                            downstream_id=outcome["downstream_id"],
-                            status="cancel_pending" if later else "placed",
-                        )
-                elif result == "refused":
-                    values.update(status="placed", refusal_reason=f"hủy bị từ chối: {outcome['refused']}")
+        s = uow.session
+        commands, orders = OrderCommands(s), Orders(s)
+        current = await orders.get(order["id"]) or order
+        attempts = cmd["attempts"] + 1
+        if result == "retry":
+            delay = min(
+                self.ctx.settings.order_retry_base_seconds * 2 ** (attempts - 1),
+                self.ctx.settings.order_retry_max_seconds,
+            )
+            await commands.update(
+                cmd["id"],
+                attempts=attempts,
+                last_error=outcome["error"],
+                next_attempt_at=now + timedelta(seconds=delay),
+            )
+            await orders.update(
+                order["id"], attempts=current["attempts"] + 1, last_error=outcome["error"], updated_at=now
+            )
+        else:
+            await commands.update(
+                cmd["id"],
+                attempts=attempts,
+                status=result,
+                done_at=now,
+                last_error=outcome.get("refused"),
+            )
+            values: dict[str, Any] = {
+                "attempts": current["attempts"] + 1,
+                "last_error": None,
+                "updated_at": now,
+            }
+            if cmd["action"] == "place":
+                if result == "refused":
+                    values.update(status="refused", refusal_reason=outcome["refused"])
                 else:
-                    values.update(status="cancelled" if current["status"] != "refused" else "refused")
-                await orders.update(order["id"], **values)
-                uow.audit(
-                    Caller_service().audit(
-                        f"order.{cmd['action']}.{result}",
-                        "Order",
-                        order["id"],
-                        order["patient_id"],
-                        reason=outcome.get("refused"),
+                    later = await commands.pending_of(order["id"])
+                    if "details" in outcome:
+                        values["details"] = outcome["details"]
+                    values.update(
+                        downstream_id=outcome["downstream_id"],
+                        status="cancel_pending" if later else "placed",
                     )
+            elif result == "refused":
+                values.update(status="placed", refusal_reason=f"hủy bị từ chối: {outcome['refused']}")
+            else:
+                values.update(status="cancelled" if current["status"] != "refused" else "refused")
+            await orders.update(order["id"], **values)
+            uow.audit(
+                Caller_service().audit(
+                    f"order.{cmd['action']}.{result}",
+                    "Order",
+                    order["id"],
+                    order["patient_id"],
+                    reason=outcome.get("refused"),
                 )
-            await uow.commit()
+            )
 
 
 def Caller_service() -> Caller:  # noqa: N802 - the EMR itself, for audit entries of the dispatcher
