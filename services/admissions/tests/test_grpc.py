@@ -217,3 +217,81 @@ async def test_a_service_relays_a_display_only_with_its_signed_link(admissions, 
             pb.WatchQueueRequest(room_code="P108", display_exp=link.exp, display_sig=link.sig), metadata=web
         ).read()
     assert err.value.details().startswith("display_link.invalid")
+
+
+async def test_the_ward_admits_transfers_and_discharges_over_grpc(admissions, stub) -> None:
+    """AdmitInpatient / TransferInpatient / DischargeInpatient (the web's ward screen): the same rules as
+    the HTTP API (a taken bed is ALREADY_EXISTS bed.occupied naming the field), nurses and doctors only,
+    each step audited with the patient."""
+    from sqlalchemy import select
+
+    from hospital.chassis.db import audit_log_table
+
+    s, _ = stub
+    issuer = issuer_for(admissions)
+    clerk = call_metadata(issuer.mint_for_role("receptionist"))
+    nurse = call_metadata(issuer.mint_for_role("nurse"))
+    patients = [
+        await s.RegisterPatient(
+            pb.RegisterPatientRequest(
+                full_name=name, birth_date=born, sex=pb.SEX_FEMALE, request_id=str(uuid.uuid4())
+            ),
+            metadata=clerk,
+        )
+        for name, born in (("Hứa Thị Mỹ Duyên", "1974-05-06"), ("Lâm Ngọc Trâm", "1999-11-30"))
+    ]
+    beds = (await s.ListBeds(pb.ListBedsRequest(), metadata=nurse)).items
+    free = [b for b in beds if not b.occupied]
+    other_ward = next(b for b in free if b.ward_code != free[0].ward_code)
+
+    stay = await s.AdmitInpatient(
+        pb.AdmitInpatientRequest(patient_id=patients[0].id, bed_code=free[0].code), metadata=nurse
+    )
+    assert (stay.status, stay.bed_code, stay.ward_code) == ("active", free[0].code, free[0].ward_code)
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # the bed is taken now
+        await s.AdmitInpatient(
+            pb.AdmitInpatientRequest(patient_id=patients[1].id, bed_code=free[0].code), metadata=nurse
+        )
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert err.value.details().startswith("bed.occupied:") and err.value.details().endswith("(field bed)")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await s.AdmitInpatient(pb.AdmitInpatientRequest(patient_id=patients[1].id), metadata=nurse)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "(field bed)" in err.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # reception registers, the ward admits
+        await s.AdmitInpatient(
+            pb.AdmitInpatientRequest(patient_id=patients[1].id, bed_code=free[1].code), metadata=clerk
+        )
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    moved = await s.TransferInpatient(
+        pb.TransferInpatientRequest(admission_id=stay.id, bed_code=other_ward.code), metadata=nurse
+    )
+    assert (moved.id, moved.bed_code, moved.ward_code) == (stay.id, other_ward.code, other_ward.ward_code)
+    board = {b.code: b for b in (await s.ListBeds(pb.ListBedsRequest(), metadata=nurse)).items}
+    assert not board[free[0].code].occupied and board[other_ward.code].patient_id == patients[0].id
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await s.DischargeInpatient(
+            pb.DischargeInpatientRequest(admission_id=stay.id, discharge_type="vanished"), metadata=nurse
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "discharge.type" in err.value.details()
+    out = await s.DischargeInpatient(
+        pb.DischargeInpatientRequest(admission_id=stay.id, discharge_type="recovered"), metadata=nurse
+    )
+    assert (out.status, out.discharge_type) == ("discharged", "recovered")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await s.DischargeInpatient(
+            pb.DischargeInpatientRequest(admission_id=stay.id, discharge_type="recovered"), metadata=nurse
+        )
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS and "admission.closed" in err.value.details()
+    board = {b.code: b for b in (await s.ListBeds(pb.ListBedsRequest(), metadata=nurse)).items}
+    assert not board[other_ward.code].occupied
+
+    async with admissions.rt.db.session() as session:
+        actions = (
+            await session.execute(
+                select(audit_log_table.c.action)
+                .where(audit_log_table.c.patient_id == patients[0].id)
+                .where(audit_log_table.c.action.like("inpatient.%"))
+            )
+        ).scalars()
+        assert sorted(actions) == ["inpatient.admit", "inpatient.discharge", "inpatient.transfer"]

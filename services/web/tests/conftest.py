@@ -4,6 +4,7 @@ a fresh context (cookies) per test. Screenshots go to test-artifacts/web/ (not c
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from hospital.billing.service import DEFINITION as BILLING
 from hospital.chassis.app import Service
 from hospital.emr.config import EmrSettings
 from hospital.emr.service import DEFINITION as EMR
+from hospital.imaging.service import DEFINITION as IMAGING
 from hospital.lab.service import DEFINITION as LAB
 from hospital.testing.servers import free_port
 from hospital.testing.services import running_service
@@ -107,6 +109,7 @@ async def stack(nats_server, tmp_path_factory) -> AsyncIterator[Stack]:
             lab_grpc=f"127.0.0.1:{lab.settings.grpc_port}",
             billing_grpc=f"127.0.0.1:{billing.settings.grpc_port}",
             emr_grpc=f"127.0.0.1:{emr.settings.grpc_port}",
+            imaging_grpc=f"127.0.0.1:{free_port()}",  # no imaging here (imaging_stack has one)
             **common,
         ) as web,
     ):
@@ -129,6 +132,55 @@ async def web_without_backends(nats_server, tmp_path_factory) -> AsyncIterator[s
     ) as web:
         await web.rt.extras["web"].accounts.ensure_demo_users(DEMO_PASSWORD)
         yield f"http://127.0.0.1:{web.settings.http_port}"
+
+
+@dataclass
+class ImagingStack:
+    imaging: Service
+    web: Service
+    down_port: int  # the routing destination PACS_KHO: nothing listens there
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web.settings.http_port}"
+
+
+@pytest.fixture(scope="session")
+async def imaging_stack(nats_server, s3_server, tmp_path_factory) -> AsyncIterator[ImagingStack]:
+    """Imaging (SQLite, S3 storage, its DICOM port) and a web that calls it; a routing destination
+    (PACS_KHO) whose address answers nothing, so forwards to it wait with their error."""
+    data = tmp_path_factory.mktemp("web-imaging")
+    common = {"data_dir": data, "nats_url": nats_server.url, "shutdown_grace_seconds": 2}
+    down = free_port()
+    async with (
+        running_service(
+            IMAGING,
+            database_url=f"sqlite+aiosqlite:///{data}/imaging.db",
+            s3_endpoint=s3_server.endpoint,
+            s3_access_key=s3_server.access_key,
+            s3_secret_key=s3_server.secret_key,
+            dicom_host="127.0.0.1",
+            dicom_port=free_port(),
+            known_aes=f"PACS_KHO=127.0.0.1:{down}",
+            study_quiet_seconds=0.5,
+            pipeline_poll_seconds=0.2,
+            routing_poll_seconds=0.2,
+            routing_retry_seconds=0.5,
+            routing_max_retry_seconds=2.0,
+            upload_retry_seconds=0.3,
+            **common,
+        ) as imaging,
+        running_service(
+            WEB,
+            database_url=f"sqlite+aiosqlite:///{data}/web.db",
+            imaging_grpc=f"127.0.0.1:{imaging.settings.grpc_port}",
+            admissions_grpc=f"127.0.0.1:{free_port()}",
+            **common,
+        ) as web,
+    ):
+        await asyncio.wait_for(imaging.rt.imaging.dicom.started.wait(), timeout=30)
+        await web.rt.extras["web"].accounts.ensure_demo_users(DEMO_PASSWORD)
+        yield ImagingStack(imaging, web, down)
 
 
 @pytest.fixture(scope="session")
@@ -161,7 +213,9 @@ async def sign_in(page: Page, base: str, username: str, password: str = DEMO_PAS
     await page.fill("input[name=username]", username)
     await page.fill("input[name=password]", password)
     await page.press("input[name=password]", "Enter")
-    await page.wait_for_url(re.compile(r".*/(home|reception|display|doctor|ward|lab|cashier|admin/users)$"))
+    await page.wait_for_url(
+        re.compile(r".*/(home|reception|display|doctor|ward|lab|cashier|imaging|admin/users)$")
+    )
 
 
 async def shot(page: Page, name: str) -> Path:

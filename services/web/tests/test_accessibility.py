@@ -40,6 +40,7 @@ async def axe(page) -> list[dict]:
         ("cashier", "/cashier", "cashier"),
         ("doctor", "/doctor?room=P101", "doctor"),
         ("nurse", "/ward", "ward"),
+        ("radiographer", "/imaging", "imaging"),
         ("nurse", "/display", "display-choose"),
         ("nurse", "/display/P105", "display"),
     ],

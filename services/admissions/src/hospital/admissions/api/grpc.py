@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 
+from hospital.admissions.api.http import AdmitIn, DischargeIn, TransferIn
 from hospital.admissions.app.mapping import SEX, VISIT_KIND, patient_proto, stay_proto, visit_proto
 from hospital.admissions.app.patients import Caller, NewPatient
 from hospital.admissions.app.queue_display import DisplaysFull
@@ -30,6 +31,9 @@ RULES: dict[str, tuple[str, ...]] = {
     f"/{SERVICE}/WatchQueue": (*CLINICAL, "admin", "auditor"),
     f"/{SERVICE}/CreateDisplayLink": ("receptionist", "nurse", "admin"),
     f"/{SERVICE}/ListBeds": ("nurse", "doctor", "receptionist"),
+    f"/{SERVICE}/AdmitInpatient": ("nurse", "doctor"),
+    f"/{SERVICE}/TransferInpatient": ("nurse", "doctor"),
+    f"/{SERVICE}/DischargeInpatient": ("nurse", "doctor"),
 }
 SEX_NAME = {v: k for k, v in SEX.items()}
 KIND_NAME = {v: k for k, v in VISIT_KIND.items()}
@@ -199,6 +203,36 @@ class AdmissionsServicer(pb_grpc.AdmissionsServiceServicer):
                 for b in beds
             ]
         )
+
+    async def AdmitInpatient(self, request: pb.AdmitInpatientRequest, context: Any) -> pb.Admission:  # noqa: N802
+        """As ``POST /api/v1/admissions``: the same checks (a taken bed: ``bed.occupied``), event, audit."""
+        body = AdmitIn(patient_id=request.patient_id, bed=request.bed_code, visit_id=request.visit_id or None)
+        stay = await self.s.inpatient.admit(body.patient_id, body.bed, _caller(context), body.visit_id)
+        return _admission(stay)
+
+    async def TransferInpatient(self, request: pb.TransferInpatientRequest, context: Any) -> pb.Admission:  # noqa: N802
+        body = TransferIn(bed=request.bed_code)
+        return _admission(await self.s.inpatient.transfer(request.admission_id, body.bed, _caller(context)))
+
+    async def DischargeInpatient(self, request: pb.DischargeInpatientRequest, context: Any) -> pb.Admission:  # noqa: N802
+        body = DischargeIn(discharge_type=request.discharge_type or "improved")
+        stay = await self.s.inpatient.discharge(request.admission_id, body.discharge_type, _caller(context))
+        return _admission(stay)
+
+
+def _admission(stay: dict[str, Any]) -> pb.Admission:
+    """An inpatient stay as the HTTP API answers it (``stay_dict``), with its status, as a message."""
+    msg = pb.Admission(
+        id=stay["id"],
+        patient_id=stay["patient_id"],
+        visit_id=stay["visit_id"] or "",
+        ward_code=stay["ward"],
+        bed_code=stay["bed"],
+        status=stay["status"],
+        discharge_type=stay["discharge_type"] or "",
+    )
+    msg.admitted_at.FromDatetime(datetime.fromisoformat(stay["admitted_at"]))
+    return msg
 
 
 def queue_proto(state: dict[str, Any]) -> pb.QueueState:

@@ -21,6 +21,9 @@ action                            when
 ``imaging_conflict.list``         GET /api/v1/conflicts (the studies of the conflicting instances)
 ``imaging_mpps.list``             GET /api/v1/mpps (the patients and studies of the MPPS shown)
 ``imaging_order.read``            gRPC GetOrder
+``imaging_order.list``            also gRPC ListOrders (the imaging desk's worklist)
+``imaging_reconciliation.list``   also gRPC ListReconciliation
+``imaging_mpps.list``             also gRPC ListMpps
 ================================  =======================================================================
 
 The actor is the token's subject for HTTP and ``ae:<calling AE title>`` for DICOM (the source is the peer's

@@ -295,6 +295,18 @@ class OrderService:
                 q = q.where(t.orders.c.status == status)
             return [order_json(r) for r in (await s.execute(q)).all()]
 
+    async def list_rows(self, statuses: list[str], modality: str | None, limit: int) -> list[Any]:
+        """Orders in these statuses (of one modality, or all) by scheduled time: the imaging desk's
+        worklist (gRPC ListOrders)."""
+        unknown = [x for x in statuses if x not in STATUS_PB]
+        if unknown:
+            raise Invalid("order.status", f"no order status {unknown[0]!r}", field="statuses")
+        async with self.rt.db.session() as s:
+            q = select(t.orders).where(t.orders.c.status.in_(statuses))
+            if modality:
+                q = q.where(t.orders.c.modality == modality)
+            return list((await s.execute(q.order_by(t.orders.c.scheduled_start).limit(limit))).all())
+
     # --- modality worklist and MPPS (called from DICOM handlers through the event loop) ---
 
     async def worklist(

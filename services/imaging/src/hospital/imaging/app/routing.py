@@ -18,6 +18,7 @@ import pydicom
 from pynetdicom import AE, build_context
 from sqlalchemy import delete, func, select, update
 
+from hospital.chassis.audit import AuditEntry
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import Invalid, NotFound
 from hospital.chassis.ids import new_id
@@ -117,6 +118,32 @@ class RoutingService:
                 for r in recent
             ],
         }
+
+    async def retry(self, destination: str | None, actor: Any, source: str = "") -> int:
+        """Make the forwards waiting for ``destination`` (or every destination) due now, pending again if
+        a destination had refused them; the router sends them on its next pass. Audited
+        ``imaging_routing.retry`` with the number rescheduled."""
+        if destination is not None and len(destination) > 16:
+            raise Invalid("routing.destination", "destination_ae: an AE title", field="destination_ae")
+        async with self.rt.uow() as uow:
+            stmt = update(t.routing_queue).where(t.routing_queue.c.status.in_(("pending", "failed")))
+            if destination:
+                stmt = stmt.where(t.routing_queue.c.destination_ae == destination)
+            res = await uow.session.execute(stmt.values(status="pending", next_attempt_at=utcnow()))
+            n = int(res.rowcount or 0)
+            uow.audit(
+                AuditEntry(
+                    actor=actor.subject,
+                    actor_roles=tuple(sorted(actor.roles)),
+                    action="imaging_routing.retry",
+                    resource_type="RoutingDestination",
+                    resource_id=destination or None,
+                    source=source,
+                    detail={"rescheduled": n},
+                )
+            )
+            await uow.commit()
+        return n
 
     # ---------------------------------------------------------------- router
     async def run(self, stop: asyncio.Event) -> None:

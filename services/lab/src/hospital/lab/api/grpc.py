@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -10,6 +11,7 @@ from hospital.chassis.errors import Invalid
 from hospital.chassis.rpc import principal
 from hospital.contracts.lab.v1 import lab_pb2 as pb
 from hospital.contracts.lab.v1 import lab_pb2_grpc as pb_grpc
+from hospital.lab.app.analyzers import AnalyzerStatus
 from hospital.lab.app.common import SEX_NAME, Caller, result_proto
 from hospital.lab.app.orders import NewOrder, order_proto, specimen_proto
 
@@ -26,6 +28,9 @@ RULES: dict[str, tuple[str, ...]] = {
     f"/{SERVICE}/VerifyResults": ("lab_technician",),
     f"/{SERVICE}/ListCriticals": CLINICAL,
     f"/{SERVICE}/RecordCriticalCall": ("lab_technician",),
+    f"/{SERVICE}/ListQcLots": ("lab_technician",),
+    f"/{SERVICE}/GetLeveyJennings": ("lab_technician",),
+    f"/{SERVICE}/ListAnalyzers": ("lab_technician",),
 }
 
 
@@ -33,9 +38,83 @@ def _caller(context: grpc.aio.ServicerContext) -> Caller:
     return Caller(principal=principal(), source=context.peer() or "")
 
 
+def _ts(msg: Any, name: str, value: Any) -> None:
+    """Set timestamp field ``name`` from a datetime or ISO text (left unset when empty)."""
+    if value:
+        getattr(msg, name).FromDatetime(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
 class LabServicer(pb_grpc.LabServiceServicer):
     def __init__(self, services: Any) -> None:
         self.s = services
+        self.analyzers = AnalyzerStatus(services.ingest.rt, services.catalogue)
+
+    def _lot(self, lot: dict[str, Any]) -> pb.QcLot:
+        test = self.s.catalogue.tests.get(lot["test_code"])
+        return pb.QcLot(
+            id=lot["id"],
+            instrument_id=lot["instrument_id"],
+            test_code=lot["test_code"],
+            test_name=test.name_vi if test else "",
+            test_name_en=test.name_en if test else "",
+            lot_number=lot["lot_number"],
+            level=lot["level"],
+            material=lot["material"] or "",
+            mean=lot["mean"],
+            sd=lot["sd"],
+            expires=lot["expires"] or "",
+            active=bool(lot["active"]),
+            unit=test.unit if test else "",
+        )
+
+    async def ListQcLots(self, request: pb.ListQcLotsRequest, context: Any) -> pb.ListQcLotsResponse:  # noqa: N802
+        await self.s.ingest.ensure_catalogue()
+        return pb.ListQcLotsResponse(items=[self._lot(lot) for lot in await self.s.qc.lots()])
+
+    async def GetLeveyJennings(self, request: pb.GetLeveyJenningsRequest, context: Any) -> pb.LeveyJennings:  # noqa: N802
+        """The latest ``limit`` runs of a lot (default 60, at most 500), oldest first; qc.lot_not_found."""
+        await self.s.ingest.ensure_catalogue()
+        if request.limit < 0:
+            raise Invalid("qc.limit", "limit must not be negative", field="limit")
+        data = await self.s.qc.levey_jennings(request.lot_id, min(request.limit or 60, 500))
+        out = pb.LeveyJennings(lot=self._lot(data["lot"]))
+        for p in data["points"]:
+            point = pb.QcPoint(
+                value=p["value"],
+                z=p["z"],
+                accepted=bool(p["accepted"]),
+                source=p["source"],
+                violations=[pb.QcViolation(rule=v, rejection=v != "1-2s") for v in p["violations"]],
+            )
+            _ts(point, "measured_at", p["measured_at"])
+            out.points.append(point)
+        return out
+
+    async def ListAnalyzers(self, request: pb.ListAnalyzersRequest, context: Any) -> pb.ListAnalyzersResponse:  # noqa: N802
+        await self.s.ingest.ensure_catalogue()
+        out = pb.ListAnalyzersResponse()
+        for a in await self.analyzers.status(self.s.ingest.listeners):
+            item = pb.AnalyzerStatus(
+                id=a["id"],
+                name=a["name"],
+                protocol=a["protocol"],
+                last_message_kind=a["last_message_kind"],
+                last_peer=a["last_peer"],
+                messages=a["messages"],
+                connected=a["connected"],
+            )
+            _ts(item, "last_message_at", a["last_message_at"])
+            for q in a["qc"]:
+                state = pb.QcState(
+                    test_code=q["test_code"],
+                    accepted=bool(q["accepted"]),
+                    violations=q["violations"],
+                    lot_id=q["lot_id"],
+                )
+                _ts(state, "last_run_at", q["last_run_at"])
+                item.qc.append(state)
+            out.items.append(item)
+        return out
 
     async def PlaceOrder(self, request: pb.PlaceOrderRequest, context: Any) -> pb.Order:
         p = request.patient

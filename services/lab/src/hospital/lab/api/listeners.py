@@ -169,10 +169,12 @@ def build_listeners(settings: Any, ingest: IngestService) -> Any:
             for server in servers:
                 await server.start()
                 started.append(server)
+            ingest.listeners[:] = started  # the analyzers' connection state (gRPC ListAnalyzers)
             if ready is not None:
                 ready.set()  # the service reports started only now: analyzers are not refused
             await stop.wait()
         finally:
+            ingest.listeners.clear()
             for server in reversed(started):
                 await server.close()
 

@@ -250,6 +250,10 @@ class TcpServer:
     def connections(self) -> int:
         return len(self._admitted)
 
+    def open_hosts(self) -> Counter[str]:
+        """Connections open now, per peer address."""
+        return Counter(self._per_host)
+
     @property
     def port(self) -> int:
         if self._server is None:

@@ -350,6 +350,7 @@ class IngestService:
         self.orders = orders_svc
         self.qc = qc
         self.tz = ZoneInfo(rt.settings.instrument_timezone)
+        self.listeners: list[Any] = []  # the analyzer listeners running now (their open connections)
         self.received_total = 0
         self.writer: GroupCommit[Incoming] = GroupCommit(
             self._store_batch,

@@ -252,20 +252,18 @@ class QcService:
             await self.record(uow, lot, value, r.observed_at or now, "analyzer", raw_id, "analyzer")
         return left
 
-    async def levey_jennings(self, lot_id: str) -> dict[str, Any]:
+    async def levey_jennings(self, lot_id: str, limit: int | None = None) -> dict[str, Any]:
+        """The lot's runs, oldest first (with ``limit``: the latest ``limit`` runs)."""
         lot = await self.lot(lot_id)
         async with self.rt.db.session() as s:
-            rows = (
-                (
-                    await s.execute(
-                        select(qc_results)
-                        .where(qc_results.c.lot_id == lot_id)
-                        .order_by(qc_results.c.measured_at)
-                    )
-                )
-                .mappings()
-                .all()
-            )
+            stmt = select(qc_results).where(qc_results.c.lot_id == lot_id)
+            if limit:
+                stmt = stmt.order_by(qc_results.c.measured_at.desc()).limit(limit)
+            else:
+                stmt = stmt.order_by(qc_results.c.measured_at)
+            rows = list((await s.execute(stmt)).mappings().all())
+            if limit:
+                rows.reverse()
         m, sd = lot["mean"], lot["sd"]
         return {
             "lot": lot,

@@ -20,6 +20,8 @@ from hospital.contracts.billing.v1 import billing_pb2 as bil
 from hospital.contracts.billing.v1 import billing_pb2_grpc as bil_grpc
 from hospital.contracts.emr.v1 import emr_pb2 as emr
 from hospital.contracts.emr.v1 import emr_pb2_grpc as emr_grpc
+from hospital.contracts.imaging.v1 import imaging_pb2 as img
+from hospital.contracts.imaging.v1 import imaging_pb2_grpc as img_grpc
 from hospital.contracts.lab.v1 import lab_pb2 as lab
 from hospital.contracts.lab.v1 import lab_pb2_grpc as lab_grpc
 
@@ -123,6 +125,18 @@ class Admissions(Backend):
     async def beds(self, ward: str, token: str) -> list[adm.Bed]:
         return list((await self.call(self.stub.ListBeds, adm.ListBedsRequest(ward_code=ward), token)).items)
 
+    async def admit(self, patient_id: str, bed: str, token: str) -> adm.Admission:
+        req = adm.AdmitInpatientRequest(patient_id=patient_id, bed_code=bed)
+        return await self.call(self.stub.AdmitInpatient, req, token)
+
+    async def transfer(self, admission_id: str, bed: str, token: str) -> adm.Admission:
+        req = adm.TransferInpatientRequest(admission_id=admission_id, bed_code=bed)
+        return await self.call(self.stub.TransferInpatient, req, token)
+
+    async def discharge(self, admission_id: str, discharge_type: str, token: str) -> adm.Admission:
+        req = adm.DischargeInpatientRequest(admission_id=admission_id, discharge_type=discharge_type)
+        return await self.call(self.stub.DischargeInpatient, req, token)
+
     async def display_link(self, room: str, valid_days: int, token: str) -> adm.DisplayLink:
         req = adm.CreateDisplayLinkRequest(room_code=room, valid_days=valid_days)
         return await self.call(self.stub.CreateDisplayLink, req, token)
@@ -176,6 +190,16 @@ class Lab(Backend):
 
     async def catalogue(self, token: str) -> list[lab.CatalogueTest]:
         return list((await self.call(self.stub.ListCatalogue, lab.ListCatalogueRequest(), token)).tests)
+
+    async def qc_lots(self, token: str) -> list[lab.QcLot]:
+        return list((await self.call(self.stub.ListQcLots, lab.ListQcLotsRequest(), token)).items)
+
+    async def levey_jennings(self, lot_id: str, token: str, limit: int = 60) -> lab.LeveyJennings:
+        req = lab.GetLeveyJenningsRequest(lot_id=lot_id, limit=limit)
+        return await self.call(self.stub.GetLeveyJennings, req, token)
+
+    async def analyzers(self, token: str) -> list[lab.AnalyzerStatus]:
+        return list((await self.call(self.stub.ListAnalyzers, lab.ListAnalyzersRequest(), token)).items)
 
 
 class Billing(Backend):
@@ -254,6 +278,43 @@ class Emr(Backend):
         return await self.call(self.stub.AcknowledgeCritical, req, token)
 
 
+class Imaging(Backend):
+    @property
+    def stub(self) -> img_grpc.ImagingServiceStub:
+        return img_grpc.ImagingServiceStub(self.channel)
+
+    async def orders(
+        self, token: str, statuses: list[str] | None = None, modality: str = ""
+    ) -> list[img.Order]:
+        req = img.ListOrdersRequest(statuses=statuses or [], modality=modality, limit=200)
+        return list((await self.call(self.stub.ListOrders, req, token)).items)
+
+    async def reconciliation(self, token: str) -> list[img.ReconciliationItem]:
+        resp = await self.call(
+            self.stub.ListReconciliation, img.ListReconciliationRequest(status="open"), token
+        )
+        return list(resp.items)
+
+    async def reconcile(self, item_id: str, order_id: str, token: str) -> img.ReconciliationItem:
+        req = img.ResolveReconciliationRequest(item_id=item_id, order_id=order_id)
+        return await self.call(self.stub.ResolveReconciliation, req, token)
+
+    async def mpps(self, token: str) -> list[img.Mpps]:
+        resp = await self.call(self.stub.ListMpps, img.ListMppsRequest(unmatched=True, limit=200), token)
+        return list(resp.items)
+
+    async def resolve_mpps(self, uid: str, note: str, token: str) -> img.Mpps:
+        req = img.ResolveMppsRequest(mpps_instance_uid=uid, note=note)
+        return await self.call(self.stub.ResolveMpps, req, token)
+
+    async def routing(self, token: str) -> img.RoutingStatus:
+        return await self.call(self.stub.GetRoutingStatus, img.GetRoutingStatusRequest(), token)
+
+    async def retry(self, destination: str, token: str) -> int:
+        req = img.RetryRoutingRequest(destination_ae=destination)
+        return int((await self.call(self.stub.RetryRouting, req, token)).rescheduled)
+
+
 class Backends:
     def __init__(self, settings: Any) -> None:
         t = settings.backend_timeout_seconds
@@ -261,9 +322,11 @@ class Backends:
         self.lab = Lab("lab", settings.lab_grpc, t)
         self.billing = Billing("billing", settings.billing_grpc, t)
         self.emr = Emr("emr", settings.emr_grpc, t)
+        self.imaging = Imaging("imaging", settings.imaging_grpc, t)
 
     async def close(self) -> None:
         await self.admissions.close()
         await self.lab.close()
         await self.billing.close()
         await self.emr.close()
+        await self.imaging.close()

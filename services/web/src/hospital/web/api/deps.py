@@ -5,9 +5,11 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
@@ -81,6 +83,17 @@ def vnd(amount: int | float | None) -> str:
 
 
 env.filters["vnd"] = vnd
+HOSPITAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def local_time(ts: Any, fmt: str = "%d/%m/%Y %H:%M") -> str:
+    """A protobuf Timestamp as the hospital's local time (empty when unset)."""
+    if ts is None or (not ts.seconds and not ts.nanos):
+        return ""
+    return str(ts.ToDatetime(tzinfo=UTC).astimezone(HOSPITAL_TZ).strftime(fmt))
+
+
+env.filters["local_time"] = local_time
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:

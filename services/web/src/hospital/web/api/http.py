@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from hospital.web.api.deps import HERE, CsrfRefused, Forbidden, NotSignedIn, Web, render
-from hospital.web.api.pages import admin, auth, cashier, display, doctor, lab, reception, ward
+from hospital.web.api.pages import admin, auth, cashier, display, doctor, imaging, lab, reception, ward
 
 # Everything comes from this origin: no CDN, no inline script; htmx's inline indicator style is disabled.
 CSP = (
@@ -35,6 +35,7 @@ def build_http(state: Web) -> FastAPI:
         cashier.router,
         doctor.router,
         ward.router,
+        imaging.router,
         admin.router,
     ):
         app.include_router(router)

@@ -22,6 +22,7 @@ SCREENS: tuple[Screen, ...] = (
     Screen("ward", "/ward", frozenset({"nurse", "doctor"}), "6"),
     Screen("lab", "/lab", frozenset({"lab_technician"}), "3"),
     Screen("cashier", "/cashier", frozenset({"cashier"}), "4"),
+    Screen("imaging", "/imaging", frozenset({"radiographer", "radiologist"}), "7"),
     Screen("users", "/admin/users", frozenset({"admin"}), "9"),
 )
 BY_KEY = {s.key: s for s in SCREENS}

@@ -60,6 +60,14 @@
              target.querySelector("select, input[type=radio]:checked, button[type=submit]");
     if (el) el.focus();
   });
+  // A side panel that gets a form (a bed's actions, an imaging item): the cursor goes to the first field
+  // in error, else to the field marked data-focus.
+  document.addEventListener("htmx:afterSwap", function (e) {
+    var target = e.detail.target;
+    if (!target || !target.hasAttribute || !target.hasAttribute("data-focus-into")) return;
+    var el = target.querySelector("[aria-invalid=true]") || target.querySelector("[data-focus]");
+    if (el) el.focus();
+  });
   // A panel that refreshes itself (the lab worklist, the critical calls) waits while the user is working
   // in it: a ticked result or a field with the cursor is not wiped by the next refresh.
   document.addEventListener("htmx:beforeRequest", function (e) {

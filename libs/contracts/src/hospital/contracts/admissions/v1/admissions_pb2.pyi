@@ -348,11 +348,17 @@ class Admission(_message.Message):
     WARD_CODE_FIELD_NUMBER: _builtins.int
     BED_CODE_FIELD_NUMBER: _builtins.int
     ADMITTED_AT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    DISCHARGE_TYPE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     patient_id: _builtins.str
     visit_id: _builtins.str
     ward_code: _builtins.str
     bed_code: _builtins.str
+    status: _builtins.str
+    """active, discharged"""
+    discharge_type: _builtins.str
+    """recovered, improved, unchanged, worse, transferred_out, against_advice, deceased"""
     @_builtins.property
     def admitted_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -364,10 +370,12 @@ class Admission(_message.Message):
         ward_code: _builtins.str = ...,
         bed_code: _builtins.str = ...,
         admitted_at: _timestamp_pb2.Timestamp | None = ...,
+        status: _builtins.str = ...,
+        discharge_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["admitted_at", b"admitted_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["admitted_at", b"admitted_at", "bed_code", b"bed_code", "id", b"id", "patient_id", b"patient_id", "visit_id", b"visit_id", "ward_code", b"ward_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admitted_at", b"admitted_at", "bed_code", b"bed_code", "discharge_type", b"discharge_type", "id", b"id", "patient_id", b"patient_id", "status", b"status", "visit_id", b"visit_id", "ward_code", b"ward_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -909,3 +917,75 @@ class ListBedsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListBedsResponse: _TypeAlias = ListBedsResponse  # noqa: Y015
+
+@_typing.final
+class AdmitInpatientRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    BED_CODE_FIELD_NUMBER: _builtins.int
+    VISIT_ID_FIELD_NUMBER: _builtins.int
+    patient_id: _builtins.str
+    bed_code: _builtins.str
+    visit_id: _builtins.str
+    """optional: the visit that led to the admission"""
+    def __init__(
+        self,
+        *,
+        patient_id: _builtins.str = ...,
+        bed_code: _builtins.str = ...,
+        visit_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bed_code", b"bed_code", "patient_id", b"patient_id", "visit_id", b"visit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdmitInpatientRequest: _TypeAlias = AdmitInpatientRequest  # noqa: Y015
+
+@_typing.final
+class TransferInpatientRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADMISSION_ID_FIELD_NUMBER: _builtins.int
+    BED_CODE_FIELD_NUMBER: _builtins.int
+    admission_id: _builtins.str
+    bed_code: _builtins.str
+    """a free bed, in this ward or another"""
+    def __init__(
+        self,
+        *,
+        admission_id: _builtins.str = ...,
+        bed_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admission_id", b"admission_id", "bed_code", b"bed_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransferInpatientRequest: _TypeAlias = TransferInpatientRequest  # noqa: Y015
+
+@_typing.final
+class DischargeInpatientRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADMISSION_ID_FIELD_NUMBER: _builtins.int
+    DISCHARGE_TYPE_FIELD_NUMBER: _builtins.int
+    admission_id: _builtins.str
+    discharge_type: _builtins.str
+    """recovered, improved, unchanged, worse, transferred_out, against_advice, deceased"""
+    def __init__(
+        self,
+        *,
+        admission_id: _builtins.str = ...,
+        discharge_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admission_id", b"admission_id", "discharge_type", b"discharge_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DischargeInpatientRequest: _TypeAlias = DischargeInpatientRequest  # noqa: Y015

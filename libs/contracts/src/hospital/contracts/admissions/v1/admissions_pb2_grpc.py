@@ -90,6 +90,21 @@ class AdmissionsServiceStub:
                 request_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListBedsRequest.SerializeToString,
                 response_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListBedsResponse.FromString,
                 _registered_method=True)
+        self.AdmitInpatient = channel.unary_unary(
+                '/hospital.admissions.v1.AdmissionsService/AdmitInpatient',
+                request_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.AdmitInpatientRequest.SerializeToString,
+                response_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.Admission.FromString,
+                _registered_method=True)
+        self.TransferInpatient = channel.unary_unary(
+                '/hospital.admissions.v1.AdmissionsService/TransferInpatient',
+                request_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.TransferInpatientRequest.SerializeToString,
+                response_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.Admission.FromString,
+                _registered_method=True)
+        self.DischargeInpatient = channel.unary_unary(
+                '/hospital.admissions.v1.AdmissionsService/DischargeInpatient',
+                request_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.DischargeInpatientRequest.SerializeToString,
+                response_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.Admission.FromString,
+                _registered_method=True)
 
 
 class AdmissionsServiceServicer:
@@ -168,6 +183,26 @@ class AdmissionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AdmitInpatient(self, request, context):
+        """The ward (the web front end): admit an inpatient into a free bed, move them to another bed (of any
+        ward), discharge them. A bed already taken is ALREADY_EXISTS "bed.occupied: ..." (field bed_code).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TransferInpatient(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DischargeInpatient(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdmissionsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -225,6 +260,21 @@ def add_AdmissionsServiceServicer_to_server(servicer, server):
                     servicer.ListBeds,
                     request_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListBedsRequest.FromString,
                     response_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListBedsResponse.SerializeToString,
+            ),
+            'AdmitInpatient': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdmitInpatient,
+                    request_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.AdmitInpatientRequest.FromString,
+                    response_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.Admission.SerializeToString,
+            ),
+            'TransferInpatient': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferInpatient,
+                    request_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.TransferInpatientRequest.FromString,
+                    response_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.Admission.SerializeToString,
+            ),
+            'DischargeInpatient': grpc.unary_unary_rpc_method_handler(
+                    servicer.DischargeInpatient,
+                    request_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.DischargeInpatientRequest.FromString,
+                    response_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.Admission.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -524,6 +574,87 @@ class AdmissionsService:
             '/hospital.admissions.v1.AdmissionsService/ListBeds',
             hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListBedsRequest.SerializeToString,
             hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListBedsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdmitInpatient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.admissions.v1.AdmissionsService/AdmitInpatient',
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.AdmitInpatientRequest.SerializeToString,
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.Admission.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferInpatient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.admissions.v1.AdmissionsService/TransferInpatient',
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.TransferInpatientRequest.SerializeToString,
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.Admission.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DischargeInpatient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.admissions.v1.AdmissionsService/DischargeInpatient',
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.DischargeInpatientRequest.SerializeToString,
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.Admission.FromString,
             options,
             channel_credentials,
             insecure,

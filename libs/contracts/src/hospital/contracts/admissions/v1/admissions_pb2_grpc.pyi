@@ -50,6 +50,12 @@ class AdmissionsServiceStub:
     """A signed link for one room's display (a waiting-room TV opens it without signing in), audited."""
     ListBeds: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.ListBedsRequest, _admissions_pb2.ListBedsResponse]
     """The ward's bed board: every bed, and who lies in it (audited with the patients shown)."""
+    AdmitInpatient: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.AdmitInpatientRequest, _admissions_pb2.Admission]
+    """The ward (the web front end): admit an inpatient into a free bed, move them to another bed (of any
+    ward), discharge them. A bed already taken is ALREADY_EXISTS "bed.occupied: ..." (field bed_code).
+    """
+    TransferInpatient: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.TransferInpatientRequest, _admissions_pb2.Admission]
+    DischargeInpatient: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.DischargeInpatientRequest, _admissions_pb2.Admission]
 
 @_typing.type_check_only
 class AdmissionsServiceAsyncStub(AdmissionsServiceStub):
@@ -73,6 +79,12 @@ class AdmissionsServiceAsyncStub(AdmissionsServiceStub):
     """A signed link for one room's display (a waiting-room TV opens it without signing in), audited."""
     ListBeds: _aio.UnaryUnaryMultiCallable[_admissions_pb2.ListBedsRequest, _admissions_pb2.ListBedsResponse]  # type: ignore[assignment]
     """The ward's bed board: every bed, and who lies in it (audited with the patients shown)."""
+    AdmitInpatient: _aio.UnaryUnaryMultiCallable[_admissions_pb2.AdmitInpatientRequest, _admissions_pb2.Admission]  # type: ignore[assignment]
+    """The ward (the web front end): admit an inpatient into a free bed, move them to another bed (of any
+    ward), discharge them. A bed already taken is ALREADY_EXISTS "bed.occupied: ..." (field bed_code).
+    """
+    TransferInpatient: _aio.UnaryUnaryMultiCallable[_admissions_pb2.TransferInpatientRequest, _admissions_pb2.Admission]  # type: ignore[assignment]
+    DischargeInpatient: _aio.UnaryUnaryMultiCallable[_admissions_pb2.DischargeInpatientRequest, _admissions_pb2.Admission]  # type: ignore[assignment]
 
 class AdmissionsServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -159,5 +171,29 @@ class AdmissionsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admissions_pb2.ListBedsResponse, _abc.Awaitable[_admissions_pb2.ListBedsResponse]]:
         """The ward's bed board: every bed, and who lies in it (audited with the patients shown)."""
+
+    @_abc_1.abstractmethod
+    def AdmitInpatient(
+        self,
+        request: _admissions_pb2.AdmitInpatientRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admissions_pb2.Admission, _abc.Awaitable[_admissions_pb2.Admission]]:
+        """The ward (the web front end): admit an inpatient into a free bed, move them to another bed (of any
+        ward), discharge them. A bed already taken is ALREADY_EXISTS "bed.occupied: ..." (field bed_code).
+        """
+
+    @_abc_1.abstractmethod
+    def TransferInpatient(
+        self,
+        request: _admissions_pb2.TransferInpatientRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admissions_pb2.Admission, _abc.Awaitable[_admissions_pb2.Admission]]: ...
+
+    @_abc_1.abstractmethod
+    def DischargeInpatient(
+        self,
+        request: _admissions_pb2.DischargeInpatientRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admissions_pb2.Admission, _abc.Awaitable[_admissions_pb2.Admission]]: ...
 
 def add_AdmissionsServiceServicer_to_server(servicer: AdmissionsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -422,3 +422,497 @@ class ListStudiesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListStudiesResponse: _TypeAlias = ListStudiesResponse  # noqa: Y015
+
+@_typing.final
+class ListOrdersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUSES_FIELD_NUMBER: _builtins.int
+    MODALITY_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    modality: _builtins.str
+    """empty: every modality"""
+    limit: _builtins.int
+    """default 200, at most 500"""
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """scheduled, in_progress, completed, discontinued, cancelled; empty: the first two"""
+
+    def __init__(
+        self,
+        *,
+        statuses: _abc.Iterable[_builtins.str] | None = ...,
+        modality: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "modality", b"modality", "statuses", b"statuses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListOrdersRequest: _TypeAlias = ListOrdersRequest  # noqa: Y015
+
+@_typing.final
+class ListOrdersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___Order] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListOrdersResponse: _TypeAlias = ListOrdersResponse  # noqa: Y015
+
+@_typing.final
+class ReconciliationItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    STUDY_INSTANCE_UID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    CANDIDATE_ORDER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    RESOLVED_ORDER_ID_FIELD_NUMBER: _builtins.int
+    RESOLVED_BY_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    RESOLVED_AT_FIELD_NUMBER: _builtins.int
+    PATIENT_CODE_FIELD_NUMBER: _builtins.int
+    PATIENT_NAME_FIELD_NUMBER: _builtins.int
+    ACCESSION_NUMBER_FIELD_NUMBER: _builtins.int
+    STUDY_DATE_FIELD_NUMBER: _builtins.int
+    MODALITIES_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    study_instance_uid: _builtins.str
+    reason: _builtins.str
+    """unknown_accession, patient_mismatch, no_accession, order_cancelled"""
+    detail: _builtins.str
+    candidate_order_id: _builtins.str
+    status: _builtins.str
+    """open, resolved"""
+    resolved_order_id: _builtins.str
+    resolved_by: _builtins.str
+    patient_code: _builtins.str
+    """as the modality sent them"""
+    patient_name: _builtins.str
+    accession_number: _builtins.str
+    study_date: _builtins.str
+    modalities: _builtins.str
+    """backslash-separated"""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def resolved_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        study_instance_uid: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        candidate_order_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        resolved_order_id: _builtins.str = ...,
+        resolved_by: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        resolved_at: _timestamp_pb2.Timestamp | None = ...,
+        patient_code: _builtins.str = ...,
+        patient_name: _builtins.str = ...,
+        accession_number: _builtins.str = ...,
+        study_date: _builtins.str = ...,
+        modalities: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "resolved_at", b"resolved_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accession_number", b"accession_number", "candidate_order_id", b"candidate_order_id", "created_at", b"created_at", "detail", b"detail", "id", b"id", "modalities", b"modalities", "patient_code", b"patient_code", "patient_name", b"patient_name", "reason", b"reason", "resolved_at", b"resolved_at", "resolved_by", b"resolved_by", "resolved_order_id", b"resolved_order_id", "status", b"status", "study_date", b"study_date", "study_instance_uid", b"study_instance_uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconciliationItem: _TypeAlias = ReconciliationItem  # noqa: Y015
+
+@_typing.final
+class ListReconciliationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReconciliationRequest: _TypeAlias = ListReconciliationRequest  # noqa: Y015
+
+@_typing.final
+class ListReconciliationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReconciliationItem]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___ReconciliationItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReconciliationResponse: _TypeAlias = ListReconciliationResponse  # noqa: Y015
+
+@_typing.final
+class ResolveReconciliationRequest(_message.Message):
+    """order_id: link the study to this order; empty: accept it as unordered."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    item_id: _builtins.str
+    order_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        item_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_id", b"item_id", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveReconciliationRequest: _TypeAlias = ResolveReconciliationRequest  # noqa: Y015
+
+@_typing.final
+class Mpps(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MPPS_INSTANCE_UID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ACCESSION_NUMBER_FIELD_NUMBER: _builtins.int
+    STUDY_INSTANCE_UID_FIELD_NUMBER: _builtins.int
+    PATIENT_CODE_FIELD_NUMBER: _builtins.int
+    PATIENT_NAME_FIELD_NUMBER: _builtins.int
+    CALLING_AE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ATTENTION_FIELD_NUMBER: _builtins.int
+    RESOLVED_BY_FIELD_NUMBER: _builtins.int
+    RESOLVED_AT_FIELD_NUMBER: _builtins.int
+    RESOLUTION_NOTE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    mpps_instance_uid: _builtins.str
+    order_id: _builtins.str
+    accession_number: _builtins.str
+    study_instance_uid: _builtins.str
+    patient_code: _builtins.str
+    patient_name: _builtins.str
+    calling_ae: _builtins.str
+    status: _builtins.str
+    """IN PROGRESS, COMPLETED, DISCONTINUED"""
+    attention: _builtins.str
+    """no_order, order_cancelled, already_completed, redo_discontinued, superseded; empty: applied normally"""
+    resolved_by: _builtins.str
+    resolution_note: _builtins.str
+    @_builtins.property
+    def resolved_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        mpps_instance_uid: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        accession_number: _builtins.str = ...,
+        study_instance_uid: _builtins.str = ...,
+        patient_code: _builtins.str = ...,
+        patient_name: _builtins.str = ...,
+        calling_ae: _builtins.str = ...,
+        status: _builtins.str = ...,
+        attention: _builtins.str = ...,
+        resolved_by: _builtins.str = ...,
+        resolved_at: _timestamp_pb2.Timestamp | None = ...,
+        resolution_note: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "resolved_at", b"resolved_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accession_number", b"accession_number", "attention", b"attention", "calling_ae", b"calling_ae", "created_at", b"created_at", "mpps_instance_uid", b"mpps_instance_uid", "order_id", b"order_id", "patient_code", b"patient_code", "patient_name", b"patient_name", "resolution_note", b"resolution_note", "resolved_at", b"resolved_at", "resolved_by", b"resolved_by", "status", b"status", "study_instance_uid", b"study_instance_uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Mpps: _TypeAlias = Mpps  # noqa: Y015
+
+@_typing.final
+class ListMppsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNMATCHED_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    unmatched: _builtins.bool
+    limit: _builtins.int
+    def __init__(
+        self,
+        *,
+        unmatched: _builtins.bool = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "unmatched", b"unmatched"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMppsRequest: _TypeAlias = ListMppsRequest  # noqa: Y015
+
+@_typing.final
+class ListMppsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___Mpps]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___Mpps] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMppsResponse: _TypeAlias = ListMppsResponse  # noqa: Y015
+
+@_typing.final
+class ResolveMppsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MPPS_INSTANCE_UID_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    mpps_instance_uid: _builtins.str
+    note: _builtins.str
+    def __init__(
+        self,
+        *,
+        mpps_instance_uid: _builtins.str = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mpps_instance_uid", b"mpps_instance_uid", "note", b"note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveMppsRequest: _TypeAlias = ResolveMppsRequest  # noqa: Y015
+
+@_typing.final
+class RoutingRule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DESTINATION_AE_FIELD_NUMBER: _builtins.int
+    MODALITY_FIELD_NUMBER: _builtins.int
+    SOURCE_AE_FIELD_NUMBER: _builtins.int
+    ENABLED_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    destination_ae: _builtins.str
+    modality: _builtins.str
+    source_ae: _builtins.str
+    enabled: _builtins.bool
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        destination_ae: _builtins.str = ...,
+        modality: _builtins.str = ...,
+        source_ae: _builtins.str = ...,
+        enabled: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination_ae", b"destination_ae", "enabled", b"enabled", "id", b"id", "modality", b"modality", "name", b"name", "source_ae", b"source_ae"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutingRule: _TypeAlias = RoutingRule  # noqa: Y015
+
+@_typing.final
+class RoutingDestination(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AE_TITLE_FIELD_NUMBER: _builtins.int
+    KNOWN_FIELD_NUMBER: _builtins.int
+    PENDING_FIELD_NUMBER: _builtins.int
+    SENT_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    ae_title: _builtins.str
+    known: _builtins.bool
+    """in known_aes: the router has an address for it"""
+    pending: _builtins.int
+    sent: _builtins.int
+    failed: _builtins.int
+    def __init__(
+        self,
+        *,
+        ae_title: _builtins.str = ...,
+        known: _builtins.bool = ...,
+        pending: _builtins.int = ...,
+        sent: _builtins.int = ...,
+        failed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ae_title", b"ae_title", "failed", b"failed", "known", b"known", "pending", b"pending", "sent", b"sent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutingDestination: _TypeAlias = RoutingDestination  # noqa: Y015
+
+@_typing.final
+class RoutingJob(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    DESTINATION_AE_FIELD_NUMBER: _builtins.int
+    STUDY_INSTANCE_UID_FIELD_NUMBER: _builtins.int
+    SOP_INSTANCE_UID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    destination_ae: _builtins.str
+    study_instance_uid: _builtins.str
+    sop_instance_uid: _builtins.str
+    status: _builtins.str
+    """pending, failed"""
+    attempts: _builtins.int
+    last_error: _builtins.str
+    @_builtins.property
+    def next_attempt_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        destination_ae: _builtins.str = ...,
+        study_instance_uid: _builtins.str = ...,
+        sop_instance_uid: _builtins.str = ...,
+        status: _builtins.str = ...,
+        attempts: _builtins.int = ...,
+        last_error: _builtins.str = ...,
+        next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_at", b"next_attempt_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "destination_ae", b"destination_ae", "last_error", b"last_error", "next_attempt_at", b"next_attempt_at", "seq", b"seq", "sop_instance_uid", b"sop_instance_uid", "status", b"status", "study_instance_uid", b"study_instance_uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutingJob: _TypeAlias = RoutingJob  # noqa: Y015
+
+@_typing.final
+class GetRoutingStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRoutingStatusRequest: _TypeAlias = GetRoutingStatusRequest  # noqa: Y015
+
+@_typing.final
+class RoutingStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULES_FIELD_NUMBER: _builtins.int
+    DESTINATIONS_FIELD_NUMBER: _builtins.int
+    WAITING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoutingRule]: ...
+    @_builtins.property
+    def destinations(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoutingDestination]: ...
+    @_builtins.property
+    def waiting(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoutingJob]:
+        """oldest first, at most 100"""
+
+    def __init__(
+        self,
+        *,
+        rules: _abc.Iterable[Global___RoutingRule] | None = ...,
+        destinations: _abc.Iterable[Global___RoutingDestination] | None = ...,
+        waiting: _abc.Iterable[Global___RoutingJob] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destinations", b"destinations", "rules", b"rules", "waiting", b"waiting"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutingStatus: _TypeAlias = RoutingStatus  # noqa: Y015
+
+@_typing.final
+class RetryRoutingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESTINATION_AE_FIELD_NUMBER: _builtins.int
+    destination_ae: _builtins.str
+    def __init__(
+        self,
+        *,
+        destination_ae: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination_ae", b"destination_ae"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryRoutingRequest: _TypeAlias = RetryRoutingRequest  # noqa: Y015
+
+@_typing.final
+class RetryRoutingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESCHEDULED_FIELD_NUMBER: _builtins.int
+    rescheduled: _builtins.int
+    def __init__(
+        self,
+        *,
+        rescheduled: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rescheduled", b"rescheduled"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryRoutingResponse: _TypeAlias = RetryRoutingResponse  # noqa: Y015

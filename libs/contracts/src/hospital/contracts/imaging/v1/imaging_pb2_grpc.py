@@ -60,6 +60,41 @@ class ImagingServiceStub:
                 request_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListStudiesRequest.SerializeToString,
                 response_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListStudiesResponse.FromString,
                 _registered_method=True)
+        self.ListOrders = channel.unary_unary(
+                '/hospital.imaging.v1.ImagingService/ListOrders',
+                request_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListOrdersRequest.SerializeToString,
+                response_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListOrdersResponse.FromString,
+                _registered_method=True)
+        self.ListReconciliation = channel.unary_unary(
+                '/hospital.imaging.v1.ImagingService/ListReconciliation',
+                request_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListReconciliationRequest.SerializeToString,
+                response_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListReconciliationResponse.FromString,
+                _registered_method=True)
+        self.ResolveReconciliation = channel.unary_unary(
+                '/hospital.imaging.v1.ImagingService/ResolveReconciliation',
+                request_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ResolveReconciliationRequest.SerializeToString,
+                response_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ReconciliationItem.FromString,
+                _registered_method=True)
+        self.ListMpps = channel.unary_unary(
+                '/hospital.imaging.v1.ImagingService/ListMpps',
+                request_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListMppsRequest.SerializeToString,
+                response_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListMppsResponse.FromString,
+                _registered_method=True)
+        self.ResolveMpps = channel.unary_unary(
+                '/hospital.imaging.v1.ImagingService/ResolveMpps',
+                request_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ResolveMppsRequest.SerializeToString,
+                response_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.Mpps.FromString,
+                _registered_method=True)
+        self.GetRoutingStatus = channel.unary_unary(
+                '/hospital.imaging.v1.ImagingService/GetRoutingStatus',
+                request_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.GetRoutingStatusRequest.SerializeToString,
+                response_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.RoutingStatus.FromString,
+                _registered_method=True)
+        self.RetryRouting = channel.unary_unary(
+                '/hospital.imaging.v1.ImagingService/RetryRouting',
+                request_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.RetryRoutingRequest.SerializeToString,
+                response_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.RetryRoutingResponse.FromString,
+                _registered_method=True)
 
 
 class ImagingServiceServicer:
@@ -96,6 +131,54 @@ class ImagingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListOrders(self, request, context):
+        """The imaging desk (the web front end). Every list is audited with the patients and studies it shows.
+        The modality worklist: orders by scheduled time (scheduled and in progress unless a status is given).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReconciliation(self, request, context):
+        """Studies not matched to an order, and their resolution: linked to an order, or accepted as unordered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveReconciliation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMpps(self, request, context):
+        """MPPS flagged for review (no order, cancelled order, ...) and their resolution with a note.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveMpps(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRoutingStatus(self, request, context):
+        """Routing: rules, per-destination counts, forwards waiting (pending with their last error, failed);
+        RetryRouting makes a destination's waiting forwards due now (audited).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryRouting(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImagingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +206,41 @@ def add_ImagingServiceServicer_to_server(servicer, server):
                     servicer.ListStudies,
                     request_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListStudiesRequest.FromString,
                     response_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListStudiesResponse.SerializeToString,
+            ),
+            'ListOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOrders,
+                    request_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListOrdersRequest.FromString,
+                    response_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListOrdersResponse.SerializeToString,
+            ),
+            'ListReconciliation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReconciliation,
+                    request_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListReconciliationRequest.FromString,
+                    response_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListReconciliationResponse.SerializeToString,
+            ),
+            'ResolveReconciliation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveReconciliation,
+                    request_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ResolveReconciliationRequest.FromString,
+                    response_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ReconciliationItem.SerializeToString,
+            ),
+            'ListMpps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMpps,
+                    request_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListMppsRequest.FromString,
+                    response_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListMppsResponse.SerializeToString,
+            ),
+            'ResolveMpps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveMpps,
+                    request_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ResolveMppsRequest.FromString,
+                    response_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.Mpps.SerializeToString,
+            ),
+            'GetRoutingStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRoutingStatus,
+                    request_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.GetRoutingStatusRequest.FromString,
+                    response_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.RoutingStatus.SerializeToString,
+            ),
+            'RetryRouting': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryRouting,
+                    request_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.RetryRoutingRequest.FromString,
+                    response_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.RetryRoutingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -260,6 +378,195 @@ class ImagingService:
             '/hospital.imaging.v1.ImagingService/ListStudies',
             hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListStudiesRequest.SerializeToString,
             hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListStudiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.imaging.v1.ImagingService/ListOrders',
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListOrdersRequest.SerializeToString,
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReconciliation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.imaging.v1.ImagingService/ListReconciliation',
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListReconciliationRequest.SerializeToString,
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListReconciliationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveReconciliation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.imaging.v1.ImagingService/ResolveReconciliation',
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.ResolveReconciliationRequest.SerializeToString,
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.ReconciliationItem.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMpps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.imaging.v1.ImagingService/ListMpps',
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListMppsRequest.SerializeToString,
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListMppsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveMpps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.imaging.v1.ImagingService/ResolveMpps',
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.ResolveMppsRequest.SerializeToString,
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.Mpps.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRoutingStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.imaging.v1.ImagingService/GetRoutingStatus',
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.GetRoutingStatusRequest.SerializeToString,
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.RoutingStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryRouting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.imaging.v1.ImagingService/RetryRouting',
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.RetryRoutingRequest.SerializeToString,
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.RetryRoutingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,21 @@ class ImagingServiceStub:
     CancelOrder: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.CancelOrderRequest, _imaging_pb2.Order]
     GetStudy: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.GetStudyRequest, _imaging_pb2.Study]
     ListStudies: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.ListStudiesRequest, _imaging_pb2.ListStudiesResponse]
+    ListOrders: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.ListOrdersRequest, _imaging_pb2.ListOrdersResponse]
+    """The imaging desk (the web front end). Every list is audited with the patients and studies it shows.
+    The modality worklist: orders by scheduled time (scheduled and in progress unless a status is given).
+    """
+    ListReconciliation: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.ListReconciliationRequest, _imaging_pb2.ListReconciliationResponse]
+    """Studies not matched to an order, and their resolution: linked to an order, or accepted as unordered."""
+    ResolveReconciliation: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.ResolveReconciliationRequest, _imaging_pb2.ReconciliationItem]
+    ListMpps: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.ListMppsRequest, _imaging_pb2.ListMppsResponse]
+    """MPPS flagged for review (no order, cancelled order, ...) and their resolution with a note."""
+    ResolveMpps: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.ResolveMppsRequest, _imaging_pb2.Mpps]
+    GetRoutingStatus: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.GetRoutingStatusRequest, _imaging_pb2.RoutingStatus]
+    """Routing: rules, per-destination counts, forwards waiting (pending with their last error, failed);
+    RetryRouting makes a destination's waiting forwards due now (audited).
+    """
+    RetryRouting: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.RetryRoutingRequest, _imaging_pb2.RetryRoutingResponse]
 
 @_typing.type_check_only
 class ImagingServiceAsyncStub(ImagingServiceStub):
@@ -49,6 +64,21 @@ class ImagingServiceAsyncStub(ImagingServiceStub):
     CancelOrder: _aio.UnaryUnaryMultiCallable[_imaging_pb2.CancelOrderRequest, _imaging_pb2.Order]  # type: ignore[assignment]
     GetStudy: _aio.UnaryUnaryMultiCallable[_imaging_pb2.GetStudyRequest, _imaging_pb2.Study]  # type: ignore[assignment]
     ListStudies: _aio.UnaryUnaryMultiCallable[_imaging_pb2.ListStudiesRequest, _imaging_pb2.ListStudiesResponse]  # type: ignore[assignment]
+    ListOrders: _aio.UnaryUnaryMultiCallable[_imaging_pb2.ListOrdersRequest, _imaging_pb2.ListOrdersResponse]  # type: ignore[assignment]
+    """The imaging desk (the web front end). Every list is audited with the patients and studies it shows.
+    The modality worklist: orders by scheduled time (scheduled and in progress unless a status is given).
+    """
+    ListReconciliation: _aio.UnaryUnaryMultiCallable[_imaging_pb2.ListReconciliationRequest, _imaging_pb2.ListReconciliationResponse]  # type: ignore[assignment]
+    """Studies not matched to an order, and their resolution: linked to an order, or accepted as unordered."""
+    ResolveReconciliation: _aio.UnaryUnaryMultiCallable[_imaging_pb2.ResolveReconciliationRequest, _imaging_pb2.ReconciliationItem]  # type: ignore[assignment]
+    ListMpps: _aio.UnaryUnaryMultiCallable[_imaging_pb2.ListMppsRequest, _imaging_pb2.ListMppsResponse]  # type: ignore[assignment]
+    """MPPS flagged for review (no order, cancelled order, ...) and their resolution with a note."""
+    ResolveMpps: _aio.UnaryUnaryMultiCallable[_imaging_pb2.ResolveMppsRequest, _imaging_pb2.Mpps]  # type: ignore[assignment]
+    GetRoutingStatus: _aio.UnaryUnaryMultiCallable[_imaging_pb2.GetRoutingStatusRequest, _imaging_pb2.RoutingStatus]  # type: ignore[assignment]
+    """Routing: rules, per-destination counts, forwards waiting (pending with their last error, failed);
+    RetryRouting makes a destination's waiting forwards due now (audited).
+    """
+    RetryRouting: _aio.UnaryUnaryMultiCallable[_imaging_pb2.RetryRoutingRequest, _imaging_pb2.RetryRoutingResponse]  # type: ignore[assignment]
 
 class ImagingServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -86,5 +116,62 @@ class ImagingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _imaging_pb2.ListStudiesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_imaging_pb2.ListStudiesResponse, _abc.Awaitable[_imaging_pb2.ListStudiesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListOrders(
+        self,
+        request: _imaging_pb2.ListOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_imaging_pb2.ListOrdersResponse, _abc.Awaitable[_imaging_pb2.ListOrdersResponse]]:
+        """The imaging desk (the web front end). Every list is audited with the patients and studies it shows.
+        The modality worklist: orders by scheduled time (scheduled and in progress unless a status is given).
+        """
+
+    @_abc_1.abstractmethod
+    def ListReconciliation(
+        self,
+        request: _imaging_pb2.ListReconciliationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_imaging_pb2.ListReconciliationResponse, _abc.Awaitable[_imaging_pb2.ListReconciliationResponse]]:
+        """Studies not matched to an order, and their resolution: linked to an order, or accepted as unordered."""
+
+    @_abc_1.abstractmethod
+    def ResolveReconciliation(
+        self,
+        request: _imaging_pb2.ResolveReconciliationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_imaging_pb2.ReconciliationItem, _abc.Awaitable[_imaging_pb2.ReconciliationItem]]: ...
+
+    @_abc_1.abstractmethod
+    def ListMpps(
+        self,
+        request: _imaging_pb2.ListMppsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_imaging_pb2.ListMppsResponse, _abc.Awaitable[_imaging_pb2.ListMppsResponse]]:
+        """MPPS flagged for review (no order, cancelled order, ...) and their resolution with a note."""
+
+    @_abc_1.abstractmethod
+    def ResolveMpps(
+        self,
+        request: _imaging_pb2.ResolveMppsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_imaging_pb2.Mpps, _abc.Awaitable[_imaging_pb2.Mpps]]: ...
+
+    @_abc_1.abstractmethod
+    def GetRoutingStatus(
+        self,
+        request: _imaging_pb2.GetRoutingStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_imaging_pb2.RoutingStatus, _abc.Awaitable[_imaging_pb2.RoutingStatus]]:
+        """Routing: rules, per-destination counts, forwards waiting (pending with their last error, failed);
+        RetryRouting makes a destination's waiting forwards due now (audited).
+        """
+
+    @_abc_1.abstractmethod
+    def RetryRouting(
+        self,
+        request: _imaging_pb2.RetryRoutingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_imaging_pb2.RetryRoutingResponse, _abc.Awaitable[_imaging_pb2.RetryRoutingResponse]]: ...
 
 def add_ImagingServiceServicer_to_server(servicer: ImagingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -831,3 +831,297 @@ class QcViolation(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___QcViolation: _TypeAlias = QcViolation  # noqa: Y015
+
+@_typing.final
+class QcLot(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    INSTRUMENT_ID_FIELD_NUMBER: _builtins.int
+    TEST_CODE_FIELD_NUMBER: _builtins.int
+    TEST_NAME_FIELD_NUMBER: _builtins.int
+    LOT_NUMBER_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    MATERIAL_FIELD_NUMBER: _builtins.int
+    MEAN_FIELD_NUMBER: _builtins.int
+    SD_FIELD_NUMBER: _builtins.int
+    EXPIRES_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    TEST_NAME_EN_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    instrument_id: _builtins.str
+    test_code: _builtins.str
+    test_name: _builtins.str
+    lot_number: _builtins.str
+    level: _builtins.str
+    material: _builtins.str
+    mean: _builtins.float
+    sd: _builtins.float
+    expires: _builtins.str
+    """YYYY-MM-DD, empty when not given"""
+    active: _builtins.bool
+    unit: _builtins.str
+    test_name_en: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        instrument_id: _builtins.str = ...,
+        test_code: _builtins.str = ...,
+        test_name: _builtins.str = ...,
+        lot_number: _builtins.str = ...,
+        level: _builtins.str = ...,
+        material: _builtins.str = ...,
+        mean: _builtins.float = ...,
+        sd: _builtins.float = ...,
+        expires: _builtins.str = ...,
+        active: _builtins.bool = ...,
+        unit: _builtins.str = ...,
+        test_name_en: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "expires", b"expires", "id", b"id", "instrument_id", b"instrument_id", "level", b"level", "lot_number", b"lot_number", "material", b"material", "mean", b"mean", "sd", b"sd", "test_code", b"test_code", "test_name", b"test_name", "test_name_en", b"test_name_en", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QcLot: _TypeAlias = QcLot  # noqa: Y015
+
+@_typing.final
+class ListQcLotsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQcLotsRequest: _TypeAlias = ListQcLotsRequest  # noqa: Y015
+
+@_typing.final
+class ListQcLotsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___QcLot]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___QcLot] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQcLotsResponse: _TypeAlias = ListQcLotsResponse  # noqa: Y015
+
+@_typing.final
+class QcPoint(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEASURED_AT_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    Z_FIELD_NUMBER: _builtins.int
+    VIOLATIONS_FIELD_NUMBER: _builtins.int
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    value: _builtins.float
+    z: _builtins.float
+    accepted: _builtins.bool
+    source: _builtins.str
+    """analyzer, manual"""
+    @_builtins.property
+    def measured_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___QcViolation]: ...
+    def __init__(
+        self,
+        *,
+        measured_at: _timestamp_pb2.Timestamp | None = ...,
+        value: _builtins.float = ...,
+        z: _builtins.float = ...,
+        violations: _abc.Iterable[Global___QcViolation] | None = ...,
+        accepted: _builtins.bool = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["measured_at", b"measured_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "measured_at", b"measured_at", "source", b"source", "value", b"value", "violations", b"violations", "z", b"z"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QcPoint: _TypeAlias = QcPoint  # noqa: Y015
+
+@_typing.final
+class GetLeveyJenningsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOT_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    lot_id: _builtins.str
+    limit: _builtins.int
+    def __init__(
+        self,
+        *,
+        lot_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "lot_id", b"lot_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLeveyJenningsRequest: _TypeAlias = GetLeveyJenningsRequest  # noqa: Y015
+
+@_typing.final
+class LeveyJennings(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOT_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def lot(self) -> Global___QcLot: ...
+    @_builtins.property
+    def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___QcPoint]:
+        """oldest first"""
+
+    def __init__(
+        self,
+        *,
+        lot: Global___QcLot | None = ...,
+        points: _abc.Iterable[Global___QcPoint] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lot", b"lot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lot", b"lot", "points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeveyJennings: _TypeAlias = LeveyJennings  # noqa: Y015
+
+@_typing.final
+class QcState(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEST_CODE_FIELD_NUMBER: _builtins.int
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    VIOLATIONS_FIELD_NUMBER: _builtins.int
+    LAST_RUN_AT_FIELD_NUMBER: _builtins.int
+    LOT_ID_FIELD_NUMBER: _builtins.int
+    test_code: _builtins.str
+    accepted: _builtins.bool
+    lot_id: _builtins.str
+    @_builtins.property
+    def violations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def last_run_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        test_code: _builtins.str = ...,
+        accepted: _builtins.bool = ...,
+        violations: _abc.Iterable[_builtins.str] | None = ...,
+        last_run_at: _timestamp_pb2.Timestamp | None = ...,
+        lot_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_run_at", b"last_run_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "last_run_at", b"last_run_at", "lot_id", b"lot_id", "test_code", b"test_code", "violations", b"violations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QcState: _TypeAlias = QcState  # noqa: Y015
+
+@_typing.final
+class AnalyzerStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PROTOCOL_FIELD_NUMBER: _builtins.int
+    LAST_MESSAGE_AT_FIELD_NUMBER: _builtins.int
+    LAST_MESSAGE_KIND_FIELD_NUMBER: _builtins.int
+    LAST_PEER_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    CONNECTED_FIELD_NUMBER: _builtins.int
+    QC_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    protocol: _builtins.str
+    last_message_kind: _builtins.str
+    """results, query, order, qc"""
+    last_peer: _builtins.str
+    """host:port it last sent from"""
+    messages: _builtins.int
+    connected: _builtins.bool
+    """a connection from that address is open now"""
+    @_builtins.property
+    def last_message_at(self) -> _timestamp_pb2.Timestamp:
+        """unset: nothing received yet"""
+
+    @_builtins.property
+    def qc(self) -> _containers.RepeatedCompositeFieldContainer[Global___QcState]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        protocol: _builtins.str = ...,
+        last_message_at: _timestamp_pb2.Timestamp | None = ...,
+        last_message_kind: _builtins.str = ...,
+        last_peer: _builtins.str = ...,
+        messages: _builtins.int = ...,
+        connected: _builtins.bool = ...,
+        qc: _abc.Iterable[Global___QcState] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_message_at", b"last_message_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "id", b"id", "last_message_at", b"last_message_at", "last_message_kind", b"last_message_kind", "last_peer", b"last_peer", "messages", b"messages", "name", b"name", "protocol", b"protocol", "qc", b"qc"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnalyzerStatus: _TypeAlias = AnalyzerStatus  # noqa: Y015
+
+@_typing.final
+class ListAnalyzersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAnalyzersRequest: _TypeAlias = ListAnalyzersRequest  # noqa: Y015
+
+@_typing.final
+class ListAnalyzersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___AnalyzerStatus]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___AnalyzerStatus] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAnalyzersResponse: _TypeAlias = ListAnalyzersResponse  # noqa: Y015

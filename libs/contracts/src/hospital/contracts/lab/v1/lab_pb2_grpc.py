@@ -85,6 +85,21 @@ class LabServiceStub:
                 request_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.RecordCriticalCallRequest.SerializeToString,
                 response_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.CriticalCall.FromString,
                 _registered_method=True)
+        self.ListQcLots = channel.unary_unary(
+                '/hospital.lab.v1.LabService/ListQcLots',
+                request_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListQcLotsRequest.SerializeToString,
+                response_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListQcLotsResponse.FromString,
+                _registered_method=True)
+        self.GetLeveyJennings = channel.unary_unary(
+                '/hospital.lab.v1.LabService/GetLeveyJennings',
+                request_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.GetLeveyJenningsRequest.SerializeToString,
+                response_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.LeveyJennings.FromString,
+                _registered_method=True)
+        self.ListAnalyzers = channel.unary_unary(
+                '/hospital.lab.v1.LabService/ListAnalyzers',
+                request_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzersRequest.SerializeToString,
+                response_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzersResponse.FromString,
+                _registered_method=True)
 
 
 class LabServiceServicer:
@@ -157,6 +172,26 @@ class LabServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListQcLots(self, request, context):
+        """The bench's QC screen: control lots with their targets, a lot's Levey-Jennings series (every run with
+        its z-score and Westgard flags), and each analyzer's state (last message, connection, QC per test).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLeveyJennings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAnalyzers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LabServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -209,6 +244,21 @@ def add_LabServiceServicer_to_server(servicer, server):
                     servicer.RecordCriticalCall,
                     request_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.RecordCriticalCallRequest.FromString,
                     response_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.CriticalCall.SerializeToString,
+            ),
+            'ListQcLots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQcLots,
+                    request_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListQcLotsRequest.FromString,
+                    response_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListQcLotsResponse.SerializeToString,
+            ),
+            'GetLeveyJennings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLeveyJennings,
+                    request_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.GetLeveyJenningsRequest.FromString,
+                    response_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.LeveyJennings.SerializeToString,
+            ),
+            'ListAnalyzers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAnalyzers,
+                    request_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzersRequest.FromString,
+                    response_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -481,6 +531,87 @@ class LabService:
             '/hospital.lab.v1.LabService/RecordCriticalCall',
             hospital_dot_lab_dot_v1_dot_lab__pb2.RecordCriticalCallRequest.SerializeToString,
             hospital_dot_lab_dot_v1_dot_lab__pb2.CriticalCall.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQcLots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.lab.v1.LabService/ListQcLots',
+            hospital_dot_lab_dot_v1_dot_lab__pb2.ListQcLotsRequest.SerializeToString,
+            hospital_dot_lab_dot_v1_dot_lab__pb2.ListQcLotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLeveyJennings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.lab.v1.LabService/GetLeveyJennings',
+            hospital_dot_lab_dot_v1_dot_lab__pb2.GetLeveyJenningsRequest.SerializeToString,
+            hospital_dot_lab_dot_v1_dot_lab__pb2.LeveyJennings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAnalyzers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.lab.v1.LabService/ListAnalyzers',
+            hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzersRequest.SerializeToString,
+            hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,12 @@ class LabServiceStub:
     ListCriticals: _grpc.UnaryUnaryMultiCallable[_lab_pb2.ListCriticalsRequest, _lab_pb2.ListCriticalsResponse]
     """Critical values and the calls documented for them."""
     RecordCriticalCall: _grpc.UnaryUnaryMultiCallable[_lab_pb2.RecordCriticalCallRequest, _lab_pb2.CriticalCall]
+    ListQcLots: _grpc.UnaryUnaryMultiCallable[_lab_pb2.ListQcLotsRequest, _lab_pb2.ListQcLotsResponse]
+    """The bench's QC screen: control lots with their targets, a lot's Levey-Jennings series (every run with
+    its z-score and Westgard flags), and each analyzer's state (last message, connection, QC per test).
+    """
+    GetLeveyJennings: _grpc.UnaryUnaryMultiCallable[_lab_pb2.GetLeveyJenningsRequest, _lab_pb2.LeveyJennings]
+    ListAnalyzers: _grpc.UnaryUnaryMultiCallable[_lab_pb2.ListAnalyzersRequest, _lab_pb2.ListAnalyzersResponse]
 
 @_typing.type_check_only
 class LabServiceAsyncStub(LabServiceStub):
@@ -75,6 +81,12 @@ class LabServiceAsyncStub(LabServiceStub):
     ListCriticals: _aio.UnaryUnaryMultiCallable[_lab_pb2.ListCriticalsRequest, _lab_pb2.ListCriticalsResponse]  # type: ignore[assignment]
     """Critical values and the calls documented for them."""
     RecordCriticalCall: _aio.UnaryUnaryMultiCallable[_lab_pb2.RecordCriticalCallRequest, _lab_pb2.CriticalCall]  # type: ignore[assignment]
+    ListQcLots: _aio.UnaryUnaryMultiCallable[_lab_pb2.ListQcLotsRequest, _lab_pb2.ListQcLotsResponse]  # type: ignore[assignment]
+    """The bench's QC screen: control lots with their targets, a lot's Levey-Jennings series (every run with
+    its z-score and Westgard flags), and each analyzer's state (last message, connection, QC per test).
+    """
+    GetLeveyJennings: _aio.UnaryUnaryMultiCallable[_lab_pb2.GetLeveyJenningsRequest, _lab_pb2.LeveyJennings]  # type: ignore[assignment]
+    ListAnalyzers: _aio.UnaryUnaryMultiCallable[_lab_pb2.ListAnalyzersRequest, _lab_pb2.ListAnalyzersResponse]  # type: ignore[assignment]
 
 class LabServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -155,5 +167,29 @@ class LabServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _lab_pb2.RecordCriticalCallRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_lab_pb2.CriticalCall, _abc.Awaitable[_lab_pb2.CriticalCall]]: ...
+
+    @_abc_1.abstractmethod
+    def ListQcLots(
+        self,
+        request: _lab_pb2.ListQcLotsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lab_pb2.ListQcLotsResponse, _abc.Awaitable[_lab_pb2.ListQcLotsResponse]]:
+        """The bench's QC screen: control lots with their targets, a lot's Levey-Jennings series (every run with
+        its z-score and Westgard flags), and each analyzer's state (last message, connection, QC per test).
+        """
+
+    @_abc_1.abstractmethod
+    def GetLeveyJennings(
+        self,
+        request: _lab_pb2.GetLeveyJenningsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lab_pb2.LeveyJennings, _abc.Awaitable[_lab_pb2.LeveyJennings]]: ...
+
+    @_abc_1.abstractmethod
+    def ListAnalyzers(
+        self,
+        request: _lab_pb2.ListAnalyzersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lab_pb2.ListAnalyzersResponse, _abc.Awaitable[_lab_pb2.ListAnalyzersResponse]]: ...
 
 def add_LabServiceServicer_to_server(servicer: LabServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -11,10 +11,12 @@ from fastapi.responses import HTMLResponse, Response
 from hospital.contracts.lab.v1 import lab_pb2 as lab
 from hospital.web import i18n
 from hospital.web.adapters.backends import BackendRefused, BackendUnavailable
-from hospital.web.api.deps import WebSession, lang, render, screen, token, web
+from hospital.web.api.deps import WebSession, lang, local_time, render, screen, token, web
+from hospital.web.domain import levey_jennings
 
 router = APIRouter(prefix="/lab", tags=["lab bench"])
 Bench = Annotated[WebSession, screen("lab")]
+WESTGARD_RULES = ("1-2s", "1-3s", "2-2s", "R-4s", "4-1s", "10-x")
 
 
 def refused_text(request: Request, exc: BackendRefused) -> str:
@@ -25,6 +27,53 @@ def refused_text(request: Request, exc: BackendRefused) -> str:
 @router.get("", response_class=HTMLResponse, summary="The lab bench")
 async def page(request: Request, sess: Bench) -> Response:
     return render(request, "lab.html")
+
+
+@router.get(
+    "/qc", response_class=HTMLResponse, summary="QC: Levey-Jennings charts, Westgard flags, analyzers"
+)
+async def qc(request: Request, sess: Bench, lot: str = "") -> Response:
+    """Every control lot (by analyzer and test), the chosen one's Levey-Jennings chart (the latest 60 runs,
+    SVG drawn here) with its Westgard flags and the runs as a table, and each analyzer's state."""
+    tok = token(request, sess)
+    backend = web(request).backends.lab
+    lots: list[lab.QcLot] = []
+    analyzers: list[lab.AnalyzerStatus] = []
+    lj: lab.LeveyJennings | None = None
+    chart: levey_jennings.Chart | None = None
+    down: str | None = None
+    error = ""
+    try:
+        lots = await backend.qc_lots(tok)
+        analyzers = await backend.analyzers(tok)
+        analyzers.sort(key=lambda a: (not a.last_message_at.seconds, a.name))  # those heard from first
+        chosen = lot or (lots[0].id if lots else "")
+        if chosen:
+            lj = await backend.levey_jennings(chosen, tok)
+            points = [
+                (p.value, p.z, [v.rule for v in p.violations], p.accepted, local_time(p.measured_at, "%d/%m"))
+                for p in lj.points
+            ]
+            chart = levey_jennings.chart(lj.lot.mean, lj.lot.sd, points)
+    except BackendUnavailable as exc:
+        down = exc.service
+    except BackendRefused as exc:
+        error = refused_text(request, exc)
+    groups: dict[tuple[str, str], list[lab.QcLot]] = {}
+    for item in lots:
+        groups.setdefault((item.instrument_id, item.test_code), []).append(item)
+    listed = [{"instrument": k[0], "test": k[1], "items": v} for k, v in groups.items()]
+    return render(
+        request,
+        "lab_qc.html",
+        groups=listed,
+        rules=WESTGARD_RULES,
+        analyzers=analyzers,
+        lj=lj,
+        chart=chart,
+        down=down,
+        error=error,
+    )
 
 
 @router.post("/receive", response_class=HTMLResponse, summary="Receive a specimen by its barcode (fragment)")
