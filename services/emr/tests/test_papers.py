@@ -284,6 +284,10 @@ async def test_inpatient_discharge_paper_and_referral_over_grpc(
             await g.stub.SignDocument(pb.SignDocumentRequest(document_id=referral.document_id), metadata=g.md)
             event = await _next(sub, lambda e: e.paper.id == referral.id)
             assert event.paper.referral.to_facility_code == "01929" and event.paper.referral.reason_code == 1
+            chart = await g.stub.GetChart(
+                pb.GetChartRequest(patient_id=patient.id, encounter_id=enc["id"]), metadata=g.md
+            )
+            assert {p.number for p in chart.papers} == {paper.number, referral.number}
             listed = await g.stub.ListPapers(pb.ListPapersRequest(encounter_id=enc["id"]), metadata=g.md)
             assert {(p.kind, p.status) for p in listed.items} == {
                 ("discharge_paper", "signed"),

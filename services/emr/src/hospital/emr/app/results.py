@@ -427,7 +427,8 @@ class ChartExtras:
     async def fill(
         self, s: AsyncSession, chart: sc.Chart, patient_id: str, encounter: dict[str, Any] | None
     ) -> None:
-        from hospital.emr.adapters.store import Prescriptions
+        from hospital.emr.adapters.store import Papers, Prescriptions
+        from hospital.emr.app.papers import paper_model
         from hospital.emr.app.prescriptions import prescription_model
 
         eid = encounter["id"] if encounter else None
@@ -436,6 +437,7 @@ class ChartExtras:
         if eid:
             chart.orders = [order_model(r) for r in await Orders(s).of_encounter(eid)]
             chart.prescriptions = [prescription_model(r) for r in await Prescriptions(s).of_encounter(eid)]
+            chart.papers = [paper_model(r, encounter) for r in await Papers(s).of_encounter(eid)]
         chart.critical_alerts = [
             alert_model(r) for r in await Criticals(s).visible("", [], patient_id, False)
         ]

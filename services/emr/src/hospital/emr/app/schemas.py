@@ -187,6 +187,7 @@ class Chart(Model):
     studies: list[ImagingStudy] = Field(default_factory=list)
     critical_alerts: list[CriticalAlert] = Field(default_factory=list)
     break_glass: bool = False
+    papers: list[Paper] = Field(default_factory=list)
 
 
 # --- drugs, prescriptions, orders --------------------------------------------------------------------
@@ -466,9 +467,6 @@ class Notification(Model):
     study: ImagingStudy | None = None
 
 
-Chart.model_rebuild()
-
-
 # --- documents and signatures ---------------------------------------------------------------------------
 class DocumentSection(Model):
     code: code(40, 1)
@@ -718,3 +716,6 @@ class Paper(Model):
 
 class PaperPage(Model):
     items: list[Paper]
+
+
+Chart.model_rebuild()  # once its orders, results and papers are defined

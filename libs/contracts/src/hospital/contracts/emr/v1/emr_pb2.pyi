@@ -198,6 +198,7 @@ class Chart(_message.Message):
     STUDIES_FIELD_NUMBER: _builtins.int
     CRITICAL_ALERTS_FIELD_NUMBER: _builtins.int
     BREAK_GLASS_FIELD_NUMBER: _builtins.int
+    PAPERS_FIELD_NUMBER: _builtins.int
     break_glass: _builtins.bool
     """this read was a recorded break-the-glass access"""
     @_builtins.property
@@ -230,6 +231,10 @@ class Chart(_message.Message):
     def critical_alerts(self) -> _containers.RepeatedCompositeFieldContainer[Global___CriticalAlert]:
         """open ones of the patient"""
 
+    @_builtins.property
+    def papers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Paper]:
+        """of the selected encounter: discharge, referral, sick leave, re-visit"""
+
     def __init__(
         self,
         *,
@@ -246,10 +251,11 @@ class Chart(_message.Message):
         studies: _abc.Iterable[Global___ImagingStudy] | None = ...,
         critical_alerts: _abc.Iterable[Global___CriticalAlert] | None = ...,
         break_glass: _builtins.bool = ...,
+        papers: _abc.Iterable[Global___Paper] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["consultation", b"consultation", "encounter", b"encounter", "patient", b"patient"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allergies", b"allergies", "break_glass", b"break_glass", "consultation", b"consultation", "critical_alerts", b"critical_alerts", "documents", b"documents", "encounter", b"encounter", "encounters", b"encounters", "orders", b"orders", "patient", b"patient", "prescriptions", b"prescriptions", "problems", b"problems", "results", b"results", "studies", b"studies"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allergies", b"allergies", "break_glass", b"break_glass", "consultation", b"consultation", "critical_alerts", b"critical_alerts", "documents", b"documents", "encounter", b"encounter", "encounters", b"encounters", "orders", b"orders", "papers", b"papers", "patient", b"patient", "prescriptions", b"prescriptions", "problems", b"problems", "results", b"results", "studies", b"studies"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
