@@ -107,6 +107,9 @@ class Admissions:
         event_id: str | None = None,
         visit_id: str | None = None,
         patient_id: str | None = None,
+        registered_facility: str = "35 - 001",
+        ethnicity: str = "",
+        occupation: str = "",
     ) -> tuple[str, str, str]:
         vid, pid = visit_id or str(uuid.uuid4()), patient_id or str(uuid.uuid4())
         patient = adm.Patient(
@@ -115,6 +118,8 @@ class Admissions:
             full_name=name,
             sex=adm.SEX_MALE,
             cccd="001085012345",
+            ethnicity=ethnicity,
+            occupation=occupation,
         )
         patient.birth_date.year, patient.birth_date.month, patient.birth_date.day = 1985, 9, 4
         if card:
@@ -122,7 +127,7 @@ class Admissions:
                 adm.InsuranceCard(
                     number=card,
                     benefit_level=int(card[2]),
-                    registered_facility="35 - 001",
+                    registered_facility=registered_facility,
                     valid_from="2024-01-01",
                     valid_to="2030-12-31",
                 )

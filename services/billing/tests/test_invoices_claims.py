@@ -319,18 +319,17 @@ async def test_inpatient_claim_with_a_transfer(billing_sqlite, admissions) -> No
     assert xml1.findtext("NGAY_VAO_NOI_TRU") == (now - timedelta(days=3)).astimezone(LOCAL_TZ).strftime(
         "%Y%m%d%H%M"
     )
-    assert xml1.findtext("MA_KHOA").split(";") == ["NTH", "NOI", "HSTC"]  # examination, then the two wards
+    # examination (Nội tổng hợp), then the two wards: national department codes (QĐ 5937/QĐ-BYT), the
+    # internal-medicine ward sharing its department's K03
+    assert xml1.findtext("MA_KHOA").split(";") == ["K03", "K02"]
     beds = {
         (row.findtext("MA_KHOA"), row.findtext("MA_GIUONG"), row.findtext("SO_LUONG"))
         for row in files["XML3"].iter("CHI_TIET_DVKT")
         if row.findtext("MA_GIUONG")
     }
     # NOI-102-03 is the 9th planned bed of internal medicine (6 beds in room 101); HSTC-201-02 the ICU's 2nd
-    assert beds == {("NOI", "H009", "3"), ("HSTC", "H002", "0.5"), ("HSTC", "H002", "0.5")} or beds == {
-        ("NOI", "H009", "3"),
-        ("HSTC", "H002", "0.5"),
-    }
-    assert files["XML7"].findtext("MA_KHOA_RV") == "HSTC" and files["XML8"].findtext("KET_QUA_DTRI") == "2"
+    assert beds == {("K03", "H009", "3"), ("K02", "H002", "0.5")}
+    assert files["XML7"].findtext("MA_KHOA_RV") == "K02" and files["XML8"].findtext("KET_QUA_DTRI") == "2"
 
 
 async def test_a_high_cost_service_is_capped_on_the_invoice(

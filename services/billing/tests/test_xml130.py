@@ -57,7 +57,7 @@ def tong_hop(ma_lk: str = "LK2408020001", **changes: object) -> TongHop:
         "ma_dantoc": "01",
         "ma_nghe_nghiep": "00000",
         "dia_chi": "Số 12 Lê Lợi, phường Đề Thám, thành phố Thái Bình, tỉnh Thái Bình",
-        "matinh_cu_tru": "34",
+        "matinh_cu_tru": "034",
         "mahuyen_cu_tru": "336",
         "maxa_cu_tru": "12442",
         "ma_the_bhyt": (CARD.number,),

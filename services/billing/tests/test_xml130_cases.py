@@ -87,7 +87,7 @@ def visit(**changes: object) -> ClaimVisit:
         secondary_codes=("I10",),
         phone="0912345678",
         address="Số 8 Lý Bôn, phường Đề Thám, thành phố Thái Bình, tỉnh Thái Bình",
-        province_code="34",
+        province_code="034",
         paid_at=datetime(2025, 9, 15, 10, 20),
         claim_year=2025,
         claim_month=9,

@@ -88,7 +88,7 @@ def unsigned() -> bytes:
         ma_dantoc="01",
         ma_nghe_nghiep="00000",
         dia_chi="Thôn Đông, xã Vũ Phúc, thành phố Thái Bình, tỉnh Thái Bình",
-        matinh_cu_tru="34",
+        matinh_cu_tru="034",
         mahuyen_cu_tru="336",
         maxa_cu_tru="12472",
         ma_the_bhyt=(card.number,),

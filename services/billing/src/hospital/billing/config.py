@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from hospital.billing.domain.insurance import LAW51_FROM
 from hospital.chassis.settings import ServiceSettings
 
 
@@ -52,6 +54,13 @@ class BillingSettings(ServiceSettings):
     # lương cơ sở for the 15% rule; 0 (default): the one in force on the visit's day
     # (domain.insurance.DEFAULT_RULES)
     base_salary_vnd: int = 0
+    # The benefit rules of Law 51/2024/QH15 (Decree 188/2025/NĐ-CP; MA_DOITUONG_KCB from QĐ 3276/QĐ-BYT)
+    # apply to visits that start on or after this day; a visit that started before keeps the earlier
+    # rules to its end. The self-referred shares depend on the hospital's professional level and the tier
+    # it had before 2025 (a provincial general hospital: basic or specialised, formerly provincial).
+    law51_from: date = LAW51_FROM
+    facility_level: Literal["basic", "specialised"] = "basic"
+    facility_former_tier: Literal["district", "provincial", "central"] = "provincial"
 
     def secret_values(self) -> dict[str, str]:
         return {

@@ -93,6 +93,9 @@ visits = Table(
     # the doctor who saved the consultation (migration 0012, from emr.diagnosis.recorded): MA_BAC_SI of
     # the examination and of lines without an ordering doctor
     Column("consulting_doctor", String(100), nullable=True),
+    # national codes of what reception recorded (migration 0013): MA_DANTOC, MA_NGHE_NGHIEP
+    Column("ethnicity_code", String(2), nullable=True),
+    Column("occupation_code", String(5), nullable=True),
 )
 
 stays = Table(
@@ -423,4 +426,29 @@ claim_course = Table(
     Column("at", UtcDateTime(), nullable=False),  # THOI_DIEM_DBLS
     Column("performer", String(100), nullable=False),  # subject of the signer
     Column("replaced_by", String(36), nullable=True),
+)
+
+# MA_KHOA of the claim (migration 0013): the hospital's department and ward codes mapped to the national
+# department codes (QĐ 5937/QĐ-BYT Phụ lục 5, K01..). A line whose department has no mapping stops the claim.
+department_codes = Table(
+    "department_codes",
+    metadata,
+    Column("department_code", String(20), primary_key=True),  # the hospital's (admissions) code
+    Column("claim_code", String(3), nullable=False),
+)
+
+# Cards recorded during a visit after the one it opened with (migration 0014): a card issued during a stay
+# (new benefit level, new registered facility, renewal). Each line is paid under the card valid on its day;
+# the claim lists every card, ";"-joined (MA_THE_BHYT, MA_DKBD, GT_THE_TU, GT_THE_DEN).
+visit_cards = Table(
+    "visit_cards",
+    metadata,
+    Column("visit_id", String(36), ForeignKey("visits.id"), primary_key=True),
+    Column("card_number", String(15), primary_key=True),
+    Column("valid_from", Date, primary_key=True),
+    Column("valid_to", Date, nullable=False),
+    Column("registered_facility", String(5), nullable=False),  # MA_DKBD, 5 digits
+    Column("five_year_date", Date, nullable=True),
+    Column("recorded_by", String(200), nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
 )

@@ -99,6 +99,16 @@ class DiagnosisIn(BaseModel):
     text: DiagnosisText = Field("", examples=["Sỏi túi mật"], description="one line, no control characters")
 
 
+class CardIn(BaseModel):
+    number: code(15, min_length=15) = Field(..., examples=["HT3350120878811"], description="BHYT card number")
+    valid_from: date = Field(..., description="first day the card is valid (a day of the visit)")
+    valid_to: date
+    registered_facility: code(5, min_length=5) = Field(..., examples=["35001"], description="MA_DKBD")
+    five_year_date: date | None = Field(
+        None, description="5 consecutive years insured from (NAM_NAM_LIEN_TUC)"
+    )
+
+
 class PriceHeldIn(BaseModel):
     price_code: code(30, min_length=1) = Field(..., examples=["XN-CRP"])
     visit_id: code(36) | None = Field(None, description="required when the held line has no visit")
@@ -219,6 +229,22 @@ def build_http(services: Any) -> FastAPI:
         visit_id: str, body: DiagnosisIn, request: Request, who: Role("doctor", "cashier", "admin")
     ) -> dict[str, Any]:
         return await claims.set_diagnosis(visit_id, body.code, body.text, caller(request, who))
+
+    @api.post(
+        "/visits/{visit_id}/cards",
+        tags=["claims"],
+        summary="Record a BHYT card issued during the visit (lines from its first day are paid under it)",
+    )
+    async def record_card(visit_id: str, body: CardIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
+        return await claims.record_card(
+            visit_id,
+            body.number,
+            body.valid_from,
+            body.valid_to,
+            body.registered_facility,
+            body.five_year_date,
+            caller(request, who),
+        )
 
     # ------------------------------------------------------------------ invoices
     @api.get("/invoices", tags=["invoices"])

@@ -12,7 +12,7 @@ to ``post_charge(session, visit_id=..., price_code=..., source=..., source_key=e
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import select, update
@@ -20,10 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hospital.billing.adapters.tables import charges, invoices, price_items, stays, visits
 from hospital.billing.app.common import (
+    LOCAL_TZ,
     SessionPublisher,
+    SplitRules,
+    later_cards,
     local_date,
     parse_quantity,
     refresh_invoice,
+    split_rules,
 )
 from hospital.billing.app.mapping import charge_dict, charge_proto
 from hospital.billing.domain.pricing import (
@@ -31,8 +35,10 @@ from hospital.billing.domain.pricing import (
     MIN_CHARGED_STAY,
     BedLine,
     bed_price_code,
+    dated_lines,
     segment_lines,
 )
+from hospital.billing.domain.xml130.codelists import ethnic_code, occupation_code
 from hospital.chassis.app import Runtime
 from hospital.chassis.bus import Event
 from hospital.chassis.caller import Caller
@@ -86,6 +92,11 @@ FIRST_DAY_NOTES = {
     "bed-first": "ngày chuyển khoa, nửa ngày theo giường giá cao nhất",
     "bed-first-low": "ngày chuyển khoa, nửa ngày theo giường giá thấp nhất",
 }
+
+
+def _noon(day: date) -> datetime:
+    """Midday of a Vietnam calendar day: when a bed-day line that ends on that day is dated."""
+    return datetime.combine(day, time(12), LOCAL_TZ)
 
 
 def _bed_note(line: BedLine, ward: str, start: date, end: date) -> str:
@@ -187,7 +198,7 @@ async def post_charge(
     source_key: str,
     source_event_id: str | None,
     posted_by: str,
-    base_salary: int,
+    rules: SplitRules,
     department_code: str | None = None,
     bed_code: str | None = None,
     ordered_by: str | None = None,
@@ -248,7 +259,7 @@ async def post_charge(
     stmt = upsert(session)(charges).values(**values).on_conflict_do_nothing(index_elements=["source_key"])
     if (await session.execute(stmt.returning(charges.c.id))).first() is None:
         return None
-    await refresh_invoice(session, inv["id"], base_salary)
+    await refresh_invoice(session, inv["id"], rules)
     pub.publish(
         "billing.charge.posted", events_pb2.ChargePosted(charge=charge_proto(values), invoice_id=inv["id"])
     )
@@ -261,7 +272,7 @@ async def reverse_charge(
     orig: Any,
     reason: str,
     posted_by: str,
-    base_salary: int,
+    rules: SplitRules,
     *,
     source: str = "cancellation",
     source_event_id: str | None = None,
@@ -290,7 +301,7 @@ async def reverse_charge(
     }
     await session.execute(charges.insert().values(**values))
     await session.execute(update(charges).where(charges.c.id == orig["id"]).values(status="reversed"))
-    await refresh_invoice(session, inv["id"], base_salary)
+    await refresh_invoice(session, inv["id"], rules)
     pub.publish(
         "billing.charge.posted", events_pb2.ChargePosted(charge=charge_proto(values), invoice_id=inv["id"])
     )
@@ -300,7 +311,7 @@ async def reverse_charge(
 class ChargeService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.base_salary = rt.settings.base_salary_vnd  # type: ignore[attr-defined]
+        self.rules = split_rules(rt.settings)
 
     # ---------------------------------------------------------------------------- cash desk
     async def manual(
@@ -329,7 +340,7 @@ class ChargeService:
                 source_key=key,
                 source_event_id=request_id,
                 posted_by=caller.subject,
-                base_salary=self.base_salary,
+                rules=self.rules,
                 ordered_by=ordered_by,
                 note=note,
             )
@@ -381,7 +392,7 @@ class ChargeService:
                 raise Conflict(
                     f"charge.{orig['status']}", f"charge is {orig['status']}: it cannot be cancelled"
                 )
-            values = await reverse_charge(s, uow, orig, reason, caller.subject, self.base_salary)
+            values = await reverse_charge(s, uow, orig, reason, caller.subject, self.rules)
             uow.audit(caller.audit("charge.cancel", "Charge", charge_id, orig["patient_id"], reason=reason))
             await uow.commit()
         return charge_dict(values)
@@ -418,6 +429,8 @@ class ChargeService:
             "province_code": p.address.province_code[-2:] or None,
             "phone": p.phone or None,
             "referral_code": v.referral_code or None,
+            "ethnicity_code": ethnic_code(p.ethnicity) or None,
+            "occupation_code": occupation_code(p.occupation) or None,
         }
         exists = (await session.execute(select(visits.c.id).where(visits.c.id == v.id))).first()
         if exists:
@@ -437,7 +450,7 @@ class ChargeService:
             source_key=event.id,
             source_event_id=event.id,
             posted_by="service:admissions",
-            base_salary=self.base_salary,
+            rules=self.rules,
             department_code=v.department_code,
         )
         await pub.flush()
@@ -503,20 +516,23 @@ class ChargeService:
         )
         if not lines:
             return
+        # a card issued during the stay: the segment's days before it and from it are separate lines
+        changes = [c["valid_from"] for c in await later_cards(session, stay["visit_id"])]
         pub = SessionPublisher(session, SOURCE)
-        for line in lines:
+        for line, day in dated_lines(lines, start, local_date(end), last_segment=last, changes=changes):
+            at = end if day is None else stay["segment_start"] if day == start else _noon(day)
             await post_charge(
                 session,
                 pub,
                 visit_id=stay["visit_id"],
                 price_code=line.price_code,
                 qty_milli=int(line.days * 1000),
-                service_at=end,
+                service_at=at,
                 source=event.subject,
                 source_key=f"{event.id}#{line.key}",
                 source_event_id=event.id,
                 posted_by="service:admissions",
-                base_salary=self.base_salary,
+                rules=self.rules,
                 department_code=stay["ward_code"],  # the ward is the department that treated (XML3 MA_KHOA)
                 bed_code=stay["bed_code"],
                 note=_bed_note(line, stay["ward_code"], start, local_date(end)),

@@ -5,6 +5,7 @@ signed with the facility certificate and validated against the decision's schema
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -17,18 +18,31 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hospital.billing.adapters.tables import bed_codes, claims, invoices, payments, stays, visits
+from hospital.billing.adapters.tables import (
+    bed_codes,
+    claims,
+    department_codes,
+    invoices,
+    payments,
+    stays,
+    visit_cards,
+    visits,
+)
 from hospital.billing.app.charges import ensure_visit, price_at
 from hospital.billing.app.clinical import clinical_inputs, staff
 from hospital.billing.app.common import (
     ROUTE_BY_KIND,
+    later_cards,
     local_date,
     posted_charges,
     quantity_of,
+    refresh_invoice,
+    route_of,
     split_for,
+    split_rules,
 )
 from hospital.billing.devcredentials import is_development_certificate
-from hospital.billing.domain.insurance import Route
+from hospital.billing.domain.insurance import InsuranceCard, InsuranceError
 from hospital.billing.domain.pricing import DRUG_GROUPS, SUPPLY_GROUPS
 from hospital.billing.domain.xml130 import (
     ChiTietDvkt,
@@ -40,6 +54,13 @@ from hospital.billing.domain.xml130 import (
     validate,
 )
 from hospital.billing.domain.xml130.assemble import CardUse, ClaimVisit, assemble
+from hospital.billing.domain.xml130.codelists import (
+    code_problems,
+    doituong_table,
+    national_code_problem,
+    province_code,
+)
+from hospital.billing.domain.xml130.codes import doituong_kcb
 from hospital.chassis.app import Runtime
 from hospital.chassis.bus import Event
 from hospital.chassis.caller import Caller
@@ -52,8 +73,13 @@ from hospital.contracts.emr.v1 import events_pb2 as emr_events  # noqa: F401 - r
 log = logging.getLogger(__name__)
 
 ICD10 = re.compile(r"[A-Z][0-9]{2}(\.[0-9A-Z]{1,2})?")
-# MA_DOITUONG_KCB by route (simplified: the decision's table has more cases)
-DOITUONG = {Route.REGISTERED: "1.1", Route.REFERRED: "1.3", Route.EMERGENCY: "2", Route.SELF_REFERRED: "3"}
+
+
+def _code_element(xml_group: int) -> str:
+    """The element a price item's national code fills, by MA_NHOM (drugs, supplies, the rest services)."""
+    if xml_group in DRUG_GROUPS:
+        return "MA_THUOC"
+    return "MA_VAT_TU" if xml_group in SUPPLY_GROUPS else "MA_DICH_VU"
 
 
 # MA_BENH_KT (XML1) and MA_BENH (XML3) are at most 100 characters; QĐ130 allows at most 12 secondary codes
@@ -85,6 +111,10 @@ def _recorded_at(msg: Any, event: Event) -> datetime:
         return utcnow()
 
 
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
 def _whole(amount: Decimal | int) -> int:
     """An amount of the claim (2 decimals) in whole VND, for the event's integer fields."""
     return int(Decimal(amount).to_integral_value(ROUND_HALF_UP))
@@ -100,6 +130,7 @@ class ClaimService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.settings = rt.settings
+        self.rules = split_rules(rt.settings)
 
     async def set_diagnosis(self, visit_id: str, code: str, text: str, caller: Caller) -> dict[str, Any]:
         code = code.strip().upper()
@@ -124,6 +155,95 @@ class ClaimService:
             uow.audit(caller.audit("visit.diagnosis", "Visit", visit_id, row["patient_id"], code=code))
             await uow.commit()
         return {"visit_id": visit_id, "code": code, "text": text}
+
+    async def record_card(
+        self,
+        visit_id: str,
+        number: str,
+        valid_from: date,
+        valid_to: date,
+        registered_facility: str,
+        five_year_date: date | None,
+        caller: Caller,
+    ) -> dict[str, Any]:
+        """A card issued during a visit (new benefit level, registered facility or validity): from its
+        first day the visit's lines are paid under it, and the claim lists it after the earlier cards.
+        Recording the same card again changes nothing."""
+        number = number.strip().upper()
+        try:
+            InsuranceCard(number, valid_from, valid_to)
+        except InsuranceError as exc:
+            raise Invalid("card.invalid", str(exc), field="number") from None
+        if not re.fullmatch(r"[0-9]{5}", registered_facility):
+            raise Invalid(
+                "card.registered_facility",
+                "the registered facility (MA_DKBD) is 5 digits: province + facility, e.g. 35001",
+                field="registered_facility",
+            )
+        async with self.rt.uow() as uow:
+            s = uow.session
+            v = (await s.execute(select(visits).where(visits.c.id == visit_id))).mappings().first()
+            if v is None:
+                raise NotFound("visit.not_found", f"billing knows no visit {visit_id}")
+            if v["kind"] not in ROUTE_BY_KIND or not v["card_number"]:
+                raise Conflict("card.not_insured", "the visit was not opened with a BHYT card")
+            first_from = v["card_valid_from"]
+            end = local_date(v["closed_at"] or utcnow())
+            if not local_date(v["opened_at"]) <= valid_from <= end or (
+                first_from and valid_from <= first_from
+            ):
+                raise Conflict(
+                    "card.not_during_visit",
+                    "a card recorded during a visit starts after the visit's first card and between the "
+                    f"visit's first and last day ({local_date(v['opened_at'])} .. {end})",
+                    field="valid_from",
+                )
+            key = (visit_cards.c.visit_id == visit_id) & (visit_cards.c.card_number == number)
+            same = (
+                (await s.execute(select(visit_cards).where(key, visit_cards.c.valid_from == valid_from)))
+                .mappings()
+                .first()
+            )
+            if same is not None:
+                if (same["valid_to"], same["registered_facility"]) != (valid_to, registered_facility):
+                    raise Conflict("card.recorded", "this card is already recorded with other details")
+            else:
+                await s.execute(
+                    visit_cards.insert().values(
+                        visit_id=visit_id,
+                        card_number=number,
+                        valid_from=valid_from,
+                        valid_to=valid_to,
+                        registered_facility=registered_facility,
+                        five_year_date=five_year_date,
+                        recorded_by=caller.subject,
+                        recorded_at=utcnow(),
+                    )
+                )
+                inv = (await s.execute(select(invoices.c.id).where(invoices.c.visit_id == visit_id))).first()
+                if inv is not None:
+                    await refresh_invoice(s, inv.id, self.rules)
+                uow.audit(caller.audit("visit.card", "Visit", visit_id, v["patient_id"], card=number))
+            later = await later_cards(s, visit_id)
+            await uow.commit()
+        return {
+            "visit_id": visit_id,
+            "cards": [
+                {
+                    "number": v["card_number"],
+                    "valid_from": _iso(v["card_valid_from"]),
+                    "valid_to": _iso(v["card_valid_to"]),
+                },
+                *(
+                    {
+                        "number": c["card_number"],
+                        "valid_from": _iso(c["valid_from"]),
+                        "valid_to": _iso(c["valid_to"]),
+                    }
+                    for c in later
+                ),
+            ],
+        }
 
     async def on_diagnosis_recorded(self, session: AsyncSession, event: Event) -> None:
         """emr.diagnosis.recorded: the doctor's diagnoses of the visit become the claim's MA_BENH_CHINH
@@ -197,6 +317,41 @@ class ClaimService:
         )
         return {row.bed_code: row.claim_code for row in found}
 
+    async def _department_codes(self, s: Any, local: list[str]) -> dict[str, str]:
+        """MA_KHOA (national department code) of each of the hospital's departments and wards the claim
+        names; one without a mapping stops the claim (409 ``claim.unmapped_department``)."""
+        wanted = set(local)
+        found = await s.execute(
+            select(department_codes.c.department_code, department_codes.c.claim_code).where(
+                department_codes.c.department_code.in_(wanted)
+            )
+        )
+        mapped = {row.department_code: row.claim_code for row in found}
+        missing = sorted(wanted - set(mapped))
+        if missing:
+            raise Conflict(
+                "claim.unmapped_department",
+                f"departments without a national department code (QĐ 5937/QĐ-BYT Phụ lục 5): "
+                f"{', '.join(missing)}; map them in department_codes",
+                field="department_code",
+            )
+        return mapped
+
+    @staticmethod
+    def _check_national_codes(rows: list[Any]) -> None:
+        """Every line's price item maps to a national code of its kind (MA_DICH_VU, MA_THUOC, MA_VAT_TU);
+        one that does not stops the claim (409 ``claim.unmapped_item``) naming the hospital's item."""
+        for r in rows:
+            element = _code_element(r["xml_group"])
+            problem = national_code_problem(element, r["bhyt_code"] or "")
+            if problem:
+                raise Conflict(
+                    "claim.unmapped_item",
+                    f"price item {r['price_code']} ({r['name']}): {problem}; map the hospital's code to "
+                    f"the national one in the price list",
+                    field="price_code",
+                )
+
     async def _drug_details(self, s: Any, rows: list[Any]) -> dict[str, dict[str, str]]:
         """XML2 details of each drug line's price item in force on its day (strength, route, ...)."""
         out: dict[str, dict[str, str]] = {}
@@ -263,7 +418,10 @@ class ClaimService:
                     + "or give ma_bac_si for them",
                     field="ma_bac_si",
                 )
-            split = split_for(v, rows, st.base_salary_vnd, places=2)  # type: ignore[attr-defined]
+            self._check_national_codes(rows)
+            khoa = await self._department_codes(s, [r["department_code"] or "KKB" for r in rows])
+            later = await later_cards(s, visit_id)
+            split = split_for(v, rows, self.rules, places=2, later=later)
             drugs = await self._drug_details(s, rows)
             beds = await self._bed_codes(s, rows)
             ma_lk = v["visit_code"]
@@ -276,7 +434,7 @@ class ClaimService:
                     ma_nhom=r["xml_group"],
                     don_vi_tinh=r["unit"],
                     so_luong=quantity_of(r["qty_milli"]),
-                    ma_khoa=r["department_code"] or "KKB",
+                    ma_khoa=khoa[r["department_code"] or "KKB"],
                     ma_bac_si=doctor_of(r),
                     ngay_yl=r["service_at"],
                     ngay_th_yl=r["service_at"],
@@ -327,13 +485,36 @@ class ClaimService:
                     .where(invoices.c.visit_id == visit_id, invoices.c.status == "paid")
                 )
             ).scalar()
-            departments = tuple(dict.fromkeys(r["department_code"] for r in rows if r["department_code"]))
-            card = CardUse(
-                v["card_number"],
-                facility if len(facility) == 5 else "",
-                v["card_valid_from"],
-                v["card_valid_to"],
-                v["card_five_year_date"],
+            departments = tuple(
+                dict.fromkeys(khoa[r["department_code"]] for r in rows if r["department_code"])
+            )
+            cards = (
+                CardUse(
+                    v["card_number"],
+                    facility if len(facility) == 5 else "",
+                    v["card_valid_from"],
+                    v["card_valid_to"],
+                    v["card_five_year_date"],
+                ),
+                *(
+                    CardUse(
+                        c["card_number"],
+                        c["registered_facility"],
+                        c["valid_from"],
+                        c["valid_to"],
+                        c["five_year_date"],
+                    )
+                    for c in later
+                ),
+            )
+            visit_day = local_date(v["opened_at"])
+            law51 = visit_day >= st.law51_from  # type: ignore[attr-defined]
+            ma_doituong = doituong_kcb(
+                route_of(v, st.facility_code).value,  # type: ignore[attr-defined]
+                inpatient=v["inpatient"],
+                law51=law51,
+                level=st.facility_level,  # type: ignore[attr-defined]
+                former_tier=st.facility_former_tier,  # type: ignore[attr-defined]
             )
             inputs, facts = await clinical_inputs(s, visit_id, ma_lk, people)
             visit = ClaimVisit(
@@ -345,8 +526,8 @@ class ClaimService:
                 birth=birth,
                 sex=v["sex"],
                 cccd=v["cccd"] or "",
-                cards=(card,),
-                ma_doituong_kcb=DOITUONG[ROUTE_BY_KIND[v["kind"]]],
+                cards=cards,
+                ma_doituong_kcb=ma_doituong,
                 opened_at=v["opened_at"],
                 closed_at=v["closed_at"],
                 diagnosis_code=v["diagnosis_code"],
@@ -358,15 +539,28 @@ class ClaimService:
                 departments=departments,
                 phone=v["phone"] or "",
                 address=v["address"] or "",
-                province_code=v["province_code"] or "",
+                province_code=province_code(v["province_code"] or ""),
                 referral_paper=v["referral_code"] or "",
                 referred_to=facts.get("referred_to", ""),
                 paid_at=paid_at,
                 claim_year=today.year,
                 claim_month=today.month,
             )
+            # what reception recorded, in the national lists' codes
+            inputs = dataclasses.replace(
+                inputs,
+                ma_dantoc=v["ethnicity_code"] or inputs.ma_dantoc,
+                ma_nghe_nghiep=v["occupation_code"] or inputs.ma_nghe_nghiep,
+            )
+            in_force = doituong_table(visit_day, st.law51_from)  # type: ignore[attr-defined]
             try:
                 hoso = assemble(visit, thuoc, dvkt, inputs)
+                wrong = code_problems(hoso, doituong=in_force)
+                if wrong:
+                    raise Conflict(
+                        "claim.code_list",
+                        f"the claim has codes outside the national lists: {'; '.join(wrong)}",
+                    )
                 unsigned = build_giamdinhhs([hoso], ma_cskcb=st.facility_code, ngay_lap=today)  # type: ignore[attr-defined]
                 signed = sign(unsigned, key_pem, cert_pem)
                 validate(signed, strict=False)

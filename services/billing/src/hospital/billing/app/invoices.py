@@ -11,7 +11,14 @@ from typing import Any
 from sqlalchemy import select, update
 
 from hospital.billing.adapters.tables import charges, invoices, payments, visits
-from hospital.billing.app.common import derive_status, local_date, posted_charges, split_for
+from hospital.billing.app.common import (
+    derive_status,
+    later_cards,
+    local_date,
+    posted_charges,
+    split_for,
+    split_rules,
+)
 from hospital.billing.app.mapping import charge_dict, invoice_proto
 from hospital.chassis.app import Runtime
 from hospital.chassis.caller import Caller
@@ -44,7 +51,7 @@ def invoice_summary(inv: Any) -> dict[str, Any]:
 class InvoiceService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.base_salary = rt.settings.base_salary_vnd  # type: ignore[attr-defined]
+        self.rules = split_rules(rt.settings)
 
     async def _load(
         self, s: Any, invoice_id: str | None = None, number: str | None = None, lock: bool = False
@@ -60,7 +67,8 @@ class InvoiceService:
     async def detail(self, s: Any, inv: Any) -> dict[str, Any]:
         visit = (await s.execute(select(visits).where(visits.c.id == inv["visit_id"]))).mappings().one()
         posted = await posted_charges(s, inv["visit_id"])
-        split = split_for(visit, posted, self.base_salary)
+        later = await later_cards(s, inv["visit_id"])
+        split = split_for(visit, posted, self.rules, later=later)
         history = (
             (
                 await s.execute(
@@ -92,6 +100,8 @@ class InvoiceService:
                     "inpatient": visit["inpatient"],
                     "status": visit["status"],
                     "card_number": visit["card_number"],
+                    # every card of the visit: the one it opened with, then those issued during it
+                    "cards": [c for c in (visit["card_number"], *(r["card_number"] for r in later)) if c],
                     "patient_name": visit["patient_name"],
                     "patient_code": visit["patient_code"],
                 },

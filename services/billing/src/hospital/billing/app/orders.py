@@ -42,7 +42,7 @@ from hospital.billing.app.charges import (
     reverse_charge,
     upsert,
 )
-from hospital.billing.app.common import SessionPublisher, parse_quantity
+from hospital.billing.app.common import SessionPublisher, parse_quantity, split_rules
 from hospital.billing.app.mapping import charge_dict
 from hospital.billing.domain.orders import imaging_price_code, lab_lines
 from hospital.chassis.app import Runtime
@@ -134,7 +134,7 @@ def held_dict(r: Any) -> dict[str, Any]:
 class OrderCharges:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.base_salary = rt.settings.base_salary_vnd  # type: ignore[attr-defined]
+        self.rules = split_rules(rt.settings)
 
     # ---------------------------------------------------------------------------- shared steps
     async def _claim_order(
@@ -270,7 +270,7 @@ class OrderCharges:
                     source_key=f"{event.id}#{price_code}",
                     source_event_id=event.id,
                     posted_by=f"service:{event.subject.split('.')[0]}",
-                    base_salary=self.base_salary,
+                    rules=self.rules,
                     ordered_by=ordered_by,
                     note=note[:500],
                     order_ref=ref,
@@ -344,7 +344,7 @@ class OrderCharges:
                     orig,
                     reason,
                     f"service:{source}",
-                    self.base_salary,
+                    self.rules,
                     source=event.subject,
                     source_event_id=event.id,
                 )
@@ -635,7 +635,7 @@ class OrderCharges:
                 source_key=held["source_key"],
                 source_event_id=held["source_event_id"],
                 posted_by=caller.subject,
-                base_salary=self.base_salary,
+                rules=self.rules,
                 ordered_by=held["ordered_by"],
                 order_ref=held["order_ref"],
                 note=f"{held['code']} ({held['description']}) priced by the cash desk"[:500],

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -219,6 +219,64 @@ DEFAULT_RULES = RuleSchedule(
 )
 
 
+#: Law 51/2024/QH15 (amending the Law on Health Insurance) takes effect on 1 July 2025: facilities are
+#: ranked by professional level (basic, specialised) instead of route, and a self-referred patient's share
+#: depends on the level and on the tier the facility had before 2025 (Decree 188/2025/NĐ-CP art. 19,
+#: QĐ 3276/QĐ-BYT Phụ lục 1).
+LAW51_FROM = date(2025, 7, 1)
+#: From 1 July 2026 a self-referred outpatient at a basic-level facility that was a provincial or central
+#: hospital, or at a specialised facility that was a provincial hospital, is paid 50% (0% before).
+LAW51_OUTPATIENT_FROM = date(2026, 7, 1)
+
+FACILITY_LEVELS = ("basic", "specialised")
+FORMER_TIERS = ("district", "provincial", "central")
+
+
+def law51_policies(level: str, former_tier: str) -> tuple[RoutePolicy, RoutePolicy]:
+    """Self-referred shares under Law 51/2024 for a facility of ``level`` (basic, specialised) that was
+    of ``former_tier`` (district, provincial, central) before 2025: the policy from the law's start and
+    the one from 1 July 2026 (QĐ 3276/QĐ-BYT Phụ lục 1, codes 1.14, 1.15, 1.18, 3.1, 3.2, 3.3)."""
+    if level not in FACILITY_LEVELS or former_tier not in FORMER_TIERS:
+        raise InsuranceError(f"unknown facility level {level!r} or former tier {former_tier!r}")
+    if former_tier == "district":  # 3.3: paid as the correct route
+        return RoutePolicy(100, 100), RoutePolicy(100, 100)
+    if level == "specialised" and former_tier == "central":  # 3.1: 40% inpatient, outpatient not paid
+        return RoutePolicy(40, 0), RoutePolicy(40, 0)
+    # 1.14/1.15 (basic, formerly provincial or central), 1.18/3.2 (specialised, formerly provincial)
+    return RoutePolicy(100, 0), RoutePolicy(100, 50)
+
+
+def facility_rules(
+    level: str = "basic",
+    former_tier: str = "provincial",
+    law51_from: date = LAW51_FROM,
+    rules: RuleSchedule | None = None,
+) -> RuleSchedule:
+    """The dated rules of one facility: ``rules`` (default :data:`DEFAULT_RULES`) before ``law51_from``,
+    from then on Law 51/2024's self-referred shares for the facility's level and former tier (with the
+    step of 1 July 2026). Every version keeps the base salary in force on its day."""
+    base = rules or DEFAULT_RULES
+    first, later = law51_policies(level, former_tier)
+    days = {v.effective_from for v in base.versions} | {law51_from, max(law51_from, LAW51_OUTPATIENT_FROM)}
+    versions = []
+    for day in sorted(d for d in days if d >= base.versions[0].effective_from):
+        current = base.at(day)
+        if day < law51_from:
+            versions.append(current)
+            continue
+        policy = later if day >= LAW51_OUTPATIENT_FROM else first
+        source = "Law 51/2024/QH15; Decree 188/2025/NĐ-CP" + (f"; {current.source}" if current.source else "")
+        versions.append(BenefitRules(day, current.base_salary, policy, source))
+    return RuleSchedule(tuple(versions))
+
+
+def card_on(cards: tuple[InsuranceCard, ...], day: date) -> InsuranceCard | None:
+    """The card a line of ``day`` is paid under: of the cards valid that day, the one that started last
+    (a card issued during a stay takes over from its first day of validity)."""
+    valid = [c for c in cards if c.covers(day)]
+    return max(valid, key=lambda c: c.valid_from) if valid else None
+
+
 @dataclass(frozen=True)
 class ChargeLine:
     """One drug, supply or service line of a visit, before the split.
@@ -325,7 +383,7 @@ class VisitSplit:
 
 def split_visit(
     lines: Iterable[ChargeLine],
-    card: InsuranceCard | None,
+    card: InsuranceCard | Sequence[InsuranceCard] | None,
     *,
     route: Route = Route.REGISTERED,
     inpatient: bool = False,
@@ -351,6 +409,10 @@ def split_visit(
     ``places`` is where amounts are rounded (half-up): 0, whole VND (``int``), for the invoice the
     patient pays; 2, the decision's rounding of THANH_TIEN_BV, THANH_TIEN_BH and T_BHTT
     (``Decimal`` with 2 places), for the claim. Unit prices may carry 3 decimals either way.
+
+    ``card`` may be the cards of a stay whose card changed (a new card issued during it): each line is
+    paid under the card valid on its day (the newest when two are; :func:`card_on`), with that card's
+    benefit level, exemption and high-cost cap.
     """
     if places not in (0, 2):
         raise InsuranceError(f"amounts are rounded to 0 or 2 decimal places, not {places}")
@@ -367,36 +429,45 @@ def split_visit(
             )
         )
     correct_route = route is not Route.SELF_REFERRED
+    cards: tuple[InsuranceCard, ...] = (
+        () if card is None else (card,) if isinstance(card, InsuranceCard) else tuple(card)
+    )
 
     priced = []
     for line in charge_lines:
         route_percent = rules.at(line.service_date).policy.percent(route, inpatient=inpatient)
-        insured = card is not None and line.covered and route_percent > 0 and card.covers(line.service_date)
+        line_card = card_on(cards, line.service_date)
+        insured = line_card is not None and line.covered and route_percent > 0
         billed = _round_half_up(
             Fraction(line.quantity) * Fraction(line.hospital_unit_price) * line.service_ratio / 100, places
         )
         covered = 0
         benefit = 0
-        if insured and card is not None:
+        if insured and line_card is not None:
             unit = min(line.hospital_unit_price, line.insurance_unit_price)
             covered = _round_half_up(
                 Fraction(line.quantity) * Fraction(unit) * line.service_ratio * line.payment_ratio / 10_000,
                 places,
             )
-            benefit = _benefit_percent(card, route_percent, line.service_date, correct_route)
-        priced.append((line, insured, billed, covered, benefit))
+            benefit = _benefit_percent(line_card, route_percent, line.service_date, correct_route)
+        priced.append((line, line_card, insured, billed, covered, benefit))
 
-    covered_total = sum((Fraction(covered) for _, _, _, covered, _ in priced), Fraction(0))
+    covered_total = sum((Fraction(covered) for _, _, _, _, covered, _ in priced), Fraction(0))
     base_salary = rules.at(max((ln.service_date for ln in charge_lines), default=date.max)).base_salary
     small_visit = (
         correct_route and covered_total > 0 and covered_total * 100 < base_salary * SMALL_VISIT_PERCENT
     )
 
     splits = []
-    for line, insured, billed, covered, benefit in priced:
+    for line, line_card, insured, billed, covered, benefit in priced:
         muc_huong = 100 if insured and small_visit else benefit
         base = Fraction(covered)
-        if insured and card is not None and line.high_cost and card.benefit_level in HIGH_COST_CAPPED_LEVELS:
+        if (
+            insured
+            and line_card is not None
+            and line.high_cost
+            and line_card.benefit_level in HIGH_COST_CAPPED_LEVELS
+        ):
             # one use of a high-cost service: the fund's base is at most 40 months of the base salary
             base = min(base, Fraction(rules.at(line.service_date).base_salary * HIGH_COST_CAP_MONTHS))
         fund = _round_half_up(base * Fraction(muc_huong) / 100, places)

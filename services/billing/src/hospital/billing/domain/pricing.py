@@ -12,6 +12,7 @@ by ratio, 8 surgery, 10 supply in the list, 13 examination, 15 inpatient bed-day
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -371,3 +372,31 @@ def segment_lines(
     if len(first) == 1 and not first[0].first_day:
         return [BedLine(ward_class, rest + 1, False)]
     return first + ([BedLine(ward_class, rest, False)] if rest else [])
+
+
+def dated_lines(
+    lines: list[BedLine], start: date, end: date, *, last_segment: bool, changes: Iterable[date] = ()
+) -> list[tuple[BedLine, date | None]]:
+    """The lines of a ward segment (:func:`segment_lines`) with the day each is paid on, cut at each day
+    a card issued during the stay starts (``changes``): every part is paid under its own card.
+
+    Without a change inside the segment every line keeps ``None`` (dated when the segment ends, as
+    before). With one, the first-day lines are dated on the segment's first day and the ward-class line
+    is cut: ``[a, c-1]`` keyed ``bed-<yyyymmdd of c-1>`` and dated its last day, ..., the last part keeps
+    the key ``bed`` and ``None``."""
+    has_first = any(line.first_day or line.key != "bed" for line in lines)
+    ward = next((line for line in lines if line.key == "bed" and not line.first_day), None)
+    a = start + timedelta(days=1) if has_first else start
+    b = end if last_segment else end - timedelta(days=1)
+    cuts = sorted({c for c in changes if a < c <= b}) if ward is not None else []
+    if not cuts and not any(start < c <= end for c in changes):
+        return [(line, None) for line in lines]
+    out: list[tuple[BedLine, date | None]] = [(line, start) for line in lines if line is not ward]
+    if ward is None:
+        return out
+    for cut in cuts:
+        last = cut - timedelta(days=1)
+        out.append((BedLine(ward.price_code, (last - a).days + 1, False, f"bed-{last:%Y%m%d}"), last))
+        a = cut
+    out.append((BedLine(ward.price_code, (b - a).days + 1, False, ward.key), None))
+    return out

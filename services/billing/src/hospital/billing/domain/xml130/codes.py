@@ -71,3 +71,33 @@ def loai_kcb(*, inpatient: bool, admitted_at: datetime | None, discharged_at: da
 def outcome(discharge_type: str | None) -> tuple[int, int]:
     """(KET_QUA_DTRI, MA_LOAI_RV) of a discharge type; an outpatient visit with none: (7, 1)."""
     return DISCHARGE.get(discharge_type or "", (7, 1))
+
+
+#: MA_DOITUONG_KCB of a self-referred patient under Law 51/2024 (QĐ 3276/QĐ-BYT Phụ lục 1), by the
+#: facility's level and former tier: (outpatient, inpatient).
+SELF_REFERRED_LAW51 = {
+    ("basic", "provincial"): ("1.14", "1.15"),
+    ("basic", "central"): ("1.14", "1.15"),
+    ("basic", "district"): ("3.3", "3.3"),
+    ("specialised", "provincial"): ("1.18", "3.2"),
+    ("specialised", "central"): ("3.1", "3.1"),
+    ("specialised", "district"): ("3.3", "3.3"),
+}
+
+
+def doituong_kcb(
+    route: str, *, inpatient: bool, law51: bool, level: str = "basic", former_tier: str = "provincial"
+) -> str:
+    """MA_DOITUONG_KCB of a visit from how the patient came (``Route`` value: registered, referred,
+    emergency, self_referred): 1.1 at the registered facility, 1.3 with a referral paper, 2 an emergency;
+    a self-referred patient by the facility's level under Law 51/2024 (``law51``), 3 before it."""
+    if route == "registered":
+        return "1.1"
+    if route == "referred":
+        return "1.3"
+    if route == "emergency":
+        return "2"
+    if not law51:
+        return "3"
+    outpatient, inpatient_code = SELF_REFERRED_LAW51[(level, former_tier)]
+    return inpatient_code if inpatient else outpatient

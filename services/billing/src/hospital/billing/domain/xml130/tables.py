@@ -190,6 +190,19 @@ PATTERNS = {
     # 4 characters: H (planned bed), T (extra bed), C (bed of choice), K (stretcher, folding bed...) + the
     # bed's number in its department; the beds of a stay ;-joined
     "MA_GIUONG": "[HTCK][0-9]{3}(;[HTCK][0-9]{3})*",
+    # national code lists (domain.xml130.codelists checks the values; the schema their form):
+    # MA_DOITUONG_KCB 1.1 .. 10 (QĐ 3276/QĐ-BYT), departments K01.. (QĐ 5937/QĐ-BYT Phụ lục 5), ethnic
+    # group 2 digits, province 3 digits (Thông tư 07/2016/TT-BCA), district 3 and ward 5 digits
+    # (QĐ 124/2004/QĐ-TTg), nationality 3 digits, occupation 5 digits (QĐ 34/2020/QĐ-TTg)
+    "MA_DOITUONG_KCB": "[1-9][0-9]?(\\.[0-9]{1,2})?",
+    "MA_KHOA": "K[0-9]{2}(;K[0-9]{2})*",
+    "MA_KHOA_RV": "K[0-9]{2}(;K[0-9]{2})*",
+    "MA_DANTOC": "[0-9]{2}",
+    "MATINH_CU_TRU": "[0-9]{3}",
+    "MAHUYEN_CU_TRU": "[0-9]{3}",
+    "MAXA_CU_TRU": "[0-9]{5}",
+    "MA_QUOCTICH": "[0-9]{3}",
+    "MA_NGHE_NGHIEP": "[0-9]{5}",
     "NAM_QT": "[0-9]{4}",
     "THANG_QT": "[1-9]|1[0-2]",
     # percentages: at most 100 (MUC_HUONG may carry 2 decimals: 95 % x 50 % = 47.5)
