@@ -25,7 +25,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 import uvicorn
@@ -76,13 +76,15 @@ from hospital.chassis.web import (
 
 log = logging.getLogger(__name__)
 Task = Callable[[asyncio.Event], Awaitable[None]]
+S = TypeVar("S", bound=ServiceSettings)
 
 
 @dataclass
-class Runtime:
-    """What a running service holds; handed to the service's wiring code."""
+class Runtime(Generic[S]):
+    """What a running service holds; handed to the service's wiring code. Generic over the service's
+    settings class: ``Runtime[LabSettings]`` gives ``rt.settings.mllp_port`` its type."""
 
-    settings: ServiceSettings
+    settings: S
     db: Database
     verifier: TokenVerifier
     identity: ServiceIdentity
@@ -111,19 +113,19 @@ class Components:
     subscriptions: Sequence[Subscription] = ()
     listeners: Sequence[Task] = ()  # protocol listeners (MLLP, ASTM, DICOM) and other serve-side tasks
     workers: Sequence[Task] = ()  # background jobs that belong with the consumers
-    on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    on_start: Callable[[Runtime[Any]], Awaitable[None]] | None = None
     on_stop: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass
-class ServiceDefinition:
+class ServiceDefinition(Generic[S]):
     name: str
-    settings_cls: type[ServiceSettings]
+    settings_cls: type[S]
     migrations_dir: Path
     metadata: MetaData
-    build: Callable[[Runtime], Components]
+    build: Callable[[Runtime[S]], Components]
     uses_object_storage: bool = False
-    buckets: Sequence[str] | Callable[[ServiceSettings], Sequence[str]] = ()  # names, or from settings
+    buckets: Sequence[str] | Callable[[S], Sequence[str]] = ()  # names, or from settings
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -143,18 +145,18 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-class Service:
-    def __init__(self, definition: ServiceDefinition, settings: ServiceSettings | None = None) -> None:
+class Service(Generic[S]):
+    def __init__(self, definition: ServiceDefinition[S], settings: S | None = None) -> None:
         self.d = definition
-        self.settings = settings or definition.settings_cls()
+        self.settings: S = settings or definition.settings_cls()
         self.stop = asyncio.Event()
-        self.rt: Runtime | None = None
+        self.rt: Runtime[S] | None = None
         self.http_server: uvicorn.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
         self.grpc_server: grpc.aio.Server | None = None
         self.started = asyncio.Event()
 
-    async def _runtime(self, with_bus: bool) -> Runtime:
+    async def _runtime(self, with_bus: bool) -> Runtime[S]:
         s = self.settings
         db = Database(s.database_url, pool_size=s.database_pool_size, audit_keyring=keyring_for(s))
         async with db.session() as session:
@@ -393,7 +395,7 @@ class Service:
         log.info("%s stopped", self.settings.service)
 
 
-def _install_signals(svc: Service) -> None:
+def _install_signals(svc: Service[Any]) -> None:
     """SIGTERM/SIGINT stop gracefully; during start-up (e.g. still waiting for NATS) they abort it."""
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
@@ -407,7 +409,7 @@ def _install_signals(svc: Service) -> None:
         loop.add_signal_handler(sig, on_signal)
 
 
-async def _serve(definition: ServiceDefinition, mode: str) -> None:
+async def _serve(definition: ServiceDefinition[Any], mode: str) -> None:
     svc = Service(definition)
     _install_signals(svc)
     try:
@@ -416,7 +418,7 @@ async def _serve(definition: ServiceDefinition, mode: str) -> None:
         log.info("%s start-up aborted by signal", definition.name)
 
 
-async def _migrate(definition: ServiceDefinition) -> None:
+async def _migrate(definition: ServiceDefinition[Any]) -> None:
     s = definition.settings_cls()
     db = Database(s.database_url, audit_keyring=keyring_for(s))
     try:
@@ -429,7 +431,7 @@ async def _migrate(definition: ServiceDefinition) -> None:
         await db.dispose()
 
 
-async def _deadletters(definition: ServiceDefinition, args: argparse.Namespace) -> int:
+async def _deadletters(definition: ServiceDefinition[Any], args: argparse.Namespace) -> int:
     s = definition.settings_cls()
     nc = await connect(s.nats_url, f"hospital-{s.service}-cli", attempts=4)
     try:
@@ -463,7 +465,7 @@ async def _deadletters(definition: ServiceDefinition, args: argparse.Namespace) 
         await nc.close()
 
 
-async def _outbox_deadletters(definition: ServiceDefinition, args: argparse.Namespace) -> int:
+async def _outbox_deadletters(definition: ServiceDefinition[Any], args: argparse.Namespace) -> int:
     """List the outbox rows the relay set aside as never publishable, or move them back to the outbox
     once the cause is fixed (e.g. the NATS server's max_payload raised). Needs the database only."""
     s = definition.settings_cls()
@@ -502,7 +504,7 @@ async def _outbox_deadletters(definition: ServiceDefinition, args: argparse.Name
         await db.dispose()
 
 
-async def _audit_verify(definition: ServiceDefinition, checkpoints: Path | None = None) -> int:
+async def _audit_verify(definition: ServiceDefinition[Any], checkpoints: Path | None = None) -> int:
     """Verify every chain with the audit key(s). With ``checkpoints`` (a file outside the database, e.g.
     on other storage): also check that no chain fell behind or changed at the heads recorded by earlier
     runs, then, when all is well, append this run's heads (a MACed JSON line)."""
@@ -528,7 +530,7 @@ async def _audit_verify(definition: ServiceDefinition, checkpoints: Path | None 
     return 0 if report.ok else 1
 
 
-def _supervise(definition: ServiceDefinition, n: int) -> int:
+def _supervise(definition: ServiceDefinition[Any], n: int) -> int:
     """Run ``serve`` in n child processes sharing the ports; forward SIGTERM/SIGINT; exit when all exit."""
     children = [
         subprocess.Popen([sys.executable, "-m", f"hospital.{definition.name}", "serve"]) for _ in range(n)
@@ -545,7 +547,7 @@ def _supervise(definition: ServiceDefinition, n: int) -> int:
     return max(codes, default=0)
 
 
-def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> int:
+def main(definition: ServiceDefinition[Any], argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m hospital.{definition.name}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="HTTP + gRPC (+ relay, consumers, listeners)")

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hospital.chassis.db import AUDIT_KEYRING, audit_head_table, audit_log_table, utcnow
 from hospital.chassis.ids import new_id
 from hospital.chassis.purpose import default_for as purpose_default
+from hospital.chassis.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def ensure_dev_key(data_dir: Path) -> Path:
     return path
 
 
-def keyring_for(settings: Any) -> AuditKeyring:
+def keyring_for(settings: ServiceSettings) -> AuditKeyring:
     """The audit keyring of a service's settings: ``audit_key_file`` (required in production), else
     the local stack's development key; ``audit_previous_key_files`` verify older records."""
     production = settings.environment == "production"

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hospital.chassis.ids import new_id
+from hospital.chassis.settings import ServiceSettings
 
 ROLES = (
     "receptionist",
@@ -249,11 +250,11 @@ class TokenVerifier:
         return self.verify(token.strip())
 
 
-def dev_issuer_for(settings: Any) -> DevIssuer:
+def dev_issuer_for(settings: ServiceSettings) -> DevIssuer:
     return DevIssuer(Path(settings.data_dir) / "auth", settings.auth_issuer, settings.auth_audience)
 
 
-def verifier_for(settings: Any) -> TokenVerifier:
+def verifier_for(settings: ServiceSettings) -> TokenVerifier:
     if settings.auth_public_key_file:
         pem = Path(settings.auth_public_key_file).read_bytes()
     elif settings.auth_dev_issuer:
@@ -270,7 +271,7 @@ def verifier_for(settings: Any) -> TokenVerifier:
 class ServiceIdentity:
     """This service's own credentials for calling other services."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self._token: str | None = None
         self._expires = 0.0

@@ -6,10 +6,11 @@ import asyncio
 import io
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from minio import Minio
 from minio.error import S3Error
+
+from hospital.chassis.settings import ServiceSettings
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class ObjectStore:
         )
 
     @classmethod
-    def from_settings(cls, settings: Any) -> ObjectStore:
+    def from_settings(cls, settings: ServiceSettings) -> ObjectStore:
         return cls(
             settings.s3_endpoint,
             settings.s3_access_key,

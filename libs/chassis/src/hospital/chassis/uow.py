@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf.message import Message
 from opentelemetry import propagate
@@ -36,6 +36,15 @@ class EventTooLarge(DomainError):
             f"{limit} bytes: shorten the longest values",
         )
         self.size, self.limit = size, limit
+
+
+class Publisher(Protocol):
+    """What a step inside someone else's transaction needs to raise events and audit records: a
+    :class:`UnitOfWork` (its own or :meth:`UnitOfWork.joining` a consumer's session) satisfies it."""
+
+    def publish(self, subject: str, message: Message) -> str: ...
+
+    def audit(self, entry: AuditEntry) -> None: ...
 
 
 class UnitOfWork:

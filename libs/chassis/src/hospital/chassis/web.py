@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hospital.chassis.errors import DomainError
+from hospital.chassis.responses import Out
 from hospital.chassis.security import AuthError, PermissionDenied, Principal
 from hospital.chassis.telemetry import current_trace_id
 
@@ -160,6 +161,15 @@ def client_address(request: Request) -> str:
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
+class Health(Out):
+    status: str
+
+
+class Readiness(Out):
+    status: str  # "ok" or "unavailable"
+    checks: dict[str, str]  # database, nats, object_storage: "ok", "error", "disconnected"
+
+
 def install_ops_endpoints(
     app: FastAPI, ready: Callable[[], Awaitable[dict[str, str]]], metrics_access: str = "open"
 ) -> None:
@@ -167,11 +177,17 @@ def install_ops_endpoints(
     ``/metrics`` answers anyone or, with ``metrics_access="loopback"``, only a peer on this host (the TCP
     peer, never a forwarded-for header)."""
 
-    @app.get("/healthz", tags=["ops"], summary="Liveness")
+    @app.get("/healthz", tags=["ops"], summary="Liveness", response_model=Health)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"], summary="Readiness: database, event bus and storage reachable")
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="Readiness: database, event bus and storage reachable",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Something the service needs is unreachable"}},
+    )
     async def readyz() -> JSONResponse:
         checks = await ready()
         ok = all(v == "ok" for v in checks.values())
@@ -179,7 +195,13 @@ def install_ops_endpoints(
             {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
         )
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse)
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics_endpoint(request: Request) -> PlainTextResponse:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 

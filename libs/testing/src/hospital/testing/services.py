@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -14,13 +14,16 @@ from hospital.chassis.app import Service, ServiceDefinition
 from hospital.chassis.db import Database
 from hospital.chassis.migrations import upgrade
 from hospital.chassis.security import DevIssuer
+from hospital.chassis.settings import ServiceSettings
 from hospital.testing.servers import free_port
+
+S = TypeVar("S", bound=ServiceSettings)
 
 
 @asynccontextmanager
 async def running_service(
-    definition: ServiceDefinition, *, data_dir: Path, database_url: str, nats_url: str, **overrides: Any
-) -> AsyncIterator[Service]:
+    definition: ServiceDefinition[S], *, data_dir: Path, database_url: str, nats_url: str, **overrides: Any
+) -> AsyncIterator[Service[S]]:
     """Migrate, start ``serve`` (HTTP, gRPC, relay, consumers), yield the running service, stop it."""
     ports = {"http_port": free_port(), "grpc_port": free_port()}  # overrides may fix either
     settings = definition.settings_cls(
@@ -48,12 +51,12 @@ async def running_service(
         await asyncio.wait_for(task, timeout=30)
 
 
-def issuer_for(svc: Service) -> DevIssuer:
+def issuer_for(svc: Service[Any]) -> DevIssuer:
     s = svc.settings
     return DevIssuer(Path(s.data_dir) / "auth", s.auth_issuer, s.auth_audience)
 
 
-def http_client(svc: Service, role: str | None = None, token: str | None = None) -> httpx.AsyncClient:
+def http_client(svc: Service[Any], role: str | None = None, token: str | None = None) -> httpx.AsyncClient:
     headers = {}
     if role:
         token = issuer_for(svc).mint_for_role(role)
