@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from pathlib import Path
 
 from hospital.admissions.adapters.tables import metadata
@@ -16,26 +15,15 @@ from hospital.admissions.app.merge import MergeService
 from hospital.admissions.app.patients import PatientService
 from hospital.admissions.app.queue_display import QueueDisplays
 from hospital.admissions.app.reference import ReferenceService
+from hospital.admissions.app.services import Services
 from hospital.admissions.app.visits import VisitService
 from hospital.admissions.config import AdmissionsSettings
 from hospital.chassis.app import Components, Runtime, ServiceDefinition
 
 
-@dataclass
-class Services:
-    patients: PatientService
-    visits: VisitService
-    inpatient: InpatientService
-    reference: ReferenceService
-    merge: MergeService
-    displays: QueueDisplays
-    display_links: DisplayLinkService
-    insurance: InsuranceCheckService
-
-
-def build(rt: Runtime) -> Components:
+def build(rt: Runtime[AdmissionsSettings]) -> Components:
     s = rt.settings
-    patients = PatientService(rt, s)
+    patients = PatientService(rt)
     visits = VisitService(rt, patients)
     displays = QueueDisplays(
         visits.queue,

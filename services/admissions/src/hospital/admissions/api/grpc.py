@@ -7,10 +7,11 @@ from typing import Any
 
 import grpc
 
-from hospital.admissions.api.http import AdmitIn, DischargeIn, TransferIn
+from hospital.admissions.api.http.schemas import AdmitIn, DischargeIn, TransferIn
 from hospital.admissions.app.mapping import SEX, VISIT_KIND, patient_proto, stay_proto, visit_proto
 from hospital.admissions.app.patients import Caller, NewPatient
 from hospital.admissions.app.queue_display import DisplaysFull
+from hospital.admissions.app.services import Services
 from hospital.admissions.domain.identity import ScanError
 from hospital.chassis.errors import Invalid
 from hospital.chassis.rpc import principal
@@ -48,7 +49,7 @@ def _caller(context: grpc.aio.ServicerContext) -> Caller:
 
 
 class AdmissionsServicer(pb_grpc.AdmissionsServiceServicer):
-    def __init__(self, services: Any) -> None:
+    def __init__(self, services: Services) -> None:
         self.s = services
 
     async def GetPatient(self, request: pb.GetPatientRequest, context: Any) -> pb.Patient:  # noqa: N802
@@ -263,5 +264,5 @@ def _visit_row(v: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def register(server: grpc.aio.Server, services: Any) -> None:
+def register(server: grpc.aio.Server, services: Services) -> None:
     pb_grpc.add_AdmissionsServiceServicer_to_server(AdmissionsServicer(services), server)

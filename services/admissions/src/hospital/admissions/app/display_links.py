@@ -24,7 +24,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from hospital.chassis.audit import read_key_file
+from hospital.admissions.app.reference import ReferenceService
+from hospital.admissions.config import AdmissionsSettings
+from hospital.chassis.app import Runtime
+from hospital.chassis.audit import AuditKeyring, read_key_file
+from hospital.chassis.caller import Caller
 from hospital.chassis.errors import DomainError, Invalid, NotFound
 
 _PURPOSE = b"hospital-admissions-queue-display-link-v1\n"
@@ -46,7 +50,7 @@ class DisplayLinks:
         self._key = key
 
     @classmethod
-    def from_settings(cls, settings: Any, audit_keyring: Any) -> DisplayLinks:
+    def from_settings(cls, settings: AdmissionsSettings, audit_keyring: AuditKeyring) -> DisplayLinks:
         key_file: Path | None = settings.queue_display_key_file
         if key_file:
             return cls(read_key_file(key_file, production=settings.environment == "production"))
@@ -76,10 +80,12 @@ class DisplayLinks:
 class DisplayLinkService:
     """Issue display links (audited) and check a display's access to a room."""
 
-    def __init__(self, rt: Any, links: DisplayLinks, reference: Any) -> None:
+    def __init__(
+        self, rt: Runtime[AdmissionsSettings], links: DisplayLinks, reference: ReferenceService
+    ) -> None:
         self.rt, self.links, self.reference = rt, links, reference
 
-    async def issue(self, room: str, caller: Any, valid_days: int) -> dict[str, Any]:
+    async def issue(self, room: str, caller: Caller, valid_days: int) -> dict[str, Any]:
         max_days = self.rt.settings.queue_display_link_max_days
         if not 1 <= valid_days <= max_days:
             raise Invalid(

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from hospital.admissions.adapters.tables import beds, inpatient_stays, visits, wards
 from hospital.admissions.app.mapping import stay_dict, stay_proto
 from hospital.admissions.app.patients import Caller, PatientService
+from hospital.admissions.config import AdmissionsSettings
 from hospital.chassis.app import Runtime
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
@@ -32,7 +33,7 @@ DISCHARGE_TYPES = (
 
 
 class InpatientService:
-    def __init__(self, rt: Runtime, patients_svc: PatientService) -> None:
+    def __init__(self, rt: Runtime[AdmissionsSettings], patients_svc: PatientService) -> None:
         self.rt = rt
         self.patients = patients_svc
 

@@ -14,13 +14,14 @@ from hospital.admissions.adapters.insurance_portal import InsurancePortal, birth
 from hospital.admissions.adapters.tables import insurance_checks, patients, visits
 from hospital.admissions.app.patients import Caller, PatientService
 from hospital.admissions.app.visits import service_date
+from hospital.admissions.config import AdmissionsSettings
 from hospital.admissions.domain.insurance_check import CheckResult, Status, identifier_kind
 from hospital.chassis.app import Runtime
 from hospital.chassis.errors import Conflict, DomainError, Invalid, NotFound
 from hospital.chassis.ids import new_id
 
 
-def portal_from(settings: Any) -> InsurancePortal:
+def portal_from(settings: AdmissionsSettings) -> InsurancePortal:
     return InsurancePortal(
         settings.insurance_portal_url,
         settings.insurance_portal_username,
@@ -57,7 +58,9 @@ def _check_dict(row: Any) -> dict[str, Any]:
 
 
 class InsuranceCheckService:
-    def __init__(self, rt: Runtime, patients_svc: PatientService, portal: InsurancePortal) -> None:
+    def __init__(
+        self, rt: Runtime[AdmissionsSettings], patients_svc: PatientService, portal: InsurancePortal
+    ) -> None:
         self.rt = rt
         self.patients = patients_svc
         self.portal = portal

@@ -13,6 +13,7 @@ from sqlalchemy import and_, or_, select, update
 
 from hospital.admissions.adapters.tables import inpatient_stays, insurance_cards, patients, visits
 from hospital.admissions.app.patients import Caller, PatientService
+from hospital.admissions.config import AdmissionsSettings
 from hospital.admissions.domain.identity import PartialDate
 from hospital.admissions.domain.names import PersonFacts, looks_like_duplicate
 from hospital.chassis.app import Runtime
@@ -35,7 +36,7 @@ def _facts(p: dict[str, Any]) -> PersonFacts:
 
 
 class MergeService:
-    def __init__(self, rt: Runtime, patients_svc: PatientService) -> None:
+    def __init__(self, rt: Runtime[AdmissionsSettings], patients_svc: PatientService) -> None:
         self.rt = rt
         self.patients = patients_svc
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hospital.admissions.adapters.pgwrite import GuardedWriter, Head, driver_connection
 from hospital.admissions.adapters.tables import idempotency, insurance_cards, patients
 from hospital.admissions.app.mapping import patient_dict, patient_proto
+from hospital.admissions.config import AdmissionsSettings
 from hospital.admissions.domain import search_policy
 from hospital.admissions.domain.identity import (
     BhytIdentity,
@@ -150,9 +151,9 @@ def _validated(p: NewPatient) -> dict[str, Any]:
 
 
 class PatientService:
-    def __init__(self, rt: Runtime, settings: Any) -> None:
+    def __init__(self, rt: Runtime[AdmissionsSettings]) -> None:
         self.rt = rt
-        self.settings = settings
+        self.settings = settings = rt.settings
         self.writer = GuardedWriter(settings.service, rt.db.audit_keyring)
         self.search_rate = TokenBucket(settings.search_rate_per_minute, settings.search_burst)
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from hospital.admissions.adapters.tables import clinic_rooms, departments, wards
+from hospital.admissions.config import AdmissionsSettings
 from hospital.admissions.domain import reference
 from hospital.chassis.app import Runtime
 
@@ -15,7 +16,7 @@ ROOM_CODES_TTL = 60.0  # seconds: a room added or closed is seen by the displays
 
 
 class ReferenceService:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime[AdmissionsSettings]) -> None:
         self.rt = rt
         self._room_codes: frozenset[str] = frozenset()
         self._room_codes_at = float("-inf")

@@ -17,6 +17,7 @@ from hospital.admissions.adapters.tables import clinic_rooms, insurance_cards, p
 from hospital.admissions.app.mapping import patient_proto, visit_dict, visit_proto
 from hospital.admissions.app.patients import Caller, PatientService
 from hospital.admissions.app.queue_display import QueueDisplays
+from hospital.admissions.config import AdmissionsSettings
 from hospital.chassis.app import Runtime
 from hospital.chassis.db import next_value, utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
@@ -32,7 +33,7 @@ def service_date(now: datetime | None = None) -> Any:
 
 
 class VisitService:
-    def __init__(self, rt: Runtime, patients_svc: PatientService) -> None:
+    def __init__(self, rt: Runtime[AdmissionsSettings], patients_svc: PatientService) -> None:
         self.rt = rt
         self.patients = patients_svc
         self.displays: QueueDisplays | None = None  # live waiting-room displays of this process
