@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from hospital.chassis.app import Components, Runtime, ServiceDefinition
@@ -16,19 +15,11 @@ from hospital.lab.app.ingest import IngestService
 from hospital.lab.app.orders import OrderService
 from hospital.lab.app.qc import QcService
 from hospital.lab.app.results import ResultService
+from hospital.lab.app.services import Services
 from hospital.lab.config import LabSettings
 
 
-@dataclass
-class Services:
-    catalogue: Catalogue
-    orders: OrderService
-    results: ResultService
-    qc: QcService
-    ingest: IngestService
-
-
-def build(rt: Runtime) -> Components:
+def build(rt: Runtime[LabSettings]) -> Components:
     cat = Catalogue()
     s = rt.settings
     admissions = AdmissionsPatients(s.admissions_grpc, rt.identity, s.admissions_timeout_seconds)
@@ -39,7 +30,7 @@ def build(rt: Runtime) -> Components:
         catalogue=cat, orders=orders, results=ResultService(rt, cat, orders), qc=qc, ingest=ingest
     )
 
-    async def on_start(_: Runtime) -> None:
+    async def on_start(_: Runtime[LabSettings]) -> None:
         await ingest.ensure_catalogue()
 
     return Components(

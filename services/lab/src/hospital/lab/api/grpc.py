@@ -14,6 +14,7 @@ from hospital.contracts.lab.v1 import lab_pb2_grpc as pb_grpc
 from hospital.lab.app.analyzers import AnalyzerStatus
 from hospital.lab.app.common import SEX_NAME, Caller, result_proto
 from hospital.lab.app.orders import NewOrder, order_proto, specimen_proto
+from hospital.lab.app.services import Services
 
 SERVICE = pb.DESCRIPTOR.services_by_name["LabService"].full_name
 CLINICAL = ("doctor", "nurse", "lab_technician")
@@ -45,7 +46,7 @@ def _ts(msg: Any, name: str, value: Any) -> None:
 
 
 class LabServicer(pb_grpc.LabServiceServicer):
-    def __init__(self, services: Any) -> None:
+    def __init__(self, services: Services) -> None:
         self.s = services
         self.analyzers = AnalyzerStatus(services.ingest.rt, services.catalogue)
 
@@ -242,5 +243,5 @@ def call_proto(c: dict[str, Any]) -> pb.CriticalCall:
     )
 
 
-def register(server: grpc.aio.Server, services: Any) -> None:
+def register(server: grpc.aio.Server, services: Services) -> None:
     pb_grpc.add_LabServiceServicer_to_server(LabServicer(services), server)

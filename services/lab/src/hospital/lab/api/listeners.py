@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from hospital.chassis.errors import DomainError, NotFound
@@ -27,6 +27,7 @@ from hospital.lab.api.hl7.messages import (
 )
 from hospital.lab.api.tcpserver import ListenerLimits
 from hospital.lab.app.ingest import IngestService, ValueTooLong, oml_orders
+from hospital.lab.config import LabSettings
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class LabMllpServer(MllpServer):
         return build_orl_o22(message, "AA", sender=self._reply_sender)
 
 
-def listener_limits(settings: Any) -> ListenerLimits:
+def listener_limits(settings: LabSettings) -> ListenerLimits:
     return ListenerLimits(
         max_connections=settings.listener_max_connections,
         max_connections_per_host=settings.listener_max_connections_per_host,
@@ -111,7 +112,7 @@ def listener_limits(settings: Any) -> ListenerLimits:
     )
 
 
-def build_listeners(settings: Any, ingest: IngestService) -> Any:
+def build_listeners(settings: LabSettings, ingest: IngestService) -> Callable[..., Coroutine[Any, Any, None]]:
     async def run(stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         await ingest.ensure_catalogue()
         astm_handler, hl7_handler = AstmHandler(ingest), Hl7Handler(ingest)

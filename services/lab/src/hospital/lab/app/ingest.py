@@ -37,6 +37,7 @@ from hospital.chassis.app import Runtime
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import Invalid
 from hospital.chassis.ids import new_id
+from hospital.chassis.uow import UnitOfWork
 from hospital.contracts.lab.v1 import events_pb2
 from hospital.lab.adapters.ingest_sql import IngestDb, ingest_db
 from hospital.lab.adapters.tables import (
@@ -53,6 +54,8 @@ from hospital.lab.app.catalogue import Catalogue
 from hospital.lab.app.common import SYSTEM, row_proto, ts
 from hospital.lab.app.evaluate import Context, evaluate
 from hospital.lab.app.orders import NewOrder, OrderService
+from hospital.lab.app.qc import QcService
+from hospital.lab.config import LabSettings
 
 log = logging.getLogger(__name__)
 CORRECTION_HOLD = "analyzer correction of a verified result: verify to amend"
@@ -344,7 +347,9 @@ class Job:
 
 
 class IngestService:
-    def __init__(self, rt: Runtime, catalogue: Catalogue, orders_svc: OrderService, qc: Any) -> None:
+    def __init__(
+        self, rt: Runtime[LabSettings], catalogue: Catalogue, orders_svc: OrderService, qc: QcService
+    ) -> None:
         self.rt = rt
         self.cat = catalogue
         self.orders = orders_svc
@@ -354,8 +359,8 @@ class IngestService:
         self.received_total = 0
         self.writer: GroupCommit[Incoming] = GroupCommit(
             self._store_batch,
-            max_batch=getattr(rt.settings, "ingest_batch_max", 100),
-            window=getattr(rt.settings, "ingest_batch_window_ms", 0.0) / 1000,
+            max_batch=rt.settings.ingest_batch_max,
+            window=rt.settings.ingest_batch_window_ms / 1000,
         )
 
     async def ensure_catalogue(self) -> None:
@@ -497,7 +502,7 @@ class IngestService:
 
     async def _store_results(
         self,
-        uow: Any,
+        uow: UnitOfWork,
         db: IngestDb,
         fresh: list[tuple[Incoming, str]],
         keys: dict[int, str],
@@ -766,9 +771,9 @@ def _raw_row(
 
 
 async def attach(
-    uow: Any,
+    uow: UnitOfWork,
     cat: Catalogue,
-    settings: Any,
+    settings: LabSettings,
     spec: dict[str, Any],
     rows: list[dict[str, Any]],
     now: datetime,
@@ -787,9 +792,9 @@ async def attach(
 
 
 async def attach_many(
-    uow: Any,
+    uow: UnitOfWork,
     cat: Catalogue,
-    settings: Any,
+    settings: LabSettings,
     jobs: list[Job],
     now: datetime,
     av_on: bool,
@@ -920,7 +925,7 @@ async def attach_many(
 
 
 def _publish(
-    uow: Any,
+    uow: UnitOfWork,
     cat: Catalogue,
     spec: dict[str, Any],
     rows: list[dict[str, Any]],

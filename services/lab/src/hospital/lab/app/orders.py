@@ -24,11 +24,13 @@ from hospital.chassis.db import next_value, utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
 from hospital.chassis.fields import clean_text
 from hospital.chassis.ids import new_id
+from hospital.chassis.uow import UnitOfWork
 from hospital.contracts.lab.v1 import events_pb2
 from hospital.contracts.lab.v1 import lab_pb2 as pb
 from hospital.lab.adapters.tables import order_items, orders, specimens
 from hospital.lab.app.catalogue import Catalogue, TestDef
 from hospital.lab.app.common import PRIORITY_PB, SEX_PB, Caller, iso, ts
+from hospital.lab.config import LabSettings
 
 log = logging.getLogger(__name__)
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -107,7 +109,9 @@ class PatientDirectory(Protocol):
 
 
 class OrderService:
-    def __init__(self, rt: Runtime, catalogue: Catalogue, patients: PatientDirectory | None = None) -> None:
+    def __init__(
+        self, rt: Runtime[LabSettings], catalogue: Catalogue, patients: PatientDirectory | None = None
+    ) -> None:
         self.rt = rt
         self.cat = catalogue
         self.patients = patients
@@ -244,7 +248,7 @@ class OrderService:
 
     async def create(
         self,
-        uow: Any,
+        uow: UnitOfWork,
         o: NewOrder,
         tests: list[TestDef],
         birth: date | None,
@@ -427,7 +431,7 @@ class OrderService:
             await uow.commit()
         return order
 
-    async def cancel_in(self, uow: Any, order_id: str, reason: str, caller: Caller) -> dict[str, Any]:
+    async def cancel_in(self, uow: UnitOfWork, order_id: str, reason: str, caller: Caller) -> dict[str, Any]:
         """Cancel an order with its specimens and items inside ``uow`` (a cancelled order is returned as
         is)."""
         s = uow.session

@@ -14,11 +14,13 @@ from hospital.chassis.app import Runtime
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
 from hospital.chassis.ids import new_id
+from hospital.chassis.uow import UnitOfWork
 from hospital.contracts.lab.v1 import events_pb2
 from hospital.contracts.lab.v1 import lab_pb2 as pb
 from hospital.lab.adapters.tables import qc_lots, qc_results, qc_status
 from hospital.lab.app.catalogue import Catalogue
 from hospital.lab.app.common import Caller, iso
+from hospital.lab.config import LabSettings
 from hospital.lab.domain import westgard
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,7 @@ QC_VALUE_MAX = 1e12  # targets and values of a control: finite, within what any 
 
 
 class QcService:
-    def __init__(self, rt: Runtime, catalogue: Catalogue) -> None:
+    def __init__(self, rt: Runtime[LabSettings], catalogue: Catalogue) -> None:
         self.rt = rt
         self.cat = catalogue
 
@@ -123,7 +125,7 @@ class QcService:
 
     async def record(
         self,
-        uow: Any,
+        uow: UnitOfWork,
         lot: dict[str, Any],
         value: float,
         measured_at: datetime,
@@ -197,7 +199,7 @@ class QcService:
     async def _run_peers(self, s: Any, lot: dict[str, Any], measured_at: datetime) -> list[float]:
         """z-scores of the other control levels of this instrument and test measured in the same run
         (within ``qc_run_minutes`` of this measurement; the latest per level) — for R-4s across levels."""
-        window = timedelta(minutes=getattr(self.rt.settings, "qc_run_minutes", 60))
+        window = timedelta(minutes=self.rt.settings.qc_run_minutes)
         rows = (
             await s.execute(
                 select(qc_lots.c.level, qc_results.c.z, qc_results.c.measured_at)
@@ -218,7 +220,7 @@ class QcService:
         return list(latest.values())
 
     async def ingest(
-        self, uow: Any, instrument: str, barcode: str, group: Any, raw_id: str, now: datetime
+        self, uow: UnitOfWork, instrument: str, barcode: str, group: Any, raw_id: str, now: datetime
     ) -> list[Any]:
         """QC results from an analyzer (the specimen ID is a control's sample ID). Returns the results
         that matched no lot, for the normal (unmatched) path."""

@@ -28,13 +28,14 @@ from hospital.lab.app.catalogue import Catalogue
 from hospital.lab.app.common import Caller, iso, result_dict, result_proto
 from hospital.lab.app.ingest import _names, attach, autoverify_enabled, is_correction
 from hospital.lab.app.orders import OrderService
+from hospital.lab.config import LabSettings
 from hospital.lab.domain.validation import age_in_days, flag_for, pick_range
 
 MAX_BATCH = 500
 
 
 class ResultService:
-    def __init__(self, rt: Runtime, catalogue: Catalogue, orders_svc: OrderService) -> None:
+    def __init__(self, rt: Runtime[LabSettings], catalogue: Catalogue, orders_svc: OrderService) -> None:
         self.rt = rt
         self.cat = catalogue
         self.orders = orders_svc

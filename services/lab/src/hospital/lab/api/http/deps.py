@@ -1,0 +1,37 @@
+"""Dependencies shared by the routers: the services and the caller (who must hold one of the roles)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from hospital.chassis.caller import Caller
+from hospital.chassis.security import Principal
+from hospital.chassis.web import client_address, require_roles
+from hospital.lab.app.services import Services
+
+TECH = ("lab_technician",)
+READERS = ("lab_technician", "doctor", "nurse")
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def caller_for(*roles: str) -> Any:
+    """A dependency giving the Caller, who must hold one of ``roles`` (services always may)."""
+    check = require_roles(*roles)
+
+    async def dep(request: Request, principal: Principal = Depends(check)) -> Caller:
+        return Caller(principal=principal, source=client_address(request))
+
+    return Depends(dep)
+
+
+Svc = Annotated[Services, Depends(get_services)]
+Reader = Annotated[Caller, caller_for(*READERS)]
+Tech = Annotated[Caller, caller_for(*TECH)]
+Orderer = Annotated[Caller, caller_for("doctor", "lab_technician")]
+Collector = Annotated[Caller, caller_for("nurse", "lab_technician")]
