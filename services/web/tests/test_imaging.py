@@ -238,3 +238,19 @@ async def test_the_imaging_desk_is_refused_to_other_roles(imaging_stack) -> None
                 assert r.status_code == 403 and "Không có quyền truy cập" in r.text, (role, path)
         finally:
             await client.aclose()
+
+
+async def test_each_panel_says_imaging_is_down_and_the_rest_works(stack, browser) -> None:
+    """The main stack's web has no imaging behind it: every panel says which service is not answering,
+    the menu and sign-out still work."""
+    ctx = await new_context(browser)
+    page = await ctx.new_page()
+    await sign_in(page, stack.url, "radiographer")
+    for panel in ("#worklist", "#reconciliation", "#mpps", "#routing"):
+        await expect(page.locator(f"{panel} .unavailable[data-service='imaging']")).to_contain_text(
+            "Chẩn đoán hình ảnh"
+        )
+    await shot(page, "43-imaging-down")
+    await page.click("nav.nav a[href='/home']")
+    await page.wait_for_url("**/home")
+    await ctx.close()

@@ -150,3 +150,13 @@ async def test_the_ward_actions_are_refused_to_other_roles(stack) -> None:
     finally:
         await nurse.aclose()
     assert not (await _beds(stack, "NOI"))[bed]["occupied"]
+
+
+async def test_the_bed_board_says_admissions_is_down(web_without_backends, browser) -> None:
+    ctx = await new_context(browser)
+    page = await ctx.new_page()
+    await sign_in(page, web_without_backends, "nurse")
+    assert page.url.endswith("/ward")
+    await expect(page.locator(".unavailable[data-service='admissions']")).to_contain_text("Tiếp đón")
+    await expect(page.locator("h1")).to_have_text("Sơ đồ giường bệnh")
+    await ctx.close()
