@@ -288,6 +288,21 @@ async def test_inpatient_discharge_paper_and_referral_over_grpc(
                 pb.GetChartRequest(patient_id=patient.id, encounter_id=enc["id"]), metadata=g.md
             )
             assert {p.number for p in chart.papers} == {paper.number, referral.number}
+            # the signed discharge summary's event carries the papers' data (emr.discharge.signed)
+            summary_sub = await nc.jetstream().subscribe("emr.discharge.signed", ordered_consumer=True)
+            summary = await g.stub.SaveDocument(
+                pb.SaveDocumentRequest(encounter_id=enc["id"], kind="discharge_summary"), metadata=g.md
+            )
+            await g.stub.SignDocument(pb.SignDocumentRequest(document_id=summary.id), metadata=g.md)
+            while True:
+                signed = events_pb2.DischargeSigned.FromString((await summary_sub.next_msg(timeout=10)).data)
+                if signed.document.id == summary.id:
+                    break
+            assert (
+                signed.discharge.treatment_result == "2" and signed.discharge.advice == "Tái khám sau 2 tuần"
+            )
+            assert signed.discharge.referral.to_facility_code == "01929"
+            assert signed.discharge.diagnoses[0].icd10_code == "J18.9"
             listed = await g.stub.ListPapers(pb.ListPapersRequest(encounter_id=enc["id"]), metadata=g.md)
             assert {(p.kind, p.status) for p in listed.items} == {
                 ("discharge_paper", "signed"),

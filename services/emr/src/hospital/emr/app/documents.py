@@ -338,6 +338,24 @@ class DocumentService:
                 summary_document_id=doc["id"],
                 discharge_type=enc.get("discharge_type") or "",
             )
+            # the encounter's signed papers complete it (outcome, advice, re-visit, referral, sick leave)
+            signed = {
+                p["kind"]: paper_model(p, enc)
+                for p in await Papers(s).of_encounter(doc["encounter_id"])
+                if p["status"] == "signed"
+            }
+            if (dp := signed.get("discharge_paper")) is not None and dp.discharge is not None:
+                discharge.treatment_result = str(dp.discharge.treatment_result)
+                discharge.advice = dp.discharge.note
+            if (rv := signed.get("revisit")) is not None and rv.revisit is not None:
+                discharge.revisit_date = rv.revisit.revisit_date.isoformat()
+            if (rf := signed.get("referral_paper")) is not None and rf.referral is not None:
+                discharge.referral.CopyFrom(sc.to_proto(rf.referral, emr_pb2.Referral))
+            if (sl := signed.get("sick_leave")) is not None and sl.sick_leave is not None:
+                discharge.sick_leave.CopyFrom(sc.to_proto(sl.sick_leave, emr_pb2.SickLeave))
+            main = next(iter(signed.values()), None)
+            if main is not None:
+                discharge.diagnoses.extend(sc.to_proto(d, emr_pb2.Diagnosis) for d in main.diagnoses)
             uow.publish(
                 "emr.discharge.signed",
                 events_pb2.DischargeSigned(
