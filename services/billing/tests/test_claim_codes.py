@@ -249,3 +249,43 @@ async def test_the_rules_of_the_visits_day(
     assert files["XML1"].findtext("MA_DOITUONG_KCB") == code
     assert files["XML1"].findtext("MA_DKBD") == "01043"
     assert files["XML3"].findtext(".//MUC_HUONG") == muc_huong
+
+
+async def test_a_unit_price_with_decimals_from_the_price_list_to_the_claim(billing, admissions) -> None:
+    """A tender drug price of 1,234.567 đồng, exact on PostgreSQL and SQLite: on the charge and in the
+    claim (DON_GIA with its 3 decimals, THANH_TIEN_BV rounded to 2), the invoice in whole đồng."""
+    from decimal import Decimal
+
+    svc = billing
+    async with svc.rt.db.session() as s:
+        await s.execute(
+            update(price_items)
+            .where(price_items.c.code == "T-OME20")
+            .values(hospital_price=Decimal("1234.567"), insurance_price=Decimal("1234.567"))
+        )
+        await s.commit()
+    vid, pid, _ = await admissions.open_visit(
+        kind=adm.VISIT_KIND_INSURED, card="HS4350120878811", name="Phan Thị Kim Oanh"
+    )
+    await invoice_of(svc, vid)
+    async with http_client(svc, "cashier") as c:
+        for code, qty in (("T-OME20", "3"), ("CDHA-CTSN", "1")):
+            r = await c.post(
+                f"/api/v1/visits/{vid}/charges",
+                json={"price_code": code, "quantity": qty, "ordered_by": DOCTOR},
+            )
+            assert r.status_code == 201, r.text
+        inv = (await c.get(f"/api/v1/visits/{vid}/invoice")).json()
+        prices = {p["code"]: p["hospital_price"] for p in (await c.get("/api/v1/prices")).json()["items"]}
+    assert Decimal(str(prices["T-OME20"])) == Decimal("1234.567") and prices["KB-THUONG"] == 42_100
+    drug = next(ln for ln in inv["lines"] if ln["price_code"] == "T-OME20")
+    assert Decimal(str(drug["hospital_unit_price"])) == Decimal("1234.567")
+    assert drug["split"]["thanh_tien_bv"] == 3704  # 3,703.701 in whole đồng
+    assert inv["insurance_amount"] + inv["patient_amount"] == inv["total_amount"]
+    await _closed_with_diagnosis(svc, admissions, vid, pid)
+    async with http_client(svc, "cashier") as c:
+        r = await c.get(f"/api/v1/claims/{vid}/xml130", params={"ma_bac_si": DOCTOR})
+        assert r.status_code == 200, r.text
+    row = _files(r.content)["XML2"].find(".//CHI_TIET_THUOC")
+    assert (row.findtext("DON_GIA"), row.findtext("SO_LUONG")) == ("1234.567", "3")
+    assert Decimal(row.findtext("THANH_TIEN_BV")) == Decimal("3703.70") and row.findtext("MUC_HUONG") == "80"

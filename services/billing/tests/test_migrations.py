@@ -47,3 +47,49 @@ async def test_0003_on_a_new_database_seeds_once(database_url) -> None:
     lab_codes = {code for (source, code) in mapping if source == "lab"}
     assert len(lab_codes) == 48  # every test of the lab's seeded catalogue (lab migration 0002)
     assert {"XN-XPERT", "XN-FER"} <= prices
+
+
+async def test_0015_keeps_whole_prices_and_takes_three_decimals(database_url) -> None:
+    """Prices and posted unit prices written as whole VND before 0015 keep their value; after it a price
+    with 3 decimals is stored and read back exactly, and the downgrade rounds it to whole VND."""
+    from decimal import Decimal
+
+    from sqlalchemy import text, update
+
+    from hospital.chassis.migrations import downgrade
+
+    db = Database(database_url)
+    try:
+        await upgrade(db, DEFINITION.migrations_dir, DEFINITION.metadata, revision="0014")
+        async with db.session() as s:
+            before = (
+                await s.execute(text("SELECT hospital_price FROM price_items WHERE code = 'T-OME20'"))
+            ).scalar_one()
+        await upgrade(db, DEFINITION.migrations_dir, DEFINITION.metadata)
+        async with db.session() as s:
+            assert (
+                (
+                    await s.execute(
+                        select(price_items.c.hospital_price).where(price_items.c.code == "T-OME20")
+                    )
+                ).scalar_one()
+                == before
+                == 1900
+            )
+            await s.execute(
+                update(price_items)
+                .where(price_items.c.code == "T-OME20")
+                .values(hospital_price=Decimal("1234.567"))
+            )
+            await s.commit()
+            assert (
+                await s.execute(select(price_items.c.hospital_price).where(price_items.c.code == "T-OME20"))
+            ).scalar_one() == Decimal("1234.567")
+        await downgrade(db, DEFINITION.migrations_dir, "0014")
+        async with db.session() as s:
+            rounded = (
+                await s.execute(text("SELECT hospital_price FROM price_items WHERE code = 'T-OME20'"))
+            ).scalar_one()
+        assert int(rounded) == 1235
+    finally:
+        await db.dispose()

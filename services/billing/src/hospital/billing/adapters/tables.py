@@ -1,7 +1,11 @@
-"""Billing database tables (SQLAlchemy Core). Money columns are integer VND; quantities are stored as
-thousandths (``qty_milli``) so XML130's three decimals survive every backend exactly."""
+"""Billing database tables (SQLAlchemy Core). Amounts are integer VND (what a patient pays); unit prices
+carry the decision's 3 decimals (``UnitPrice``, NUMERIC(18, 3)); quantities are stored as thousandths
+(``qty_milli``) so XML130's three decimals survive every backend exactly."""
 
 from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -13,9 +17,11 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     false,
     text,
@@ -25,6 +31,39 @@ from hospital.chassis.db import UtcDateTime
 
 metadata = MetaData()
 Money = BigInteger
+_THOUSANDTH = Decimal("0.001")
+
+
+class UnitPrice(TypeDecorator[Decimal | int]):
+    """A unit price in VND with up to 3 decimals (QĐ 130 DON_GIA: tender drug prices are not whole đồng):
+    NUMERIC(18, 3). Written from ``int`` or ``Decimal`` (more than 3 decimals and floats are refused),
+    read back as ``int`` when whole and as an exact ``Decimal`` otherwise. SQLite keeps the number as a
+    float of 15 significant digits: read back rounded to the 3 places, exact below 10^12 VND."""
+
+    impl = Numeric(18, 3)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        # SQLite has no decimal type: take the float and round it here (no lossy conversion warning)
+        native = dialect.name != "sqlite"
+        return dialect.type_descriptor(Numeric(18, 3, asdecimal=native))
+
+    def process_bind_param(self, value: Decimal | int | None, dialect: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | Decimal):
+            raise TypeError(f"a unit price is an int or a Decimal, not {type(value).__name__}")
+        exact = Decimal(value)
+        if not exact.is_finite() or exact != exact.quantize(_THOUSANDTH):
+            raise ValueError(f"a unit price has at most 3 decimals, got {value}")
+        return exact if dialect.name != "sqlite" else float(exact)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Decimal | int | None:
+        if value is None:
+            return None
+        exact = (value if isinstance(value, Decimal) else Decimal(repr(value))).quantize(_THOUSANDTH)
+        return int(exact) if exact == exact.to_integral_value() else exact.normalize()
+
 
 price_items = Table(
     "price_items",
@@ -35,8 +74,8 @@ price_items = Table(
     Column("name", String(300), nullable=False),
     Column("category", String(20), nullable=False),  # exam, lab, imaging, procedure, bed, supply, drug
     Column("unit", String(30), nullable=False),
-    Column("hospital_price", Money, nullable=False),
-    Column("insurance_price", Money, nullable=False),
+    Column("hospital_price", UnitPrice(), nullable=False),  # NUMERIC(18, 3) (migration 0015)
+    Column("insurance_price", UnitPrice(), nullable=False),
     Column("covered", Boolean, nullable=False),  # in the BHYT list (PHAM_VI 1)
     Column("payment_ratio", Integer, nullable=False, server_default=text("100")),  # TYLE_TT_BH
     Column("bhyt_code", String(50), nullable=False),  # MA_DICH_VU / MA_THUOC / MA_VAT_TU
@@ -146,8 +185,8 @@ charges = Table(
     Column("category", String(20), nullable=False),
     Column("unit", String(30), nullable=False),
     Column("qty_milli", BigInteger, nullable=False),  # quantity × 1000; negative on a reversal
-    Column("hospital_unit_price", Money, nullable=False),
-    Column("insurance_unit_price", Money, nullable=False),
+    Column("hospital_unit_price", UnitPrice(), nullable=False),  # NUMERIC(18, 3) (migration 0015)
+    Column("insurance_unit_price", UnitPrice(), nullable=False),
     Column("covered", Boolean, nullable=False),
     Column("payment_ratio", Integer, nullable=False),
     Column("service_ratio", Integer, nullable=False),

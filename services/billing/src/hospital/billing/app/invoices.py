@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import io
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, update
@@ -384,8 +385,9 @@ _STATUS = {
 }
 
 
-def _vnd(amount: int) -> str:
-    return f"{amount:,}".replace(",", ".")
+def _vnd(amount: int | Decimal) -> str:
+    """Vietnamese grouping: 1.234.567 đồng, decimals after a comma (1.234,567)."""
+    return f"{amount:,}".replace(",", " ").replace(".", ",").replace(" ", ".")
 
 
 __all__ = ["InvoiceService", "invoice_summary", "local_date"]

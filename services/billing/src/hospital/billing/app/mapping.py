@@ -50,6 +50,11 @@ def charge_dict(r: Any, split: LineSplit | None = None) -> dict[str, Any]:
     return out
 
 
+def _whole(price: Decimal | int) -> int:
+    """A unit price in whole VND (half-up) for the integer fields; the exact one travels as text."""
+    return int(Decimal(price).to_integral_value(ROUND_HALF_UP))
+
+
 def charge_proto(c: dict[str, Any]) -> pb.Charge:
     msg = pb.Charge(
         id=c["id"],
@@ -59,8 +64,10 @@ def charge_proto(c: dict[str, Any]) -> pb.Charge:
         name=c["name"],
         category=c["category"],
         quantity=quantity_text(c["qty_milli"]) if "qty_milli" in c else c["quantity"],
-        hospital_unit_price=c["hospital_unit_price"],
-        insurance_unit_price=c["insurance_unit_price"],
+        hospital_unit_price=_whole(c["hospital_unit_price"]),
+        insurance_unit_price=_whole(c["insurance_unit_price"]),
+        hospital_unit_price_exact=str(c["hospital_unit_price"]),
+        insurance_unit_price_exact=str(c["insurance_unit_price"]),
         covered=c["covered"],
         source=c["source"],
         source_event_id=c.get("source_event_id") or "",

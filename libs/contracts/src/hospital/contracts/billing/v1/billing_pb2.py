@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!hospital/billing/v1/billing.proto\x12\x13hospital.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x02\n\x06\x43harge\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08visit_id\x18\x02 \x01(\t\x12\x12\n\npatient_id\x18\x03 \x01(\t\x12\x12\n\nprice_code\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x06 \x01(\t\x12\x10\n\x08quantity\x18\x07 \x01(\t\x12\x1b\n\x13hospital_unit_price\x18\x08 \x01(\x03\x12\x1c\n\x14insurance_unit_price\x18\t \x01(\x03\x12\x0f\n\x07\x63overed\x18\n \x01(\x08\x12\x0e\n\x06source\x18\x0b \x01(\t\x12\x17\n\x0fsource_event_id\x18\x0c \x01(\t\x12\x1a\n\x12reverses_charge_id\x18\r \x01(\t\x12\x0e\n\x06status\x18\x0e \x01(\t\x12.\n\nservice_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc5\x01\n\x0bInvoiceLine\x12+\n\x06\x63harge\x18\x01 \x01(\x0b\x32\x1b.hospital.billing.v1.Charge\x12\x15\n\rthanh_tien_bv\x18\x02 \x01(\x03\x12\x15\n\rthanh_tien_bh\x18\x03 \x01(\x03\x12\x11\n\tmuc_huong\x18\x04 \x01(\x05\x12\x0e\n\x06t_bhtt\x18\x05 \x01(\x03\x12\x0f\n\x07t_bncct\x18\x06 \x01(\x03\x12\x0e\n\x06t_bntt\x18\x07 \x01(\x03\x12\x17\n\x0fmuc_huong_exact\x18\x08 \x01(\t\"\x88\x03\n\x07Invoice\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x10\n\x08visit_id\x18\x03 \x01(\t\x12\x12\n\npatient_id\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x14\n\x0ctotal_amount\x18\x06 \x01(\x03\x12\x18\n\x10insurance_amount\x18\x07 \x01(\x03\x12\x16\n\x0epatient_amount\x18\x08 \x01(\x03\x12\x13\n\x0bpaid_amount\x18\t \x01(\x03\x12\x0f\n\x07\x62\x61lance\x18\n \x01(\x03\x12/\n\x05lines\x18\x0b \x03(\x0b\x32 .hospital.billing.v1.InvoiceLine\x12-\n\tissued_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cpatient_name\x18\r \x01(\t\x12\x14\n\x0cpatient_code\x18\x0e \x01(\t\x12\x1d\n\x15insurance_card_number\x18\x0f \x01(\t\x12\x12\n\nvisit_code\x18\x10 \x01(\t\"/\n\x11GetInvoiceRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\"Z\n\x13ListInvoicesRequest\x12\x12\n\npatient_id\x18\x01 \x01(\t\x12\x10\n\x08visit_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"C\n\x14ListInvoicesResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.hospital.billing.v1.Invoice\"s\n\x17PostManualChargeRequest\x12\x10\n\x08visit_id\x18\x01 \x01(\t\x12\x12\n\nprice_code\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"8\n\x13\x43\x61ncelChargeRequest\x12\x11\n\tcharge_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"9\n\x13\x43reateVietQrRequest\x12\x12\n\ninvoice_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\"\x8e\x01\n\x06VietQr\x12\x12\n\ninvoice_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x10\n\x08\x62\x61nk_bin\x18\x05 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x06 \x01(\t\x12\x0f\n\x07payload\x18\x07 \x01(\t\x12\x0b\n\x03png\x18\x08 \x01(\x0c\"Z\n\x10PayAtDeskRequest\x12\x12\n\ninvoice_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x18\n\x16GetCurrentShiftRequest\")\n\x10OpenShiftRequest\x12\x15\n\ropening_float\x18\x01 \x01(\x03\"\x7f\n\x05Shift\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x15\n\ropening_float\x18\x03 \x01(\x03\x12-\n\topened_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63\x61shier_name\x18\x05 \x01(\t2\xd4\x05\n\x0e\x42illingService\x12R\n\nGetInvoice\x12&.hospital.billing.v1.GetInvoiceRequest\x1a\x1c.hospital.billing.v1.Invoice\x12\x63\n\x0cListInvoices\x12(.hospital.billing.v1.ListInvoicesRequest\x1a).hospital.billing.v1.ListInvoicesResponse\x12]\n\x10PostManualCharge\x12,.hospital.billing.v1.PostManualChargeRequest\x1a\x1b.hospital.billing.v1.Charge\x12U\n\x0c\x43\x61ncelCharge\x12(.hospital.billing.v1.CancelChargeRequest\x1a\x1b.hospital.billing.v1.Charge\x12U\n\x0c\x43reateVietQr\x12(.hospital.billing.v1.CreateVietQrRequest\x1a\x1b.hospital.billing.v1.VietQr\x12P\n\tPayAtDesk\x12%.hospital.billing.v1.PayAtDeskRequest\x1a\x1c.hospital.billing.v1.Invoice\x12Z\n\x0fGetCurrentShift\x12+.hospital.billing.v1.GetCurrentShiftRequest\x1a\x1a.hospital.billing.v1.Shift\x12N\n\tOpenShift\x12%.hospital.billing.v1.OpenShiftRequest\x1a\x1a.hospital.billing.v1.Shiftb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!hospital/billing/v1/billing.proto\x12\x13hospital.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x03\n\x06\x43harge\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08visit_id\x18\x02 \x01(\t\x12\x12\n\npatient_id\x18\x03 \x01(\t\x12\x12\n\nprice_code\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x06 \x01(\t\x12\x10\n\x08quantity\x18\x07 \x01(\t\x12\x1b\n\x13hospital_unit_price\x18\x08 \x01(\x03\x12\x1c\n\x14insurance_unit_price\x18\t \x01(\x03\x12\x0f\n\x07\x63overed\x18\n \x01(\x08\x12\x0e\n\x06source\x18\x0b \x01(\t\x12\x17\n\x0fsource_event_id\x18\x0c \x01(\t\x12\x1a\n\x12reverses_charge_id\x18\r \x01(\t\x12\x0e\n\x06status\x18\x0e \x01(\t\x12.\n\nservice_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x19hospital_unit_price_exact\x18\x10 \x01(\t\x12\"\n\x1ainsurance_unit_price_exact\x18\x11 \x01(\t\"\xc5\x01\n\x0bInvoiceLine\x12+\n\x06\x63harge\x18\x01 \x01(\x0b\x32\x1b.hospital.billing.v1.Charge\x12\x15\n\rthanh_tien_bv\x18\x02 \x01(\x03\x12\x15\n\rthanh_tien_bh\x18\x03 \x01(\x03\x12\x11\n\tmuc_huong\x18\x04 \x01(\x05\x12\x0e\n\x06t_bhtt\x18\x05 \x01(\x03\x12\x0f\n\x07t_bncct\x18\x06 \x01(\x03\x12\x0e\n\x06t_bntt\x18\x07 \x01(\x03\x12\x17\n\x0fmuc_huong_exact\x18\x08 \x01(\t\"\x88\x03\n\x07Invoice\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x10\n\x08visit_id\x18\x03 \x01(\t\x12\x12\n\npatient_id\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x14\n\x0ctotal_amount\x18\x06 \x01(\x03\x12\x18\n\x10insurance_amount\x18\x07 \x01(\x03\x12\x16\n\x0epatient_amount\x18\x08 \x01(\x03\x12\x13\n\x0bpaid_amount\x18\t \x01(\x03\x12\x0f\n\x07\x62\x61lance\x18\n \x01(\x03\x12/\n\x05lines\x18\x0b \x03(\x0b\x32 .hospital.billing.v1.InvoiceLine\x12-\n\tissued_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cpatient_name\x18\r \x01(\t\x12\x14\n\x0cpatient_code\x18\x0e \x01(\t\x12\x1d\n\x15insurance_card_number\x18\x0f \x01(\t\x12\x12\n\nvisit_code\x18\x10 \x01(\t\"/\n\x11GetInvoiceRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\"Z\n\x13ListInvoicesRequest\x12\x12\n\npatient_id\x18\x01 \x01(\t\x12\x10\n\x08visit_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"C\n\x14ListInvoicesResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.hospital.billing.v1.Invoice\"s\n\x17PostManualChargeRequest\x12\x10\n\x08visit_id\x18\x01 \x01(\t\x12\x12\n\nprice_code\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"8\n\x13\x43\x61ncelChargeRequest\x12\x11\n\tcharge_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"9\n\x13\x43reateVietQrRequest\x12\x12\n\ninvoice_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\"\x8e\x01\n\x06VietQr\x12\x12\n\ninvoice_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x10\n\x08\x62\x61nk_bin\x18\x05 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x06 \x01(\t\x12\x0f\n\x07payload\x18\x07 \x01(\t\x12\x0b\n\x03png\x18\x08 \x01(\x0c\"Z\n\x10PayAtDeskRequest\x12\x12\n\ninvoice_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x18\n\x16GetCurrentShiftRequest\")\n\x10OpenShiftRequest\x12\x15\n\ropening_float\x18\x01 \x01(\x03\"\x7f\n\x05Shift\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x15\n\ropening_float\x18\x03 \x01(\x03\x12-\n\topened_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63\x61shier_name\x18\x05 \x01(\t2\xd4\x05\n\x0e\x42illingService\x12R\n\nGetInvoice\x12&.hospital.billing.v1.GetInvoiceRequest\x1a\x1c.hospital.billing.v1.Invoice\x12\x63\n\x0cListInvoices\x12(.hospital.billing.v1.ListInvoicesRequest\x1a).hospital.billing.v1.ListInvoicesResponse\x12]\n\x10PostManualCharge\x12,.hospital.billing.v1.PostManualChargeRequest\x1a\x1b.hospital.billing.v1.Charge\x12U\n\x0c\x43\x61ncelCharge\x12(.hospital.billing.v1.CancelChargeRequest\x1a\x1b.hospital.billing.v1.Charge\x12U\n\x0c\x43reateVietQr\x12(.hospital.billing.v1.CreateVietQrRequest\x1a\x1b.hospital.billing.v1.VietQr\x12P\n\tPayAtDesk\x12%.hospital.billing.v1.PayAtDeskRequest\x1a\x1c.hospital.billing.v1.Invoice\x12Z\n\x0fGetCurrentShift\x12+.hospital.billing.v1.GetCurrentShiftRequest\x1a\x1a.hospital.billing.v1.Shift\x12N\n\tOpenShift\x12%.hospital.billing.v1.OpenShiftRequest\x1a\x1a.hospital.billing.v1.Shiftb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,33 +34,33 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hospital.billing.v1.billing
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CHARGE']._serialized_start=92
-  _globals['_CHARGE']._serialized_end=429
-  _globals['_INVOICELINE']._serialized_start=432
-  _globals['_INVOICELINE']._serialized_end=629
-  _globals['_INVOICE']._serialized_start=632
-  _globals['_INVOICE']._serialized_end=1024
-  _globals['_GETINVOICEREQUEST']._serialized_start=1026
-  _globals['_GETINVOICEREQUEST']._serialized_end=1073
-  _globals['_LISTINVOICESREQUEST']._serialized_start=1075
-  _globals['_LISTINVOICESREQUEST']._serialized_end=1165
-  _globals['_LISTINVOICESRESPONSE']._serialized_start=1167
-  _globals['_LISTINVOICESRESPONSE']._serialized_end=1234
-  _globals['_POSTMANUALCHARGEREQUEST']._serialized_start=1236
-  _globals['_POSTMANUALCHARGEREQUEST']._serialized_end=1351
-  _globals['_CANCELCHARGEREQUEST']._serialized_start=1353
-  _globals['_CANCELCHARGEREQUEST']._serialized_end=1409
-  _globals['_CREATEVIETQRREQUEST']._serialized_start=1411
-  _globals['_CREATEVIETQRREQUEST']._serialized_end=1468
-  _globals['_VIETQR']._serialized_start=1471
-  _globals['_VIETQR']._serialized_end=1613
-  _globals['_PAYATDESKREQUEST']._serialized_start=1615
-  _globals['_PAYATDESKREQUEST']._serialized_end=1705
-  _globals['_GETCURRENTSHIFTREQUEST']._serialized_start=1707
-  _globals['_GETCURRENTSHIFTREQUEST']._serialized_end=1731
-  _globals['_OPENSHIFTREQUEST']._serialized_start=1733
-  _globals['_OPENSHIFTREQUEST']._serialized_end=1774
-  _globals['_SHIFT']._serialized_start=1776
-  _globals['_SHIFT']._serialized_end=1903
-  _globals['_BILLINGSERVICE']._serialized_start=1906
-  _globals['_BILLINGSERVICE']._serialized_end=2630
+  _globals['_CHARGE']._serialized_end=500
+  _globals['_INVOICELINE']._serialized_start=503
+  _globals['_INVOICELINE']._serialized_end=700
+  _globals['_INVOICE']._serialized_start=703
+  _globals['_INVOICE']._serialized_end=1095
+  _globals['_GETINVOICEREQUEST']._serialized_start=1097
+  _globals['_GETINVOICEREQUEST']._serialized_end=1144
+  _globals['_LISTINVOICESREQUEST']._serialized_start=1146
+  _globals['_LISTINVOICESREQUEST']._serialized_end=1236
+  _globals['_LISTINVOICESRESPONSE']._serialized_start=1238
+  _globals['_LISTINVOICESRESPONSE']._serialized_end=1305
+  _globals['_POSTMANUALCHARGEREQUEST']._serialized_start=1307
+  _globals['_POSTMANUALCHARGEREQUEST']._serialized_end=1422
+  _globals['_CANCELCHARGEREQUEST']._serialized_start=1424
+  _globals['_CANCELCHARGEREQUEST']._serialized_end=1480
+  _globals['_CREATEVIETQRREQUEST']._serialized_start=1482
+  _globals['_CREATEVIETQRREQUEST']._serialized_end=1539
+  _globals['_VIETQR']._serialized_start=1542
+  _globals['_VIETQR']._serialized_end=1684
+  _globals['_PAYATDESKREQUEST']._serialized_start=1686
+  _globals['_PAYATDESKREQUEST']._serialized_end=1776
+  _globals['_GETCURRENTSHIFTREQUEST']._serialized_start=1778
+  _globals['_GETCURRENTSHIFTREQUEST']._serialized_end=1802
+  _globals['_OPENSHIFTREQUEST']._serialized_start=1804
+  _globals['_OPENSHIFTREQUEST']._serialized_end=1845
+  _globals['_SHIFT']._serialized_start=1847
+  _globals['_SHIFT']._serialized_end=1974
+  _globals['_BILLINGSERVICE']._serialized_start=1977
+  _globals['_BILLINGSERVICE']._serialized_end=2701
 # @@protoc_insertion_point(module_scope)

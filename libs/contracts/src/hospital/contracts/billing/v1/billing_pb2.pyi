@@ -41,6 +41,8 @@ class Charge(_message.Message):
     REVERSES_CHARGE_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     SERVICE_AT_FIELD_NUMBER: _builtins.int
+    HOSPITAL_UNIT_PRICE_EXACT_FIELD_NUMBER: _builtins.int
+    INSURANCE_UNIT_PRICE_EXACT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     visit_id: _builtins.str
     patient_id: _builtins.str
@@ -53,6 +55,7 @@ class Charge(_message.Message):
     quantity: _builtins.str
     """decimal text, at most 3 decimals; negative on a reversal"""
     hospital_unit_price: _builtins.int
+    """whole VND: the price rounded half-up when it has decimals"""
     insurance_unit_price: _builtins.int
     covered: _builtins.bool
     """inside the BHYT list"""
@@ -63,6 +66,9 @@ class Charge(_message.Message):
     reverses_charge_id: _builtins.str
     status: _builtins.str
     """posted, reversed"""
+    hospital_unit_price_exact: _builtins.str
+    """the unit price as decimal text, up to 3 decimals ("1234.567")"""
+    insurance_unit_price_exact: _builtins.str
     @_builtins.property
     def service_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -83,10 +89,12 @@ class Charge(_message.Message):
         reverses_charge_id: _builtins.str = ...,
         status: _builtins.str = ...,
         service_at: _timestamp_pb2.Timestamp | None = ...,
+        hospital_unit_price_exact: _builtins.str = ...,
+        insurance_unit_price_exact: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["service_at", b"service_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "covered", b"covered", "hospital_unit_price", b"hospital_unit_price", "id", b"id", "insurance_unit_price", b"insurance_unit_price", "name", b"name", "patient_id", b"patient_id", "price_code", b"price_code", "quantity", b"quantity", "reverses_charge_id", b"reverses_charge_id", "service_at", b"service_at", "source", b"source", "source_event_id", b"source_event_id", "status", b"status", "visit_id", b"visit_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "covered", b"covered", "hospital_unit_price", b"hospital_unit_price", "hospital_unit_price_exact", b"hospital_unit_price_exact", "id", b"id", "insurance_unit_price", b"insurance_unit_price", "insurance_unit_price_exact", b"insurance_unit_price_exact", "name", b"name", "patient_id", b"patient_id", "price_code", b"price_code", "quantity", b"quantity", "reverses_charge_id", b"reverses_charge_id", "service_at", b"service_at", "source", b"source", "source_event_id", b"source_event_id", "status", b"status", "visit_id", b"visit_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
