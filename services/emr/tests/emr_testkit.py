@@ -114,11 +114,18 @@ class Admissions:
         visit.closed_at.FromDatetime(datetime.now(UTC))
         await self.publish("admissions.visit.closed", adm_events.VisitClosed(visit=visit))
 
-    async def admit(self, visit_id: str, patient_id: str, ward: str = "NOI", bed: str = "NOI-101-01") -> str:
+    async def admit(
+        self,
+        visit_id: str,
+        patient_id: str,
+        ward: str = "NOI",
+        bed: str = "NOI-101-01",
+        at: datetime | None = None,
+    ) -> str:
         a = adm.Admission(
             id=str(uuid.uuid4()), patient_id=patient_id, visit_id=visit_id, ward_code=ward, bed_code=bed
         )
-        a.admitted_at.FromDatetime(datetime.now(UTC))
+        a.admitted_at.FromDatetime(at or datetime.now(UTC))
         await self.publish("admissions.inpatient.admitted", adm_events.InpatientAdmitted(admission=a))
         return a.id
 

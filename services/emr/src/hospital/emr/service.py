@@ -22,6 +22,7 @@ from hospital.emr.app.encounters import EncounterService
 from hospital.emr.app.eprescription import EPrescriptionSender, EPrescriptionService
 from hospital.emr.app.fhir import FhirService
 from hospital.emr.app.notifications import Hub
+from hospital.emr.app.nursing import NursingService
 from hospital.emr.app.orders import Dispatcher, OrderService
 from hospital.emr.app.papers import PaperService
 from hospital.emr.app.prescriptions import PrescriptionService
@@ -62,6 +63,7 @@ def build(rt: Runtime) -> Components:
         documents=documents,
         saves=ConsultationSaves(ctx, charts, orders, prescriptions, documents),
         papers=PaperService(ctx),
+        nursing=NursingService(ctx),
         extra={"eprescriptions": EPrescriptionService(ctx, rx_wake), "fhir": FhirService(ctx)},
     )
     services.extra["chart_extras"] = ChartExtras(results).fill

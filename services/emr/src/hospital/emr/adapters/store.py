@@ -23,6 +23,7 @@ from hospital.emr.adapters.tables import (
     encounters,
     imaging_studies,
     lab_results,
+    medication_administrations,
     notifications,
     order_commands,
     orders,
@@ -30,6 +31,7 @@ from hospital.emr.adapters.tables import (
     prescriptions,
     problems,
     signing_keys,
+    vital_observations,
 )
 
 Row = dict[str, Any]
@@ -828,3 +830,69 @@ async def critical_alerts_since(session: AsyncSession, since: datetime | None) -
     if since:
         stmt = stmt.where(critical_alerts.c.raised_at >= since)
     return [dict(r) for r in (await session.execute(stmt)).mappings()]
+
+
+class VitalObservations:
+    """A nurse's vital signs of a ward encounter, a time series."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def add(self, row: Row) -> None:
+        await self.s.execute(vital_observations.insert().values(**row))
+
+    async def get(self, observation_id: str) -> Row | None:
+        stmt = select(vital_observations).where(vital_observations.c.id == observation_id)
+        row = (await self.s.execute(stmt)).mappings().first()
+        return dict(row) if row else None
+
+    async def by_request(self, request_id: str) -> Row | None:
+        stmt = select(vital_observations).where(vital_observations.c.request_id == request_id)
+        row = (await self.s.execute(stmt)).mappings().first()
+        return dict(row) if row else None
+
+    async def of_encounter(self, encounter_id: str, limit: int) -> list[Row]:
+        """Newest first."""
+        rows = await self.s.execute(
+            select(vital_observations)
+            .where(vital_observations.c.encounter_id == encounter_id)
+            .order_by(vital_observations.c.measured_at.desc(), vital_observations.c.recorded_at.desc())
+            .limit(limit)
+        )
+        return [dict(r) for r in rows.mappings()]
+
+
+class Administrations:
+    """The medication administration record: each dose of a medication order given, held, refused or
+    missed."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def add(self, row: Row) -> None:
+        await self.s.execute(medication_administrations.insert().values(**row))
+
+    async def get(self, administration_id: str) -> Row | None:
+        stmt = select(medication_administrations).where(medication_administrations.c.id == administration_id)
+        row = (await self.s.execute(stmt)).mappings().first()
+        return dict(row) if row else None
+
+    async def by_request(self, request_id: str) -> Row | None:
+        stmt = select(medication_administrations).where(medication_administrations.c.request_id == request_id)
+        row = (await self.s.execute(stmt)).mappings().first()
+        return dict(row) if row else None
+
+    async def of_encounter(self, encounter_id: str, order_id: str | None, limit: int) -> list[Row]:
+        """Newest first."""
+        stmt = select(medication_administrations).where(
+            medication_administrations.c.encounter_id == encounter_id
+        )
+        if order_id:
+            stmt = stmt.where(medication_administrations.c.order_id == order_id)
+        rows = await self.s.execute(
+            stmt.order_by(
+                medication_administrations.c.administered_at.desc(),
+                medication_administrations.c.recorded_at.desc(),
+            ).limit(limit)
+        )
+        return [dict(r) for r in rows.mappings()]

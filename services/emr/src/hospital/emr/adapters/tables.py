@@ -409,3 +409,45 @@ eprescription_queue = Table(
     Column("sent_at", UtcDateTime(), nullable=True),
     Index("ix_eprescription_queue_due", "status", "next_attempt_at"),
 )
+
+# --- nursing records of ward encounters -------------------------------------------------------------------
+vital_observations = Table(
+    "vital_observations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("encounter_id", String(36), nullable=False),
+    Column("patient_id", String(36), nullable=False),
+    Column("systolic_bp", Integer, nullable=True),
+    Column("diastolic_bp", Integer, nullable=True),
+    Column("pulse", Integer, nullable=True),
+    Column("temperature_c", Float, nullable=True),
+    Column("spo2", Integer, nullable=True),
+    Column("respiratory_rate", Integer, nullable=True),
+    Column("weight_kg", Float, nullable=True),
+    Column("flags", JSON, nullable=False),  # [{field, flag, message}] from domain/vitals.py
+    Column("note", Text, nullable=False),
+    Column("measured_at", UtcDateTime(), nullable=False),
+    Column("recorded_by", String(100), nullable=False),
+    Column("recorded_by_name", String(200), nullable=False),
+    Column("request_id", String(100), nullable=True, unique=True),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Index("ix_vital_observations_encounter", "encounter_id", "measured_at"),
+)
+
+medication_administrations = Table(
+    "medication_administrations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("order_id", String(36), nullable=False, index=True),
+    Column("encounter_id", String(36), nullable=False),
+    Column("patient_id", String(36), nullable=False),
+    Column("status", String(10), nullable=False),  # given, held, refused, missed
+    Column("administered_at", UtcDateTime(), nullable=False),  # given: when; otherwise the scheduled time
+    Column("dose_given", String(100), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("recorded_by", String(100), nullable=False),
+    Column("recorded_by_name", String(200), nullable=False),
+    Column("request_id", String(100), nullable=True, unique=True),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Index("ix_medication_administrations_encounter", "encounter_id", "administered_at"),
+)

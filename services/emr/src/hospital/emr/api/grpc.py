@@ -22,6 +22,7 @@ SERVICE = pb.DESCRIPTOR.services_by_name["EmrService"].full_name
 READERS = ("doctor", "nurse", "radiologist")
 DOCTOR = ("doctor",)
 SIGNERS = ("doctor", "radiologist")
+WARD = ("nurse", "doctor")
 RULES: dict[str, tuple[str, ...]] = {
     f"/{SERVICE}/{name}": roles
     for name, roles in {
@@ -52,6 +53,10 @@ RULES: dict[str, tuple[str, ...]] = {
         "ListRadiologyWorklist": ("radiologist", "doctor"),
         "SavePaper": DOCTOR,
         "ListPapers": READERS,
+        "RecordVitals": WARD,
+        "ListVitals": READERS,
+        "RecordAdministration": WARD,
+        "ListAdministrations": READERS,
     }.items()
 }
 
@@ -275,6 +280,39 @@ class EmrServicer(pb_grpc.EmrServiceServicer):
     async def ListPapers(self, request: pb.ListPapersRequest, context: Any) -> pb.ListPapersResponse:
         page = await self.s.papers.list(_caller(context), request.encounter_id)
         return sc.to_proto(page, pb.ListPapersResponse)
+
+    async def RecordVitals(self, request: pb.RecordVitalsRequest, context: Any) -> pb.VitalObservation:
+        body = sc.from_proto(request, sc.RecordVitals)
+        out = await self.s.nursing.record_vitals(_caller(context), request.encounter_id, body)
+        return sc.to_proto(out, pb.VitalObservation)
+
+    async def ListVitals(self, request: pb.ListVitalsRequest, context: Any) -> pb.ListVitalsResponse:
+        page = await self.s.nursing.list_vitals(
+            _caller(context),
+            request.encounter_id,
+            clean_reason(request.break_glass_reason),
+            request.limit or 200,
+        )
+        return sc.to_proto(page, pb.ListVitalsResponse)
+
+    async def RecordAdministration(
+        self, request: pb.RecordAdministrationRequest, context: Any
+    ) -> pb.MedicationAdministration:
+        body = sc.from_proto(request, sc.RecordAdministration)
+        out = await self.s.nursing.record_administration(_caller(context), request.order_id, body)
+        return sc.to_proto(out, pb.MedicationAdministration)
+
+    async def ListAdministrations(
+        self, request: pb.ListAdministrationsRequest, context: Any
+    ) -> pb.ListAdministrationsResponse:
+        page = await self.s.nursing.list_administrations(
+            _caller(context),
+            request.encounter_id,
+            request.order_id or None,
+            clean_reason(request.break_glass_reason),
+            request.limit or 200,
+        )
+        return sc.to_proto(page, pb.ListAdministrationsResponse)
 
 
 def register(server: grpc.aio.Server, services: Services) -> None:

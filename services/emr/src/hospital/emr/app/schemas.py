@@ -718,4 +718,78 @@ class PaperPage(Model):
     items: list[Paper]
 
 
+# --- nursing records of ward encounters -------------------------------------------------------------------
+class RecordVitals(Model):
+    """One set of vital signs a nurse measured (at least one value)."""
+
+    systolic_bp: Count | None = Field(None, description="mmHg")
+    diastolic_bp: Count | None = Field(None, description="mmHg")
+    pulse: Count | None = Field(None, description="beats/min")
+    temperature_c: Real | None = Field(None, description="°C")
+    spo2: Count | None = Field(None, description="%")
+    respiratory_rate: Count | None = Field(None, description="breaths/min")
+    weight_kg: Real | None = None
+    measured_at: datetime | None = Field(None, description="when measured (default: now); not in the future")
+    note: text(1000) = ""
+    request_id: code(100) = Field("", description="idempotency key: a repeated request returns the first")
+
+
+class VitalObservation(Model):
+    id: str
+    encounter_id: str
+    patient_id: str
+    systolic_bp: int | None = None
+    diastolic_bp: int | None = None
+    pulse: int | None = None
+    temperature_c: float | None = None
+    spo2: int | None = None
+    respiratory_rate: int | None = None
+    weight_kg: float | None = None
+    flags: list[VitalFlag] = Field(default_factory=list)
+    note: str = ""
+    measured_at: datetime
+    recorded_by: str
+    recorded_by_name: str = ""
+    recorded_at: datetime
+
+
+class VitalObservationPage(Model):
+    items: list[VitalObservation] = Field(description="newest first")
+
+
+AdministrationStatus = Literal["given", "held", "refused", "missed"]
+
+
+class RecordAdministration(Model):
+    """A dose of a medication order: given (with the dose), or held / refused / missed (with the reason)."""
+
+    status: AdministrationStatus
+    administered_at: datetime | None = Field(
+        None, description="given: when (default now); otherwise the scheduled time; not in the future"
+    )
+    dose_given: line(100) = Field("", description="required when given, e.g. '1 viên', '500 mg'")
+    note: text(1000) = Field("", description="required when held, refused or missed: the reason")
+    request_id: code(100) = Field("", description="idempotency key: a repeated request returns the first")
+
+
+class MedicationAdministration(Model):
+    id: str
+    order_id: str
+    encounter_id: str
+    patient_id: str
+    status: AdministrationStatus
+    administered_at: datetime
+    dose_given: str = ""
+    note: str = ""
+    drug_code: str = ""
+    drug_name: str = ""
+    recorded_by: str
+    recorded_by_name: str = ""
+    recorded_at: datetime
+
+
+class MedicationAdministrationPage(Model):
+    items: list[MedicationAdministration] = Field(description="newest first")
+
+
 Chart.model_rebuild()  # once its orders, results and papers are defined

@@ -3026,3 +3026,377 @@ class Discharge(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Discharge: _TypeAlias = Discharge  # noqa: Y015
+
+@_typing.final
+class RecordVitalsRequest(_message.Message):
+    """---- nursing records -------------------------------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
+    SYSTOLIC_BP_FIELD_NUMBER: _builtins.int
+    DIASTOLIC_BP_FIELD_NUMBER: _builtins.int
+    PULSE_FIELD_NUMBER: _builtins.int
+    TEMPERATURE_C_FIELD_NUMBER: _builtins.int
+    SPO2_FIELD_NUMBER: _builtins.int
+    RESPIRATORY_RATE_FIELD_NUMBER: _builtins.int
+    WEIGHT_KG_FIELD_NUMBER: _builtins.int
+    MEASURED_AT_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    encounter_id: _builtins.str
+    systolic_bp: _builtins.int
+    """mmHg"""
+    diastolic_bp: _builtins.int
+    """mmHg"""
+    pulse: _builtins.int
+    """beats/min"""
+    temperature_c: _builtins.float
+    spo2: _builtins.int
+    """%"""
+    respiratory_rate: _builtins.int
+    """breaths/min"""
+    weight_kg: _builtins.float
+    note: _builtins.str
+    request_id: _builtins.str
+    """idempotency key"""
+    @_builtins.property
+    def measured_at(self) -> _timestamp_pb2.Timestamp:
+        """default now; not in the future"""
+
+    def __init__(
+        self,
+        *,
+        encounter_id: _builtins.str = ...,
+        systolic_bp: _builtins.int | None = ...,
+        diastolic_bp: _builtins.int | None = ...,
+        pulse: _builtins.int | None = ...,
+        temperature_c: _builtins.float | None = ...,
+        spo2: _builtins.int | None = ...,
+        respiratory_rate: _builtins.int | None = ...,
+        weight_kg: _builtins.float | None = ...,
+        measured_at: _timestamp_pb2.Timestamp | None = ...,
+        note: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_diastolic_bp", b"_diastolic_bp", "_pulse", b"_pulse", "_respiratory_rate", b"_respiratory_rate", "_spo2", b"_spo2", "_systolic_bp", b"_systolic_bp", "_temperature_c", b"_temperature_c", "_weight_kg", b"_weight_kg", "diastolic_bp", b"diastolic_bp", "measured_at", b"measured_at", "pulse", b"pulse", "respiratory_rate", b"respiratory_rate", "spo2", b"spo2", "systolic_bp", b"systolic_bp", "temperature_c", b"temperature_c", "weight_kg", b"weight_kg"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_diastolic_bp", b"_diastolic_bp", "_pulse", b"_pulse", "_respiratory_rate", b"_respiratory_rate", "_spo2", b"_spo2", "_systolic_bp", b"_systolic_bp", "_temperature_c", b"_temperature_c", "_weight_kg", b"_weight_kg", "diastolic_bp", b"diastolic_bp", "encounter_id", b"encounter_id", "measured_at", b"measured_at", "note", b"note", "pulse", b"pulse", "request_id", b"request_id", "respiratory_rate", b"respiratory_rate", "spo2", b"spo2", "systolic_bp", b"systolic_bp", "temperature_c", b"temperature_c", "weight_kg", b"weight_kg"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__diastolic_bp: _TypeAlias = _typing.Literal["diastolic_bp"]  # noqa: Y015
+    _WhichOneofArgType__diastolic_bp: _TypeAlias = _typing.Literal["_diastolic_bp", b"_diastolic_bp"]  # noqa: Y015
+    _WhichOneofReturnType__pulse: _TypeAlias = _typing.Literal["pulse"]  # noqa: Y015
+    _WhichOneofArgType__pulse: _TypeAlias = _typing.Literal["_pulse", b"_pulse"]  # noqa: Y015
+    _WhichOneofReturnType__respiratory_rate: _TypeAlias = _typing.Literal["respiratory_rate"]  # noqa: Y015
+    _WhichOneofArgType__respiratory_rate: _TypeAlias = _typing.Literal["_respiratory_rate", b"_respiratory_rate"]  # noqa: Y015
+    _WhichOneofReturnType__spo2: _TypeAlias = _typing.Literal["spo2"]  # noqa: Y015
+    _WhichOneofArgType__spo2: _TypeAlias = _typing.Literal["_spo2", b"_spo2"]  # noqa: Y015
+    _WhichOneofReturnType__systolic_bp: _TypeAlias = _typing.Literal["systolic_bp"]  # noqa: Y015
+    _WhichOneofArgType__systolic_bp: _TypeAlias = _typing.Literal["_systolic_bp", b"_systolic_bp"]  # noqa: Y015
+    _WhichOneofReturnType__temperature_c: _TypeAlias = _typing.Literal["temperature_c"]  # noqa: Y015
+    _WhichOneofArgType__temperature_c: _TypeAlias = _typing.Literal["_temperature_c", b"_temperature_c"]  # noqa: Y015
+    _WhichOneofReturnType__weight_kg: _TypeAlias = _typing.Literal["weight_kg"]  # noqa: Y015
+    _WhichOneofArgType__weight_kg: _TypeAlias = _typing.Literal["_weight_kg", b"_weight_kg"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__diastolic_bp) -> _WhichOneofReturnType__diastolic_bp | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pulse) -> _WhichOneofReturnType__pulse | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__respiratory_rate) -> _WhichOneofReturnType__respiratory_rate | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__spo2) -> _WhichOneofReturnType__spo2 | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__systolic_bp) -> _WhichOneofReturnType__systolic_bp | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature_c) -> _WhichOneofReturnType__temperature_c | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__weight_kg) -> _WhichOneofReturnType__weight_kg | None: ...
+
+Global___RecordVitalsRequest: _TypeAlias = RecordVitalsRequest  # noqa: Y015
+
+@_typing.final
+class VitalObservation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    SYSTOLIC_BP_FIELD_NUMBER: _builtins.int
+    DIASTOLIC_BP_FIELD_NUMBER: _builtins.int
+    PULSE_FIELD_NUMBER: _builtins.int
+    TEMPERATURE_C_FIELD_NUMBER: _builtins.int
+    SPO2_FIELD_NUMBER: _builtins.int
+    RESPIRATORY_RATE_FIELD_NUMBER: _builtins.int
+    WEIGHT_KG_FIELD_NUMBER: _builtins.int
+    FLAGS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    MEASURED_AT_FIELD_NUMBER: _builtins.int
+    RECORDED_BY_FIELD_NUMBER: _builtins.int
+    RECORDED_BY_NAME_FIELD_NUMBER: _builtins.int
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    encounter_id: _builtins.str
+    patient_id: _builtins.str
+    systolic_bp: _builtins.int
+    diastolic_bp: _builtins.int
+    pulse: _builtins.int
+    temperature_c: _builtins.float
+    spo2: _builtins.int
+    respiratory_rate: _builtins.int
+    weight_kg: _builtins.float
+    note: _builtins.str
+    recorded_by: _builtins.str
+    recorded_by_name: _builtins.str
+    @_builtins.property
+    def flags(self) -> _containers.RepeatedCompositeFieldContainer[Global___VitalFlag]: ...
+    @_builtins.property
+    def measured_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        encounter_id: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        systolic_bp: _builtins.int | None = ...,
+        diastolic_bp: _builtins.int | None = ...,
+        pulse: _builtins.int | None = ...,
+        temperature_c: _builtins.float | None = ...,
+        spo2: _builtins.int | None = ...,
+        respiratory_rate: _builtins.int | None = ...,
+        weight_kg: _builtins.float | None = ...,
+        flags: _abc.Iterable[Global___VitalFlag] | None = ...,
+        note: _builtins.str = ...,
+        measured_at: _timestamp_pb2.Timestamp | None = ...,
+        recorded_by: _builtins.str = ...,
+        recorded_by_name: _builtins.str = ...,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_diastolic_bp", b"_diastolic_bp", "_pulse", b"_pulse", "_respiratory_rate", b"_respiratory_rate", "_spo2", b"_spo2", "_systolic_bp", b"_systolic_bp", "_temperature_c", b"_temperature_c", "_weight_kg", b"_weight_kg", "diastolic_bp", b"diastolic_bp", "measured_at", b"measured_at", "pulse", b"pulse", "recorded_at", b"recorded_at", "respiratory_rate", b"respiratory_rate", "spo2", b"spo2", "systolic_bp", b"systolic_bp", "temperature_c", b"temperature_c", "weight_kg", b"weight_kg"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_diastolic_bp", b"_diastolic_bp", "_pulse", b"_pulse", "_respiratory_rate", b"_respiratory_rate", "_spo2", b"_spo2", "_systolic_bp", b"_systolic_bp", "_temperature_c", b"_temperature_c", "_weight_kg", b"_weight_kg", "diastolic_bp", b"diastolic_bp", "encounter_id", b"encounter_id", "flags", b"flags", "id", b"id", "measured_at", b"measured_at", "note", b"note", "patient_id", b"patient_id", "pulse", b"pulse", "recorded_at", b"recorded_at", "recorded_by", b"recorded_by", "recorded_by_name", b"recorded_by_name", "respiratory_rate", b"respiratory_rate", "spo2", b"spo2", "systolic_bp", b"systolic_bp", "temperature_c", b"temperature_c", "weight_kg", b"weight_kg"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__diastolic_bp: _TypeAlias = _typing.Literal["diastolic_bp"]  # noqa: Y015
+    _WhichOneofArgType__diastolic_bp: _TypeAlias = _typing.Literal["_diastolic_bp", b"_diastolic_bp"]  # noqa: Y015
+    _WhichOneofReturnType__pulse: _TypeAlias = _typing.Literal["pulse"]  # noqa: Y015
+    _WhichOneofArgType__pulse: _TypeAlias = _typing.Literal["_pulse", b"_pulse"]  # noqa: Y015
+    _WhichOneofReturnType__respiratory_rate: _TypeAlias = _typing.Literal["respiratory_rate"]  # noqa: Y015
+    _WhichOneofArgType__respiratory_rate: _TypeAlias = _typing.Literal["_respiratory_rate", b"_respiratory_rate"]  # noqa: Y015
+    _WhichOneofReturnType__spo2: _TypeAlias = _typing.Literal["spo2"]  # noqa: Y015
+    _WhichOneofArgType__spo2: _TypeAlias = _typing.Literal["_spo2", b"_spo2"]  # noqa: Y015
+    _WhichOneofReturnType__systolic_bp: _TypeAlias = _typing.Literal["systolic_bp"]  # noqa: Y015
+    _WhichOneofArgType__systolic_bp: _TypeAlias = _typing.Literal["_systolic_bp", b"_systolic_bp"]  # noqa: Y015
+    _WhichOneofReturnType__temperature_c: _TypeAlias = _typing.Literal["temperature_c"]  # noqa: Y015
+    _WhichOneofArgType__temperature_c: _TypeAlias = _typing.Literal["_temperature_c", b"_temperature_c"]  # noqa: Y015
+    _WhichOneofReturnType__weight_kg: _TypeAlias = _typing.Literal["weight_kg"]  # noqa: Y015
+    _WhichOneofArgType__weight_kg: _TypeAlias = _typing.Literal["_weight_kg", b"_weight_kg"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__diastolic_bp) -> _WhichOneofReturnType__diastolic_bp | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pulse) -> _WhichOneofReturnType__pulse | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__respiratory_rate) -> _WhichOneofReturnType__respiratory_rate | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__spo2) -> _WhichOneofReturnType__spo2 | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__systolic_bp) -> _WhichOneofReturnType__systolic_bp | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature_c) -> _WhichOneofReturnType__temperature_c | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__weight_kg) -> _WhichOneofReturnType__weight_kg | None: ...
+
+Global___VitalObservation: _TypeAlias = VitalObservation  # noqa: Y015
+
+@_typing.final
+class ListVitalsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    BREAK_GLASS_REASON_FIELD_NUMBER: _builtins.int
+    encounter_id: _builtins.str
+    limit: _builtins.int
+    """default 200, at most 1000"""
+    break_glass_reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        encounter_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        break_glass_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["break_glass_reason", b"break_glass_reason", "encounter_id", b"encounter_id", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVitalsRequest: _TypeAlias = ListVitalsRequest  # noqa: Y015
+
+@_typing.final
+class ListVitalsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___VitalObservation]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___VitalObservation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVitalsResponse: _TypeAlias = ListVitalsResponse  # noqa: Y015
+
+@_typing.final
+class RecordAdministrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ADMINISTERED_AT_FIELD_NUMBER: _builtins.int
+    DOSE_GIVEN_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    status: _builtins.str
+    """given, held, refused, missed"""
+    dose_given: _builtins.str
+    """required when given"""
+    note: _builtins.str
+    """required when held, refused or missed: the reason"""
+    request_id: _builtins.str
+    """idempotency key"""
+    @_builtins.property
+    def administered_at(self) -> _timestamp_pb2.Timestamp:
+        """given: when (default now); otherwise the scheduled time"""
+
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        administered_at: _timestamp_pb2.Timestamp | None = ...,
+        dose_given: _builtins.str = ...,
+        note: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["administered_at", b"administered_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["administered_at", b"administered_at", "dose_given", b"dose_given", "note", b"note", "order_id", b"order_id", "request_id", b"request_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordAdministrationRequest: _TypeAlias = RecordAdministrationRequest  # noqa: Y015
+
+@_typing.final
+class MedicationAdministration(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ADMINISTERED_AT_FIELD_NUMBER: _builtins.int
+    DOSE_GIVEN_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    DRUG_CODE_FIELD_NUMBER: _builtins.int
+    DRUG_NAME_FIELD_NUMBER: _builtins.int
+    RECORDED_BY_FIELD_NUMBER: _builtins.int
+    RECORDED_BY_NAME_FIELD_NUMBER: _builtins.int
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    order_id: _builtins.str
+    encounter_id: _builtins.str
+    patient_id: _builtins.str
+    status: _builtins.str
+    dose_given: _builtins.str
+    note: _builtins.str
+    drug_code: _builtins.str
+    drug_name: _builtins.str
+    recorded_by: _builtins.str
+    recorded_by_name: _builtins.str
+    @_builtins.property
+    def administered_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        encounter_id: _builtins.str = ...,
+        patient_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        administered_at: _timestamp_pb2.Timestamp | None = ...,
+        dose_given: _builtins.str = ...,
+        note: _builtins.str = ...,
+        drug_code: _builtins.str = ...,
+        drug_name: _builtins.str = ...,
+        recorded_by: _builtins.str = ...,
+        recorded_by_name: _builtins.str = ...,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["administered_at", b"administered_at", "recorded_at", b"recorded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["administered_at", b"administered_at", "dose_given", b"dose_given", "drug_code", b"drug_code", "drug_name", b"drug_name", "encounter_id", b"encounter_id", "id", b"id", "note", b"note", "order_id", b"order_id", "patient_id", b"patient_id", "recorded_at", b"recorded_at", "recorded_by", b"recorded_by", "recorded_by_name", b"recorded_by_name", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MedicationAdministration: _TypeAlias = MedicationAdministration  # noqa: Y015
+
+@_typing.final
+class ListAdministrationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENCOUNTER_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    BREAK_GLASS_REASON_FIELD_NUMBER: _builtins.int
+    encounter_id: _builtins.str
+    order_id: _builtins.str
+    """optional: one order's doses"""
+    limit: _builtins.int
+    break_glass_reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        encounter_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        break_glass_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["break_glass_reason", b"break_glass_reason", "encounter_id", b"encounter_id", "limit", b"limit", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAdministrationsRequest: _TypeAlias = ListAdministrationsRequest  # noqa: Y015
+
+@_typing.final
+class ListAdministrationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___MedicationAdministration]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___MedicationAdministration] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAdministrationsResponse: _TypeAlias = ListAdministrationsResponse  # noqa: Y015

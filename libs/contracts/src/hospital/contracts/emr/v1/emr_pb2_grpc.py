@@ -170,6 +170,26 @@ class EmrServiceStub:
                 request_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListPapersRequest.SerializeToString,
                 response_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListPapersResponse.FromString,
                 _registered_method=True)
+        self.RecordVitals = channel.unary_unary(
+                '/hospital.emr.v1.EmrService/RecordVitals',
+                request_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.RecordVitalsRequest.SerializeToString,
+                response_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.VitalObservation.FromString,
+                _registered_method=True)
+        self.ListVitals = channel.unary_unary(
+                '/hospital.emr.v1.EmrService/ListVitals',
+                request_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListVitalsRequest.SerializeToString,
+                response_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListVitalsResponse.FromString,
+                _registered_method=True)
+        self.RecordAdministration = channel.unary_unary(
+                '/hospital.emr.v1.EmrService/RecordAdministration',
+                request_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.RecordAdministrationRequest.SerializeToString,
+                response_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.MedicationAdministration.FromString,
+                _registered_method=True)
+        self.ListAdministrations = channel.unary_unary(
+                '/hospital.emr.v1.EmrService/ListAdministrations',
+                request_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListAdministrationsRequest.SerializeToString,
+                response_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListAdministrationsResponse.FromString,
+                _registered_method=True)
 
 
 class EmrServiceServicer:
@@ -372,6 +392,34 @@ class EmrServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordVitals(self, request, context):
+        """Nursing records of a ward encounter (inpatient or emergency), by the department's nurses (or
+        doctors): vital signs several times a day (flagged like the consultation's vitals), listed newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVitals(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordAdministration(self, request, context):
+        """The medication administration record: each dose of an active medication order given, held, refused or
+        missed (a cancelled or stopped order refuses: FAILED_PRECONDITION); publishes emr.medication.administered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAdministrations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmrServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -509,6 +557,26 @@ def add_EmrServiceServicer_to_server(servicer, server):
                     servicer.ListPapers,
                     request_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListPapersRequest.FromString,
                     response_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListPapersResponse.SerializeToString,
+            ),
+            'RecordVitals': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordVitals,
+                    request_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.RecordVitalsRequest.FromString,
+                    response_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.VitalObservation.SerializeToString,
+            ),
+            'ListVitals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVitals,
+                    request_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListVitalsRequest.FromString,
+                    response_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListVitalsResponse.SerializeToString,
+            ),
+            'RecordAdministration': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordAdministration,
+                    request_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.RecordAdministrationRequest.FromString,
+                    response_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.MedicationAdministration.SerializeToString,
+            ),
+            'ListAdministrations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAdministrations,
+                    request_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListAdministrationsRequest.FromString,
+                    response_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListAdministrationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1240,6 +1308,114 @@ class EmrService:
             '/hospital.emr.v1.EmrService/ListPapers',
             hospital_dot_emr_dot_v1_dot_emr__pb2.ListPapersRequest.SerializeToString,
             hospital_dot_emr_dot_v1_dot_emr__pb2.ListPapersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordVitals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.emr.v1.EmrService/RecordVitals',
+            hospital_dot_emr_dot_v1_dot_emr__pb2.RecordVitalsRequest.SerializeToString,
+            hospital_dot_emr_dot_v1_dot_emr__pb2.VitalObservation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVitals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.emr.v1.EmrService/ListVitals',
+            hospital_dot_emr_dot_v1_dot_emr__pb2.ListVitalsRequest.SerializeToString,
+            hospital_dot_emr_dot_v1_dot_emr__pb2.ListVitalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordAdministration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.emr.v1.EmrService/RecordAdministration',
+            hospital_dot_emr_dot_v1_dot_emr__pb2.RecordAdministrationRequest.SerializeToString,
+            hospital_dot_emr_dot_v1_dot_emr__pb2.MedicationAdministration.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAdministrations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.emr.v1.EmrService/ListAdministrations',
+            hospital_dot_emr_dot_v1_dot_emr__pb2.ListAdministrationsRequest.SerializeToString,
+            hospital_dot_emr_dot_v1_dot_emr__pb2.ListAdministrationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

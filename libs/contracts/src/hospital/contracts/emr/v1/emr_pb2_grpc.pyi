@@ -110,6 +110,16 @@ class EmrServiceStub:
     emr.paper.signed. A signed paper is replaced by a new one naming it in replaces_paper_id.
     """
     ListPapers: _grpc.UnaryUnaryMultiCallable[_emr_pb2.ListPapersRequest, _emr_pb2.ListPapersResponse]
+    RecordVitals: _grpc.UnaryUnaryMultiCallable[_emr_pb2.RecordVitalsRequest, _emr_pb2.VitalObservation]
+    """Nursing records of a ward encounter (inpatient or emergency), by the department's nurses (or
+    doctors): vital signs several times a day (flagged like the consultation's vitals), listed newest first.
+    """
+    ListVitals: _grpc.UnaryUnaryMultiCallable[_emr_pb2.ListVitalsRequest, _emr_pb2.ListVitalsResponse]
+    RecordAdministration: _grpc.UnaryUnaryMultiCallable[_emr_pb2.RecordAdministrationRequest, _emr_pb2.MedicationAdministration]
+    """The medication administration record: each dose of an active medication order given, held, refused or
+    missed (a cancelled or stopped order refuses: FAILED_PRECONDITION); publishes emr.medication.administered.
+    """
+    ListAdministrations: _grpc.UnaryUnaryMultiCallable[_emr_pb2.ListAdministrationsRequest, _emr_pb2.ListAdministrationsResponse]
 
 @_typing.type_check_only
 class EmrServiceAsyncStub(EmrServiceStub):
@@ -184,6 +194,16 @@ class EmrServiceAsyncStub(EmrServiceStub):
     emr.paper.signed. A signed paper is replaced by a new one naming it in replaces_paper_id.
     """
     ListPapers: _aio.UnaryUnaryMultiCallable[_emr_pb2.ListPapersRequest, _emr_pb2.ListPapersResponse]  # type: ignore[assignment]
+    RecordVitals: _aio.UnaryUnaryMultiCallable[_emr_pb2.RecordVitalsRequest, _emr_pb2.VitalObservation]  # type: ignore[assignment]
+    """Nursing records of a ward encounter (inpatient or emergency), by the department's nurses (or
+    doctors): vital signs several times a day (flagged like the consultation's vitals), listed newest first.
+    """
+    ListVitals: _aio.UnaryUnaryMultiCallable[_emr_pb2.ListVitalsRequest, _emr_pb2.ListVitalsResponse]  # type: ignore[assignment]
+    RecordAdministration: _aio.UnaryUnaryMultiCallable[_emr_pb2.RecordAdministrationRequest, _emr_pb2.MedicationAdministration]  # type: ignore[assignment]
+    """The medication administration record: each dose of an active medication order given, held, refused or
+    missed (a cancelled or stopped order refuses: FAILED_PRECONDITION); publishes emr.medication.administered.
+    """
+    ListAdministrations: _aio.UnaryUnaryMultiCallable[_emr_pb2.ListAdministrationsRequest, _emr_pb2.ListAdministrationsResponse]  # type: ignore[assignment]
 
 class EmrServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -417,5 +437,39 @@ class EmrServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _emr_pb2.ListPapersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_emr_pb2.ListPapersResponse, _abc.Awaitable[_emr_pb2.ListPapersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RecordVitals(
+        self,
+        request: _emr_pb2.RecordVitalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_emr_pb2.VitalObservation, _abc.Awaitable[_emr_pb2.VitalObservation]]:
+        """Nursing records of a ward encounter (inpatient or emergency), by the department's nurses (or
+        doctors): vital signs several times a day (flagged like the consultation's vitals), listed newest first.
+        """
+
+    @_abc_1.abstractmethod
+    def ListVitals(
+        self,
+        request: _emr_pb2.ListVitalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_emr_pb2.ListVitalsResponse, _abc.Awaitable[_emr_pb2.ListVitalsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RecordAdministration(
+        self,
+        request: _emr_pb2.RecordAdministrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_emr_pb2.MedicationAdministration, _abc.Awaitable[_emr_pb2.MedicationAdministration]]:
+        """The medication administration record: each dose of an active medication order given, held, refused or
+        missed (a cancelled or stopped order refuses: FAILED_PRECONDITION); publishes emr.medication.administered.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAdministrations(
+        self,
+        request: _emr_pb2.ListAdministrationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_emr_pb2.ListAdministrationsResponse, _abc.Awaitable[_emr_pb2.ListAdministrationsResponse]]: ...
 
 def add_EmrServiceServicer_to_server(servicer: EmrServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

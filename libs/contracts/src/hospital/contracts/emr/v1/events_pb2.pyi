@@ -348,3 +348,38 @@ class PaperSigned(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PaperSigned: _TypeAlias = PaperSigned  # noqa: Y015
+
+@_typing.final
+class MedicationAdministered(_message.Message):
+    """emr.medication.administered: a dose of a medication order given, held, refused or missed on the ward."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADMINISTRATION_FIELD_NUMBER: _builtins.int
+    VISIT_ID_FIELD_NUMBER: _builtins.int
+    ADMISSION_ID_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_CODE_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    visit_id: _builtins.str
+    admission_id: _builtins.str
+    department_code: _builtins.str
+    @_builtins.property
+    def administration(self) -> _emr_pb2.MedicationAdministration: ...
+    @_builtins.property
+    def by(self) -> _types_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        administration: _emr_pb2.MedicationAdministration | None = ...,
+        visit_id: _builtins.str = ...,
+        admission_id: _builtins.str = ...,
+        department_code: _builtins.str = ...,
+        by: _types_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["administration", b"administration", "by", b"by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["administration", b"administration", "admission_id", b"admission_id", "by", b"by", "department_code", b"department_code", "visit_id", b"visit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MedicationAdministered: _TypeAlias = MedicationAdministered  # noqa: Y015

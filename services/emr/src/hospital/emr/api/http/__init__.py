@@ -6,7 +6,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from hospital.chassis.web import problem
-from hospital.emr.api.http import charts, documents, eprescription, fhir, orders, papers, reports, results
+from hospital.emr.api.http import (
+    charts,
+    documents,
+    eprescription,
+    fhir,
+    nursing,
+    orders,
+    papers,
+    reports,
+    results,
+)
 from hospital.emr.api.http.deps import Services
 from hospital.emr.app.prescriptions import AlertsNotOverridden
 
@@ -27,6 +37,7 @@ def build_http(services: Services) -> FastAPI:
     app.include_router(results.router)
     app.include_router(documents.router)
     app.include_router(papers.router)
+    app.include_router(nursing.router)
     app.include_router(reports.router)
     app.include_router(eprescription.router)
     fhir.install(app)

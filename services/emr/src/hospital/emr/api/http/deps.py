@@ -17,6 +17,7 @@ from hospital.emr.app.common import Context
 from hospital.emr.app.documents import DocumentService
 from hospital.emr.app.encounters import EncounterService
 from hospital.emr.app.notifications import Hub
+from hospital.emr.app.nursing import NursingService
 from hospital.emr.app.orders import OrderService
 from hospital.emr.app.papers import PaperService
 from hospital.emr.app.prescriptions import PrescriptionService
@@ -38,6 +39,7 @@ class Services:
     documents: DocumentService
     saves: ConsultationSaves
     papers: PaperService
+    nursing: NursingService
     extra: dict[str, Any]
 
 
@@ -58,6 +60,7 @@ def caller_for(*roles: str) -> Any:
 Svc = Annotated[Services, Depends(get_services)]
 Reader = Annotated[Caller, caller_for(*READERS)]
 Doctor = Annotated[Caller, caller_for("doctor")]
+Ward = Annotated[Caller, caller_for("nurse", "doctor")]
 
 
 def break_glass_reason(
