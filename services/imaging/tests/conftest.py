@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -191,6 +192,10 @@ def imaging_factory(database_url: str, nats_server, s3_server, tmp_path: Path):
             "routing_max_retry_seconds": 1.0,
             "upload_retry_seconds": 0.3,
             "shutdown_grace_seconds": 5,
+            # each service its own durable on the session's NATS (no merges replayed from other tests),
+            # and no admissions unless a test starts one
+            "admissions_durable": f"imaging-admissions-{uuid.uuid4().hex[:12]}",
+            "admissions_grpc": f"127.0.0.1:{free_port()}",
         }
         settings.update(overrides)
         return _marked(

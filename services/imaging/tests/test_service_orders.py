@@ -571,47 +571,233 @@ async def test_a_second_mpps_for_an_order(imaging, caplog) -> None:
     assert any(t1 in w and "newer MPPS" in w for w in warnings), warnings
 
 
-async def test_an_order_whose_images_arrived_cannot_be_cancelled(
+async def _store_with_accession(
+    imaging, make_ct_series, directory: Path, accession: str, **attrs: str
+) -> str:
+    files = make_ct_series(directory, count=2, size=16)
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.AccessionNumber = accession
+        for k, v in attrs.items():
+            setattr(ds, k, v)
+        ds.save_as(f, enforce_file_format=True)
+    res = await run_tool(
+        "storescu",
+        "-aet",
+        "CT_HUE",
+        "-aec",
+        "HOSPITAL_PACS",
+        "+sd",
+        "127.0.0.1",
+        imaging.settings.dicom_port,
+        directory,
+    )
+    assert res.returncode == 0, res.stderr
+    return str(pydicom.dcmread(files[0]).StudyInstanceUID)
+
+
+async def _audited_actions(imaging, resource_id: str) -> list[str]:
+    from sqlalchemy import select
+
+    from hospital.chassis.db import audit_log_table
+
+    async with imaging.rt.db.session() as s:
+        rows = await s.execute(
+            select(audit_log_table.c.action).where(audit_log_table.c.resource_id == resource_id)
+        )
+        return [r[0] for r in rows.all()]
+
+
+async def test_cancelling_an_order_requeues_the_study_linked_to_it(
     imaging, make_ct_series, tmp_path: Path
 ) -> None:
     """A modality that sends no MPPS: the images (dcmtk storescu) match the still-scheduled order by its
-    accession; the order has been performed, so cancelling it is refused and publishes nothing, and the
-    study keeps its order. An order without images is cancelled as before."""
+    accession and are linked to it. Cancelling the order then re-evaluates the study (ADR 0317): the
+    cancellation is published once, the study is unlinked and queued for reconciliation with reason
+    order_cancelled and the order as candidate, audited; staff may still link it to the cancelled order.
+    An order that has started (MPPS in progress) still cannot be cancelled."""
     md = call_metadata(issuer_for(imaging).mint_for_role("doctor"))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{imaging.settings.grpc_port}") as channel:
         stub = pb_grpc.ImagingServiceStub(channel)
         imaged = await stub.ScheduleOrder(_order("CT250315301", name="Phan Thị Kim Oanh"), metadata=md)
-        empty = await stub.ScheduleOrder(_order("CT250315302", name="Vũ Đình Trọng"), metadata=md)
-        files = make_ct_series(tmp_path / "i", count=2, size=16)
-        _set_accession(files, "CT250315301")
-        res = await run_tool(
-            "storescu",
-            "-aet",
-            "CT_HUE",
-            "-aec",
-            "HOSPITAL_PACS",
-            "+sd",
-            "127.0.0.1",
-            imaging.settings.dicom_port,
-            tmp_path / "i",
-        )
-        assert res.returncode == 0, res.stderr
+        started = await stub.ScheduleOrder(_order("CT250315302", name="Vũ Đình Trọng"), metadata=md)
+        study = await _store_with_accession(imaging, make_ct_series, tmp_path / "i", "CT250315301")
         (received,) = await wait_for(lambda: _n(published(imaging, "imaging.study.received"), 1))
         assert events_pb2.StudyReceived.FromString(received.payload).order_id == imaged.id
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await stub.CancelOrder(pb.CancelOrderRequest(id=imaged.id, reason="Chỉ định nhầm"), metadata=md)
-        assert "images have been received" in (refused.value.details() or "")
+        async with http_client(imaging, "radiologist") as c:
+            assert (await c.get(f"/api/v1/studies/{study}")).json()["order_id"] == imaged.id
+            assert (await c.get("/api/v1/reconciliation")).json()["items"] == []
+
         cancelled = await stub.CancelOrder(
-            pb.CancelOrderRequest(id=empty.id, reason="Bệnh nhân về"), metadata=md
+            pb.CancelOrderRequest(id=imaged.id, reason="Chỉ định nhầm bệnh nhân"), metadata=md
         )
         assert cancelled.status == pb.ORDER_STATUS_CANCELLED
+        again = await stub.CancelOrder(pb.CancelOrderRequest(id=imaged.id), metadata=md)
+        assert again.status == pb.ORDER_STATUS_CANCELLED
+
+        created, _ = await asyncio.to_thread(_mpps, imaging.settings.dicom_port, started, "IN PROGRESS")
+        assert created == 0
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.CancelOrder(pb.CancelOrderRequest(id=started.id), metadata=md)
+        assert "only scheduled orders can be cancelled" in (refused.value.details() or "")
+
     events = [
-        events_pb2.OrderCancelled.FromString(r.payload).order.id
+        events_pb2.OrderCancelled.FromString(r.payload)
         for r in await published(imaging, "imaging.order.cancelled")
     ]
-    assert events == [empty.id]
+    assert [(e.order.id, e.reason) for e in events] == [(imaged.id, "Chỉ định nhầm bệnh nhân")]
     async with http_client(imaging, "radiologist") as c:
-        orders = {o["accession_number"]: o for o in (await c.get("/api/v1/orders")).json()["items"]}
-        assert orders["CT250315301"]["status"] == "scheduled"
-        study = (await c.get(f"/api/v1/studies/{pydicom.dcmread(files[0]).StudyInstanceUID}")).json()
-        assert study["order_id"] == imaged.id
+        (item,) = (await c.get("/api/v1/reconciliation")).json()["items"]
+        assert (item["study_instance_uid"], item["reason"], item["candidate_order_id"]) == (
+            study,
+            "order_cancelled",
+            imaged.id,
+        )
+        assert "CT250315301 was cancelled after its images were linked" in item["detail"]
+        assert "Chỉ định nhầm bệnh nhân" in item["detail"]
+        got = (await c.get(f"/api/v1/studies/{study}")).json()
+        assert got.get("order_id", "") == "" and got["reconciliation"] == "pending"
+        r = await c.post(f"/api/v1/reconciliation/{item['id']}/resolve", json={"order_id": imaged.id})
+        assert r.status_code == 200, r.text
+        orders = {o["id"]: o for o in (await c.get("/api/v1/orders")).json()["items"]}
+        assert orders[imaged.id]["status"] == "cancelled"
+    assert "imaging_study.reevaluated" in await _audited_actions(imaging, study)
+    (rec,) = await published(imaging, "imaging.study.reconciled")
+    assert events_pb2.StudyReconciled.FromString(rec.payload).reason == "order_cancelled"
+
+
+async def test_rescheduling_an_order_requeues_its_study_and_gives_a_new_worklist_uid(
+    imaging, make_ct_series, tmp_path: Path
+) -> None:
+    """Images sent under another patient code were queued (patient_mismatch) and linked to the order by
+    staff. Rescheduling the order (RescheduleOrder) re-evaluates that study: the same queue item is opened
+    again with reason order_rescheduled and the order as candidate, the study is unlinked, and the order
+    gets a new time, station and worklist Study Instance UID (imaging.order.rescheduled names the study).
+    The same time again changes nothing; an order in progress cannot be rescheduled; no time is 422."""
+    md = call_metadata(issuer_for(imaging).mint_for_role("doctor"))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{imaging.settings.grpc_port}") as channel:
+        stub = pb_grpc.ImagingServiceStub(channel)
+        order = await stub.ScheduleOrder(_order("CT250316401", name="Đặng Thị Mỹ Duyên"), metadata=md)
+        other = await stub.ScheduleOrder(_order("CT250316402", name="Lý Văn Tài"), metadata=md)
+        study = await _store_with_accession(
+            imaging, make_ct_series, tmp_path / "r", "CT250316401", PatientID="BN-2025-000777"
+        )
+        async with http_client(imaging, "radiologist") as c:
+
+            async def queued():
+                items = (await c.get("/api/v1/reconciliation")).json()["items"]
+                return items or None
+
+            (item,) = await wait_for(queued)
+            assert (item["reason"], item["candidate_order_id"]) == ("patient_mismatch", order.id)
+            r = await c.post(f"/api/v1/reconciliation/{item['id']}/resolve", json={"order_id": order.id})
+            assert r.status_code == 200, r.text
+            assert (await c.get(f"/api/v1/studies/{study}")).json()["order_id"] == order.id
+
+        later = pb.RescheduleOrderRequest(id=order.id, station_ae_title="CT_HUE_2", reason="Máy CT bảo trì")
+        later.scheduled_start.FromDatetime(datetime(2025, 3, 17, 2, 0, tzinfo=UTC))  # 09:00 in Huế
+        moved = await stub.RescheduleOrder(later, metadata=md)
+        assert moved.status == pb.ORDER_STATUS_SCHEDULED and moved.station_ae_title == "CT_HUE_2"
+        assert moved.scheduled_start.ToDatetime(tzinfo=UTC) == datetime(2025, 3, 17, 2, 0, tzinfo=UTC)
+        assert moved.study_instance_uid not in (study, order.study_instance_uid)
+        same = await stub.RescheduleOrder(later, metadata=md)
+        assert same.study_instance_uid == moved.study_instance_uid
+
+        created, _ = await asyncio.to_thread(_mpps, imaging.settings.dicom_port, other, "IN PROGRESS")
+        assert created == 0
+        busy = pb.RescheduleOrderRequest(id=other.id)
+        busy.scheduled_start.FromDatetime(datetime(2025, 3, 18, 2, 0, tzinfo=UTC))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.RescheduleOrder(busy, metadata=md)
+        assert "only scheduled orders can be rescheduled" in (refused.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await stub.RescheduleOrder(pb.RescheduleOrderRequest(id=order.id), metadata=md)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    (event,) = await published(imaging, "imaging.order.rescheduled")
+    msg = events_pb2.OrderRescheduled.FromString(event.payload)
+    assert (msg.order.id, msg.reason, list(msg.studies_requeued)) == (order.id, "Máy CT bảo trì", [study])
+    async with http_client(imaging, "radiologist") as c:
+        (again,) = (await c.get("/api/v1/reconciliation")).json()["items"]
+        assert (again["id"], again["reason"], again["candidate_order_id"], again["resolved_by"]) == (
+            item["id"],
+            "order_rescheduled",
+            order.id,
+            None,
+        )
+        assert "Máy CT bảo trì" in again["detail"]
+        got = (await c.get(f"/api/v1/studies/{study}")).json()
+        assert got.get("order_id", "") == "" and got["reconciliation"] == "pending"
+        orders = {o["id"]: o for o in (await c.get("/api/v1/orders")).json()["items"]}
+        assert orders[order.id]["scheduled_date"] == "20250317"
+        assert orders[order.id]["study_instance_uid"] == moved.study_instance_uid
+    assert "imaging_study.reevaluated" in await _audited_actions(imaging, study)
+    assert "imaging_order.reschedule" in await _audited_actions(imaging, order.id)
+    # the worklist shows the new appointment at the new station, with the new Study Instance UID
+    out = tmp_path / "wl"
+    out.mkdir()
+    res = await run_tool(
+        "findscu",
+        "-W",
+        "-aet",
+        "CT_HUE_2",
+        "-aec",
+        "HOSPITAL_PACS",
+        "-X",
+        "-od",
+        out,
+        "-k",
+        "ScheduledProcedureStepSequence[0].ScheduledStationAETitle=CT_HUE_2",
+        "-k",
+        "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate",
+        "-k",
+        "AccessionNumber",
+        "-k",
+        "StudyInstanceUID",
+        "127.0.0.1",
+        imaging.settings.dicom_port,
+    )
+    assert res.returncode == 0, res.stderr
+    (wl,) = [pydicom.dcmread(p) for p in out.glob("rsp*.dcm")]
+    assert (wl.AccessionNumber, wl.StudyInstanceUID) == ("CT250316401", moved.study_instance_uid)
+    assert wl.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate == "20250317"
+
+
+async def test_a_resolved_mpps_flagged_again_reappears_for_review(imaging) -> None:
+    """An MPPS redoing a discontinued order is flagged redo_discontinued; staff resolve it and it leaves
+    the review list. A newer MPPS then takes the order over and the resolved one ends: it is flagged again
+    (superseded), its resolution is cleared, and it is listed for review again."""
+    md = call_metadata(issuer_for(imaging).mint_for_role("doctor"))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{imaging.settings.grpc_port}") as channel:
+        order = await pb_grpc.ImagingServiceStub(channel).ScheduleOrder(
+            _order("CT250317501", name="Tô Thị Ngọc Hân"), metadata=md
+        )
+    port = imaging.settings.dicom_port
+    first, redo, newest = generate_uid(), generate_uid(), generate_uid()
+    assert await asyncio.to_thread(
+        _mpps_steps, port, order, [("create", first), ("DISCONTINUED", first)]
+    ) == [0, 0]
+    assert await asyncio.to_thread(_mpps_steps, port, order, [("create", redo)]) == [0]
+    async with http_client(imaging, "radiographer") as c:
+        review = (await c.get("/api/v1/mpps", params={"unmatched": "true"})).json()["items"]
+        assert [(m["mpps_instance_uid"], m["attention"]) for m in review] == [(redo, "redo_discontinued")]
+        r = await c.post(f"/api/v1/mpps/{redo}/resolve", json={"note": "Đã kiểm tra phí chụp lại"})
+        assert r.status_code == 200, r.text
+        assert (await c.get("/api/v1/mpps", params={"unmatched": "true"})).json()["items"] == []
+
+    # a newer MPPS takes the order over; the resolved one then ends: a new reason to look at it
+    assert await asyncio.to_thread(
+        _mpps_steps, port, order, [("create", newest), ("COMPLETED", redo), ("COMPLETED", newest)]
+    ) == [0, 0, 0]
+    async with http_client(imaging, "radiographer") as c:
+        review = (await c.get("/api/v1/mpps", params={"unmatched": "true"})).json()["items"]
+        assert [
+            (m["mpps_instance_uid"], m["attention"], m["resolved_by"], m["resolved_at"], m["resolution_note"])
+            for m in review
+        ] == [(redo, "superseded", None, None, None)]
+        orders = {o["id"]: o for o in (await c.get("/api/v1/orders")).json()["items"]}
+        assert (orders[order.id]["status"], orders[order.id]["mpps_instance_uid"]) == ("completed", newest)
+        r = await c.post(f"/api/v1/mpps/{redo}/resolve", json={"note": "Bước cũ bị thay thế, không thu phí"})
+        assert r.status_code == 200 and r.json()["resolution_note"] == "Bước cũ bị thay thế, không thu phí"
+    actions = await _audited_actions(imaging, redo)
+    assert actions.count("imaging_mpps.resolved") == 2 and "imaging_mpps.superseded" in actions

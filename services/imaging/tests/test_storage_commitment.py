@@ -102,13 +102,19 @@ async def test_orthanc_asks_for_storage_commitment(
 
 
 class CommitmentScu:
-    """A pynetdicom modality: asks for storage commitment and listens for the N-EVENT-REPORT."""
+    """A pynetdicom modality: asks for storage commitment and listens for the N-EVENT-REPORT (at once, or
+    from ``listen()`` when made with ``listening=False``)."""
 
-    def __init__(self, ae_title: str = "CT_HUE") -> None:
+    def __init__(self, ae_title: str = "CT_HUE", *, listening: bool = True) -> None:
         self.ae_title, self.port = ae_title, free_port()
         self.reports: list[tuple[int, Dataset]] = []
         self.received = threading.Event()
-        ae = AE(ae_title=ae_title)
+        self.server: Any = None
+        if listening:
+            self.listen()
+
+    def listen(self) -> None:
+        ae = AE(ae_title=self.ae_title)
         ae.add_supported_context(COMMITMENT, scu_role=True, scp_role=True)
         self.server = ae.start_server(
             ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_N_EVENT_REPORT, self._on_report)]
@@ -139,7 +145,8 @@ class CommitmentScu:
         return int(status.Status)
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self.server is not None:
+            self.server.shutdown()
 
 
 async def test_spooled_instances_wait_then_fail_unknown_fail(
@@ -191,3 +198,115 @@ async def test_spooled_instances_wait_then_fail_unknown_fail(
     finally:
         scu.stop()
         await asyncio.to_thread(s3.stop)
+
+
+async def _commitments(svc) -> list[Any]:
+    from sqlalchemy import select
+
+    from hospital.imaging.adapters import tables as t
+
+    async with svc.rt.db.session() as s:
+        return (await s.execute(select(t.storage_commitments))).all()
+
+
+async def test_a_pending_request_survives_a_restart_orthanc_as_scu(
+    imaging_factory, orthanc, make_ct_series, tmp_path: Path
+) -> None:
+    """Orthanc asks for instances the gateway has not received yet; the request is recorded (waiting) and
+    the gateway is stopped. After a restart the instances arrive, and Orthanc gets its N-EVENT-REPORT:
+    every instance committed (ADR 0318)."""
+    files = make_ct_series(tmp_path / "ct", count=3, size=16)
+    refs = _refs(files)
+    settings = {
+        "dicom_host": orthanc.host_side,
+        "dicom_port": free_port(),
+        "known_aes": orthanc.known_ae,
+        "commitment_wait_seconds": 120.0,
+    }
+    async with imaging_factory(**settings) as svc:
+        port = svc.settings.dicom_port
+        await asyncio.to_thread(
+            orthanc.call,
+            "PUT",
+            "/modalities/PACS",
+            {"AET": "HOSPITAL_PACS", "Host": orthanc.host_side, "Port": port},
+        )
+        job = await asyncio.to_thread(
+            orthanc.call,
+            "POST",
+            "/modalities/PACS/storage-commitment",
+            {"DicomInstances": [list(r) for r in refs], "Timeout": 120},
+        )
+        (row,) = await wait_for(lambda: _commitments(svc))
+        assert (row.status, row.calling_ae, [tuple(r) for r in row.refs]) == ("waiting", "ORTHANC", refs)
+    assert (await asyncio.to_thread(orthanc.get, job["Path"]))["Status"] == "Pending"
+
+    async with imaging_factory(**settings) as svc:
+        await _store(orthanc.host_side, port, tmp_path / "ct")
+
+        async def finished() -> dict[str, Any] | None:
+            report = await asyncio.to_thread(orthanc.get, job["Path"])
+            return report if report["Status"] != "Pending" else None
+
+        report = await wait_for(finished, timeout=90)
+        assert report["Status"] == "Success", (report, orthanc.log_tail())
+        assert sorted(i["SOPInstanceUID"] for i in report["Success"]) == sorted(sop for _, sop in refs)
+        assert report["Failures"] == []
+
+        async def reported() -> Any:  # Orthanc has it; the row says so once the association is closed
+            rows = await _commitments(svc)
+            return rows[0] if rows and rows[0].status == "reported" else None
+
+        row = await wait_for(reported)
+        assert (row.attempts, row.last_error) == (1, None)
+        assert sorted(tuple(c) for c in row.result["committed"]) == sorted(refs)
+
+
+async def test_an_undelivered_report_is_sent_after_a_restart(
+    imaging_factory, make_ct_series, tmp_path: Path
+) -> None:
+    """The requester is not listening when the result is ready: the attempt fails and the request waits
+    for its next attempt (an hour away) with the error recorded. After a restart the decided result is
+    sent at once, exactly once, and the request is reported."""
+    scu = CommitmentScu(listening=False)
+    try:
+        files = make_ct_series(tmp_path / "ct", count=2, size=16)
+        study = str(pydicom.dcmread(files[0]).StudyInstanceUID)
+        settings = {
+            "dicom_port": free_port(),
+            "known_aes": f"CT_HUE=127.0.0.1:{scu.port}",
+            "commitment_retry_seconds": 3600.0,
+            "commitment_report_attempts": 5,
+        }
+        transaction = generate_uid()
+        async with imaging_factory(**settings) as svc:
+            port = svc.settings.dicom_port
+            await _store("127.0.0.1", port, tmp_path / "ct")
+            await wait_for(lambda: _eq(indexed(svc, study), 2))
+            assert await asyncio.to_thread(scu.ask, port, transaction, _refs(files)) == 0x0000
+
+            async def failed_once() -> Any:
+                rows = await _commitments(svc)
+                return rows[0] if rows and rows[0].attempts == 1 else None
+
+            row = await wait_for(failed_once)
+            assert (row.status, row.transaction_uid) == ("reporting", transaction)
+            assert row.last_error == "association not established"
+        await asyncio.to_thread(scu.listen)
+        async with imaging_factory(**settings) as svc:
+            assert await asyncio.to_thread(scu.received.wait, 30)
+
+            async def reported() -> Any:
+                rows = await _commitments(svc)
+                return rows[0] if rows and rows[0].status == "reported" else None
+
+            row = await wait_for(reported)
+            assert (row.attempts, row.last_error) == (2, None)
+        assert len(scu.reports) == 1
+        event_type, info = scu.reports[0]
+        assert event_type == 1 and str(info.TransactionUID) == transaction
+        assert sorted(str(i.ReferencedSOPInstanceUID) for i in info.ReferencedSOPSequence) == sorted(
+            s for _, s in _refs(files)
+        )
+    finally:
+        scu.stop()

@@ -87,6 +87,8 @@ class ImagingSettings(ServiceSettings):
     commitment_wait_seconds: float = 120.0
     commitment_report_attempts: int = 5
     commitment_retry_seconds: float = 2.0
+    # How often the commitment worker looks for requests due (it is also woken by each new request).
+    commitment_poll_seconds: float = 1.0
 
     # Deletion of studies and series (ADR 0312): how often the worker looks for jobs, and the first retry
     # delay after an object-store failure (doubling up to deletion_max_retry_seconds).
@@ -96,6 +98,12 @@ class ImagingSettings(ServiceSettings):
 
     # Query
     find_limit: int = 1000
+
+    # Patient merges (admissions.patient.merged, ADR 0317): the durable consumer on the ADMISSIONS stream
+    # and the admissions gRPC address the merged records' codes are read from.
+    admissions_durable: str = "imaging-admissions"
+    admissions_grpc: str = "127.0.0.1:50051"
+    admissions_timeout_seconds: float = 5.0
 
     # STOW-RS: a request over these limits is answered 413 with the reason, before anything is stored.
     # The body streams to a temporary file under the spool, never into memory (app/stow.py).

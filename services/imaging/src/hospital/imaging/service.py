@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from hospital.chassis.app import Components, Runtime, ServiceDefinition
+from hospital.chassis.bus import Subscription
+from hospital.imaging.adapters.admissions import AdmissionsPatients
 from hospital.imaging.adapters.spool import Spool
 from hospital.imaging.adapters.tables import metadata
 from hospital.imaging.api import grpc as grpc_api
@@ -24,6 +26,7 @@ from hospital.imaging.api.http import build_http
 from hospital.imaging.app.conflicts import ConflictService
 from hospital.imaging.app.deletion import DeletionService
 from hospital.imaging.app.ingest import IngestPipeline
+from hospital.imaging.app.merges import PatientMerges
 from hospital.imaging.app.orders import OrderService
 from hospital.imaging.app.pipeline_process import PipelineProcess
 from hospital.imaging.app.routing import RoutingService
@@ -54,6 +57,8 @@ def build(rt: Runtime) -> Components:
         PipelineProcess(s) if s.pipeline_process else IngestPipeline(rt, s, spool)
     )
     orders = OrderService(rt)
+    admissions = AdmissionsPatients(s.admissions_grpc, rt.identity, s.admissions_timeout_seconds)
+    merges = PatientMerges(rt, admissions)
     services = Services(
         rt=rt,
         settings=s,
@@ -72,10 +77,21 @@ def build(rt: Runtime) -> Components:
         grpc_register=lambda server: grpc_api.register(server, services),
         grpc_service_names=[grpc_api.SERVICE],
         grpc_rules=grpc_api.RULES,
+        # a merge of patient records re-points orders and re-evaluates their studies (ADR 0317); from
+        # "new": merges made before imaging first subscribed are not replayed
+        subscriptions=[
+            Subscription(
+                stream="ADMISSIONS",
+                durable=s.admissions_durable,
+                handlers={"admissions.patient.merged": merges.on_patient_merged},
+                start="new",
+            )
+        ],
         # The pipeline is a serve-side task: the spool is this process's disk (ADR 0308).
-        listeners=[services.dicom.run, pipeline.run],
+        listeners=[services.dicom.run, pipeline.run, services.dicom.commitments.run],
         workers=[services.studies.run_announcer, services.routing.run, services.deletions.run],
         on_start=_ensure_bucket,
+        on_stop=admissions.close,
     )
 
 

@@ -247,3 +247,38 @@ deletion_objects = Table(
     Column("deletion_id", String(36), primary_key=True),
     Column("object_key", String(300), primary_key=True),
 )
+
+# Patient records merged in admissions (admissions.patient.merged, 0010, ADR 0317): the merged-away record's
+# patient code names the same person as the survivor's. Matching a study to an order takes both codes as
+# one patient; stored images keep the code they were sent with.
+patient_merges = Table(
+    "patient_merges",
+    metadata,
+    Column("merged_code", String(64), primary_key=True),
+    Column("survivor_code", String(64), nullable=False, index=True),
+    Column("merged_ref", String(36), nullable=False),
+    Column("survivor_ref", String(36), nullable=False),
+    Column("merged_at", UtcDateTime(), nullable=False),
+)
+
+# Storage Commitment requests (0011, ADR 0318): written before the N-ACTION is answered, so a request and
+# the state of its N-EVENT-REPORT survive a restart. ``refs``: [[sop class, sop instance], ...] as asked;
+# ``result`` once decided: {"committed": [[class, sop]], "failed": [[class, sop, reason]]}.
+storage_commitments = Table(
+    "storage_commitments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("transaction_uid", String(64), nullable=False),
+    Column("calling_ae", String(16), nullable=False),
+    Column("refs", JSON, nullable=False),
+    Column("status", String(20), nullable=False),  # waiting, reporting, reported, unreported
+    Column("result", JSON, nullable=True),
+    Column("wait_until", UtcDateTime(), nullable=False),  # instances not yet indexed are waited for until
+    Column("attempts", Integer, nullable=False, server_default=text("0")),  # N-EVENT-REPORT attempts
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Column("reported_at", UtcDateTime(), nullable=True),
+    Index("ix_storage_commitments_due", "status", "next_attempt_at"),
+    Index("ix_storage_commitments_transaction", "transaction_uid"),
+)

@@ -22,6 +22,7 @@ RULES: dict[str, tuple[str, ...]] = {
     f"/{SERVICE}/ScheduleOrder": ("doctor",),
     f"/{SERVICE}/GetOrder": READ,
     f"/{SERVICE}/CancelOrder": ("doctor",),
+    f"/{SERVICE}/RescheduleOrder": ("doctor", "radiographer"),
     f"/{SERVICE}/GetStudy": READ,
     f"/{SERVICE}/ListStudies": READ,
     f"/{SERVICE}/ListOrders": READ,
@@ -132,6 +133,16 @@ class ImagingServicer(pb_grpc.ImagingServiceServicer):
 
     async def CancelOrder(self, request: pb.CancelOrderRequest, context: Any) -> pb.Order:
         return await self.s.orders.cancel(request.id, principal(), request.reason)
+
+    async def RescheduleOrder(self, request: pb.RescheduleOrderRequest, context: Any) -> pb.Order:
+        start = proto_time(request.scheduled_start) if request.HasField("scheduled_start") else None
+        return await self.s.orders.reschedule(
+            request.id,
+            start,
+            principal(),
+            station_ae_title=request.station_ae_title,
+            reason=request.reason,
+        )
 
     async def GetStudy(self, request: pb.GetStudyRequest, context: Any) -> pb.Study:
         study = await self.s.studies.get(request.study_instance_uid)

@@ -20,6 +20,7 @@ from hospital.contracts.common.v1 import types_pb2
 from hospital.contracts.imaging.v1 import events_pb2 as ev
 from hospital.contracts.imaging.v1 import imaging_pb2 as pb
 from hospital.imaging.adapters import tables as t
+from hospital.imaging.app.studies import requeue_linked_studies
 from hospital.imaging.domain.matching import dicom_date
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -239,17 +240,18 @@ class OrderService:
         """Cancel a scheduled order and publish ``imaging.order.cancelled`` in the same transaction.
 
         An order already cancelled is returned as it is (a retried call publishes nothing again); one the
-        modality has started or ended (in progress, completed, discontinued), or whose images have been
-        received and matched to it (a modality that sends no MPPS), cannot be cancelled. The
+        modality has started or ended (in progress, completed, discontinued) cannot be cancelled. A study
+        already linked to the order (a modality that sends no MPPS) is re-evaluated in the same
+        transaction (ADR 0317): unlinked and queued for reconciliation with reason ``order_cancelled`` and
+        the order as candidate, as a study naming an order cancelled before its images arrived is. The
         status guard in the UPDATE makes concurrent cancellations publish once."""
         reason = reason.strip()
         async with self.rt.uow() as uow:
             s = uow.session
             now = utcnow()
-            imaged = select(t.studies.c.study_instance_uid).where(t.studies.c.order_id == order_id).exists()
             res = await s.execute(
                 update(t.orders)
-                .where(t.orders.c.id == order_id, t.orders.c.status == "scheduled", ~imaged)
+                .where(t.orders.c.id == order_id, t.orders.c.status == "scheduled")
                 .values(status="cancelled", updated_at=now)
             )
             row = (await s.execute(select(t.orders).where(t.orders.c.id == order_id))).first()
@@ -258,14 +260,13 @@ class OrderService:
             if res.rowcount != 1:
                 if row.status == "cancelled":
                     return order_proto(row)
-                if row.status == "scheduled":  # images arrived before any MPPS: it has been performed
-                    raise Conflict(
-                        "order.not_cancellable",
-                        "images have been received for this order; it was performed and cannot be cancelled",
-                    )
                 raise Conflict(
                     "order.not_cancellable", f"order is {row.status}; only scheduled orders can be cancelled"
                 )
+            detail = f"order {row.accession_number} was cancelled after its images were linked to it"
+            if reason:
+                detail += f" ({reason})"
+            requeued = await requeue_linked_studies(s, row, "order_cancelled", detail)
             proto = order_proto(row)
             msg = ev.OrderCancelled(
                 order=proto,
@@ -282,9 +283,110 @@ class OrderService:
                     resource_type="ImagingOrder",
                     resource_id=order_id,
                     patient_id=row.patient_ref,
-                    detail={"accession_number": row.accession_number, "reason": reason or None},
+                    detail={
+                        "accession_number": row.accession_number,
+                        "reason": reason or None,
+                        "studies_requeued": [st.study_instance_uid for st in requeued],
+                    },
                 )
             )
+            _audit_requeued(uow, actor, row, requeued, "order_cancelled")
+            await uow.commit()
+        return proto
+
+    async def reschedule(
+        self,
+        order_id: str,
+        scheduled_start: datetime | None,
+        actor: Any,
+        *,
+        station_ae_title: str = "",
+        reason: str = "",
+    ) -> pb.Order:
+        """Move a scheduled order to another time (and station) and publish ``imaging.order.rescheduled``.
+
+        Only a scheduled order can be moved (the modality has not started it). The same time and station
+        again changes nothing and publishes nothing. A study already linked to the order (images taken
+        before the new appointment) is re-evaluated (ADR 0317): unlinked and queued for reconciliation with
+        reason ``order_rescheduled`` and the order as candidate (staff link it back if it was the exam),
+        and the order gets a new Study Instance UID on the worklist so the new performance is not filed
+        into the old study."""
+        reason = reason.strip()
+        if scheduled_start is None:
+            raise Invalid(
+                "order.scheduled_start", "scheduled start time is required", field="scheduled_start"
+            )
+        if len(reason) > 500:
+            raise Invalid("order.reason", "reason: at most 500 characters", field="reason")
+        station = station_ae_title.strip()
+        if station and (len(station) > 16 or not station.isascii() or "\\" in station):
+            raise Invalid(
+                "order.station_ae_title",
+                "station AE title: at most 16 ASCII characters",
+                field="station_ae_title",
+            )
+        async with self.rt.uow() as uow:
+            s = uow.session
+            row = (
+                await s.execute(select(t.orders).where(t.orders.c.id == order_id).with_for_update())
+            ).first()
+            if row is None:
+                raise NotFound("order.not_found", "no such imaging order")
+            if row.status != "scheduled":
+                raise Conflict(
+                    "order.not_reschedulable",
+                    f"order is {row.status}; only scheduled orders can be rescheduled",
+                )
+            station = station or (row.station_ae_title or "")
+            if row.scheduled_start == scheduled_start and (row.station_ae_title or "") == station:
+                return order_proto(row)
+            now = utcnow()
+            detail = (
+                f"order {row.accession_number} was rescheduled from "
+                f"{row.scheduled_start.astimezone(VN):%Y-%m-%d %H:%M} to "
+                f"{scheduled_start.astimezone(VN):%Y-%m-%d %H:%M}"
+                " after its images were linked to it"
+            )
+            if reason:
+                detail += f" ({reason})"
+            requeued = await requeue_linked_studies(s, row, "order_rescheduled", detail)
+            values: dict[str, Any] = {
+                "scheduled_start": scheduled_start,
+                "scheduled_date": scheduled_start.astimezone(VN).strftime("%Y%m%d"),
+                "station_ae_title": station or None,
+                "updated_at": now,
+            }
+            if requeued:  # the worklist's study UID was the received study's: the redo gets its own
+                values["study_instance_uid"] = generate_uid()
+            await s.execute(update(t.orders).where(t.orders.c.id == order_id).values(**values))
+            row = (await s.execute(select(t.orders).where(t.orders.c.id == order_id))).one()
+            proto = order_proto(row)
+            msg = ev.OrderRescheduled(
+                order=proto,
+                reason=reason,
+                by=types_pb2.Actor(subject=actor.subject, display=actor.name, roles=sorted(actor.roles)),
+                studies_requeued=[st.study_instance_uid for st in requeued],
+            )
+            msg.rescheduled_at.FromDatetime(now)
+            uow.publish("imaging.order.rescheduled", msg)
+            uow.audit(
+                AuditEntry(
+                    actor=actor.subject,
+                    actor_roles=tuple(sorted(actor.roles)),
+                    action="imaging_order.reschedule",
+                    resource_type="ImagingOrder",
+                    resource_id=order_id,
+                    patient_id=row.patient_ref,
+                    detail={
+                        "accession_number": row.accession_number,
+                        "scheduled_start": scheduled_start.isoformat(),
+                        "station_ae_title": station or None,
+                        "reason": reason or None,
+                        "studies_requeued": [st.study_instance_uid for st in requeued],
+                    },
+                )
+            )
+            _audit_requeued(uow, actor, row, requeued, "order_rescheduled")
             await uow.commit()
         return proto
 
@@ -645,6 +747,21 @@ class OrderService:
             row = (await s.execute(select(t.mpps).where(t.mpps.c.mpps_instance_uid == mpps_uid))).one()
             await uow.commit()
         return mpps_json(row)
+
+
+def _audit_requeued(uow: Any, actor: Any, order: Any, requeued: list[Any], reason: str) -> None:
+    for st in requeued:
+        uow.audit(
+            AuditEntry(
+                actor=actor.subject,
+                actor_roles=tuple(sorted(actor.roles)),
+                action="imaging_study.reevaluated",
+                resource_type="ImagingStudy",
+                resource_id=st.study_instance_uid,
+                patient_id=order.patient_ref,
+                detail={"order_id": order.id, "accession": order.accession_number, "outcome": reason},
+            )
+        )
 
 
 def mpps_json(r: Any) -> dict[str, Any]:

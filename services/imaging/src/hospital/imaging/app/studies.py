@@ -100,6 +100,7 @@ class StudyService:
         reversed its charge): it is queued with reason ``order_cancelled`` and the order as candidate, and
         announced with no order, for staff to decide (re-order the exam, link it, or accept it unordered)."""
         order = None
+        aliases = await same_patient_codes(s, st.patient_id)
         if st.accession_number:
             order = (
                 await s.execute(select(t.orders).where(t.orders.c.accession_number == st.accession_number))
@@ -117,7 +118,7 @@ class StudyService:
                 detail += (
                     f"; it is for patient {order.patient_id}, the study names {st.patient_id or '(none)'}"
                 )
-        elif order is not None and order.patient_id == st.patient_id:
+        elif order is not None and order.patient_id in aliases:  # the same code, or merged records
             await self._link(s, st.study_instance_uid, order.id, "matched")
             return str(order.id)
         elif order is not None:
@@ -130,21 +131,8 @@ class StudyService:
             reason, detail = "unknown_accession", f"no order has accession number {st.accession_number}"
         else:
             reason, detail = "no_accession", "the study carries no accession number and matches no order"
-        await s.execute(
-            t.reconciliation.insert().values(
-                id=new_id(),
-                study_instance_uid=st.study_instance_uid,
-                reason=reason,
-                detail=detail,
-                candidate_order_id=order.id if order is not None else None,
-                status="open",
-                created_at=utcnow(),
-            )
-        )
-        await s.execute(
-            update(t.studies)
-            .where(t.studies.c.study_instance_uid == st.study_instance_uid)
-            .values(reconciliation="pending")
+        await queue_for_review(
+            s, st.study_instance_uid, reason, detail, order.id if order is not None else None
         )
         (log.warning if reason == "order_cancelled" else log.info)(
             "study %s queued for reconciliation (%s): %s", st.study_instance_uid, reason, detail
@@ -152,16 +140,7 @@ class StudyService:
         return None
 
     async def _link(self, s: Any, study_uid: str, order_id: str, state: str) -> None:
-        await s.execute(
-            update(t.studies)
-            .where(t.studies.c.study_instance_uid == study_uid)
-            .values(order_id=order_id, reconciliation=state)
-        )
-        await s.execute(
-            update(t.orders)
-            .where(t.orders.c.id == order_id)
-            .values(study_instance_uid=study_uid, updated_at=utcnow())
-        )
+        await link_study(s, study_uid, order_id, state)
 
     async def list_reconciliation(self, status: str = "open") -> list[dict[str, Any]]:
         async with self.rt.db.session() as s:
@@ -288,6 +267,90 @@ class StudyService:
             if accession:
                 q = q.where(t.studies.c.accession_number == accession)
             return [study_proto(r, []) for r in (await s.execute(q)).all()]
+
+
+async def link_study(s: Any, study_uid: str, order_id: str, state: str) -> None:
+    """Link a study to its order (``state``: matched, resolved); the order names the study from then on."""
+    await s.execute(
+        update(t.studies)
+        .where(t.studies.c.study_instance_uid == study_uid)
+        .values(order_id=order_id, reconciliation=state)
+    )
+    await s.execute(
+        update(t.orders)
+        .where(t.orders.c.id == order_id)
+        .values(study_instance_uid=study_uid, updated_at=utcnow())
+    )
+
+
+async def queue_for_review(
+    s: Any, study_uid: str, reason: str, detail: str, candidate_order_id: str | None
+) -> None:
+    """Put a study on the reconciliation queue, unlinked from any order. A study has one queue item
+    (``reconciliation.study_instance_uid`` is unique): one resolved earlier is opened again with the new
+    reason, its former resolution cleared."""
+    now = utcnow()
+    values = {
+        "reason": reason,
+        "detail": detail,
+        "candidate_order_id": candidate_order_id,
+        "status": "open",
+        "resolved_order_id": None,
+        "resolved_by": None,
+        "resolved_at": None,
+        "created_at": now,
+    }
+    reopened = await s.execute(
+        update(t.reconciliation).where(t.reconciliation.c.study_instance_uid == study_uid).values(**values)
+    )
+    if reopened.rowcount == 0:
+        await s.execute(t.reconciliation.insert().values(id=new_id(), study_instance_uid=study_uid, **values))
+    await s.execute(
+        update(t.studies)
+        .where(t.studies.c.study_instance_uid == study_uid)
+        .values(order_id=None, reconciliation="pending")
+    )
+
+
+async def requeue_linked_studies(s: Any, order: Any, reason: str, detail: str) -> list[Any]:
+    """Re-evaluate the studies linked to ``order`` after the order changed under them (cancelled,
+    rescheduled): each is unlinked and queued for review with ``reason`` and the order as candidate.
+    Returns the studies re-queued (study_instance_uid, patient_id)."""
+    linked = (
+        await s.execute(
+            select(t.studies.c.study_instance_uid, t.studies.c.patient_id).where(
+                t.studies.c.order_id == order.id
+            )
+        )
+    ).all()
+    for st in linked:
+        await queue_for_review(s, st.study_instance_uid, reason, detail, order.id)
+        log.warning(
+            "study %s unlinked from order %s and queued for reconciliation (%s): %s",
+            st.study_instance_uid,
+            order.accession_number,
+            reason,
+            detail,
+        )
+    return linked
+
+
+async def same_patient_codes(s: Any, code: str | None) -> set[str]:
+    """The patient codes naming the same person as ``code``: itself, the record it was merged into
+    (``patient_merges``, from admissions.patient.merged) and every record merged into that one."""
+    if not code:
+        return {code or ""}
+    survivor = (
+        await s.execute(
+            select(t.patient_merges.c.survivor_code).where(t.patient_merges.c.merged_code == code)
+        )
+    ).scalar() or code
+    merged = (
+        await s.execute(
+            select(t.patient_merges.c.merged_code).where(t.patient_merges.c.survivor_code == survivor)
+        )
+    ).scalars()
+    return {code, survivor, *merged}
 
 
 def study_proto(st: Any, series: list[Any]) -> pb.Study:

@@ -95,8 +95,11 @@ class StudyReconciled(_message.Message):
     accession_number: _builtins.str
     patient_code: _builtins.str
     reason: _builtins.str
-    """why it was queued: unknown_accession, patient_mismatch, no_accession"""
+    """why it was queued: unknown_accession, patient_mismatch, no_accession,"""
     resolved_by: _builtins.str
+    """order_cancelled, order_rescheduled
+    who linked it; "admissions.patient.merged" when a merge of patient
+    """
     def __init__(
         self,
         *,
@@ -176,6 +179,47 @@ class OrderCancelled(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OrderCancelled: _TypeAlias = OrderCancelled  # noqa: Y015
+
+@_typing.final
+class OrderRescheduled(_message.Message):
+    """imaging.order.rescheduled: a scheduled order was moved to another time or station (RescheduleOrder)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    RESCHEDULED_AT_FIELD_NUMBER: _builtins.int
+    STUDIES_REQUEUED_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    @_builtins.property
+    def order(self) -> _imaging_pb2.Order:
+        """as rescheduled (new scheduled_start, station, study UID)"""
+
+    @_builtins.property
+    def by(self) -> _types_pb2.Actor: ...
+    @_builtins.property
+    def rescheduled_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def studies_requeued(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Studies that were linked to the order and have been queued for reconciliation (order_rescheduled)."""
+
+    def __init__(
+        self,
+        *,
+        order: _imaging_pb2.Order | None = ...,
+        reason: _builtins.str = ...,
+        by: _types_pb2.Actor | None = ...,
+        rescheduled_at: _timestamp_pb2.Timestamp | None = ...,
+        studies_requeued: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "order", b"order", "rescheduled_at", b"rescheduled_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "order", b"order", "reason", b"reason", "rescheduled_at", b"rescheduled_at", "studies_requeued", b"studies_requeued"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderRescheduled: _TypeAlias = OrderRescheduled  # noqa: Y015
 
 @_typing.final
 class ProcedureCompleted(_message.Message):

@@ -26,15 +26,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!hospital/imaging/v1/imaging.proto\x12\x13hospital.imaging.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n\x0cOrderPatient\x12\x13\n\x0bpatient_ref\x18\x01 \x01(\t\x12\x14\n\x0cpatient_code\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t\x12\x12\n\nbirth_date\x18\x04 \x01(\t\x12\x0b\n\x03sex\x18\x05 \x01(\t\"\xe5\x02\n\x14ScheduleOrderRequest\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x01 \x01(\t\x12\x1e\n\x16requested_procedure_id\x18\x02 \x01(\t\x12\'\n\x1frequested_procedure_description\x18\x03 \x01(\t\x12\x10\n\x08modality\x18\x04 \x01(\t\x12\x18\n\x10station_ae_title\x18\x05 \x01(\t\x12\x33\n\x0fscheduled_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x07patient\x18\x07 \x01(\x0b\x32!.hospital.imaging.v1.OrderPatient\x12\x1b\n\x13referring_physician\x18\x08 \x01(\t\x12\x11\n\torder_ref\x18\t \x01(\t\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x11\n\tvisit_ref\x18\x0b \x01(\t\"\xb7\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\x1e\n\x16requested_procedure_id\x18\x03 \x01(\t\x12\'\n\x1frequested_procedure_description\x18\x04 \x01(\t\x12\x10\n\x08modality\x18\x05 \x01(\t\x12\x18\n\x10station_ae_title\x18\x06 \x01(\t\x12\x33\n\x0fscheduled_start\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x07patient\x18\x08 \x01(\x0b\x32!.hospital.imaging.v1.OrderPatient\x12\x1b\n\x13referring_physician\x18\t \x01(\t\x12\x11\n\torder_ref\x18\n \x01(\t\x12\x30\n\x06status\x18\x0b \x01(\x0e\x32 .hospital.imaging.v1.OrderStatus\x12\x1a\n\x12study_instance_uid\x18\x0c \x01(\t\x12\x19\n\x11mpps_instance_uid\x18\r \x01(\t\x12\x11\n\tvisit_ref\x18\x0e \x01(\t\"7\n\x0fGetOrderRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\"0\n\x12\x43\x61ncelOrderRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x8e\x01\n\x06Series\x12\x1b\n\x13series_instance_uid\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\x15\n\rseries_number\x18\x03 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x11\n\tbody_part\x18\x05 \x01(\t\x12\x16\n\x0einstance_count\x18\x06 \x01(\x05\"\xbf\x02\n\x05Study\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x14\n\x0cpatient_code\x18\x02 \x01(\t\x12\x14\n\x0cpatient_name\x18\x03 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x04 \x01(\t\x12\x12\n\nstudy_date\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x12\n\nmodalities\x18\x07 \x03(\t\x12\x14\n\x0cseries_count\x18\x08 \x01(\x05\x12\x16\n\x0einstance_count\x18\t \x01(\x05\x12\x10\n\x08order_id\x18\n \x01(\t\x12\x16\n\x0ereconciliation\x18\x0b \x01(\t\x12+\n\x06series\x18\x0c \x03(\x0b\x32\x1b.hospital.imaging.v1.Series\x12\x12\n\nsize_bytes\x18\r \x01(\x03\"-\n\x0fGetStudyRequest\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\"S\n\x12ListStudiesRequest\x12\x14\n\x0cpatient_code\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"@\n\x13ListStudiesResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.hospital.imaging.v1.Study\"F\n\x11ListOrdersRequest\x12\x10\n\x08statuses\x18\x01 \x03(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"?\n\x12ListOrdersResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.hospital.imaging.v1.Order\"\x87\x03\n\x12ReconciliationItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x1a\n\x12\x63\x61ndidate_order_id\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x19\n\x11resolved_order_id\x18\x07 \x01(\t\x12\x13\n\x0bresolved_by\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bresolved_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cpatient_code\x18\x0b \x01(\t\x12\x14\n\x0cpatient_name\x18\x0c \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\r \x01(\t\x12\x12\n\nstudy_date\x18\x0e \x01(\t\x12\x12\n\nmodalities\x18\x0f \x01(\t\"+\n\x19ListReconciliationRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\"T\n\x1aListReconciliationResponse\x12\x36\n\x05items\x18\x01 \x03(\x0b\x32\'.hospital.imaging.v1.ReconciliationItem\"A\n\x1cResolveReconciliationRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\"\xdb\x02\n\x04Mpps\x12\x19\n\x11mpps_instance_uid\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x03 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x04 \x01(\t\x12\x14\n\x0cpatient_code\x18\x05 \x01(\t\x12\x14\n\x0cpatient_name\x18\x06 \x01(\t\x12\x12\n\ncalling_ae\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x11\n\tattention\x18\t \x01(\t\x12\x13\n\x0bresolved_by\x18\n \x01(\t\x12/\n\x0bresolved_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fresolution_note\x18\x0c \x01(\t\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"3\n\x0fListMppsRequest\x12\x11\n\tunmatched\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\x05\"<\n\x10ListMppsResponse\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.hospital.imaging.v1.Mpps\"=\n\x12ResolveMppsRequest\x12\x19\n\x11mpps_instance_uid\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\"u\n\x0bRoutingRule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x65stination_ae\x18\x03 \x01(\t\x12\x10\n\x08modality\x18\x04 \x01(\t\x12\x11\n\tsource_ae\x18\x05 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x06 \x01(\x08\"d\n\x12RoutingDestination\x12\x10\n\x08\x61\x65_title\x18\x01 \x01(\t\x12\r\n\x05known\x18\x02 \x01(\x08\x12\x0f\n\x07pending\x18\x03 \x01(\x05\x12\x0c\n\x04sent\x18\x04 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x05\"\xd2\x01\n\nRoutingJob\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x16\n\x0e\x64\x65stination_ae\x18\x02 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x03 \x01(\t\x12\x18\n\x10sop_instance_uid\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x12\n\nlast_error\x18\x07 \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x19\n\x17GetRoutingStatusRequest\"\xb1\x01\n\rRoutingStatus\x12/\n\x05rules\x18\x01 \x03(\x0b\x32 .hospital.imaging.v1.RoutingRule\x12=\n\x0c\x64\x65stinations\x18\x02 \x03(\x0b\x32\'.hospital.imaging.v1.RoutingDestination\x12\x30\n\x07waiting\x18\x03 \x03(\x0b\x32\x1f.hospital.imaging.v1.RoutingJob\"-\n\x13RetryRoutingRequest\x12\x16\n\x0e\x64\x65stination_ae\x18\x01 \x01(\t\"+\n\x14RetryRoutingResponse\x12\x13\n\x0brescheduled\x18\x01 \x01(\x05*\xbc\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16ORDER_STATUS_SCHEDULED\x10\x01\x12\x1c\n\x18ORDER_STATUS_IN_PROGRESS\x10\x02\x12\x1a\n\x16ORDER_STATUS_COMPLETED\x10\x03\x12\x1d\n\x19ORDER_STATUS_DISCONTINUED\x10\x04\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x05\x32\xfc\x08\n\x0eImagingService\x12V\n\rScheduleOrder\x12).hospital.imaging.v1.ScheduleOrderRequest\x1a\x1a.hospital.imaging.v1.Order\x12L\n\x08GetOrder\x12$.hospital.imaging.v1.GetOrderRequest\x1a\x1a.hospital.imaging.v1.Order\x12R\n\x0b\x43\x61ncelOrder\x12\'.hospital.imaging.v1.CancelOrderRequest\x1a\x1a.hospital.imaging.v1.Order\x12L\n\x08GetStudy\x12$.hospital.imaging.v1.GetStudyRequest\x1a\x1a.hospital.imaging.v1.Study\x12`\n\x0bListStudies\x12\'.hospital.imaging.v1.ListStudiesRequest\x1a(.hospital.imaging.v1.ListStudiesResponse\x12]\n\nListOrders\x12&.hospital.imaging.v1.ListOrdersRequest\x1a\'.hospital.imaging.v1.ListOrdersResponse\x12u\n\x12ListReconciliation\x12..hospital.imaging.v1.ListReconciliationRequest\x1a/.hospital.imaging.v1.ListReconciliationResponse\x12s\n\x15ResolveReconciliation\x12\x31.hospital.imaging.v1.ResolveReconciliationRequest\x1a\'.hospital.imaging.v1.ReconciliationItem\x12W\n\x08ListMpps\x12$.hospital.imaging.v1.ListMppsRequest\x1a%.hospital.imaging.v1.ListMppsResponse\x12Q\n\x0bResolveMpps\x12\'.hospital.imaging.v1.ResolveMppsRequest\x1a\x19.hospital.imaging.v1.Mpps\x12\x64\n\x10GetRoutingStatus\x12,.hospital.imaging.v1.GetRoutingStatusRequest\x1a\".hospital.imaging.v1.RoutingStatus\x12\x63\n\x0cRetryRouting\x12(.hospital.imaging.v1.RetryRoutingRequest\x1a).hospital.imaging.v1.RetryRoutingResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!hospital/imaging/v1/imaging.proto\x12\x13hospital.imaging.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n\x0cOrderPatient\x12\x13\n\x0bpatient_ref\x18\x01 \x01(\t\x12\x14\n\x0cpatient_code\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t\x12\x12\n\nbirth_date\x18\x04 \x01(\t\x12\x0b\n\x03sex\x18\x05 \x01(\t\"\xe5\x02\n\x14ScheduleOrderRequest\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x01 \x01(\t\x12\x1e\n\x16requested_procedure_id\x18\x02 \x01(\t\x12\'\n\x1frequested_procedure_description\x18\x03 \x01(\t\x12\x10\n\x08modality\x18\x04 \x01(\t\x12\x18\n\x10station_ae_title\x18\x05 \x01(\t\x12\x33\n\x0fscheduled_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x07patient\x18\x07 \x01(\x0b\x32!.hospital.imaging.v1.OrderPatient\x12\x1b\n\x13referring_physician\x18\x08 \x01(\t\x12\x11\n\torder_ref\x18\t \x01(\t\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x11\n\tvisit_ref\x18\x0b \x01(\t\"\xb7\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\x1e\n\x16requested_procedure_id\x18\x03 \x01(\t\x12\'\n\x1frequested_procedure_description\x18\x04 \x01(\t\x12\x10\n\x08modality\x18\x05 \x01(\t\x12\x18\n\x10station_ae_title\x18\x06 \x01(\t\x12\x33\n\x0fscheduled_start\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x07patient\x18\x08 \x01(\x0b\x32!.hospital.imaging.v1.OrderPatient\x12\x1b\n\x13referring_physician\x18\t \x01(\t\x12\x11\n\torder_ref\x18\n \x01(\t\x12\x30\n\x06status\x18\x0b \x01(\x0e\x32 .hospital.imaging.v1.OrderStatus\x12\x1a\n\x12study_instance_uid\x18\x0c \x01(\t\x12\x19\n\x11mpps_instance_uid\x18\r \x01(\t\x12\x11\n\tvisit_ref\x18\x0e \x01(\t\"7\n\x0fGetOrderRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\"0\n\x12\x43\x61ncelOrderRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x83\x01\n\x16RescheduleOrderRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x33\n\x0fscheduled_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10station_ae_title\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x8e\x01\n\x06Series\x12\x1b\n\x13series_instance_uid\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\x15\n\rseries_number\x18\x03 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x11\n\tbody_part\x18\x05 \x01(\t\x12\x16\n\x0einstance_count\x18\x06 \x01(\x05\"\xbf\x02\n\x05Study\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x14\n\x0cpatient_code\x18\x02 \x01(\t\x12\x14\n\x0cpatient_name\x18\x03 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x04 \x01(\t\x12\x12\n\nstudy_date\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x12\n\nmodalities\x18\x07 \x03(\t\x12\x14\n\x0cseries_count\x18\x08 \x01(\x05\x12\x16\n\x0einstance_count\x18\t \x01(\x05\x12\x10\n\x08order_id\x18\n \x01(\t\x12\x16\n\x0ereconciliation\x18\x0b \x01(\t\x12+\n\x06series\x18\x0c \x03(\x0b\x32\x1b.hospital.imaging.v1.Series\x12\x12\n\nsize_bytes\x18\r \x01(\x03\"-\n\x0fGetStudyRequest\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\"S\n\x12ListStudiesRequest\x12\x14\n\x0cpatient_code\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"@\n\x13ListStudiesResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.hospital.imaging.v1.Study\"F\n\x11ListOrdersRequest\x12\x10\n\x08statuses\x18\x01 \x03(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"?\n\x12ListOrdersResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.hospital.imaging.v1.Order\"\x87\x03\n\x12ReconciliationItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x1a\n\x12\x63\x61ndidate_order_id\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x19\n\x11resolved_order_id\x18\x07 \x01(\t\x12\x13\n\x0bresolved_by\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bresolved_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cpatient_code\x18\x0b \x01(\t\x12\x14\n\x0cpatient_name\x18\x0c \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\r \x01(\t\x12\x12\n\nstudy_date\x18\x0e \x01(\t\x12\x12\n\nmodalities\x18\x0f \x01(\t\"+\n\x19ListReconciliationRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\"T\n\x1aListReconciliationResponse\x12\x36\n\x05items\x18\x01 \x03(\x0b\x32\'.hospital.imaging.v1.ReconciliationItem\"A\n\x1cResolveReconciliationRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\"\xdb\x02\n\x04Mpps\x12\x19\n\x11mpps_instance_uid\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x03 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x04 \x01(\t\x12\x14\n\x0cpatient_code\x18\x05 \x01(\t\x12\x14\n\x0cpatient_name\x18\x06 \x01(\t\x12\x12\n\ncalling_ae\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x11\n\tattention\x18\t \x01(\t\x12\x13\n\x0bresolved_by\x18\n \x01(\t\x12/\n\x0bresolved_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fresolution_note\x18\x0c \x01(\t\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"3\n\x0fListMppsRequest\x12\x11\n\tunmatched\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\x05\"<\n\x10ListMppsResponse\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.hospital.imaging.v1.Mpps\"=\n\x12ResolveMppsRequest\x12\x19\n\x11mpps_instance_uid\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\"u\n\x0bRoutingRule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x65stination_ae\x18\x03 \x01(\t\x12\x10\n\x08modality\x18\x04 \x01(\t\x12\x11\n\tsource_ae\x18\x05 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x06 \x01(\x08\"d\n\x12RoutingDestination\x12\x10\n\x08\x61\x65_title\x18\x01 \x01(\t\x12\r\n\x05known\x18\x02 \x01(\x08\x12\x0f\n\x07pending\x18\x03 \x01(\x05\x12\x0c\n\x04sent\x18\x04 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x05\"\xd2\x01\n\nRoutingJob\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x16\n\x0e\x64\x65stination_ae\x18\x02 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x03 \x01(\t\x12\x18\n\x10sop_instance_uid\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x12\n\nlast_error\x18\x07 \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x19\n\x17GetRoutingStatusRequest\"\xb1\x01\n\rRoutingStatus\x12/\n\x05rules\x18\x01 \x03(\x0b\x32 .hospital.imaging.v1.RoutingRule\x12=\n\x0c\x64\x65stinations\x18\x02 \x03(\x0b\x32\'.hospital.imaging.v1.RoutingDestination\x12\x30\n\x07waiting\x18\x03 \x03(\x0b\x32\x1f.hospital.imaging.v1.RoutingJob\"-\n\x13RetryRoutingRequest\x12\x16\n\x0e\x64\x65stination_ae\x18\x01 \x01(\t\"+\n\x14RetryRoutingResponse\x12\x13\n\x0brescheduled\x18\x01 \x01(\x05*\xbc\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16ORDER_STATUS_SCHEDULED\x10\x01\x12\x1c\n\x18ORDER_STATUS_IN_PROGRESS\x10\x02\x12\x1a\n\x16ORDER_STATUS_COMPLETED\x10\x03\x12\x1d\n\x19ORDER_STATUS_DISCONTINUED\x10\x04\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x05\x32\xd8\t\n\x0eImagingService\x12V\n\rScheduleOrder\x12).hospital.imaging.v1.ScheduleOrderRequest\x1a\x1a.hospital.imaging.v1.Order\x12L\n\x08GetOrder\x12$.hospital.imaging.v1.GetOrderRequest\x1a\x1a.hospital.imaging.v1.Order\x12R\n\x0b\x43\x61ncelOrder\x12\'.hospital.imaging.v1.CancelOrderRequest\x1a\x1a.hospital.imaging.v1.Order\x12Z\n\x0fRescheduleOrder\x12+.hospital.imaging.v1.RescheduleOrderRequest\x1a\x1a.hospital.imaging.v1.Order\x12L\n\x08GetStudy\x12$.hospital.imaging.v1.GetStudyRequest\x1a\x1a.hospital.imaging.v1.Study\x12`\n\x0bListStudies\x12\'.hospital.imaging.v1.ListStudiesRequest\x1a(.hospital.imaging.v1.ListStudiesResponse\x12]\n\nListOrders\x12&.hospital.imaging.v1.ListOrdersRequest\x1a\'.hospital.imaging.v1.ListOrdersResponse\x12u\n\x12ListReconciliation\x12..hospital.imaging.v1.ListReconciliationRequest\x1a/.hospital.imaging.v1.ListReconciliationResponse\x12s\n\x15ResolveReconciliation\x12\x31.hospital.imaging.v1.ResolveReconciliationRequest\x1a\'.hospital.imaging.v1.ReconciliationItem\x12W\n\x08ListMpps\x12$.hospital.imaging.v1.ListMppsRequest\x1a%.hospital.imaging.v1.ListMppsResponse\x12Q\n\x0bResolveMpps\x12\'.hospital.imaging.v1.ResolveMppsRequest\x1a\x19.hospital.imaging.v1.Mpps\x12\x64\n\x10GetRoutingStatus\x12,.hospital.imaging.v1.GetRoutingStatusRequest\x1a\".hospital.imaging.v1.RoutingStatus\x12\x63\n\x0cRetryRouting\x12(.hospital.imaging.v1.RetryRoutingRequest\x1a).hospital.imaging.v1.RetryRoutingResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hospital.imaging.v1.imaging_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORDERSTATUS']._serialized_start=3767
-  _globals['_ORDERSTATUS']._serialized_end=3955
+  _globals['_ORDERSTATUS']._serialized_start=3901
+  _globals['_ORDERSTATUS']._serialized_end=4089
   _globals['_ORDERPATIENT']._serialized_start=91
   _globals['_ORDERPATIENT']._serialized_end=200
   _globals['_SCHEDULEORDERREQUEST']._serialized_start=203
@@ -45,50 +45,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETORDERREQUEST']._serialized_end=1059
   _globals['_CANCELORDERREQUEST']._serialized_start=1061
   _globals['_CANCELORDERREQUEST']._serialized_end=1109
-  _globals['_SERIES']._serialized_start=1112
-  _globals['_SERIES']._serialized_end=1254
-  _globals['_STUDY']._serialized_start=1257
-  _globals['_STUDY']._serialized_end=1576
-  _globals['_GETSTUDYREQUEST']._serialized_start=1578
-  _globals['_GETSTUDYREQUEST']._serialized_end=1623
-  _globals['_LISTSTUDIESREQUEST']._serialized_start=1625
-  _globals['_LISTSTUDIESREQUEST']._serialized_end=1708
-  _globals['_LISTSTUDIESRESPONSE']._serialized_start=1710
-  _globals['_LISTSTUDIESRESPONSE']._serialized_end=1774
-  _globals['_LISTORDERSREQUEST']._serialized_start=1776
-  _globals['_LISTORDERSREQUEST']._serialized_end=1846
-  _globals['_LISTORDERSRESPONSE']._serialized_start=1848
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1911
-  _globals['_RECONCILIATIONITEM']._serialized_start=1914
-  _globals['_RECONCILIATIONITEM']._serialized_end=2305
-  _globals['_LISTRECONCILIATIONREQUEST']._serialized_start=2307
-  _globals['_LISTRECONCILIATIONREQUEST']._serialized_end=2350
-  _globals['_LISTRECONCILIATIONRESPONSE']._serialized_start=2352
-  _globals['_LISTRECONCILIATIONRESPONSE']._serialized_end=2436
-  _globals['_RESOLVERECONCILIATIONREQUEST']._serialized_start=2438
-  _globals['_RESOLVERECONCILIATIONREQUEST']._serialized_end=2503
-  _globals['_MPPS']._serialized_start=2506
-  _globals['_MPPS']._serialized_end=2853
-  _globals['_LISTMPPSREQUEST']._serialized_start=2855
-  _globals['_LISTMPPSREQUEST']._serialized_end=2906
-  _globals['_LISTMPPSRESPONSE']._serialized_start=2908
-  _globals['_LISTMPPSRESPONSE']._serialized_end=2968
-  _globals['_RESOLVEMPPSREQUEST']._serialized_start=2970
-  _globals['_RESOLVEMPPSREQUEST']._serialized_end=3031
-  _globals['_ROUTINGRULE']._serialized_start=3033
-  _globals['_ROUTINGRULE']._serialized_end=3150
-  _globals['_ROUTINGDESTINATION']._serialized_start=3152
-  _globals['_ROUTINGDESTINATION']._serialized_end=3252
-  _globals['_ROUTINGJOB']._serialized_start=3255
-  _globals['_ROUTINGJOB']._serialized_end=3465
-  _globals['_GETROUTINGSTATUSREQUEST']._serialized_start=3467
-  _globals['_GETROUTINGSTATUSREQUEST']._serialized_end=3492
-  _globals['_ROUTINGSTATUS']._serialized_start=3495
-  _globals['_ROUTINGSTATUS']._serialized_end=3672
-  _globals['_RETRYROUTINGREQUEST']._serialized_start=3674
-  _globals['_RETRYROUTINGREQUEST']._serialized_end=3719
-  _globals['_RETRYROUTINGRESPONSE']._serialized_start=3721
-  _globals['_RETRYROUTINGRESPONSE']._serialized_end=3764
-  _globals['_IMAGINGSERVICE']._serialized_start=3958
-  _globals['_IMAGINGSERVICE']._serialized_end=5106
+  _globals['_RESCHEDULEORDERREQUEST']._serialized_start=1112
+  _globals['_RESCHEDULEORDERREQUEST']._serialized_end=1243
+  _globals['_SERIES']._serialized_start=1246
+  _globals['_SERIES']._serialized_end=1388
+  _globals['_STUDY']._serialized_start=1391
+  _globals['_STUDY']._serialized_end=1710
+  _globals['_GETSTUDYREQUEST']._serialized_start=1712
+  _globals['_GETSTUDYREQUEST']._serialized_end=1757
+  _globals['_LISTSTUDIESREQUEST']._serialized_start=1759
+  _globals['_LISTSTUDIESREQUEST']._serialized_end=1842
+  _globals['_LISTSTUDIESRESPONSE']._serialized_start=1844
+  _globals['_LISTSTUDIESRESPONSE']._serialized_end=1908
+  _globals['_LISTORDERSREQUEST']._serialized_start=1910
+  _globals['_LISTORDERSREQUEST']._serialized_end=1980
+  _globals['_LISTORDERSRESPONSE']._serialized_start=1982
+  _globals['_LISTORDERSRESPONSE']._serialized_end=2045
+  _globals['_RECONCILIATIONITEM']._serialized_start=2048
+  _globals['_RECONCILIATIONITEM']._serialized_end=2439
+  _globals['_LISTRECONCILIATIONREQUEST']._serialized_start=2441
+  _globals['_LISTRECONCILIATIONREQUEST']._serialized_end=2484
+  _globals['_LISTRECONCILIATIONRESPONSE']._serialized_start=2486
+  _globals['_LISTRECONCILIATIONRESPONSE']._serialized_end=2570
+  _globals['_RESOLVERECONCILIATIONREQUEST']._serialized_start=2572
+  _globals['_RESOLVERECONCILIATIONREQUEST']._serialized_end=2637
+  _globals['_MPPS']._serialized_start=2640
+  _globals['_MPPS']._serialized_end=2987
+  _globals['_LISTMPPSREQUEST']._serialized_start=2989
+  _globals['_LISTMPPSREQUEST']._serialized_end=3040
+  _globals['_LISTMPPSRESPONSE']._serialized_start=3042
+  _globals['_LISTMPPSRESPONSE']._serialized_end=3102
+  _globals['_RESOLVEMPPSREQUEST']._serialized_start=3104
+  _globals['_RESOLVEMPPSREQUEST']._serialized_end=3165
+  _globals['_ROUTINGRULE']._serialized_start=3167
+  _globals['_ROUTINGRULE']._serialized_end=3284
+  _globals['_ROUTINGDESTINATION']._serialized_start=3286
+  _globals['_ROUTINGDESTINATION']._serialized_end=3386
+  _globals['_ROUTINGJOB']._serialized_start=3389
+  _globals['_ROUTINGJOB']._serialized_end=3599
+  _globals['_GETROUTINGSTATUSREQUEST']._serialized_start=3601
+  _globals['_GETROUTINGSTATUSREQUEST']._serialized_end=3626
+  _globals['_ROUTINGSTATUS']._serialized_start=3629
+  _globals['_ROUTINGSTATUS']._serialized_end=3806
+  _globals['_RETRYROUTINGREQUEST']._serialized_start=3808
+  _globals['_RETRYROUTINGREQUEST']._serialized_end=3853
+  _globals['_RETRYROUTINGRESPONSE']._serialized_start=3855
+  _globals['_RETRYROUTINGRESPONSE']._serialized_end=3898
+  _globals['_IMAGINGSERVICE']._serialized_start=4092
+  _globals['_IMAGINGSERVICE']._serialized_end=5332
 # @@protoc_insertion_point(module_scope)

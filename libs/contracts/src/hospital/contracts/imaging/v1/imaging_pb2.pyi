@@ -242,7 +242,9 @@ Global___GetOrderRequest: _TypeAlias = GetOrderRequest  # noqa: Y015
 @_typing.final
 class CancelOrderRequest(_message.Message):
     """Only a scheduled order (not yet started on the modality) can be cancelled; one already cancelled is
-    returned as it is. The cancellation publishes imaging.order.cancelled once.
+    returned as it is. The cancellation publishes imaging.order.cancelled once. A study already linked to the
+    order (images from a modality that sends no MPPS) is unlinked and queued for reconciliation
+    (order_cancelled).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -264,6 +266,44 @@ class CancelOrderRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelOrderRequest: _TypeAlias = CancelOrderRequest  # noqa: Y015
+
+@_typing.final
+class RescheduleOrderRequest(_message.Message):
+    """Only a scheduled order can be rescheduled; the same time and station again changes nothing. A study
+    already linked to the order is unlinked and queued for reconciliation (order_rescheduled), and the order
+    gets a new Study Instance UID on the worklist.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SCHEDULED_START_FIELD_NUMBER: _builtins.int
+    STATION_AE_TITLE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    station_ae_title: _builtins.str
+    """empty: keep the order's station"""
+    reason: _builtins.str
+    """at most 500 characters, may be empty"""
+    @_builtins.property
+    def scheduled_start(self) -> _timestamp_pb2.Timestamp:
+        """required"""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        scheduled_start: _timestamp_pb2.Timestamp | None = ...,
+        station_ae_title: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["scheduled_start", b"scheduled_start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "reason", b"reason", "scheduled_start", b"scheduled_start", "station_ae_title", b"station_ae_title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RescheduleOrderRequest: _TypeAlias = RescheduleOrderRequest  # noqa: Y015
 
 @_typing.final
 class Series(_message.Message):

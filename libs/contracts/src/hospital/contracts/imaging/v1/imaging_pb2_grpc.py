@@ -50,6 +50,11 @@ class ImagingServiceStub:
                 request_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.CancelOrderRequest.SerializeToString,
                 response_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.Order.FromString,
                 _registered_method=True)
+        self.RescheduleOrder = channel.unary_unary(
+                '/hospital.imaging.v1.ImagingService/RescheduleOrder',
+                request_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.RescheduleOrderRequest.SerializeToString,
+                response_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.Order.FromString,
+                _registered_method=True)
         self.GetStudy = channel.unary_unary(
                 '/hospital.imaging.v1.ImagingService/GetStudy',
                 request_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.GetStudyRequest.SerializeToString,
@@ -115,6 +120,13 @@ class ImagingServiceServicer:
 
     def CancelOrder(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RescheduleOrder(self, request, context):
+        """Moves a scheduled order to another time (and station); publishes imaging.order.rescheduled.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -195,6 +207,11 @@ def add_ImagingServiceServicer_to_server(servicer, server):
             'CancelOrder': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelOrder,
                     request_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.CancelOrderRequest.FromString,
+                    response_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.Order.SerializeToString,
+            ),
+            'RescheduleOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.RescheduleOrder,
+                    request_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.RescheduleOrderRequest.FromString,
                     response_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.Order.SerializeToString,
             ),
             'GetStudy': grpc.unary_unary_rpc_method_handler(
@@ -323,6 +340,33 @@ class ImagingService:
             target,
             '/hospital.imaging.v1.ImagingService/CancelOrder',
             hospital_dot_imaging_dot_v1_dot_imaging__pb2.CancelOrderRequest.SerializeToString,
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RescheduleOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.imaging.v1.ImagingService/RescheduleOrder',
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.RescheduleOrderRequest.SerializeToString,
             hospital_dot_imaging_dot_v1_dot_imaging__pb2.Order.FromString,
             options,
             channel_credentials,

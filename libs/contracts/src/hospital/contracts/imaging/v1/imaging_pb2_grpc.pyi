@@ -37,6 +37,8 @@ class ImagingServiceStub:
     """Called by the EMR when a doctor orders an imaging procedure: appears on the modality worklist."""
     GetOrder: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.GetOrderRequest, _imaging_pb2.Order]
     CancelOrder: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.CancelOrderRequest, _imaging_pb2.Order]
+    RescheduleOrder: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.RescheduleOrderRequest, _imaging_pb2.Order]
+    """Moves a scheduled order to another time (and station); publishes imaging.order.rescheduled."""
     GetStudy: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.GetStudyRequest, _imaging_pb2.Study]
     ListStudies: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.ListStudiesRequest, _imaging_pb2.ListStudiesResponse]
     ListOrders: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.ListOrdersRequest, _imaging_pb2.ListOrdersResponse]
@@ -62,6 +64,8 @@ class ImagingServiceAsyncStub(ImagingServiceStub):
     """Called by the EMR when a doctor orders an imaging procedure: appears on the modality worklist."""
     GetOrder: _aio.UnaryUnaryMultiCallable[_imaging_pb2.GetOrderRequest, _imaging_pb2.Order]  # type: ignore[assignment]
     CancelOrder: _aio.UnaryUnaryMultiCallable[_imaging_pb2.CancelOrderRequest, _imaging_pb2.Order]  # type: ignore[assignment]
+    RescheduleOrder: _aio.UnaryUnaryMultiCallable[_imaging_pb2.RescheduleOrderRequest, _imaging_pb2.Order]  # type: ignore[assignment]
+    """Moves a scheduled order to another time (and station); publishes imaging.order.rescheduled."""
     GetStudy: _aio.UnaryUnaryMultiCallable[_imaging_pb2.GetStudyRequest, _imaging_pb2.Study]  # type: ignore[assignment]
     ListStudies: _aio.UnaryUnaryMultiCallable[_imaging_pb2.ListStudiesRequest, _imaging_pb2.ListStudiesResponse]  # type: ignore[assignment]
     ListOrders: _aio.UnaryUnaryMultiCallable[_imaging_pb2.ListOrdersRequest, _imaging_pb2.ListOrdersResponse]  # type: ignore[assignment]
@@ -102,6 +106,14 @@ class ImagingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _imaging_pb2.CancelOrderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_imaging_pb2.Order, _abc.Awaitable[_imaging_pb2.Order]]: ...
+
+    @_abc_1.abstractmethod
+    def RescheduleOrder(
+        self,
+        request: _imaging_pb2.RescheduleOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_imaging_pb2.Order, _abc.Awaitable[_imaging_pb2.Order]]:
+        """Moves a scheduled order to another time (and station); publishes imaging.order.rescheduled."""
 
     @_abc_1.abstractmethod
     def GetStudy(

@@ -8,7 +8,11 @@ import logging
 from typing import Any
 
 from hospital.imaging.adapters.spool import Spool
-from hospital.imaging.api.dicom.commitment import StorageCommitmentHandler, add_commitment_contexts
+from hospital.imaging.api.dicom.commitment import (
+    CommitmentWorker,
+    StorageCommitmentHandler,
+    add_commitment_contexts,
+)
 from hospital.imaging.api.dicom.qr import Bridge, QueryRetrieveHandlers, add_qr_contexts
 from hospital.imaging.api.dicom.receivers import ReceiverPool, receiver_options
 from hospital.imaging.api.dicom.server import DicomServer, build_ae, gateway_handlers, serve
@@ -21,6 +25,7 @@ class DicomListener:
         self.rt, self.s, self.spool, self.on_stored, self.orders = rt, settings, spool, on_stored, orders
         self.server: DicomServer | None = None
         self.started = asyncio.Event()
+        self.commitments = CommitmentWorker(rt, settings)  # its run() is a serve-side task (service.py)
 
     async def run(self, stop: asyncio.Event) -> None:
         config = self.s.dicom_config()
@@ -28,7 +33,7 @@ class DicomListener:
         add_qr_contexts(ae)
         add_commitment_contexts(ae)
         qr = QueryRetrieveHandlers(Bridge(asyncio.get_running_loop()), self.rt, self.s, self.orders)
-        commitment = StorageCommitmentHandler(asyncio.get_running_loop(), self.rt, self.s)
+        commitment = StorageCommitmentHandler(asyncio.get_running_loop(), self.rt, self.s, self.commitments)
         handlers = [
             *gateway_handlers(config, self.spool, self.on_stored),
             *qr.handlers(),
