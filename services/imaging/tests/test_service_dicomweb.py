@@ -88,7 +88,8 @@ async def test_stow_qido_wado_round_trip(imaging, make_ct_series, tmp_path: Path
         assert len(_parts(await c.get(f"/dicomweb/studies/{study}"))) == 2
         assert len(_parts(await c.get(f"/dicomweb/studies/{study}/series/{series}"))) == 2
         meta = (await c.get(f"/dicomweb/studies/{study}/metadata")).json()
-        assert len(meta) == 2 and "7FE00010" not in meta[0] and meta[0]["00080060"]["Value"] == ["CT"]
+        assert len(meta) == 2 and meta[0]["00080060"]["Value"] == ["CT"]
+        assert set(meta[0]["7FE00010"]) == {"vr", "BulkDataURI"}  # pixel data by reference, never inline
 
         r = await c.get(
             f"/dicomweb/studies/{study}/series/{series}/instances/{first.SOPInstanceUID}/rendered",

@@ -128,3 +128,22 @@ async def test_rendered_thumbnail_and_frames_of_compressed_images(
         assert "cannot be decoded" in r.json()["detail"]
         r = await c.get(f"{_url(broken)}/frames/1")
         assert r.status_code == 422, r.text
+
+
+def test_rendered_cache_keeps_the_most_recently_used_within_its_bytes() -> None:
+    """ADR 0319: least recently used out first, bounded by bytes; an image over a quarter of the limit is
+    not kept; a limit of 0 keeps nothing."""
+    from hospital.imaging.api.dicomweb import RenderedCache
+
+    cache = RenderedCache(400)
+    for key in ("a", "b", "c"):
+        cache.put(key, key.encode() * 100)
+    assert cache.get("a") == b"a" * 100  # a is now the most recently used
+    cache.put("d", b"d" * 100)
+    cache.put("e", b"e" * 100)  # over 400 bytes: b, the least recently used, goes
+    assert cache.get("b") is None and cache.get("a") is not None and cache.size == 400
+    cache.put("big", b"x" * 101)
+    assert cache.get("big") is None
+    off = RenderedCache(0)
+    off.put("a", b"a")
+    assert off.get("a") is None

@@ -105,6 +105,11 @@ class ImagingSettings(ServiceSettings):
     admissions_grpc: str = "127.0.0.1:50051"
     admissions_timeout_seconds: float = 5.0
 
+    # Rendered frames (ADR 0319): rendered JPEG/PNG answers kept in memory, by instance (and digest),
+    # frame and parameters, up to this many bytes per serve process; 0 turns the cache off. Measured: a
+    # frame scrolled back to costs about half the CPU (tests/bench/imaging_rendered.py).
+    rendered_cache_bytes: int = 64 << 20
+
     # STOW-RS: a request over these limits is answered 413 with the reason, before anything is stored.
     # The body streams to a temporary file under the spool, never into memory (app/stow.py).
     stow_max_body_bytes: int = 1 << 30

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import re
 import uuid
-from io import BytesIO
+from collections import OrderedDict
 from typing import Any
 
 import pydicom
@@ -25,9 +25,12 @@ from hospital.imaging.app.query import KEYS, QueryError, find, indexed_instances
 from hospital.imaging.app.stow import StowBody, StowMalformed, StowTooLarge, stow_parts
 from hospital.imaging.domain.rendering import (
     MEDIA,
+    NoSuchAttribute,
     NoSuchFrame,
     NotRenderable,
     RenderOptions,
+    bulk_value,
+    metadata_json,
     parse_viewport,
     parse_window,
     raw_frames,
@@ -165,6 +168,34 @@ def _json(rows: list[dict[str, Any]], keys: list[str], base_url: str) -> list[di
     return out
 
 
+class RenderedCache:
+    """Rendered images by (instance, digest, frame, options), least recently used out first, up to
+    ``limit`` bytes; 0 = off (ADR 0319: measured before it was kept). The digest in the key makes a
+    replaced instance (a conflict resolved ``take_new``) render again; a deleted one is never looked up
+    (the index no longer finds it)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.size = limit, 0
+        self._items: OrderedDict[Any, bytes] = OrderedDict()
+
+    def get(self, key: Any) -> bytes | None:
+        if not self.limit:
+            return None
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: bytes) -> None:
+        if not self.limit or len(value) > self.limit // 4 or key in self._items:
+            return
+        self._items[key] = value
+        self.size += len(value)
+        while self.size > self.limit:
+            _, old = self._items.popitem(last=False)
+            self.size -= len(old)
+
+
 def _multipart(parts: list[bytes], content_type: str) -> Response:
     boundary = uuid.uuid4().hex
     chunks = []
@@ -271,6 +302,11 @@ def build_dicomweb(services: Any) -> APIRouter:
         return await qido(request, "IMAGE", {"StudyInstanceUID": study, "SeriesInstanceUID": series})
 
     async def objects(request: Request, filters: dict[str, str], what: str) -> list[bytes]:
+        return (await objects_with_rows(request, filters, what))[1]
+
+    async def objects_with_rows(
+        request: Request, filters: dict[str, str], what: str, *, fetch: bool = True
+    ) -> tuple[list[dict[str, Any]], list[bytes]]:
         rows = await instances_for(rt.db, _retrieve_filters(filters))
         if not rows:
             raise NotFound("dicomweb.not_found", "no matching instances")
@@ -283,21 +319,33 @@ def build_dicomweb(services: Any) -> APIRouter:
             series=filters.get("SeriesInstanceUID"),
             instance=filters.get("SOPInstanceUID"),
         )
+        if not fetch:
+            return rows, []
         sem = asyncio.Semaphore(8)
 
         async def get(key: str) -> bytes:
             async with sem:
                 return await rt.store.get_bytes(s.bucket, key)
 
-        return list(await asyncio.gather(*(get(row["object_key"]) for row in rows)))
+        return rows, list(await asyncio.gather(*(get(row["object_key"]) for row in rows)))
 
-    def metadata(blobs: list[bytes], request: Request) -> Response:
-        out = []
-        for blob in blobs:
-            ds = pydicom.dcmread(BytesIO(blob), stop_before_pixels=True)
-            js = ds.to_json_dict(bulk_data_threshold=4096, bulk_data_element_handler=lambda _elem: "")
-            out.append(js)
-        return JSONResponse(out, media_type=DICOM_JSON)
+    async def metadata(request: Request, filters: dict[str, str]) -> Response:
+        """DICOM JSON; pixel data and binary values over 1 KiB by BulkDataURI (the instance's
+        ``/bulkdata/<path>`` resource)."""
+        rows, blobs = await objects_with_rows(request, filters, "metadata")
+        root = base(request)
+
+        def build() -> list[dict[str, Any]]:
+            return [
+                metadata_json(
+                    blob,
+                    f"{root}/studies/{row['StudyInstanceUID']}/series/{row['SeriesInstanceUID']}"
+                    f"/instances/{row['SOPInstanceUID']}",
+                )
+                for row, blob in zip(rows, blobs, strict=True)
+            ]
+
+        return JSONResponse(await asyncio.to_thread(build), media_type=DICOM_JSON)
 
     @r.get("/studies/{study}", dependencies=[Depends(READ)])
     async def retrieve_study(request: Request, study: str) -> Response:
@@ -325,25 +373,15 @@ def build_dicomweb(services: Any) -> APIRouter:
 
     @r.get("/studies/{study}/metadata", dependencies=[Depends(READ)])
     async def study_metadata(request: Request, study: str) -> Response:
-        return metadata(await objects(request, {"StudyInstanceUID": study}, "metadata"), request)
+        return await metadata(request, {"StudyInstanceUID": study})
 
     @r.get("/studies/{study}/series/{series}/metadata", dependencies=[Depends(READ)])
     async def series_metadata(request: Request, study: str, series: str) -> Response:
-        return metadata(
-            await objects(request, {"StudyInstanceUID": study, "SeriesInstanceUID": series}, "metadata"),
-            request,
-        )
+        return await metadata(request, {"StudyInstanceUID": study, "SeriesInstanceUID": series})
 
     @r.get("/studies/{study}/series/{series}/instances/{sop}/metadata", dependencies=[Depends(READ)])
     async def instance_metadata(request: Request, study: str, series: str, sop: str) -> Response:
-        return metadata(
-            await objects(
-                request,
-                {"StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": sop},
-                "metadata",
-            ),
-            request,
-        )
+        return await metadata(request, instance(study, series, sop))
 
     def render_options(request: Request, thumbnail: bool) -> RenderOptions:
         q = request.query_params
@@ -375,17 +413,27 @@ def build_dicomweb(services: Any) -> APIRouter:
             raise Invalid("dicomweb.frames", "frames: a comma-separated list of frame numbers (from 1)")
         return [int(p) for p in parts]
 
+    cache = RenderedCache(s.rendered_cache_bytes)
+
     async def rendered_image(
         request: Request, filters: dict[str, str], frame: int, thumbnail: bool
     ) -> Response:
         options = render_options(request, thumbnail)
-        blob = (await objects(request, filters, "thumbnail" if thumbnail else "rendered"))[0]
+        rows, _ = await objects_with_rows(
+            request, filters, "thumbnail" if thumbnail else "rendered", fetch=False
+        )
+        key = (rows[0]["SOPInstanceUID"], rows[0]["digest"], frame, options)
+        image = cache.get(key)
+        if image is not None:
+            return Response(image, media_type=options.media_type)
+        blob = await rt.store.get_bytes(s.bucket, rows[0]["object_key"])
         try:
             image = await asyncio.to_thread(render, blob, frame, options)
         except NoSuchFrame as exc:
             raise NotFound("dicomweb.frame_not_found", str(exc)) from None
         except NotRenderable as exc:
             raise Invalid("dicomweb.not_renderable", f"instance cannot be rendered: {exc}") from None
+        cache.put(key, image)
         return Response(image, media_type=options.media_type)
 
     def instance(study: str, series: str, sop: str) -> dict[str, str]:
@@ -450,6 +498,21 @@ def build_dicomweb(services: Any) -> APIRouter:
         except NotRenderable as exc:
             raise Invalid("dicomweb.not_decodable", str(exc)) from None
         return _multipart(parts, "application/octet-stream")
+
+    @r.get(
+        "/studies/{study}/series/{series}/instances/{sop}/bulkdata/{path:path}", dependencies=[Depends(READ)]
+    )
+    async def bulkdata(request: Request, study: str, series: str, sop: str, path: str) -> Response:
+        """A BulkDataURI of the metadata: the attribute's value as stored (multipart
+        ``application/octet-stream``); pixel data as native little-endian pixels, every frame."""
+        blob = (await objects(request, instance(study, series, sop), "bulkdata"))[0]
+        try:
+            value = await asyncio.to_thread(bulk_value, blob, path)
+        except NoSuchAttribute as exc:
+            raise NotFound("dicomweb.bulkdata_not_found", str(exc)) from None
+        except NotRenderable as exc:
+            raise Invalid("dicomweb.not_decodable", str(exc)) from None
+        return _multipart([value], "application/octet-stream")
 
     @r.post("/studies", dependencies=[Depends(WRITE)])
     async def stow(request: Request) -> Response:

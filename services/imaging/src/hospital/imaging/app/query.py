@@ -175,6 +175,7 @@ async def instances_for(db: Any, filters: dict[str, str], limit: int = 100_000) 
             t.instances.c.object_key.label("object_key"),
             t.instances.c.transfer_syntax_uid.label("transfer_syntax_uid"),
             t.instances.c.size.label("size"),
+            t.instances.c.digest.label("digest"),
         ),
     )
 

@@ -160,3 +160,78 @@ def render(data: bytes, frame: int, options: RenderOptions) -> bytes:
     else:
         image.save(out, format="PNG")
     return out.getvalue()
+
+
+# --- WADO-RS bulk data (metadata BulkDataURIs and the bulkdata resource) ---
+
+BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})  # Pixel Data, Float / Double Float Pixel Data
+BULK_THRESHOLD = 1024  # binary values longer than this are given by reference (BulkDataURI)
+
+
+class NoSuchAttribute(LookupError):
+    """A bulk data path naming no binary attribute of the instance."""
+
+
+def _bulk_paths(ds: Dataset, prefix: str = "") -> dict[int, str]:
+    """id(element) -> its bulk data path (``00431028``, ``00540016/0/00181078``) for every binary element."""
+    out: dict[int, str] = {}
+    for elem in ds:
+        tag = f"{int(elem.tag):08X}"
+        if elem.VR == "SQ":
+            for i, item in enumerate(elem.value or []):
+                out.update(_bulk_paths(item, f"{prefix}{tag}/{i}/"))
+        elif elem.VR in BULK_VRS:
+            out[id(elem)] = prefix + tag
+    return out
+
+
+def metadata_json(data: bytes, instance_url: str) -> dict[str, Any]:
+    """DICOM JSON of an instance: binary values over :data:`BULK_THRESHOLD` bytes, and pixel data always,
+    as ``BulkDataURI`` ``<instance_url>/bulkdata/<path>`` (resolved by :func:`bulk_value`)."""
+    ds = pydicom.dcmread(BytesIO(data))
+    paths = _bulk_paths(ds)
+
+    def uri(elem: Any) -> str:
+        return f"{instance_url}/bulkdata/{paths[id(elem)]}"
+
+    out: dict[str, Any] = ds.to_json_dict(bulk_data_threshold=BULK_THRESHOLD, bulk_data_element_handler=uri)
+    for tag in PIXEL_TAGS:
+        key = f"{tag:08X}"
+        if key in out and "InlineBinary" in out[key]:
+            out[key] = {"vr": out[key]["vr"], "BulkDataURI": f"{instance_url}/bulkdata/{key}"}
+    return out
+
+
+def bulk_value(data: bytes, path: str) -> bytes:
+    """The value a bulk data path names: a binary attribute's bytes as stored (little endian), and pixel
+    data as native little-endian pixels, every frame in order (compressed pixel data decoded)."""
+    parts = [p for p in path.strip("/").split("/") if p]
+    if not parts or len(parts) % 2 == 0 or len(parts) > 21:
+        raise NoSuchAttribute(f"bulk data path {path!r}: TAG or SEQTAG/index/.../TAG")
+    try:
+        tags = [int(p, 16) for p in parts[0::2]]
+        indexes = [int(p) for p in parts[1::2]]
+    except ValueError:
+        raise NoSuchAttribute(f"bulk data path {path!r}: tags are 8 hexadecimal digits") from None
+    try:
+        ds = pydicom.dcmread(BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - whatever pydicom raises on a damaged file
+        raise NotRenderable(f"unreadable file: {exc}") from None
+    if len(tags) == 1 and tags[0] in PIXEL_TAGS and tags[0] in ds:
+        if tags[0] == 0x7FE00010 and ds.file_meta.TransferSyntaxUID.is_compressed:
+            return b"".join(raw_frames(data, list(range(1, frame_count(ds) + 1))))
+        return bytes(ds[tags[0]].value)
+    item: Any = ds
+    for depth, tag in enumerate(tags):
+        if tag not in item:
+            raise NoSuchAttribute(f"the instance has no attribute {path!r}")
+        elem = item[tag]
+        if depth == len(tags) - 1:
+            if elem.VR not in BULK_VRS:
+                raise NoSuchAttribute(f"{path!r} is not a binary attribute ({elem.VR})")
+            return bytes(elem.value or b"")
+        if elem.VR != "SQ" or not 0 <= indexes[depth] < len(elem.value or []):
+            raise NoSuchAttribute(f"the instance has no item {path!r}")
+        item = elem.value[indexes[depth]]
+    raise NoSuchAttribute(path)  # pragma: no cover - the loop returns or raises
