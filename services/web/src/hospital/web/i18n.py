@@ -581,6 +581,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "img.reason.no_accession": ("Ca chụp không có số phiếu", "The study carries no accession number"),
     "img.reason.order_cancelled": ("Phiếu chỉ định đã bị huỷ", "The order was cancelled"),
+    "img.reason.order_rescheduled": (
+        "Phiếu chỉ định đã được hẹn lại giờ chụp",
+        "The order was rescheduled",
+    ),
     "img.link_order": ("Gắn với phiếu chỉ định", "Link to the order"),
     "img.choose_order": ("— Chọn phiếu chỉ định —", "— Choose the order —"),
     "img.same_patient": ("Cùng mã bệnh nhân", "Same patient code"),
