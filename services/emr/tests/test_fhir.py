@@ -381,3 +381,47 @@ async def test_errors_are_operation_outcomes_and_reads_are_checked(
             .all()
         )
     assert "chart.break_glass" in actions and "fhir.Encounter.read" in actions
+
+
+async def test_search_pages_with_count_and_next_links(emr: Service, admissions: Admissions) -> None:
+    _, patient = await admissions.open_visit(patient=admissions.patient("Lương Văn Đức"))
+    enc = (await wait_encounter(emr, patient.id))[0]
+    vitals = {
+        "systolic_bp": 130,
+        "diastolic_bp": 85,
+        "pulse": 80,
+        "temperature_c": 37,
+        "spo2": 97,
+        "respiratory_rate": 18,
+        "weight_kg": 60,
+        "height_cm": 165,
+    }
+    async with client(emr) as doctor:
+        r = await doctor.put(f"/api/v1/encounters/{enc['id']}/consultation", json={"vitals": vitals})
+        assert r.status_code == 200, r.text
+        whole = (await doctor.get("/fhir/Observation", params={"patient": patient.id})).json()
+        assert whole["total"] == 8 and len(whole["entry"]) == 8  # bp, hr, temp, spo2, rr, wt, ht, bmi
+        assert "next" not in {link["relation"] for link in whole["link"]}
+
+        pages, url, params = [], "/fhir/Observation", {"patient": f"Patient/{patient.id}", "_count": 3}
+        while url:
+            r = await doctor.get(url, params=params)
+            assert r.status_code == 200, r.text
+            bundle = r.json()
+            validate(bundle)
+            pages.append(bundle)
+            links = {link["relation"]: link["url"] for link in bundle["link"]}
+            url, params = links.get("next"), None
+        zero = await doctor.get("/fhir/Observation", params={"patient": patient.id, "_count": 0})
+        too_many = await doctor.get("/fhir/Observation", params={"patient": patient.id, "_count": 5000})
+        negative = await doctor.get("/fhir/Observation", params={"patient": patient.id, "_offset": -1})
+    assert [len(p["entry"]) for p in pages] == [3, 3, 2] and {p["total"] for p in pages} == {8}
+    paged = [e["resource"]["id"] for p in pages for e in p["entry"]]
+    assert paged == [e["resource"]["id"] for e in whole["entry"]]  # every one once, in the same order
+    second = {link["relation"]: link["url"] for link in pages[1]["link"]}
+    assert "_count=3&_offset=3" in second["self"] and "_offset=0" in second["previous"]
+    assert f"patient=Patient%2F{patient.id}" in second["next"]  # the search's parameters are kept
+    assert zero.status_code == 200 and zero.json()["total"] == 8 and "entry" not in zero.json()
+    for r in (too_many, negative):
+        assert r.status_code == 422 and r.json()["resourceType"] == "OperationOutcome", r.text
+    assert too_many.json()["issue"][0]["expression"] == ["_count"]

@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from hospital.chassis.caller import Caller
 from hospital.chassis.errors import Invalid, NotFound
@@ -583,6 +584,21 @@ def document_reference(doc: dict[str, Any], base_url: str) -> Resource:
 
 
 # --- reads ------------------------------------------------------------------------------------------
+#: Search paging: ``_count`` (page size, default and maximum) and ``_offset`` (where the page starts).
+DEFAULT_COUNT = 100
+MAX_COUNT = 1000
+
+
+def page_url(url: str, count: int, offset: int) -> str:
+    """The search URL with ``_count`` and ``_offset`` set (other parameters kept, in their order)."""
+    parts = urlsplit(url)
+    query = [
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ("_count", "_offset")
+    ]
+    query += [("_count", str(count)), ("_offset", str(offset))]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def patient_param(value: str) -> str:
     pid = value.removeprefix("Patient/").strip()
     if not pid or "/" in pid or len(pid) > 64:
@@ -608,27 +624,47 @@ class FhirService:
         return _prune(resource)
 
     async def search(
-        self, caller: Caller, rtype: str, patient: str, reason: str | None, base_url: str, self_url: str
+        self,
+        caller: Caller,
+        rtype: str,
+        patient: str,
+        reason: str | None,
+        base_url: str,
+        self_url: str,
+        count: int = DEFAULT_COUNT,
+        offset: int = 0,
     ) -> Resource:
+        """A searchset Bundle of one page: ``count`` resources from ``offset`` (``_count=0``: the total only),
+        with ``self``, ``first``, ``previous`` and ``next`` links that keep the other parameters."""
         pid = patient_param(patient)
         async with self.ctx.uow() as uow:
             reads = FhirReads(uow.session)
             await authorize_read(self.ctx, uow, caller, pid, None, reason, f"fhir.{rtype}.search")
             resources = await SEARCHES[rtype](reads, pid, base_url)
             await uow.commit()
+        page = resources[offset : offset + count]
+        links = [{"relation": "self", "url": page_url(self_url, count, offset)}]
+        if count:
+            links.append({"relation": "first", "url": page_url(self_url, count, 0)})
+            if offset > 0:
+                links.append(
+                    {"relation": "previous", "url": page_url(self_url, count, max(offset - count, 0))}
+                )
+            if offset + count < len(resources):
+                links.append({"relation": "next", "url": page_url(self_url, count, offset + count)})
         return _prune(
             {
                 "resourceType": "Bundle",
                 "type": "searchset",
                 "total": len(resources),
-                "link": [{"relation": "self", "url": self_url}],
+                "link": links,
                 "entry": [
                     {
                         "fullUrl": f"{base_url}/fhir/{r['resourceType']}/{r['id']}",
                         "resource": _prune(r),
                         "search": {"mode": "match"},
                     }
-                    for r in resources
+                    for r in page
                 ],
             }
         )

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hospital.chassis.errors import NotFound
 from hospital.emr.api.http.deps import BreakGlass, Reader, Svc
-from hospital.emr.app.fhir import TYPES, FhirService
+from hospital.emr.app.fhir import DEFAULT_COUNT, MAX_COUNT, TYPES, FhirService
 
 FHIR_JSON = "application/fhir+json"
 
@@ -59,7 +59,11 @@ async def metadata(request: Request) -> JSONResponse:
                         {
                             "type": t,
                             "interaction": [{"code": "read"}, {"code": "search-type"}],
-                            "searchParam": [{"name": "patient", "type": "reference"}],
+                            "searchParam": [
+                                {"name": "patient", "type": "reference"},
+                                {"name": "_count", "type": "number"},
+                                {"name": "_offset", "type": "number"},
+                            ],
                         }
                         for t in TYPES
                     ],
@@ -81,9 +85,21 @@ async def search(
     caller: Reader,
     reason: BreakGlass,
     patient: str = Query(..., max_length=80, description="patient id, or Patient/<id>"),
+    count: int = Query(
+        DEFAULT_COUNT,
+        alias="_count",
+        ge=0,
+        le=MAX_COUNT,
+        description=f"page size (default {DEFAULT_COUNT}, at most {MAX_COUNT}; 0: the total only)",
+    ),
+    offset: int = Query(
+        0, alias="_offset", ge=0, le=100_000, description="where the page starts (the `next` link sets it)"
+    ),
 ) -> JSONResponse:
     rtype = _type(resource_type)
-    bundle = await _svc(svc).search(caller, rtype, patient, reason, _base(request), str(request.url))
+    bundle = await _svc(svc).search(
+        caller, rtype, patient, reason, _base(request), str(request.url), count, offset
+    )
     return _fhir(bundle)
 
 
