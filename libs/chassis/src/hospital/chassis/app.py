@@ -36,7 +36,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from sqlalchemy import MetaData
 
-from hospital.chassis import aio, telemetry
+from hospital.chassis import aio, auditrpc, telemetry
 from hospital.chassis.audit import (
     check_checkpoints,
     checkpoint_line,
@@ -333,15 +333,18 @@ class Service(Generic[S]):
         server = grpc.aio.server(
             interceptors=[
                 *telemetry.grpc_server_interceptors(),
-                AuthInterceptor(rt.verifier, comps.grpc_rules),
+                # every service serves its audit trail to auditors (ADR 0009)
+                AuthInterceptor(rt.verifier, {**comps.grpc_rules, **auditrpc.RULES}),
             ]
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         if comps.grpc_register:
             comps.grpc_register(server)
+        auditrpc.register(server, rt)
         names = [
             *comps.grpc_service_names,
+            auditrpc.SERVICE,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ]
