@@ -61,6 +61,8 @@ class BillingSettings(ServiceSettings):
     law51_from: date = LAW51_FROM
     facility_level: Literal["basic", "specialised"] = "basic"
     facility_former_tier: Literal["district", "provincial", "central"] = "provincial"
+    # The largest refund a cashier gives back alone (whole VND); above it an admin does it (ADR 0209).
+    refund_cashier_limit: int = 5_000_000
 
     def secret_values(self) -> dict[str, str]:
         return {

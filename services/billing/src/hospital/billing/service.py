@@ -20,6 +20,7 @@ from hospital.billing.app.common import local_date
 from hospital.billing.app.invoices import InvoiceService
 from hospital.billing.app.orders import OrderCharges
 from hospital.billing.app.payments import PaymentService
+from hospital.billing.app.prices import PriceListService
 from hospital.billing.config import BillingSettings
 from hospital.chassis.app import Components, Runtime, ServiceDefinition
 from hospital.chassis.bus import Subscription
@@ -36,6 +37,7 @@ class Services:
     payments: PaymentService
     office: CashOfficeService
     claims: ClaimService
+    price_list: PriceListService
 
     async def prices(self, on: date | None, category: str | None) -> list[dict[str, Any]]:
         day = on or local_date(utcnow())
@@ -82,6 +84,7 @@ def build(rt: Runtime) -> Components:
         payments=payments,
         office=CashOfficeService(rt),
         claims=claims,
+        price_list=PriceListService(rt),
     )
     rt.extras["payments"] = payments
     admissions = Subscription(

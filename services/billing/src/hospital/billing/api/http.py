@@ -64,6 +64,7 @@ class RefundIn(BaseModel):
     amount: Money = Field(..., gt=0)
     method: Literal["cash", "bank_transfer"] = "cash"
     reason: text(500, min_length=1)
+    request_id: code(100) | None = Field(None, description="idempotency key")
 
 
 class VietQrIn(BaseModel):
@@ -312,7 +313,9 @@ def build_http(services: Any) -> FastAPI:
 
     @api.post("/invoices/{invoice_id}/refunds", status_code=201, tags=["payments"])
     async def refund(invoice_id: str, body: RefundIn, request: Request, who: Role(*DESK)) -> dict[str, Any]:
-        return await pays.refund(invoice_id, body.amount, body.method, body.reason, caller(request, who))
+        return await pays.refund(
+            invoice_id, body.amount, body.method, body.reason, caller(request, who), body.request_id
+        )
 
     @api.post(
         "/invoices/{invoice_id}/vietqr",

@@ -12,8 +12,14 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from hospital.billing.adapters.tables import payments, provider_callbacks, reconciliations, shifts
-from hospital.billing.app.common import LOCAL_TZ
+from hospital.billing.adapters.tables import (
+    payments,
+    provider_callbacks,
+    reconciliations,
+    refund_items,
+    shifts,
+)
+from hospital.billing.app.common import LOCAL_TZ, local_date
 from hospital.chassis.app import Runtime
 from hospital.chassis.caller import Caller
 from hospital.chassis.db import utcnow
@@ -135,6 +141,98 @@ class CashOfficeService:
             await uow.commit()
             row = (await s.execute(select(shifts).where(shifts.c.id == shift_id))).mappings().one()
         return _shift_dict(row)
+
+    # ------------------------------------------------------------------------------ the day's money
+    async def daily(self, day: date | None, caller: Caller) -> dict[str, Any]:
+        """The day's money (hospital's local date): payments and refunds by method, the bank and gateway
+        callbacks received that day with the invoices they went to, the shifts opened that day, and what
+        still waits for a cashier: unmatched or mismatched transfers (any day) and money to give back."""
+        day = day or local_date(utcnow())
+        start = datetime(day.year, day.month, day.day, tzinfo=LOCAL_TZ)
+        end = start + timedelta(days=1)
+        cb = provider_callbacks.c
+        async with self.rt.db.session() as s:
+            pays = (
+                await s.execute(
+                    select(payments.c.kind, payments.c.method, payments.c.amount).where(
+                        payments.c.received_at >= start, payments.c.received_at < end
+                    )
+                )
+            ).all()
+            callbacks = (
+                (
+                    await s.execute(
+                        select(provider_callbacks)
+                        .where(cb.received_at >= start, cb.received_at < end, cb.outcome != "outgoing")
+                        .order_by(cb.received_at)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            waiting = (
+                (
+                    await s.execute(
+                        select(provider_callbacks)
+                        .where(cb.outcome.in_(("unmatched", "amount_mismatch")))
+                        .order_by(cb.received_at)
+                        .limit(500)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            give_back = (
+                (
+                    await s.execute(
+                        select(refund_items)
+                        .where(refund_items.c.status == "open")
+                        .order_by(refund_items.c.created_at)
+                        .limit(500)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            day_shifts = (
+                (
+                    await s.execute(
+                        select(shifts)
+                        .where(shifts.c.opened_at >= start, shifts.c.opened_at < end)
+                        .order_by(shifts.c.opened_at)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        by_method: dict[str, dict[str, int]] = {}
+        for p in pays:
+            m = by_method.setdefault(p.method, {"received": 0, "refunded": 0, "count": 0})
+            m["refunded" if p.kind == "refund" else "received"] += p.amount
+            m["count"] += 1
+        async with self.rt.uow() as uow:
+            uow.audit(
+                caller.audit(
+                    "reconciliation.daily_read",
+                    "Reconciliation",
+                    day.isoformat(),
+                    None,
+                    callbacks=len(callbacks),
+                    unmatched=len(waiting),
+                    refund_items=len(give_back),
+                )
+            )
+            await uow.commit()
+        return {
+            "date": day.isoformat(),
+            "by_method": by_method,
+            "received_total": sum(m["received"] for m in by_method.values()),
+            "refunded_total": sum(m["refunded"] for m in by_method.values()),
+            "callbacks": [dict(r) for r in callbacks],
+            "unmatched": [dict(r) for r in waiting],
+            "refund_items": [dict(r) for r in give_back],
+            "shifts": [_shift_dict(r) for r in day_shifts],
+        }
 
     # ------------------------------------------------------------------------------ reconciliation
     @staticmethod

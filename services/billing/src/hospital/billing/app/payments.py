@@ -1160,8 +1160,17 @@ class PaymentService:
         }
 
     async def refund(
-        self, invoice_id: str, amount: int, method: str, reason: str, caller: Caller
+        self,
+        invoice_id: str,
+        amount: int,
+        method: str,
+        reason: str,
+        caller: Caller,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
+        """Give money received on the invoice back: at most what it holds (``paid_amount``), a cash refund
+        from the cashier's open shift, above ``refund_cashier_limit`` only by an admin. ``request_id``
+        makes it idempotent: the same key returns the first refund (ADR 0209)."""
         if method not in REFUND_METHODS:
             raise Invalid(
                 "refund.method", f"method must be one of {', '.join(REFUND_METHODS)}", field="method"
@@ -1170,8 +1179,52 @@ class PaymentService:
             raise Invalid("refund.amount", "amount must be a positive number of VND", field="amount")
         if not reason.strip():
             raise Invalid("refund.reason", "a refund needs a reason", field="reason")
+        limit = getattr(self.rt.settings, "refund_cashier_limit", 0)
+        if limit and amount > limit and "admin" not in caller.principal.roles:
+            raise Conflict(
+                "refund.over_cashier_limit",
+                f"a refund above {limit} VND needs an admin",
+                field="amount",
+            )
+        try:
+            return await self._refund(invoice_id, amount, method, reason, caller, request_id)
+        except IntegrityError:
+            if not request_id:
+                raise
+            # the same request sent twice at once: the other one stored it; answer as it did
+            return await self._refund(invoice_id, amount, method, reason, caller, request_id)
+
+    async def _refund(
+        self,
+        invoice_id: str,
+        amount: int,
+        method: str,
+        reason: str,
+        caller: Caller,
+        request_id: str | None,
+    ) -> dict[str, Any]:
         async with self.rt.uow() as uow:
             s = uow.session
+            if request_id:
+                prior = (
+                    (await s.execute(select(payments).where(payments.c.request_id == request_id)))
+                    .mappings()
+                    .first()
+                )
+                if prior is not None:
+                    same = prior["invoice_id"] == invoice_id and prior["amount"] == amount
+                    if not same or prior["kind"] != "refund":
+                        raise Conflict(
+                            "refund.request_id_reused",
+                            "request_id was used for another payment or refund",
+                            field="request_id",
+                        )
+                    inv = (
+                        (await s.execute(select(invoices).where(invoices.c.id == invoice_id)))
+                        .mappings()
+                        .one()
+                    )
+                    return {"refund_id": prior["id"], "invoice": invoice_summary(inv)}
             shift_id = await self._open_shift(s, caller) if method == "cash" else None
             inv = (
                 (await s.execute(select(invoices).where(invoices.c.id == invoice_id).with_for_update()))
@@ -1209,7 +1262,7 @@ class PaymentService:
                     reason=reason[:500],
                     received_by=caller.subject,
                     received_at=utcnow(),
-                    request_id=None,
+                    request_id=request_id,
                 )
             )
             uow.publish(

@@ -490,13 +490,29 @@ class Shift(_message.Message):
     OPENING_FLOAT_FIELD_NUMBER: _builtins.int
     OPENED_AT_FIELD_NUMBER: _builtins.int
     CASHIER_NAME_FIELD_NUMBER: _builtins.int
+    CLOSED_AT_FIELD_NUMBER: _builtins.int
+    COUNTED_CASH_FIELD_NUMBER: _builtins.int
+    EXPECTED_CASH_FIELD_NUMBER: _builtins.int
+    DIFFERENCE_FIELD_NUMBER: _builtins.int
+    TOTALS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     status: _builtins.str
     """open, closed"""
     opening_float: _builtins.int
     cashier_name: _builtins.str
+    counted_cash: _builtins.int
+    expected_cash: _builtins.int
+    """opening float + cash received − cash refunded"""
+    difference: _builtins.int
+    """counted − expected (negative: short)"""
     @_builtins.property
     def opened_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def closed_at(self) -> _timestamp_pb2.Timestamp:
+        """when closed:"""
+
+    @_builtins.property
+    def totals(self) -> _containers.RepeatedCompositeFieldContainer[Global___MethodTotal]: ...
     def __init__(
         self,
         *,
@@ -505,11 +521,391 @@ class Shift(_message.Message):
         opening_float: _builtins.int = ...,
         opened_at: _timestamp_pb2.Timestamp | None = ...,
         cashier_name: _builtins.str = ...,
+        closed_at: _timestamp_pb2.Timestamp | None = ...,
+        counted_cash: _builtins.int = ...,
+        expected_cash: _builtins.int = ...,
+        difference: _builtins.int = ...,
+        totals: _abc.Iterable[Global___MethodTotal] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["opened_at", b"opened_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "opened_at", b"opened_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cashier_name", b"cashier_name", "id", b"id", "opened_at", b"opened_at", "opening_float", b"opening_float", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cashier_name", b"cashier_name", "closed_at", b"closed_at", "counted_cash", b"counted_cash", "difference", b"difference", "expected_cash", b"expected_cash", "id", b"id", "opened_at", b"opened_at", "opening_float", b"opening_float", "status", b"status", "totals", b"totals"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Shift: _TypeAlias = Shift  # noqa: Y015
+
+@_typing.final
+class MethodTotal(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METHOD_FIELD_NUMBER: _builtins.int
+    RECEIVED_FIELD_NUMBER: _builtins.int
+    REFUNDED_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    method: _builtins.str
+    """cash, card, bank_transfer, vnpay, momo"""
+    received: _builtins.int
+    refunded: _builtins.int
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        method: _builtins.str = ...,
+        received: _builtins.int = ...,
+        refunded: _builtins.int = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "method", b"method", "received", b"received", "refunded", b"refunded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MethodTotal: _TypeAlias = MethodTotal  # noqa: Y015
+
+@_typing.final
+class CloseShiftRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHIFT_ID_FIELD_NUMBER: _builtins.int
+    COUNTED_CASH_FIELD_NUMBER: _builtins.int
+    shift_id: _builtins.str
+    counted_cash: _builtins.int
+    """whole VND counted in the drawer"""
+    def __init__(
+        self,
+        *,
+        shift_id: _builtins.str = ...,
+        counted_cash: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counted_cash", b"counted_cash", "shift_id", b"shift_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseShiftRequest: _TypeAlias = CloseShiftRequest  # noqa: Y015
+
+@_typing.final
+class RefundPaymentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    amount: _builtins.int
+    method: _builtins.str
+    """cash (default) or bank_transfer"""
+    reason: _builtins.str
+    """required"""
+    request_id: _builtins.str
+    """idempotency key"""
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        amount: _builtins.int = ...,
+        method: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "invoice_id", b"invoice_id", "method", b"method", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundPaymentRequest: _TypeAlias = RefundPaymentRequest  # noqa: Y015
+
+@_typing.final
+class GetDailyReconciliationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """YYYY-MM-DD (hospital's local date); empty: today"""
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDailyReconciliationRequest: _TypeAlias = GetDailyReconciliationRequest  # noqa: Y015
+
+@_typing.final
+class CallbackItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    INVOICE_NUMBER_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    RECEIVED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    provider: _builtins.str
+    """vnpay, momo, sepay, casso"""
+    reference: _builtins.str
+    """the bank's reference or the provider's transaction id"""
+    amount: _builtins.int
+    outcome: _builtins.str
+    """paid, matched, unmatched, amount_mismatch, already_settled, unknown_invoice ..."""
+    invoice_number: _builtins.str
+    description: _builtins.str
+    @_builtins.property
+    def received_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        amount: _builtins.int = ...,
+        outcome: _builtins.str = ...,
+        invoice_number: _builtins.str = ...,
+        description: _builtins.str = ...,
+        received_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["received_at", b"received_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "description", b"description", "id", b"id", "invoice_number", b"invoice_number", "outcome", b"outcome", "provider", b"provider", "received_at", b"received_at", "reference", b"reference"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallbackItem: _TypeAlias = CallbackItem  # noqa: Y015
+
+@_typing.final
+class RefundWorkItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    INVOICE_NUMBER_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    reason: _builtins.str
+    """already_settled, unknown_invoice, over_payment"""
+    amount: _builtins.int
+    invoice_number: _builtins.str
+    provider: _builtins.str
+    status: _builtins.str
+    """open, refunded"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        amount: _builtins.int = ...,
+        invoice_number: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "id", b"id", "invoice_number", b"invoice_number", "provider", b"provider", "reason", b"reason", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundWorkItem: _TypeAlias = RefundWorkItem  # noqa: Y015
+
+@_typing.final
+class DailyReconciliation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    BY_METHOD_FIELD_NUMBER: _builtins.int
+    RECEIVED_TOTAL_FIELD_NUMBER: _builtins.int
+    REFUNDED_TOTAL_FIELD_NUMBER: _builtins.int
+    CALLBACKS_FIELD_NUMBER: _builtins.int
+    UNMATCHED_FIELD_NUMBER: _builtins.int
+    REFUND_ITEMS_FIELD_NUMBER: _builtins.int
+    SHIFTS_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    received_total: _builtins.int
+    refunded_total: _builtins.int
+    @_builtins.property
+    def by_method(self) -> _containers.RepeatedCompositeFieldContainer[Global___MethodTotal]: ...
+    @_builtins.property
+    def callbacks(self) -> _containers.RepeatedCompositeFieldContainer[Global___CallbackItem]:
+        """the day's callbacks"""
+
+    @_builtins.property
+    def unmatched(self) -> _containers.RepeatedCompositeFieldContainer[Global___CallbackItem]:
+        """transfers waiting for a cashier (any day)"""
+
+    @_builtins.property
+    def refund_items(self) -> _containers.RepeatedCompositeFieldContainer[Global___RefundWorkItem]:
+        """money to give back (open)"""
+
+    @_builtins.property
+    def shifts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Shift]:
+        """shifts opened that day"""
+
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        by_method: _abc.Iterable[Global___MethodTotal] | None = ...,
+        received_total: _builtins.int = ...,
+        refunded_total: _builtins.int = ...,
+        callbacks: _abc.Iterable[Global___CallbackItem] | None = ...,
+        unmatched: _abc.Iterable[Global___CallbackItem] | None = ...,
+        refund_items: _abc.Iterable[Global___RefundWorkItem] | None = ...,
+        shifts: _abc.Iterable[Global___Shift] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_method", b"by_method", "callbacks", b"callbacks", "date", b"date", "received_total", b"received_total", "refund_items", b"refund_items", "refunded_total", b"refunded_total", "shifts", b"shifts", "unmatched", b"unmatched"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DailyReconciliation: _TypeAlias = DailyReconciliation  # noqa: Y015
+
+@_typing.final
+class ListPricesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """YYYY-MM-DD; empty: today"""
+    category: _builtins.str
+    query: _builtins.str
+    """code or words of the name (diacritics ignored)"""
+    limit: _builtins.int
+    """default 100, at most 500"""
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        category: _builtins.str = ...,
+        query: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "date", b"date", "limit", b"limit", "query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPricesRequest: _TypeAlias = ListPricesRequest  # noqa: Y015
+
+@_typing.final
+class PriceItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    HOSPITAL_PRICE_FIELD_NUMBER: _builtins.int
+    INSURANCE_PRICE_FIELD_NUMBER: _builtins.int
+    COVERED_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_FROM_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_TO_FIELD_NUMBER: _builtins.int
+    NEXT_CHANGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    name: _builtins.str
+    category: _builtins.str
+    unit: _builtins.str
+    hospital_price: _builtins.int
+    insurance_price: _builtins.int
+    covered: _builtins.bool
+    effective_from: _builtins.str
+    """YYYY-MM-DD"""
+    effective_to: _builtins.str
+    """empty: still in force"""
+    next_change: _builtins.str
+    """a later price already set: its effective_from"""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        name: _builtins.str = ...,
+        category: _builtins.str = ...,
+        unit: _builtins.str = ...,
+        hospital_price: _builtins.int = ...,
+        insurance_price: _builtins.int = ...,
+        covered: _builtins.bool = ...,
+        effective_from: _builtins.str = ...,
+        effective_to: _builtins.str = ...,
+        next_change: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "code", b"code", "covered", b"covered", "effective_from", b"effective_from", "effective_to", b"effective_to", "hospital_price", b"hospital_price", "insurance_price", b"insurance_price", "name", b"name", "next_change", b"next_change", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PriceItem: _TypeAlias = PriceItem  # noqa: Y015
+
+@_typing.final
+class ListPricesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___PriceItem]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___PriceItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPricesResponse: _TypeAlias = ListPricesResponse  # noqa: Y015
+
+@_typing.final
+class SetPriceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    HOSPITAL_PRICE_FIELD_NUMBER: _builtins.int
+    INSURANCE_PRICE_FIELD_NUMBER: _builtins.int
+    KEEP_INSURANCE_PRICE_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_FROM_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    hospital_price: _builtins.int
+    insurance_price: _builtins.int
+    """0 with keep_insurance_price: unchanged"""
+    keep_insurance_price: _builtins.bool
+    effective_from: _builtins.str
+    """YYYY-MM-DD: today or later (ADR 0209)"""
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        hospital_price: _builtins.int = ...,
+        insurance_price: _builtins.int = ...,
+        keep_insurance_price: _builtins.bool = ...,
+        effective_from: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "effective_from", b"effective_from", "hospital_price", b"hospital_price", "insurance_price", b"insurance_price", "keep_insurance_price", b"keep_insurance_price", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetPriceRequest: _TypeAlias = SetPriceRequest  # noqa: Y015

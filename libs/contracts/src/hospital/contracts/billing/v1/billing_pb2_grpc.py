@@ -75,6 +75,31 @@ class BillingServiceStub:
                 request_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.OpenShiftRequest.SerializeToString,
                 response_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.Shift.FromString,
                 _registered_method=True)
+        self.CloseShift = channel.unary_unary(
+                '/hospital.billing.v1.BillingService/CloseShift',
+                request_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.CloseShiftRequest.SerializeToString,
+                response_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.Shift.FromString,
+                _registered_method=True)
+        self.RefundPayment = channel.unary_unary(
+                '/hospital.billing.v1.BillingService/RefundPayment',
+                request_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.RefundPaymentRequest.SerializeToString,
+                response_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.Invoice.FromString,
+                _registered_method=True)
+        self.GetDailyReconciliation = channel.unary_unary(
+                '/hospital.billing.v1.BillingService/GetDailyReconciliation',
+                request_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.GetDailyReconciliationRequest.SerializeToString,
+                response_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.DailyReconciliation.FromString,
+                _registered_method=True)
+        self.ListPrices = channel.unary_unary(
+                '/hospital.billing.v1.BillingService/ListPrices',
+                request_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.ListPricesRequest.SerializeToString,
+                response_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.ListPricesResponse.FromString,
+                _registered_method=True)
+        self.SetPrice = channel.unary_unary(
+                '/hospital.billing.v1.BillingService/SetPrice',
+                request_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.SetPriceRequest.SerializeToString,
+                response_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.PriceItem.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -133,6 +158,43 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CloseShift(self, request, context):
+        """Close my shift: counted cash against the expected cash (float + cash received − cash refunded); the
+        totals by method and the difference are kept with the shift.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefundPayment(self, request, context):
+        """Give money received on an invoice back (cash from the open shift, or a bank transfer), with a reason;
+        at most what was received, above refund_cashier_limit only by an admin; idempotent on request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDailyReconciliation(self, request, context):
+        """The day's money (local date): payments and refunds by method, bank and gateway callbacks with the
+        invoices they went to, and what still waits for a cashier (unmatched transfers, money to give back).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPrices(self, request, context):
+        """The price list in force on a day (search by code or name), and a new price from a date on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPrice(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -175,6 +237,31 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.OpenShift,
                     request_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.OpenShiftRequest.FromString,
                     response_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.Shift.SerializeToString,
+            ),
+            'CloseShift': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseShift,
+                    request_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.CloseShiftRequest.FromString,
+                    response_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.Shift.SerializeToString,
+            ),
+            'RefundPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefundPayment,
+                    request_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.RefundPaymentRequest.FromString,
+                    response_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.Invoice.SerializeToString,
+            ),
+            'GetDailyReconciliation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDailyReconciliation,
+                    request_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.GetDailyReconciliationRequest.FromString,
+                    response_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.DailyReconciliation.SerializeToString,
+            ),
+            'ListPrices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPrices,
+                    request_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.ListPricesRequest.FromString,
+                    response_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.ListPricesResponse.SerializeToString,
+            ),
+            'SetPrice': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPrice,
+                    request_deserializer=hospital_dot_billing_dot_v1_dot_billing__pb2.SetPriceRequest.FromString,
+                    response_serializer=hospital_dot_billing_dot_v1_dot_billing__pb2.PriceItem.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -393,6 +480,141 @@ class BillingService:
             '/hospital.billing.v1.BillingService/OpenShift',
             hospital_dot_billing_dot_v1_dot_billing__pb2.OpenShiftRequest.SerializeToString,
             hospital_dot_billing_dot_v1_dot_billing__pb2.Shift.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseShift(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.billing.v1.BillingService/CloseShift',
+            hospital_dot_billing_dot_v1_dot_billing__pb2.CloseShiftRequest.SerializeToString,
+            hospital_dot_billing_dot_v1_dot_billing__pb2.Shift.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefundPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.billing.v1.BillingService/RefundPayment',
+            hospital_dot_billing_dot_v1_dot_billing__pb2.RefundPaymentRequest.SerializeToString,
+            hospital_dot_billing_dot_v1_dot_billing__pb2.Invoice.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDailyReconciliation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.billing.v1.BillingService/GetDailyReconciliation',
+            hospital_dot_billing_dot_v1_dot_billing__pb2.GetDailyReconciliationRequest.SerializeToString,
+            hospital_dot_billing_dot_v1_dot_billing__pb2.DailyReconciliation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPrices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.billing.v1.BillingService/ListPrices',
+            hospital_dot_billing_dot_v1_dot_billing__pb2.ListPricesRequest.SerializeToString,
+            hospital_dot_billing_dot_v1_dot_billing__pb2.ListPricesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPrice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.billing.v1.BillingService/SetPrice',
+            hospital_dot_billing_dot_v1_dot_billing__pb2.SetPriceRequest.SerializeToString,
+            hospital_dot_billing_dot_v1_dot_billing__pb2.PriceItem.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,21 @@ class BillingServiceStub:
     PayAtDesk: _grpc.UnaryUnaryMultiCallable[_billing_pb2.PayAtDeskRequest, _billing_pb2.Invoice]
     GetCurrentShift: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetCurrentShiftRequest, _billing_pb2.Shift]
     OpenShift: _grpc.UnaryUnaryMultiCallable[_billing_pb2.OpenShiftRequest, _billing_pb2.Shift]
+    CloseShift: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CloseShiftRequest, _billing_pb2.Shift]
+    """Close my shift: counted cash against the expected cash (float + cash received − cash refunded); the
+    totals by method and the difference are kept with the shift.
+    """
+    RefundPayment: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RefundPaymentRequest, _billing_pb2.Invoice]
+    """Give money received on an invoice back (cash from the open shift, or a bank transfer), with a reason;
+    at most what was received, above refund_cashier_limit only by an admin; idempotent on request_id.
+    """
+    GetDailyReconciliation: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetDailyReconciliationRequest, _billing_pb2.DailyReconciliation]
+    """The day's money (local date): payments and refunds by method, bank and gateway callbacks with the
+    invoices they went to, and what still waits for a cashier (unmatched transfers, money to give back).
+    """
+    ListPrices: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListPricesRequest, _billing_pb2.ListPricesResponse]
+    """The price list in force on a day (search by code or name), and a new price from a date on."""
+    SetPrice: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SetPriceRequest, _billing_pb2.PriceItem]
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -66,6 +81,21 @@ class BillingServiceAsyncStub(BillingServiceStub):
     PayAtDesk: _aio.UnaryUnaryMultiCallable[_billing_pb2.PayAtDeskRequest, _billing_pb2.Invoice]  # type: ignore[assignment]
     GetCurrentShift: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetCurrentShiftRequest, _billing_pb2.Shift]  # type: ignore[assignment]
     OpenShift: _aio.UnaryUnaryMultiCallable[_billing_pb2.OpenShiftRequest, _billing_pb2.Shift]  # type: ignore[assignment]
+    CloseShift: _aio.UnaryUnaryMultiCallable[_billing_pb2.CloseShiftRequest, _billing_pb2.Shift]  # type: ignore[assignment]
+    """Close my shift: counted cash against the expected cash (float + cash received − cash refunded); the
+    totals by method and the difference are kept with the shift.
+    """
+    RefundPayment: _aio.UnaryUnaryMultiCallable[_billing_pb2.RefundPaymentRequest, _billing_pb2.Invoice]  # type: ignore[assignment]
+    """Give money received on an invoice back (cash from the open shift, or a bank transfer), with a reason;
+    at most what was received, above refund_cashier_limit only by an admin; idempotent on request_id.
+    """
+    GetDailyReconciliation: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetDailyReconciliationRequest, _billing_pb2.DailyReconciliation]  # type: ignore[assignment]
+    """The day's money (local date): payments and refunds by method, bank and gateway callbacks with the
+    invoices they went to, and what still waits for a cashier (unmatched transfers, money to give back).
+    """
+    ListPrices: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListPricesRequest, _billing_pb2.ListPricesResponse]  # type: ignore[assignment]
+    """The price list in force on a day (search by code or name), and a new price from a date on."""
+    SetPrice: _aio.UnaryUnaryMultiCallable[_billing_pb2.SetPriceRequest, _billing_pb2.PriceItem]  # type: ignore[assignment]
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -129,5 +159,50 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.OpenShiftRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.Shift, _abc.Awaitable[_billing_pb2.Shift]]: ...
+
+    @_abc_1.abstractmethod
+    def CloseShift(
+        self,
+        request: _billing_pb2.CloseShiftRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.Shift, _abc.Awaitable[_billing_pb2.Shift]]:
+        """Close my shift: counted cash against the expected cash (float + cash received − cash refunded); the
+        totals by method and the difference are kept with the shift.
+        """
+
+    @_abc_1.abstractmethod
+    def RefundPayment(
+        self,
+        request: _billing_pb2.RefundPaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.Invoice, _abc.Awaitable[_billing_pb2.Invoice]]:
+        """Give money received on an invoice back (cash from the open shift, or a bank transfer), with a reason;
+        at most what was received, above refund_cashier_limit only by an admin; idempotent on request_id.
+        """
+
+    @_abc_1.abstractmethod
+    def GetDailyReconciliation(
+        self,
+        request: _billing_pb2.GetDailyReconciliationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.DailyReconciliation, _abc.Awaitable[_billing_pb2.DailyReconciliation]]:
+        """The day's money (local date): payments and refunds by method, bank and gateway callbacks with the
+        invoices they went to, and what still waits for a cashier (unmatched transfers, money to give back).
+        """
+
+    @_abc_1.abstractmethod
+    def ListPrices(
+        self,
+        request: _billing_pb2.ListPricesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListPricesResponse, _abc.Awaitable[_billing_pb2.ListPricesResponse]]:
+        """The price list in force on a day (search by code or name), and a new price from a date on."""
+
+    @_abc_1.abstractmethod
+    def SetPrice(
+        self,
+        request: _billing_pb2.SetPriceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.PriceItem, _abc.Awaitable[_billing_pb2.PriceItem]]: ...
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
