@@ -35,7 +35,7 @@ def build(rt: Runtime[LabSettings]) -> Components:
 
     return Components(
         http=build_http(services),
-        grpc_register=lambda server: grpc_api.register(server, services),
+        grpc_register=lambda server: grpc_api.register(server, services, s),
         grpc_service_names=[grpc_api.SERVICE],
         grpc_rules=grpc_api.RULES,
         listeners=[build_listeners(rt.settings, ingest)],

@@ -12,6 +12,7 @@ from hospital.chassis.errors import Invalid
 from hospital.chassis.rpc import principal
 from hospital.contracts.imaging.v1 import imaging_pb2 as pb
 from hospital.contracts.imaging.v1 import imaging_pb2_grpc as pb_grpc
+from hospital.imaging.api.dicom.access import PERMISSIONS, parse_permissions
 from hospital.imaging.app.access_audit import AccessAudit, http_entry
 from hospital.imaging.app.orders import NewOrder, order_proto, proto_time
 
@@ -32,6 +33,7 @@ RULES: dict[str, tuple[str, ...]] = {
     f"/{SERVICE}/ResolveMpps": ("admin", *STAFF),
     f"/{SERVICE}/GetRoutingStatus": ("admin", *STAFF),
     f"/{SERVICE}/RetryRouting": ("admin", *STAFF),
+    f"/{SERVICE}/ListAes": ("admin", "radiographer"),
 }
 DEFAULT_WORKLIST = ["scheduled", "in_progress"]
 
@@ -271,6 +273,29 @@ class ImagingServicer(pb_grpc.ImagingServiceServicer):
     async def RetryRouting(self, request: pb.RetryRoutingRequest, context: Any) -> pb.RetryRoutingResponse:  # noqa: N802
         n = await self.s.routing.retry(request.destination_ae or None, principal(), str(context.peer() or ""))
         return pb.RetryRoutingResponse(rescheduled=n)
+
+    async def ListAes(self, request: pb.ListAesRequest, context: Any) -> pb.ListAesResponse:
+        """The gateway's AE and its DICOM peers, as configured (nothing patient-related: not audited)."""
+        st = self.s.settings
+        granted = parse_permissions(st.ae_permissions)
+        return pb.ListAesResponse(
+            own_ae_title=st.ae_title,
+            own_host=st.dicom_host,
+            own_port=st.dicom_port,
+            strict_ae=st.strict_ae,
+            peers=[
+                pb.DicomAe(
+                    ae_title=title,
+                    host=host,
+                    port=port,
+                    permissions=sorted(granted.get(title, PERMISSIONS)),
+                )
+                for title, (host, port) in sorted(st.peers.items())
+            ],
+            configured_by=(
+                "HOSPITAL_IMAGING_KNOWN_AES, HOSPITAL_IMAGING_AE_PERMISSIONS, HOSPITAL_IMAGING_STRICT_AE"
+            ),
+        )
 
 
 def register(server: grpc.aio.Server, services: Any) -> None:

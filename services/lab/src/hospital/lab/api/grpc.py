@@ -15,6 +15,7 @@ from hospital.lab.app.analyzers import AnalyzerStatus
 from hospital.lab.app.common import SEX_NAME, Caller, result_proto
 from hospital.lab.app.orders import NewOrder, order_proto, specimen_proto
 from hospital.lab.app.services import Services
+from hospital.lab.config import LabSettings
 
 SERVICE = pb.DESCRIPTOR.services_by_name["LabService"].full_name
 CLINICAL = ("doctor", "nurse", "lab_technician")
@@ -32,6 +33,7 @@ RULES: dict[str, tuple[str, ...]] = {
     f"/{SERVICE}/ListQcLots": ("lab_technician",),
     f"/{SERVICE}/GetLeveyJennings": ("lab_technician",),
     f"/{SERVICE}/ListAnalyzers": ("lab_technician",),
+    f"/{SERVICE}/ListAnalyzerConnections": ("admin", "lab_technician"),
 }
 
 
@@ -46,8 +48,8 @@ def _ts(msg: Any, name: str, value: Any) -> None:
 
 
 class LabServicer(pb_grpc.LabServiceServicer):
-    def __init__(self, services: Services) -> None:
-        self.s = services
+    def __init__(self, services: Services, settings: LabSettings | None = None) -> None:
+        self.s, self.settings = services, settings
         self.analyzers = AnalyzerStatus(services.ingest.rt, services.catalogue)
 
     def _lot(self, lot: dict[str, Any]) -> pb.QcLot:
@@ -116,6 +118,47 @@ class LabServicer(pb_grpc.LabServiceServicer):
                 item.qc.append(state)
             out.items.append(item)
         return out
+
+    async def ListAnalyzerConnections(
+        self, request: pb.ListAnalyzerConnectionsRequest, context: Any
+    ) -> pb.ListAnalyzerConnectionsResponse:
+        """The connections analyzers use, as configured (nothing patient-related: not audited)."""
+        st = self.settings
+        if st is None:
+            raise RuntimeError("the lab's settings were not given to its gRPC servicer")
+        items = [
+            pb.AnalyzerConnection(
+                name="mllp",
+                protocol="hl7-mllp",
+                mode="server",
+                host=st.protocol_host,
+                port=st.mllp_port,
+                shared=True,
+            ),
+            pb.AnalyzerConnection(
+                name="astm",
+                protocol="astm",
+                mode="server",
+                host=st.protocol_host,
+                port=st.astm_port,
+                shared=True,
+            ),
+        ]
+        items += [
+            pb.AnalyzerConnection(
+                name=i.name,
+                protocol=i.protocol,
+                mode=i.mode,
+                host=st.protocol_host if i.mode == "server" else i.host,
+                port=i.port,
+                dialect=i.dialect or "",
+            )
+            for i in st.instruments
+        ]
+        return pb.ListAnalyzerConnectionsResponse(
+            items=items,
+            configured_by="HOSPITAL_LAB_INSTRUMENTS, HOSPITAL_LAB_MLLP_PORT, HOSPITAL_LAB_ASTM_PORT",
+        )
 
     async def PlaceOrder(self, request: pb.PlaceOrderRequest, context: Any) -> pb.Order:
         p = request.patient
@@ -243,5 +286,5 @@ def call_proto(c: dict[str, Any]) -> pb.CriticalCall:
     )
 
 
-def register(server: grpc.aio.Server, services: Services) -> None:
-    pb_grpc.add_LabServiceServicer_to_server(LabServicer(services), server)
+def register(server: grpc.aio.Server, services: Services, settings: LabSettings | None = None) -> None:
+    pb_grpc.add_LabServiceServicer_to_server(LabServicer(services, settings), server)

@@ -56,6 +56,88 @@ ORDER_STATUS_CANCELLED: OrderStatus.ValueType  # 5
 Global___OrderStatus: _TypeAlias = OrderStatus  # noqa: Y015
 
 @_typing.final
+class ListAesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAesRequest: _TypeAlias = ListAesRequest  # noqa: Y015
+
+@_typing.final
+class DicomAe(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AE_TITLE_FIELD_NUMBER: _builtins.int
+    HOST_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    PERMISSIONS_FIELD_NUMBER: _builtins.int
+    ae_title: _builtins.str
+    host: _builtins.str
+    port: _builtins.int
+    @_builtins.property
+    def permissions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """store, query, retrieve, worklist"""
+
+    def __init__(
+        self,
+        *,
+        ae_title: _builtins.str = ...,
+        host: _builtins.str = ...,
+        port: _builtins.int = ...,
+        permissions: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ae_title", b"ae_title", "host", b"host", "permissions", b"permissions", "port", b"port"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DicomAe: _TypeAlias = DicomAe  # noqa: Y015
+
+@_typing.final
+class ListAesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWN_AE_TITLE_FIELD_NUMBER: _builtins.int
+    OWN_HOST_FIELD_NUMBER: _builtins.int
+    OWN_PORT_FIELD_NUMBER: _builtins.int
+    STRICT_AE_FIELD_NUMBER: _builtins.int
+    PEERS_FIELD_NUMBER: _builtins.int
+    CONFIGURED_BY_FIELD_NUMBER: _builtins.int
+    own_ae_title: _builtins.str
+    own_host: _builtins.str
+    own_port: _builtins.int
+    strict_ae: _builtins.bool
+    """only the listed AEs may call"""
+    configured_by: _builtins.str
+    @_builtins.property
+    def peers(self) -> _containers.RepeatedCompositeFieldContainer[Global___DicomAe]: ...
+    def __init__(
+        self,
+        *,
+        own_ae_title: _builtins.str = ...,
+        own_host: _builtins.str = ...,
+        own_port: _builtins.int = ...,
+        strict_ae: _builtins.bool = ...,
+        peers: _abc.Iterable[Global___DicomAe] | None = ...,
+        configured_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["configured_by", b"configured_by", "own_ae_title", b"own_ae_title", "own_host", b"own_host", "own_port", b"own_port", "peers", b"peers", "strict_ae", b"strict_ae"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAesResponse: _TypeAlias = ListAesResponse  # noqa: Y015
+
+@_typing.final
 class OrderPatient(_message.Message):
     """The patient as the modality must show and encode it (DICOM Patient Module)."""
 

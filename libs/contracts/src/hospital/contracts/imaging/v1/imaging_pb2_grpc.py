@@ -100,6 +100,11 @@ class ImagingServiceStub:
                 request_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.RetryRoutingRequest.SerializeToString,
                 response_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.RetryRoutingResponse.FromString,
                 _registered_method=True)
+        self.ListAes = channel.unary_unary(
+                '/hospital.imaging.v1.ImagingService/ListAes',
+                request_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListAesRequest.SerializeToString,
+                response_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListAesResponse.FromString,
+                _registered_method=True)
 
 
 class ImagingServiceServicer:
@@ -191,6 +196,14 @@ class ImagingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAes(self, request, context):
+        """The PACS gateway's own AE and the DICOM peers it knows, with what each may do: read-only, they are set
+        in the imaging configuration (HOSPITAL_IMAGING_KNOWN_AES, AE_PERMISSIONS, STRICT_AE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImagingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -258,6 +271,11 @@ def add_ImagingServiceServicer_to_server(servicer, server):
                     servicer.RetryRouting,
                     request_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.RetryRoutingRequest.FromString,
                     response_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.RetryRoutingResponse.SerializeToString,
+            ),
+            'ListAes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAes,
+                    request_deserializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListAesRequest.FromString,
+                    response_serializer=hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListAesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -611,6 +629,33 @@ class ImagingService:
             '/hospital.imaging.v1.ImagingService/RetryRouting',
             hospital_dot_imaging_dot_v1_dot_imaging__pb2.RetryRoutingRequest.SerializeToString,
             hospital_dot_imaging_dot_v1_dot_imaging__pb2.RetryRoutingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.imaging.v1.ImagingService/ListAes',
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListAesRequest.SerializeToString,
+            hospital_dot_imaging_dot_v1_dot_imaging__pb2.ListAesResponse.FromString,
             options,
             channel_credentials,
             insecure,

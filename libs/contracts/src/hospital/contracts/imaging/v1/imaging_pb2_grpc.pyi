@@ -56,6 +56,10 @@ class ImagingServiceStub:
     RetryRouting makes a destination's waiting forwards due now (audited).
     """
     RetryRouting: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.RetryRoutingRequest, _imaging_pb2.RetryRoutingResponse]
+    ListAes: _grpc.UnaryUnaryMultiCallable[_imaging_pb2.ListAesRequest, _imaging_pb2.ListAesResponse]
+    """The PACS gateway's own AE and the DICOM peers it knows, with what each may do: read-only, they are set
+    in the imaging configuration (HOSPITAL_IMAGING_KNOWN_AES, AE_PERMISSIONS, STRICT_AE).
+    """
 
 @_typing.type_check_only
 class ImagingServiceAsyncStub(ImagingServiceStub):
@@ -83,6 +87,10 @@ class ImagingServiceAsyncStub(ImagingServiceStub):
     RetryRouting makes a destination's waiting forwards due now (audited).
     """
     RetryRouting: _aio.UnaryUnaryMultiCallable[_imaging_pb2.RetryRoutingRequest, _imaging_pb2.RetryRoutingResponse]  # type: ignore[assignment]
+    ListAes: _aio.UnaryUnaryMultiCallable[_imaging_pb2.ListAesRequest, _imaging_pb2.ListAesResponse]  # type: ignore[assignment]
+    """The PACS gateway's own AE and the DICOM peers it knows, with what each may do: read-only, they are set
+    in the imaging configuration (HOSPITAL_IMAGING_KNOWN_AES, AE_PERMISSIONS, STRICT_AE).
+    """
 
 class ImagingServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -185,5 +193,15 @@ class ImagingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _imaging_pb2.RetryRoutingRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_imaging_pb2.RetryRoutingResponse, _abc.Awaitable[_imaging_pb2.RetryRoutingResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListAes(
+        self,
+        request: _imaging_pb2.ListAesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_imaging_pb2.ListAesResponse, _abc.Awaitable[_imaging_pb2.ListAesResponse]]:
+        """The PACS gateway's own AE and the DICOM peers it knows, with what each may do: read-only, they are set
+        in the imaging configuration (HOSPITAL_IMAGING_KNOWN_AES, AE_PERMISSIONS, STRICT_AE).
+        """
 
 def add_ImagingServiceServicer_to_server(servicer: ImagingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

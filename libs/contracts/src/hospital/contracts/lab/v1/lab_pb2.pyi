@@ -59,6 +59,87 @@ PRIORITY_STAT: Priority.ValueType  # 2
 Global___Priority: _TypeAlias = Priority  # noqa: Y015
 
 @_typing.final
+class ListAnalyzerConnectionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAnalyzerConnectionsRequest: _TypeAlias = ListAnalyzerConnectionsRequest  # noqa: Y015
+
+@_typing.final
+class AnalyzerConnection(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PROTOCOL_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    HOST_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    DIALECT_FIELD_NUMBER: _builtins.int
+    SHARED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """the instrument's name, or "mllp" / "astm" for the shared listeners"""
+    protocol: _builtins.str
+    """hl7-mllp, astm"""
+    mode: _builtins.str
+    """server: the lab listens; client: the lab connects to the analyzer"""
+    host: _builtins.str
+    port: _builtins.int
+    dialect: _builtins.str
+    """sysmex, roche-cobas-c311 ... (empty: detected)"""
+    shared: _builtins.bool
+    """a shared listener (any analyzer may send to it)"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        protocol: _builtins.str = ...,
+        mode: _builtins.str = ...,
+        host: _builtins.str = ...,
+        port: _builtins.int = ...,
+        dialect: _builtins.str = ...,
+        shared: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dialect", b"dialect", "host", b"host", "mode", b"mode", "name", b"name", "port", b"port", "protocol", b"protocol", "shared", b"shared"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnalyzerConnection: _TypeAlias = AnalyzerConnection  # noqa: Y015
+
+@_typing.final
+class ListAnalyzerConnectionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    CONFIGURED_BY_FIELD_NUMBER: _builtins.int
+    configured_by: _builtins.str
+    """where they are changed (the settings' names)"""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___AnalyzerConnection]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___AnalyzerConnection] | None = ...,
+        configured_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["configured_by", b"configured_by", "items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAnalyzerConnectionsResponse: _TypeAlias = ListAnalyzerConnectionsResponse  # noqa: Y015
+
+@_typing.final
 class PatientRef(_message.Message):
     """The patient as the ordering system knows them (a snapshot; admissions owns the patient)."""
 

@@ -100,6 +100,11 @@ class LabServiceStub:
                 request_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzersRequest.SerializeToString,
                 response_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzersResponse.FromString,
                 _registered_method=True)
+        self.ListAnalyzerConnections = channel.unary_unary(
+                '/hospital.lab.v1.LabService/ListAnalyzerConnections',
+                request_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzerConnectionsRequest.SerializeToString,
+                response_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzerConnectionsResponse.FromString,
+                _registered_method=True)
 
 
 class LabServiceServicer:
@@ -192,6 +197,14 @@ class LabServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAnalyzerConnections(self, request, context):
+        """Analyzer connections (the shared MLLP and ASTM listeners and each configured instrument): read-only,
+        they are set in the lab's configuration (HOSPITAL_LAB_INSTRUMENTS, ..._MLLP_PORT, ..._ASTM_PORT).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LabServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -259,6 +272,11 @@ def add_LabServiceServicer_to_server(servicer, server):
                     servicer.ListAnalyzers,
                     request_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzersRequest.FromString,
                     response_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzersResponse.SerializeToString,
+            ),
+            'ListAnalyzerConnections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAnalyzerConnections,
+                    request_deserializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzerConnectionsRequest.FromString,
+                    response_serializer=hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzerConnectionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -612,6 +630,33 @@ class LabService:
             '/hospital.lab.v1.LabService/ListAnalyzers',
             hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzersRequest.SerializeToString,
             hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAnalyzerConnections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.lab.v1.LabService/ListAnalyzerConnections',
+            hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzerConnectionsRequest.SerializeToString,
+            hospital_dot_lab_dot_v1_dot_lab__pb2.ListAnalyzerConnectionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

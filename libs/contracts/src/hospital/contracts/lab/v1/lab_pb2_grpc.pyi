@@ -58,6 +58,10 @@ class LabServiceStub:
     """
     GetLeveyJennings: _grpc.UnaryUnaryMultiCallable[_lab_pb2.GetLeveyJenningsRequest, _lab_pb2.LeveyJennings]
     ListAnalyzers: _grpc.UnaryUnaryMultiCallable[_lab_pb2.ListAnalyzersRequest, _lab_pb2.ListAnalyzersResponse]
+    ListAnalyzerConnections: _grpc.UnaryUnaryMultiCallable[_lab_pb2.ListAnalyzerConnectionsRequest, _lab_pb2.ListAnalyzerConnectionsResponse]
+    """Analyzer connections (the shared MLLP and ASTM listeners and each configured instrument): read-only,
+    they are set in the lab's configuration (HOSPITAL_LAB_INSTRUMENTS, ..._MLLP_PORT, ..._ASTM_PORT).
+    """
 
 @_typing.type_check_only
 class LabServiceAsyncStub(LabServiceStub):
@@ -87,6 +91,10 @@ class LabServiceAsyncStub(LabServiceStub):
     """
     GetLeveyJennings: _aio.UnaryUnaryMultiCallable[_lab_pb2.GetLeveyJenningsRequest, _lab_pb2.LeveyJennings]  # type: ignore[assignment]
     ListAnalyzers: _aio.UnaryUnaryMultiCallable[_lab_pb2.ListAnalyzersRequest, _lab_pb2.ListAnalyzersResponse]  # type: ignore[assignment]
+    ListAnalyzerConnections: _aio.UnaryUnaryMultiCallable[_lab_pb2.ListAnalyzerConnectionsRequest, _lab_pb2.ListAnalyzerConnectionsResponse]  # type: ignore[assignment]
+    """Analyzer connections (the shared MLLP and ASTM listeners and each configured instrument): read-only,
+    they are set in the lab's configuration (HOSPITAL_LAB_INSTRUMENTS, ..._MLLP_PORT, ..._ASTM_PORT).
+    """
 
 class LabServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -191,5 +199,15 @@ class LabServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _lab_pb2.ListAnalyzersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_lab_pb2.ListAnalyzersResponse, _abc.Awaitable[_lab_pb2.ListAnalyzersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListAnalyzerConnections(
+        self,
+        request: _lab_pb2.ListAnalyzerConnectionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lab_pb2.ListAnalyzerConnectionsResponse, _abc.Awaitable[_lab_pb2.ListAnalyzerConnectionsResponse]]:
+        """Analyzer connections (the shared MLLP and ASTM listeners and each configured instrument): read-only,
+        they are set in the lab's configuration (HOSPITAL_LAB_INSTRUMENTS, ..._MLLP_PORT, ..._ASTM_PORT).
+        """
 
 def add_LabServiceServicer_to_server(servicer: LabServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
