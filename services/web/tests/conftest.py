@@ -39,6 +39,7 @@ CHROMIUM_ARGS = [
 ]
 DEMO_PASSWORD = "Benh-vien-2026!"
 VNPAY_SECRET = "web-test-vnpay-5b2e"
+BANK_SECRET = "web-test-bank-key-77c1"
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "web"
 VIEWPORT = {"width": 1366, "height": 768}
 
@@ -50,6 +51,7 @@ class Stack:
     billing: Service
     emr: Service
     web: Service
+    imaging_port: int  # the web's imaging address: a test starts imaging there when it needs it
 
     @property
     def url(self) -> str:
@@ -68,6 +70,7 @@ async def stack(nats_server, tmp_path_factory) -> AsyncIterator[Stack]:
         return f"sqlite+aiosqlite:///{data}/{name}.db"
 
     common = {"data_dir": data, "nats_url": nats_server.url, "shutdown_grace_seconds": 2}
+    imaging_port = free_port()
     async with (
         running_service(ADMISSIONS, database_url=db("admissions"), **common) as adm,
         running_service(
@@ -77,12 +80,14 @@ async def stack(nats_server, tmp_path_factory) -> AsyncIterator[Stack]:
             astm_port=free_port(),
             instrument_timezone="UTC",
             admissions_grpc=f"127.0.0.1:{adm.settings.grpc_port}",  # orders name patients admissions knows
+            instruments=[{"name": "XN-550", "mode": "server", "port": free_port(), "dialect": "sysmex"}],
             **common,
         ) as lab,
         running_service(
             BILLING,
             database_url=db("billing"),
             vnpay_hash_secret=VNPAY_SECRET,
+            bank_webhook_secret=BANK_SECRET,
             **{
                 name: f"web-{name}-{uuid.uuid4().hex[:8]}"
                 for name in BillingSettings.model_fields
@@ -109,12 +114,12 @@ async def stack(nats_server, tmp_path_factory) -> AsyncIterator[Stack]:
             lab_grpc=f"127.0.0.1:{lab.settings.grpc_port}",
             billing_grpc=f"127.0.0.1:{billing.settings.grpc_port}",
             emr_grpc=f"127.0.0.1:{emr.settings.grpc_port}",
-            imaging_grpc=f"127.0.0.1:{free_port()}",  # no imaging here (imaging_stack has one)
+            imaging_grpc=f"127.0.0.1:{imaging_port}",  # a test starts imaging there when it needs it
             **common,
         ) as web,
     ):
         await web.rt.extras["web"].accounts.ensure_demo_users(DEMO_PASSWORD)
-        yield Stack(adm, lab, billing, emr, web)
+        yield Stack(adm, lab, billing, emr, web, imaging_port)
 
 
 @pytest.fixture(scope="session")
@@ -214,7 +219,7 @@ async def sign_in(page: Page, base: str, username: str, password: str = DEMO_PAS
     await page.fill("input[name=password]", password)
     await page.press("input[name=password]", "Enter")
     await page.wait_for_url(
-        re.compile(r".*/(home|reception|display|doctor|ward|lab|cashier|imaging|admin/users)$")
+        re.compile(r".*/(home|reception|display|doctor|ward|lab|cashier|imaging|admin/users|audit|password)$")
     )
 
 

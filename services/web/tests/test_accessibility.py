@@ -43,6 +43,10 @@ async def axe(page) -> list[dict]:
         ("radiographer", "/imaging", "imaging"),
         ("nurse", "/display", "display-choose"),
         ("nurse", "/display/P105", "display"),
+        ("cashier", "/cashier/day", "reconcile"),
+        ("admin", "/admin/prices", "prices"),
+        ("admin", "/admin/devices", "devices"),
+        ("auditor", "/audit?service=admissions", "audit"),
     ],
 )
 async def test_screen_has_no_accessibility_violations(stack, browser, user, path, name) -> None:
@@ -63,6 +67,13 @@ async def test_screen_has_no_accessibility_violations(stack, browser, user, path
         if await page.locator("#queue .result").count():
             await page.locator("#queue .result").first.click()
             await page.wait_for_selector("#chart form.consult-form")
+    if path.startswith("/audit"):
+        await page.wait_for_selector("#chain-table")
+    if path == "/admin/prices":  # a price's change form, with an error shown
+        await page.locator("#price-list tbody tr button").first.click()
+        await page.wait_for_selector("#price-edit form")
+        await page.click("#save-price")
+        await page.wait_for_selector("#p-reason-error")
     if path == "/lab":
         await page.wait_for_selector("#worklist table, #worklist .empty:not(:has-text('…'))")
     violations = await axe(page)

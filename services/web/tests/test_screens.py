@@ -180,7 +180,12 @@ async def test_admin_creates_a_user_with_errors_shown_next_to_the_fields(stack, 
     p = await doctor.new_page()
     await sign_in(p, stack.url, "bs.hoang", "Mat-khau-du-dai-9")
     await expect(p.locator(".who")).to_contain_text("BS. Trương Minh Hoàng")
-    assert p.url.endswith("/doctor")  # a doctor starts at the consultation screen
+    assert p.url.endswith("/password")  # the admin chose it: the doctor sets their own first
+    await p.fill("#current_password", "Mat-khau-du-dai-9")
+    await p.fill("#password", "Mat-khau-rieng-cua-bs-4")
+    await p.fill("#confirm_password", "Mat-khau-rieng-cua-bs-4")
+    await p.press("#confirm_password", "Enter")
+    await p.wait_for_url("**/doctor")  # a doctor starts at the consultation screen
     await doctor.close()
 
 

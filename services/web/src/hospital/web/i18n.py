@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from hospital.web.i18n_office import OFFICE
+
 Lang = Literal["vi", "en"]
 LANGS: tuple[Lang, ...] = ("vi", "en")
 
@@ -729,6 +731,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "err.patient.name": ("Họ tên không hợp lệ.", "The name is invalid."),
 }
+
+MESSAGES.update(OFFICE)  # refunds, shift close, reconciliation, price list, devices, audit, password change
 
 
 def translate(key: str, lang: Lang, **values: object) -> str:

@@ -24,6 +24,8 @@ from hospital.contracts.imaging.v1 import imaging_pb2 as img
 from hospital.contracts.imaging.v1 import imaging_pb2_grpc as img_grpc
 from hospital.contracts.lab.v1 import lab_pb2 as lab
 from hospital.contracts.lab.v1 import lab_pb2_grpc as lab_grpc
+from hospital.contracts.platform.v1 import audit_pb2 as aud
+from hospital.contracts.platform.v1 import audit_pb2_grpc as aud_grpc
 
 _DETAIL = re.compile(r"^(?P<code>[a-z0-9_.]+): (?P<message>.*?)(?: \(field (?P<field>[a-z0-9_.]+)\))?$", re.S)
 _DOWN = {
@@ -94,6 +96,14 @@ class Backend:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
+
+    # every service serves its audit trail the same way (hospital.platform.v1.AuditService, the chassis)
+    async def audit_query(self, request: aud.QueryAuditRequest, token: str) -> aud.QueryAuditResponse:
+        return await self.call(aud_grpc.AuditServiceStub(self.channel).QueryAudit, request, token)
+
+    async def audit_verify(self, token: str) -> aud.VerifyAuditResponse:
+        stub = aud_grpc.AuditServiceStub(self.channel)
+        return await self.call(stub.VerifyAudit, aud.VerifyAuditRequest(), token)
 
 
 class Admissions(Backend):
@@ -201,6 +211,10 @@ class Lab(Backend):
     async def analyzers(self, token: str) -> list[lab.AnalyzerStatus]:
         return list((await self.call(self.stub.ListAnalyzers, lab.ListAnalyzersRequest(), token)).items)
 
+    async def analyzer_connections(self, token: str) -> lab.ListAnalyzerConnectionsResponse:
+        req = lab.ListAnalyzerConnectionsRequest()
+        return await self.call(self.stub.ListAnalyzerConnections, req, token)
+
 
 class Billing(Backend):
     @property
@@ -231,6 +245,26 @@ class Billing(Backend):
 
     async def open_shift(self, opening_float: int, token: str) -> bil.Shift:
         return await self.call(self.stub.OpenShift, bil.OpenShiftRequest(opening_float=opening_float), token)
+
+    async def close_shift(self, shift_id: str, counted_cash: int, token: str) -> bil.Shift:
+        req = bil.CloseShiftRequest(shift_id=shift_id, counted_cash=counted_cash)
+        return await self.call(self.stub.CloseShift, req, token)
+
+    async def refund(self, request: bil.RefundPaymentRequest, token: str) -> bil.Invoice:
+        return await self.call(self.stub.RefundPayment, request, token)
+
+    async def daily(self, day: str, token: str) -> bil.DailyReconciliation:
+        req = bil.GetDailyReconciliationRequest(date=day)
+        return await self.call(self.stub.GetDailyReconciliation, req, token)
+
+    async def prices(
+        self, token: str, query: str = "", category: str = "", limit: int = 100
+    ) -> list[bil.PriceItem]:
+        req = bil.ListPricesRequest(query=query, category=category, limit=limit)
+        return list((await self.call(self.stub.ListPrices, req, token)).items)
+
+    async def set_price(self, request: bil.SetPriceRequest, token: str) -> bil.PriceItem:
+        return await self.call(self.stub.SetPrice, request, token)
 
 
 class Emr(Backend):
@@ -314,6 +348,9 @@ class Imaging(Backend):
         req = img.RetryRoutingRequest(destination_ae=destination)
         return int((await self.call(self.stub.RetryRouting, req, token)).rescheduled)
 
+    async def aes(self, token: str) -> img.ListAesResponse:
+        return await self.call(self.stub.ListAes, img.ListAesRequest(), token)
+
 
 class Backends:
     def __init__(self, settings: Any) -> None:
@@ -323,10 +360,13 @@ class Backends:
         self.billing = Billing("billing", settings.billing_grpc, t)
         self.emr = Emr("emr", settings.emr_grpc, t)
         self.imaging = Imaging("imaging", settings.imaging_grpc, t)
+        # the web's own trail, read like the others' (its gRPC port serves only health and the trail)
+        self.web = Backend("web", f"127.0.0.1:{settings.grpc_port}", t)
+
+    @property
+    def all(self) -> tuple[Backend, ...]:
+        return (self.admissions, self.emr, self.lab, self.imaging, self.billing, self.web)
 
     async def close(self) -> None:
-        await self.admissions.close()
-        await self.lab.close()
-        await self.billing.close()
-        await self.emr.close()
-        await self.imaging.close()
+        for b in self.all:
+            await b.close()

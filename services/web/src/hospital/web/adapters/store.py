@@ -52,6 +52,7 @@ async def live_session(s: AsyncSession, session_id: str, now: datetime) -> tuple
                     users.c.role,
                     users.c.departments,
                     users.c.active,
+                    users.c.must_change_password,
                 )
                 .join(users, users.c.id == sessions.c.user_id)
                 .where(
@@ -70,6 +71,7 @@ async def live_session(s: AsyncSession, session_id: str, now: datetime) -> tuple
         "display_name": row["display_name"],
         "role": row["role"],
         "departments": row["departments"],
+        "must_change_password": bool(row["must_change_password"]),
     }
 
 
@@ -90,12 +92,13 @@ async def end_session(s: AsyncSession, session_id: str, now: datetime) -> int:
     return res.rowcount or 0
 
 
-async def end_user_sessions(s: AsyncSession, user_id: str, now: datetime) -> int:
-    res = await s.execute(
-        update(sessions)
-        .where(sessions.c.user_id == user_id, sessions.c.ended_at.is_(None))
-        .values(ended_at=now)
-    )
+async def end_user_sessions(
+    s: AsyncSession, user_id: str, now: datetime, keep_session_id: str | None = None
+) -> int:
+    cond = [sessions.c.user_id == user_id, sessions.c.ended_at.is_(None)]
+    if keep_session_id:
+        cond.append(sessions.c.id != keep_session_id)
+    res = await s.execute(update(sessions).where(*cond).values(ended_at=now))
     return res.rowcount or 0
 
 

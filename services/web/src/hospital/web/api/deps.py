@@ -47,6 +47,14 @@ class NotSignedIn(Exception):
     pass
 
 
+class PasswordChangeRequired(Exception):
+    """The user's password was set by an admin: every screen sends them to /password first."""
+
+
+# What a user who must change their password may still open.
+PASSWORD_CHANGE_PATHS = ("/password", "/logout", "/language")
+
+
 class Forbidden(Exception):
     def __init__(self, role: str) -> None:
         super().__init__(role)
@@ -84,13 +92,18 @@ def vnd(amount: int | float | None) -> str:
 
 env.filters["vnd"] = vnd
 HOSPITAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+LOCAL_TZ = HOSPITAL_TZ
 
 
 def local_time(ts: Any, fmt: str = "%d/%m/%Y %H:%M") -> str:
-    """A protobuf Timestamp as the hospital's local time (empty when unset)."""
-    if ts is None or (not ts.seconds and not ts.nanos):
+    """A protobuf Timestamp (or an aware datetime) as the hospital's local time; empty when unset."""
+    if ts is None:
         return ""
-    return str(ts.ToDatetime(tzinfo=UTC).astimezone(HOSPITAL_TZ).strftime(fmt))
+    if hasattr(ts, "ToDatetime"):
+        if not ts.seconds and not ts.nanos:
+            return ""
+        ts = ts.ToDatetime(tzinfo=UTC)
+    return str(ts.astimezone(HOSPITAL_TZ).strftime(fmt))
 
 
 env.filters["local_time"] = local_time
@@ -103,6 +116,11 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     def t(key: str, **values: Any) -> str:
         return i18n.translate(key, language, **values)
 
+    nav = screens_for(sess.user.role) if sess and not sess.must_change_password else []
+    here = request.url.path
+    current = max(
+        (x.path for x in nav if here == x.path or here.startswith(x.path + "/")), key=len, default=""
+    )
     ctx = {
         "request": request,
         "t": t,
@@ -110,7 +128,8 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         "session": sess,
         "user": sess.user if sess else None,
         "csrf_token": sess.csrf_token if sess else "",
-        "nav": screens_for(sess.user.role) if sess else [],
+        "nav": nav,
+        "nav_current": current,
         "path": request.url.path,
         "static_version": STATIC_VERSION,
         "lang_url": f"/language?to={'en' if language == 'vi' else 'vi'}&next={quote(_here(request))}",
@@ -130,6 +149,8 @@ async def current_session(request: Request) -> WebSession:
     if sess is None:
         raise NotSignedIn()
     request.state.web_session = sess
+    if sess.must_change_password and request.url.path not in PASSWORD_CHANGE_PATHS:
+        raise PasswordChangeRequired()
     return sess
 
 

@@ -8,8 +8,28 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from hospital.web.api.deps import HERE, CsrfRefused, Forbidden, NotSignedIn, Web, render
-from hospital.web.api.pages import admin, auth, cashier, display, doctor, imaging, lab, reception, ward
+from hospital.web.api.deps import (
+    HERE,
+    CsrfRefused,
+    Forbidden,
+    NotSignedIn,
+    PasswordChangeRequired,
+    Web,
+    render,
+)
+from hospital.web.api.pages import (
+    admin,
+    admin_config,
+    audit,
+    auth,
+    cashier,
+    display,
+    doctor,
+    imaging,
+    lab,
+    reception,
+    ward,
+)
 
 # Everything comes from this origin: no CDN, no inline script; htmx's inline indicator style is disabled.
 CSP = (
@@ -37,6 +57,8 @@ def build_http(state: Web) -> FastAPI:
         ward.router,
         imaging.router,
         admin.router,
+        admin_config.router,
+        audit.router,
     ):
         app.include_router(router)
 
@@ -61,6 +83,21 @@ def build_http(state: Web) -> FastAPI:
         if request.headers.get("hx-request"):
             return Response(status_code=401, headers={"HX-Redirect": target})
         return RedirectResponse(target, status_code=303)
+
+    @app.exception_handler(PasswordChangeRequired)
+    async def _must_change(request: Request, _: PasswordChangeRequired) -> Response:
+        if request.headers.get("hx-request"):
+            return Response(status_code=401, headers={"HX-Redirect": "/password"})
+        if request.method not in ("GET", "HEAD"):
+            return render(
+                request,
+                "error.html",
+                status=403,
+                title_key="pwchange.title",
+                body_key="pwchange.first",
+                role_key="",
+            )
+        return RedirectResponse("/password", status_code=303)
 
     @app.exception_handler(Forbidden)
     async def _forbidden(request: Request, exc: Forbidden) -> Response:

@@ -19,7 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from hospital.chassis.app import Runtime
 from hospital.chassis.caller import Caller
 from hospital.chassis.db import utcnow
-from hospital.chassis.errors import Conflict, DomainError, NotFound
+from hospital.chassis.errors import Conflict, DomainError, Invalid, NotFound
 from hospital.chassis.ids import new_id
 from hospital.chassis.security import Principal
 from hospital.web.adapters import store
@@ -67,6 +67,8 @@ class WebSession:
     csrf_token: str
     user: User
     expires_at: datetime
+    # the password was set by an admin (created or reset): only the password change is open (ADR 0602)
+    must_change_password: bool = False
 
 
 # Departments of the demo users (the EMR's chart access): the outpatient clinic and internal medicine.
@@ -183,7 +185,13 @@ class Accounts:
             )
             uow.audit(Caller(user.principal, client).audit("signin", "User", row["id"], None))
             await uow.commit()
-        return cookie, WebSession(sess["id"], sess["csrf_token"], user, sess["expires_at"])  # type: ignore[arg-type]
+        return cookie, WebSession(
+            sess["id"],  # type: ignore[arg-type]
+            sess["csrf_token"],  # type: ignore[arg-type]
+            user,
+            sess["expires_at"],  # type: ignore[arg-type]
+            bool(row["must_change_password"]),
+        )
 
     def _expiry(self, created: datetime, now: datetime) -> datetime:
         return min(
@@ -212,6 +220,7 @@ class Accounts:
             row["csrf_token"],
             User(u["id"], u["username"], u["display_name"], u["role"], split_departments(u["departments"])),
             expires,
+            u["must_change_password"],
         )
 
     async def sign_out(self, sess: WebSession, client: str) -> None:
@@ -231,7 +240,18 @@ class Accounts:
             rows = await store.list_users(s)
         now = utcnow()
         return [
-            {k: r[k] for k in ("id", "username", "display_name", "role", "active", "last_login_at")}
+            {
+                k: r[k]
+                for k in (
+                    "id",
+                    "username",
+                    "display_name",
+                    "role",
+                    "active",
+                    "last_login_at",
+                    "must_change_password",
+                )
+            }
             | {"locked": is_locked(r["locked_until"], now)}
             for r in rows
         ]
@@ -267,7 +287,7 @@ class Accounts:
                     "active": True,
                     "failed_attempts": 0,
                     "locked_until": None,
-                    "must_change_password": False,
+                    "must_change_password": True,  # the admin knows it: the user sets their own
                     "password_changed_at": now,
                     "last_login_at": None,
                     "created_at": now,
@@ -294,11 +314,73 @@ class Accounts:
                 password_hash=hashed,
                 failed_attempts=0,
                 locked_until=None,
+                must_change_password=True,  # the admin knows it: the user sets their own at sign-in
                 password_changed_at=now,
                 updated_at=now,
             )
             ended = await store.end_user_sessions(uow.session, user_id, now)
             uow.audit(caller.audit("user.password_reset", "User", user_id, None, sessions_ended=ended))
+            await uow.commit()
+
+    async def change_password(
+        self, sess: WebSession, current: str, new: str, confirm: str, client: str
+    ) -> None:
+        """The user sets their own password: the current one is checked (a wrong one counts towards the
+        lock-out), the new one follows the policy, differs from the current one and is typed twice. The
+        user's other sessions end; this one goes on."""
+        if len(current or "") > PASSWORD_INPUT_MAX:
+            raise Invalid("password.current_wrong", "the current password is wrong", field="current_password")
+        async with self.rt.db.session() as s:
+            row = await store.user_by_id(s, sess.user.id)
+        if row is None:
+            raise NotFound("user.not_found", f"no user {sess.user.id}")
+        caller = Caller(sess.user.principal, client)
+        if not await _verify(row["password_hash"], current or ""):
+            now = utcnow()
+            failed, locked = after_failure(
+                row["failed_attempts"], now, limit=self.s.lockout_failures, minutes=self.s.lockout_minutes
+            )
+            async with self.rt.uow() as uow:
+                await store.update_user(
+                    uow.session, row["id"], failed_attempts=failed, locked_until=locked, updated_at=now
+                )
+                if locked is not None:
+                    await store.end_user_sessions(uow.session, row["id"], now)
+                uow.audit(
+                    caller.audit("password_change.failed", "User", row["id"], None, locked=locked is not None)
+                )
+                await uow.commit()
+            raise Invalid("password.current_wrong", "the current password is wrong", field="current_password")
+        check_password(new, min_length=self.s.password_min_length, username=row["username"])
+        if new != confirm:
+            raise Invalid("password.mismatch", "the two new passwords differ", field="confirm_password")
+        if new == current:
+            raise Invalid(
+                "password.unchanged", "choose a password other than the current one", field="password"
+            )
+        hashed = await hash_password(new)
+        now = utcnow()
+        async with self.rt.uow() as uow:
+            await store.update_user(
+                uow.session,
+                row["id"],
+                password_hash=hashed,
+                must_change_password=False,
+                failed_attempts=0,
+                password_changed_at=now,
+                updated_at=now,
+            )
+            ended = await store.end_user_sessions(uow.session, row["id"], now, keep_session_id=sess.id)
+            uow.audit(
+                caller.audit(
+                    "user.password_change",
+                    "User",
+                    row["id"],
+                    None,
+                    was_forced=bool(row["must_change_password"]),
+                    sessions_ended=ended,
+                )
+            )
             await uow.commit()
 
     async def ensure_demo_users(self, password: str) -> list[str]:
@@ -346,6 +428,7 @@ class Accounts:
                         role=role,
                         departments=DEMO_DEPARTMENTS.get(role, ""),
                         active=True,
+                        must_change_password=False,  # demo users keep the make-up password (ADR 0602)
                         updated_at=now,
                     )
             await uow.commit()

@@ -23,7 +23,11 @@ SCREENS: tuple[Screen, ...] = (
     Screen("lab", "/lab", frozenset({"lab_technician"}), "3"),
     Screen("cashier", "/cashier", frozenset({"cashier"}), "4"),
     Screen("imaging", "/imaging", frozenset({"radiographer", "radiologist"}), "7"),
+    Screen("reconcile", "/cashier/day", frozenset({"cashier", "admin"}), "7"),
     Screen("users", "/admin/users", frozenset({"admin"}), "9"),
+    Screen("prices", "/admin/prices", frozenset({"admin"}), "8"),
+    Screen("devices", "/admin/devices", frozenset({"admin"}), "0"),
+    Screen("audit", "/audit", frozenset({"auditor"}), "1"),
 )
 BY_KEY = {s.key: s for s in SCREENS}
 

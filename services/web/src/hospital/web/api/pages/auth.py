@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from hospital.chassis.errors import Invalid
+from hospital.chassis.errors import DomainError, Invalid
 from hospital.chassis.fields import clean_text
 from hospital.chassis.web import client_address
 from hospital.web import i18n
@@ -130,7 +130,10 @@ async def login(
         return _login_page(
             request, status=401, username=username, errors=errors, next_path=safe_next(next) or ""
         )
-    resp = RedirectResponse(safe_next(next) or home_for(sess.user.role) or "/home", status_code=303)
+    target = safe_next(next) or home_for(sess.user.role) or "/home"
+    if sess.must_change_password:  # set by an admin: the user chooses their own first (ADR 0602)
+        target = "/password"
+    resp = RedirectResponse(target, status_code=303)
     resp.set_cookie(
         SESSION_COOKIE,
         cookie_value,
@@ -164,6 +167,62 @@ async def language(request: Request, to: str = "vi", next: str = "/") -> Respons
             max_age=365 * 86400,
             secure=web(request).settings.cookie_secure,
         )
+    return resp
+
+
+def _password_page(
+    request: Request, status: int = 200, errors: dict[str, str] | None = None, notice: str = ""
+) -> HTMLResponse:
+    return render(
+        request,
+        "password.html",
+        status=status,
+        errors=errors or {},
+        notice=notice,
+        min_length=web(request).settings.password_min_length,
+    )
+
+
+@router.get("/password", response_class=HTMLResponse, summary="Change my password")
+async def password_page(request: Request, sess: SignedIn) -> Response:
+    return _password_page(request)
+
+
+@router.post("/password", response_class=HTMLResponse, summary="Change my password")
+async def change_password(
+    request: Request,
+    sess: SignedIn,
+    current_password: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    confirm_password: Annotated[str, Form()] = "",
+) -> Response:
+    language = lang(request)
+    w = web(request)
+    if not current_password:
+        field = i18n.translate("pwchange.current", language).lower()
+        return _password_page(
+            request, 422, {"current_password": i18n.translate("signin.required", language, field=field)}
+        )
+    try:
+        await w.accounts.change_password(
+            sess, current_password, password, confirm_password, client_address(request)
+        )
+    except DomainError as exc:
+        key = f"err.{exc.code}"
+        text = (
+            i18n.translate(key, language, min=w.settings.password_min_length)
+            if i18n.has(key)
+            else exc.message
+        )
+        if (
+            exc.code == "password.current_wrong"
+            and await w.accounts.session(request.cookies.get(SESSION_COOKIE, "")) is None
+        ):  # locked out: the session ended with it
+            resp = RedirectResponse("/login", status_code=303)
+            resp.delete_cookie(SESSION_COOKIE, path="/")
+            return resp
+        return _password_page(request, 422, {exc.field or "password": text})
+    resp = RedirectResponse(home_for(sess.user.role) or "/home", status_code=303)
     return resp
 
 

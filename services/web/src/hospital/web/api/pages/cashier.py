@@ -22,8 +22,11 @@ from hospital.web.api.deps import WebSession, env, lang, render, screen, token, 
 
 router = APIRouter(prefix="/cashier", tags=["cashier"])
 Desk = Annotated[WebSession, screen("cashier")]
+Office = Annotated[WebSession, screen("reconcile")]
 UNPAID = ("open", "issued", "partly_paid")
 RESYNC_SECONDS = 15.0
+REFUND_METHODS = ("cash", "bank_transfer")
+REASON_MAX = 500
 
 
 def refused_text(request: Request, exc: BackendRefused) -> str:
@@ -61,6 +64,81 @@ async def open_shift(request: Request, sess: Desk, opening_float: Annotated[str,
         errors = {"opening_float": refused_text(request, exc)}
         return render(request, "cashier/_shift.html", status=422, shift=None, errors=errors)
     return render(request, "cashier/_shift.html", shift=current, errors={})
+
+
+@router.post("/shift/close", response_class=HTMLResponse, summary="Close my shift (fragment)")
+async def close_shift(
+    request: Request,
+    sess: Desk,
+    shift_id: Annotated[str, Form(max_length=40)],
+    counted_cash: Annotated[str, Form()] = "",
+) -> Response:
+    language = lang(request)
+    billing, tok = web(request).backends.billing, token(request, sess)
+    amount = _amount(counted_cash) if counted_cash.strip() else None
+    try:
+        if amount is None:
+            current = await billing.shift(tok)
+            errors = {"counted_cash": i18n.translate("cash.err.counted", language)}
+            return render(
+                request, "cashier/_shift.html", status=422, shift=current, errors=errors, counted=counted_cash
+            )
+        closed = await billing.close_shift(shift_id, amount, tok)
+    except BackendUnavailable as exc:
+        return render(request, "_unavailable.html", service=exc.service)
+    except BackendRefused as exc:
+        if exc.code == "shift.closed":  # closed already (a second click, another tab): show the desk as it is
+            return await shift(request, sess)
+        try:
+            current = await billing.shift(tok)
+        except (BackendUnavailable, BackendRefused):
+            current = None
+        return render(
+            request,
+            "cashier/_shift.html",
+            status=422,
+            shift=current,
+            errors={"counted_cash": refused_text(request, exc)},
+            counted=counted_cash,
+        )
+    return render(request, "cashier/_shift.html", shift=None, closed=closed, errors={})
+
+
+@router.get("/invoices/events", summary="Server-Sent Events: the unpaid list changed (billing events)")
+async def list_events(request: Request, sess: Desk) -> StreamingResponse:
+    """One ``changed`` event per burst of billing events (a charge, an invoice
+    issued, a payment or a refund): the list re-reads itself. Without NATS the list's 20 s poll remains."""
+    w = web(request)
+
+    async def events() -> AsyncIterator[str]:
+        changed = asyncio.Event()
+        sub = None
+        if w.nc is not None:
+
+            async def on_event(msg: object) -> None:
+                changed.set()
+
+            sub = await w.nc.subscribe("billing.>", cb=on_event)
+        try:
+            yield "retry: 2000\n\n"
+            while not await request.is_disconnected():
+                try:
+                    await asyncio.wait_for(changed.wait(), RESYNC_SECONDS)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                await asyncio.sleep(0.3)  # a payment's events come together: one refresh for them
+                changed.clear()
+                yield "event: changed\ndata: billing\n\n"
+        finally:
+            if sub is not None:
+                await sub.unsubscribe()
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.get("/invoices", response_class=HTMLResponse, summary="Unpaid invoices (fragment)")
@@ -177,6 +255,99 @@ async def cash(
         invoice_id=invoice_id,
         notice=i18n.translate("cash.received", language, amount=env.filters["vnd"](value)),
     )
+
+
+@router.post(
+    "/invoices/{invoice_id}/refund", response_class=HTMLResponse, summary="Give money back (fragment)"
+)
+async def refund(
+    request: Request,
+    sess: Desk,
+    invoice_id: str,
+    request_key: Annotated[str, Form(max_length=64)],
+    refund_amount: Annotated[str, Form()] = "",
+    method: Annotated[str, Form()] = "cash",
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    """A refund with its reason: at most what the invoice received (billing checks it, and a cashier's
+    limit); the form's one-time key makes a second click (or a resend) return the first refund."""
+    language = lang(request)
+    typed = {"refund_amount": refund_amount, "refund_reason": reason, "refund_method": method}
+    errors: dict[str, str] = {}
+    value = _amount(refund_amount)
+    if not value:
+        errors["refund_amount"] = i18n.translate("cash.err.amount", language)
+    if method not in REFUND_METHODS:
+        errors["refund_method"] = i18n.translate("refund.err.method", language)
+    text = " ".join((reason or "").split())
+    if not text:
+        errors["refund_reason"] = i18n.translate("refund.err.reason", language)
+    elif len(text) > REASON_MAX or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        errors["refund_reason"] = i18n.translate("refund.err.reason_long", language, max=REASON_MAX)
+    if errors:
+        return await _invoice(request, sess, invoice_id=invoice_id, status=422, errors=errors, **typed)
+    w = web(request)
+    req = bil.RefundPaymentRequest(
+        invoice_id=invoice_id,
+        amount=value or 0,
+        method=method,
+        reason=text,
+        request_id=f"web-r-{request_key}",
+    )
+    try:
+        await w.once.run(
+            f"refund:{sess.user.id}:{request_key}",
+            lambda: w.backends.billing.refund(req, token(request, sess)),
+        )
+    except BackendUnavailable as exc:
+        return render(request, "_unavailable.html", service=exc.service)
+    except BackendRefused as exc:
+        field = {"reason": "refund_reason", "method": "refund_method"}.get(exc.field or "", "refund_amount")
+        return await _invoice(
+            request,
+            sess,
+            invoice_id=invoice_id,
+            status=422,
+            errors={field: refused_text(request, exc)},
+            **typed,
+        )
+    return await _invoice(
+        request,
+        sess,
+        invoice_id=invoice_id,
+        notice=i18n.translate(f"refund.done.{method}", language, amount=env.filters["vnd"](value)),
+    )
+
+
+@router.get("/day", response_class=HTMLResponse, summary="The day's money: reconciliation")
+async def day(request: Request, sess: Office, date: str = "") -> Response:
+    language = lang(request)
+    chosen = date.strip()
+    if chosen and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", chosen):
+        return render(
+            request,
+            "reconcile.html",
+            status=422,
+            rec=None,
+            down=None,
+            chosen=chosen,
+            errors={"date": i18n.translate("day.err.date", language)},
+        )
+    try:
+        rec = await web(request).backends.billing.daily(chosen, token(request, sess))
+    except BackendUnavailable as exc:
+        return render(request, "reconcile.html", rec=None, down=exc.service, chosen=chosen, errors={})
+    except BackendRefused as exc:
+        return render(
+            request,
+            "reconcile.html",
+            status=422,
+            rec=None,
+            down=None,
+            chosen=chosen,
+            errors={"date": refused_text(request, exc)},
+        )
+    return render(request, "reconcile.html", rec=rec, down=None, chosen=rec.date, errors={})
 
 
 @router.get("/invoices/{invoice_id}/stream", summary="Server-Sent Events: the invoice's payment status")
