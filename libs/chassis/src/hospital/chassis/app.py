@@ -333,7 +333,7 @@ class Service(Generic[S]):
         server = grpc.aio.server(
             interceptors=[
                 *telemetry.grpc_server_interceptors(),
-                # every service serves its audit trail to auditors (ADR 0009)
+                # every service serves its audit trail to auditors (ADR 0010)
                 AuthInterceptor(rt.verifier, {**comps.grpc_rules, **auditrpc.RULES}),
             ]
         )

@@ -4,7 +4,7 @@ and of verifying its chains, so an auditor's screen reads every trail the same w
 
 Only the ``auditor`` role may call it (:data:`RULES`, merged into each service's rules by the runner).
 Every query and verification is itself recorded in the trail it read (``audit.query``, ``audit.verify``),
-with the filters, the number of records returned and the patients they named. ADR 0009.
+with the filters, the number of records returned and the patients they named. ADR 0010.
 """
 
 from __future__ import annotations
