@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from hospital.billing.app.mapping import charge_proto, invoice_proto
+from hospital.billing.app.mapping import charge_proto, invoice_proto, whole_vnd
 from hospital.billing.app.prices import parse_day
 from hospital.chassis.caller import Caller
 from hospital.chassis.errors import Invalid
@@ -199,8 +199,8 @@ def price_proto(x: dict[str, Any]) -> pb.PriceItem:
         name=x["name"],
         category=x["category"],
         unit=x["unit"],
-        hospital_price=x["hospital_price"],
-        insurance_price=x["insurance_price"],
+        hospital_price=whole_vnd(x["hospital_price"]),  # whole VND; the price list may hold 3 decimals
+        insurance_price=whole_vnd(x["insurance_price"]),
         covered=x["covered"],
         effective_from=x["effective_from"],
         effective_to=x["effective_to"] or "",

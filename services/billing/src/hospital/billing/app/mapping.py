@@ -50,7 +50,7 @@ def charge_dict(r: Any, split: LineSplit | None = None) -> dict[str, Any]:
     return out
 
 
-def _whole(price: Decimal | int) -> int:
+def whole_vnd(price: Decimal | int) -> int:
     """A unit price in whole VND (half-up) for the integer fields; the exact one travels as text."""
     return int(Decimal(price).to_integral_value(ROUND_HALF_UP))
 
@@ -64,8 +64,8 @@ def charge_proto(c: dict[str, Any]) -> pb.Charge:
         name=c["name"],
         category=c["category"],
         quantity=quantity_text(c["qty_milli"]) if "qty_milli" in c else c["quantity"],
-        hospital_unit_price=_whole(c["hospital_unit_price"]),
-        insurance_unit_price=_whole(c["insurance_unit_price"]),
+        hospital_unit_price=whole_vnd(c["hospital_unit_price"]),
+        insurance_unit_price=whole_vnd(c["insurance_unit_price"]),
         hospital_unit_price_exact=str(c["hospital_unit_price"]),
         insurance_unit_price_exact=str(c["insurance_unit_price"]),
         covered=c["covered"],
