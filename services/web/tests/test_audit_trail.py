@@ -137,6 +137,12 @@ async def test_the_auditor_filters_the_trails_and_sees_each_chain(stack, browser
     await expect(page.locator("#records tbody tr").first).to_contain_text("user:auditor")
     await page.locator("#records").scroll_into_view_if_needed()
     await shot(page, "38-audit-reading-audited")
+    # the English switch: the same screen, the same filters
+    await page.click("a.lang")
+    await expect(page.locator("h1")).to_have_text("Audit trail")
+    await expect(page.locator("#chain-table [data-service='web']")).to_contain_text("Intact")
+    await expect(page.locator("#f-action")).to_have_value("audit.screen")
+    await shot(page, "38-audit-english")
     await ctx.close()
 
 

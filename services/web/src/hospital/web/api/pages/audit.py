@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -116,7 +117,7 @@ async def page(
         "purpose": purpose.strip().upper()[:20],
         "since": since.strip()[:40],
         "until": until.strip()[:40],
-        "reason": " ".join(reason.split())[:201],
+        "reason": unicodedata.normalize("NFC", " ".join(reason.split()))[:201],
         "page": page.strip(),
     }
     errors, req = _check(request, f)
