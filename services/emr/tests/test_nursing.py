@@ -12,6 +12,7 @@ import grpc
 import nats
 import pytest
 from emr_testkit import Admissions, Grpc, client, eventually, token, wait_encounter
+from fhir.resources.R4B import get_fhir_model_class
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import func, select
 
@@ -130,6 +131,22 @@ async def test_nurse_vitals_time_series_flagged_refused_and_audited(emr, admissi
         items = listed.json()["items"]
     assert [i["id"] for i in items] == [latest.json()["id"], fever.json()["id"], morning.json()["id"]]
     assert items[1]["note"] == "Sốt cao, báo bác sĩ trực" and items[2]["weight_kg"] == 54.5
+
+    # the same series as FHIR vital-signs Observations (validated), each readable by id
+    async with client(emr, "nurse", **NURSE) as nurse:
+        bundle = (await nurse.get("/fhir/Observation", params={"patient": enc["patient_id"]})).json()
+        fid = f"{fever.json()['id']}-vs-temp"
+        one = await nurse.get(f"/fhir/Observation/{fid}")
+    get_fhir_model_class("Bundle").model_validate(bundle)
+    obs = {e["resource"]["id"]: e["resource"] for e in bundle["entry"]}
+    assert bundle["total"] == 12  # morning 6 (bp panel, hr, temp, spo2, rr, wt), fever 4, latest 2
+    assert (
+        obs[fid]["valueQuantity"]["value"] == 39.4
+        and obs[fid]["interpretation"][0]["coding"][0]["code"] == "H"
+    )
+    assert obs[f"{fever.json()['id']}-vs-spo2"]["interpretation"][0]["coding"][0]["code"] == "LL"
+    assert obs[fid]["encounter"]["reference"] == f"Encounter/{enc['id']}"
+    assert one.status_code == 200 and one.json() == obs[fid]
 
     async with client(emr, **OUTSIDER) as other:
         write = await other.post(url, json={"pulse": 80})

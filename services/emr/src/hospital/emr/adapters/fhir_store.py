@@ -19,6 +19,7 @@ from hospital.emr.adapters.tables import (
     patients,
     prescriptions,
     problems,
+    vital_observations,
 )
 
 Row = dict[str, Any]
@@ -56,6 +57,19 @@ class FhirReads:
 
     async def consultations(self, patient_id: str) -> list[Row]:
         return await self._of_patient(consultations, patient_id, "updated_at")
+
+    async def nurse_vitals(self, patient_id: str) -> list[Row]:
+        """The nurses' vital signs of the patient's ward encounters, newest first."""
+        q = (
+            select(vital_observations)
+            .where(vital_observations.c.patient_id == patient_id)
+            .order_by(vital_observations.c.measured_at.desc(), vital_observations.c.id)
+            .limit(SEARCH_LIMIT)
+        )
+        return [dict(r) for r in (await self.s.execute(q)).mappings()]
+
+    async def nurse_vital(self, observation_id: str) -> Row | None:
+        return await self._one(vital_observations, "id", observation_id)
 
     async def diagnosis(self, row_id: str) -> Row | None:
         return await self._one(diagnoses, "id", row_id)

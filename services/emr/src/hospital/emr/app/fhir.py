@@ -56,6 +56,15 @@ VITALS: dict[str, tuple[str, str, str, str]] = {
 }
 BP = ("bp", "85354-9", "Blood pressure panel with all children optional")
 VITAL_SUFFIXES = {v[0]: k for k, v in VITALS.items()} | {BP[0]: "bp"}
+VITAL_KEYS = (
+    "systolic_bp",
+    "diastolic_bp",
+    "pulse",
+    "temperature_c",
+    "spo2",
+    "respiratory_rate",
+    "weight_kg",
+)
 
 DOC_TYPES = {
     "outpatient_note": ("34108-1", "Outpatient Note"),
@@ -128,7 +137,24 @@ def encounter(e: dict[str, Any]) -> Resource:
     }
 
 
-def vital_observations(c: dict[str, Any]) -> list[Resource]:
+def nurse_vital_observations(row: dict[str, Any]) -> list[Resource]:
+    """A nurse's set of vital signs (``vital_observations``): ids ``<observation id>-vs-<suffix>``."""
+    values = {k: row[k] for k in VITAL_KEYS if row.get(k) is not None}
+    return vital_observations(
+        {
+            "vitals": {**values, "flags": row["flags"], "measured_at": _dt(row["measured_at"])},
+            "patient_id": row["patient_id"],
+            "encounter_id": row["encounter_id"],
+            "updated_at": row["recorded_at"],
+            "updated_by": row["recorded_by_name"] or row["recorded_by"],
+        },
+        id_prefix=row["id"],
+    )
+
+
+def vital_observations(c: dict[str, Any], id_prefix: str | None = None) -> list[Resource]:
+    """The consultation's vitals (ids ``<encounter id>-vs-<suffix>``) or, with ``id_prefix``, a nurse's."""
+    prefix = id_prefix or c["encounter_id"]
     v = c.get("vitals") or {}
     flags = {f["field"]: f["flag"] for f in v.get("flags") or []}
     at = v.get("measured_at") or _dt(c["updated_at"])
@@ -158,7 +184,7 @@ def vital_observations(c: dict[str, Any]) -> list[Resource]:
         out.append(
             {
                 **base,
-                "id": f"{c['encounter_id']}-vs-{BP[0]}",
+                "id": f"{prefix}-vs-{BP[0]}",
                 "code": {"coding": [{"system": LOINC, "code": BP[1], "display": BP[2]}], "text": "Huyết áp"},
                 "component": comps,
             }
@@ -169,7 +195,7 @@ def vital_observations(c: dict[str, Any]) -> list[Resource]:
         out.append(
             {
                 **base,
-                "id": f"{c['encounter_id']}-vs-{suffix}",
+                "id": f"{prefix}-vs-{suffix}",
                 "code": {"coding": [{"system": LOINC, "code": code, "display": name}]},
                 "valueQuantity": {"value": v[key], "unit": unit, "system": UCUM, "code": unit},
                 "interpretation": _interp(flags.get(key)),
@@ -679,8 +705,12 @@ class FhirService:
             head, sep, suffix = rid.rpartition("-vs-")
             if sep and suffix in VITAL_SUFFIXES:
                 c = await reads.consultation(head)
-                match = [o for o in vital_observations(c) if o["id"] == rid] if c else []
-                return (c["patient_id"], c["encounter_id"], match[0]) if c and match else None
+                if c is not None:
+                    match = [o for o in vital_observations(c) if o["id"] == rid]
+                    return (c["patient_id"], c["encounter_id"], match[0]) if match else None
+                n = await reads.nurse_vital(head)
+                match = [o for o in nurse_vital_observations(n) if o["id"] == rid] if n else []
+                return (n["patient_id"], n["encounter_id"], match[0]) if n and match else None
             r = await reads.lab_result(rid)
             return (r["patient_id"], r["encounter_id"], lab_observation(r)) if r else None
         if rtype == "Condition":
@@ -738,6 +768,7 @@ async def _encounters(reads: FhirReads, pid: str, _: str) -> list[Resource]:
 
 async def _observations(reads: FhirReads, pid: str, _: str) -> list[Resource]:
     vitals = [o for c in await reads.consultations(pid) for o in vital_observations(c)]
+    vitals += [o for n in await reads.nurse_vitals(pid) for o in nurse_vital_observations(n)]
     return vitals + [lab_observation(r) for r in await reads.lab_results(pid)]
 
 
