@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from hospital.billing.config import BillingSettings
 from hospital.chassis.app import Service
 from hospital.contracts.admissions.v1 import admissions_pb2 as adm
 from hospital.contracts.admissions.v1 import events_pb2 as adm_events
@@ -160,15 +161,15 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0)
     return await wait_for(check, timeout)
 
 
-async def settled(billing: Service, js: Any) -> None:
+async def settled(billing: Service[BillingSettings], js: Any) -> None:
     """Billing's consumers have applied (and acknowledged) every event on their streams so far, copies
     included: what the database holds now is final."""
     s = billing.settings
     for stream, durable in (
-        ("ADMISSIONS", s.admissions_durable),  # type: ignore[attr-defined]
-        ("LAB", s.lab_durable),  # type: ignore[attr-defined]
-        ("IMAGING", s.imaging_durable),  # type: ignore[attr-defined]
-        ("EMR", s.emr_durable),  # type: ignore[attr-defined]
+        ("ADMISSIONS", s.admissions_durable),
+        ("LAB", s.lab_durable),
+        ("IMAGING", s.imaging_durable),
+        ("EMR", s.emr_durable),
     ):
         await consumer_settled(js, stream, durable)
 

@@ -2,74 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import select
-
-from hospital.billing.adapters.tables import metadata, price_items
+from hospital.billing.adapters.tables import metadata
 from hospital.billing.api import grpc as grpc_api
 from hospital.billing.api.http import build_http
 from hospital.billing.app.cashoffice import CashOfficeService
 from hospital.billing.app.charges import ChargeService
 from hospital.billing.app.claims import ClaimService
 from hospital.billing.app.clinical import ClinicalRecords
-from hospital.billing.app.common import local_date
 from hospital.billing.app.invoices import InvoiceService
 from hospital.billing.app.orders import OrderCharges
 from hospital.billing.app.payments import PaymentService
 from hospital.billing.app.prices import PriceListService
+from hospital.billing.app.services import Services
 from hospital.billing.config import BillingSettings
 from hospital.chassis.app import Components, Runtime, ServiceDefinition
 from hospital.chassis.bus import Subscription
-from hospital.chassis.db import utcnow
 
 
-@dataclass
-class Services:
-    rt: Runtime
-    settings: Any
-    charges: ChargeService
-    orders: OrderCharges
-    invoices: InvoiceService
-    payments: PaymentService
-    office: CashOfficeService
-    claims: ClaimService
-    price_list: PriceListService
-
-    async def prices(self, on: date | None, category: str | None) -> list[dict[str, Any]]:
-        day = on or local_date(utcnow())
-        stmt = select(price_items).where(
-            price_items.c.effective_from <= day,
-            (price_items.c.effective_to.is_(None)) | (price_items.c.effective_to >= day),
-        )
-        if category:
-            stmt = stmt.where(price_items.c.category == category)
-        async with self.rt.db.session() as s:
-            rows = (
-                (await s.execute(stmt.order_by(price_items.c.category, price_items.c.code))).mappings().all()
-            )
-        return [
-            {
-                "code": r["code"],
-                "name": r["name"],
-                "category": r["category"],
-                "unit": r["unit"],
-                "hospital_price": r["hospital_price"],
-                "insurance_price": r["insurance_price"],
-                "covered": r["covered"],
-                "payment_ratio": r["payment_ratio"],
-                "bhyt_code": r["bhyt_code"],
-                "effective_from": r["effective_from"].isoformat(),
-                "effective_to": r["effective_to"].isoformat() if r["effective_to"] else None,
-            }
-            for r in rows
-        ]
-
-
-def build(rt: Runtime) -> Components:
+def build(rt: Runtime[BillingSettings]) -> Components:
     charges = ChargeService(rt)
     orders = OrderCharges(rt)
     payments = PaymentService(rt)
@@ -89,7 +41,7 @@ def build(rt: Runtime) -> Components:
     rt.extras["payments"] = payments
     admissions = Subscription(
         stream="ADMISSIONS",
-        durable=rt.settings.admissions_durable,  # type: ignore[attr-defined]
+        durable=rt.settings.admissions_durable,
         handlers={
             "admissions.visit.opened": charges.on_visit_opened,
             "admissions.visit.closed": charges.on_visit_closed,
@@ -99,10 +51,10 @@ def build(rt: Runtime) -> Components:
             "admissions.patient.merged": charges.on_patient_merged,
         },
     )
-    start = rt.settings.order_events_start  # type: ignore[attr-defined]
+    start = rt.settings.order_events_start
     lab = Subscription(
         stream="LAB",
-        durable=rt.settings.lab_durable,  # type: ignore[attr-defined]
+        durable=rt.settings.lab_durable,
         handlers={
             "lab.order.received": orders.on_lab_order_received,
             "lab.order.cancelled": orders.on_lab_order_cancelled,
@@ -113,7 +65,7 @@ def build(rt: Runtime) -> Components:
     )
     imaging = Subscription(
         stream="IMAGING",
-        durable=rt.settings.imaging_durable,  # type: ignore[attr-defined]
+        durable=rt.settings.imaging_durable,
         handlers={
             "imaging.order.scheduled": orders.on_imaging_order_scheduled,
             "imaging.order.cancelled": orders.on_imaging_order_cancelled,
@@ -125,7 +77,7 @@ def build(rt: Runtime) -> Components:
     # replaying them is harmless (the latest recorded diagnosis of a visit wins)
     emr = Subscription(
         stream="EMR",
-        durable=rt.settings.emr_durable,  # type: ignore[attr-defined]
+        durable=rt.settings.emr_durable,
         handlers={
             "emr.diagnosis.recorded": claims.on_diagnosis_recorded,
             "emr.paper.signed": clinical.on_paper_signed,

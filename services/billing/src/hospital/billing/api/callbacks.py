@@ -20,6 +20,8 @@ from urllib.parse import parse_qsl
 
 from fastapi.responses import JSONResponse, Response
 
+from hospital.billing.app.payments import PaymentService
+from hospital.billing.config import BillingSettings
 from hospital.billing.domain.callbacks import (
     CASSO_SIGNATURE_HEADER,
     CallbackError,
@@ -57,7 +59,7 @@ def _client(headers: dict[str, str], peer: Any, trusted: Sequence[Network]) -> s
 
 
 class CallbackEndpoints:
-    def __init__(self, payments: Any, settings: Any) -> None:
+    def __init__(self, payments: PaymentService, settings: BillingSettings) -> None:
         self.pays = payments
         self.settings = settings
         self.trusted = trusted_networks(settings.trusted_proxies)

@@ -10,6 +10,7 @@ import grpc
 
 from hospital.billing.app.mapping import charge_proto, invoice_proto, whole_vnd
 from hospital.billing.app.prices import parse_day
+from hospital.billing.app.services import Services
 from hospital.chassis.caller import Caller
 from hospital.chassis.errors import Invalid
 from hospital.chassis.fields import clean_text
@@ -41,7 +42,7 @@ def _caller(context: grpc.aio.ServicerContext) -> Caller:
 
 
 class BillingServicer(pb_grpc.BillingServiceServicer):
-    def __init__(self, services: Any) -> None:
+    def __init__(self, services: Services) -> None:
         self.s = services
 
     async def GetInvoice(self, request: pb.GetInvoiceRequest, context: Any) -> pb.Invoice:
@@ -224,5 +225,5 @@ def shift_proto(x: dict[str, Any]) -> pb.Shift:
     return m
 
 
-def register(server: grpc.aio.Server, services: Any) -> None:
+def register(server: grpc.aio.Server, services: Services) -> None:
     pb_grpc.add_BillingServiceServicer_to_server(BillingServicer(services), server)

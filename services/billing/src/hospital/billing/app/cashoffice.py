@@ -20,6 +20,7 @@ from hospital.billing.adapters.tables import (
     shifts,
 )
 from hospital.billing.app.common import LOCAL_TZ, local_date
+from hospital.billing.config import BillingSettings
 from hospital.chassis.app import Runtime
 from hospital.chassis.caller import Caller
 from hospital.chassis.db import utcnow
@@ -51,7 +52,7 @@ def _shift_dict(r: Any) -> dict[str, Any]:
 
 
 class CashOfficeService:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime[BillingSettings]) -> None:
         self.rt = rt
 
     async def open_shift(self, opening_float: int, caller: Caller) -> dict[str, Any]:

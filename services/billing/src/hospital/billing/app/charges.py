@@ -30,6 +30,7 @@ from hospital.billing.app.common import (
     split_rules,
 )
 from hospital.billing.app.mapping import charge_dict, charge_proto
+from hospital.billing.config import BillingSettings
 from hospital.billing.domain.pricing import (
     EXAM_CODE,
     MIN_CHARGED_STAY,
@@ -45,6 +46,7 @@ from hospital.chassis.caller import Caller
 from hospital.chassis.db import next_value, utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
 from hospital.chassis.ids import new_id
+from hospital.chassis.uow import Publisher
 from hospital.contracts.admissions.v1 import admissions_pb2 as adm_pb
 from hospital.contracts.admissions.v1 import events_pb2 as adm_events  # noqa: F401 - registers the types
 from hospital.contracts.billing.v1 import events_pb2
@@ -188,7 +190,7 @@ async def ensure_visit(
 
 async def post_charge(
     session: AsyncSession,
-    pub: SessionPublisher,
+    pub: Publisher,
     *,
     visit_id: str,
     price_code: str,
@@ -268,7 +270,7 @@ async def post_charge(
 
 async def reverse_charge(
     session: AsyncSession,
-    pub: Any,
+    pub: Publisher,
     orig: Any,
     reason: str,
     posted_by: str,
@@ -309,7 +311,7 @@ async def reverse_charge(
 
 
 class ChargeService:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime[BillingSettings]) -> None:
         self.rt = rt
         self.rules = split_rules(rt.settings)
 

@@ -41,6 +41,7 @@ from hospital.billing.app.common import (
     split_for,
     split_rules,
 )
+from hospital.billing.config import BillingSettings
 from hospital.billing.devcredentials import is_development_certificate
 from hospital.billing.domain.insurance import InsuranceCard, InsuranceError
 from hospital.billing.domain.pricing import DRUG_GROUPS, SUPPLY_GROUPS
@@ -127,7 +128,7 @@ class ClaimDocument:
 
 
 class ClaimService:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime[BillingSettings]) -> None:
         self.rt = rt
         self.settings = rt.settings
         self.rules = split_rules(rt.settings)
@@ -289,7 +290,7 @@ class ClaimService:
         )
 
     def _credentials(self) -> tuple[bytes, bytes]:
-        key, cert = self.settings.facility_key_file, self.settings.facility_cert_file  # type: ignore[attr-defined]
+        key, cert = self.settings.facility_key_file, self.settings.facility_cert_file
         if not key or not cert or not Path(key).exists() or not Path(cert).exists():
             raise DomainError(
                 "claim.no_certificate",
@@ -508,19 +509,19 @@ class ClaimService:
                 ),
             )
             visit_day = local_date(v["opened_at"])
-            law51 = visit_day >= st.law51_from  # type: ignore[attr-defined]
+            law51 = visit_day >= st.law51_from
             ma_doituong = doituong_kcb(
-                route_of(v, st.facility_code).value,  # type: ignore[attr-defined]
+                route_of(v, st.facility_code).value,
                 inpatient=v["inpatient"],
                 law51=law51,
-                level=st.facility_level,  # type: ignore[attr-defined]
-                former_tier=st.facility_former_tier,  # type: ignore[attr-defined]
+                level=st.facility_level,
+                former_tier=st.facility_former_tier,
             )
             inputs, facts = await clinical_inputs(s, visit_id, ma_lk, people)
             visit = ClaimVisit(
                 ma_lk=ma_lk,
-                facility_code=st.facility_code,  # type: ignore[attr-defined]
-                facility_head_id=st.facility_head_id,  # type: ignore[attr-defined]
+                facility_code=st.facility_code,
+                facility_head_id=st.facility_head_id,
                 patient_code=v["patient_code"] or v["patient_id"],
                 full_name=v["patient_name"] or "Không rõ",
                 birth=birth,
@@ -552,7 +553,7 @@ class ClaimService:
                 ma_dantoc=v["ethnicity_code"] or inputs.ma_dantoc,
                 ma_nghe_nghiep=v["occupation_code"] or inputs.ma_nghe_nghiep,
             )
-            in_force = doituong_table(visit_day, st.law51_from)  # type: ignore[attr-defined]
+            in_force = doituong_table(visit_day, st.law51_from)
             try:
                 hoso = assemble(visit, thuoc, dvkt, inputs)
                 wrong = code_problems(hoso, doituong=in_force)
@@ -561,7 +562,7 @@ class ClaimService:
                         "claim.code_list",
                         f"the claim has codes outside the national lists: {'; '.join(wrong)}",
                     )
-                unsigned = build_giamdinhhs([hoso], ma_cskcb=st.facility_code, ngay_lap=today)  # type: ignore[attr-defined]
+                unsigned = build_giamdinhhs([hoso], ma_cskcb=st.facility_code, ngay_lap=today)
                 signed = sign(unsigned, key_pem, cert_pem)
                 validate(signed, strict=False)
             except Xml130Error as exc:

@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hospital.billing.adapters.tables import charges, invoices, visit_cards, visits
+from hospital.billing.config import BillingSettings
 from hospital.billing.domain.insurance import (
     DEFAULT_RULES,
     LAW51_FROM,
@@ -79,7 +80,7 @@ class SplitRules:
         return self.law51 if visit_day >= self.law51_from else DEFAULT_RULES
 
 
-def split_rules(settings: Any) -> SplitRules:
+def split_rules(settings: BillingSettings) -> SplitRules:
     """The rules of the settings (BASE_SALARY_VND, LAW51_FROM, FACILITY_LEVEL, FACILITY_FORMER_TIER)."""
     return SplitRules(
         base_salary=settings.base_salary_vnd,

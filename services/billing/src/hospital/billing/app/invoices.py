@@ -21,6 +21,7 @@ from hospital.billing.app.common import (
     split_rules,
 )
 from hospital.billing.app.mapping import charge_dict, invoice_proto
+from hospital.billing.config import BillingSettings
 from hospital.chassis.app import Runtime
 from hospital.chassis.caller import Caller
 from hospital.chassis.db import utcnow
@@ -50,7 +51,7 @@ def invoice_summary(inv: Any) -> dict[str, Any]:
 
 
 class InvoiceService:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime[BillingSettings]) -> None:
         self.rt = rt
         self.rules = split_rules(rt.settings)
 

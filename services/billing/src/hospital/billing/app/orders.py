@@ -44,6 +44,7 @@ from hospital.billing.app.charges import (
 )
 from hospital.billing.app.common import SessionPublisher, parse_quantity, split_rules
 from hospital.billing.app.mapping import charge_dict
+from hospital.billing.config import BillingSettings
 from hospital.billing.domain.orders import imaging_price_code, lab_lines
 from hospital.chassis.app import Runtime
 from hospital.chassis.bus import Event
@@ -132,7 +133,7 @@ def held_dict(r: Any) -> dict[str, Any]:
 
 
 class OrderCharges:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime[BillingSettings]) -> None:
         self.rt = rt
         self.rules = split_rules(rt.settings)
 

@@ -44,6 +44,7 @@ from hospital.billing.adapters.tables import (
 )
 from hospital.billing.app.common import derive_status
 from hospital.billing.app.invoices import invoice_summary
+from hospital.billing.config import BillingSettings
 from hospital.billing.domain.callbacks import (
     AmbiguousInvoiceCode,
     BankTransfer,
@@ -58,6 +59,7 @@ from hospital.chassis.caller import Caller
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
 from hospital.chassis.ids import new_id
+from hospital.chassis.uow import UnitOfWork
 from hospital.contracts.billing.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -226,12 +228,12 @@ def gateway_decision(p: GatewayPayment, inv: Any) -> tuple[VnpRspCode, str]:
 
 
 class PaymentService:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime[BillingSettings]) -> None:
         self.rt = rt
         self.settings = rt.settings
         self.fast: LeanPool | None = None
-        if not rt.db.is_sqlite and getattr(rt.settings, "callback_pool_size", 0) > 0:
-            self.fast = LeanPool(asyncpg_dsn(rt.settings.database_url), rt.settings.callback_pool_size)  # type: ignore[attr-defined]
+        if not rt.db.is_sqlite and rt.settings.callback_pool_size > 0:
+            self.fast = LeanPool(asyncpg_dsn(rt.settings.database_url), rt.settings.callback_pool_size)
         self._source = rt.settings.service
         self.fast_settled = self.fast_fallbacks = 0  # counters (tests, diagnostics)
 
@@ -413,7 +415,7 @@ class PaymentService:
 
     async def _settle(
         self,
-        uow: Any,
+        uow: UnitOfWork,
         *,
         provider: str,
         txn: str,
@@ -677,7 +679,7 @@ class PaymentService:
 
     async def _pay_transfer(
         self,
-        uow: Any,
+        uow: UnitOfWork,
         inv: Any,
         pid: str,
         amount: int,
@@ -1106,7 +1108,7 @@ class PaymentService:
                         .mappings()
                         .one()
                     )
-                    return {"payment_id": prior["id"], "invoice": invoice_summary(inv)}
+                    return {"payment_id": prior["id"], "kind": prior["kind"], "invoice": invoice_summary(inv)}
             shift_id = await self._open_shift(s, caller)
             inv = (
                 (await s.execute(select(invoices).where(invoices.c.id == invoice_id).with_for_update()))
@@ -1324,7 +1326,7 @@ class PaymentService:
                 st.bank_bin,
                 st.bank_account,
                 amount,
-                purpose=purpose,  # type: ignore[attr-defined]
+                purpose=purpose,
                 bill_number=inv["number"],
             )
         except VietQRError as exc:
@@ -1336,7 +1338,7 @@ class PaymentService:
             "purpose": purpose,
             "bank_bin": st.bank_bin,
             "account": st.bank_account,
-            "payload": payload,  # type: ignore[attr-defined]
+            "payload": payload,
             "png_base64": base64.b64encode(vietqr_png(payload)).decode("ascii"),
         }
 
