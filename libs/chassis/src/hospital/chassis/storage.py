@@ -106,16 +106,18 @@ class ObjectStore:
         res = await asyncio.to_thread(self.client.fput_object, bucket, key, path, content_type=content_type)
         return StoredObject(bucket, key, res.etag, size)
 
-    async def get_bytes(self, bucket: str, key: str) -> bytes:
-        def _get() -> bytes:
-            resp = self.client.get_object(bucket, key)
-            try:
-                return resp.read()
-            finally:
-                resp.close()
-                resp.release_conn()
+    def read_bytes(self, bucket: str, key: str) -> bytes:
+        """The object's bytes, blocking: for code already on a worker thread (DICOM association threads,
+        prefetch pools); async code uses :meth:`get_bytes`."""
+        resp = self.client.get_object(bucket, key)
+        try:
+            return resp.read()
+        finally:
+            resp.close()
+            resp.release_conn()
 
-        return await asyncio.to_thread(_get)
+    async def get_bytes(self, bucket: str, key: str) -> bytes:
+        return await asyncio.to_thread(self.read_bytes, bucket, key)
 
     async def exists(self, bucket: str, key: str) -> bool:
         try:

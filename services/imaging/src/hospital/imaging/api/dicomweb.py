@@ -4,15 +4,17 @@ thumbnail) and STOW-RS, over the same index and object storage as the DICOM inte
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import re
 import uuid
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pydicom
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydicom.dataset import Dataset
 from starlette.datastructures import QueryParams
 
@@ -53,6 +55,8 @@ def _remember(dependency: Any) -> Any:
 READ = _remember(require_roles("radiographer", "radiologist", "doctor"))
 WRITE = _remember(require_roles("radiographer", "radiologist"))
 DICOM_JSON = "application/dicom+json"
+# WADO-RS retrieve: object reads in flight ahead of the one being written to the response.
+RETRIEVE_AHEAD = 8
 _TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
 
 # Attributes returned by default (PS3.18 Table 6.7.1-2), plus what the level's index holds.
@@ -304,6 +308,10 @@ def build_dicomweb(services: Any) -> APIRouter:
     async def objects(request: Request, filters: dict[str, str], what: str) -> list[bytes]:
         return (await objects_with_rows(request, filters, what))[1]
 
+    async def matching(request: Request, filters: dict[str, str], what: str) -> list[dict[str, Any]]:
+        """The matching instances' index rows, the access audited before anything is read."""
+        return (await objects_with_rows(request, filters, what, fetch=False))[0]
+
     async def objects_with_rows(
         request: Request, filters: dict[str, str], what: str, *, fetch: bool = True
     ) -> tuple[list[dict[str, Any]], list[bytes]]:
@@ -347,28 +355,66 @@ def build_dicomweb(services: Any) -> APIRouter:
 
         return JSONResponse(await asyncio.to_thread(build), media_type=DICOM_JSON)
 
+    async def instances(request: Request, filters: dict[str, str]) -> Response:
+        """WADO-RS of stored instances as they are, streamed: each object is written to the response as
+        soon as it and those before it are read (up to RETRIEVE_AHEAD reads in flight), so a whole
+        series is never held in memory nor copied into one body (ADR 0320). The first object is read
+        before the 200 is sent, so an unreachable store still gets an error answer; a later failure
+        ends the body without its closing boundary, which clients see as a truncated response."""
+        rows = await matching(request, filters, "instances")
+        keys = [str(row["object_key"]) for row in rows]
+        boundary = uuid.uuid4().hex
+        head = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        ahead: collections.deque[asyncio.Task[bytes]] = collections.deque()
+        rest = iter(keys)
+
+        def fill() -> None:
+            while len(ahead) < RETRIEVE_AHEAD:
+                key = next(rest, None)
+                if key is None:
+                    return
+                ahead.append(asyncio.ensure_future(rt.store.get_bytes(s.bucket, key)))
+
+        fill()
+        try:
+            first = await ahead.popleft()
+        except BaseException:
+            for task in ahead:
+                task.cancel()
+            raise
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                blob: bytes | None = first
+                while blob is not None:
+                    fill()
+                    yield head
+                    yield blob
+                    yield b"\r\n"
+                    blob = await ahead.popleft() if ahead else None
+                yield f"--{boundary}--\r\n".encode()
+            finally:
+                for task in ahead:
+                    task.cancel()
+
+        return StreamingResponse(
+            body(),
+            media_type=None,
+            headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'},
+        )
+
     @r.get("/studies/{study}", dependencies=[Depends(READ)])
     async def retrieve_study(request: Request, study: str) -> Response:
-        return _multipart(
-            await objects(request, {"StudyInstanceUID": study}, "instances"), "application/dicom"
-        )
+        return await instances(request, {"StudyInstanceUID": study})
 
     @r.get("/studies/{study}/series/{series}", dependencies=[Depends(READ)])
     async def retrieve_series(request: Request, study: str, series: str) -> Response:
-        return _multipart(
-            await objects(request, {"StudyInstanceUID": study, "SeriesInstanceUID": series}, "instances"),
-            "application/dicom",
-        )
+        return await instances(request, {"StudyInstanceUID": study, "SeriesInstanceUID": series})
 
     @r.get("/studies/{study}/series/{series}/instances/{sop}", dependencies=[Depends(READ)])
     async def retrieve_instance(request: Request, study: str, series: str, sop: str) -> Response:
-        return _multipart(
-            await objects(
-                request,
-                {"StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": sop},
-                "instances",
-            ),
-            "application/dicom",
+        return await instances(
+            request, {"StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": sop}
         )
 
     @r.get("/studies/{study}/metadata", dependencies=[Depends(READ)])
