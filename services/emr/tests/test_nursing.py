@@ -278,6 +278,26 @@ async def test_medication_administration_record(emr, admissions: Admissions, nat
         assert [i["id"] for i in only] == [given.json()["id"]]
         assert await _count(emr, medication_administrations, enc["id"]) == 2
 
+        # the doctor stops paracetamol: the dose given stays, no new dose; a nurse does not stop orders
+        async with client(emr, "nurse", **NURSE) as nurse:
+            r = await nurse.post(f"/api/v1/orders/{para}/stop", json={"reason": "Hết sốt"})
+            assert r.status_code == 403
+            async with client(emr) as doctor:
+                blank = await doctor.post(f"/api/v1/orders/{para}/stop", json={"reason": "  "})
+                stopped = await doctor.post(f"/api/v1/orders/{para}/stop", json={"reason": "Hết sốt 48 giờ"})
+                cancelled = await doctor.post(f"/api/v1/orders/{ome}/stop", json={"reason": "Hết sốt"})
+            assert blank.status_code == 422
+            assert stopped.status_code == 200 and stopped.json()["status"] == "stopped", stopped.text
+            assert stopped.json()["cancel_reason"] == "Hết sốt 48 giờ"
+            assert cancelled.status_code == 409 and cancelled.json()["code"] == "order.not_stoppable"
+            r = await nurse.post(
+                f"/api/v1/orders/{para}/administrations", json={"status": "given", "dose_given": "1 viên"}
+            )
+            assert r.status_code == 409 and "đã ngừng" in r.json()["detail"], r.text
+            assert (
+                len((await nurse.get(f"/api/v1/encounters/{enc['id']}/administrations")).json()["items"]) == 2
+            )
+
         seen = {}
 
         async def published() -> bool:
@@ -338,6 +358,19 @@ async def test_nursing_over_grpc(emr_sqlite, admissions: Admissions) -> None:
             pb.ListAdministrationsRequest(encounter_id=enc["id"]), metadata=g.md
         )
         assert [a.id for a in page.items] == [dose.id]
+    async with Grpc(emr, token(emr)) as doctor:
+        stopped = await doctor.stub.StopOrder(
+            pb.CancelOrderRequest(order_id=para, reason="Người bệnh không dung nạp"), metadata=doctor.md
+        )
+        assert stopped.status == "stopped"
+    async with Grpc(emr, token(emr, "nurse", **NURSE)) as g:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await g.stub.RecordAdministration(
+                pb.RecordAdministrationRequest(order_id=para, status="given", dose_given="1 viên"),
+                metadata=g.md,
+            )
+        assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS  # the chassis' code for a 409
+        assert "administration.order_not_active" in err.value.details()
     async with Grpc(emr, token(emr, "receptionist", subject="user:tieptan.ha")) as desk:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await desk.stub.RecordVitals(

@@ -37,6 +37,7 @@ RULES: dict[str, tuple[str, ...]] = {
         "ListNoteTemplates": READERS,
         "PlaceOrders": DOCTOR,
         "CancelOrder": DOCTOR,
+        "StopOrder": DOCTOR,
         "ListOrders": READERS,
         "CheckPrescription": DOCTOR,
         "SavePrescription": DOCTOR,
@@ -173,6 +174,14 @@ class EmrServicer(pb_grpc.EmrServiceServicer):
             _caller(context), request.encounter_id or None, request.patient_id or None
         )
         return sc.to_proto(page, pb.ListOrdersResponse)
+
+    async def StopOrder(self, request: pb.CancelOrderRequest, context: Any) -> pb.ClinicalOrder:
+        reason = clean_text(
+            request.reason, field="reason", max_length=500, error_code="order.stop_reason", multiline=True
+        )
+        return sc.to_proto(
+            await self.s.orders.stop(_caller(context), request.order_id, reason), pb.ClinicalOrder
+        )
 
     async def CheckPrescription(
         self, request: pb.SavePrescriptionRequest, context: Any

@@ -243,6 +243,38 @@ class OrderService:
         self.wake.set()
         return out
 
+    async def stop(self, caller: Caller, order_id: str, reason: str) -> sc.ClinicalOrder:
+        """Stop (discontinue) an active medication order: no more doses from now on (the medication
+        administration record refuses them); the doses given stay. The reason is kept in ``cancel_reason``."""
+        reason = reason.strip()
+        if not reason:
+            raise Invalid("order.stop_reason", "cần lý do ngừng thuốc", field="reason")
+        async with self.ctx.uow() as uow:
+            s = uow.session
+            repo = Orders(s)
+            order = await repo.lock(order_id)
+            if order is None:
+                raise NotFound("order.not_found", f"no order {order_id}", field="order_id")
+            enc = await load_encounter(s, order["encounter_id"])
+            access.check_write(caller.principal, self.ctx.departments(caller), enc["department_code"])
+            if order["kind"] != "medication":
+                raise Conflict(
+                    "order.not_stoppable",
+                    "chỉ y lệnh thuốc mới ngừng được; chỉ định khác thì hủy",
+                    field="order_id",
+                )
+            if order["status"] == "stopped":
+                return order_model(order)
+            if order["status"] != "active":
+                raise Conflict(
+                    "order.not_stoppable", f"y lệnh đang ở trạng thái {order['status']}", field="order_id"
+                )
+            await repo.update(order_id, status="stopped", cancel_reason=reason, updated_at=utcnow())
+            uow.audit(caller.audit("order.stop", "Order", order_id, order["patient_id"], reason=reason))
+            out = order_model(await repo.get(order_id) or {})
+            await uow.commit()
+        return out
+
     async def list(self, caller: Caller, encounter_id: str | None, patient_id: str | None) -> sc.OrderPage:
         async with self.ctx.uow() as uow:
             s = uow.session

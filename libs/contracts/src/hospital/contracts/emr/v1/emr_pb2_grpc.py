@@ -90,6 +90,11 @@ class EmrServiceStub:
                 request_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.CancelOrderRequest.SerializeToString,
                 response_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ClinicalOrder.FromString,
                 _registered_method=True)
+        self.StopOrder = channel.unary_unary(
+                '/hospital.emr.v1.EmrService/StopOrder',
+                request_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.CancelOrderRequest.SerializeToString,
+                response_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ClinicalOrder.FromString,
+                _registered_method=True)
         self.ListOrders = channel.unary_unary(
                 '/hospital.emr.v1.EmrService/ListOrders',
                 request_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ListOrdersRequest.SerializeToString,
@@ -277,6 +282,14 @@ class EmrServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StopOrder(self, request, context):
+        """Stop (discontinue) an active medication order: no more doses (RecordAdministration refuses them); the
+        doses given stay. The reason is the order's cancel_reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListOrders(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -408,7 +421,8 @@ class EmrServiceServicer:
 
     def RecordAdministration(self, request, context):
         """The medication administration record: each dose of an active medication order given, held, refused or
-        missed (a cancelled or stopped order refuses: FAILED_PRECONDITION); publishes emr.medication.administered.
+        missed (a cancelled or stopped order refuses: administration.order_not_active, the 409 code); publishes
+        emr.medication.administered.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -475,6 +489,11 @@ def add_EmrServiceServicer_to_server(servicer, server):
             ),
             'CancelOrder': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelOrder,
+                    request_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.CancelOrderRequest.FromString,
+                    response_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ClinicalOrder.SerializeToString,
+            ),
+            'StopOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopOrder,
                     request_deserializer=hospital_dot_emr_dot_v1_dot_emr__pb2.CancelOrderRequest.FromString,
                     response_serializer=hospital_dot_emr_dot_v1_dot_emr__pb2.ClinicalOrder.SerializeToString,
             ),
@@ -874,6 +893,33 @@ class EmrService:
             request,
             target,
             '/hospital.emr.v1.EmrService/CancelOrder',
+            hospital_dot_emr_dot_v1_dot_emr__pb2.CancelOrderRequest.SerializeToString,
+            hospital_dot_emr_dot_v1_dot_emr__pb2.ClinicalOrder.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.emr.v1.EmrService/StopOrder',
             hospital_dot_emr_dot_v1_dot_emr__pb2.CancelOrderRequest.SerializeToString,
             hospital_dot_emr_dot_v1_dot_emr__pb2.ClinicalOrder.FromString,
             options,

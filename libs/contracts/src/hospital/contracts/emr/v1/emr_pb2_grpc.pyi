@@ -71,6 +71,10 @@ class EmrServiceStub:
     """
     CancelOrder: _grpc.UnaryUnaryMultiCallable[_emr_pb2.CancelOrderRequest, _emr_pb2.ClinicalOrder]
     """Cancel an order; for a lab/imaging order the cancellation is sent to that service the same way."""
+    StopOrder: _grpc.UnaryUnaryMultiCallable[_emr_pb2.CancelOrderRequest, _emr_pb2.ClinicalOrder]
+    """Stop (discontinue) an active medication order: no more doses (RecordAdministration refuses them); the
+    doses given stay. The reason is the order's cancel_reason.
+    """
     ListOrders: _grpc.UnaryUnaryMultiCallable[_emr_pb2.ListOrdersRequest, _emr_pb2.ListOrdersResponse]
     CheckPrescription: _grpc.UnaryUnaryMultiCallable[_emr_pb2.SavePrescriptionRequest, _emr_pb2.CheckPrescriptionResponse]
     """Check a prescription (allergies, duplicate therapy) without saving it."""
@@ -117,7 +121,8 @@ class EmrServiceStub:
     ListVitals: _grpc.UnaryUnaryMultiCallable[_emr_pb2.ListVitalsRequest, _emr_pb2.ListVitalsResponse]
     RecordAdministration: _grpc.UnaryUnaryMultiCallable[_emr_pb2.RecordAdministrationRequest, _emr_pb2.MedicationAdministration]
     """The medication administration record: each dose of an active medication order given, held, refused or
-    missed (a cancelled or stopped order refuses: FAILED_PRECONDITION); publishes emr.medication.administered.
+    missed (a cancelled or stopped order refuses: administration.order_not_active, the 409 code); publishes
+    emr.medication.administered.
     """
     ListAdministrations: _grpc.UnaryUnaryMultiCallable[_emr_pb2.ListAdministrationsRequest, _emr_pb2.ListAdministrationsResponse]
 
@@ -155,6 +160,10 @@ class EmrServiceAsyncStub(EmrServiceStub):
     """
     CancelOrder: _aio.UnaryUnaryMultiCallable[_emr_pb2.CancelOrderRequest, _emr_pb2.ClinicalOrder]  # type: ignore[assignment]
     """Cancel an order; for a lab/imaging order the cancellation is sent to that service the same way."""
+    StopOrder: _aio.UnaryUnaryMultiCallable[_emr_pb2.CancelOrderRequest, _emr_pb2.ClinicalOrder]  # type: ignore[assignment]
+    """Stop (discontinue) an active medication order: no more doses (RecordAdministration refuses them); the
+    doses given stay. The reason is the order's cancel_reason.
+    """
     ListOrders: _aio.UnaryUnaryMultiCallable[_emr_pb2.ListOrdersRequest, _emr_pb2.ListOrdersResponse]  # type: ignore[assignment]
     CheckPrescription: _aio.UnaryUnaryMultiCallable[_emr_pb2.SavePrescriptionRequest, _emr_pb2.CheckPrescriptionResponse]  # type: ignore[assignment]
     """Check a prescription (allergies, duplicate therapy) without saving it."""
@@ -201,7 +210,8 @@ class EmrServiceAsyncStub(EmrServiceStub):
     ListVitals: _aio.UnaryUnaryMultiCallable[_emr_pb2.ListVitalsRequest, _emr_pb2.ListVitalsResponse]  # type: ignore[assignment]
     RecordAdministration: _aio.UnaryUnaryMultiCallable[_emr_pb2.RecordAdministrationRequest, _emr_pb2.MedicationAdministration]  # type: ignore[assignment]
     """The medication administration record: each dose of an active medication order given, held, refused or
-    missed (a cancelled or stopped order refuses: FAILED_PRECONDITION); publishes emr.medication.administered.
+    missed (a cancelled or stopped order refuses: administration.order_not_active, the 409 code); publishes
+    emr.medication.administered.
     """
     ListAdministrations: _aio.UnaryUnaryMultiCallable[_emr_pb2.ListAdministrationsRequest, _emr_pb2.ListAdministrationsResponse]  # type: ignore[assignment]
 
@@ -302,6 +312,16 @@ class EmrServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_emr_pb2.ClinicalOrder, _abc.Awaitable[_emr_pb2.ClinicalOrder]]:
         """Cancel an order; for a lab/imaging order the cancellation is sent to that service the same way."""
+
+    @_abc_1.abstractmethod
+    def StopOrder(
+        self,
+        request: _emr_pb2.CancelOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_emr_pb2.ClinicalOrder, _abc.Awaitable[_emr_pb2.ClinicalOrder]]:
+        """Stop (discontinue) an active medication order: no more doses (RecordAdministration refuses them); the
+        doses given stay. The reason is the order's cancel_reason.
+        """
 
     @_abc_1.abstractmethod
     def ListOrders(
@@ -462,7 +482,8 @@ class EmrServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_emr_pb2.MedicationAdministration, _abc.Awaitable[_emr_pb2.MedicationAdministration]]:
         """The medication administration record: each dose of an active medication order given, held, refused or
-        missed (a cancelled or stopped order refuses: FAILED_PRECONDITION); publishes emr.medication.administered.
+        missed (a cancelled or stopped order refuses: administration.order_not_active, the 409 code); publishes
+        emr.medication.administered.
         """
 
     @_abc_1.abstractmethod

@@ -30,6 +30,15 @@ async def cancel_order(order_id: str, body: sc.CancelIn, svc: Svc, caller: Docto
     return await svc.orders.cancel(caller, order_id, body.reason)
 
 
+@router.post(
+    "/orders/{order_id}/stop",
+    response_model=sc.ClinicalOrder,
+    summary="Stop an active medication order (ngừng thuốc): no more doses; the doses given stay",
+)
+async def stop_order(order_id: str, body: sc.CancelIn, svc: Svc, caller: Doctor) -> sc.ClinicalOrder:
+    return await svc.orders.stop(caller, order_id, body.reason)
+
+
 @router.get("/drugs", response_model=sc.DrugPage, summary="Drug catalogue by name, ingredient or code")
 async def search_drugs(
     svc: Svc,
