@@ -295,3 +295,36 @@ async def test_the_ward_admits_transfers_and_discharges_over_grpc(admissions, st
             )
         ).scalars()
         assert sorted(actions) == ["inpatient.admit", "inpatient.discharge", "inpatient.transfer"]
+
+
+async def test_a_doctor_calls_the_next_ticket_and_the_displays_follow(admissions, stub) -> None:
+    s, _ = stub
+    issuer = issuer_for(admissions)
+    clerk = call_metadata(issuer.mint_for_role("receptionist"))
+    doctor = call_metadata(issuer.mint_for_role("doctor"))
+    room = "P109"
+    tickets = []
+    for name in ("Lương Thị Huệ", "Tạ Quang Vinh"):
+        p = await s.RegisterPatient(
+            pb.RegisterPatientRequest(full_name=name, birth_date="1990", sex=pb.SEX_FEMALE), metadata=clerk
+        )
+        v = await s.OpenVisit(pb.OpenVisitRequest(patient_id=p.id, room_code=room), metadata=clerk)
+        tickets.append((v.ticket_number, v.id, name))
+    watch = s.WatchQueue(pb.WatchQueueRequest(room_code=room), metadata=clerk)
+    await watch.read()
+    first = await s.CallTicket(pb.CallTicketRequest(room_code=room), metadata=doctor)
+    assert (first.ticket_number, first.visit_id, first.patient_name, first.status) == (*tickets[0], "called")
+    state = await watch.read()
+    assert (state.now_serving, state.last_call_action) == (tickets[0][0], "next")
+    second = await s.CallTicket(pb.CallTicketRequest(room_code=room, action="next"), metadata=doctor)
+    assert second.visit_id == tickets[1][1]
+    watch.cancel()
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # nobody left
+        await s.CallTicket(pb.CallTicketRequest(room_code=room), metadata=doctor)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert err.value.details().startswith("queue.empty")
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # a cashier calls nobody
+        await s.CallTicket(
+            pb.CallTicketRequest(room_code=room), metadata=call_metadata(issuer.mint_for_role("cashier"))
+        )
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -31,6 +31,7 @@ RULES: dict[str, tuple[str, ...]] = {
     f"/{SERVICE}/ListRooms": (*CLINICAL, "admin", "auditor"),
     f"/{SERVICE}/WatchQueue": (*CLINICAL, "admin", "auditor"),
     f"/{SERVICE}/CreateDisplayLink": ("receptionist", "nurse", "admin"),
+    f"/{SERVICE}/CallTicket": ("doctor", "nurse"),
     f"/{SERVICE}/ListBeds": ("nurse", "doctor", "receptionist"),
     f"/{SERVICE}/AdmitInpatient": ("nurse", "doctor"),
     f"/{SERVICE}/TransferInpatient": ("nurse", "doctor"),
@@ -178,6 +179,18 @@ class AdmissionsServicer(pb_grpc.AdmissionsServiceServicer):
         out = pb.DisplayLink(room_code=link["room"], exp=link["exp"], sig=link["sig"])
         out.expires_at.FromDatetime(datetime.fromisoformat(link["expires_at"]))
         return out
+
+    async def CallTicket(self, request: pb.CallTicketRequest, context: Any) -> pb.TicketCall:  # noqa: N802
+        called = await self.s.visits.call(
+            request.room_code, _caller(context), request.action or "next", request.ticket_number or None
+        )
+        return pb.TicketCall(
+            room_code=called["room"],
+            ticket_number=called["ticket_number"],
+            visit_id=called["visit_id"],
+            status=called["status"],
+            patient_name=called["patient_name"] or "",
+        )
 
     async def ListBeds(self, request: pb.ListBedsRequest, context: Any) -> pb.ListBedsResponse:
         caller = _caller(context)

@@ -762,6 +762,65 @@ class CreateDisplayLinkRequest(_message.Message):
 Global___CreateDisplayLinkRequest: _TypeAlias = CreateDisplayLinkRequest  # noqa: Y015
 
 @_typing.final
+class CallTicketRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_CODE_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    TICKET_NUMBER_FIELD_NUMBER: _builtins.int
+    room_code: _builtins.str
+    action: _builtins.str
+    """next (default), recall, skip"""
+    ticket_number: _builtins.int
+    """recall / skip this ticket instead of the last called one"""
+    def __init__(
+        self,
+        *,
+        room_code: _builtins.str = ...,
+        action: _builtins.str = ...,
+        ticket_number: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "room_code", b"room_code", "ticket_number", b"ticket_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallTicketRequest: _TypeAlias = CallTicketRequest  # noqa: Y015
+
+@_typing.final
+class TicketCall(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_CODE_FIELD_NUMBER: _builtins.int
+    TICKET_NUMBER_FIELD_NUMBER: _builtins.int
+    VISIT_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PATIENT_NAME_FIELD_NUMBER: _builtins.int
+    room_code: _builtins.str
+    ticket_number: _builtins.int
+    visit_id: _builtins.str
+    status: _builtins.str
+    """called, skipped"""
+    patient_name: _builtins.str
+    def __init__(
+        self,
+        *,
+        room_code: _builtins.str = ...,
+        ticket_number: _builtins.int = ...,
+        visit_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        patient_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["patient_name", b"patient_name", "room_code", b"room_code", "status", b"status", "ticket_number", b"ticket_number", "visit_id", b"visit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketCall: _TypeAlias = TicketCall  # noqa: Y015
+
+@_typing.final
 class DisplayLink(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

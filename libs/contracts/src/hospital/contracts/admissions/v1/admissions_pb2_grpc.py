@@ -85,6 +85,11 @@ class AdmissionsServiceStub:
                 request_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.CreateDisplayLinkRequest.SerializeToString,
                 response_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.DisplayLink.FromString,
                 _registered_method=True)
+        self.CallTicket = channel.unary_unary(
+                '/hospital.admissions.v1.AdmissionsService/CallTicket',
+                request_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.CallTicketRequest.SerializeToString,
+                response_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.TicketCall.FromString,
+                _registered_method=True)
         self.ListBeds = channel.unary_unary(
                 '/hospital.admissions.v1.AdmissionsService/ListBeds',
                 request_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.ListBedsRequest.SerializeToString,
@@ -176,6 +181,16 @@ class AdmissionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CallTicket(self, request, context):
+        """The doctor's (or nurse's) queue action in a clinic room: "next" calls the lowest waiting ticket (the
+        one called before is done), "recall" calls the last called one again, "skip" moves it out of the
+        queue. The waiting-room displays follow (WatchQueue); audited as queue.<action>. Nobody waiting:
+        NOT_FOUND "queue.empty: ...".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListBeds(self, request, context):
         """The ward's bed board: every bed, and who lies in it (audited with the patients shown).
         """
@@ -255,6 +270,11 @@ def add_AdmissionsServiceServicer_to_server(servicer, server):
                     servicer.CreateDisplayLink,
                     request_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.CreateDisplayLinkRequest.FromString,
                     response_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.DisplayLink.SerializeToString,
+            ),
+            'CallTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.CallTicket,
+                    request_deserializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.CallTicketRequest.FromString,
+                    response_serializer=hospital_dot_admissions_dot_v1_dot_admissions__pb2.TicketCall.SerializeToString,
             ),
             'ListBeds': grpc.unary_unary_rpc_method_handler(
                     servicer.ListBeds,
@@ -547,6 +567,33 @@ class AdmissionsService:
             '/hospital.admissions.v1.AdmissionsService/CreateDisplayLink',
             hospital_dot_admissions_dot_v1_dot_admissions__pb2.CreateDisplayLinkRequest.SerializeToString,
             hospital_dot_admissions_dot_v1_dot_admissions__pb2.DisplayLink.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CallTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hospital.admissions.v1.AdmissionsService/CallTicket',
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.CallTicketRequest.SerializeToString,
+            hospital_dot_admissions_dot_v1_dot_admissions__pb2.TicketCall.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,12 @@ class AdmissionsServiceStub:
     """Waiting-room displays: the room's queue now, then every change (ticket numbers only, no names)."""
     CreateDisplayLink: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.CreateDisplayLinkRequest, _admissions_pb2.DisplayLink]
     """A signed link for one room's display (a waiting-room TV opens it without signing in), audited."""
+    CallTicket: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.CallTicketRequest, _admissions_pb2.TicketCall]
+    """The doctor's (or nurse's) queue action in a clinic room: "next" calls the lowest waiting ticket (the
+    one called before is done), "recall" calls the last called one again, "skip" moves it out of the
+    queue. The waiting-room displays follow (WatchQueue); audited as queue.<action>. Nobody waiting:
+    NOT_FOUND "queue.empty: ...".
+    """
     ListBeds: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.ListBedsRequest, _admissions_pb2.ListBedsResponse]
     """The ward's bed board: every bed, and who lies in it (audited with the patients shown)."""
     AdmitInpatient: _grpc.UnaryUnaryMultiCallable[_admissions_pb2.AdmitInpatientRequest, _admissions_pb2.Admission]
@@ -77,6 +83,12 @@ class AdmissionsServiceAsyncStub(AdmissionsServiceStub):
     """Waiting-room displays: the room's queue now, then every change (ticket numbers only, no names)."""
     CreateDisplayLink: _aio.UnaryUnaryMultiCallable[_admissions_pb2.CreateDisplayLinkRequest, _admissions_pb2.DisplayLink]  # type: ignore[assignment]
     """A signed link for one room's display (a waiting-room TV opens it without signing in), audited."""
+    CallTicket: _aio.UnaryUnaryMultiCallable[_admissions_pb2.CallTicketRequest, _admissions_pb2.TicketCall]  # type: ignore[assignment]
+    """The doctor's (or nurse's) queue action in a clinic room: "next" calls the lowest waiting ticket (the
+    one called before is done), "recall" calls the last called one again, "skip" moves it out of the
+    queue. The waiting-room displays follow (WatchQueue); audited as queue.<action>. Nobody waiting:
+    NOT_FOUND "queue.empty: ...".
+    """
     ListBeds: _aio.UnaryUnaryMultiCallable[_admissions_pb2.ListBedsRequest, _admissions_pb2.ListBedsResponse]  # type: ignore[assignment]
     """The ward's bed board: every bed, and who lies in it (audited with the patients shown)."""
     AdmitInpatient: _aio.UnaryUnaryMultiCallable[_admissions_pb2.AdmitInpatientRequest, _admissions_pb2.Admission]  # type: ignore[assignment]
@@ -163,6 +175,18 @@ class AdmissionsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admissions_pb2.DisplayLink, _abc.Awaitable[_admissions_pb2.DisplayLink]]:
         """A signed link for one room's display (a waiting-room TV opens it without signing in), audited."""
+
+    @_abc_1.abstractmethod
+    def CallTicket(
+        self,
+        request: _admissions_pb2.CallTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admissions_pb2.TicketCall, _abc.Awaitable[_admissions_pb2.TicketCall]]:
+        """The doctor's (or nurse's) queue action in a clinic room: "next" calls the lowest waiting ticket (the
+        one called before is done), "recall" calls the last called one again, "skip" moves it out of the
+        queue. The waiting-room displays follow (WatchQueue); audited as queue.<action>. Nobody waiting:
+        NOT_FOUND "queue.empty: ...".
+        """
 
     @_abc_1.abstractmethod
     def ListBeds(
