@@ -419,7 +419,7 @@ class ResultService:
 
 
 class ChartExtras:
-    """Fills the chart's orders, prescriptions, results, studies and open critical values."""
+    """Fills the chart's documents, orders, prescriptions, results, studies and open critical values."""
 
     def __init__(self, results: ResultService) -> None:
         self.results = results
@@ -427,7 +427,8 @@ class ChartExtras:
     async def fill(
         self, s: AsyncSession, chart: sc.Chart, patient_id: str, encounter: dict[str, Any] | None
     ) -> None:
-        from hospital.emr.adapters.store import Papers, Prescriptions
+        from hospital.emr.adapters.store import Documents, Papers, Prescriptions
+        from hospital.emr.app.documents import document_model
         from hospital.emr.app.papers import paper_model
         from hospital.emr.app.prescriptions import prescription_model
 
@@ -438,6 +439,8 @@ class ChartExtras:
             chart.orders = [order_model(r) for r in await Orders(s).of_encounter(eid)]
             chart.prescriptions = [prescription_model(r) for r in await Prescriptions(s).of_encounter(eid)]
             chart.papers = [paper_model(r, encounter) for r in await Papers(s).of_encounter(eid)]
+            # the encounter's notes and signed documents (the signature, not the canonical bytes)
+            chart.documents = [document_model(r) for r in await Documents(s).of_encounter(eid)]
         chart.critical_alerts = [
             alert_model(r) for r in await Criticals(s).visible("", [], patient_id, False)
         ]
