@@ -1,6 +1,7 @@
-"""The web's tests run the real services (admissions and the web, each with its own database, on free
-ports) once per session, and drive Debian's Chromium through Playwright: one browser for the session,
-a fresh context (cookies) per test. Screenshots go to test-artifacts/web/ (not committed)."""
+"""The web's tests run the real services (admissions, lab, billing, EMR and the web, each with its own
+database, on free ports; imaging where a test needs it) once per session, and drive Debian's Chromium through
+Playwright: one browser for the session, a fresh context (cookies) per test. Screenshots go to
+test-artifacts/web/ (not committed)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ class Stack:
     emr: Service
     web: Service
     imaging_port: int  # the web's imaging address: a test starts imaging there when it needs it
+    imaging_http_port: int  # and its DICOMweb (the doctor's image viewer)
 
     @property
     def url(self) -> str:
@@ -70,7 +72,7 @@ async def stack(nats_server, tmp_path_factory) -> AsyncIterator[Stack]:
         return f"sqlite+aiosqlite:///{data}/{name}.db"
 
     common = {"data_dir": data, "nats_url": nats_server.url, "shutdown_grace_seconds": 2}
-    imaging_port = free_port()
+    imaging_port, imaging_http_port = free_port(), free_port()
     async with (
         running_service(ADMISSIONS, database_url=db("admissions"), **common) as adm,
         running_service(
@@ -99,7 +101,8 @@ async def stack(nats_server, tmp_path_factory) -> AsyncIterator[Stack]:
             EMR,
             database_url=db("emr"),
             lab_grpc_target=f"127.0.0.1:{lab.settings.grpc_port}",
-            imaging_grpc_target=f"127.0.0.1:{free_port()}",  # no imaging here: its orders stay pending
+            # imaging orders are not delivered (they stay pending); studies reach the EMR by their events
+            imaging_grpc_target=f"127.0.0.1:{free_port()}",
             **{
                 name: f"web-{name}-{uuid.uuid4().hex[:8]}"
                 for name in EmrSettings.model_fields
@@ -115,16 +118,17 @@ async def stack(nats_server, tmp_path_factory) -> AsyncIterator[Stack]:
             billing_grpc=f"127.0.0.1:{billing.settings.grpc_port}",
             emr_grpc=f"127.0.0.1:{emr.settings.grpc_port}",
             imaging_grpc=f"127.0.0.1:{imaging_port}",  # a test starts imaging there when it needs it
+            imaging_http=f"http://127.0.0.1:{imaging_http_port}",
             **common,
         ) as web,
     ):
         await web.rt.extras["web"].accounts.ensure_demo_users(DEMO_PASSWORD)
-        yield Stack(adm, lab, billing, emr, web, imaging_port)
+        yield Stack(adm, lab, billing, emr, web, imaging_port, imaging_http_port)
 
 
 @pytest.fixture(scope="session")
 async def web_without_backends(nats_server, tmp_path_factory) -> AsyncIterator[str]:
-    """A web whose admissions does not answer (nothing listens on its port)."""
+    """A web whose admissions, EMR and imaging do not answer (nothing listens on their ports)."""
     data = tmp_path_factory.mktemp("web-alone")
     async with running_service(
         WEB,
@@ -134,6 +138,9 @@ async def web_without_backends(nats_server, tmp_path_factory) -> AsyncIterator[s
         shutdown_grace_seconds=2,
         backend_timeout_seconds=1.0,
         admissions_grpc=f"127.0.0.1:{free_port()}",
+        emr_grpc=f"127.0.0.1:{free_port()}",
+        imaging_grpc=f"127.0.0.1:{free_port()}",
+        imaging_http=f"http://127.0.0.1:{free_port()}",
     ) as web:
         await web.rt.extras["web"].accounts.ensure_demo_users(DEMO_PASSWORD)
         yield f"http://127.0.0.1:{web.settings.http_port}"

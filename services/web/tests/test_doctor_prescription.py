@@ -53,21 +53,21 @@ async def test_allergy_warning_must_be_overridden_with_a_reason(stack, browser) 
 
     # nothing chosen: each missing field says so
     await page.click("#save-prescription")
-    await expect(page.locator("#drug_code-error")).to_have_text("Hãy chọn thuốc.")
-    await expect(page.locator("#rx-dose-error")).to_have_text("Bắt buộc nhập.")
+    await expect(page.locator("#rx-0-drug_code-error")).to_have_text("Hãy chọn thuốc.")
+    await expect(page.locator("#rx-0-dose-error")).to_have_text("Bắt buộc nhập.")
 
-    await page.fill("#drug-search", "amox")
-    await page.locator("#drug-results input[value='AMOX500']").check()
-    await page.fill("#rx-dose", "1 viên")
-    await page.fill("#rx-frequency", "3 lần/ngày")
-    await page.fill("#rx-duration_days", "7")
-    await page.fill("#rx-quantity", "21")
-    await page.fill("#rx-instructions", "Uống sau ăn")
+    await page.fill("#rx-0-drug_q", "amox")
+    await page.locator("#rx-0-drug-results input[value='AMOX500']").check()
+    await page.fill("#rx-0-dose", "1 viên")
+    await page.fill("#rx-0-frequency", "3 lần/ngày")
+    await page.fill("#rx-0-duration_days", "7")
+    await page.fill("#rx-0-quantity", "21")
+    await page.fill("#rx-0-instructions", "Uống sau ăn")
     await page.click("#save-prescription")
     alert = page.locator("#chart .rx-alert[data-alert-kind='allergy'][data-drug='AMOX500']")
     await expect(alert).to_contain_text("Dị ứng")
     await expect(page.locator("#chart .prescription")).to_have_count(0)  # nothing saved
-    await expect(page.locator("#rx-dose")).to_have_value("1 viên")  # what was typed is kept
+    await expect(page.locator("#rx-0-dose")).to_have_value("1 viên")  # what was typed is kept
     await page.locator("#chart").locator(".rx-alerts").scroll_into_view_if_needed()
     await shot(page, "25-doctor-prescription-allergy")
     assert await axe(page) == []

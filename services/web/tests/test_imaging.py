@@ -240,12 +240,12 @@ async def test_the_imaging_desk_is_refused_to_other_roles(imaging_stack) -> None
             await client.aclose()
 
 
-async def test_each_panel_says_imaging_is_down_and_the_rest_works(stack, browser) -> None:
-    """The main stack's web has no imaging behind it: every panel says which service is not answering,
-    the menu and sign-out still work."""
+async def test_each_panel_says_imaging_is_down_and_the_rest_works(web_without_backends, browser) -> None:
+    """A web whose imaging does not answer: every panel says which service is not answering, the menu
+    and sign-out still work."""
     ctx = await new_context(browser)
     page = await ctx.new_page()
-    await sign_in(page, stack.url, "radiographer")
+    await sign_in(page, web_without_backends, "radiographer")
     for panel in ("#worklist", "#reconciliation", "#mpps", "#routing"):
         await expect(page.locator(f"{panel} .unavailable[data-service='imaging']")).to_contain_text(
             "Chẩn đoán hình ảnh"

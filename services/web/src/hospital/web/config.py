@@ -20,6 +20,9 @@ class WebSettings(ServiceSettings):
     imaging_grpc: str = "127.0.0.1:50054"
     billing_grpc: str = "127.0.0.1:50055"
     backend_timeout_seconds: float = 5.0
+    # Imaging's DICOMweb (HTTP): the image viewer's rendered frames are fetched there, as the user, by the
+    # web's proxy route; the browser never calls imaging.
+    imaging_http: str = "http://127.0.0.1:8004"
 
     # Sign-in and sessions
     session_idle_minutes: int = 30  # a shared ward PC: an idle session ends

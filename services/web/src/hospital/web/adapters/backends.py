@@ -7,11 +7,13 @@ not answer: that part of the page says which service is down, the rest works) an
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+import httpx
 
 from hospital.chassis.rpc import call_metadata
 from hospital.contracts.admissions.v1 import admissions_pb2 as adm
@@ -150,6 +152,11 @@ class Admissions(Backend):
     async def display_link(self, room: str, valid_days: int, token: str) -> adm.DisplayLink:
         req = adm.CreateDisplayLinkRequest(room_code=room, valid_days=valid_days)
         return await self.call(self.stub.CreateDisplayLink, req, token)
+
+    async def call_ticket(self, room: str, token: str, action: str = "next") -> adm.TicketCall:
+        """Call the next ticket of the room (or recall / skip): the waiting-room displays follow."""
+        req = adm.CallTicketRequest(room_code=room, action=action)
+        return await self.call(self.stub.CallTicket, req, token)
 
     async def watch_queue(
         self, room: str, token: str, exp: int = 0, sig: str = ""
@@ -311,11 +318,99 @@ class Emr(Backend):
         req = emr.AcknowledgeCriticalRequest(alert_id=alert_id, read_back=read_back)
         return await self.call(self.stub.AcknowledgeCritical, req, token)
 
+    async def cancel_order(self, order_id: str, reason: str, token: str) -> emr.ClinicalOrder:
+        req = emr.CancelOrderRequest(order_id=order_id, reason=reason)
+        return await self.call(self.stub.CancelOrder, req, token)
+
+    async def trend(
+        self, patient_id: str, test_code: str, token: str, limit: int = 50
+    ) -> emr.GetTrendResponse:
+        req = emr.GetTrendRequest(patient_id=patient_id, test_code=test_code, limit=limit)
+        return await self.call(self.stub.GetTrend, req, token)
+
+    async def save_document(self, request: emr.SaveDocumentRequest, token: str) -> emr.Document:
+        return await self.call(self.stub.SaveDocument, request, token)
+
+    async def sign_document(self, document_id: str, token: str) -> emr.Document:
+        req = emr.SignDocumentRequest(document_id=document_id)
+        return await self.call(self.stub.SignDocument, req, token)
+
+
+def _value(item: dict[str, Any], tag: str) -> Any:
+    values = (item.get(tag) or {}).get("Value") or []
+    return values[0] if values else None
+
 
 class Imaging(Backend):
+    """Imaging's gRPC API (the study and its series) and its DICOMweb (QIDO-RS instance lists and WADO-RS
+    rendered frames), both called with the user's token: imaging checks the role and audits each read."""
+
+    def __init__(self, name: str, target: str, timeout: float, http_base: str) -> None:
+        super().__init__(name, target, timeout)
+        self.http_base = http_base.rstrip("/")
+        self._http: httpx.AsyncClient | None = None
+
     @property
     def stub(self) -> img_grpc.ImagingServiceStub:
         return img_grpc.ImagingServiceStub(self.channel)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                base_url=self.http_base,
+                timeout=self.timeout,
+                limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            )
+        return self._http
+
+    async def study(self, study_uid: str, token: str) -> img.Study:
+        return await self.call(self.stub.GetStudy, img.GetStudyRequest(study_instance_uid=study_uid), token)
+
+    async def dicomweb(
+        self, path: str, token: str, accept: str, params: dict[str, str] | None = None
+    ) -> bytes:
+        """GET a DICOMweb resource as the user; BackendUnavailable when imaging does not answer,
+        BackendRefused with imaging's code and message when it says no."""
+        headers = {"Authorization": f"Bearer {token}", "Accept": accept}
+        try:
+            r = await self.http.get("/dicomweb" + path, params=params, headers=headers)
+        except httpx.HTTPError as exc:
+            raise BackendUnavailable(self.name, type(exc).__name__) from None
+        if r.status_code >= 500:
+            raise BackendUnavailable(self.name, f"HTTP {r.status_code}")
+        if r.status_code == 204:
+            return b""
+        if r.status_code >= 400:
+            code, message = f"http_{r.status_code}", r.text[:300]
+            try:
+                body = r.json()
+                code, message = body.get("code") or code, body.get("detail") or body.get("message") or message
+            except ValueError:
+                pass
+            raise BackendRefused(self.name, str(r.status_code), str(code), str(message), None)
+        return r.content
+
+    async def instances(self, study_uid: str, series_uid: str, token: str) -> list[tuple[str, int, int]]:
+        """(SOP Instance UID, Instance Number, frames) of a series, in Instance Number order (QIDO-RS)."""
+        body = await self.dicomweb(
+            f"/studies/{study_uid}/series/{series_uid}/instances",
+            token,
+            "application/dicom+json",
+            {"limit": "1000"},  # Instance Number and Number of Frames are returned by default
+        )
+        out = []
+        for item in json.loads(body) if body else []:
+            sop = _value(item, "00080018")
+            if sop:
+                out.append((str(sop), int(_value(item, "00200013") or 0), int(_value(item, "00280008") or 1)))
+        return sorted(out, key=lambda x: (x[1], x[0]))
+
+    async def close(self) -> None:
+        await super().close()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     async def orders(
         self, token: str, statuses: list[str] | None = None, modality: str = ""
@@ -359,7 +454,7 @@ class Backends:
         self.lab = Lab("lab", settings.lab_grpc, t)
         self.billing = Billing("billing", settings.billing_grpc, t)
         self.emr = Emr("emr", settings.emr_grpc, t)
-        self.imaging = Imaging("imaging", settings.imaging_grpc, t)
+        self.imaging = Imaging("imaging", settings.imaging_grpc, t, settings.imaging_http)
         # the web's own trail, read like the others' (its gRPC port serves only health and the trail)
         self.web = Backend("web", f"127.0.0.1:{settings.grpc_port}", t)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +22,7 @@ from hospital.web.adapters.backends import Backends
 from hospital.web.app.accounts import Accounts, WebSession
 from hospital.web.app.once import Once
 from hospital.web.app.tokens import TokenMinter
+from hospital.web.app.viewer import StudyGrants
 from hospital.web.config import WebSettings
 from hospital.web.domain.roles import BY_KEY, screens_for
 
@@ -29,7 +30,7 @@ SESSION_COOKIE = "hospital_session"
 PRE_CSRF_COOKIE = "hospital_csrf"  # sign-in form only (no session yet): double-submit
 LANG_COOKIE = "hospital_lang"
 HERE = Path(__file__).resolve().parent.parent
-STATIC_VERSION = "1"
+STATIC_VERSION = "2"
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Web:
     once: Once
     nc: Any = None  # the NATS connection: live screens follow the services' events
     identity: Any = None  # the web's own service identity (signed waiting-room displays)
+    grants: StudyGrants = field(default_factory=lambda: StudyGrants())  # studies a session may view
 
 
 class NotSignedIn(Exception):

@@ -28,13 +28,15 @@ from hospital.web.api.pages import (
     imaging,
     lab,
     reception,
+    viewer,
     ward,
 )
 
 # Everything comes from this origin: no CDN, no inline script; htmx's inline indicator style is disabled.
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
 )
 
 
@@ -54,6 +56,7 @@ def build_http(state: Web) -> FastAPI:
         lab.router,
         cashier.router,
         doctor.router,
+        viewer.router,
         ward.router,
         imaging.router,
         admin.router,

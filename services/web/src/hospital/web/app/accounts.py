@@ -229,6 +229,20 @@ class Accounts:
             uow.audit(Caller(sess.user.principal, client).audit("signout", "User", sess.user.id, None))
             await uow.commit()
 
+    async def audit(
+        self,
+        caller: Caller,
+        action: str,
+        resource_type: str,
+        resource_id: str | None,
+        patient_id: str | None,
+        **detail: object,
+    ) -> None:
+        """A read of patient data the web itself serves (e.g. the image viewer) in its audit trail."""
+        async with self.rt.uow() as uow:
+            uow.audit(caller.audit(action, resource_type, resource_id, patient_id, **detail))
+            await uow.commit()
+
     async def _audit(self, caller: Caller, action: str, user_id: str | None, **detail: object) -> None:
         async with self.rt.uow() as uow:
             uow.audit(caller.audit(action, "User", user_id, None, **detail))

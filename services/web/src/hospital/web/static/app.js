@@ -14,6 +14,10 @@
     }
     if (e.key === "F2" && focusField("scan")) { e.preventDefault(); return; }
     if (e.key === "F3" && focusField("search")) { e.preventDefault(); return; }
+    if (e.key === "F4") {  // the doctor's "call the next patient"
+      var call = document.getElementById("call-next");
+      if (call && !call.disabled) { e.preventDefault(); call.click(); return; }
+    }
     if (e.key === "Escape" && document.getElementById("work")) { resetReception(); }
   });
   function resetReception() {
