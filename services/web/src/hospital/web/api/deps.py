@@ -30,7 +30,7 @@ SESSION_COOKIE = "hospital_session"
 PRE_CSRF_COOKIE = "hospital_csrf"  # sign-in form only (no session yet): double-submit
 LANG_COOKIE = "hospital_lang"
 HERE = Path(__file__).resolve().parent.parent
-STATIC_VERSION = "2"
+STATIC_VERSION = "3"
 
 
 @dataclass
