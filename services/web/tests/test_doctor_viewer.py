@@ -102,10 +102,21 @@ async def test_open_scroll_and_window_a_ct_series(stack, browser, s3_server, tmp
         study_quiet_seconds=0.5,  # a study is announced (imaging.study.received) soon after it arrives
         shutdown_grace_seconds=2,
     ) as imaging:
-        await _viewer_journey(stack, browser, imaging)
+        enc_id, study = await _viewer_journey(stack, browser, imaging)
+
+    # imaging stopped: the viewer still opens (the chart is the EMR's) and says which service is down
+    ctx = await new_context(browser)
+    page = await ctx.new_page()
+    await sign_in(page, stack.url, "doctor")
+    await page.goto(f"{stack.url}/doctor/encounters/{enc_id}/studies/{study}")
+    await expect(page.locator(".unavailable[data-service='imaging']")).to_contain_text("Chẩn đoán hình ảnh")
+    await expect(page.locator("#back-to-chart")).to_be_visible()
+    await expect(page.locator(".series-list .empty")).to_have_count(0)  # not "no series": unknown
+    await shot(page, "36-viewer-imaging-down")
+    await ctx.close()
 
 
-async def _viewer_journey(stack, browser, imaging) -> None:
+async def _viewer_journey(stack, browser, imaging) -> tuple[str, str]:
     room = "P112"
     v = await visit(stack, "Lục Thị Phương Thảo", room, "1972-08-30", "female")
     enc_id, patient = v["encounter_id"], v["patient"]
@@ -263,6 +274,7 @@ async def _viewer_journey(stack, browser, imaging) -> None:
         )
 
     await wait_for(rendered_as_doctor, what="imaging audited the rendered frames as the doctor")
+    return enc_id, study
 
 
 def _window_re(wc: int, ww: int) -> re.Pattern[str]:
