@@ -11,9 +11,7 @@ object storage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from hospital.chassis.app import Components, Runtime, ServiceDefinition
 from hospital.chassis.bus import Subscription
@@ -30,27 +28,13 @@ from hospital.imaging.app.merges import PatientMerges
 from hospital.imaging.app.orders import OrderService
 from hospital.imaging.app.pipeline_process import PipelineProcess
 from hospital.imaging.app.routing import RoutingService
+from hospital.imaging.app.services import Services
 from hospital.imaging.app.studies import StudyService
 from hospital.imaging.config import ImagingSettings
 
 
-@dataclass
-class Services:
-    rt: Runtime
-    settings: Any
-    spool: Spool
-    pipeline: IngestPipeline | PipelineProcess
-    orders: OrderService
-    studies: StudyService
-    routing: RoutingService
-    dicom: DicomListener
-    conflicts: ConflictService
-    deletions: DeletionService
-
-
-def build(rt: Runtime) -> Components:
+def build(rt: Runtime[ImagingSettings]) -> Components:
     s = rt.settings
-    assert isinstance(s, ImagingSettings)
     spool = Spool(s.spool_path)
     # The pipeline runs in a child process of its own by default (app/pipeline_process.py).
     pipeline: IngestPipeline | PipelineProcess = (
@@ -95,9 +79,9 @@ def build(rt: Runtime) -> Components:
     )
 
 
-async def _ensure_bucket(rt: Runtime) -> None:
+async def _ensure_bucket(rt: Runtime[ImagingSettings]) -> None:
     assert rt.store is not None
-    await rt.store.ensure_bucket(rt.settings.bucket)  # type: ignore[attr-defined]
+    await rt.store.ensure_bucket(rt.settings.bucket)
 
 
 DEFINITION = ServiceDefinition(

@@ -15,6 +15,7 @@ from typing import Any
 import pydicom
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from pydicom.dataset import Dataset
 from starlette.datastructures import QueryParams
 
@@ -656,4 +657,70 @@ def build_dicomweb(services: Any) -> APIRouter:
         status = 200 if not failed and indexed else (202 if stored else 409)
         return JSONResponse(ds.to_json_dict(), status_code=status, media_type=DICOM_JSON, headers=headers)
 
+    document_routes(r)
     return r
+
+
+# --- OpenAPI: what each DICOMweb answer's body is (the routes answer DICOM media types themselves) ------
+_ATTRIBUTE = {
+    "type": "object",
+    "description": "a DICOM JSON attribute (PS3.18 F.2.2)",
+    "properties": {
+        "vr": {"type": "string", "examples": ["PN"]},
+        "Value": {"type": "array", "items": {}},
+        "InlineBinary": {"type": "string"},
+        "BulkDataURI": {"type": "string"},
+    },
+    "required": ["vr"],
+}
+_DATASET = {
+    "type": "object",
+    "description": 'a DICOM JSON dataset: attributes keyed by tag ("0020000D")',
+    "additionalProperties": _ATTRIBUTE,
+}
+_BINARY = {"type": "string", "format": "binary"}
+_DATASETS = {200: {"content": {DICOM_JSON: {"schema": {"type": "array", "items": _DATASET}}}}}
+DOCUMENTED: dict[str, dict[int | str, dict[str, Any]]] = {
+    "search": {
+        **_DATASETS,
+        204: {"description": "no match"},
+    },
+    "metadata": _DATASETS,
+    "retrieve": {
+        200: {"content": {'multipart/related; type="application/dicom"': {"schema": _BINARY}}},
+    },
+    "frames": {
+        200: {"content": {'multipart/related; type="application/octet-stream"': {"schema": _BINARY}}},
+    },
+    "rendered": {200: {"content": {media: {"schema": _BINARY} for media in MEDIA}}},
+    "stow": {
+        200: {"content": {DICOM_JSON: {"schema": _DATASET}}, "description": "every instance stored"},
+        202: {"content": {DICOM_JSON: {"schema": _DATASET}}, "description": "some instances refused"},
+    },
+}
+
+
+def _kind(route: APIRoute) -> str | None:
+    last = route.path.rstrip("/").rsplit("/", 1)[-1]
+    if "POST" in route.methods:
+        return "stow"
+    if "/bulkdata/" in route.path:  # a BulkDataURI: multipart application/octet-stream, like frames
+        return "frames"
+    if last in ("metadata", "rendered", "thumbnail", "frames"):
+        return {"thumbnail": "rendered"}.get(last, last)
+    if last in ("{frames}",):
+        return "frames"
+    if last in ("studies", "series", "instances"):
+        return "search"
+    if last in ("{study}", "{series}", "{sop}"):
+        return "retrieve"
+    return None
+
+
+def document_routes(router: APIRouter) -> None:
+    """Give each DICOMweb route its answer's media types and schemas in the OpenAPI (the routes return
+    their responses themselves, so no JSON default is listed)."""
+    for route in router.routes:
+        if isinstance(route, APIRoute) and (kind := _kind(route)) is not None:
+            route.response_class = Response
+            route.responses = {**DOCUMENTED[kind], **route.responses}

@@ -15,6 +15,7 @@ from hospital.contracts.imaging.v1 import imaging_pb2_grpc as pb_grpc
 from hospital.imaging.api.dicom.access import PERMISSIONS, parse_permissions
 from hospital.imaging.app.access_audit import AccessAudit, http_entry
 from hospital.imaging.app.orders import NewOrder, order_proto, proto_time
+from hospital.imaging.app.services import Services
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ImagingService"].full_name
 READ = ("doctor", "radiographer", "radiologist", "nurse")
@@ -85,7 +86,7 @@ def _mpps(r: dict[str, Any]) -> pb.Mpps:
 
 
 class ImagingServicer(pb_grpc.ImagingServiceServicer):
-    def __init__(self, services: Any) -> None:
+    def __init__(self, services: Services) -> None:
         self.s = services
         self.access = AccessAudit(services.rt)
 
@@ -298,5 +299,5 @@ class ImagingServicer(pb_grpc.ImagingServiceServicer):
         )
 
 
-def register(server: grpc.aio.Server, services: Any) -> None:
+def register(server: grpc.aio.Server, services: Services) -> None:
     pb_grpc.add_ImagingServiceServicer_to_server(ImagingServicer(services), server)

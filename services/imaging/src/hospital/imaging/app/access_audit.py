@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from hospital.chassis.app import Runtime
 from hospital.chassis.audit import AuditEntry
 from hospital.chassis.security import Principal
 
@@ -102,7 +103,7 @@ def dicom_entry(
 class AccessAudit:
     """Writes access records in a transaction of their own."""
 
-    def __init__(self, rt: Any) -> None:
+    def __init__(self, rt: Runtime[Any]) -> None:
         self.rt = rt
 
     async def record(self, entry: AuditEntry) -> None:

@@ -15,11 +15,12 @@ Either way the decision is audited, and resolving twice is refused.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minio.commonconfig import CopySource
 from sqlalchemy import select, update
 
+from hospital.chassis.app import Runtime
 from hospital.chassis.audit import AuditEntry
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
@@ -27,11 +28,14 @@ from hospital.imaging.adapters import tables as t
 from hospital.imaging.app.ingest import conflict_key
 from hospital.imaging.domain.header import read_index_attributes
 
+if TYPE_CHECKING:  # the settings import the DICOM listener's configuration (api.dicom)
+    from hospital.imaging.config import ImagingSettings
+
 ACTIONS = ("keep_existing", "take_new")
 
 
 class ConflictService:
-    def __init__(self, rt: Any, settings: Any) -> None:
+    def __init__(self, rt: Runtime[ImagingSettings], settings: ImagingSettings) -> None:
         self.rt, self.s = rt, settings
 
     async def list(self, status: str = "open", limit: int = 200) -> list[dict[str, Any]]:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, insert, select, update
 
+from hospital.chassis.app import Runtime
 from hospital.chassis.audit import AuditEntry
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import NotFound
@@ -26,13 +27,16 @@ from hospital.contracts.common.v1 import types_pb2 as common
 from hospital.contracts.imaging.v1 import events_pb2 as ev
 from hospital.imaging.adapters import tables as t
 
+if TYPE_CHECKING:  # the settings import the DICOM listener's configuration (api.dicom)
+    from hospital.imaging.config import ImagingSettings
+
 log = logging.getLogger(__name__)
 
 BATCH = 200  # objects removed per transaction
 
 
 class DeletionService:
-    def __init__(self, rt: Any, settings: Any) -> None:
+    def __init__(self, rt: Runtime[ImagingSettings], settings: ImagingSettings) -> None:
         self.rt, self.s = rt, settings
 
     # ----------------------------------------------------------------------------------- requests

@@ -30,12 +30,13 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
 from hospital.chassis.db import utcnow
 from hospital.chassis.ids import new_id
+from hospital.chassis.uow import UnitOfWork
 from hospital.imaging.adapters import tables as t
 from hospital.imaging.adapters.s3put import SignedPut
 from hospital.imaging.adapters.spool import Spool, SpoolEntry
@@ -45,6 +46,9 @@ from hospital.imaging.domain.header import HeaderError, InstanceIndex, read_inde
 from hospital.imaging.domain.instance_checks import bounded_index
 from hospital.imaging.domain.matching import fold
 from hospital.imaging.domain.part10 import Part10Error, read_meta, same_dataset_bytes
+
+if TYPE_CHECKING:  # the settings import the DICOM listener's configuration (api.dicom)
+    from hospital.imaging.config import ImagingSettings
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +117,7 @@ def digest_and_source_ae(data: bytes) -> tuple[str, str | None]:
 class IngestPipeline:
     """Components.worker: drains the spool. `notify` may be called from any thread."""
 
-    def __init__(self, rt: Any, settings: Any, spool: Spool) -> None:
+    def __init__(self, rt: Any, settings: ImagingSettings, spool: Spool) -> None:
         self.rt, self.s, self.spool = rt, settings, spool
         self.bucket = settings.bucket
         self._wake: asyncio.Event | None = None
@@ -125,7 +129,7 @@ class IngestPipeline:
         self._index_task: asyncio.Task[int] | None = None
         self._indexing: frozenset[str] = frozenset()
         self._put: SignedPut | None = None
-        if not getattr(settings, "pipeline_sdk_upload", True):
+        if not settings.pipeline_sdk_upload:
             self._put = SignedPut(
                 settings.s3_endpoint,
                 settings.s3_access_key,
@@ -409,7 +413,7 @@ class IngestPipeline:
             callback()
 
     @staticmethod
-    def _audit_stored(uow: Any, stored: list[Prepared]) -> None:
+    def _audit_stored(uow: UnitOfWork, stored: list[Prepared]) -> None:
         """``imaging_instance.store``: one record per study and sending AE of this batch (C-STORE; STOW-RS
         is recorded with its user by the HTTP API). app/access_audit.py."""
         groups: dict[tuple[str, str], list[Prepared]] = {}

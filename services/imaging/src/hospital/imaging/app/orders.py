@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from pydicom.uid import generate_uid
 from sqlalchemy import select, update
 
+from hospital.chassis.app import Runtime
 from hospital.chassis.audit import AuditEntry
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
@@ -154,7 +155,7 @@ def order_json(r: Any) -> dict[str, Any]:
 
 
 class OrderService:
-    def __init__(self, rt: Any) -> None:
+    def __init__(self, rt: Runtime[Any]) -> None:
         self.rt = rt
 
     async def schedule(self, o: NewOrder, actor: Any) -> pb.Order:

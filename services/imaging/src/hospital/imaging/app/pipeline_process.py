@@ -24,9 +24,12 @@ import sys
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hospital.chassis import aio
+
+if TYPE_CHECKING:  # the settings import the DICOM listener's configuration (api.dicom)
+    from hospital.imaging.config import ImagingSettings
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ _RESTART_DELAY = 1.0
 class PipelineProcess:
     """Parent side: a Components.worker that keeps one pipeline child running. `notify` is thread-safe."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: ImagingSettings) -> None:
         self.s = settings
         self.indexed = 0
         self.last_error: str | None = None

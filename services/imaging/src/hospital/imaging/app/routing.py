@@ -12,12 +12,13 @@ import asyncio
 import logging
 from datetime import timedelta
 from io import BytesIO
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydicom
 from pynetdicom import AE, build_context
 from sqlalchemy import delete, func, select, update
 
+from hospital.chassis.app import Runtime
 from hospital.chassis.audit import AuditEntry
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import Invalid, NotFound
@@ -26,11 +27,14 @@ from hospital.imaging.adapters import tables as t
 from hospital.imaging.app.ingest import RULE_ATTRIBUTES
 from hospital.imaging.domain.part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
+if TYPE_CHECKING:  # the settings import the DICOM listener's configuration (api.dicom)
+    from hospital.imaging.config import ImagingSettings
+
 log = logging.getLogger(__name__)
 
 
 class RoutingService:
-    def __init__(self, rt: Any, settings: Any) -> None:
+    def __init__(self, rt: Runtime[ImagingSettings], settings: ImagingSettings) -> None:
         self.rt, self.s = rt, settings
 
     # ---------------------------------------------------------------- rules

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select, update
 
+from hospital.chassis.app import Runtime
 from hospital.chassis.audit import AuditEntry
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import Conflict, NotFound
@@ -17,11 +18,14 @@ from hospital.contracts.imaging.v1 import events_pb2 as ev
 from hospital.contracts.imaging.v1 import imaging_pb2 as pb
 from hospital.imaging.adapters import tables as t
 
+if TYPE_CHECKING:  # the settings import the DICOM listener's configuration (api.dicom)
+    from hospital.imaging.config import ImagingSettings
+
 log = logging.getLogger(__name__)
 
 
 class StudyService:
-    def __init__(self, rt: Any, settings: Any) -> None:
+    def __init__(self, rt: Runtime[ImagingSettings], settings: ImagingSettings) -> None:
         self.rt, self.s = rt, settings
 
     async def run_announcer(self, stop: asyncio.Event) -> None:
