@@ -389,9 +389,8 @@ def build_dicomweb(services: Any) -> APIRouter:
                 blob: bytes | None = first
                 while blob is not None:
                     fill()
-                    yield head
-                    yield blob
-                    yield b"\r\n"
+                    # one chunk per object: each chunk is a trip through the ASGI middleware stack
+                    yield b"".join((head, blob, b"\r\n"))
                     blob = await ahead.popleft() if ahead else None
                 yield f"--{boundary}--\r\n".encode()
             finally:
