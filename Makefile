@@ -5,6 +5,9 @@ STACK := $(PY) deploy/local/stack.py
 DB ?= sqlite
 ROLE ?= receptionist
 PYTEST_ARGS ?=
+# Test files run in parallel on TEST_WORKERS pytest-xdist workers, each with its own servers and ports
+# (ADR 0009); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 LINT_PATHS := conftest.py libs services tests tools deploy
 
 .PHONY: help setup up down ps logs token test test-fast bench proto proto-check lint typecheck k8s-check clean
@@ -37,7 +40,7 @@ token:
 	@$(STACK) token $(ROLE)
 
 test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) tests/bench/run.py

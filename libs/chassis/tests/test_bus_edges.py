@@ -161,6 +161,37 @@ def spy_deliveries(consumer: Consumer) -> list[tuple[str, int]]:
     return seen
 
 
+def spy_batches(relay: OutboxRelay) -> list[tuple[float, int | BaseException]]:
+    """(start time, rows published or the exception) of every batch the relay runs, appended as it ends."""
+    batches: list[tuple[float, int | BaseException]] = []
+    publish_batch = relay.publish_batch
+
+    async def spied(limit: int | None = None) -> int:
+        started = now()
+        try:
+            n = await publish_batch(limit)
+        except BaseException as exc:
+            batches.append((started, exc))
+            raise
+        batches.append((started, n))
+        return n
+
+    relay.publish_batch = spied  # type: ignore[method-assign]
+    return batches
+
+
+async def stays(pred: Callable[[], Awaitable[object]], seconds: float, what: str) -> None:
+    """``pred`` holds all through ``seconds`` (checked every 50 ms, failing at once when it stops holding):
+    "nothing happens" where no end state can show it, over a window the test derives from a measured
+    positive case."""
+    deadline = now() + seconds
+    while True:
+        assert await pred(), f"{what} stopped holding"
+        if now() >= deadline:
+            return
+        await asyncio.sleep(0.05)
+
+
 def exactly_once(ids: list[str], expected: list[str]) -> None:
     assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} effect(s) applied twice"
     assert sorted(ids) == sorted(expected)
@@ -224,18 +255,27 @@ async def test_api_process_wakes_the_worker_relay_over_nats(
     api_side = OutboxRelay(db, nc_api, wake_subject=wake)  # never run: the API process only notifies
     worker_side = OutboxRelay(Database(db.url), nc_worker, poll_seconds=30.0, wake_subject=wake)
     unwoken = OutboxRelay(db, nc_api)  # no wake subject: notify without a local relay does nothing
+    batches = spy_batches(worker_side)
     try:
         async with running(worker_side.run):
-            await asyncio.sleep(0.5)  # the worker's first poll found nothing; the next is 30 s away
+            # the worker's first poll found nothing (the next is 30 s away); its wake-up subscription is
+            # registered at the server (subscribed before that poll, flushed now)
+            await eventually(lambda: _true(batches), 10, "the worker's first poll")
+            await nc_worker.flush()
             t0 = now()
             ids = await commit_events(db, subject, [1, 2], notify=api_side.notify)
             await eventually(lambda: _eq(count(db, outbox_table), 0), 10, "outbox emptied by the woken relay")
             woken_after = now() - t0
+            ran = len(batches)
             late = await commit_events(db, subject, [3], notify=unwoken.notify)
-            await asyncio.sleep(1.5)
-            assert await count(db, outbox_table) == 1, (
-                "a commit with no wake-up was published before the poll"
+            await nc_api.flush()  # anything the API side sent has reached the server
+            # the woken relay needed woken_after: the commit with no wake-up stays put for several times that
+            await stays(
+                lambda: _true(len(batches) == ran),
+                min(1.5, max(0.3, 3 * woken_after)),
+                "no batch ran for a commit with no wake-up before the poll",
             )
+            assert await count(db, outbox_table) == 1
             api_side.notify()  # any later wake-up also picks up rows committed without one
             await eventually(lambda: _eq(count(db, outbox_table), 0), 10, "left-over row published")
         stored = await stream_events(js, subject)
@@ -256,6 +296,7 @@ async def test_relay_keeps_rows_while_nats_is_down_then_publishes_them(
     js = nc.jetstream()
     await ensure_streams(js)
     relay = OutboxRelay(db, nc, batch_size=8, poll_seconds=0.05, publish_timeout=1.0)
+    batches = spy_batches(relay)
     try:
         async with running(relay.run):
             before = await commit_events(db, subject, list(range(10)), notify=relay.notify)
@@ -266,8 +307,14 @@ async def test_relay_keeps_rows_while_nats_is_down_then_publishes_them(
                 during += await commit_events(
                     db, subject, list(range(10 + 10 * k, 20 + 10 * k)), notify=relay.notify
                 )
+            committed = now()
             await eventually(lambda: _has_warning(caplog, "publish failed"), 20, "relay warning")
-            await asyncio.sleep(0.5)
+            # a batch tried after the last commit failed, and left every row where it was
+            await eventually(
+                lambda: _true(any(t > committed and not isinstance(r, int) for t, r in batches)),
+                20,
+                "a failed batch after the commits",
+            )
             assert await outbox_ids(db) == during
             own_nats.start()
             await eventually(lambda: _eq(count(db, outbox_table), 0), 40, "outbox drained after the restart")
@@ -404,12 +451,17 @@ async def test_rows_behind_a_stuck_row_are_stored_at_most_once(
     pg_db: Database, js, tag: str, limited_stream: str, stuck: str
 ) -> None:
     relay = OutboxRelay(pg_db, js, publish_timeout=0.5)
+    batches = spy_batches(relay)
     if stuck == "no-stream":
         await commit_events(pg_db, "", [0, 1], subjects=[f"nostream{tag}.x", f"edge{tag}.ok"])
     else:
         await commit_with_refused_one(pg_db, tag, 2, refused=0)
     async with running(relay.run):
-        await asyncio.sleep(2.5)  # retries back off 0.1, 0.2, 0.4, 0.8, 1.6 s ...
+        if stuck == "no-stream":  # the first batch, then three retries of the stuck row (0.1, 0.2, 0.4 s)
+            await eventually(lambda: _true(len(batches) >= 4), 20, "three retries")
+            assert all(not isinstance(r, int) for _, r in batches), batches
+        else:  # refused for good: set aside, the row behind it published: nothing is left to send
+            await eventually(lambda: _eq(count(pg_db, outbox_table), 0), 20, "outbox emptied")
     stored = (await js.stream_info(limited_stream)).state.messages
     assert stored <= 1, f"the event behind the stuck one was stored {stored} times"
 
@@ -460,7 +512,7 @@ async def test_consumer_recreates_a_durable_deleted_while_it_waits(
     async with running(relay.run, consumer.run):
         ids = await commit_events(pg_db, subject, list(range(3)), notify=relay.notify)
         await eventually(lambda: _eq(count(pg_db), 3), 20, "first effects")
-        await asyncio.sleep(0.3)  # idle: the next pull request is open
+        await eventually(lambda: _pull_waiting(js, f"d-{tag}"), 10, "idle, a pull request open")
         await js.delete_consumer("PLATFORM", f"d-{tag}")
         ids += await commit_events(pg_db, subject, [3, 4], notify=relay.notify)
         await eventually(lambda: _eq(count(pg_db), 5), 15, "effects after the durable was deleted")
@@ -605,6 +657,11 @@ async def _has_warning(caplog, text: str) -> bool:
 async def _ack_pending(js: JetStreamContext, durable: str, n: int) -> bool:
     info = await js.consumer_info("PLATFORM", durable)
     return info.num_ack_pending >= n
+
+
+async def _pull_waiting(js: JetStreamContext, durable: str) -> bool:
+    info = await js.consumer_info("PLATFORM", durable)
+    return info.num_pending == 0 and bool(info.num_waiting)
 
 
 async def _settled(js: JetStreamContext, durable: str) -> bool:

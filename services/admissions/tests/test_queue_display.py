@@ -28,6 +28,7 @@ class Display:
     def __init__(self, client: httpx.AsyncClient, room: str, link: str) -> None:
         self.client, self.room, self.link = client, room, link
         self.states: list[dict[str, Any]] = []
+        self.keepalives = 0  # keep-alive comments received: the server's stream idled that long
         self.arrived = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -38,6 +39,8 @@ class Display:
                 if line.startswith("data: "):
                     self.states.append(json.loads(line[6:]))
                     self.arrived.set()
+                elif line.startswith(":"):
+                    self.keepalives += 1
 
     def start(self) -> Display:
         self.task = asyncio.create_task(self._run())
@@ -151,6 +154,7 @@ async def test_idle_displays_cost_no_queries(database_url, nats_server, tmp_path
         database_url=database_url,
         nats_url=nats_server.url,
         queue_display_resync_seconds=3600,
+        queue_display_keepalive_seconds=0.5,
         queue_display_max_streams_per_room=250,
     ) as svc:
         room, (t1, _) = await _queue_of(svc, 2)
@@ -172,7 +176,14 @@ async def test_idle_displays_cost_no_queries(database_url, nats_server, tmp_path
             assert svc.rt.extras["queue_displays"].watched() == {room: 200}
             assert len(queue_reads) <= 2, len(queue_reads)  # one read for the room, not one per display
             before = len(queue_reads)
-            await asyncio.sleep(2.5)  # idle: the former displays polled once a second each (500 queries)
+            # idle: every display's stream has sent two keep-alives (a second of idling) without a query;
+            # the former displays polled once a second each (200+ queries)
+            seen = [d.keepalives for d in ds]
+            await wait_for(
+                lambda: all(d.keepalives >= k + 2 for d, k in zip(ds, seen, strict=True)),
+                10,
+                what="two keep-alives on every display",
+            )
             assert len(queue_reads) == before
             assert all(len(d.states) == 1 for d in ds)  # the state on connecting, once
             async with http_client(svc, "doctor") as doctor:

@@ -4,6 +4,7 @@ a stream cut in the middle of a data set, a protocol violation."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import subprocess
@@ -277,12 +278,18 @@ def test_stream_cut_mid_dataset_stores_nothing_and_bad_pdus_abort(
         assert bytes((1, 0, 0, 0)) in body and bytes((3, 0, 3, 0)) in body
         sock.sendall(_pdata(1, 0x03, _store_command(ds.SOPInstanceUID)))
         sock.sendall(_pdata(1, 0x00, data[: len(data) // 2]))  # half the data set, not the last fragment
-    time.sleep(0.5)
-    assert spool.pending() == []
+        sock.shutdown(socket.SHUT_WR)  # the stream ends there
+        # the gateway read it all and closed its side: it is done with the association
+        sock.settimeout(10)
+        with contextlib.suppress(ConnectionResetError):
+            while sock.recv(65536):
+                pass
+    # the partial file is removed and nothing was stored
     deadline = time.monotonic() + 10
     while list((spool.root / "tmp").iterdir()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert list((spool.root / "tmp").iterdir()) == []
+    assert spool.pending() == []
 
     # the whole data set, in two fragments: stored and acknowledged
     with socket.create_connection(("127.0.0.1", port)) as sock:

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
+
 from hospital.lab.api.astm import AstmClient, AstmEndpoint, AstmServer, HostOrder
 from hospital.lab.api.astm.codec import (
     ACK,
@@ -24,6 +26,7 @@ from hospital.lab.api.astm.codec import (
 from hospital.lab.api.astm.message import AstmMessage, parse_message
 from hospital.lab.api.astm.records import Record, parse_records
 from hospital.lab.simulator import AstmTimers, load_astm_capture, load_astm_captures, send_astm, serve_astm
+from hospital.testing.waits import wait_for
 
 if TYPE_CHECKING:
     from conftest import RecordingHandler
@@ -277,7 +280,7 @@ async def test_eot_mid_message_discards_the_partial_message(
 
 
 async def test_receive_timeout_abandons_the_transfer(
-    handler: RecordingHandler, endpoint: MakeEndpoint
+    handler: RecordingHandler, endpoint: MakeEndpoint, caplog: pytest.LogCaptureFixture
 ) -> None:
     wire = build_frames(RESULTS)
     async with AstmServer(endpoint(receive_timeout=0.2), handler) as server:
@@ -286,7 +289,11 @@ async def test_receive_timeout_abandons_the_transfer(
         await link.expect(ACK)
         await link.send(wire[0])
         await link.expect(ACK)
-        await asyncio.sleep(0.4)
+        await wait_for(  # no frame for 0.2 s: the server gives the transfer up
+            lambda: any("discarded: receive timeout" in r.getMessage() for r in caplog.records),
+            5,
+            what="the partial message discarded on the receive timeout",
+        )
         await link.send(wire[1])
         assert await link.next(timeout=0.3) is None  # the transfer is gone: frames are ignored
         await link.transfer(wire)

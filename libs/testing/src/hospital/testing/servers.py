@@ -7,6 +7,7 @@ PostgreSQL from the OS), waits until it answers, and stops it (``kill()`` simula
 from __future__ import annotations
 
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -18,12 +19,62 @@ import urllib.request
 from pathlib import Path
 
 _handed_out: set[int] = set()
+_cursor: int | None = None
+
+# Ports handed out by free_port(): from FIRST_PORT up to the kernel's ephemeral range (where it picks the
+# local ports of outgoing connections), split evenly between the pytest-xdist workers of a run.
+FIRST_PORT = 20000
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def port_block() -> range:
+    """The ports this process hands out: below the ephemeral range, so no client connection takes one as
+    its local port between the hand-out and the server's bind, and, under pytest-xdist
+    (``PYTEST_XDIST_WORKER=gwN`` of ``PYTEST_XDIST_WORKER_COUNT``), worker N's own slice of them, so two
+    workers of one run never hand out the same port. Empty when the machine leaves no room below its
+    ephemeral range (then the kernel's free ports are used, as in a single process)."""
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() else 0
+    size = (_ephemeral_start() - FIRST_PORT) // workers
+    if size < 200 or index >= workers:
+        return range(0)
+    return range(FIRST_PORT + index * size, FIRST_PORT + (index + 1) * size)
+
+
+def _bindable(port: int) -> bool:
+    """Nothing on this machine holds ``port`` on 127.0.0.1 (no listener, no connection, no TIME_WAIT)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:
-    """A free loopback port, never the same twice in this process: the kernel may offer a port again once
-    its probe socket is closed, and the services' listeners set SO_REUSEPORT, so two listeners given the
-    same port would both bind it and share its connections (an MLLP message reaching the HTTP server)."""
+    """A free loopback port, never the same twice in this process: the services' listeners set
+    SO_REUSEPORT, so two listeners given the same port would both bind it and share its connections (an
+    MLLP message reaching the HTTP server). Taken from :func:`port_block`, this process's own slice of
+    the ports below the ephemeral range (from a random point in it, so that two test runs on one machine
+    seldom walk the same ports), skipping any port something on the machine holds; once the slice is used
+    up, from the kernel's free ports."""
+    global _cursor
+    block = port_block()
+    if len(block):
+        start = random.randrange(len(block)) if _cursor is None else _cursor
+        for step in range(len(block)):
+            i = (start + step) % len(block)
+            if block[i] not in _handed_out and _bindable(block[i]):
+                _cursor = i + 1
+                _handed_out.add(block[i])
+                return block[i]
     for _ in range(1000):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -164,8 +215,11 @@ class S3Server:
         self.mode = mode
         self.extra_args = [*shlex.split(os.environ.get("HOSPITAL_TESTING_WEED_ARGS", "")), *extra_args]
         self.proc: subprocess.Popen[bytes] | None = None
-        if mode == "server":  # its gRPC ports default to port + 10000, which can pass 65535 for a free port
-            self.ports |= {f"{k}.grpc": free_port() for k in ("master", "volume", "filer", "s3")}
+        # The gRPC ports default to port + 10000 (a port nobody handed out, or past 65535) and ``weed
+        # mini``'s admin gRPC server to the fixed 33646 even with its UI off: all are handed out too.
+        self.ports |= {f"{k}.grpc": free_port() for k in ("master", "volume", "filer", "s3")}
+        if mode == "mini":
+            self.ports |= {"admin": free_port(), "admin.grpc": free_port()}
 
     @property
     def endpoint(self) -> str:
@@ -185,8 +239,8 @@ class S3Server:
             "-s3.port.lance=0",
             "-master.telemetry=false",
         ]
+        grpc = [f"-{k}.port.grpc={self.ports[k + '.grpc']}" for k in ("master", "volume", "filer", "s3")]
         if self.mode == "server":
-            grpc = [f"-{k}.port.grpc={self.ports[k + '.grpc']}" for k in ("master", "volume", "filer", "s3")]
             return [
                 _bin("weed"),
                 "server",
@@ -197,7 +251,8 @@ class S3Server:
                 *grpc,
                 *self.extra_args,
             ]
-        return [_bin("weed"), "mini", *common, "-admin.ui=false", *self.extra_args]
+        admin = [f"-admin.port={self.ports['admin']}", f"-admin.port.grpc={self.ports['admin.grpc']}"]
+        return [_bin("weed"), "mini", *common, *grpc, *admin, "-admin.ui=false", *self.extra_args]
 
     def start(self, timeout: float = 60) -> S3Server:
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)  # weed server does not create it
