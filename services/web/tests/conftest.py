@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from hospital.emr.config import EmrSettings
 from hospital.emr.service import DEFINITION as EMR
 from hospital.imaging.service import DEFINITION as IMAGING
 from hospital.lab.service import DEFINITION as LAB
-from hospital.testing.servers import free_port
+from hospital.testing.servers import NatsServer, free_port
 from hospital.testing.services import running_service
 from hospital.web.service import DEFINITION as WEB
 
@@ -65,13 +65,23 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-async def stack(nats_server, tmp_path_factory) -> AsyncIterator[Stack]:
+def web_nats(tmp_path_factory) -> Iterator[NatsServer]:
+    """The web stacks' own nats-server: their services live for the session (of a test worker that may run
+    other services' test files too), so on the shared server they would consume those tests' events
+    (an EMR opening a second encounter for another test's visit)."""
+    server = NatsServer(tmp_path_factory.mktemp("web-nats")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def stack(web_nats, tmp_path_factory) -> AsyncIterator[Stack]:
     data = tmp_path_factory.mktemp("web-stack")
 
     def db(name: str) -> str:
         return f"sqlite+aiosqlite:///{data}/{name}.db"
 
-    common = {"data_dir": data, "nats_url": nats_server.url, "shutdown_grace_seconds": 2}
+    common = {"data_dir": data, "nats_url": web_nats.url, "shutdown_grace_seconds": 2}
     imaging_port, imaging_http_port = free_port(), free_port()
     async with (
         running_service(ADMISSIONS, database_url=db("admissions"), **common) as adm,
@@ -127,14 +137,14 @@ async def stack(nats_server, tmp_path_factory) -> AsyncIterator[Stack]:
 
 
 @pytest.fixture(scope="session")
-async def web_without_backends(nats_server, tmp_path_factory) -> AsyncIterator[str]:
+async def web_without_backends(web_nats, tmp_path_factory) -> AsyncIterator[str]:
     """A web whose admissions, EMR and imaging do not answer (nothing listens on their ports)."""
     data = tmp_path_factory.mktemp("web-alone")
     async with running_service(
         WEB,
         data_dir=data,
         database_url=f"sqlite+aiosqlite:///{data}/web.db",
-        nats_url=nats_server.url,
+        nats_url=web_nats.url,
         shutdown_grace_seconds=2,
         backend_timeout_seconds=1.0,
         admissions_grpc=f"127.0.0.1:{free_port()}",
@@ -158,11 +168,11 @@ class ImagingStack:
 
 
 @pytest.fixture(scope="session")
-async def imaging_stack(nats_server, s3_server, tmp_path_factory) -> AsyncIterator[ImagingStack]:
+async def imaging_stack(web_nats, s3_server, tmp_path_factory) -> AsyncIterator[ImagingStack]:
     """Imaging (SQLite, S3 storage, its DICOM port) and a web that calls it; a routing destination
     (PACS_KHO) whose address answers nothing, so forwards to it wait with their error."""
     data = tmp_path_factory.mktemp("web-imaging")
-    common = {"data_dir": data, "nats_url": nats_server.url, "shutdown_grace_seconds": 2}
+    common = {"data_dir": data, "nats_url": web_nats.url, "shutdown_grace_seconds": 2}
     down = free_port()
     async with (
         running_service(
