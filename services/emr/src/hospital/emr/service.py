@@ -33,7 +33,7 @@ from hospital.emr.config import EmrSettings
 from hospital.emr.domain.signing import LocalKeyProvider
 
 
-def build(rt: Runtime) -> Components:
+def build(rt: Runtime[EmrSettings]) -> Components:
     ctx = Context(rt)
     settings = ctx.settings
     encounters = EncounterService(ctx)
@@ -64,10 +64,11 @@ def build(rt: Runtime) -> Components:
         saves=ConsultationSaves(ctx, charts, orders, prescriptions, documents),
         papers=PaperService(ctx),
         nursing=NursingService(ctx),
-        extra={"eprescriptions": EPrescriptionService(ctx, rx_wake), "fhir": FhirService(ctx)},
+        eprescriptions=EPrescriptionService(ctx, rx_wake),
+        fhir=FhirService(ctx),
+        reports=ReportService(ctx),
+        chart_extras=ChartExtras(results).fill,
     )
-    services.extra["chart_extras"] = ChartExtras(results).fill
-    services.extra["reports"] = ReportService(ctx)
     rt.extras["services"] = services
     rt.extras["dispatcher"] = dispatcher
     rt.extras["eprescription_sender"] = rx_sender

@@ -15,9 +15,8 @@ from hospital.web.app.tokens import TokenMinter
 from hospital.web.config import WebSettings
 
 
-def build(rt: Runtime) -> Components:
+def build(rt: Runtime[WebSettings]) -> Components:
     s = rt.settings
-    assert isinstance(s, WebSettings)
     state = Web(
         settings=s,
         accounts=Accounts(rt, s),

@@ -85,7 +85,7 @@ class EmrServicer(pb_grpc.EmrServiceServicer):
             request.patient_id,
             request.encounter_id or None,
             clean_reason(request.break_glass_reason),
-            self.s.extra.get("chart_extras"),
+            self.s.chart_extras,
         )
         return sc.to_proto(chart, pb.Chart)
 

@@ -65,10 +65,9 @@ class _Joined:
 class Context:
     """The runtime with the EMR's settings, handed to every use case."""
 
-    def __init__(self, rt: Runtime) -> None:
-        assert isinstance(rt.settings, EmrSettings)
+    def __init__(self, rt: Runtime[EmrSettings]) -> None:
         self.rt = rt
-        self.settings: EmrSettings = rt.settings
+        self.settings = rt.settings
 
     def uow(self) -> UnitOfWork:
         """A unit of work of the use case's own, or, inside :meth:`one_transaction`, the enclosing one."""

@@ -68,7 +68,8 @@ class CsrfRefused(Exception):
 
 
 def web(request: Request) -> Web:
-    return request.app.state.web  # type: ignore[no-any-return]
+    state: Web = request.app.state.web
+    return state
 
 
 def lang(request: Request) -> i18n.Lang:

@@ -102,7 +102,7 @@ def _anonymous(username: str, client: str) -> Caller:
 
 
 class Accounts:
-    def __init__(self, rt: Runtime, settings: WebSettings) -> None:
+    def __init__(self, rt: Runtime[WebSettings], settings: WebSettings) -> None:
         self.rt, self.s = rt, settings
 
     # ------------------------------------------------------------------ sign-in and sessions

@@ -93,7 +93,7 @@ async def save_whole_consultation(
 async def get_chart(
     patient_id: str, svc: Svc, caller: Reader, reason: BreakGlass, encounter_id: str | None = None
 ) -> sc.Chart:
-    return await svc.charts.chart(caller, patient_id, encounter_id, reason, svc.extra.get("chart_extras"))
+    return await svc.charts.chart(caller, patient_id, encounter_id, reason, svc.chart_extras)
 
 
 @router.get(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import unquote
@@ -12,15 +13,19 @@ from hospital.chassis.caller import Caller
 from hospital.chassis.fields import clean_text
 from hospital.chassis.security import Principal
 from hospital.chassis.web import client_address, require_roles
+from hospital.emr.app import schemas as sc
 from hospital.emr.app.charts import ChartService
 from hospital.emr.app.common import Context
 from hospital.emr.app.documents import DocumentService
 from hospital.emr.app.encounters import EncounterService
+from hospital.emr.app.eprescription import EPrescriptionService
+from hospital.emr.app.fhir import FhirService
 from hospital.emr.app.notifications import Hub
 from hospital.emr.app.nursing import NursingService
 from hospital.emr.app.orders import OrderService
 from hospital.emr.app.papers import PaperService
 from hospital.emr.app.prescriptions import PrescriptionService
+from hospital.emr.app.reports import ReportService
 from hospital.emr.app.results import ResultService
 from hospital.emr.app.saves import ConsultationSaves
 
@@ -40,7 +45,11 @@ class Services:
     saves: ConsultationSaves
     papers: PaperService
     nursing: NursingService
-    extra: dict[str, Any]
+    eprescriptions: EPrescriptionService
+    fhir: FhirService
+    reports: ReportService
+    # fills a chart's results, orders and prescriptions (app.results.ChartExtras.fill)
+    chart_extras: Callable[[Any, sc.Chart, str, dict[str, Any] | None], Awaitable[None]] | None = None
 
 
 def get_services(request: Request) -> Services:

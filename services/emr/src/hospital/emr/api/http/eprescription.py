@@ -12,7 +12,7 @@ router = APIRouter(prefix="/api/v1", tags=["prescriptions"])
 
 
 def _svc(svc: Svc) -> EPrescriptionService:
-    return svc.extra["eprescriptions"]
+    return svc.eprescriptions
 
 
 @router.get(

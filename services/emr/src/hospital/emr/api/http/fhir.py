@@ -11,12 +11,11 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hospital.chassis.errors import NotFound
+from hospital.chassis.responses import FHIR_JSON, FhirBundle, FhirJSONResponse, FhirResource
 from hospital.emr.api.http.deps import BreakGlass, Reader, Svc
 from hospital.emr.app.fhir import DEFAULT_COUNT, MAX_COUNT, TYPES, FhirService
 
-FHIR_JSON = "application/fhir+json"
-
-router = APIRouter(prefix="/fhir", tags=["fhir"])
+router = APIRouter(prefix="/fhir", tags=["fhir"], default_response_class=FhirJSONResponse)
 
 
 def _fhir(body: dict[str, Any]) -> JSONResponse:
@@ -24,7 +23,7 @@ def _fhir(body: dict[str, Any]) -> JSONResponse:
 
 
 def _svc(svc: Svc) -> FhirService:
-    return svc.extra["fhir"]
+    return svc.fhir
 
 
 def _base(request: Request) -> str:
@@ -41,7 +40,11 @@ def _type(resource_type: str) -> str:
     return resource_type
 
 
-@router.get("/metadata", summary="CapabilityStatement: the resource types served and their search")
+@router.get(
+    "/metadata",
+    response_model=FhirResource,
+    summary="CapabilityStatement: the resource types served and their search",
+)
 async def metadata(request: Request) -> JSONResponse:
     return _fhir(
         {
@@ -76,7 +79,7 @@ async def metadata(request: Request) -> JSONResponse:
 @router.get(
     "/{resource_type}",
     summary="Search a resource type by patient (the admissions patient id): a searchset Bundle",
-    response_class=JSONResponse,
+    response_model=FhirBundle,
 )
 async def search(
     resource_type: str,
@@ -103,7 +106,7 @@ async def search(
     return _fhir(bundle)
 
 
-@router.get("/{resource_type}/{resource_id}", summary="Read one resource by id", response_class=JSONResponse)
+@router.get("/{resource_type}/{resource_id}", summary="Read one resource by id", response_model=FhirResource)
 async def read(
     resource_type: str, resource_id: str, request: Request, svc: Svc, caller: Reader, reason: BreakGlass
 ) -> JSONResponse:

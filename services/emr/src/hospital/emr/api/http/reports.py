@@ -23,7 +23,7 @@ Officer = Annotated[Caller, caller_for("admin", "auditor")]
 async def break_glass(
     svc: Svc, caller: Officer, since: datetime | None = None, limit: int = Query(500, ge=1, le=5000)
 ) -> sc.BreakGlassReport:
-    return await svc.extra["reports"].break_glass(caller, since, limit)
+    return await svc.reports.break_glass(caller, since, limit)
 
 
 @router.get(
@@ -32,4 +32,4 @@ async def break_glass(
     summary="Critical values per department: raised, acknowledged, open, escalated, time to acknowledge",
 )
 async def critical_values(svc: Svc, caller: Officer, since: datetime | None = None) -> sc.CriticalReport:
-    return await svc.extra["reports"].criticals(caller, since)
+    return await svc.reports.criticals(caller, since)

@@ -77,7 +77,16 @@ async def acknowledge(alert_id: str, body: sc.AcknowledgeIn, svc: Svc, caller: R
     summary="Live notifications (text/event-stream)",
     response_description="Server-sent events: `id` is the notification seq, `event` its kind, "
     "`data` a Notification as JSON. Reconnect with Last-Event-ID to resume.",
-    responses={200: {"content": {"text/event-stream": {}}, "model": sc.Notification}},
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string", "description": "each `data:` line is a Notification"}
+                }
+            }
+        }
+    },
 )
 async def stream(
     svc: Svc, caller: Reader, last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None
