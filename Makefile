@@ -6,7 +6,7 @@ DB ?= sqlite
 ROLE ?= receptionist
 PYTEST_ARGS ?=
 # Test files run in parallel on TEST_WORKERS pytest-xdist workers, each with its own servers and ports
-# (ADR 0009); TEST_WORKERS=0 runs them in this process.
+# (ADR 0011); TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= 2
 LINT_PATHS := conftest.py libs services tests tools deploy
 
