@@ -72,7 +72,7 @@ def _imaging_spool_modes(tmp_path: Path) -> tuple[set[str], dict[str, str]]:
     from hospital.imaging.config import ImagingSettings
     from hospital.imaging.service import DEFINITION
 
-    rt = SimpleNamespace(settings=ImagingSettings(data_dir=tmp_path))
+    rt = SimpleNamespace(settings=ImagingSettings(data_dir=tmp_path), identity=None)
     comps = DEFINITION.build(rt)
     services = rt.imaging
 
