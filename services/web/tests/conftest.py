@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from hospital.admissions.service import DEFINITION as ADMISSIONS
 from hospital.billing.config import BillingSettings
@@ -27,6 +27,11 @@ from hospital.lab.service import DEFINITION as LAB
 from hospital.testing.servers import NatsServer, free_port
 from hospital.testing.services import running_service
 from hospital.web.service import DEFINITION as WEB
+
+# A page's assertions wait for what the person would see; on a CI machine running two test workers the
+# services behind a screen (several processes each) can take longer than Playwright's default 5 s.
+expect.set_options(timeout=15_000)
+
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
