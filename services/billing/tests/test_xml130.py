@@ -28,7 +28,7 @@ from hospital.billing.domain.xml130 import (
     build_hoso_files,
     validate,
 )
-from hospital.billing.domain.xml130.models import RECORDS
+from hospital.billing.domain.xml130.models import RECORDS, treatment_days
 from hospital.billing.domain.xml130.tables import render_xsd, table, tables, xsd_name
 
 MA_CSKCB = "35001"
@@ -421,3 +421,13 @@ def test_xsd_element_order_matches_the_records() -> None:
             assert declared == [f.name.upper() for f in dataclasses.fields(RECORDS[loai])], loai
     assert len(table("XML1").elements) == 66  # 65 rows of QĐ 130 + NHOM_MAU inserted by QĐ 4750
     assert table("XML3").names[27:30] == ("T_BNTT", "T_BNCCT", "T_BHTT")
+
+
+def test_treatment_days_count_vietnam_calendar_days() -> None:
+    """An inpatient stay opened at 06:30 in Vietnam (23:30 UTC the day before) and closed at 07:10 three
+    days later (00:10 UTC) is 4 days (NGAY_RA day - NGAY_VAO day + 1, both in Vietnam time), not 5."""
+    opened = datetime(2026, 12, 3, 23, 30, tzinfo=UTC)  # 4 Dec 06:30 in Vietnam
+    closed = datetime(2026, 12, 7, 0, 10, tzinfo=UTC)  # 7 Dec 07:10 in Vietnam
+    summary = tong_hop(ma_loai_kcb="03", ngay_vao=opened, ngay_ra=closed)
+    assert treatment_days(summary) == 4
+    assert treatment_days(tong_hop(ma_loai_kcb="01", ngay_vao=opened, ngay_ra=closed)) == 0

@@ -20,6 +20,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, Protocol
 
+from hospital.billing.domain.vietnam import VIETNAM_TZ
 from hospital.billing.domain.xml130.tables import table
 
 
@@ -592,8 +593,13 @@ def treatment_days(summary: TongHop) -> int | None:
     if summary.ma_loai_kcb in _NO_DAYS:
         return 0
     if summary.ma_loai_kcb in _COUNTED_DAYS:
-        return (summary.ngay_ra.date() - summary.ngay_vao.date()).days + 1
+        return (_vietnam_date(summary.ngay_ra) - _vietnam_date(summary.ngay_vao)).days + 1
     return None
+
+
+def _vietnam_date(moment: datetime) -> date:
+    """The calendar day in Vietnam, as NGAY_VAO / NGAY_RA are written (a naive time is Vietnam time)."""
+    return (moment if moment.tzinfo is None else moment.astimezone(VIETNAM_TZ)).date()
 
 
 Line = ChiTietThuoc | ChiTietDvkt | ChiTietCls | ChiTietDienBienBenh
