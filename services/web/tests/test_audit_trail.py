@@ -153,12 +153,12 @@ async def test_an_altered_record_shows_on_the_chain_state(stack, browser) -> Non
     await audit_query(stack.lab, "auditor", limit=1)  # something in the lab's trail: the query itself
 
     def newest() -> tuple[int, int, str] | None:
-        with sqlite3.connect(db) as con:
+        with sqlite3.connect(db, timeout=30) as con:  # the running lab writes too
             return con.execute("SELECT chain, seq, detail FROM audit_log ORDER BY at DESC LIMIT 1").fetchone()
 
     row = await wait_for(newest, what="a record in the lab's trail")
     chain, seq, detail = row
-    with sqlite3.connect(db) as con:
+    with sqlite3.connect(db, timeout=30) as con:  # the running lab writes too
         con.execute("UPDATE audit_log SET detail = ? WHERE chain = ? AND seq = ?", (detail + " ", chain, seq))
     ctx = await new_context(browser)
     page = await ctx.new_page()
@@ -172,7 +172,7 @@ async def test_an_altered_record_shows_on_the_chain_state(stack, browser) -> Non
         )
         await shot(page, "39-audit-chain-altered")
     finally:
-        with sqlite3.connect(db) as con:
+        with sqlite3.connect(db, timeout=30) as con:  # the running lab writes too
             con.execute("UPDATE audit_log SET detail = ? WHERE chain = ? AND seq = ?", (detail, chain, seq))
     await page.reload()
     await expect(page.locator("#chain-table [data-service='lab']")).to_have_attribute("data-state", "ok")

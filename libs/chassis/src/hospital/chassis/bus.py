@@ -64,8 +64,13 @@ _live_relays: weakref.WeakSet[OutboxRelay] = weakref.WeakSet()
 
 
 def _observe_dead_rows(_options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+    # One observation per service: two relays of one service in a process (tests run several instances
+    # side by side) would otherwise report the same attributes twice and only one value would be kept.
+    per_service: dict[str, int] = {}
     for relay in list(_live_relays):
-        yield metrics.Observation(relay.dead_rows, {"service": relay.service})
+        per_service[relay.service] = max(per_service.get(relay.service, 0), relay.dead_rows)
+    for service, rows in per_service.items():
+        yield metrics.Observation(rows, {"service": service})
 
 
 meter.create_observable_gauge(
