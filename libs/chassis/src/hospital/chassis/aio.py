@@ -7,6 +7,7 @@ behave alike (docs/adr/0006-uvloop-httptools.md).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -32,3 +33,16 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+
+
+async def wait_any(*events: asyncio.Event, timeout: float | None = None) -> None:
+    """Until one of ``events`` is set or ``timeout`` passes. The waiting tasks are always cancelled and
+    awaited, also when the caller is cancelled (a service stopping): none is left pending to be destroyed
+    later by the garbage collector ("Task was destroyed but it is pending")."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)

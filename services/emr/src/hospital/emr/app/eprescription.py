@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hospital.chassis.aio import wait_any
 from hospital.chassis.caller import Caller
 from hospital.chassis.db import utcnow
 from hospital.chassis.errors import Conflict, NotFound
@@ -275,15 +276,7 @@ class EPrescriptionSender:
                 if busy:
                     continue
                 self.wake.clear()
-                waiter = asyncio.create_task(self.wake.wait())
-                stopper = asyncio.create_task(stop.wait())
-                await asyncio.wait(
-                    {waiter, stopper},
-                    timeout=self.ctx.settings.eprescription_poll_seconds,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                waiter.cancel()
-                stopper.cancel()
+                await wait_any(self.wake, stop, timeout=self.ctx.settings.eprescription_poll_seconds)
         finally:
             if self.client is not None:
                 await self.client.close()

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hospital.chassis.aio import wait_any
 from hospital.chassis.caller import Caller
 from hospital.chassis.db import next_value, utcnow
 from hospital.chassis.errors import Conflict, Invalid, NotFound
@@ -312,15 +313,7 @@ class Dispatcher:
             if busy:
                 continue
             self.wake.clear()
-            waiter = asyncio.create_task(self.wake.wait())
-            stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait(
-                {waiter, stopper},
-                timeout=self.ctx.settings.order_poll_seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            waiter.cancel()
-            stopper.cancel()
+            await wait_any(self.wake, stop, timeout=self.ctx.settings.order_poll_seconds)
 
     async def run_once(self) -> bool:
         """Send every due command once: the first pending command of each order (one at a time per order,
