@@ -78,6 +78,10 @@ async def test_potassium_trend_chart_and_table(stack, browser) -> None:
     await page.locator("#queue .queue-item").filter(has_text="Thân Thị Mỹ Duyên").click()
     button = page.locator("#chart [data-trend='K']")
     await expect(button).to_have_text("Biểu đồ K")
+    # a key press before htmx has bound the swapped-in button would do nothing: wait until it has
+    await page.wait_for_function(
+        "b => b['htmx-internal-data'] !== undefined", arg=await button.element_handle()
+    )
     await button.focus()
     await page.keyboard.press("Enter")
     figure = page.locator("#trend figure[data-trend-code='K']")
