@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hospital.chassis.caller import Caller
 from hospital.chassis.errors import DomainError
 from hospital.chassis.responses import Out
 from hospital.chassis.security import AuthError, PermissionDenied, Principal
@@ -156,6 +157,17 @@ def client_address(request: Request) -> str:
     peer = request.client.host if request.client else ""
     trusted = getattr(request.app.state, "trusted_proxies", ())
     return forwarded_client(peer, request.headers.get("x-forwarded-for"), trusted)
+
+
+def caller_for(*roles: str) -> Any:
+    """A dependency giving the :class:`Caller` (principal and client address), who must hold one of
+    ``roles`` (services always may): ``Doctor = Annotated[Caller, caller_for("doctor")]``."""
+    check = require_roles(*roles)
+
+    async def dep(request: Request, principal: Principal = Depends(check)) -> Caller:
+        return Caller(principal=principal, source=client_address(request))
+
+    return Depends(dep)
 
 
 LOOPBACK = frozenset({"127.0.0.1", "::1"})

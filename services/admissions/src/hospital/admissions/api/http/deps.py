@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from hospital.admissions.app.services import Services
 from hospital.chassis.caller import Caller
-from hospital.chassis.security import Principal
-from hospital.chassis.web import client_address, require_roles
+from hospital.chassis.web import caller_for
 
 CLINICAL = ("receptionist", "nurse", "doctor", "lab_technician", "radiographer", "radiologist", "cashier")
 ANY_ROLE = (*CLINICAL, "admin", "auditor")
@@ -18,16 +17,6 @@ ANY_ROLE = (*CLINICAL, "admin", "auditor")
 def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
-
-
-def caller_for(*roles: str) -> Any:
-    """A dependency giving the Caller, who must hold one of ``roles`` (services always may)."""
-    check = require_roles(*roles)
-
-    async def dep(request: Request, principal: Principal = Depends(check)) -> Caller:
-        return Caller(principal=principal, source=client_address(request))
-
-    return Depends(dep)
 
 
 Svc = Annotated[Services, Depends(get_services)]

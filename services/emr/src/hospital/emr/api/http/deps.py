@@ -11,8 +11,7 @@ from fastapi import Depends, Header, Query, Request
 
 from hospital.chassis.caller import Caller
 from hospital.chassis.fields import clean_text
-from hospital.chassis.security import Principal
-from hospital.chassis.web import client_address, require_roles
+from hospital.chassis.web import caller_for
 from hospital.emr.app import schemas as sc
 from hospital.emr.app.charts import ChartService
 from hospital.emr.app.common import Context
@@ -54,16 +53,6 @@ class Services:
 
 def get_services(request: Request) -> Services:
     return request.app.state.services
-
-
-def caller_for(*roles: str) -> Any:
-    """A dependency giving the Caller, who must hold one of ``roles`` (services always may)."""
-    check = require_roles(*roles)
-
-    async def dep(request: Request, principal: Principal = Depends(check)) -> Caller:
-        return Caller(principal=principal, source=client_address(request))
-
-    return Depends(dep)
 
 
 Svc = Annotated[Services, Depends(get_services)]

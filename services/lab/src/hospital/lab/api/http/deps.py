@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from hospital.chassis.caller import Caller
-from hospital.chassis.security import Principal
-from hospital.chassis.web import client_address, require_roles
+from hospital.chassis.web import caller_for
 from hospital.lab.app.services import Services
 
 TECH = ("lab_technician",)
@@ -18,16 +17,6 @@ READERS = ("lab_technician", "doctor", "nurse")
 def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
-
-
-def caller_for(*roles: str) -> Any:
-    """A dependency giving the Caller, who must hold one of ``roles`` (services always may)."""
-    check = require_roles(*roles)
-
-    async def dep(request: Request, principal: Principal = Depends(check)) -> Caller:
-        return Caller(principal=principal, source=client_address(request))
-
-    return Depends(dep)
 
 
 Svc = Annotated[Services, Depends(get_services)]
